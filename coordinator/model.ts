@@ -1,0 +1,90 @@
+import type { ErrorInfo } from '../mesh/index.ts'
+
+export type TransferState = 'queued' | 'scheduled' | 'active' | 'verifying' | 'succeeded' | 'failed' | 'canceled'
+
+export const TRANSFER_STATES: readonly TransferState[] = ['queued', 'scheduled', 'active', 'verifying', 'succeeded', 'failed', 'canceled']
+export const TERMINAL_STATES: ReadonlySet<TransferState> = new Set(['succeeded', 'failed', 'canceled'])
+
+/** The state machine: every change a store accepts is one of these edges. */
+export const TRANSITIONS: Readonly<Record<TransferState, readonly TransferState[]>> = {
+  queued: ['scheduled', 'canceled', 'failed'],
+  // scheduled → queued when dispatch could not reach the agent.
+  scheduled: ['active', 'queued', 'failed', 'canceled'],
+  // active → queued on a retryable error (with a retry delay).
+  active: ['verifying', 'queued', 'failed', 'canceled'],
+  // verifying → queued when a checksum mismatch earns one retry from zero.
+  verifying: ['succeeded', 'queued', 'failed', 'canceled'],
+  succeeded: [],
+  failed: [],
+  canceled: []
+}
+
+export function canTransition (from: TransferState, to: TransferState): boolean {
+  return TRANSITIONS[from].includes(to)
+}
+
+export interface Progress {
+  bytesDone: number
+  bytesTotal?: number
+  /** Bytes per second over the last report interval. */
+  rate: number
+  /** Seconds to completion at the current rate, when the total is known. */
+  eta?: number
+  updatedAt: string
+}
+
+export interface TransferError extends ErrorInfo {
+  at: string
+  attempt: number
+}
+
+export interface TransferRecord {
+  id: string
+  tenant: string
+  state: TransferState
+  source: string
+  destination: string
+  checksum?: { algorithm: 'sha256', value: string }
+  /** Higher runs first. */
+  priority: number
+  /** How many times a retryable failure is retried before the transfer fails. */
+  retries: number
+  labels: Record<string, string>
+  /** Agents named by the source or destination (for filtering and per-agent limits). */
+  agents: string[]
+  /** The agent that runs the transfer, chosen at scheduling time. */
+  executor?: string
+  /** Attempts started so far. */
+  attempt: number
+  /** A queued transfer waits until this time (epoch ms) after a retryable failure. */
+  notBefore?: number
+  progress: Progress
+  lastError?: TransferError
+  /** Hex sha256 of the delivered object, once verified. */
+  sha256?: string
+  createdAt: string
+  updatedAt: string
+  startedAt?: string
+  finishedAt?: string
+}
+
+export interface TransferInput {
+  source: string
+  destination: string
+  checksum?: { algorithm: 'sha256', value: string }
+  priority?: number
+  retries?: number
+  labels?: Record<string, string>
+}
+
+export interface AgentRecord {
+  name: string
+  peerId: string
+  addrs: string[]
+  volumes: Array<{ name: string, readOnly: boolean }>
+  plugins: string[]
+  version: string
+  online: boolean
+  enrolledAt: string
+  lastSeenAt: string
+}
