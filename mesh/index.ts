@@ -1,3 +1,10 @@
 /** mesh/: what the coordinator and agents share. It imports no other unit. */
 export * from './errors.ts'
 export * from './location.ts'
+export * from './identity.ts'
+export * from './node.ts'
+export * from './wire.ts'
+export * from './messages.ts'
+export * from './ticket.ts'
+export * from './protocol-ids.ts'
+export * from './control-channel.ts'

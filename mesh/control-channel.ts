@@ -1,0 +1,111 @@
+import type { Stream } from '@libp2p/interface'
+import { ControlEnvelope, ControlMethods, WIRE_VERSION, decode, isControlMethod } from './messages.ts'
+import type { ControlMethod, ControlParams } from './messages.ts'
+import { FrameReader, sendFrame } from './wire.ts'
+import { NetworkError, ProtocolError, TimeoutError, fromErrorInfo, toStaccatoError } from './errors.ts'
+
+export interface ControlHandlers {
+  call?: <M extends ControlMethod>(method: M, params: ControlParams<M>) => Promise<unknown>
+  cast?: <M extends ControlMethod>(method: M, params: ControlParams<M>) => void
+}
+
+interface Pending { resolve: (v: unknown) => void, reject: (e: Error) => void, timer: NodeJS.Timeout }
+
+/**
+ * Request/reply (`call`) and fire-and-forget (`cast`) messages over one
+ * long-lived /staccato/control/1 stream, in both directions (the Trove idea).
+ * A malformed message from the peer ends the channel with a ProtocolError;
+ * the process and every other channel carry on.
+ */
+export class ControlChannel {
+  readonly stream: Stream
+  readonly closed: Promise<Error | undefined>
+  private readonly pending = new Map<number, Pending>()
+  private nextId = 1
+  private handlers: ControlHandlers
+
+  constructor (stream: Stream, handlers: ControlHandlers) {
+    this.stream = stream
+    this.handlers = handlers
+    this.closed = this.readLoop()
+  }
+
+  setHandlers (handlers: ControlHandlers): void {
+    this.handlers = handlers
+  }
+
+  async call<M extends ControlMethod> (method: M, params: ControlParams<M>, timeoutMs = 30_000): Promise<unknown> {
+    const id = this.nextId++
+    const result = new Promise<unknown>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id)
+        reject(new TimeoutError(`no reply to ${method} within ${timeoutMs} ms`))
+      }, timeoutMs)
+      this.pending.set(id, { resolve, reject, timer })
+    })
+    try {
+      await sendFrame(this.stream, { v: WIRE_VERSION, kind: 'call', id, method, params })
+    } catch (err) {
+      this.settle(id, undefined, toStaccatoError(err))
+    }
+    return await result
+  }
+
+  async cast<M extends ControlMethod> (method: M, params: ControlParams<M>): Promise<void> {
+    await sendFrame(this.stream, { v: WIRE_VERSION, kind: 'cast', method, params })
+  }
+
+  close (err?: Error): void {
+    if (err !== undefined) this.stream.abort(err)
+    else void this.stream.close().catch(() => { this.stream.abort(new NetworkError('control channel closed')) })
+  }
+
+  private settle (id: number, value: unknown, err?: Error): void {
+    const p = this.pending.get(id)
+    if (p === undefined) return
+    this.pending.delete(id)
+    clearTimeout(p.timer)
+    if (err !== undefined) p.reject(err)
+    else p.resolve(value)
+  }
+
+  private async readLoop (): Promise<Error | undefined> {
+    const reader = new FrameReader(this.stream)
+    let failure: Error | undefined
+    try {
+      while (true) {
+        const raw = await reader.readFrame()
+        if (raw === undefined) break
+        const msg = decode(ControlEnvelope, raw, 'control message')
+        if (msg.kind === 'reply') {
+          this.settle(msg.id, msg.result, msg.error !== undefined ? fromErrorInfo(msg.error) : undefined)
+          continue
+        }
+        if (!isControlMethod(msg.method)) throw new ProtocolError(`unknown control method '${msg.method}'`)
+        const params = decode(ControlMethods[msg.method], msg.params, `${msg.method} parameters`)
+        if (msg.kind === 'cast') {
+          this.handlers.cast?.(msg.method, params)
+        } else {
+          void this.answer(msg.id, msg.method, params)
+        }
+      }
+    } catch (err) {
+      failure = toStaccatoError(err)
+      this.stream.abort(failure)
+    }
+    const closedError = failure ?? new NetworkError('control channel closed by the peer')
+    for (const id of [...this.pending.keys()]) this.settle(id, undefined, closedError)
+    return failure
+  }
+
+  private async answer (id: number, method: ControlMethod, params: unknown): Promise<void> {
+    try {
+      if (this.handlers.call === undefined) throw new ProtocolError(`this side does not take calls (${method})`)
+      const result = await this.handlers.call(method, params as ControlParams<ControlMethod>)
+      await sendFrame(this.stream, { v: WIRE_VERSION, kind: 'reply', id, result: result ?? null })
+    } catch (err) {
+      const error = toStaccatoError(err).toJSON()
+      await sendFrame(this.stream, { v: WIRE_VERSION, kind: 'reply', id, error }).catch(() => {})
+    }
+  }
+}

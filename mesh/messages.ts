@@ -1,0 +1,113 @@
+import Type from 'typebox'
+import type { Static, TSchema } from 'typebox'
+import { Compile } from 'typebox/compile'
+import { ProtocolError } from './errors.ts'
+
+/**
+ * Every message on the wire has a schema and a version. A message that does
+ * not match is a ProtocolError: it closes the stream it came on, never the process.
+ */
+export const WIRE_VERSION = 1
+
+const ErrorInfo = Type.Object({ code: Type.String({ maxLength: 64 }), message: Type.String({ maxLength: 4096 }), retryable: Type.Boolean() })
+const Offset = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER })
+const Url = Type.String({ minLength: 1, maxLength: 4096 })
+const Sha256 = Type.String({ pattern: '^[0-9a-f]{64}$' })
+const ObjectVersion = Type.Object({ size: Offset, mtime: Type.Number(), etag: Type.Optional(Type.String({ maxLength: 512 })) })
+
+// ---- /staccato/data/1 -------------------------------------------------------
+
+export const DataRequest = Type.Object({
+  v: Type.Literal(WIRE_VERSION),
+  ticket: Type.String({ maxLength: 16384 }),
+  source: Url,
+  offset: Offset,
+  length: Type.Optional(Offset),
+  expect: Type.Optional(ObjectVersion),
+  /** Ask the source to hash the whole object and send the digest in the trailer. */
+  digest: Type.Boolean()
+}, { additionalProperties: false })
+export type DataRequest = Static<typeof DataRequest>
+
+export const DataResponse = Type.Union([
+  Type.Object({ v: Type.Literal(WIRE_VERSION), ok: Type.Literal(true), size: Offset, mtime: Type.Number(), etag: Type.Optional(Type.String()), length: Offset }),
+  Type.Object({ v: Type.Literal(WIRE_VERSION), ok: Type.Literal(false), error: ErrorInfo })
+])
+export type DataResponse = Static<typeof DataResponse>
+
+export const DataTrailer = Type.Union([
+  Type.Object({ v: Type.Literal(WIRE_VERSION), ok: Type.Literal(true), sha256: Type.Optional(Sha256) }),
+  Type.Object({ v: Type.Literal(WIRE_VERSION), ok: Type.Literal(false), error: ErrorInfo })
+])
+export type DataTrailer = Static<typeof DataTrailer>
+
+// ---- /staccato/control/1 ----------------------------------------------------
+
+export const ControlEnvelope = Type.Union([
+  Type.Object({ v: Type.Literal(WIRE_VERSION), kind: Type.Literal('call'), id: Type.Integer({ minimum: 1 }), method: Type.String({ maxLength: 64 }), params: Type.Unknown() }),
+  Type.Object({ v: Type.Literal(WIRE_VERSION), kind: Type.Literal('cast'), method: Type.String({ maxLength: 64 }), params: Type.Unknown() }),
+  Type.Object({ v: Type.Literal(WIRE_VERSION), kind: Type.Literal('reply'), id: Type.Integer({ minimum: 1 }), result: Type.Optional(Type.Unknown()), error: Type.Optional(ErrorInfo) })
+])
+export type ControlEnvelope = Static<typeof ControlEnvelope>
+
+export const Job = Type.Object({
+  transferId: Type.String({ maxLength: 64 }),
+  attempt: Type.Integer({ minimum: 1 }),
+  source: Url,
+  destination: Url,
+  checksum: Type.Optional(Type.Object({ algorithm: Type.Literal('sha256'), value: Sha256 })),
+  /** Ticket for reading the source from another agent, with that agent's address. */
+  ticket: Type.Optional(Type.String({ maxLength: 16384 })),
+  sourcePeer: Type.Optional(Type.Object({ peerId: Type.String({ maxLength: 128 }), addrs: Type.Array(Type.String({ maxLength: 512 }), { maxItems: 32 }) })),
+  /** Discard any kept partial and start from byte 0 (after a checksum mismatch). */
+  fromZero: Type.Boolean()
+}, { additionalProperties: false })
+export type Job = Static<typeof Job>
+
+/** Parameters of each control method, keyed by method name. */
+export const ControlMethods = {
+  register: Type.Object({
+    name: Type.String({ maxLength: 63 }),
+    version: Type.String({ maxLength: 64 }),
+    volumes: Type.Array(Type.Object({ name: Type.String({ maxLength: 128 }), readOnly: Type.Boolean() }), { maxItems: 1024 }),
+    plugins: Type.Array(Type.String({ maxLength: 64 }), { maxItems: 256 }),
+    addrs: Type.Array(Type.String({ maxLength: 512 }), { maxItems: 32 }),
+    joinToken: Type.Optional(Type.String({ maxLength: 512 })),
+    /** Transfers this agent is still running (after a coordinator restart). */
+    active: Type.Array(Type.String({ maxLength: 64 }), { maxItems: 100000 })
+  }),
+  heartbeat: Type.Object({ active: Type.Array(Type.String({ maxLength: 64 }), { maxItems: 100000 }) }),
+  progress: Type.Object({ transferId: Type.String({ maxLength: 64 }), attempt: Type.Integer(), bytesDone: Offset, bytesTotal: Type.Optional(Offset) }),
+  report: Type.Object({
+    transferId: Type.String({ maxLength: 64 }),
+    attempt: Type.Integer(),
+    outcome: Type.Union([Type.Literal('verifying'), Type.Literal('succeeded'), Type.Literal('failed')]),
+    bytesDone: Type.Optional(Offset),
+    bytesTotal: Type.Optional(Offset),
+    sha256: Type.Optional(Sha256),
+    error: Type.Optional(ErrorInfo)
+  }),
+  execute: Job,
+  cancel: Type.Object({ transferId: Type.String({ maxLength: 64 }) })
+} as const
+export type ControlMethod = keyof typeof ControlMethods
+export type ControlParams<M extends ControlMethod> = Static<(typeof ControlMethods)[M]>
+
+const compiled = new Map<TSchema, ReturnType<typeof Compile>>()
+
+/** Checks `value` against `schema`, throwing a ProtocolError that names the first bad field. */
+export function decode<S extends TSchema> (schema: S, value: unknown, what: string): Static<S> {
+  let validator = compiled.get(schema)
+  if (validator === undefined) {
+    validator = Compile(schema)
+    compiled.set(schema, validator)
+  }
+  if (validator.Check(value)) return value as Static<S>
+  const [first] = validator.Errors(value)
+  const where = first?.instancePath !== undefined && first.instancePath !== '' ? ` at ${first.instancePath}` : ''
+  throw new ProtocolError(`malformed ${what}${where}: ${first?.message ?? 'does not match its schema'}`)
+}
+
+export function isControlMethod (name: string): name is ControlMethod {
+  return Object.hasOwn(ControlMethods, name)
+}

@@ -1,0 +1,3 @@
+export const CONTROL_PROTOCOL = '/staccato/control/1'
+export const DATA_PROTOCOL = '/staccato/data/1'
+export const SWARM_PROTOCOL = '/staccato/swarm/1'
