@@ -88,3 +88,17 @@ export interface AgentRecord {
   enrolledAt: string
   lastSeenAt: string
 }
+
+/** One entry of the coordinator's event log, read by the change feed, the live stream and webhooks. */
+export interface StoreEvent {
+  /** Increases by one with every event written. */
+  seq: number
+  /** Unique and stable: the message id a webhook receiver deduplicates on. */
+  id: string
+  time: string
+  /** `transfer.<id>.state`, `transfer.<id>.deleted`, `agent.<name>.online`. */
+  topic: string
+  /** The tenant allowed to see it; `*` for admin-only events (agents). */
+  tenant: string
+  data: Record<string, unknown>
+}

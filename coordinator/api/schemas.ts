@@ -1,0 +1,120 @@
+import { Type } from 'typebox'
+import { TRANSFER_ID_PATTERN } from '../ids.ts'
+import { LIMITS } from '../store-input.ts'
+
+/** Mirrors isValidAgentName in mesh/location.ts. */
+const AGENT_NAME_PATTERN = '^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$'
+const LABEL_KEY = LIMITS.labelKeyPattern.slice(1, -1)
+
+export const ErrorBody = Type.Object({
+  code: Type.String(),
+  message: Type.String()
+})
+
+/** Responses for every error a route may give; Fastify picks them by status. */
+export const errorResponses = { '4xx': ErrorBody, '5xx': ErrorBody }
+
+export const TransferStateSchema = Type.Union([
+  Type.Literal('queued'), Type.Literal('scheduled'), Type.Literal('active'), Type.Literal('verifying'),
+  Type.Literal('succeeded'), Type.Literal('failed'), Type.Literal('canceled')
+])
+
+const Checksum = Type.Object({
+  algorithm: Type.Literal('sha256'),
+  value: Type.String({ pattern: '^[0-9a-fA-F]{64}$', description: 'hex sha256 of the whole object' })
+}, { additionalProperties: false })
+
+const Labels = Type.Record(
+  Type.String({ pattern: LIMITS.labelKeyPattern }),
+  Type.String({ maxLength: LIMITS.labelValueLength }),
+  { additionalProperties: false, maxProperties: LIMITS.labels }
+)
+
+export const TransferInputSchema = Type.Object({
+  source: Type.String({ minLength: 1, maxLength: LIMITS.locationLength, description: 'a location URL, e.g. agent://store-1/images/a.qcow2' }),
+  destination: Type.String({ minLength: 1, maxLength: LIMITS.locationLength }),
+  checksum: Type.Optional(Checksum),
+  priority: Type.Optional(Type.Integer({ minimum: LIMITS.priority.min, maximum: LIMITS.priority.max, description: 'higher runs first; default 0' })),
+  retries: Type.Optional(Type.Integer({ minimum: LIMITS.retries.min, maximum: LIMITS.retries.max, description: `default ${LIMITS.retries.default}` })),
+  labels: Type.Optional(Labels)
+}, { additionalProperties: false })
+
+export const CreateHeaders = Type.Object({
+  'idempotency-key': Type.Optional(Type.String({ minLength: 1, maxLength: LIMITS.idempotencyKeyLength }))
+})
+
+const Progress = Type.Object({
+  bytesDone: Type.Integer(),
+  bytesTotal: Type.Optional(Type.Integer()),
+  rate: Type.Number({ description: 'bytes per second, smoothed' }),
+  eta: Type.Optional(Type.Number({ description: 'seconds to completion at the current rate' })),
+  updatedAt: Type.String()
+})
+
+const TransferErrorSchema = Type.Object({
+  code: Type.String(),
+  message: Type.String(),
+  retryable: Type.Boolean(),
+  at: Type.String(),
+  attempt: Type.Integer()
+})
+
+export const TransferSchema = Type.Object({
+  id: Type.String(),
+  tenant: Type.String(),
+  state: TransferStateSchema,
+  source: Type.String(),
+  destination: Type.String(),
+  checksum: Type.Optional(Type.Object({ algorithm: Type.Literal('sha256'), value: Type.String() })),
+  priority: Type.Integer(),
+  retries: Type.Integer(),
+  labels: Type.Record(Type.String(), Type.String()),
+  agents: Type.Array(Type.String()),
+  executor: Type.Optional(Type.String()),
+  attempt: Type.Integer(),
+  notBefore: Type.Optional(Type.Number({ description: 'epoch ms before which a queued transfer waits' })),
+  progress: Progress,
+  lastError: Type.Optional(TransferErrorSchema),
+  sha256: Type.Optional(Type.String()),
+  createdAt: Type.String(),
+  updatedAt: Type.String(),
+  startedAt: Type.Optional(Type.String()),
+  finishedAt: Type.Optional(Type.String())
+})
+
+export const TransferPage = Type.Object({
+  items: Type.Array(TransferSchema),
+  next: Type.Optional(Type.String({ description: 'pass as `after` for the next page' }))
+})
+
+export const TransferIdParams = Type.Object({
+  id: Type.String({ pattern: TRANSFER_ID_PATTERN })
+}, { additionalProperties: false })
+
+export const ListTransfersQuery = Type.Object({
+  state: Type.Optional(TransferStateSchema),
+  agent: Type.Optional(Type.String({ pattern: AGENT_NAME_PATTERN })),
+  label: Type.Optional(Type.String({ pattern: `^${LABEL_KEY}:.{0,${LIMITS.labelValueLength}}$`, description: 'key:value' })),
+  after: Type.Optional(Type.String({ pattern: TRANSFER_ID_PATTERN })),
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 }))
+}, { additionalProperties: false })
+
+export const AgentSchema = Type.Object({
+  name: Type.String(),
+  peerId: Type.String(),
+  addrs: Type.Array(Type.String()),
+  volumes: Type.Array(Type.Object({ name: Type.String(), readOnly: Type.Boolean() })),
+  plugins: Type.Array(Type.String()),
+  version: Type.String(),
+  online: Type.Boolean(),
+  enrolledAt: Type.String(),
+  lastSeenAt: Type.String()
+})
+
+export const AgentList = Type.Object({ items: Type.Array(AgentSchema) })
+
+export const AgentNameParams = Type.Object({
+  name: Type.String({ pattern: AGENT_NAME_PATTERN })
+}, { additionalProperties: false })
+
+export const Health = Type.Object({ ok: Type.Boolean() })
