@@ -107,7 +107,28 @@ export function toStaccatoError (err: unknown): StaccatoError {
   return new NetworkError(message, { cause: err })
 }
 
-/** Rebuilds an error received over the wire so that its class and code survive. */
+const BY_CODE: Record<string, new (m: string) => StaccatoError> = {
+  not_found: NotFoundError,
+  permission_denied: PermissionDeniedError,
+  no_space: NoSpaceError,
+  source_changed: SourceChangedError,
+  checksum_mismatch: ChecksumMismatchError,
+  unsupported: UnsupportedError,
+  invalid_argument: InvalidArgumentError,
+  protocol_error: ProtocolError,
+  ticket_invalid: TicketError,
+  network: NetworkError,
+  agent_offline: AgentOfflineError,
+  timeout: TimeoutError,
+  canceled: CanceledError
+}
+
+/** Rebuilds an error received over the wire so that its class, code and retry class survive. */
 export function fromErrorInfo (info: ErrorInfo): StaccatoError {
+  const Klass = BY_CODE[info.code]
+  if (Klass !== undefined) {
+    const err = new Klass(info.message)
+    if (err.retryable === info.retryable) return err
+  }
   return new StaccatoError(info.code, info.message, info.retryable)
 }

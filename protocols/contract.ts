@@ -14,6 +14,12 @@ export interface Capabilities {
   write: boolean
   /** Reads can start at an offset, and writes can continue a partial object from an offset. */
   resume: boolean
+  /**
+   * Set to false when reads resume but writes cannot continue from an offset
+   * (an HTTP PUT cannot append): write() then accepts only offset 0 and the
+   * executor restarts the destination from zero. Absent means the same as `resume`.
+   */
+  writeResume?: boolean
   list: boolean
   /** stat() can return a sha256 of the whole object without reading it through read(). */
   checksum: boolean
@@ -76,6 +82,12 @@ export interface Writer {
   /** Makes the object durable and atomically visible at the target. */
   commit(): Promise<void>
   abort(opts?: { keepPartial?: boolean }): Promise<void>
+  /**
+   * Reads back the bytes kept from an earlier attempt (the first `offset`
+   * bytes), so that a resumed transfer can verify and hash what it keeps.
+   * A writer without it cannot resume with verification: the executor starts from zero.
+   */
+  readPartial?(opts?: OpOptions): AsyncIterable<Uint8Array>
 }
 
 export interface Entry {

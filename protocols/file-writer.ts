@@ -1,0 +1,238 @@
+import { createHash } from 'node:crypto'
+import { constants } from 'node:fs'
+import { open, realpath, rename, statfs, unlink } from 'node:fs/promises'
+import type { FileHandle } from 'node:fs/promises'
+import { basename, dirname, join } from 'node:path'
+import { InvalidArgumentError, NoSpaceError, PermissionDeniedError, SourceChangedError } from '../mesh/index.ts'
+import type { OpOptions, Writer } from './contract.ts'
+import { fsError, isNoSpace } from './fs-errors.ts'
+import { assertHandleInside } from './volumes.ts'
+
+const { O_WRONLY, O_CREAT, O_TRUNC, O_NOFOLLOW, O_RDONLY, O_DIRECTORY } = constants
+
+/** Small writes are copied into one buffer of this size, so memory stays bounded at 1 MiB per writer. */
+const COALESCE_BUFFER = 1 << 20
+/** Chunks at least this large go to the file directly. */
+const DIRECT_WRITE = 64 << 10
+
+/**
+ * `.<basename>.<key>.partial` beside the target: deterministic, so that a later
+ * attempt of the same transfer (same key) finds it and resumes. Names that
+ * would pass NAME_MAX are hashed instead, still deterministically.
+ */
+export function partialName (base: string, key: string): string {
+  const name = `.${base}.${key}.partial`
+  if (Buffer.byteLength(name) <= 255) return name
+  return `.${createHash('sha256').update(base).update('\0').update(key).digest('hex').slice(0, 40)}.partial`
+}
+
+export function isPartialName (name: string): boolean {
+  return name.startsWith('.') && name.endsWith('.partial')
+}
+
+export interface FileWriterInit {
+  /** Real parent directory joined with the target's base name. */
+  target: string
+  root: string
+  what: string
+  offset: number
+  size?: number
+  key: string
+  signal?: AbortSignal
+}
+
+async function checkFreeSpace (dir: string, needed: number, what: string): Promise<void> {
+  const fs = await statfs(dir)
+  const free = fs.bavail * fs.bsize
+  if (free < needed) throw new NoSpaceError(`${what}: needs ${needed} more bytes, the volume has ${free} free`)
+}
+
+async function openPartial (init: FileWriterInit, partial: string): Promise<FileHandle> {
+  const { offset, what } = init
+  // O_NOFOLLOW: a symlink planted under the partial's name must not redirect the write.
+  if (offset === 0) return await open(partial, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0o666).catch(err => { throw fsError(err, what) })
+  // Resuming needs the bytes before `offset`; without them only a restart from 0 helps, which is
+  // what SourceChangedError (retryable, "restart from zero") tells the executor.
+  const fh = await open(partial, O_WRONLY | O_NOFOLLOW).catch(err => {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+      throw new SourceChangedError(`${what}: cannot resume at offset ${offset}: the partial file is gone; restart from 0`, { cause: err })
+    }
+    throw fsError(err, what)
+  })
+  const { size } = await fh.stat()
+  if (size < offset) {
+    await fh.close()
+    throw new SourceChangedError(`${what}: cannot resume at offset ${offset}: the partial file holds only ${size} bytes; restart from 0`)
+  }
+  await fh.truncate(offset)
+  return fh
+}
+
+export async function openFileWriter (init: FileWriterInit): Promise<Writer> {
+  const dir = dirname(init.target)
+  const partial = join(dir, partialName(basename(init.target), init.key))
+  if (init.size !== undefined) await checkFreeSpace(dir, init.size - init.offset, init.what)
+  const fh = await openPartial(init, partial)
+  try {
+    await assertHandleInside(fh, init.root, init.what)
+  } catch (err) {
+    await fh.close()
+    throw err
+  }
+  return new FileWriter(init, fh, dir, partial)
+}
+
+class FileWriter implements Writer {
+  #init: FileWriterInit
+  #fh: FileHandle
+  #dir: string
+  #partial: string
+  #state: 'open' | 'committed' | 'aborted' | 'failed' = 'open'
+  /** Bytes handed to the file; pending bytes follow. */
+  #position: number
+  #pending: Buffer | undefined
+  #pendingLength = 0
+  #tail: Promise<unknown> = Promise.resolve()
+  #closed = false
+
+  constructor (init: FileWriterInit, fh: FileHandle, dir: string, partial: string) {
+    this.#init = init
+    this.#fh = fh
+    this.#dir = dir
+    this.#partial = partial
+    this.#position = init.offset
+  }
+
+  write (chunk: Uint8Array): Promise<void> {
+    return this.#serial(async () => {
+      this.#ensureOpen()
+      this.#init.signal?.throwIfAborted()
+      if (chunk.length >= DIRECT_WRITE) {
+        await this.#flush()
+        await this.#writeAll(chunk)
+        return
+      }
+      if (this.#pendingLength + chunk.length > COALESCE_BUFFER) await this.#flush()
+      this.#pending ??= Buffer.allocUnsafe(COALESCE_BUFFER)
+      this.#pending.set(chunk, this.#pendingLength)
+      this.#pendingLength += chunk.length
+    })
+  }
+
+  sync (): Promise<number> {
+    return this.#serial(async () => {
+      this.#ensureOpen()
+      await this.#flush()
+      await this.#io(() => this.#fh.datasync())
+      return this.#position
+    })
+  }
+
+  commit (): Promise<void> {
+    return this.#serial(async () => {
+      this.#ensureOpen()
+      await this.#flush()
+      const { size, what } = this.#init
+      if (size !== undefined && this.#position !== size) {
+        throw new InvalidArgumentError(`${what}: ${this.#position} bytes written but the object is ${size} bytes; not committing`)
+      }
+      await this.#io(() => this.#fh.sync())
+      this.#state = 'failed'
+      await this.#close()
+      // The parent was real when the writer opened; if it was swapped since, the rename would land elsewhere.
+      if (await realpath(this.#dir).catch(() => undefined) !== this.#dir) {
+        throw new PermissionDeniedError(`${what}: its directory changed while it was written; not committing`)
+      }
+      await rename(this.#partial, this.#init.target).catch(err => { throw fsError(err, what) })
+      this.#state = 'committed'
+      // The rename is durable only once the directory is.
+      const dh = await open(this.#dir, O_RDONLY | O_DIRECTORY)
+      try {
+        await dh.sync()
+      } finally {
+        await dh.close()
+      }
+    })
+  }
+
+  /** The bytes kept from an earlier attempt: [0, offset) of the partial as it was opened. */
+  async * readPartial (opts: OpOptions = {}): AsyncGenerator<Uint8Array> {
+    const { offset, what } = this.#init
+    const fh = await open(this.#partial, O_RDONLY | O_NOFOLLOW).catch(err => { throw fsError(err, what) })
+    try {
+      let position = 0
+      while (position < offset) {
+        opts.signal?.throwIfAborted()
+        const buffer = Buffer.allocUnsafe(Math.min(COALESCE_BUFFER, offset - position))
+        const { bytesRead } = await fh.read(buffer, 0, buffer.length, position)
+        if (bytesRead === 0) throw new SourceChangedError(`${what}: the partial file shrank while being read back`)
+        position += bytesRead
+        yield buffer.subarray(0, bytesRead)
+      }
+    } finally {
+      await fh.close()
+    }
+  }
+
+  abort (opts: { keepPartial?: boolean } = {}): Promise<void> {
+    return this.#serial(async () => {
+      if (this.#state === 'committed' || this.#state === 'aborted') return
+      if (this.#state === 'open' && opts.keepPartial === true) await this.#flush().catch(() => {})
+      this.#state = 'aborted'
+      await this.#close().catch(() => {})
+      if (opts.keepPartial !== true) await this.#removePartial()
+    })
+  }
+
+  #serial<T> (fn: () => Promise<T>): Promise<T> {
+    const run = this.#tail.then(fn)
+    this.#tail = run.catch(() => {})
+    return run
+  }
+
+  #ensureOpen (): void {
+    if (this.#state !== 'open') throw new InvalidArgumentError(`${this.#init.what}: writer is already ${this.#state}`)
+  }
+
+  async #flush (): Promise<void> {
+    if (this.#pendingLength === 0 || this.#pending === undefined) return
+    const length = this.#pendingLength
+    this.#pendingLength = 0
+    await this.#writeAll(this.#pending.subarray(0, length))
+  }
+
+  async #writeAll (data: Uint8Array): Promise<void> {
+    let done = 0
+    while (done < data.length) {
+      const { bytesWritten } = await this.#io(() => this.#fh.write(data, done, data.length - done, this.#position))
+      done += bytesWritten
+      this.#position += bytesWritten
+    }
+  }
+
+  /** Runs one system call; a full disk removes the partial at once (it could never be completed there). */
+  async #io<T> (fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn()
+    } catch (err) {
+      this.#state = 'failed'
+      if (isNoSpace(err)) {
+        await this.#close().catch(() => {})
+        await this.#removePartial().catch(() => {})
+      }
+      throw fsError(err, this.#init.what)
+    }
+  }
+
+  async #close (): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    await this.#fh.close()
+  }
+
+  async #removePartial (): Promise<void> {
+    await unlink(this.#partial).catch(err => {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw fsError(err, this.#init.what)
+    })
+  }
+}

@@ -1,0 +1,111 @@
+import { constants } from 'node:fs'
+import type { BigIntStats } from 'node:fs'
+import { open, opendir, realpath, stat } from 'node:fs/promises'
+import { join } from 'node:path'
+import { InvalidArgumentError, SourceChangedError } from '../mesh/index.ts'
+import type { Entry, ObjectVersion, OpOptions, ProtocolPlugin, ReadOptions, StatResult, WriteOptions, Writer } from './contract.ts'
+import { isPartialName, openFileWriter } from './file-writer.ts'
+import { fsError } from './fs-errors.ts'
+import { assertVersion, checkOffset, checkRange, checkWriteKey } from './util.ts'
+import { assertHandleInside, isInside, parseFileUrl, resolveIn } from './volumes.ts'
+import type { Resolved, Volume } from './volumes.ts'
+
+export interface FileOptions {
+  volumes: Volume[]
+}
+
+/** Reads hand out buffers of this size: few system calls, and the consumer may keep each one. */
+const READ_CHUNK = 1 << 20
+
+function versionOf (st: BigIntStats): ObjectVersion {
+  // The inode catches a replace-by-rename; nanosecond mtime catches a rewrite within the same millisecond.
+  return {
+    size: Number(st.size),
+    mtime: Number(st.mtimeNs / 1_000_000n),
+    etag: `${st.ino.toString(16)}-${st.size.toString(16)}-${st.mtimeNs.toString(16)}`
+  }
+}
+
+/**
+ * file:///<volume>/<path> — files under the volumes an agent exports. Writes
+ * go to a partial file beside the target, then fsync and rename: nothing is
+ * visible at the target until commit().
+ */
+export function file (init: FileOptions): ProtocolPlugin {
+  const volumes = init.volumes.map(v => ({ ...v }))
+
+  async function resolve (url: URL, forWrite = false): Promise<Resolved> {
+    const { volume, relPath } = parseFileUrl(url)
+    return await resolveIn(volumes, volume, relPath, { forWrite })
+  }
+
+  return {
+    scheme: 'file',
+    capabilities: { read: true, write: true, resume: true, list: true, checksum: false },
+
+    async stat (url: URL): Promise<StatResult> {
+      const { path, what } = await resolve(url)
+      const st = await stat(path, { bigint: true }).catch(err => { throw fsError(err, what) })
+      if (!st.isFile()) throw new InvalidArgumentError(`${what}: not a regular file`)
+      return versionOf(st)
+    },
+
+    async * read (url: URL, opts: ReadOptions): AsyncGenerator<Uint8Array> {
+      const { path, root, what } = await resolve(url)
+      // O_NOFOLLOW: the path is already real, so a symlink here was planted after realpath().
+      const fh = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW).catch(err => { throw fsError(err, what) })
+      try {
+        await assertHandleInside(fh, root, what)
+        const first = await fh.stat({ bigint: true })
+        if (!first.isFile()) throw new InvalidArgumentError(`${what}: not a regular file`)
+        const version = versionOf(first)
+        assertVersion(what, opts.expect, version)
+        let left = checkRange(url, version.size, opts)
+        let position = opts.offset
+        while (left > 0) {
+          opts.signal?.throwIfAborted()
+          const buffer = Buffer.allocUnsafe(Math.min(READ_CHUNK, left))
+          const { bytesRead } = await fh.read(buffer, 0, buffer.length, position)
+          if (bytesRead === 0) throw new SourceChangedError(`${what}: shrank while being read`)
+          position += bytesRead
+          left -= bytesRead
+          yield bytesRead === buffer.length ? buffer : buffer.subarray(0, bytesRead)
+        }
+        // Bytes read across a rewrite could be a splice of two versions: refuse them.
+        assertVersion(`${what} (while being read)`, version, versionOf(await fh.stat({ bigint: true })))
+      } finally {
+        await fh.close()
+      }
+    },
+
+    async write (url: URL, opts: WriteOptions): Promise<Writer> {
+      checkOffset(url, opts.offset)
+      checkWriteKey(opts.key)
+      const { path, root, what } = await resolve(url, true)
+      return await openFileWriter({ target: path, root, what, offset: opts.offset, size: opts.size, key: opts.key, signal: opts.signal })
+    },
+
+    /**
+     * The files and directories directly inside a directory; `path` is the
+     * entry's name. Partial files, special files and symlinks that leave the
+     * volume are not listed.
+     */
+    async * list (url: URL, opts?: OpOptions): AsyncGenerator<Entry> {
+      const { path, root, what } = await resolve(url)
+      const dir = await opendir(path).catch(err => { throw fsError(err, what) })
+      for await (const dirent of dir) {
+        opts?.signal?.throwIfAborted()
+        if (isPartialName(dirent.name)) continue
+        let full = join(path, dirent.name)
+        if (dirent.isSymbolicLink()) {
+          const real = await realpath(full).catch(() => undefined)
+          if (real === undefined || !isInside(root, real)) continue
+          full = real
+        }
+        const st = await stat(full).catch(() => undefined)
+        if (st === undefined || !(st.isFile() || st.isDirectory())) continue
+        yield { path: dirent.name, size: st.isFile() ? st.size : 0, mtime: Math.floor(st.mtimeMs), type: st.isFile() ? 'file' : 'directory' }
+      }
+    }
+  }
+}
