@@ -75,7 +75,11 @@ export class ControlChannel {
     try {
       while (true) {
         const raw = await reader.readFrame()
-        if (raw === undefined) break
+        if (raw === undefined) {
+          // The peer closed its side: close ours, so that both read loops end.
+          await this.stream.close().catch(() => {})
+          break
+        }
         const msg = decode(ControlEnvelope, raw, 'control message')
         if (msg.kind === 'reply') {
           this.settle(msg.id, msg.result, msg.error !== undefined ? fromErrorInfo(msg.error) : undefined)

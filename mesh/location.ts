@@ -15,7 +15,15 @@ export function isValidAgentName (name: string): boolean {
   return AGENT_NAME.test(name)
 }
 
+// WHATWG URL parsing resolves `..` and `%2e%2e` before anyone sees the path,
+// so `agent://a/vol/../../etc/passwd` would silently become volume `etc`.
+// Refuse dot segments in the text itself, encoded or not.
+const DOT_SEGMENT = /(^|\/)(\.|%2e){1,2}(\/|\?|#|$)/i
+
 export function parseLocation (text: string, field = 'location'): Location {
+  const path = text.replace(/^[a-z][a-z0-9+.-]*:\/\/[^/]*/i, '')
+  if (DOT_SEGMENT.test(path)) throw new InvalidArgumentError(`${field}: '${text}' contains a '.' or '..' path segment; paths must stay inside their volume`)
+  if (/%00|\0/.test(text)) throw new InvalidArgumentError(`${field}: NUL bytes are not allowed in locations`)
   let url: URL
   try {
     url = new URL(text)
@@ -30,12 +38,27 @@ export function parseLocation (text: string, field = 'location'): Location {
     if (segments.length < 2) {
       throw new InvalidArgumentError(`${field}: '${text}' must name a volume and a path: agent://${agent}/<volume>/<path>`)
     }
-    const [volume, ...rest] = segments
-    return { kind: 'agent', url, agent, volume: decodeURIComponent(volume), path: rest.map(decodeURIComponent).join('/') }
+    const decoded = segments.map(s => decodeSegment(s, field, text))
+    const [volume, ...rest] = decoded
+    return { kind: 'agent', url, agent, volume, path: rest.join('/') }
   }
   const via = url.searchParams.get('via') ?? undefined
   if (via !== undefined && !isValidAgentName(via)) throw new InvalidArgumentError(`${field}: via '${via}' is not a valid agent name`)
   return { kind: 'plugin', url, scheme, via }
+}
+
+/** A volume path segment decodes to one name: never a separator, never a dot segment. */
+function decodeSegment (raw: string, field: string, text: string): string {
+  let segment: string
+  try {
+    segment = decodeURIComponent(raw)
+  } catch {
+    throw new InvalidArgumentError(`${field}: '${text}' has malformed percent-encoding`)
+  }
+  if (segment === '.' || segment === '..' || /[/\\]/.test(segment)) {
+    throw new InvalidArgumentError(`${field}: '${text}' encodes a path separator or dot segment; paths must stay inside their volume`)
+  }
+  return segment
 }
 
 /** The URL a plug-in sees: `via` is routing information for the coordinator, not part of the object's address. */
