@@ -1,0 +1,125 @@
+import { setTimeout as sleep } from 'node:timers/promises'
+import type { Multiaddr } from '@multiformats/multiaddr'
+import { CONTROL_PROTOCOL, ControlChannel, NetworkError, toStaccatoError } from '../mesh/index.ts'
+import type { ControlMethod, ControlParams, MeshNode } from '../mesh/index.ts'
+import type { Executor } from './executor.ts'
+import type { Journal } from './journal.ts'
+
+export interface ControlClientOptions {
+  node: MeshNode
+  coordinator: Multiaddr
+  registration: () => Omit<ControlParams<'register'>, 'active'>
+  executor: Executor
+  journal: Journal
+  log: (msg: string, fields?: Record<string, unknown>) => void
+  /** Upper bound for the reconnect delay; it starts at half a second and doubles. */
+  maxBackoffMs?: number
+  /**
+   * The coordinator refused this agent for a reason that retrying cannot fix
+   * (a bad join token, a name bound to another key): stop with a clear error
+   * instead of retrying in a loop.
+   */
+  onFatal: (err: Error) => void
+}
+
+const HEARTBEAT_FALLBACK_MS = 5_000
+
+/**
+ * The agent's end of /staccato/control/1. The agent dials the coordinator (so
+ * agents behind NAT work), registers, heartbeats, runs what it is told, and
+ * redials with backoff and jitter whenever the connection drops.
+ */
+export class ControlClient {
+  private readonly opts: ControlClientOptions
+  private channel?: ControlChannel
+  private stopped = false
+  private readonly stopController = new AbortController()
+  private loop?: Promise<void>
+  /** Resolves the first time registration succeeds (for start-up and tests). */
+  readonly registered: Promise<void>
+  private markRegistered!: () => void
+
+  constructor (opts: ControlClientOptions) {
+    this.opts = opts
+    this.registered = new Promise(resolve => { this.markRegistered = resolve })
+  }
+
+  start (): void {
+    this.loop ??= this.run()
+  }
+
+  async stop (): Promise<void> {
+    this.stopped = true
+    this.stopController.abort()
+    this.channel?.close()
+    await this.loop
+  }
+
+  async call<M extends ControlMethod> (method: M, params: ControlParams<M>): Promise<unknown> {
+    if (this.channel === undefined) throw new NetworkError('not connected to the coordinator')
+    return await this.channel.call(method, params)
+  }
+
+  cast<M extends ControlMethod> (method: M, params: ControlParams<M>): void {
+    void this.channel?.cast(method, params).catch(() => {})
+  }
+
+  private async run (): Promise<void> {
+    let backoff = 500
+    const max = this.opts.maxBackoffMs ?? 15_000
+    while (!this.stopped) {
+      try {
+        await this.session()
+        backoff = 500
+      } catch (err) {
+        if (this.stopped) break
+        const e = toStaccatoError(err)
+        if (!e.retryable) {
+          this.stopped = true
+          this.opts.onFatal(e)
+          break
+        }
+        this.opts.log('coordinator unreachable; will retry', { code: e.code, error: e.message, retryInMs: backoff })
+      }
+      if (this.stopped) break
+      await sleep(backoff * (0.5 + Math.random() / 2), undefined, { signal: this.stopController.signal }).catch(() => {})
+      backoff = Math.min(backoff * 2, max)
+    }
+  }
+
+  private async session (): Promise<void> {
+    const { node, executor, journal, log } = this.opts
+    const stream = await node.dialProtocol(this.opts.coordinator, CONTROL_PROTOCOL, { signal: AbortSignal.any([this.stopController.signal, AbortSignal.timeout(10_000)]) })
+    const channel = new ControlChannel(stream, {
+      call: async (method, params) => {
+        if (method === 'execute') {
+          await executor.accept(params as ControlParams<'execute'>)
+          return { accepted: true }
+        }
+        throw new NetworkError(`agent does not take '${method}' calls`)
+      },
+      cast: (method, params) => {
+        if (method === 'cancel') void executor.cancel((params as ControlParams<'cancel'>).transferId)
+      }
+    })
+    this.channel = channel
+    let heartbeat: NodeJS.Timeout | undefined
+    try {
+      const reply = await channel.call('register', { ...this.opts.registration(), active: executor.active() }) as { heartbeatMs?: number }
+      log('registered with the coordinator', { coordinator: this.opts.coordinator.toString() })
+      this.markRegistered()
+      // Outcomes that finished while the coordinator was away.
+      for (const entry of await journal.all()) {
+        if (entry.outcome !== undefined) await executor.deliver(entry)
+      }
+      heartbeat = setInterval(() => this.cast('heartbeat', { active: executor.active() }), reply?.heartbeatMs ?? HEARTBEAT_FALLBACK_MS)
+      const failure = await channel.closed
+      if (failure !== undefined) throw failure
+      if (!this.stopped) log('control connection closed by the coordinator')
+    } finally {
+      clearInterval(heartbeat)
+      if (this.channel === channel) this.channel = undefined
+      channel.close()
+    }
+  }
+}

@@ -1,0 +1,99 @@
+import { createHash } from 'node:crypto'
+import type { Connection, PublicKey, Stream } from '@libp2p/interface'
+import {
+  DATA_PROTOCOL, DataRequest, FrameReader, InvalidArgumentError, PermissionDeniedError, SourceChangedError, WIRE_VERSION,
+  decode, send, sendFrame, toStaccatoError, verifyTicket
+} from '../mesh/index.ts'
+import type { MeshNode } from '../mesh/index.ts'
+import { resolveLocal } from './resolve.ts'
+import type { PluginSet } from './resolve.ts'
+import type { AgentCounters } from './counters.ts'
+import type { TokenBucket } from './rate-limit.ts'
+
+export interface DataServerOptions {
+  node: MeshNode
+  self: string
+  issuer: PublicKey
+  plugins: PluginSet
+  counters: AgentCounters
+  upload?: TokenBucket
+  log: (msg: string, fields?: Record<string, unknown>) => void
+}
+
+// A peer that opens a stream and never sends its header must not hold it forever.
+const HEADER_TIMEOUT_MS = 10_000
+
+/**
+ * The source side of /staccato/data/1: checks the ticket against the peer that
+ * presents it, then streams the asked range, and a whole-object sha256 in the
+ * trailer when asked (computed from this agent's own reads: end-to-end).
+ */
+export async function startDataServer (opts: DataServerOptions): Promise<void> {
+  await opts.node.handle(DATA_PROTOCOL, async (stream: Stream, connection: Connection) => {
+    opts.counters.dataRequests++
+    await serve(stream, connection, opts).catch(err => {
+      const e = toStaccatoError(err)
+      opts.log('data stream failed', { peer: connection.remotePeer.toString(), code: e.code, error: e.message })
+      stream.abort(e)
+    })
+  }, { maxInboundStreams: 64 })
+}
+
+async function serve (stream: Stream, connection: Connection, opts: DataServerOptions): Promise<void> {
+  const reader = new FrameReader(stream)
+  let req: DataRequest
+  let source
+  try {
+    const raw = await Promise.race([
+      reader.readFrame(),
+      new Promise((_resolve, reject) => setTimeout(() => reject(new InvalidArgumentError('no request header within 10 s')), HEADER_TIMEOUT_MS).unref())
+    ])
+    req = decode(DataRequest, raw, 'data request')
+    await verifyTicket(req.ticket, opts.issuer, { reader: connection.remotePeer.toString(), source: req.source, offset: req.offset, length: req.length })
+    source = resolveLocal(req.source, opts.self, opts.plugins, 'source')
+    // A plug-in source is served only by the agent it names: the ticket says where it is read.
+    if (source.location.kind === 'plugin' && source.location.via !== opts.self) {
+      throw new PermissionDeniedError(`${req.source} is to be read via ${source.location.via ?? 'the executing agent'}, not '${opts.self}'`)
+    }
+  } catch (err) {
+    opts.counters.dataRefused++
+    await refuse(stream, err)
+    return
+  }
+  const { plugin, url } = source
+  let st
+  try {
+    st = await plugin.stat(url)
+    if (req.expect !== undefined && (req.expect.size !== st.size || req.expect.mtime !== st.mtime || (req.expect.etag !== undefined && req.expect.etag !== st.etag))) {
+      throw new SourceChangedError(`${req.source} changed since the transfer started (size ${req.expect.size} → ${st.size})`)
+    }
+    if (req.offset > st.size) throw new InvalidArgumentError(`offset ${req.offset} is past the end of ${req.source} (${st.size} bytes)`)
+  } catch (err) {
+    await refuse(stream, err)
+    return
+  }
+  const length = Math.min(req.length ?? st.size - req.offset, st.size - req.offset)
+  const version = { size: st.size, mtime: st.mtime, etag: st.etag }
+  await sendFrame(stream, { v: WIRE_VERSION, ok: true, size: st.size, mtime: st.mtime, etag: st.etag, length })
+
+  const hash = req.digest && req.offset + length === st.size ? createHash('sha256') : undefined
+  if (hash !== undefined && req.offset > 0) {
+    for await (const chunk of plugin.read(url, { offset: 0, length: req.offset, expect: version })) hash.update(chunk)
+  }
+  if (length > 0) {
+    for await (const chunk of plugin.read(url, { offset: req.offset, length, expect: version })) {
+      hash?.update(chunk)
+      if (opts.upload !== undefined) await opts.upload.take(chunk.byteLength)
+      await send(stream, chunk)
+      opts.counters.bytesServed += chunk.byteLength
+    }
+  }
+  await sendFrame(stream, { v: WIRE_VERSION, ok: true, sha256: hash?.digest('hex') })
+  await stream.close()
+}
+
+async function refuse (stream: Stream, err: unknown): Promise<void> {
+  const error = toStaccatoError(err).toJSON()
+  await sendFrame(stream, { v: WIRE_VERSION, ok: false, error }).catch(() => {})
+  await stream.close().catch(() => stream.abort(toStaccatoError(err)))
+}

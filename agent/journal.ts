@@ -1,0 +1,89 @@
+import { Level } from 'level'
+import type { ObjectVersion } from '../protocols/index.ts'
+import type { ErrorInfo, Manifest } from '../mesh/index.ts'
+
+/** What the agent knows about one transfer it runs, kept across crashes and reboots. */
+export interface JournalEntry {
+  transferId: string
+  attempt: number
+  source: string
+  destination: string
+  /** The source version the kept bytes came from; another version means start again from zero. */
+  version: ObjectVersion
+  /** Bytes of the partial object known to be on disk (after sync). */
+  durableOffset: number
+  /** sha256 of the first durableOffset bytes, to verify the kept prefix before resuming. */
+  prefixSha256?: string
+  /** Set once the transfer ended, until the coordinator has acknowledged the report. */
+  outcome?: { outcome: 'succeeded' | 'failed', sha256?: string, error?: ErrorInfo, bytesDone: number, bytesTotal?: number }
+  updatedAt: number
+}
+
+/** What a destination of a distribution keeps: which pieces are verified and synced to its partial file. */
+export interface SwarmEntry {
+  distributionId: string
+  destination: string
+  manifestSha256: string
+  /** Base64 bitfield of pieces that are verified and durable. */
+  have: string
+}
+
+/**
+ * The agent's journal (LevelDB). commitOffset is only called after the data
+ * up to that offset was synced by the destination plug-in, so the offset it
+ * records is always a prefix that survives a power cut.
+ */
+export class Journal {
+  private readonly root: Level<string, unknown>
+  private readonly db
+  /** Manifests by source version, so a second distribution of an image does not hash it again. */
+  readonly manifests
+  readonly swarms
+
+  private constructor (root: Level<string, unknown>) {
+    this.root = root
+    this.db = root.sublevel<string, JournalEntry>('transfers', { valueEncoding: 'json' })
+    this.manifests = root.sublevel<string, Manifest>('manifests', { valueEncoding: 'json' })
+    this.swarms = root.sublevel<string, SwarmEntry>('swarms', { valueEncoding: 'json' })
+  }
+
+  static async open (dir: string): Promise<Journal> {
+    const root = new Level<string, unknown>(dir, { valueEncoding: 'json' })
+    await root.open()
+    return new Journal(root)
+  }
+
+  async get (transferId: string): Promise<JournalEntry | undefined> {
+    return await this.db.get(transferId)
+  }
+
+  async put (entry: JournalEntry): Promise<void> {
+    // Through the root's batch: sublevel put() has no `sync` option, and the offset must be on disk.
+    await this.root.batch([{ type: 'put', sublevel: this.db, key: entry.transferId, value: { ...entry, updatedAt: Date.now() } }], { sync: true })
+  }
+
+  async commitOffset (entry: JournalEntry, offset: number): Promise<void> {
+    entry.durableOffset = offset
+    await this.put(entry)
+  }
+
+  async remove (transferId: string): Promise<void> {
+    await this.root.batch([{ type: 'del', sublevel: this.db, key: transferId }], { sync: true })
+  }
+
+  async all (): Promise<JournalEntry[]> {
+    return await this.db.values().all()
+  }
+
+  async putSwarm (entry: SwarmEntry): Promise<void> {
+    await this.root.batch([{ type: 'put', sublevel: this.swarms, key: entry.distributionId, value: entry }], { sync: true })
+  }
+
+  async removeSwarm (distributionId: string): Promise<void> {
+    await this.root.batch([{ type: 'del', sublevel: this.swarms, key: distributionId }], { sync: true })
+  }
+
+  async close (): Promise<void> {
+    await this.root.close()
+  }
+}

@@ -1,0 +1,37 @@
+import { setTimeout as sleep } from 'node:timers/promises'
+
+/**
+ * A token bucket in bytes per second, shared by every transfer of an agent in
+ * one direction. A chunk larger than the burst still passes (after waiting for
+ * its share), so a large frame cannot deadlock a small bucket.
+ */
+export class TokenBucket {
+  readonly rate: number
+  private readonly burst: number
+  private tokens: number
+  private last = performance.now()
+  private queue: Promise<void> = Promise.resolve()
+
+  constructor (bytesPerSecond: number, burstBytes = Math.max(bytesPerSecond / 10, 256 * 1024)) {
+    this.rate = bytesPerSecond
+    this.burst = burstBytes
+    this.tokens = burstBytes
+  }
+
+  /** Resolves when `bytes` may be sent; callers are served in order. */
+  async take (bytes: number, signal?: AbortSignal): Promise<void> {
+    const turn = this.queue.then(async () => {
+      this.refill()
+      this.tokens -= bytes
+      if (this.tokens < 0) await sleep(Math.ceil((-this.tokens / this.rate) * 1000), undefined, { signal })
+    })
+    this.queue = turn.catch(() => {})
+    await turn
+  }
+
+  private refill (): void {
+    const now = performance.now()
+    this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) / 1000) * this.rate)
+    this.last = now
+  }
+}

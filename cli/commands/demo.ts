@@ -1,0 +1,109 @@
+import { mkdir, rm, stat } from 'node:fs/promises'
+import { createWriteStream } from 'node:fs'
+import { randomBytes } from 'node:crypto'
+import { join, resolve } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import type { ChildProcess } from 'node:child_process'
+import type { Command } from 'commander'
+import { spawnStaccato, stopProcess, waitForJson } from '../processes.ts'
+import type { ReadyInfo } from './coordinator.ts'
+
+const AGENTS = ['store-1', 'compute-1']
+const SAMPLE = 'sample.bin'
+// Big enough to watch progress move, small enough to create in a blink.
+const SAMPLE_BYTES = 256 * 1024 * 1024
+
+export function demoCommand (program: Command): void {
+  program.command('demo')
+    .description('start a local mesh: a coordinator and two agents as separate processes, data under ./.staccato')
+    .option('--dir <dir>', 'where the demo keeps everything', './.staccato')
+    .option('--api-port <port>', 'REST port', '7700')
+    .option('--mesh-port <port>', 'coordinator mesh port', '7701')
+    .action(async (o: { dir: string, apiPort: string, meshPort: string }) => {
+      const dir = resolve(o.dir)
+      await mkdir(join(dir, 'logs'), { recursive: true })
+      const children: ChildProcess[] = []
+      let stopping = false
+      const stopAll = async (code: number): Promise<never> => {
+        stopping = true
+        await Promise.all(children.map(async c => await stopProcess(c)))
+        process.exit(code)
+      }
+      process.on('SIGINT', () => { void stopAll(0) })
+      process.on('SIGTERM', () => { void stopAll(0) })
+
+      const readyFile = join(dir, 'coordinator', 'ready.json')
+      await rm(readyFile, { force: true })
+      const coordinator = spawnStaccato([
+        'coordinator', '--data-dir', join(dir, 'coordinator'), '--api-port', o.apiPort,
+        '--listen', `/ip4/127.0.0.1/tcp/${o.meshPort}`, '--ready-file', readyFile
+      ], join(dir, 'logs', 'coordinator.log'))
+      children.push(coordinator)
+      let ready: ReadyInfo
+      try {
+        ready = await waitForJson<ReadyInfo>(readyFile, coordinator, 30_000, 'the coordinator')
+      } catch (err) {
+        process.stderr.write(`staccato demo: ${(err as Error).message}; see ${join(dir, 'logs', 'coordinator.log')} (is port ${o.apiPort} or ${o.meshPort} in use? pass --api-port/--mesh-port)\n`)
+        return await stopAll(1)
+      }
+
+      for (const name of AGENTS) {
+        const volume = join(dir, 'volumes', name)
+        await mkdir(volume, { recursive: true })
+        const agent = spawnStaccato([
+          'agent', '--name', name, '--coordinator', ready.multiaddrs[0], '--join-token', ready.joinToken,
+          '--data-dir', join(dir, 'agents', name), '--volume', `data=${volume}`, '--listen', '/ip4/127.0.0.1/tcp/0'
+        ], join(dir, 'logs', `${name}.log`))
+        agent.on('exit', code => {
+          if (!stopping) process.stderr.write(`staccato demo: agent ${name} exited (${code}); see ${join(dir, 'logs', `${name}.log`)}\n`)
+        })
+        children.push(agent)
+      }
+      await makeSample(join(dir, 'volumes', AGENTS[0], SAMPLE))
+      await waitForAgents(ready, AGENTS)
+
+      const auth = `-H 'Authorization: Bearer ${ready.apiToken}'`
+      const body = JSON.stringify({ source: `agent://${AGENTS[0]}/data/${SAMPLE}`, destination: `agent://${AGENTS[1]}/data/${SAMPLE}` })
+      process.stdout.write([
+        '',
+        'Staccato demo mesh is running.',
+        `  REST API   ${ready.apiUrl}`,
+        `  API token  ${ready.apiToken}`,
+        `  agents     ${AGENTS.map(a => `${a} (volume data = ${join(dir, 'volumes', a)})`).join(', ')}`,
+        `  logs       ${join(dir, 'logs')}`,
+        '',
+        `Copy ${SAMPLE} (${SAMPLE_BYTES / 1024 / 1024} MiB) from ${AGENTS[0]} to ${AGENTS[1]}, agent to agent:`,
+        `  curl -sS -X POST ${ready.apiUrl}/v1/transfers ${auth} -H 'Content-Type: application/json' -d '${body}'`,
+        'Then follow it (use the id from the answer):',
+        `  curl -sS ${ready.apiUrl}/v1/transfers/<id> ${auth}`,
+        '',
+        'Press Ctrl-C to stop everything.',
+        ''
+      ].join('\n'))
+    })
+}
+
+async function makeSample (file: string): Promise<void> {
+  const existing = await stat(file).catch(() => undefined)
+  if (existing?.size === SAMPLE_BYTES) return
+  const out = createWriteStream(file)
+  for (let written = 0; written < SAMPLE_BYTES; written += 4 * 1024 * 1024) {
+    if (!out.write(randomBytes(4 * 1024 * 1024))) await new Promise<void>(resolve => out.once('drain', () => resolve()))
+  }
+  await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => { if (err != null) reject(err); else resolve() }))
+}
+
+async function waitForAgents (ready: ReadyInfo, names: string[]): Promise<void> {
+  const deadline = Date.now() + 30_000
+  while (Date.now() < deadline) {
+    const res = await fetch(`${ready.apiUrl}/v1/agents`, { headers: { authorization: `Bearer ${ready.apiToken}` } }).catch(() => undefined)
+    if (res?.ok === true) {
+      const body = await res.json() as { items?: Array<{ name: string, online: boolean }> } | Array<{ name: string, online: boolean }>
+      const list = Array.isArray(body) ? body : body.items ?? []
+      if (names.every(n => list.some(a => a.name === n && a.online))) return
+    }
+    await sleep(100)
+  }
+  process.stderr.write('staccato demo: agents did not register within 30 s; see the logs\n')
+}
+

@@ -1,0 +1,42 @@
+import { spawn } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
+import { openSync, closeSync } from 'node:fs'
+import { readFile } from 'node:fs/promises'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { fileURLToPath } from 'node:url'
+
+export const BIN = fileURLToPath(new URL('./bin.ts', import.meta.url))
+
+/** Starts `staccato <args>` as its own process (the same Node that runs us), output appended to logFile. */
+export function spawnStaccato (args: string[], logFile: string, env: NodeJS.ProcessEnv = {}): ChildProcess {
+  const fd = openSync(logFile, 'a')
+  try {
+    return spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', fd, fd], env: { ...process.env, ...env } })
+  } finally {
+    closeSync(fd)
+  }
+}
+
+/** Waits for a JSON file a child writes when it is ready, failing early if the child exits. */
+export async function waitForJson<T> (file: string, child: ChildProcess, timeoutMs: number, what: string): Promise<T> {
+  const deadline = Date.now() + timeoutMs
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`${what} exited (${child.exitCode ?? child.signalCode}) before it was ready`)
+    try {
+      return JSON.parse(await readFile(file, 'utf8')) as T
+    } catch {
+      await sleep(50)
+    }
+  }
+  throw new Error(`${what} was not ready within ${timeoutMs} ms`)
+}
+
+/** Sends a signal and waits for the process to exit. */
+export async function stopProcess (child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM', timeoutMs = 10_000): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return
+  const exited = new Promise<void>(resolve => child.once('exit', () => resolve()))
+  child.kill(signal)
+  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs)
+  await exited
+  clearTimeout(timer)
+}
