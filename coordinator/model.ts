@@ -38,12 +38,36 @@ export interface TransferError extends ErrorInfo {
   attempt: number
 }
 
+/** One destination of a distribution (one source, many destinations sharing pieces). */
+export interface DestinationStatus {
+  destination: string
+  agent: string
+  state: 'queued' | 'active' | 'succeeded' | 'failed' | 'canceled'
+  bytesDone: number
+  sha256?: string
+  lastError?: ErrorInfo & { at: string }
+  updatedAt: string
+}
+
+/** The source's manifest: piece size, every piece's sha256 and the whole object's. */
+export interface DistributionManifest {
+  size: number
+  mtime: number
+  pieceSize: number
+  sha256: string
+  pieces: string[]
+}
+
 export interface TransferRecord {
   id: string
   tenant: string
   state: TransferState
   source: string
+  /** For a distribution, its first destination; every destination is in `destinations`. */
   destination: string
+  /** Present for a distribution: each destination's state and progress. */
+  destinations?: DestinationStatus[]
+  manifest?: DistributionManifest
   checksum?: { algorithm: 'sha256', value: string }
   /** Higher runs first. */
   priority: number
@@ -62,6 +86,8 @@ export interface TransferRecord {
   lastError?: TransferError
   /** Hex sha256 of the delivered object, once verified. */
   sha256?: string
+  /** Every event of this transfer is also delivered here, signed like a webhook. */
+  callbackUrl?: string
   createdAt: string
   updatedAt: string
   startedAt?: string
@@ -70,11 +96,15 @@ export interface TransferRecord {
 
 export interface TransferInput {
   source: string
-  destination: string
+  /** One destination… */
+  destination?: string
+  /** …or several agent:// destinations: a distribution. */
+  destinations?: string[]
   checksum?: { algorithm: 'sha256', value: string }
   priority?: number
   retries?: number
   labels?: Record<string, string>
+  callbackUrl?: string
 }
 
 export interface AgentRecord {
@@ -96,7 +126,7 @@ export interface StoreEvent {
   /** Unique and stable: the message id a webhook receiver deduplicates on. */
   id: string
   time: string
-  /** `transfer.<id>.state`, `transfer.<id>.deleted`, `agent.<name>.online`. */
+  /** `transfer.<id>.state`, `.progress`, `.stalled`, `.deleted`; `agent.<name>.online`. */
   topic: string
   /** The tenant allowed to see it; `*` for admin-only events (agents). */
   tenant: string

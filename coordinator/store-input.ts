@@ -10,7 +10,8 @@ export const LIMITS = {
   labels: 32,
   labelKeyPattern: '^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$',
   labelValueLength: 256,
-  idempotencyKeyLength: 128
+  idempotencyKeyLength: 128,
+  callbackUrlLength: 2048
 } as const
 
 const LABEL_KEY = new RegExp(LIMITS.labelKeyPattern)
@@ -19,11 +20,14 @@ const SHA256_HEX = /^[0-9a-f]{64}$/
 export interface PreparedInput {
   source: string
   destination: string
+  /** Set for a distribution. */
+  destinations?: string[]
   checksum?: { algorithm: 'sha256', value: string }
   priority: number
   retries: number
   labels: Record<string, string>
   agents: string[]
+  callbackUrl?: string
 }
 
 /** The agents a location involves: the agent of an agent:// URL, or the `via` of a plug-in URL. */
@@ -32,9 +36,36 @@ export function locationAgents (loc: Location): string[] {
   return loc.via !== undefined ? [loc.via] : []
 }
 
-export function parseEndpoints (input: { source: string, destination: string }): { source: Location, destination: Location } {
+/** Destinations of one distribution at most; each runs a swarm session with its own journal. */
+export const MAX_DESTINATIONS = 256
+
+/**
+ * The source and the destination(s): `destination` for one copy, or
+ * `destinations` (agent:// locations, at least two) for a distribution.
+ * `destination` is then the first of them.
+ */
+export function parseEndpoints (input: { source: string, destination?: string, destinations?: string[] }): { source: Location, destination: Location, destinations?: Location[] } {
   const source = parseLocation(input.source, 'source')
-  const destination = parseLocation(input.destination, 'destination')
+  if ((input.destination === undefined) === (input.destinations === undefined)) {
+    throw new InvalidArgumentError('destination: give either destination (one copy) or destinations (a distribution to several agents)')
+  }
+  if (input.destinations !== undefined) {
+    const list = input.destinations
+    if (!Array.isArray(list) || list.length < 1 || list.length > MAX_DESTINATIONS) throw new InvalidArgumentError(`destinations: must list 1 to ${MAX_DESTINATIONS} locations`)
+    const destinations = list.map((text, i) => {
+      if (typeof text !== 'string' || text.length > LIMITS.locationLength) throw new InvalidArgumentError(`destinations[${i}]: must be a location of at most ${LIMITS.locationLength} characters`)
+      const loc = parseLocation(text, `destinations[${i}]`)
+      if (loc.kind !== 'agent') throw new InvalidArgumentError(`destinations[${i}]: a distribution delivers to agent volumes (agent://name/volume/path), not ${loc.url.protocol}`)
+      if (loc.url.href === source.url.href) throw new InvalidArgumentError(`destinations[${i}]: must differ from source`)
+      return loc
+    })
+    const agents = destinations.map(d => d.kind === 'agent' ? d.agent : '')
+    const dup = agents.find((a, i) => agents.indexOf(a) !== i)
+    if (dup !== undefined) throw new InvalidArgumentError(`destinations: agent '${dup}' appears twice; a distribution sends one copy to each agent`)
+    if (locationAgents(source).length === 0) throw new InvalidArgumentError('source: a distribution needs a source on an agent (agent://… or ?via=agent)')
+    return { source, destination: destinations[0], destinations }
+  }
+  const destination = parseLocation(input.destination as string, 'destination')
   if (source.url.href === destination.url.href) {
     throw new InvalidArgumentError('destination: must differ from source')
   }
@@ -45,10 +76,11 @@ export function parseEndpoints (input: { source: string, destination: string }):
 export function prepareInput (input: TransferInput): PreparedInput {
   for (const field of ['source', 'destination'] as const) {
     const value: unknown = input[field]
+    if (field === 'destination' && value === undefined && input.destinations !== undefined) continue
     if (typeof value !== 'string') throw new InvalidArgumentError(`${field}: must be a string`)
     if (value.length > LIMITS.locationLength) throw new InvalidArgumentError(`${field}: longer than ${LIMITS.locationLength} characters`)
   }
-  const { source, destination } = parseEndpoints(input)
+  const { source, destination, destinations } = parseEndpoints(input)
   const priority = input.priority ?? 0
   if (!Number.isInteger(priority) || priority < LIMITS.priority.min || priority > LIMITS.priority.max) {
     throw new InvalidArgumentError(`priority: must be an integer from ${LIMITS.priority.min} to ${LIMITS.priority.max}`)
@@ -59,13 +91,15 @@ export function prepareInput (input: TransferInput): PreparedInput {
   }
   const prepared: PreparedInput = {
     source: input.source,
-    destination: input.destination,
+    destination: input.destinations?.[0] ?? input.destination as string,
     priority,
     retries,
     labels: prepareLabels(input.labels),
-    agents: [...new Set([...locationAgents(source), ...locationAgents(destination)])]
+    agents: [...new Set([...locationAgents(source), ...(destinations ?? [destination]).flatMap(locationAgents)])]
   }
+  if (destinations !== undefined) prepared.destinations = input.destinations
   if (input.checksum !== undefined) prepared.checksum = prepareChecksum(input.checksum)
+  if (input.callbackUrl !== undefined) prepared.callbackUrl = prepareCallbackUrl(input.callbackUrl)
   return prepared
 }
 
@@ -74,6 +108,22 @@ function prepareChecksum (checksum: { algorithm: string, value: string }): { alg
   const value = typeof checksum.value === 'string' ? checksum.value.toLowerCase() : ''
   if (!SHA256_HEX.test(value)) throw new InvalidArgumentError('checksum.value: must be 64 hex digits')
   return { algorithm: 'sha256', value }
+}
+
+/** Only the form is checked here; the address is checked where it is dialled (coordinator/events). */
+function prepareCallbackUrl (text: unknown): string {
+  if (typeof text !== 'string' || text.length > LIMITS.callbackUrlLength) {
+    throw new InvalidArgumentError(`callbackUrl: must be a string of at most ${LIMITS.callbackUrlLength} characters`)
+  }
+  let url: URL
+  try {
+    url = new URL(text)
+  } catch {
+    throw new InvalidArgumentError('callbackUrl: not a URL')
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new InvalidArgumentError('callbackUrl: must be an http or https URL')
+  if (url.username !== '' || url.password !== '') throw new InvalidArgumentError('callbackUrl: must not carry credentials')
+  return url.href
 }
 
 function prepareLabels (labels: Record<string, string> | undefined): Record<string, string> {

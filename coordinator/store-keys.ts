@@ -11,6 +11,14 @@ import type { TransferState } from './model.ts'
  *   e!<seq, 16 digits>      event
  *   a!<name>                agent record
  *   m!seq                   highest event sequence number written
+ *   m!trimmed               highest event sequence number deleted by retention
+ *
+ * Aux ranges, owned by coordinator/events (the store writes them in order with everything else):
+ *
+ *   w!<webhook id>                        webhook subscription
+ *   o!<seq, 16 digits>!<endpoint>         outbox: a delivery still to make (written in its event's batch)
+ *   d!<endpoint>!<delivery id>            delivery log, oldest first
+ *   k!<tenant>                            a tenant's signing secret for per-transfer callbacks
  */
 
 const SEQ_WIDTH = 16
@@ -22,9 +30,22 @@ export const keys = {
   idempotency: (tenant: string, key: string) => `i!${encodeURIComponent(tenant).replaceAll('!', '%21')}!${key}`,
   event: (seq: number) => `e!${String(seq).padStart(SEQ_WIDTH, '0')}`,
   agent: (name: string) => `a!${name}`,
-  seq: 'm!seq'
+  seq: 'm!seq',
+  trimmed: 'm!trimmed',
+  webhook: (id: string) => `w!${id}`,
+  outbox: (seq: number, endpoint: string) => `o!${String(seq).padStart(SEQ_WIDTH, '0')}!${endpoint}`,
+  delivery: (endpoint: string, id: string) => `d!${endpoint}!${id}`,
+  tenantSecret: (tenant: string) => `k!${encodeURIComponent(tenant)}`
 }
 
-export function range (prefix: 't' | 's' | 'i' | 'e' | 'a'): { gt: string, lt: string } {
+export type AuxPrefix = 'w' | 'o' | 'd' | 'k'
+const AUX: readonly string[] = ['w', 'o', 'd', 'k'] satisfies AuxPrefix[]
+
+/** A key (or, with `bound`, a range bound such as `w~`) of an aux range. */
+export function isAuxKey (key: string, bound = false): boolean {
+  return AUX.includes(key[0]) && (key[1] === '!' || (bound && key[1] === '~'))
+}
+
+export function range (prefix: 't' | 's' | 'i' | 'e' | 'a' | AuxPrefix): { gt: string, lt: string } {
   return { gt: `${prefix}!`, lt: `${prefix}~` }
 }

@@ -11,6 +11,8 @@ const RATE_HALF_LIFE_S = 3
 export interface ProgressReport {
   bytesDone: number
   bytesTotal?: number
+  /** A distribution's progress by destination agent, merged into its active destinations. */
+  destinations?: Record<string, number>
 }
 
 export function nextProgress (prev: Progress, report: ProgressReport, now: number): Progress {

@@ -8,7 +8,8 @@ import { InvalidStateError } from './store-errors.ts'
 import { TransferIndex } from './store-index.ts'
 import type { ListPage, ListQuery } from './store-index.ts'
 import { prepareInput } from './store-input.ts'
-import { keys, range } from './store-keys.ts'
+import { GroupCommit } from './store-commit.ts'
+import { isAuxKey, keys, range } from './store-keys.ts'
 import { nextProgress, restartProgress } from './store-progress.ts'
 import type { ProgressReport } from './store-progress.ts'
 
@@ -22,7 +23,25 @@ export interface StoreEvents {
   agent: [rec: AgentRecord]
   created: [rec: TransferRecord]
   removed: [rec: TransferRecord]
+  /** Every event, once the write holding it has ended (after the specific notification above). */
+  event: [ev: StoreEvent]
 }
+
+export interface StoreOptions {
+  /** At most one `transfer.<id>.progress` event per transfer per this many ms; 0 writes none. */
+  progressEventMs?: number
+}
+
+/**
+ * Extra records that must be written in the same batch as an event (a
+ * webhook outbox), so that a crash can never keep the event and lose them.
+ * Called once per event, before its batch; the record is the transfer the
+ * event is about, when there is one. Keys must be in an aux range.
+ */
+export type EventFanout = (event: StoreEvent, record: TransferRecord | undefined) => AuxPut[]
+
+export interface AuxPut { key: string, value: unknown }
+export type AuxOp = { type: 'put', key: string, value: unknown } | { type: 'del', key: string }
 
 export interface CreateOptions { tenant: string, idempotencyKey?: string, now?: number }
 export interface TransitionOptions { from?: TransferState[], now?: number }
@@ -32,17 +51,24 @@ type BatchOp = { type: 'put', key: string, value: unknown } | { type: 'del', key
 /** Fields a transition patch may not change. */
 const FIXED = ['id', 'tenant', 'state', 'source', 'destination', 'agents', 'createdAt'] as const
 
+// "A few seconds": progress arrives about once a second, and a subscriber wants movement, not every report.
+const PROGRESS_EVENT_MS = 5000
+
 /**
  * Transfers, agents and the event log, in LevelDB with everything also held
  * in memory. LevelDB is the source of truth: open() rebuilds memory from it.
  *
  * Writes run one at a time through a single chain, so a transition always
- * checks the state that is on disk, and a progress write can never put back
- * a state that a transition just replaced. Memory changes only after the
- * batch is written, and events are emitted after that.
+ * checks the state every earlier write left, and a progress write can never
+ * put back a state that a transition just replaced. Their batches go to disk
+ * by group commit (store-commit.ts): a write's caller hears back, and its
+ * events are emitted, only once its batch and all before it are on disk.
  */
 export class TransferStore extends EventEmitter<StoreEvents> {
   readonly #db: Level<string, unknown>
+  readonly #commits: GroupCommit
+  /** Emits of the write in progress, held until its batch is on disk. */
+  #deferred: Array<() => void> | undefined
   readonly #index = new TransferIndex()
   readonly #agents = new Map<string, AgentRecord>()
   readonly #transferIds = createIdGenerator('tr_')
@@ -50,16 +76,26 @@ export class TransferStore extends EventEmitter<StoreEvents> {
   #seq = 0
   #chain: Promise<unknown> = Promise.resolve()
   #closed = false
+  #fanout: EventFanout | undefined
+  readonly #progressEventMs: number
+  /** When each running transfer last had a progress event. */
+  readonly #progressEventAt = new Map<string, number>()
+  /** Every event up to this seq has been deleted by retention. */
+  #trimmed = 0
+  /** Events built by the write in progress, announced when it ends. */
+  #unannounced: StoreEvent[] = []
 
-  private constructor (db: Level<string, unknown>) {
+  private constructor (db: Level<string, unknown>, opts: StoreOptions) {
     super()
-    this.#db = db
+    this.#commits = new GroupCommit(db)
+    this.#db = this.#commits.view()
+    this.#progressEventMs = opts.progressEventMs ?? PROGRESS_EVENT_MS
   }
 
-  static async open (dir: string): Promise<TransferStore> {
+  static async open (dir: string, opts: StoreOptions = {}): Promise<TransferStore> {
     const db = new Level<string, unknown>(dir, { valueEncoding: 'json' })
     await db.open()
-    const store = new TransferStore(db)
+    const store = new TransferStore(db, opts)
     try {
       await store.#load()
     } catch (err) {
@@ -80,6 +116,7 @@ export class TransferStore extends EventEmitter<StoreEvents> {
     const saved = await this.#db.get(keys.seq) as number | undefined
     this.#seq = Math.max(saved ?? 0, lastEvent?.seq ?? 0)
     if (lastEvent !== undefined) this.#eventIds.seed(lastEvent.id)
+    this.#trimmed = await this.#db.get(keys.trimmed) as number | undefined ?? 0
   }
 
   /**
@@ -164,11 +201,17 @@ export class TransferStore extends EventEmitter<StoreEvents> {
         updatedAt: at
       }
       if (prepared.checksum !== undefined) record.checksum = prepared.checksum
+      if (prepared.callbackUrl !== undefined) record.callbackUrl = prepared.callbackUrl
+      if (prepared.destinations !== undefined) {
+        record.destinations = prepared.destinations.map(destination => ({
+          destination, agent: new URL(destination).hostname, state: 'queued', bytesDone: 0, updatedAt: at
+        }))
+      }
       const event = this.#event(`transfer.${record.id}.state`, tenant, now, { from: null, to: 'queued', attempt: 0 })
       const ops: BatchOp[] = [
         { type: 'put', key: keys.transfer(record.id), value: record },
         { type: 'put', key: keys.state('queued', record.id), value: '' },
-        ...this.#eventOps(event)
+        ...this.#eventOps(event, record)
       ]
       if (idemKey !== undefined) ops.push({ type: 'put', key: idemKey, value: record.id })
       await this.#db.batch(ops, { sync: true })
@@ -214,11 +257,31 @@ export class TransferStore extends EventEmitter<StoreEvents> {
         { type: 'put', key: keys.transfer(id), value: record },
         { type: 'del', key: keys.state(prev.state, id) },
         { type: 'put', key: keys.state(to, id), value: '' },
-        ...this.#eventOps(event)
+        ...this.#eventOps(event, record)
       ], { sync: true })
       this.#seq = event.seq
       this.#index.put(record)
+      if (TERMINAL_STATES.has(to)) this.#progressEventAt.delete(id)
       this.#emitSafely('transition', record, prev.state)
+      return record
+    })
+  }
+
+  /**
+   * Changes a record without changing its state (a distribution's manifest or
+   * one destination's state), with an event on `topic`, in one synced batch.
+   */
+  update (id: string, change: (prev: TransferRecord) => Pick<Partial<TransferRecord>, 'destinations' | 'manifest'>, topic: string, data: Record<string, unknown>, opts: { now?: number } = {}): Promise<TransferRecord> {
+    return this.#exclusive(async () => {
+      const prev = this.#require(id)
+      const now = opts.now ?? Date.now()
+      // The change is computed from the record as it is in the write chain, so concurrent updates never lose each other.
+      const record = withoutUndefined({ ...prev, ...change(prev), updatedAt: new Date(now).toISOString() })
+      const event = this.#event(topic, record.tenant, now, data)
+      await this.#db.batch([{ type: 'put', key: keys.transfer(id), value: record }, ...this.#eventOps(event, record)], { sync: true })
+      this.#seq = event.seq
+      this.#index.put(record)
+      this.#emitSafely('progress', record)
       return record
     })
   }
@@ -231,7 +294,24 @@ export class TransferStore extends EventEmitter<StoreEvents> {
     return this.#exclusive(async () => {
       const prev = this.#require(id)
       if (TERMINAL_STATES.has(prev.state)) return
-      const record = { ...prev, progress: nextProgress(prev.progress, report, opts.now ?? Date.now()) }
+      const now = opts.now ?? Date.now()
+      const record = { ...prev, progress: nextProgress(prev.progress, report, now) }
+      if (report.destinations !== undefined && prev.destinations !== undefined) {
+        const bytes = report.destinations
+        record.destinations = prev.destinations.map(d => d.state === 'active' && bytes[d.agent] !== undefined ? { ...d, bytesDone: bytes[d.agent] } : d)
+      }
+      const last = this.#progressEventAt.get(id)
+      if (this.#progressEventMs > 0 && (last === undefined || now - last >= this.#progressEventMs || now < last)) {
+        const { bytesDone, bytesTotal, rate } = record.progress
+        const event = this.#event(`transfer.${id}.progress`, record.tenant, now, withoutUndefined({ bytesDone, bytesTotal, rate }))
+        // Unsynced like the progress itself. A later synced batch flushes it too; only an OS crash can lose a trailing one.
+        await this.#db.batch([{ type: 'put', key: keys.transfer(id), value: record }, ...this.#eventOps(event, record)], { sync: false })
+        this.#seq = event.seq
+        this.#progressEventAt.set(id, now)
+        this.#index.put(record)
+        this.#emitSafely('progress', record)
+        return
+      }
       await this.#db.put(keys.transfer(id), record)
       this.#index.put(record)
       this.#emitSafely('progress', record)
@@ -249,10 +329,11 @@ export class TransferStore extends EventEmitter<StoreEvents> {
       await this.#db.batch([
         { type: 'del', key: keys.transfer(id) },
         { type: 'del', key: keys.state(prev.state, id) },
-        ...this.#eventOps(event)
+        ...this.#eventOps(event, prev)
       ], { sync: true })
       this.#seq = event.seq
       this.#index.delete(id)
+      this.#progressEventAt.delete(id)
       this.#emitSafely('removed', prev)
     })
   }
@@ -279,7 +360,7 @@ export class TransferStore extends EventEmitter<StoreEvents> {
       let event: StoreEvent | undefined
       if (wasOnline !== record.online) {
         event = this.#event(`agent.${record.name}.online`, '*', opts.now ?? Date.now(), { online: record.online })
-        ops.push(...this.#eventOps(event))
+        ops.push(...this.#eventOps(event, undefined))
       }
       await this.#db.batch(ops, { sync: true })
       if (event !== undefined) this.#seq = event.seq
@@ -302,6 +383,65 @@ export class TransferStore extends EventEmitter<StoreEvents> {
     return await this.#db.values({ gt: keys.event(Math.max(0, after)), lt: range('e').lt, limit }).all() as StoreEvent[]
   }
 
+  /** Every event with a seq up to this one has been deleted by retention: a cursor below it has a gap. */
+  get trimmedThrough (): number { return this.#trimmed }
+
+  /** Installs (or removes) the function whose records join every event's batch. */
+  setFanout (fanout: EventFanout | undefined): void {
+    this.#fanout = fanout
+  }
+
+  /** Writes an event that goes with no state change (e.g. `transfer.<id>.stalled`). */
+  appendEvent (topic: string, tenant: string, data: Record<string, unknown>, opts: { record?: TransferRecord, sync?: boolean, now?: number } = {}): Promise<StoreEvent> {
+    return this.#exclusive(async () => {
+      const event = this.#event(topic, tenant, opts.now ?? Date.now(), data)
+      await this.#db.batch(this.#eventOps(event, opts.record), { sync: opts.sync ?? true })
+      this.#seq = event.seq
+      return event
+    })
+  }
+
+  /**
+   * Deletes the oldest events, through `throughSeq` but at most `limit` of
+   * them (retention calls it in small batches so that writes are never held
+   * up long), and returns how far the log is now trimmed.
+   */
+  trimEvents (throughSeq: number, limit: number): Promise<number> {
+    return this.#exclusive(async () => {
+      const through = Math.min(throughSeq, this.#seq)
+      if (through <= this.#trimmed) return this.#trimmed
+      const doomed = await this.#db.keys({ gt: keys.event(this.#trimmed), lte: keys.event(through), limit }).all()
+      const last = doomed.length === limit ? Number(doomed[doomed.length - 1].slice(2)) : through
+      await this.#db.batch([
+        ...doomed.map((key): BatchOp => ({ type: 'del', key })),
+        { type: 'put', key: keys.trimmed, value: last }
+      ], { sync: true })
+      this.#trimmed = last
+      return last
+    })
+  }
+
+  /**
+   * Writes records of the aux ranges (webhooks, outbox, delivery log,
+   * secrets), in order with every other write. `onWritten` runs before any
+   * later write starts: a webhook added there sees exactly the events after it.
+   */
+  writeAux (ops: AuxOp[], opts: { sync: boolean, onWritten?: () => void }): Promise<void> {
+    for (const op of ops) requireAux(op.key)
+    return this.#exclusive(async () => {
+      if (ops.length > 0) await this.#db.batch(ops, { sync: opts.sync })
+      opts.onWritten?.()
+    })
+  }
+
+  /** Reads records of one aux range, e.g. `{ ...range('w') }`. */
+  async readAux (r: { gt: string, lt: string, reverse?: boolean, limit?: number }): Promise<Array<[string, unknown]>> {
+    if (this.#closed) throw closedError()
+    requireAux(r.gt, true)
+    requireAux(r.lt, true)
+    return await this.#db.iterator({ gt: r.gt, lt: r.lt, reverse: r.reverse ?? false, limit: r.limit ?? -1 }).all()
+  }
+
   #require (id: string): TransferRecord {
     const rec = this.#index.get(id)
     if (rec === undefined) throw new NotFoundError(`no transfer '${id}'`)
@@ -313,18 +453,62 @@ export class TransferStore extends EventEmitter<StoreEvents> {
     return { seq: this.#seq + 1, id: this.#eventIds.next(now), time: new Date(now).toISOString(), topic, tenant, data }
   }
 
-  #eventOps (event: StoreEvent): BatchOp[] {
-    return [
+  /**
+   * The ops that write an event (and its fan-out). The event is announced
+   * ('event') when the write that holds it ends, if its seq was committed
+   * by then; so every writer announces its events without having to.
+   */
+  #eventOps (event: StoreEvent, record: TransferRecord | undefined): BatchOp[] {
+    this.#unannounced.push(event)
+    const ops: BatchOp[] = [
       { type: 'put', key: keys.event(event.seq), value: event },
       { type: 'put', key: keys.seq, value: event.seq }
     ]
+    if (this.#fanout !== undefined) {
+      for (const { key, value } of this.#fanout(event, record)) {
+        requireAux(key)
+        ops.push({ type: 'put', key, value })
+      }
+    }
+    return ops
   }
 
+  /**
+   * Runs one write after every earlier one. The next write starts as soon as
+   * this one has run (its batch queued for the group commit), but this one's
+   * caller hears back, and its notifications go out, only once everything it
+   * wrote or saw is on disk.
+   */
   #exclusive<T> (fn: () => Promise<T>): Promise<T> {
     if (this.#closed) return Promise.reject(closedError())
-    const run = this.#chain.then(fn)
-    this.#chain = run.catch(() => {})
-    return run
+    const ran = this.#chain.then(async () => {
+      const emits: Array<() => void> = []
+      this.#deferred = emits
+      let outcome: { ok: true, value: T } | { ok: false, error: unknown }
+      try {
+        outcome = { ok: true, value: await fn() }
+      } catch (error) {
+        outcome = { ok: false, error }
+      } finally {
+        this.#deferred = undefined
+      }
+      const events = this.#unannounced
+      this.#unannounced = []
+      return { outcome, emits, events, ticket: this.#commits.ticket() }
+    })
+    this.#chain = ran.catch(() => {})
+    return ran.then(async ({ outcome, emits, events, ticket }) => {
+      await this.#commits.durable(ticket)
+      for (const emit of emits) emit()
+      this.#announce(events)
+      if (!outcome.ok) throw outcome.error
+      return outcome.value
+    })
+  }
+
+  /** Emits 'event' for each event written by a write that is now on disk; one whose batch failed (seq not committed) is dropped. */
+  #announce (events: StoreEvent[]): void {
+    for (const event of events) if (event.seq <= this.#seq) this.#emitNow('event', event)
   }
 
   /**
@@ -333,12 +517,21 @@ export class TransferStore extends EventEmitter<StoreEvents> {
    * rethrown on its own tick, where it surfaces as an uncaught exception.
    */
   #emitSafely<K extends keyof StoreEvents> (name: K, ...args: StoreEvents[K]): void {
+    if (this.#deferred !== undefined) this.#deferred.push(() => this.#emitNow(name, ...args))
+    else this.#emitNow(name, ...args)
+  }
+
+  #emitNow<K extends keyof StoreEvents> (name: K, ...args: StoreEvents[K]): void {
     try {
       (this.emit as (n: K, ...a: StoreEvents[K]) => boolean)(name, ...args)
     } catch (err) {
       process.nextTick(() => { throw err })
     }
   }
+}
+
+function requireAux (key: string, bound = false): void {
+  if (!isAuxKey(key, bound)) throw new TypeError(`'${key}' is not in an aux range`)
 }
 
 function closedError (): StaccatoError {

@@ -1,0 +1,133 @@
+import { lookup as dnsLookup } from 'node:dns'
+import type { LookupAddress, LookupAllOptions } from 'node:dns'
+import { BlockList, isIP } from 'node:net'
+import { InvalidArgumentError, StaccatoError } from '../../mesh/index.ts'
+
+/**
+ * Which addresses a webhook may be delivered to. A webhook URL is chosen by
+ * a client, so without this the coordinator could be made to POST to the
+ * cloud metadata service or to services listening on its own loopback.
+ * The check is made on the addresses the name resolves to, inside the
+ * connection's own lookup, so the address checked is the address dialled
+ * (a name that resolves differently a second time gains nothing).
+ */
+
+export type AddressClass = 'loopback' | 'link-local' | 'metadata'
+export const ADDRESS_CLASSES: readonly AddressClass[] = ['loopback', 'link-local', 'metadata']
+
+/** The address (or name) is of a class the configuration does not allow. */
+export class AddressRefusedError extends StaccatoError {
+  constructor (message: string, options?: ErrorOptions) { super('address_refused', message, false, options) }
+}
+
+// The instance metadata services of AWS (IPv4 and IPv6), GCP, Azure and others.
+const METADATA_ADDRESSES = ['169.254.169.254', 'fd00:ec2::254']
+const METADATA_NAMES = new Set(['metadata.google.internal', 'metadata.goog'])
+
+function blockList (build: (b: BlockList) => void): BlockList {
+  const b = new BlockList()
+  build(b)
+  return b
+}
+
+// BlockList also matches IPv4-mapped IPv6 forms (::ffff:169.254.169.254) against the IPv4 rules.
+const LISTS: Record<AddressClass, BlockList> = {
+  // 0.0.0.0 and :: reach the local host too.
+  loopback: blockList(b => {
+    b.addSubnet('127.0.0.0', 8, 'ipv4')
+    b.addSubnet('0.0.0.0', 8, 'ipv4')
+    b.addAddress('::1', 'ipv6')
+    b.addAddress('::', 'ipv6')
+  }),
+  'link-local': blockList(b => {
+    b.addSubnet('169.254.0.0', 16, 'ipv4')
+    b.addSubnet('fe80::', 10, 'ipv6')
+  }),
+  metadata: blockList(b => {
+    for (const a of METADATA_ADDRESSES) b.addAddress(a, isIP(a) === 6 ? 'ipv6' : 'ipv4')
+  })
+}
+
+type LookupCallback = (err: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void
+
+export class AddressPolicy {
+  readonly #allowed: ReadonlySet<AddressClass>
+  readonly #resolve: typeof dnsLookup
+
+  constructor (allow: Iterable<AddressClass>, resolve: typeof dnsLookup = dnsLookup) {
+    this.#allowed = new Set(allow)
+    this.#resolve = resolve
+  }
+
+  /** The classes an IP address falls in. */
+  classify (address: string): AddressClass[] {
+    const family = isIP(address)
+    if (family === 0) return []
+    const type = family === 6 ? 'ipv6' : 'ipv4'
+    return ADDRESS_CLASSES.filter(c => LISTS[c].check(address, type))
+  }
+
+  /** Why an IP address is refused, or undefined when it may be dialled. */
+  refusal (address: string): string | undefined {
+    const refused = this.classify(address).filter(c => !this.#allowed.has(c))
+    return refused.length > 0 ? `${address} is a ${refused.join('/')} address (not allowed by configuration)` : undefined
+  }
+
+  /** Checks what can be checked without resolving: the scheme, a literal address, a metadata name. */
+  checkUrl (text: string, field = 'url'): URL {
+    let url: URL
+    try {
+      url = new URL(text)
+    } catch {
+      throw new InvalidArgumentError(`${field}: not a URL`)
+    }
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new InvalidArgumentError(`${field}: must be an http or https URL`)
+    if (url.username !== '' || url.password !== '') throw new InvalidArgumentError(`${field}: must not carry credentials`)
+    const why = this.hostRefusal(hostOf(url))
+    if (why !== undefined) throw new AddressRefusedError(`${field}: ${why}`)
+    return url
+  }
+
+  /** Refusal of a host name or literal before any lookup. */
+  hostRefusal (host: string): string | undefined {
+    const name = host.toLowerCase().replace(/\.$/, '')
+    if (METADATA_NAMES.has(name) && !this.#allowed.has('metadata')) return `${name} is a metadata service name (not allowed by configuration)`
+    return isIP(name) !== 0 ? this.refusal(name) : undefined
+  }
+
+  /**
+   * A `lookup` for http.request / net.connect: resolves, and fails the
+   * connection when any address the name resolves to is refused.
+   */
+  readonly lookup = (hostname: string, options: { family?: number | string, all?: boolean, hints?: number }, callback: LookupCallback): void => {
+    const why = this.hostRefusal(hostname)
+    if (why !== undefined) {
+      process.nextTick(() => callback(new AddressRefusedError(why), ''))
+      return
+    }
+    const family = options.family === 'IPv4' ? 4 : options.family === 'IPv6' ? 6 : (options.family as 0 | 4 | 6 | undefined) ?? 0
+    const opts: LookupAllOptions = { all: true, family, hints: options.hints }
+    this.#resolve(hostname, opts, (err, addresses) => {
+      if (err !== null) return callback(err, '')
+      for (const a of addresses) {
+        const refused = this.refusal(a.address)
+        if (refused !== undefined) return callback(new AddressRefusedError(`${hostname} resolves to ${refused}`), '')
+      }
+      if (addresses.length === 0) return callback(Object.assign(new Error(`${hostname} has no address`), { code: 'ENOTFOUND' }), '')
+      if (options.all === true) return callback(null, addresses)
+      callback(null, addresses[0].address, addresses[0].family)
+    })
+  }
+}
+
+/** The host of a URL without the brackets of an IPv6 literal. */
+export function hostOf (url: URL): string {
+  return url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname
+}
+
+export function parseAddressClasses (list: readonly string[]): AddressClass[] {
+  for (const c of list) {
+    if (!(ADDRESS_CLASSES as readonly string[]).includes(c)) throw new InvalidArgumentError(`'${c}' is not an address class (${ADDRESS_CLASSES.join(', ')})`)
+  }
+  return list as AddressClass[]
+}
