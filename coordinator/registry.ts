@@ -9,8 +9,11 @@ import type { AgentRecord } from './model.ts'
 export interface RegistryOptions {
   node: MeshNode
   store: TransferStore
-  /** Join tokens accepted on an agent's first registration. */
-  joinTokens: ReadonlySet<string>
+  /**
+   * Checks (and, for a single-use token, spends) the join token of an
+   * agent's first registration; the reason is logged, never told to the agent.
+   */
+  admit: (joinToken: string | undefined, who: { agent: string, peerId: string }) => Promise<{ ok: true } | { ok: false, reason: string }>
   heartbeatMs: number
   /** An agent silent for this long is offline. */
   heartbeatTimeoutMs: number
@@ -33,6 +36,8 @@ interface Session { channel: ControlChannel, peerId: string, lastSeen: number }
 export class AgentRegistry {
   private readonly opts: RegistryOptions
   private readonly sessions = new Map<string, Session>()
+  /** Names whose first registration is under way, by peer id: two keys racing for one new name must not both win. */
+  private readonly enrolling = new Map<string, string>()
   private timer?: NodeJS.Timeout
 
   constructor (opts: RegistryOptions) {
@@ -108,9 +113,22 @@ export class AgentRegistry {
       log('refused an agent claiming an enrolled name with another key', { agent: p.name, peerId, enrolledPeerId: known.peerId })
       throw new PermissionDeniedError(`agent name '${p.name}' is enrolled with another key`)
     }
-    if (known === undefined && (p.joinToken === undefined || !this.opts.joinTokens.has(p.joinToken))) {
-      log('refused an agent without a valid join token', { agent: p.name, peerId })
-      throw new PermissionDeniedError(`agent '${p.name}' is not enrolled and presented no valid join token`)
+    if (known === undefined) {
+      const claimant = this.enrolling.get(p.name)
+      if (claimant !== undefined && claimant !== peerId) {
+        log('refused an agent claiming a name another key is enrolling', { agent: p.name, peerId, claimant })
+        throw new PermissionDeniedError(`agent name '${p.name}' is being enrolled with another key`)
+      }
+      this.enrolling.set(p.name, peerId)
+      const admitted = await this.opts.admit(p.joinToken, { agent: p.name, peerId }).catch(err => {
+        this.enrolling.delete(p.name)
+        throw err
+      })
+      if (!admitted.ok) {
+        this.enrolling.delete(p.name)
+        log('refused an agent without a valid join token', { agent: p.name, peerId, reason: admitted.reason })
+        throw new PermissionDeniedError(`agent '${p.name}' is not enrolled and its join token is missing, invalid, expired or already used`)
+      }
     }
     const previous = this.sessions.get(p.name)
     if (previous !== undefined && previous.channel !== channel) previous.channel.close()
@@ -126,7 +144,7 @@ export class AgentRegistry {
       enrolledAt: known?.enrolledAt ?? now,
       lastSeenAt: now
     }
-    await store.putAgent(rec)
+    await store.putAgent(rec).finally(() => { if (this.enrolling.get(p.name) === peerId) this.enrolling.delete(p.name) })
     this.sessions.set(p.name, { channel, peerId, lastSeen: Date.now() })
     log(known === undefined ? 'agent enrolled' : 'agent registered', { agent: p.name, peerId, addrs: p.addrs })
     this.opts.onOnline(p.name, p.active)

@@ -58,7 +58,14 @@ export async function verifyTicket (ticket: string, issuer: PublicKey, req: Tick
   if (dot <= 0) throw new TicketError('ticket is not of the form claims.signature')
   const body = ticket.slice(0, dot)
   const sig = Buffer.from(ticket.slice(dot + 1), 'base64url')
-  if (!(await issuer.verify(encoder.encode(body), sig))) throw new TicketError('ticket signature is not the coordinator\'s')
+  // A signature of the wrong length makes verify() throw rather than answer false: either way it is a bad ticket, not a network fault to retry.
+  let valid: boolean
+  try {
+    valid = await issuer.verify(encoder.encode(body), sig)
+  } catch {
+    valid = false
+  }
+  if (!valid) throw new TicketError('ticket signature is not the coordinator\'s')
   let raw: unknown
   try {
     raw = JSON.parse(Buffer.from(body, 'base64url').toString('utf8'))

@@ -1,45 +1,86 @@
-import { createHash, timingSafeEqual } from 'node:crypto'
 import type { FastifyRequest } from 'fastify'
+import { StaccatoError } from '../../mesh/index.ts'
+import { ALL_TENANTS, ROLES } from '../tokens.ts'
+import type { Role, TokenStore } from '../tokens.ts'
 import { UnauthorizedError } from './errors.ts'
 
+/** Who is calling: set on every authenticated request as `req.principal` (and its tenant as `req.tenant`). */
 export interface Principal {
+  /** A tenant name, or `*` for an admin of all tenants. */
   tenant: string
+  role: Role
+  tokenId: string
 }
 
+/** A token given in configuration; a plain string is an admin token for all tenants. */
 export interface TokenGrant {
   token: string
   tenant: string
+  /** Default admin: before roles existed every token could use every route. */
+  role?: Role
 }
 
-const DEFAULT_TENANT = 'default'
+/** Authenticated, but the token's role or tenant does not allow this. */
+export class ForbiddenError extends StaccatoError {
+  constructor (message: string, options?: ErrorOptions) { super('forbidden', message, false, options) }
+}
 
-function sha256 (text: string): Buffer {
-  return createHash('sha256').update(text).digest()
+export class RateLimitedError extends StaccatoError {
+  constructor (message: string, options?: ErrorOptions) { super('rate_limited', message, true, options) }
+}
+
+/** The tenant an all-tenants admin's own transfers go to. */
+export const DEFAULT_TENANT = 'default'
+
+export function canSee (p: Principal, tenant: string): boolean {
+  return p.tenant === ALL_TENANTS || p.tenant === tenant
+}
+
+/** For list queries: undefined means every tenant. */
+export function tenantFilter (p: Principal): string | undefined {
+  return p.tenant === ALL_TENANTS ? undefined : p.tenant
+}
+
+/** The tenant new records made by this caller belong to. */
+export function ownTenant (p: Principal): string {
+  return p.tenant === ALL_TENANTS ? DEFAULT_TENANT : p.tenant
+}
+
+export function hasRole (p: Principal, needed: Role): boolean {
+  return ROLES.indexOf(p.role) >= ROLES.indexOf(needed)
 }
 
 /**
- * Checks bearer tokens. Only their sha256 hashes are kept, and a presented
- * token is compared with every hash in constant time (no early exit), so
- * neither the length nor a prefix of a valid token leaks through timing.
+ * Reads the bearer token and finds its principal. Every way a presented
+ * token can be wrong (unknown, revoked, expired, mistyped) gets the same
+ * answer, so a caller learns nothing about which tokens exist.
  */
-export function bearerAuthenticator (tokens: ReadonlyArray<string | TokenGrant>): (req: FastifyRequest) => Principal {
-  const grants = tokens.map(t => {
-    const grant = typeof t === 'string' ? { token: t, tenant: DEFAULT_TENANT } : t
-    if (grant.token.length === 0) throw new TypeError('an API token must not be empty')
-    return { hash: sha256(grant.token), tenant: grant.tenant }
-  })
-
+export function bearerAuthenticator (tokens: TokenStore): (req: FastifyRequest) => Principal {
   return function authenticate (req) {
     const header = req.headers.authorization
     if (header === undefined) throw new UnauthorizedError('missing Authorization: Bearer <token> header')
     const match = /^Bearer +(\S+) *$/i.exec(header)
     if (match === null) throw new UnauthorizedError('the Authorization header must be "Bearer <token>"')
-    const presented = sha256(match[1])
-    let found: Principal | undefined
-    for (const grant of grants) {
-      if (timingSafeEqual(presented, grant.hash) && found === undefined) found = { tenant: grant.tenant }
-    }
-    if (found === undefined) throw new UnauthorizedError('invalid token')
-    return found
+    const token = tokens.authenticate(match[1])
+    if (token === undefined) throw new UnauthorizedError('invalid token')
+    return { tenant: token.tenant, role: token.role, tokenId: token.id }
+  }
+}
+
+/** Routes say which role they need in `config.role`; a route that says nothing is for admins, so a forgotten one fails closed. */
+export function requireRole (req: FastifyRequest, p: Principal): void {
+  const needed = req.routeOptions.config.role ?? 'admin'
+  if (hasRole(p, needed)) return
+  throw new ForbiddenError(`a ${p.role} token may not ${req.method} ${req.routeOptions.url ?? req.url.split('?')[0]} (needs ${needed})`)
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** Who is calling; null only on public routes. */
+    principal: Principal
+  }
+  interface FastifyContextConfig {
+    /** The least role that may call the route; admin when absent. */
+    role?: Role
   }
 }

@@ -14,8 +14,10 @@ const STATUS_BY_CODE: Record<string, number> = {
   invalid_argument: 400,
   unauthorized: 401,
   permission_denied: 403,
+  forbidden: 403,
   not_found: 404,
   invalid_state: 409,
+  rate_limited: 429,
   unknown_agent: 422,
   unsupported: 501,
   unavailable: 503
@@ -28,6 +30,7 @@ const CODE_BY_STATUS: Record<number, string> = {
   408: 'timeout',
   413: 'payload_too_large',
   415: 'unsupported_media_type',
+  429: 'rate_limited',
   503: 'unavailable'
 }
 

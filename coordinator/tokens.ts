@@ -1,0 +1,309 @@
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
+import { Level } from 'level'
+import { InvalidArgumentError, NotFoundError, StaccatoError } from '../mesh/index.ts'
+import { createIdGenerator } from './ids.ts'
+import { InvalidStateError } from './store-errors.ts'
+
+/** Ascending power: each role may do what the roles before it may. */
+export const ROLES = ['reader', 'operator', 'admin'] as const
+export type Role = typeof ROLES[number]
+
+/** A tenant name, or `*` (all tenants, admin tokens only). */
+export const TENANT_PATTERN = '^[a-z0-9][a-z0-9._-]{0,62}$'
+const TENANT = new RegExp(TENANT_PATTERN)
+export const ALL_TENANTS = '*'
+
+/** Where a token came from: created through the API, generated on first start, or given on the command line. */
+export type TokenSource = 'api' | 'bootstrap' | 'config'
+
+interface TokenBase {
+  id: string
+  name?: string
+  /** Hex sha256 of the token: the clear token is shown once and never stored. */
+  hash: string
+  source: TokenSource
+  createdAt: string
+  expiresAt?: string
+  revokedAt?: string
+}
+
+export interface ApiToken extends TokenBase { role: Role, tenant: string }
+export interface JoinToken extends TokenBase {
+  singleUse: boolean
+  usedAt?: string
+  usedBy?: { agent: string, peerId: string }
+}
+
+/** What listing shows: everything but the hash. */
+export type ApiTokenView = Omit<ApiToken, 'hash'>
+export type JoinTokenView = Omit<JoinToken, 'hash'>
+
+export type JoinCheck = { ok: true, id: string } | { ok: false, reason: string }
+
+export interface NewApiToken { role: Role, tenant: string, name?: string, expiresInSeconds?: number }
+export interface NewJoinToken { name?: string, expiresInSeconds?: number, singleUse?: boolean }
+
+const KEY = { api: 'k!', join: 'j!' } as const
+// Ten years: beyond that an expiry is a typo, and Date would overflow long before the integer does.
+const MAX_TTL_SECONDS = 10 * 365 * 24 * 3600
+
+export function hashToken (token: string): string {
+  return createHash('sha256').update(token).digest('hex')
+}
+
+/** `90`, `90s`, `15m`, `1h`, `30d` → seconds. */
+export function parseDuration (text: string | number, what = 'expiresIn'): number {
+  const m = /^([0-9]{1,12})([smhd]?)$/.exec(String(text).trim())
+  if (m === null) throw new InvalidArgumentError(`${what}: '${text}' must be a duration such as 90s, 15m, 1h or 30d`)
+  const seconds = Number(m[1]) * ({ '': 1, s: 1, m: 60, h: 3600, d: 86400 } as Record<string, number>)[m[2]]
+  if (seconds < 1 || seconds > MAX_TTL_SECONDS) throw new InvalidArgumentError(`${what}: must be between 1 second and 10 years`)
+  return seconds
+}
+
+/**
+ * API bearer tokens and agent join tokens. Only sha256 hashes are kept, in
+ * memory and in LevelDB: tokens are 256 random bits, so a hash is as good as
+ * the token for checking and useless for presenting. Lookups go by hash: the
+ * hash of what a client sends is not something it can steer byte by byte, so
+ * the map lookup leaks nothing a timing attack could use; the final compare
+ * is constant-time anyway.
+ *
+ * Revocation removes the hash from the lookup map before the write returns,
+ * so the next request with that token is refused.
+ */
+export class TokenStore {
+  readonly #db: Level<string, unknown> | undefined
+  readonly #now: () => number
+  readonly #api = new Map<string, ApiToken>()
+  readonly #join = new Map<string, JoinToken>()
+  readonly #apiByHash = new Map<string, ApiToken>()
+  readonly #joinByHash = new Map<string, JoinToken>()
+  readonly #apiIds = createIdGenerator('tok_')
+  readonly #joinIds = createIdGenerator('jt_')
+  #configCount = 0
+  #chain: Promise<unknown> = Promise.resolve()
+
+  private constructor (db: Level<string, unknown> | undefined, now: () => number) {
+    this.#db = db
+    this.#now = now
+  }
+
+  static async open (dir: string, opts: { now?: () => number } = {}): Promise<TokenStore> {
+    const db = new Level<string, unknown>(dir, { valueEncoding: 'json' })
+    await db.open()
+    const store = new TokenStore(db, opts.now ?? Date.now)
+    try {
+      for (const rec of await db.values({ gt: KEY.api, lt: 'k~' }).all() as ApiToken[]) store.#indexApi(rec)
+      for (const rec of await db.values({ gt: KEY.join, lt: 'j~' }).all() as JoinToken[]) store.#indexJoin(rec)
+    } catch (err) {
+      await db.close()
+      throw err
+    }
+    return store
+  }
+
+  /** A store that forgets everything on exit: for an API built without a data directory (tests). */
+  static memory (opts: { now?: () => number } = {}): TokenStore {
+    return new TokenStore(undefined, opts.now ?? Date.now)
+  }
+
+  async close (): Promise<void> {
+    await this.#chain
+    await this.#db?.close()
+  }
+
+  // ---- API tokens ----------------------------------------------------------
+
+  /** A token given in the configuration: kept (hashed) in memory only, and not revocable through the API. */
+  addConfigToken (token: string, grant: { role?: Role, tenant?: string, name?: string } = {}): ApiTokenView {
+    if (token.length === 0) throw new InvalidArgumentError('an API token must not be empty')
+    const rec: ApiToken = {
+      id: `config-${++this.#configCount}`,
+      name: grant.name,
+      role: grant.role ?? 'admin',
+      tenant: grant.tenant ?? ALL_TENANTS,
+      hash: hashToken(token),
+      source: 'config',
+      createdAt: new Date(this.#now()).toISOString()
+    }
+    checkGrant(rec.role, rec.tenant)
+    this.#indexApi(withoutUndefined(rec))
+    return view(rec)
+  }
+
+  async create (input: NewApiToken): Promise<{ token: string, record: ApiTokenView }> {
+    checkGrant(input.role, input.tenant)
+    const token = `stc_${randomBytes(32).toString('base64url')}`
+    const rec = withoutUndefined<ApiToken>({
+      ...this.#base(this.#apiIds.next(this.#now()), token, 'api', input.name, input.expiresInSeconds),
+      role: input.role,
+      tenant: input.tenant
+    })
+    await this.#put(KEY.api + rec.id, rec)
+    this.#indexApi(rec)
+    return { token, record: view(rec) }
+  }
+
+  /**
+   * The token generated on first start (its clear copy is the operator's file
+   * in the data directory). Added once: a bootstrap token revoked through the
+   * API stays revoked across restarts even though its file is still there.
+   */
+  async ensureBootstrap (token: string): Promise<void> {
+    if ([...this.#api.values()].some(t => t.source === 'bootstrap')) return
+    const rec: ApiToken = { ...this.#base(this.#apiIds.next(this.#now()), token, 'bootstrap', 'bootstrap'), role: 'admin', tenant: ALL_TENANTS }
+    await this.#put(KEY.api + rec.id, rec)
+    this.#indexApi(rec)
+  }
+
+  list (): ApiTokenView[] {
+    return [...this.#api.values()].map(view)
+  }
+
+  async revoke (id: string): Promise<ApiTokenView> {
+    const rec = this.#api.get(id)
+    if (rec === undefined) throw new NotFoundError(`no API token '${id}'`)
+    if (rec.source === 'config') throw new InvalidStateError(`API token '${id}' is given in the coordinator's configuration; remove it there and restart`)
+    if (rec.revokedAt !== undefined) return view(rec)
+    const revoked = { ...rec, revokedAt: new Date(this.#now()).toISOString() }
+    // Refused from now on, even while the write is still on its way to disk.
+    this.#apiByHash.delete(rec.hash)
+    this.#api.set(id, revoked)
+    await this.#put(KEY.api + id, revoked)
+    return view(revoked)
+  }
+
+  /** The live token with this clear text, or undefined (unknown, revoked and expired all look the same). */
+  authenticate (presented: string): ApiTokenView | undefined {
+    const digest = createHash('sha256').update(presented).digest()
+    const rec = this.#apiByHash.get(digest.toString('hex'))
+    if (rec === undefined || !timingSafeEqual(digest, Buffer.from(rec.hash, 'hex'))) return undefined
+    if (this.#expired(rec)) return undefined
+    return view(rec)
+  }
+
+  // ---- join tokens ---------------------------------------------------------
+
+  addConfigJoinToken (token: string): void {
+    if (token.length === 0) throw new InvalidArgumentError('a join token must not be empty')
+    const rec: JoinToken = {
+      id: `config-${++this.#configCount}`, hash: hashToken(token), source: 'config', singleUse: false, createdAt: new Date(this.#now()).toISOString()
+    }
+    this.#indexJoin(rec)
+  }
+
+  async ensureBootstrapJoinToken (token: string): Promise<void> {
+    if ([...this.#join.values()].some(t => t.source === 'bootstrap')) return
+    const rec: JoinToken = { ...this.#base(this.#joinIds.next(this.#now()), token, 'bootstrap', 'bootstrap'), singleUse: false }
+    await this.#put(KEY.join + rec.id, rec)
+    this.#indexJoin(rec)
+  }
+
+  async createJoinToken (input: NewJoinToken): Promise<{ token: string, record: JoinTokenView }> {
+    const token = `stj_${randomBytes(32).toString('base64url')}`
+    const rec = withoutUndefined<JoinToken>({
+      ...this.#base(this.#joinIds.next(this.#now()), token, 'api', input.name, input.expiresInSeconds),
+      singleUse: input.singleUse ?? false
+    })
+    await this.#put(KEY.join + rec.id, rec)
+    this.#indexJoin(rec)
+    return { token, record: view(rec) }
+  }
+
+  listJoinTokens (): JoinTokenView[] {
+    return [...this.#join.values()].map(view)
+  }
+
+  async revokeJoinToken (id: string): Promise<JoinTokenView> {
+    const rec = this.#join.get(id)
+    if (rec === undefined) throw new NotFoundError(`no join token '${id}'`)
+    if (rec.source === 'config') throw new InvalidStateError(`join token '${id}' is given in the coordinator's configuration; remove it there and restart`)
+    if (rec.revokedAt !== undefined) return view(rec)
+    const revoked = { ...rec, revokedAt: new Date(this.#now()).toISOString() }
+    this.#joinByHash.delete(rec.hash)
+    this.#join.set(id, revoked)
+    await this.#put(KEY.join + id, revoked)
+    return view(revoked)
+  }
+
+  /**
+   * Checks a join token for a first registration and, if it is single-use,
+   * spends it. The check and the spending happen before any await, so two
+   * agents racing with one single-use token cannot both get in.
+   */
+  async useJoinToken (presented: string | undefined, who: { agent: string, peerId: string }): Promise<JoinCheck> {
+    if (presented === undefined || presented === '') return { ok: false, reason: 'no join token' }
+    const digest = createHash('sha256').update(presented).digest()
+    const rec = this.#joinByHash.get(digest.toString('hex'))
+    if (rec === undefined || !timingSafeEqual(digest, Buffer.from(rec.hash, 'hex'))) return { ok: false, reason: 'unknown or revoked join token' }
+    if (this.#expired(rec)) return { ok: false, reason: `join token ${rec.id} expired at ${rec.expiresAt}` }
+    if (rec.usedAt !== undefined && rec.singleUse) return { ok: false, reason: `single-use join token ${rec.id} was used by ${rec.usedBy?.agent} at ${rec.usedAt}` }
+    if (!rec.singleUse) return { ok: true, id: rec.id }
+    const used: JoinToken = { ...rec, usedAt: new Date(this.#now()).toISOString(), usedBy: who }
+    this.#join.set(rec.id, used)
+    this.#joinByHash.set(rec.hash, used)
+    await this.#put(KEY.join + rec.id, used)
+    return { ok: true, id: rec.id }
+  }
+
+  // ---- internals -----------------------------------------------------------
+
+  #base (id: string, token: string, source: TokenSource, name?: string, expiresInSeconds?: number): TokenBase {
+    const now = this.#now()
+    return {
+      id,
+      name,
+      hash: hashToken(token),
+      source,
+      createdAt: new Date(now).toISOString(),
+      expiresAt: expiresInSeconds !== undefined ? new Date(now + expiresInSeconds * 1000).toISOString() : undefined
+    }
+  }
+
+  #expired (rec: TokenBase): boolean {
+    return rec.expiresAt !== undefined && Date.parse(rec.expiresAt) <= this.#now()
+  }
+
+  #indexApi (rec: ApiToken): void {
+    this.#api.set(rec.id, rec)
+    if (rec.revokedAt === undefined) this.#apiByHash.set(rec.hash, rec)
+    if (rec.source !== 'config') this.#apiIds.seed(rec.id)
+  }
+
+  #indexJoin (rec: JoinToken): void {
+    this.#join.set(rec.id, rec)
+    if (rec.revokedAt === undefined) this.#joinByHash.set(rec.hash, rec)
+    if (rec.source !== 'config') this.#joinIds.seed(rec.id)
+  }
+
+  /** Writes one at a time and synced: a revocation or a spent single-use token must survive a crash. */
+  #put (key: string, value: unknown): Promise<void> {
+    const db = this.#db
+    if (db === undefined) return Promise.resolve()
+    const run = this.#chain.then(async () => {
+      if (db.status !== 'open') throw new StaccatoError('unavailable', 'the token store is closed', true)
+      await db.batch([{ type: 'put', key, value }], { sync: true })
+    })
+    this.#chain = run.catch(() => {})
+    return run
+  }
+}
+
+function checkGrant (role: Role, tenant: string): void {
+  if (!ROLES.includes(role)) throw new InvalidArgumentError(`role: must be one of ${ROLES.join(', ')}`)
+  if (tenant === ALL_TENANTS) {
+    if (role !== 'admin') throw new InvalidArgumentError(`tenant: '*' (all tenants) is for admin tokens only`)
+    return
+  }
+  if (!TENANT.test(tenant)) throw new InvalidArgumentError(`tenant: '${tenant}' must match ${TENANT_PATTERN} (or be '*' for an admin)`)
+}
+
+function view<T extends TokenBase> (rec: T): Omit<T, 'hash'> {
+  const { hash: _hash, ...rest } = rec
+  return rest
+}
+
+function withoutUndefined<T extends object> (obj: T): T {
+  for (const key of Object.keys(obj) as Array<keyof T>) if (obj[key] === undefined) delete obj[key]
+  return obj
+}
