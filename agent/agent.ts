@@ -1,7 +1,7 @@
 import { join } from 'node:path'
-import { createServer } from 'node:http'
 import type { Server } from 'node:http'
 import { multiaddr } from '@multiformats/multiaddr'
+import { peerIdFromString } from '@libp2p/peer-id'
 import { pino } from 'pino'
 import type { Logger } from 'pino'
 import { createMeshNode, issuerKey, loadOrCreateIdentity, InvalidArgumentError } from '../mesh/index.ts'
@@ -15,8 +15,14 @@ import { startDataServer } from './data-server.ts'
 import { newCounters } from './counters.ts'
 import type { AgentCounters } from './counters.ts'
 import { TokenBucket } from './rate-limit.ts'
+import { SwarmService } from './swarm/service.ts'
+import type { ControlParams } from '../mesh/index.ts'
+import { agentMetrics, metricsRoute, serveHttp } from './metrics.ts'
 
 export const AGENT_VERSION = '0.1.0'
+
+/** Log fields that may carry secrets (the join token, tickets) at the top level or one level down. */
+const LOG_REDACT = ['joinToken', 'token', 'ticket', 'secret', 'authorization', '*.joinToken', '*.token', '*.ticket', '*.secret', '*.authorization']
 
 export interface VolumeConfig {
   name: string
@@ -39,9 +45,14 @@ export interface AgentConfig {
   maxDownloadRate?: number
   /** Loopback HTTP port for /status (JSON counters); off when absent. */
   statusPort?: number
+  /** Port for a Prometheus /metrics listener on metricsHost (127.0.0.1 unless given); off when absent. */
+  metricsPort?: number
+  metricsHost?: string
   syncEveryBytes: number
   syncEveryMs: number
   logLevel: string
+  /** Test mode only: corrupt every swarm piece this agent serves (proves that peers drop a bad peer). */
+  testCorruptPieces?: boolean
 }
 
 export interface Agent {
@@ -51,11 +62,12 @@ export interface Agent {
   /** Resolves once the agent has registered with the coordinator. */
   registered: Promise<void>
   statusUrl?: string
+  metricsUrl?: string
   stop(): Promise<void>
 }
 
 export async function startAgent (config: AgentConfig, onFatal: (err: Error) => void = () => {}): Promise<Agent> {
-  const logger: Logger = pino({ name: `agent:${config.name}`, level: config.logLevel })
+  const logger: Logger = pino({ name: `agent:${config.name}`, level: config.logLevel, redact: { paths: LOG_REDACT, censor: '[redacted]' } })
   const log = (msg: string, fields?: Record<string, unknown>): void => logger.info(fields ?? {}, msg)
   const coordinatorAddr = multiaddr(config.coordinator)
   const coordinatorId = coordinatorAddr.getComponents().findLast(c => c.name === 'p2p')?.value
@@ -74,6 +86,22 @@ export async function startAgent (config: AgentConfig, onFatal: (err: Error) => 
 
   const node = await createMeshNode({ privateKey, listen: config.listen })
   await startDataServer({ node, self: config.name, issuer, plugins, counters, upload, log })
+  const swarm = new SwarmService({
+    node,
+    self: config.name,
+    issuer,
+    plugins,
+    volumes: config.volumes,
+    journal,
+    counters,
+    upload,
+    download,
+    corruptServedPieces: config.testCorruptPieces === true || process.env.STACCATO_TEST_CORRUPT_PIECES === '1',
+    log,
+    progress: p => { control.cast('swarmProgress', p) },
+    report: async r => { await control.call('swarmReport', r) }
+  })
+  await swarm.start()
 
   // The executor reports through the control client created just below; its callbacks run only after both exist.
   const executor = new Executor({
@@ -96,6 +124,21 @@ export async function startAgent (config: AgentConfig, onFatal: (err: Error) => 
     executor,
     journal,
     log,
+    onCall: async (method, params) => {
+      if (method === 'swarmManifest') return await swarm.manifest(params as ControlParams<'swarmManifest'>)
+      if (method === 'swarmJoin') {
+        await swarm.join(params as ControlParams<'swarmJoin'>)
+        return { joined: true }
+      }
+      throw new InvalidArgumentError(`agent does not take '${method}' calls`)
+    },
+    onCast: (method, params) => {
+      if (method === 'swarmLeave') {
+        const p = params as ControlParams<'swarmLeave'>
+        void swarm.leave(p.distributionId, p.removePartial)
+      }
+    },
+    activeDistributions: () => swarm.active(),
     onFatal: err => {
       logger.error({ code: (err as { code?: string }).code }, `the coordinator refused this agent: ${err.message}`)
       onFatal(err)
@@ -111,21 +154,49 @@ export async function startAgent (config: AgentConfig, onFatal: (err: Error) => 
   })
   control.start()
 
-  let status: Server | undefined
-  let statusUrl: string | undefined
-  if (config.statusPort !== undefined) {
-    status = createServer((req, res) => {
-      void (async () => {
-        if (req.url !== '/status') { res.writeHead(404).end(); return }
-        const body = { name: config.name, peerId: node.peerId.toString(), counters, active: executor.active(), journal: await journal.all() }
-        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(body))
-      })().catch(() => res.writeHead(500).end())
-    })
-    await new Promise<void>(resolve => status?.listen(config.statusPort, '127.0.0.1', resolve))
-    const addr = status.address()
-    if (addr !== null && typeof addr === 'object') statusUrl = `http://127.0.0.1:${addr.port}/status`
+  const metrics = agentMetrics({ name: config.name, counters, active: () => [...executor.active(), ...swarm.active()] })
+  const coordinatorPeer = peerIdFromString(coordinatorId)
+  let registered = false
+  void control.registered.then(() => { registered = true })
+  const statusRoute = async (): Promise<{ type: string, body: string }> => {
+    const body = {
+      name: config.name,
+      peerId: node.peerId.toString(),
+      version: AGENT_VERSION,
+      coordinator: { address: config.coordinator, connected: node.getConnections(coordinatorPeer).length > 0, registered },
+      volumes: config.volumes,
+      counters,
+      active: executor.active(),
+      journal: await journal.all()
+    }
+    return { type: 'application/json', body: JSON.stringify(body) }
   }
-  log('agent started', { name: config.name, peerId: node.peerId.toString(), addrs: node.getMultiaddrs().map(String), statusUrl })
+  const servers: Server[] = []
+  let statusUrl: string | undefined
+  let metricsUrl: string | undefined
+  try {
+    if (config.statusPort !== undefined) {
+      const s = await serveHttp('127.0.0.1', config.statusPort, { '/status': statusRoute, '/metrics': metricsRoute(metrics) })
+      servers.push(s.server)
+      statusUrl = `http://127.0.0.1:${s.port}/status`
+    }
+    if (config.metricsPort !== undefined) {
+      const host = config.metricsHost ?? '127.0.0.1'
+      const s = await serveHttp(host, config.metricsPort, { '/metrics': metricsRoute(metrics) })
+      servers.push(s.server)
+      metricsUrl = `http://${host.includes(':') ? `[${host}]` : host}:${s.port}/metrics`
+    }
+  } catch (err) {
+    metrics.stop()
+    for (const s of servers) s.close()
+    await control.stop()
+    await executor.stop()
+    await swarm.stop()
+    await node.stop()
+    await journal.close()
+    throw new InvalidArgumentError(`cannot serve status or metrics: ${(err as Error).message}`)
+  }
+  log('agent started', { name: config.name, peerId: node.peerId.toString(), addrs: node.getMultiaddrs().map(String), statusUrl, metricsUrl })
 
   return {
     name: config.name,
@@ -133,10 +204,13 @@ export async function startAgent (config: AgentConfig, onFatal: (err: Error) => 
     counters,
     registered: control.registered,
     statusUrl,
+    metricsUrl,
     async stop () {
+      metrics.stop()
       await control.stop()
       await executor.stop()
-      status?.close()
+      await swarm.stop()
+      for (const s of servers) s.close()
       await node.stop()
       await journal.close()
     }

@@ -11,6 +11,11 @@ export interface ControlClientOptions {
   registration: () => Omit<ControlParams<'register'>, 'active'>
   executor: Executor
   journal: Journal
+  /** Calls and casts from the coordinator other than execute/cancel (the swarm's). */
+  onCall: (method: ControlMethod, params: unknown) => Promise<unknown>
+  onCast: (method: ControlMethod, params: unknown) => void
+  /** Distributions this agent takes part in, named at registration. */
+  activeDistributions: () => string[]
   log: (msg: string, fields?: Record<string, unknown>) => void
   /** Upper bound for the reconnect delay; it starts at half a second and doubles. */
   maxBackoffMs?: number
@@ -96,16 +101,20 @@ export class ControlClient {
           await executor.accept(params as ControlParams<'execute'>)
           return { accepted: true }
         }
-        throw new NetworkError(`agent does not take '${method}' calls`)
+        return await this.opts.onCall(method, params)
       },
       cast: (method, params) => {
         if (method === 'cancel') void executor.cancel((params as ControlParams<'cancel'>).transferId)
+        else this.opts.onCast(method, params)
       }
     })
     this.channel = channel
     let heartbeat: NodeJS.Timeout | undefined
     try {
-      const reply = await channel.call('register', { ...this.opts.registration(), active: executor.active() }) as { heartbeatMs?: number }
+      // Running transfers, and those with an outcome still to deliver: the coordinator must not requeue them.
+      const pending = (await journal.all()).filter(e => e.outcome !== undefined).map(e => e.transferId)
+      const active = [...new Set([...executor.active(), ...pending, ...this.opts.activeDistributions()])]
+      const reply = await channel.call('register', { ...this.opts.registration(), active }) as { heartbeatMs?: number }
       log('registered with the coordinator', { coordinator: this.opts.coordinator.toString() })
       this.markRegistered()
       // Outcomes that finished while the coordinator was away.

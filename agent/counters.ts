@@ -10,8 +10,21 @@ export interface AgentCounters {
   journalCommits: number
   transfersSucceeded: number
   transfersFailed: number
+  /** Bytes read from sources by this agent's transfers, by the source's protocol (agent, file, http, random …). */
+  bytesIn: Record<string, number>
+  /** Bytes written to destinations, by protocol. */
+  bytesOut: Record<string, number>
+  /** Pieces this agent sent to other agents over /staccato/swarm/1. */
+  swarmPiecesServed: number
+  /** Swarm peers dropped for sending a piece whose sha256 did not match the manifest. */
+  swarmPeersDropped: number
 }
 
 export function newCounters (): AgentCounters {
-  return { bytesServed: 0, bytesReceived: 0, dataRequests: 0, dataRefused: 0, journalCommits: 0, transfersSucceeded: 0, transfersFailed: 0 }
+  return { bytesServed: 0, bytesReceived: 0, dataRequests: 0, dataRefused: 0, journalCommits: 0, transfersSucceeded: 0, transfersFailed: 0, bytesIn: {}, bytesOut: {}, swarmPiecesServed: 0, swarmPeersDropped: 0 }
+}
+
+/** Adds a transfer's bytes to the per-protocol totals. */
+export function countBytes (totals: Record<string, number>, protocol: string, bytes: number): void {
+  totals[protocol] = (totals[protocol] ?? 0) + bytes
 }

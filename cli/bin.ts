@@ -1,24 +1,45 @@
 #!/usr/bin/env node
-import { Command } from 'commander'
-import { StaccatoError } from '../mesh/index.ts'
-import { coordinatorCommand } from './commands/coordinator.ts'
-import { agentCommand } from './commands/agent.ts'
+import { Command, CommanderError } from 'commander'
+import { CliError } from './client.ts'
 import { demoCommand } from './commands/demo.ts'
+import { transferCommand } from './commands/transfer.ts'
+import { agentsCommand } from './commands/agents.ts'
+import { eventsCommand } from './commands/events.ts'
+import { tokenCommands } from './commands/token.ts'
 
 const program = new Command('staccato')
   .description('Move data directly between hosts, resume after crashes, share pieces.')
   .showHelpAfterError()
-coordinatorCommand(program)
-agentCommand(program)
+  // Commander's own errors (unknown option, missing argument) exit 2, like ours: caught below.
+  .exitOverride()
+
+// `coordinator` and `agent` load the coordinator, the agent and libp2p (about
+// a second); the client commands skip them, so that they start at once.
+const CLIENT_COMMANDS = new Set(['transfer', 'agents', 'events', 'demo', 'token', 'agent-token'])
+const first = process.argv.slice(2).find(a => !a.startsWith('-'))
+if (first === undefined || !CLIENT_COMMANDS.has(first)) {
+  const [{ coordinatorCommand }, { agentCommand }] = await Promise.all([import('./commands/coordinator.ts'), import('./commands/agent.ts')])
+  coordinatorCommand(program)
+  agentCommand(program)
+}
 demoCommand(program)
+transferCommand(program)
+agentsCommand(program)
+eventsCommand(program)
+tokenCommands(program)
 
 try {
   await program.parseAsync()
 } catch (err) {
-  // A user's mistake gets one clear line, not a stack trace.
-  if (err instanceof StaccatoError) {
-    process.stderr.write(`staccato: ${err.message}\n`)
-    process.exit(2)
-  }
+  if (err instanceof CommanderError) process.exit(err.exitCode === 0 ? 0 : 2)
+  // A user's mistake gets one clear line, not a stack trace: exit 2 for a wrong command line, 1 for an operation that failed.
+  if (err instanceof CliError) fail(err.message, err.exitCode)
+  const { StaccatoError } = await import('../mesh/index.ts')
+  if (err instanceof StaccatoError) fail(err.message, 2)
   throw err
+}
+
+function fail (message: string, exitCode: number): never {
+  process.stderr.write(`staccato: ${message}\n`)
+  process.exit(exitCode)
 }

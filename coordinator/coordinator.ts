@@ -5,10 +5,22 @@ import { pino } from 'pino'
 import { createMeshNode, loadOrCreateIdentity } from '../mesh/index.ts'
 import type { MeshNode } from '../mesh/index.ts'
 import { TransferStore } from './store.ts'
+import { TokenStore } from './tokens.ts'
 import { buildApi } from './api/index.ts'
+import type { RateLimitOptions, TenantPolicy } from './api/index.ts'
 import { AgentRegistry } from './registry.ts'
 import { Dispatcher } from './dispatch.ts'
+import { DistributionManager } from './distribution.ts'
+
+// Kraken's and Dragonfly's default piece size: small enough to spread fast, large enough to keep per-piece overhead low.
+const DEFAULT_PIECE_SIZE = 4 * 1024 * 1024
 import { createScheduler } from './scheduler/index.ts'
+import { CoordinatorMetrics } from './metrics.ts'
+import { EventServices } from './events/index.ts'
+import type { EventsConfigInput } from './events/index.ts'
+
+/** Log fields that may carry secrets (tokens, join tokens, webhook secrets, tickets) at the top level or one level down. */
+const LOG_REDACT = ['token', 'apiToken', 'joinToken', 'secret', 'ticket', 'authorization', '*.token', '*.apiToken', '*.joinToken', '*.secret', '*.ticket', '*.authorization', 'req.headers.authorization']
 
 export interface CoordinatorConfig {
   dataDir: string
@@ -27,6 +39,17 @@ export interface CoordinatorConfig {
   retryMaxMs: number
   ticketTtlSeconds: number
   logLevel: string
+  /** Which agents, volumes and schemes each tenant may use; unrestricted when absent. */
+  tenants?: TenantPolicy
+  /** Serve the REST API over HTTPS with these PEM files. */
+  tls?: { certFile: string, keyFile: string }
+  rateLimit?: RateLimitOptions
+  /** Retention, webhook delivery, stalled-transfer checks, live stream (defaults in coordinator/events/service.ts). */
+  events?: EventsConfigInput
+  /** At most one progress event per transfer per this many ms (default 5000; 0: none). */
+  progressEventMs?: number
+  /** Piece size for distributions (bytes); 4 MiB when absent. */
+  pieceSize?: number
 }
 
 export interface Coordinator {
@@ -55,19 +78,30 @@ async function keptSecret (dataDir: string, name: string): Promise<string> {
 }
 
 export async function startCoordinator (config: CoordinatorConfig): Promise<Coordinator> {
-  const logger = pino({ name: 'coordinator', level: config.logLevel })
+  const logger = pino({ name: 'coordinator', level: config.logLevel, redact: { paths: LOG_REDACT, censor: '[redacted]' } })
   const log = (msg: string, fields?: Record<string, unknown>): void => logger.info(fields ?? {}, msg)
   const key = await loadOrCreateIdentity(config.dataDir)
+  const https = config.tls !== undefined ? { cert: await readFile(config.tls.certFile), key: await readFile(config.tls.keyFile) } : undefined
+  // The files keep the operator's copy of generated tokens (0600, like a kubeconfig); the coordinator itself holds only their hashes.
   const apiTokens = config.apiTokens.length > 0 ? config.apiTokens : [await keptSecret(config.dataDir, 'api-token')]
   const joinTokens = config.joinTokens.length > 0 ? config.joinTokens : [await keptSecret(config.dataDir, 'join-token')]
-  const store = await TransferStore.open(join(config.dataDir, 'store'))
+  const tokens = await TokenStore.open(join(config.dataDir, 'tokens'))
+  if (config.apiTokens.length > 0) for (const t of config.apiTokens) tokens.addConfigToken(t)
+  else await tokens.ensureBootstrap(apiTokens[0])
+  if (config.joinTokens.length > 0) for (const t of config.joinTokens) tokens.addConfigJoinToken(t)
+  else await tokens.ensureBootstrapJoinToken(joinTokens[0])
+  const store = await TransferStore.open(join(config.dataDir, 'store'), { progressEventMs: config.progressEventMs })
+  // Opened before anything writes, so that no event is written without its webhook deliveries.
+  const events = new EventServices(store, config.events, (level, msg, fields) => logger[level](fields ?? {}, msg))
+  await events.open()
+  const metrics = new CoordinatorMetrics(store)
   const node = await createMeshNode({ privateKey: key, listen: config.listen })
 
   // The registry and dispatcher call each other; the registry's callbacks run only after both exist.
   const registry: AgentRegistry = new AgentRegistry({
     node,
     store,
-    joinTokens: new Set(joinTokens),
+    admit: async (joinToken, who) => await tokens.useJoinToken(joinToken, who),
     heartbeatMs: config.heartbeatMs,
     heartbeatTimeoutMs: config.heartbeatTimeoutMs,
     log,
@@ -76,9 +110,19 @@ export async function startCoordinator (config: CoordinatorConfig): Promise<Coor
     onOnline: (agent, claimed) => dispatcher.onOnline(agent, claimed),
     onOffline: agent => dispatcher.onOffline(agent)
   })
+  const distributions = new DistributionManager({
+    store,
+    registry,
+    key,
+    log,
+    pieceSize: config.pieceSize ?? DEFAULT_PIECE_SIZE,
+    peersPerParticipant: 8,
+    ticketTtlSeconds: config.ticketTtlSeconds
+  })
   const dispatcher: Dispatcher = new Dispatcher({
     store,
     registry,
+    distributions,
     scheduler: createScheduler(config.scheduler.name, { maxActive: config.scheduler.maxActive, maxPerAgent: config.scheduler.maxPerAgent }),
     key,
     log,
@@ -86,20 +130,22 @@ export async function startCoordinator (config: CoordinatorConfig): Promise<Coor
     retryMaxMs: config.retryMaxMs,
     graceMs: config.heartbeatTimeoutMs,
     ticketTtlSeconds: config.ticketTtlSeconds,
-    tickMs: 100
+    tickMs: 100,
+    onTick: seconds => metrics.observePass(seconds)
   })
   await registry.start()
   dispatcher.start()
-  store.on('transition', (rec, from) => logger.info({ transferId: rec.id, from, to: rec.state, attempt: rec.attempt }, 'transfer state changed'))
+  store.on('transition', (rec, from) => logger.info({ transferId: rec.id, from, to: rec.state, attempt: rec.attempt, error: rec.state === 'failed' || rec.state === 'queued' ? rec.lastError?.code : undefined }, 'transfer state changed'))
 
-  const api = buildApi({ store, tokens: apiTokens, logger: false, onCancel: rec => dispatcher.onCancel(rec) })
+  const api = buildApi({ store, tokenStore: tokens, audit: log, tenants: config.tenants, rateLimit: config.rateLimit, https, logger: false, onCancel: rec => dispatcher.onCancel(rec), onCancelDestination: async (rec, d) => await distributions.cancelDestination(rec, d), metrics, events })
   await api.listen({ host: config.apiHost, port: config.apiPort })
   const address = api.server.address()
   const port = typeof address === 'object' && address !== null ? address.port : config.apiPort
   const host = config.apiHost.includes(':') ? `[${config.apiHost}]` : config.apiHost
-  const apiUrl = `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`
+  const apiUrl = `${https !== undefined ? 'https' : 'http'}://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`
   const multiaddrs = node.getMultiaddrs().map(String)
   log('coordinator started', { apiUrl, peerId: node.peerId.toString(), multiaddrs })
+  events.start()
 
   return {
     apiUrl,
@@ -113,8 +159,11 @@ export async function startCoordinator (config: CoordinatorConfig): Promise<Coor
       dispatcher.stop()
       registry.stop()
       await api.close()
+      await events.close()
+      metrics.close()
       await node.stop()
       await store.close()
+      await tokens.close()
     }
   }
 }

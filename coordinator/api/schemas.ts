@@ -1,6 +1,6 @@
 import { Type } from 'typebox'
 import { TRANSFER_ID_PATTERN } from '../ids.ts'
-import { LIMITS } from '../store-input.ts'
+import { LIMITS, MAX_DESTINATIONS } from '../store-input.ts'
 
 /** Mirrors isValidAgentName in mesh/location.ts. */
 const AGENT_NAME_PATTERN = '^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$'
@@ -32,11 +32,17 @@ const Labels = Type.Record(
 
 export const TransferInputSchema = Type.Object({
   source: Type.String({ minLength: 1, maxLength: LIMITS.locationLength, description: 'a location URL, e.g. agent://store-1/images/a.qcow2' }),
-  destination: Type.String({ minLength: 1, maxLength: LIMITS.locationLength }),
+  destination: Type.Optional(Type.String({ minLength: 1, maxLength: LIMITS.locationLength, description: 'one destination; or use destinations' })),
+  destinations: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: LIMITS.locationLength }), {
+    minItems: 1,
+    maxItems: MAX_DESTINATIONS,
+    description: 'several agent:// destinations: a distribution, in which every destination also serves the pieces it has'
+  })),
   checksum: Type.Optional(Checksum),
   priority: Type.Optional(Type.Integer({ minimum: LIMITS.priority.min, maximum: LIMITS.priority.max, description: 'higher runs first; default 0' })),
   retries: Type.Optional(Type.Integer({ minimum: LIMITS.retries.min, maximum: LIMITS.retries.max, description: `default ${LIMITS.retries.default}` })),
-  labels: Type.Optional(Labels)
+  labels: Type.Optional(Labels),
+  callbackUrl: Type.Optional(Type.String({ minLength: 1, maxLength: LIMITS.callbackUrlLength, description: 'every event of this transfer is POSTed here, signed with the tenant\'s callback secret (GET /v1/webhooks/callback-secret)' }))
 }, { additionalProperties: false })
 
 export const CreateHeaders = Type.Object({
@@ -59,12 +65,27 @@ const TransferErrorSchema = Type.Object({
   attempt: Type.Integer()
 })
 
+const DestinationStatusSchema = Type.Object({
+  destination: Type.String(),
+  agent: Type.String(),
+  state: Type.Union([Type.Literal('queued'), Type.Literal('active'), Type.Literal('succeeded'), Type.Literal('failed'), Type.Literal('canceled')]),
+  bytesDone: Type.Integer(),
+  sha256: Type.Optional(Type.String()),
+  lastError: Type.Optional(Type.Object({ code: Type.String(), message: Type.String(), retryable: Type.Boolean(), at: Type.String() })),
+  updatedAt: Type.String()
+})
+
+/** The manifest without its piece list, which is for agents, not clients (the serializer drops it). */
+const ManifestSummary = Type.Object({ size: Type.Integer(), mtime: Type.Number(), pieceSize: Type.Integer(), sha256: Type.String() })
+
 export const TransferSchema = Type.Object({
   id: Type.String(),
   tenant: Type.String(),
   state: TransferStateSchema,
   source: Type.String(),
-  destination: Type.String(),
+  destination: Type.String({ description: 'for a distribution, the first of its destinations' }),
+  destinations: Type.Optional(Type.Array(DestinationStatusSchema, { description: 'a distribution: each destination\'s state' })),
+  manifest: Type.Optional(ManifestSummary),
   checksum: Type.Optional(Type.Object({ algorithm: Type.Literal('sha256'), value: Type.String() })),
   priority: Type.Integer(),
   retries: Type.Integer(),
@@ -76,6 +97,7 @@ export const TransferSchema = Type.Object({
   progress: Progress,
   lastError: Type.Optional(TransferErrorSchema),
   sha256: Type.Optional(Type.String()),
+  callbackUrl: Type.Optional(Type.String()),
   createdAt: Type.String(),
   updatedAt: Type.String(),
   startedAt: Type.Optional(Type.String()),

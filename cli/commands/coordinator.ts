@@ -1,0 +1,79 @@
+import { readFile, writeFile, rename } from 'node:fs/promises'
+import { join } from 'node:path'
+import type { Command } from 'commander'
+import { parse as parseYaml } from 'yaml'
+import { DEFAULT_RATE_LIMIT, parseTenantPolicy, startCoordinator } from '../../coordinator/index.ts'
+import type { CoordinatorConfig } from '../../coordinator/index.ts'
+import { ConfigError, addConfigOptions } from '../config.ts'
+import { COORDINATOR_OPTIONS, coordinatorConfig } from '../config-coordinator.ts'
+
+export interface ReadyInfo {
+  apiUrl: string
+  peerId: string
+  multiaddrs: string[]
+  apiToken: string
+  joinToken: string
+}
+
+export function coordinatorCommand (program: Command): void {
+  const cmd = program.command('coordinator')
+    .description('run the coordinator: REST API, store, scheduler, agent registry')
+  addConfigOptions(cmd, COORDINATOR_OPTIONS)
+    .option('--ready-file <file>', 'write API address, peer id and tokens here (0600) once listening')
+    .option('--tls-cert <file>', 'serve the REST API over HTTPS with this PEM certificate (chain) (env STACCATO_TLS_CERT)', process.env.STACCATO_TLS_CERT)
+    .option('--tls-key <file>', 'the PEM private key of --tls-cert (env STACCATO_TLS_KEY)', process.env.STACCATO_TLS_KEY)
+    .option('--tenants-file <file>', 'JSON or YAML: which agents, volumes and schemes each tenant may use (env STACCATO_TENANTS_FILE)', process.env.STACCATO_TENANTS_FILE)
+    .option('--rate-limit <n>', `API requests per minute per token; a tenth of it per address without a valid token (default ${DEFAULT_RATE_LIMIT.max})`, process.env.STACCATO_RATE_LIMIT)
+    .action(async (o: Record<string, string>) => {
+      const config = { ...await coordinatorConfig(o), ...await securityConfig(o) }
+      const c = await startCoordinator(config)
+      const ready: ReadyInfo = { apiUrl: c.apiUrl, peerId: c.peerId, multiaddrs: c.multiaddrs, apiToken: c.apiToken, joinToken: c.joinToken }
+      if (o.readyFile !== undefined) {
+        await writeFile(`${o.readyFile}.tmp`, JSON.stringify(ready), { mode: 0o600 })
+        await rename(`${o.readyFile}.tmp`, o.readyFile)
+      }
+      process.stderr.write(`staccato coordinator: API ${c.apiUrl}, mesh ${c.multiaddrs[0]} (token and join token in ${join(config.dataDir, 'api-token')} and join-token unless given)\n`)
+      stopOnSignals(async () => { await c.stop() })
+    })
+}
+
+/** TLS, the tenant allow-list and the API rate limit. */
+async function securityConfig (o: Record<string, string | undefined>): Promise<Partial<CoordinatorConfig>> {
+  const out: Partial<CoordinatorConfig> = {}
+  if ((o.tlsCert === undefined) !== (o.tlsKey === undefined)) throw new ConfigError('--tls-cert and --tls-key go together')
+  if (o.tlsCert !== undefined && o.tlsKey !== undefined) out.tls = { certFile: o.tlsCert, keyFile: o.tlsKey }
+  if (o.tenantsFile !== undefined) {
+    let text: string
+    try {
+      text = await readFile(o.tenantsFile, 'utf8')
+    } catch (err) {
+      throw new ConfigError(`--tenants-file: cannot read ${o.tenantsFile}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`)
+    }
+    try {
+      out.tenants = parseTenantPolicy(parseYaml(text), `--tenants-file ${o.tenantsFile}`)
+    } catch (err) {
+      throw new ConfigError((err as Error).message.split('\n')[0])
+    }
+  }
+  if (o.rateLimit !== undefined) {
+    const max = Number(o.rateLimit)
+    if (!Number.isSafeInteger(max) || max < 1) throw new ConfigError(`--rate-limit '${o.rateLimit}' must be a whole number of requests per minute`)
+    out.rateLimit = { max, unauthenticatedMax: Math.max(10, Math.ceil(max / 10)), windowMs: 60_000 }
+  }
+  return out
+}
+
+/** SIGINT/SIGTERM stop cleanly (LevelDB closed, streams ended); a second signal exits at once. */
+export function stopOnSignals (stop: () => Promise<void>): void {
+  let stopping = false
+  const handler = (): void => {
+    if (stopping) process.exit(130)
+    stopping = true
+    stop().then(() => process.exit(0), err => {
+      process.stderr.write(`error while stopping: ${String(err)}\n`)
+      process.exit(1)
+    })
+  }
+  process.on('SIGINT', handler)
+  process.on('SIGTERM', handler)
+}

@@ -1,0 +1,48 @@
+import type { Command } from 'commander'
+import { addClientOptions, connect, usageError } from '../client.ts'
+import type { ClientFlags } from '../client.ts'
+import { CursorExpiredError, LONG_POLL_S, readChanges } from '../feed.ts'
+import type { FeedItem } from '../feed.ts'
+
+export function eventsCommand (program: Command): void {
+  addClientOptions(program.command('events')
+    .description('print events from the change feed (GET /v1/changes), oldest first')
+    .option('--follow', 'keep waiting for new events (Ctrl-C stops)')
+    .option('--topics <patterns>', 'comma-separated topic patterns: * is one word, # any number, e.g. transfer.*.state,agent.#')
+    .option('--after <seq>', 'start after this sequence number (default 0: everything kept)'))
+    .action(async (o: ClientFlags & { json?: boolean, follow?: boolean, topics?: string, after?: string }) => {
+      let after = 0
+      if (o.after !== undefined) {
+        after = Number(o.after)
+        if (!Number.isSafeInteger(after) || after < 0) throw usageError(`--after '${o.after}' must be a whole number`)
+      }
+      const client = await connect(o)
+      const stop = new AbortController()
+      process.once('SIGINT', () => stop.abort())
+      while (!stop.signal.aborted) {
+        const before = after
+        let page
+        try {
+          page = await readChanges(client, after, o.follow === true ? LONG_POLL_S : 0, { topics: o.topics, signal: stop.signal })
+        } catch (err) {
+          if (stop.signal.aborted) break
+          if (!(err instanceof CursorExpiredError) || !Number.isFinite(err.oldest)) throw err
+          process.stderr.write(`staccato: events ${after + 1} to ${err.oldest - 1} are no longer kept; going on from ${err.oldest}\n`)
+          after = err.oldest - 1
+          continue
+        }
+        if (page === undefined) throw usageError(`the coordinator at ${client.url} has no change feed (GET /v1/changes)`)
+        for (const item of page.items) print(item, o.json === true)
+        after = Math.max(after, page.next)
+        // Without --follow, stop once caught up: when the cursor no longer moves. (An empty page whose
+        // cursor moved only skipped events the topics hide.)
+        if (o.follow !== true && page.next === before) break
+      }
+    })
+}
+
+function print (item: FeedItem, json: boolean): void {
+  // One JSON object per line, so that a script can read the stream as it comes.
+  if (json) process.stdout.write(`${JSON.stringify(item)}\n`)
+  else process.stdout.write(`${item.seq}  ${item.time}  ${item.topic}  ${JSON.stringify(item.data)}\n`)
+}

@@ -1,0 +1,180 @@
+import type { Command } from 'commander'
+import { CliError, addClientOptions, connect, printJson, table, usageError } from '../client.ts'
+import type { ClientFlags } from '../client.ts'
+import { FINAL_STATES, follow, rows } from '../follow.ts'
+import type { Transfer } from '../follow.ts'
+import { describe, formatBytes, progressDisplay } from '../progress.ts'
+
+interface Flags extends ClientFlags { json?: boolean }
+
+const DEFAULT_LIST_LIMIT = 100
+// The API answers at most this many per page (ListTransfersQuery's maximum).
+const PAGE_MAX = 1000
+
+export function transferCommand (program: Command): void {
+  const transfer = program.command('transfer').description('submit, list, follow and cancel transfers (talks to the REST API)')
+
+  addClientOptions(transfer.command('submit')
+    .description('submit a transfer from SRC to DST; several DSTs make a distribution')
+    .argument('<src>', 'source location, e.g. agent://store-1/images/a.qcow2')
+    .argument('<dst...>', 'destination location(s)')
+    .option('--wait', 'follow the transfer to its end, with progress; exit 1 if it fails')
+    .option('--priority <n>', 'higher runs first (default 0)')
+    .option('--retries <n>', 'retries after retryable errors')
+    .option('--label <key=value>', 'label the transfer (repeatable)', (v: string, prev: string[] = []) => [...prev, v])
+    .option('--checksum <sha256:hex>', 'expected sha256 of the whole object')
+    .option('--idempotency-key <key>', 'a retried submission with the same key returns the first transfer'))
+    .action(async (src: string, dsts: string[], o: Flags & { wait?: boolean, priority?: string, retries?: string, label?: string[], checksum?: string, idempotencyKey?: string }) => {
+      const body: Record<string, unknown> = { source: src }
+      if (dsts.length === 1) body.destination = dsts[0]
+      else body.destinations = dsts
+      if (o.priority !== undefined) body.priority = integer('--priority', o.priority, true)
+      if (o.retries !== undefined) body.retries = integer('--retries', o.retries, false)
+      if (o.label !== undefined) body.labels = Object.fromEntries(o.label.map(parseLabel))
+      if (o.checksum !== undefined) body.checksum = parseChecksum(o.checksum)
+      const client = await connect(o)
+      const created = await client.request<Transfer>('POST', '/v1/transfers', {
+        body,
+        headers: o.idempotencyKey !== undefined ? { 'idempotency-key': o.idempotencyKey } : undefined
+      })
+      if (o.wait !== true) {
+        if (o.json === true) printJson(created)
+        else process.stdout.write(`${created.id}  ${created.state}\n`)
+        return
+      }
+      if (o.json !== true) process.stdout.write(`submitted ${created.id}\n`)
+      const [done] = await follow(client, [created.id], o.json === true ? undefined : progressDisplay())
+      finish(done, o.json === true)
+    })
+
+  addClientOptions(transfer.command('list')
+    .description('list transfers, newest last')
+    .option('--state <state>', 'only in this state (queued, scheduled, active, verifying, succeeded, failed, canceled)')
+    .option('--agent <name>', 'only those involving this agent')
+    .option('--label <key=value>', 'only those with this label')
+    .option('--limit <n>', `at most this many (default ${DEFAULT_LIST_LIMIT})`))
+    .action(async (o: Flags & { state?: string, agent?: string, label?: string, limit?: string }) => {
+      const limit = o.limit !== undefined ? integer('--limit', o.limit, false) : DEFAULT_LIST_LIMIT
+      if (limit < 1) throw usageError('--limit must be at least 1')
+      const label = o.label !== undefined ? parseLabel(o.label).join(':') : undefined
+      const client = await connect(o)
+      const items: Transfer[] = []
+      let after: string | undefined
+      while (items.length < limit) {
+        const page = await client.request<{ items: Transfer[], next?: string }>('GET', '/v1/transfers', {
+          query: { state: o.state, agent: o.agent, label, after, limit: Math.min(PAGE_MAX, limit - items.length) }
+        })
+        items.push(...page.items)
+        if (page.next === undefined || page.items.length === 0) break
+        after = page.next
+      }
+      if (o.json === true) { printJson({ items }); return }
+      if (items.length === 0) { process.stdout.write('no transfers\n'); return }
+      process.stdout.write(table([
+        ['ID', 'STATE', 'PROGRESS', 'SOURCE', 'DESTINATION'],
+        ...items.map(t => [t.id, t.state, progressCell(t), t.source, destinationCell(t)])
+      ]))
+    })
+
+  addClientOptions(transfer.command('show')
+    .description('show one transfer')
+    .argument('<id>', 'transfer id')
+    .option('--follow', 'follow it to its end with progress; exit 1 if it fails'))
+    .action(async (id: string, o: Flags & { follow?: boolean }) => {
+      const client = await connect(o)
+      const t = await client.request<Transfer>('GET', `/v1/transfers/${encodeURIComponent(id)}`)
+      if (o.follow === true && !FINAL_STATES.has(t.state)) {
+        if (o.json !== true) process.stdout.write(details(t))
+        const [done] = await follow(client, [t.id], o.json === true ? undefined : progressDisplay())
+        finish(done, o.json === true)
+        return
+      }
+      if (o.json === true) printJson(t)
+      else process.stdout.write(details(t))
+      if (o.follow === true) finish(t, true)
+    })
+
+  addClientOptions(transfer.command('cancel')
+    .description('cancel a transfer that has not finished')
+    .argument('<id>', 'transfer id'))
+    .action(async (id: string, o: Flags) => {
+      const client = await connect(o)
+      const t = await client.request<Transfer>('POST', `/v1/transfers/${encodeURIComponent(id)}/cancel`)
+      if (o.json === true) printJson(t)
+      else process.stdout.write(`${t.id}  ${t.state}\n`)
+    })
+
+  addClientOptions(transfer.command('rm')
+    .description('delete a transfer\'s record')
+    .argument('<id>', 'transfer id'))
+    .action(async (id: string, o: Flags) => {
+      const client = await connect(o)
+      await client.request('DELETE', `/v1/transfers/${encodeURIComponent(id)}`)
+      if (o.json === true) printJson({ id, removed: true })
+      else process.stdout.write(`${id}  removed\n`)
+    })
+}
+
+/** Prints the outcome; a transfer that did not succeed ends the command with exit code 1. */
+function finish (t: Transfer, json: boolean): void {
+  if (json) printJson(t)
+  else if (t.state === 'succeeded') process.stdout.write(`${t.id}  succeeded${t.sha256 !== undefined ? `  sha256 ${t.sha256}` : ''}\n`)
+  if (t.state === 'failed') {
+    const e = t.lastError
+    throw new CliError(e?.code ?? 'failed', `transfer ${t.id} failed: ${e?.code ?? 'unknown'}: ${e?.message ?? 'no error recorded'}`, 1)
+  }
+  if (t.state === 'canceled') throw new CliError('canceled', `transfer ${t.id} was canceled`, 1)
+}
+
+function details (t: Transfer): string {
+  const lines: Array<[string, string | undefined]> = [
+    ['id', t.id],
+    ['state', t.state],
+    ['source', t.source],
+    ['destination', t.destinations === undefined ? t.destination : undefined],
+    ['progress', describe(t).replace(/^\S+\s+/, '')],
+    ['attempt', `${t.attempt} (retries allowed: ${t.retries})`],
+    ['priority', String(t.priority)],
+    ['labels', Object.entries(t.labels).map(([k, v]) => `${k}=${v}`).join(', ') || undefined],
+    ['executor', t.executor],
+    ['sha256', t.sha256],
+    ['error', t.lastError !== undefined ? `${t.lastError.code}: ${t.lastError.message}` : undefined],
+    ['created', t.createdAt],
+    ['started', t.startedAt],
+    ['finished', t.finishedAt]
+  ]
+  let text = lines.filter(([, v]) => v !== undefined).map(([k, v]) => `${`${k}:`.padEnd(13)}${v}\n`).join('')
+  if (t.destinations !== undefined) {
+    text += 'destinations:\n' + rows(t).slice(1).map(r => `  ${r.id.trim()}  ${describe(r)}\n`).join('')
+  }
+  return text
+}
+
+function progressCell (t: Transfer): string {
+  const p = t.progress
+  if (p.bytesTotal === undefined || p.bytesTotal === 0) return formatBytes(p.bytesDone)
+  return `${Math.floor(100 * p.bytesDone / p.bytesTotal)}% of ${formatBytes(p.bytesTotal)}`
+}
+
+function destinationCell (t: Transfer): string {
+  if (t.destinations === undefined) return t.destination
+  return `${t.destinations.length} destinations (${t.destinations.map(d => d.agent).join(', ')})`
+}
+
+function integer (flag: string, text: string, signed: boolean): number {
+  const n = Number(text)
+  if (text.trim() === '' || !Number.isSafeInteger(n) || (!signed && n < 0)) throw usageError(`${flag} '${text}' must be a${signed ? 'n' : ' whole'} ${signed ? 'integer' : 'number'}`)
+  return n
+}
+
+function parseLabel (text: string): [string, string] {
+  const eq = text.indexOf('=')
+  if (eq < 1) throw usageError(`--label '${text}' must look like key=value`)
+  return [text.slice(0, eq), text.slice(eq + 1)]
+}
+
+function parseChecksum (text: string): { algorithm: 'sha256', value: string } {
+  const m = /^sha256:([0-9a-fA-F]{64})$/.exec(text)
+  if (m === null) throw usageError(`--checksum '${text}' must look like sha256:<64 hex digits>`)
+  return { algorithm: 'sha256', value: m[1].toLowerCase() }
+}

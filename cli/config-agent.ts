@@ -1,0 +1,83 @@
+import { stat } from 'node:fs/promises'
+import { resolve } from 'node:path'
+import { multiaddr } from '@multiformats/multiaddr'
+import type { AgentConfig } from '../agent/index.ts'
+import { isValidAgentName } from '../mesh/index.ts'
+import { ConfigError, loadConfigFile, resolveOptions } from './config.ts'
+import type { Volume } from './config.ts'
+import type { OptionSpec } from './config.ts'
+import { SECTIONS } from './config-coordinator.ts'
+
+/** Every option of `staccato agent`; docs/configuration.md lists the same (a test checks). */
+export const AGENT_OPTIONS: readonly OptionSpec[] = [
+  { key: 'name', flag: '--name <name>', env: 'STACCATO_AGENT_NAME', kind: 'string', description: 'this agent\'s name, unique in the mesh (required)' },
+  { key: 'coordinator', flag: '--coordinator <multiaddr>', env: 'STACCATO_COORDINATOR', kind: 'string', description: 'coordinator mesh address ending in /p2p/<peer id> (required)' },
+  { key: 'joinToken', flag: '--join-token <token>', env: 'STACCATO_JOIN_TOKEN', kind: 'string', description: 'join token for the first registration' },
+  { key: 'dataDir', flag: '--data-dir <dir>', env: 'STACCATO_DATA_DIR', kind: 'path', description: 'identity key and journal (default ./.staccato/agents/<name>)' },
+  { key: 'listen', flag: '--listen <multiaddr>', env: 'STACCATO_AGENT_LISTEN', kind: 'list', default: ['/ip4/0.0.0.0/tcp/0'], description: 'mesh listen address' },
+  { key: 'volumes', flag: '--volume <name=path[:ro]>', env: 'STACCATO_VOLUMES', kind: 'volumes', default: [], description: 'export a directory as a volume' },
+  { key: 'plugins', flag: '--plugin <specifier>', env: 'STACCATO_PLUGINS', kind: 'list', default: [], description: 'load a third-party protocol plug-in' },
+  { key: 'maxUploadRate', flag: '--max-upload-rate <bytes/s>', env: 'STACCATO_MAX_UPLOAD_RATE', kind: 'rate', default: 0, description: 'cap on bytes sent per second, e.g. 100MiB; 0 is unlimited' },
+  { key: 'maxDownloadRate', flag: '--max-download-rate <bytes/s>', env: 'STACCATO_MAX_DOWNLOAD_RATE', kind: 'rate', default: 0, description: 'cap on bytes received per second; 0 is unlimited' },
+  { key: 'syncEvery', flag: '--sync-every <size>', env: 'STACCATO_SYNC_EVERY', kind: 'size', default: '16MiB', description: 'sync the partial file and journal the offset after this many bytes' },
+  { key: 'statusPort', flag: '--status-port <port>', env: 'STACCATO_STATUS_PORT', kind: 'port', description: 'serve JSON status on 127.0.0.1:<port>/status (and /metrics); off when unset, 0 picks a port' },
+  { key: 'metricsPort', flag: '--metrics-port <port>', env: 'STACCATO_METRICS_PORT', kind: 'port', description: 'serve Prometheus metrics on <metrics host>:<port>/metrics; off when unset' },
+  { key: 'metricsHost', flag: '--metrics-host <host>', env: 'STACCATO_METRICS_HOST', kind: 'string', default: '127.0.0.1', description: 'address of the metrics listener' },
+  { key: 'logLevel', flag: '--log-level <level>', env: 'STACCATO_LOG_LEVEL', kind: 'level', default: 'info', description: 'trace, debug, info, warn, error, fatal or silent' }
+]
+
+// How long written bytes may wait for a sync when --sync-every is not reached; a slow link then loses at most this much on a crash.
+const SYNC_EVERY_MS = 1000
+
+export async function agentConfig (flags: Record<string, unknown>, env: NodeJS.ProcessEnv = process.env): Promise<AgentConfig> {
+  const file = await loadConfigFile((flags.config as string | undefined) ?? env.STACCATO_CONFIG, SECTIONS)
+  const { values: v, origin } = resolveOptions('agent', AGENT_OPTIONS, flags, env, file)
+  const name = v.name as string | undefined
+  if (name === undefined) throw new ConfigError('agent: a name is required: --name, STACCATO_AGENT_NAME or agent.name in the config file')
+  if (!isValidAgentName(name)) throw new ConfigError(`${origin.name} '${name}' must be 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit`)
+  const coordinator = v.coordinator as string | undefined
+  if (coordinator === undefined) throw new ConfigError('agent: the coordinator\'s address is required: --coordinator, STACCATO_COORDINATOR or agent.coordinator in the config file')
+  checkCoordinator(origin.coordinator, coordinator)
+  const volumes = v.volumes as Volume[]
+  await checkVolumes(origin.volumes, volumes)
+  return {
+    name,
+    coordinator,
+    dataDir: (v.dataDir as string | undefined) ?? resolve('.staccato', 'agents', name),
+    listen: v.listen as string[],
+    volumes,
+    plugins: v.plugins as string[],
+    joinToken: v.joinToken as string | undefined,
+    maxUploadRate: v.maxUploadRate as number | undefined,
+    maxDownloadRate: v.maxDownloadRate as number | undefined,
+    syncEveryBytes: v.syncEvery as number,
+    syncEveryMs: SYNC_EVERY_MS,
+    statusPort: v.statusPort as number | undefined,
+    metricsPort: v.metricsPort as number | undefined,
+    metricsHost: v.metricsHost as string,
+    logLevel: v.logLevel as string
+  }
+}
+
+function checkCoordinator (where: string, text: string): void {
+  let hasPeer: boolean
+  try {
+    hasPeer = multiaddr(text).getComponents().some(c => c.name === 'p2p')
+  } catch {
+    throw new ConfigError(`${where} '${text}' is not a multiaddr, e.g. /ip4/10.0.0.5/tcp/7701/p2p/12D3KooW…`)
+  }
+  if (!hasPeer) throw new ConfigError(`${where} '${text}' must end in /p2p/<coordinator peer id> (printed by the coordinator at start-up)`)
+}
+
+async function checkVolumes (where: string, volumes: Volume[]): Promise<void> {
+  const fromFile = where.startsWith('config: ')
+  const seen = new Set<string>()
+  for (const [i, vol] of volumes.entries()) {
+    const name = fromFile ? `${where}[${i}]` : `${where} '${vol.name}=${vol.root}'`
+    if (seen.has(vol.name)) throw new ConfigError(`${name}: volume '${vol.name}' is named twice`)
+    seen.add(vol.name)
+    const st = await stat(vol.root).catch(() => undefined)
+    if (st === undefined) throw new ConfigError(`${fromFile ? `${name}.root` : name}: ${vol.root} does not exist`)
+    if (!st.isDirectory()) throw new ConfigError(`${fromFile ? `${name}.root` : name}: ${vol.root} is not a directory`)
+  }
+}

@@ -1,0 +1,47 @@
+import type { ApiClient } from './client.ts'
+import { CliError } from './client.ts'
+
+/** One entry of GET /v1/changes. */
+export interface FeedItem {
+  seq: number
+  id: string
+  time: string
+  topic: string
+  tenant: string
+  data: unknown
+}
+
+export interface FeedPage { items: FeedItem[], next: number }
+
+/** The cursor is older than the oldest event the coordinator still keeps. */
+export class CursorExpiredError extends CliError {
+  readonly oldest: number
+  constructor (message: string, oldest: number) {
+    super('cursor_expired', message, 1, 410)
+    this.oldest = oldest
+  }
+}
+
+/** How long one long poll asks the coordinator to hold the request, in seconds (the `wait` parameter). */
+export const LONG_POLL_S = 20
+
+/**
+ * Reads the change feed after `after`, holding the request up to `waitS`
+ * seconds when nothing is newer; `topics` (comma-separated patterns) is
+ * matched by the coordinator. Answers undefined when this coordinator has no
+ * feed (404 for the route), so that callers fall back to polling.
+ */
+export async function readChanges (client: ApiClient, after: number, waitS: number, opts: { topics?: string, signal?: AbortSignal } = {}): Promise<FeedPage | undefined> {
+  try {
+    return await client.request<FeedPage>('GET', '/v1/changes', {
+      query: { after, wait: waitS, topics: opts.topics },
+      // The coordinator answers by `wait`; allow it that long and some.
+      timeoutMs: (waitS + 15) * 1000,
+      signal: opts.signal
+    })
+  } catch (err) {
+    if (err instanceof CliError && err.status === 404 && /no route/.test(err.message)) return undefined
+    if (err instanceof CliError && err.status === 410) throw new CursorExpiredError(err.message, Number(err.body?.oldest))
+    throw err
+  }
+}

@@ -1,0 +1,112 @@
+import cliProgress from 'cli-progress'
+import type { SingleBar } from 'cli-progress'
+
+/** The part of a transfer record a progress line shows. */
+export interface TransferLike {
+  id: string
+  state: string
+  progress: { bytesDone: number, bytesTotal?: number, rate: number, eta?: number }
+  lastError?: { code: string, message: string }
+}
+
+export interface ProgressDisplay {
+  update: (t: TransferLike) => void
+  stop: () => void
+}
+
+const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB']
+
+export function formatBytes (n: number): string {
+  let value = n
+  let unit = 0
+  while (value >= 1024 && unit < UNITS.length - 1) {
+    value /= 1024
+    unit++
+  }
+  return unit === 0 ? `${value} B` : `${value.toFixed(1)} ${UNITS[unit]}`
+}
+
+export function formatDuration (seconds: number): string {
+  const s = Math.max(0, Math.round(seconds))
+  if (s < 60) return `${s}s`
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`
+  return `${Math.floor(s / 3600)}h${String(Math.floor(s / 60) % 60).padStart(2, '0')}m`
+}
+
+/** `active 12.0 MiB / 64.0 MiB (18%) 5.2 MiB/s ETA 10s`: the text after the id (and the bar, on a terminal). */
+export function describe (t: TransferLike): string {
+  const p = t.progress
+  const parts = [t.state.padEnd(9)]
+  if (p.bytesTotal !== undefined && p.bytesTotal > 0) {
+    parts.push(`${formatBytes(p.bytesDone)} / ${formatBytes(p.bytesTotal)} (${Math.floor(100 * p.bytesDone / p.bytesTotal)}%)`)
+  } else {
+    parts.push(formatBytes(p.bytesDone))
+  }
+  if (t.state === 'active' && p.rate > 0) parts.push(`${formatBytes(p.rate)}/s`)
+  if (t.state === 'active' && p.eta !== undefined) parts.push(`ETA ${formatDuration(p.eta)}`)
+  if (t.state === 'failed' && t.lastError !== undefined) parts.push(`${t.lastError.code}: ${t.lastError.message}`)
+  return parts.join('  ')
+}
+
+/**
+ * A live bar per transfer on a terminal (cli-progress); elsewhere (a pipe, a
+ * log file) one line per change, so that the output stays readable there.
+ */
+export function progressDisplay (stream: NodeJS.WriteStream = process.stdout): ProgressDisplay {
+  return stream.isTTY === true ? barDisplay(stream) : lineDisplay(stream)
+}
+
+function lineDisplay (stream: NodeJS.WritableStream): ProgressDisplay {
+  const last = new Map<string, string>()
+  return {
+    update (t) {
+      const line = describe(t)
+      // Rate and ETA wobble between polls; a new line is worth printing only when the state or the bytes moved.
+      const key = `${t.state} ${t.progress.bytesDone} ${t.progress.bytesTotal ?? ''}`
+      if (last.get(t.id) === key) return
+      last.set(t.id, key)
+      stream.write(`${t.id}  ${line}\n`)
+    },
+    stop () {}
+  }
+}
+
+function barDisplay (stream: NodeJS.WriteStream): ProgressDisplay {
+  const multi = new cliProgress.MultiBar({
+    stream,
+    hideCursor: true,
+    clearOnComplete: false,
+    barsize: 30,
+    format: (options, params, payload: { t: TransferLike }) => {
+      const size = options.barsize ?? 30
+      const filled = Math.round(size * Math.min(1, Math.max(0, params.progress)))
+      const bar = '='.repeat(filled) + (filled < size ? '>' : '') + ' '.repeat(Math.max(0, size - filled - 1))
+      return `${payload.t.id}  [${bar}]  ${describe(payload.t)}`
+    }
+  })
+  const bars = new Map<string, SingleBar>()
+  // The bar hides the cursor: give it back when Ctrl-C ends the command mid-transfer.
+  const interrupted = (): void => {
+    multi.stop()
+    process.exit(130)
+  }
+  process.once('SIGINT', interrupted)
+  return {
+    update (t) {
+      const total = Math.max(1, t.progress.bytesTotal ?? 0)
+      const value = t.state === 'succeeded' ? total : Math.min(t.progress.bytesDone, total)
+      const bar = bars.get(t.id)
+      if (bar === undefined) {
+        bars.set(t.id, multi.create(total, value, { t }))
+      } else {
+        bar.setTotal(total)
+        bar.update(value, { t })
+      }
+    },
+    stop () {
+      process.off('SIGINT', interrupted)
+      multi.update()
+      multi.stop()
+    }
+  }
+}

@@ -1,0 +1,208 @@
+import { describe, it, expect, beforeAll, afterAll } from 'vitest'
+import { mkdtemp, rm, writeFile, mkdir, readdir, readFile } from 'node:fs/promises'
+import { randomBytes } from 'node:crypto'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { TestMesh, freePort, sha256File } from '../helpers/mesh.ts'
+import { runCli } from './helpers.ts'
+
+const MiB = 1024 * 1024
+
+describe('staccato transfer / agents against a real mesh', () => {
+  let mesh: TestMesh
+  let home: string
+  let env: Record<string, string>
+
+  beforeAll(async () => {
+    mesh = await TestMesh.create()
+    await mesh.startCoordinator()
+    await mesh.startAgent('store-1')
+    await mesh.startAgent('compute-1')
+    home = await mkdtemp(join(tmpdir(), 'staccato-cli-home-'))
+    env = { STACCATO_URL: mesh.ready.apiUrl, STACCATO_TOKEN: mesh.ready.apiToken, XDG_CONFIG_HOME: home }
+    await writeFile(join(mesh.volume('store-1'), 'a.bin'), randomBytes(24 * MiB))
+  })
+  afterAll(async () => {
+    await mesh?.stop()
+    if (home !== undefined) await rm(home, { recursive: true, force: true })
+  })
+
+  it('submits with --wait, prints progress lines (no TTY) and exits 0 once the copy succeeded', async () => {
+    const r = await runCli(['transfer', 'submit', 'agent://store-1/vol/a.bin', 'agent://compute-1/vol/a.bin', '--wait', '--label', 'run=cli'], env)
+    expect(r.stderr).toBe('')
+    expect(r.code).toBe(0)
+    const id = /^submitted (tr_\S+)$/m.exec(r.stdout)?.[1]
+    expect(id).toBeDefined()
+    // One line per update; the last update shows all bytes of the known total.
+    expect(r.stdout).toMatch(new RegExp(`^${id}  succeeded\\s+24\\.0 MiB / 24\\.0 MiB \\(100%\\)$`, 'm'))
+    expect(r.stdout).toMatch(new RegExp(`^${id}  succeeded  sha256 [0-9a-f]{64}$`, 'm'))
+    expect(await sha256File(join(mesh.volume('compute-1'), 'a.bin'))).toBe(await sha256File(join(mesh.volume('store-1'), 'a.bin')))
+  })
+
+  it('prints only JSON with --json, which a script can parse', async () => {
+    const r = await runCli(['transfer', 'submit', 'agent://store-1/vol/a.bin', 'agent://compute-1/vol/b.bin', '--wait', '--json', '--priority', '3'], env)
+    expect(r.code).toBe(0)
+    const t = JSON.parse(r.stdout) as { id: string, state: string, priority: number, sha256: string }
+    expect(t.state).toBe('succeeded')
+    expect(t.priority).toBe(3)
+    expect(t.sha256).toBe(await sha256File(join(mesh.volume('store-1'), 'a.bin')))
+
+    const list = await runCli(['transfer', 'list', '--json', '--state', 'succeeded'], env)
+    expect(list.code).toBe(0)
+    const ids = (JSON.parse(list.stdout) as { items: Array<{ id: string }> }).items.map(i => i.id)
+    expect(ids).toContain(t.id)
+
+    const labelled = await runCli(['transfer', 'list', '--json', '--label', 'run=cli'], env)
+    const items = (JSON.parse(labelled.stdout) as { items: Array<{ id: string, labels: Record<string, string> }> }).items
+    expect(items.length).toBeGreaterThan(0)
+    expect(items.every(i => i.labels.run === 'cli')).toBe(true)
+    expect(items.map(i => i.id)).not.toContain(t.id)
+
+    const shown = await runCli(['transfer', 'show', t.id], env)
+    expect(shown.code).toBe(0)
+    expect(shown.stdout).toMatch(/^state:\s+succeeded$/m)
+    expect(shown.stdout).toContain(`sha256:      ${t.sha256}`)
+
+    const removed = await runCli(['transfer', 'rm', t.id], env)
+    expect(removed.code).toBe(0)
+    expect((await mesh.api('GET', `/v1/transfers/${t.id}`)).status).toBe(404)
+  })
+
+  it('exits 1 with the error code and message when the transfer fails (missing source)', async () => {
+    const r = await runCli(['transfer', 'submit', 'agent://store-1/vol/nope.bin', 'agent://compute-1/vol/nope.bin', '--wait'], env)
+    expect(r.code).toBe(1)
+    expect(r.stderr.trim().split('\n')).toHaveLength(1)
+    expect(r.stderr).toMatch(/^staccato: transfer tr_\S+ failed: not_found: /)
+  })
+
+  it('cancels a queued transfer and show --follow then exits 1', async () => {
+    // An agent that never registered keeps the transfer queued; it must exist, so enrol one and stop it.
+    await mesh.startAgent('idle-1')
+    await mesh.kill('idle-1')
+    await mesh.waitForAgent('idle-1', false)
+    const submitted = await runCli(['transfer', 'submit', 'agent://store-1/vol/a.bin', 'agent://idle-1/vol/a.bin', '--json'], env)
+    const id = (JSON.parse(submitted.stdout) as { id: string }).id
+    const canceled = await runCli(['transfer', 'cancel', id], env)
+    expect(canceled.code).toBe(0)
+    expect(canceled.stdout).toBe(`${id}  canceled\n`)
+    const followed = await runCli(['transfer', 'show', id, '--follow'], env)
+    expect(followed.code).toBe(1)
+    expect(followed.stderr).toBe(`staccato: transfer ${id} was canceled\n`)
+  })
+
+  it('lists agents and shows one', async () => {
+    const r = await runCli(['agents', '--json'], env)
+    expect(r.code).toBe(0)
+    const names = (JSON.parse(r.stdout) as { items: Array<{ name: string }> }).items.map(a => a.name)
+    expect(names).toEqual(expect.arrayContaining(['store-1', 'compute-1']))
+    const one = await runCli(['agents', 'store-1'], env)
+    expect(one.code).toBe(0)
+    expect(one.stdout).toMatch(/^name:\s+store-1$/m)
+    expect(one.stdout).toMatch(/^online:\s+yes$/m)
+  })
+
+  it('gives one clear line and exit 2 for an unknown agent, 1 for a missing transfer or a bad token', async () => {
+    const unknown = await runCli(['transfer', 'submit', 'agent://store-1/vol/a.bin', 'agent://ghost/vol/a.bin'], env)
+    expect(unknown.code).toBe(2)
+    expect(unknown.stderr).toMatch(/^staccato: destination: no agent named 'ghost' is registered .*\(unknown_agent\)\n$/)
+
+    const missing = await runCli(['transfer', 'show', 'tr_00000000000000000000000000'], env)
+    expect(missing.code).toBe(1)
+    expect(missing.stderr).toBe("staccato: no transfer 'tr_00000000000000000000000000' (not_found)\n")
+    const malformed = await runCli(['transfer', 'show', 'nope'], env)
+    expect(malformed.code).toBe(2)
+    expect(malformed.stderr).toMatch(/^staccato: params\.id: .*\(invalid_argument\)\n$/)
+
+    const badToken = await runCli(['transfer', 'list'], { ...env, STACCATO_TOKEN: 'wrong' })
+    expect(badToken.code).toBe(1)
+    expect(badToken.stderr).toMatch(/^staccato: the coordinator at .* wants a valid API token \(the token was refused: .*\) — set --token, STACCATO_TOKEN/)
+
+    const bad = await runCli(['transfer', 'submit', 'a', 'b', '--checksum', 'md5:00'], env)
+    expect(bad.code).toBe(2)
+    expect(bad.stderr).toBe('staccato: --checksum \'md5:00\' must look like sha256:<64 hex digits>\n')
+  })
+
+  it('says in one line that the coordinator cannot be reached', async () => {
+    const port = await freePort()
+    const r = await runCli(['transfer', 'list'], { XDG_CONFIG_HOME: home, STACCATO_URL: `http://127.0.0.1:${port}` })
+    expect(r.code).toBe(1)
+    expect(r.stderr).toBe(`staccato: cannot reach the coordinator at http://127.0.0.1:${port}: ECONNREFUSED — is it running? set --url or STACCATO_URL\n`)
+  })
+
+  it('takes the URL and token from flags over the environment over the client config file', async () => {
+    const dir = join(home, 'staccato')
+    await mkdir(dir, { recursive: true })
+    const deadUrl = `http://127.0.0.1:${await freePort()}`
+    // The file alone works.
+    await writeFile(join(dir, 'client.json'), JSON.stringify({ url: mesh.ready.apiUrl, token: mesh.ready.apiToken }))
+    expect((await runCli(['agents'], { XDG_CONFIG_HOME: home })).code).toBe(0)
+    // The environment beats the file…
+    const envWins = await runCli(['agents'], { XDG_CONFIG_HOME: home, STACCATO_URL: deadUrl })
+    expect(envWins.stderr).toContain(`cannot reach the coordinator at ${deadUrl}`)
+    // …and a flag beats the environment.
+    expect((await runCli(['agents', '--url', mesh.ready.apiUrl], { XDG_CONFIG_HOME: home, STACCATO_URL: deadUrl })).code).toBe(0)
+    const flagToken = await runCli(['agents', '--token', 'wrong'], { XDG_CONFIG_HOME: home, STACCATO_TOKEN: mesh.ready.apiToken })
+    expect(flagToken.code).toBe(1)
+    expect(flagToken.stderr).toContain('the token was refused')
+    // --config names another file; a broken one is named in the error.
+    await writeFile(join(home, 'other.json'), '{"url": "http://127.0.0.1:1", "colour": "red"}')
+    const broken = await runCli(['agents', '--config', join(home, 'other.json')], {})
+    expect(broken.code).toBe(2)
+    expect(broken.stderr).toContain("unknown option 'colour'")
+    await rm(join(dir, 'client.json'))
+  })
+
+  it('prints the change feed with events, filtered by topic, as JSON lines', async () => {
+    const r = await runCli(['events', '--json', '--topics', 'transfer.*.state'], env)
+    expect(r.code).toBe(0)
+    const events = r.stdout.trim().split('\n').map(l => JSON.parse(l) as { seq: number, topic: string, data: { to?: string } })
+    expect(events.length).toBeGreaterThan(0)
+    expect(events.every(e => /^transfer\.tr_\S+\.state$/.test(e.topic))).toBe(true)
+    expect(events.some(e => e.data.to === 'succeeded')).toBe(true)
+    // Oldest first, each once.
+    expect(events.map(e => e.seq)).toEqual([...new Set(events.map(e => e.seq))].sort((a, b) => a - b))
+    const human = await runCli(['events', '--topics', 'agent.#', '--after', '0'], env)
+    expect(human.code).toBe(0)
+    expect(human.stdout).toMatch(/^\d+ {2}\S+ {2}agent\.store-1\.\S+ {2}\{/m)
+  })
+
+  it('shows a running agent\'s status from its status port, named by a flag or its config file', async () => {
+    const port = new URL(mesh.agents.get('store-1')?.info.statusUrl as string).port
+    const r = await runCli(['agent', 'status', '--status-port', port])
+    expect(r.stderr).toBe('')
+    expect(r.code).toBe(0)
+    expect(r.stdout).toMatch(/^name:\s+store-1$/m)
+    expect(r.stdout).toMatch(new RegExp(`^peer id:\\s+${mesh.agents.get('store-1')?.info.peerId}$`, 'm'))
+    expect(r.stdout).toMatch(/^coordinator:\s+\/ip4\/127\.0\.0\.1\/tcp\/\d+\/p2p\/\S+ \(connected, registered\)$/m)
+    expect(r.stdout).toMatch(/^served:\s+[\d.]+ \S+ in \d+ requests \(\d+ refused\)$/m)
+    const config = join(home, 'agent.yaml')
+    await writeFile(config, `agent:\n  statusPort: ${port}\n`)
+    const fromFile = await runCli(['agent', 'status', '--config', config, '--json'])
+    expect(fromFile.code).toBe(0)
+    expect((JSON.parse(fromFile.stdout) as { name: string }).name).toBe('store-1')
+    const down = await runCli(['agent', 'status', '--status-port', String(await freePort())])
+    expect(down.code).toBe(1)
+    expect(down.stderr).toMatch(/^staccato: cannot reach the agent at http:\/\/127\.0\.0\.1:\d+\/status: ECONNREFUSED/)
+  })
+
+  it('sends one source to several destinations (a distribution) and follows each', async () => {
+    await mesh.startAgent('compute-2')
+    await writeFile(join(mesh.volume('store-1'), 'small.bin'), randomBytes(2 * MiB))
+    const r = await runCli(['transfer', 'submit', 'agent://store-1/vol/small.bin', 'agent://compute-1/vol/d.bin', 'agent://compute-2/vol/d.bin', '--wait'], env)
+    expect(r.stderr).toBe('')
+    expect(r.code).toBe(0)
+    // A row per destination under the transfer's own.
+    expect(r.stdout).toMatch(/^ {2}→ compute-2 {2}succeeded/m)
+    const digest = await sha256File(join(mesh.volume('store-1'), 'small.bin'))
+    expect(await sha256File(join(mesh.volume('compute-1'), 'd.bin'))).toBe(digest)
+    expect(await sha256File(join(mesh.volume('compute-2'), 'd.bin'))).toBe(digest)
+  })
+
+  it('never writes the API token or the join token into the logs', async () => {
+    const dir = join(mesh.dir, 'logs')
+    const logs = (await Promise.all((await readdir(dir)).map(async f => await readFile(join(dir, f), 'utf8')))).join('\n')
+    expect(logs).toContain('transfer state changed')
+    expect(logs).not.toContain(mesh.ready.apiToken)
+    expect(logs).not.toContain(mesh.ready.joinToken)
+  })
+})
