@@ -7,10 +7,13 @@ import { TERMINAL_STATES } from './model.ts'
 import { defaultExecutor, schedulerView } from './scheduler/index.ts'
 import type { Scheduler } from './scheduler/index.ts'
 import type { AgentRegistry } from './registry.ts'
+import { seedAgent } from './distribution.ts'
+import type { DistributionManager } from './distribution.ts'
 
 export interface DispatcherOptions {
   store: TransferStore
   registry: AgentRegistry
+  distributions: DistributionManager
   scheduler: Scheduler
   /** The coordinator's key: it signs the tickets agents check. */
   key: PrivateKey
@@ -22,6 +25,8 @@ export interface DispatcherOptions {
   graceMs: number
   ticketTtlSeconds: number
   tickMs: number
+  /** Told how long each scheduling pass took (for the scheduling latency histogram). */
+  onTick?: (seconds: number) => void
 }
 
 const IN_FLIGHT = ['scheduled', 'active', 'verifying'] as const
@@ -53,24 +58,34 @@ export class Dispatcher {
   async tick (): Promise<void> {
     if (this.ticking) return
     this.ticking = true
+    const started = performance.now()
     try {
       await this.requeueOrphans()
       const { store, registry, scheduler } = this.opts
       const view = schedulerView(store, {
         isOnline: agent => registry.isOnline(agent),
-        // A transfer waits in the queue while any agent it needs is offline, rather than burning its retries.
-        executorFor: rec => rec.agents.every(a => registry.isOnline(a)) ? defaultExecutor(rec) : undefined
+        executorFor: rec => {
+          // A distribution is started by its seed; destinations that are offline join when they come back.
+          if (rec.destinations !== undefined) {
+            const seed = seedAgent(rec)
+            return seed !== undefined && registry.isOnline(seed) ? seed : undefined
+          }
+          // A transfer waits in the queue while any agent it needs is offline, rather than burning its retries.
+          return rec.agents.every(a => registry.isOnline(a)) ? defaultExecutor(rec) : undefined
+        }
       })
       for (const d of scheduler.decide(view)) {
         const rec = store.get(d.id)
         if (rec === undefined) continue
         const scheduled = await store.transition(d.id, 'scheduled', { executor: d.executor, attempt: rec.attempt + 1, notBefore: undefined }, { from: ['queued'] })
-        void this.dispatch(scheduled)
+        if (scheduled.destinations !== undefined) void this.startDistribution(scheduled)
+        else void this.dispatch(scheduled)
       }
     } catch (err) {
       this.opts.log('scheduling pass failed', { error: String(err) })
     } finally {
       this.ticking = false
+      this.opts.onTick?.((performance.now() - started) / 1000)
     }
   }
 
@@ -82,6 +97,15 @@ export class Dispatcher {
       await registry.call(executor, 'execute', job)
       await store.transition(rec.id, 'active', {}, { from: ['scheduled'] }).catch(() => {})
       this.opts.log('transfer dispatched', { transferId: rec.id, agent: executor, attempt: rec.attempt })
+    } catch (err) {
+      await this.fail(rec.id, rec.attempt, toStaccatoError(err).toJSON())
+    }
+  }
+
+  private async startDistribution (rec: TransferRecord): Promise<void> {
+    try {
+      await this.opts.distributions.start(rec)
+      this.opts.log('distribution started', { transferId: rec.id, seed: rec.executor, destinations: rec.destinations?.length })
     } catch (err) {
       await this.fail(rec.id, rec.attempt, toStaccatoError(err).toJSON())
     }
@@ -114,15 +138,25 @@ export class Dispatcher {
 
   /** Agent calls (report) and casts (progress, heartbeat). */
   async onCall (agent: string, method: ControlMethod, params: unknown): Promise<unknown> {
+    if (method === 'swarmReport') {
+      await this.opts.distributions.onReport(agent, params as ControlParams<'swarmReport'>)
+      return {}
+    }
     if (method !== 'report') throw new Error(`coordinator does not take '${method}' calls`)
     const r = params as ControlParams<'report'>
     const rec = this.opts.store.get(r.transferId)
     // Stale or unknown: acknowledge so the agent drops it; there is nothing to change.
-    if (rec === undefined || rec.attempt !== r.attempt || rec.executor !== agent || TERMINAL_STATES.has(rec.state)) return {}
+    if (rec === undefined || rec.attempt !== r.attempt || rec.executor !== agent || TERMINAL_STATES.has(rec.state)) {
+      this.opts.log('stale report acknowledged and ignored', { transferId: r.transferId, agent, attempt: r.attempt, outcome: r.outcome, state: rec?.state, currentAttempt: rec?.attempt })
+      return {}
+    }
     const progress = r.bytesDone !== undefined ? { ...rec.progress, bytesDone: r.bytesDone, bytesTotal: r.bytesTotal ?? rec.progress.bytesTotal } : rec.progress
     if (r.outcome === 'verifying') {
       await this.opts.store.transition(rec.id, 'verifying', { progress }, { from: ['active'] }).catch(() => {})
     } else if (r.outcome === 'succeeded') {
+      // The 'verifying' report may have been lost while the coordinator was away: the record still walks every state.
+      if (rec.state === 'scheduled') await this.opts.store.transition(rec.id, 'active', {}, { from: ['scheduled'] })
+      if (rec.state !== 'verifying') await this.opts.store.transition(rec.id, 'verifying', { progress }, { from: ['active'] })
       await this.opts.store.transition(rec.id, 'succeeded', { sha256: r.sha256, progress: { ...progress, rate: 0, eta: 0 } }, { from: ['scheduled', 'active', 'verifying'] })
       this.opts.log('transfer succeeded', { transferId: rec.id, agent, sha256: r.sha256 })
     } else {
@@ -132,6 +166,7 @@ export class Dispatcher {
   }
 
   onCast (agent: string, method: ControlMethod, params: unknown): void {
+    if (method === 'swarmProgress') this.opts.distributions.onProgress(agent, params as ControlParams<'swarmProgress'>)
     if (method !== 'progress') return
     const p = params as ControlParams<'progress'>
     const rec = this.opts.store.get(p.transferId)
@@ -151,9 +186,10 @@ export class Dispatcher {
           await this.opts.store.transition(id, 'active', {}, { from: ['scheduled'] }).catch(() => {})
         }
       }
+      this.opts.distributions.onAgentOnline(agent)
       for (const state of IN_FLIGHT) {
         for (const rec of this.opts.store.inState(state)) {
-          if (rec.executor === agent && !claims.has(rec.id)) {
+          if (rec.executor === agent && !claims.has(rec.id) && !isRunningDistribution(rec)) {
             await this.fail(rec.id, rec.attempt, new AgentOfflineError(`agent '${agent}' restarted and lost attempt ${rec.attempt}`).toJSON())
           }
         }
@@ -166,13 +202,14 @@ export class Dispatcher {
   }
 
   onCancel (rec: TransferRecord): void {
-    if (rec.executor !== undefined) this.opts.registry.cast(rec.executor, 'cancel', { transferId: rec.id })
+    if (rec.destinations !== undefined) this.opts.distributions.onCanceled(rec)
+    else if (rec.executor !== undefined) this.opts.registry.cast(rec.executor, 'cancel', { transferId: rec.id })
   }
 
   private async requeueAgent (agent: string, why: string): Promise<void> {
     for (const state of IN_FLIGHT) {
       for (const rec of this.opts.store.inState(state)) {
-        if (rec.executor === agent) await this.fail(rec.id, rec.attempt, new AgentOfflineError(why).toJSON())
+        if (rec.executor === agent && !isRunningDistribution(rec)) await this.fail(rec.id, rec.attempt, new AgentOfflineError(why).toJSON())
       }
     }
   }
@@ -182,7 +219,7 @@ export class Dispatcher {
     if (Date.now() - this.startedAt < this.opts.graceMs) return
     for (const state of IN_FLIGHT) {
       for (const rec of this.opts.store.inState(state)) {
-        if (rec.executor !== undefined && !this.opts.registry.isOnline(rec.executor)) {
+        if (rec.executor !== undefined && !this.opts.registry.isOnline(rec.executor) && !isRunningDistribution(rec)) {
           await this.fail(rec.id, rec.attempt, new AgentOfflineError(`agent '${rec.executor}' is offline`).toJSON())
         }
       }
@@ -209,4 +246,9 @@ export class Dispatcher {
       this.opts.log('could not record a failure', { transferId: id, error: e.message })
     }
   }
+}
+
+/** A running distribution outlives any one participant going away: each rejoins when it reconnects. */
+function isRunningDistribution (rec: TransferRecord): boolean {
+  return rec.destinations !== undefined && rec.state !== 'scheduled'
 }

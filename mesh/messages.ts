@@ -64,6 +64,36 @@ export const Job = Type.Object({
 }, { additionalProperties: false })
 export type Job = Static<typeof Job>
 
+// ---- /staccato/swarm/1 ------------------------------------------------------
+
+const Piece = Type.Integer({ minimum: 0, maximum: 1 << 20 })
+
+/** One message on a swarm stream; a `piece` header is followed by `length` raw bytes. */
+export const SwarmMessage = Type.Union([
+  Type.Object({ v: Type.Literal(WIRE_VERSION), t: Type.Literal('hello'), dist: Type.String({ maxLength: 64 }), ticket: Type.String({ maxLength: 16384 }), have: Type.String({ maxLength: 1 << 18 }) }),
+  Type.Object({ v: Type.Literal(WIRE_VERSION), t: Type.Literal('have'), piece: Piece }),
+  // `sole`: the asker reaches none of the peers the seed named as holders, so only the seed can send it.
+  Type.Object({ v: Type.Literal(WIRE_VERSION), t: Type.Literal('request'), piece: Piece, sole: Type.Optional(Type.Boolean()) }),
+  Type.Object({ v: Type.Literal(WIRE_VERSION), t: Type.Literal('cancel'), piece: Piece }),
+  // `holders`: peers the refusing seed knows to have the piece, so the asker can say it reaches none of them.
+  Type.Object({ v: Type.Literal(WIRE_VERSION), t: Type.Literal('reject'), piece: Piece, reason: Type.String({ maxLength: 256 }), holders: Type.Optional(Type.Array(Type.String({ maxLength: 128 }), { maxItems: 64 })) }),
+  Type.Object({ v: Type.Literal(WIRE_VERSION), t: Type.Literal('piece'), piece: Piece, length: Type.Integer({ minimum: 0, maximum: 256 * 1024 * 1024 }) })
+])
+export type SwarmMessage = Static<typeof SwarmMessage>
+
+export const Manifest = Type.Object({
+  size: Offset,
+  mtime: Type.Number(),
+  pieceSize: Type.Integer({ minimum: 1 }),
+  sha256: Sha256,
+  /** sha256 of every piece, in order. */
+  pieces: Type.Array(Sha256, { maxItems: 8192 })
+})
+export type Manifest = Static<typeof Manifest>
+
+const SwarmPeerInfo = Type.Object({ name: Type.String({ maxLength: 63 }), peerId: Type.String({ maxLength: 128 }), addrs: Type.Array(Type.String({ maxLength: 512 }), { maxItems: 32 }) })
+export type SwarmPeerInfo = Static<typeof SwarmPeerInfo>
+
 /** Parameters of each control method, keyed by method name. */
 export const ControlMethods = {
   register: Type.Object({
@@ -88,7 +118,31 @@ export const ControlMethods = {
     error: Type.Optional(ErrorInfo)
   }),
   execute: Job,
-  cancel: Type.Object({ transferId: Type.String({ maxLength: 64 }) })
+  cancel: Type.Object({ transferId: Type.String({ maxLength: 64 }) }),
+  /** Coordinator → source agent: compute (or look up) the manifest of a source. */
+  swarmManifest: Type.Object({ distributionId: Type.String({ maxLength: 64 }), source: Url, pieceSize: Type.Integer({ minimum: 65536 }) }),
+  /** Coordinator → participant: join a distribution as the seed or as a destination. */
+  swarmJoin: Type.Object({
+    distributionId: Type.String({ maxLength: 64 }),
+    role: Type.Union([Type.Literal('seed'), Type.Literal('destination')]),
+    source: Url,
+    destination: Type.Optional(Url),
+    manifest: Manifest,
+    /** A bounded random subset of the other participants. */
+    peers: Type.Array(SwarmPeerInfo, { maxItems: 64 }),
+    /** The coordinator's ticket for this participant to read pieces from the others. */
+    ticket: Type.String({ maxLength: 16384 })
+  }),
+  /** Coordinator → participant: the distribution ended for it; stop serving, and remove the partial if asked. */
+  swarmLeave: Type.Object({ distributionId: Type.String({ maxLength: 64 }), removePartial: Type.Boolean() }),
+  swarmProgress: Type.Object({ distributionId: Type.String({ maxLength: 64 }), destination: Url, bytesDone: Offset }),
+  swarmReport: Type.Object({
+    distributionId: Type.String({ maxLength: 64 }),
+    destination: Url,
+    outcome: Type.Union([Type.Literal('succeeded'), Type.Literal('failed')]),
+    sha256: Type.Optional(Sha256),
+    error: Type.Optional(ErrorInfo)
+  })
 } as const
 export type ControlMethod = keyof typeof ControlMethods
 export type ControlParams<M extends ControlMethod> = Static<(typeof ControlMethods)[M]>

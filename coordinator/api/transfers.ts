@@ -1,11 +1,16 @@
 import { Type } from 'typebox'
-import { NotFoundError } from '../../mesh/index.ts'
+import { InvalidArgumentError, NotFoundError } from '../../mesh/index.ts'
+import type { Location } from '../../mesh/index.ts'
 import type { TransferInput, TransferRecord } from '../model.ts'
 import { TERMINAL_STATES } from '../model.ts'
 import { InvalidStateError } from '../store.ts'
 import type { TransferStore } from '../store.ts'
 import { locationAgents, parseEndpoints } from '../store-input.ts'
 import { UnknownAgentError } from './errors.ts'
+import { canSee, hasRole, ownTenant, tenantFilter } from './auth.ts'
+import type { Principal } from './auth.ts'
+import { checkLocationText, checkTenantLocation, checkWritable } from './policy.ts'
+import type { TenantPolicy } from './policy.ts'
 import {
   CreateHeaders, ListTransfersQuery, TransferIdParams, TransferInputSchema, TransferPage, TransferSchema, errorResponses
 } from './schemas.ts'
@@ -15,7 +20,15 @@ export interface TransferRouteOptions {
   store: TransferStore
   /** Called after a transfer was canceled, so that dispatch can stop the agent running it. */
   onCancel?: (rec: TransferRecord) => void
+  /** Cancels one destination of a distribution (the others carry on). */
+  onCancelDestination?: (rec: TransferRecord, destination: string) => Promise<TransferRecord>
+  /** Which agents, volumes and schemes each tenant may use; unrestricted when absent. */
+  tenants?: TenantPolicy
 }
+
+const CancelQuery = Type.Object({
+  destination: Type.Optional(Type.String({ minLength: 1, maxLength: 4096, description: 'cancel only this destination (URL or agent name) of a distribution' }))
+}, { additionalProperties: false })
 
 const DEFAULT_PAGE = 100
 const KNOWN_SHOWN = 20
@@ -24,19 +37,21 @@ export function transferRoutes (app: ApiInstance, opts: TransferRouteOptions): v
   const { store } = opts
 
   app.post('/v1/transfers', {
+    config: { role: 'operator' },
     schema: {
       body: TransferInputSchema,
       headers: CreateHeaders,
       response: { 200: TransferSchema, 201: TransferSchema, ...errorResponses }
     }
   }, async (req, reply) => {
-    requireKnownAgents(store, req.body)
-    const { record, created } = await store.create(req.body, { tenant: req.tenant, idempotencyKey: req.headers['idempotency-key'] })
+    authorizeSubmission(store, req.body, req.principal, opts.tenants ?? {})
+    const { record, created } = await store.create(req.body, { tenant: ownTenant(req.principal), idempotencyKey: req.headers['idempotency-key'] })
     if (created) void reply.header('location', `/v1/transfers/${record.id}`)
     return reply.code(created ? 201 : 200).send(record)
   })
 
   app.get('/v1/transfers', {
+    config: { role: 'reader' },
     schema: { querystring: ListTransfersQuery, response: { 200: TransferPage, ...errorResponses } }
   }, async (req) => {
     const { state, agent, label, after, limit } = req.query
@@ -45,18 +60,25 @@ export function transferRoutes (app: ApiInstance, opts: TransferRouteOptions): v
       const colon = label.indexOf(':')
       labelFilter = { key: label.slice(0, colon), value: label.slice(colon + 1) }
     }
-    return store.list({ tenant: req.tenant, state, agent, label: labelFilter, after, limit: limit ?? DEFAULT_PAGE })
+    return store.list({ tenant: tenantFilter(req.principal), state, agent, label: labelFilter, after, limit: limit ?? DEFAULT_PAGE })
   })
 
   app.get('/v1/transfers/:id', {
+    config: { role: 'reader' },
     schema: { params: TransferIdParams, response: { 200: TransferSchema, ...errorResponses } }
-  }, async (req) => visible(store, req.params.id, req.tenant))
+  }, async (req) => visible(store, req.params.id, req.principal))
 
   app.post('/v1/transfers/:id/cancel', {
-    schema: { params: TransferIdParams, response: { 200: TransferSchema, ...errorResponses } }
+    config: { role: 'operator' },
+    schema: { params: TransferIdParams, querystring: CancelQuery, response: { 200: TransferSchema, ...errorResponses } }
   }, async (req) => {
-    const rec = visible(store, req.params.id, req.tenant)
+    const rec = visible(store, req.params.id, req.principal)
     if (rec.state === 'canceled') return rec
+    if (req.query.destination !== undefined) {
+      if (rec.destinations === undefined || opts.onCancelDestination === undefined) throw new InvalidArgumentError(`destination: ${rec.id} is not a distribution; cancel it without ?destination`)
+      if (TERMINAL_STATES.has(rec.state)) throw new InvalidStateError(`distribution ${rec.id} already ${rec.state}; there is nothing to cancel`)
+      return await opts.onCancelDestination(rec, req.query.destination)
+    }
     if (TERMINAL_STATES.has(rec.state)) throw new InvalidStateError(`transfer ${rec.id} already ${rec.state}; there is nothing to cancel`)
     let canceled: TransferRecord
     try {
@@ -77,34 +99,45 @@ export function transferRoutes (app: ApiInstance, opts: TransferRouteOptions): v
   })
 
   app.delete('/v1/transfers/:id', {
+    config: { role: 'operator' },
     schema: { params: TransferIdParams, response: { 204: Type.Null(), ...errorResponses } }
   }, async (req, reply) => {
-    visible(store, req.params.id, req.tenant)
+    visible(store, req.params.id, req.principal)
     await store.remove(req.params.id)
     return reply.code(204).send(null)
   })
 }
 
 /** Another tenant's transfer answers exactly like a missing one. */
-function visible (store: TransferStore, id: string, tenant: string): TransferRecord {
+function visible (store: TransferStore, id: string, principal: Principal): TransferRecord {
   const rec = store.get(id)
-  if (rec === undefined || rec.tenant !== tenant) throw new NotFoundError(`no transfer '${id}'`)
+  if (rec === undefined || !canSee(principal, rec.tenant)) throw new NotFoundError(`no transfer '${id}'`)
   return rec
 }
 
 /**
- * The store accepts any agent name; the API refuses names nobody enrolled,
- * because such a transfer would wait in the queue forever.
+ * Paths that could leave a volume are refused as sent; then the tenant's
+ * allow-list (403). The store accepts any agent name; the API refuses names
+ * nobody enrolled, because such a transfer would wait in the queue forever.
+ * Only admins are told which agents exist.
  */
-function requireKnownAgents (store: TransferStore, input: TransferInput): void {
+function authorizeSubmission (store: TransferStore, input: TransferInput, principal: Principal, tenants: TenantPolicy): void {
+  checkLocationText(input.source, 'source')
+  if (input.destination !== undefined) checkLocationText(input.destination, 'destination')
+  input.destinations?.forEach((d, i) => checkLocationText(d, `destinations[${i}]`))
   const endpoints = parseEndpoints(input)
-  for (const field of ['source', 'destination'] as const) {
-    for (const agent of locationAgents(endpoints[field])) {
+  const named: Array<[string, Location]> = [['source', endpoints.source], ...(endpoints.destinations ?? [endpoints.destination]).map((d, i): [string, Location] => [endpoints.destinations !== undefined ? `destinations[${i}]` : 'destination', d])]
+  for (const [field, location] of named) {
+    const agents = locationAgents(location)
+    checkTenantLocation(tenants, ownTenant(principal), location, agents)
+    for (const agent of agents) {
       if (store.getAgent(agent) === undefined) {
-        throw new UnknownAgentError(`${field}: no agent named '${agent}' is registered (known: ${knownAgents(store)})`)
+        const known = hasRole(principal, 'admin') ? ` (known: ${knownAgents(store)})` : ''
+        throw new UnknownAgentError(`${field}: no agent named '${agent}' is registered${known}`)
       }
     }
   }
+  for (const d of endpoints.destinations ?? [endpoints.destination]) checkWritable(store, d)
 }
 
 function knownAgents (store: TransferStore): string {

@@ -11,7 +11,7 @@ import type { ReadyInfo } from '../../cli/commands/coordinator.ts'
 
 export interface AgentInfo { name: string, peerId: string, addrs: string[], statusUrl: string }
 export interface AgentStatus {
-  counters: { bytesServed: number, bytesReceived: number, dataRequests: number, dataRefused: number, journalCommits: number }
+  counters: { bytesServed: number, bytesReceived: number, dataRequests: number, dataRefused: number, journalCommits: number, swarmPiecesServed: number, swarmPeersDropped: number }
   active: string[]
   journal: Array<{ transferId: string, durableOffset: number }>
 }
@@ -51,7 +51,7 @@ export class TestMesh {
   private coordinator?: ChildProcess
   private meshPort = 0
   private apiPort = 0
-  readonly agents = new Map<string, { child: ChildProcess, info: AgentInfo, args: string[] }>()
+  readonly agents = new Map<string, { child: ChildProcess, info: AgentInfo, args: string[], env: NodeJS.ProcessEnv }>()
 
   private constructor (dir: string) {
     this.dir = dir
@@ -83,7 +83,7 @@ export class TestMesh {
     return this.ready
   }
 
-  async startAgent (name: string, extra: string[] = []): Promise<AgentInfo> {
+  async startAgent (name: string, extra: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<AgentInfo> {
     await mkdir(this.volume(name), { recursive: true })
     const readyFile = join(this.dir, `${name}-ready.json`)
     await rm(readyFile, { force: true })
@@ -92,9 +92,9 @@ export class TestMesh {
       '--data-dir', join(this.dir, 'agents', name), '--volume', `vol=${this.volume(name)}`,
       '--listen', '/ip4/127.0.0.1/tcp/0', '--status-port', '0', '--ready-file', readyFile, ...extra
     ]
-    const child = spawnStaccato(args, join(this.dir, 'logs', `${name}.log`))
+    const child = spawnStaccato(args, join(this.dir, 'logs', `${name}.log`), env)
     const info = await waitForJson<AgentInfo>(readyFile, child, 30_000, `agent ${name}`)
-    this.agents.set(name, { child, info, args })
+    this.agents.set(name, { child, info, args, env })
     await this.waitForAgent(name, true)
     return info
   }
@@ -121,9 +121,9 @@ export class TestMesh {
     await this.kill(name)
     const readyFile = a.args[a.args.indexOf('--ready-file') + 1]
     await rm(readyFile, { force: true })
-    const child = spawnStaccato(a.args, join(this.dir, 'logs', `${name}.log`))
+    const child = spawnStaccato(a.args, join(this.dir, 'logs', `${name}.log`), a.env)
     const info = await waitForJson<AgentInfo>(readyFile, child, 30_000, `agent ${name}`)
-    this.agents.set(name, { child, info, args: a.args })
+    this.agents.set(name, { child, info, args: a.args, env: a.env })
     return info
   }
 

@@ -1,0 +1,96 @@
+import type { Bitfield } from './bitfield.ts'
+
+/** Missing pieces at which a second request for a piece in flight is allowed (BitTorrent uses a handful too). */
+const ENDGAME_PIECES = 4
+
+/**
+ * Chooses the next piece to ask a peer for: rarest first among the pieces we
+ * miss and the peer has, so that scarce pieces spread before common ones
+ * (BitTorrent, Kraken). Once every missing piece is already asked for
+ * somewhere, endgame allows a second request for a piece from another peer,
+ * so one slow peer cannot hold back the last pieces.
+ */
+export class PiecePicker {
+  private readonly availability: Uint16Array
+  /** Peers each missing piece is requested from. */
+  private readonly requested = new Map<number, Set<string>>()
+  private readonly mine: Bitfield
+
+  constructor (mine: Bitfield) {
+    this.mine = mine
+    this.availability = new Uint16Array(mine.size)
+  }
+
+  addPeer (have: Bitfield): void {
+    for (let i = 0; i < have.size; i++) if (have.has(i)) this.availability[i]++
+  }
+
+  removePeer (have: Bitfield, peer: string): number[] {
+    for (let i = 0; i < have.size; i++) if (have.has(i) && this.availability[i] > 0) this.availability[i]--
+    const released: number[] = []
+    for (const [piece, peers] of this.requested) {
+      if (peers.delete(peer)) released.push(piece)
+      if (peers.size === 0) this.requested.delete(piece)
+    }
+    return released
+  }
+
+  onHave (piece: number): void {
+    if (piece < this.availability.length) this.availability[piece]++
+  }
+
+  /** Picks a piece for `peer`, or undefined when it has nothing we need. `refused` are pieces it declined to send. */
+  pick (peer: string, theirs: Bitfield, refused: ReadonlySet<number>): number | undefined {
+    let best: number | undefined
+    let bestRarity = Infinity
+    let ties = 0
+    let allRequested = true
+    for (let i = 0; i < this.mine.size; i++) {
+      if (this.mine.has(i)) continue
+      if (!this.requested.has(i)) allRequested = false
+      if (!theirs.has(i) || this.requested.has(i) || refused.has(i)) continue
+      const rarity = this.availability[i]
+      if (rarity < bestRarity) {
+        best = i
+        bestRarity = rarity
+        ties = 1
+      } else if (rarity === bestRarity && Math.random() * ++ties < 1) {
+        // Reservoir sampling among equally rare pieces, so peers do not all chase the same one.
+        best = i
+      }
+    }
+    // Endgame only for the last few pieces: earlier, every piece is already asked for simply because many are in flight.
+    if (best === undefined && allRequested && this.mine.size - this.mine.count() <= ENDGAME_PIECES) best = this.endgame(peer, theirs, refused)
+    if (best !== undefined) this.markRequested(best, peer)
+    return best
+  }
+
+  private endgame (peer: string, theirs: Bitfield, refused: ReadonlySet<number>): number | undefined {
+    for (const [piece, peers] of this.requested) {
+      if (!this.mine.has(piece) && theirs.has(piece) && !peers.has(peer) && peers.size < 2 && !refused.has(piece)) return piece
+    }
+    return undefined
+  }
+
+  private markRequested (piece: number, peer: string): void {
+    const peers = this.requested.get(piece) ?? new Set()
+    peers.add(peer)
+    this.requested.set(piece, peers)
+  }
+
+  /** The request to `peer` is over (piece received, refused, failed); returns the other peers still asked for it. */
+  release (piece: number, peer: string): string[] {
+    const peers = this.requested.get(piece)
+    if (peers === undefined) return []
+    peers.delete(peer)
+    if (peers.size === 0) this.requested.delete(piece)
+    return [...peers]
+  }
+
+  /** We have the piece now: forget every request for it. */
+  received (piece: number): string[] {
+    const peers = [...(this.requested.get(piece) ?? [])]
+    this.requested.delete(piece)
+    return peers
+  }
+}

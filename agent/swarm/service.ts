@@ -1,0 +1,184 @@
+import { setTimeout as sleep } from 'node:timers/promises'
+import { multiaddr } from '@multiformats/multiaddr'
+import type { Connection, PublicKey, Stream } from '@libp2p/interface'
+import {
+  FrameReader, PermissionDeniedError, SWARM_PROTOCOL, SwarmMessage, WIRE_VERSION, decode, parseLocation, sendFrame, toStaccatoError, verifyTicket
+} from '../../mesh/index.ts'
+import type { ControlParams, Manifest, MeshNode, SwarmPeerInfo } from '../../mesh/index.ts'
+import { resolveLocal } from '../resolve.ts'
+import type { PluginSet } from '../resolve.ts'
+import type { Journal } from '../journal.ts'
+import type { AgentCounters } from '../counters.ts'
+import type { TokenBucket } from '../rate-limit.ts'
+import type { VolumeConfig } from '../agent.ts'
+import { Bitfield } from './bitfield.ts'
+import { SwarmPeer } from './peer.ts'
+import { SwarmSession } from './session.ts'
+import { manifestFor, pieceCount } from './manifest.ts'
+
+export interface SwarmServiceOptions {
+  node: MeshNode
+  self: string
+  issuer: PublicKey
+  plugins: PluginSet
+  volumes: VolumeConfig[]
+  journal: Journal
+  counters: AgentCounters
+  upload?: TokenBucket
+  download?: TokenBucket
+  corruptServedPieces: boolean
+  log: (msg: string, fields?: Record<string, unknown>) => void
+  progress: (p: ControlParams<'swarmProgress'>) => void
+  report: (r: ControlParams<'swarmReport'>) => Promise<void>
+}
+
+// A peer that opens a stream and never says hello must not hold it.
+const HELLO_TIMEOUT_MS = 10_000
+/** How often a destination redials participants it is not connected to (not joined yet, restarted, back). */
+const REDIAL_MS = 500
+/** The coordinator brings participants in one by one: a hello may beat our own join by this much. */
+const JOIN_GRACE_MS = 3000
+
+/**
+ * The agent's side of /staccato/swarm/1: its distributions, the streams to
+ * other participants, and the hello exchange in which each side proves with
+ * a coordinator ticket that it belongs to the distribution.
+ */
+export class SwarmService {
+  private readonly opts: SwarmServiceOptions
+  private readonly sessions = new Map<string, { session: SwarmSession, join: ControlParams<'swarmJoin'>, stop: AbortController }>()
+
+  constructor (opts: SwarmServiceOptions) {
+    this.opts = opts
+  }
+
+  async start (): Promise<void> {
+    await this.opts.node.handle(SWARM_PROTOCOL, (stream, connection) => {
+      void this.accept(stream, connection).catch(err => {
+        this.opts.log('swarm stream refused', { peer: connection.remotePeer.toString(), error: toStaccatoError(err).message })
+        stream.abort(toStaccatoError(err))
+      })
+    }, { maxInboundStreams: 64 })
+  }
+
+  active (): string[] {
+    return [...this.sessions.keys()]
+  }
+
+  async manifest (p: ControlParams<'swarmManifest'>): Promise<Manifest> {
+    const src = resolveLocal(p.source, this.opts.self, this.opts.plugins, 'source')
+    return await manifestFor(src.plugin, src.url, p.pieceSize, this.opts.journal.manifests)
+  }
+
+  /** Joins (or re-joins after a reconnect) a distribution. */
+  async join (join: ControlParams<'swarmJoin'>): Promise<void> {
+    const existing = this.sessions.get(join.distributionId)
+    if (existing !== undefined) {
+      // Fresh peers and ticket from the coordinator; the session carries on.
+      existing.join = join
+      await existing.session.deliverOutcome()
+      return
+    }
+    const source = join.role === 'seed' ? resolveLocal(join.source, this.opts.self, this.opts.plugins, 'source') : undefined
+    const session = new SwarmSession({ ...this.opts, join, source })
+    await session.start()
+    const stop = new AbortController()
+    this.sessions.set(join.distributionId, { session, join, stop })
+    this.opts.log('joined distribution', { distributionId: join.distributionId, role: join.role, peers: join.peers.map(p => p.name) })
+    if (join.role === 'destination') void this.dialLoop(join.distributionId, stop.signal)
+  }
+
+  async leave (distributionId: string, removePartial: boolean): Promise<void> {
+    const entry = this.sessions.get(distributionId)
+    if (entry === undefined) {
+      if (removePartial) await this.opts.journal.removeSwarm(distributionId)
+      return
+    }
+    this.sessions.delete(distributionId)
+    entry.stop.abort()
+    await entry.session.close(removePartial)
+    this.opts.log('left distribution', { distributionId, removePartial })
+  }
+
+  async stop (): Promise<void> {
+    await Promise.all([...this.sessions.keys()].map(async id => await this.leave(id, false)))
+  }
+
+  /** Keeps a destination connected to the peers the coordinator named, until it is done. */
+  private async dialLoop (id: string, signal: AbortSignal): Promise<void> {
+    while (!signal.aborted) {
+      const entry = this.sessions.get(id)
+      if (entry === undefined || entry.session.done) return
+      const seed = seedName(entry.join.source)
+      for (const info of entry.join.peers) {
+        if (entry.session.peers.has(info.peerId) || entry.session.banned.has(info.peerId)) continue
+        // Between two destinations only the one with the lower peer id dials, so they never race into two streams.
+        if (info.name !== seed && info.peerId < this.opts.node.peerId.toString()) continue
+        await this.dial(entry.session, entry.join, info).catch(err => {
+          this.opts.log('could not reach swarm peer', { distributionId: id, peer: info.name, error: toStaccatoError(err).message })
+        })
+      }
+      await sleep(REDIAL_MS, undefined, { signal }).catch(() => {})
+    }
+  }
+
+  private async dial (session: SwarmSession, join: ControlParams<'swarmJoin'>, info: SwarmPeerInfo): Promise<void> {
+    const addrs = info.addrs.map(a => multiaddr(a.includes('/p2p/') ? a : `${a}/p2p/${info.peerId}`))
+    const stream = await this.opts.node.dialProtocol(addrs, SWARM_PROTOCOL, { signal: AbortSignal.timeout(HELLO_TIMEOUT_MS) })
+    const reader = new FrameReader(stream)
+    try {
+      await sendFrame(stream, { v: WIRE_VERSION, t: 'hello', dist: session.id, ticket: join.ticket, have: session.mine.toBase64() })
+      const hello = await this.readHello(reader, session.id, info.peerId)
+      if (session.peers.has(info.peerId)) {
+        // The other side dialed us at the same moment; keep one stream.
+        stream.abort(new PermissionDeniedError('duplicate swarm stream'))
+        return
+      }
+      session.attach(new SwarmPeer(stream, reader, info.peerId, info.name, hello))
+    } catch (err) {
+      stream.abort(toStaccatoError(err))
+      throw err
+    }
+  }
+
+  private async accept (stream: Stream, connection: Connection): Promise<void> {
+    const reader = new FrameReader(stream)
+    const remote = connection.remotePeer.toString()
+    const raw = await Promise.race([
+      reader.readFrame(),
+      sleep(HELLO_TIMEOUT_MS).then(() => { throw new PermissionDeniedError('no hello within 10 s') })
+    ])
+    const hello = decode(SwarmMessage, raw, 'swarm hello')
+    if (hello.t !== 'hello') throw new PermissionDeniedError('a swarm stream starts with hello')
+    await verifyTicket(hello.ticket, this.opts.issuer, { reader: remote, source: `swarm:${hello.dist}`, offset: 0 })
+    const entry = await this.sessionFor(hello.dist)
+    if (entry === undefined) throw new PermissionDeniedError(`not part of distribution ${hello.dist}`)
+    const { session, join } = entry
+    if (session.banned.has(remote)) throw new PermissionDeniedError('peer was dropped from this distribution')
+    if (session.peers.has(remote)) throw new PermissionDeniedError('already connected to this peer for this distribution')
+    await sendFrame(stream, { v: WIRE_VERSION, t: 'hello', dist: session.id, ticket: join.ticket, have: session.mine.toBase64() })
+    const name = join.peers.find(p => p.peerId === remote)?.name ?? remote.slice(-8)
+    session.attach(new SwarmPeer(stream, reader, remote, name, Bitfield.fromBase64(pieceCount(session.manifest), hello.have)))
+  }
+
+  /** The session of a distribution, waiting briefly for a join that is on its way (the ticket was already checked). */
+  private async sessionFor (id: string): Promise<{ session: SwarmSession, join: ControlParams<'swarmJoin'> } | undefined> {
+    const deadline = Date.now() + JOIN_GRACE_MS
+    while (!this.sessions.has(id) && Date.now() < deadline) await sleep(50)
+    return this.sessions.get(id)
+  }
+
+  /** Reads the other side's hello and checks its ticket: both ends prove they belong to the distribution. */
+  private async readHello (reader: FrameReader, dist: string, remote: string): Promise<Bitfield> {
+    const hello = decode(SwarmMessage, await reader.readFrame(), 'swarm hello')
+    if (hello.t !== 'hello' || hello.dist !== dist) throw new PermissionDeniedError('peer answered with something other than a hello for this distribution')
+    await verifyTicket(hello.ticket, this.opts.issuer, { reader: remote, source: `swarm:${dist}`, offset: 0 })
+    const entry = this.sessions.get(dist)
+    return Bitfield.fromBase64(entry !== undefined ? pieceCount(entry.session.manifest) : 0, hello.have)
+  }
+}
+
+function seedName (source: string): string | undefined {
+  const loc = parseLocation(source, 'source')
+  return loc.kind === 'agent' ? loc.agent : loc.via
+}

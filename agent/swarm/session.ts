@@ -1,0 +1,369 @@
+import { createHash } from 'node:crypto'
+import { open, rename, rm } from 'node:fs/promises'
+import type { FileHandle } from 'node:fs/promises'
+import { dirname, basename, join } from 'node:path'
+import { ChecksumMismatchError, toStaccatoError } from '../../mesh/index.ts'
+import type { ControlParams, Manifest } from '../../mesh/index.ts'
+import { parseFileUrl, partialName, resolveIn } from '../../protocols/index.ts'
+import type { Resolved } from '../resolve.ts'
+import type { Journal } from '../journal.ts'
+import type { AgentCounters } from '../counters.ts'
+import type { TokenBucket } from '../rate-limit.ts'
+import type { VolumeConfig } from '../agent.ts'
+import { Bitfield } from './bitfield.ts'
+import { PiecePicker } from './picker.ts'
+import { pieceCount, pieceRange } from './manifest.ts'
+import type { SwarmPeer } from './peer.ts'
+
+/** Requests in flight to one peer: 4 pieces of 4 MiB keep a LAN link busy without hoarding pieces. */
+const MAX_OUTSTANDING = 4
+/** Verified pieces are synced and journaled at least this often, so a crash loses little. */
+const FLUSH_EVERY_MS = 1000
+
+export interface SessionOptions {
+  join: ControlParams<'swarmJoin'>
+  volumes: VolumeConfig[]
+  /** The seed reads its pieces through the plug-in that holds the source. */
+  source?: Resolved
+  journal: Journal
+  counters: AgentCounters
+  upload?: TokenBucket
+  download?: TokenBucket
+  /** Test mode: flip a byte in every piece served, to prove peers detect and drop a corrupt peer. */
+  corruptServedPieces: boolean
+  log: (msg: string, fields?: Record<string, unknown>) => void
+  progress: (p: ControlParams<'swarmProgress'>) => void
+  report: (r: ControlParams<'swarmReport'>) => Promise<void>
+}
+
+/**
+ * One agent's part in one distribution: the seed serves every piece; a
+ * destination fetches what it misses (rarest first), verifies each piece's
+ * sha256 before storing or serving it, serves what it has, and at the end
+ * verifies the whole file and renames it into place.
+ */
+export class SwarmSession {
+  readonly id: string
+  readonly role: 'seed' | 'destination'
+  readonly manifest: Manifest
+  readonly mine: Bitfield
+  readonly peers = new Map<string, SwarmPeer>()
+  /** Peers caught sending a bad piece: never talked to again in this distribution. */
+  readonly banned = new Set<string>()
+  private readonly opts: SessionOptions
+  private readonly picker: PiecePicker
+  private readonly pieces: number
+  /** Which peer the seed last sent each piece to (super-seeding). */
+  private readonly sentTo = new Map<number, string>()
+  private file?: FileHandle
+  private partialPath?: string
+  private targetPath?: string
+  private dirty = false
+  private flushTimer?: NodeJS.Timeout
+  private finished = false
+  private closed = false
+  private readonly serveQueues = new Map<string, Array<{ piece: number, sole: boolean }>>()
+  private outcome?: ControlParams<'swarmReport'>
+  private reported = false
+
+  constructor (opts: SessionOptions) {
+    this.opts = opts
+    this.id = opts.join.distributionId
+    this.role = opts.join.role
+    this.manifest = opts.join.manifest
+    this.pieces = pieceCount(this.manifest)
+    this.mine = this.role === 'seed' ? Bitfield.full(this.pieces) : new Bitfield(this.pieces)
+    this.picker = new PiecePicker(this.mine)
+  }
+
+  get done (): boolean {
+    return this.finished
+  }
+
+  async start (): Promise<void> {
+    if (this.role === 'seed') return
+    const destination = this.opts.join.destination as string
+    const { volume, relPath } = parseFileUrl(new URL(`file://${new URL(destination).pathname}`))
+    const resolved = await resolveIn(this.opts.volumes, volume, relPath, { forWrite: true })
+    this.targetPath = resolved.path
+    this.partialPath = join(dirname(resolved.path), partialName(basename(resolved.path), this.id))
+    const kept = await this.opts.journal.swarms.get(this.id)
+    let resume = kept !== undefined && kept.manifestSha256 === this.manifest.sha256 && kept.destination === destination
+    if (resume) this.file = await open(this.partialPath, 'r+').catch(() => undefined)
+    if (this.file === undefined) {
+      // No partial (or a journal for another manifest): start from nothing.
+      resume = false
+      this.file = await open(this.partialPath, 'w+', 0o644)
+    }
+    if (resume && kept !== undefined) {
+      const have = Bitfield.fromBase64(this.pieces, kept.have)
+      for (let i = 0; i < this.pieces; i++) if (have.has(i)) this.mine.set(i)
+      this.opts.log('distribution resumed from journal', { distributionId: this.id, pieces: this.mine.count(), of: this.pieces })
+    } else {
+      await this.file.truncate(0)
+    }
+    await this.file.truncate(this.manifest.size)
+    await this.journalHave()
+    this.flushTimer = setInterval(() => { void this.tick() }, FLUSH_EVERY_MS)
+    if (this.mine.complete()) void this.complete()
+  }
+
+  /** A peer passed the hello exchange. */
+  attach (peer: SwarmPeer): void {
+    const old = this.peers.get(peer.peerId)
+    if (old !== undefined) this.detach(old)
+    this.peers.set(peer.peerId, peer)
+    this.picker.addPeer(peer.have)
+    void peer.run({
+      have: (p, piece) => { this.picker.onHave(piece); this.fill(p) },
+      request: (p, piece, sole) => { this.enqueueServe(p, piece, sole) },
+      cancel: (p, piece) => { this.serveQueues.set(p.peerId, (this.serveQueues.get(p.peerId) ?? []).filter(x => x.piece !== piece)) },
+      reject: (p, piece, _reason, holders) => { this.onReject(p, piece, holders) },
+      piece: (p, piece, bytes) => { void this.onPiece(p, piece, bytes) },
+      closed: p => { this.detach(p) }
+    })
+    this.fill(peer)
+  }
+
+  private detach (peer: SwarmPeer): void {
+    if (this.peers.get(peer.peerId) !== peer) return
+    this.peers.delete(peer.peerId)
+    this.serveQueues.delete(peer.peerId)
+    this.picker.removePeer(peer.have, peer.peerId)
+    peer.inflight.clear()
+    peer.close()
+    this.fillAll()
+  }
+
+  private fillAll (): void {
+    for (const p of this.peers.values()) this.fill(p)
+  }
+
+  /** Keeps up to MAX_OUTSTANDING requests in flight to `peer`. */
+  private fill (peer: SwarmPeer): void {
+    if (this.role === 'seed' || this.finished || peer.isClosed) return
+    while (peer.inflight.size < MAX_OUTSTANDING) {
+      const piece = this.picker.pick(peer.peerId, peer.have, peer.refused)
+      if (piece === undefined) return
+      peer.inflight.add(piece)
+      void peer.send({ t: 'request', piece, sole: peer.soleFor.has(piece) }).catch(() => {})
+    }
+  }
+
+  /**
+   * The seed said no. If it named holders and we reach none of them (we
+   * dropped them, or cannot connect), ask the seed again as its sole source;
+   * otherwise the piece comes from the holders, or from whoever gets it first.
+   */
+  private onReject (peer: SwarmPeer, piece: number, holders: string[]): void {
+    peer.inflight.delete(piece)
+    this.picker.release(piece, peer.peerId)
+    const reachable = holders.some(h => this.peers.get(h)?.isClosed === false)
+    if (holders.length > 0 && !reachable) peer.soleFor.add(piece)
+    else peer.refused.add(piece)
+    this.fillAll()
+  }
+
+  private async onPiece (peer: SwarmPeer, piece: number, bytes: Uint8Array): Promise<void> {
+    peer.inflight.delete(piece)
+    if (this.mine.has(piece) || this.finished || piece >= this.pieces) {
+      this.picker.release(piece, peer.peerId)
+      this.fill(peer)
+      return
+    }
+    const { offset, length } = pieceRange(this.manifest, piece)
+    const digest = createHash('sha256').update(bytes).digest('hex')
+    if (bytes.byteLength !== length || digest !== this.manifest.pieces[piece]) {
+      this.opts.log('peer sent a corrupt piece; dropping it from the distribution', { distributionId: this.id, peer: peer.name, piece })
+      this.banned.add(peer.peerId)
+      this.opts.counters.swarmPeersDropped++
+      this.picker.release(piece, peer.peerId)
+      this.detach(peer)
+      return
+    }
+    if (this.opts.download !== undefined) await this.opts.download.take(length)
+    await (this.file as FileHandle).write(bytes, 0, length, offset)
+    this.opts.counters.bytesReceived += length
+    this.mine.set(piece)
+    this.dirty = true
+    for (const other of this.picker.received(piece)) {
+      const p = this.peers.get(other)
+      if (p !== undefined && p !== peer) {
+        p.inflight.delete(piece)
+        void p.send({ t: 'cancel', piece }).catch(() => {})
+      }
+    }
+    for (const p of this.peers.values()) void p.send({ t: 'have', piece }).catch(() => {})
+    if (this.mine.complete()) {
+      void this.complete()
+    } else {
+      this.fillAll()
+    }
+  }
+
+  private enqueueServe (peer: SwarmPeer, piece: number, sole: boolean): void {
+    const queue = this.serveQueues.get(peer.peerId) ?? []
+    queue.push({ piece, sole })
+    this.serveQueues.set(peer.peerId, queue)
+    if (queue.length === 1) void this.serveLoop(peer)
+  }
+
+  private async serveLoop (peer: SwarmPeer): Promise<void> {
+    while (!peer.isClosed && !this.closed) {
+      const queue = this.serveQueues.get(peer.peerId)
+      const next = queue?.[0]
+      if (queue === undefined || next === undefined) return
+      const { piece, sole } = next
+      try {
+        await this.serve(peer, piece, sole)
+      } catch (err) {
+        this.opts.log('could not serve a piece', { distributionId: this.id, peer: peer.name, piece, error: toStaccatoError(err).message })
+        peer.close(toStaccatoError(err))
+        return
+      }
+      queue.shift()
+    }
+  }
+
+  private async serve (peer: SwarmPeer, piece: number, sole: boolean): Promise<void> {
+    if (!this.mine.has(piece)) {
+      await peer.send({ t: 'reject', piece, reason: 'not here' })
+      return
+    }
+    const refusal = this.role === 'seed' ? this.seedRefusal(peer, piece, sole) : undefined
+    if (refusal !== undefined) {
+      await peer.send({ t: 'reject', piece, reason: refusal.reason, holders: refusal.holders })
+      return
+    }
+    // Claimed before the (rate-limited) send, so that a concurrent request for the same piece is refused meanwhile.
+    if (this.role === 'seed') this.sentTo.set(piece, peer.peerId)
+    const bytes = await this.readPiece(piece)
+    if (this.opts.corruptServedPieces) bytes[0] ^= 0xff
+    if (this.opts.upload !== undefined) await this.opts.upload.take(bytes.byteLength)
+    await peer.send({ t: 'piece', piece, length: bytes.byteLength }, bytes)
+    this.opts.counters.bytesServed += bytes.byteLength
+    this.opts.counters.swarmPiecesServed++
+  }
+
+  /**
+   * Super-seeding: the seed's upload is the scarce resource, so it sends a
+   * piece a second time only when nobody can get it elsewhere: the peer it
+   * went to is gone without having announced it, or the asker says it reaches
+   * none of the holders (`sole`: it dropped them, or sits behind a firewall).
+   * No timers: under load a slow peer delays, it does not duplicate.
+   */
+  private seedRefusal (asker: SwarmPeer, piece: number, sole: boolean): { reason: string, holders?: string[] } | undefined {
+    const sentTo = this.sentTo.get(piece)
+    if (sentTo === undefined) return undefined
+    const holders = [...this.peers.values()].filter(p => p !== asker && p.have.has(piece)).map(p => p.peerId)
+    if (holders.length > 0) return sole ? undefined : { reason: 'peers have this piece; fetch it there', holders }
+    const recipient = this.peers.get(sentTo)
+    if (recipient !== undefined && recipient !== asker && !recipient.isClosed) return { reason: 'this piece is on its way to a peer; fetch it there', holders: [sentTo] }
+    return undefined
+  }
+
+  private async readPiece (piece: number): Promise<Uint8Array> {
+    const { offset, length } = pieceRange(this.manifest, piece)
+    if (this.role === 'seed') {
+      const src = this.opts.source as Resolved
+      const parts: Uint8Array[] = []
+      const expect = { size: this.manifest.size, mtime: this.manifest.mtime }
+      for await (const chunk of src.plugin.read(src.url, { offset, length, expect })) parts.push(chunk)
+      return Buffer.concat(parts)
+    }
+    const buf = Buffer.allocUnsafe(length)
+    const { bytesRead } = await (this.file as FileHandle).read(buf, 0, length, offset)
+    if (bytesRead !== length) throw new Error(`short read of piece ${piece}`)
+    return buf
+  }
+
+  private async tick (): Promise<void> {
+    await this.flush().catch(err => this.opts.log('could not journal pieces', { distributionId: this.id, error: String(err) }))
+    // A piece a peer refused (the seed sends each piece once first) may be all that is left: ask again.
+    for (const p of this.peers.values()) {
+      p.refused.clear()
+      p.soleFor.clear()
+    }
+    this.fillAll()
+  }
+
+  /** Syncs the partial, then journals which pieces it holds: the journal never names a piece that is not on disk. */
+  private async flush (): Promise<void> {
+    if (!this.dirty || this.file === undefined || this.closed) return
+    this.dirty = false
+    await this.file.datasync()
+    await this.journalHave()
+    this.opts.progress({ distributionId: this.id, destination: this.opts.join.destination as string, bytesDone: this.bytesDone() })
+  }
+
+  private async journalHave (): Promise<void> {
+    await this.opts.journal.putSwarm({ distributionId: this.id, destination: this.opts.join.destination as string, manifestSha256: this.manifest.sha256, have: this.mine.toBase64() })
+  }
+
+  bytesDone (): number {
+    let done = 0
+    for (let i = 0; i < this.pieces; i++) if (this.mine.has(i)) done += pieceRange(this.manifest, i).length
+    return done
+  }
+
+  /** All pieces are here: check the whole file, then make it visible at the target. */
+  private async complete (): Promise<void> {
+    if (this.finished) return
+    this.finished = true
+    clearInterval(this.flushTimer)
+    const destination = this.opts.join.destination as string
+    try {
+      const file = this.file as FileHandle
+      await file.datasync()
+      const whole = createHash('sha256')
+      const buf = Buffer.allocUnsafe(4 * 1024 * 1024)
+      for (let at = 0; at < this.manifest.size;) {
+        const { bytesRead } = await file.read(buf, 0, Math.min(buf.byteLength, this.manifest.size - at), at)
+        if (bytesRead === 0) break
+        whole.update(buf.subarray(0, bytesRead))
+        at += bytesRead
+      }
+      const sha256 = whole.digest('hex')
+      if (sha256 !== this.manifest.sha256) throw new ChecksumMismatchError(`${destination}: assembled file hashes to ${sha256}, the manifest says ${this.manifest.sha256}`)
+      await file.sync()
+      await rename(this.partialPath as string, this.targetPath as string)
+      const dir = await open(dirname(this.targetPath as string), 'r')
+      await dir.sync().finally(async () => await dir.close())
+      this.opts.log('distribution complete here', { distributionId: this.id, destination, sha256 })
+      await this.opts.journal.removeSwarm(this.id)
+      this.opts.progress({ distributionId: this.id, destination, bytesDone: this.manifest.size })
+      this.outcome = { distributionId: this.id, destination, outcome: 'succeeded', sha256 }
+    } catch (err) {
+      const e = toStaccatoError(err)
+      this.opts.log('distribution failed here', { distributionId: this.id, destination, code: e.code, error: e.message })
+      this.outcome = { distributionId: this.id, destination, outcome: 'failed', error: e.toJSON() }
+    }
+    await this.deliverOutcome()
+  }
+
+  /** Sends the outcome; called again when the coordinator re-sends the join after a reconnect. */
+  async deliverOutcome (): Promise<void> {
+    if (this.outcome === undefined || this.reported) return
+    try {
+      await this.opts.report(this.outcome)
+      this.reported = true
+    } catch (err) {
+      this.opts.log('could not report the outcome yet; it is sent again when the coordinator rejoins us', { distributionId: this.id, error: toStaccatoError(err).message })
+    }
+  }
+
+  /** Stops serving; removes the partial when the distribution was canceled for this agent. */
+  async close (removePartial: boolean): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    clearInterval(this.flushTimer)
+    for (const p of this.peers.values()) p.close()
+    this.peers.clear()
+    if (!this.finished && !removePartial) await this.flush().catch(() => {})
+    await this.file?.close().catch(() => {})
+    if (removePartial && !this.finished && this.partialPath !== undefined) {
+      await rm(this.partialPath, { force: true })
+      await this.opts.journal.removeSwarm(this.id)
+    }
+  }
+}

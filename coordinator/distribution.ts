@@ -1,0 +1,178 @@
+import type { PrivateKey } from '@libp2p/interface'
+import { AgentOfflineError, InvalidArgumentError, parseLocation, signTicket, toStaccatoError } from '../mesh/index.ts'
+import type { ControlParams, Manifest } from '../mesh/index.ts'
+import type { TransferStore } from './store.ts'
+import type { DestinationStatus, TransferRecord } from './model.ts'
+import { TERMINAL_STATES } from './model.ts'
+import type { AgentRegistry } from './registry.ts'
+
+export interface DistributionOptions {
+  store: TransferStore
+  registry: AgentRegistry
+  key: PrivateKey
+  log: (msg: string, fields?: Record<string, unknown>) => void
+  /** Default piece size; 4 MiB as in Kraken and Dragonfly. */
+  pieceSize: number
+  /** Peers named to each participant (Kraken hands out a bounded random subset). */
+  peersPerParticipant: number
+  ticketTtlSeconds: number
+}
+
+const DONE: ReadonlySet<DestinationStatus['state']> = new Set(['succeeded', 'failed', 'canceled'])
+
+/** The agent that seeds a distribution: the source's agent, or its `via`. */
+export function seedAgent (rec: TransferRecord): string | undefined {
+  const loc = parseLocation(rec.source, 'source')
+  return loc.kind === 'agent' ? loc.agent : loc.via
+}
+
+/**
+ * The coordinator as tracker for one-to-many distributions: it asks the seed
+ * for the manifest, tells every participant which peers are in the swarm,
+ * issues their tickets and records each destination's outcome. It never
+ * touches the data.
+ */
+export class DistributionManager {
+  private readonly opts: DistributionOptions
+
+  constructor (opts: DistributionOptions) {
+    this.opts = opts
+  }
+
+  /** A scheduled distribution: get the manifest, then bring every participant in. */
+  async start (rec: TransferRecord): Promise<void> {
+    const { store, registry } = this.opts
+    const seed = seedAgent(rec)
+    if (seed === undefined) throw new InvalidArgumentError('source: a distribution needs a source on an agent')
+    if (rec.manifest === undefined) {
+      const manifest = await registry.call(seed, 'swarmManifest', { distributionId: rec.id, source: rec.source, pieceSize: this.opts.pieceSize }) as Manifest
+      await store.update(rec.id, () => ({ manifest }), `transfer.${rec.id}.manifest`, { size: manifest.size, pieceSize: manifest.pieceSize, sha256: manifest.sha256 })
+    }
+    const current = await store.transition(rec.id, 'active', {}, { from: ['scheduled'] })
+    await this.joinAll(current)
+  }
+
+  private participants (rec: TransferRecord): string[] {
+    const seed = seedAgent(rec)
+    const destinations = (rec.destinations ?? []).filter(d => !DONE.has(d.state)).map(d => d.agent)
+    return [...new Set([...(seed !== undefined ? [seed] : []), ...destinations])]
+  }
+
+  private async joinAll (rec: TransferRecord): Promise<void> {
+    await Promise.all(this.participants(rec).map(async agent => await this.join(rec, agent).catch(err => {
+      this.opts.log('could not bring an agent into a distribution; it joins when it reconnects', { transferId: rec.id, agent, error: toStaccatoError(err).message })
+    })))
+  }
+
+  private async join (rec: TransferRecord, agent: string): Promise<void> {
+    const { store, registry } = this.opts
+    const seed = seedAgent(rec)
+    const self = store.getAgent(agent)
+    if (self === undefined || !registry.isOnline(agent) || rec.manifest === undefined) throw new AgentOfflineError(`agent '${agent}' is offline`)
+    const role = agent === seed ? 'seed' : 'destination'
+    const others = shuffle(this.participants(rec).filter(a => a !== agent && registry.isOnline(a)))
+    // A destination always knows the seed; the rest is a random subset so that no peer list grows with the swarm.
+    const chosen = [...(role === 'destination' && seed !== undefined && others.includes(seed) ? [seed] : []), ...others.filter(a => a !== seed)].slice(0, this.opts.peersPerParticipant)
+    const peers = chosen.flatMap(name => {
+      const a = store.getAgent(name)
+      return a !== undefined ? [{ name, peerId: a.peerId, addrs: a.addrs }] : []
+    })
+    const ticket = await signTicket(this.opts.key, {
+      v: 1, tid: rec.id, src: `swarm:${rec.id}`, off: 0, rdr: self.peerId, exp: Math.floor(Date.now() / 1000) + this.opts.ticketTtlSeconds
+    })
+    const destination = rec.destinations?.find(d => d.agent === agent)
+    const params: ControlParams<'swarmJoin'> = { distributionId: rec.id, role, source: rec.source, destination: destination?.destination, manifest: rec.manifest, peers, ticket }
+    await registry.call(agent, 'swarmJoin', params)
+    if (destination?.state === 'queued') await this.setDestination(rec.id, agent, { state: 'active' })
+  }
+
+  /** An agent (re)registered: it rejoins the distributions it is part of, resuming from its journal. */
+  onAgentOnline (agent: string): void {
+    for (const rec of this.opts.store.inState('active')) {
+      if (rec.destinations === undefined || !this.participants(rec).includes(agent)) continue
+      void this.join(rec, agent).catch(err => this.opts.log('rejoin failed', { transferId: rec.id, agent, error: toStaccatoError(err).message }))
+      // A new participant is worth telling the others about.
+      for (const other of this.participants(rec)) {
+        if (other !== agent) void this.join(rec, other).catch(() => {})
+      }
+    }
+  }
+
+  async onReport (agent: string, r: ControlParams<'swarmReport'>): Promise<void> {
+    const rec = this.opts.store.get(r.distributionId)
+    const dest = rec?.destinations?.find(d => d.agent === agent && d.destination === r.destination)
+    if (rec === undefined || dest === undefined || DONE.has(dest.state) || TERMINAL_STATES.has(rec.state)) return
+    const manifest = rec.manifest
+    const patch: Partial<DestinationStatus> = { state: r.outcome, sha256: r.sha256, bytesDone: r.outcome === 'succeeded' ? manifest?.size ?? dest.bytesDone : dest.bytesDone }
+    if (r.error !== undefined) patch.lastError = { ...r.error, at: new Date().toISOString() }
+    const updated = await this.setDestination(rec.id, agent, patch)
+    this.opts.log(`distribution destination ${r.outcome}`, { transferId: rec.id, agent, error: r.error?.message })
+    // A finished destination keeps serving its pieces to the others until the whole distribution ends.
+    if (r.outcome === 'failed') this.opts.registry.cast(agent, 'swarmLeave', { distributionId: rec.id, removePartial: true })
+    await this.finishIfDone(updated)
+  }
+
+  onProgress (agent: string, p: ControlParams<'swarmProgress'>): void {
+    const rec = this.opts.store.get(p.distributionId)
+    if (rec?.destinations === undefined || rec.state !== 'active') return
+    const dest = rec.destinations.find(d => d.agent === agent && d.destination === p.destination)
+    if (dest === undefined) return
+    const bytesDone = rec.destinations.reduce((sum, d) => sum + (d === dest ? p.bytesDone : d.bytesDone), 0)
+    const bytesTotal = (rec.manifest?.size ?? 0) * rec.destinations.length
+    void this.opts.store.setProgress(rec.id, { bytesDone, bytesTotal, destinations: { [agent]: p.bytesDone } }).catch(() => {})
+  }
+
+  /** The whole distribution was canceled: every participant stops, and destinations drop their partials. */
+  onCanceled (rec: TransferRecord): void {
+    const seed = seedAgent(rec)
+    for (const agent of new Set([...(seed !== undefined ? [seed] : []), ...(rec.destinations ?? []).map(d => d.agent)])) {
+      this.opts.registry.cast(agent, 'swarmLeave', { distributionId: rec.id, removePartial: true })
+    }
+  }
+
+  /** Cancels one destination; the others carry on. */
+  async cancelDestination (rec: TransferRecord, destination: string): Promise<TransferRecord> {
+    const dest = rec.destinations?.find(d => d.destination === destination || d.agent === destination)
+    if (dest === undefined) throw new InvalidArgumentError(`destination: ${destination} is not a destination of ${rec.id}`)
+    if (DONE.has(dest.state)) return rec
+    const updated = await this.setDestination(rec.id, dest.agent, { state: 'canceled' })
+    this.opts.registry.cast(dest.agent, 'swarmLeave', { distributionId: rec.id, removePartial: true })
+    return await this.finishIfDone(updated)
+  }
+
+  private async setDestination (id: string, agent: string, patch: Partial<DestinationStatus>): Promise<TransferRecord> {
+    const now = new Date().toISOString()
+    return await this.opts.store.update(id, rec => ({
+      // A destination that is done stays done, whatever arrives late.
+      destinations: (rec.destinations ?? []).map(d => d.agent === agent && !DONE.has(d.state) ? { ...d, ...patch, updatedAt: now } : d)
+    }), `transfer.${id}.destination`, { agent, state: patch.state, error: patch.lastError })
+  }
+
+  /** When every destination is done: succeeded if none failed, and every participant stops serving. */
+  private async finishIfDone (rec: TransferRecord): Promise<TransferRecord> {
+    const dests = rec.destinations ?? []
+    if (!dests.every(d => DONE.has(d.state)) || TERMINAL_STATES.has(rec.state)) return rec
+    const failed = dests.find(d => d.state === 'failed')
+    const anySucceeded = dests.some(d => d.state === 'succeeded')
+    const to = failed !== undefined ? 'failed' : anySucceeded ? 'succeeded' : 'canceled'
+    const bytesDone = dests.reduce((sum, d) => sum + d.bytesDone, 0)
+    // Every destination verified its whole file before reporting; the record passes through verifying like a transfer.
+    if (to === 'succeeded') await this.opts.store.transition(rec.id, 'verifying', {}, { from: ['active'] })
+    const done = await this.opts.store.transition(rec.id, to, {
+      sha256: anySucceeded ? rec.manifest?.sha256 : undefined,
+      lastError: failed?.lastError !== undefined ? { ...failed.lastError, attempt: rec.attempt } : undefined,
+      progress: { ...rec.progress, bytesDone, rate: 0, eta: 0 }
+    })
+    for (const agent of this.participants({ ...rec, destinations: [] })) this.opts.registry.cast(agent, 'swarmLeave', { distributionId: rec.id, removePartial: false })
+    for (const d of dests) this.opts.registry.cast(d.agent, 'swarmLeave', { distributionId: rec.id, removePartial: d.state !== 'succeeded' })
+    return done
+  }
+}
+
+function shuffle<T> (items: T[]): T[] {
+  for (let i = items.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [items[i], items[j]] = [items[j], items[i]]
+  }
+  return items
+}
