@@ -85,7 +85,9 @@ export async function startAgent (config: AgentConfig, onFatal: (err: Error) => 
   const download = config.maxDownloadRate !== undefined ? new TokenBucket(config.maxDownloadRate) : undefined
 
   const node = await createMeshNode({ privateKey, listen: config.listen })
-  await startDataServer({ node, self: config.name, issuer, plugins, counters, upload, log })
+  // Test mode only (STACCATO_TEST_CORRUPT_DATA=N): damage the next N data streams in transit.
+  const corruptStreams = { remaining: Number(process.env.STACCATO_TEST_CORRUPT_DATA ?? 0) || 0 }
+  await startDataServer({ node, self: config.name, issuer, plugins, counters, upload, log, corruptStreams })
   const swarm = new SwarmService({
     node,
     self: config.name,

@@ -18,6 +18,11 @@ export interface DataServerOptions {
   counters: AgentCounters
   upload?: TokenBucket
   log: (msg: string, fields?: Record<string, unknown>) => void
+  /**
+   * Test mode: flip a byte in this many of the next data streams (after hashing
+   * it), to prove that receivers catch damage in transit. 0 in production.
+   */
+  corruptStreams?: { remaining: number }
 }
 
 // A peer that opens a stream and never sends its header must not hold it forever.
@@ -69,6 +74,8 @@ async function serve (stream: Stream, connection: Connection, opts: DataServerOp
     }
     if (req.offset > st.size) throw new InvalidArgumentError(`offset ${req.offset} is past the end of ${req.source} (${st.size} bytes)`)
   } catch (err) {
+    // A path the volume refuses (a symlink out of it …) is refused before a byte is read, like a bad ticket.
+    opts.counters.dataRefused++
     await refuse(stream, err)
     return
   }
@@ -80,9 +87,16 @@ async function serve (stream: Stream, connection: Connection, opts: DataServerOp
   if (hash !== undefined && req.offset > 0) {
     for await (const chunk of plugin.read(url, { offset: 0, length: req.offset, expect: version })) hash.update(chunk)
   }
+  let corrupt = length > 0 && (opts.corruptStreams?.remaining ?? 0) > 0
+  if (corrupt && opts.corruptStreams !== undefined) opts.corruptStreams.remaining--
   if (length > 0) {
-    for await (const chunk of plugin.read(url, { offset: req.offset, length, expect: version })) {
+    for await (let chunk of plugin.read(url, { offset: req.offset, length, expect: version })) {
       hash?.update(chunk)
+      if (corrupt) {
+        chunk = Uint8Array.from(chunk)
+        chunk[0] ^= 0xff
+        corrupt = false
+      }
       if (opts.upload !== undefined) await opts.upload.take(chunk.byteLength)
       await send(stream, chunk)
       opts.counters.bytesServed += chunk.byteLength

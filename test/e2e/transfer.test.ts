@@ -67,3 +67,37 @@ describe('agent to agent transfers (real processes on loopback)', () => {
     expect((await readdir(mesh.volume('compute-1'))).filter(n => n.includes('sum.bin'))).toEqual([])
   })
 })
+
+describe('damage in transit (a source agent in a test mode that flips a byte after hashing)', () => {
+  let mesh: TestMesh
+  beforeAll(async () => {
+    mesh = await TestMesh.create()
+    await mesh.startCoordinator()
+    await mesh.startAgent('compute-1')
+  })
+  afterAll(async () => { await mesh?.stop() })
+
+  it('discards the partial and retries once from zero: one damaged stream still ends with the right digest', async () => {
+    await mesh.startAgent('flaky', [], { STACCATO_TEST_CORRUPT_DATA: '1' })
+    const digest = await makeFile(join(mesh.volume('flaky'), 'a.bin'), 4 * MiB)
+    const t = await mesh.submit('agent://flaky/vol/a.bin', 'agent://compute-1/vol/a.bin')
+    const done = await mesh.waitForState(t.id, ['succeeded', 'failed'])
+    expect(done.state).toBe('succeeded')
+    expect(done.sha256).toBe(digest)
+    expect(done.attempt).toBe(1)
+    // The source served the file twice: the damaged stream and the retry from zero.
+    expect((await mesh.status('flaky')).counters.bytesServed).toBe(2 * 4 * MiB)
+    expect(await sha256File(join(mesh.volume('compute-1'), 'a.bin'))).toBe(digest)
+  })
+
+  it('fails with checksum_mismatch when the retry is damaged too, and leaves nothing at the target', async () => {
+    await mesh.startAgent('broken', [], { STACCATO_TEST_CORRUPT_DATA: '1000' })
+    await makeFile(join(mesh.volume('broken'), 'b.bin'), 4 * MiB)
+    const t = await mesh.submit('agent://broken/vol/b.bin', 'agent://compute-1/vol/b.bin', { retries: 5 })
+    const done = await mesh.waitForState(t.id, ['succeeded', 'failed'])
+    expect(done.state).toBe('failed')
+    expect(done.lastError?.code).toBe('checksum_mismatch')
+    expect(done.attempt).toBe(1)
+    expect((await readdir(mesh.volume('compute-1'))).filter(n => n.includes('b.bin'))).toEqual([])
+  })
+})
