@@ -114,4 +114,17 @@ describe('one image to many hosts (peer-to-peer distribution)', () => {
     expect(await sha256File(join(mesh0.volume('fast'), 'image.raw'))).toBe(digest)
     await mesh0.until(async () => (await readdir(mesh0.volume('slow'))).length === 0, 20_000, 'the canceled partial to be removed')
   })
+
+  it('carries on when the seed is killed and restarted mid-distribution', async () => {
+    const dests = ['d1', 'd2']
+    const s = await setup(dests)
+    mesh = s.mesh
+    const d = await submit(mesh, dests)
+    await mesh.until(async () => ((await mesh!.transfer(d.id)) as unknown as Distribution).destinations.some(x => x.bytesDone > 0), 60_000, 'first pieces')
+    await mesh.kill('seed')
+    await mesh.restartAgent('seed')
+    const done = await mesh.waitForState(d.id, ['succeeded', 'failed', 'canceled'], 120_000) as unknown as Distribution
+    expect(done.state).toBe('succeeded')
+    for (const name of dests) expect(await sha256File(join(mesh.volume(name), 'image.raw'))).toBe(s.digest)
+  })
 })
