@@ -7,29 +7,18 @@ import {
 import type { ControlParams, Manifest, MeshNode, SwarmPeerInfo } from '../../mesh/index.ts'
 import { resolveLocal } from '../resolve.ts'
 import type { PluginSet } from '../resolve.ts'
-import type { Journal } from '../journal.ts'
-import type { AgentCounters } from '../counters.ts'
-import type { TokenBucket } from '../rate-limit.ts'
-import type { VolumeConfig } from '../agent.ts'
 import { Bitfield } from './bitfield.ts'
 import { SwarmPeer } from './peer.ts'
 import { SwarmSession } from './session.ts'
+import type { SessionOptions } from './session.ts'
 import { manifestFor, pieceCount } from './manifest.ts'
 
-export interface SwarmServiceOptions {
+/** What every session needs, plus the node, the agent's name, the coordinator's key and the plug-ins. */
+export interface SwarmServiceOptions extends Omit<SessionOptions, 'join' | 'source'> {
   node: MeshNode
   self: string
   issuer: PublicKey
   plugins: PluginSet
-  volumes: VolumeConfig[]
-  journal: Journal
-  counters: AgentCounters
-  upload?: TokenBucket
-  download?: TokenBucket
-  corruptServedPieces: boolean
-  log: (msg: string, fields?: Record<string, unknown>) => void
-  progress: (p: ControlParams<'swarmProgress'>) => void
-  report: (r: ControlParams<'swarmReport'>) => Promise<void>
 }
 
 // A peer that opens a stream and never says hello must not hold it.
