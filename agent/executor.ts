@@ -9,6 +9,7 @@ import type { ObjectVersion, StatResult, Writer } from '../protocols/index.ts'
 import { resolveLocal } from './resolve.ts'
 import type { PluginSet, Resolved } from './resolve.ts'
 import type { Journal, JournalEntry } from './journal.ts'
+import { countBytes } from './counters.ts'
 import type { AgentCounters } from './counters.ts'
 import type { TokenBucket } from './rate-limit.ts'
 
@@ -159,7 +160,7 @@ export class Executor {
     try {
       return await this.copy(job, src, dst, job.fromZero, signal)
     } catch (err) {
-      if (!(err instanceof ChecksumMismatchError) || (err as { userChecksum?: boolean }).userChecksum === true) throw err
+      if (!(err instanceof ChecksumMismatchError) || err instanceof ExpectedChecksumError) throw err
       // Bytes were damaged somewhere between the two disks: discard everything and try once more from zero.
       this.opts.log('checksum mismatch; retrying once from zero', { transferId: job.transferId, error: err.message })
       return await this.copy(job, src, dst, true, signal)
@@ -191,25 +192,50 @@ export class Executor {
     let done = entry.durableOffset
     let sinceSync = 0
     let lastSync = Date.now()
+    // One sync at a time runs beside the copy: the bytes up to an offset reach the disk,
+    // then that offset and the digest of the bytes before it are journaled, while later
+    // bytes keep coming (waiting for the disk every few MiB halved file → file throughput).
+    let syncing: Promise<void> | undefined
+    let syncError: unknown
+    const startSync = (): void => {
+      const offset = done
+      const prefixSha256 = hash.copy().digest('hex')
+      syncing = (async () => {
+        const durable = await writer.sync()
+        // The digest covers exactly the bytes before `offset`: journal that, and only if it is on disk.
+        if (durable < offset) return
+        entry.prefixSha256 = prefixSha256
+        await journal.commitOffset(entry, offset)
+        counters.journalCommits++
+      })().catch(err => { syncError ??= err })
+    }
+    const settleSync = async (): Promise<void> => {
+      await syncing
+      syncing = undefined
+      if (syncError !== undefined) throw syncError
+    }
     const timer = setInterval(() => this.opts.progress({ transferId: job.transferId, attempt: job.attempt, bytesDone: done, bytesTotal: st.size }), this.opts.progressEveryMs)
     try {
       const chunks = src.plugin.read(src.url, { offset: done, expect: version, signal, onDigest: d => { sourceDigest = d } })
       for await (const chunk of chunks) {
+        if (syncError !== undefined) throw syncError
         if (this.opts.download !== undefined) await this.opts.download.take(chunk.byteLength, signal)
         await writer.write(chunk)
         hash.update(chunk)
         done += chunk.byteLength
         sinceSync += chunk.byteLength
         counters.bytesReceived += chunk.byteLength
+        countBytes(counters.bytesIn, src.plugin.scheme, chunk.byteLength)
+        countBytes(counters.bytesOut, dst.plugin.scheme, chunk.byteLength)
         if (sinceSync >= this.opts.syncEveryBytes || Date.now() - lastSync >= this.opts.syncEveryMs) {
-          const durable = await writer.sync()
-          entry.prefixSha256 = hash.copy().digest('hex')
-          await journal.commitOffset(entry, durable)
-          counters.journalCommits++
+          // A disk slower than the network holds the copy here, one sync interval behind.
+          await settleSync()
+          startSync()
           sinceSync = 0
           lastSync = Date.now()
         }
       }
+      await settleSync()
       signal.throwIfAborted()
       if (done !== st.size) throw new NetworkError(`source ended after ${done} of ${st.size} bytes`)
       clearInterval(timer)
@@ -221,6 +247,7 @@ export class Executor {
       return { sha256, bytes: done }
     } catch (err) {
       clearInterval(timer)
+      await syncing
       const e: StaccatoError = toStaccatoError(signal.aborted ? signal.reason : err)
       const keepPartial = e.retryable && !(e instanceof SourceChangedError)
       await writer.abort({ keepPartial }).catch(() => {})
@@ -272,6 +299,9 @@ export class Executor {
   }
 }
 
+/** The bytes match the source, but not the checksum the user gave: another try cannot help. */
+class ExpectedChecksumError extends ChecksumMismatchError {}
+
 function sameVersion (a: ObjectVersion, b: ObjectVersion): boolean {
   return a.size === b.size && a.mtime === b.mtime && a.etag === b.etag
 }
@@ -282,9 +312,7 @@ function checkDigests (job: Job, sha256: string, sourceDigest: string | undefine
     throw new ChecksumMismatchError(`${job.destination}: received bytes hash to ${sha256}, the source's to ${fromSource}`)
   }
   if (job.checksum !== undefined && job.checksum.value !== sha256) {
-    const err = new ChecksumMismatchError(`${job.source} has sha256 ${sha256}, not the expected ${job.checksum.value}`)
-    Object.assign(err, { userChecksum: true })
-    throw err
+    throw new ExpectedChecksumError(`${job.source} has sha256 ${sha256}, not the expected ${job.checksum.value}`)
   }
 }
 

@@ -5,6 +5,7 @@ import { yamux } from '@chainsafe/libp2p-yamux'
 import { identify } from '@libp2p/identify'
 import { ping } from '@libp2p/ping'
 import type { ConnectionGater, Libp2p, PrivateKey } from '@libp2p/interface'
+import { nodeNoiseCrypto } from './noise-crypto.ts'
 
 export interface MeshNodeOptions {
   privateKey: PrivateKey
@@ -24,22 +25,32 @@ const YAMUX_MAX_WINDOW = 16 * 1024 * 1024
 // A slow disk can leave a full window unread; the default 4 MiB read buffer
 // would then reset the stream, so allow a few windows' worth.
 const MAX_READ_BUFFER = 4 * YAMUX_MAX_WINDOW
+// Limits against a peer that opens connections or streams without end: the
+// data and control handlers cap their own streams lower; these bound the rest.
+const MAX_CONNECTIONS_PER_PEER = 8
+const MAX_INBOUND_STREAMS_PER_CONNECTION = 256
+const MAX_PENDING_INBOUND_CONNECTIONS = 32
 
 export async function createMeshNode (opts: MeshNodeOptions): Promise<MeshNode> {
-  return await createLibp2p({
+  // The gater runs only once the node exists; it needs the node to count a peer's connections.
+  const self: { node?: MeshNode } = {}
+  self.node = await createLibp2p({
     privateKey: opts.privateKey,
     addresses: { listen: opts.listen },
     transports: [tcp()],
-    connectionEncrypters: [noise()],
+    connectionEncrypters: [noise({ crypto: nodeNoiseCrypto })],
     streamMuxers: [yamux({
+      maxInboundStreams: MAX_INBOUND_STREAMS_PER_CONNECTION,
       streamOptions: { initialStreamWindowSize: YAMUX_INITIAL_WINDOW, maxStreamWindowSize: YAMUX_MAX_WINDOW, maxReadBufferLength: MAX_READ_BUFFER }
     })],
     connectionGater: {
       // Agents and coordinators live on private networks and on loopback in tests.
       denyDialMultiaddr: () => false,
+      denyInboundEncryptedConnection: peerId => (self.node?.getConnections(peerId).length ?? 0) >= MAX_CONNECTIONS_PER_PEER,
       ...opts.connectionGater
     },
-    connectionManager: { maxConnections: opts.maxConnections ?? 300 },
+    connectionManager: { maxConnections: opts.maxConnections ?? 300, maxIncomingPendingConnections: MAX_PENDING_INBOUND_CONNECTIONS },
     services: { identify: identify(), ping: ping() }
   })
+  return self.node
 }

@@ -1,6 +1,8 @@
 import { Uint8ArrayList } from 'uint8arraylist'
-import type { Stream } from '@libp2p/interface'
+import type { Stream, StreamCloseEvent } from '@libp2p/interface'
 import { ProtocolError, NetworkError } from './errors.ts'
+import { isPausableStream, iteratorInput, streamInput } from './stream-input.ts'
+import type { ReaderInput } from './stream-input.ts'
 
 /** A frame is a 4-byte big-endian length and that many bytes of UTF-8 JSON. */
 const HEADER_BYTES = 4
@@ -21,7 +23,34 @@ export function encodeFrame (message: unknown): Uint8Array {
 
 /** Sends bytes, waiting for the stream's send buffer to drain when it is full (libp2p 3 back-pressure). */
 export async function send (stream: Stream, bytes: Uint8Array | Uint8ArrayList, signal?: AbortSignal): Promise<void> {
-  if (!stream.send(bytes)) await stream.onDrain({ signal })
+  if (!stream.send(bytes)) await drained(stream, signal)
+}
+
+/**
+ * Waits for the stream's 'drain' event. Not `stream.onDrain()`: in
+ * @libp2p/utils 7.4 it keeps the promise of the first drain once resolved, so
+ * every later call returns at once and the send buffer grows without bound
+ * (the whole object: 1 GiB of RSS in a sending agent in bench:transfer).
+ */
+function drained (stream: Stream, signal?: AbortSignal): Promise<void> {
+  if (!stream.writableNeedsDrain) return Promise.resolve()
+  if (stream.status !== 'open' && stream.status !== 'closing') return Promise.reject(new NetworkError(`stream is ${stream.status}: cannot send`))
+  return new Promise((resolve, reject) => {
+    const done = (err?: unknown): void => {
+      stream.removeEventListener('drain', onDrain)
+      stream.removeEventListener('close', onClose)
+      signal?.removeEventListener('abort', onAbort)
+      if (err === undefined) resolve()
+      else reject(err)
+    }
+    const onDrain = (): void => { done() }
+    const onClose = (evt: StreamCloseEvent): void => { done(evt.error ?? new NetworkError('stream closed while waiting to send')) }
+    const onAbort = (): void => { done(signal?.reason) }
+    if (signal?.aborted === true) { onAbort(); return }
+    stream.addEventListener('drain', onDrain)
+    stream.addEventListener('close', onClose)
+    signal?.addEventListener('abort', onAbort)
+  })
 }
 
 export async function sendFrame (stream: Stream, message: unknown, signal?: AbortSignal): Promise<void> {
@@ -29,28 +58,21 @@ export async function sendFrame (stream: Stream, message: unknown, signal?: Abor
 }
 
 /**
- * Reads JSON frames and raw byte runs from one stream. libp2p 3 streams are
- * async iterables of chunks that do not respect frame boundaries, so this
- * keeps the unconsumed remainder between reads.
+ * Reads JSON frames and raw byte runs from one stream. libp2p 3 streams
+ * deliver chunks that do not respect frame boundaries, so this keeps the
+ * unconsumed remainder between reads. A libp2p stream is read with
+ * back-pressure (see stream-input.ts); any other async iterable as it comes.
  */
 export class FrameReader {
-  private readonly source: AsyncIterator<Uint8Array | Uint8ArrayList>
   private readonly buffer = new Uint8ArrayList()
-  private ended = false
+  private readonly input: ReaderInput
 
-  constructor (stream: AsyncIterable<Uint8Array | Uint8ArrayList>) {
-    this.source = stream[Symbol.asyncIterator]()
+  constructor (stream: AsyncIterable<Uint8Array | Uint8ArrayList> | Stream) {
+    this.input = isPausableStream(stream) ? streamInput(stream, this.buffer) : iteratorInput(stream, this.buffer)
   }
 
   private async fill (): Promise<boolean> {
-    if (this.ended) return false
-    const next = await this.source.next()
-    if (next.done === true) {
-      this.ended = true
-      return false
-    }
-    this.buffer.append(next.value)
-    return true
+    return await this.input.next()
   }
 
   /** The next frame parsed as JSON, or undefined at a clean end of stream between frames. */
@@ -68,6 +90,7 @@ export class FrameReader {
     }
     const body = this.buffer.subarray(HEADER_BYTES, HEADER_BYTES + length)
     this.buffer.consume(HEADER_BYTES + length)
+    this.input.consumed()
     try {
       return JSON.parse(decoder.decode(body))
     } catch (err) {
@@ -86,6 +109,7 @@ export class FrameReader {
         const take = Math.min(chunk.byteLength, remaining)
         const piece = take === chunk.byteLength ? chunk : chunk.subarray(0, take)
         this.buffer.consume(take)
+        this.input.consumed()
         remaining -= take
         yield piece
         break

@@ -10,7 +10,11 @@ import { assertHandleInside } from './volumes.ts'
 
 const { O_WRONLY, O_CREAT, O_TRUNC, O_NOFOLLOW, O_RDONLY, O_DIRECTORY } = constants
 
-/** Small writes are copied into one buffer of this size, so memory stays bounded at 1 MiB per writer. */
+/**
+ * Small writes are copied into a buffer of this size; a full one goes to the
+ * file in the background while a second fills, so memory stays bounded at
+ * 2 MiB per writer.
+ */
 const COALESCE_BUFFER = 1 << 20
 /** Chunks at least this large go to the file directly. */
 const DIRECT_WRITE = 64 << 10
@@ -92,6 +96,12 @@ class FileWriter implements Writer {
   #position: number
   #pending: Buffer | undefined
   #pendingLength = 0
+  /** The coalesce buffer not being filled, once its write is done. */
+  #spare: Buffer | undefined
+  /** The write of a full coalesce buffer, running while the next one fills. */
+  #writing: Promise<void> | undefined
+  /** Its error, reported by the next call rather than as "writer is already failed". */
+  #writeError: unknown
   #tail: Promise<unknown> = Promise.resolve()
   #closed = false
 
@@ -112,19 +122,29 @@ class FileWriter implements Writer {
         await this.#writeAll(chunk)
         return
       }
-      if (this.#pendingLength + chunk.length > COALESCE_BUFFER) await this.#flush()
-      this.#pending ??= Buffer.allocUnsafe(COALESCE_BUFFER)
+      if (this.#pendingLength + chunk.length > COALESCE_BUFFER) await this.#writeBehind()
+      if (this.#pending === undefined) {
+        this.#pending = this.#spare ?? Buffer.allocUnsafe(COALESCE_BUFFER)
+        this.#spare = undefined
+      }
       this.#pending.set(chunk, this.#pendingLength)
       this.#pendingLength += chunk.length
     })
   }
 
+  /**
+   * Makes the bytes written before this call durable and returns their end.
+   * Writes after it do not wait for the disk: only the flush is in order with
+   * them (a FileHandle closes only once the datasync is done).
+   */
   sync (): Promise<number> {
     return this.#serial(async () => {
       this.#ensureOpen()
       await this.#flush()
-      await this.#io(() => this.#fh.datasync())
       return this.#position
+    }).then(async position => {
+      await this.#io(() => this.#fh.datasync())
+      return position
     })
   }
 
@@ -191,14 +211,35 @@ class FileWriter implements Writer {
   }
 
   #ensureOpen (): void {
+    if (this.#writeError !== undefined) throw this.#writeError
     if (this.#state !== 'open') throw new InvalidArgumentError(`${this.#init.what}: writer is already ${this.#state}`)
   }
 
+  /** Hands the pending bytes to the file and waits until they are there. */
   async #flush (): Promise<void> {
+    await this.#writeBehind()
+    await this.#writing
+  }
+
+  /** Starts writing the pending bytes, after the previous background write: one at a time keeps #position in order. */
+  async #writeBehind (): Promise<void> {
+    await this.#writing
     if (this.#pendingLength === 0 || this.#pending === undefined) return
+    const buffer = this.#pending
     const length = this.#pendingLength
+    this.#pending = undefined
     this.#pendingLength = 0
-    await this.#writeAll(this.#pending.subarray(0, length))
+    const writing = this.#writeAll(buffer.subarray(0, length)).then(() => {
+      this.#spare = buffer
+      this.#writing = undefined
+    }, err => {
+      this.#writeError ??= err
+      this.#writing = undefined
+      throw err
+    })
+    // Whoever calls next sees the error (through #writing or #ensureOpen).
+    writing.catch(() => {})
+    this.#writing = writing
   }
 
   async #writeAll (data: Uint8Array): Promise<void> {

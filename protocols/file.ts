@@ -62,13 +62,22 @@ export function file (init: FileOptions): ProtocolPlugin {
         assertVersion(what, opts.expect, version)
         let left = checkRange(url, version.size, opts)
         let position = opts.offset
-        while (left > 0) {
+        // One read stays in flight while the consumer hashes and sends the chunk before it.
+        const readAt = (at: number, n: number): Promise<{ buffer: Buffer, bytesRead: number }> => {
+          const buffer = Buffer.allocUnsafe(n)
+          const read = fh.read(buffer, 0, n, at).then(r => ({ buffer, bytesRead: r.bytesRead }))
+          // A consumer that stops early never awaits it; close() still waits for it.
+          read.catch(() => {})
+          return read
+        }
+        let next = left > 0 ? readAt(position, Math.min(READ_CHUNK, left)) : undefined
+        while (next !== undefined) {
           opts.signal?.throwIfAborted()
-          const buffer = Buffer.allocUnsafe(Math.min(READ_CHUNK, left))
-          const { bytesRead } = await fh.read(buffer, 0, buffer.length, position)
+          const { buffer, bytesRead } = await next
           if (bytesRead === 0) throw new SourceChangedError(`${what}: shrank while being read`)
           position += bytesRead
           left -= bytesRead
+          next = left > 0 ? readAt(position, Math.min(READ_CHUNK, left)) : undefined
           yield bytesRead === buffer.length ? buffer : buffer.subarray(0, bytesRead)
         }
         // Bytes read across a rewrite could be a splice of two versions: refuse them.

@@ -1,0 +1,205 @@
+/**
+ * npm run bench:api [-- --duration 10 --connections 64 --queued 100000 --json]
+ *
+ * The coordinator alone, as a process with its embedded store, on loopback:
+ * durable POST /v1/transfers per second from 64 concurrent clients, GET
+ * /v1/transfers/:id per second, then with --queued transfers waiting: one
+ * scheduling pass (fifo over the whole queue), the coordinator's RSS, and
+ * the latency of a page of GET /v1/transfers?state=queued.
+ */
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { performance } from 'node:perf_hooks'
+import { parseArgs } from 'node:util'
+import autocannon from 'autocannon'
+import type { Result } from 'autocannon'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { TransferStore, fifo } from '../coordinator/index.ts'
+import { schedulerView } from '../coordinator/scheduler/index.ts'
+import { spawnStaccato, stopProcess, waitForJson } from '../cli/processes.ts'
+import type { ReadyInfo } from '../cli/commands/coordinator.ts'
+import { freePort } from './bench-mesh.ts'
+import { cpuSeconds, median, note, percentile, report, round, rssMiB } from './bench-util.ts'
+
+const { values: args } = parseArgs({
+  options: {
+    duration: { type: 'string', default: '10' },
+    connections: { type: 'string', default: '64' },
+    queued: { type: 'string', default: '100000' },
+    json: { type: 'boolean', default: false },
+    profile: { type: 'string' }
+  }
+})
+const duration = Number(args.duration)
+const connections = Number(args.connections)
+const queued = Number(args.queued)
+
+const SOURCE_AGENT = 'bench-src'
+const DEST_AGENT = 'bench-dst'
+const BODY = JSON.stringify({ source: `agent://${SOURCE_AGENT}/vol/in.bin`, destination: `agent://${DEST_AGENT}/vol/out.bin` })
+
+/**
+ * Enrolls two agents that never connect: submissions naming them are valid
+ * (the API refuses unknown agents) and stay queued, so that only the API and
+ * the store are measured.
+ */
+async function seedAgents (storeDir: string): Promise<void> {
+  const store = await TransferStore.open(storeDir)
+  try {
+    for (const name of [SOURCE_AGENT, DEST_AGENT]) {
+      const peerId = peerIdFromPrivateKey(await generateKeyPair('Ed25519')).toString()
+      const now = new Date().toISOString()
+      await store.putAgent({ name, peerId, addrs: [], volumes: [{ name: 'vol', readOnly: false }], plugins: ['agent'], version: 'bench', online: false, enrolledAt: now, lastSeenAt: now })
+    }
+  } finally {
+    await store.close()
+  }
+}
+
+interface Running { ready: ReadyInfo, pid: number, stop: () => Promise<void> }
+
+async function startCoordinator (dataDir: string): Promise<Running> {
+  const readyFile = join(dataDir, `ready-${Date.now()}.json`)
+  const child = spawnStaccato([
+    'coordinator', '--data-dir', dataDir, '--api-port', String(await freePort()), '--listen', `/ip4/127.0.0.1/tcp/${await freePort()}`,
+    '--ready-file', readyFile, '--log-level', 'warn',
+    // The default per-token limit is meant for people, not for a load generator.
+    '--rate-limit', '1000000000'
+  ], join(dataDir, 'coordinator.log'), args.profile !== undefined ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${args.profile}` } : {})
+  const ready = await waitForJson<ReadyInfo>(readyFile, child, 60_000, 'coordinator')
+  return { ready, pid: child.pid as number, stop: async () => { await stopProcess(child) } }
+}
+
+function headers (ready: ReadyInfo): Record<string, string> {
+  return { authorization: `Bearer ${ready.apiToken}`, 'content-type': 'application/json' }
+}
+
+async function load (opts: autocannon.Options): Promise<Result> {
+  return await autocannon({ connections, duration, ...opts })
+}
+
+function summary (r: Result): { perSec: number, p50Ms: number, p99Ms: number, ok: number, failed: number } {
+  return { perSec: r['2xx'] / (r.duration || duration), p50Ms: r.latency.p50, p99Ms: r.latency.p99, ok: r['2xx'], failed: r.non2xx + r.errors + r.timeouts }
+}
+
+async function fillQueue (storeDir: string): Promise<{ created: number, perSec: number }> {
+  const store = await TransferStore.open(storeDir)
+  try {
+    const input = JSON.parse(BODY) as { source: string, destination: string }
+    const missing = Math.max(0, queued - store.countInState('queued'))
+    const start = performance.now()
+    let next = 0
+    // Many creates in flight at once, as many API clients would have them.
+    const worker = async (): Promise<void> => {
+      while (next < missing) {
+        next++
+        await store.create(input, { tenant: 'default' })
+      }
+    }
+    await Promise.all(Array.from({ length: 256 }, worker))
+    return { created: missing, perSec: missing / ((performance.now() - start) / 1000) }
+  } finally {
+    await store.close()
+  }
+}
+
+async function schedulePass (storeDir: string): Promise<{ ms: number, queued: number, decisions: number }> {
+  const store = await TransferStore.open(storeDir)
+  try {
+    const scheduler = fifo()
+    const times: number[] = []
+    let decisions = 0
+    // The agents are offline, so a pass looks at every queued transfer: the worst case.
+    for (let i = 0; i < 7; i++) {
+      const start = performance.now()
+      decisions = scheduler.decide(schedulerView(store)).length
+      times.push(performance.now() - start)
+    }
+    return { ms: median(times), queued: store.countInState('queued'), decisions }
+  } finally {
+    await store.close()
+  }
+}
+
+async function pageLatency (ready: ReadyInfo): Promise<{ p50Ms: number, p99Ms: number }> {
+  const times: number[] = []
+  let after: string | undefined
+  for (let i = 0; i < 200; i++) {
+    const start = performance.now()
+    const res = await fetch(`${ready.apiUrl}/v1/transfers?state=queued&limit=100${after !== undefined ? `&after=${after}` : ''}`, { headers: headers(ready) })
+    const page = await res.json() as { items: Array<{ id: string }>, next?: string }
+    times.push(performance.now() - start)
+    if (res.status !== 200) throw new Error(`list answered ${res.status}`)
+    // Walk into the queue, back to the start at its end: pages from anywhere in it.
+    after = page.next
+  }
+  times.sort((a, b) => a - b)
+  return { p50Ms: percentile(times, 50), p99Ms: percentile(times, 99) }
+}
+
+async function main (): Promise<void> {
+  const dataDir = await mkdtemp(join(tmpdir(), 'staccato-bench-api-'))
+  const storeDir = join(dataDir, 'store')
+  try {
+    note(`bench:api: ${connections} connections, ${duration} s per phase, ${queued} queued transfers`)
+    await seedAgents(storeDir)
+    let c = await startCoordinator(dataDir)
+    const cpu0 = cpuSeconds(c.pid)
+    const post = summary(await load({ url: `${c.ready.apiUrl}/v1/transfers`, method: 'POST', headers: headers(c.ready), body: BODY }))
+    const postCpu = cpuSeconds(c.pid) - cpu0
+    note(`POST /v1/transfers: ${round(post.perSec, 0)}/s, p50 ${post.p50Ms} ms, p99 ${post.p99Ms} ms (${post.failed} failed)`)
+
+    const ids = ((await (await fetch(`${c.ready.apiUrl}/v1/transfers?limit=1000`, { headers: headers(c.ready) })).json()) as { items: Array<{ id: string }> }).items.map(t => t.id)
+    let i = 0
+    const get = summary(await load({
+      url: c.ready.apiUrl,
+      headers: headers(c.ready),
+      requests: [{ method: 'GET', setupRequest: req => ({ ...req, path: `/v1/transfers/${ids[i++ % ids.length]}` }) }]
+    }))
+    note(`GET /v1/transfers/:id: ${round(get.perSec, 0)}/s, p50 ${get.p50Ms} ms, p99 ${get.p99Ms} ms (${get.failed} failed)`)
+    await c.stop()
+
+    const fill = await fillQueue(storeDir)
+    note(`queued ${queued} (${fill.created} created in-process at ${round(fill.perSec, 0)}/s)`)
+    const pass = await schedulePass(storeDir)
+    note(`scheduling pass over ${pass.queued} queued: ${round(pass.ms, 1)} ms`)
+
+    c = await startCoordinator(dataDir)
+    const page = await pageLatency(c.ready)
+    const rss = rssMiB(c.pid)
+    note(`with ${queued} queued: coordinator RSS ${round(rss, 0)} MiB, list page p50 ${round(page.p50Ms, 1)} ms, p99 ${round(page.p99Ms, 1)} ms`)
+    await c.stop()
+
+    const result = {
+      connections,
+      durationSeconds: duration,
+      submitPerSec: round(post.perSec, 0),
+      submitP50Ms: post.p50Ms,
+      submitP99Ms: post.p99Ms,
+      submitFailed: post.failed,
+      submitCpuSecondsPerThousand: round(postCpu / (post.ok / 1000), 3),
+      getPerSec: round(get.perSec, 0),
+      getP50Ms: get.p50Ms,
+      getP99Ms: get.p99Ms,
+      queued: pass.queued,
+      createInProcessPerSec: round(fill.perSec, 0),
+      schedulePassMs: round(pass.ms, 2),
+      rssAt100kMiB: round(rss, 1),
+      listPageP50Ms: round(page.p50Ms, 2),
+      listPageP99Ms: round(page.p99Ms, 2)
+    }
+    report(args.json, result, [
+      `POST /v1/transfers (durable)   ${result.submitPerSec}/s   p50 ${result.submitP50Ms} ms   p99 ${result.submitP99Ms} ms   (${connections} connections)`,
+      `GET /v1/transfers/:id          ${result.getPerSec}/s   p50 ${result.getP50Ms} ms   p99 ${result.getP99Ms} ms`,
+      `scheduling pass, ${result.queued} queued   ${result.schedulePassMs} ms`,
+      `coordinator RSS, ${result.queued} queued   ${result.rssAt100kMiB} MiB`,
+      `GET /v1/transfers?state=queued  p50 ${result.listPageP50Ms} ms   p99 ${result.listPageP99Ms} ms (pages of 100)`
+    ])
+  } finally {
+    await rm(dataDir, { recursive: true, force: true })
+  }
+}
+
+await main()

@@ -1,0 +1,93 @@
+import { spawn, execFileSync } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { mkdir, mkdtemp, rm, writeFile, copyFile, chmod } from 'node:fs/promises'
+import { createConnection } from 'node:net'
+import { tmpdir, userInfo } from 'node:os'
+import { join } from 'node:path'
+import { performance } from 'node:perf_hooks'
+import { setTimeout as sleep } from 'node:timers/promises'
+
+const SSHD = '/usr/sbin/sshd'
+
+/**
+ * A private sshd on a loopback port, with a generated host key and one
+ * generated client key as the only way in, to time `scp` side by side with
+ * the agents. Undefined (with the reason) when this machine has no sshd.
+ */
+export class LocalSshd {
+  readonly dir: string
+  readonly port: number
+  private readonly child: ChildProcess
+
+  private constructor (dir: string, port: number, child: ChildProcess) {
+    this.dir = dir
+    this.port = port
+    this.child = child
+  }
+
+  static async start (port: number): Promise<LocalSshd | string> {
+    if (!existsSync(SSHD)) return `no ${SSHD} (apt-get install openssh-server)`
+    const dir = await mkdtemp(join(tmpdir(), 'staccato-sshd-'))
+    await chmod(dir, 0o700)
+    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'host_key')])
+    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'client_key')])
+    await copyFile(join(dir, 'client_key.pub'), join(dir, 'authorized_keys'))
+    await chmod(join(dir, 'authorized_keys'), 0o600)
+    // Privilege separation needs this directory when sshd runs as root.
+    if (process.getuid?.() === 0) await mkdir('/run/sshd', { recursive: true, mode: 0o755 })
+    await writeFile(join(dir, 'sshd_config'), [
+      `ListenAddress 127.0.0.1:${port}`,
+      `HostKey ${join(dir, 'host_key')}`,
+      `AuthorizedKeysFile ${join(dir, 'authorized_keys')}`,
+      `PidFile ${join(dir, 'sshd.pid')}`,
+      'PasswordAuthentication no',
+      'KbdInteractiveAuthentication no',
+      'PermitRootLogin prohibit-password',
+      'UsePAM no',
+      // The key files sit under the world-writable /tmp, which StrictModes refuses.
+      'StrictModes no',
+      'Subsystem sftp internal-sftp',
+      ''
+    ].join('\n'))
+    const child = spawn(SSHD, ['-D', '-e', '-f', join(dir, 'sshd_config')], { stdio: ['ignore', 'ignore', 'pipe'] })
+    let stderr = ''
+    child.stderr?.on('data', d => { stderr += String(d) })
+    const sshd = new LocalSshd(dir, port, child)
+    for (let i = 0; i < 100; i++) {
+      if (child.exitCode !== null) break
+      if (await canConnect(port)) return sshd
+      await sleep(50)
+    }
+    await sshd.stop()
+    return `sshd did not start: ${stderr.trim().split('\n').slice(-2).join(' ')}`
+  }
+
+  /** Copies a local file to `dest` through sshd; the milliseconds scp took. */
+  scp (source: string, dest: string, cipher: string): number {
+    const start = performance.now()
+    execFileSync('scp', [
+      '-q', '-c', cipher, '-P', String(this.port), '-i', join(this.dir, 'client_key'),
+      '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'BatchMode=yes', '-o', 'LogLevel=ERROR',
+      source, `${userInfo().username}@127.0.0.1:${dest}`
+    ], { stdio: ['ignore', 'ignore', 'pipe'] })
+    return performance.now() - start
+  }
+
+  async stop (): Promise<void> {
+    if (this.child.exitCode === null) {
+      const exited = new Promise(resolve => this.child.once('exit', resolve))
+      this.child.kill('SIGTERM')
+      await exited
+    }
+    await rm(this.dir, { recursive: true, force: true })
+  }
+}
+
+async function canConnect (port: number): Promise<boolean> {
+  return await new Promise(resolve => {
+    const socket = createConnection(port, '127.0.0.1')
+    socket.once('connect', () => { socket.destroy(); resolve(true) })
+    socket.once('error', () => resolve(false))
+  })
+}

@@ -1,0 +1,206 @@
+/**
+ * npm run bench:transfer [-- --size 1GiB --reps 3 --json --profile DIR --no-scp]
+ *
+ * Side by side on loopback, in one run: raw TCP between two Node processes
+ * (the reference R), the mesh data plane alone (random:// read by agent a,
+ * streamed to agent b, written to null://), and file → file between two
+ * agents on the same disk with sha256 verification, plus scp of the same
+ * file when a local sshd can be started. Medians over --reps.
+ */
+import { spawn } from 'node:child_process'
+import { open, readFile, rm, stat } from 'node:fs/promises'
+import { createInterface } from 'node:readline'
+import { join } from 'node:path'
+import { loadavg } from 'node:os'
+import { parseArgs } from 'node:util'
+import { fileURLToPath } from 'node:url'
+import { randomStream, parseSize } from '../protocols/index.ts'
+import { BenchMesh, freePort } from './bench-mesh.ts'
+import type { BenchAgent } from './bench-mesh.ts'
+import { LocalSshd } from './bench-scp.ts'
+import { MiB, cpuSplit, mbps, median, note, peakRssMiB, report, round } from './bench-util.ts'
+
+const PEER = fileURLToPath(new URL('./bench-tcp-peer.ts', import.meta.url))
+const SCP_CIPHER = 'aes128-gcm@openssh.com'
+
+const { values: args } = parseArgs({
+  options: {
+    size: { type: 'string', default: '1GiB' },
+    reps: { type: 'string', default: '3' },
+    json: { type: 'boolean', default: false },
+    profile: { type: 'string' },
+    'no-scp': { type: 'boolean', default: false },
+    'sync-every': { type: 'string' },
+    'node-options': { type: 'string' },
+    'keep-logs': { type: 'boolean', default: false },
+    // For profiling one part: a comma-separated subset of raw,mesh,file (the others report null).
+    only: { type: 'string', default: 'raw,mesh,file' }
+  }
+})
+const size = parseSize(args.size)
+const parts = new Set(args.only.split(','))
+const reps = Math.max(1, Number(args.reps))
+// Large runs get time in proportion; at worst ~20 MB/s.
+const timeoutMs = 60_000 + size / 20_000
+
+/** Reads JSON lines a child prints on stdout, one at a time. */
+function jsonLines (child: ReturnType<typeof spawn>): () => Promise<Record<string, number>> {
+  const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream })[Symbol.asyncIterator]()
+  return async () => {
+    const next = await lines.next()
+    if (next.done === true) throw new Error('TCP peer exited early')
+    return JSON.parse(next.value as string) as Record<string, number>
+  }
+}
+
+async function rawTcp (): Promise<{ MBps: number, bytesPerCpuSecond: number }> {
+  const sink = spawn(process.execPath, [PEER, 'sink'], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const read = jsonLines(sink)
+  const { port } = await read()
+  const source = spawn(process.execPath, [PEER, 'source', String(port), String(size)], { stdio: ['ignore', 'ignore', 'inherit'] })
+  const sourceDone = new Promise(resolve => source.once('exit', resolve))
+  const result = await read()
+  await sourceDone
+  if (result.bytes !== size) throw new Error(`raw TCP sink got ${result.bytes} of ${size} bytes`)
+  return { MBps: mbps(size, result.ms), bytesPerCpuSecond: size / result.cpuSeconds }
+}
+
+interface Run { MBps: number, cpuA: number, cpuB: number, sysA: number, sysB: number }
+
+async function timed (mesh: BenchMesh, a: BenchAgent, b: BenchAgent, source: string, destination: string): Promise<Run> {
+  const before = { a: cpuSplit(a.pid), b: cpuSplit(b.pid) }
+  const { id } = await mesh.run(source, destination, timeoutMs)
+  const ms = await mesh.executorMs(b.name, id)
+  const after = { a: cpuSplit(a.pid), b: cpuSplit(b.pid) }
+  const used = (x: 'a' | 'b'): number => after[x].user + after[x].system - before[x].user - before[x].system
+  return { MBps: mbps(size, ms), cpuA: used('a'), cpuB: used('b'), sysA: after.a.system - before.a.system, sysB: after.b.system - before.b.system }
+}
+
+async function writeSourceFile (path: string): Promise<void> {
+  const fh = await open(path, 'w')
+  try {
+    for await (const chunk of randomStream('bench', 0, size)) await fh.write(chunk)
+  } finally {
+    await fh.close()
+  }
+  // Read it once so every repetition starts with the page cache warm.
+  for await (const _chunk of readWhole(path)) { /* warm */ }
+}
+
+async function * readWhole (path: string): AsyncGenerator<Buffer> {
+  const fh = await open(path, 'r')
+  try {
+    const buffer = Buffer.allocUnsafe(4 * MiB)
+    while (true) {
+      const { bytesRead } = await fh.read(buffer, 0, buffer.length)
+      if (bytesRead === 0) return
+      yield buffer
+    }
+  } finally {
+    await fh.close()
+  }
+}
+
+function summarize (runs: Run[]): { MBps: number, bytesPerCpuSecond: number, cpuSecondsA: number, cpuSecondsB: number, sysSecondsA: number, sysSecondsB: number } {
+  return {
+    MBps: median(runs.map(r => r.MBps)),
+    bytesPerCpuSecond: median(runs.map(r => size / (r.cpuA + r.cpuB))),
+    cpuSecondsA: median(runs.map(r => r.cpuA)),
+    cpuSecondsB: median(runs.map(r => r.cpuB)),
+    sysSecondsA: median(runs.map(r => r.sysA)),
+    sysSecondsB: median(runs.map(r => r.sysB))
+  }
+}
+
+async function main (): Promise<void> {
+  note(`bench:transfer: ${size} bytes, ${reps} repetitions, median reported`)
+  const raw = []
+  for (let i = 0; i < reps && parts.has('raw'); i++) raw.push(await rawTcp())
+  const R = median(raw.map(r => r.MBps))
+  note(`raw TCP: ${raw.map(r => round(r.MBps, 0)).join(', ')} MB/s`)
+
+  const nodeOptions = [args.profile !== undefined ? `--cpu-prof --cpu-prof-dir=${args.profile}` : '', args['node-options'] ?? ''].join(' ').trim()
+  const agentEnv: NodeJS.ProcessEnv = nodeOptions !== '' ? { NODE_OPTIONS: nodeOptions } : {}
+  const agentArgs = ['--log-level', 'info', ...(args['sync-every'] !== undefined ? ['--sync-every', args['sync-every']] : [])]
+  const mesh = await BenchMesh.create()
+  let sshd: LocalSshd | string = 'skipped (--no-scp)'
+  try {
+    await mesh.startCoordinator()
+    const a = await mesh.startAgent('a', agentArgs, agentEnv)
+    const b = await mesh.startAgent('b', agentArgs, agentEnv)
+
+    const meshRuns: Run[] = []
+    for (let i = 0; i < reps && parts.has('mesh'); i++) meshRuns.push(await timed(mesh, a, b, `random://?size=${size}&seed=${i}&via=a`, 'null://?via=b'))
+    note(`mesh random → null: ${meshRuns.map(r => round(r.MBps, 0)).join(', ')} MB/s`)
+
+    const sourceFile = join(a.volume, 'source.bin')
+    if (parts.has('file') || args['no-scp'] !== true) await writeSourceFile(sourceFile)
+    const fileRuns: Run[] = []
+    for (let i = 0; i < reps && parts.has('file'); i++) {
+      fileRuns.push(await timed(mesh, a, b, 'agent://a/vol/source.bin', `agent://b/vol/copy-${i}.bin`))
+      await rm(join(b.volume, `copy-${i}.bin`))
+    }
+    note(`file → file (sha256): ${fileRuns.map(r => round(r.MBps, 0)).join(', ')} MB/s`)
+
+    const scpRuns: number[] = []
+    if (args['no-scp'] !== true) {
+      sshd = await LocalSshd.start(await freePort())
+      if (typeof sshd !== 'string') {
+        for (let i = 0; i < reps; i++) {
+          const dest = join(b.volume, 'scp-copy.bin')
+          scpRuns.push(mbps(size, sshd.scp(sourceFile, dest, SCP_CIPHER)))
+          if ((await stat(dest)).size !== size) throw new Error('scp copied a different size')
+          await rm(dest)
+        }
+        note(`scp -c ${SCP_CIPHER}: ${scpRuns.map(r => round(r, 0)).join(', ')} MB/s`)
+      } else {
+        note(`scp: not measured: ${sshd}`)
+      }
+    }
+
+    const m = summarize(meshRuns)
+    const f = summarize(fileRuns)
+    const scpMBps = scpRuns.length > 0 ? median(scpRuns) : null
+    const rss = { a: peakRssMiB(a.pid), b: peakRssMiB(b.pid) }
+    const result = {
+      sizeBytes: size,
+      reps,
+      rawTcpMBps: round(R, 1),
+      meshMBps: round(m.MBps, 1),
+      meshOverRaw: round(m.MBps / R, 3),
+      fileMBps: round(f.MBps, 1),
+      fileOverRaw: round(f.MBps / R, 3),
+      scpMBps: scpMBps === null ? null : round(scpMBps, 1),
+      fileOverScp: scpMBps === null ? null : round(f.MBps / scpMBps, 3),
+      scpNote: typeof sshd === 'string' ? sshd : undefined,
+      agentPeakRssMiB: round(Math.max(rss.a, rss.b), 1),
+      agentPeakRssMiBByAgent: { a: round(rss.a, 1), b: round(rss.b, 1) },
+      // Bytes moved per CPU-second, both agents' CPU counted (MB per CPU-second).
+      rawTcpMBPerCpuSecond: round(median(raw.map(r => r.bytesPerCpuSecond)) / 1e6, 1),
+      meshMBPerCpuSecond: round(m.bytesPerCpuSecond / 1e6, 1),
+      fileMBPerCpuSecond: round(f.bytesPerCpuSecond / 1e6, 1),
+      // CPU seconds of each agent per transfer, and how much of it the kernel's (system time).
+      meshCpuSeconds: { a: round(m.cpuSecondsA), b: round(m.cpuSecondsB), aSystem: round(m.sysSecondsA), bSystem: round(m.sysSecondsB) },
+      fileCpuSeconds: { a: round(f.cpuSecondsA), b: round(f.cpuSecondsB), aSystem: round(f.sysSecondsA), bSystem: round(f.sysSecondsB) },
+      loadAverage: round(loadavg()[0]),
+      runsMBps: { raw: raw.map(r => round(r.MBps, 1)), mesh: meshRuns.map(r => round(r.MBps, 1)), file: fileRuns.map(r => round(r.MBps, 1)), scp: scpRuns.map(r => round(r, 1)) }
+    }
+    report(args.json, result, [
+      `size ${size} bytes, ${reps} repetitions (medians)`,
+      `raw TCP (R)              ${result.rawTcpMBps} MB/s`,
+      `mesh random → null       ${result.meshMBps} MB/s   ${result.meshOverRaw} × R   ${result.meshMBPerCpuSecond} MB per CPU-second`,
+      `file → file (sha256)     ${result.fileMBps} MB/s   ${result.fileOverRaw} × R   ${result.fileMBPerCpuSecond} MB per CPU-second`,
+      scpMBps === null ? `scp                      not measured (${result.scpNote ?? ''})` : `scp -c ${SCP_CIPHER}   ${result.scpMBps} MB/s   file/scp ${result.fileOverScp}`,
+      `agent peak RSS           a ${result.agentPeakRssMiBByAgent.a} MiB, b ${result.agentPeakRssMiBByAgent.b} MiB`
+    ])
+  } catch (err) {
+    note(`agent b log tail:\n${(await readFile(join(mesh.dir, 'logs', 'b.log'), 'utf8').catch(() => '')).split('\n').slice(-10).join('\n')}`)
+    throw err
+  } finally {
+    if (typeof sshd !== 'string') await sshd.stop()
+    await mesh.stop(args['keep-logs'])
+    if (args['keep-logs']) note(`logs kept in ${mesh.dir}/logs`)
+  }
+}
+
+await main()

@@ -1,0 +1,73 @@
+import { readFileSync } from 'node:fs'
+import { execFileSync } from 'node:child_process'
+
+export const MiB = 1024 * 1024
+
+// Linux reports utime and stime in clock ticks; USER_HZ is 100 almost everywhere, but ask.
+const CLOCK_TICKS = (() => {
+  try {
+    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100
+  } catch {
+    return 100
+  }
+})()
+
+/** CPU seconds (user + system) a process has used so far, from /proc/<pid>/stat. */
+export function cpuSeconds (pid: number): number {
+  const { user, system } = cpuSplit(pid)
+  return user + system
+}
+
+/** User and system (kernel) CPU seconds of a process, all its threads. */
+export function cpuSplit (pid: number): { user: number, system: number } {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  // Field 2 (comm) may hold spaces; the fields after its closing parenthesis are fixed.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  return { user: Number(fields[11]) / CLOCK_TICKS, system: Number(fields[12]) / CLOCK_TICKS }
+}
+
+/** Peak resident set size of a process in MiB (VmHWM), from /proc/<pid>/status. */
+export function peakRssMiB (pid: number): number {
+  return statusKiB(pid, 'VmHWM') / 1024
+}
+
+export function rssMiB (pid: number): number {
+  return statusKiB(pid, 'VmRSS') / 1024
+}
+
+function statusKiB (pid: number, field: string): number {
+  const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
+  return m === null ? NaN : Number(m[1])
+}
+
+export function median (values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b)
+  const mid = sorted.length >> 1
+  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
+}
+
+export function percentile (sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN
+  return sorted[Math.min(sorted.length - 1, Math.floor(p / 100 * sorted.length))]
+}
+
+/** MB/s (10^6 bytes per second), the unit scp and most disk tools print. */
+export function mbps (bytes: number, ms: number): number {
+  return bytes / 1e6 / (ms / 1000)
+}
+
+export function round (n: number, digits = 2): number {
+  const f = 10 ** digits
+  return Math.round(n * f) / f
+}
+
+/** Prints the human table to stderr, or only the JSON object to stdout with --json. */
+export function report (json: boolean, result: Record<string, unknown>, lines: string[]): void {
+  if (json) process.stdout.write(`${JSON.stringify(result)}\n`)
+  else process.stdout.write(`${lines.join('\n')}\n`)
+}
+
+/** Progress notes go to stderr so that --json output stays one clean object. */
+export function note (text: string): void {
+  process.stderr.write(`${text}\n`)
+}
