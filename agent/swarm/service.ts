@@ -93,11 +93,12 @@ export class SwarmService {
     await Promise.all([...this.sessions.keys()].map(async id => await this.leave(id, false)))
   }
 
-  /** Keeps a destination connected to the peers the coordinator named, until it is done. */
+  /** Keeps a destination connected to the peers the coordinator named, until it leaves the distribution. */
   private async dialLoop (id: string, signal: AbortSignal): Promise<void> {
     while (!signal.aborted) {
       const entry = this.sessions.get(id)
-      if (entry === undefined || entry.session.done) return
+      // A finished destination keeps its links too: it serves until the whole distribution ends.
+      if (entry === undefined) return
       const seed = seedName(entry.join.source)
       for (const info of entry.join.peers) {
         if (entry.session.peers.has(info.peerId) || entry.session.banned.has(info.peerId)) continue

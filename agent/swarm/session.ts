@@ -221,7 +221,9 @@ export class SwarmSession {
         peer.close(toStaccatoError(err))
         return
       }
-      queue.shift()
+      // A cancel may have replaced the queue meanwhile: drop the served entry from the current one.
+      const current = this.serveQueues.get(peer.peerId)
+      if (current?.[0] === next) current.shift()
     }
   }
 
