@@ -1,24 +1,15 @@
 import { mkdtemp, mkdir, readFile, readdir, rm } from 'node:fs/promises'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { ChildProcess } from 'node:child_process'
-import { spawnStaccato, stopProcess, waitForJson } from '../cli/processes.ts'
+import { freePort, spawnStaccato, stopProcess, waitForJson } from '../cli/processes.ts'
+
+export { freePort }
 import type { ReadyInfo } from '../cli/commands/coordinator.ts'
 
 export interface BenchAgent { name: string, child: ChildProcess, pid: number, volume: string, log: string }
 
-export async function freePort (): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const srv = createServer()
-    srv.once('error', reject)
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address()
-      srv.close(() => resolve(typeof addr === 'object' && addr !== null ? addr.port : 0))
-    })
-  })
-}
 
 /**
  * A coordinator and agents as separate processes on loopback, as a user runs

@@ -1,12 +1,13 @@
 import { mkdtemp, mkdir, rm, readFile } from 'node:fs/promises'
-import { createServer } from 'node:net'
 import { createHash } from 'node:crypto'
 import { createReadStream } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { ChildProcess } from 'node:child_process'
-import { spawnStaccato, stopProcess, waitForJson } from '../../cli/processes.ts'
+import { freePort, spawnStaccato, stopProcess, waitForJson } from '../../cli/processes.ts'
+
+export { freePort }
 import type { ReadyInfo } from '../../cli/commands/coordinator.ts'
 
 export interface AgentInfo { name: string, peerId: string, addrs: string[], statusUrl: string }
@@ -24,16 +25,6 @@ export interface Transfer {
   lastError?: { code: string, message: string }
 }
 
-export async function freePort (): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const srv = createServer()
-    srv.once('error', reject)
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address()
-      srv.close(() => resolve(typeof addr === 'object' && addr !== null ? addr.port : 0))
-    })
-  })
-}
 
 export async function sha256File (file: string): Promise<string> {
   const hash = createHash('sha256')
