@@ -158,7 +158,7 @@ export class Executor {
     if (!src.plugin.capabilities.read) throw new UnsupportedError(`the ${src.plugin.scheme} plug-in cannot read (source ${job.source})`)
     if (!dst.plugin.capabilities.write) throw new UnsupportedError(`the ${dst.plugin.scheme} plug-in cannot write (destination ${job.destination})`)
     try {
-      return await this.copy(job, src, dst, job.fromZero, signal)
+      return await this.copy(job, src, dst, false, signal)
     } catch (err) {
       if (!(err instanceof ChecksumMismatchError) || err instanceof ExpectedChecksumError) throw err
       // Bytes were damaged somewhere between the two disks: discard everything and try once more from zero.

@@ -117,8 +117,7 @@ export class Dispatcher {
       attempt: rec.attempt,
       source: rec.source,
       destination: rec.destination,
-      checksum: rec.checksum,
-      fromZero: false
+      checksum: rec.checksum
     }
     const source = parseLocation(rec.source, 'source')
     // A plug-in source named `via` another agent is read there (e.g. an https:// URL only

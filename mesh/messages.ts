@@ -58,9 +58,7 @@ export const Job = Type.Object({
   checksum: Type.Optional(Type.Object({ algorithm: Type.Literal('sha256'), value: Sha256 })),
   /** Ticket for reading the source from another agent, with that agent's address. */
   ticket: Type.Optional(Type.String({ maxLength: 16384 })),
-  sourcePeer: Type.Optional(Type.Object({ peerId: Type.String({ maxLength: 128 }), addrs: Type.Array(Type.String({ maxLength: 512 }), { maxItems: 32 }) })),
-  /** Discard any kept partial and start from byte 0 (after a checksum mismatch). */
-  fromZero: Type.Boolean()
+  sourcePeer: Type.Optional(Type.Object({ peerId: Type.String({ maxLength: 128 }), addrs: Type.Array(Type.String({ maxLength: 512 }), { maxItems: 32 }) }))
 }, { additionalProperties: false })
 export type Job = Static<typeof Job>
 

@@ -1,18 +1,8 @@
 import type { Command } from 'commander'
 import { addClientOptions, connect, printJson, table } from '../client.ts'
 import type { ClientFlags } from '../client.ts'
-
-interface AgentView {
-  name: string
-  peerId: string
-  addrs: string[]
-  volumes: Array<{ name: string, readOnly: boolean }>
-  plugins: string[]
-  version: string
-  online: boolean
-  enrolledAt: string
-  lastSeenAt: string
-}
+// Type only (erased at run time): the client does not load the coordinator.
+import type { AgentRecord as AgentView } from '../../coordinator/index.ts'
 
 export function agentsCommand (program: Command): void {
   addClientOptions(program.command('agents')
