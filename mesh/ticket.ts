@@ -84,5 +84,3 @@ export async function verifyTicket (ticket: string, issuer: PublicKey, req: Tick
   }
   return claims
 }
-
-export const ticket = { sign: signTicket, verify: verifyTicket, issuerKey }
