@@ -1,4 +1,5 @@
 import type { Stream } from '@libp2p/interface'
+import { Uint8ArrayList } from 'uint8arraylist'
 import { SwarmMessage, WIRE_VERSION, decode, encodeFrame, send, toStaccatoError } from '../../mesh/index.ts'
 import type { FrameReader } from '../../mesh/index.ts'
 import type { Bitfield } from './bitfield.ts'
@@ -6,7 +7,8 @@ import type { Bitfield } from './bitfield.ts'
 export interface PeerEvents {
   have(peer: SwarmPeer, piece: number): void
   request(peer: SwarmPeer, piece: number, sole: boolean): void
-  piece(peer: SwarmPeer, piece: number, bytes: Uint8Array): void
+  /** `parts`: the piece's bytes in the chunks they arrived in, not copied into one buffer. */
+  piece(peer: SwarmPeer, piece: number, parts: Uint8Array[]): void
   reject(peer: SwarmPeer, piece: number, reason: string, holders: string[]): void
   cancel(peer: SwarmPeer, piece: number): void
   closed(peer: SwarmPeer, err?: Error): void
@@ -49,12 +51,12 @@ export class SwarmPeer {
   }
 
   /** Queues a message (and the bytes of a piece) behind everything sent before it. */
-  async send (msg: Outgoing, bytes?: Uint8Array): Promise<void> {
+  async send (msg: Outgoing, parts?: Uint8Array[]): Promise<void> {
     const frame = encodeFrame({ v: WIRE_VERSION, ...msg })
     const turn = this.sending.then(async () => {
       if (this.closed) return
       await send(this.stream, frame)
-      if (bytes !== undefined) await send(this.stream, bytes)
+      if (parts !== undefined) await send(this.stream, new Uint8ArrayList(...parts))
     })
     this.sending = turn.catch(() => {})
     await turn
@@ -77,7 +79,7 @@ export class SwarmPeer {
           case 'piece': {
             const parts: Uint8Array[] = []
             for await (const chunk of this.reader.readBytes(msg.length)) parts.push(chunk)
-            events.piece(this, msg.piece, parts.length === 1 ? parts[0] : Buffer.concat(parts))
+            events.piece(this, msg.piece, parts)
             break
           }
           case 'hello': throw new Error('second hello on a swarm stream')

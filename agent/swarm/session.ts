@@ -12,11 +12,14 @@ import type { TokenBucket } from '../rate-limit.ts'
 import type { VolumeConfig } from '../agent.ts'
 import { Bitfield } from './bitfield.ts'
 import { PiecePicker } from './picker.ts'
+import { PieceCache } from './piece-cache.ts'
 import { pieceCount, pieceRange } from './manifest.ts'
 import type { SwarmPeer } from './peer.ts'
 
 /** Requests in flight to one peer: 4 pieces of 4 MiB keep a LAN link busy without hoarding pieces. */
 const MAX_OUTSTANDING = 4
+/** Rarest first makes the newest pieces the most asked for: 32 MiB holds the last 8 default (4 MiB) pieces. */
+const PIECE_CACHE_BYTES = 32 * 1024 * 1024
 /** Verified pieces are synced and journaled at least this often, so a crash loses little. */
 const FLUSH_EVERY_MS = 1000
 
@@ -55,6 +58,7 @@ export class SwarmSession {
   private readonly pieces: number
   /** Which peer the seed last sent each piece to (super-seeding). */
   private readonly sentTo = new Map<number, string>()
+  private readonly cache = new PieceCache(PIECE_CACHE_BYTES)
   private file?: FileHandle
   private partialPath?: string
   private targetPath?: string
@@ -164,7 +168,7 @@ export class SwarmSession {
     this.fillAll()
   }
 
-  private async onPiece (peer: SwarmPeer, piece: number, bytes: Uint8Array): Promise<void> {
+  private async onPiece (peer: SwarmPeer, piece: number, parts: Uint8Array[]): Promise<void> {
     peer.inflight.delete(piece)
     if (this.mine.has(piece) || this.finished || piece >= this.pieces) {
       this.picker.release(piece, peer.peerId)
@@ -172,8 +176,14 @@ export class SwarmSession {
       return
     }
     const { offset, length } = pieceRange(this.manifest, piece)
-    const digest = createHash('sha256').update(bytes).digest('hex')
-    if (bytes.byteLength !== length || digest !== this.manifest.pieces[piece]) {
+    const hash = createHash('sha256')
+    let received = 0
+    for (const part of parts) {
+      hash.update(part)
+      received += part.byteLength
+    }
+    const digest = hash.digest('hex')
+    if (received !== length || digest !== this.manifest.pieces[piece]) {
       this.opts.log('peer sent a corrupt piece; dropping it from the distribution', { distributionId: this.id, peer: peer.name, piece })
       this.banned.add(peer.peerId)
       this.opts.counters.swarmPeersDropped++
@@ -182,7 +192,8 @@ export class SwarmSession {
       return
     }
     if (this.opts.download !== undefined) await this.opts.download.take(length)
-    await (this.file as FileHandle).write(bytes, 0, length, offset)
+    await (this.file as FileHandle).writev(parts, offset)
+    this.cache.put(piece, parts)
     this.opts.counters.bytesReceived += length
     this.mine.set(piece)
     this.dirty = true
@@ -239,11 +250,12 @@ export class SwarmSession {
     }
     // Claimed before the (rate-limited) send, so that a concurrent request for the same piece is refused meanwhile.
     if (this.role === 'seed') this.sentTo.set(piece, peer.peerId)
-    const bytes = await this.readPiece(piece)
-    if (this.opts.corruptServedPieces) bytes[0] ^= 0xff
-    if (this.opts.upload !== undefined) await this.opts.upload.take(bytes.byteLength)
-    await peer.send({ t: 'piece', piece, length: bytes.byteLength }, bytes)
-    this.opts.counters.bytesServed += bytes.byteLength
+    let parts = await this.readPiece(piece)
+    const { length } = pieceRange(this.manifest, piece)
+    if (this.opts.corruptServedPieces) parts = corrupted(parts)
+    if (this.opts.upload !== undefined) await this.opts.upload.take(length)
+    await peer.send({ t: 'piece', piece, length }, parts)
+    this.opts.counters.bytesServed += length
     this.opts.counters.swarmPiecesServed++
   }
 
@@ -264,19 +276,28 @@ export class SwarmSession {
     return undefined
   }
 
-  private async readPiece (piece: number): Promise<Uint8Array> {
+  /** The piece's bytes, from the cache or else read (and cached); never changed by callers. */
+  private async readPiece (piece: number): Promise<Uint8Array[]> {
+    const cached = this.cache.get(piece)
+    if (cached !== undefined) return cached
     const { offset, length } = pieceRange(this.manifest, piece)
+    const parts: Uint8Array[] = []
+    let got = 0
     if (this.role === 'seed') {
       const src = this.opts.source as Resolved
-      const parts: Uint8Array[] = []
       const expect = { size: this.manifest.size, mtime: this.manifest.mtime }
-      for await (const chunk of src.plugin.read(src.url, { offset, length, expect })) parts.push(chunk)
-      return Buffer.concat(parts)
+      for await (const chunk of src.plugin.read(src.url, { offset, length, expect })) {
+        parts.push(chunk)
+        got += chunk.byteLength
+      }
+    } else {
+      const buf = Buffer.allocUnsafe(length)
+      got = (await (this.file as FileHandle).read(buf, 0, length, offset)).bytesRead
+      parts.push(buf)
     }
-    const buf = Buffer.allocUnsafe(length)
-    const { bytesRead } = await (this.file as FileHandle).read(buf, 0, length, offset)
-    if (bytesRead !== length) throw new Error(`short read of piece ${piece}`)
-    return buf
+    if (got !== length) throw new Error(`short read of piece ${piece}: ${got} of ${length} bytes`)
+    this.cache.put(piece, parts)
+    return parts
   }
 
   private async tick (): Promise<void> {
@@ -359,6 +380,7 @@ export class SwarmSession {
     if (this.closed) return
     this.closed = true
     clearInterval(this.flushTimer)
+    this.cache.clear()
     for (const p of this.peers.values()) p.close()
     this.peers.clear()
     if (!this.finished && !removePartial) await this.flush().catch(() => {})
@@ -368,4 +390,11 @@ export class SwarmSession {
       await this.opts.journal.removeSwarm(this.id)
     }
   }
+}
+
+/** Test mode: the piece with its first byte flipped, leaving the cached original alone. */
+function corrupted (parts: Uint8Array[]): Uint8Array[] {
+  const first = Uint8Array.from(parts[0])
+  first[0] ^= 0xff
+  return [first, ...parts.slice(1)]
 }
