@@ -7,7 +7,6 @@ import type { Logger } from 'pino'
 import { createMeshNode, issuerKey, loadOrCreateIdentity, InvalidArgumentError } from '../mesh/index.ts'
 import type { MeshNode } from '../mesh/index.ts'
 import { file, random, nullSink, http, https, loadPlugins } from '../protocols/index.ts'
-import type { ProtocolPlugin } from '../protocols/index.ts'
 import { Journal } from './journal.ts'
 import { Executor } from './executor.ts'
 import { ControlClient } from './control-client.ts'
@@ -15,6 +14,7 @@ import { startDataServer } from './data-server.ts'
 import { newCounters } from './counters.ts'
 import type { AgentCounters } from './counters.ts'
 import { TokenBucket } from './rate-limit.ts'
+import { pluginsByScheme } from './resolve.ts'
 import { SwarmService } from './swarm/service.ts'
 import type { ControlParams } from '../mesh/index.ts'
 import { agentMetrics, metricsRoute, serveHttp } from './metrics.ts'
@@ -77,8 +77,7 @@ export async function startAgent (config: AgentConfig, onFatal: (err: Error) => 
   const privateKey = await loadOrCreateIdentity(config.dataDir)
   const journal = await Journal.open(join(config.dataDir, 'journal'))
   const extra = await loadPlugins(config.plugins, process.cwd())
-  const byScheme = new Map<string, ProtocolPlugin>()
-  for (const p of [random(), nullSink(), http(), https(), ...extra]) byScheme.set(p.scheme, p)
+  const byScheme = pluginsByScheme([random(), nullSink(), http(), https()], extra, config.plugins)
   const plugins = { volumes: file({ volumes: config.volumes }), byScheme }
   const counters = newCounters()
   const upload = config.maxUploadRate !== undefined ? new TokenBucket(config.maxUploadRate) : undefined

@@ -1,4 +1,4 @@
-import { PermissionDeniedError, UnsupportedError, parseLocation, pluginUrl } from '../mesh/index.ts'
+import { InvalidArgumentError, PermissionDeniedError, UnsupportedError, parseLocation, pluginUrl } from '../mesh/index.ts'
 import type { Location } from '../mesh/index.ts'
 import type { ProtocolPlugin } from '../protocols/index.ts'
 
@@ -13,6 +13,30 @@ export interface Resolved {
   plugin: ProtocolPlugin
   url: URL
   location: Location
+}
+
+/**
+ * The built-in plug-ins and the operator's (`--plugin`), by scheme. A
+ * plug-in may not take a scheme already served: a typo in a plug-in would
+ * otherwise replace `https` for every transfer without a word, and one for
+ * `agent` would never be reached (the volumes serve that scheme).
+ */
+export function pluginsByScheme (builtIn: ProtocolPlugin[], extra: ProtocolPlugin[], specifiers: string[]): Map<string, ProtocolPlugin> {
+  const byScheme = new Map<string, ProtocolPlugin>()
+  const from = new Map<string, string>()
+  for (const p of builtIn) {
+    byScheme.set(p.scheme, p)
+    from.set(p.scheme, 'the built-in plug-in')
+  }
+  from.set('agent', "the agent's volume plug-in")
+  extra.forEach((p, i) => {
+    const specifier = specifiers[i] ?? p.scheme
+    const taken = from.get(p.scheme)
+    if (taken !== undefined) throw new InvalidArgumentError(`plug-in '${specifier}' serves scheme '${p.scheme}', which ${taken} already serves: give it another scheme, or load only one of the two`)
+    byScheme.set(p.scheme, p)
+    from.set(p.scheme, `plug-in '${specifier}'`)
+  })
+  return byScheme
 }
 
 /**
