@@ -10,11 +10,12 @@ import type { PluginSet } from '../resolve.ts'
 import { Bitfield } from './bitfield.ts'
 import { SwarmPeer } from './peer.ts'
 import { SwarmSession } from './session.ts'
+import { PieceCache } from './piece-cache.ts'
 import type { SessionOptions } from './session.ts'
 import { manifestFor, pieceCount } from './manifest.ts'
 
 /** What every session needs, plus the node, the agent's name, the coordinator's key and the plug-ins. */
-export interface SwarmServiceOptions extends Omit<SessionOptions, 'join' | 'source'> {
+export interface SwarmServiceOptions extends Omit<SessionOptions, 'join' | 'source' | 'cache'> {
   node: MeshNode
   self: string
   issuer: PublicKey
@@ -25,6 +26,8 @@ export interface SwarmServiceOptions extends Omit<SessionOptions, 'join' | 'sour
 const HELLO_TIMEOUT_MS = 10_000
 /** How often a destination redials participants it is not connected to (not joined yet, restarted, back). */
 const REDIAL_MS = 500
+/** Rarest first makes the newest pieces the most asked for: 32 MiB holds the last 8 default (4 MiB) pieces. */
+const PIECE_CACHE_BYTES = 32 * 1024 * 1024
 /** The coordinator brings participants in one by one: a hello may beat our own join by this much. */
 const JOIN_GRACE_MS = 3000
 
@@ -35,6 +38,7 @@ const JOIN_GRACE_MS = 3000
  */
 export class SwarmService {
   private readonly opts: SwarmServiceOptions
+  private readonly cache = new PieceCache(PIECE_CACHE_BYTES)
   private readonly sessions = new Map<string, { session: SwarmSession, join: ControlParams<'swarmJoin'>, stop: AbortController }>()
 
   constructor (opts: SwarmServiceOptions) {
@@ -69,7 +73,7 @@ export class SwarmService {
       return
     }
     const source = join.role === 'seed' ? resolveLocal(join.source, this.opts.self, this.opts.plugins, 'source') : undefined
-    const session = new SwarmSession({ ...this.opts, join, source })
+    const session = new SwarmSession({ ...this.opts, join, source, cache: this.cache })
     await session.start()
     const stop = new AbortController()
     this.sessions.set(join.distributionId, { session, join, stop })

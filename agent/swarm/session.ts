@@ -12,14 +12,12 @@ import type { TokenBucket } from '../rate-limit.ts'
 import type { VolumeConfig } from '../agent.ts'
 import { Bitfield } from './bitfield.ts'
 import { PiecePicker } from './picker.ts'
-import { PieceCache } from './piece-cache.ts'
+import type { PieceCache } from './piece-cache.ts'
 import { pieceCount, pieceRange } from './manifest.ts'
 import type { SwarmPeer } from './peer.ts'
 
 /** Requests in flight to one peer: 4 pieces of 4 MiB keep a LAN link busy without hoarding pieces. */
 const MAX_OUTSTANDING = 4
-/** Rarest first makes the newest pieces the most asked for: 32 MiB holds the last 8 default (4 MiB) pieces. */
-const PIECE_CACHE_BYTES = 32 * 1024 * 1024
 /** Verified pieces are synced and journaled at least this often, so a crash loses little. */
 const FLUSH_EVERY_MS = 1000
 
@@ -30,6 +28,8 @@ export interface SessionOptions {
   source?: Resolved
   journal: Journal
   counters: AgentCounters
+  /** The agent's cache of pieces to serve, shared by its distributions. */
+  cache: PieceCache
   upload?: TokenBucket
   download?: TokenBucket
   /** Test mode: flip a byte in every piece served, to prove peers detect and drop a corrupt peer. */
@@ -58,7 +58,6 @@ export class SwarmSession {
   private readonly pieces: number
   /** Which peer the seed last sent each piece to (super-seeding). */
   private readonly sentTo = new Map<number, string>()
-  private readonly cache = new PieceCache(PIECE_CACHE_BYTES)
   private file?: FileHandle
   private partialPath?: string
   private targetPath?: string
@@ -193,7 +192,7 @@ export class SwarmSession {
     }
     if (this.opts.download !== undefined) await this.opts.download.take(length)
     await (this.file as FileHandle).writev(parts, offset)
-    this.cache.put(piece, parts)
+    this.opts.cache.put(this.id, piece, parts)
     this.opts.counters.bytesReceived += length
     this.mine.set(piece)
     this.dirty = true
@@ -278,7 +277,7 @@ export class SwarmSession {
 
   /** The piece's bytes, from the cache or else read (and cached); never changed by callers. */
   private async readPiece (piece: number): Promise<Uint8Array[]> {
-    const cached = this.cache.get(piece)
+    const cached = this.opts.cache.get(this.id, piece)
     if (cached !== undefined) return cached
     const { offset, length } = pieceRange(this.manifest, piece)
     const parts: Uint8Array[] = []
@@ -296,7 +295,7 @@ export class SwarmSession {
       parts.push(buf)
     }
     if (got !== length) throw new Error(`short read of piece ${piece}: ${got} of ${length} bytes`)
-    this.cache.put(piece, parts)
+    this.opts.cache.put(this.id, piece, parts)
     return parts
   }
 
@@ -380,7 +379,7 @@ export class SwarmSession {
     if (this.closed) return
     this.closed = true
     clearInterval(this.flushTimer)
-    this.cache.clear()
+    this.opts.cache.forget(this.id)
     for (const p of this.peers.values()) p.close()
     this.peers.clear()
     if (!this.finished && !removePartial) await this.flush().catch(() => {})
