@@ -100,6 +100,10 @@ export class DistributionManager {
 
   async onReport (agent: string, r: ControlParams<'swarmReport'>): Promise<void> {
     const rec = this.opts.store.get(r.distributionId)
+    if (r.destination === undefined) {
+      if (rec !== undefined && seedAgent(rec) === agent && r.outcome === 'failed') await this.onSeedFailed(rec, r)
+      return
+    }
     const dest = rec?.destinations?.find(d => d.agent === agent && d.destination === r.destination)
     if (rec === undefined || dest === undefined || DONE.has(dest.state) || TERMINAL_STATES.has(rec.state)) return
     const manifest = rec.manifest
@@ -109,6 +113,24 @@ export class DistributionManager {
     this.opts.log(`distribution destination ${r.outcome}`, { transferId: rec.id, agent, error: r.error?.message })
     // A finished destination keeps serving its pieces to the others until the whole distribution ends.
     if (r.outcome === 'failed') this.opts.registry.cast(agent, 'swarmLeave', { distributionId: rec.id, removePartial: true })
+    await this.finishIfDone(updated)
+  }
+
+  /**
+   * The seed cannot read the source any more (it changed, or is gone): no
+   * destination can finish with this manifest, so every one still running
+   * fails with the seed's error instead of waiting for pieces that never come.
+   */
+  private async onSeedFailed (rec: TransferRecord, r: ControlParams<'swarmReport'>): Promise<void> {
+    if (TERMINAL_STATES.has(rec.state) || r.error === undefined) return
+    const lastError = { ...r.error, at: new Date().toISOString() }
+    this.opts.log('distribution source unreadable at the seed', { transferId: rec.id, error: r.error.message })
+    let updated = rec
+    for (const d of rec.destinations ?? []) {
+      if (DONE.has(d.state)) continue
+      updated = await this.setDestination(rec.id, d.agent, { state: 'failed', lastError })
+      this.opts.registry.cast(d.agent, 'swarmLeave', { distributionId: rec.id, removePartial: true })
+    }
     await this.finishIfDone(updated)
   }
 

@@ -136,7 +136,8 @@ export const ControlMethods = {
   swarmProgress: Type.Object({ distributionId: Type.String({ maxLength: 64 }), destination: Url, bytesDone: Offset }),
   swarmReport: Type.Object({
     distributionId: Type.String({ maxLength: 64 }),
-    destination: Url,
+    /** Absent in the seed's report that it can no longer read the source (changed, gone): the distribution fails. */
+    destination: Type.Optional(Url),
     outcome: Type.Union([Type.Literal('succeeded'), Type.Literal('failed')]),
     sha256: Type.Optional(Sha256),
     error: Type.Optional(ErrorInfo)

@@ -2,8 +2,8 @@ import { createHash } from 'node:crypto'
 import { open, rename, rm } from 'node:fs/promises'
 import type { FileHandle } from 'node:fs/promises'
 import { dirname, basename, join } from 'node:path'
-import { ChecksumMismatchError, toStaccatoError } from '../../mesh/index.ts'
-import type { ControlParams, Manifest } from '../../mesh/index.ts'
+import { ChecksumMismatchError, SourceChangedError, toStaccatoError } from '../../mesh/index.ts'
+import type { ControlParams, Manifest, StaccatoError } from '../../mesh/index.ts'
 import { parseFileUrl, partialName, resolveIn } from '../../protocols/index.ts'
 import type { Resolved } from '../resolve.ts'
 import type { Journal } from '../journal.ts'
@@ -68,6 +68,7 @@ export class SwarmSession {
   private readonly serveQueues = new Map<string, Array<{ piece: number, sole: boolean }>>()
   private outcome?: ControlParams<'swarmReport'>
   private reported = false
+  private seedFailed = false
 
   constructor (opts: SessionOptions) {
     this.opts = opts
@@ -249,7 +250,13 @@ export class SwarmSession {
     }
     // Claimed before the (rate-limited) send, so that a concurrent request for the same piece is refused meanwhile.
     if (this.role === 'seed') this.sentTo.set(piece, peer.peerId)
-    let parts = await this.readPiece(piece)
+    let parts: Uint8Array[]
+    try {
+      parts = await this.readPiece(piece)
+    } catch (err) {
+      if (this.role === 'seed') await this.seedCannotRead(toStaccatoError(err))
+      throw err
+    }
     const { length } = pieceRange(this.manifest, piece)
     if (this.opts.corruptServedPieces) parts = corrupted(parts)
     if (this.opts.upload !== undefined) await this.opts.upload.take(length)
@@ -273,6 +280,21 @@ export class SwarmSession {
     const recipient = this.peers.get(sentTo)
     if (recipient !== undefined && recipient !== asker && !recipient.isClosed) return { reason: 'this piece is on its way to a peer; fetch it there', holders: [sentTo] }
     return undefined
+  }
+
+  /**
+   * The source changed under the manifest, or is gone: no destination can
+   * finish, so the seed says so once and the coordinator fails the
+   * distribution with this error. A passing failure (a network error from an
+   * http source) is left to the peers' next request.
+   */
+  private async seedCannotRead (err: StaccatoError): Promise<void> {
+    if (this.seedFailed || (err.retryable && !(err instanceof SourceChangedError))) return
+    this.seedFailed = true
+    this.opts.log('the seed cannot read the source; the distribution fails', { distributionId: this.id, code: err.code, error: err.message })
+    await this.opts.report({ distributionId: this.id, outcome: 'failed', error: err.toJSON() }).catch(e => {
+      this.opts.log('could not report the failure; the stalled-transfer check will', { distributionId: this.id, error: toStaccatoError(e).message })
+    })
   }
 
   /** The piece's bytes, from the cache or else read (and cached); never changed by callers. */

@@ -14,14 +14,15 @@ interface Distribution {
   id: string
   state: string
   sha256?: string
-  destinations: Array<{ agent: string, state: string, bytesDone: number, sha256?: string }>
+  destinations: Array<{ agent: string, state: string, bytesDone: number, sha256?: string, lastError?: { code: string } }>
+  lastError?: { code: string, message: string }
 }
 
-async function setup (destinations: string[], env: Record<string, NodeJS.ProcessEnv> = {}): Promise<{ mesh: TestMesh, digest: string }> {
+async function setup (destinations: string[], env: Record<string, NodeJS.ProcessEnv> = {}, cap = CAP): Promise<{ mesh: TestMesh, digest: string }> {
   const mesh = await TestMesh.create()
   await mesh.startCoordinator(['--piece-size', String(PIECE)])
-  await mesh.startAgent('seed', CAP)
-  for (const d of destinations) await mesh.startAgent(d, CAP, env[d] ?? {})
+  await mesh.startAgent('seed', cap)
+  for (const d of destinations) await mesh.startAgent(d, cap, env[d] ?? {})
   const file = join(mesh.volume('seed'), 'image.raw')
   await writeFile(file, randomBytes(SIZE))
   return { mesh, digest: await sha256File(file) }
@@ -126,5 +127,25 @@ describe('one image to many hosts (peer-to-peer distribution)', () => {
     const done = await mesh.waitForState(d.id, ['succeeded', 'failed', 'canceled'], 120_000) as unknown as Distribution
     expect(done.state).toBe('succeeded')
     for (const name of dests) expect(await sha256File(join(mesh.volume(name), 'image.raw'))).toBe(s.digest)
+  })
+
+  it('fails the distribution with source_changed when the source changes under the seed, and leaves nothing at the destinations', async () => {
+    const dests = ['d1', 'd2']
+    // A slow seed (16 MiB at 2 MiB/s), so that the source changes while most pieces are still to be read.
+    const s = await setup(dests, {}, ['--max-upload-rate', '2MiB'])
+    mesh = s.mesh
+    const d = await submit(mesh, dests)
+    await mesh.until(async () => ((await mesh!.api('GET', `/v1/transfers/${d.id}`)).body as Distribution).destinations.some(x => x.bytesDone > 0), 60_000, 'the first pieces')
+    // Same size, other bytes, a new mtime: what the seed reads next no longer matches the manifest.
+    await writeFile(join(mesh.volume('seed'), 'image.raw'), randomBytes(SIZE))
+    const done = await mesh.waitForState(d.id, ['succeeded', 'failed', 'canceled'], 120_000) as unknown as Distribution
+    expect(done.state).toBe('failed')
+    expect(done.lastError?.code).toBe('source_changed')
+    for (const dest of done.destinations) {
+      expect(dest.state).toBe('failed')
+      expect(dest.lastError?.code).toBe('source_changed')
+    }
+    // The destinations drop their partials when they leave: no file, whole or partial, is left behind.
+    await mesh.until(async () => (await Promise.all(dests.map(async n => await readdir(mesh!.volume(n))))).every(files => files.length === 0), 30_000, 'the partials removed')
   })
 })
