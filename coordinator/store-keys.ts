@@ -31,6 +31,7 @@ export const keys = {
   event: (seq: number) => `e!${String(seq).padStart(SEQ_WIDTH, '0')}`,
   agent: (name: string) => `a!${name}`,
   seq: 'm!seq',
+  seqReserved: 'm!seqReserved',
   trimmed: 'm!trimmed',
   webhook: (id: string) => `w!${id}`,
   outbox: (seq: number, endpoint: string) => `o!${String(seq).padStart(SEQ_WIDTH, '0')}!${endpoint}`,

@@ -54,7 +54,7 @@ export async function readFeed (store: TransferStore, q: FeedQuery): Promise<Fee
   while (scanned < SCAN_CAP) {
     const batch = await store.readEvents(cursor, STEP)
     if (batch.length === 0) return { items, next: cursor, caughtUp: true }
-    // The log is gap-free; a gap here means retention trimmed past the cursor while we read.
+    // A gap means retention trimmed past the cursor while we read, or seqs skipped after an OS crash (the store never reuses them).
     if (batch[0].seq !== cursor + 1) checkCursor(store, cursor)
     for (const ev of batch) {
       cursor = ev.seq
