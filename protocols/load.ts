@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module'
 import { isAbsolute, join, resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
-import { InvalidArgumentError, UnsupportedError } from '../mesh/index.ts'
+import { InvalidArgumentError } from '../mesh/index.ts'
 import type { ProtocolPlugin } from './contract.ts'
 
 /** A third-party plug-in: a module specifier, and options for its factory. */
@@ -84,44 +84,4 @@ export async function loadPlugins (specifiers: ReadonlyArray<string | PluginSpec
   const plugins: ProtocolPlugin[] = []
   for (const s of specifiers) plugins.push(await loadOne(typeof s === 'string' ? { specifier: s } : s, baseDir))
   return plugins
-}
-
-/** The plug-ins of one agent, by scheme. */
-export class PluginRegistry {
-  #byScheme = new Map<string, ProtocolPlugin>()
-
-  constructor (plugins: Iterable<ProtocolPlugin> = []) {
-    for (const p of plugins) this.add(p)
-  }
-
-  add (plugin: ProtocolPlugin): void {
-    if (this.#byScheme.has(plugin.scheme)) throw new InvalidArgumentError(`two plug-ins for scheme '${plugin.scheme}'`)
-    this.#byScheme.set(plugin.scheme, plugin)
-  }
-
-  has (scheme: string): boolean {
-    return this.#byScheme.has(scheme)
-  }
-
-  get (scheme: string): ProtocolPlugin {
-    const plugin = this.#byScheme.get(scheme)
-    if (plugin === undefined) {
-      const have = [...this.#byScheme.keys()].join(', ')
-      throw new UnsupportedError(`no plug-in for scheme '${scheme}' on this agent (have: ${have === '' ? 'none' : have})`)
-    }
-    return plugin
-  }
-
-  /** The plug-in for a URL's scheme (`https://…` → https). */
-  forUrl (url: URL): ProtocolPlugin {
-    return this.get(url.protocol.replace(/:$/, ''))
-  }
-
-  schemes (): string[] {
-    return [...this.#byScheme.keys()]
-  }
-
-  async close (): Promise<void> {
-    await Promise.allSettled([...this.#byScheme.values()].map(async p => await p.close?.()))
-  }
 }

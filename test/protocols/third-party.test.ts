@@ -1,7 +1,7 @@
 import { fileURLToPath } from 'node:url'
 import { describe, expect, it } from 'vitest'
-import { InvalidArgumentError, UnsupportedError } from '../../mesh/index.ts'
-import { PluginRegistry, file, loadPlugins, nullSink, random } from '../../protocols/index.ts'
+import { InvalidArgumentError } from '../../mesh/index.ts'
+import { loadPlugins } from '../../protocols/index.ts'
 import type { ProtocolPlugin } from '../../protocols/index.ts'
 import { describeConformance } from './conformance.ts'
 import { encodePath, sourceBytes } from './support.ts'
@@ -59,22 +59,5 @@ describe('loadPlugins', () => {
 
   it('resolves package and built-in module names (and validates what they export)', async () => {
     await expect(loadPlugins(['node:path'], repo)).rejects.toThrow(/plug-in 'node:path' is not a valid protocol plug-in/)
-  })
-})
-
-describe('PluginRegistry', () => {
-  const registry = new PluginRegistry([file({ volumes: [] }), random(), nullSink()])
-
-  it('finds a plug-in by scheme or URL', () => {
-    expect(registry.forUrl(new URL('random://?size=1')).scheme).toBe('random')
-    expect(registry.get('null').scheme).toBe('null')
-  })
-
-  it('says which schemes it has when it has no plug-in for one', () => {
-    expect(() => registry.get('xyz')).toThrow(new UnsupportedError("no plug-in for scheme 'xyz' on this agent (have: file, random, null)"))
-  })
-
-  it('refuses two plug-ins for one scheme', () => {
-    expect(() => registry.add(random())).toThrow(InvalidArgumentError)
   })
 })
