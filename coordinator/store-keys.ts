@@ -25,6 +25,8 @@ const SEQ_WIDTH = 16
 
 export const keys = {
   transfer: (id: string) => `t!${id}`,
+  /** A distribution's piece list, apart from its record (see onDisk in store.ts). */
+  pieces: (id: string) => `p!${id}`,
   state: (state: TransferState, id: string) => `s!${state}!${id}`,
   // Tenants are ours, but encoding keeps a `!` in one from colliding with the key separator.
   idempotency: (tenant: string, key: string) => `i!${encodeURIComponent(tenant).replaceAll('!', '%21')}!${key}`,

@@ -158,6 +158,8 @@ export class TransferStore extends EventEmitter<StoreEvents> {
           for (const key of Object.keys(rec.labels)) rec.labels[key] = intern(rec.labels[key])
           if (rec.updatedAt === rec.createdAt) rec.updatedAt = rec.createdAt
           if (rec.progress.updatedAt === rec.updatedAt) rec.progress.updatedAt = rec.updatedAt
+          // A store written before the piece list had its own key keeps it inline.
+          if (rec.manifest !== undefined && rec.manifest.pieces.length === 0) rec.manifest.pieces = await this.#db.get(keys.pieces(rec.id)) as string[] | undefined ?? []
           records.push(rec)
         }
       }
@@ -223,7 +225,7 @@ export class TransferStore extends EventEmitter<StoreEvents> {
       }
       const event = this.#event(`transfer.${record.id}.state`, tenant, now, { from: null, to: 'queued', attempt: 0 })
       const ops: BatchOp[] = [
-        { type: 'put', key: keys.transfer(record.id), value: record },
+        { type: 'put', key: keys.transfer(record.id), value: onDisk(record) },
         { type: 'put', key: keys.state('queued', record.id), value: '' },
         ...this.#eventOps(event, record)
       ]
@@ -268,7 +270,7 @@ export class TransferStore extends EventEmitter<StoreEvents> {
       if (patch.lastError !== undefined) data.error = patch.lastError
       const event = this.#event(`transfer.${id}.state`, record.tenant, now, data)
       await this.#db.batch([
-        { type: 'put', key: keys.transfer(id), value: record },
+        { type: 'put', key: keys.transfer(id), value: onDisk(record) },
         { type: 'del', key: keys.state(prev.state, id) },
         { type: 'put', key: keys.state(to, id), value: '' },
         ...this.#eventOps(event, record)
@@ -292,7 +294,10 @@ export class TransferStore extends EventEmitter<StoreEvents> {
       // The change is computed from the record as it is in the write chain, so concurrent updates never lose each other.
       const record = withoutUndefined({ ...prev, ...change(prev), updatedAt: new Date(now).toISOString() })
       const event = this.#event(topic, record.tenant, now, data)
-      await this.#db.batch([{ type: 'put', key: keys.transfer(id), value: record }, ...this.#eventOps(event, record)], { sync: true })
+      const ops: BatchOp[] = [{ type: 'put', key: keys.transfer(id), value: onDisk(record) }, ...this.#eventOps(event, record)]
+      // Written once, with the manifest; every later write of the record leaves it out.
+      if (record.manifest !== prev.manifest && record.manifest !== undefined) ops.push({ type: 'put', key: keys.pieces(id), value: record.manifest.pieces })
+      await this.#db.batch(ops, { sync: true })
       this.#seq = event.seq
       this.#index.put(record)
       this.#emitSafely('progress', record)
@@ -319,7 +324,7 @@ export class TransferStore extends EventEmitter<StoreEvents> {
         const { bytesDone, bytesTotal, rate } = record.progress
         const event = this.#event(`transfer.${id}.progress`, record.tenant, now, withoutUndefined({ bytesDone, bytesTotal, rate }))
         // Unsynced like the progress itself. A later synced batch flushes it too; only an OS crash can lose a trailing one.
-        const ops = [{ type: 'put' as const, key: keys.transfer(id), value: record }, ...this.#eventOps(event, record)]
+        const ops = [{ type: 'put' as const, key: keys.transfer(id), value: onDisk(record) }, ...this.#eventOps(event, record)]
         await this.#db.batch(ops, { sync: reserves(ops) })
         this.#seq = event.seq
         this.#progressEventAt.set(id, now)
@@ -327,7 +332,7 @@ export class TransferStore extends EventEmitter<StoreEvents> {
         this.#emitSafely('progress', record)
         return
       }
-      await this.#db.put(keys.transfer(id), record)
+      await this.#db.put(keys.transfer(id), onDisk(record))
       this.#index.put(record)
       this.#emitSafely('progress', record)
     })
@@ -343,6 +348,7 @@ export class TransferStore extends EventEmitter<StoreEvents> {
       const event = this.#event(`transfer.${id}.deleted`, prev.tenant, opts.now ?? Date.now(), { state: prev.state })
       await this.#db.batch([
         { type: 'del', key: keys.transfer(id) },
+        { type: 'del', key: keys.pieces(id) },
         { type: 'del', key: keys.state(prev.state, id) },
         ...this.#eventOps(event, prev)
       ], { sync: true })
@@ -549,6 +555,15 @@ export class TransferStore extends EventEmitter<StoreEvents> {
       process.nextTick(() => { throw err })
     }
   }
+}
+
+/**
+ * A record as written under its key: a distribution's piece list (up to 8,192
+ * sha256s, ~0.5 MB) lives under its own key, written once, so that the
+ * progress written every second does not rewrite it.
+ */
+function onDisk (record: TransferRecord): TransferRecord {
+  return record.manifest === undefined ? record : { ...record, manifest: { ...record.manifest, pieces: [] } }
 }
 
 /** A batch that moves the seq reservation must be synced before its events are announced. */
