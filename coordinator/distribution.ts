@@ -101,7 +101,8 @@ export class DistributionManager {
   async onReport (agent: string, r: ControlParams<'swarmReport'>): Promise<void> {
     const rec = this.opts.store.get(r.distributionId)
     if (r.destination === undefined) {
-      if (rec !== undefined && seedAgent(rec) === agent && r.outcome === 'failed') await this.onSeedFailed(rec, r)
+      // Only for a distribution: a plain transfer's id must not be failed (or canceled) through here.
+      if (rec?.destinations !== undefined && seedAgent(rec) === agent && r.outcome === 'failed') await this.onSeedFailed(rec, r)
       return
     }
     const dest = rec?.destinations?.find(d => d.agent === agent && d.destination === r.destination)
@@ -127,10 +128,9 @@ export class DistributionManager {
     this.opts.log('distribution source unreadable at the seed', { transferId: rec.id, error: r.error.message })
     let updated = rec
     for (const d of rec.destinations ?? []) {
-      if (DONE.has(d.state)) continue
-      updated = await this.setDestination(rec.id, d.agent, { state: 'failed', lastError })
-      this.opts.registry.cast(d.agent, 'swarmLeave', { distributionId: rec.id, removePartial: true })
+      if (!DONE.has(d.state)) updated = await this.setDestination(rec.id, d.agent, { state: 'failed', lastError })
     }
+    // Every destination is done now: finishIfDone fails the record and sends each participant away, partials removed.
     await this.finishIfDone(updated)
   }
 

@@ -49,7 +49,7 @@ export class PieceCache {
     }
   }
 
-  /** Bytes held, for tests and metrics. */
+  /** Bytes held. */
   get size (): number {
     return this.bytes
   }
