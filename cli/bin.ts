@@ -14,8 +14,9 @@ const program = new Command('staccato')
   // Commander's own errors (unknown option, missing argument) exit 2, like ours: caught below.
   .exitOverride()
 
-// `coordinator` and `agent` load the coordinator, the agent and libp2p (about
-// a second); the client commands skip them, so that they start at once.
+// `coordinator` and `agent` load the coordinator or the agent and libp2p
+// (about a second); each loads only its own, and the client commands neither,
+// so that they start at once.
 const CLIENT_COMMANDS = new Set(['transfer', 'agents', 'events', 'demo', 'token', 'agent-token'])
 const first = process.argv.slice(2).find(a => !a.startsWith('-'))
 if (first === 'agent') {
@@ -30,9 +31,12 @@ if (first === 'agent') {
   // in bench:transfer (docs/benchmarks.md).
   setFlagsFromString('--heap-growing-percent=200')
 }
-if (first === undefined || !CLIENT_COMMANDS.has(first)) {
-  const [{ coordinatorCommand }, { agentCommand }] = await Promise.all([import('./commands/coordinator.ts'), import('./commands/agent.ts')])
+if (first !== 'agent' && (first === undefined || !CLIENT_COMMANDS.has(first))) {
+  const { coordinatorCommand } = await import('./commands/coordinator.ts')
   coordinatorCommand(program)
+}
+if (first !== 'coordinator' && (first === undefined || !CLIENT_COMMANDS.has(first))) {
+  const { agentCommand } = await import('./commands/agent.ts')
   agentCommand(program)
 }
 demoCommand(program)

@@ -3,10 +3,9 @@ import { resolve } from 'node:path'
 import { multiaddr } from '@multiformats/multiaddr'
 import type { AgentConfig } from '../agent/index.ts'
 import { isValidAgentName } from '../mesh/index.ts'
-import { ConfigError, loadConfigFile, resolveOptions } from './config.ts'
+import { ConfigError, SECTIONS, loadConfigFile, resolveOptions } from './config.ts'
 import type { Volume } from './config.ts'
 import type { OptionSpec } from './config.ts'
-import { SECTIONS } from './config-coordinator.ts'
 
 /** Every option of `staccato agent`; docs/configuration.md lists the same (a test checks). */
 export const AGENT_OPTIONS: readonly OptionSpec[] = [

@@ -1,11 +1,10 @@
 import type { CoordinatorConfig } from '../coordinator/index.ts'
 import { DEFAULT_EVENTS_CONFIG, createScheduler, parseAddressClasses } from '../coordinator/index.ts'
-import { ConfigError, loadConfigFile, resolveOptions } from './config.ts'
+import { ConfigError, SECTIONS, loadConfigFile, resolveOptions } from './config.ts'
 import type { OptionSpec } from './config.ts'
 
-export const SECTIONS = ['coordinator', 'agent'] as const
 
-/** Every option of `staccato coordinator`; docs/configuration.md lists the same (a test checks). */
+/** The options of `staccato coordinator` that the file can set too (the TLS, tenants and rate-limit flags are its own); docs/configuration.md lists the same (a test checks). */
 export const COORDINATOR_OPTIONS: readonly OptionSpec[] = [
   { key: 'dataDir', flag: '--data-dir <dir>', env: 'STACCATO_DATA_DIR', kind: 'path', default: './.staccato/coordinator', description: 'store, identity key and generated tokens' },
   { key: 'apiHost', flag: '--api-host <host>', env: 'STACCATO_API_HOST', kind: 'string', default: '127.0.0.1', description: 'REST listen address' },

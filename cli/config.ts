@@ -91,6 +91,9 @@ function fileSchema (kind: OptionKind): TSchema {
   }
 }
 
+/** The sections of a configuration file: one file may configure a coordinator and an agent. */
+export const SECTIONS = ['coordinator', 'agent'] as const
+
 /** The parsed YAML document, or an empty one when no file is named. */
 export interface ConfigFile { path?: string, data: Record<string, unknown> }
 

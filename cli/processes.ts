@@ -53,3 +53,18 @@ export async function freePort (): Promise<number> {
     })
   })
 }
+
+/** SIGINT/SIGTERM stop cleanly (LevelDB closed, streams ended); a second signal exits at once. */
+export function stopOnSignals (stop: () => Promise<void>): void {
+  let stopping = false
+  const handler = (): void => {
+    if (stopping) process.exit(130)
+    stopping = true
+    stop().then(() => process.exit(0), err => {
+      process.stderr.write(`error while stopping: ${String(err)}\n`)
+      process.exit(1)
+    })
+  }
+  process.on('SIGINT', handler)
+  process.on('SIGTERM', handler)
+}

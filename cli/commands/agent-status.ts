@@ -1,9 +1,8 @@
 import { access } from 'node:fs/promises'
 import type { Command } from 'commander'
 import { CliError, printJson, table, usageError } from '../client.ts'
-import { loadConfigFile, resolveOptions } from '../config.ts'
+import { SECTIONS, loadConfigFile, resolveOptions } from '../config.ts'
 import { AGENT_OPTIONS } from '../config-agent.ts'
-import { SECTIONS } from '../config-coordinator.ts'
 import { formatBytes } from '../progress.ts'
 
 /** Where scripts/install-agent.sh puts the agent's configuration. */

@@ -4,7 +4,7 @@ import { startAgent } from '../../agent/index.ts'
 import { addConfigOptions } from '../config.ts'
 import { AGENT_OPTIONS, agentConfig } from '../config-agent.ts'
 import { agentStatusCommand } from './agent-status.ts'
-import { stopOnSignals } from './coordinator.ts'
+import { stopOnSignals } from '../processes.ts'
 
 export function agentCommand (program: Command): void {
   const cmd = program.command('agent')

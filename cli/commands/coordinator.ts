@@ -6,6 +6,7 @@ import { DEFAULT_RATE_LIMIT, parseTenantPolicy, startCoordinator } from '../../c
 import type { CoordinatorConfig } from '../../coordinator/index.ts'
 import { ConfigError, addConfigOptions } from '../config.ts'
 import { COORDINATOR_OPTIONS, coordinatorConfig } from '../config-coordinator.ts'
+import { stopOnSignals } from '../processes.ts'
 
 export interface ReadyInfo {
   apiUrl: string
@@ -61,19 +62,4 @@ async function securityConfig (o: Record<string, string | undefined>): Promise<P
     out.rateLimit = { max, unauthenticatedMax: Math.max(10, Math.ceil(max / 10)), windowMs: 60_000 }
   }
   return out
-}
-
-/** SIGINT/SIGTERM stop cleanly (LevelDB closed, streams ended); a second signal exits at once. */
-export function stopOnSignals (stop: () => Promise<void>): void {
-  let stopping = false
-  const handler = (): void => {
-    if (stopping) process.exit(130)
-    stopping = true
-    stop().then(() => process.exit(0), err => {
-      process.stderr.write(`error while stopping: ${String(err)}\n`)
-      process.exit(1)
-    })
-  }
-  process.on('SIGINT', handler)
-  process.on('SIGTERM', handler)
 }
