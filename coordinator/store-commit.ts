@@ -138,12 +138,14 @@ export class GroupCommit {
   }
 
   #settle (upTo: number): void {
-    const due = this.#waiters.filter(w => w.gen <= upTo || this.#failure !== undefined)
-    this.#waiters = this.#waiters.filter(w => !due.includes(w))
-    for (const w of due) {
-      if (w.gen <= this.#committed) w.resolve()
+    // One pass: with a waiter per write in flight, filtering twice was quadratic.
+    const waiting: Waiter[] = []
+    for (const w of this.#waiters) {
+      if (w.gen > upTo && this.#failure === undefined) waiting.push(w)
+      else if (w.gen <= this.#committed) w.resolve()
       else w.reject(this.#failure)
     }
+    this.#waiters = waiting
   }
 }
 

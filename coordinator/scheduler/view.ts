@@ -53,7 +53,8 @@ export function schedulerView (store: TransferStore, opts: ViewOptions = {}): Sc
   }
   return {
     now: opts.now ?? Date.now(),
-    queued: store.queuedInOrder(),
+    // Read only when the scheduler has room to start something: at maxActive it never copies the queue.
+    get queued () { return store.queuedInOrder() },
     activeTotal,
     activeByAgent,
     isOnline: opts.isOnline ?? (agent => store.getAgent(agent)?.online === true),
