@@ -161,16 +161,7 @@ export class TokenStore {
   }
 
   async revoke (id: string): Promise<ApiTokenView> {
-    const rec = this.#api.get(id)
-    if (rec === undefined) throw new NotFoundError(`no API token '${id}'`)
-    if (rec.source === 'config') throw new InvalidStateError(`API token '${id}' is given in the coordinator's configuration; remove it there and restart`)
-    if (rec.revokedAt !== undefined) return view(rec)
-    const revoked = { ...rec, revokedAt: new Date(this.#now()).toISOString() }
-    // Refused from now on, even while the write is still on its way to disk.
-    this.#apiByHash.delete(rec.hash)
-    this.#api.set(id, revoked)
-    await this.#put(KEY.api + id, revoked)
-    return view(revoked)
+    return view(await this.#revoke(id, 'API token', this.#api, this.#apiByHash, KEY.api))
   }
 
   /** The live token with this clear text, or undefined (unknown, revoked and expired all look the same). */
@@ -215,15 +206,21 @@ export class TokenStore {
   }
 
   async revokeJoinToken (id: string): Promise<JoinTokenView> {
-    const rec = this.#join.get(id)
-    if (rec === undefined) throw new NotFoundError(`no join token '${id}'`)
-    if (rec.source === 'config') throw new InvalidStateError(`join token '${id}' is given in the coordinator's configuration; remove it there and restart`)
-    if (rec.revokedAt !== undefined) return view(rec)
+    return view(await this.#revoke(id, 'join token', this.#join, this.#joinByHash, KEY.join))
+  }
+
+  /** Revokes an API or a join token (`what` names the kind in errors); revoking twice is a no-op. */
+  async #revoke<T extends TokenBase> (id: string, what: string, byId: Map<string, T>, byHash: Map<string, T>, prefix: string): Promise<T> {
+    const rec = byId.get(id)
+    if (rec === undefined) throw new NotFoundError(`no ${what} '${id}'`)
+    if (rec.source === 'config') throw new InvalidStateError(`${what} '${id}' is given in the coordinator's configuration; remove it there and restart`)
+    if (rec.revokedAt !== undefined) return rec
     const revoked = { ...rec, revokedAt: new Date(this.#now()).toISOString() }
-    this.#joinByHash.delete(rec.hash)
-    this.#join.set(id, revoked)
-    await this.#put(KEY.join + id, revoked)
-    return view(revoked)
+    // Refused from now on, even while the write is still on its way to disk.
+    byHash.delete(rec.hash)
+    byId.set(id, revoked)
+    await this.#put(prefix + id, revoked)
+    return revoked
   }
 
   /**

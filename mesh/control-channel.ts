@@ -22,16 +22,12 @@ export class ControlChannel {
   readonly closed: Promise<Error | undefined>
   private readonly pending = new Map<number, Pending>()
   private nextId = 1
-  private handlers: ControlHandlers
+  private readonly handlers: ControlHandlers
 
   constructor (stream: Stream, handlers: ControlHandlers) {
     this.stream = stream
     this.handlers = handlers
     this.closed = this.readLoop()
-  }
-
-  setHandlers (handlers: ControlHandlers): void {
-    this.handlers = handlers
   }
 
   async call<M extends ControlMethod> (method: M, params: ControlParams<M>, timeoutMs = 30_000): Promise<unknown> {

@@ -20,7 +20,7 @@ import { TransferStore, fifo } from '../coordinator/index.ts'
 import { schedulerView } from '../coordinator/scheduler/index.ts'
 import { spawnStaccato, stopProcess, waitForJson } from '../cli/processes.ts'
 import type { ReadyInfo } from '../cli/commands/coordinator.ts'
-import { freePort } from './bench-mesh.ts'
+import { freePort } from '../cli/processes.ts'
 import { cpuSeconds, median, note, percentile, report, round, rssMiB } from './bench-util.ts'
 
 const { values: args } = parseArgs({

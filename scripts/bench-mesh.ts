@@ -4,12 +4,9 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { ChildProcess } from 'node:child_process'
 import { freePort, spawnStaccato, stopProcess, waitForJson } from '../cli/processes.ts'
-
-export { freePort }
 import type { ReadyInfo } from '../cli/commands/coordinator.ts'
 
 export interface BenchAgent { name: string, child: ChildProcess, pid: number, volume: string, log: string }
-
 
 /**
  * A coordinator and agents as separate processes on loopback, as a user runs

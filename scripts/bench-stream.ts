@@ -12,7 +12,7 @@ import { parseArgs } from 'node:util'
 import { fileURLToPath } from 'node:url'
 import { multiaddr } from '@multiformats/multiaddr'
 import { generateKeyPair } from '@libp2p/crypto/keys'
-import { createMeshNode, FrameReader, send } from '../mesh/index.ts'
+import { createMeshNode, FrameReader, send, sendFrame } from '../mesh/index.ts'
 import { parseSize } from '../protocols/index.ts'
 import { mbps, peakRssMiB, round } from './bench-util.ts'
 
@@ -49,11 +49,7 @@ if (positionals[0] === 'sink') {
   for (let rep = 0; rep < Number(args.reps); rep++) {
     const cpu = process.cpuUsage()
     const stream = await node.dialProtocol(multiaddr(addr), PROTOCOL)
-    const header = Buffer.from(JSON.stringify({ length: size }))
-    const frame = Buffer.alloc(4 + header.length)
-    frame.writeUInt32BE(header.length)
-    header.copy(frame, 4)
-    await send(stream, frame)
+    await sendFrame(stream, { length: size })
     for (let left = size; left > 0; left -= chunk.length) await send(stream, left >= chunk.length ? chunk : chunk.subarray(0, left))
     const result = await next() as { bytes: number, ms: number, cpuSeconds: number }
     await stream.close()

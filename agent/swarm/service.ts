@@ -122,7 +122,7 @@ export class SwarmService {
     const reader = new FrameReader(stream)
     try {
       await sendFrame(stream, { v: WIRE_VERSION, t: 'hello', dist: session.id, ticket: join.ticket, have: session.mine.toBase64() })
-      const hello = await this.readHello(reader, session.id, info.peerId)
+      const hello = await this.readHello(reader, session.id, info.peerId, pieceCount(session.manifest))
       if (session.peers.has(info.peerId)) {
         // The other side dialed us at the same moment; keep one stream.
         stream.abort(new PermissionDeniedError('duplicate swarm stream'))
@@ -163,12 +163,11 @@ export class SwarmService {
   }
 
   /** Reads the other side's hello and checks its ticket: both ends prove they belong to the distribution. */
-  private async readHello (reader: FrameReader, dist: string, remote: string): Promise<Bitfield> {
+  private async readHello (reader: FrameReader, dist: string, remote: string, pieces: number): Promise<Bitfield> {
     const hello = decode(SwarmMessage, await reader.readFrame(), 'swarm hello')
     if (hello.t !== 'hello' || hello.dist !== dist) throw new PermissionDeniedError('peer answered with something other than a hello for this distribution')
     await verifyTicket(hello.ticket, this.opts.issuer, { reader: remote, source: `swarm:${dist}`, offset: 0 })
-    const entry = this.sessions.get(dist)
-    return Bitfield.fromBase64(entry !== undefined ? pieceCount(entry.session.manifest) : 0, hello.have)
+    return Bitfield.fromBase64(pieces, hello.have)
   }
 }
 

@@ -80,10 +80,6 @@ export class SwarmSession {
     this.picker = new PiecePicker(this.mine)
   }
 
-  get done (): boolean {
-    return this.finished
-  }
-
   async start (): Promise<void> {
     if (this.role === 'seed') return
     const destination = this.opts.join.destination as string
@@ -103,8 +99,6 @@ export class SwarmSession {
       const have = Bitfield.fromBase64(this.pieces, kept.have)
       for (let i = 0; i < this.pieces; i++) if (have.has(i)) this.mine.set(i)
       this.opts.log('distribution resumed from journal', { distributionId: this.id, pieces: this.mine.count(), of: this.pieces })
-    } else {
-      await this.file.truncate(0)
     }
     await this.file.truncate(this.manifest.size)
     await this.journalHave()

@@ -3,7 +3,8 @@ import { mkdtemp, rm, writeFile, mkdir, readdir, readFile } from 'node:fs/promis
 import { randomBytes } from 'node:crypto'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { TestMesh, freePort, sha256File } from '../helpers/mesh.ts'
+import { TestMesh, sha256File } from '../helpers/mesh.ts'
+import { freePort } from '../../cli/processes.ts'
 import { runCli } from './helpers.ts'
 
 const MiB = 1024 * 1024

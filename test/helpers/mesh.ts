@@ -6,8 +6,6 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { ChildProcess } from 'node:child_process'
 import { freePort, spawnStaccato, stopProcess, waitForJson } from '../../cli/processes.ts'
-
-export { freePort }
 import type { ReadyInfo } from '../../cli/commands/coordinator.ts'
 
 export interface AgentInfo { name: string, peerId: string, addrs: string[], statusUrl: string }

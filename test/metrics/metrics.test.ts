@@ -2,7 +2,8 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest'
 import { writeFile } from 'node:fs/promises'
 import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
-import { TestMesh, freePort } from '../helpers/mesh.ts'
+import { TestMesh } from '../helpers/mesh.ts'
+import { freePort } from '../../cli/processes.ts'
 
 const MiB = 1024 * 1024
 
