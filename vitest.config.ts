@@ -5,8 +5,12 @@ export default defineConfig({
     include: ['test/**/*.test.ts'],
     // Integration and e2e tests start real processes; 2 cores cannot run many at once.
     maxWorkers: 2,
-    testTimeout: 60_000,
-    hookTimeout: 60_000,
+    // A bound against a hung test, not a speed check: every wait inside a test
+    // waits on its own condition with its own deadline. Under a parallel CPU
+    // load an agent process takes 5-15 s to start (measured at load 12 on 2
+    // cores), so a test that starts five of them needs minutes, not one.
+    testTimeout: 240_000,
+    hookTimeout: 180_000,
     reporters: ['default']
   }
 })

@@ -7,7 +7,7 @@ export interface CliResult { code: number | null, stdout: string, stderr: string
  * Runs `staccato <args>` as its own process, as an operator would, with a
  * clean environment for the client settings (no real ~/.config is read).
  */
-export async function runCli (args: string[], env: Record<string, string | undefined> = {}, timeoutMs = 60_000): Promise<CliResult> {
+export async function runCli (args: string[], env: Record<string, string | undefined> = {}, timeoutMs = 180_000): Promise<CliResult> {
   const childEnv: NodeJS.ProcessEnv = { ...process.env, STACCATO_URL: undefined, STACCATO_TOKEN: undefined, STACCATO_CONFIG: undefined, ...env }
   for (const k of Object.keys(childEnv)) if (childEnv[k] === undefined) delete childEnv[k]
   const child = spawn(process.execPath, [BIN, ...args], { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] })

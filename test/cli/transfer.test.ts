@@ -17,8 +17,7 @@ describe('staccato transfer / agents against a real mesh', () => {
   beforeAll(async () => {
     mesh = await TestMesh.create()
     await mesh.startCoordinator()
-    await mesh.startAgent('store-1')
-    await mesh.startAgent('compute-1')
+    await Promise.all([mesh.startAgent('store-1'), mesh.startAgent('compute-1')])
     home = await mkdtemp(join(tmpdir(), 'staccato-cli-home-'))
     env = { STACCATO_URL: mesh.ready.apiUrl, STACCATO_TOKEN: mesh.ready.apiToken, XDG_CONFIG_HOME: home }
     await writeFile(join(mesh.volume('store-1'), 'a.bin'), randomBytes(24 * MiB))

@@ -16,8 +16,7 @@ describe('crash and resume (SIGKILL mid-transfer)', () => {
   async function setup (): Promise<{ mesh: TestMesh, digest: string }> {
     const m = await TestMesh.create()
     await m.startCoordinator()
-    await m.startAgent('store-1', THROTTLE)
-    await m.startAgent('compute-1', ['--sync-every', '2MiB'])
+    await Promise.all([m.startAgent('store-1', THROTTLE), m.startAgent('compute-1', ['--sync-every', '2MiB'])])
     const file = join(m.volume('store-1'), 'disk.img')
     await writeFile(file, randomBytes(SIZE))
     return { mesh: m, digest: await sha256File(file) }

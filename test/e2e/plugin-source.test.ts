@@ -11,8 +11,7 @@ describe('a plug-in source read via one agent and written by another', () => {
   beforeAll(async () => {
     mesh = await TestMesh.create()
     await mesh.startCoordinator()
-    await mesh.startAgent('edge-1')
-    await mesh.startAgent('store-1')
+    await Promise.all([mesh.startAgent('edge-1'), mesh.startAgent('store-1')])
   })
   afterAll(async () => { await mesh?.stop() })
 

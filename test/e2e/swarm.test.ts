@@ -21,8 +21,7 @@ interface Distribution {
 async function setup (destinations: string[], env: Record<string, NodeJS.ProcessEnv> = {}, cap = CAP): Promise<{ mesh: TestMesh, digest: string }> {
   const mesh = await TestMesh.create()
   await mesh.startCoordinator(['--piece-size', String(PIECE)])
-  await mesh.startAgent('seed', cap)
-  for (const d of destinations) await mesh.startAgent(d, cap, env[d] ?? {})
+  await Promise.all([mesh.startAgent('seed', cap), ...destinations.map(async d => await mesh.startAgent(d, cap, env[d] ?? {}))])
   const file = join(mesh.volume('seed'), 'image.raw')
   await writeFile(file, randomBytes(SIZE))
   return { mesh, digest: await sha256File(file) }
@@ -97,10 +96,12 @@ describe('one image to many hosts (peer-to-peer distribution)', () => {
     const mesh0 = await TestMesh.create()
     mesh = mesh0
     await mesh0.startCoordinator(['--piece-size', String(PIECE)])
-    await mesh0.startAgent('seed', CAP)
-    await mesh0.startAgent('fast', CAP)
-    // This destination downloads slowly, so that it is still running when canceled.
-    await mesh0.startAgent('slow', [...CAP, '--max-download-rate', '1MiB'])
+    await Promise.all([
+      mesh0.startAgent('seed', CAP),
+      mesh0.startAgent('fast', CAP),
+      // This destination downloads slowly, so that it is still running when canceled.
+      mesh0.startAgent('slow', [...CAP, '--max-download-rate', '1MiB'])
+    ])
     const file = join(mesh0.volume('seed'), 'image.raw')
     await writeFile(file, randomBytes(SIZE))
     const digest = await sha256File(file)

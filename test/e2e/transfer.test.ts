@@ -18,8 +18,7 @@ describe('agent to agent transfers (real processes on loopback)', () => {
   beforeAll(async () => {
     mesh = await TestMesh.create()
     await mesh.startCoordinator()
-    await mesh.startAgent('store-1')
-    await mesh.startAgent('compute-1')
+    await Promise.all([mesh.startAgent('store-1'), mesh.startAgent('compute-1')])
   })
   afterAll(async () => { await mesh?.stop() })
 

@@ -68,7 +68,7 @@ export class TestMesh {
       '--listen', `/ip4/127.0.0.1/tcp/${this.meshPort}`, '--ready-file', readyFile,
       '--heartbeat-timeout', '3000', '--retry-base', '200', ...extra
     ], join(this.dir, 'logs', 'coordinator.log'))
-    this.ready = await waitForJson<ReadyInfo>(readyFile, this.coordinator, 30_000, 'coordinator')
+    this.ready = await waitForJson<ReadyInfo>(readyFile, this.coordinator, 90_000, 'coordinator')
     return this.ready
   }
 
@@ -82,13 +82,13 @@ export class TestMesh {
       '--listen', '/ip4/127.0.0.1/tcp/0', '--status-port', '0', '--ready-file', readyFile, ...extra
     ]
     const child = spawnStaccato(args, join(this.dir, 'logs', `${name}.log`), env)
-    const info = await waitForJson<AgentInfo>(readyFile, child, 30_000, `agent ${name}`)
+    const info = await waitForJson<AgentInfo>(readyFile, child, 90_000, `agent ${name}`)
     this.agents.set(name, { child, info, args, env })
     await this.waitForAgent(name, true)
     return info
   }
 
-  async waitForAgent (name: string, online: boolean, timeoutMs = 20_000): Promise<void> {
+  async waitForAgent (name: string, online: boolean, timeoutMs = 60_000): Promise<void> {
     await this.until(async () => {
       const res = await this.api('GET', `/v1/agents/${name}`)
       return res.status === 200 && (res.body as { online: boolean }).online === online
@@ -111,7 +111,7 @@ export class TestMesh {
     const readyFile = a.args[a.args.indexOf('--ready-file') + 1]
     await rm(readyFile, { force: true })
     const child = spawnStaccato(a.args, join(this.dir, 'logs', `${name}.log`), a.env)
-    const info = await waitForJson<AgentInfo>(readyFile, child, 30_000, `agent ${name}`)
+    const info = await waitForJson<AgentInfo>(readyFile, child, 90_000, `agent ${name}`)
     this.agents.set(name, { child, info, args: a.args, env: a.env })
     return info
   }
@@ -172,6 +172,7 @@ export class TestMesh {
   async stop (): Promise<void> {
     await Promise.all([...this.agents.values()].map(async a => await stopProcess(a.child)))
     if (this.coordinator !== undefined) await stopProcess(this.coordinator)
-    await rm(this.dir, { recursive: true, force: true })
+    // STACCATO_KEEP_TEST_DIR=1 keeps the logs and volumes of every mesh to read after a failure.
+    if (process.env.STACCATO_KEEP_TEST_DIR === undefined) await rm(this.dir, { recursive: true, force: true })
   }
 }
