@@ -1,5 +1,6 @@
 import type { CoordinatorConfig } from '../coordinator/index.ts'
-import { DEFAULT_EVENTS_CONFIG, createScheduler, parseAddressClasses } from '../coordinator/index.ts'
+import { DEFAULT_EVENTS_CONFIG, createScheduler } from '../coordinator/index.ts'
+import { parseAddressAllow } from '../mesh/index.ts'
 import { ConfigError, SECTIONS, loadConfigFile, resolveOptions } from './config.ts'
 import type { OptionSpec } from './config.ts'
 
@@ -26,7 +27,7 @@ export const COORDINATOR_OPTIONS: readonly OptionSpec[] = [
   { key: 'retentionInterval', flag: '--retention-interval <ms>', env: 'STACCATO_RETENTION_INTERVAL', kind: 'int', default: DEFAULT_EVENTS_CONFIG.retention.intervalMs, description: 'how often retention runs' },
   { key: 'progressEventInterval', flag: '--progress-event-interval <ms>', env: 'STACCATO_PROGRESS_EVENT_INTERVAL', kind: 'int', default: 5000, description: 'at most one progress event per transfer this often (0: none)' },
   { key: 'stalledAfter', flag: '--stalled-after <ms>', env: 'STACCATO_STALLED_AFTER', kind: 'int', default: DEFAULT_EVENTS_CONFIG.stalled.afterMs, description: 'an active transfer without progress this long gets a transfer.<id>.stalled event' },
-  { key: 'webhookAllow', flag: '--webhook-allow <class>', env: 'STACCATO_WEBHOOK_ALLOW', kind: 'list', default: [], description: 'let webhooks reach loopback, link-local or metadata addresses (refused by default)' },
+  { key: 'webhookAllow', flag: '--webhook-allow <class|cidr>', env: 'STACCATO_WEBHOOK_ALLOW', kind: 'list', default: [], description: 'let webhooks reach loopback, link-local, metadata or private addresses, or a range such as 10.1.0.0/16 (refused by default)' },
   { key: 'webhookRetrySchedule', flag: '--webhook-retry-schedule <ms,...>', env: 'STACCATO_WEBHOOK_RETRY_SCHEDULE', kind: 'string', default: DEFAULT_EVENTS_CONFIG.delivery.retryScheduleMs.join(','), description: 'delay before each webhook retry (± jitter); after the last the delivery fails' },
   { key: 'webhookTimeout', flag: '--webhook-timeout <ms>', env: 'STACCATO_WEBHOOK_TIMEOUT', kind: 'int', default: DEFAULT_EVENTS_CONFIG.delivery.timeoutMs, description: 'a webhook endpoint must answer within this' },
   { key: 'webhookInterval', flag: '--webhook-interval <ms>', env: 'STACCATO_WEBHOOK_INTERVAL', kind: 'int', default: DEFAULT_EVENTS_CONFIG.delivery.intervalMs, description: 'how often due webhook retries are looked for' },
@@ -58,7 +59,7 @@ export async function coordinatorConfig (flags: Record<string, unknown>, env: No
   if (retrySchedule.some(ms => !Number.isSafeInteger(ms) || ms < 0)) throw new ConfigError(`${origin.webhookRetrySchedule} must be comma-separated whole numbers of ms`)
   let allow
   try {
-    allow = parseAddressClasses(v.webhookAllow as string[])
+    allow = parseAddressAllow(v.webhookAllow as string[])
   } catch (err) {
     throw new ConfigError(`${origin.webhookAllow}: ${(err as Error).message}`)
   }
