@@ -44,6 +44,8 @@ export interface CoordinatorConfig {
   /** Serve the REST API over HTTPS with these PEM files. */
   tls?: { certFile: string, keyFile: string }
   rateLimit?: RateLimitOptions
+  /** Open REST connections one client address may hold (default 64; 0: no cap, e.g. behind a reverse proxy). */
+  maxConnectionsPerAddress?: number
   /** Retention, webhook delivery, stalled-transfer checks, live stream (defaults in coordinator/events/service.ts). */
   events?: EventsConfigInput
   /** At most one progress event per transfer per this many ms (default 5000; 0: none). */
@@ -137,7 +139,7 @@ export async function startCoordinator (config: CoordinatorConfig): Promise<Coor
   dispatcher.start()
   store.on('transition', (rec, from) => logger.info({ transferId: rec.id, from, to: rec.state, attempt: rec.attempt, error: rec.state === 'failed' || rec.state === 'queued' ? rec.lastError?.code : undefined }, 'transfer state changed'))
 
-  const api = buildApi({ store, tokenStore: tokens, audit: log, tenants: config.tenants, rateLimit: config.rateLimit, https, logger: false, onCancel: rec => dispatcher.onCancel(rec), onCancelDestination: async (rec, d) => await distributions.cancelDestination(rec, d), metrics, events })
+  const api = buildApi({ store, tokenStore: tokens, audit: log, tenants: config.tenants, rateLimit: config.rateLimit, maxConnectionsPerAddress: config.maxConnectionsPerAddress, https, logger: false, onCancel: rec => dispatcher.onCancel(rec), onCancelDestination: async (rec, d) => await distributions.cancelDestination(rec, d), metrics, events })
   await api.listen({ host: config.apiHost, port: config.apiPort })
   const address = api.server.address()
   const port = typeof address === 'object' && address !== null ? address.port : config.apiPort
