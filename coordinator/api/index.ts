@@ -7,7 +7,7 @@ import type { TransferRecord } from '../model.ts'
 import type { TransferStore } from '../store.ts'
 import { agentRoutes } from './agents.ts'
 import { TokenStore } from '../tokens.ts'
-import { RateLimitedError, bearerAuthenticator, requireRole } from './auth.ts'
+import { RateLimitedError, bearerAuthenticator, requireRole, scrapeAuthenticator } from './auth.ts'
 import type { Principal, TokenGrant } from './auth.ts'
 import type { TenantPolicy } from './policy.ts'
 import { tokenRoutes } from './tokens.ts'
@@ -57,6 +57,8 @@ export interface ApiOptions {
   events?: EventServices
   /** Serves /metrics and times every request when given. */
   metrics?: CoordinatorMetrics
+  /** A bearer token good for /metrics only (Prometheus' credentials_file); an all-tenants admin token works too. */
+  metricsToken?: string
 }
 
 export interface RateLimitOptions {
@@ -110,6 +112,7 @@ export function buildApi (opts: ApiOptions): FastifyInstance {
     else tokens.addConfigToken(t.token, { tenant: t.tenant, role: t.role })
   }
   const authenticate = bearerAuthenticator(tokens)
+  const scraper = scrapeAuthenticator(opts.metricsToken)
   const limits = opts.rateLimit ?? DEFAULT_RATE_LIMIT
   // Keyed by token once authenticated, else by address: keying on whatever token was sent would give every guess a fresh allowance.
   void app.register(rateLimit, {
@@ -125,7 +128,7 @@ export function buildApi (opts: ApiOptions): FastifyInstance {
     if (req.routeOptions.config.public === true) return
     let refused: unknown
     try {
-      req.principal = authenticate(req)
+      req.principal = scraper(req) ?? authenticate(req)
       req.tenant = req.principal.tenant
     } catch (err) {
       refused = err
