@@ -115,8 +115,9 @@ export class AddressPolicy {
   refusal (address: string): string | undefined {
     const family = isIP(address)
     if (family === 0) return `${address} is not an IP address`
-    if (this.#hasRanges && this.#ranges.check(address, family === 6 ? 'ipv6' : 'ipv4')) return undefined
-    const refused = this.classify(address).filter(c => !this.#allowed.has(c))
+    // A range opens the classes it overlaps, except the metadata service: `169.254.0.0/16` or `fd00::/8` is not meant to hand out cloud credentials.
+    const inRange = this.#hasRanges && this.#ranges.check(address, family === 6 ? 'ipv6' : 'ipv4')
+    const refused = this.classify(address).filter(c => !this.#allowed.has(c) && (!inRange || c === 'metadata'))
     return refused.length > 0 ? `${address} is a ${refused.join('/')} address (not allowed by configuration)` : undefined
   }
 

@@ -238,6 +238,13 @@ describe('address policy (no deliveries to link-local and metadata addresses)', 
     expect(policy.classify('93.184.216.34')).toEqual([])
     expect(new AddressPolicy(['10.1.0.0/16']).refusal('10.1.2.3')).toBeUndefined()
     expect(new AddressPolicy(['10.1.0.0/16']).refusal('10.2.0.1')).toMatch(/private/)
+    // A range never opens the metadata service; only the metadata class does.
+    expect(new AddressPolicy(['169.254.0.0/16']).refusal('169.254.169.254')).toMatch(/metadata/)
+    expect(new AddressPolicy(['fd00::/8']).refusal('fd00:ec2::254')).toMatch(/metadata/)
+    expect(new AddressPolicy(['fd00::/8']).refusal('fd00::1')).toBeUndefined()
+    expect(new AddressPolicy(['169.254.0.0/16', 'metadata']).refusal('169.254.169.254')).toBeUndefined()
+    expect(() => new AddressPolicy(['10.0.0.0/33'])).toThrow(/CIDR/)
+    expect(() => new AddressPolicy(['intranet'])).toThrow(/address class/)
     expect(new AddressPolicy(['link-local']).refusal('169.254.169.254')).toMatch(/metadata/)
     expect(new AddressPolicy(['link-local', 'metadata']).refusal('169.254.169.254')).toBeUndefined()
     const lookup = (host: string): Promise<unknown> => new Promise((resolve, reject) => {
