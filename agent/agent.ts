@@ -39,6 +39,8 @@ export interface AgentConfig {
   volumes: VolumeConfig[]
   /** Module specifiers of third-party protocol plug-ins. */
   plugins: string[]
+  /** Address classes or CIDR ranges the http(s) plug-ins may reach although refused by default; none when absent. */
+  allowAddresses?: string[]
   joinToken?: string
   /** Bytes per second; unlimited when absent. */
   maxUploadRate?: number
@@ -76,8 +78,9 @@ export async function startAgent (config: AgentConfig, onFatal: (err: Error) => 
 
   const privateKey = await loadOrCreateIdentity(config.dataDir)
   const journal = await Journal.open(join(config.dataDir, 'journal'))
+  const httpOptions = { allowAddresses: config.allowAddresses ?? [] }
   const extra = await loadPlugins(config.plugins, process.cwd())
-  const byScheme = pluginsByScheme([random(), nullSink(), http(), https()], extra, config.plugins)
+  const byScheme = pluginsByScheme([random(), nullSink(), http(httpOptions), https(httpOptions)], extra, config.plugins)
   const plugins = { volumes: file({ volumes: config.volumes }), byScheme }
   const counters = newCounters()
   const upload = config.maxUploadRate !== undefined ? new TokenBucket(config.maxUploadRate) : undefined

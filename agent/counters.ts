@@ -26,5 +26,6 @@ export function newCounters (): AgentCounters {
 
 /** Adds a transfer's bytes to the per-protocol totals. */
 export function countBytes (totals: Record<string, number>, protocol: string, bytes: number): void {
-  totals[protocol] = (totals[protocol] ?? 0) + bytes
+  // A plug-in's scheme is chosen by whoever wrote it: `constructor` must start from 0, not from Object.prototype's.
+  totals[protocol] = (Object.hasOwn(totals, protocol) ? totals[protocol] : 0) + bytes
 }

@@ -2,7 +2,7 @@ import { stat } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import { multiaddr } from '@multiformats/multiaddr'
 import type { AgentConfig } from '../agent/index.ts'
-import { isValidAgentName } from '../mesh/index.ts'
+import { isValidAgentName, parseAddressAllow } from '../mesh/index.ts'
 import { ConfigError, SECTIONS, loadConfigFile, resolveOptions } from './config.ts'
 import type { Volume } from './config.ts'
 import type { OptionSpec } from './config.ts'
@@ -16,6 +16,7 @@ export const AGENT_OPTIONS: readonly OptionSpec[] = [
   { key: 'listen', flag: '--listen <multiaddr>', env: 'STACCATO_AGENT_LISTEN', kind: 'list', default: ['/ip4/0.0.0.0/tcp/0'], description: 'mesh listen address' },
   { key: 'volumes', flag: '--volume <name=path[:ro]>', env: 'STACCATO_VOLUMES', kind: 'volumes', default: [], description: 'export a directory as a volume' },
   { key: 'plugins', flag: '--plugin <specifier>', env: 'STACCATO_PLUGINS', kind: 'list', default: [], description: 'load a third-party protocol plug-in' },
+  { key: 'allowAddresses', flag: '--allow-address <class|cidr>', env: 'STACCATO_ALLOW_ADDRESSES', kind: 'list', default: [], description: 'let http(s) sources and destinations reach loopback, link-local, metadata or private addresses, or a range such as 10.1.0.0/16 (refused by default)' },
   { key: 'maxUploadRate', flag: '--max-upload-rate <bytes/s>', env: 'STACCATO_MAX_UPLOAD_RATE', kind: 'rate', default: 0, description: 'cap on bytes sent per second, e.g. 100MiB; 0 is unlimited' },
   { key: 'maxDownloadRate', flag: '--max-download-rate <bytes/s>', env: 'STACCATO_MAX_DOWNLOAD_RATE', kind: 'rate', default: 0, description: 'cap on bytes received per second; 0 is unlimited' },
   { key: 'syncEvery', flag: '--sync-every <size>', env: 'STACCATO_SYNC_EVERY', kind: 'size', default: '16MiB', description: 'sync the partial file and journal the offset after this many bytes' },
@@ -39,6 +40,12 @@ export async function agentConfig (flags: Record<string, unknown>, env: NodeJS.P
   checkCoordinator(origin.coordinator, coordinator)
   const volumes = v.volumes as Volume[]
   await checkVolumes(origin.volumes, volumes)
+  let allowAddresses
+  try {
+    allowAddresses = parseAddressAllow(v.allowAddresses as string[])
+  } catch (err) {
+    throw new ConfigError(`${origin.allowAddresses}: ${(err as Error).message}`)
+  }
   return {
     name,
     coordinator,
@@ -46,6 +53,7 @@ export async function agentConfig (flags: Record<string, unknown>, env: NodeJS.P
     listen: v.listen as string[],
     volumes,
     plugins: v.plugins as string[],
+    allowAddresses,
     joinToken: v.joinToken as string | undefined,
     maxUploadRate: v.maxUploadRate as number | undefined,
     maxDownloadRate: v.maxDownloadRate as number | undefined,

@@ -1,5 +1,6 @@
 import type { CoordinatorConfig } from '../coordinator/index.ts'
-import { DEFAULT_EVENTS_CONFIG, createScheduler, parseAddressClasses } from '../coordinator/index.ts'
+import { DEFAULT_EVENTS_CONFIG, createScheduler } from '../coordinator/index.ts'
+import { parseAddressAllow } from '../mesh/index.ts'
 import { ConfigError, SECTIONS, loadConfigFile, resolveOptions } from './config.ts'
 import type { OptionSpec } from './config.ts'
 
@@ -9,9 +10,11 @@ export const COORDINATOR_OPTIONS: readonly OptionSpec[] = [
   { key: 'dataDir', flag: '--data-dir <dir>', env: 'STACCATO_DATA_DIR', kind: 'path', default: './.staccato/coordinator', description: 'store, identity key and generated tokens' },
   { key: 'apiHost', flag: '--api-host <host>', env: 'STACCATO_API_HOST', kind: 'string', default: '127.0.0.1', description: 'REST listen address' },
   { key: 'apiPort', flag: '--api-port <port>', env: 'STACCATO_API_PORT', kind: 'port', default: 7700, description: 'REST listen port (0 picks one)' },
+  { key: 'maxConnectionsPerAddress', flag: '--max-connections-per-address <n>', env: 'STACCATO_MAX_CONNECTIONS_PER_ADDRESS', kind: 'int', default: 64, description: 'open REST connections one client address (an IPv6 /64) may hold; 0: no cap (behind a reverse proxy every client has its address)' },
   { key: 'listen', flag: '--listen <multiaddr>', env: 'STACCATO_LISTEN', kind: 'list', default: ['/ip4/127.0.0.1/tcp/7701'], description: 'mesh listen address' },
   { key: 'apiTokens', flag: '--api-token <token>', env: 'STACCATO_API_TOKEN', kind: 'list', description: 'accepted API bearer token; when none, one is generated into the data dir' },
   { key: 'joinTokens', flag: '--join-token <token>', env: 'STACCATO_JOIN_TOKEN', kind: 'list', description: 'accepted agent join token; when none, one is generated into the data dir' },
+  { key: 'metricsToken', flag: '--metrics-token <token>', env: 'STACCATO_METRICS_TOKEN', kind: 'string', description: 'bearer token that may read /metrics and nothing else (an admin token for all tenants may too)' },
   { key: 'scheduler', flag: '--scheduler <name>', env: 'STACCATO_SCHEDULER', kind: 'string', default: 'fifo', description: 'scheduler plug-in' },
   { key: 'maxActive', flag: '--max-active <n>', env: 'STACCATO_MAX_ACTIVE', kind: 'int', default: 64, description: 'transfers running at once' },
   { key: 'maxPerAgent', flag: '--max-per-agent <n>', env: 'STACCATO_MAX_PER_AGENT', kind: 'int', default: 8, description: 'transfers running at once per agent' },
@@ -26,7 +29,7 @@ export const COORDINATOR_OPTIONS: readonly OptionSpec[] = [
   { key: 'retentionInterval', flag: '--retention-interval <ms>', env: 'STACCATO_RETENTION_INTERVAL', kind: 'int', default: DEFAULT_EVENTS_CONFIG.retention.intervalMs, description: 'how often retention runs' },
   { key: 'progressEventInterval', flag: '--progress-event-interval <ms>', env: 'STACCATO_PROGRESS_EVENT_INTERVAL', kind: 'int', default: 5000, description: 'at most one progress event per transfer this often (0: none)' },
   { key: 'stalledAfter', flag: '--stalled-after <ms>', env: 'STACCATO_STALLED_AFTER', kind: 'int', default: DEFAULT_EVENTS_CONFIG.stalled.afterMs, description: 'an active transfer without progress this long gets a transfer.<id>.stalled event' },
-  { key: 'webhookAllow', flag: '--webhook-allow <class>', env: 'STACCATO_WEBHOOK_ALLOW', kind: 'list', default: [], description: 'let webhooks reach loopback, link-local or metadata addresses (refused by default)' },
+  { key: 'webhookAllow', flag: '--webhook-allow <class|cidr>', env: 'STACCATO_WEBHOOK_ALLOW', kind: 'list', default: [], description: 'let webhooks reach loopback, link-local, metadata or private addresses, or a range such as 10.1.0.0/16 (refused by default)' },
   { key: 'webhookRetrySchedule', flag: '--webhook-retry-schedule <ms,...>', env: 'STACCATO_WEBHOOK_RETRY_SCHEDULE', kind: 'string', default: DEFAULT_EVENTS_CONFIG.delivery.retryScheduleMs.join(','), description: 'delay before each webhook retry (± jitter); after the last the delivery fails' },
   { key: 'webhookTimeout', flag: '--webhook-timeout <ms>', env: 'STACCATO_WEBHOOK_TIMEOUT', kind: 'int', default: DEFAULT_EVENTS_CONFIG.delivery.timeoutMs, description: 'a webhook endpoint must answer within this' },
   { key: 'webhookInterval', flag: '--webhook-interval <ms>', env: 'STACCATO_WEBHOOK_INTERVAL', kind: 'int', default: DEFAULT_EVENTS_CONFIG.delivery.intervalMs, description: 'how often due webhook retries are looked for' },
@@ -58,7 +61,7 @@ export async function coordinatorConfig (flags: Record<string, unknown>, env: No
   if (retrySchedule.some(ms => !Number.isSafeInteger(ms) || ms < 0)) throw new ConfigError(`${origin.webhookRetrySchedule} must be comma-separated whole numbers of ms`)
   let allow
   try {
-    allow = parseAddressClasses(v.webhookAllow as string[])
+    allow = parseAddressAllow(v.webhookAllow as string[])
   } catch (err) {
     throw new ConfigError(`${origin.webhookAllow}: ${(err as Error).message}`)
   }
@@ -66,6 +69,8 @@ export async function coordinatorConfig (flags: Record<string, unknown>, env: No
     dataDir: v.dataDir as string,
     apiHost: v.apiHost as string,
     apiPort: v.apiPort as number,
+    maxConnectionsPerAddress: v.maxConnectionsPerAddress as number,
+    metricsToken: v.metricsToken as string | undefined,
     listen: v.listen as string[],
     apiTokens: (v.apiTokens as string[] | undefined) ?? [],
     joinTokens: (v.joinTokens as string[] | undefined) ?? [],

@@ -20,7 +20,7 @@ import { EventServices } from './events/index.ts'
 import type { EventsConfigInput } from './events/index.ts'
 
 /** Log fields that may carry secrets (tokens, join tokens, webhook secrets, tickets) at the top level or one level down. */
-const LOG_REDACT = ['token', 'apiToken', 'joinToken', 'secret', 'ticket', 'authorization', '*.token', '*.apiToken', '*.joinToken', '*.secret', '*.ticket', '*.authorization', 'req.headers.authorization']
+const LOG_REDACT = ['token', 'apiToken', 'joinToken', 'metricsToken', '*.metricsToken', 'secret', 'ticket', 'authorization', '*.token', '*.apiToken', '*.joinToken', '*.secret', '*.ticket', '*.authorization', 'req.headers.authorization']
 
 export interface CoordinatorConfig {
   dataDir: string
@@ -44,6 +44,10 @@ export interface CoordinatorConfig {
   /** Serve the REST API over HTTPS with these PEM files. */
   tls?: { certFile: string, keyFile: string }
   rateLimit?: RateLimitOptions
+  /** A bearer token that may read /metrics and nothing else. */
+  metricsToken?: string
+  /** Open REST connections one client address may hold (default 64; 0: no cap, e.g. behind a reverse proxy). */
+  maxConnectionsPerAddress?: number
   /** Retention, webhook delivery, stalled-transfer checks, live stream (defaults in coordinator/events/service.ts). */
   events?: EventsConfigInput
   /** At most one progress event per transfer per this many ms (default 5000; 0: none). */
@@ -137,7 +141,7 @@ export async function startCoordinator (config: CoordinatorConfig): Promise<Coor
   dispatcher.start()
   store.on('transition', (rec, from) => logger.info({ transferId: rec.id, from, to: rec.state, attempt: rec.attempt, error: rec.state === 'failed' || rec.state === 'queued' ? rec.lastError?.code : undefined }, 'transfer state changed'))
 
-  const api = buildApi({ store, tokenStore: tokens, audit: log, tenants: config.tenants, rateLimit: config.rateLimit, https, logger: false, onCancel: rec => dispatcher.onCancel(rec), onCancelDestination: async (rec, d) => await distributions.cancelDestination(rec, d), metrics, events })
+  const api = buildApi({ store, tokenStore: tokens, audit: log, tenants: config.tenants, rateLimit: config.rateLimit, maxConnectionsPerAddress: config.maxConnectionsPerAddress, metricsToken: config.metricsToken, https, logger: false, onCancel: rec => dispatcher.onCancel(rec), onCancelDestination: async (rec, d) => await distributions.cancelDestination(rec, d), metrics, events })
   await api.listen({ host: config.apiHost, port: config.apiPort })
   const address = api.server.address()
   const port = typeof address === 'object' && address !== null ? address.port : config.apiPort

@@ -130,9 +130,9 @@ export class CoordinatorMetrics {
  */
 export function metricsRoute (app: ApiInstance, metrics: CoordinatorMetrics): void {
   app.get('/metrics', {
-    config: { role: 'reader' },
+    config: { scrape: true },
     schema: {
-      description: 'Prometheus metrics (text exposition format)',
+      description: 'Prometheus metrics (text exposition format), counted over all tenants: needs the metrics token (--metrics-token) or an admin token for all tenants',
       response: { 200: Type.String({ description: 'text/plain; version=0.0.4' }), ...errorResponses }
     }
   }, async (_req, reply) => {

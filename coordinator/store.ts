@@ -317,7 +317,7 @@ export class TransferStore extends EventEmitter<StoreEvents> {
       const record = { ...prev, progress: nextProgress(prev.progress, report, now) }
       if (report.destinations !== undefined && prev.destinations !== undefined) {
         const bytes = report.destinations
-        record.destinations = prev.destinations.map(d => d.state === 'active' && bytes[d.agent] !== undefined ? { ...d, bytesDone: bytes[d.agent] } : d)
+        record.destinations = prev.destinations.map(d => d.state === 'active' && Object.hasOwn(bytes, d.agent) ? { ...d, bytesDone: bytes[d.agent] } : d)
       }
       const last = this.#progressEventAt.get(id)
       if (this.#progressEventMs > 0 && (last === undefined || now - last >= this.#progressEventMs || now < last)) {

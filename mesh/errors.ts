@@ -125,7 +125,8 @@ const BY_CODE: Record<string, new (m: string) => StaccatoError> = {
 
 /** Rebuilds an error received over the wire so that its class, code and retry class survive. */
 export function fromErrorInfo (info: ErrorInfo): StaccatoError {
-  const Klass = BY_CODE[info.code]
+  // The code comes from a peer: only own keys, or `toString` would name Object.prototype's.
+  const Klass = Object.hasOwn(BY_CODE, info.code) ? BY_CODE[info.code] : undefined
   if (Klass !== undefined) {
     const err = new Klass(info.message)
     if (err.retryable === info.retryable) return err

@@ -4,8 +4,8 @@ import { Agent as HttpsAgent, request as httpsRequest } from 'node:https'
 import type { AgentOptions } from 'node:https'
 import { setTimeout as sleep } from 'node:timers/promises'
 import {
-  InvalidArgumentError, NetworkError, NoSpaceError, NotFoundError, PermissionDeniedError,
-  SourceChangedError, StaccatoError, TimeoutError, UnsupportedError
+  AddressPolicy, AddressRefusedError, InvalidArgumentError, NetworkError, NoSpaceError, NotFoundError, PermissionDeniedError,
+  SourceChangedError, StaccatoError, TimeoutError, UnsupportedError, hostOf
 } from '../mesh/index.ts'
 
 /**
@@ -28,11 +28,19 @@ export interface HttpOptions {
   headers?: Record<string, string>
   /** Options for the keep-alive agents (TLS: ca, rejectUnauthorized…). */
   agent?: AgentOptions
+  /**
+   * Address classes (loopback, link-local, metadata, private), addresses or
+   * CIDR ranges (`127.0.0.0/8`) this plug-in may connect to although they are
+   * refused by default. A URL is chosen by a client, so by default only
+   * public addresses are reached, checked on every hop after DNS resolution.
+   */
+  allowAddresses?: string[]
 }
 
 export interface HttpContext {
-  options: Required<Omit<HttpOptions, 'agent' | 'headers'>> & { headers: Record<string, string> }
+  options: Required<Omit<HttpOptions, 'agent' | 'headers' | 'allowAddresses'>> & { headers: Record<string, string> }
   agents: { http: HttpAgent, https: HttpsAgent }
+  policy: AddressPolicy
 }
 
 export function createContext (opts: HttpOptions = {}): HttpContext {
@@ -47,7 +55,8 @@ export function createContext (opts: HttpOptions = {}): HttpContext {
     agents: {
       http: new HttpAgent({ keepAlive: true, ...opts.agent }),
       https: new HttpsAgent({ keepAlive: true, ...opts.agent })
-    }
+    },
+    policy: new AddressPolicy(opts.allowAddresses ?? [])
   }
 }
 
@@ -58,12 +67,16 @@ const MAX_REDIRECTS = 5
 /** Starts a request; the caller writes the body (if any) and ends it. */
 export function startRequest (ctx: HttpContext, url: URL, method: string, headers: OutgoingHttpHeaders, signal?: AbortSignal): ClientRequest {
   if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new InvalidArgumentError(`${url.href}: not an http(s) URL`)
+  // A literal address is dialled without a lookup, so the policy's lookup never sees it: check it here.
+  const refused = ctx.policy.hostRefusal(hostOf(url))
+  if (refused !== undefined) throw new AddressRefusedError(`${method} ${redact(url)}: ${refused}`)
   const secure = url.protocol === 'https:'
   const auth = url.username !== '' ? `${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}` : undefined
   const req = (secure ? httpsRequest : httpRequest)(url, {
     method,
     auth,
     agent: secure ? ctx.agents.https : ctx.agents.http,
+    lookup: ctx.policy.lookup as never,
     headers: { ...ctx.options.headers, ...headers },
     signal
   })
@@ -131,6 +144,27 @@ export async function pause (ms: number, signal?: AbortSignal): Promise<void> {
 }
 
 /**
+ * Where a redirect leads, refused when it leaves the scheme first asked for.
+ * The plug-in knows nothing of tenants, but the coordinator let this tenant
+ * use the first URL's scheme: following https → http would hand a tenant
+ * allowed only https a plain-http request (and an unencrypted body), and
+ * http → https would hand one allowed only http the https plug-in's reach.
+ * The address of the new location is checked like the first (startRequest).
+ */
+function redirectTarget (first: URL, current: URL, location: string): URL {
+  let next: URL
+  try {
+    next = new URL(location, current)
+  } catch {
+    throw new NetworkError(`${redact(current)}: redirect to an invalid location`)
+  }
+  if (next.protocol !== first.protocol) {
+    throw new PermissionDeniedError(`${redact(current)} redirects to ${redact(next)}: a redirect may not change the scheme (${first.protocol.slice(0, -1)} → ${next.protocol.slice(0, -1)}); ask for the final URL instead`)
+  }
+  return next
+}
+
+/**
  * A body-less request (GET, HEAD) with redirects and retries. Answers other
  * than retryable ones come back to the caller, which decides what they mean;
  * the body of each discarded answer is drained so its socket can be reused.
@@ -147,7 +181,7 @@ export async function requestWithRetry (ctx: HttpContext, url: URL, method: 'GET
       res = await responseOf(req)
     } catch (err) {
       const e = networkError(err, what, signal)
-      if (signal?.aborted === true || attempt >= ctx.options.retries) throw e
+      if (signal?.aborted === true || attempt >= ctx.options.retries || (e instanceof StaccatoError && !e.retryable)) throw e
       await pause(backoff(ctx, attempt), signal)
       continue
     }
@@ -155,7 +189,7 @@ export async function requestWithRetry (ctx: HttpContext, url: URL, method: 'GET
     const location = res.headers.location
     if (REDIRECT_STATUS.has(status) && location !== undefined && redirects < MAX_REDIRECTS) {
       res.resume()
-      target = new URL(location, target)
+      target = redirectTarget(url, target, location)
       redirects++
       attempt--
       continue

@@ -36,7 +36,7 @@ const UNITS: Record<string, number> = {
 /** Parses `1GiB`, `500MB`, `4096` (bytes); K/M/G alone are binary units. */
 export function parseSize (text: string): number {
   const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(text)
-  const unit = m == null ? undefined : UNITS[m[2].toLowerCase()]
+  const unit = m == null || !Object.hasOwn(UNITS, m[2].toLowerCase()) ? undefined : UNITS[m[2].toLowerCase()]
   if (m == null || unit === undefined) {
     throw new InvalidArgumentError(`size '${text}' is not a byte count (e.g. 4096, 64KiB, 1GiB, 500MB)`)
   }

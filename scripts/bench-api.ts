@@ -66,7 +66,9 @@ async function startCoordinator (dataDir: string): Promise<Running> {
     'coordinator', '--data-dir', dataDir, '--api-port', String(await freePort()), '--listen', `/ip4/127.0.0.1/tcp/${await freePort()}`,
     '--ready-file', readyFile, '--log-level', 'warn',
     // The default per-token limit is meant for people, not for a load generator.
-    '--rate-limit', '1000000000'
+    '--rate-limit', '1000000000',
+    // The load generator is one address standing for many clients: --connections may exceed the per-address cap.
+    '--max-connections-per-address', '0'
   ], join(dataDir, 'coordinator.log'), args.profile !== undefined ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${args.profile}` } : {})
   const ready = await waitForJson<ReadyInfo>(readyFile, child, 60_000, 'coordinator')
   return { ready, pid: child.pid as number, stop: async () => { await stopProcess(child) } }

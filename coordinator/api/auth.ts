@@ -1,3 +1,4 @@
+import { createHash, timingSafeEqual } from 'node:crypto'
 import type { FastifyRequest } from 'fastify'
 import { StaccatoError } from '../../mesh/index.ts'
 import { ALL_TENANTS, ROLES } from '../tokens.ts'
@@ -67,8 +68,35 @@ export function bearerAuthenticator (tokens: TokenStore): (req: FastifyRequest) 
   }
 }
 
-/** Routes say which role they need in `config.role`; a route that says nothing is for admins, so a forgotten one fails closed. */
+/** Who presented the metrics token: valid on /metrics only. */
+export const SCRAPER: Principal = Object.freeze({ tenant: ALL_TENANTS, role: 'reader', tokenId: 'metrics-token' })
+
+/**
+ * Recognises the metrics token (`--metrics-token`) on the routes marked
+ * `scrape`. It is compared by sha256 in constant time, like API tokens, and
+ * is worth nothing anywhere else: a Prometheus server holds it in a file,
+ * and it should not also submit transfers.
+ */
+export function scrapeAuthenticator (token: string | undefined): (req: FastifyRequest) => Principal | undefined {
+  if (token === undefined || token === '') return () => undefined
+  const expected = createHash('sha256').update(token).digest()
+  return req => {
+    if (req.routeOptions.config.scrape !== true) return undefined
+    const match = /^Bearer +(\S+) *$/i.exec(req.headers.authorization ?? '')
+    if (match === null) return undefined
+    return timingSafeEqual(createHash('sha256').update(match[1]).digest(), expected) ? SCRAPER : undefined
+  }
+}
+
+/**
+ * Routes say which role they need in `config.role`; a route that says nothing is for admins, so a forgotten one fails closed.
+ * A `scrape` route (/metrics) counts every tenant's activity, so it takes the metrics token or an admin token for all tenants.
+ */
 export function requireRole (req: FastifyRequest, p: Principal): void {
+  if (req.routeOptions.config.scrape === true) {
+    if (p === SCRAPER || (p.role === 'admin' && p.tenant === ALL_TENANTS)) return
+    throw new ForbiddenError(`${req.routeOptions.url ?? req.url.split('?')[0]} shows every tenant's activity: it needs the metrics token or an admin token for all tenants`)
+  }
   const needed = req.routeOptions.config.role ?? 'admin'
   if (hasRole(p, needed)) return
   throw new ForbiddenError(`a ${p.role} token may not ${req.method} ${req.routeOptions.url ?? req.url.split('?')[0]} (needs ${needed})`)
@@ -82,5 +110,7 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     /** The least role that may call the route; admin when absent. */
     role?: Role
+    /** Metrics over all tenants: the metrics token or an all-tenants admin only. */
+    scrape?: boolean
   }
 }

@@ -36,7 +36,7 @@ const CODE_BY_STATUS: Record<number, string> = {
 
 export function errorHandler (err: FastifyError | Error, req: FastifyRequest, reply: FastifyReply): void {
   if (err instanceof StaccatoError) {
-    const status = STATUS_BY_CODE[err.code] ?? 400
+    const status = Object.hasOwn(STATUS_BY_CODE, err.code) ? STATUS_BY_CODE[err.code] : 400
     if (status === 401) void reply.header('www-authenticate', 'Bearer')
     void reply.code(status).send({ code: err.code, message: err.message })
     return

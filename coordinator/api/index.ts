@@ -7,7 +7,7 @@ import type { TransferRecord } from '../model.ts'
 import type { TransferStore } from '../store.ts'
 import { agentRoutes } from './agents.ts'
 import { TokenStore } from '../tokens.ts'
-import { RateLimitedError, bearerAuthenticator, requireRole } from './auth.ts'
+import { RateLimitedError, bearerAuthenticator, requireRole, scrapeAuthenticator } from './auth.ts'
 import type { Principal, TokenGrant } from './auth.ts'
 import type { TenantPolicy } from './policy.ts'
 import { tokenRoutes } from './tokens.ts'
@@ -15,6 +15,7 @@ import { errorHandler, notFoundHandler } from './errors.ts'
 import { metricsRoute } from '../metrics.ts'
 import type { CoordinatorMetrics } from '../metrics.ts'
 import { registerOpenApi } from './openapi.ts'
+import { guardConnections } from './connections.ts'
 import { Health } from './schemas.ts'
 import { transferRoutes } from './transfers.ts'
 import { EventServices } from '../events/index.ts'
@@ -43,6 +44,10 @@ export interface ApiOptions {
   https?: { key: string | Buffer, cert: string | Buffer }
   /** Cap on open client connections. */
   maxConnections?: number
+  /** Cap on open connections from one client address (an IPv6 /64); 0 disables it (behind a reverse proxy every client has the proxy's address). */
+  maxConnectionsPerAddress?: number
+  /** Time allowed to send the request headers (default 15 s), and to send a first byte at all; a connection that has not by then is closed. */
+  headersTimeoutMs?: number
   /** Records security-relevant changes (tokens created and revoked); the Fastify logger when absent. */
   audit?: (msg: string, fields: Record<string, unknown>) => void
   logger?: FastifyServerOptions['logger']
@@ -52,6 +57,8 @@ export interface ApiOptions {
   events?: EventServices
   /** Serves /metrics and times every request when given. */
   metrics?: CoordinatorMetrics
+  /** A bearer token good for /metrics only (Prometheus' credentials_file); an all-tenants admin token works too. */
+  metricsToken?: string
 }
 
 export interface RateLimitOptions {
@@ -69,6 +76,9 @@ const HEADERS_TIMEOUT_MS = 15_000
 /** An idle keep-alive connection is closed after this; a request in progress (a long poll, a live stream) is not idle. */
 const KEEP_ALIVE_TIMEOUT_MS = 10_000
 const MAX_CONNECTIONS = 1024
+export const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS = 64
+/** How often Node looks for connections past the headers or request timeout; its default (30 s) would let a slow client stay up to twice the timeout. */
+const TIMEOUT_CHECK_INTERVAL_MS = 1000
 /** Generous: a busy dashboard polling a few transfers a second stays far below it. */
 export const DEFAULT_RATE_LIMIT: RateLimitOptions = { max: 6000, unauthenticatedMax: 600, windowMs: 60_000 }
 
@@ -80,10 +90,15 @@ export function buildApi (opts: ApiOptions): FastifyInstance {
     bodyLimit: BODY_LIMIT,
     requestTimeout: REQUEST_TIMEOUT_MS,
     keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
-    ...(opts.https !== undefined ? { https: opts.https } : {})
+    http: { connectionsCheckingInterval: TIMEOUT_CHECK_INTERVAL_MS },
+    // A TLS handshake left half done holds its slot like half a header does.
+    ...(opts.https !== undefined ? { https: { ...opts.https, connectionsCheckingInterval: TIMEOUT_CHECK_INTERVAL_MS, handshakeTimeout: opts.headersTimeoutMs ?? HEADERS_TIMEOUT_MS } } : {})
   } as FastifyServerOptions).withTypeProvider<TypeBoxTypeProvider>()
-  app.server.headersTimeout = HEADERS_TIMEOUT_MS
+  app.server.headersTimeout = opts.headersTimeoutMs ?? HEADERS_TIMEOUT_MS
+  // Node requires requestTimeout >= headersTimeout.
+  app.server.requestTimeout = Math.max(REQUEST_TIMEOUT_MS, app.server.headersTimeout)
   app.server.maxConnections = opts.maxConnections ?? MAX_CONNECTIONS
+  guardConnections(app.server, { perAddress: opts.maxConnectionsPerAddress ?? DEFAULT_MAX_CONNECTIONS_PER_ADDRESS, firstByteMs: app.server.headersTimeout })
 
   // TypeBox's compiler converts query strings, params and headers to their
   // types but checks bodies as sent: "5" is not a priority.
@@ -97,6 +112,7 @@ export function buildApi (opts: ApiOptions): FastifyInstance {
     else tokens.addConfigToken(t.token, { tenant: t.tenant, role: t.role })
   }
   const authenticate = bearerAuthenticator(tokens)
+  const scraper = scrapeAuthenticator(opts.metricsToken)
   const limits = opts.rateLimit ?? DEFAULT_RATE_LIMIT
   // Keyed by token once authenticated, else by address: keying on whatever token was sent would give every guess a fresh allowance.
   void app.register(rateLimit, {
@@ -112,7 +128,7 @@ export function buildApi (opts: ApiOptions): FastifyInstance {
     if (req.routeOptions.config.public === true) return
     let refused: unknown
     try {
-      req.principal = authenticate(req)
+      req.principal = scraper(req) ?? authenticate(req)
       req.tenant = req.principal.tenant
     } catch (err) {
       refused = err

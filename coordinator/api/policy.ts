@@ -24,7 +24,8 @@ export function parseTenantPolicy (raw: unknown, what = 'tenant policy'): Tenant
   const outer = raw as { tenants?: unknown } | null
   const tenants = outer !== null && typeof outer === 'object' && 'tenants' in outer ? outer.tenants : raw
   if (tenants === null || typeof tenants !== 'object' || Array.isArray(tenants)) throw new InvalidArgumentError(`${what}: must be an object of tenants`)
-  const policy: TenantPolicy = {}
+  // No prototype: a tenant named `__proto__` or `constructor` is a key like any other.
+  const policy: TenantPolicy = Object.create(null) as TenantPolicy
   for (const [tenant, rule] of Object.entries(tenants)) {
     if (rule === null || typeof rule !== 'object' || Array.isArray(rule)) throw new InvalidArgumentError(`${what}: tenants.${tenant} must be an object`)
     const out: TenantRule = {}
@@ -83,9 +84,19 @@ function hasControlCharacter (text: string): boolean {
   return false
 }
 
+/**
+ * The tenant's own rule, else the `*` rule. Own keys only: `policy[tenant]`
+ * would find `constructor` or `toString` on Object.prototype, and a tenant
+ * named so would escape the `*` rule.
+ */
+function ruleFor (policy: TenantPolicy, tenant: string): TenantRule | undefined {
+  if (Object.hasOwn(policy, tenant)) return policy[tenant]
+  return Object.hasOwn(policy, '*') ? policy['*'] : undefined
+}
+
 /** The tenant's allow-list for one location; 403 forbidden names what it may not use. */
 export function checkTenantLocation (policy: TenantPolicy, tenant: string, loc: Location, agents: string[]): void {
-  const rule = policy[tenant] ?? policy['*']
+  const rule = ruleFor(policy, tenant)
   if (rule === undefined) return
   for (const agent of agents) {
     if (!matches(rule.agents, agent)) throw new ForbiddenError(`tenant ${tenant} may not use agent ${agent}`)

@@ -2,8 +2,8 @@ import { Agent as HttpAgent, request as httpRequest } from 'node:http'
 import type { IncomingMessage } from 'node:http'
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https'
 import { isIP } from 'node:net'
-import { AddressRefusedError, hostOf } from './address-policy.ts'
-import type { AddressPolicy } from './address-policy.ts'
+import { AddressRefusedError, hostOf } from '../../mesh/index.ts'
+import type { AddressPolicy } from '../../mesh/index.ts'
 
 export interface PostOutcome {
   /** The HTTP status, when an answer came. */

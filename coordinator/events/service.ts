@@ -1,6 +1,5 @@
 import type { TransferStore } from '../store.ts'
-import { AddressPolicy } from './address-policy.ts'
-import type { AddressClass } from './address-policy.ts'
+import { AddressPolicy } from '../../mesh/index.ts'
 import { EventBus } from './bus.ts'
 import { createPoster } from './http-post.ts'
 import type { Poster } from './http-post.ts'
@@ -18,8 +17,8 @@ export interface EventsConfig {
   retention: RetentionConfig
   stalled: StalledConfig
   delivery: DeliveryConfig
-  /** Address classes webhooks may be delivered to; every other class is refused. */
-  allow: AddressClass[]
+  /** Address classes, addresses or CIDR ranges webhooks may reach although refused by default (loopback, link-local, metadata, private). */
+  allow: string[]
   stream: {
     /** A comment line this often keeps proxies from closing an idle stream. */
     heartbeatMs: number

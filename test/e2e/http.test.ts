@@ -9,7 +9,9 @@ import type { Nginx } from '../helpers/nginx.ts'
 const MiB = 1024 * 1024
 const SIZE = 64 * MiB
 // The agent is slowed down so that the test can kill it mid-transfer.
-const SLOW = ['--max-download-rate', '16MiB', '--sync-every', '2MiB']
+// nginx listens on loopback, which agents refuse to reach unless told otherwise.
+const LOCAL = ['--allow-address', '127.0.0.0/8']
+const SLOW = [...LOCAL, '--max-download-rate', '16MiB', '--sync-every', '2MiB']
 
 /** Replaces a file the way a publisher would: a new inode, so nginx sees a new ETag. */
 async function publish (root: string, name: string, data: Buffer): Promise<string> {
@@ -76,7 +78,7 @@ describe('http(s) source through the agents, against a real nginx', () => {
   it('uploads from an agent volume to nginx with PUT (agent://… → http://…?via=)', async () => {
     mesh = await TestMesh.create()
     await mesh.startCoordinator()
-    await mesh.startAgent('store-1')
+    await mesh.startAgent('store-1', LOCAL)
     const data = randomBytes(8 * MiB)
     await writeFile(join(mesh.volume('store-1'), 'up.bin'), data)
     const t = await mesh.submit('agent://store-1/vol/up.bin', `${nginx.url}/uploads/up.bin?via=store-1`)

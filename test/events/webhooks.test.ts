@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import type { LookupAddress } from 'node:dns'
-import { AddressPolicy } from '../../coordinator/events/index.ts'
+import { AddressPolicy } from '../../mesh/index.ts'
 import type { DeliveryLogEntry } from '../../coordinator/events/index.ts'
 import { transferInput } from '../coordinator/helpers.ts'
 import { Receiver, eventsApi } from './helpers.ts'
@@ -234,7 +234,17 @@ describe('address policy (no deliveries to link-local and metadata addresses)', 
     expect(policy.classify('169.254.169.254')).toEqual(['link-local', 'metadata'])
     expect(policy.classify('fe80::abcd')).toEqual(['link-local'])
     expect(policy.classify('::ffff:127.0.0.1')).toEqual(['loopback'])
-    expect(policy.classify('10.0.0.1')).toEqual([])
+    expect(policy.classify('10.0.0.1')).toEqual(['private'])
+    expect(policy.classify('93.184.216.34')).toEqual([])
+    expect(new AddressPolicy(['10.1.0.0/16']).refusal('10.1.2.3')).toBeUndefined()
+    expect(new AddressPolicy(['10.1.0.0/16']).refusal('10.2.0.1')).toMatch(/private/)
+    // A range never opens the metadata service; only the metadata class does.
+    expect(new AddressPolicy(['169.254.0.0/16']).refusal('169.254.169.254')).toMatch(/metadata/)
+    expect(new AddressPolicy(['fd00::/8']).refusal('fd00:ec2::254')).toMatch(/metadata/)
+    expect(new AddressPolicy(['fd00::/8']).refusal('fd00::1')).toBeUndefined()
+    expect(new AddressPolicy(['169.254.0.0/16', 'metadata']).refusal('169.254.169.254')).toBeUndefined()
+    expect(() => new AddressPolicy(['10.0.0.0/33'])).toThrow(/CIDR/)
+    expect(() => new AddressPolicy(['intranet'])).toThrow(/address class/)
     expect(new AddressPolicy(['link-local']).refusal('169.254.169.254')).toMatch(/metadata/)
     expect(new AddressPolicy(['link-local', 'metadata']).refusal('169.254.169.254')).toBeUndefined()
     const lookup = (host: string): Promise<unknown> => new Promise((resolve, reject) => {

@@ -6,6 +6,7 @@ import { TestMesh } from '../helpers/mesh.ts'
 import { freePort } from '../../cli/processes.ts'
 
 const MiB = 1024 * 1024
+const METRICS_TOKEN = 'metrics-token-0123456789abcdef'
 
 /** The value of one sample line, e.g. `staccato_transfers{state="queued"} 3`; undefined when the series is absent. */
 function sample (text: string, name: string, labels: Record<string, string> = {}): number | undefined {
@@ -25,7 +26,7 @@ describe('Prometheus metrics (real coordinator and agents)', () => {
 
   beforeAll(async () => {
     mesh = await TestMesh.create()
-    await mesh.startCoordinator()
+    await mesh.startCoordinator(['--metrics-token', METRICS_TOKEN])
     await mesh.startAgent('store-1')
     metricsPort = await freePort()
     // Syncing every MiB gives an 8 MiB copy several journal writes.
@@ -45,6 +46,23 @@ describe('Prometheus metrics (real coordinator and agents)', () => {
     expect((await fetch(`${mesh.ready.apiUrl}/metrics`)).status).toBe(401)
     const doc = await (await fetch(`${mesh.ready.apiUrl}/openapi.json`)).json() as { paths: Record<string, unknown> }
     expect(Object.keys(doc.paths)).toContain('/metrics')
+  })
+
+  it('shows /metrics, counted over all tenants, only to the metrics token and all-tenants admins', async () => {
+    const scrape = async (token: string): Promise<number> => (await fetch(`${mesh.ready.apiUrl}/metrics`, { headers: { authorization: `Bearer ${token}` } })).status
+    const mint = async (role: string, tenant: string): Promise<string> => {
+      const res = await mesh.api('POST', '/v1/tokens', { role, tenant })
+      expect(res.status, JSON.stringify(res.body)).toBe(201)
+      return (res.body as { token: string }).token
+    }
+    expect(await scrape(METRICS_TOKEN)).toBe(200)
+    expect(await scrape(mesh.ready.apiToken)).toBe(200)
+    expect(await scrape(await mint('reader', 'team-a'))).toBe(403)
+    expect(await scrape(await mint('admin', 'team-a'))).toBe(403)
+    expect(await scrape('not-the-metrics-token')).toBe(401)
+    // The metrics token is good for nothing else.
+    const other = await fetch(`${mesh.ready.apiUrl}/v1/transfers`, { headers: { authorization: `Bearer ${METRICS_TOKEN}` } })
+    expect(other.status).toBe(401)
   })
 
   it('moves the coordinator\'s series when transfers run and fail', async () => {

@@ -11,6 +11,9 @@ import { retryAfterMs } from '../../protocols/http-client.ts'
 import { startNginx } from '../helpers/nginx.ts'
 import { MiB, collect, filesUnder, sha256, sourceBytes } from './support.ts'
 
+// The servers here listen on loopback, which the plug-in refuses unless told otherwise.
+const LOCAL = { allowAddresses: ['127.0.0.0/8'] }
+
 interface Seen { method: string, url: string, headers: IncomingHttpHeaders, at: number }
 
 /** A tiny scripted server for what nginx will not do on demand (503 then 200, a dropped body…). */
@@ -39,7 +42,7 @@ afterAll(async () => await nginx.stop())
 describe('http plug-in against nginx', () => {
   it('resumes with Range + If-Range, and reports a changed object instead of splicing it', async () => {
     const url = await files.seed('changing.bin', 2 * MiB)
-    const plugin = http()
+    const plugin = http(LOCAL)
     const st = await plugin.stat(url)
     const tail = await collect(plugin.read(url, { offset: MiB, expect: st }))
     expect(sha256(tail)).toBe(sha256((await sourceBytes('changing.bin', 2 * MiB)).subarray(MiB)))
@@ -56,12 +59,12 @@ describe('http plug-in against nginx', () => {
 
   it('maps 404 to NotFoundError', async () => {
     const url = new URL(`${nginx.url}/missing.bin`)
-    await expect(http().stat(url)).rejects.toBeInstanceOf(NotFoundError)
-    await expect(collect(http().read(url, { offset: 5 }))).rejects.toBeInstanceOf(NotFoundError)
+    await expect(http(LOCAL).stat(url)).rejects.toBeInstanceOf(NotFoundError)
+    await expect(collect(http(LOCAL).read(url, { offset: 5 }))).rejects.toBeInstanceOf(NotFoundError)
   })
 
   it('creates parent collections on PUT and leaves no temporary file behind an aborted one', async () => {
-    const plugin = http()
+    const plugin = http(LOCAL)
     const w = await plugin.write(new URL(`${nginx.url}/deep/er/x.bin`), { offset: 0, key: 'k' })
     await w.write(Buffer.alloc(MiB, 1))
     await w.abort()
@@ -80,7 +83,7 @@ describe('http plug-in retries', () => {
     })
     try {
       // retryDelay 1 ms: a retry sooner than the server asked would show in the gap.
-      const st = await http({ retryDelay: 1 }).stat(new URL(s.url))
+      const st = await http({ ...LOCAL, retryDelay: 1 }).stat(new URL(s.url))
       expect(st.size).toBe(3)
       expect(s.seen.length).toBe(2)
       expect(s.seen[1].at - s.seen[0].at).toBeGreaterThanOrEqual(950)
@@ -92,7 +95,7 @@ describe('http plug-in retries', () => {
   it('retries a 429 and a 500 with back-off, a bounded number of times', async () => {
     const s = await scripted((_req, res) => { res.writeHead(500).end() })
     try {
-      await expect(http({ retries: 2, retryDelay: 1 }).stat(new URL(s.url))).rejects.toBeInstanceOf(NetworkError)
+      await expect(http({ ...LOCAL, retries: 2, retryDelay: 1 }).stat(new URL(s.url))).rejects.toBeInstanceOf(NetworkError)
       expect(s.seen.length).toBe(3)
     } finally {
       await s.close()
@@ -102,7 +105,7 @@ describe('http plug-in retries', () => {
       else res.writeHead(200, { 'content-length': '2' }).end('ok')
     })
     try {
-      expect((await collect(http({ retryDelay: 1 }).read(new URL(t.url), { offset: 0 }))).toString()).toBe('ok')
+      expect((await collect(http({ ...LOCAL, retryDelay: 1 }).read(new URL(t.url), { offset: 0 }))).toString()).toBe('ok')
       expect(t.seen.length).toBe(3)
     } finally {
       await t.close()
@@ -112,7 +115,7 @@ describe('http plug-in retries', () => {
   it('gives up at once (retryable) when Retry-After asks for longer than it will wait', async () => {
     const s = await scripted((_req, res) => { res.writeHead(503, { 'retry-after': '3600' }).end() })
     try {
-      await expect(http({ maxRetryDelay: 5000 }).stat(new URL(s.url))).rejects.toThrow(/retry after 3600 s/)
+      await expect(http({ ...LOCAL, maxRetryDelay: 5000 }).stat(new URL(s.url))).rejects.toThrow(/retry after 3600 s/)
       expect(s.seen.length).toBe(1)
     } finally {
       await s.close()
@@ -128,8 +131,8 @@ describe('http plug-in retries', () => {
   it('maps 401 and 403 to PermissionDeniedError without retrying', async () => {
     const s = await scripted((_req, res, n) => { res.writeHead(n === 1 ? 401 : 403).end() })
     try {
-      await expect(http().stat(new URL(s.url))).rejects.toBeInstanceOf(PermissionDeniedError)
-      await expect(http().stat(new URL(s.url))).rejects.toBeInstanceOf(PermissionDeniedError)
+      await expect(http(LOCAL).stat(new URL(s.url))).rejects.toBeInstanceOf(PermissionDeniedError)
+      await expect(http(LOCAL).stat(new URL(s.url))).rejects.toBeInstanceOf(PermissionDeniedError)
       expect(s.seen.length).toBe(2)
     } finally {
       await s.close()
@@ -156,7 +159,7 @@ describe('http plug-in reads broken off midway', () => {
       res.writeHead(206, { 'content-range': `bytes ${from}-${body.length - 1}/${body.length}`, etag: '"v1"' }).end(body.subarray(from))
     }))
     try {
-      const got = await collect(http({ retryDelay: 1 }).read(new URL(s.url), { offset: 0 }))
+      const got = await collect(http({ ...LOCAL, retryDelay: 1 }).read(new URL(s.url), { offset: 0 }))
       expect(got.equals(body)).toBe(true)
       expect(s.seen.length).toBe(2)
       expect(s.seen[1].headers['if-range']).toBe('"v1"')
@@ -171,7 +174,7 @@ describe('http plug-in reads broken off midway', () => {
       res.writeHead(200, { 'content-length': String(body.length), etag: '"v2"' }).end(body)
     }))
     try {
-      await expect(collect(http({ retryDelay: 1 }).read(new URL(s.url), { offset: 0 }))).rejects.toBeInstanceOf(SourceChangedError)
+      await expect(collect(http({ ...LOCAL, retryDelay: 1 }).read(new URL(s.url), { offset: 0 }))).rejects.toBeInstanceOf(SourceChangedError)
     } finally {
       await s.close()
     }
@@ -185,7 +188,7 @@ describe('http plug-in reads broken off midway', () => {
       res.writeHead(206, { 'content-range': `bytes ${from}-${to - 1}/${body.length}`, etag: '"v1"' }).end(body.subarray(from, to))
     })
     try {
-      const got = await collect(http({ retries: 0 }).read(new URL(s.url), { offset: 1 }))
+      const got = await collect(http({ ...LOCAL, retries: 0 }).read(new URL(s.url), { offset: 1 }))
       expect(got.equals(body.subarray(1))).toBe(true)
       expect(s.seen.map(r => r.headers.range)).toEqual(['bytes=1-', `bytes=${1 + cap}-${body.length - 1}`, `bytes=${1 + 2 * cap}-${body.length - 1}`])
     } finally {
@@ -196,7 +199,7 @@ describe('http plug-in reads broken off midway', () => {
   it('refuses to read from an offset when the server ignores Range', async () => {
     const s = await scripted((_req, res) => { res.writeHead(200, { 'content-length': String(body.length), etag: '"v1"' }).end(body) })
     try {
-      await expect(collect(http().read(new URL(s.url), { offset: 10 }))).rejects.toBeInstanceOf(UnsupportedError)
+      await expect(collect(http(LOCAL).read(new URL(s.url), { offset: 10 }))).rejects.toBeInstanceOf(UnsupportedError)
     } finally {
       await s.close()
     }
@@ -207,7 +210,7 @@ describe('http plug-in PUT refused by the server', () => {
   it('reports an early 403 as PermissionDeniedError', async () => {
     const s = await scripted((_req, res) => { res.writeHead(403, { connection: 'close' }).end() })
     try {
-      const w = await http().write(new URL(s.url), { offset: 0, key: 'k' })
+      const w = await http(LOCAL).write(new URL(s.url), { offset: 0, key: 'k' })
       await expect((async () => {
         for (let i = 0; i < 64; i++) await w.write(Buffer.alloc(MiB))
         await w.commit()

@@ -44,6 +44,12 @@ describe('REST API: tenant allow-list, rate limits, body limits, input checks', 
     expect(mine.body.items).toHaveLength(2)
   })
 
+  it('applies the * rule to a tenant named after an Object.prototype property', async () => {
+    const token = (await api.mint('operator', 'constructor')).token
+    const res = await api.call('POST', '/v1/transfers', { token, body: { source: 'agent://store-1/images/a.img', destination: 'agent://compute-1/scratch/a.img' } })
+    expect({ status: res.status, body: res.body }).toEqual({ status: 403, body: { code: 'forbidden', message: 'tenant constructor may not use agent store-1' } })
+  })
+
   it('refuses a destination in a read-only volume at submission', async () => {
     const res = await api.call('POST', '/v1/transfers', { token: teamA, body: { source: 'agent://store-1/images/a.img', destination: 'agent://compute-1/archive/a.img' } })
     expect(res.status).toBe(403)

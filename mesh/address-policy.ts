@@ -1,19 +1,22 @@
 import { lookup as dnsLookup } from 'node:dns'
 import type { LookupAddress, LookupAllOptions } from 'node:dns'
 import { BlockList, isIP } from 'node:net'
-import { InvalidArgumentError, StaccatoError } from '../../mesh/index.ts'
+import { InvalidArgumentError, StaccatoError } from './errors.ts'
 
 /**
- * Which addresses a webhook may be delivered to. A webhook URL is chosen by
- * a client, so without this the coordinator could be made to POST to the
- * cloud metadata service or to services listening on its own loopback.
- * The check is made on the addresses the name resolves to, inside the
- * connection's own lookup, so the address checked is the address dialled
- * (a name that resolves differently a second time gains nothing).
+ * Which addresses an outbound request chosen by a client may reach: the
+ * coordinator's webhooks and the agents' http(s) sources and destinations.
+ * Without it the coordinator or an agent could be made to talk to the cloud
+ * metadata service, to services on its own loopback or to the private
+ * network it sits in. The check is made on the addresses a name resolves to,
+ * inside the connection's own lookup, so the address checked is the address
+ * dialled (a name that resolves differently a second time gains nothing).
+ * It lives in mesh/ because both the coordinator and the protocol plug-ins
+ * the agents run use it.
  */
 
-export type AddressClass = 'loopback' | 'link-local' | 'metadata'
-export const ADDRESS_CLASSES: readonly AddressClass[] = ['loopback', 'link-local', 'metadata']
+export type AddressClass = 'loopback' | 'link-local' | 'metadata' | 'private'
+export const ADDRESS_CLASSES: readonly AddressClass[] = ['loopback', 'link-local', 'metadata', 'private']
 
 /** The address (or name) is of a class the configuration does not allow. */
 export class AddressRefusedError extends StaccatoError {
@@ -32,7 +35,7 @@ function blockList (build: (b: BlockList) => void): BlockList {
 
 // BlockList also matches IPv4-mapped IPv6 forms (::ffff:169.254.169.254) against the IPv4 rules.
 const LISTS: Record<AddressClass, BlockList> = {
-  // 0.0.0.0 and :: reach the local host too.
+  // 0.0.0.0 and :: (unspecified) reach the local host too.
   loopback: blockList(b => {
     b.addSubnet('127.0.0.0', 8, 'ipv4')
     b.addSubnet('0.0.0.0', 8, 'ipv4')
@@ -45,17 +48,58 @@ const LISTS: Record<AddressClass, BlockList> = {
   }),
   metadata: blockList(b => {
     for (const a of METADATA_ADDRESSES) b.addAddress(a, isIP(a) === 6 ? 'ipv6' : 'ipv4')
+  }),
+  // RFC 1918, carrier-grade NAT (RFC 6598) and IPv6 unique-local addresses: the network the host sits in.
+  private: blockList(b => {
+    b.addSubnet('10.0.0.0', 8, 'ipv4')
+    b.addSubnet('172.16.0.0', 12, 'ipv4')
+    b.addSubnet('192.168.0.0', 16, 'ipv4')
+    b.addSubnet('100.64.0.0', 10, 'ipv4')
+    b.addSubnet('fc00::', 7, 'ipv6')
   })
 }
 
 type LookupCallback = (err: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void
 
+/** One entry of an allow list: a class name, an address or a range in CIDR notation (`127.0.0.0/8`, `fd00::/8`). */
+export function parseAddressAllow (list: readonly string[]): string[] {
+  for (const entry of list) rangeOf(entry)
+  return [...list]
+}
+
+function isClass (entry: string): entry is AddressClass {
+  return (ADDRESS_CLASSES as readonly string[]).includes(entry)
+}
+
+function rangeOf (entry: string): { address: string, prefix: number, type: 'ipv4' | 'ipv6' } | AddressClass {
+  if (isClass(entry)) return entry
+  const [address, prefixText, ...rest] = entry.split('/')
+  const family = isIP(address)
+  const max = family === 6 ? 128 : 32
+  const prefix = prefixText === undefined ? max : /^\d{1,3}$/.test(prefixText) ? Number(prefixText) : NaN
+  if (family === 0 || rest.length > 0 || !(prefix >= 0 && prefix <= max)) {
+    throw new InvalidArgumentError(`'${entry}' is neither an address class (${ADDRESS_CLASSES.join(', ')}) nor an address or CIDR range such as 127.0.0.0/8`)
+  }
+  return { address, prefix, type: family === 6 ? 'ipv6' : 'ipv4' }
+}
+
 export class AddressPolicy {
-  readonly #allowed: ReadonlySet<AddressClass>
+  readonly #allowed = new Set<AddressClass>()
+  readonly #ranges = new BlockList()
+  #hasRanges = false
   readonly #resolve: typeof dnsLookup
 
-  constructor (allow: Iterable<AddressClass>, resolve: typeof dnsLookup = dnsLookup) {
-    this.#allowed = new Set(allow)
+  /** `allow`: classes, addresses or CIDR ranges that may be reached although of a refused class. */
+  constructor (allow: Iterable<string> = [], resolve: typeof dnsLookup = dnsLookup) {
+    for (const entry of allow) {
+      const r = rangeOf(entry)
+      if (typeof r === 'string') {
+        this.#allowed.add(r)
+      } else {
+        this.#ranges.addSubnet(r.address, r.prefix, r.type)
+        this.#hasRanges = true
+      }
+    }
     this.#resolve = resolve
   }
 
@@ -69,7 +113,11 @@ export class AddressPolicy {
 
   /** Why an IP address is refused, or undefined when it may be dialled. */
   refusal (address: string): string | undefined {
-    const refused = this.classify(address).filter(c => !this.#allowed.has(c))
+    const family = isIP(address)
+    if (family === 0) return `${address} is not an IP address`
+    // A range opens the classes it overlaps, except the metadata service: `169.254.0.0/16` or `fd00::/8` is not meant to hand out cloud credentials.
+    const inRange = this.#hasRanges && this.#ranges.check(address, family === 6 ? 'ipv6' : 'ipv4')
+    const refused = this.classify(address).filter(c => !this.#allowed.has(c) && (!inRange || c === 'metadata'))
     return refused.length > 0 ? `${address} is a ${refused.join('/')} address (not allowed by configuration)` : undefined
   }
 
@@ -88,7 +136,11 @@ export class AddressPolicy {
     return url
   }
 
-  /** Refusal of a host name or literal before any lookup. */
+  /**
+   * Refusal of a host name or literal before any lookup. A literal address is
+   * dialled without a lookup, so this check is the only one it gets: callers
+   * must make it before every request.
+   */
   hostRefusal (host: string): string | undefined {
     const name = host.toLowerCase().replace(/\.$/, '')
     if (METADATA_NAMES.has(name) && !this.#allowed.has('metadata')) return `${name} is a metadata service name (not allowed by configuration)`
@@ -123,11 +175,4 @@ export class AddressPolicy {
 /** The host of a URL without the brackets of an IPv6 literal. */
 export function hostOf (url: URL): string {
   return url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname
-}
-
-export function parseAddressClasses (list: readonly string[]): AddressClass[] {
-  for (const c of list) {
-    if (!(ADDRESS_CLASSES as readonly string[]).includes(c)) throw new InvalidArgumentError(`'${c}' is not an address class (${ADDRESS_CLASSES.join(', ')})`)
-  }
-  return list as AddressClass[]
 }
