@@ -15,15 +15,20 @@ export class RawFlood {
   private readonly refusedHosts = new Set<string>()
   private readonly waiters: Array<() => void> = []
   private readonly timers = new Set<NodeJS.Timeout>()
+  private readonly pauseMs: number
   private budget: number
   private stopped = false
 
-  /** `budget` bounds the connects over the flood's life, so that it cannot spin without end. */
-  constructor (port: number, hosts: string[], perHost: number, budget = 5_000) {
+  /**
+   * `budget` bounds the connects over the flood's life, so that it cannot spin
+   * without end; `pauseMs` paces the reconnects (load shaping, not synchronisation).
+   */
+  constructor (port: number, hosts: string[], perHost: number, opts: { budget?: number, pauseMs?: number } = {}) {
     this.port = port
     this.hosts = hosts
     this.perHost = perHost
-    this.budget = budget
+    this.budget = opts.budget ?? 20_000
+    this.pauseMs = opts.pauseMs ?? 250
   }
 
   start (): this {
@@ -57,11 +62,10 @@ export class RawFlood {
       this.sockets.delete(socket)
       if (this.stopped) return
       if (connected) this.refused(host)
-      // Pacing, not synchronisation: keeps the pressure on without spinning a core.
       const t = setTimeout(() => {
         this.timers.delete(t)
         this.open(host)
-      }, 250)
+      }, this.pauseMs)
       this.timers.add(t)
     })
   }
