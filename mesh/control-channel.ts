@@ -70,7 +70,7 @@ export class ControlChannel {
     let failure: Error | undefined
     try {
       while (true) {
-        const raw = await reader.readFrame()
+        const raw = await reader.readFrameOrEnd()
         if (raw === undefined) {
           // The peer closed its side: close ours, so that both read loops end.
           await this.stream.close().catch(() => {})

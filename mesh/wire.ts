@@ -98,18 +98,29 @@ export class FrameReader {
     return await this.input.next()
   }
 
-  /** The next frame parsed as JSON, or undefined at a clean end of stream between frames. */
+  /**
+   * The next frame parsed as JSON. The stream ending before it (the peer
+   * closed or died) is a NetworkError: a caller that needs an answer must not
+   * see `undefined` and report it as a malformed message.
+   */
   async readFrame (): Promise<unknown> {
+    const frame = await this.readFrameOrEnd()
+    if (frame === undefined) throw new NetworkError('the peer closed the stream before it sent the expected message')
+    return frame
+  }
+
+  /** The next frame parsed as JSON, or undefined at a clean end of stream between frames: for loops where the peer may end. */
+  async readFrameOrEnd (): Promise<unknown> {
     while (this.buffer.byteLength < HEADER_BYTES) {
       if (!(await this.fill())) {
         if (this.buffer.byteLength === 0) return undefined
-        throw new ProtocolError('stream ended inside a frame header')
+        throw new NetworkError('stream ended inside a frame header')
       }
     }
     const length = this.buffer.getUint32(0)
     if (length > MAX_FRAME_BYTES) throw new ProtocolError(`frame of ${length} bytes exceeds the ${MAX_FRAME_BYTES}-byte limit`)
     while (this.buffer.byteLength < HEADER_BYTES + length) {
-      if (!(await this.fill())) throw new ProtocolError('stream ended inside a frame')
+      if (!(await this.fill())) throw new NetworkError('stream ended inside a frame')
     }
     const body = this.buffer.subarray(HEADER_BYTES, HEADER_BYTES + length)
     this.buffer.consume(HEADER_BYTES + length)
