@@ -24,7 +24,7 @@ describe('wire frames', () => {
     }
   })
 
-  it('refuses oversize, truncated and non-JSON frames with a ProtocolError', async () => {
+  it('refuses oversize and non-JSON frames with a ProtocolError, and fails on truncated ones', async () => {
     const big = new Uint8Array(4); new DataView(big.buffer).setUint32(0, MAX_FRAME_BYTES + 1)
     await expect(new FrameReader(chunks(big)).readFrame()).rejects.toBeInstanceOf(ProtocolError)
     await expect(new FrameReader(chunks(encodeFrame({ a: 1 }).subarray(0, 6))).readFrame()).rejects.toThrow(/ended inside a frame/)
