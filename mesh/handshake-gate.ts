@@ -12,13 +12,22 @@ import type { Multiaddr } from '@multiformats/multiaddr'
  * handshake authenticates the peer or the connection closes, whichever comes
  * first, once per connection.
  */
+export interface HandshakeGateOptions {
+  /** Connections one host may have in their handshake at once. */
+  pendingPerHost: number
+  /** Inbound connections one host may hold once connected. */
+  connectionsPerHost: number
+  /** Inbound connections from this host key that are open now. */
+  connectionsFrom: (host: string) => number
+}
+
 export class HandshakeGate {
-  private readonly perHost: number
+  private readonly opts: HandshakeGateOptions
   private readonly pending = new Map<string, number>()
   private readonly holders = new WeakMap<MultiaddrConnection, string>()
 
-  constructor (perHost: number) {
-    this.perHost = perHost
+  constructor (opts: HandshakeGateOptions) {
+    this.opts = opts
   }
 
   /** How many handshakes are in progress from this host's key (for tests and metrics). */
@@ -26,13 +35,14 @@ export class HandshakeGate {
     return this.pending.get(host) ?? 0
   }
 
-  /** For `denyInboundConnection`: false when this host already has its share of handshakes in progress. */
+  /** For `denyInboundConnection`: false when this host already has its share of handshakes or connections. */
   admit (maConn: MultiaddrConnection): boolean {
     const host = hostKey(maConn.remoteAddr)
     // Not an IP connection (a relay, a unix socket): nothing per host to count.
     if (host === undefined) return true
     const count = this.pending.get(host) ?? 0
-    if (count >= this.perHost) return false
+    if (count >= this.opts.pendingPerHost) return false
+    if (count + this.opts.connectionsFrom(host) >= this.opts.connectionsPerHost) return false
     this.pending.set(host, count + 1)
     this.holders.set(maConn, host)
     maConn.addEventListener('close', () => { this.release(maConn) }, { once: true })

@@ -6,7 +6,7 @@ import { identify } from '@libp2p/identify'
 import { ping } from '@libp2p/ping'
 import type { ConnectionGater, Libp2p, PrivateKey } from '@libp2p/interface'
 import { nodeNoiseCrypto } from './noise-crypto.ts'
-import { HandshakeGate } from './handshake-gate.ts'
+import { HandshakeGate, hostKey } from './handshake-gate.ts'
 
 export interface MeshNodeOptions {
   privateKey: PrivateKey
@@ -42,11 +42,21 @@ const MAX_PENDING_INBOUND_PER_HOST = 4
 // The global cap then takes 64 distinct hosts to fill, not one; a pending
 // handshake costs a socket and a few KiB, so this many is cheap.
 const MAX_PENDING_INBOUND_CONNECTIONS = 256
+// Any key passes Noise, so a host could hold every connection slot with a
+// fresh key per connection: one host gets a quarter of them. Agents behind
+// one NAT use one connection each to the coordinator and one per peer agent.
+const HOST_SHARE_OF_CONNECTIONS = 4
+const DEFAULT_MAX_CONNECTIONS = 300
 
 export async function createMeshNode (opts: MeshNodeOptions): Promise<MeshNode> {
   // The gater runs only once the node exists; it needs the node to count a peer's connections.
   const self: { node?: MeshNode } = {}
-  const handshakes = new HandshakeGate(MAX_PENDING_INBOUND_PER_HOST)
+  const maxConnections = opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS
+  const handshakes = new HandshakeGate({
+    pendingPerHost: MAX_PENDING_INBOUND_PER_HOST,
+    connectionsPerHost: Math.max(MAX_PENDING_INBOUND_PER_HOST, Math.floor(maxConnections / HOST_SHARE_OF_CONNECTIONS)),
+    connectionsFrom: host => self.node?.getConnections().filter(c => c.direction === 'inbound' && hostKey(c.remoteAddr) === host).length ?? 0
+  })
   self.node = await createLibp2p({
     privateKey: opts.privateKey,
     addresses: { listen: opts.listen },
@@ -67,7 +77,7 @@ export async function createMeshNode (opts: MeshNodeOptions): Promise<MeshNode> 
       ...opts.connectionGater
     },
     connectionManager: {
-      maxConnections: opts.maxConnections ?? 300,
+      maxConnections,
       maxIncomingPendingConnections: MAX_PENDING_INBOUND_CONNECTIONS,
       inboundUpgradeTimeout: INBOUND_UPGRADE_TIMEOUT_MS
     },

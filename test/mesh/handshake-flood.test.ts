@@ -1,4 +1,10 @@
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@chainsafe/libp2p-yamux'
 import { generateKeyPair } from '@libp2p/crypto/keys'
+import { tcp } from '@libp2p/tcp'
+import type { TCPSocketOptions } from '@libp2p/tcp'
+import { createLibp2p } from 'libp2p'
+import type { Libp2p } from 'libp2p'
 import { multiaddr } from '@multiformats/multiaddr'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { FrameReader, createMeshNode, sendFrame } from '../../mesh/index.ts'
@@ -54,6 +60,53 @@ describe('mesh node: handshakes are bounded per source host', () => {
     } finally {
       flood.stop()
     }
+  })
+})
+
+describe('mesh node: one host holds at most a quarter of the connections', () => {
+  const MAX_CONNECTIONS = 20
+  let server: MeshNode
+  const nodes: Libp2p[] = []
+
+  beforeAll(async () => {
+    server = await createMeshNode({ privateKey: await generateKeyPair('Ed25519'), listen: ['/ip4/127.0.0.1/tcp/0'], maxConnections: MAX_CONNECTIONS })
+    await server.handle(ECHO, async stream => {
+      await sendFrame(stream, await new FrameReader(stream).readFrame())
+      await stream.close()
+    })
+  })
+  afterAll(async () => {
+    await Promise.all(nodes.map(async n => { await n.stop() }))
+    await server.stop()
+  })
+
+  /** A node dialing from `host`, with a key of its own: any key passes Noise. */
+  async function nodeFrom (host: string): Promise<Libp2p> {
+    const node = await createLibp2p({
+      privateKey: await generateKeyPair('Ed25519'),
+      // net.connect takes localAddress; @libp2p/tcp passes dialOpts through without naming it.
+      transports: [tcp({ dialOpts: { localAddress: host } as TCPSocketOptions })],
+      connectionEncrypters: [noise()],
+      streamMuxers: [yamux()],
+      connectionGater: { denyDialMultiaddr: () => false }
+    })
+    nodes.push(node)
+    return node
+  }
+
+  it('refuses a host that makes a fresh key per connection once it holds its share, and keeps serving others', async () => {
+    let held = 0
+    // Paced under libp2p's 5 new connections per second per host, so that only the cap can refuse.
+    for (let attempt = 0; attempt < MAX_CONNECTIONS + 10 && held < MAX_CONNECTIONS; attempt++) {
+      const node = await nodeFrom('127.0.0.2')
+      if (await node.dial(server.getMultiaddrs()).then(() => true, () => false)) held++
+      await new Promise(resolve => setTimeout(resolve, 250))
+    }
+    expect(held).toBe(MAX_CONNECTIONS / 4)
+    const honest = await nodeFrom('127.0.0.1')
+    const stream = await honest.dialProtocol(server.getMultiaddrs(), ECHO)
+    await sendFrame(stream, { ok: 1 })
+    expect(await new FrameReader(stream).readFrame()).toEqual({ ok: 1 })
   })
 })
 
