@@ -1,7 +1,7 @@
 import type { Stream } from '@libp2p/interface'
 import { ControlEnvelope, ControlMethods, WIRE_VERSION, decode, isControlMethod } from './messages.ts'
 import type { ControlMethod, ControlParams } from './messages.ts'
-import { FrameReader, sendFrame } from './wire.ts'
+import { FrameReader, encodeFrame, send } from './wire.ts'
 import { NetworkError, ProtocolError, TimeoutError, fromErrorInfo, toStaccatoError } from './errors.ts'
 
 export interface ControlHandlers {
@@ -10,6 +10,17 @@ export interface ControlHandlers {
 }
 
 interface Pending { resolve: (v: unknown) => void, reject: (e: Error) => void, timer: NodeJS.Timeout }
+
+// Calls from the peer being answered at once. Beyond this a call is answered
+// at once with a retryable error, not run: a peer cannot pile up handlers
+// (each holding its parameters, up to a frame of 1 MiB) by calling faster than
+// they finish. The read loop itself never stops, so replies to our own calls
+// always get through (a handler may wait on one).
+export const MAX_CALLS_IN_FLIGHT = 256
+// Bytes of our messages the peer has not taken yet (beyond its yamux window).
+// Control messages are small; a peer this far behind does not read at all, and
+// waiting for it would queue a reply per call it sends without end.
+export const MAX_UNSENT_BYTES = 4 * 1024 * 1024
 
 /**
  * Request/reply (`call`) and fire-and-forget (`cast`) messages over one
@@ -22,6 +33,7 @@ export class ControlChannel {
   readonly closed: Promise<Error | undefined>
   private readonly pending = new Map<number, Pending>()
   private nextId = 1
+  private inFlight = 0
   private readonly handlers: ControlHandlers
 
   constructor (stream: Stream, handlers: ControlHandlers) {
@@ -40,7 +52,7 @@ export class ControlChannel {
       this.pending.set(id, { resolve, reject, timer })
     })
     try {
-      await sendFrame(this.stream, { v: WIRE_VERSION, kind: 'call', id, method, params })
+      await this.write({ v: WIRE_VERSION, kind: 'call', id, method, params })
     } catch (err) {
       this.settle(id, undefined, toStaccatoError(err))
     }
@@ -48,12 +60,23 @@ export class ControlChannel {
   }
 
   async cast<M extends ControlMethod> (method: M, params: ControlParams<M>): Promise<void> {
-    await sendFrame(this.stream, { v: WIRE_VERSION, kind: 'cast', method, params })
+    await this.write({ v: WIRE_VERSION, kind: 'cast', method, params })
   }
 
   close (err?: Error): void {
     if (err !== undefined) this.stream.abort(err)
     else void this.stream.close().catch(() => { this.stream.abort(new NetworkError('control channel closed')) })
+  }
+
+  /** Sends one message, or ends the channel when the peer has left too much of ours unread. */
+  private async write (message: unknown): Promise<void> {
+    const frame = encodeFrame(message)
+    if (this.stream.writeBufferLength + frame.byteLength > MAX_UNSENT_BYTES) {
+      const err = new ProtocolError(`the peer does not read: ${this.stream.writeBufferLength} bytes wait to be sent to it`)
+      this.close(err)
+      throw err
+    }
+    await send(this.stream, frame)
   }
 
   private settle (id: number, value: unknown, err?: Error): void {
@@ -70,7 +93,7 @@ export class ControlChannel {
     let failure: Error | undefined
     try {
       while (true) {
-        const raw = await reader.readFrame()
+        const raw = await reader.readFrameOrEnd()
         if (raw === undefined) {
           // The peer closed its side: close ours, so that both read loops end.
           await this.stream.close().catch(() => {})
@@ -85,8 +108,11 @@ export class ControlChannel {
         const params = decode(ControlMethods[msg.method], msg.params, `${msg.method} parameters`)
         if (msg.kind === 'cast') {
           this.handlers.cast?.(msg.method, params)
+        } else if (this.inFlight >= MAX_CALLS_IN_FLIGHT) {
+          void this.refuse(msg.id, new NetworkError(`busy: ${MAX_CALLS_IN_FLIGHT} calls from this peer are being answered; try again`))
         } else {
-          void this.answer(msg.id, msg.method, params)
+          this.inFlight++
+          void this.answer(msg.id, msg.method, params).finally(() => { this.inFlight-- })
         }
       }
     } catch (err) {
@@ -102,10 +128,14 @@ export class ControlChannel {
     try {
       if (this.handlers.call === undefined) throw new ProtocolError(`this side does not take calls (${method})`)
       const result = await this.handlers.call(method, params as ControlParams<ControlMethod>)
-      await sendFrame(this.stream, { v: WIRE_VERSION, kind: 'reply', id, result: result ?? null })
+      await this.write({ v: WIRE_VERSION, kind: 'reply', id, result: result ?? null })
     } catch (err) {
-      const error = toStaccatoError(err).toJSON()
-      await sendFrame(this.stream, { v: WIRE_VERSION, kind: 'reply', id, error }).catch(() => {})
+      await this.refuse(id, err)
     }
+  }
+
+  private async refuse (id: number, err: unknown): Promise<void> {
+    const error = toStaccatoError(err).toJSON()
+    await this.write({ v: WIRE_VERSION, kind: 'reply', id, error }).catch(() => {})
   }
 }

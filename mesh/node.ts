@@ -6,6 +6,7 @@ import { identify } from '@libp2p/identify'
 import { ping } from '@libp2p/ping'
 import type { ConnectionGater, Libp2p, PrivateKey } from '@libp2p/interface'
 import { nodeNoiseCrypto } from './noise-crypto.ts'
+import { HandshakeGate, hostKey } from './handshake-gate.ts'
 
 export interface MeshNodeOptions {
   privateKey: PrivateKey
@@ -29,11 +30,33 @@ const MAX_READ_BUFFER = 4 * YAMUX_MAX_WINDOW
 // data and control handlers cap their own streams lower; these bound the rest.
 const MAX_CONNECTIONS_PER_PEER = 8
 const MAX_INBOUND_STREAMS_PER_CONNECTION = 256
-const MAX_PENDING_INBOUND_CONNECTIONS = 32
+// A connection is pending from TCP accept until Noise and the muxer are
+// negotiated: multistream-select, the Noise XX handshake (1.5 round trips) and
+// the muxer's selection, about four round trips in all. 3 s covers that at a
+// 300 ms intercontinental RTT with room for a busy host, and is what a
+// stranger with no key can hold a slot for (libp2p's default is 10 s).
+const INBOUND_UPGRADE_TIMEOUT_MS = 3_000
+// One source host (an IPv4 address, an IPv6 /64) may have this many handshakes
+// in progress at once: enough for a few agents behind one NAT starting together.
+const MAX_PENDING_INBOUND_PER_HOST = 4
+// The global cap then takes 64 distinct hosts to fill, not one; a pending
+// handshake costs a socket and a few KiB, so this many is cheap.
+const MAX_PENDING_INBOUND_CONNECTIONS = 256
+// Any key passes Noise, so a host could hold every connection slot with a
+// fresh key per connection: one host gets a quarter of them. Agents behind
+// one NAT use one connection each to the coordinator and one per peer agent.
+const HOST_SHARE_OF_CONNECTIONS = 4
+const DEFAULT_MAX_CONNECTIONS = 300
 
 export async function createMeshNode (opts: MeshNodeOptions): Promise<MeshNode> {
   // The gater runs only once the node exists; it needs the node to count a peer's connections.
   const self: { node?: MeshNode } = {}
+  const maxConnections = opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS
+  const handshakes = new HandshakeGate({
+    pendingPerHost: MAX_PENDING_INBOUND_PER_HOST,
+    connectionsPerHost: Math.max(MAX_PENDING_INBOUND_PER_HOST, Math.floor(maxConnections / HOST_SHARE_OF_CONNECTIONS)),
+    connectionsFrom: host => self.node?.getConnections().filter(c => c.direction === 'inbound' && hostKey(c.remoteAddr) === host).length ?? 0
+  })
   self.node = await createLibp2p({
     privateKey: opts.privateKey,
     addresses: { listen: opts.listen },
@@ -46,10 +69,18 @@ export async function createMeshNode (opts: MeshNodeOptions): Promise<MeshNode> 
     connectionGater: {
       // Agents and coordinators live on private networks and on loopback in tests.
       denyDialMultiaddr: () => false,
-      denyInboundEncryptedConnection: peerId => (self.node?.getConnections(peerId).length ?? 0) >= MAX_CONNECTIONS_PER_PEER,
+      denyInboundConnection: maConn => !handshakes.admit(maConn),
+      denyInboundEncryptedConnection: (peerId, maConn) => {
+        handshakes.release(maConn)
+        return (self.node?.getConnections(peerId).length ?? 0) >= MAX_CONNECTIONS_PER_PEER
+      },
       ...opts.connectionGater
     },
-    connectionManager: { maxConnections: opts.maxConnections ?? 300, maxIncomingPendingConnections: MAX_PENDING_INBOUND_CONNECTIONS },
+    connectionManager: {
+      maxConnections,
+      maxIncomingPendingConnections: MAX_PENDING_INBOUND_CONNECTIONS,
+      inboundUpgradeTimeout: INBOUND_UPGRADE_TIMEOUT_MS
+    },
     services: { identify: identify(), ping: ping() }
   })
   return self.node

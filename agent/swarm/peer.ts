@@ -66,7 +66,7 @@ export class SwarmPeer {
     let failure: Error | undefined
     try {
       while (true) {
-        const raw = await this.reader.readFrame()
+        const raw = await this.reader.readFrameOrEnd()
         if (raw === undefined) break
         const msg = decode(SwarmMessage, raw, 'swarm message')
         switch (msg.t) {

@@ -20,11 +20,11 @@ describe('wire frames', () => {
       for await (const c of r.readBytes(raw.byteLength)) got.push(c)
       expect(Buffer.concat(got)).toEqual(Buffer.from(raw))
       expect(await r.readFrame()).toEqual({ b: 'ü' })
-      expect(await r.readFrame()).toBeUndefined()
+      expect(await r.readFrameOrEnd()).toBeUndefined()
     }
   })
 
-  it('refuses oversize, truncated and non-JSON frames with a ProtocolError', async () => {
+  it('refuses oversize and non-JSON frames with a ProtocolError, and fails on truncated ones', async () => {
     const big = new Uint8Array(4); new DataView(big.buffer).setUint32(0, MAX_FRAME_BYTES + 1)
     await expect(new FrameReader(chunks(big)).readFrame()).rejects.toBeInstanceOf(ProtocolError)
     await expect(new FrameReader(chunks(encodeFrame({ a: 1 }).subarray(0, 6))).readFrame()).rejects.toThrow(/ended inside a frame/)
@@ -37,6 +37,20 @@ describe('wire frames', () => {
     const r = new FrameReader(chunks(new Uint8Array(10)))
     const it = r.readBytes(20)
     await expect((async () => { for await (const _ of it) { /* drain */ } })()).rejects.toBeInstanceOf(NetworkError)
+  })
+
+  it('reports a stream that ends where a message was due as a retryable network error, not a malformed message', async () => {
+    // The peer closed (or was killed) before it answered: nothing, or a cut frame.
+    for (const parts of [[], [encodeFrame({ a: 1 }).subarray(0, 2)], [encodeFrame({ a: 1 }).subarray(0, 6)]]) {
+      const err = await new FrameReader(chunks(...parts)).readFrame().catch((e: unknown) => e)
+      expect(err).toBeInstanceOf(NetworkError)
+      expect(err).toMatchObject({ code: 'network', retryable: true })
+    }
+    // Where the peer may end (a control channel, a swarm stream), the end between frames is not an error.
+    const r = new FrameReader(chunks(encodeFrame({ a: 1 })))
+    expect(await r.readFrameOrEnd()).toEqual({ a: 1 })
+    expect(await r.readFrameOrEnd()).toBeUndefined()
+    await expect(new FrameReader(chunks(encodeFrame({ a: 1 }).subarray(0, 6))).readFrameOrEnd()).rejects.toBeInstanceOf(NetworkError)
   })
 
   it('checks messages against their schemas and names the bad field', () => {
