@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process'
-import { appendFile, mkdir, mkdtemp, readFile, readdir, realpath, rm, symlink, writeFile } from 'node:fs/promises'
+import { appendFile, link, mkdir, mkdtemp, readFile, readdir, realpath, rename, rm, symlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
@@ -66,6 +66,41 @@ describe('file plug-in confinement', () => {
     await symlink('../outside/victim', join(vol, '.planted.bin.k1.partial'))
     await expect(plugin.write(u('vol/planted.bin'), { offset: 0, key: 'k1' })).rejects.toBeInstanceOf(PermissionDeniedError)
     expect(await readdir(outside)).toEqual(['secret.txt'])
+  })
+
+  it('commits by identity: a symlink swapped over the partial between write and commit is refused, and nothing is followed', async () => {
+    await writeFile(join(outside, 'victim.txt'), 'untouched')
+    const writer = await plugin.write(u('vol/swapped.bin'), { offset: 0, size: 5, key: 'swap1' })
+    await writer.write(Buffer.from('hello'))
+    await writer.sync()
+    const partial = join(vol, '.swapped.bin.swap1.partial')
+    await rm(partial)
+    await symlink('../outside/victim.txt', partial)
+    await expect(writer.commit()).rejects.toThrow(new PermissionDeniedError('vol/swapped.bin: its partial file was replaced while it was written; not committing'))
+    await writer.abort()
+    expect(await readdir(vol)).not.toContain('swapped.bin')
+    expect(await readFile(join(outside, 'victim.txt'), 'utf8')).toBe('untouched')
+    expect((await readdir(outside)).sort()).toEqual(['secret.txt', 'victim.txt'])
+  })
+
+  it('commits by identity: another file renamed over the partial is refused', async () => {
+    const writer = await plugin.write(u('vol/replaced.bin'), { offset: 0, key: 'swap2' })
+    await writer.write(Buffer.from('mine'))
+    const partial = join(vol, '.replaced.bin.swap2.partial')
+    await writeFile(join(vol, 'forged'), 'forged')
+    await rename(join(vol, 'forged'), partial)
+    await expect(writer.commit()).rejects.toBeInstanceOf(PermissionDeniedError)
+    await writer.abort()
+    expect(await readdir(vol)).not.toContain('replaced.bin')
+  })
+
+  it('refuses a hard link or a FIFO planted under the partial file name, and leaves the linked file alone', async () => {
+    await writeFile(join(vol, 'precious.txt'), 'precious')
+    await link(join(vol, 'precious.txt'), join(vol, '.hard.bin.k2.partial'))
+    await expect(plugin.write(u('vol/hard.bin'), { offset: 0, key: 'k2' })).rejects.toThrow(/hard link/)
+    expect(await readFile(join(vol, 'precious.txt'), 'utf8')).toBe('precious')
+    execFileSync('mkfifo', [join(vol, '.fifo.bin.k3.partial')])
+    await expect(plugin.write(u('vol/fifo.bin'), { offset: 0, key: 'k3' })).rejects.toThrow(new InvalidArgumentError('vol/fifo.bin: not a regular file'))
   })
 
   it('names an unknown volume and the known ones', async () => {
