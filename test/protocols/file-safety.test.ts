@@ -103,6 +103,27 @@ describe('file plug-in confinement', () => {
     await expect(plugin.write(u('vol/fifo.bin'), { offset: 0, key: 'k3' })).rejects.toThrow(new InvalidArgumentError('vol/fifo.bin: not a regular file'))
   })
 
+  it('openWriterAt does not follow a symlink planted under the partial name, resumed or not, and writes nothing outside', async () => {
+    await writeFile(join(outside, 'target-at.txt'), 'untouched')
+    await symlink('../outside/target-at.txt', join(vol, '.at.bin.dist1.partial'))
+    for (const resume of [false, true]) {
+      await expect(plugin.openWriterAt!(u('vol/at.bin'), { key: 'dist1', size: 1024, resume })).rejects.toThrow(new PermissionDeniedError('vol/at.bin: symbolic link not followed'))
+    }
+    expect(await readFile(join(outside, 'target-at.txt'), 'utf8')).toBe('untouched')
+  })
+
+  it('openWriterAt commits by identity too', async () => {
+    const writer = await plugin.openWriterAt!(u('vol/at-swap.bin'), { key: 'dist2', size: 4, resume: false })
+    await writer.writeAt(0, [Buffer.from('ab'), Buffer.from('cd')])
+    const partial = join(vol, '.at-swap.bin.dist2.partial')
+    await rm(partial)
+    await symlink('../outside/secret.txt', partial)
+    await expect(writer.commit()).rejects.toBeInstanceOf(PermissionDeniedError)
+    await writer.abort()
+    expect(await readdir(vol)).not.toContain('at-swap.bin')
+    expect(await readFile(join(outside, 'secret.txt'), 'utf8')).toBe('secret')
+  })
+
   it('names an unknown volume and the known ones', async () => {
     await expect(plugin.stat(u('nope/x'))).rejects.toThrow(new NotFoundError("no volume 'nope' on this agent (volumes: vol, ro)"))
   })
