@@ -92,7 +92,6 @@ export async function startAgent (config: AgentConfig, onFatal: (err: Error) => 
     self: config.name,
     issuer,
     plugins,
-    volumes: config.volumes,
     journal,
     counters,
     upload,
@@ -140,6 +139,7 @@ export async function startAgent (config: AgentConfig, onFatal: (err: Error) => 
       }
     },
     activeDistributions: () => swarm.active(),
+    afterRegister: async () => { await swarm.deliverPending() },
     onFatal: err => {
       logger.error({ code: (err as { code?: string }).code }, `the coordinator refused this agent: ${err.message}`)
       onFatal(err)
@@ -168,7 +168,8 @@ export async function startAgent (config: AgentConfig, onFatal: (err: Error) => 
       volumes: config.volumes,
       counters,
       active: executor.active(),
-      journal: await journal.all()
+      journal: await journal.all(),
+      swarms: (await journal.allSwarms()).map(({ have: _have, ...entry }) => entry)
     }
     return { type: 'application/json', body: JSON.stringify(body) }
   }

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto'
 import { constants } from 'node:fs'
 import { lstat, open, realpath, rename, statfs } from 'node:fs/promises'
 import type { FileHandle } from 'node:fs/promises'
+import { basename } from 'node:path'
 import { NoSpaceError, PermissionDeniedError } from '../mesh/index.ts'
 import { fsError } from './fs-errors.ts'
 import { assertHandleInside } from './volumes.ts'
@@ -47,7 +48,12 @@ export async function checkFreeSpace (dir: string, needed: number, what: string)
  * file elsewhere would otherwise be truncated and filled through this name.
  */
 export async function openPartialFile (partial: string, flags: number, root: string, what: string): Promise<FileHandle> {
-  const fh = await open(partial, flags | O_NOFOLLOW | O_NONBLOCK, 0o666).catch(err => { throw fsError(err, what) })
+  const fh = await open(partial, flags | O_NOFOLLOW | O_NONBLOCK, 0o666).catch(err => {
+    if ((err as NodeJS.ErrnoException).code === 'ELOOP') {
+      throw new PermissionDeniedError(`${what}: a symbolic link is planted under its partial file's name (${basename(partial)}); not following it`, { cause: err })
+    }
+    throw fsError(err, what)
+  })
   try {
     const st = await fh.stat()
     if (!st.isFile()) throw new PermissionDeniedError(`${what}: its partial file is not a regular file; not writing through it`)
