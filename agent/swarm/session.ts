@@ -98,6 +98,14 @@ export class SwarmSession {
       this.opts.log('distribution already finished here; reporting it again', { distributionId: this.id, outcome: kept.outcome.outcome })
       return
     }
+    if (same && Bitfield.fromBase64(this.pieces, kept.have).complete() && await this.targetHolds(dst)) {
+      // Every piece was journaled and the target holds the file: a crash came between its commit and journaling the outcome.
+      this.finished = true
+      this.outcome = { distributionId: this.id, destination, outcome: 'succeeded', sha256: this.manifest.sha256 }
+      await this.opts.journal.putSwarm({ ...kept, outcome: { outcome: 'succeeded', sha256: this.manifest.sha256 } })
+      this.opts.log('distribution already committed here; reporting it', { distributionId: this.id })
+      return
+    }
     // Without a journal for this manifest the partial's bytes are unknown: start from nothing.
     this.writer = await openPieceWriter(dst, this.id, this.manifest.size, same)
     this.storage = writerStorage(this.writer)
@@ -113,6 +121,18 @@ export class SwarmSession {
 
   private destinationPlace (): Resolved {
     return resolveLocal(this.opts.join.destination as string, this.opts.self, this.opts.plugins, 'destination')
+  }
+
+  /** Whether the destination's object is the manifest's file (read through its plug-in and hashed). */
+  private async targetHolds (dst: Resolved): Promise<boolean> {
+    try {
+      if ((await dst.plugin.stat(dst.url)).size !== this.manifest.size) return false
+      const whole = createHash('sha256')
+      for await (const chunk of dst.plugin.read(dst.url, { offset: 0 })) whole.update(chunk)
+      return whole.digest('hex') === this.manifest.sha256
+    } catch {
+      return false
+    }
   }
 
   /** Whether this destination is done (here or before a restart): it fetches nothing more. */
