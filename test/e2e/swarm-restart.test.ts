@@ -68,9 +68,9 @@ describe('a distribution destination that finished while the coordinator was awa
 
   it('reports its journaled outcome after a restart instead of downloading again', async () => {
     await finishWhileCoordinatorAway(false)
-  })
+  }, 120_000)
 
   it('finds the committed file after a crash before the outcome was journaled, and does not download again', async () => {
     await finishWhileCoordinatorAway(true)
-  })
+  }, 120_000)
 })
