@@ -105,7 +105,8 @@ export class SwarmService {
     this.sessions.set(join.distributionId, { session, join, stop })
     this.opts.log('joined distribution', { distributionId: join.distributionId, role: join.role, peers: join.peers.map(p => p.name) })
     if (join.role === 'destination' && !session.isFinished) void this.dialLoop(join.distributionId, stop.signal)
-    await session.deliverOutcome()
+    // Restored finished: its report goes beside the answer to this join, not before it.
+    void session.deliverOutcome()
   }
 
   /**

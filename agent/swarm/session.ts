@@ -396,6 +396,9 @@ export class SwarmSession {
       for (let at = 0; at < this.manifest.size; at += VERIFY_READ) whole.update(await writer.readAt(at, Math.min(VERIFY_READ, this.manifest.size - at)))
       const sha256 = whole.digest('hex')
       if (sha256 !== this.manifest.sha256) throw new ChecksumMismatchError(`${destination}: assembled file hashes to ${sha256}, the manifest says ${this.manifest.sha256}`)
+      // Every piece, journaled before the commit: a crash between the commit and journaling the outcome
+      // leaves a journal that sends the restarted agent to check the target rather than fetch it again.
+      await this.opts.journal.putSwarm(this.entry())
       await writer.commit()
       this.opts.log('distribution complete here', { distributionId: this.id, destination, sha256 })
       this.opts.progress({ distributionId: this.id, destination, bytesDone: this.manifest.size })
@@ -459,13 +462,16 @@ export class SwarmSession {
     this.peers.clear()
     if (!this.finished && !removePartial) await this.flush().catch(() => {})
     await this.delivering
-    const release = this.writer !== undefined
-      ? this.writer.abort({ keepPartial: !removePartial })
-      : removePartial && this.role === 'destination' ? discardPartial(this.destinationPlace(), this.id) : undefined
-    await release?.catch(err => {
+    await this.release(removePartial).catch(err => {
       this.opts.log('could not remove the partial', { distributionId: this.id, error: toStaccatoError(err).message })
     })
     if (ended) await this.opts.journal.removeSwarm(this.id)
+  }
+
+  private async release (removePartial: boolean): Promise<void> {
+    if (this.writer !== undefined) await this.writer.abort({ keepPartial: !removePartial })
+    // No writer: a session restored finished after a restart, whose partial may still be there.
+    else if (removePartial && this.role === 'destination') await discardPartial(this.destinationPlace(), this.id)
   }
 }
 

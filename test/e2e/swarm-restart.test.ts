@@ -24,8 +24,9 @@ describe('a distribution destination that finished while the coordinator was awa
 
   /**
    * `crashBeforeOutcome`: the agent died after renaming the file into place
-   * but before journaling the outcome (the journal still lists every piece);
-   * its journal is edited back to that state while it is down.
+   * but before journaling the outcome (its journal lists every piece, as it
+   * does from just before the commit); the journal is edited back to that
+   * state while the agent is down.
    */
   async function finishWhileCoordinatorAway (crashBeforeOutcome: boolean): Promise<void> {
     const m = mesh = await TestMesh.create()
