@@ -51,6 +51,8 @@ export class SwarmService {
    * sent before it recorded the outcome must not start the download again.
    */
   private readonly acked = new Set<string>()
+  /** The join being handled, by distribution. */
+  private readonly joining = new Map<string, Promise<void>>()
 
   constructor (opts: SwarmServiceOptions) {
     this.opts = opts
@@ -74,8 +76,23 @@ export class SwarmService {
     return await manifestFor(src.plugin, src.url, p.pieceSize, this.opts.journal.manifests)
   }
 
-  /** Joins (or re-joins after a reconnect) a distribution. */
+  /**
+   * Joins (or re-joins after a reconnect) a distribution. Joins of one
+   * distribution run one after the other: two sessions opening the same
+   * partial at once would each start it afresh under the other's pieces.
+   */
   async join (join: ControlParams<'swarmJoin'>): Promise<void> {
+    const id = join.distributionId
+    const run = (this.joining.get(id) ?? Promise.resolve()).catch(() => {}).then(async () => await this.joinNow(join))
+    this.joining.set(id, run)
+    try {
+      await run
+    } finally {
+      if (this.joining.get(id) === run) this.joining.delete(id)
+    }
+  }
+
+  private async joinNow (join: ControlParams<'swarmJoin'>): Promise<void> {
     const existing = this.sessions.get(join.distributionId)
     if (existing !== undefined) {
       // Fresh peers and ticket from the coordinator; the session carries on.
@@ -93,13 +110,6 @@ export class SwarmService {
       // The answer to the join carries the error: a destination that cannot take part fails, the others carry on.
       await session.close(false, false).catch(() => {})
       throw err
-    }
-    // A join that raced ours (the coordinator re-sends them on reconnects) won: keep one session.
-    const raced = this.sessions.get(join.distributionId)
-    if (raced !== undefined) {
-      await session.close(false, false)
-      raced.join = join
-      return
     }
     const stop = new AbortController()
     this.sessions.set(join.distributionId, { session, join, stop })
@@ -151,6 +161,8 @@ export class SwarmService {
 
   /** The coordinator ended the distribution for this agent: nothing of it is kept to resume or report. */
   async leave (distributionId: string, removePartial: boolean): Promise<void> {
+    // A session still starting is left once it has started.
+    await this.joining.get(distributionId)?.catch(() => {})
     this.acked.delete(distributionId)
     const entry = this.sessions.get(distributionId)
     if (entry === undefined) {
