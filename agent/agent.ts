@@ -135,7 +135,7 @@ export async function startAgent (config: AgentConfig, onFatal: (err: Error) => 
     onCast: (method, params) => {
       if (method === 'swarmLeave') {
         const p = params as ControlParams<'swarmLeave'>
-        void swarm.leave(p.distributionId, p.removePartial)
+        void swarm.leave(p.distributionId, p.removePartial).catch(err => log('could not leave a distribution', { distributionId: p.distributionId, error: String(err) }))
       }
     },
     activeDistributions: () => swarm.active(),
