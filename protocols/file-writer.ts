@@ -1,5 +1,5 @@
 import { constants } from 'node:fs'
-import { open, unlink } from 'node:fs/promises'
+import { unlink } from 'node:fs/promises'
 import type { FileHandle } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
 import { InvalidArgumentError, SourceChangedError } from '../mesh/index.ts'
@@ -9,7 +9,7 @@ import { checkFreeSpace, commitPartial, openPartialFile, partialName } from './f
 
 export { isPartialName, partialName } from './file-partial.ts'
 
-const { O_WRONLY, O_CREAT, O_NOFOLLOW, O_RDONLY } = constants
+const { O_WRONLY, O_CREAT, O_RDONLY } = constants
 
 /**
  * Small writes are copied into a buffer of this size; a full one goes to the
@@ -148,7 +148,7 @@ class FileWriter implements Writer {
   /** The bytes kept from an earlier attempt: [0, offset) of the partial as it was opened. */
   async * readPartial (opts: OpOptions = {}): AsyncGenerator<Uint8Array> {
     const { offset, what } = this.#init
-    const fh = await open(this.#partial, O_RDONLY | O_NOFOLLOW).catch(err => { throw fsError(err, what) })
+    const fh = await openPartialFile(this.#partial, O_RDONLY, this.#init.root, what)
     try {
       let position = 0
       while (position < offset) {

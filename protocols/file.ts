@@ -55,7 +55,8 @@ export function file (init: FileOptions): ProtocolPlugin {
     async * read (url: URL, opts: ReadOptions): AsyncGenerator<Uint8Array> {
       const { path, root, what } = await resolve(url)
       // O_NOFOLLOW: the path is already real, so a symlink here was planted after realpath().
-      const fh = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW).catch(err => { throw fsError(err, what) })
+      // O_NONBLOCK: a FIFO swapped in after stat() must not hang the open (no effect on regular files).
+      const fh = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK).catch(err => { throw fsError(err, what) })
       try {
         await assertHandleInside(fh, root, what)
         const first = await fh.stat({ bigint: true })

@@ -124,6 +124,20 @@ describe('file plug-in confinement', () => {
     expect(await readFile(join(outside, 'secret.txt'), 'utf8')).toBe('secret')
   })
 
+  it('does not hang on a FIFO where a file is read, or where a kept partial is read back', async () => {
+    execFileSync('mkfifo', [join(vol, 'pipe.bin')])
+    await expect(collect(plugin.read(u('vol/pipe.bin'), { offset: 0 }))).rejects.toBeInstanceOf(InvalidArgumentError)
+    const writer = await plugin.write(u('vol/kept.bin'), { offset: 0, key: 'k4' })
+    await writer.write(Buffer.alloc(10, 7))
+    await writer.abort({ keepPartial: true })
+    const resumed = await plugin.write(u('vol/kept.bin'), { offset: 10, key: 'k4' })
+    const partial = join(vol, '.kept.bin.k4.partial')
+    await rm(partial)
+    execFileSync('mkfifo', [partial])
+    await expect(collect(resumed.readPartial!())).rejects.toBeInstanceOf(PermissionDeniedError)
+    await resumed.abort()
+  })
+
   it('names an unknown volume and the known ones', async () => {
     await expect(plugin.stat(u('nope/x'))).rejects.toThrow(new NotFoundError("no volume 'nope' on this agent (volumes: vol, ro)"))
   })
