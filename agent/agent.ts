@@ -95,7 +95,6 @@ export async function startAgent (config: AgentConfig, onFatal: (err: Error) => 
     self: config.name,
     issuer,
     plugins,
-    volumes: config.volumes,
     journal,
     counters,
     upload,
@@ -139,10 +138,11 @@ export async function startAgent (config: AgentConfig, onFatal: (err: Error) => 
     onCast: (method, params) => {
       if (method === 'swarmLeave') {
         const p = params as ControlParams<'swarmLeave'>
-        void swarm.leave(p.distributionId, p.removePartial)
+        void swarm.leave(p.distributionId, p.removePartial).catch(err => log('could not leave a distribution', { distributionId: p.distributionId, error: String(err) }))
       }
     },
     activeDistributions: () => swarm.active(),
+    afterRegister: async () => { await swarm.deliverPending() },
     onFatal: err => {
       logger.error({ code: (err as { code?: string }).code }, `the coordinator refused this agent: ${err.message}`)
       onFatal(err)
@@ -171,7 +171,8 @@ export async function startAgent (config: AgentConfig, onFatal: (err: Error) => 
       volumes: config.volumes,
       counters,
       active: executor.active(),
-      journal: await journal.all()
+      journal: await journal.all(),
+      swarms: (await journal.allSwarms()).map(({ have: _have, ...entry }) => entry)
     }
     return { type: 'application/json', body: JSON.stringify(body) }
   }

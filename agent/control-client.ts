@@ -16,6 +16,8 @@ export interface ControlClientOptions {
   onCast: (method: ControlMethod, params: unknown) => void
   /** Distributions this agent takes part in, named at registration. */
   activeDistributions: () => string[]
+  /** Runs after every registration, beside the executor's deliveries (the swarm's journaled outcomes). */
+  afterRegister?: () => Promise<void>
   log: (msg: string, fields?: Record<string, unknown>) => void
   /** Upper bound for the reconnect delay; it starts at half a second and doubles. */
   maxBackoffMs?: number
@@ -118,6 +120,7 @@ export class ControlClient {
       log('registered with the coordinator', { coordinator: this.opts.coordinator.toString() })
       this.markRegistered()
       // Outcomes that finished while the coordinator was away.
+      void this.opts.afterRegister?.().catch(err => log('could not deliver journaled outcomes', { error: toStaccatoError(err).message }))
       for (const entry of await journal.all()) {
         if (entry.outcome !== undefined) await executor.deliver(entry)
       }

@@ -26,6 +26,12 @@ export interface SwarmEntry {
   manifestSha256: string
   /** Base64 bitfield of pieces that are verified and durable. */
   have: string
+  /**
+   * Set once this destination finished (the file verified and renamed into
+   * place, or failed), until the coordinator has acknowledged the report: a
+   * restarted agent reports it instead of fetching the pieces again.
+   */
+  outcome?: { outcome: 'succeeded' | 'failed', sha256?: string, error?: ErrorInfo }
 }
 
 /**
@@ -77,6 +83,14 @@ export class Journal {
 
   async putSwarm (entry: SwarmEntry): Promise<void> {
     await this.root.batch([{ type: 'put', sublevel: this.swarms, key: entry.distributionId, value: entry }], { sync: true })
+  }
+
+  async getSwarm (distributionId: string): Promise<SwarmEntry | undefined> {
+    return await this.swarms.get(distributionId)
+  }
+
+  async allSwarms (): Promise<SwarmEntry[]> {
+    return await this.swarms.values().all()
   }
 
   async removeSwarm (distributionId: string): Promise<void> {

@@ -82,7 +82,15 @@ export class DistributionManager {
     })
     const destination = rec.destinations?.find(d => d.agent === agent)
     const params: ControlParams<'swarmJoin'> = { distributionId: rec.id, role, source: rec.source, destination: destination?.destination, manifest: rec.manifest, peers, ticket }
-    await registry.call(agent, 'swarmJoin', params)
+    try {
+      await registry.call(agent, 'swarmJoin', params)
+    } catch (err) {
+      const e = toStaccatoError(err)
+      if (destination === undefined || e.retryable) throw e
+      // This destination cannot take part (its partial's name holds a symlink, its volume refuses…): it fails, the others carry on.
+      await this.onReport(agent, { distributionId: rec.id, destination: destination.destination, outcome: 'failed', error: e.toJSON() })
+      return
+    }
     if (destination?.state === 'queued') await this.setDestination(rec.id, agent, { state: 'active' })
   }
 

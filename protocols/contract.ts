@@ -23,6 +23,8 @@ export interface Capabilities {
   list: boolean
   /** stat() can return a sha256 of the whole object without reading it through read(). */
   checksum: boolean
+  /** openWriterAt() is offered: writes at any offset, in any order (pieces of a distribution). */
+  writeAt?: boolean
 }
 
 /** What identifies one version of an object: if any of these changes, the object changed. */
@@ -90,6 +92,39 @@ export interface Writer {
   readPartial?(opts?: OpOptions): AsyncIterable<Uint8Array>
 }
 
+export interface WriteAtOptions extends OpOptions {
+  /** A stable key (the distribution id), so that a later writer finds the same partial object. */
+  key: string
+  /** The object's final size: it is sized (and its space checked) up front. */
+  size: number
+  /**
+   * Keep the partial object an earlier writer with this key left (its bytes
+   * stay where they were written); without it, or when there is none, the
+   * writer starts from an empty object of `size` bytes.
+   */
+  resume: boolean
+}
+
+/**
+ * An object written at arbitrary offsets, as rclone's OpenWriterAt or
+ * Kraken's piece storage: nothing is visible at the target until commit().
+ * Calls on different ranges may run concurrently.
+ */
+export interface WriterAt {
+  /** Whether an earlier writer's partial object was kept (resume was asked and one was found). */
+  readonly resumed: boolean
+  /** Writes `chunks` one after the other from `offset`; the range must lie within the size. */
+  writeAt(offset: number, chunks: Uint8Array[]): Promise<void>
+  /** Reads back `length` bytes from `offset`; also after commit(), until abort() releases the object. */
+  readAt(offset: number, length: number): Promise<Uint8Array>
+  /** Makes everything written so far durable. */
+  sync(): Promise<void>
+  /** Makes the object durable and atomically visible at the target: the object written, whatever its partial's name holds now. */
+  commit(): Promise<void>
+  /** Releases the writer; removes the partial object unless told to keep it (after commit it only releases). */
+  abort(opts?: { keepPartial?: boolean }): Promise<void>
+}
+
 export interface Entry {
   path: string
   size: number
@@ -104,6 +139,8 @@ export interface ProtocolPlugin {
   read(url: URL, opts: ReadOptions): AsyncIterable<Uint8Array>
   write(url: URL, opts: WriteOptions): Promise<Writer>
   list?(url: URL, opts?: OpOptions): AsyncIterable<Entry>
+  /** Present when capabilities.writeAt is true. */
+  openWriterAt?(url: URL, opts: WriteAtOptions): Promise<WriterAt>
   /** Frees resources (sockets, handles) the plug-in holds. */
   close?(): Promise<void>
 }

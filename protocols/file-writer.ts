@@ -1,14 +1,15 @@
-import { createHash } from 'node:crypto'
 import { constants } from 'node:fs'
-import { open, realpath, rename, statfs, unlink } from 'node:fs/promises'
+import { unlink } from 'node:fs/promises'
 import type { FileHandle } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
-import { InvalidArgumentError, NoSpaceError, PermissionDeniedError, SourceChangedError } from '../mesh/index.ts'
+import { InvalidArgumentError, SourceChangedError } from '../mesh/index.ts'
 import type { OpOptions, Writer } from './contract.ts'
 import { fsError, isNoSpace } from './fs-errors.ts'
-import { assertHandleInside } from './volumes.ts'
+import { checkFreeSpace, commitPartial, openPartialFile, partialName } from './file-partial.ts'
 
-const { O_WRONLY, O_CREAT, O_TRUNC, O_NOFOLLOW, O_RDONLY, O_DIRECTORY } = constants
+export { isPartialName, partialName } from './file-partial.ts'
+
+const { O_WRONLY, O_CREAT, O_RDONLY } = constants
 
 /**
  * Small writes are copied into a buffer of this size; a full one goes to the
@@ -18,21 +19,6 @@ const { O_WRONLY, O_CREAT, O_TRUNC, O_NOFOLLOW, O_RDONLY, O_DIRECTORY } = consta
 const COALESCE_BUFFER = 1 << 20
 /** Chunks at least this large go to the file directly. */
 const DIRECT_WRITE = 64 << 10
-
-/**
- * `.<basename>.<key>.partial` beside the target: deterministic, so that a later
- * attempt of the same transfer (same key) finds it and resumes. Names that
- * would pass NAME_MAX are hashed instead, still deterministically.
- */
-export function partialName (base: string, key: string): string {
-  const name = `.${base}.${key}.partial`
-  if (Buffer.byteLength(name) <= 255) return name
-  return `.${createHash('sha256').update(base).update('\0').update(key).digest('hex').slice(0, 40)}.partial`
-}
-
-export function isPartialName (name: string): boolean {
-  return name.startsWith('.') && name.endsWith('.partial')
-}
 
 export interface FileWriterInit {
   /** Real parent directory joined with the target's base name. */
@@ -45,23 +31,21 @@ export interface FileWriterInit {
   signal?: AbortSignal
 }
 
-async function checkFreeSpace (dir: string, needed: number, what: string): Promise<void> {
-  const fs = await statfs(dir)
-  const free = fs.bavail * fs.bsize
-  if (free < needed) throw new NoSpaceError(`${what}: needs ${needed} more bytes, the volume has ${free} free`)
-}
-
 async function openPartial (init: FileWriterInit, partial: string): Promise<FileHandle> {
-  const { offset, what } = init
-  // O_NOFOLLOW: a symlink planted under the partial's name must not redirect the write.
-  if (offset === 0) return await open(partial, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0o666).catch(err => { throw fsError(err, what) })
+  const { offset, what, root } = init
+  if (offset === 0) {
+    // Truncated only once openPartialFile has checked what the name holds.
+    const fh = await openPartialFile(partial, O_WRONLY | O_CREAT, root, what)
+    await fh.truncate(0).catch(async err => { await fh.close(); throw fsError(err, what) })
+    return fh
+  }
   // Resuming needs the bytes before `offset`; without them only a restart from 0 helps, which is
   // what SourceChangedError (retryable, "restart from zero") tells the executor.
-  const fh = await open(partial, O_WRONLY | O_NOFOLLOW).catch(err => {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+  const fh = await openPartialFile(partial, O_WRONLY, root, what).catch(err => {
+    if ((err as { cause?: NodeJS.ErrnoException }).cause?.code === 'ENOENT') {
       throw new SourceChangedError(`${what}: cannot resume at offset ${offset}: the partial file is gone; restart from 0`, { cause: err })
     }
-    throw fsError(err, what)
+    throw err
   })
   const { size } = await fh.stat()
   if (size < offset) {
@@ -77,12 +61,6 @@ export async function openFileWriter (init: FileWriterInit): Promise<Writer> {
   const partial = join(dir, partialName(basename(init.target), init.key))
   if (init.size !== undefined) await checkFreeSpace(dir, init.size - init.offset, init.what)
   const fh = await openPartial(init, partial)
-  try {
-    await assertHandleInside(fh, init.root, init.what)
-  } catch (err) {
-    await fh.close()
-    throw err
-  }
   return new FileWriter(init, fh, dir, partial)
 }
 
@@ -158,19 +136,11 @@ class FileWriter implements Writer {
       }
       await this.#io(() => this.#fh.sync())
       this.#state = 'failed'
-      await this.#close()
-      // The parent was real when the writer opened; if it was swapped since, the rename would land elsewhere.
-      if (await realpath(this.#dir).catch(() => undefined) !== this.#dir) {
-        throw new PermissionDeniedError(`${what}: its directory changed while it was written; not committing`)
-      }
-      await rename(this.#partial, this.#init.target).catch(err => { throw fsError(err, what) })
-      this.#state = 'committed'
-      // The rename is durable only once the directory is.
-      const dh = await open(this.#dir, O_RDONLY | O_DIRECTORY)
       try {
-        await dh.sync()
+        await commitPartial(this.#fh, { dir: this.#dir, partial: this.#partial, target: this.#init.target, what })
+        this.#state = 'committed'
       } finally {
-        await dh.close()
+        await this.#close()
       }
     })
   }
@@ -178,7 +148,7 @@ class FileWriter implements Writer {
   /** The bytes kept from an earlier attempt: [0, offset) of the partial as it was opened. */
   async * readPartial (opts: OpOptions = {}): AsyncGenerator<Uint8Array> {
     const { offset, what } = this.#init
-    const fh = await open(this.#partial, O_RDONLY | O_NOFOLLOW).catch(err => { throw fsError(err, what) })
+    const fh = await openPartialFile(this.#partial, O_RDONLY, this.#init.root, what)
     try {
       let position = 0
       while (position < offset) {

@@ -3,8 +3,10 @@ import type { BigIntStats } from 'node:fs'
 import { open, opendir, realpath, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { InvalidArgumentError, SourceChangedError } from '../mesh/index.ts'
-import type { Entry, ObjectVersion, OpOptions, ProtocolPlugin, ReadOptions, StatResult, WriteOptions, Writer } from './contract.ts'
-import { isPartialName, openFileWriter } from './file-writer.ts'
+import type { Entry, ObjectVersion, OpOptions, ProtocolPlugin, ReadOptions, StatResult, WriteAtOptions, WriteOptions, Writer, WriterAt } from './contract.ts'
+import { openFileWriter } from './file-writer.ts'
+import { openFileWriterAt } from './file-writer-at.ts'
+import { isPartialName } from './file-partial.ts'
 import { fsError } from './fs-errors.ts'
 import { assertVersion, checkOffset, checkRange, checkWriteKey } from './util.ts'
 import { assertHandleInside, isInside, parseFileUrl, resolveIn } from './volumes.ts'
@@ -41,7 +43,7 @@ export function file (init: FileOptions): ProtocolPlugin {
 
   return {
     scheme: 'file',
-    capabilities: { read: true, write: true, resume: true, list: true, checksum: false },
+    capabilities: { read: true, write: true, resume: true, list: true, checksum: false, writeAt: true },
 
     async stat (url: URL): Promise<StatResult> {
       const { path, what } = await resolve(url)
@@ -53,7 +55,8 @@ export function file (init: FileOptions): ProtocolPlugin {
     async * read (url: URL, opts: ReadOptions): AsyncGenerator<Uint8Array> {
       const { path, root, what } = await resolve(url)
       // O_NOFOLLOW: the path is already real, so a symlink here was planted after realpath().
-      const fh = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW).catch(err => { throw fsError(err, what) })
+      // O_NONBLOCK: a FIFO swapped in after stat() must not hang the open (no effect on regular files).
+      const fh = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK).catch(err => { throw fsError(err, what) })
       try {
         await assertHandleInside(fh, root, what)
         const first = await fh.stat({ bigint: true })
@@ -92,6 +95,14 @@ export function file (init: FileOptions): ProtocolPlugin {
       checkWriteKey(opts.key)
       const { path, root, what } = await resolve(url, true)
       return await openFileWriter({ target: path, root, what, offset: opts.offset, size: opts.size, key: opts.key, signal: opts.signal })
+    },
+
+    /** Writes at any offset (a distribution's pieces), to the same kind of partial file as write(). */
+    async openWriterAt (url: URL, opts: WriteAtOptions): Promise<WriterAt> {
+      checkWriteKey(opts.key)
+      if (!Number.isSafeInteger(opts.size) || opts.size < 0) throw new InvalidArgumentError(`${url.href}: size ${opts.size} is not a non-negative integer`)
+      const { path, root, what } = await resolve(url, true)
+      return await openFileWriterAt({ target: path, root, what, key: opts.key, size: opts.size, resume: opts.resume, signal: opts.signal })
     },
 
     /**

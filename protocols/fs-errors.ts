@@ -13,6 +13,8 @@ const BY_CODE: Record<string, [ErrorClass, string]> = {
   EROFS: [PermissionDeniedError, 'read-only file system'],
   ELOOP: [PermissionDeniedError, 'symbolic link not followed'],
   EISDIR: [InvalidArgumentError, 'is a directory'],
+  // O_NONBLOCK open of a FIFO with no reader, or of a device with nothing behind it.
+  ENXIO: [InvalidArgumentError, 'not a regular file'],
   ENAMETOOLONG: [InvalidArgumentError, 'name too long'],
   ENOSPC: [NoSpaceError, 'no space left on device'],
   EDQUOT: [NoSpaceError, 'disk quota exceeded']

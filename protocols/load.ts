@@ -30,6 +30,8 @@ export function validatePlugin (value: unknown, from: string): ProtocolPlugin {
   }
   for (const fn of ['stat', 'read', 'write']) if (typeof p[fn] !== 'function') problems.push(`${fn} must be a function`)
   if (caps?.list === true && typeof p.list !== 'function') problems.push('capabilities.list is true but list is not a function')
+  if (caps?.writeAt !== undefined && typeof caps.writeAt !== 'boolean') problems.push('capabilities.writeAt must be a boolean when present')
+  if (caps?.writeAt === true && typeof p.openWriterAt !== 'function') problems.push('capabilities.writeAt is true but openWriterAt is not a function')
   if (p.close !== undefined && typeof p.close !== 'function') problems.push('close must be a function when present')
   if (problems.length > 0) throw new InvalidArgumentError(`plug-in '${from}' is not a valid protocol plug-in: ${problems.join('; ')}`)
   return value as ProtocolPlugin

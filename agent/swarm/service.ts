@@ -13,6 +13,8 @@ import { SwarmSession } from './session.ts'
 import { PieceCache } from './piece-cache.ts'
 import type { SessionOptions } from './session.ts'
 import { manifestFor, pieceCount } from './manifest.ts'
+import { discardPartial } from './storage.ts'
+import type { SwarmEntry } from '../journal.ts'
 
 /** What every session needs, plus the node, the agent's name, the coordinator's key and the plug-ins. */
 export interface SwarmServiceOptions extends Omit<SessionOptions, 'join' | 'source' | 'cache'> {
@@ -30,6 +32,8 @@ const REDIAL_MS = 500
 const PIECE_CACHE_BYTES = 32 * 1024 * 1024
 /** The coordinator brings participants in one by one: a hello may beat our own join by this much. */
 const JOIN_GRACE_MS = 3000
+/** Distributions whose journaled outcome the coordinator acknowledged, remembered until it ends them (bounded). */
+const ACKED_KEPT = 4096
 
 /**
  * The agent's side of /staccato/swarm/1: its distributions, the streams to
@@ -40,6 +44,15 @@ export class SwarmService {
   private readonly opts: SwarmServiceOptions
   private readonly cache = new PieceCache(PIECE_CACHE_BYTES)
   private readonly sessions = new Map<string, { session: SwarmSession, join: ControlParams<'swarmJoin'>, stop: AbortController }>()
+  /** Journaled outcomes being reported with no session (after a restart), by distribution. */
+  private readonly reporting = new Map<string, Promise<void>>()
+  /**
+   * Outcomes reported and acknowledged with no session: a join the coordinator
+   * sent before it recorded the outcome must not start the download again.
+   */
+  private readonly acked = new Set<string>()
+  /** The join being handled, by distribution. */
+  private readonly joining = new Map<string, Promise<void>>()
 
   constructor (opts: SwarmServiceOptions) {
     this.opts = opts
@@ -63,8 +76,23 @@ export class SwarmService {
     return await manifestFor(src.plugin, src.url, p.pieceSize, this.opts.journal.manifests)
   }
 
-  /** Joins (or re-joins after a reconnect) a distribution. */
+  /**
+   * Joins (or re-joins after a reconnect) a distribution. Joins of one
+   * distribution run one after the other: two sessions opening the same
+   * partial at once would each start it afresh under the other's pieces.
+   */
   async join (join: ControlParams<'swarmJoin'>): Promise<void> {
+    const id = join.distributionId
+    const run = (this.joining.get(id) ?? Promise.resolve()).catch(() => {}).then(async () => await this.joinNow(join))
+    this.joining.set(id, run)
+    try {
+      await run
+    } finally {
+      if (this.joining.get(id) === run) this.joining.delete(id)
+    }
+  }
+
+  private async joinNow (join: ControlParams<'swarmJoin'>): Promise<void> {
     const existing = this.sessions.get(join.distributionId)
     if (existing !== undefined) {
       // Fresh peers and ticket from the coordinator; the session carries on.
@@ -72,29 +100,95 @@ export class SwarmService {
       await existing.session.deliverOutcome()
       return
     }
+    await this.reporting.get(join.distributionId)
+    if (this.acked.has(join.distributionId)) return
     const source = join.role === 'seed' ? resolveLocal(join.source, this.opts.self, this.opts.plugins, 'source') : undefined
     const session = new SwarmSession({ ...this.opts, join, source, cache: this.cache })
-    await session.start()
+    try {
+      await session.start()
+    } catch (err) {
+      // The answer to the join carries the error: a destination that cannot take part fails, the others carry on.
+      await session.close(false, false).catch(() => {})
+      throw err
+    }
     const stop = new AbortController()
     this.sessions.set(join.distributionId, { session, join, stop })
     this.opts.log('joined distribution', { distributionId: join.distributionId, role: join.role, peers: join.peers.map(p => p.name) })
-    if (join.role === 'destination') void this.dialLoop(join.distributionId, stop.signal)
+    if (join.role === 'destination' && !session.isFinished) void this.dialLoop(join.distributionId, stop.signal)
+    // Restored finished: its report goes beside the answer to this join, not before it.
+    void session.deliverOutcome()
   }
 
+  /**
+   * After every registration: outcomes journaled while the coordinator was
+   * away are reported, also those of distributions the coordinator will not
+   * rejoin us to (it recorded the outcome but its acknowledgement was lost).
+   */
+  async deliverPending (): Promise<void> {
+    for (const entry of await this.opts.journal.allSwarms()) {
+      if (entry.outcome === undefined) continue
+      const running = this.sessions.get(entry.distributionId)
+      if (running !== undefined) await running.session.deliverOutcome()
+      else await this.reportKept(entry, entry.outcome)
+    }
+  }
+
+  private async reportKept (entry: SwarmEntry, outcome: NonNullable<SwarmEntry['outcome']>): Promise<void> {
+    const id = entry.distributionId
+    const inFlight = this.reporting.get(id)
+    if (inFlight !== undefined) return await inFlight
+    const run = (async () => {
+      try {
+        await this.opts.report({ distributionId: id, destination: entry.destination, ...outcome })
+      } catch (err) {
+        this.opts.log('could not report a journaled outcome yet', { distributionId: id, error: toStaccatoError(err).message })
+        return
+      }
+      this.remember(id)
+      await this.opts.journal.removeSwarm(id)
+    })().finally(() => this.reporting.delete(id))
+    this.reporting.set(id, run)
+    await run
+  }
+
+  private remember (id: string): void {
+    this.acked.add(id)
+    for (const old of this.acked) {
+      if (this.acked.size <= ACKED_KEPT) break
+      this.acked.delete(old)
+    }
+  }
+
+  /** The coordinator ended the distribution for this agent: nothing of it is kept to resume or report. */
   async leave (distributionId: string, removePartial: boolean): Promise<void> {
+    // A session still starting is left once it has started.
+    await this.joining.get(distributionId)?.catch(() => {})
+    this.acked.delete(distributionId)
     const entry = this.sessions.get(distributionId)
     if (entry === undefined) {
-      if (removePartial) await this.opts.journal.removeSwarm(distributionId)
+      const kept = await this.opts.journal.getSwarm(distributionId)
+      if (kept !== undefined && removePartial) {
+        await discardPartial(resolveLocal(kept.destination, this.opts.self, this.opts.plugins, 'destination'), distributionId).catch(err => {
+          this.opts.log('could not remove the partial of a distribution left', { distributionId, error: toStaccatoError(err).message })
+        })
+      }
+      if (kept !== undefined) await this.opts.journal.removeSwarm(distributionId)
       return
     }
     this.sessions.delete(distributionId)
     entry.stop.abort()
-    await entry.session.close(removePartial)
+    await entry.session.close(removePartial, true)
     this.opts.log('left distribution', { distributionId, removePartial })
   }
 
+  /** The agent stops: sessions end, their journal entries stay for the restart. */
   async stop (): Promise<void> {
-    await Promise.all([...this.sessions.keys()].map(async id => await this.leave(id, false)))
+    const entries = [...this.sessions.values()]
+    this.sessions.clear()
+    await Promise.all(entries.map(async e => {
+      e.stop.abort()
+      await e.session.close(false, false)
+    }))
   }
 
   /** Keeps a destination connected to the peers the coordinator named, until it leaves the distribution. */

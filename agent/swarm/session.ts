@@ -1,29 +1,32 @@
 import { createHash } from 'node:crypto'
-import { open, rename, rm } from 'node:fs/promises'
-import type { FileHandle } from 'node:fs/promises'
-import { dirname, basename, join } from 'node:path'
 import { ChecksumMismatchError, SourceChangedError, toStaccatoError } from '../../mesh/index.ts'
 import type { ControlParams, Manifest, StaccatoError } from '../../mesh/index.ts'
-import { parseFileUrl, partialName, resolveIn } from '../../protocols/index.ts'
-import type { Resolved } from '../resolve.ts'
-import type { Journal } from '../journal.ts'
+import type { WriterAt } from '../../protocols/index.ts'
+import { resolveLocal } from '../resolve.ts'
+import type { PluginSet, Resolved } from '../resolve.ts'
+import type { Journal, SwarmEntry } from '../journal.ts'
 import type { AgentCounters } from '../counters.ts'
 import type { TokenBucket } from '../rate-limit.ts'
-import type { VolumeConfig } from '../agent.ts'
 import { Bitfield } from './bitfield.ts'
 import { PiecePicker } from './picker.ts'
 import type { PieceCache } from './piece-cache.ts'
 import { pieceCount, pieceRange } from './manifest.ts'
 import type { SwarmPeer } from './peer.ts'
+import { discardPartial, openPieceWriter, sourceStorage, writerStorage } from './storage.ts'
+import type { PieceStorage } from './storage.ts'
 
 /** Requests in flight to one peer: 4 pieces of 4 MiB keep a LAN link busy without hoarding pieces. */
 const MAX_OUTSTANDING = 4
 /** Verified pieces are synced and journaled at least this often, so a crash loses little. */
 const FLUSH_EVERY_MS = 1000
+/** The whole-file check reads the assembled object back in reads of this size. */
+const VERIFY_READ = 4 * 1024 * 1024
 
 export interface SessionOptions {
   join: ControlParams<'swarmJoin'>
-  volumes: VolumeConfig[]
+  /** This agent's name and plug-ins: a destination writes its pieces through the plug-in that holds it. */
+  self: string
+  plugins: PluginSet
   /** The seed reads its pieces through the plug-in that holds the source. */
   source?: Resolved
   journal: Journal
@@ -43,7 +46,8 @@ export interface SessionOptions {
  * One agent's part in one distribution: the seed serves every piece; a
  * destination fetches what it misses (rarest first), verifies each piece's
  * sha256 before storing or serving it, serves what it has, and at the end
- * verifies the whole file and renames it into place.
+ * verifies the whole object and commits it. Pieces are stored and read only
+ * through the plug-ins (storage.ts).
  */
 export class SwarmSession {
   readonly id: string
@@ -58,9 +62,8 @@ export class SwarmSession {
   private readonly pieces: number
   /** Which peer the seed last sent each piece to (super-seeding). */
   private readonly sentTo = new Map<number, string>()
-  private file?: FileHandle
-  private partialPath?: string
-  private targetPath?: string
+  private storage?: PieceStorage
+  private writer?: WriterAt
   private dirty = false
   private flushTimer?: NodeJS.Timeout
   private finished = false
@@ -68,6 +71,7 @@ export class SwarmSession {
   private readonly serveQueues = new Map<string, Array<{ piece: number, sole: boolean }>>()
   private outcome?: ControlParams<'swarmReport'>
   private reported = false
+  private delivering?: Promise<void>
   private seedFailed = false
 
   constructor (opts: SessionOptions) {
@@ -78,32 +82,62 @@ export class SwarmSession {
     this.pieces = pieceCount(this.manifest)
     this.mine = this.role === 'seed' ? Bitfield.full(this.pieces) : new Bitfield(this.pieces)
     this.picker = new PiecePicker(this.mine)
+    if (opts.source !== undefined) this.storage = sourceStorage(opts.source, this.manifest)
   }
 
   async start (): Promise<void> {
     if (this.role === 'seed') return
     const destination = this.opts.join.destination as string
-    const { volume, relPath } = parseFileUrl(new URL(`file://${new URL(destination).pathname}`))
-    const resolved = await resolveIn(this.opts.volumes, volume, relPath, { forWrite: true })
-    this.targetPath = resolved.path
-    this.partialPath = join(dirname(resolved.path), partialName(basename(resolved.path), this.id))
-    const kept = await this.opts.journal.swarms.get(this.id)
-    let resume = kept !== undefined && kept.manifestSha256 === this.manifest.sha256 && kept.destination === destination
-    if (resume) this.file = await open(this.partialPath, 'r+').catch(() => undefined)
-    if (this.file === undefined) {
-      // No partial (or a journal for another manifest): start from nothing.
-      resume = false
-      this.file = await open(this.partialPath, 'w+', 0o644)
+    const dst = this.destinationPlace()
+    const kept = await this.opts.journal.getSwarm(this.id)
+    const same = kept !== undefined && kept.manifestSha256 === this.manifest.sha256 && kept.destination === destination
+    if (same && kept.outcome !== undefined) {
+      // Finished before a restart, the report not yet acknowledged: report it, fetch nothing again.
+      this.finished = true
+      this.outcome = { distributionId: this.id, destination, ...kept.outcome }
+      this.opts.log('distribution already finished here; reporting it again', { distributionId: this.id, outcome: kept.outcome.outcome })
+      return
     }
-    if (resume && kept !== undefined) {
+    if (same && Bitfield.fromBase64(this.pieces, kept.have).complete() && await this.targetHolds(dst)) {
+      // Every piece was journaled and the target holds the file: a crash came between its commit and journaling the outcome.
+      this.finished = true
+      this.outcome = { distributionId: this.id, destination, outcome: 'succeeded', sha256: this.manifest.sha256 }
+      await this.opts.journal.putSwarm({ ...kept, outcome: { outcome: 'succeeded', sha256: this.manifest.sha256 } })
+      this.opts.log('distribution already committed here; reporting it', { distributionId: this.id })
+      return
+    }
+    // Without a journal for this manifest the partial's bytes are unknown: start from nothing.
+    this.writer = await openPieceWriter(dst, this.id, this.manifest.size, same)
+    this.storage = writerStorage(this.writer)
+    if (same && this.writer.resumed) {
       const have = Bitfield.fromBase64(this.pieces, kept.have)
       for (let i = 0; i < this.pieces; i++) if (have.has(i)) this.mine.set(i)
       this.opts.log('distribution resumed from journal', { distributionId: this.id, pieces: this.mine.count(), of: this.pieces })
     }
-    await this.file.truncate(this.manifest.size)
     await this.journalHave()
     this.flushTimer = setInterval(() => { void this.tick() }, FLUSH_EVERY_MS)
     if (this.mine.complete()) void this.complete()
+  }
+
+  private destinationPlace (): Resolved {
+    return resolveLocal(this.opts.join.destination as string, this.opts.self, this.opts.plugins, 'destination')
+  }
+
+  /** Whether the destination's object is the manifest's file (read through its plug-in and hashed). */
+  private async targetHolds (dst: Resolved): Promise<boolean> {
+    try {
+      if ((await dst.plugin.stat(dst.url)).size !== this.manifest.size) return false
+      const whole = createHash('sha256')
+      for await (const chunk of dst.plugin.read(dst.url, { offset: 0 })) whole.update(chunk)
+      return whole.digest('hex') === this.manifest.sha256
+    } catch {
+      return false
+    }
+  }
+
+  /** Whether this destination is done (here or before a restart): it fetches nothing more. */
+  get isFinished (): boolean {
+    return this.finished
   }
 
   /** A peer passed the hello exchange. */
@@ -186,7 +220,18 @@ export class SwarmSession {
       return
     }
     if (this.opts.download !== undefined) await this.opts.download.take(length)
-    await (this.file as FileHandle).writev(parts, offset)
+    try {
+      await (this.writer as WriterAt).writeAt(offset, parts)
+    } catch (err) {
+      this.picker.release(piece, peer.peerId)
+      if (!this.closed && !this.finished) await this.fail(toStaccatoError(err))
+      return
+    }
+    if (this.mine.has(piece) || this.finished) {
+      // Another peer's copy landed meanwhile.
+      this.fill(peer)
+      return
+    }
     this.opts.cache.put(this.id, piece, parts)
     this.opts.counters.bytesReceived += length
     this.mine.set(piece)
@@ -296,20 +341,8 @@ export class SwarmSession {
     const cached = this.opts.cache.get(this.id, piece)
     if (cached !== undefined) return cached
     const { offset, length } = pieceRange(this.manifest, piece)
-    const parts: Uint8Array[] = []
-    let got = 0
-    if (this.role === 'seed') {
-      const src = this.opts.source as Resolved
-      const expect = { size: this.manifest.size, mtime: this.manifest.mtime }
-      for await (const chunk of src.plugin.read(src.url, { offset, length, expect })) {
-        parts.push(chunk)
-        got += chunk.byteLength
-      }
-    } else {
-      const buf = Buffer.allocUnsafe(length)
-      got = (await (this.file as FileHandle).read(buf, 0, length, offset)).bytesRead
-      parts.push(buf)
-    }
+    const parts = await (this.storage as PieceStorage).read(offset, length)
+    const got = parts.reduce((n, p) => n + p.byteLength, 0)
     if (got !== length) throw new Error(`short read of piece ${piece}: ${got} of ${length} bytes`)
     this.opts.cache.put(this.id, piece, parts)
     return parts
@@ -327,15 +360,21 @@ export class SwarmSession {
 
   /** Syncs the partial, then journals which pieces it holds: the journal never names a piece that is not on disk. */
   private async flush (): Promise<void> {
-    if (!this.dirty || this.file === undefined || this.closed) return
+    if (!this.dirty || this.writer === undefined || this.closed || this.finished) return
     this.dirty = false
-    await this.file.datasync()
+    await this.writer.sync()
     await this.journalHave()
     this.opts.progress({ distributionId: this.id, destination: this.opts.join.destination as string, bytesDone: this.bytesDone() })
   }
 
+  private entry (): SwarmEntry {
+    return { distributionId: this.id, destination: this.opts.join.destination as string, manifestSha256: this.manifest.sha256, have: this.mine.toBase64() }
+  }
+
   private async journalHave (): Promise<void> {
-    await this.opts.journal.putSwarm({ distributionId: this.id, destination: this.opts.join.destination as string, manifestSha256: this.manifest.sha256, have: this.mine.toBase64() })
+    // Checked when the write is issued: once finished, the outcome is journaled and must not be overwritten.
+    if (this.finished) return
+    await this.opts.journal.putSwarm(this.entry())
   }
 
   bytesDone (): number {
@@ -344,54 +383,77 @@ export class SwarmSession {
     return done
   }
 
-  /** All pieces are here: check the whole file, then make it visible at the target. */
+  /** All pieces are here: check the whole object, then commit it to the target. */
   private async complete (): Promise<void> {
     if (this.finished) return
     this.finished = true
     clearInterval(this.flushTimer)
     const destination = this.opts.join.destination as string
     try {
-      const file = this.file as FileHandle
-      await file.datasync()
+      const writer = this.writer as WriterAt
+      await writer.sync()
       const whole = createHash('sha256')
-      const buf = Buffer.allocUnsafe(4 * 1024 * 1024)
-      for (let at = 0; at < this.manifest.size;) {
-        const { bytesRead } = await file.read(buf, 0, Math.min(buf.byteLength, this.manifest.size - at), at)
-        if (bytesRead === 0) break
-        whole.update(buf.subarray(0, bytesRead))
-        at += bytesRead
-      }
+      for (let at = 0; at < this.manifest.size; at += VERIFY_READ) whole.update(await writer.readAt(at, Math.min(VERIFY_READ, this.manifest.size - at)))
       const sha256 = whole.digest('hex')
       if (sha256 !== this.manifest.sha256) throw new ChecksumMismatchError(`${destination}: assembled file hashes to ${sha256}, the manifest says ${this.manifest.sha256}`)
-      await file.sync()
-      await rename(this.partialPath as string, this.targetPath as string)
-      const dir = await open(dirname(this.targetPath as string), 'r')
-      await dir.sync().finally(async () => await dir.close())
+      // Every piece, journaled before the commit: a crash between the commit and journaling the outcome
+      // leaves a journal that sends the restarted agent to check the target rather than fetch it again.
+      await this.opts.journal.putSwarm(this.entry())
+      await writer.commit()
       this.opts.log('distribution complete here', { distributionId: this.id, destination, sha256 })
-      await this.opts.journal.removeSwarm(this.id)
       this.opts.progress({ distributionId: this.id, destination, bytesDone: this.manifest.size })
-      this.outcome = { distributionId: this.id, destination, outcome: 'succeeded', sha256 }
+      await this.finish({ distributionId: this.id, destination, outcome: 'succeeded', sha256 })
     } catch (err) {
-      const e = toStaccatoError(err)
-      this.opts.log('distribution failed here', { distributionId: this.id, destination, code: e.code, error: e.message })
-      this.outcome = { distributionId: this.id, destination, outcome: 'failed', error: e.toJSON() }
+      await this.fail(toStaccatoError(err))
     }
+  }
+
+  /** This destination cannot finish (a failed write, a bad assembled file, a refused commit). */
+  private async fail (e: StaccatoError): Promise<void> {
+    this.finished = true
+    clearInterval(this.flushTimer)
+    const destination = this.opts.join.destination as string
+    this.opts.log('distribution failed here', { distributionId: this.id, destination, code: e.code, error: e.message })
+    await this.finish({ distributionId: this.id, destination, outcome: 'failed', error: e.toJSON() })
+  }
+
+  /** Journals the outcome first, so that it reaches the coordinator even if it is away right now, then reports it. */
+  private async finish (outcome: ControlParams<'swarmReport'>): Promise<void> {
+    this.outcome = outcome
+    const { sha256, error } = outcome
+    await this.opts.journal.putSwarm({ ...this.entry(), outcome: { outcome: outcome.outcome, sha256, error } }).catch(err => {
+      this.opts.log('could not journal the outcome', { distributionId: this.id, error: toStaccatoError(err).message })
+    })
     await this.deliverOutcome()
   }
 
-  /** Sends the outcome; called again when the coordinator re-sends the join after a reconnect. */
+  /**
+   * Sends the outcome; called again when the coordinator re-sends the join
+   * after a reconnect, and after every registration. One report at a time:
+   * the journal entry goes once the coordinator has acknowledged it.
+   */
   async deliverOutcome (): Promise<void> {
     if (this.outcome === undefined || this.reported) return
+    this.delivering ??= this.report(this.outcome).finally(() => { this.delivering = undefined })
+    await this.delivering
+  }
+
+  private async report (outcome: ControlParams<'swarmReport'>): Promise<void> {
     try {
-      await this.opts.report(this.outcome)
+      await this.opts.report(outcome)
       this.reported = true
+      await this.opts.journal.removeSwarm(this.id)
     } catch (err) {
       this.opts.log('could not report the outcome yet; it is sent again when the coordinator rejoins us', { distributionId: this.id, error: toStaccatoError(err).message })
     }
   }
 
-  /** Stops serving; removes the partial when the distribution was canceled for this agent. */
-  async close (removePartial: boolean): Promise<void> {
+  /**
+   * Stops serving. `removePartial` drops the partial object (canceled or
+   * failed here); `ended` says the coordinator ended the distribution for this
+   * agent, so nothing is left to resume or report and the journal entry goes.
+   */
+  async close (removePartial: boolean, ended = removePartial): Promise<void> {
     if (this.closed) return
     this.closed = true
     clearInterval(this.flushTimer)
@@ -399,11 +461,17 @@ export class SwarmSession {
     for (const p of this.peers.values()) p.close()
     this.peers.clear()
     if (!this.finished && !removePartial) await this.flush().catch(() => {})
-    await this.file?.close().catch(() => {})
-    if (removePartial && !this.finished && this.partialPath !== undefined) {
-      await rm(this.partialPath, { force: true })
-      await this.opts.journal.removeSwarm(this.id)
-    }
+    await this.delivering
+    await this.release(removePartial).catch(err => {
+      this.opts.log('could not remove the partial', { distributionId: this.id, error: toStaccatoError(err).message })
+    })
+    if (ended) await this.opts.journal.removeSwarm(this.id)
+  }
+
+  private async release (removePartial: boolean): Promise<void> {
+    if (this.writer !== undefined) await this.writer.abort({ keepPartial: !removePartial })
+    // No writer: a session restored finished after a restart, whose partial may still be there.
+    else if (removePartial && this.role === 'destination') await discardPartial(this.destinationPlace(), this.id)
   }
 }
 

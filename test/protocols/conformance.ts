@@ -4,6 +4,7 @@ import type { ProtocolPlugin } from '../../protocols/index.ts'
 import { describeLarge } from './conformance-large.ts'
 import { describeReads } from './conformance-read.ts'
 import { describeWrites } from './conformance-write.ts'
+import { describeWritesAt } from './conformance-write-at.ts'
 import { collect } from './support.ts'
 
 /**
@@ -76,6 +77,7 @@ export function describeConformance (title: string, setup: () => Promise<Conform
     }
     describeReads(suite)
     describeWrites(suite)
+    describeWritesAt(suite)
     describeLarge(suite)
   })
 }

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process'
-import { appendFile, mkdir, mkdtemp, readFile, readdir, realpath, rm, symlink, writeFile } from 'node:fs/promises'
+import { appendFile, link, mkdir, mkdtemp, readFile, readdir, realpath, rename, rm, symlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
@@ -66,6 +66,76 @@ describe('file plug-in confinement', () => {
     await symlink('../outside/victim', join(vol, '.planted.bin.k1.partial'))
     await expect(plugin.write(u('vol/planted.bin'), { offset: 0, key: 'k1' })).rejects.toBeInstanceOf(PermissionDeniedError)
     expect(await readdir(outside)).toEqual(['secret.txt'])
+  })
+
+  it('commits by identity: a symlink swapped over the partial between write and commit is refused, and nothing is followed', async () => {
+    await writeFile(join(outside, 'victim.txt'), 'untouched')
+    const writer = await plugin.write(u('vol/swapped.bin'), { offset: 0, size: 5, key: 'swap1' })
+    await writer.write(Buffer.from('hello'))
+    await writer.sync()
+    const partial = join(vol, '.swapped.bin.swap1.partial')
+    await rm(partial)
+    await symlink('../outside/victim.txt', partial)
+    await expect(writer.commit()).rejects.toThrow(new PermissionDeniedError('vol/swapped.bin: its partial file was replaced while it was written; not committing'))
+    await writer.abort()
+    expect(await readdir(vol)).not.toContain('swapped.bin')
+    expect(await readFile(join(outside, 'victim.txt'), 'utf8')).toBe('untouched')
+    expect((await readdir(outside)).sort()).toEqual(['secret.txt', 'victim.txt'])
+  })
+
+  it('commits by identity: another file renamed over the partial is refused', async () => {
+    const writer = await plugin.write(u('vol/replaced.bin'), { offset: 0, key: 'swap2' })
+    await writer.write(Buffer.from('mine'))
+    const partial = join(vol, '.replaced.bin.swap2.partial')
+    await writeFile(join(vol, 'forged'), 'forged')
+    await rename(join(vol, 'forged'), partial)
+    await expect(writer.commit()).rejects.toBeInstanceOf(PermissionDeniedError)
+    await writer.abort()
+    expect(await readdir(vol)).not.toContain('replaced.bin')
+  })
+
+  it('refuses a hard link or a FIFO planted under the partial file name, and leaves the linked file alone', async () => {
+    await writeFile(join(vol, 'precious.txt'), 'precious')
+    await link(join(vol, 'precious.txt'), join(vol, '.hard.bin.k2.partial'))
+    await expect(plugin.write(u('vol/hard.bin'), { offset: 0, key: 'k2' })).rejects.toThrow(/hard link/)
+    expect(await readFile(join(vol, 'precious.txt'), 'utf8')).toBe('precious')
+    execFileSync('mkfifo', [join(vol, '.fifo.bin.k3.partial')])
+    await expect(plugin.write(u('vol/fifo.bin'), { offset: 0, key: 'k3' })).rejects.toThrow(new InvalidArgumentError('vol/fifo.bin: not a regular file'))
+  })
+
+  it('openWriterAt does not follow a symlink planted under the partial name, resumed or not, and writes nothing outside', async () => {
+    await writeFile(join(outside, 'target-at.txt'), 'untouched')
+    await symlink('../outside/target-at.txt', join(vol, '.at.bin.dist1.partial'))
+    for (const resume of [false, true]) {
+      await expect(plugin.openWriterAt!(u('vol/at.bin'), { key: 'dist1', size: 1024, resume })).rejects.toThrow(new PermissionDeniedError("vol/at.bin: a symbolic link is planted under its partial file's name (.at.bin.dist1.partial); not following it"))
+    }
+    expect(await readFile(join(outside, 'target-at.txt'), 'utf8')).toBe('untouched')
+  })
+
+  it('openWriterAt commits by identity too', async () => {
+    const writer = await plugin.openWriterAt!(u('vol/at-swap.bin'), { key: 'dist2', size: 4, resume: false })
+    await writer.writeAt(0, [Buffer.from('ab'), Buffer.from('cd')])
+    const partial = join(vol, '.at-swap.bin.dist2.partial')
+    await rm(partial)
+    await symlink('../outside/secret.txt', partial)
+    await expect(writer.commit()).rejects.toBeInstanceOf(PermissionDeniedError)
+    await writer.abort()
+    expect(await readdir(vol)).not.toContain('at-swap.bin')
+    expect(await readFile(join(outside, 'secret.txt'), 'utf8')).toBe('secret')
+  })
+
+  it('does not hang on a FIFO where a file is read, or where a kept partial is read back', async () => {
+    execFileSync('mkfifo', [join(vol, 'pipe.bin')])
+    await expect(collect(plugin.read(u('vol/pipe.bin'), { offset: 0 }))).rejects.toBeInstanceOf(InvalidArgumentError)
+    const writer = await plugin.write(u('vol/kept.bin'), { offset: 0, key: 'k4' })
+    await writer.write(Buffer.alloc(10, 7))
+    await writer.abort({ keepPartial: true })
+    const resumed = await plugin.write(u('vol/kept.bin'), { offset: 10, key: 'k4' })
+    const partial = join(vol, '.kept.bin.k4.partial')
+    await rm(partial)
+    execFileSync('mkfifo', [partial])
+    await expect(collect(resumed.readPartial!())).rejects.toBeInstanceOf(PermissionDeniedError)
+    await resumed.abort()
   })
 
   it('names an unknown volume and the known ones', async () => {

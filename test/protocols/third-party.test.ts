@@ -1,7 +1,7 @@
 import { fileURLToPath } from 'node:url'
 import { describe, expect, it } from 'vitest'
 import { InvalidArgumentError } from '../../mesh/index.ts'
-import { loadPlugins } from '../../protocols/index.ts'
+import { loadPlugins, validatePlugin } from '../../protocols/index.ts'
 import type { ProtocolPlugin } from '../../protocols/index.ts'
 import { describeConformance } from './conformance.ts'
 import { encodePath, sourceBytes } from './support.ts'
@@ -55,6 +55,12 @@ describe('loadPlugins', () => {
     expect(err.message).toContain('capabilities.read must be a boolean')
     expect(err.message).toContain('read must be a function')
     expect(err.message).toContain('capabilities.list is true but list is not a function')
+  })
+
+  it('refuses a plug-in that claims writeAt without openWriterAt', async () => {
+    const [mem] = await loadPlugins([MEM], repo)
+    const { openWriterAt: _gone, ...without } = mem
+    expect(() => validatePlugin(without, 'no-writer-at')).toThrow('capabilities.writeAt is true but openWriterAt is not a function')
   })
 
   it('resolves package and built-in module names (and validates what they export)', async () => {
