@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Multiaddr } from '@multiformats/multiaddr'
-import { CONTROL_PROTOCOL, ControlChannel, NetworkError, toStaccatoError } from '../mesh/index.ts'
+import { CONTROL_PROTOCOL, ControlChannel, NetworkError, errorFields, toStaccatoError } from '../mesh/index.ts'
 import type { ControlMethod, ControlParams, MeshNode } from '../mesh/index.ts'
 import type { Executor } from './executor.ts'
 import type { Journal } from './journal.ts'
@@ -28,6 +28,8 @@ export interface ControlClientOptions {
 }
 
 const HEARTBEAT_FALLBACK_MS = 5_000
+/** How the coordinator refuses an agent (a bad join token, a name bound to another key, a malformed registration). */
+const REFUSALS: ReadonlySet<string> = new Set(['permission_denied', 'invalid_argument'])
 
 /**
  * The agent's end of /staccato/control/1. The agent dials the coordinator (so
@@ -79,12 +81,13 @@ export class ControlClient {
       } catch (err) {
         if (this.stopped) break
         const e = toStaccatoError(err)
-        if (!e.retryable) {
+        // Only the coordinator's refusal is final; anything else (a bug on either side included) is worth a redial.
+        if (REFUSALS.has(e.code)) {
           this.stopped = true
           this.opts.onFatal(e)
           break
         }
-        this.opts.log('coordinator unreachable; will retry', { code: e.code, error: e.message, retryInMs: backoff })
+        this.opts.log('coordinator unreachable; will retry', { ...errorFields(e), retryInMs: backoff })
       }
       if (this.stopped) break
       await sleep(backoff * (0.5 + Math.random() / 2), undefined, { signal: this.stopController.signal }).catch(() => {})

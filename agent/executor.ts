@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
 import type { Hash } from 'node:crypto'
 import {
-  CanceledError, ChecksumMismatchError, NetworkError, SourceChangedError, UnsupportedError, parseLocation, toStaccatoError
+  CanceledError, ChecksumMismatchError, NetworkError, SourceChangedError, UnsupportedError, errorFields, parseLocation, toStaccatoError
 } from '../mesh/index.ts'
 import type { ControlParams, Job, MeshNode, StaccatoError } from '../mesh/index.ts'
 import { agent as agentPlugin, canResumeWrites } from '../protocols/index.ts'
@@ -104,7 +104,7 @@ export class Executor {
         return
       }
       this.opts.counters.transfersFailed++
-      log('transfer failed', { transferId: job.transferId, code: e.code, retryable: e.retryable, error: e.message })
+      log('transfer failed', { transferId: job.transferId, retryable: e.retryable, ...errorFields(e) })
       const entry = await this.opts.journal.get(job.transferId)
       await this.finish(job, { outcome: 'failed', error: e.toJSON(), bytesDone: entry?.durableOffset ?? 0 })
     }

@@ -1,5 +1,5 @@
 import type { PrivateKey } from '@libp2p/interface'
-import { AgentOfflineError, parseLocation, signTicket, toStaccatoError } from '../mesh/index.ts'
+import { AgentOfflineError, UnsupportedError, errorFields, parseLocation, signTicket, toStaccatoError } from '../mesh/index.ts'
 import type { ControlMethod, ControlParams, ErrorInfo, Job, StaccatoError } from '../mesh/index.ts'
 import type { TransferStore } from './store.ts'
 import type { TransferRecord } from './model.ts'
@@ -98,7 +98,9 @@ export class Dispatcher {
       await store.transition(rec.id, 'active', {}, { from: ['scheduled'] }).catch(() => {})
       this.opts.log('transfer dispatched', { transferId: rec.id, agent: executor, attempt: rec.attempt })
     } catch (err) {
-      await this.fail(rec.id, rec.attempt, toStaccatoError(err).toJSON())
+      const e = toStaccatoError(err)
+      this.opts.log('could not dispatch', { transferId: rec.id, agent: executor, attempt: rec.attempt, ...errorFields(e) })
+      await this.fail(rec.id, rec.attempt, e.toJSON())
     }
   }
 
@@ -107,7 +109,9 @@ export class Dispatcher {
       await this.opts.distributions.start(rec)
       this.opts.log('distribution started', { transferId: rec.id, seed: rec.executor, destinations: rec.destinations?.length })
     } catch (err) {
-      await this.fail(rec.id, rec.attempt, toStaccatoError(err).toJSON())
+      const e = toStaccatoError(err)
+      this.opts.log('could not start a distribution', { transferId: rec.id, ...errorFields(e) })
+      await this.fail(rec.id, rec.attempt, e.toJSON())
     }
   }
 
@@ -141,7 +145,7 @@ export class Dispatcher {
       await this.opts.distributions.onReport(agent, params as ControlParams<'swarmReport'>)
       return {}
     }
-    if (method !== 'report') throw new Error(`coordinator does not take '${method}' calls`)
+    if (method !== 'report') throw new UnsupportedError(`coordinator does not take '${method}' calls`)
     const r = params as ControlParams<'report'>
     const rec = this.opts.store.get(r.transferId)
     // Stale or unknown: acknowledge so the agent drops it; there is nothing to change.
@@ -242,7 +246,7 @@ export class Dispatcher {
       }
     } catch (err) {
       const e: StaccatoError = toStaccatoError(err)
-      this.opts.log('could not record a failure', { transferId: id, error: e.message })
+      this.opts.log('could not record a failure', { transferId: id, ...errorFields(e) })
     }
   }
 }
