@@ -244,6 +244,7 @@ export class Dispatcher {
     // An agent of an older version names only ids: take them as running the current attempt.
     const running = new Map((held.running ?? held.active.map(transferId => ({ transferId, attempt: this.opts.store.get(transferId)?.attempt ?? 0 }))).map(r => [r.transferId, r.attempt]))
     const claimed = new Set(held.active)
+    const sent = new Set((held.outcomes ?? []).map(o => o.transferId))
     try {
       for (const [id, attempt] of running) {
         const rec = this.opts.store.get(id)
@@ -254,8 +255,9 @@ export class Dispatcher {
       for (const state of IN_FLIGHT) {
         for (const rec of this.opts.store.inState(state)) {
           if (rec.executor !== agent || isRunningDistribution(rec) || running.get(rec.id) === rec.attempt) continue
-          if (held.running === undefined && claimed.has(rec.id)) continue
           if (settled.includes(rec.id)) continue
+          // An outcome beyond what one registration carries: it is reported right after.
+          if (claimed.has(rec.id) && !running.has(rec.id) && !sent.has(rec.id)) continue
           await this.fail(rec.id, rec.attempt, new AgentOfflineError(`agent '${agent}' restarted and lost attempt ${rec.attempt}`).toJSON())
         }
       }

@@ -106,7 +106,7 @@ const Report = Type.Object({
 })
 
 /** Journaled outcomes sent inside one registration; any beyond are reported one by one after it. */
-export const MAX_REGISTER_OUTCOMES = 1000
+export const MAX_REGISTER_OUTCOMES = 256
 
 /** Parameters of each control method, keyed by method name. */
 export const ControlMethods = {
