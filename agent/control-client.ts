@@ -111,7 +111,8 @@ export class ControlClient {
       cast: (method, params) => {
         if (method === 'cancel') void executor.cancel((params as ControlParams<'cancel'>).transferId)
         else this.opts.onCast(method, params)
-      }
+      },
+      onInternalError: (method, err) => { log('a coordinator call failed on a bug', { method, ...errorFields(err) }) }
     })
     let heartbeat: NodeJS.Timeout | undefined
     try {

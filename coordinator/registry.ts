@@ -1,6 +1,6 @@
 import type { Connection, Stream } from '@libp2p/interface'
 import {
-  CONTROL_PROTOCOL, ControlChannel, AgentOfflineError, PermissionDeniedError, isValidAgentName, InvalidArgumentError
+  CONTROL_PROTOCOL, ControlChannel, AgentOfflineError, PermissionDeniedError, isValidAgentName, InvalidArgumentError, errorFields
 } from '../mesh/index.ts'
 import type { ControlMethod, ControlParams, MeshNode } from '../mesh/index.ts'
 import type { TransferStore } from './store.ts'
@@ -111,7 +111,8 @@ export class AgentRegistry {
       cast: (method, params) => {
         if (name === undefined || !this.touch(name, channel)) return
         this.opts.onCast(name, method, params)
-      }
+      },
+      onInternalError: (method, err) => { this.opts.log('an agent\'s call failed on a bug', { agent: name, peerId, method, ...errorFields(err) }) }
     })
     void channel.closed.then(err => {
       if (name !== undefined && this.sessions.get(name)?.channel === channel) {

@@ -3,10 +3,13 @@ import { ControlEnvelope, ControlMethods, WIRE_VERSION, decode, isControlMethod 
 import type { ControlMethod, ControlParams } from './messages.ts'
 import { FrameReader, sendFrame } from './wire.ts'
 import { NetworkError, ProtocolError, TimeoutError, fromErrorInfo, toStaccatoError } from './errors.ts'
+import type { StaccatoError } from './errors.ts'
 
 export interface ControlHandlers {
   call?: <M extends ControlMethod>(method: M, params: ControlParams<M>) => Promise<unknown>
   cast?: <M extends ControlMethod>(method: M, params: ControlParams<M>) => void
+  /** A call handler failed with an error nothing names (a bug): the peer gets `internal`, this side's log gets the stack. */
+  onInternalError?: (method: ControlMethod, err: StaccatoError) => void
 }
 
 interface Pending { resolve: (v: unknown) => void, reject: (e: Error) => void, timer: NodeJS.Timeout }
@@ -104,8 +107,9 @@ export class ControlChannel {
       const result = await this.handlers.call(method, params as ControlParams<ControlMethod>)
       await sendFrame(this.stream, { v: WIRE_VERSION, kind: 'reply', id, result: result ?? null })
     } catch (err) {
-      const error = toStaccatoError(err).toJSON()
-      await sendFrame(this.stream, { v: WIRE_VERSION, kind: 'reply', id, error }).catch(() => {})
+      const e = toStaccatoError(err)
+      if (e.code === 'internal') this.handlers.onInternalError?.(method, e)
+      await sendFrame(this.stream, { v: WIRE_VERSION, kind: 'reply', id, error: e.toJSON() }).catch(() => {})
     }
   }
 }
