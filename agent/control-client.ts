@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Multiaddr } from '@multiformats/multiaddr'
-import { CONTROL_PROTOCOL, ControlChannel, NetworkError, toStaccatoError } from '../mesh/index.ts'
+import { CONTROL_PROTOCOL, ControlChannel, MAX_REGISTER_OUTCOMES, NetworkError, errorFields, toStaccatoError } from '../mesh/index.ts'
 import type { ControlMethod, ControlParams, MeshNode } from '../mesh/index.ts'
 import type { Executor } from './executor.ts'
 import type { Journal } from './journal.ts'
@@ -8,7 +8,7 @@ import type { Journal } from './journal.ts'
 export interface ControlClientOptions {
   node: MeshNode
   coordinator: Multiaddr
-  registration: () => Omit<ControlParams<'register'>, 'active'>
+  registration: () => Omit<ControlParams<'register'>, 'active' | 'running' | 'outcomes'>
   executor: Executor
   journal: Journal
   /** Calls and casts from the coordinator other than execute/cancel (the swarm's). */
@@ -30,6 +30,10 @@ export interface ControlClientOptions {
 }
 
 const HEARTBEAT_FALLBACK_MS = 5_000
+
+interface RegisterReply { heartbeatMs?: number, settled?: string[] }
+/** How the coordinator refuses an agent (a bad join token, a name bound to another key, a malformed registration). */
+const REFUSALS: ReadonlySet<string> = new Set(['permission_denied', 'invalid_argument'])
 
 /**
  * The agent's end of /staccato/control/1. The agent dials the coordinator (so
@@ -81,12 +85,13 @@ export class ControlClient {
       } catch (err) {
         if (this.stopped) break
         const e = toStaccatoError(err)
-        if (!e.retryable) {
+        // Only the coordinator's refusal is final; anything else (a bug on either side included) is worth a redial.
+        if (REFUSALS.has(e.code)) {
           this.stopped = true
           this.opts.onFatal(e)
           break
         }
-        this.opts.log('coordinator unreachable; will retry', { code: e.code, error: e.message, retryInMs: backoff })
+        this.opts.log('coordinator unreachable; will retry', { ...errorFields(e), retryInMs: backoff })
       }
       if (this.stopped) break
       await sleep(backoff * (0.5 + Math.random() / 2), undefined, { signal: this.stopController.signal }).catch(() => {})
@@ -108,19 +113,26 @@ export class ControlClient {
       cast: (method, params) => {
         if (method === 'cancel') void executor.cancel((params as ControlParams<'cancel'>).transferId)
         else this.opts.onCast(method, params)
-      }
+      },
+      onInternalError: (method, err) => { log('a coordinator call failed on a bug', { method, ...errorFields(err) }) }
     })
-    this.channel = channel
     let heartbeat: NodeJS.Timeout | undefined
     try {
-      // Running transfers, and those with an outcome still to deliver: the coordinator must not requeue them.
-      const pending = (await journal.all()).filter(e => e.outcome !== undefined).map(e => e.transferId)
-      const active = [...new Set([...executor.active(), ...pending, ...this.opts.activeDistributions()])]
-      const reply = await channel.call('register', { ...this.opts.registration(), active }) as { heartbeatMs?: number }
-      log('registered with the coordinator', { coordinator: this.opts.coordinator.toString() })
+      // Everything this agent holds goes inside the registration, and the coordinator settles it before it
+      // schedules anything here: outcomes that finished while it was away, and attempts still running.
+      const outcomes = await executor.journaledOutcomes()
+      const sent = outcomes.slice(0, MAX_REGISTER_OUTCOMES)
+      const active = [...new Set([...executor.active(), ...outcomes.map(o => o.transferId), ...this.opts.activeDistributions()])]
+      const reply = await channel.call('register', { ...this.opts.registration(), active, running: executor.runningAttempts(), outcomes: sent }) as RegisterReply | null
+      log('registered with the coordinator', { coordinator: this.opts.coordinator.toString(), outcomesSettled: reply?.settled?.length ?? 0 })
+      const settled = new Set(reply?.settled ?? [])
+      for (const o of sent) if (settled.has(o.transferId)) await executor.acknowledged(o)
+      // Reports go out only once registered: one sent before would be refused and kept until the next reconnect.
+      this.channel = channel
       this.markRegistered()
-      // Outcomes that finished while the coordinator was away.
+      // Distribution outcomes that finished while the coordinator was away.
       void this.opts.afterRegister?.().catch(err => log('could not deliver journaled outcomes', { error: toStaccatoError(err).message }))
+      // Outcomes the registration did not carry or settle, and any that ended while it was under way.
       for (const entry of await journal.all()) {
         if (entry.outcome !== undefined) await executor.deliver(entry)
       }

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
 import type { Hash } from 'node:crypto'
 import {
-  CanceledError, ChecksumMismatchError, NetworkError, SourceChangedError, UnsupportedError, parseLocation, toStaccatoError
+  CanceledError, ChecksumMismatchError, NetworkError, SourceChangedError, UnsupportedError, errorFields, parseLocation, toStaccatoError
 } from '../mesh/index.ts'
 import type { ControlParams, Job, MeshNode, StaccatoError } from '../mesh/index.ts'
 import { agent as agentPlugin, canResumeWrites } from '../protocols/index.ts'
@@ -54,6 +54,16 @@ export class Executor {
     return [...this.running.keys()]
   }
 
+  /** The attempts running now, for the registration: the coordinator keeps them active rather than start new ones. */
+  runningAttempts (): Array<{ transferId: string, attempt: number }> {
+    return [...this.running].map(([transferId, r]) => ({ transferId, attempt: r.attempt }))
+  }
+
+  /** Outcomes in the journal that the coordinator has not acknowledged yet. */
+  async journaledOutcomes (): Promise<Report[]> {
+    return (await this.opts.journal.all()).flatMap(e => e.outcome !== undefined ? [reportOf(e)] : [])
+  }
+
   /** Starts a job in the background. Re-sending the same attempt is harmless. */
   async accept (job: Job): Promise<void> {
     const current = this.running.get(job.transferId)
@@ -91,6 +101,13 @@ export class Executor {
   private async run (job: Job, signal: AbortSignal): Promise<void> {
     const { log } = this.opts
     log('transfer started', { transferId: job.transferId, attempt: job.attempt, source: job.source, destination: job.destination })
+    const earlier = await this.opts.journal.get(job.transferId)
+    if (earlier?.outcome?.outcome === 'succeeded' && earlier.attempt !== job.attempt && await this.stillCurrent(job, earlier, signal)) {
+      // The object is in place from an earlier attempt whose outcome the coordinator has not taken yet: report it, do not copy again.
+      log('already delivered by an earlier attempt; reporting that', { transferId: job.transferId, attempt: job.attempt, earlierAttempt: earlier.attempt })
+      await this.finish(job, earlier.outcome)
+      return
+    }
     try {
       const result = await this.transfer(job, signal)
       this.opts.counters.transfersSucceeded++
@@ -104,7 +121,7 @@ export class Executor {
         return
       }
       this.opts.counters.transfersFailed++
-      log('transfer failed', { transferId: job.transferId, code: e.code, retryable: e.retryable, error: e.message })
+      log('transfer failed', { transferId: job.transferId, retryable: e.retryable, ...errorFields(e) })
       const entry = await this.opts.journal.get(job.transferId)
       await this.finish(job, { outcome: 'failed', error: e.toJSON(), bytesDone: entry?.durableOffset ?? 0 })
     }
@@ -117,6 +134,7 @@ export class Executor {
       transferId: job.transferId, attempt: job.attempt, source: job.source, destination: job.destination, version: { size: 0, mtime: 0 }, durableOffset: 0, updatedAt: Date.now()
     }
     // A retryable failure keeps the offset for the next attempt; anything else ends the entry.
+    entry.attempt = job.attempt
     entry.outcome = outcome
     await journal.put(entry)
     await this.deliver(entry)
@@ -125,20 +143,50 @@ export class Executor {
   /** Sends a journaled outcome; called again for every pending entry after reconnecting. */
   async deliver (entry: JournalEntry): Promise<boolean> {
     if (entry.outcome === undefined) return true
-    const { outcome, sha256, error, bytesDone, bytesTotal } = entry.outcome
     try {
-      await this.opts.report({ transferId: entry.transferId, attempt: entry.attempt, outcome, sha256, error, bytesDone, bytesTotal })
-    } catch {
+      await this.opts.report(reportOf(entry))
+    } catch (err) {
+      const e = toStaccatoError(err)
+      // Kept in the journal either way: it goes again with the next registration.
+      this.opts.log(e.code === 'network' || e.code === 'timeout' ? 'outcome kept until the coordinator is reachable' : 'the coordinator refused an outcome; kept in the journal',
+        { transferId: entry.transferId, attempt: entry.attempt, outcome: entry.outcome.outcome, ...errorFields(e) })
       return false
     }
+    await this.acknowledged(reportOf(entry))
+    return true
+  }
+
+  /**
+   * The coordinator took an outcome (reported, or sent with the registration):
+   * a retryable failure keeps the offset for the next attempt; anything else
+   * ends the entry. Only the outcome that was sent is cleared, not a newer one.
+   */
+  async acknowledged (sent: Report): Promise<void> {
+    const { transferId } = sent
+    const entry = await this.opts.journal.get(transferId)
+    if (entry?.outcome === undefined || entry.attempt !== sent.attempt || entry.outcome.outcome !== sent.outcome) return
+    const { outcome, error } = entry.outcome
     const keepForResume = outcome === 'failed' && error?.retryable === true && error.code !== 'source_changed'
     if (keepForResume) {
       delete entry.outcome
       await this.opts.journal.put(entry)
     } else {
-      await this.opts.journal.remove(entry.transferId)
+      await this.opts.journal.remove(transferId)
     }
-    return true
+  }
+
+  /** The source is still the version an earlier attempt delivered, and the destination holds an object of its size. */
+  private async stillCurrent (job: Job, earlier: JournalEntry, signal: AbortSignal): Promise<boolean> {
+    try {
+      const src = this.openSource(job)
+      const dst = resolveLocal(job.destination, this.opts.self, this.opts.plugins, 'destination')
+      const st = await src.plugin.stat(src.url, { signal })
+      const there = await dst.plugin.stat(dst.url, { signal })
+      return sameVersion(earlier.version, { size: st.size, mtime: st.mtime, etag: st.etag }) && there.size === st.size
+    } catch (err) {
+      this.opts.log('cannot tell whether an earlier attempt still holds; copying again', { transferId: job.transferId, ...errorFields(toStaccatoError(err)) })
+      return false
+    }
   }
 
   private openSource (job: Job): Resolved {
@@ -301,6 +349,11 @@ export class Executor {
 
 /** The bytes match the source, but not the checksum the user gave: another try cannot help. */
 class ExpectedChecksumError extends ChecksumMismatchError {}
+
+function reportOf (entry: JournalEntry): Report {
+  const { outcome, sha256, error, bytesDone, bytesTotal } = entry.outcome ?? { outcome: 'failed', bytesDone: 0 }
+  return { transferId: entry.transferId, attempt: entry.attempt, outcome, sha256, error, bytesDone, bytesTotal }
+}
 
 function sameVersion (a: ObjectVersion, b: ObjectVersion): boolean {
   return a.size === b.size && a.mtime === b.mtime && a.etag === b.etag

@@ -111,8 +111,9 @@ export async function startCoordinator (config: CoordinatorConfig): Promise<Coor
     log,
     onCall: async (agent, method, params): Promise<unknown> => await dispatcher.onCall(agent, method, params),
     onCast: (agent, method, params) => dispatcher.onCast(agent, method, params),
-    onOnline: (agent, claimed) => dispatcher.onOnline(agent, claimed),
-    onOffline: agent => dispatcher.onOffline(agent)
+    onRegister: async (agent, held) => await dispatcher.onRegister(agent, held),
+    onOnline: (agent, held) => dispatcher.onOnline(agent, held),
+    onOffline: async agent => await dispatcher.onOffline(agent)
   })
   const distributions = new DistributionManager({
     store,

@@ -1,9 +1,10 @@
 import type { PrivateKey } from '@libp2p/interface'
-import { AgentOfflineError, parseLocation, signTicket, toStaccatoError } from '../mesh/index.ts'
+import { AgentOfflineError, UnsupportedError, errorFields, parseLocation, signTicket, toStaccatoError } from '../mesh/index.ts'
 import type { ControlMethod, ControlParams, ErrorInfo, Job, StaccatoError } from '../mesh/index.ts'
 import type { TransferStore } from './store.ts'
-import type { TransferRecord } from './model.ts'
+import type { TransferRecord, TransferState } from './model.ts'
 import { TERMINAL_STATES } from './model.ts'
+import { InvalidStateError } from './store-errors.ts'
 import { defaultExecutor, schedulerView } from './scheduler/index.ts'
 import type { Scheduler } from './scheduler/index.ts'
 import type { AgentRegistry } from './registry.ts'
@@ -30,6 +31,11 @@ export interface DispatcherOptions {
 }
 
 const IN_FLIGHT = ['scheduled', 'active', 'verifying'] as const
+
+/** The next state on the way to succeeded, from each state that is not terminal. */
+const TOWARDS_SUCCESS: Partial<Record<TransferState, TransferState>> = { queued: 'scheduled', scheduled: 'active', active: 'verifying', verifying: 'succeeded' }
+
+type Report = ControlParams<'report'>
 
 /**
  * Turns scheduler decisions into work on agents, and agent reports into
@@ -96,9 +102,18 @@ export class Dispatcher {
       const job = await this.job(rec, executor)
       await registry.call(executor, 'execute', job)
       await store.transition(rec.id, 'active', {}, { from: ['scheduled'] }).catch(() => {})
+      const now = store.get(rec.id)
+      if (now === undefined || TERMINAL_STATES.has(now.state)) {
+        // Canceled, or succeeded through an earlier attempt's outcome, while this one was on its way: a cancel sent
+        // before the job arrived found nothing to stop.
+        registry.cast(executor, 'cancel', { transferId: rec.id })
+        return
+      }
       this.opts.log('transfer dispatched', { transferId: rec.id, agent: executor, attempt: rec.attempt })
     } catch (err) {
-      await this.fail(rec.id, rec.attempt, toStaccatoError(err).toJSON())
+      const e = toStaccatoError(err)
+      this.opts.log('could not dispatch', { transferId: rec.id, agent: executor, attempt: rec.attempt, ...errorFields(e) })
+      await this.fail(rec.id, rec.attempt, e.toJSON())
     }
   }
 
@@ -107,7 +122,9 @@ export class Dispatcher {
       await this.opts.distributions.start(rec)
       this.opts.log('distribution started', { transferId: rec.id, seed: rec.executor, destinations: rec.destinations?.length })
     } catch (err) {
-      await this.fail(rec.id, rec.attempt, toStaccatoError(err).toJSON())
+      const e = toStaccatoError(err)
+      this.opts.log('could not start a distribution', { transferId: rec.id, ...errorFields(e) })
+      await this.fail(rec.id, rec.attempt, e.toJSON())
     }
   }
 
@@ -141,27 +158,113 @@ export class Dispatcher {
       await this.opts.distributions.onReport(agent, params as ControlParams<'swarmReport'>)
       return {}
     }
-    if (method !== 'report') throw new Error(`coordinator does not take '${method}' calls`)
-    const r = params as ControlParams<'report'>
+    if (method !== 'report') throw new UnsupportedError(`coordinator does not take '${method}' calls`)
+    await this.applyReport(agent, params as Report)
+    return {}
+  }
+
+  /**
+   * Applies an agent's report. A succeeded outcome is taken whenever it
+   * arrives — after the record was requeued, or while a later attempt runs —
+   * unless the user canceled or deleted the transfer meanwhile; a terminal
+   * state never changes. Anything else counts only for the current attempt.
+   */
+  private async applyReport (agent: string, r: Report): Promise<void> {
     const rec = this.opts.store.get(r.transferId)
-    // Stale or unknown: acknowledge so the agent drops it; there is nothing to change.
-    if (rec === undefined || rec.attempt !== r.attempt || rec.executor !== agent || TERMINAL_STATES.has(rec.state)) {
-      this.opts.log('stale report acknowledged and ignored', { transferId: r.transferId, agent, attempt: r.attempt, outcome: r.outcome, state: rec?.state, currentAttempt: rec?.attempt })
-      return {}
+    const ignored = (why: string): void => {
+      this.opts.log('report acknowledged and ignored', { transferId: r.transferId, agent, attempt: r.attempt, outcome: r.outcome, why, state: rec?.state, currentAttempt: rec?.attempt })
     }
-    const progress = r.bytesDone !== undefined ? { ...rec.progress, bytesDone: r.bytesDone, bytesTotal: r.bytesTotal ?? rec.progress.bytesTotal } : rec.progress
+    if (rec === undefined) return ignored('no such transfer (deleted?)')
+    if (TERMINAL_STATES.has(rec.state)) return ignored(`the transfer is ${rec.state}`)
+    if (rec.executor !== agent || rec.destinations !== undefined) return ignored('not the executor of this transfer')
+    if (r.outcome === 'succeeded') {
+      if (r.sha256 === undefined) return ignored('a success without a digest')
+      if (rec.checksum !== undefined && rec.checksum.value !== r.sha256) return ignored(`digest ${r.sha256} is not the expected ${rec.checksum.value}`)
+      await this.succeed(agent, rec.id, r)
+      return
+    }
+    if (rec.attempt !== r.attempt) return ignored('stale: from an earlier attempt')
     if (r.outcome === 'verifying') {
+      const progress = { ...rec.progress, bytesDone: r.bytesDone ?? rec.progress.bytesDone, bytesTotal: r.bytesTotal ?? rec.progress.bytesTotal }
       await this.opts.store.transition(rec.id, 'verifying', { progress }, { from: ['active'] }).catch(() => {})
-    } else if (r.outcome === 'succeeded') {
-      // The 'verifying' report may have been lost while the coordinator was away: the record still walks every state.
-      if (rec.state === 'scheduled') await this.opts.store.transition(rec.id, 'active', {}, { from: ['scheduled'] })
-      if (rec.state !== 'verifying') await this.opts.store.transition(rec.id, 'verifying', { progress }, { from: ['active'] })
-      await this.opts.store.transition(rec.id, 'succeeded', { sha256: r.sha256, progress: { ...progress, rate: 0, eta: 0 } }, { from: ['scheduled', 'active', 'verifying'] })
-      this.opts.log('transfer succeeded', { transferId: rec.id, agent, sha256: r.sha256 })
     } else {
       await this.fail(rec.id, r.attempt, r.error ?? { code: 'internal', message: 'agent reported a failure without an error', retryable: true })
     }
-    return {}
+  }
+
+  /**
+   * Walks the record to succeeded through every state (queued → scheduled →
+   * active → verifying → succeeded), so the feed tells the same story
+   * whichever report got lost. Each step is checked against the state it
+   * starts from; a concurrent change (the scheduler picking the record up)
+   * is re-read and walked on from, a bounded number of times.
+   */
+  private async succeed (agent: string, id: string, r: Report): Promise<void> {
+    const { store } = this.opts
+    for (let step = 0; step < 8; step++) {
+      const rec = store.get(id)
+      if (rec === undefined || TERMINAL_STATES.has(rec.state)) return
+      const progress = { ...rec.progress, bytesDone: r.bytesDone ?? rec.progress.bytesDone, bytesTotal: r.bytesTotal ?? rec.progress.bytesTotal }
+      const next = TOWARDS_SUCCESS[rec.state]
+      if (next === undefined) return
+      const patch: Partial<TransferRecord> = next === 'succeeded'
+        ? { sha256: r.sha256, progress: { ...progress, rate: 0, eta: 0 } }
+        : next === 'scheduled' ? { executor: agent, notBefore: undefined } : next === 'verifying' ? { progress } : {}
+      try {
+        await store.transition(id, next, patch, { from: [rec.state] })
+      } catch (err) {
+        if (err instanceof InvalidStateError) continue
+        throw err
+      }
+      if (next === 'succeeded') {
+        this.opts.log('transfer succeeded', { transferId: id, agent, sha256: r.sha256, attempt: rec.attempt, reportedAttempt: r.attempt })
+        // A later attempt may be running on the agent: it has nothing left to do.
+        if (r.attempt !== rec.attempt) this.opts.registry.cast(agent, 'cancel', { transferId: id })
+        return
+      }
+    }
+    throw new InvalidStateError(`transfer ${id} kept changing while its success was being recorded`)
+  }
+
+  /**
+   * An agent is registering and is not online yet: take the outcomes it
+   * journaled, keep the attempts it still runs, and requeue those it lost,
+   * all before the scheduler can see it. Resolves with the outcomes taken.
+   */
+  async onRegister (agent: string, held: ControlParams<'register'>): Promise<string[]> {
+    const settled: string[] = []
+    for (const r of held.outcomes ?? []) {
+      try {
+        await this.applyReport(agent, r)
+        settled.push(r.transferId)
+      } catch (err) {
+        this.opts.log('could not apply a journaled outcome; the agent sends it again', { transferId: r.transferId, agent, ...errorFields(toStaccatoError(err)) })
+      }
+    }
+    // An agent of an older version names only ids: take them as running the current attempt.
+    const running = new Map((held.running ?? held.active.map(transferId => ({ transferId, attempt: this.opts.store.get(transferId)?.attempt ?? 0 }))).map(r => [r.transferId, r.attempt]))
+    const claimed = new Set(held.active)
+    const sent = new Set((held.outcomes ?? []).map(o => o.transferId))
+    try {
+      for (const [id, attempt] of running) {
+        const rec = this.opts.store.get(id)
+        if (rec === undefined || rec.executor !== agent || rec.attempt !== attempt || rec.destinations !== undefined) continue
+        await this.keepRunning(agent, rec)
+      }
+      // In flight here but neither running nor with an outcome on the agent: it restarted, or the job never reached it.
+      for (const state of IN_FLIGHT) {
+        for (const rec of this.opts.store.inState(state)) {
+          if (rec.executor !== agent || isRunningDistribution(rec) || running.get(rec.id) === rec.attempt) continue
+          if (settled.includes(rec.id)) continue
+          // An outcome beyond what one registration carries: it is reported right after.
+          if (claimed.has(rec.id) && !running.has(rec.id) && !sent.has(rec.id)) continue
+          await this.fail(rec.id, rec.attempt, new AgentOfflineError(`agent '${agent}' restarted and lost attempt ${rec.attempt}`).toJSON())
+        }
+      }
+    } catch (err) {
+      this.opts.log('could not reconcile agent', { agent, ...errorFields(toStaccatoError(err)) })
+    }
+    return settled
   }
 
   onCast (agent: string, method: ControlMethod, params: unknown): void {
@@ -173,31 +276,35 @@ export class Dispatcher {
     void this.opts.store.setProgress(rec.id, { bytesDone: p.bytesDone, bytesTotal: p.bytesTotal }).catch(() => {})
   }
 
-  /** An agent (re)registered, naming the transfers it still runs or has outcomes for. */
-  onOnline (agent: string, claimed: string[]): void {
-    const claims = new Set(claimed)
-    void (async () => {
-      for (const id of claims) {
-        const rec = this.opts.store.get(id)
-        if (rec === undefined || rec.state === 'canceled' || rec.state === 'failed') {
-          this.opts.registry.cast(agent, 'cancel', { transferId: id })
-        } else if (rec.state === 'scheduled' && rec.executor === agent) {
-          await this.opts.store.transition(id, 'active', {}, { from: ['scheduled'] }).catch(() => {})
-        }
+  /** Requeued while the agent was away, but it kept running: the same attempt goes on, no new one. */
+  private async keepRunning (agent: string, rec: TransferRecord): Promise<void> {
+    const { store } = this.opts
+    try {
+      if (rec.state === 'queued') {
+        await store.transition(rec.id, 'scheduled', { notBefore: undefined }, { from: ['queued'] })
+        this.opts.log('transfer kept running on its agent', { transferId: rec.id, agent, attempt: rec.attempt })
       }
-      this.opts.distributions.onAgentOnline(agent)
-      for (const state of IN_FLIGHT) {
-        for (const rec of this.opts.store.inState(state)) {
-          if (rec.executor === agent && !claims.has(rec.id) && !isRunningDistribution(rec)) {
-            await this.fail(rec.id, rec.attempt, new AgentOfflineError(`agent '${agent}' restarted and lost attempt ${rec.attempt}`).toJSON())
-          }
-        }
-      }
-    })().catch(err => this.opts.log('could not reconcile agent', { agent, error: String(err) }))
+      if (rec.state === 'queued' || rec.state === 'scheduled') await store.transition(rec.id, 'active', {}, { from: ['scheduled'] })
+    } catch (err) {
+      // Canceled meanwhile, say: onOnline stops it on the agent.
+      this.opts.log('could not keep a running transfer active', { transferId: rec.id, agent, ...errorFields(toStaccatoError(err)) })
+    }
   }
 
-  onOffline (agent: string): void {
-    void this.requeueAgent(agent, `agent '${agent}' went offline`)
+  /** An agent is online again (what it held is settled): stop what it runs for transfers that ended, and rejoin its distributions. */
+  onOnline (agent: string, held: ControlParams<'register'>): void {
+    const running = new Set((held.running ?? []).map(r => r.transferId))
+    for (const id of new Set(held.active)) {
+      const rec = this.opts.store.get(id)
+      if (rec === undefined || rec.state === 'canceled' || rec.state === 'failed' || (rec.state === 'succeeded' && running.has(id))) {
+        this.opts.registry.cast(agent, 'cancel', { transferId: id })
+      }
+    }
+    this.opts.distributions.onAgentOnline(agent)
+  }
+
+  async onOffline (agent: string): Promise<void> {
+    await this.requeueAgent(agent, `agent '${agent}' went offline`)
   }
 
   onCancel (rec: TransferRecord): void {
@@ -216,12 +323,17 @@ export class Dispatcher {
   /** After a coordinator restart, in-flight transfers whose agent never came back go back to the queue. */
   private async requeueOrphans (): Promise<void> {
     if (Date.now() - this.startedAt < this.opts.graceMs) return
+    const orphaned = new Set<string>()
     for (const state of IN_FLIGHT) {
       for (const rec of this.opts.store.inState(state)) {
-        if (rec.executor !== undefined && !this.opts.registry.isOnline(rec.executor) && !isRunningDistribution(rec)) {
-          await this.fail(rec.id, rec.attempt, new AgentOfflineError(`agent '${rec.executor}' is offline`).toJSON())
-        }
+        if (rec.executor !== undefined && !this.opts.registry.isOnline(rec.executor) && !isRunningDistribution(rec)) orphaned.add(rec.executor)
       }
+    }
+    for (const agent of orphaned) {
+      // After any registration of the agent under way: what it settles must not be requeued behind its back.
+      await this.opts.registry.exclusive(agent, async () => {
+        if (!this.opts.registry.isOnline(agent)) await this.requeueAgent(agent, `agent '${agent}' is offline`)
+      })
     }
   }
 
@@ -242,7 +354,7 @@ export class Dispatcher {
       }
     } catch (err) {
       const e: StaccatoError = toStaccatoError(err)
-      this.opts.log('could not record a failure', { transferId: id, error: e.message })
+      this.opts.log('could not record a failure', { transferId: id, ...errorFields(e) })
     }
   }
 }

@@ -119,6 +119,8 @@ export class DistributionManager {
     const patch: Partial<DestinationStatus> = { state: r.outcome, sha256: r.sha256, bytesDone: r.outcome === 'succeeded' ? manifest?.size ?? dest.bytesDone : dest.bytesDone }
     if (r.error !== undefined) patch.lastError = { ...r.error, at: new Date().toISOString() }
     const updated = await this.setDestination(rec.id, agent, patch)
+    // Delivered twice at once: the first one recorded it.
+    if (updated === undefined) return
     this.opts.log(`distribution destination ${r.outcome}`, { transferId: rec.id, agent, error: r.error?.message })
     // A finished destination keeps serving its pieces to the others until the whole distribution ends.
     if (r.outcome === 'failed') this.opts.registry.cast(agent, 'swarmLeave', { distributionId: rec.id, removePartial: true })
@@ -136,7 +138,7 @@ export class DistributionManager {
     this.opts.log('distribution source unreadable at the seed', { transferId: rec.id, error: r.error.message })
     let updated = rec
     for (const d of rec.destinations ?? []) {
-      if (!DONE.has(d.state)) updated = await this.setDestination(rec.id, d.agent, { state: 'failed', lastError })
+      if (!DONE.has(d.state)) updated = await this.setDestination(rec.id, d.agent, { state: 'failed', lastError }) ?? updated
     }
     // Every destination is done now: finishIfDone fails the record and sends each participant away, partials removed.
     await this.finishIfDone(updated)
@@ -166,16 +168,19 @@ export class DistributionManager {
     if (dest === undefined) throw new InvalidArgumentError(`destination: ${destination} is not a destination of ${rec.id}`)
     if (DONE.has(dest.state)) return rec
     const updated = await this.setDestination(rec.id, dest.agent, { state: 'canceled' })
+    if (updated === undefined) return this.opts.store.get(rec.id) ?? rec
     this.opts.registry.cast(dest.agent, 'swarmLeave', { distributionId: rec.id, removePartial: true })
     return await this.finishIfDone(updated)
   }
 
-  private async setDestination (id: string, agent: string, patch: Partial<DestinationStatus>): Promise<TransferRecord> {
+  /** Resolves with undefined, having written nothing, when no destination of that agent is still open. */
+  private async setDestination (id: string, agent: string, patch: Partial<DestinationStatus>): Promise<TransferRecord | undefined> {
     const now = new Date().toISOString()
-    return await this.opts.store.update(id, rec => ({
-      // A destination that is done stays done, whatever arrives late.
-      destinations: (rec.destinations ?? []).map(d => d.agent === agent && !DONE.has(d.state) ? { ...d, ...patch, updatedAt: now } : d)
-    }), `transfer.${id}.destination`, { agent, state: patch.state, error: patch.lastError })
+    return await this.opts.store.update(id, rec => {
+      // A destination that is done stays done, whatever arrives late (the same outcome twice included): checked in the write.
+      if (!(rec.destinations ?? []).some(d => d.agent === agent && !DONE.has(d.state))) return undefined
+      return { destinations: (rec.destinations ?? []).map(d => d.agent === agent && !DONE.has(d.state) ? { ...d, ...patch, updatedAt: now } : d) }
+    }, `transfer.${id}.destination`, { agent, state: patch.state, error: patch.lastError })
   }
 
   /** When every destination is done: succeeded if none failed, and every participant stops serving. */

@@ -121,7 +121,7 @@ export interface AgentRecord {
 
 /** One entry of the coordinator's event log, read by the change feed, the live stream and webhooks. */
 export interface StoreEvent {
-  /** Increases by one with every event written. */
+  /** Strictly increasing; it may skip numbers (after an OS crash it jumps past the synced reservation). */
   seq: number
   /** Unique and stable: the message id a webhook receiver deduplicates on. */
   id: string

@@ -1,6 +1,6 @@
 import type { Connection, Stream } from '@libp2p/interface'
 import {
-  CONTROL_PROTOCOL, ControlChannel, AgentOfflineError, PermissionDeniedError, isValidAgentName, InvalidArgumentError
+  CONTROL_PROTOCOL, ControlChannel, AgentOfflineError, PermissionDeniedError, isValidAgentName, InvalidArgumentError, errorFields
 } from '../mesh/index.ts'
 import type { ControlMethod, ControlParams, MeshNode } from '../mesh/index.ts'
 import type { TransferStore } from './store.ts'
@@ -21,8 +21,14 @@ export interface RegistryOptions {
   /** Calls and casts from a registered agent (progress, report, heartbeat). */
   onCall: (agent: string, method: ControlMethod, params: unknown) => Promise<unknown>
   onCast: (agent: string, method: ControlMethod, params: unknown) => void
-  onOnline: (agent: string, claimed: string[]) => void
-  onOffline: (agent: string) => void
+  /**
+   * Settles what a registering agent holds (journaled outcomes, attempts still
+   * running) while it is not yet online, so nothing is scheduled for it first.
+   * Resolves with the ids of the outcomes taken; never rejects.
+   */
+  onRegister: (agent: string, held: ControlParams<'register'>) => Promise<string[]>
+  onOnline: (agent: string, held: ControlParams<'register'>) => void
+  onOffline: (agent: string) => Promise<void>
 }
 
 interface Session { channel: ControlChannel, peerId: string, lastSeen: number }
@@ -38,6 +44,12 @@ export class AgentRegistry {
   private readonly sessions = new Map<string, Session>()
   /** Names whose first registration is under way, by peer id: two keys racing for one new name must not both win. */
   private readonly enrolling = new Map<string, string>()
+  /**
+   * Per agent, its registrations, its going offline and requeues of its work
+   * run one at a time: a late 'offline' must not requeue what a registration
+   * just settled.
+   */
+  private readonly lifecycles = new Map<string, Promise<unknown>>()
   private timer?: NodeJS.Timeout
 
   constructor (opts: RegistryOptions) {
@@ -62,6 +74,15 @@ export class AgentRegistry {
     return this.sessions.has(name)
   }
 
+  /** Runs fn after every earlier registration and disconnection of this agent, and before any later one. */
+  exclusive<T> (agent: string, fn: () => Promise<T>): Promise<T> {
+    const ran = (this.lifecycles.get(agent) ?? Promise.resolve()).then(fn)
+    const tail = ran.catch(() => {})
+    this.lifecycles.set(agent, tail)
+    void tail.then(() => { if (this.lifecycles.get(agent) === tail) this.lifecycles.delete(agent) })
+    return ran
+  }
+
   async call<M extends ControlMethod> (agent: string, method: M, params: ControlParams<M>): Promise<unknown> {
     const s = this.sessions.get(agent)
     if (s === undefined) throw new AgentOfflineError(`agent '${agent}' is not connected`)
@@ -78,8 +99,10 @@ export class AgentRegistry {
     const channel: ControlChannel = new ControlChannel(stream, {
       call: async (method, params) => {
         if (method === 'register') {
-          name = await this.register(channel, peerId, params as ControlParams<'register'>)
-          return { heartbeatMs: this.opts.heartbeatMs }
+          const p = params as ControlParams<'register'>
+          const settled = await this.exclusive(p.name, async () => await this.register(channel, peerId, p))
+          name = p.name
+          return { heartbeatMs: this.opts.heartbeatMs, settled }
         }
         if (name === undefined) throw new PermissionDeniedError(`'${method}' before 'register'`)
         this.touch(name, channel)
@@ -88,12 +111,13 @@ export class AgentRegistry {
       cast: (method, params) => {
         if (name === undefined || !this.touch(name, channel)) return
         this.opts.onCast(name, method, params)
-      }
+      },
+      onInternalError: (method, err) => { this.opts.log('an agent\'s call failed on a bug', { agent: name, peerId, method, ...errorFields(err) }) }
     })
     void channel.closed.then(err => {
       if (name !== undefined && this.sessions.get(name)?.channel === channel) {
         this.opts.log('agent disconnected', { agent: name, error: err?.message })
-        void this.markOffline(name)
+        void this.markOffline(name, channel)
       }
     })
   }
@@ -105,7 +129,8 @@ export class AgentRegistry {
     return true
   }
 
-  private async register (channel: ControlChannel, peerId: string, p: ControlParams<'register'>): Promise<string> {
+  /** Admits the agent, settles what it holds, then puts it online. Resolves with the outcomes taken. */
+  private async register (channel: ControlChannel, peerId: string, p: ControlParams<'register'>): Promise<string[]> {
     const { store, log } = this.opts
     if (!isValidAgentName(p.name)) throw new InvalidArgumentError(`'${p.name}' is not a valid agent name`)
     const known = store.getAgent(p.name)
@@ -131,7 +156,12 @@ export class AgentRegistry {
       }
     }
     const previous = this.sessions.get(p.name)
-    if (previous !== undefined && previous.channel !== channel) previous.channel.close()
+    if (previous !== undefined && previous.channel !== channel) {
+      // Replaced, not lost: its close must not requeue what this registration settles.
+      this.sessions.delete(p.name)
+      previous.channel.close()
+    }
+    const settled = await this.opts.onRegister(p.name, p)
     const now = new Date().toISOString()
     const rec: AgentRecord = {
       name: p.name,
@@ -146,9 +176,9 @@ export class AgentRegistry {
     }
     await store.putAgent(rec).finally(() => { if (this.enrolling.get(p.name) === peerId) this.enrolling.delete(p.name) })
     this.sessions.set(p.name, { channel, peerId, lastSeen: Date.now() })
-    log(known === undefined ? 'agent enrolled' : 'agent registered', { agent: p.name, peerId, addrs: p.addrs })
-    this.opts.onOnline(p.name, p.active)
-    return p.name
+    log(known === undefined ? 'agent enrolled' : 'agent registered', { agent: p.name, peerId, addrs: p.addrs, outcomesSettled: settled.length })
+    this.opts.onOnline(p.name, p)
+    return settled
   }
 
   private checkLiveness (): void {
@@ -157,15 +187,20 @@ export class AgentRegistry {
       if (s.lastSeen < deadline) {
         this.opts.log('agent missed its heartbeats', { agent: name })
         s.channel.close()
-        void this.markOffline(name)
+        void this.markOffline(name, s.channel)
       }
     }
   }
 
-  private async markOffline (name: string): Promise<void> {
-    this.sessions.delete(name)
-    const rec = this.opts.store.getAgent(name)
-    if (rec?.online === true) await this.opts.store.putAgent({ ...rec, online: false, lastSeenAt: new Date().toISOString() })
-    this.opts.onOffline(name)
+  private async markOffline (name: string, channel: ControlChannel): Promise<void> {
+    // Gone from the map at once, so nothing more is sent or scheduled to it.
+    if (this.sessions.get(name)?.channel === channel) this.sessions.delete(name)
+    await this.exclusive(name, async () => {
+      // A registration since then owns the agent now: what it settled stays settled.
+      if (this.sessions.has(name)) return
+      const rec = this.opts.store.getAgent(name)
+      if (rec?.online === true) await this.opts.store.putAgent({ ...rec, online: false, lastSeenAt: new Date().toISOString() })
+      await this.opts.onOffline(name)
+    }).catch(err => this.opts.log('could not take an agent offline', { agent: name, error: String(err) }))
   }
 }

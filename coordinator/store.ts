@@ -286,13 +286,18 @@ export class TransferStore extends EventEmitter<StoreEvents> {
   /**
    * Changes a record without changing its state (a distribution's manifest or
    * one destination's state), with an event on `topic`, in one synced batch.
+   * `change` may return undefined: then nothing is written, no event either,
+   * and update resolves with undefined — so a change that must happen once
+   * (a destination's outcome delivered twice) is decided in the write itself.
    */
-  update (id: string, change: (prev: TransferRecord) => Pick<Partial<TransferRecord>, 'destinations' | 'manifest'>, topic: string, data: Record<string, unknown>, opts: { now?: number } = {}): Promise<TransferRecord> {
+  update (id: string, change: (prev: TransferRecord) => Pick<Partial<TransferRecord>, 'destinations' | 'manifest'> | undefined, topic: string, data: Record<string, unknown>, opts: { now?: number } = {}): Promise<TransferRecord | undefined> {
     return this.#exclusive(async () => {
       const prev = this.#require(id)
       const now = opts.now ?? Date.now()
       // The change is computed from the record as it is in the write chain, so concurrent updates never lose each other.
-      const record = withoutUndefined({ ...prev, ...change(prev), updatedAt: new Date(now).toISOString() })
+      const patch = change(prev)
+      if (patch === undefined) return undefined
+      const record = withoutUndefined({ ...prev, ...patch, updatedAt: new Date(now).toISOString() })
       const event = this.#event(topic, record.tenant, now, data)
       const ops: BatchOp[] = [{ type: 'put', key: keys.transfer(id), value: onDisk(record) }, ...this.#eventOps(event, record)]
       // Written once, with the manifest; every later write of the record leaves it out.

@@ -3,10 +3,13 @@ import { ControlEnvelope, ControlMethods, WIRE_VERSION, decode, isControlMethod 
 import type { ControlMethod, ControlParams } from './messages.ts'
 import { FrameReader, encodeFrame, send } from './wire.ts'
 import { NetworkError, ProtocolError, TimeoutError, fromErrorInfo, toStaccatoError } from './errors.ts'
+import type { StaccatoError } from './errors.ts'
 
 export interface ControlHandlers {
   call?: <M extends ControlMethod>(method: M, params: ControlParams<M>) => Promise<unknown>
   cast?: <M extends ControlMethod>(method: M, params: ControlParams<M>) => void
+  /** A call handler failed with an error nothing names (a bug): the peer gets `internal`, this side's log gets the stack. */
+  onInternalError?: (method: ControlMethod, err: StaccatoError) => void
 }
 
 interface Pending { resolve: (v: unknown) => void, reject: (e: Error) => void, timer: NodeJS.Timeout }
@@ -130,7 +133,9 @@ export class ControlChannel {
       const result = await this.handlers.call(method, params as ControlParams<ControlMethod>)
       await this.write({ v: WIRE_VERSION, kind: 'reply', id, result: result ?? null })
     } catch (err) {
-      await this.refuse(id, err)
+      const e = toStaccatoError(err)
+      if (e.code === 'internal') this.handlers.onInternalError?.(method, e)
+      await this.refuse(id, e)
     }
   }
 

@@ -92,6 +92,22 @@ export type Manifest = Static<typeof Manifest>
 const SwarmPeerInfo = Type.Object({ name: Type.String({ maxLength: 63 }), peerId: Type.String({ maxLength: 128 }), addrs: Type.Array(Type.String({ maxLength: 512 }), { maxItems: 32 }) })
 export type SwarmPeerInfo = Static<typeof SwarmPeerInfo>
 
+const TransferId = Type.String({ maxLength: 64 })
+
+/** How an attempt of a transfer went (verifying: the bytes are in, the digests are being compared). */
+const Report = Type.Object({
+  transferId: TransferId,
+  attempt: Type.Integer(),
+  outcome: Type.Union([Type.Literal('verifying'), Type.Literal('succeeded'), Type.Literal('failed')]),
+  bytesDone: Type.Optional(Offset),
+  bytesTotal: Type.Optional(Offset),
+  sha256: Type.Optional(Sha256),
+  error: Type.Optional(ErrorInfo)
+})
+
+/** Journaled outcomes sent inside one registration; any beyond are reported one by one after it. */
+export const MAX_REGISTER_OUTCOMES = 256
+
 /** Parameters of each control method, keyed by method name. */
 export const ControlMethods = {
   register: Type.Object({
@@ -101,20 +117,19 @@ export const ControlMethods = {
     plugins: Type.Array(Type.String({ maxLength: 64 }), { maxItems: 256 }),
     addrs: Type.Array(Type.String({ maxLength: 512 }), { maxItems: 32 }),
     joinToken: Type.Optional(Type.String({ maxLength: 512 })),
-    /** Transfers this agent is still running (after a coordinator restart). */
-    active: Type.Array(Type.String({ maxLength: 64 }), { maxItems: 100000 })
+    /** Transfers and distributions this agent is part of: still running, or with an outcome still to deliver. */
+    active: Type.Array(Type.String({ maxLength: 64 }), { maxItems: 100000 }),
+    /**
+     * What the agent holds, settled by the coordinator before it schedules
+     * anything for this agent: the attempts it still runs (they stay active)…
+     */
+    running: Type.Optional(Type.Array(Type.Object({ transferId: TransferId, attempt: Type.Integer({ minimum: 1 }) }), { maxItems: 100000 })),
+    /** …and the outcomes in its journal the coordinator has not acknowledged (the reply names those it took). */
+    outcomes: Type.Optional(Type.Array(Report, { maxItems: MAX_REGISTER_OUTCOMES }))
   }),
   heartbeat: Type.Object({ active: Type.Array(Type.String({ maxLength: 64 }), { maxItems: 100000 }) }),
   progress: Type.Object({ transferId: Type.String({ maxLength: 64 }), attempt: Type.Integer(), bytesDone: Offset, bytesTotal: Type.Optional(Offset) }),
-  report: Type.Object({
-    transferId: Type.String({ maxLength: 64 }),
-    attempt: Type.Integer(),
-    outcome: Type.Union([Type.Literal('verifying'), Type.Literal('succeeded'), Type.Literal('failed')]),
-    bytesDone: Type.Optional(Offset),
-    bytesTotal: Type.Optional(Offset),
-    sha256: Type.Optional(Sha256),
-    error: Type.Optional(ErrorInfo)
-  }),
+  report: Report,
   execute: Job,
   cancel: Type.Object({ transferId: Type.String({ maxLength: 64 }) }),
   /** Coordinator → source agent: compute (or look up) the manifest of a source. */

@@ -6,7 +6,7 @@ import { errorResponses } from './schemas.ts'
 import type { ApiInstance } from './types.ts'
 
 export const EventSchema = Type.Object({
-  seq: Type.Integer({ description: 'increases by one with every event; the cursor of the feed and the SSE event id' }),
+  seq: Type.Integer({ description: 'strictly increasing, not contiguous: it may skip ahead (after a crash, or where events were left out); the cursor of the feed and the SSE event id' }),
   id: Type.String({ description: 'unique and stable: the webhook-id of its deliveries' }),
   time: Type.String(),
   topic: Type.String({ description: 'dotted, e.g. transfer.<id>.state, transfer.<id>.progress, agent.<name>.online' }),

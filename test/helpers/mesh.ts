@@ -12,7 +12,7 @@ export interface AgentInfo { name: string, peerId: string, addrs: string[], stat
 export interface AgentStatus {
   counters: { bytesServed: number, bytesReceived: number, dataRequests: number, dataRefused: number, journalCommits: number, swarmPiecesServed: number, swarmPeersDropped: number }
   active: string[]
-  journal: Array<{ transferId: string, durableOffset: number }>
+  journal: Array<{ transferId: string, attempt: number, durableOffset: number, outcome?: { outcome: string, sha256?: string } }>
 }
 export interface Transfer {
   id: string
@@ -72,12 +72,13 @@ export class TestMesh {
     return this.ready
   }
 
-  async startAgent (name: string, extra: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<AgentInfo> {
+  /** `opts.coordinator`: the address the agent dials instead of the coordinator's own (a relay a test can cut). */
+  async startAgent (name: string, extra: string[] = [], env: NodeJS.ProcessEnv = {}, opts: { coordinator?: string } = {}): Promise<AgentInfo> {
     await mkdir(this.volume(name), { recursive: true })
     const readyFile = join(this.dir, `${name}-ready.json`)
     await rm(readyFile, { force: true })
     const args = [
-      'agent', '--name', name, '--coordinator', this.ready.multiaddrs[0], '--join-token', this.ready.joinToken,
+      'agent', '--name', name, '--coordinator', opts.coordinator ?? this.ready.multiaddrs[0], '--join-token', this.ready.joinToken,
       '--data-dir', join(this.dir, 'agents', name), '--volume', `vol=${this.volume(name)}`,
       '--listen', '/ip4/127.0.0.1/tcp/0', '--status-port', '0', '--ready-file', readyFile, ...extra
     ]

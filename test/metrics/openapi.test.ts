@@ -64,6 +64,13 @@ describe('OpenAPI document and docs page', () => {
     expect(script.statusCode).toBe(200)
   })
 
+  it('does not promise contiguous seqs: after a crash the feed skips ahead', async () => {
+    const doc = (await api.app.inject({ method: 'GET', url: '/openapi.json' })).json() as { paths: Record<string, Record<string, unknown>> }
+    const changes = JSON.stringify(doc.paths['/v1/changes'])
+    expect(changes).toMatch(/strictly increasing, not contiguous/)
+    expect(changes).not.toMatch(/increases by one/)
+  })
+
   it('still asks for a token everywhere else', async () => {
     const res = await api.app.inject({ method: 'GET', url: '/v1/transfers' })
     expect(res.statusCode).toBe(401)
