@@ -1,6 +1,6 @@
 import type { Stream } from '@libp2p/interface'
 import { Uint8ArrayList } from 'uint8arraylist'
-import { SwarmMessage, WIRE_VERSION, decode, encodeFrame, send, toStaccatoError } from '../../mesh/index.ts'
+import { ProtocolError, SwarmMessage, WIRE_VERSION, decode, encodeFrame, send, toStaccatoError } from '../../mesh/index.ts'
 import type { FrameReader } from '../../mesh/index.ts'
 import type { Bitfield } from './bitfield.ts'
 
@@ -82,7 +82,7 @@ export class SwarmPeer {
             events.piece(this, msg.piece, parts)
             break
           }
-          case 'hello': throw new Error('second hello on a swarm stream')
+          case 'hello': throw new ProtocolError('second hello on a swarm stream')
         }
       }
     } catch (err) {

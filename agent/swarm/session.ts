@@ -343,7 +343,8 @@ export class SwarmSession {
     const { offset, length } = pieceRange(this.manifest, piece)
     const parts = await (this.storage as PieceStorage).read(offset, length)
     const got = parts.reduce((n, p) => n + p.byteLength, 0)
-    if (got !== length) throw new Error(`short read of piece ${piece}: ${got} of ${length} bytes`)
+    // A source shorter than its manifest changed under it.
+    if (got !== length) throw new SourceChangedError(`short read of piece ${piece}: ${got} of ${length} bytes`)
     this.opts.cache.put(this.id, piece, parts)
     return parts
   }
