@@ -4,7 +4,7 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { pino } from 'pino'
 import type { Logger } from 'pino'
-import { createMeshNode, issuerKey, loadOrCreateIdentity, InvalidArgumentError } from '../mesh/index.ts'
+import { createMeshNode, issuerKey, loadOrCreateIdentity, InvalidArgumentError, PACKAGE_VERSION } from '../mesh/index.ts'
 import type { MeshNode } from '../mesh/index.ts'
 import { file, random, nullSink, http, https, loadPlugins } from '../protocols/index.ts'
 import { Journal } from './journal.ts'
@@ -19,7 +19,7 @@ import { SwarmService } from './swarm/service.ts'
 import type { ControlParams } from '../mesh/index.ts'
 import { agentMetrics, metricsRoute, serveHttp } from './metrics.ts'
 
-export const AGENT_VERSION = '0.1.0'
+export const AGENT_VERSION = PACKAGE_VERSION
 
 /** Log fields that may carry secrets (the join token, tickets) at the top level or one level down. */
 const LOG_REDACT = ['joinToken', 'token', 'ticket', 'secret', 'authorization', '*.joinToken', '*.token', '*.ticket', '*.secret', '*.authorization']

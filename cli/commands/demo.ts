@@ -77,7 +77,7 @@ export function demoCommand (program: Command): void {
         'Then follow it (use the id from the answer):',
         `  curl -sS ${ready.apiUrl}/v1/transfers/<id> ${auth}`,
         'Or the same with the command-line client, with a progress bar:',
-        `  STACCATO_URL=${ready.apiUrl} STACCATO_TOKEN=${ready.apiToken} node cli/bin.ts transfer submit agent://${AGENTS[0]}/data/${SAMPLE} agent://${AGENTS[1]}/data/copy.bin --wait`,
+        `  STACCATO_URL=${ready.apiUrl} STACCATO_TOKEN=${ready.apiToken} npx staccato transfer submit agent://${AGENTS[0]}/data/${SAMPLE} agent://${AGENTS[1]}/data/copy.bin --wait`,
         '',
         'Press Ctrl-C to stop everything.',
         ''
