@@ -2,7 +2,7 @@ import { join } from 'node:path'
 import type { Server } from 'node:http'
 import { multiaddr } from '@multiformats/multiaddr'
 import { peerIdFromString } from '@libp2p/peer-id'
-import { pino } from 'pino'
+import { pino, stdTimeFunctions } from 'pino'
 import type { Logger } from 'pino'
 import { createMeshNode, issuerKey, loadOrCreateIdentity, InvalidArgumentError, PACKAGE_VERSION } from '../mesh/index.ts'
 import type { MeshNode } from '../mesh/index.ts'
@@ -67,8 +67,8 @@ export interface Agent {
 }
 
 export async function startAgent (config: AgentConfig, onFatal: (err: Error) => void = () => {}): Promise<Agent> {
-  const logger: Logger = pino({ name: `agent:${config.name}`, level: config.logLevel, redact: { paths: LOG_REDACT, censor: '[redacted]' } })
-  const log = (msg: string, fields?: Record<string, unknown>): void => logger.info(fields ?? {}, msg)
+  const logger: Logger = pino({ name: `agent:${config.name}`, level: config.logLevel, timestamp: stdTimeFunctions.isoTime, redact: { paths: LOG_REDACT, censor: '[redacted]' } })
+  const log = (msg: string, fields?: Record<string, unknown>, level: 'info' | 'warn' | 'error' = 'info'): void => logger[level](fields ?? {}, msg)
   const coordinatorAddr = multiaddr(config.coordinator)
   const coordinatorId = coordinatorAddr.getComponents().findLast(c => c.name === 'p2p')?.value
   if (coordinatorId === undefined) throw new InvalidArgumentError(`coordinator: '${config.coordinator}' must end in /p2p/<coordinator peer id>`)
@@ -197,7 +197,7 @@ export async function startAgent (config: AgentConfig, onFatal: (err: Error) => 
     await journal.close()
     throw new InvalidArgumentError(`cannot serve status or metrics: ${(err as Error).message}`)
   }
-  log('agent started', { name: config.name, peerId: node.peerId.toString(), addrs: node.getMultiaddrs().map(String), statusUrl, metricsUrl })
+  log('agent started', { peerId: node.peerId.toString(), addrs: node.getMultiaddrs().map(String), statusUrl, metricsUrl })
 
   return {
     name: config.name,

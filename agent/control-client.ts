@@ -16,7 +16,7 @@ export interface ControlClientOptions {
   onCast: (method: ControlMethod, params: unknown) => void
   /** Distributions this agent takes part in, named at registration. */
   activeDistributions: () => string[]
-  log: (msg: string, fields?: Record<string, unknown>) => void
+  log: (msg: string, fields?: Record<string, unknown>, level?: 'info' | 'warn' | 'error') => void
   /** Upper bound for the reconnect delay; it starts at half a second and doubles. */
   maxBackoffMs?: number
   /**
@@ -71,11 +71,13 @@ export class ControlClient {
 
   private async run (): Promise<void> {
     let backoff = 500
+    let failures = 0
     const max = this.opts.maxBackoffMs ?? 15_000
     while (!this.stopped) {
       try {
         await this.session()
         backoff = 500
+        failures = 0
       } catch (err) {
         if (this.stopped) break
         const e = toStaccatoError(err)
@@ -84,7 +86,8 @@ export class ControlClient {
           this.opts.onFatal(e)
           break
         }
-        this.opts.log('coordinator unreachable; will retry', { code: e.code, error: e.message, retryInMs: backoff })
+        // One or two failures are a coordinator restarting; more is a wrong or unreachable address, for the operator to see.
+        this.opts.log('coordinator unreachable; will retry', { coordinator: this.opts.coordinator.toString(), attempts: ++failures, code: e.code, error: e.message, retryInMs: backoff }, failures >= 3 ? 'warn' : 'info')
       }
       if (this.stopped) break
       await sleep(backoff * (0.5 + Math.random() / 2), undefined, { signal: this.stopController.signal }).catch(() => {})

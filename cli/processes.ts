@@ -75,11 +75,13 @@ export async function freePort (): Promise<number> {
 }
 
 /** SIGINT/SIGTERM stop cleanly (LevelDB closed, streams ended); a second signal exits at once. */
-export function stopOnSignals (stop: () => Promise<void>): void {
+export function stopOnSignals (stop: () => Promise<void>, what = 'staccato'): void {
   let stopping = false
-  const handler = (): void => {
+  const handler = (why: string): void => {
     if (stopping) process.exit(130)
     stopping = true
+    // Says why it went away, next to its last log lines (journald keeps both streams).
+    process.stderr.write(`${what}: stopping (${why})\n`)
     stop().then(() => process.exit(0), err => {
       process.stderr.write(`error while stopping: ${String(err)}\n`)
       process.exit(1)
@@ -92,8 +94,7 @@ export function stopOnSignals (stop: () => Promise<void>): void {
     const parentGone = (): void => {
       if (gone) return
       gone = true
-      process.stderr.write('parent process gone: stopping\n')
-      handler()
+      handler('the process that started it is gone')
     }
     process.stdin.once('end', parentGone).once('close', parentGone).once('error', parentGone).resume()
   }

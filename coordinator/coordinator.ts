@@ -1,7 +1,7 @@
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { readFile, writeFile } from 'node:fs/promises'
-import { pino } from 'pino'
+import { pino, stdTimeFunctions } from 'pino'
 import { createMeshNode, loadOrCreateIdentity } from '../mesh/index.ts'
 import type { MeshNode } from '../mesh/index.ts'
 import { TransferStore } from './store.ts'
@@ -78,8 +78,8 @@ async function keptSecret (dataDir: string, name: string): Promise<string> {
 }
 
 export async function startCoordinator (config: CoordinatorConfig): Promise<Coordinator> {
-  const logger = pino({ name: 'coordinator', level: config.logLevel, redact: { paths: LOG_REDACT, censor: '[redacted]' } })
-  const log = (msg: string, fields?: Record<string, unknown>): void => logger.info(fields ?? {}, msg)
+  const logger = pino({ name: 'coordinator', level: config.logLevel, timestamp: stdTimeFunctions.isoTime, redact: { paths: LOG_REDACT, censor: '[redacted]' } })
+  const log = (msg: string, fields?: Record<string, unknown>, level: 'info' | 'warn' | 'error' = 'info'): void => logger[level](fields ?? {}, msg)
   const key = await loadOrCreateIdentity(config.dataDir)
   const https = config.tls !== undefined ? { cert: await readFile(config.tls.certFile), key: await readFile(config.tls.keyFile) } : undefined
   // The files keep the operator's copy of generated tokens (0600, like a kubeconfig); the coordinator itself holds only their hashes.

@@ -17,7 +17,7 @@ export interface RegistryOptions {
   heartbeatMs: number
   /** An agent silent for this long is offline. */
   heartbeatTimeoutMs: number
-  log: (msg: string, fields?: Record<string, unknown>) => void
+  log: (msg: string, fields?: Record<string, unknown>, level?: 'info' | 'warn' | 'error') => void
   /** Calls and casts from a registered agent (progress, report, heartbeat). */
   onCall: (agent: string, method: ControlMethod, params: unknown) => Promise<unknown>
   onCast: (agent: string, method: ControlMethod, params: unknown) => void
@@ -92,7 +92,7 @@ export class AgentRegistry {
     })
     void channel.closed.then(err => {
       if (name !== undefined && this.sessions.get(name)?.channel === channel) {
-        this.opts.log('agent disconnected', { agent: name, error: err?.message })
+        this.opts.log('agent disconnected', { agent: name, error: err?.message }, err === undefined ? 'info' : 'warn')
         void this.markOffline(name)
       }
     })
@@ -110,13 +110,13 @@ export class AgentRegistry {
     if (!isValidAgentName(p.name)) throw new InvalidArgumentError(`'${p.name}' is not a valid agent name`)
     const known = store.getAgent(p.name)
     if (known !== undefined && known.peerId !== peerId) {
-      log('refused an agent claiming an enrolled name with another key', { agent: p.name, peerId, enrolledPeerId: known.peerId })
+      log('refused an agent claiming an enrolled name with another key', { agent: p.name, peerId, enrolledPeerId: known.peerId }, 'warn')
       throw new PermissionDeniedError(`agent name '${p.name}' is enrolled with another key`)
     }
     if (known === undefined) {
       const claimant = this.enrolling.get(p.name)
       if (claimant !== undefined && claimant !== peerId) {
-        log('refused an agent claiming a name another key is enrolling', { agent: p.name, peerId, claimant })
+        log('refused an agent claiming a name another key is enrolling', { agent: p.name, peerId, claimant }, 'warn')
         throw new PermissionDeniedError(`agent name '${p.name}' is being enrolled with another key`)
       }
       this.enrolling.set(p.name, peerId)
@@ -126,7 +126,7 @@ export class AgentRegistry {
       })
       if (!admitted.ok) {
         this.enrolling.delete(p.name)
-        log('refused an agent without a valid join token', { agent: p.name, peerId, reason: admitted.reason })
+        log('refused an agent without a valid join token', { agent: p.name, peerId, reason: admitted.reason }, 'warn')
         throw new PermissionDeniedError(`agent '${p.name}' is not enrolled and its join token is missing, invalid, expired or already used`)
       }
     }

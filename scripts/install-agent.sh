@@ -63,6 +63,10 @@ done
 [[ "$NAME" =~ ^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$ ]] || die "--name '$NAME' must be 1-63 letters, digits, '.', '_' or '-'"
 [ -n "$COORDINATOR" ] || die '--coordinator is required (the coordinator prints its address at start-up)'
 [[ "$COORDINATOR" == */p2p/* ]] || die "--coordinator '$COORDINATOR' must end in /p2p/<coordinator peer id>"
+case "$COORDINATOR" in
+  /ip4/127.*|/ip6/::1/*|/dns/localhost/*|/dns4/localhost/*|/dns6/localhost/*)
+    echo "install-agent: warning: --coordinator '$COORDINATOR' is a loopback address: only an agent on the coordinator's own host can reach it; use one of the other addresses the coordinator prints at start-up" >&2 ;;
+esac
 [[ "$DATA_DIR" == /* ]] || die "--data-dir '$DATA_DIR' must be an absolute path"
 [[ "$STATUS_PORT" =~ ^[0-9]+$ ]] || die "--status-port '$STATUS_PORT' must be a port number"
 [[ "$METRICS_PORT" =~ ^[0-9]+$ ]] || die "--metrics-port '$METRICS_PORT' must be a port number"

@@ -84,6 +84,14 @@ describe('scripts/install-agent.sh', () => {
     await expect(access('/etc/staccato/agent.yaml')).rejects.toThrow()
   })
 
+  it('warns when the coordinator address is a loopback one, which other hosts cannot use', async () => {
+    const loopback = COORDINATOR.replace('/ip4/10.0.0.5/', '/ip4/127.0.0.1/')
+    const warned = await run('bash', [...args(join(dir, 'root-lo')), '--coordinator', loopback])
+    expect(warned.stderr).toBe(`install-agent: warning: --coordinator '${loopback}' is a loopback address: only an agent on the coordinator's own host can reach it; use one of the other addresses the coordinator prints at start-up\n`)
+    const quiet = await run('bash', args(join(dir, 'root-quiet')))
+    expect(quiet.stderr).toBe('')
+  })
+
   it('prints the files with --dry-run and writes nothing', async () => {
     const root = join(dir, 'dry')
     const { stdout } = await run('bash', [...args(root), '--dry-run'])
