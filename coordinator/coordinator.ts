@@ -65,14 +65,14 @@ export interface Coordinator {
 }
 
 /** Reads a secret kept in the data directory, creating it (0600) on first start. */
-async function keptSecret (dataDir: string, name: string): Promise<string> {
+async function keptSecret (dataDir: string, name: string, prefix: 'stc_' | 'stj_'): Promise<string> {
   const file = join(dataDir, name)
   try {
     return (await readFile(file, 'utf8')).trim()
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
   }
-  const secret = `stc_${randomBytes(24).toString('base64url')}`
+  const secret = `${prefix}${randomBytes(24).toString('base64url')}`
   await writeFile(file, `${secret}\n`, { mode: 0o600, flag: 'wx' })
   return secret
 }
@@ -83,8 +83,8 @@ export async function startCoordinator (config: CoordinatorConfig): Promise<Coor
   const key = await loadOrCreateIdentity(config.dataDir)
   const https = config.tls !== undefined ? { cert: await readFile(config.tls.certFile), key: await readFile(config.tls.keyFile) } : undefined
   // The files keep the operator's copy of generated tokens (0600, like a kubeconfig); the coordinator itself holds only their hashes.
-  const apiTokens = config.apiTokens.length > 0 ? config.apiTokens : [await keptSecret(config.dataDir, 'api-token')]
-  const joinTokens = config.joinTokens.length > 0 ? config.joinTokens : [await keptSecret(config.dataDir, 'join-token')]
+  const apiTokens = config.apiTokens.length > 0 ? config.apiTokens : [await keptSecret(config.dataDir, 'api-token', 'stc_')]
+  const joinTokens = config.joinTokens.length > 0 ? config.joinTokens : [await keptSecret(config.dataDir, 'join-token', 'stj_')]
   const tokens = await TokenStore.open(join(config.dataDir, 'tokens'))
   if (config.apiTokens.length > 0) for (const t of config.apiTokens) tokens.addConfigToken(t)
   else await tokens.ensureBootstrap(apiTokens[0])

@@ -4,7 +4,7 @@
 # data directory and its volumes. See docs/operators.md.
 #
 #   sudo scripts/install-agent.sh --name store-1 \
-#     --coordinator /ip4/10.0.0.5/tcp/7701/p2p/12D3KooW... --join-token stc_... \
+#     --coordinator /ip4/10.0.0.5/tcp/7701/p2p/12D3KooW... --join-token stj_... \
 #     --volume images=/srv/images:ro --volume scratch=/srv/scratch
 #
 # --root DIR writes the files under DIR (DIR/etc/...) and changes nothing else
