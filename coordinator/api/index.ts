@@ -11,7 +11,8 @@ import { RateLimitedError, bearerAuthenticator, requireRole } from './auth.ts'
 import type { Principal, TokenGrant } from './auth.ts'
 import type { TenantPolicy } from './policy.ts'
 import { tokenRoutes } from './tokens.ts'
-import { errorHandler, notFoundHandler } from './errors.ts'
+import { errorHandler } from './errors.ts'
+import { methodAwareNotFound } from './methods.ts'
 import { metricsRoute } from '../metrics.ts'
 import type { CoordinatorMetrics } from '../metrics.ts'
 import { registerOpenApi } from './openapi.ts'
@@ -89,7 +90,7 @@ export function buildApi (opts: ApiOptions): FastifyInstance {
   // types but checks bodies as sent: "5" is not a priority.
   app.setValidatorCompiler(TypeBoxValidatorCompiler)
   app.setErrorHandler(errorHandler)
-  app.setNotFoundHandler(notFoundHandler)
+  app.setNotFoundHandler(methodAwareNotFound(app))
 
   const tokens = opts.tokenStore ?? TokenStore.memory()
   for (const t of opts.tokens ?? []) {
