@@ -203,5 +203,5 @@ $(for p in "${RW_PATHS[@]:1}"; do echo "  write: $p   (e.g. setfacl -R -m u:$SER
 Check it:
   systemctl status staccato-agent
   journalctl -u staccato-agent -f
-  $NODE $INSTALL_DIR/cli/bin.ts agent status      (reads $CONFIG_FILE)
+  cd $INSTALL_DIR && npx staccato agent status      (reads $CONFIG_FILE)
 EOF
