@@ -162,6 +162,13 @@ export class AgentRegistry {
     }
   }
 
+  /** Drops a removed agent's session: its connection is closed, and it is not marked offline (its record is gone). */
+  forget (name: string): void {
+    const session = this.sessions.get(name)
+    this.sessions.delete(name)
+    session?.channel.close()
+  }
+
   private async markOffline (name: string): Promise<void> {
     this.sessions.delete(name)
     const rec = this.opts.store.getAgent(name)

@@ -49,6 +49,8 @@ export interface ApiOptions {
   logger?: FastifyServerOptions['logger']
   onCancel?: (rec: TransferRecord) => void
   onCancelDestination?: (rec: TransferRecord, destination: string) => Promise<TransferRecord>
+  /** An agent was removed (DELETE /v1/agents/:name): close its control connection. */
+  onAgentRemoved?: (name: string) => void
   /** Change feed, live stream and webhooks; when absent the API makes its own, opened on ready, without background jobs. */
   events?: EventServices
   /** Serves /metrics and times every request when given. */
