@@ -2,9 +2,9 @@ import { join } from 'node:path'
 import type { Server } from 'node:http'
 import { multiaddr } from '@multiformats/multiaddr'
 import { peerIdFromString } from '@libp2p/peer-id'
-import { pino } from 'pino'
+import { pino, stdTimeFunctions } from 'pino'
 import type { Logger } from 'pino'
-import { createMeshNode, issuerKey, loadOrCreateIdentity, InvalidArgumentError } from '../mesh/index.ts'
+import { createMeshNode, issuerKey, loadOrCreateIdentity, InvalidArgumentError, PACKAGE_VERSION } from '../mesh/index.ts'
 import type { MeshNode } from '../mesh/index.ts'
 import { file, random, nullSink, http, https, loadPlugins } from '../protocols/index.ts'
 import { Journal } from './journal.ts'
@@ -19,7 +19,7 @@ import { SwarmService } from './swarm/service.ts'
 import type { ControlParams } from '../mesh/index.ts'
 import { agentMetrics, metricsRoute, serveHttp } from './metrics.ts'
 
-export const AGENT_VERSION = '0.1.0'
+export const AGENT_VERSION = PACKAGE_VERSION
 
 /** Log fields that may carry secrets (the join token, tickets) at the top level or one level down. */
 const LOG_REDACT = ['joinToken', 'token', 'ticket', 'secret', 'authorization', '*.joinToken', '*.token', '*.ticket', '*.secret', '*.authorization']
@@ -69,8 +69,8 @@ export interface Agent {
 }
 
 export async function startAgent (config: AgentConfig, onFatal: (err: Error) => void = () => {}): Promise<Agent> {
-  const logger: Logger = pino({ name: `agent:${config.name}`, level: config.logLevel, redact: { paths: LOG_REDACT, censor: '[redacted]' } })
-  const log = (msg: string, fields?: Record<string, unknown>): void => logger.info(fields ?? {}, msg)
+  const logger: Logger = pino({ name: `agent:${config.name}`, level: config.logLevel, timestamp: stdTimeFunctions.isoTime, redact: { paths: LOG_REDACT, censor: '[redacted]' } })
+  const log = (msg: string, fields?: Record<string, unknown>, level: 'info' | 'warn' | 'error' = 'info'): void => logger[level](fields ?? {}, msg)
   const coordinatorAddr = multiaddr(config.coordinator)
   const coordinatorId = coordinatorAddr.getComponents().findLast(c => c.name === 'p2p')?.value
   if (coordinatorId === undefined) throw new InvalidArgumentError(`coordinator: '${config.coordinator}' must end in /p2p/<coordinator peer id>`)
@@ -201,7 +201,7 @@ export async function startAgent (config: AgentConfig, onFatal: (err: Error) => 
     await journal.close()
     throw new InvalidArgumentError(`cannot serve status or metrics: ${(err as Error).message}`)
   }
-  log('agent started', { name: config.name, peerId: node.peerId.toString(), addrs: node.getMultiaddrs().map(String), statusUrl, metricsUrl })
+  log('agent started', { peerId: node.peerId.toString(), addrs: node.getMultiaddrs().map(String), statusUrl, metricsUrl })
 
   return {
     name: config.name,

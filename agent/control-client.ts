@@ -18,7 +18,7 @@ export interface ControlClientOptions {
   activeDistributions: () => string[]
   /** Runs after every registration, beside the executor's deliveries (the swarm's journaled outcomes). */
   afterRegister?: () => Promise<void>
-  log: (msg: string, fields?: Record<string, unknown>) => void
+  log: (msg: string, fields?: Record<string, unknown>, level?: 'info' | 'warn' | 'error') => void
   /** Upper bound for the reconnect delay; it starts at half a second and doubles. */
   maxBackoffMs?: number
   /**
@@ -77,11 +77,13 @@ export class ControlClient {
 
   private async run (): Promise<void> {
     let backoff = 500
+    let failures = 0
     const max = this.opts.maxBackoffMs ?? 15_000
     while (!this.stopped) {
       try {
         await this.session()
         backoff = 500
+        failures = 0
       } catch (err) {
         if (this.stopped) break
         const e = toStaccatoError(err)
@@ -91,7 +93,8 @@ export class ControlClient {
           this.opts.onFatal(e)
           break
         }
-        this.opts.log('coordinator unreachable; will retry', { ...errorFields(e), retryInMs: backoff })
+        // One or two failures are a coordinator restarting; more is a wrong or unreachable address, for the operator to see.
+        this.opts.log('coordinator unreachable; will retry', { coordinator: this.opts.coordinator.toString(), attempts: ++failures, ...errorFields(e), retryInMs: backoff }, failures >= 3 ? 'warn' : 'info')
       }
       if (this.stopped) break
       await sleep(backoff * (0.5 + Math.random() / 2), undefined, { signal: this.stopController.signal }).catch(() => {})

@@ -17,7 +17,7 @@ export interface DataServerOptions {
   plugins: PluginSet
   counters: AgentCounters
   upload?: TokenBucket
-  log: (msg: string, fields?: Record<string, unknown>) => void
+  log: (msg: string, fields?: Record<string, unknown>, level?: 'info' | 'warn' | 'error') => void
   /**
    * Test mode: flip a byte in this many of the next data streams (after hashing
    * it), to prove that receivers catch damage in transit. 0 in production.
@@ -38,7 +38,7 @@ export async function startDataServer (opts: DataServerOptions): Promise<void> {
     opts.counters.dataRequests++
     await serve(stream, connection, opts).catch(err => {
       const e = toStaccatoError(err)
-      opts.log('data stream failed', { peer: connection.remotePeer.toString(), code: e.code, error: e.message })
+      opts.log('data stream failed', { peer: connection.remotePeer.toString(), code: e.code, error: e.message }, 'warn')
       stream.abort(e)
     })
   }, { maxInboundStreams: 64 })

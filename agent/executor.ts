@@ -25,7 +25,7 @@ export interface ExecutorOptions {
   /** Sends a report to the coordinator; rejects when it cannot be delivered now. */
   report: (r: Report) => Promise<void>
   progress: (p: ControlParams<'progress'>) => void
-  log: (msg: string, fields?: Record<string, unknown>) => void
+  log: (msg: string, fields?: Record<string, unknown>, level?: 'info' | 'warn' | 'error') => void
   /** Sync the partial and journal the offset after this many bytes… */
   syncEveryBytes: number
   /** …or after this long, whichever comes first, so a slow link loses little on a crash. */
@@ -89,7 +89,7 @@ export class Executor {
     }
     const entry = await this.opts.journal.get(transferId)
     if (entry === undefined) return
-    await this.discardPartial(entry).catch(err => this.opts.log('could not remove partial of canceled transfer', { transferId, error: String(err) }))
+    await this.discardPartial(entry).catch(err => this.opts.log('could not remove partial of canceled transfer', { transferId, error: String(err) }, 'warn'))
     await this.opts.journal.remove(transferId)
   }
 
@@ -121,7 +121,7 @@ export class Executor {
         return
       }
       this.opts.counters.transfersFailed++
-      log('transfer failed', { transferId: job.transferId, retryable: e.retryable, ...errorFields(e) })
+      log('transfer failed', { transferId: job.transferId, retryable: e.retryable, ...errorFields(e) }, 'warn')
       const entry = await this.opts.journal.get(job.transferId)
       await this.finish(job, { outcome: 'failed', error: e.toJSON(), bytesDone: entry?.durableOffset ?? 0 })
     }
@@ -210,7 +210,7 @@ export class Executor {
     } catch (err) {
       if (!(err instanceof ChecksumMismatchError) || err instanceof ExpectedChecksumError) throw err
       // Bytes were damaged somewhere between the two disks: discard everything and try once more from zero.
-      this.opts.log('checksum mismatch; retrying once from zero', { transferId: job.transferId, error: err.message })
+      this.opts.log('checksum mismatch; retrying once from zero', { transferId: job.transferId, error: err.message }, 'warn')
       return await this.copy(job, src, dst, true, signal)
     }
   }
@@ -330,7 +330,7 @@ export class Executor {
         }
         await writer.abort({ keepPartial: false })
       } catch (err) {
-        this.opts.log('cannot resume; starting from zero', { transferId: job.transferId, error: String(err) })
+        this.opts.log('cannot resume; starting from zero', { transferId: job.transferId, error: String(err) }, 'warn')
       }
       entry.durableOffset = 0
       delete entry.prefixSha256

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { enableCompileCache } from 'node:module'
+import { readFileSync } from 'node:fs'
 import { setFlagsFromString } from 'node:v8'
 import { Command, CommanderError } from 'commander'
 import { CliError } from './client.ts'
@@ -15,8 +16,12 @@ import { tokenCommands } from './commands/token.ts'
 // host restarts many agents at once, and in CI where tests start hundreds.
 enableCompileCache()
 
+// Read here, not through mesh/ (PACKAGE_VERSION), which would load libp2p for every client command.
+const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
+
 const program = new Command('staccato')
   .description('Move data directly between hosts, resume after crashes, share pieces.')
+  .version(version, '-V, --version', 'print the version')
   .showHelpAfterError()
   // Commander's own errors (unknown option, missing argument) exit 2, like ours: caught below.
   .exitOverride()
@@ -26,6 +31,8 @@ const program = new Command('staccato')
 // so that they start at once.
 const CLIENT_COMMANDS = new Set(['transfer', 'agents', 'events', 'demo', 'token', 'agent-token'])
 const first = process.argv.slice(2).find(a => !a.startsWith('-'))
+// --version alone needs no command loaded.
+const versionOnly = first === undefined && process.argv.slice(2).some(a => a === '--version' || a === '-V')
 if (first === 'agent') {
   // The data path allocates big buffers and few objects: a new space that does
   // not grow lets cheap scavenges free them, instead of a full GC every few
@@ -38,11 +45,11 @@ if (first === 'agent') {
   // in bench:transfer (docs/benchmarks.md).
   setFlagsFromString('--heap-growing-percent=200')
 }
-if (first !== 'agent' && (first === undefined || !CLIENT_COMMANDS.has(first))) {
+if (!versionOnly && first !== 'agent' && (first === undefined || !CLIENT_COMMANDS.has(first))) {
   const { coordinatorCommand } = await import('./commands/coordinator.ts')
   coordinatorCommand(program)
 }
-if (first !== 'coordinator' && (first === undefined || !CLIENT_COMMANDS.has(first))) {
+if (!versionOnly && first !== 'coordinator' && (first === undefined || !CLIENT_COMMANDS.has(first))) {
   const { agentCommand } = await import('./commands/agent.ts')
   agentCommand(program)
 }

@@ -121,11 +121,14 @@ export async function loadConfigFile (path: string | undefined, sections: readon
 
 /**
  * Merges flags, environment, the file's section and defaults, parsing each
- * value where it came from so that an error names that place.
+ * value where it came from so that an error names that place. `fileSpecs`
+ * are the options the file's section may hold, when a command reads only
+ * some of them from a file written for another (`agent status` reads the
+ * agent's file for its status port).
  */
-export function resolveOptions (section: string, specs: readonly OptionSpec[], flags: Record<string, unknown>, env: NodeJS.ProcessEnv, file: ConfigFile): Resolved {
+export function resolveOptions (section: string, specs: readonly OptionSpec[], flags: Record<string, unknown>, env: NodeJS.ProcessEnv, file: ConfigFile, fileSpecs: readonly OptionSpec[] = specs): Resolved {
   const raw = file.data[section] ?? {}
-  const schema = Type.Object(Object.fromEntries(specs.map(s => [s.key, Type.Optional(fileSchema(s.kind))])), { additionalProperties: false })
+  const schema = Type.Object(Object.fromEntries(fileSpecs.map(s => [s.key, Type.Optional(fileSchema(s.kind))])), { additionalProperties: false })
   const errors = Value.Errors(schema, raw)
   if (errors.length > 0) throw new ConfigError(`config: ${schemaMessage(section, errors)}`)
   const fromFile = raw as Record<string, unknown>

@@ -8,11 +8,31 @@ import { fileURLToPath } from 'node:url'
 
 export const BIN = fileURLToPath(new URL('./bin.ts', import.meta.url))
 
+/** Set in a child that must stop when its parent dies; its stdin is then a pipe from the parent. */
+const STOP_WITH_PARENT = 'STACCATO_STOP_WITH_PARENT'
+
+export interface SpawnOptions {
+  /**
+   * The child stops (as on SIGTERM) when this process dies, however it dies,
+   * SIGKILL included: it watches its stdin, a pipe whose write end only this
+   * process holds, which the kernel closes on our death. The child also gets a
+   * process group of its own, so a terminal's Ctrl-C reaches only us, and we
+   * stop the children in order instead of each getting the signal twice.
+   */
+  stopWithParent?: boolean
+}
+
 /** Starts `staccato <args>` as its own process (the same Node that runs us), output appended to logFile. */
-export function spawnStaccato (args: string[], logFile: string, env: NodeJS.ProcessEnv = {}): ChildProcess {
+export function spawnStaccato (args: string[], logFile: string, env: NodeJS.ProcessEnv = {}, opts: SpawnOptions = {}): ChildProcess {
   const fd = openSync(logFile, 'a')
   try {
-    return spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', fd, fd], env: { ...process.env, ...env } })
+    if (opts.stopWithParent !== true) {
+      return spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', fd, fd], env: { ...process.env, ...env } })
+    }
+    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['pipe', fd, fd], env: { ...process.env, ...env, [STOP_WITH_PARENT]: '1' }, detached: true })
+    // Never written to: only its closing matters. Errors (EPIPE once the child is gone) are expected.
+    child.stdin?.on('error', () => {})
+    return child
   } finally {
     closeSync(fd)
   }
@@ -55,11 +75,13 @@ export async function freePort (): Promise<number> {
 }
 
 /** SIGINT/SIGTERM stop cleanly (LevelDB closed, streams ended); a second signal exits at once. */
-export function stopOnSignals (stop: () => Promise<void>): void {
+export function stopOnSignals (stop: () => Promise<void>, what = 'staccato'): void {
   let stopping = false
-  const handler = (): void => {
+  const handler = (why: string): void => {
     if (stopping) process.exit(130)
     stopping = true
+    // Says why it went away, next to its last log lines (journald keeps both streams).
+    process.stderr.write(`${what}: stopping (${why})\n`)
     stop().then(() => process.exit(0), err => {
       process.stderr.write(`error while stopping: ${String(err)}\n`)
       process.exit(1)
@@ -67,4 +89,13 @@ export function stopOnSignals (stop: () => Promise<void>): void {
   }
   process.on('SIGINT', handler)
   process.on('SIGTERM', handler)
+  if (process.env[STOP_WITH_PARENT] === '1') {
+    let gone = false
+    const parentGone = (): void => {
+      if (gone) return
+      gone = true
+      handler('the process that started it is gone')
+    }
+    process.stdin.once('end', parentGone).once('close', parentGone).once('error', parentGone).resume()
+  }
 }

@@ -1,7 +1,7 @@
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { readFile, writeFile } from 'node:fs/promises'
-import { pino } from 'pino'
+import { pino, stdTimeFunctions } from 'pino'
 import { createMeshNode, loadOrCreateIdentity } from '../mesh/index.ts'
 import type { MeshNode } from '../mesh/index.ts'
 import { TransferStore } from './store.ts'
@@ -69,26 +69,26 @@ export interface Coordinator {
 }
 
 /** Reads a secret kept in the data directory, creating it (0600) on first start. */
-async function keptSecret (dataDir: string, name: string): Promise<string> {
+async function keptSecret (dataDir: string, name: string, prefix: 'stc_' | 'stj_'): Promise<string> {
   const file = join(dataDir, name)
   try {
     return (await readFile(file, 'utf8')).trim()
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
   }
-  const secret = `stc_${randomBytes(24).toString('base64url')}`
+  const secret = `${prefix}${randomBytes(24).toString('base64url')}`
   await writeFile(file, `${secret}\n`, { mode: 0o600, flag: 'wx' })
   return secret
 }
 
 export async function startCoordinator (config: CoordinatorConfig): Promise<Coordinator> {
-  const logger = pino({ name: 'coordinator', level: config.logLevel, redact: { paths: LOG_REDACT, censor: '[redacted]' } })
-  const log = (msg: string, fields?: Record<string, unknown>): void => logger.info(fields ?? {}, msg)
+  const logger = pino({ name: 'coordinator', level: config.logLevel, timestamp: stdTimeFunctions.isoTime, redact: { paths: LOG_REDACT, censor: '[redacted]' } })
+  const log = (msg: string, fields?: Record<string, unknown>, level: 'info' | 'warn' | 'error' = 'info'): void => logger[level](fields ?? {}, msg)
   const key = await loadOrCreateIdentity(config.dataDir)
   const https = config.tls !== undefined ? { cert: await readFile(config.tls.certFile), key: await readFile(config.tls.keyFile) } : undefined
   // The files keep the operator's copy of generated tokens (0600, like a kubeconfig); the coordinator itself holds only their hashes.
-  const apiTokens = config.apiTokens.length > 0 ? config.apiTokens : [await keptSecret(config.dataDir, 'api-token')]
-  const joinTokens = config.joinTokens.length > 0 ? config.joinTokens : [await keptSecret(config.dataDir, 'join-token')]
+  const apiTokens = config.apiTokens.length > 0 ? config.apiTokens : [await keptSecret(config.dataDir, 'api-token', 'stc_')]
+  const joinTokens = config.joinTokens.length > 0 ? config.joinTokens : [await keptSecret(config.dataDir, 'join-token', 'stj_')]
   const tokens = await TokenStore.open(join(config.dataDir, 'tokens'))
   if (config.apiTokens.length > 0) for (const t of config.apiTokens) tokens.addConfigToken(t)
   else await tokens.ensureBootstrap(apiTokens[0])
@@ -142,7 +142,7 @@ export async function startCoordinator (config: CoordinatorConfig): Promise<Coor
   dispatcher.start()
   store.on('transition', (rec, from) => logger.info({ transferId: rec.id, from, to: rec.state, attempt: rec.attempt, error: rec.state === 'failed' || rec.state === 'queued' ? rec.lastError?.code : undefined }, 'transfer state changed'))
 
-  const api = buildApi({ store, tokenStore: tokens, audit: log, tenants: config.tenants, rateLimit: config.rateLimit, maxConnectionsPerAddress: config.maxConnectionsPerAddress, metricsToken: config.metricsToken, https, logger: false, onCancel: rec => dispatcher.onCancel(rec), onCancelDestination: async (rec, d) => await distributions.cancelDestination(rec, d), metrics, events })
+  const api = buildApi({ store, tokenStore: tokens, audit: log, tenants: config.tenants, rateLimit: config.rateLimit, maxConnectionsPerAddress: config.maxConnectionsPerAddress, metricsToken: config.metricsToken, https, logger: false, onCancel: rec => dispatcher.onCancel(rec), onCancelDestination: async (rec, d) => await distributions.cancelDestination(rec, d), onAgentRemoved: name => registry.forget(name), metrics, events })
   await api.listen({ host: config.apiHost, port: config.apiPort })
   const address = api.server.address()
   const port = typeof address === 'object' && address !== null ? address.port : config.apiPort

@@ -18,7 +18,7 @@ export interface DispatcherOptions {
   scheduler: Scheduler
   /** The coordinator's key: it signs the tickets agents check. */
   key: PrivateKey
-  log: (msg: string, fields?: Record<string, unknown>) => void
+  log: (msg: string, fields?: Record<string, unknown>, level?: 'info' | 'warn' | 'error') => void
   /** First retry delay; each retry doubles it, with jitter, up to retryMaxMs. */
   retryBaseMs: number
   retryMaxMs: number
@@ -88,7 +88,7 @@ export class Dispatcher {
         else void this.dispatch(scheduled)
       }
     } catch (err) {
-      this.opts.log('scheduling pass failed', { error: String(err) })
+      this.opts.log('scheduling pass failed', { error: String(err) }, 'error')
     } finally {
       this.ticking = false
       this.opts.onTick?.((performance.now() - started) / 1000)
@@ -287,7 +287,7 @@ export class Dispatcher {
       if (rec.state === 'queued' || rec.state === 'scheduled') await store.transition(rec.id, 'active', {}, { from: ['scheduled'] })
     } catch (err) {
       // Canceled meanwhile, say: onOnline stops it on the agent.
-      this.opts.log('could not keep a running transfer active', { transferId: rec.id, agent, ...errorFields(toStaccatoError(err)) })
+      this.opts.log('could not keep a running transfer active', { transferId: rec.id, agent, ...errorFields(toStaccatoError(err)) }, 'warn')
     }
   }
 
@@ -347,14 +347,14 @@ export class Dispatcher {
       if (error.retryable && retriesLeft) {
         const delay = Math.min(this.opts.retryBaseMs * 2 ** (rec.attempt - 1), this.opts.retryMaxMs) * (0.5 + Math.random() / 2)
         await this.opts.store.transition(id, 'queued', { lastError, notBefore: Date.now() + Math.round(delay) })
-        this.opts.log('transfer requeued', { transferId: id, code: error.code, error: error.message, retryInMs: Math.round(delay) })
+        this.opts.log('transfer requeued', { transferId: id, code: error.code, error: error.message, retryInMs: Math.round(delay) }, 'warn')
       } else {
         await this.opts.store.transition(id, 'failed', { lastError })
-        this.opts.log('transfer failed', { transferId: id, code: error.code, error: error.message })
+        this.opts.log('transfer failed', { transferId: id, code: error.code, error: error.message }, 'warn')
       }
     } catch (err) {
       const e: StaccatoError = toStaccatoError(err)
-      this.opts.log('could not record a failure', { transferId: id, ...errorFields(e) })
+      this.opts.log('could not record a failure', { transferId: id, ...errorFields(e) }, 'error')
     }
   }
 }

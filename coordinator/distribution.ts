@@ -10,7 +10,7 @@ export interface DistributionOptions {
   store: TransferStore
   registry: AgentRegistry
   key: PrivateKey
-  log: (msg: string, fields?: Record<string, unknown>) => void
+  log: (msg: string, fields?: Record<string, unknown>, level?: 'info' | 'warn' | 'error') => void
   /** Default piece size; 4 MiB as in Kraken and Dragonfly. */
   pieceSize: number
   /** Peers named to each participant (Kraken hands out a bounded random subset). */
@@ -60,7 +60,7 @@ export class DistributionManager {
 
   private async joinAll (rec: TransferRecord): Promise<void> {
     await Promise.all(this.participants(rec).map(async agent => await this.join(rec, agent).catch(err => {
-      this.opts.log('could not bring an agent into a distribution; it joins when it reconnects', { transferId: rec.id, agent, error: toStaccatoError(err).message })
+      this.opts.log('could not bring an agent into a distribution; it joins when it reconnects', { transferId: rec.id, agent, error: toStaccatoError(err).message }, 'warn')
     })))
   }
 
@@ -98,7 +98,7 @@ export class DistributionManager {
   onAgentOnline (agent: string): void {
     for (const rec of this.opts.store.inState('active')) {
       if (rec.destinations === undefined || !this.participants(rec).includes(agent)) continue
-      void this.join(rec, agent).catch(err => this.opts.log('rejoin failed', { transferId: rec.id, agent, error: toStaccatoError(err).message }))
+      void this.join(rec, agent).catch(err => this.opts.log('rejoin failed', { transferId: rec.id, agent, error: toStaccatoError(err).message }, 'warn'))
       // A new participant is worth telling the others about.
       for (const other of this.participants(rec)) {
         if (other !== agent) void this.join(rec, other).catch(() => {})
@@ -121,7 +121,7 @@ export class DistributionManager {
     const updated = await this.setDestination(rec.id, agent, patch)
     // Delivered twice at once: the first one recorded it.
     if (updated === undefined) return
-    this.opts.log(`distribution destination ${r.outcome}`, { transferId: rec.id, agent, error: r.error?.message })
+    this.opts.log(`distribution destination ${r.outcome}`, { transferId: rec.id, agent, error: r.error?.message }, r.outcome === 'failed' ? 'warn' : 'info')
     // A finished destination keeps serving its pieces to the others until the whole distribution ends.
     if (r.outcome === 'failed') this.opts.registry.cast(agent, 'swarmLeave', { distributionId: rec.id, removePartial: true })
     await this.finishIfDone(updated)
@@ -135,7 +135,7 @@ export class DistributionManager {
   private async onSeedFailed (rec: TransferRecord, r: ControlParams<'swarmReport'>): Promise<void> {
     if (TERMINAL_STATES.has(rec.state) || r.error === undefined) return
     const lastError = { ...r.error, at: new Date().toISOString() }
-    this.opts.log('distribution source unreadable at the seed', { transferId: rec.id, error: r.error.message })
+    this.opts.log('distribution source unreadable at the seed', { transferId: rec.id, error: r.error.message }, 'warn')
     let updated = rec
     for (const d of rec.destinations ?? []) {
       if (!DONE.has(d.state)) updated = await this.setDestination(rec.id, d.agent, { state: 'failed', lastError }) ?? updated

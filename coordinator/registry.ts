@@ -17,7 +17,7 @@ export interface RegistryOptions {
   heartbeatMs: number
   /** An agent silent for this long is offline. */
   heartbeatTimeoutMs: number
-  log: (msg: string, fields?: Record<string, unknown>) => void
+  log: (msg: string, fields?: Record<string, unknown>, level?: 'info' | 'warn' | 'error') => void
   /** Calls and casts from a registered agent (progress, report, heartbeat). */
   onCall: (agent: string, method: ControlMethod, params: unknown) => Promise<unknown>
   onCast: (agent: string, method: ControlMethod, params: unknown) => void
@@ -116,7 +116,7 @@ export class AgentRegistry {
     })
     void channel.closed.then(err => {
       if (name !== undefined && this.sessions.get(name)?.channel === channel) {
-        this.opts.log('agent disconnected', { agent: name, error: err?.message })
+        this.opts.log('agent disconnected', { agent: name, error: err?.message }, err === undefined ? 'info' : 'warn')
         void this.markOffline(name, channel)
       }
     })
@@ -135,13 +135,13 @@ export class AgentRegistry {
     if (!isValidAgentName(p.name)) throw new InvalidArgumentError(`'${p.name}' is not a valid agent name`)
     const known = store.getAgent(p.name)
     if (known !== undefined && known.peerId !== peerId) {
-      log('refused an agent claiming an enrolled name with another key', { agent: p.name, peerId, enrolledPeerId: known.peerId })
+      log('refused an agent claiming an enrolled name with another key', { agent: p.name, peerId, enrolledPeerId: known.peerId }, 'warn')
       throw new PermissionDeniedError(`agent name '${p.name}' is enrolled with another key`)
     }
     if (known === undefined) {
       const claimant = this.enrolling.get(p.name)
       if (claimant !== undefined && claimant !== peerId) {
-        log('refused an agent claiming a name another key is enrolling', { agent: p.name, peerId, claimant })
+        log('refused an agent claiming a name another key is enrolling', { agent: p.name, peerId, claimant }, 'warn')
         throw new PermissionDeniedError(`agent name '${p.name}' is being enrolled with another key`)
       }
       this.enrolling.set(p.name, peerId)
@@ -151,7 +151,7 @@ export class AgentRegistry {
       })
       if (!admitted.ok) {
         this.enrolling.delete(p.name)
-        log('refused an agent without a valid join token', { agent: p.name, peerId, reason: admitted.reason })
+        log('refused an agent without a valid join token', { agent: p.name, peerId, reason: admitted.reason }, 'warn')
         throw new PermissionDeniedError(`agent '${p.name}' is not enrolled and its join token is missing, invalid, expired or already used`)
       }
     }
@@ -192,6 +192,13 @@ export class AgentRegistry {
     }
   }
 
+  /** Drops a removed agent's session: its connection is closed, and it is not marked offline (its record is gone). */
+  forget (name: string): void {
+    const session = this.sessions.get(name)
+    this.sessions.delete(name)
+    session?.channel.close()
+  }
+
   private async markOffline (name: string, channel: ControlChannel): Promise<void> {
     // Gone from the map at once, so nothing more is sent or scheduled to it.
     if (this.sessions.get(name)?.channel === channel) this.sessions.delete(name)
@@ -201,6 +208,6 @@ export class AgentRegistry {
       const rec = this.opts.store.getAgent(name)
       if (rec?.online === true) await this.opts.store.putAgent({ ...rec, online: false, lastSeenAt: new Date().toISOString() })
       await this.opts.onOffline(name)
-    }).catch(err => this.opts.log('could not take an agent offline', { agent: name, error: String(err) }))
+    }).catch(err => this.opts.log('could not take an agent offline', { agent: name, error: String(err) }, 'warn'))
   }
 }

@@ -395,6 +395,18 @@ export class TransferStore extends EventEmitter<StoreEvents> {
     })
   }
 
+  /** Forgets an agent (decommissioned, or to enroll it again with another key); an `agent.<name>.removed` event says so. */
+  removeAgent (name: string, opts: { now?: number } = {}): Promise<boolean> {
+    return this.#exclusive(async () => {
+      if (!this.#agents.has(name)) return false
+      const event = this.#event(`agent.${name}.removed`, '*', opts.now ?? Date.now(), { name })
+      await this.#db.batch([{ type: 'del', key: keys.agent(name) }, ...this.#eventOps(event, undefined)], { sync: true })
+      this.#seq = event.seq
+      this.#agents.delete(name)
+      return true
+    })
+  }
+
   getAgent (name: string): AgentRecord | undefined {
     return this.#agents.get(name)
   }

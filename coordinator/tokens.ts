@@ -78,6 +78,8 @@ export class TokenStore {
   readonly #join = new Map<string, JoinToken>()
   readonly #apiByHash = new Map<string, ApiToken>()
   readonly #joinByHash = new Map<string, JoinToken>()
+  /** Hashes of revoked API tokens: their holders are told so (`refusal`). */
+  readonly #revokedApiHashes = new Set<string>()
   readonly #apiIds = createIdGenerator('tok_')
   readonly #joinIds = createIdGenerator('jt_')
   #configCount = 0
@@ -161,7 +163,21 @@ export class TokenStore {
   }
 
   async revoke (id: string): Promise<ApiTokenView> {
-    return view(await this.#revoke(id, 'API token', this.#api, this.#apiByHash, KEY.api))
+    const rec = await this.#revoke(id, 'API token', this.#api, this.#apiByHash, KEY.api)
+    this.#revokedApiHashes.add(rec.hash)
+    return view(rec)
+  }
+
+  /**
+   * Why a token the store knows is refused: 'token revoked' or 'token
+   * expired'. Only a caller who holds the token's secret can get either, so
+   * it learns nothing about other tokens; an unknown token gets undefined.
+   */
+  refusal (presented: string): 'token revoked' | 'token expired' | undefined {
+    const hash = hashToken(presented)
+    if (this.#revokedApiHashes.has(hash)) return 'token revoked'
+    const rec = this.#apiByHash.get(hash)
+    return rec !== undefined && this.#expired(rec) ? 'token expired' : undefined
   }
 
   /** The live token with this clear text, or undefined (unknown, revoked and expired all look the same). */
@@ -264,6 +280,7 @@ export class TokenStore {
   #indexApi (rec: ApiToken): void {
     this.#api.set(rec.id, rec)
     if (rec.revokedAt === undefined) this.#apiByHash.set(rec.hash, rec)
+    else this.#revokedApiHashes.add(rec.hash)
     if (rec.source !== 'config') this.#apiIds.seed(rec.id)
   }
 

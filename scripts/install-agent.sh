@@ -4,7 +4,7 @@
 # data directory and its volumes. See docs/operators.md.
 #
 #   sudo scripts/install-agent.sh --name store-1 \
-#     --coordinator /ip4/10.0.0.5/tcp/7701/p2p/12D3KooW... --join-token stc_... \
+#     --coordinator /ip4/10.0.0.5/tcp/7701/p2p/12D3KooW... --join-token stj_... \
 #     --volume images=/srv/images:ro --volume scratch=/srv/scratch
 #
 # --root DIR writes the files under DIR (DIR/etc/...) and changes nothing else
@@ -63,6 +63,10 @@ done
 [[ "$NAME" =~ ^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$ ]] || die "--name '$NAME' must be 1-63 letters, digits, '.', '_' or '-'"
 [ -n "$COORDINATOR" ] || die '--coordinator is required (the coordinator prints its address at start-up)'
 [[ "$COORDINATOR" == */p2p/* ]] || die "--coordinator '$COORDINATOR' must end in /p2p/<coordinator peer id>"
+case "$COORDINATOR" in
+  /ip4/127.*|/ip6/::1/*|/dns/localhost/*|/dns4/localhost/*|/dns6/localhost/*)
+    echo "install-agent: warning: --coordinator '$COORDINATOR' is a loopback address: only an agent on the coordinator's own host can reach it; use one of the other addresses the coordinator prints at start-up" >&2 ;;
+esac
 [[ "$DATA_DIR" == /* ]] || die "--data-dir '$DATA_DIR' must be an absolute path"
 [[ "$STATUS_PORT" =~ ^[0-9]+$ ]] || die "--status-port '$STATUS_PORT' must be a port number"
 [[ "$METRICS_PORT" =~ ^[0-9]+$ ]] || die "--metrics-port '$METRICS_PORT' must be a port number"
@@ -199,5 +203,5 @@ $(for p in "${RW_PATHS[@]:1}"; do echo "  write: $p   (e.g. setfacl -R -m u:$SER
 Check it:
   systemctl status staccato-agent
   journalctl -u staccato-agent -f
-  $NODE $INSTALL_DIR/cli/bin.ts agent status      (reads $CONFIG_FILE)
+  cd $INSTALL_DIR && npx staccato agent status      (reads $CONFIG_FILE)
 EOF

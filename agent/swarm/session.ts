@@ -37,7 +37,7 @@ export interface SessionOptions {
   download?: TokenBucket
   /** Test mode: flip a byte in every piece served, to prove peers detect and drop a corrupt peer. */
   corruptServedPieces: boolean
-  log: (msg: string, fields?: Record<string, unknown>) => void
+  log: (msg: string, fields?: Record<string, unknown>, level?: 'info' | 'warn' | 'error') => void
   progress: (p: ControlParams<'swarmProgress'>) => void
   report: (r: ControlParams<'swarmReport'>) => Promise<void>
 }

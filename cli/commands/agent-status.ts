@@ -21,6 +21,9 @@ interface Status {
 export function agentStatusCommand (agent: Command): void {
   agent.command('status')
     .description(`show a running agent's status, read from its status port on this host (port from --status-port, STACCATO_STATUS_PORT or the config file, default ${INSTALLED_CONFIG})`)
+    // Declared here for --help; Commander hands them to `agent`, which declares them too (read through optsWithGlobals).
+    .option('--status-port <port>', 'the agent\'s status port on 127.0.0.1 (env STACCATO_STATUS_PORT; else agent.statusPort in the config file)')
+    .option('--config <file>', `the agent's config file (env STACCATO_CONFIG; default ${INSTALLED_CONFIG} when it exists)`)
     .option('--json', 'print the status as JSON')
     .action(async (_o: unknown, cmd: Command) => {
       // Options written after `status` that `agent` also has (--config, --status-port) land on the parent.
@@ -28,7 +31,8 @@ export function agentStatusCommand (agent: Command): void {
       let config = (o.config as string | undefined) ?? process.env.STACCATO_CONFIG
       if (config === undefined && await access(INSTALLED_CONFIG).then(() => true, () => false)) config = INSTALLED_CONFIG
       const file = await loadConfigFile(config, SECTIONS)
-      const { values } = resolveOptions('agent', AGENT_OPTIONS.filter(s => s.key === 'statusPort'), o, process.env, file)
+      // The agent's own file (the installer's has name, coordinator, volumes…): checked whole, only its status port used.
+      const { values } = resolveOptions('agent', AGENT_OPTIONS.filter(s => s.key === 'statusPort'), o, process.env, file, AGENT_OPTIONS)
       const port = values.statusPort as number | undefined
       if (port === undefined || port === 0) {
         throw usageError(`no status port: pass --status-port, set STACCATO_STATUS_PORT, or set agent.statusPort in ${config ?? INSTALLED_CONFIG}`)

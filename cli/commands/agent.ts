@@ -21,7 +21,7 @@ export function agentCommand (program: Command): void {
         await writeFile(`${o.readyFile}.tmp`, JSON.stringify(info))
         await rename(`${o.readyFile}.tmp`, o.readyFile)
       }
-      stopOnSignals(async () => { await agent.stop() })
+      stopOnSignals(async () => { await agent.stop() }, 'staccato agent')
     })
   agentStatusCommand(cmd)
 }

@@ -5,7 +5,18 @@ import type { ClientFlags } from '../client.ts'
 import type { AgentRecord as AgentView } from '../../coordinator/index.ts'
 
 export function agentsCommand (program: Command): void {
-  addClientOptions(program.command('agents')
+  const agents = program.command('agents')
+  addClientOptions(agents.command('rm')
+    .description('remove an enrolled agent (admin): to decommission its host, or to enroll it again with a new key and a join token; stop the agent first')
+    .argument('<name>', 'the agent\'s name')
+    .option('--force', 'fail the transfers it takes part in, instead of refusing while there are any'))
+    .action(async (name: string, o: ClientFlags & { force?: boolean, json?: boolean }) => {
+      const client = await connect(o)
+      await client.request('DELETE', `/v1/agents/${encodeURIComponent(name)}`, { query: { force: o.force === true ? 'true' : undefined } })
+      if (o.json === true) printJson({ removed: name })
+      else process.stdout.write(`removed agent ${name}\n`)
+    })
+  addClientOptions(agents
     .description('list the enrolled agents, or show one (talks to the REST API)')
     .argument('[name]', 'one agent\'s name'))
     .action(async (name: string | undefined, o: ClientFlags & { json?: boolean }) => {

@@ -7,6 +7,7 @@ import type { CoordinatorConfig } from '../../coordinator/index.ts'
 import { ConfigError, addConfigOptions } from '../config.ts'
 import { COORDINATOR_OPTIONS, coordinatorConfig } from '../config-coordinator.ts'
 import { stopOnSignals } from '../processes.ts'
+import { apiUrls, meshAddressLines } from '../addresses.ts'
 
 export interface ReadyInfo {
   apiUrl: string
@@ -33,8 +34,14 @@ export function coordinatorCommand (program: Command): void {
         await writeFile(`${o.readyFile}.tmp`, JSON.stringify(ready), { mode: 0o600 })
         await rename(`${o.readyFile}.tmp`, o.readyFile)
       }
-      process.stderr.write(`staccato coordinator: API ${c.apiUrl}, mesh ${c.multiaddrs[0]} (token and join token in ${join(config.dataDir, 'api-token')} and join-token unless given)\n`)
-      stopOnSignals(async () => { await c.stop() })
+      process.stderr.write([
+        `staccato coordinator: REST API ${apiUrls(c.apiUrl, config.apiHost).join(', ')}`,
+        'staccato coordinator: agents join with --coordinator and one of:',
+        ...meshAddressLines(c.multiaddrs).map(a => `  ${a}`),
+        `staccato coordinator: API token in ${join(config.dataDir, 'api-token')}, join token in ${join(config.dataDir, 'join-token')} (unless given)`,
+        ''
+      ].join('\n'))
+      stopOnSignals(async () => { await c.stop() }, 'staccato coordinator')
     })
 }
 

@@ -5,13 +5,15 @@ import { join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { ChildProcess } from 'node:child_process'
 import type { Command } from 'commander'
+import { CliError } from '../client.ts'
+import { takeDemoLock, watchParent } from '../demo-lock.ts'
 import { spawnStaccato, stopProcess, waitForJson } from '../processes.ts'
 import type { ReadyInfo } from './coordinator.ts'
 
 const AGENTS = ['store-1', 'compute-1']
 const SAMPLE = 'sample.bin'
 // Big enough to watch progress move, small enough to create in a blink.
-const SAMPLE_BYTES = 256 * 1024 * 1024
+const SAMPLE_MIB = 256
 
 export function demoCommand (program: Command): void {
   program.command('demo')
@@ -19,26 +21,42 @@ export function demoCommand (program: Command): void {
     .option('--dir <dir>', 'where the demo keeps everything', './.staccato')
     .option('--api-port <port>', 'REST port', '7700')
     .option('--mesh-port <port>', 'coordinator mesh port', '7701')
-    .action(async (o: { dir: string, apiPort: string, meshPort: string }) => {
+    .option('--sample-mib <n>', 'size of the sample file on store-1, in MiB', String(SAMPLE_MIB))
+    .action(async (o: { dir: string, apiPort: string, meshPort: string, sampleMib: string }) => {
       const dir = resolve(o.dir)
+      const sampleBytes = Number(o.sampleMib) * 1024 * 1024
+      if (!Number.isSafeInteger(sampleBytes) || sampleBytes < 0) throw new CliError('usage', `--sample-mib '${o.sampleMib}' must be a whole number`, 2)
       await mkdir(join(dir, 'logs'), { recursive: true })
+      const lock = await takeDemoLock(dir, line => process.stderr.write(`staccato demo: ${line}\n`))
       const children: ChildProcess[] = []
       let stopping = false
       const stopAll = async (code: number): Promise<never> => {
+        if (stopping) return await new Promise<never>(() => {})
         stopping = true
+        process.stderr.write('staccato demo: stopping\n')
         await Promise.all(children.map(async c => await stopProcess(c)))
+        await lock.release()
         process.exit(code)
       }
       process.on('SIGINT', () => { void stopAll(0) })
       process.on('SIGTERM', () => { void stopAll(0) })
+      process.on('SIGHUP', () => { void stopAll(0) })
+      // `npm start` killed: npm does not pass its SIGTERM on, and SIGKILL cannot be passed on.
+      watchParent(() => { void stopAll(0) })
+      // Children watch us through a pipe, so they stop even if we are killed with SIGKILL.
+      const start = (args: string[], log: string, env: NodeJS.ProcessEnv = {}): ChildProcess => {
+        const child = spawnStaccato(args, log, env, { stopWithParent: true })
+        children.push(child)
+        lock.record(children.map(c => c.pid).filter(pid => pid !== undefined)).catch(err => { process.stderr.write(`staccato demo: cannot record its processes in the lock: ${String(err)}\n`) })
+        return child
+      }
 
       const readyFile = join(dir, 'coordinator', 'ready.json')
       await rm(readyFile, { force: true })
-      const coordinator = spawnStaccato([
+      const coordinator = start([
         'coordinator', '--data-dir', join(dir, 'coordinator'), '--api-port', o.apiPort,
         '--listen', `/ip4/127.0.0.1/tcp/${o.meshPort}`, '--ready-file', readyFile
       ], join(dir, 'logs', 'coordinator.log'))
-      children.push(coordinator)
       let ready: ReadyInfo
       try {
         ready = await waitForJson<ReadyInfo>(readyFile, coordinator, 30_000, 'the coordinator')
@@ -50,16 +68,16 @@ export function demoCommand (program: Command): void {
       for (const name of AGENTS) {
         const volume = join(dir, 'volumes', name)
         await mkdir(volume, { recursive: true })
-        const agent = spawnStaccato([
-          'agent', '--name', name, '--coordinator', ready.multiaddrs[0], '--join-token', ready.joinToken,
+        // The join token through the environment: an argument would show in `ps`.
+        const agent = start([
+          'agent', '--name', name, '--coordinator', ready.multiaddrs[0],
           '--data-dir', join(dir, 'agents', name), '--volume', `data=${volume}`, '--listen', '/ip4/127.0.0.1/tcp/0'
-        ], join(dir, 'logs', `${name}.log`))
+        ], join(dir, 'logs', `${name}.log`), { STACCATO_JOIN_TOKEN: ready.joinToken })
         agent.on('exit', code => {
           if (!stopping) process.stderr.write(`staccato demo: agent ${name} exited (${code}); see ${join(dir, 'logs', `${name}.log`)}\n`)
         })
-        children.push(agent)
       }
-      await makeSample(join(dir, 'volumes', AGENTS[0], SAMPLE))
+      await makeSample(join(dir, 'volumes', AGENTS[0], SAMPLE), sampleBytes)
       await waitForAgents(ready, AGENTS)
 
       const auth = `-H 'Authorization: Bearer ${ready.apiToken}'`
@@ -69,15 +87,17 @@ export function demoCommand (program: Command): void {
         'Staccato demo mesh is running.',
         `  REST API   ${ready.apiUrl}`,
         `  API token  ${ready.apiToken}`,
+        `  mesh       ${ready.multiaddrs[0]}`,
+        `  join token in ${join(dir, 'coordinator', 'join-token')} (another agent on this host: npx staccato agent --name NAME --coordinator ${ready.multiaddrs[0]} --join-token "$(cat ${join(dir, 'coordinator', 'join-token')})" --volume data=DIR --listen /ip4/127.0.0.1/tcp/0 --data-dir DIR2)`,
         `  agents     ${AGENTS.map(a => `${a} (volume data = ${join(dir, 'volumes', a)})`).join(', ')}`,
         `  logs       ${join(dir, 'logs')}`,
         '',
-        `Copy ${SAMPLE} (${SAMPLE_BYTES / 1024 / 1024} MiB) from ${AGENTS[0]} to ${AGENTS[1]}, agent to agent:`,
+        `Copy ${SAMPLE} (${o.sampleMib} MiB) from ${AGENTS[0]} to ${AGENTS[1]}, agent to agent:`,
         `  curl -sS -X POST ${ready.apiUrl}/v1/transfers ${auth} -H 'Content-Type: application/json' -d '${body}'`,
         'Then follow it (use the id from the answer):',
         `  curl -sS ${ready.apiUrl}/v1/transfers/<id> ${auth}`,
         'Or the same with the command-line client, with a progress bar:',
-        `  STACCATO_URL=${ready.apiUrl} STACCATO_TOKEN=${ready.apiToken} node cli/bin.ts transfer submit agent://${AGENTS[0]}/data/${SAMPLE} agent://${AGENTS[1]}/data/copy.bin --wait`,
+        `  STACCATO_URL=${ready.apiUrl} STACCATO_TOKEN=${ready.apiToken} npx staccato transfer submit agent://${AGENTS[0]}/data/${SAMPLE} agent://${AGENTS[1]}/data/copy.bin --wait`,
         '',
         'Press Ctrl-C to stop everything.',
         ''
@@ -85,12 +105,12 @@ export function demoCommand (program: Command): void {
     })
 }
 
-async function makeSample (file: string): Promise<void> {
+async function makeSample (file: string, size: number): Promise<void> {
   const existing = await stat(file).catch(() => undefined)
-  if (existing?.size === SAMPLE_BYTES) return
+  if (existing?.size === size) return
   const out = createWriteStream(file)
-  for (let written = 0; written < SAMPLE_BYTES; written += 4 * 1024 * 1024) {
-    if (!out.write(randomBytes(4 * 1024 * 1024))) await new Promise<void>(resolve => out.once('drain', () => resolve()))
+  for (let written = 0; written < size; written += 4 * 1024 * 1024) {
+    if (!out.write(randomBytes(Math.min(4 * 1024 * 1024, size - written)))) await new Promise<void>(resolve => out.once('drain', () => resolve()))
   }
   await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => { if (err != null) reject(err); else resolve() }))
 }

@@ -23,8 +23,8 @@ export function tokenCommands (program: Command): void {
 
   addClientOptions(token.command('create')
     .description('create an API token; it is printed once, the coordinator keeps only its hash')
-    .requiredOption('--role <role>', `one of ${ROLES.join(', ')}`)
-    .requiredOption('--tenant <tenant>', "the tenant it acts for ('*': all tenants, admin only)")
+    .requiredOption('--role <role>', `required: one of ${ROLES.join(', ')}`)
+    .requiredOption('--tenant <tenant>', "required: the tenant it acts for, e.g. team-a ('*': all tenants, admin only; an all-tenants admin's own transfers go to tenant 'default')")
     .option('--name <name>', 'a note for listings, e.g. who holds it')
     .option('--expires <duration>', 'e.g. 12h or 90d; never when absent'))
     .action(async (o: Flags & { role: string, tenant: string, name?: string, expires?: string }) => {

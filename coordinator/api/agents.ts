@@ -1,9 +1,23 @@
+import { Type } from 'typebox'
 import { NotFoundError } from '../../mesh/index.ts'
+import { InvalidStateError } from '../store-errors.ts'
+import type { TransferRecord } from '../model.ts'
 import type { TransferStore } from '../store.ts'
 import { AgentList, AgentNameParams, AgentSchema, errorResponses } from './schemas.ts'
 import type { ApiInstance } from './types.ts'
 
-export function agentRoutes (app: ApiInstance, opts: { store: TransferStore }): void {
+// Queued ones too: they would wait for an agent that is gone.
+const UNFINISHED = ['queued', 'scheduled', 'active', 'verifying'] as const
+
+export interface AgentRouteOptions {
+  store: TransferStore
+  /** Tells the agents still running a transfer that it ended (here: failed because a participant was removed). */
+  onCancel?: (rec: TransferRecord) => void
+  /** Closes a removed agent's control connection. */
+  onAgentRemoved?: (name: string) => void
+}
+
+export function agentRoutes (app: ApiInstance, opts: AgentRouteOptions): void {
   const { store } = opts
 
   app.get('/v1/agents', {
@@ -16,5 +30,30 @@ export function agentRoutes (app: ApiInstance, opts: { store: TransferStore }): 
     const agent = store.getAgent(req.params.name)
     if (agent === undefined) throw new NotFoundError(`no agent named '${req.params.name}'`)
     return agent
+  })
+
+  app.delete('/v1/agents/:name', {
+    config: { role: 'admin' },
+    schema: {
+      params: AgentNameParams,
+      querystring: Type.Object({
+        force: Type.Optional(Type.Boolean({ description: 'fail the transfers it takes part in, instead of refusing (409)' }))
+      }, { additionalProperties: false }),
+      response: { 204: Type.Null(), ...errorResponses }
+    }
+  }, async (req, reply) => {
+    const { name } = req.params
+    if (store.getAgent(name) === undefined) throw new NotFoundError(`no agent named '${name}'`)
+    const busy = UNFINISHED.flatMap(state => store.inState(state)).filter(rec => rec.agents.includes(name))
+    if (busy.length > 0 && req.query.force !== true) {
+      throw new InvalidStateError(`agent '${name}' takes part in ${busy.length} unfinished transfer(s) (${busy.slice(0, 5).map(r => r.id).join(', ')}${busy.length > 5 ? ', …' : ''}); wait for them, or force it (force=true; --force on the command line) to fail them`)
+    }
+    for (const rec of busy) {
+      const lastError = { code: 'agent_removed', message: `agent '${name}' was removed`, retryable: false, at: new Date().toISOString(), attempt: rec.attempt }
+      opts.onCancel?.(await store.transition(rec.id, 'failed', { lastError }))
+    }
+    await store.removeAgent(name)
+    opts.onAgentRemoved?.(name)
+    return await reply.code(204).send(null)
   })
 }

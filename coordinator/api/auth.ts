@@ -52,9 +52,9 @@ export function hasRole (p: Principal, needed: Role): boolean {
 }
 
 /**
- * Reads the bearer token and finds its principal. Every way a presented
- * token can be wrong (unknown, revoked, expired, mistyped) gets the same
- * answer, so a caller learns nothing about which tokens exist.
+ * Reads the bearer token and finds its principal. An unknown or mistyped
+ * token gets one answer, so a caller learns nothing about which tokens exist;
+ * the holder of a revoked or expired token is told which (it has the secret).
  */
 export function bearerAuthenticator (tokens: TokenStore): (req: FastifyRequest) => Principal {
   return function authenticate (req) {
@@ -63,7 +63,7 @@ export function bearerAuthenticator (tokens: TokenStore): (req: FastifyRequest) 
     const match = /^Bearer +(\S+) *$/i.exec(header)
     if (match === null) throw new UnauthorizedError('the Authorization header must be "Bearer <token>"')
     const token = tokens.authenticate(match[1])
-    if (token === undefined) throw new UnauthorizedError('invalid token')
+    if (token === undefined) throw new UnauthorizedError(tokens.refusal(match[1]) ?? 'invalid token')
     return { tenant: token.tenant, role: token.role, tokenId: token.id }
   }
 }

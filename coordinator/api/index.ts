@@ -11,7 +11,8 @@ import { RateLimitedError, bearerAuthenticator, requireRole, scrapeAuthenticator
 import type { Principal, TokenGrant } from './auth.ts'
 import type { TenantPolicy } from './policy.ts'
 import { tokenRoutes } from './tokens.ts'
-import { errorHandler, notFoundHandler } from './errors.ts'
+import { errorHandler } from './errors.ts'
+import { methodAwareNotFound } from './methods.ts'
 import { metricsRoute } from '../metrics.ts'
 import type { CoordinatorMetrics } from '../metrics.ts'
 import { registerOpenApi } from './openapi.ts'
@@ -53,6 +54,8 @@ export interface ApiOptions {
   logger?: FastifyServerOptions['logger']
   onCancel?: (rec: TransferRecord) => void
   onCancelDestination?: (rec: TransferRecord, destination: string) => Promise<TransferRecord>
+  /** An agent was removed (DELETE /v1/agents/:name): close its control connection. */
+  onAgentRemoved?: (name: string) => void
   /** Change feed, live stream and webhooks; when absent the API makes its own, opened on ready, without background jobs. */
   events?: EventServices
   /** Serves /metrics and times every request when given. */
@@ -104,7 +107,7 @@ export function buildApi (opts: ApiOptions): FastifyInstance {
   // types but checks bodies as sent: "5" is not a priority.
   app.setValidatorCompiler(TypeBoxValidatorCompiler)
   app.setErrorHandler(errorHandler)
-  app.setNotFoundHandler(notFoundHandler)
+  app.setNotFoundHandler(methodAwareNotFound(app))
 
   const tokens = opts.tokenStore ?? TokenStore.memory()
   for (const t of opts.tokens ?? []) {

@@ -1,5 +1,7 @@
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
+import { PACKAGE_VERSION } from '../../mesh/index.ts'
+import { ROUTE_DOCS, openApiPath } from './route-docs.ts'
 import type { ApiInstance } from './types.ts'
 
 export const OPENAPI_PATH = '/openapi.json'
@@ -22,8 +24,8 @@ export function registerOpenApi (app: ApiInstance): void {
       info: {
         title: 'Staccato coordinator',
         description: 'Submit transfers, follow them, and see the agents of a Staccato mesh.',
-        // The REST API's version (its paths start with /v1), not the package's.
-        version: '1.0.0'
+        // The package's: the REST API's own version is in its paths (/v1).
+        version: PACKAGE_VERSION
       },
       components: {
         securitySchemes: {
@@ -33,10 +35,12 @@ export function registerOpenApi (app: ApiInstance): void {
       security: [{ bearer: [] }]
     },
     // Public routes say so in the document: an empty security requirement overrides the global one.
-    transform: ({ schema, url, route }) => ({
-      schema: route.config?.public === true ? { ...schema, security: [] } : schema,
-      url
-    })
+    transform: ({ schema, url, route }) => {
+      const doc = [route.method].flat().map(m => ROUTE_DOCS[`${m} ${openApiPath(url)}`]).find(d => d !== undefined)
+      // A description written at the route wins over the table's.
+      const documented = doc === undefined ? schema : { summary: doc.summary, tags: doc.tags, ...schema, description: schema?.description ?? doc.description }
+      return { schema: route.config?.public === true ? { ...documented, security: [] } : documented, url }
+    }
   })
   void app.register(async docs => {
     docs.addHook('onRoute', route => {
@@ -44,5 +48,10 @@ export function registerOpenApi (app: ApiInstance): void {
     })
     await docs.register(swaggerUi, { routePrefix: DOCS_PREFIX, staticCSP: true })
     docs.get(OPENAPI_PATH, { schema: { hide: true } }, async () => docs.swagger())
+    // A browser opening the API's address lands on its reference; a program gets where things are.
+    docs.get('/', async (req, reply) => {
+      if ((req.headers.accept ?? '').includes('text/html')) return await reply.redirect(DOCS_PREFIX, 302)
+      return { name: 'Staccato coordinator', version: PACKAGE_VERSION, docs: DOCS_PREFIX, openapi: OPENAPI_PATH }
+    })
   })
 }

@@ -20,3 +20,18 @@ export async function runCli (args: string[], env: Record<string, string | undef
   clearTimeout(timer)
   return { code, stdout, stderr }
 }
+
+/** `[Service]` → { Key: [values…] }: what systemd reads, repeated keys kept in order. */
+export function parseUnit (text: string): Record<string, Record<string, string[]>> {
+  const sections: Record<string, Record<string, string[]>> = {}
+  let current: Record<string, string[]> | undefined
+  for (const line of text.split('\n')) {
+    if (line.trim() === '' || line.startsWith('#')) continue
+    const section = /^\[(.+)\]$/.exec(line)
+    if (section !== null) { current = sections[section[1]] = {}; continue }
+    const eq = line.indexOf('=')
+    if (current === undefined || eq < 1) throw new Error(`not a unit line: ${line}`)
+    ;(current[line.slice(0, eq)] ??= []).push(line.slice(eq + 1))
+  }
+  return sections
+}

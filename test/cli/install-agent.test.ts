@@ -6,25 +6,11 @@ import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { fileURLToPath } from 'node:url'
 import { agentConfig } from '../../cli/config-agent.ts'
+import { parseUnit } from './helpers.ts'
 
 const run = promisify(execFile)
 const SCRIPT = fileURLToPath(new URL('../../scripts/install-agent.sh', import.meta.url))
 const COORDINATOR = '/ip4/10.0.0.5/tcp/7701/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN'
-
-/** `[Service]` → { Key: [values…] }: what systemd reads, repeated keys kept in order. */
-function parseUnit (text: string): Record<string, Record<string, string[]>> {
-  const sections: Record<string, Record<string, string[]>> = {}
-  let current: Record<string, string[]> | undefined
-  for (const line of text.split('\n')) {
-    if (line.trim() === '' || line.startsWith('#')) continue
-    const section = /^\[(.+)\]$/.exec(line)
-    if (section !== null) { current = sections[section[1]] = {}; continue }
-    const eq = line.indexOf('=')
-    if (current === undefined || eq < 1) throw new Error(`not a unit line: ${line}`)
-    ;(current[line.slice(0, eq)] ??= []).push(line.slice(eq + 1))
-  }
-  return sections
-}
 
 async function hasSystemdAnalyze (): Promise<boolean> {
   return await run('systemd-analyze', ['--version']).then(() => true, () => false)
@@ -82,6 +68,14 @@ describe('scripts/install-agent.sh', () => {
     }
     // Nothing outside --root was touched.
     await expect(access('/etc/staccato/agent.yaml')).rejects.toThrow()
+  })
+
+  it('warns when the coordinator address is a loopback one, which other hosts cannot use', async () => {
+    const loopback = COORDINATOR.replace('/ip4/10.0.0.5/', '/ip4/127.0.0.1/')
+    const warned = await run('bash', [...args(join(dir, 'root-lo')), '--coordinator', loopback])
+    expect(warned.stderr).toBe(`install-agent: warning: --coordinator '${loopback}' is a loopback address: only an agent on the coordinator's own host can reach it; use one of the other addresses the coordinator prints at start-up\n`)
+    const quiet = await run('bash', args(join(dir, 'root-quiet')))
+    expect(quiet.stderr).toBe('')
   })
 
   it('prints the files with --dry-run and writes nothing', async () => {

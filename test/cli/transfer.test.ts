@@ -3,6 +3,8 @@ import { mkdtemp, rm, writeFile, mkdir, readdir, readFile } from 'node:fs/promis
 import { randomBytes } from 'node:crypto'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { execFile } from 'node:child_process'
+import { promisify } from 'node:util'
 import { TestMesh, sha256File } from '../helpers/mesh.ts'
 import { freePort } from '../../cli/processes.ts'
 import { runCli } from './helpers.ts'
@@ -183,6 +185,28 @@ describe('staccato transfer / agents against a real mesh', () => {
     const down = await runCli(['agent', 'status', '--status-port', String(await freePort())])
     expect(down.code).toBe(1)
     expect(down.stderr).toMatch(/^staccato: cannot reach the agent at http:\/\/127\.0\.0\.1:\d+\/status: ECONNREFUSED/)
+  })
+
+  it('shows the status from the config file the installer writes (which holds every agent option)', async () => {
+    const port = new URL(mesh.agents.get('store-1')?.info.statusUrl as string).port
+    const root = join(home, 'installed')
+    await mkdir(join(home, 'images'), { recursive: true })
+    await promisify(execFile)('bash', [
+      join(import.meta.dirname, '../../scripts/install-agent.sh'), '--name', 'store-1', '--coordinator', mesh.ready.multiaddrs[0],
+      '--join-token', 'stj_x', '--volume', `images=${join(home, 'images')}:ro`, '--status-port', port, '--node', process.execPath, '--root', root
+    ])
+    const r = await runCli(['agent', 'status', '--config', join(root, 'etc/staccato/agent.yaml')])
+    expect(r.stderr).toBe('')
+    expect(r.code).toBe(0)
+    expect(r.stdout).toMatch(/^name:\s+store-1$/m)
+    // A typo in the file is still an error, named.
+    await writeFile(join(home, 'typo.yaml'), `agent:\n  statusPort: ${port}\n  volumse: []\n`)
+    const typo = await runCli(['agent', 'status', '--config', join(home, 'typo.yaml')])
+    expect(typo.code).toBe(2)
+    expect(typo.stderr).toContain('agent.volumse: unknown option')
+    const help = await runCli(['agent', 'status', '--help'])
+    expect(help.stdout).toMatch(/^ {2}--status-port <port>/m)
+    expect(help.stdout).toMatch(/^ {2}--config <file>/m)
   })
 
   it('sends one source to several destinations (a distribution) and follows each', async () => {

@@ -3,8 +3,8 @@ import { writeFile, rename } from 'node:fs/promises'
 import { randomBytes, createHash } from 'node:crypto'
 import { join } from 'node:path'
 import { TestMesh, sha256File } from '../helpers/mesh.ts'
-import { startNginx } from '../helpers/nginx.ts'
-import type { Nginx } from '../helpers/nginx.ts'
+import { httpServers } from '../helpers/http-servers.ts'
+import type { HttpServer } from '../helpers/http-servers.ts'
 
 const MiB = 1024 * 1024
 const SIZE = 64 * MiB
@@ -20,10 +20,11 @@ async function publish (root: string, name: string, data: Buffer): Promise<strin
   return createHash('sha256').update(data).digest('hex')
 }
 
-describe('http(s) source through the agents, against a real nginx', () => {
-  let nginx: Nginx
+for (const server of httpServers()) describe(`http(s) source through the agents, against ${server.name}`, () => {
+  // Named for the server these cases were first written against: it is whichever server the loop gives.
+  let nginx: HttpServer
   let mesh: TestMesh | undefined
-  beforeAll(async () => { nginx = await startNginx() })
+  beforeAll(async () => { nginx = await server.start() })
   afterAll(async () => { await nginx?.stop() })
   afterEach(async () => { await mesh?.stop(); mesh = undefined })
 

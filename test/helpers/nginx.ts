@@ -1,24 +1,36 @@
 import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
-import { existsSync } from 'node:fs'
+import { accessSync, constants } from 'node:fs'
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { connect } from 'node:net'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { delimiter, join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { freePort } from '../../cli/processes.ts'
+import type { HttpServer } from './http-servers.ts'
 
-export interface Nginx {
-  /** Base URL without a trailing slash, e.g. http://127.0.0.1:41234 */
-  url: string
-  /** The directory nginx serves (and PUTs into). */
-  root: string
-  /** Lines of the access log: `METHOD URI STATUS range="…" if_range="…" bytes=N`. */
-  accessLog(): Promise<string[]>
-  stop(): Promise<void>
+export type Nginx = HttpServer
+
+function executable (path: string): boolean {
+  try {
+    accessSync(path, constants.X_OK)
+    return true
+  } catch {
+    return false
+  }
 }
 
-export const NGINX = '/usr/sbin/nginx'
+/**
+ * The nginx binary: STACCATO_TEST_NGINX when set (empty hides nginx, to try
+ * the suite as a machine without it), else the first on PATH, else Debian's
+ * /usr/sbin/nginx (not on a normal user's PATH).
+ */
+export function nginxBinary (): string | undefined {
+  const override = process.env.STACCATO_TEST_NGINX
+  if (override !== undefined) return override !== '' && executable(override) ? override : undefined
+  const dirs = [...(process.env.PATH ?? '').split(delimiter).filter(d => d !== ''), '/usr/sbin']
+  return dirs.map(d => join(d, 'nginx')).find(executable)
+}
 
 
 function config (dir: string, port: number): string {
@@ -69,12 +81,13 @@ async function waitForPort (port: number, child: ChildProcess, errorLog: string)
 
 /**
  * Starts a real nginx with the dav module as a child of the test process, in
- * a temporary prefix of its own. CI installs nginx (.ci/run); a machine
- * without it fails here loudly rather than skipping the http tests.
+ * a temporary prefix of its own. CI installs nginx (.ci/run); there a missing
+ * nginx fails here loudly rather than skipping the nginx cases.
  */
-export async function startNginx (): Promise<Nginx> {
-  if (!existsSync(NGINX)) {
-    throw new Error(`nginx is not installed at ${NGINX}: the http plug-in is tested against a real nginx (apt-get install nginx-light, as .ci/run does)`)
+export async function startNginx (): Promise<HttpServer> {
+  const bin = nginxBinary()
+  if (bin === undefined) {
+    throw new Error('nginx is not installed (nor named by STACCATO_TEST_NGINX): with CI=true the http plug-in must be tested against a real nginx too (apt-get install nginx-light, as .ci/run does)')
   }
   const dir = await mkdtemp(join(tmpdir(), 'staccato-nginx-'))
   await mkdir(join(dir, 'www'))
@@ -84,7 +97,7 @@ export async function startNginx (): Promise<Nginx> {
     const port = await freePort()
     await writeFile(conf, config(dir, port))
     // -e: the error log before the config is read; the Debian default (/var/log/nginx) may not be writable.
-    const child = spawn(NGINX, ['-p', dir, '-c', conf, '-e', join(dir, 'error.log')], { stdio: 'ignore' })
+    const child = spawn(bin, ['-p', dir, '-c', conf, '-e', join(dir, 'error.log')], { stdio: 'ignore' })
     try {
       await waitForPort(port, child, join(dir, 'error.log'))
     } catch (err) {

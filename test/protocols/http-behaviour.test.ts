@@ -2,13 +2,14 @@ import { createServer } from 'node:http'
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http'
 import { readdir } from 'node:fs/promises'
 import { join } from 'node:path'
-import { afterAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
   NetworkError, NotFoundError, PermissionDeniedError, SourceChangedError, UnsupportedError
 } from '../../mesh/index.ts'
 import { http } from '../../protocols/index.ts'
 import { retryAfterMs } from '../../protocols/http-client.ts'
-import { startNginx } from '../helpers/nginx.ts'
+import { httpServers } from '../helpers/http-servers.ts'
+import type { HttpServer } from '../helpers/http-servers.ts'
 import { MiB, collect, filesUnder, sha256, sourceBytes } from './support.ts'
 
 // The servers here listen on loopback, which the plug-in refuses unless told otherwise.
@@ -35,11 +36,16 @@ async function scripted (handler: (req: IncomingMessage, res: ServerResponse, n:
   }
 }
 
-const nginx = await startNginx()
-const files = filesUnder(nginx.root, name => new URL(`${nginx.url}/${name}`))
-afterAll(async () => await nginx.stop())
+for (const server of httpServers()) describe(`http plug-in against ${server.name}`, () => {
+  // Named for the server these cases were first written against: it is whichever server the loop gives.
+  let nginx: HttpServer
+  let files: ReturnType<typeof filesUnder>
+  beforeAll(async () => {
+    nginx = await server.start()
+    files = filesUnder(nginx.root, name => new URL(`${nginx.url}/${name}`))
+  })
+  afterAll(async () => await nginx?.stop())
 
-describe('http plug-in against nginx', () => {
   it('resumes with Range + If-Range, and reports a changed object instead of splicing it', async () => {
     const url = await files.seed('changing.bin', 2 * MiB)
     const plugin = http(LOCAL)
@@ -52,7 +58,7 @@ describe('http plug-in against nginx', () => {
     const ifRange = `if_range="${st.etag!.replaceAll('"', '\\x22')}"`
     expect(gets).toEqual([
       `GET /changing.bin 206 range="bytes=${MiB}-${2 * MiB - 1}" ${ifRange} bytes=${MiB}`,
-      // If-Range did not match: nginx sent the whole new object, which the plug-in refused.
+      // If-Range did not match: the server sent the whole new object, which the plug-in refused.
       expect.stringMatching(new RegExp(`^GET /changing.bin 200 range="bytes=${MiB}-${2 * MiB - 1}" ${ifRange.replaceAll('\\', '\\\\')} `))
     ])
   })

@@ -104,18 +104,19 @@ describe('REST API: tokens, roles and tenants', () => {
     }
   })
 
-  it('answers every wrong token alike: 401, the same body, nothing about which part was wrong', async () => {
+  it('answers every unknown token alike (401, the same body, nothing about which part was wrong), and a revoked or expired one with which', async () => {
     const revoked = await api.mint('operator', 'team-a')
     expect((await api.call('DELETE', `/v1/tokens/${revoked.id}`)).status).toBe(204)
     const expiring = await api.mint('operator', 'team-a', { expiresIn: '1h' })
     api.clock += 3600_000
-    const wrong = [
-      'stc_' + 'A'.repeat(43), revoked.token, expiring.token, opA.token.slice(0, -1), `${opA.token}x`, opA.token.toUpperCase(), hashToken(opA.token)
+    const wrong: Array<[string, string]> = [
+      ['stc_' + 'A'.repeat(43), 'invalid token'], [revoked.token, 'token revoked'], [expiring.token, 'token expired'],
+      [opA.token.slice(0, -1), 'invalid token'], [`${opA.token}x`, 'invalid token'], [opA.token.toUpperCase(), 'invalid token'], [hashToken(opA.token), 'invalid token']
     ]
-    const answers = await Promise.all(wrong.map(async token => await api.call('GET', '/v1/transfers', { token })))
-    for (const res of answers) {
+    const answers = await Promise.all(wrong.map(async ([token]) => await api.call('GET', '/v1/transfers', { token })))
+    for (const [i, res] of answers.entries()) {
       expect(res.status).toBe(401)
-      expect(res.body).toEqual({ code: 'unauthorized', message: 'invalid token' })
+      expect(res.body).toEqual({ code: 'unauthorized', message: wrong[i][1] })
       expect(res.headers.get('www-authenticate')).toBe('Bearer')
     }
     api.clock -= 3600_000
