@@ -62,7 +62,11 @@ export function parseEndpoints (input: { source: string, destination?: string, d
     const agents = destinations.map(d => d.kind === 'agent' ? d.agent : '')
     const dup = agents.find((a, i) => agents.indexOf(a) !== i)
     if (dup !== undefined) throw new InvalidArgumentError(`destinations: agent '${dup}' appears twice; a distribution sends one copy to each agent`)
-    if (locationAgents(source).length === 0) throw new InvalidArgumentError('source: a distribution needs a source on an agent (agent://… or ?via=agent)')
+    const seeds = locationAgents(source)
+    if (seeds.length === 0) throw new InvalidArgumentError('source: a distribution needs a source on an agent (agent://… or ?via=agent)')
+    // The seed runs one swarm session per distribution: as a destination too it would wait for pieces from itself forever.
+    const self = agents.indexOf(seeds[0])
+    if (self !== -1) throw new InvalidArgumentError(`destinations[${self}]: agent '${seeds[0]}' is the source's agent; it already has the file (copy it there with a plain transfer)`)
     return { source, destination: destinations[0], destinations }
   }
   const destination = parseLocation(input.destination as string, 'destination')

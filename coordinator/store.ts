@@ -48,6 +48,8 @@ export interface TransitionOptions { from?: TransferState[], now?: number }
 
 type BatchOp = { type: 'put', key: string, value: unknown } | { type: 'del', key: string }
 
+const OPEN_DESTINATION: ReadonlySet<string> = new Set(['queued', 'active'])
+
 /** Fields a transition patch may not change. */
 const FIXED = ['id', 'tenant', 'state', 'source', 'destination', 'agents', 'createdAt'] as const
 
@@ -263,7 +265,17 @@ export class TransferStore extends EventEmitter<StoreEvents> {
       record.state = to
       record.updatedAt = at
       if (to === 'active' && prev.startedAt === undefined) record.startedAt = at
-      if (TERMINAL_STATES.has(to)) record.finishedAt = at
+      if (TERMINAL_STATES.has(to)) {
+        record.finishedAt = at
+        // Nothing moves any more: a rate or ETA left from the last report would read as a transfer still running.
+        record.progress = { ...record.progress, rate: 0 }
+        delete record.progress.eta
+        // A destination still open when its distribution ends (canceled whole, failed) ends with it.
+        if (record.destinations !== undefined) {
+          const closed = to === 'failed' ? 'failed' : 'canceled'
+          record.destinations = record.destinations.map(d => OPEN_DESTINATION.has(d.state) ? { ...d, state: closed, updatedAt: at } : d)
+        }
+      }
       // A new attempt (or a wait in the queue) must not average its rate with the previous run.
       if ((to === 'active' || to === 'queued') && patch.progress === undefined) record.progress = restartProgress(record.progress, now)
       const data: Record<string, unknown> = { from: prev.state, to, attempt: record.attempt }
