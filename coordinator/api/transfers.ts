@@ -11,6 +11,7 @@ import { canSee, hasRole, ownTenant, tenantFilter } from './auth.ts'
 import type { Principal } from './auth.ts'
 import { checkLocationText, checkTenantLocation, checkWritable } from './policy.ts'
 import type { TenantPolicy } from './policy.ts'
+import { checkScheme, checkVolume, runningAgent } from './submit-checks.ts'
 import {
   CreateHeaders, ListTransfersQuery, TransferIdParams, TransferInputSchema, TransferPage, TransferSchema, errorResponses
 } from './schemas.ts'
@@ -119,7 +120,8 @@ function visible (store: TransferStore, id: string, principal: Principal): Trans
  * Paths that could leave a volume are refused as sent; then the tenant's
  * allow-list (403). The store accepts any agent name; the API refuses names
  * nobody enrolled, because such a transfer would wait in the queue forever.
- * Only admins are told which agents exist.
+ * Only admins are told which agents exist. Volumes and schemes are checked
+ * against what each agent registered, offline or not (400 naming both).
  */
 function authorizeSubmission (store: TransferStore, input: TransferInput, principal: Principal, tenants: TenantPolicy): void {
   checkLocationText(input.source, 'source')
@@ -131,13 +133,18 @@ function authorizeSubmission (store: TransferStore, input: TransferInput, princi
     const agents = locationAgents(location)
     checkTenantLocation(tenants, ownTenant(principal), location, agents)
     for (const agent of agents) {
-      if (store.getAgent(agent) === undefined) {
+      const record = store.getAgent(agent)
+      if (record === undefined) {
         const known = hasRole(principal, 'admin') ? ` (known: ${knownAgents(store)})` : ''
         throw new UnknownAgentError(`${field}: no agent named '${agent}' is registered${known}`)
       }
+      checkVolume(record, location, field)
     }
   }
   for (const d of endpoints.destinations ?? [endpoints.destination]) checkWritable(store, d)
+  // A distribution's plug-in source is read by its seed (the via); a copy's locations by the agent that runs it.
+  const runner = endpoints.destinations !== undefined ? locationAgents(endpoints.source)[0] : runningAgent(endpoints.source, endpoints.destination)
+  for (const [field, location] of named) checkScheme(store, location, field, runner)
 }
 
 function knownAgents (store: TransferStore): string {

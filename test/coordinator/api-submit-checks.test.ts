@@ -1,0 +1,44 @@
+import { afterEach, beforeEach, describe, it, expect } from 'vitest'
+import { agent, tempApi } from './helpers.ts'
+
+describe('REST API: a submission is checked against what the agents registered', () => {
+  let h: Awaited<ReturnType<typeof tempApi>>
+  beforeEach(async () => {
+    h = await tempApi()
+    // An offline agent keeps the volumes and schemes it registered with.
+    await h.store.putAgent({ ...agent('d', false), volumes: [{ name: 'images', readOnly: false }, { name: 'archive', readOnly: true }], plugins: ['agent', 'random', 'null', 'http', 'https'] })
+  })
+  afterEach(async () => { await h.cleanup() })
+
+  const refused: Array<[string, object, string]> = [
+    ['an unknown source volume', { source: 'agent://a/imgs/x.img', destination: 'agent://b/images/x.img' },
+      "source: agent 'a' has no volume 'imgs' (it has: images)"],
+    ['an unknown destination volume on an offline agent', { source: 'agent://a/images/x.img', destination: 'agent://d/scratch/x.img' },
+      "destination: agent 'd' has no volume 'scratch' (it has: images, archive (read-only))"],
+    ['an unknown volume in a distribution', { source: 'agent://a/images/x.img', destinations: ['agent://b/images/x.img', 'agent://d/imags/x.img'] },
+      "destinations[1]: agent 'd' has no volume 'imags' (it has: images, archive (read-only))"],
+    ['a scheme typo, with the closest scheme', { source: 'htps://example.com/x.img', destination: 'agent://d/images/x.img' },
+      "source: agent 'd', which runs this transfer, serves no 'htps' scheme (it serves: random, null, http, https); did you mean 'https'?"],
+    ['a scheme the running agent lacks', { source: 'agent://a/images/x.img', destination: 'null://?via=a' },
+      "destination: agent 'a', which runs this transfer, serves no 'null' scheme (it serves: file, random)"],
+    ['a scheme no agent serves', { source: 'gopher://example.com/x', destination: 'null://' },
+      "source: no agent serves 'gopher' (served: file, random, null, http, https)"]
+  ]
+  for (const [what, payload, message] of refused) {
+    it(`refuses ${what} with 400 naming the agent, the side and what exists`, async () => {
+      const res = await h.inject({ method: 'POST', url: '/v1/transfers', payload })
+      expect(res.json()).toEqual({ code: 'invalid_argument', message })
+      expect(res.statusCode).toBe(400)
+      expect(h.store.size).toBe(0)
+    })
+  }
+
+  it('still refuses a read-only destination (403) and accepts an offline agent\'s real volume and scheme', async () => {
+    const ro = await h.inject({ method: 'POST', url: '/v1/transfers', payload: { source: 'agent://a/images/x.img', destination: 'agent://d/archive/x.img' } })
+    expect(ro.statusCode).toBe(403)
+    expect(ro.json().message).toBe('destination: volume archive of agent d is read-only')
+    const ok = await h.inject({ method: 'POST', url: '/v1/transfers', payload: { source: 'https://example.com/x.img', destination: 'agent://d/images/x.img' } })
+    expect(ok.statusCode, ok.body).toBe(201)
+    expect(ok.json().state).toBe('queued')
+  })
+})
