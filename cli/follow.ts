@@ -10,6 +10,7 @@ export interface Transfer extends TransferLike {
   destinations?: Array<{ destination: string, agent: string, state: string, bytesDone: number, lastError?: { code: string, message: string } }>
   manifest?: { size: number }
   attempt: number
+  waiting?: { reason: string, agent: string, since: string }
   executor?: string
   sha256?: string
   labels: Record<string, string>

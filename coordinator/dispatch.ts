@@ -9,6 +9,7 @@ import { defaultExecutor, schedulerView } from './scheduler/index.ts'
 import type { Scheduler } from './scheduler/index.ts'
 import type { AgentRegistry } from './registry.ts'
 import { seedAgent } from './distribution.ts'
+import { WaitingTracker } from './waiting.ts'
 import type { DistributionManager } from './distribution.ts'
 
 export interface DispatcherOptions {
@@ -47,9 +48,21 @@ export class Dispatcher {
   private timer?: NodeJS.Timeout
   private ticking = false
   private readonly startedAt = Date.now()
+  private readonly waiting: WaitingTracker
 
   constructor (opts: DispatcherOptions) {
     this.opts = opts
+    this.waiting = new WaitingTracker({
+      store: opts.store,
+      isOnline: agent => opts.registry.isOnline(agent),
+      needs: rec => {
+        // A distribution starts with its seed; its destinations join whenever they are back.
+        if (rec.destinations !== undefined) return [seedAgent(rec)].filter(a => a !== undefined)
+        const executor = defaultExecutor(rec)
+        return executor !== undefined && !rec.agents.includes(executor) ? [...rec.agents, executor] : rec.agents
+      },
+      log: opts.log
+    })
   }
 
   start (): void {
@@ -87,6 +100,8 @@ export class Dispatcher {
         if (scheduled.destinations !== undefined) void this.startDistribution(scheduled)
         else void this.dispatch(scheduled)
       }
+      // After the decisions: what was just scheduled does not wait any more.
+      await this.waiting.scan()
     } catch (err) {
       this.opts.log('scheduling pass failed', { error: String(err) }, 'error')
     } finally {

@@ -58,6 +58,13 @@ export interface DistributionManifest {
   pieces: string[]
 }
 
+export interface WaitingReason {
+  reason: 'agent_offline'
+  agent: string
+  /** When the agent was last seen. */
+  since: string
+}
+
 export interface TransferRecord {
   id: string
   tenant: string
@@ -82,6 +89,8 @@ export interface TransferRecord {
   attempt: number
   /** A queued transfer waits until this time (epoch ms) after a retryable failure. */
   notBefore?: number
+  /** Why a queued transfer cannot start: set and cleared by the dispatcher, gone once it leaves the queue. */
+  waiting?: WaitingReason
   progress: Progress
   lastError?: TransferError
   /** Hex sha256 of the delivered object, once verified. */

@@ -265,6 +265,8 @@ export class TransferStore extends EventEmitter<StoreEvents> {
       record.state = to
       record.updatedAt = at
       if (to === 'active' && prev.startedAt === undefined) record.startedAt = at
+      // Only a queued transfer waits; the dispatcher says again why if it comes back to the queue.
+      if (to !== 'queued') delete record.waiting
       if (TERMINAL_STATES.has(to)) {
         record.finishedAt = at
         // Nothing moves any more: a rate or ETA left from the last report would read as a transfer still running.
@@ -302,7 +304,7 @@ export class TransferStore extends EventEmitter<StoreEvents> {
    * and update resolves with undefined — so a change that must happen once
    * (a destination's outcome delivered twice) is decided in the write itself.
    */
-  update (id: string, change: (prev: TransferRecord) => Pick<Partial<TransferRecord>, 'destinations' | 'manifest'> | undefined, topic: string, data: Record<string, unknown>, opts: { now?: number } = {}): Promise<TransferRecord | undefined> {
+  update (id: string, change: (prev: TransferRecord) => Pick<Partial<TransferRecord>, 'destinations' | 'manifest' | 'waiting'> | undefined, topic: string, data: Record<string, unknown>, opts: { now?: number } = {}): Promise<TransferRecord | undefined> {
     return this.#exclusive(async () => {
       const prev = this.#require(id)
       const now = opts.now ?? Date.now()

@@ -72,7 +72,7 @@ export function transferCommand (program: Command): void {
       if (items.length === 0) { process.stdout.write('no transfers\n'); return }
       process.stdout.write(table([
         ['ID', 'STATE', 'PROGRESS', 'SOURCE', 'DESTINATION'],
-        ...items.map(t => [t.id, t.state, progressCell(t), t.source, destinationCell(t)])
+        ...items.map(t => [t.id, stateCell(t), progressCell(t), t.source, destinationCell(t)])
       ]))
     })
 
@@ -132,6 +132,7 @@ function details (t: Transfer): string {
     ['state', t.state],
     ['source', t.source],
     ['destination', t.destinations === undefined ? t.destination : undefined],
+    ['waiting', waitingText(t)],
     ['progress', describe(t).replace(/^\S+\s+/, '')],
     ['attempt', `${t.attempt} (retries allowed: ${t.retries})`],
     ['priority', String(t.priority)],
@@ -148,6 +149,17 @@ function details (t: Transfer): string {
     text += 'destinations:\n' + rows(t).slice(1).map(r => `  ${r.id.trim()}  ${describe(r)}\n`).join('')
   }
   return text
+}
+
+/** `agent compute-3 offline since 2026-…`: why a queued transfer has not started. */
+function waitingText (t: Transfer): string | undefined {
+  const w = t.waiting
+  if (w === undefined) return undefined
+  return w.reason === 'agent_offline' ? `agent ${w.agent} offline since ${w.since}` : `${w.reason} (${w.agent})`
+}
+
+function stateCell (t: Transfer): string {
+  return t.waiting !== undefined ? `${t.state} (${t.waiting.agent} offline)` : t.state
 }
 
 function progressCell (t: Transfer): string {

@@ -94,6 +94,11 @@ export const TransferSchema = Type.Object({
   executor: Type.Optional(Type.String()),
   attempt: Type.Integer(),
   notBefore: Type.Optional(Type.Number({ description: 'epoch ms before which a queued transfer waits' })),
+  waiting: Type.Optional(Type.Object({
+    reason: Type.Literal('agent_offline'),
+    agent: Type.String(),
+    since: Type.String({ description: 'when the agent was last seen' })
+  }, { description: 'why a queued transfer cannot start yet' })),
   progress: Progress,
   lastError: Type.Optional(TransferErrorSchema),
   sha256: Type.Optional(Type.String()),
