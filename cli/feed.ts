@@ -31,10 +31,10 @@ export const LONG_POLL_S = 20
  * matched by the coordinator. Answers undefined when this coordinator has no
  * feed (404 for the route), so that callers fall back to polling.
  */
-export async function readChanges (client: ApiClient, after: number, waitS: number, opts: { topics?: string, signal?: AbortSignal } = {}): Promise<FeedPage | undefined> {
+export async function readChanges (client: ApiClient, after: number | 'now', waitS: number, opts: { topics?: string, signal?: AbortSignal } = {}): Promise<FeedPage | undefined> {
   try {
     return await client.request<FeedPage>('GET', '/v1/changes', {
-      query: { after, wait: waitS, topics: opts.topics },
+      query: after === 'now' ? { start: 'now', wait: waitS, topics: opts.topics } : { after, wait: waitS, topics: opts.topics },
       // The coordinator answers by `wait`; allow it that long and some.
       timeoutMs: (waitS + 15) * 1000,
       signal: opts.signal

@@ -71,18 +71,49 @@ function lineDisplay (stream: NodeJS.WritableStream): ProgressDisplay {
   }
 }
 
+const BAR_MAX = 30
+/** Narrower than this, a bar says too little to be worth its room: the line goes without. */
+const BAR_MIN = 10
+
+/**
+ * One bar line, never wider than `columns - 1` (a line that fills the last
+ * column makes some terminals wrap, and the redraw then climbs the screen):
+ * the bar shrinks first, then goes, then the text is cut.
+ */
+export function barLine (t: TransferLike, fraction: number, columns: number): string {
+  const room = Math.max(20, columns) - 1
+  const texts = [describe(t).trimEnd(), brief(t)]
+  for (const text of texts) {
+    const size = Math.min(BAR_MAX, room - (t.id.length + 2 + 4 + text.length))
+    if (size < BAR_MIN) continue
+    const filled = Math.round(size * Math.min(1, Math.max(0, fraction)))
+    const bar = '='.repeat(filled) + (filled < size ? '>' : '') + ' '.repeat(Math.max(0, size - filled - 1))
+    return `${t.id}  [${bar}]  ${text}`
+  }
+  for (const text of texts) {
+    if (t.id.length + 2 + text.length <= room) return `${t.id}  ${text}`
+  }
+  const line = `${t.id}  ${texts[1]}`
+  return line.length > room ? `${line.slice(0, room - 1)}…` : line
+}
+
+/** `active 1.5 GiB 37% 123.0 MiB/s ETA 1h02m`: describe() for a narrow terminal, the total left out. */
+function brief (t: TransferLike): string {
+  const p = t.progress
+  const parts = [t.state, formatBytes(p.bytesDone)]
+  if (p.bytesTotal !== undefined && p.bytesTotal > 0) parts.push(`${Math.floor(100 * p.bytesDone / p.bytesTotal)}%`)
+  if (t.state === 'active' && p.rate > 0) parts.push(`${formatBytes(p.rate)}/s`)
+  if (t.state === 'active' && p.eta !== undefined) parts.push(`ETA ${formatDuration(p.eta)}`)
+  if (t.state === 'failed' && t.lastError !== undefined) parts.push(`${t.lastError.code}: ${t.lastError.message}`)
+  return parts.join(' ')
+}
+
 function barDisplay (stream: NodeJS.WriteStream): ProgressDisplay {
   const multi = new cliProgress.MultiBar({
     stream,
     hideCursor: true,
     clearOnComplete: false,
-    barsize: 30,
-    format: (options, params, payload: { t: TransferLike }) => {
-      const size = options.barsize ?? 30
-      const filled = Math.round(size * Math.min(1, Math.max(0, params.progress)))
-      const bar = '='.repeat(filled) + (filled < size ? '>' : '') + ' '.repeat(Math.max(0, size - filled - 1))
-      return `${payload.t.id}  [${bar}]  ${describe(payload.t)}`
-    }
+    format: (_options, params, payload: { t: TransferLike }) => barLine(payload.t, params.progress, stream.columns ?? (Number(process.env.COLUMNS) || 80))
   })
   const bars = new Map<string, SingleBar>()
   // The bar hides the cursor: give it back when Ctrl-C ends the command mid-transfer.

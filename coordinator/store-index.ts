@@ -6,9 +6,11 @@ export interface ListQuery {
   state?: TransferState
   agent?: string
   label?: { key: string, value: string }
-  /** Only ids greater than this (the `next` cursor of the previous page). */
+  /** Only ids after this one in the page order (the `next` cursor of the previous page). */
   after?: string
   limit: number
+  /** `asc` (the default): oldest first; `desc`: newest first. */
+  order?: 'asc' | 'desc'
 }
 
 export interface ListPage {
@@ -135,13 +137,21 @@ export class TransferIndex {
     return page
   }
 
-  /** Ids to examine, ascending: a small state set is sorted on its own rather than scanning every id. */
+  /** Ids to examine in page order: a small state set is sorted on its own rather than scanning every id. */
   * #candidates (q: ListQuery): Iterable<string> {
     const after = q.after
+    const desc = q.order === 'desc'
     const set = q.state !== undefined ? this.#byState.get(q.state) : undefined
     if (set !== undefined && set.size * 8 < this.#ids.length) {
-      const ids = after === undefined ? [...set] : [...set].filter(id => id > after)
-      yield * ids.sort(byString)
+      const ids = after === undefined ? [...set] : [...set].filter(id => desc ? id < after : id > after)
+      ids.sort(byString)
+      yield * (desc ? ids.reverse() : ids)
+      return
+    }
+    if (desc) {
+      // From the newest down; `after` is the oldest id of the previous page.
+      let j = after === undefined ? this.#ids.length - 1 : lowerBound(this.#ids, after, byString) - 1
+      for (; j >= 0; j--) yield this.#ids[j]
       return
     }
     let i = 0

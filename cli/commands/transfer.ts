@@ -10,6 +10,9 @@ interface Flags extends ClientFlags { json?: boolean }
 const DEFAULT_LIST_LIMIT = 100
 // The API answers at most this many per page (ListTransfersQuery's maximum).
 const PAGE_MAX = 1000
+const ERROR_CELL = 60
+// The coordinator's ids (coordinator/ids.ts): a ULID after tr_.
+const TRANSFER_ID = /^tr_[0-9A-HJKMNP-TV-Z]{26}$/
 
 export function transferCommand (program: Command): void {
   const transfer = program.command('transfer').description('submit, list, follow and cancel transfers (talks to the REST API)')
@@ -48,32 +51,40 @@ export function transferCommand (program: Command): void {
     })
 
   addClientOptions(transfer.command('list')
-    .description('list transfers, newest last')
+    .description('list transfers, newest first')
     .option('--state <state>', 'only in this state (queued, scheduled, active, verifying, succeeded, failed, canceled)')
     .option('--agent <name>', 'only those involving this agent')
     .option('--label <key=value>', 'only those with this label')
-    .option('--limit <n>', `at most this many (default ${DEFAULT_LIST_LIMIT})`))
-    .action(async (o: Flags & { state?: string, agent?: string, label?: string, limit?: string }) => {
+    .option('--limit <n>', `at most this many (default ${DEFAULT_LIST_LIMIT})`)
+    .option('--after <id>', 'the page after this transfer (the `next` a previous list printed)')
+    .option('--oldest-first', 'oldest first instead'))
+    .action(async (o: Flags & { state?: string, agent?: string, label?: string, limit?: string, after?: string, oldestFirst?: boolean }) => {
       const limit = o.limit !== undefined ? integer('--limit', o.limit, false) : DEFAULT_LIST_LIMIT
       if (limit < 1) throw usageError('--limit must be at least 1')
+      if (o.after !== undefined) checkId(o.after, '--after')
       const label = o.label !== undefined ? parseLabel(o.label).join(':') : undefined
       const client = await connect(o)
       const items: Transfer[] = []
-      let after: string | undefined
+      let after = o.after
+      let next: string | undefined
       while (items.length < limit) {
         const page = await client.request<{ items: Transfer[], next?: string }>('GET', '/v1/transfers', {
-          query: { state: o.state, agent: o.agent, label, after, limit: Math.min(PAGE_MAX, limit - items.length) }
+          query: { state: o.state, agent: o.agent, label, after, limit: Math.min(PAGE_MAX, limit - items.length), order: o.oldestFirst === true ? 'asc' : 'desc' }
         })
         items.push(...page.items)
+        next = page.next
         if (page.next === undefined || page.items.length === 0) break
         after = page.next
       }
-      if (o.json === true) { printJson({ items }); return }
+      if (o.json === true) { printJson(next !== undefined ? { items, next } : { items }); return }
       if (items.length === 0) { process.stdout.write('no transfers\n'); return }
+      // An error column only when something failed: for everything else it would be an empty column.
+      const errors = items.some(t => t.state === 'failed' && t.lastError !== undefined)
       process.stdout.write(table([
-        ['ID', 'STATE', 'PROGRESS', 'SOURCE', 'DESTINATION'],
-        ...items.map(t => [t.id, stateCell(t), progressCell(t), t.source, destinationCell(t)])
+        ['ID', 'STATE', 'PROGRESS', 'SOURCE', 'DESTINATION', ...(errors ? ['ERROR'] : [])],
+        ...items.map(t => [t.id, stateCell(t), progressCell(t), t.source, destinationCell(t), ...(errors ? [errorCell(t)] : [])])
       ]))
+      if (next !== undefined) process.stdout.write(`more: --after ${next}\n`)
     })
 
   addClientOptions(transfer.command('show')
@@ -81,6 +92,7 @@ export function transferCommand (program: Command): void {
     .argument('<id>', 'transfer id')
     .option('--follow', 'follow it to its end with progress; exit 1 if it fails'))
     .action(async (id: string, o: Flags & { follow?: boolean }) => {
+      checkId(id)
       const client = await connect(o)
       const t = await client.request<Transfer>('GET', `/v1/transfers/${encodeURIComponent(id)}`)
       if (o.follow === true && !FINAL_STATES.has(t.state)) {
@@ -98,6 +110,7 @@ export function transferCommand (program: Command): void {
     .description('cancel a transfer that has not finished')
     .argument('<id>', 'transfer id'))
     .action(async (id: string, o: Flags) => {
+      checkId(id)
       const client = await connect(o)
       const t = await client.request<Transfer>('POST', `/v1/transfers/${encodeURIComponent(id)}/cancel`)
       if (o.json === true) printJson(t)
@@ -108,6 +121,7 @@ export function transferCommand (program: Command): void {
     .description('delete a transfer\'s record')
     .argument('<id>', 'transfer id'))
     .action(async (id: string, o: Flags) => {
+      checkId(id)
       const client = await connect(o)
       await client.request('DELETE', `/v1/transfers/${encodeURIComponent(id)}`)
       if (o.json === true) printJson({ id, removed: true })
@@ -156,6 +170,17 @@ function waitingText (t: Transfer): string | undefined {
   const w = t.waiting
   if (w === undefined) return undefined
   return w.reason === 'agent_offline' ? `agent ${w.agent} offline since ${w.since}` : `${w.reason} (${w.agent})`
+}
+
+function errorCell (t: Transfer): string {
+  if (t.state !== 'failed' || t.lastError === undefined) return ''
+  const text = `${t.lastError.code}: ${t.lastError.message}`
+  return text.length > ERROR_CELL ? `${text.slice(0, ERROR_CELL - 1)}…` : text
+}
+
+/** Transfer ids as the coordinator makes them; anything else is refused here with a clear message, not the API's pattern. */
+function checkId (id: string, flag?: string): void {
+  if (!TRANSFER_ID.test(id)) throw usageError(`${flag !== undefined ? `${flag} ` : ''}'${id}' is not a transfer id (tr_ and 26 capital letters and digits, as transfer list prints them)`)
 }
 
 function stateCell (t: Transfer): string {

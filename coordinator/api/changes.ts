@@ -24,6 +24,7 @@ export const TopicsParam = Type.String({ maxLength: 4096, description: 'comma-se
 
 const ChangesQuery = Type.Object({
   after: Type.Optional(Type.Integer({ minimum: 0, description: 'the `next` of the previous page; 0 reads from the start' })),
+  start: Type.Optional(Type.Literal('now', { description: 'without `after`: begin at the newest event, so that only what happens from now on is read (a follower that wants no history)' })),
   limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 })),
   wait: Type.Optional(Type.Number({ minimum: 0, maximum: 60, description: 'seconds to wait for an event when there is none yet (long poll)' })),
   topics: Type.Optional(TopicsParam)
@@ -60,7 +61,7 @@ export function changesRoutes (app: ApiInstance, opts: ChangesRouteOptions): voi
     reply.raw.once('close', onClose)
     const signal = AbortSignal.any([gone.signal, closing.signal])
     try {
-      let after = req.query.after ?? 0
+      let after = req.query.after ?? (req.query.start === 'now' ? store.seq : 0)
       while (true) {
         const page: FeedPage = await readFeed(store, { after, limit, viewer, matches })
         const left = deadline - Date.now()

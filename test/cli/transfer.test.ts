@@ -111,9 +111,9 @@ describe('staccato transfer / agents against a real mesh', () => {
     const missing = await runCli(['transfer', 'show', 'tr_00000000000000000000000000'], env)
     expect(missing.code).toBe(1)
     expect(missing.stderr).toBe("staccato: no transfer 'tr_00000000000000000000000000' (not_found)\n")
-    const malformed = await runCli(['transfer', 'show', 'nope'], env)
+    const malformed = await runCli(['transfer', 'show', 'tr_bogus'], env)
     expect(malformed.code).toBe(2)
-    expect(malformed.stderr).toMatch(/^staccato: params\.id: .*\(invalid_argument\)\n$/)
+    expect(malformed.stderr).toBe("staccato: 'tr_bogus' is not a transfer id (tr_ and 26 capital letters and digits, as transfer list prints them)\n")
 
     const badToken = await runCli(['transfer', 'list'], { ...env, STACCATO_TOKEN: 'wrong' })
     expect(badToken.code).toBe(1)
