@@ -1,4 +1,5 @@
 import { join } from 'node:path'
+import { statfs } from 'node:fs/promises'
 import type { Server } from 'node:http'
 import { multiaddr } from '@multiformats/multiaddr'
 import { peerIdFromString } from '@libp2p/peer-id'
@@ -143,6 +144,7 @@ export async function startAgent (config: AgentConfig, onFatal: (err: Error) => 
     },
     activeDistributions: () => swarm.active(),
     afterRegister: async () => { await swarm.deliverPending() },
+    volumeSpace: async () => await volumeSpace(config.volumes),
     onFatal: err => {
       logger.error({ code: (err as { code?: string }).code }, `the coordinator refused this agent: ${err.message}`)
       onFatal(err)
@@ -220,4 +222,17 @@ export async function startAgent (config: AgentConfig, onFatal: (err: Error) => 
       await journal.close()
     }
   }
+}
+
+/** Free bytes for an unprivileged writer (bavail) in each volume; a volume that cannot be measured is left out. */
+async function volumeSpace (volumes: VolumeConfig[]): Promise<Array<{ name: string, free: number }>> {
+  const sizes = await Promise.all(volumes.map(async v => {
+    try {
+      const s = await statfs(v.root)
+      return [{ name: v.name, free: s.bavail * s.bsize }]
+    } catch {
+      return []
+    }
+  }))
+  return sizes.flat()
 }

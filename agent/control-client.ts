@@ -18,6 +18,8 @@ export interface ControlClientOptions {
   activeDistributions: () => string[]
   /** Runs after every registration, beside the executor's deliveries (the swarm's journaled outcomes). */
   afterRegister?: () => Promise<void>
+  /** Free bytes per volume, sent with each heartbeat. */
+  volumeSpace?: () => Promise<Array<{ name: string, free: number }>>
   log: (msg: string, fields?: Record<string, unknown>, level?: 'info' | 'warn' | 'error') => void
   /** Upper bound for the reconnect delay; it starts at half a second and doubles. */
   maxBackoffMs?: number
@@ -102,6 +104,12 @@ export class ControlClient {
     }
   }
 
+  /** A heartbeat goes out even when the volumes cannot be measured: it is what keeps the agent online. */
+  private async beat (): Promise<void> {
+    const volumes = await this.opts.volumeSpace?.().catch(() => undefined)
+    this.cast('heartbeat', volumes !== undefined ? { active: this.opts.executor.active(), volumes } : { active: this.opts.executor.active() })
+  }
+
   private async session (): Promise<void> {
     const { node, executor, journal, log } = this.opts
     const stream = await node.dialProtocol(this.opts.coordinator, CONTROL_PROTOCOL, { signal: AbortSignal.any([this.stopController.signal, AbortSignal.timeout(10_000)]) })
@@ -139,7 +147,7 @@ export class ControlClient {
       for (const entry of await journal.all()) {
         if (entry.outcome !== undefined) await executor.deliver(entry)
       }
-      heartbeat = setInterval(() => this.cast('heartbeat', { active: executor.active() }), reply?.heartbeatMs ?? HEARTBEAT_FALLBACK_MS)
+      heartbeat = setInterval(() => { void this.beat() }, reply?.heartbeatMs ?? HEARTBEAT_FALLBACK_MS)
       const failure = await channel.closed
       if (failure !== undefined) throw failure
       if (!this.stopped) log('control connection closed by the coordinator')

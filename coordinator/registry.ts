@@ -31,7 +31,16 @@ export interface RegistryOptions {
   onOffline: (agent: string) => Promise<void>
 }
 
-interface Session { channel: ControlChannel, peerId: string, lastSeen: number }
+interface Session {
+  channel: ControlChannel
+  peerId: string
+  lastSeen: number
+  /** Free bytes per volume, from the latest heartbeat that carried them. */
+  free?: Record<string, number>
+}
+
+/** What the registry knows of a connected agent between store writes (heartbeats are not written). */
+export interface AgentLive { lastSeenAt: string, free?: Record<string, number> }
 
 /**
  * Which agents are connected, by name, and the control channel to each. An
@@ -110,6 +119,7 @@ export class AgentRegistry {
       },
       cast: (method, params) => {
         if (name === undefined || !this.touch(name, channel)) return
+        if (method === 'heartbeat') this.noteSpace(name, params as ControlParams<'heartbeat'>)
         this.opts.onCast(name, method, params)
       },
       onInternalError: (method, err) => { this.opts.log('an agent\'s call failed on a bug', { agent: name, peerId, method, ...errorFields(err) }) }
@@ -120,6 +130,20 @@ export class AgentRegistry {
         void this.markOffline(name, channel)
       }
     })
+  }
+
+  private noteSpace (name: string, p: ControlParams<'heartbeat'>): void {
+    const s = this.sessions.get(name)
+    if (s === undefined || p.volumes === undefined) return
+    const free: Record<string, number> = Object.create(null) as Record<string, number>
+    for (const v of p.volumes) free[v.name] = v.free
+    s.free = free
+  }
+
+  /** When a connected agent was last heard from, and its volumes' free space: undefined while it is offline. */
+  live (name: string): AgentLive | undefined {
+    const s = this.sessions.get(name)
+    return s !== undefined ? { lastSeenAt: new Date(s.lastSeen).toISOString(), free: s.free } : undefined
   }
 
   private touch (name: string, channel: ControlChannel): boolean {

@@ -127,7 +127,11 @@ export const ControlMethods = {
     /** …and the outcomes in its journal the coordinator has not acknowledged (the reply names those it took). */
     outcomes: Type.Optional(Type.Array(Report, { maxItems: MAX_REGISTER_OUTCOMES }))
   }),
-  heartbeat: Type.Object({ active: Type.Array(Type.String({ maxLength: 64 }), { maxItems: 100000 }) }),
+  heartbeat: Type.Object({
+    active: Type.Array(Type.String({ maxLength: 64 }), { maxItems: 100000 }),
+    /** Free bytes in each volume (for an operator's glance; absent from older agents). */
+    volumes: Type.Optional(Type.Array(Type.Object({ name: Type.String({ maxLength: 128 }), free: Type.Number({ minimum: 0 }) }), { maxItems: 1024 }))
+  }),
   progress: Type.Object({ transferId: Type.String({ maxLength: 64 }), attempt: Type.Integer(), bytesDone: Offset, bytesTotal: Type.Optional(Offset) }),
   report: Report,
   execute: Job,

@@ -92,5 +92,7 @@ function lastSeen (a: AgentView): string {
 }
 
 function volumes (a: AgentView): string {
-  return a.volumes.map(v => `${v.name}${v.readOnly ? ' (ro)' : ''}`).join(', ')
+  // `free` comes with an online agent's heartbeats (coordinator/api/agents.ts).
+  return (a.volumes as Array<{ name: string, readOnly: boolean, free?: number }>)
+    .map(v => `${v.name}${v.readOnly ? ' (ro)' : ''}${v.free !== undefined ? ` (${formatBytes(v.free)} free)` : ''}`).join(', ')
 }

@@ -1,7 +1,8 @@
 import { Type } from 'typebox'
 import { NotFoundError } from '../../mesh/index.ts'
 import { InvalidStateError } from '../store-errors.ts'
-import type { TransferRecord } from '../model.ts'
+import type { AgentRecord, TransferRecord } from '../model.ts'
+import type { AgentLive } from '../registry.ts'
 import type { TransferStore } from '../store.ts'
 import { AgentList, AgentNameParams, AgentSchema, errorResponses } from './schemas.ts'
 import type { ApiInstance } from './types.ts'
@@ -15,6 +16,19 @@ export interface AgentRouteOptions {
   onCancel?: (rec: TransferRecord) => void
   /** Closes a removed agent's control connection. */
   onAgentRemoved?: (name: string) => void
+  /** A connected agent's last heartbeat and free space, kept in memory by the registry. */
+  agentLive?: (name: string) => AgentLive | undefined
+}
+
+/** The stored record with what only memory knows: heartbeats are not written to the store, to keep them cheap. */
+function withLive (rec: AgentRecord, opts: AgentRouteOptions): AgentRecord & { volumes: Array<{ name: string, readOnly: boolean, free?: number }> } {
+  const live = opts.agentLive?.(rec.name)
+  if (live === undefined) return rec
+  return {
+    ...rec,
+    lastSeenAt: live.lastSeenAt,
+    volumes: rec.volumes.map(v => live.free !== undefined && Object.hasOwn(live.free, v.name) ? { ...v, free: live.free[v.name] } : v)
+  }
 }
 
 export function agentRoutes (app: ApiInstance, opts: AgentRouteOptions): void {
@@ -22,14 +36,14 @@ export function agentRoutes (app: ApiInstance, opts: AgentRouteOptions): void {
 
   app.get('/v1/agents', {
     schema: { response: { 200: AgentList, ...errorResponses } }
-  }, async () => ({ items: store.listAgents() }))
+  }, async () => ({ items: store.listAgents().map(a => withLive(a, opts)) }))
 
   app.get('/v1/agents/:name', {
     schema: { params: AgentNameParams, response: { 200: AgentSchema, ...errorResponses } }
   }, async (req) => {
     const agent = store.getAgent(req.params.name)
     if (agent === undefined) throw new NotFoundError(`no agent named '${req.params.name}'`)
-    return agent
+    return withLive(agent, opts)
   })
 
   app.delete('/v1/agents/:name', {

@@ -5,6 +5,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import rateLimit from '@fastify/rate-limit'
 import type { TransferRecord } from '../model.ts'
 import type { TransferStore } from '../store.ts'
+import type { AgentLive } from '../registry.ts'
 import { agentRoutes } from './agents.ts'
 import { TokenStore } from '../tokens.ts'
 import { RateLimitedError, bearerAuthenticator, requireRole, scrapeAuthenticator } from './auth.ts'
@@ -56,6 +57,8 @@ export interface ApiOptions {
   onCancelDestination?: (rec: TransferRecord, destination: string) => Promise<TransferRecord>
   /** An agent was removed (DELETE /v1/agents/:name): close its control connection. */
   onAgentRemoved?: (name: string) => void
+  /** A connected agent's last heartbeat and free space (the registry's memory). */
+  agentLive?: (name: string) => AgentLive | undefined
   /** Change feed, live stream and webhooks; when absent the API makes its own, opened on ready, without background jobs. */
   events?: EventServices
   /** Serves /metrics and times every request when given. */

@@ -131,12 +131,12 @@ export const AgentSchema = Type.Object({
   name: Type.String(),
   peerId: Type.String(),
   addrs: Type.Array(Type.String()),
-  volumes: Type.Array(Type.Object({ name: Type.String(), readOnly: Type.Boolean() })),
+  volumes: Type.Array(Type.Object({ name: Type.String(), readOnly: Type.Boolean(), free: Type.Optional(Type.Number({ description: 'free bytes, from the latest heartbeat (online agents)' })) })),
   plugins: Type.Array(Type.String()),
   version: Type.String(),
   online: Type.Boolean(),
   enrolledAt: Type.String(),
-  lastSeenAt: Type.String()
+  lastSeenAt: Type.String({ description: 'the latest heartbeat while online; when it went offline otherwise' })
 })
 
 export const AgentList = Type.Object({ items: Type.Array(AgentSchema) })

@@ -59,12 +59,17 @@ describe('the CLI at a glance', () => {
     expect(line).toMatch(new RegExp(`^${ids[2]}\\s+failed\\s.*\\snot_found: .*missing\\.bin`))
   })
 
-  it('shows each agent\'s load and when it was last seen (now, while online)', async () => {
+  it('shows each agent\'s load, free space and when it was last seen (now, while online)', async () => {
+    // Free space comes with the heartbeats (a third of the heartbeat timeout apart), and the time of the latest one.
+    await mesh.until(async () => {
+      const a = (await mesh.api('GET', '/v1/agents/store-1')).body as { volumes: Array<{ free?: number }>, lastSeenAt: string, enrolledAt: string }
+      return (a.volumes[0].free ?? 0) > 0 && a.lastSeenAt > a.enrolledAt
+    }, 30_000, 'a heartbeat with free space')
     const r = await runCli(['agents'], env)
     expect(r.code).toBe(0)
     const lines = r.stdout.split('\n')
     expect(lines[0]).toMatch(/^NAME\s+ONLINE\s+ACTIVE\s+RATE\s+VERSION\s+VOLUMES\s+LAST SEEN$/)
-    expect(lines.find(l => l.startsWith('store-1 '))).toMatch(/^store-1\s+yes\s+0\s+-\s+\S+\s+vol\s+now \(online\)$/)
+    expect(lines.find(l => l.startsWith('store-1 '))).toMatch(/^store-1\s+yes\s+0\s+-\s+\S+\s+vol \(\d+(\.\d)? (B|KiB|MiB|GiB|TiB|PiB) free\)\s+now \(online\)$/)
     expect(lines.find(l => l.startsWith('compute-2 '))).toMatch(/^compute-2\s+no\s+0\s+-\s+\S+\s+vol\s+\d{4}-\d\d-\d\dT\S+Z$/)
 
     // A copy under way counts at both ends; its rate at the agent that moves the bytes (the destination pulls).
