@@ -135,7 +135,7 @@ export interface StoreEvent {
   /** Unique and stable: the message id a webhook receiver deduplicates on. */
   id: string
   time: string
-  /** `transfer.<id>.state`, `.progress`, `.stalled`, `.deleted`; `agent.<name>.online`. */
+  /** `transfer.<id>.state`, `.progress`, `.stalled`, `.waiting`, `.deleted`; `agent.<name>.online`. */
   topic: string
   /** The tenant allowed to see it; `*` for admin-only events (agents). */
   tenant: string
