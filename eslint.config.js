@@ -1,8 +1,10 @@
 import js from '@eslint/js'
 import tseslint from 'typescript-eslint'
+import { importX, createNodeResolver } from 'eslint-plugin-import-x'
+import unitBoundaries from './lint/unit-boundaries.js'
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', '.staccato/**', 'coverage/**'] },
+  { ignores: ['node_modules/**', '.staccato/**', 'coverage/**', 'test/lint/fixtures/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
@@ -10,6 +12,20 @@ export default tseslint.config(
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
       '@typescript-eslint/consistent-type-imports': 'error',
       'no-constant-condition': ['error', { checkLoops: false }]
+    }
+  },
+  {
+    // The house rules (docs/ARCHITECTURE.md): unit boundaries and no import cycles.
+    files: ['**/*.ts', '**/*.js', '**/*.mjs'],
+    plugins: { 'import-x': importX, staccato: { rules: { 'unit-boundaries': unitBoundaries } } },
+    settings: {
+      'import-x/resolver-next': [createNodeResolver({ extensions: ['.ts', '.js', '.mjs', '.json'] })],
+      'import-x/parsers': { '@typescript-eslint/parser': ['.ts'] },
+      'import-x/extensions': ['.ts', '.js', '.mjs']
+    },
+    rules: {
+      'staccato/unit-boundaries': 'error',
+      'import-x/no-cycle': 'error'
     }
   }
 )
