@@ -27,5 +27,12 @@ export default tseslint.config(
       'staccato/unit-boundaries': 'error',
       'import-x/no-cycle': 'error'
     }
+  },
+  {
+    // An entry lists what its unit offers by name: `export *` would publish whatever a file happens to export.
+    files: ['{mesh,protocols,coordinator,agent,cli}/index.ts'],
+    rules: {
+      'no-restricted-syntax': ['error', { selector: 'ExportAllDeclaration', message: "list the unit's exports by name, not with export *" }]
+    }
   }
 )

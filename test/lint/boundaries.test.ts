@@ -9,7 +9,7 @@ const eslint = new ESLint({ cwd: root })
 async function houseRuleErrors (filePath: string, code: string): Promise<string[]> {
   const [result] = await eslint.lintText(code, { filePath, warnIgnored: true })
   return result.messages
-    .filter(m => m.ruleId === 'staccato/unit-boundaries' || m.ruleId === 'import-x/no-cycle')
+    .filter(m => m.ruleId === 'staccato/unit-boundaries' || m.ruleId === 'import-x/no-cycle' || m.ruleId === 'no-restricted-syntax')
     .map(m => `${m.ruleId}: ${m.message}`)
 }
 
@@ -24,7 +24,8 @@ describe('house rules in eslint.config.js', () => {
     ['a type-only deep import', 'cli/x.ts', "import type { TransferRecord } from '../coordinator/model.ts'\nexport type { TransferRecord }", /through its entry, coordinator\/index\.ts/],
     ['a unit importing test code', 'agent/x.ts', "export { MeshHarness } from '../test/helpers/mesh.ts'", /agent\/ may not import test\//],
     ['a script reaching inside cli/', 'scripts/x.ts', "export { freePort } from '../cli/processes.ts'", /through its entry, cli\/index\.ts/],
-    ['a test reaching inside a unit it does not test', 'test/agent/x.test.ts', "export { TransferStore } from '../../coordinator/store.ts'", /through its entry, coordinator\/index\.ts/]
+    ['a test reaching inside a unit it does not test', 'test/agent/x.test.ts', "export { TransferStore } from '../../coordinator/store.ts'", /through its entry, coordinator\/index\.ts/],
+    ['an entry that exports everything a file exports', 'mesh/index.ts', "export * from './errors.ts'", /list the unit's exports by name/]
   ])('fails %s', async (_what, filePath, code, message) => {
     const errors = await houseRuleErrors(filePath, code)
     expect(errors).toHaveLength(1)
