@@ -1,4 +1,8 @@
-/** coordinator/: REST API, store, scheduler plug-ins, agent registry, dispatch. Imports mesh/ (and protocols/) only. */
+/**
+ * coordinator/: REST API, store, scheduler plug-ins, agent registry, dispatch.
+ * Imports mesh/ only: it checks locations (mesh/location.ts) but never opens a
+ * plug-in, which agents do. DESIGN.md would allow protocols/ too.
+ */
 export { startCoordinator } from './coordinator.ts'
 export type { Coordinator, CoordinatorConfig } from './coordinator.ts'
 export { TransferStore } from './store.ts'
