@@ -174,6 +174,7 @@ export class TransferStore extends EventEmitter<StoreEvents> {
     this.#closed = true
     await this.#writes.idle()
     // A clean stop: the next start numbers on from the last seq, with no gap.
+    // Without it the next start takes the crash path: it numbers on past the last reservation, a gap in seqs but never a reused one.
     await this.#db.put(keys.seqReserved, this.#seq, { sync: true }).catch(() => {})
     await this.#db.close()
   }

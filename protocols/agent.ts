@@ -70,6 +70,7 @@ export function agent (init: AgentPluginOptions): ProtocolPlugin {
         const trailer = decode(DataTrailer, await reader.readFrame(), 'data trailer')
         if (!trailer.ok) throw fromErrorInfo(trailer.error)
         if (trailer.sha256 !== undefined) opts.onDigest?.(trailer.sha256)
+        // Every byte and the trailer are in: a close that fails (the peer reset first) changes nothing read.
         await stream.close().catch(() => {})
       } catch (err) {
         stream.abort(toStaccatoError(err))

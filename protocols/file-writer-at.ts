@@ -141,6 +141,7 @@ class FileWriterAt implements WriterAt {
     } catch (err) {
       if (isNoSpace(err)) {
         this.#state = 'failed'
+        // The disk is full: the NoSpaceError below is what the caller needs, cleanup is best effort (a partial left behind is replaced by the next attempt).
         await this.#close().catch(() => {})
         await this.#removePartial().catch(() => {})
       }

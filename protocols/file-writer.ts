@@ -167,6 +167,7 @@ class FileWriter implements Writer {
   abort (opts: { keepPartial?: boolean } = {}): Promise<void> {
     return this.#serial(async () => {
       if (this.#state === 'committed' || this.#state === 'aborted') return
+      // Aborting: if the last bytes cannot be flushed, a resume finds the partial shorter than its offset and starts over from 0.
       if (this.#state === 'open' && opts.keepPartial === true) await this.#flush().catch(() => {})
       this.#state = 'aborted'
       await this.#close().catch(() => {})
@@ -226,6 +227,7 @@ class FileWriter implements Writer {
     } catch (err) {
       this.#state = 'failed'
       if (isNoSpace(err)) {
+        // The disk is full: the NoSpaceError is what the caller needs, cleanup is best effort (a partial left behind is replaced by the next attempt).
         await this.#close().catch(() => {})
         await this.#removePartial().catch(() => {})
       }

@@ -94,6 +94,7 @@ export class SwarmPeer {
     if (this.closed) return
     this.closed = true
     if (err !== undefined) this.stream.abort(err)
+    // The remote may have reset the stream already; either way it is closed, which is all that is asked here.
     else void this.stream.close().catch(() => {})
   }
 }
