@@ -55,6 +55,7 @@ export function agent (init: AgentPluginOptions): ProtocolPlugin {
 
     async stat (url, opts): Promise<StatResult> {
       const { stream, header } = await open(url, { offset: 0, length: 0, digest: false }, opts?.signal)
+      // The header is all a stat needs; a close that fails (the peer reset first) changes nothing in it.
       await stream.close().catch(() => {})
       return { size: header.size, mtime: header.mtime, etag: header.etag }
     },

@@ -120,6 +120,7 @@ class FileWriterAt implements WriterAt {
     if (this.#state === 'aborted') return
     const committed = this.#state === 'committed'
     this.#state = 'aborted'
+    // Aborting keeps or removes the partial by name, not through the handle: a handle that fails to close changes neither.
     await this.#close().catch(() => {})
     if (!committed && opts.keepPartial !== true) await this.#removePartial()
   }
