@@ -2,6 +2,7 @@ import js from '@eslint/js'
 import tseslint from 'typescript-eslint'
 import { importX, createNodeResolver } from 'eslint-plugin-import-x'
 import unitBoundaries from './lint/unit-boundaries.js'
+import noTypeCycle from './lint/no-type-cycle.js'
 
 export default tseslint.config(
   { ignores: ['node_modules/**', '.staccato/**', 'coverage/**', 'test/lint/fixtures/**'] },
@@ -17,7 +18,7 @@ export default tseslint.config(
   {
     // The house rules (docs/ARCHITECTURE.md): unit boundaries and no import cycles.
     files: ['**/*.ts', '**/*.js', '**/*.mjs'],
-    plugins: { 'import-x': importX, staccato: { rules: { 'unit-boundaries': unitBoundaries } } },
+    plugins: { 'import-x': importX, staccato: { rules: { 'unit-boundaries': unitBoundaries, 'no-type-cycle': noTypeCycle } } },
     settings: {
       'import-x/resolver-next': [createNodeResolver({ extensions: ['.ts', '.js', '.mjs', '.json'] })],
       'import-x/parsers': { '@typescript-eslint/parser': ['.ts'] },
@@ -27,6 +28,11 @@ export default tseslint.config(
       'staccato/unit-boundaries': 'error',
       'import-x/no-cycle': 'error'
     }
+  },
+  {
+    // The library units have no import cycle of any kind; test helpers may still share types both ways.
+    files: ['{mesh,protocols,coordinator,agent,cli}/**/*.ts'],
+    rules: { 'staccato/no-type-cycle': 'error' }
   },
   {
     // An entry lists what its unit offers by name: `export *` would publish whatever a file happens to export.

@@ -38,6 +38,15 @@ describe('house rules in eslint.config.js', () => {
     expect(result.messages.filter(m => m.ruleId === 'import-x/no-cycle').map(m => m.message)).toEqual(['Dependency cycle detected'])
   })
 
+  it('fails a cycle of type-only imports in the library units', async () => {
+    // The fixtures sit outside the units: lint them with the project's config plus the rule the units get.
+    const config = await eslint.calculateConfigForFile('agent/swarm/x.ts') as { rules: Record<string, unknown> }
+    expect(config.rules['staccato/no-type-cycle']).toEqual([2])
+    const linter = new ESLint({ cwd: root, ignore: false, overrideConfig: { files: ['test/lint/fixtures/**'], rules: { 'staccato/no-type-cycle': 'error' } } })
+    const [result] = await linter.lintFiles(['test/lint/fixtures/type-cycle-a.ts'])
+    expect(result.messages.map(m => `${m.ruleId}: ${m.message}`)).toEqual(['staccato/no-type-cycle: import cycle: ./type-cycle-b.ts leads back to this file (type-only imports count too)'])
+  })
+
   it.each([
     ['a unit importing its own files', 'agent/swarm/x.ts', "export { Journal } from '../journal.ts'\nexport { Bitfield } from './bitfield.ts'"],
     ['the agent importing mesh/ and protocols/ entries', 'agent/x.ts', "export { StaccatoError } from '../mesh/index.ts'\nexport { file } from '../protocols/index.ts'\nexport { readFile } from 'node:fs/promises'"],
