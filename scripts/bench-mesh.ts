@@ -3,8 +3,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { ChildProcess } from 'node:child_process'
-import { freePort, spawnStaccato, stopProcess, waitForJson } from '../cli/processes.ts'
-import type { ReadyInfo } from '../cli/commands/coordinator.ts'
+import { freePort, spawnStaccato, stopProcess, waitForJson } from '../cli/index.ts'
+import type { ReadyInfo } from '../cli/index.ts'
 
 export interface BenchAgent { name: string, child: ChildProcess, pid: number, volume: string, log: string }
 

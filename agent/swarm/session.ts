@@ -181,6 +181,7 @@ export class SwarmSession {
       const piece = this.picker.pick(peer.peerId, peer.have, peer.refused)
       if (piece === undefined) return
       peer.inflight.add(piece)
+      // A send fails only when the peer's stream broke: its read loop then ends, the peer is dropped and its pieces are picked again.
       void peer.send({ t: 'request', piece, sole: peer.soleFor.has(piece) }).catch(() => {})
     }
   }
@@ -243,9 +244,11 @@ export class SwarmSession {
       const p = this.peers.get(other)
       if (p !== undefined && p !== peer) {
         p.inflight.delete(piece)
+        // As for requests: a broken stream ends that peer's read loop, which drops it.
         void p.send({ t: 'cancel', piece }).catch(() => {})
       }
     }
+    // As for requests: a broken stream ends that peer's read loop, which drops it.
     for (const p of this.peers.values()) void p.send({ t: 'have', piece }).catch(() => {})
     if (this.mine.complete()) {
       void this.complete()
@@ -469,6 +472,7 @@ export class SwarmSession {
     this.opts.cache.forget(this.id)
     for (const p of this.peers.values()) p.close()
     this.peers.clear()
+    // A failed flush costs only the pieces it would have journaled: the next join fetches them again.
     if (!this.finished && !removePartial) await this.flush().catch(() => {})
     await this.delivering
     await this.release(removePartial).catch(err => {
