@@ -6,9 +6,11 @@ export interface ListQuery {
   state?: TransferState
   agent?: string
   label?: { key: string, value: string }
-  /** Only ids greater than this (the `next` cursor of the previous page). */
+  /** Only ids past this one in the order of the listing (the `next` cursor of the previous page). */
   after?: string
   limit: number
+  /** asc (default): oldest first; desc: newest first, as a dashboard shows them. */
+  order?: 'asc' | 'desc'
 }
 
 export interface ListPage {
@@ -135,13 +137,21 @@ export class TransferIndex {
     return page
   }
 
-  /** Ids to examine, ascending: a small state set is sorted on its own rather than scanning every id. */
+  /** Ids to examine in the listing's order: a small state set is sorted on its own rather than scanning every id. */
   * #candidates (q: ListQuery): Iterable<string> {
     const after = q.after
+    const desc = q.order === 'desc'
     const set = q.state !== undefined ? this.#byState.get(q.state) : undefined
     if (set !== undefined && set.size * 8 < this.#ids.length) {
-      const ids = after === undefined ? [...set] : [...set].filter(id => id > after)
-      yield * ids.sort(byString)
+      const ids = after === undefined ? [...set] : [...set].filter(id => desc ? id < after : id > after)
+      ids.sort(byString)
+      yield * (desc ? ids.reverse() : ids)
+      return
+    }
+    if (desc) {
+      // lowerBound finds the first id not before the cursor: everything below it is older.
+      let i = after === undefined ? this.#ids.length - 1 : lowerBound(this.#ids, after, byString) - 1
+      for (; i >= 0; i--) yield this.#ids[i]
       return
     }
     let i = 0

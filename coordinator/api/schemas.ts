@@ -118,7 +118,8 @@ export const ListTransfersQuery = Type.Object({
   agent: Type.Optional(Type.String({ pattern: AGENT_NAME_PATTERN })),
   label: Type.Optional(Type.String({ pattern: `^${LABEL_KEY}:.{0,${LIMITS.labelValueLength}}$`, description: 'key:value' })),
   after: Type.Optional(Type.String({ pattern: TRANSFER_ID_PATTERN })),
-  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 }))
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 })),
+  order: Type.Optional(Type.Union([Type.Literal('asc'), Type.Literal('desc')], { description: 'asc (default): oldest first; desc: newest first, `after` then pages to older ones' }))
 }, { additionalProperties: false })
 
 export const AgentSchema = Type.Object({

@@ -60,7 +60,7 @@ export function transferRoutes (app: ApiInstance, opts: TransferRouteOptions): v
       const colon = label.indexOf(':')
       labelFilter = { key: label.slice(0, colon), value: label.slice(colon + 1) }
     }
-    return store.list({ tenant: tenantFilter(req.principal), state, agent, label: labelFilter, after, limit: limit ?? DEFAULT_PAGE })
+    return store.list({ tenant: tenantFilter(req.principal), state, agent, label: labelFilter, after, limit: limit ?? DEFAULT_PAGE, order: req.query.order })
   })
 
   app.get('/v1/transfers/:id', {
