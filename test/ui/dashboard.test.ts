@@ -1,0 +1,144 @@
+import { describe, it, expect, beforeAll, afterAll } from 'vitest'
+import { mkdir, writeFile } from 'node:fs/promises'
+import { randomBytes } from 'node:crypto'
+import { join } from 'node:path'
+import { chromium } from 'playwright-core'
+import type { Browser, Page } from 'playwright-core'
+import { TestMesh } from '../helpers/mesh.ts'
+import { CHROMIUM, browserAvailable, requireBrowser } from '../helpers/browser.ts'
+
+const MiB = 1024 * 1024
+const ARTIFACTS = new URL('../../test-artifacts/', import.meta.url).pathname
+// Generous: agents start slowly on a loaded 2-core machine; every wait ends as soon as its condition holds.
+const WAIT = 60_000
+
+/**
+ * The dashboard in a real chromium against a real coordinator and agents:
+ * every check is what a user sees on the page, driven through the page.
+ */
+describe.skipIf(!browserAvailable())('the dashboard in a browser', () => {
+  let mesh: TestMesh
+  let browser: Browser
+  let page: Page
+  const problems: string[] = []
+
+  beforeAll(async () => {
+    requireBrowser()
+    await mkdir(ARTIFACTS, { recursive: true })
+    mesh = await TestMesh.create()
+    await mesh.startCoordinator()
+    await Promise.all([
+      mesh.startAgent('store-1'),
+      mesh.startAgent('fast-1'),
+      // Slow enough that a transfer to it is still running when the test cancels it.
+      mesh.startAgent('slow-1', ['--max-download-rate', '1MiB'])
+    ])
+    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox'] })
+    page = await browser.newPage({ viewport: { width: 1200, height: 700 } })
+    // A script or style the CSP refused, or an error in the page, shows here.
+    // Failed requests are checked by URL below, not by the console's line without one.
+    page.on('console', msg => { if (msg.type() === 'error' && !msg.text().startsWith('Failed to load resource')) problems.push(msg.text()) })
+    page.on('response', res => { if (res.status() >= 400) problems.push(`${res.status()} ${res.request().method()} ${new URL(res.url()).pathname}`) })
+    page.on('pageerror', err => { problems.push(err.message) })
+  })
+  afterAll(async () => {
+    await browser?.close()
+    await mesh?.stop()
+  })
+
+  const row = (id: string): string => `tr[data-transfer="${id}"]`
+  const shot = async (name: string): Promise<void> => { await page.screenshot({ path: join(ARTIFACTS, `${name}.png`) }) }
+
+  it('sends a browser at the API\'s address to the dashboard, refuses a wrong token and signs in with the right one', async () => {
+    await page.goto(`${mesh.ready.apiUrl}/`)
+    expect(new URL(page.url()).pathname).toBe('/ui')
+    await page.fill('#token', 'not-a-token')
+    await page.click('button[type=submit]')
+    await page.locator('.signin [role=alert]', { hasText: 'invalid token' }).waitFor({ timeout: WAIT })
+    await page.fill('#token', mesh.ready.apiToken)
+    await page.click('button[type=submit]')
+    await page.locator('h1', { hasText: 'Transfers' }).waitFor({ timeout: WAIT })
+    expect(await page.evaluate(() => sessionStorage.getItem('staccato.token'))).toBe(mesh.ready.apiToken)
+  })
+
+  it('shows a transfer submitted elsewhere appear and run to 100 % and succeeded, live', async () => {
+    await writeFile(join(mesh.volume('store-1'), 'big.bin'), randomBytes(48 * MiB))
+    await page.locator('text=No transfers').waitFor({ timeout: WAIT })
+    // Submitted after the page loaded: only the event stream can bring it in.
+    const t = await mesh.submit('agent://store-1/vol/big.bin', 'agent://fast-1/vol/big.bin')
+    await page.locator(`${row(t.id)} [data-state]`, { hasText: 'succeeded' }).waitFor({ timeout: WAIT })
+    expect(await page.locator(`${row(t.id)} [data-percent]`).textContent()).toBe('100 %')
+    expect(await page.locator(`${row(t.id)} progress`).getAttribute('value')).toBe('100')
+    expect((await mesh.transfer(t.id)).state).toBe('succeeded')
+    await shot('transfers')
+  })
+
+  it('submits through the form: the API\'s message for a bad URL, then a good one to its own page', async () => {
+    await page.click('nav >> text=New transfer')
+    const bad = { source: 'ftp//store-1/vol/big.bin', destination: 'agent://fast-1/vol/copy.bin' }
+    const expected = (await mesh.api('POST', '/v1/transfers', bad)).body as { code: string, message: string }
+    await page.fill('#source', bad.source)
+    await page.fill('#destinations', bad.destination)
+    await page.click('form.submit button[type=submit]')
+    const error = page.locator('#submit-error')
+    await error.waitFor({ timeout: WAIT })
+    expect(await error.textContent()).toBe(`${expected.message} (${expected.code})`)
+    await shot('submit-error')
+
+    await writeFile(join(mesh.volume('store-1'), 'small.bin'), randomBytes(MiB))
+    await page.fill('#source', 'agent://store-1/vol/small.bin')
+    await page.fill('#destinations', 'agent://fast-1/vol/small.bin')
+    await page.click('form.submit button[type=submit]')
+    await page.waitForURL(/#\/transfers\/tr_/, { timeout: WAIT })
+    const id = /tr_[0-9A-Z]+$/.exec(page.url())?.[0] as string
+    await page.locator('.facts [data-state]', { hasText: 'succeeded' }).waitFor({ timeout: WAIT })
+    await page.locator('.history li', { hasText: 'verifying → succeeded' }).waitFor({ timeout: WAIT })
+    expect((await mesh.transfer(id)).state).toBe('succeeded')
+    await shot('transfer')
+  })
+
+  it('cancels a running transfer from the list', async () => {
+    await writeFile(join(mesh.volume('store-1'), 'slow.bin'), randomBytes(64 * MiB))
+    const t = await mesh.submit('agent://store-1/vol/slow.bin', 'agent://slow-1/vol/slow.bin')
+    await page.click('nav >> text=Transfers')
+    await page.locator(`${row(t.id)} [data-state]`, { hasText: 'active' }).waitFor({ timeout: WAIT })
+    await page.click(`${row(t.id)} button:has-text("Cancel")`)
+    await page.locator(`${row(t.id)} [data-state]`, { hasText: 'canceled' }).waitFor({ timeout: WAIT })
+    expect((await mesh.transfer(t.id)).state).toBe('canceled')
+    // The state filter asks the server for canceled ones only.
+    await page.selectOption('.toolbar select', 'canceled')
+    // Strings run in the page (the tests are type-checked without the DOM's types).
+    await page.waitForFunction(`(() => {
+      const rows = [...document.querySelectorAll('tbody tr')]
+      return rows.length === 1 && rows[0].getAttribute('data-transfer') === '${t.id}'
+    })()`, undefined, { timeout: WAIT })
+    await page.selectOption('.toolbar select', '')
+  })
+
+  it('shows the agents, and one going offline when its process is killed', async () => {
+    await page.click('nav >> text=Agents')
+    const status = (name: string): string => `tr[data-agent="${name}"] [data-status]`
+    for (const name of ['store-1', 'fast-1', 'slow-1']) await page.locator(status(name), { hasText: 'online' }).waitFor({ timeout: WAIT })
+    await shot('agents')
+    await mesh.kill('slow-1')
+    await page.locator(status('slow-1'), { hasText: 'offline' }).waitFor({ timeout: WAIT })
+    expect(await page.locator(status('fast-1')).textContent()).toBe('online')
+  })
+
+  it('is readable on a phone and in dark mode, and signs out', async () => {
+    await page.emulateMedia({ colorScheme: 'dark' })
+    await page.setViewportSize({ width: 390, height: 800 })
+    await page.click('nav >> text=Transfers')
+    await page.locator('h1', { hasText: 'Transfers' }).waitFor({ timeout: WAIT })
+    // The table scrolls inside its frame; the page itself does not get wider than the phone.
+    expect(await page.evaluate('document.documentElement.scrollWidth')).toBeLessThanOrEqual(390)
+    const background = await page.evaluate('getComputedStyle(document.body).backgroundColor')
+    expect(background).toBe('rgb(15, 19, 23)')
+    await shot('phone-dark')
+    await page.click('text=Sign out')
+    await page.locator('#token').waitFor({ timeout: WAIT })
+    expect(await page.evaluate(() => sessionStorage.getItem('staccato.token'))).toBeNull()
+    // Only the two refusals the tests asked for: the wrong token, the bad URL.
+    expect(problems).toEqual(['401 GET /v1/transfers', '400 POST /v1/transfers'])
+  })
+})
