@@ -47,7 +47,8 @@ describe.skipIf(!browserAvailable())('the dashboard in a browser', () => {
   })
 
   const row = (id: string): string => `tr[data-transfer="${id}"]`
-  const shot = async (name: string): Promise<void> => { await page.screenshot({ path: join(ARTIFACTS, `${name}.png`) }) }
+  // The page's content only, without the empty viewport below it.
+  const shot = async (name: string): Promise<void> => { await page.locator('#app').screenshot({ path: join(ARTIFACTS, `${name}.png`) }) }
 
   it('sends a browser at the API\'s address to the dashboard, refuses a wrong token and signs in with the right one', async () => {
     await page.goto(`${mesh.ready.apiUrl}/`)
@@ -102,16 +103,19 @@ describe.skipIf(!browserAvailable())('the dashboard in a browser', () => {
     const t = await mesh.submit('agent://store-1/vol/slow.bin', 'agent://slow-1/vol/slow.bin')
     await page.click('nav >> text=Transfers')
     await page.locator(`${row(t.id)} [data-state]`, { hasText: 'active' }).waitFor({ timeout: WAIT })
+    // Its bar moves with the progress events before it is canceled.
+    await mesh.until(async () => parseInt(await page.locator(`${row(t.id)} [data-percent]`).textContent() ?? '') > 0, WAIT, 'the bar to move')
+    await shot('transfers-active')
     await page.click(`${row(t.id)} button:has-text("Cancel")`)
     await page.locator(`${row(t.id)} [data-state]`, { hasText: 'canceled' }).waitFor({ timeout: WAIT })
     expect((await mesh.transfer(t.id)).state).toBe('canceled')
     // The state filter asks the server for canceled ones only.
     await page.selectOption('.toolbar select', 'canceled')
-    // Strings run in the page (the tests are type-checked without the DOM's types).
-    await page.waitForFunction(`(() => {
-      const rows = [...document.querySelectorAll('tbody tr')]
-      return rows.length === 1 && rows[0].getAttribute('data-transfer') === '${t.id}'
-    })()`, undefined, { timeout: WAIT })
+    // The page's CSP forbids eval, so conditions are polled from here.
+    await mesh.until(async () => {
+      const rows = await page.locator('tbody tr').evaluateAll(trs => trs.map(tr => tr.getAttribute('data-transfer')))
+      return rows.length === 1 && rows[0] === t.id
+    }, WAIT, 'only the canceled transfer listed')
     await page.selectOption('.toolbar select', '')
   })
 
@@ -131,8 +135,8 @@ describe.skipIf(!browserAvailable())('the dashboard in a browser', () => {
     await page.click('nav >> text=Transfers')
     await page.locator('h1', { hasText: 'Transfers' }).waitFor({ timeout: WAIT })
     // The table scrolls inside its frame; the page itself does not get wider than the phone.
-    expect(await page.evaluate('document.documentElement.scrollWidth')).toBeLessThanOrEqual(390)
-    const background = await page.evaluate('getComputedStyle(document.body).backgroundColor')
+    expect(await page.locator('html').evaluate(e => e.scrollWidth)).toBeLessThanOrEqual(390)
+    const background = await page.locator('body').evaluate(e => e.ownerDocument.defaultView?.getComputedStyle(e).backgroundColor)
     expect(background).toBe('rgb(15, 19, 23)')
     await shot('phone-dark')
     await page.click('text=Sign out')
