@@ -9,11 +9,12 @@ export const session = {
 }
 
 export class ApiError extends Error {
-  constructor (status, code, message) {
+  constructor (status, code, message, body) {
     super(message)
     this.name = 'ApiError'
     this.status = status
     this.code = code
+    this.body = body
   }
 }
 
@@ -31,12 +32,39 @@ export async function api (method, path, body, token) {
   if (res.status === 204) return undefined
   const data = await res.json().catch(() => ({}))
   if (!res.ok) {
-    const err = new ApiError(res.status, data.code ?? `http_${res.status}`, data.message ?? res.statusText)
+    const err = new ApiError(res.status, data.code ?? `http_${res.status}`, data.message ?? res.statusText, data)
     // A token revoked or expired while signed in: back to the sign-in form, with the reason.
     if (res.status === 401 && token === undefined) window.dispatchEvent(new CustomEvent('staccato:unauthorized', { detail: err.message }))
     throw err
   }
   return data
+}
+
+const FEED_PAGES = 20
+const FEED_LIMIT = 1000
+
+/**
+ * The events matching `topics` from the change feed, oldest first. The feed
+ * scans a bounded stretch of the log per request, so this pages on until a
+ * request brings nothing new, at most FEED_PAGES requests; an expired start
+ * goes on from the oldest event kept.
+ */
+export async function readFeed (topics) {
+  const items = []
+  let after = 0
+  for (let i = 0; i < FEED_PAGES; i++) {
+    let page
+    try {
+      page = await api('GET', `/v1/changes?after=${after}&limit=${FEED_LIMIT}&topics=${encodeURIComponent(topics)}`)
+    } catch (err) {
+      if (err instanceof ApiError && err.code === 'cursor_expired' && Number.isInteger(err.body?.oldest)) { after = err.body.oldest - 1; continue }
+      throw err
+    }
+    items.push(...page.items)
+    if (page.next === after) break
+    after = page.next
+  }
+  return items
 }
 
 const RETRY_MIN_MS = 1000

@@ -48,11 +48,17 @@ function SignIn ({ onSignedIn, reason }) {
     </main>`
 }
 
+// The hash is the route here, so the skip link moves the focus itself rather than follow #main.
+function skip (e) {
+  e.preventDefault()
+  document.getElementById('main')?.focus()
+}
+
 function Nav ({ current, onSignOut }) {
   const link = (page, href, label) => html`<a href=${href} aria-current=${current === page ? 'page' : undefined}>${label}</a>`
   return html`
     <header>
-      <a class="skip" href="#main">Skip to content</a>
+      <a class="skip" href="#main" onClick=${skip}>Skip to content</a>
       <nav aria-label="Main">
         <span class="brand">Staccato</span>
         ${link('transfers', '#/transfers', 'Transfers')}

@@ -1,18 +1,24 @@
 /* global AbortController */
 import { useEffect, useState } from 'preact/hooks'
 import { html } from './html.js'
-import { api, followEvents, throttle } from './api.js'
+import { api, followEvents, readFeed, throttle } from './api.js'
 import { bytes } from './format.js'
 import { CancelButton, Progress, StateBadge, rateAndEta, withProgress } from './rows.js'
 
 // The history shows changes of state; progress events are many and add nothing a bar does not show.
-const HISTORY = 200
+const historyTopics = id => `transfer.${id}.state,transfer.${id}.deleted`
 
 function describe (ev) {
   const d = ev.data
   if (ev.topic.endsWith('.state')) return `${d.from ?? '–'} → ${d.to}${d.attempt !== undefined ? ` (attempt ${d.attempt})` : ''}${d.error !== undefined ? `: ${d.error.code} — ${d.error.message}` : ''}`
   if (ev.topic.endsWith('.deleted')) return 'deleted'
   return JSON.stringify(d)
+}
+
+/** Adds events not yet listed, in seq order: the feed and the live stream may both bring one. */
+function merge (list, more) {
+  const seen = new Set(list.map(ev => ev.seq))
+  return [...list, ...more.filter(ev => !seen.has(ev.seq))].sort((a, b) => a.seq - b.seq)
 }
 
 export function TransferPage ({ id }) {
@@ -22,26 +28,32 @@ export function TransferPage ({ id }) {
 
   useEffect(() => {
     const stop = new AbortController()
-    const load = throttle(async () => {
+    const guard = fn => async () => {
       try {
-        // The change feed filtered to this transfer's changes of state.
-        const [rec, feed] = await Promise.all([
-          api('GET', `/v1/transfers/${id}`),
-          api('GET', `/v1/changes?after=0&limit=${HISTORY}&topics=${encodeURIComponent(`transfer.${id}.state,transfer.${id}.deleted`)}`)
-        ])
-        if (stop.signal.aborted) return
-        setT(rec)
-        setEvents(feed.items)
-        setError(undefined)
+        await fn()
+        if (!stop.signal.aborted) setError(undefined)
       } catch (err) {
         if (!stop.signal.aborted) setError(err.message)
       }
-    }, 500)
-    load()
+    }
+    const loadRecord = throttle(guard(async () => {
+      const rec = await api('GET', `/v1/transfers/${id}`)
+      if (!stop.signal.aborted) setT(rec)
+    }), 500)
+    // Read once the stream is live (and again after it reconnects), so that nothing falls between the two.
+    const loadHistory = guard(async () => {
+      const items = await readFeed(historyTopics(id))
+      if (!stop.signal.aborted) setEvents(list => merge(list, items))
+    })
+    loadRecord()
     followEvents(`transfer.${id}.#`, {
       signal: stop.signal,
-      onOpen: load,
-      onEvent: ev => { if (ev.topic.endsWith('.progress')) setT(cur => cur === undefined ? cur : withProgress(cur, ev.data)); else load() }
+      onOpen: () => { loadRecord(); void loadHistory() },
+      onEvent: ev => {
+        if (ev.topic.endsWith('.progress')) { setT(cur => cur === undefined ? cur : withProgress(cur, ev.data)); return }
+        setEvents(list => merge(list, [ev]))
+        loadRecord()
+      }
     })
     return () => stop.abort()
   }, [id])

@@ -56,9 +56,16 @@ describe.skipIf(!browserAvailable())('the dashboard in a browser', () => {
     await page.fill('#token', 'not-a-token')
     await page.click('button[type=submit]')
     await page.locator('.signin [role=alert]', { hasText: 'invalid token' }).waitFor({ timeout: WAIT })
+    // By keyboard: Enter in the field submits the form.
     await page.fill('#token', mesh.ready.apiToken)
-    await page.click('button[type=submit]')
+    await page.press('#token', 'Enter')
     await page.locator('h1', { hasText: 'Transfers' }).waitFor({ timeout: WAIT })
+    // The first Tab reaches the skip link, which moves the focus to the content and leaves the route alone.
+    await page.keyboard.press('Tab')
+    expect(await page.locator('a.skip:focus').count()).toBe(1)
+    await page.keyboard.press('Enter')
+    await page.locator('main:focus').waitFor({ timeout: WAIT })
+    expect(new URL(page.url()).hash).toBe('')
     expect(await page.evaluate(() => sessionStorage.getItem('staccato.token'))).toBe(mesh.ready.apiToken)
   })
 
