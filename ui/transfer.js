@@ -6,11 +6,12 @@ import { bytes } from './format.js'
 import { CancelButton, Progress, StateBadge, rateAndEta, withProgress } from './rows.js'
 
 // The history shows changes of state; progress events are many and add nothing a bar does not show.
-const historyTopics = id => `transfer.${id}.state,transfer.${id}.deleted`
+const historyTopics = id => `transfer.${id}.state,transfer.${id}.destination,transfer.${id}.deleted`
 
 function describe (ev) {
   const d = ev.data
-  if (ev.topic.endsWith('.state')) return `${d.from ?? '–'} → ${d.to}${d.attempt !== undefined ? ` (attempt ${d.attempt})` : ''}${d.error !== undefined ? `: ${d.error.code} — ${d.error.message}` : ''}`
+  if (ev.topic.endsWith('.state')) return `${d.from ?? '–'} → ${d.to}${d.attempt !== undefined ? ` (attempt ${d.attempt})` : ''}${d.error !== undefined ? ` — ${d.error.code}: ${d.error.message}` : ''}`
+  if (ev.topic.endsWith('.destination')) return `destination on ${d.agent}: ${d.state}${d.error !== undefined ? ` — ${d.error.code}: ${d.error.message}` : ''}`
   if (ev.topic.endsWith('.deleted')) return 'deleted'
   return JSON.stringify(d)
 }
@@ -80,7 +81,7 @@ export function TransferPage ({ id }) {
     ${t.destinations !== undefined && html`
       <h2>Destinations</h2>
       <div class="table-wrap">
-        <table>
+        <table class="destinations">
           <thead><tr><th scope="col">Destination</th><th scope="col">Agent</th><th scope="col">State</th><th scope="col">Received</th><th scope="col">Last error</th></tr></thead>
           <tbody>${t.destinations.map(d => html`
             <tr key=${d.destination}>

@@ -105,6 +105,22 @@ describe.skipIf(!browserAvailable())('the dashboard in a browser', () => {
     await shot('transfer')
   })
 
+  it('submits a distribution through the form (one destination a line) and shows each destination', async () => {
+    await page.click('nav >> text=New transfer')
+    await page.fill('#source', 'agent://store-1/vol/small.bin')
+    await page.fill('#destinations', 'agent://fast-1/vol/dist.bin\nagent://slow-1/vol/dist.bin')
+    await page.click('form.submit button[type=submit]')
+    await page.waitForURL(/#\/transfers\/tr_/, { timeout: WAIT })
+    await page.locator('.facts [data-state]', { hasText: 'succeeded' }).waitFor({ timeout: WAIT })
+    const rows = page.locator('table.destinations tbody tr')
+    await mesh.until(async () => (await rows.locator('[data-state]').allTextContents()).join() === 'succeeded,succeeded', WAIT, 'both destinations succeeded')
+    expect(await rows.locator('th').allTextContents()).toEqual(['agent://fast-1/vol/dist.bin', 'agent://slow-1/vol/dist.bin'])
+    // Read back from the change feed, not only seen live: a reload shows the same history.
+    await page.reload()
+    await page.locator('.history li', { hasText: 'destination on slow-1: succeeded' }).waitFor({ timeout: WAIT })
+    await shot('distribution')
+  })
+
   it('cancels a running transfer from the list', async () => {
     await writeFile(join(mesh.volume('store-1'), 'slow.bin'), randomBytes(64 * MiB))
     const t = await mesh.submit('agent://store-1/vol/slow.bin', 'agent://slow-1/vol/slow.bin')
