@@ -140,6 +140,11 @@ describe.skipIf(!browserAvailable())('the dashboard in a browser', () => {
       return rows.length === 1 && rows[0] === t.id
     }, WAIT, 'only the canceled transfer listed')
     await page.selectOption('.toolbar select', '')
+    // Newest first: ids sort in creation order, and this one is the newest.
+    await mesh.until(async () => (await page.locator('tbody tr').count()) === 4, WAIT, 'all four transfers listed')
+    const ids = await page.locator('tbody tr').evaluateAll(trs => trs.map(tr => tr.getAttribute('data-transfer') ?? ''))
+    expect(ids[0]).toBe(t.id)
+    expect(ids).toEqual([...ids].sort().reverse())
   })
 
   it('shows the agents, and one going offline when its process is killed', async () => {
