@@ -7,6 +7,7 @@ import type { Logger } from 'pino'
 import { createMeshNode, issuerKey, loadOrCreateIdentity, InvalidArgumentError, PACKAGE_VERSION } from '../mesh/index.ts'
 import type { MeshNode } from '../mesh/index.ts'
 import { file, random, nullSink, http, https, loadPlugins } from '../protocols/index.ts'
+import type { Volume } from '../protocols/index.ts'
 import { Journal } from './journal.ts'
 import { Executor } from './executor.ts'
 import { ControlClient } from './control-client.ts'
@@ -24,11 +25,8 @@ export const AGENT_VERSION = PACKAGE_VERSION
 /** Log fields that may carry secrets (the join token, tickets) at the top level or one level down. */
 const LOG_REDACT = ['joinToken', 'token', 'ticket', 'secret', 'authorization', '*.joinToken', '*.token', '*.ticket', '*.secret', '*.authorization']
 
-export interface VolumeConfig {
-  name: string
-  root: string
-  readOnly: boolean
-}
+/** The agent serves its volumes through the file plug-in, so it takes them in that plug-in's shape. */
+export type VolumeConfig = Volume
 
 export interface AgentConfig {
   name: string

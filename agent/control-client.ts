@@ -72,6 +72,7 @@ export class ControlClient {
   }
 
   cast<M extends ControlMethod> (method: M, params: ControlParams<M>): void {
+    // Casts (progress) are fire-and-forget by design: one lost with a broken channel is superseded by the next, or by the state sent at re-registration.
     void this.channel?.cast(method, params).catch(() => {})
   }
 
@@ -97,6 +98,7 @@ export class ControlClient {
         this.opts.log('coordinator unreachable; will retry', { coordinator: this.opts.coordinator.toString(), attempts: ++failures, ...errorFields(e), retryInMs: backoff }, failures >= 3 ? 'warn' : 'info')
       }
       if (this.stopped) break
+      // Rejects only when stop() aborts the wait; the loop then sees `stopped`.
       await sleep(backoff * (0.5 + Math.random() / 2), undefined, { signal: this.stopController.signal }).catch(() => {})
       backoff = Math.min(backoff * 2, max)
     }

@@ -108,6 +108,7 @@ async function serve (stream: Stream, connection: Connection, opts: DataServerOp
 
 async function refuse (stream: Stream, err: unknown): Promise<void> {
   const error = toStaccatoError(err).toJSON()
+  // The refusal is a courtesy: a peer that already went away needs no answer, and the stream is ended below either way.
   await sendFrame(stream, { v: WIRE_VERSION, ok: false, error }).catch(() => {})
   await stream.close().catch(() => stream.abort(toStaccatoError(err)))
 }

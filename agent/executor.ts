@@ -288,6 +288,7 @@ export class Executor {
       if (done !== st.size) throw new NetworkError(`source ended after ${done} of ${st.size} bytes`)
       clearInterval(timer)
       this.opts.progress({ transferId: job.transferId, attempt: job.attempt, bytesDone: done, bytesTotal: st.size })
+      // 'verifying' only shows the state early: the outcome that follows is journaled and reported until the coordinator has it.
       await this.opts.report({ transferId: job.transferId, attempt: job.attempt, outcome: 'verifying', bytesDone: done, bytesTotal: st.size }).catch(() => {})
       const sha256 = hash.digest('hex')
       checkDigests(job, sha256, sourceDigest, st)
@@ -298,6 +299,7 @@ export class Executor {
       await syncing
       const e: StaccatoError = toStaccatoError(signal.aborted ? signal.reason : err)
       const keepPartial = e.retryable && !(e instanceof SourceChangedError)
+      // The transfer's own error (e) is what gets reported; an abort that fails too leaves at most a partial, which the next attempt resumes or replaces.
       await writer.abort({ keepPartial }).catch(() => {})
       if (!keepPartial) {
         entry.durableOffset = 0

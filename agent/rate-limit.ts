@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises'
+import { Serial } from '../mesh/index.ts'
 
 /**
  * A token bucket in bytes per second, shared by every transfer of an agent in
@@ -10,7 +11,7 @@ export class TokenBucket {
   private readonly burst: number
   private tokens: number
   private last = performance.now()
-  private queue: Promise<void> = Promise.resolve()
+  private readonly queue = new Serial()
 
   constructor (bytesPerSecond: number, burstBytes = Math.max(bytesPerSecond / 10, 256 * 1024)) {
     this.rate = bytesPerSecond
@@ -20,13 +21,11 @@ export class TokenBucket {
 
   /** Resolves when `bytes` may be sent; callers are served in order. */
   async take (bytes: number, signal?: AbortSignal): Promise<void> {
-    const turn = this.queue.then(async () => {
+    await this.queue.run(async () => {
       this.refill()
       this.tokens -= bytes
       if (this.tokens < 0) await sleep(Math.ceil((-this.tokens / this.rate) * 1000), undefined, { signal })
     })
-    this.queue = turn.catch(() => {})
-    await turn
   }
 
   private refill (): void {

@@ -7,6 +7,7 @@ import type { TSchema } from 'typebox'
 import Value from 'typebox/value'
 import { StaccatoError } from '../mesh/index.ts'
 import { parseSize } from '../protocols/index.ts'
+import type { Volume } from '../protocols/index.ts'
 import { parseVolume } from './options.ts'
 
 /**
@@ -64,7 +65,8 @@ export function addConfigOptions (cmd: Command, specs: readonly OptionSpec[]): C
   return cmd
 }
 
-export interface Volume { name: string, root: string, readOnly: boolean }
+/** A volume as the agent's plug-in takes it: the config checks it once and hands it on unchanged. */
+export type { Volume }
 
 export interface Resolved {
   values: Record<string, unknown>

@@ -75,6 +75,7 @@ export async function takeDemoLock (dir: string, notice: (line: string) => void)
       let writes = Promise.resolve()
       return {
         record: async children => { writes = writes.then(async () => await write({ pid: process.pid, children })); await writes },
+        // A failed write was reported to record()'s caller; release only waits for it before removing the file.
         release: async () => { await writes.catch(() => {}); await rm(file, { force: true }) }
       }
     } catch (err) {

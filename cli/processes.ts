@@ -63,7 +63,42 @@ export async function stopProcess (child: ChildProcess, signal: NodeJS.Signals =
 }
 
 /** A TCP port on 127.0.0.1 that was free a moment ago (for the demo, tests and benchmarks). */
+/**
+ * A port to give a server that starts later (a coordinator's API or mesh
+ * port, which agents must find again after a restart). Not the kernel's
+ * choice for port 0: that comes from the ephemeral range, where every
+ * outgoing connection and every listener on port 0 (each agent's) takes its
+ * ports, so on a busy machine another process could take it between this
+ * check and the server's listen (seen as EADDRINUSE in the test suite under
+ * load). A random free port below the ephemeral range is taken only by
+ * whoever names it.
+ */
 export async function freePort (): Promise<number> {
+  const low = await ephemeralLow()
+  const floor = 10_000
+  for (let tries = 0; tries < 100; tries++) {
+    const port = floor + Math.floor(Math.random() * Math.max(1, low - floor))
+    if (await canListen(port)) return port
+  }
+  return await kernelPort()
+}
+
+async function ephemeralLow (): Promise<number> {
+  // Linux's default is 32768-60999; elsewhere assume it.
+  const text = await readFile('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').catch(() => '32768 60999')
+  const low = Number(text.trim().split(/\s+/)[0])
+  return Number.isInteger(low) && low > 11_000 ? low : 32_768
+}
+
+async function canListen (port: number): Promise<boolean> {
+  return await new Promise(resolve => {
+    const server = createServer()
+    server.once('error', () => resolve(false))
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)))
+  })
+}
+
+async function kernelPort (): Promise<number> {
   return await new Promise((resolve, reject) => {
     const server = createServer()
     server.once('error', reject)

@@ -1,5 +1,5 @@
 import type { PrivateKey } from '@libp2p/interface'
-import { AgentOfflineError, UnsupportedError, errorFields, parseLocation, signTicket, toStaccatoError } from '../mesh/index.ts'
+import { AgentOfflineError, NotFoundError, UnsupportedError, errorFields, parseLocation, signTicket, toStaccatoError } from '../mesh/index.ts'
 import type { ControlMethod, ControlParams, ErrorInfo, Job, StaccatoError } from '../mesh/index.ts'
 import type { TransferStore } from './store.ts'
 import type { TransferRecord, TransferState } from './model.ts'
@@ -101,7 +101,7 @@ export class Dispatcher {
     try {
       const job = await this.job(rec, executor)
       await registry.call(executor, 'execute', job)
-      await store.transition(rec.id, 'active', {}, { from: ['scheduled'] }).catch(() => {})
+      await store.transition(rec.id, 'active', {}, { from: ['scheduled'] }).catch(this.storeMissed('could not record the transfer as active', rec))
       const now = store.get(rec.id)
       if (now === undefined || TERMINAL_STATES.has(now.state)) {
         // Canceled, or succeeded through an earlier attempt's outcome, while this one was on its way: a cancel sent
@@ -186,7 +186,7 @@ export class Dispatcher {
     if (rec.attempt !== r.attempt) return ignored('stale: from an earlier attempt')
     if (r.outcome === 'verifying') {
       const progress = { ...rec.progress, bytesDone: r.bytesDone ?? rec.progress.bytesDone, bytesTotal: r.bytesTotal ?? rec.progress.bytesTotal }
-      await this.opts.store.transition(rec.id, 'verifying', { progress }, { from: ['active'] }).catch(() => {})
+      await this.opts.store.transition(rec.id, 'verifying', { progress }, { from: ['active'] }).catch(this.storeMissed('could not record the transfer as verifying', rec))
     } else {
       await this.fail(rec.id, r.attempt, r.error ?? { code: 'internal', message: 'agent reported a failure without an error', retryable: true })
     }
@@ -273,7 +273,21 @@ export class Dispatcher {
     const p = params as ControlParams<'progress'>
     const rec = this.opts.store.get(p.transferId)
     if (rec === undefined || rec.attempt !== p.attempt || rec.executor !== agent || (rec.state !== 'active' && rec.state !== 'scheduled')) return
-    void this.opts.store.setProgress(rec.id, { bytesDone: p.bytesDone, bytesTotal: p.bytesTotal }).catch(() => {})
+    void this.opts.store.setProgress(rec.id, { bytesDone: p.bytesDone, bytesTotal: p.bytesTotal }).catch(this.storeMissed('could not record progress', rec))
+  }
+
+  /**
+   * The catch handler of a store write the dispatcher can go on without: the
+   * next report, progress or scheduling pass writes again. Losing a race (a
+   * cancel, an outcome or a delete got there first) is expected and says
+   * nothing; any other failure (the store closed, a disk error, a report the
+   * store refused) is logged, so that it is not lost without a word.
+   */
+  private storeMissed (what: string, rec: TransferRecord): (err: unknown) => void {
+    return err => {
+      if (err instanceof InvalidStateError || err instanceof NotFoundError) return
+      this.opts.log(what, { transferId: rec.id, agent: rec.executor, attempt: rec.attempt, ...errorFields(toStaccatoError(err)) }, 'warn')
+    }
   }
 
   /** Requeued while the agent was away, but it kept running: the same attempt goes on, no new one. */

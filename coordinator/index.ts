@@ -1,11 +1,15 @@
-/** coordinator/: REST API, store, scheduler plug-ins, agent registry, dispatch. Imports mesh/ (and protocols/) only. */
+/**
+ * coordinator/: REST API, store, scheduler plug-ins, agent registry, dispatch.
+ * Imports mesh/ only: it checks locations (mesh/location.ts) but never opens a
+ * plug-in, which agents do. DESIGN.md would allow protocols/ too.
+ */
 export { startCoordinator } from './coordinator.ts'
 export type { Coordinator, CoordinatorConfig } from './coordinator.ts'
 export { TransferStore } from './store.ts'
 export { buildApi, parseTenantPolicy, DEFAULT_RATE_LIMIT } from './api/index.ts'
 export type { TenantPolicy, RateLimitOptions } from './api/index.ts'
 export { TokenStore } from './tokens.ts'
-export { fifo, createScheduler } from './scheduler/index.ts'
+export { fifo, createScheduler, schedulerView } from './scheduler/index.ts'
 export type { Scheduler, SchedulerView, Decision } from './scheduler/index.ts'
 export type { TransferRecord, TransferState, AgentRecord } from './model.ts'
 export { DEFAULT_EVENTS_CONFIG } from './events/index.ts'

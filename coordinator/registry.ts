@@ -77,6 +77,7 @@ export class AgentRegistry {
   /** Runs fn after every earlier registration and disconnection of this agent, and before any later one. */
   exclusive<T> (agent: string, fn: () => Promise<T>): Promise<T> {
     const ran = (this.lifecycles.get(agent) ?? Promise.resolve()).then(fn)
+    // The failure is the caller's (ran); the next lifecycle step only waits for this one to settle.
     const tail = ran.catch(() => {})
     this.lifecycles.set(agent, tail)
     void tail.then(() => { if (this.lifecycles.get(agent) === tail) this.lifecycles.delete(agent) })
@@ -90,6 +91,7 @@ export class AgentRegistry {
   }
 
   cast<M extends ControlMethod> (agent: string, method: M, params: ControlParams<M>): void {
+    // Casts are fire-and-forget: a cancel an offline agent misses is sent again when it registers (reconcile).
     void this.sessions.get(agent)?.channel.cast(method, params).catch(() => {})
   }
 

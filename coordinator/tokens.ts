@@ -1,6 +1,6 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
 import { Level } from 'level'
-import { InvalidArgumentError, NotFoundError, StaccatoError } from '../mesh/index.ts'
+import { InvalidArgumentError, NotFoundError, Serial, StaccatoError } from '../mesh/index.ts'
 import { createIdGenerator } from './ids.ts'
 import { InvalidStateError } from './store-errors.ts'
 
@@ -83,7 +83,7 @@ export class TokenStore {
   readonly #apiIds = createIdGenerator('tok_')
   readonly #joinIds = createIdGenerator('jt_')
   #configCount = 0
-  #chain: Promise<unknown> = Promise.resolve()
+  #writes = new Serial()
 
   private constructor (db: Level<string, unknown> | undefined, now: () => number) {
     this.#db = db
@@ -110,7 +110,7 @@ export class TokenStore {
   }
 
   async close (): Promise<void> {
-    await this.#chain
+    await this.#writes.idle()
     await this.#db?.close()
   }
 
@@ -294,12 +294,10 @@ export class TokenStore {
   #put (key: string, value: unknown): Promise<void> {
     const db = this.#db
     if (db === undefined) return Promise.resolve()
-    const run = this.#chain.then(async () => {
+    return this.#writes.run(async () => {
       if (db.status !== 'open') throw new StaccatoError('unavailable', 'the token store is closed', true)
       await db.batch([{ type: 'put', key, value }], { sync: true })
     })
-    this.#chain = run.catch(() => {})
-    return run
   }
 }
 

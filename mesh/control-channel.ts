@@ -141,6 +141,7 @@ export class ControlChannel {
 
   private async refuse (id: number, err: unknown): Promise<void> {
     const error = toStaccatoError(err).toJSON()
+    // The refusal is a courtesy to a caller that may be gone; a broken stream ends the read loop, which closes the channel.
     await this.write({ v: WIRE_VERSION, kind: 'reply', id, error }).catch(() => {})
   }
 }

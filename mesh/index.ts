@@ -1,12 +1,32 @@
-/** mesh/: what the coordinator and agents share. It imports no other unit. */
-export * from './errors.ts'
-export * from './location.ts'
-export * from './identity.ts'
-export * from './node.ts'
-export * from './wire.ts'
-export * from './messages.ts'
-export * from './ticket.ts'
-export * from './protocol-ids.ts'
-export * from './control-channel.ts'
-export * from './address-policy.ts'
-export * from './version.ts'
+/**
+ * mesh/: what the coordinator and agents share. It imports no other unit.
+ * Listed name by name, so that what other units may use is a decision made
+ * here, not whatever a file happens to export.
+ */
+export {
+  StaccatoError, NotFoundError, PermissionDeniedError, NoSpaceError, SourceChangedError, ChecksumMismatchError,
+  UnsupportedError, InvalidArgumentError, ProtocolError, TicketError, NetworkError, AgentOfflineError, TimeoutError,
+  CanceledError, UnavailableError, InternalError, toStaccatoError, errorFields, fromErrorInfo
+} from './errors.ts'
+export type { ErrorInfo } from './errors.ts'
+export { isValidAgentName, parseLocation, pluginUrl } from './location.ts'
+export type { Location } from './location.ts'
+export { loadOrCreateIdentity } from './identity.ts'
+export { createMeshNode } from './node.ts'
+export type { MeshNode, MeshNodeOptions } from './node.ts'
+export { MAX_FRAME_BYTES, encodeFrame, send, sendFrame, FrameReader } from './wire.ts'
+// Each schema below is also the type of the message it validates.
+export {
+  WIRE_VERSION, DataRequest, DataResponse, DataTrailer, ControlEnvelope, Job, SwarmMessage, Manifest,
+  MAX_REGISTER_OUTCOMES, ControlMethods, decode
+} from './messages.ts'
+export type { SwarmPeerInfo, ControlMethod, ControlParams } from './messages.ts'
+export { TicketClaims, signTicket, issuerKey, verifyTicket } from './ticket.ts'
+export type { TicketRequest } from './ticket.ts'
+export { CONTROL_PROTOCOL, DATA_PROTOCOL, SWARM_PROTOCOL } from './protocol-ids.ts'
+export { MAX_CALLS_IN_FLIGHT, MAX_UNSENT_BYTES, ControlChannel } from './control-channel.ts'
+export type { ControlHandlers } from './control-channel.ts'
+export { AddressRefusedError, parseAddressAllow, AddressPolicy, hostOf } from './address-policy.ts'
+export type { AddressClass } from './address-policy.ts'
+export { PACKAGE_VERSION } from './version.ts'
+export { Serial } from './serial.ts'

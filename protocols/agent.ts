@@ -55,6 +55,7 @@ export function agent (init: AgentPluginOptions): ProtocolPlugin {
 
     async stat (url, opts): Promise<StatResult> {
       const { stream, header } = await open(url, { offset: 0, length: 0, digest: false }, opts?.signal)
+      // The header is all a stat needs; a close that fails (the peer reset first) changes nothing in it.
       await stream.close().catch(() => {})
       return { size: header.size, mtime: header.mtime, etag: header.etag }
     },
@@ -70,6 +71,7 @@ export function agent (init: AgentPluginOptions): ProtocolPlugin {
         const trailer = decode(DataTrailer, await reader.readFrame(), 'data trailer')
         if (!trailer.ok) throw fromErrorInfo(trailer.error)
         if (trailer.sha256 !== undefined) opts.onDigest?.(trailer.sha256)
+        // Every byte and the trailer are in: a close that fails (the peer reset first) changes nothing read.
         await stream.close().catch(() => {})
       } catch (err) {
         stream.abort(toStaccatoError(err))

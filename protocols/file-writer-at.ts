@@ -120,6 +120,7 @@ class FileWriterAt implements WriterAt {
     if (this.#state === 'aborted') return
     const committed = this.#state === 'committed'
     this.#state = 'aborted'
+    // Aborting keeps or removes the partial by name, not through the handle: a handle that fails to close changes neither.
     await this.#close().catch(() => {})
     if (!committed && opts.keepPartial !== true) await this.#removePartial()
   }
@@ -141,6 +142,7 @@ class FileWriterAt implements WriterAt {
     } catch (err) {
       if (isNoSpace(err)) {
         this.#state = 'failed'
+        // The disk is full: the NoSpaceError below is what the caller needs, cleanup is best effort (a partial left behind is replaced by the next attempt).
         await this.#close().catch(() => {})
         await this.#removePartial().catch(() => {})
       }

@@ -2,7 +2,7 @@ import { constants } from 'node:fs'
 import { unlink } from 'node:fs/promises'
 import type { FileHandle } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
-import { InvalidArgumentError, SourceChangedError } from '../mesh/index.ts'
+import { InvalidArgumentError, Serial, SourceChangedError } from '../mesh/index.ts'
 import type { OpOptions, Writer } from './contract.ts'
 import { fsError, isNoSpace } from './fs-errors.ts'
 import { checkFreeSpace, commitPartial, openPartialFile, partialName } from './file-partial.ts'
@@ -80,7 +80,7 @@ class FileWriter implements Writer {
   #writing: Promise<void> | undefined
   /** Its error, reported by the next call rather than as "writer is already failed". */
   #writeError: unknown
-  #tail: Promise<unknown> = Promise.resolve()
+  #tasks = new Serial()
   #closed = false
 
   constructor (init: FileWriterInit, fh: FileHandle, dir: string, partial: string) {
@@ -167,6 +167,7 @@ class FileWriter implements Writer {
   abort (opts: { keepPartial?: boolean } = {}): Promise<void> {
     return this.#serial(async () => {
       if (this.#state === 'committed' || this.#state === 'aborted') return
+      // Aborting: if the last bytes cannot be flushed, a resume finds the partial shorter than its offset and starts over from 0.
       if (this.#state === 'open' && opts.keepPartial === true) await this.#flush().catch(() => {})
       this.#state = 'aborted'
       await this.#close().catch(() => {})
@@ -175,9 +176,7 @@ class FileWriter implements Writer {
   }
 
   #serial<T> (fn: () => Promise<T>): Promise<T> {
-    const run = this.#tail.then(fn)
-    this.#tail = run.catch(() => {})
-    return run
+    return this.#tasks.run(fn)
   }
 
   #ensureOpen (): void {
@@ -228,6 +227,7 @@ class FileWriter implements Writer {
     } catch (err) {
       this.#state = 'failed'
       if (isNoSpace(err)) {
+        // The disk is full: the NoSpaceError is what the caller needs, cleanup is best effort (a partial left behind is replaced by the next attempt).
         await this.#close().catch(() => {})
         await this.#removePartial().catch(() => {})
       }

@@ -28,6 +28,7 @@ export function openPutWriter (ctx: HttpContext, url: URL, opts: WriteOptions): 
     res => { throw statusError(res.statusCode ?? 0, what) },
     err => { failure = networkError(err, what, opts.signal); throw failure }
   )
+  // Marks the rejection as handled until a write or commit() races `ended` and sees it.
   ended.catch(() => {})
 
   function ensureOpen (): void {

@@ -3,8 +3,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { ChildProcess } from 'node:child_process'
-import { freePort, spawnStaccato, stopProcess, waitForJson } from '../cli/processes.ts'
-import type { ReadyInfo } from '../cli/commands/coordinator.ts'
+import { freePort, spawnStaccato, stopProcess, waitForJson } from '../cli/index.ts'
+import type { ReadyInfo } from '../cli/index.ts'
 
 export interface BenchAgent { name: string, child: ChildProcess, pid: number, volume: string, log: string }
 
@@ -94,11 +94,12 @@ export class BenchMesh {
     let succeeded: number | undefined
     for (const line of (await readFile(a.log, 'utf8')).split('\n')) {
       if (!line.includes(transferId)) continue
-      const entry = JSON.parse(line) as { msg: string, time: number }
-      if (entry.msg === 'transfer started') started = entry.time
-      if (entry.msg === 'transfer succeeded') succeeded = entry.time
+      // Log lines carry ISO times (pino's isoTime), to the millisecond.
+      const entry = JSON.parse(line) as { msg: string, time: string }
+      if (entry.msg === 'transfer started') started = Date.parse(entry.time)
+      if (entry.msg === 'transfer succeeded') succeeded = Date.parse(entry.time)
     }
-    if (started === undefined || succeeded === undefined) throw new Error(`no start and end of ${transferId} in ${a.log}`)
+    if (started === undefined || succeeded === undefined || Number.isNaN(started) || Number.isNaN(succeeded)) throw new Error(`no start and end of ${transferId} in ${a.log}`)
     // Log times have millisecond resolution; a tiny transfer must not divide by zero.
     return Math.max(1, succeeded - started)
   }

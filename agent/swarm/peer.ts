@@ -1,6 +1,6 @@
 import type { Stream } from '@libp2p/interface'
 import { Uint8ArrayList } from 'uint8arraylist'
-import { ProtocolError, SwarmMessage, WIRE_VERSION, decode, encodeFrame, send, toStaccatoError } from '../../mesh/index.ts'
+import { ProtocolError, Serial, SwarmMessage, WIRE_VERSION, decode, encodeFrame, send, toStaccatoError } from '../../mesh/index.ts'
 import type { FrameReader } from '../../mesh/index.ts'
 import type { Bitfield } from './bitfield.ts'
 
@@ -35,7 +35,7 @@ export class SwarmPeer {
   readonly soleFor = new Set<number>()
   private readonly stream: Stream
   private readonly reader: FrameReader
-  private sending: Promise<void> = Promise.resolve()
+  private readonly sending = new Serial()
   private closed = false
 
   constructor (stream: Stream, reader: FrameReader, peerId: string, name: string, have: Bitfield) {
@@ -53,13 +53,11 @@ export class SwarmPeer {
   /** Queues a message (and the bytes of a piece) behind everything sent before it. */
   async send (msg: Outgoing, parts?: Uint8Array[]): Promise<void> {
     const frame = encodeFrame({ v: WIRE_VERSION, ...msg })
-    const turn = this.sending.then(async () => {
+    await this.sending.run(async () => {
       if (this.closed) return
       await send(this.stream, frame)
       if (parts !== undefined) await send(this.stream, new Uint8ArrayList(...parts))
     })
-    this.sending = turn.catch(() => {})
-    await turn
   }
 
   async run (events: PeerEvents): Promise<void> {
@@ -96,6 +94,7 @@ export class SwarmPeer {
     if (this.closed) return
     this.closed = true
     if (err !== undefined) this.stream.abort(err)
+    // The remote may have reset the stream already; either way it is closed, which is all that is asked here.
     else void this.stream.close().catch(() => {})
   }
 }

@@ -83,6 +83,7 @@ export class SwarmService {
    */
   async join (join: ControlParams<'swarmJoin'>): Promise<void> {
     const id = join.distributionId
+    // Only waits for the earlier join to settle: its failure was reported to its own caller.
     const run = (this.joining.get(id) ?? Promise.resolve()).catch(() => {}).then(async () => await this.joinNow(join))
     this.joining.set(id, run)
     try {
@@ -108,6 +109,7 @@ export class SwarmService {
       await session.start()
     } catch (err) {
       // The answer to the join carries the error: a destination that cannot take part fails, the others carry on.
+      // The start's error is the one to report; a failure to close what never started would only hide it.
       await session.close(false, false).catch(() => {})
       throw err
     }
@@ -162,6 +164,7 @@ export class SwarmService {
   /** The coordinator ended the distribution for this agent: nothing of it is kept to resume or report. */
   async leave (distributionId: string, removePartial: boolean): Promise<void> {
     // A session still starting is left once it has started.
+    // Only waits for the join to settle: its failure was reported to its own caller.
     await this.joining.get(distributionId)?.catch(() => {})
     this.acked.delete(distributionId)
     const entry = this.sessions.get(distributionId)
@@ -206,6 +209,7 @@ export class SwarmService {
           this.opts.log('could not reach swarm peer', { distributionId: id, peer: info.name, error: toStaccatoError(err).message })
         })
       }
+      // Rejects only when the signal aborts (the session is closing), which the loop checks next.
       await sleep(REDIAL_MS, undefined, { signal }).catch(() => {})
     }
   }

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { ChecksumMismatchError, SourceChangedError, toStaccatoError } from '../../mesh/index.ts'
+import { ChecksumMismatchError, ProtocolError, SourceChangedError, toStaccatoError } from '../../mesh/index.ts'
 import type { ControlParams, Manifest, StaccatoError } from '../../mesh/index.ts'
 import type { WriterAt } from '../../protocols/index.ts'
 import { resolveLocal } from '../resolve.ts'
@@ -9,6 +9,7 @@ import type { AgentCounters } from '../counters.ts'
 import type { TokenBucket } from '../rate-limit.ts'
 import { Bitfield } from './bitfield.ts'
 import { PiecePicker } from './picker.ts'
+import { ServeQueue } from './serve-queue.ts'
 import type { PieceCache } from './piece-cache.ts'
 import { pieceCount, pieceRange } from './manifest.ts'
 import type { SwarmPeer } from './peer.ts'
@@ -17,6 +18,8 @@ import type { PieceStorage } from './storage.ts'
 
 /** Requests in flight to one peer: 4 pieces of 4 MiB keep a LAN link busy without hoarding pieces. */
 const MAX_OUTSTANDING = 4
+/** Requests a peer may have waiting here: its MAX_OUTSTANDING plus room for endgame duplicates and cancels in flight. */
+const MAX_QUEUED_REQUESTS = 4 * MAX_OUTSTANDING
 /** Verified pieces are synced and journaled at least this often, so a crash loses little. */
 const FLUSH_EVERY_MS = 1000
 /** The whole-file check reads the assembled object back in reads of this size. */
@@ -68,7 +71,7 @@ export class SwarmSession {
   private flushTimer?: NodeJS.Timeout
   private finished = false
   private closed = false
-  private readonly serveQueues = new Map<string, Array<{ piece: number, sole: boolean }>>()
+  private readonly serveQueues = new Map<string, ServeQueue>()
   private outcome?: ControlParams<'swarmReport'>
   private reported = false
   private delivering?: Promise<void>
@@ -149,7 +152,7 @@ export class SwarmSession {
     void peer.run({
       have: (p, piece) => { this.picker.onHave(piece); this.fill(p) },
       request: (p, piece, sole) => { this.enqueueServe(p, piece, sole) },
-      cancel: (p, piece) => { this.serveQueues.set(p.peerId, (this.serveQueues.get(p.peerId) ?? []).filter(x => x.piece !== piece)) },
+      cancel: (p, piece) => { this.serveQueues.get(p.peerId)?.cancel(piece) },
       reject: (p, piece, _reason, holders) => { this.onReject(p, piece, holders) },
       piece: (p, piece, bytes) => { void this.onPiece(p, piece, bytes) },
       closed: p => { this.detach(p) }
@@ -178,6 +181,7 @@ export class SwarmSession {
       const piece = this.picker.pick(peer.peerId, peer.have, peer.refused)
       if (piece === undefined) return
       peer.inflight.add(piece)
+      // A send fails only when the peer's stream broke: its read loop then ends, the peer is dropped and its pieces are picked again.
       void peer.send({ t: 'request', piece, sole: peer.soleFor.has(piece) }).catch(() => {})
     }
   }
@@ -240,9 +244,11 @@ export class SwarmSession {
       const p = this.peers.get(other)
       if (p !== undefined && p !== peer) {
         p.inflight.delete(piece)
+        // As for requests: a broken stream ends that peer's read loop, which drops it.
         void p.send({ t: 'cancel', piece }).catch(() => {})
       }
     }
+    // As for requests: a broken stream ends that peer's read loop, which drops it.
     for (const p of this.peers.values()) void p.send({ t: 'have', piece }).catch(() => {})
     if (this.mine.complete()) {
       void this.complete()
@@ -252,17 +258,24 @@ export class SwarmSession {
   }
 
   private enqueueServe (peer: SwarmPeer, piece: number, sole: boolean): void {
-    const queue = this.serveQueues.get(peer.peerId) ?? []
-    queue.push({ piece, sole })
-    this.serveQueues.set(peer.peerId, queue)
-    if (queue.length === 1) void this.serveLoop(peer)
+    let queue = this.serveQueues.get(peer.peerId)
+    if (queue === undefined) {
+      queue = new ServeQueue(MAX_QUEUED_REQUESTS)
+      this.serveQueues.set(peer.peerId, queue)
+    }
+    const enqueued = queue.push({ piece, sole })
+    if (enqueued === 'first') void this.serveLoop(peer, queue)
+    else if (enqueued === 'overflow') {
+      this.opts.log('a peer asked for more pieces than it may have in flight; dropping it', { distributionId: this.id, peer: peer.name, queued: queue.length }, 'warn')
+      peer.close(new ProtocolError(`more than ${MAX_QUEUED_REQUESTS} piece requests waiting`))
+    }
   }
 
-  private async serveLoop (peer: SwarmPeer): Promise<void> {
-    while (!peer.isClosed && !this.closed) {
-      const queue = this.serveQueues.get(peer.peerId)
-      const next = queue?.[0]
-      if (queue === undefined || next === undefined) return
+  private async serveLoop (peer: SwarmPeer, queue: ServeQueue): Promise<void> {
+    // The queue is this peer's for as long as it stays attached; detach() drops it.
+    while (!peer.isClosed && !this.closed && this.serveQueues.get(peer.peerId) === queue) {
+      const next = queue.peek()
+      if (next === undefined) return
       const { piece, sole } = next
       try {
         await this.serve(peer, piece, sole)
@@ -271,9 +284,7 @@ export class SwarmSession {
         peer.close(toStaccatoError(err))
         return
       }
-      // A cancel may have replaced the queue meanwhile: drop the served entry from the current one.
-      const current = this.serveQueues.get(peer.peerId)
-      if (current?.[0] === next) current.shift()
+      queue.done(next)
     }
   }
 
@@ -461,6 +472,7 @@ export class SwarmSession {
     this.opts.cache.forget(this.id)
     for (const p of this.peers.values()) p.close()
     this.peers.clear()
+    // A failed flush costs only the pieces it would have journaled: the next join fetches them again.
     if (!this.finished && !removePartial) await this.flush().catch(() => {})
     await this.delivering
     await this.release(removePartial).catch(err => {

@@ -5,8 +5,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { ChildProcess } from 'node:child_process'
-import { freePort, spawnStaccato, stopProcess, waitForJson } from '../../cli/processes.ts'
-import type { ReadyInfo } from '../../cli/commands/coordinator.ts'
+import { freePort, spawnStaccato, stopProcess, waitForJson } from '../../cli/index.ts'
+import type { ReadyInfo } from '../../cli/index.ts'
 
 export interface AgentInfo { name: string, peerId: string, addrs: string[], statusUrl: string }
 export interface AgentStatus {

@@ -6,7 +6,7 @@ import { connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { delimiter, join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { freePort } from '../../cli/processes.ts'
+import { freePort } from '../../cli/index.ts'
 import type { HttpServer } from './http-servers.ts'
 
 export type Nginx = HttpServer

@@ -3,7 +3,7 @@ import { writeFile } from 'node:fs/promises'
 import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
 import { TestMesh } from '../helpers/mesh.ts'
-import { freePort } from '../../cli/processes.ts'
+import { freePort } from '../../cli/index.ts'
 
 const MiB = 1024 * 1024
 const METRICS_TOKEN = 'metrics-token-0123456789abcdef'

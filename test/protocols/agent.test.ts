@@ -6,7 +6,7 @@ import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { createMeshNode, loadOrCreateIdentity, signTicket } from '../../mesh/index.ts'
 import { agent } from '../../protocols/index.ts'
 import type { ProtocolPlugin } from '../../protocols/index.ts'
-import { spawnStaccato, stopProcess, waitForJson } from '../../cli/processes.ts'
+import { spawnStaccato, stopProcess, waitForJson } from '../../cli/index.ts'
 import { describeConformance } from './conformance.ts'
 import { encodePath, filesUnder } from './support.ts'
 

@@ -4,7 +4,7 @@ import { request } from 'node:https'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { BIN } from '../../cli/processes.ts'
+import { BIN } from '../../cli/index.ts'
 import { TestMesh } from '../helpers/mesh.ts'
 import { filesUnder } from './helpers.ts'
 

@@ -7,7 +7,7 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { CONTROL_PROTOCOL, ControlChannel, createMeshNode } from '../../mesh/index.ts'
 import type { ControlParams, MeshNode } from '../../mesh/index.ts'
-import { spawnStaccato, stopProcess } from '../../cli/processes.ts'
+import { spawnStaccato, stopProcess } from '../../cli/index.ts'
 import { TestMesh } from '../helpers/mesh.ts'
 
 const REFUSED = 'is not enrolled and its join token is missing, invalid, expired or already used'
