@@ -61,7 +61,7 @@ export function uiRoutes (app: ApiInstance): void {
       .header('referrer-policy', 'no-referrer')
       .header('cross-origin-opener-policy', 'same-origin')
       .header('etag', asset.etag)
-      // The page itself must be asked for again (a new version may have shipped); the rest revalidates by etag.
+      // Revalidated by etag on every load: after an upgrade the browser gets the new files, never a mix of old and new modules.
       .header('cache-control', 'no-cache')
     if (req.headers['if-none-match'] === asset.etag) return await reply.code(304).send()
     return await reply.send(asset.body)
@@ -70,7 +70,7 @@ export function uiRoutes (app: ApiInstance): void {
   app.get(`${UI_PREFIX}/*`, { config: { public: true }, schema: { hide: true } }, handler)
 }
 
-export function contentSecurityPolicy (importMapHash: string): string {
+function contentSecurityPolicy (importMapHash: string): string {
   return [
     "default-src 'none'",
     `script-src 'self' '${importMapHash}'`,

@@ -33,7 +33,8 @@ describe.skipIf(!browserAvailable())('the dashboard in a browser', () => {
       // Slow enough that a transfer to it is still running when the test cancels it.
       mesh.startAgent('slow-1', ['--max-download-rate', '1MiB'])
     ])
-    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox'] })
+    // CI runs as root, where chromium's sandbox cannot start; containers often have a small /dev/shm.
+    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-dev-shm-usage'] })
     page = await browser.newPage({ viewport: { width: 1200, height: 700 } })
     // A script or style the CSP refused, or an error in the page, shows here.
     // Failed requests are checked by URL below, not by the console's line without one.
