@@ -92,7 +92,11 @@ export function followEvents (topics, { onEvent, onOpen, signal }) {
           signal
         })
         if (res.status === 410) { lastId = undefined; continue }
-        if (res.status === 401) { window.dispatchEvent(new CustomEvent('staccato:unauthorized', { detail: 'the token is no longer valid' })); return }
+        if (res.status === 401) {
+          const body = await res.json().catch(() => ({}))
+          window.dispatchEvent(new CustomEvent('staccato:unauthorized', { detail: body.message ?? 'the token is no longer valid' }))
+          return
+        }
         if (!res.ok || res.body === null) throw new Error(`event stream answered ${res.status}`)
         delay = RETRY_MIN_MS
         onOpen?.()

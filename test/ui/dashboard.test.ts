@@ -158,6 +158,30 @@ describe.skipIf(!browserAvailable())('the dashboard in a browser', () => {
     expect(await page.locator(status('fast-1')).textContent()).toBe('online')
   })
 
+  it('shows a reader what its token may not do, and signs it out when the token is revoked', async () => {
+    const created = await mesh.api('POST', '/v1/tokens', { role: 'reader', tenant: 'default', name: 'dashboard-test' })
+    const { token, id } = created.body as { token: string, id: string }
+    // A tab of its own: session storage is per tab.
+    const context = await browser.newContext()
+    try {
+      const reader = await context.newPage()
+      await reader.goto(`${mesh.ready.apiUrl}/ui`)
+      await reader.fill('#token', token)
+      await reader.press('#token', 'Enter')
+      await reader.locator('tbody tr').first().waitFor({ timeout: WAIT })
+      await reader.click('nav >> text=Agents')
+      await reader.locator('[role=alert]', { hasText: 'a reader token may not GET /v1/agents (needs admin)' }).waitFor({ timeout: WAIT })
+      expect((await mesh.api('DELETE', `/v1/tokens/${id}`)).status).toBe(204)
+      // By keyboard: the page re-renders into the sign-in form as the link is followed, which a mouse click waits out poorly.
+      await reader.focus('nav a[href="#/transfers"]')
+      await reader.keyboard.press('Enter')
+      await reader.locator('.signin [role=alert]', { hasText: 'token revoked' }).waitFor({ timeout: WAIT })
+      expect(await reader.evaluate(() => sessionStorage.getItem('staccato.token'))).toBeNull()
+    } finally {
+      await context.close()
+    }
+  })
+
   it('is readable on a phone and in dark mode, and signs out', async () => {
     await page.emulateMedia({ colorScheme: 'dark' })
     await page.setViewportSize({ width: 390, height: 800 })
