@@ -86,6 +86,7 @@ export function demoCommand (program: Command): void {
         '',
         'Staccato demo mesh is running.',
         `  REST API   ${ready.apiUrl}`,
+        `  dashboard  ${ready.apiUrl}/ui (sign in with the API token)`,
         `  API token  ${ready.apiToken}`,
         `  mesh       ${ready.multiaddrs[0]}`,
         `  join token in ${join(dir, 'coordinator', 'join-token')} (another agent on this host: npx staccato agent --name NAME --coordinator ${ready.multiaddrs[0]} --join-token "$(cat ${join(dir, 'coordinator', 'join-token')})" --volume data=DIR --listen /ip4/127.0.0.1/tcp/0 --data-dir DIR2)`,

@@ -24,6 +24,7 @@ import { EventServices } from '../events/index.ts'
 import { changesRoutes } from './changes.ts'
 import { eventStreamRoutes } from './events-sse.ts'
 import { webhookRoutes } from './webhooks.ts'
+import { uiRoutes } from './ui.ts'
 import type { ApiInstance } from './types.ts'
 
 export { UnauthorizedError, UnknownAgentError } from './errors.ts'
@@ -169,6 +170,7 @@ export function buildApi (opts: ApiOptions): FastifyInstance {
     changesRoutes(app, { store: opts.store, events })
     eventStreamRoutes(app, { store: opts.store, events })
     webhookRoutes(app, { events })
+    uiRoutes(app)
   })
   return app
 }

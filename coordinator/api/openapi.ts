@@ -2,6 +2,7 @@ import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import { PACKAGE_VERSION } from '../../mesh/index.ts'
 import { ROUTE_DOCS, openApiPath } from './route-docs.ts'
+import { UI_PREFIX } from './ui.ts'
 import type { ApiInstance } from './types.ts'
 
 export const OPENAPI_PATH = '/openapi.json'
@@ -48,10 +49,10 @@ export function registerOpenApi (app: ApiInstance): void {
     })
     await docs.register(swaggerUi, { routePrefix: DOCS_PREFIX, staticCSP: true })
     docs.get(OPENAPI_PATH, { schema: { hide: true } }, async () => docs.swagger())
-    // A browser opening the API's address lands on its reference; a program gets where things are.
+    // A browser opening the API's address lands on the dashboard; a program gets where things are.
     docs.get('/', async (req, reply) => {
-      if ((req.headers.accept ?? '').includes('text/html')) return await reply.redirect(DOCS_PREFIX, 302)
-      return { name: 'Staccato coordinator', version: PACKAGE_VERSION, docs: DOCS_PREFIX, openapi: OPENAPI_PATH }
+      if ((req.headers.accept ?? '').includes('text/html')) return await reply.redirect(UI_PREFIX, 302)
+      return { name: 'Staccato coordinator', version: PACKAGE_VERSION, docs: DOCS_PREFIX, openapi: OPENAPI_PATH, ui: UI_PREFIX }
     })
   })
 }

@@ -265,6 +265,22 @@ describe('TransferStore', () => {
       expect(h.store.list({ state: 'scheduled', limit: 10 }).items.map(r => r.id)).toEqual([ids[5], ids[17], ids[30]])
       expect(h.store.list({ state: 'scheduled', limit: 1, after: ids[5] })).toEqual({ items: [h.store.get(ids[17])], next: ids[17] })
     })
+
+    it('pages newest first with order desc, over all ids and over a small state set', async () => {
+      const ids: string[] = []
+      for (let i = 0; i < 40; i++) ids.push((await h.store.create(transferInput('a', 'b', `${i}.img`), { tenant })).record.id)
+      const newest = [...ids].reverse()
+      const p1 = h.store.list({ limit: 15, order: 'desc' })
+      expect(p1.items.map(r => r.id)).toEqual(newest.slice(0, 15))
+      const p2 = h.store.list({ limit: 15, order: 'desc', after: p1.next })
+      expect(p2.items.map(r => r.id)).toEqual(newest.slice(15, 30))
+      const p3 = h.store.list({ limit: 15, order: 'desc', after: p2.next })
+      expect(p3.items.map(r => r.id)).toEqual(newest.slice(30))
+      expect(p3.next).toBeUndefined()
+      for (const i of [30, 5, 17]) await h.store.transition(ids[i], 'scheduled')
+      expect(h.store.list({ state: 'scheduled', limit: 2, order: 'desc' })).toEqual({ items: [h.store.get(ids[30]), h.store.get(ids[17])], next: ids[17] })
+      expect(h.store.list({ state: 'scheduled', limit: 2, order: 'desc', after: ids[17] }).items.map(r => r.id)).toEqual([ids[5]])
+    })
   })
 
   describe('queuedInOrder', () => {

@@ -36,12 +36,12 @@ describe('the API reference', () => {
     expect(missing.statusCode).toBe(404)
   })
 
-  it('sends a browser at / to /docs, and tells a program where things are', async () => {
+  it('sends a browser at / to the dashboard (/ui), and tells a program where things are', async () => {
     const browser = await api.app.inject({ method: 'GET', url: '/', headers: { accept: 'text/html,application/xhtml+xml' } })
     expect(browser.statusCode).toBe(302)
-    expect(browser.headers.location).toBe('/docs')
+    expect(browser.headers.location).toBe('/ui')
     const program = await api.app.inject({ method: 'GET', url: '/' })
     expect(program.statusCode).toBe(200)
-    expect(program.json()).toEqual({ name: 'Staccato coordinator', version, docs: '/docs', openapi: '/openapi.json' })
+    expect(program.json()).toEqual({ name: 'Staccato coordinator', version, docs: '/docs', openapi: '/openapi.json', ui: '/ui' })
   })
 })
