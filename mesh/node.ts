@@ -52,6 +52,14 @@ const MAX_PENDING_INBOUND_CONNECTIONS = 256
 const HOST_SHARE_OF_CONNECTIONS = 4
 const DEFAULT_MAX_CONNECTIONS = 300
 
+/** The mesh's yamux settings, shared with bench:stream's unencrypted baseline. */
+export function meshMuxer (): ReturnType<typeof yamux> {
+  return yamux({
+    maxInboundStreams: MAX_INBOUND_STREAMS_PER_CONNECTION,
+    streamOptions: { initialStreamWindowSize: YAMUX_INITIAL_WINDOW, maxStreamWindowSize: YAMUX_MAX_WINDOW, maxReadBufferLength: MAX_READ_BUFFER }
+  })
+}
+
 export async function createMeshNode (opts: MeshNodeOptions): Promise<MeshNode> {
   // The gater runs only once the node exists; it needs the node to count a peer's connections.
   const self: { node?: MeshNode } = {}
@@ -68,10 +76,7 @@ export async function createMeshNode (opts: MeshNodeOptions): Promise<MeshNode> 
     // Our own channel first: between agents and coordinators it is chosen, and
     // costs a fraction of noise's per byte; stock noise serves any other peer.
     connectionEncrypters: [secureChannel(opts.secureChannel), noise({ crypto: nodeNoiseCrypto })],
-    streamMuxers: [yamux({
-      maxInboundStreams: MAX_INBOUND_STREAMS_PER_CONNECTION,
-      streamOptions: { initialStreamWindowSize: YAMUX_INITIAL_WINDOW, maxStreamWindowSize: YAMUX_MAX_WINDOW, maxReadBufferLength: MAX_READ_BUFFER }
-    })],
+    streamMuxers: [meshMuxer()],
     connectionGater: {
       // Agents and coordinators live on private networks and on loopback in tests.
       denyDialMultiaddr: () => false,
