@@ -204,35 +204,35 @@ export class RecordStream extends AbstractMessageStream {
   }
 
   /** Seals `body` (at most a record's worth) as one record onto `out`. */
-  private seal (type: number, body: Uint8ArrayList, out: Uint8ArrayList): void {
+  private seal (type: number, body: Uint8ArrayList, out: Buffer[]): void {
     const header = Buffer.allocUnsafe(HEADER_BYTES)
     header.writeUInt32BE(body.byteLength, 0)
     header[4] = type
     const cipher = createCipheriv('aes-256-gcm', this.sending.key, this.sending.nextNonce(), { authTagLength: TAG_BYTES })
     cipher.setAAD(header)
-    out.append(header)
+    out.push(header)
     // Piece by piece rather than concatenated first: a copy of every byte fewer;
     // the muxer's pieces are its frame headers and the application's buffers.
-    for (const part of body) out.append(cipher.update(part))
+    for (const part of body) out.push(cipher.update(part))
     cipher.final()
-    out.append(cipher.getAuthTag())
+    out.push(cipher.getAuthTag())
     this.sending.advance(body.byteLength)
   }
 
   sendData (data: Uint8ArrayList): SendResult {
-    const out = new Uint8ArrayList()
+    const out: Buffer[] = []
     for (let offset = 0; offset < data.byteLength; offset += MAX_RECORD_BYTES) {
       this.seal(TYPE_DATA, data.sublist(offset, Math.min(offset + MAX_RECORD_BYTES, data.byteLength)), out)
     }
-    return { sentBytes: data.byteLength, canSendMore: this.stream.send(out) }
+    return { sentBytes: data.byteLength, canSendMore: this.stream.send(coalesceSmall(out)) }
   }
 
   async close (options?: AbortOptions): Promise<void> {
     if (!this.closingLocally && this.stream.status === 'open') {
       this.closingLocally = true
-      const out = new Uint8ArrayList()
+      const out: Buffer[] = []
       this.seal(TYPE_CLOSE, new Uint8ArrayList(), out)
-      this.stream.send(out)
+      this.stream.send(Buffer.concat(out))
     }
     this.closingLocally = true
     await this.stream.close(options)
@@ -249,4 +249,27 @@ export class RecordStream extends AbstractMessageStream {
   sendReset (err: Error): void {
     this.stream.abort(err)
   }
+}
+
+const SMALL_PIECE = 16 * 1024
+
+/**
+ * Joins runs of small pieces (record headers, tags, sealed muxer frame headers):
+ * the transport writes each piece to the socket on its own, so three tiny
+ * writes per record would cost more than copying a few bytes.
+ */
+function coalesceSmall (pieces: Buffer[]): Uint8ArrayList {
+  const out = new Uint8ArrayList()
+  let run: Buffer[] = []
+  for (const piece of pieces) {
+    if (piece.byteLength < SMALL_PIECE) {
+      run.push(piece)
+      continue
+    }
+    if (run.length > 0) out.append(run.length === 1 ? run[0] : Buffer.concat(run))
+    run = []
+    out.append(piece)
+  }
+  if (run.length > 0) out.append(run.length === 1 ? run[0] : Buffer.concat(run))
+  return out
 }
