@@ -7,7 +7,8 @@
  * the same stack with @libp2p/plaintext instead of encryption: the ceiling of
  * this stack. On a shared machine compare CPU seconds per GB (both ends) more
  * than MB/s. With --json prints
- * `{ encryptedMBps, plaintextMBps, encryptedOverPlaintext, cpuSecondsPerGB, ... }` (medians).
+ * `{ encryptedMBps, plaintextMBps, encryptedOverPlaintext, cpuSecondsPerGB, ... }` (medians),
+ * with stock noise on the same stack as a third column.
  */
 import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
@@ -20,13 +21,17 @@ import { generateKeyPair } from '@libp2p/crypto/keys'
 import { createLibp2p } from 'libp2p'
 import { tcp } from '@libp2p/tcp'
 import { plaintext } from '@libp2p/plaintext'
+import { noise } from '@chainsafe/libp2p-noise'
 import type { Libp2p, PrivateKey } from '@libp2p/interface'
 import { createMeshNode, FrameReader, meshMuxer, send, sendFrame } from '../mesh/index.ts'
+import { nodeNoiseCrypto } from '../mesh/noise-crypto.ts'
 import { parseSize } from '../protocols/index.ts'
 import { mbps, median, note, report, round } from './bench-util.ts'
 
 const PROTOCOL = '/staccato/bench-stream/1'
-type Mode = 'encrypted' | 'plaintext'
+// encrypted: the shipped stack; noise: the same with stock /noise (what the mesh
+// used before and still uses with other peers); plaintext: no encryption at all.
+type Mode = 'encrypted' | 'noise' | 'plaintext'
 const { values: args, positionals } = parseArgs({
   allowPositionals: true,
   options: { size: { type: 'string', default: '1GiB' }, chunk: { type: 'string', default: '1MiB' }, reps: { type: 'string', default: '3' }, only: { type: 'string' }, json: { type: 'boolean', default: false } }
@@ -34,7 +39,8 @@ const { values: args, positionals } = parseArgs({
 
 async function createNode (mode: Mode, privateKey: PrivateKey, listen: string[]): Promise<Libp2p> {
   if (mode === 'encrypted') return await createMeshNode({ privateKey, listen })
-  return await createLibp2p({ privateKey, addresses: { listen }, transports: [tcp()], connectionEncrypters: [plaintext()], streamMuxers: [meshMuxer()] })
+  const connectionEncrypters = mode === 'noise' ? [noise({ crypto: nodeNoiseCrypto })] : [plaintext()]
+  return await createLibp2p({ privateKey, addresses: { listen }, transports: [tcp()], connectionEncrypters, streamMuxers: [meshMuxer()] })
 }
 
 interface Sink { child: ChildProcess, addr: string, next: () => Promise<Record<string, unknown>> }
@@ -66,9 +72,9 @@ if (positionals[0] === 'sink') {
 } else {
   const size = parseSize(args.size)
   const chunk = Buffer.alloc(parseSize(args.chunk), 7)
-  // --only encrypted|plaintext is for profiling one side; the ratios need both.
-  const modes: Mode[] = args.only !== undefined ? [args.only as Mode] : ['encrypted', 'plaintext']
-  const runs: Record<Mode, Array<{ mbps: number, cpuPerGB: number }>> = { encrypted: [], plaintext: [] }
+  // --only encrypted|noise|plaintext is for profiling one side; the ratios need both.
+  const modes: Mode[] = args.only !== undefined ? [args.only as Mode] : ['encrypted', 'noise', 'plaintext']
+  const runs: Record<Mode, Array<{ mbps: number, cpuPerGB: number }>> = { encrypted: [], noise: [], plaintext: [] }
   const lines: string[] = []
   for (const mode of modes) {
     const sink = await startSink(mode)
@@ -97,12 +103,16 @@ if (positionals[0] === 'sink') {
   const plaintextMBps = median(runs.plaintext.map(r => r.mbps))
   const cpuSecondsPerGB = median(runs.encrypted.map(r => r.cpuPerGB))
   const plaintextCpuSecondsPerGB = median(runs.plaintext.map(r => r.cpuPerGB))
+  const noiseMBps = median(runs.noise.map(r => r.mbps))
+  const noiseCpuSecondsPerGB = median(runs.noise.map(r => r.cpuPerGB))
   report(args.json, {
     encryptedMBps: round(encryptedMBps, 0),
     plaintextMBps: round(plaintextMBps, 0),
     encryptedOverPlaintext: round(encryptedMBps / plaintextMBps),
     cpuSecondsPerGB: round(cpuSecondsPerGB),
     plaintextCpuSecondsPerGB: round(plaintextCpuSecondsPerGB),
-    plaintextOverEncryptedCpu: round(plaintextCpuSecondsPerGB / cpuSecondsPerGB)
+    plaintextOverEncryptedCpu: round(plaintextCpuSecondsPerGB / cpuSecondsPerGB),
+    noiseMBps: round(noiseMBps, 0),
+    noiseCpuSecondsPerGB: round(noiseCpuSecondsPerGB)
   }, [...lines, `encrypted/plaintext: ${round(encryptedMBps / plaintextMBps)} by MB/s, ${round(plaintextCpuSecondsPerGB / cpuSecondsPerGB)} by CPU-s per GB`])
 }
