@@ -134,7 +134,8 @@ export class RecordStream extends AbstractMessageStream {
   private endedCleanly (): boolean {
     if (this.closeReceived || this.closingLocally) return true
     const inside = this.state.at !== 'header' || this.pending.byteLength > 0
-    this.fail(new ProtocolError(inside
+    // A network error, not a protocol one: a peer that crashed looks exactly like this.
+    this.fail(new NetworkError(inside
       ? 'secure channel: connection ended inside a record (truncated)'
       : 'secure channel: connection ended without a close record (truncated)'))
     return false

@@ -8,7 +8,7 @@ import { createLibp2p } from 'libp2p'
 import { tcp } from '@libp2p/tcp'
 import { noise } from '@chainsafe/libp2p-noise'
 import { multiaddr } from '@multiformats/multiaddr'
-import { createMeshNode, meshMuxer, ProtocolError, SECURE_CHANNEL_PROTOCOL, send } from '../../mesh/index.ts'
+import { createMeshNode, meshMuxer, NetworkError, ProtocolError, SECURE_CHANNEL_PROTOCOL, send } from '../../mesh/index.ts'
 import type { SecureChannelInit } from '../../mesh/index.ts'
 import { RecordProxy } from '../helpers/record-proxy.ts'
 import type { RecordPolicy } from '../helpers/record-proxy.ts'
@@ -200,14 +200,14 @@ describe('an attacker on the wire between two mesh nodes', () => {
 
   it('a connection cut inside a record, then closed cleanly, is a truncation, not an end', async () => {
     const { received, data, errors } = await attack(onThirdBigRecord(record => ({ forward: [record.subarray(0, record.byteLength >> 1)], end: true })))
-    expect(errors[0]).toBeInstanceOf(ProtocolError)
+    expect(errors[0]).toBeInstanceOf(NetworkError)
     expect(errors[0].message).toMatch(/truncated/)
     expectNoCorruptByte(received, data)
   })
 
   it('a connection closed cleanly between records, without the close record, is a truncation', async () => {
     const { received, data, errors } = await attack(onThirdBigRecord(() => ({ forward: [], end: true })))
-    expect(errors[0]).toBeInstanceOf(ProtocolError)
+    expect(errors[0]).toBeInstanceOf(NetworkError)
     expect(errors[0].message).toMatch(/truncated/)
     expectNoCorruptByte(received, data)
   })
