@@ -7,6 +7,8 @@ import { ping } from '@libp2p/ping'
 import type { ConnectionGater, Libp2p, PrivateKey } from '@libp2p/interface'
 import { nodeNoiseCrypto } from './noise-crypto.ts'
 import { HandshakeGate, hostKey } from './handshake-gate.ts'
+import { secureChannel } from './secure-channel.ts'
+import type { SecureChannelInit } from './secure-channel.ts'
 
 export interface MeshNodeOptions {
   privateKey: PrivateKey
@@ -15,6 +17,8 @@ export interface MeshNodeOptions {
   connectionGater?: ConnectionGater
   /** Cap on inbound connections, so one noisy peer cannot exhaust the agent. */
   maxConnections?: number
+  /** Options of the AES-GCM record layer (tests watch its errors and shorten its rekey interval). */
+  secureChannel?: SecureChannelInit
 }
 
 export type MeshNode = Libp2p<{ identify: ReturnType<ReturnType<typeof identify>>, ping: ReturnType<ReturnType<typeof ping>> }>
@@ -48,6 +52,14 @@ const MAX_PENDING_INBOUND_CONNECTIONS = 256
 const HOST_SHARE_OF_CONNECTIONS = 4
 const DEFAULT_MAX_CONNECTIONS = 300
 
+/** The mesh's yamux settings, shared with bench:stream's unencrypted baseline. */
+export function meshMuxer (): ReturnType<typeof yamux> {
+  return yamux({
+    maxInboundStreams: MAX_INBOUND_STREAMS_PER_CONNECTION,
+    streamOptions: { initialStreamWindowSize: YAMUX_INITIAL_WINDOW, maxStreamWindowSize: YAMUX_MAX_WINDOW, maxReadBufferLength: MAX_READ_BUFFER }
+  })
+}
+
 export async function createMeshNode (opts: MeshNodeOptions): Promise<MeshNode> {
   // The gater runs only once the node exists; it needs the node to count a peer's connections.
   const self: { node?: MeshNode } = {}
@@ -61,11 +73,10 @@ export async function createMeshNode (opts: MeshNodeOptions): Promise<MeshNode> 
     privateKey: opts.privateKey,
     addresses: { listen: opts.listen },
     transports: [tcp()],
-    connectionEncrypters: [noise({ crypto: nodeNoiseCrypto })],
-    streamMuxers: [yamux({
-      maxInboundStreams: MAX_INBOUND_STREAMS_PER_CONNECTION,
-      streamOptions: { initialStreamWindowSize: YAMUX_INITIAL_WINDOW, maxStreamWindowSize: YAMUX_MAX_WINDOW, maxReadBufferLength: MAX_READ_BUFFER }
-    })],
+    // Our own channel first: between agents and coordinators it is chosen, and
+    // costs a fraction of noise's per byte; stock noise serves any other peer.
+    connectionEncrypters: [secureChannel(opts.secureChannel), noise({ crypto: nodeNoiseCrypto })],
+    streamMuxers: [meshMuxer()],
     connectionGater: {
       // Agents and coordinators live on private networks and on loopback in tests.
       denyDialMultiaddr: () => false,
