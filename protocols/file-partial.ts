@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto'
 import { constants } from 'node:fs'
-import { lstat, open, realpath, rename, statfs } from 'node:fs/promises'
+import { lstat, open, realpath, rename, statfs, unlink } from 'node:fs/promises'
 import type { FileHandle } from 'node:fs/promises'
 import { basename } from 'node:path'
 import { NoSpaceError, PermissionDeniedError } from '../mesh/index.ts'
@@ -99,4 +99,11 @@ export async function commitPartial (fh: FileHandle, p: CommitPaths): Promise<vo
   } finally {
     await dh.close()
   }
+}
+
+/** Removes a partial file by name; unlink() removes the name, never what a symlink there points at. Gone already is fine. */
+export async function removePartialFile (partial: string, what: string): Promise<void> {
+  await unlink(partial).catch(err => {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw fsError(err, what)
+  })
 }

@@ -1,11 +1,10 @@
 import { constants } from 'node:fs'
-import { unlink } from 'node:fs/promises'
 import type { FileHandle } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
 import { InvalidArgumentError, NoSpaceError, SourceChangedError } from '../mesh/index.ts'
 import type { WriterAt } from './contract.ts'
 import { fsError, isNoSpace } from './fs-errors.ts'
-import { checkFreeSpace, commitPartial, openPartialFile, partialName } from './file-partial.ts'
+import { checkFreeSpace, commitPartial, openPartialFile, partialName, removePartialFile } from './file-partial.ts'
 
 const { O_RDWR, O_CREAT } = constants
 
@@ -157,10 +156,7 @@ class FileWriterAt implements WriterAt {
   }
 
   async #removePartial (): Promise<void> {
-    // unlink() removes the name, never what a symlink there points at.
-    await unlink(this.#partial).catch(err => {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw fsError(err, this.#init.what)
-    })
+    await removePartialFile(this.#partial, this.#init.what)
   }
 }
 

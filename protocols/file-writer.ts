@@ -1,11 +1,10 @@
 import { constants } from 'node:fs'
-import { unlink } from 'node:fs/promises'
 import type { FileHandle } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
 import { InvalidArgumentError, Serial, SourceChangedError } from '../mesh/index.ts'
 import type { OpOptions, Writer } from './contract.ts'
 import { fsError, isNoSpace } from './fs-errors.ts'
-import { checkFreeSpace, commitPartial, openPartialFile, partialName } from './file-partial.ts'
+import { checkFreeSpace, commitPartial, openPartialFile, partialName, removePartialFile } from './file-partial.ts'
 
 export { isPartialName, partialName } from './file-partial.ts'
 
@@ -242,8 +241,6 @@ class FileWriter implements Writer {
   }
 
   async #removePartial (): Promise<void> {
-    await unlink(this.#partial).catch(err => {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw fsError(err, this.#init.what)
-    })
+    await removePartialFile(this.#partial, this.#init.what)
   }
 }
