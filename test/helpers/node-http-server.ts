@@ -110,6 +110,9 @@ export async function startNodeHttpServer (): Promise<HttpServer> {
           : Promise.resolve(void res.writeHead(405).end())
     handle.catch(() => { if (!res.headersSent) res.writeHead(500).end(); else res.destroy() })
   })
+  // nginx keeps an idle connection 75 s; Node's 5 s default let a busy test reuse a socket just as the server
+  // closed it (ECONNRESET on a PUT under CPU load), a race the plug-in's tests against nginx never meet.
+  server.keepAliveTimeout = 75_000
   await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
   const { port } = server.address() as { port: number }
   return {
