@@ -88,6 +88,9 @@ class SecureChannel implements ConnectionEncrypter<NoiseExtensions> {
     const log = connection.log.newScope('noise-aesgcm')
     const wrapped = lpStream(connection, { lengthEncoder: uint16BEEncode, lengthDecoder: uint16BEDecode, maxDataLength: NOISE_MSG_MAX_BYTES })
     const perform = initiator ? noiseInstance.performHandshakeInitiator : noiseInstance.performHandshakeResponder
+    // These are @chainsafe/libp2p-noise's own (private) handshake methods: an upgrade that renames them must fail
+    // loudly here, and test/mesh/secure-channel.test.ts, rather than fall back to something else.
+    if (typeof perform !== 'function') throw new InvalidCryptoExchangeError('noise-aesgcm: this @chainsafe/libp2p-noise has no handshake methods to reuse')
     const handshake = await perform.call(noiseInstance, wrapped, this.components.privateKey, log, options?.remotePeer?.publicKey, options)
     if (split.length !== 1) throw new InvalidCryptoExchangeError(`noise-aesgcm: expected one split() in the handshake, saw ${split.length}`)
     // Noise: the initiator sends with the first key and receives with the second; the responder the reverse.
