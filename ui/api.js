@@ -24,6 +24,8 @@ function headers (extra = {}) {
 
 /** A REST call with the session's token; an API error keeps the API's code and message for the page to show. */
 export async function api (method, path, body, token) {
+  // Signed out (a page's late refresh after Sign out, say): nothing to ask the API, and no 401 to provoke.
+  if (token === undefined && session.token() === null) throw new ApiError(401, 'signed_out', 'signed out')
   const res = await fetch(path, {
     method,
     headers: { ...headers(body !== undefined ? { 'content-type': 'application/json' } : {}), ...(token !== undefined ? { authorization: `Bearer ${token}` } : {}) },
@@ -86,6 +88,8 @@ export function followEvents (topics, { onEvent, onOpen, signal }) {
   })
   const run = async () => {
     while (!signal.aborted) {
+      // Signed out: the stream ends here rather than ask again with no token.
+      if (session.token() === null) return
       try {
         const res = await fetch(`/v1/events?topics=${encodeURIComponent(topics)}`, {
           headers: headers({ accept: 'text/event-stream', ...(lastId !== undefined ? { 'last-event-id': lastId } : {}) }),

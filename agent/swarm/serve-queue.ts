@@ -1,7 +1,7 @@
 /**
  * The pieces one peer has asked us for, in the order asked. An honest peer
  * keeps at most MAX_OUTSTANDING requests in flight to us (session.ts) and
- * never asks twice for a piece it is waiting for, so a duplicate is dropped
+ * never asks twice for a piece still waiting here, so such a duplicate is dropped
  * and a peer that asks for more than a few times that many is not honest:
  * without the bound, a participant holding a distribution ticket could grow
  * our memory by sending requests faster than pieces go out.
@@ -27,9 +27,13 @@ export class ServeQueue {
     return this.entries[0]
   }
 
-  /** 'first' means the queue was empty: the caller starts serving. */
+  /**
+   * 'first' means the queue was empty: the caller starts serving. The head is
+   * not checked for duplicates: its answer (a reject, say) may already be with
+   * the peer, which then asks again (as its sole source) before the head is done.
+   */
   push (request: ServeRequest): Enqueued {
-    if (this.entries.some(e => e.piece === request.piece)) return 'duplicate'
+    if (this.entries.some((e, i) => i > 0 && e.piece === request.piece)) return 'duplicate'
     if (this.entries.length >= this.limit) return 'overflow'
     this.entries.push(request)
     return this.entries.length === 1 ? 'first' : 'queued'

@@ -12,13 +12,21 @@ describe('ServeQueue', () => {
     expect(q.peek()).toEqual({ piece: 1, sole: true })
   })
 
-  it('drops a second request for a piece already waiting or being served', () => {
+  it('drops a second request for a piece still waiting', () => {
     const q = new ServeQueue(8)
     q.push({ piece: 5, sole: false })
     q.push({ piece: 6, sole: false })
-    expect(q.push({ piece: 5, sole: false })).toBe('duplicate')
     expect(q.push({ piece: 6, sole: true })).toBe('duplicate')
     expect(q.length).toBe(2)
+  })
+
+  it('queues a request for the piece at the head: its answer may already be with the peer, which asks again', () => {
+    const q = new ServeQueue(8)
+    q.push({ piece: 5, sole: false })
+    // The seed's reject for piece 5 went out; the peer asks again as its sole source before the head is done.
+    expect(q.push({ piece: 5, sole: true })).toBe('queued')
+    q.done(q.peek()!)
+    expect(q.peek()).toEqual({ piece: 5, sole: true })
   })
 
   it('refuses requests past its bound, whatever a peer sends', () => {
