@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { ChecksumMismatchError, ProtocolError, SourceChangedError, toStaccatoError } from '../../mesh/index.ts'
+import { ChecksumMismatchError, SourceChangedError, toStaccatoError } from '../../mesh/index.ts'
 import type { ControlParams, Manifest, StaccatoError } from '../../mesh/index.ts'
 import type { WriterAt } from '../../protocols/index.ts'
 import { resolveLocal } from '../resolve.ts'
@@ -9,7 +9,6 @@ import type { AgentCounters } from '../counters.ts'
 import type { TokenBucket } from '../rate-limit.ts'
 import { Bitfield } from './bitfield.ts'
 import { PiecePicker } from './picker.ts'
-import { ServeQueue } from './serve-queue.ts'
 import type { PieceCache } from './piece-cache.ts'
 import { pieceCount, pieceRange } from './manifest.ts'
 import type { SwarmPeer } from './peer.ts'
@@ -18,8 +17,6 @@ import type { PieceStorage } from './storage.ts'
 
 /** Requests in flight to one peer: 4 pieces of 4 MiB keep a LAN link busy without hoarding pieces. */
 const MAX_OUTSTANDING = 4
-/** Requests a peer may have waiting here: its MAX_OUTSTANDING plus room for endgame duplicates and cancels in flight. */
-const MAX_QUEUED_REQUESTS = 4 * MAX_OUTSTANDING
 /** Verified pieces are synced and journaled at least this often, so a crash loses little. */
 const FLUSH_EVERY_MS = 1000
 /** The whole-file check reads the assembled object back in reads of this size. */
@@ -71,7 +68,7 @@ export class SwarmSession {
   private flushTimer?: NodeJS.Timeout
   private finished = false
   private closed = false
-  private readonly serveQueues = new Map<string, ServeQueue>()
+  private readonly serveQueues = new Map<string, Array<{ piece: number, sole: boolean }>>()
   private outcome?: ControlParams<'swarmReport'>
   private reported = false
   private delivering?: Promise<void>
@@ -152,7 +149,7 @@ export class SwarmSession {
     void peer.run({
       have: (p, piece) => { this.picker.onHave(piece); this.fill(p) },
       request: (p, piece, sole) => { this.enqueueServe(p, piece, sole) },
-      cancel: (p, piece) => { this.serveQueues.get(p.peerId)?.cancel(piece) },
+      cancel: (p, piece) => { this.serveQueues.set(p.peerId, (this.serveQueues.get(p.peerId) ?? []).filter(x => x.piece !== piece)) },
       reject: (p, piece, _reason, holders) => { this.onReject(p, piece, holders) },
       piece: (p, piece, bytes) => { void this.onPiece(p, piece, bytes) },
       closed: p => { this.detach(p) }
@@ -258,24 +255,17 @@ export class SwarmSession {
   }
 
   private enqueueServe (peer: SwarmPeer, piece: number, sole: boolean): void {
-    let queue = this.serveQueues.get(peer.peerId)
-    if (queue === undefined) {
-      queue = new ServeQueue(MAX_QUEUED_REQUESTS)
-      this.serveQueues.set(peer.peerId, queue)
-    }
-    const enqueued = queue.push({ piece, sole })
-    if (enqueued === 'first') void this.serveLoop(peer, queue)
-    else if (enqueued === 'overflow') {
-      this.opts.log('a peer asked for more pieces than it may have in flight; dropping it', { distributionId: this.id, peer: peer.name, queued: queue.length }, 'warn')
-      peer.close(new ProtocolError(`more than ${MAX_QUEUED_REQUESTS} piece requests waiting`))
-    }
+    const queue = this.serveQueues.get(peer.peerId) ?? []
+    queue.push({ piece, sole })
+    this.serveQueues.set(peer.peerId, queue)
+    if (queue.length === 1) void this.serveLoop(peer)
   }
 
-  private async serveLoop (peer: SwarmPeer, queue: ServeQueue): Promise<void> {
-    // The queue is this peer's for as long as it stays attached; detach() drops it.
-    while (!peer.isClosed && !this.closed && this.serveQueues.get(peer.peerId) === queue) {
-      const next = queue.peek()
-      if (next === undefined) return
+  private async serveLoop (peer: SwarmPeer): Promise<void> {
+    while (!peer.isClosed && !this.closed) {
+      const queue = this.serveQueues.get(peer.peerId)
+      const next = queue?.[0]
+      if (queue === undefined || next === undefined) return
       const { piece, sole } = next
       try {
         await this.serve(peer, piece, sole)
@@ -284,7 +274,9 @@ export class SwarmSession {
         peer.close(toStaccatoError(err))
         return
       }
-      queue.done(next)
+      // A cancel may have replaced the queue meanwhile: drop the served entry from the current one.
+      const current = this.serveQueues.get(peer.peerId)
+      if (current?.[0] === next) current.shift()
     }
   }
 
