@@ -1,13 +1,8 @@
 import { describe, it, expect, beforeEach, afterEach, vi } from 'vitest'
-import { generateKeyPair } from '@libp2p/crypto/keys'
-import type { MeshNode } from '../../mesh/index.ts'
-import { AgentRegistry } from '../../coordinator/registry.ts'
-import { Dispatcher } from '../../coordinator/dispatch.ts'
-import { DistributionManager } from '../../coordinator/distribution.ts'
-import { createScheduler } from '../../coordinator/scheduler/index.ts'
+import type { Dispatcher } from '../../coordinator/dispatch.ts'
 import type { TransferStore } from '../../coordinator/store.ts'
 import type { TransferRecord } from '../../coordinator/model.ts'
-import { agent, tempStore, transferInput } from './helpers.ts'
+import { agent, offlineDispatcher, tempStore, transferInput } from './helpers.ts'
 
 /**
  * Store writes the dispatcher goes on without (progress, active, verifying):
@@ -25,26 +20,7 @@ describe('dispatcher: store writes it can do without', () => {
     store = h.store
     for (const name of ['a', 'b']) await store.putAgent(agent(name))
     logged = []
-    const log = (msg: string, fields?: Record<string, unknown>, level?: string): void => { logged.push({ msg, fields, level }) }
-    const key = await generateKeyPair('Ed25519')
-    const registry = new AgentRegistry({
-      node: undefined as unknown as MeshNode,
-      store,
-      admit: async () => ({ ok: false, reason: 'none here' }),
-      heartbeatMs: 1000,
-      heartbeatTimeoutMs: 3000,
-      log,
-      onCall: async () => ({}),
-      onCast: () => {},
-      onRegister: async () => [],
-      onOnline: () => {},
-      onOffline: async () => {}
-    })
-    const distributions = new DistributionManager({ store, registry, key, log, pieceSize: 1 << 20, peersPerParticipant: 8, ticketTtlSeconds: 60 })
-    dispatcher = new Dispatcher({
-      store, registry, distributions, scheduler: createScheduler('fifo', {}), key, log,
-      retryBaseMs: 100, retryMaxMs: 1000, graceMs: 0, ticketTtlSeconds: 60, tickMs: 100
-    })
+    dispatcher = (await offlineDispatcher(store, logged)).dispatcher
   })
   afterEach(async () => { await h.cleanup() })
 

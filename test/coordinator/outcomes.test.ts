@@ -2,12 +2,11 @@ import { describe, it, expect, beforeEach, afterEach } from 'vitest'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import type { MeshNode } from '../../mesh/index.ts'
 import { AgentRegistry } from '../../coordinator/registry.ts'
-import { Dispatcher } from '../../coordinator/dispatch.ts'
+import type { Dispatcher } from '../../coordinator/dispatch.ts'
 import { DistributionManager } from '../../coordinator/distribution.ts'
-import { createScheduler } from '../../coordinator/scheduler/index.ts'
 import type { TransferStore } from '../../coordinator/store.ts'
 import type { TransferRecord } from '../../coordinator/model.ts'
-import { agent, tempStore, transferInput } from './helpers.ts'
+import { agent, offlineDispatcher, tempStore, transferInput } from './helpers.ts'
 
 const SHA = 'a'.repeat(64)
 const OTHER_SHA = 'b'.repeat(64)
@@ -22,33 +21,13 @@ describe('agent outcomes: a success is taken whenever it arrives, never twice, n
   let store: TransferStore
   let dispatcher: Dispatcher
   let logged: Array<{ msg: string, fields?: Record<string, unknown> }>
-  let distributions: DistributionManager
 
   beforeEach(async () => {
     h = await tempStore()
     store = h.store
     for (const name of ['a', 'b']) await store.putAgent(agent(name))
     logged = []
-    const log = (msg: string, fields?: Record<string, unknown>): void => { logged.push({ msg, fields }) }
-    const key = await generateKeyPair('Ed25519')
-    const registry: AgentRegistry = new AgentRegistry({
-      node: undefined as unknown as MeshNode,
-      store,
-      admit: async () => ({ ok: false, reason: 'none here' }),
-      heartbeatMs: 1000,
-      heartbeatTimeoutMs: 3000,
-      log,
-      onCall: async () => ({}),
-      onCast: () => {},
-      onRegister: async () => [],
-      onOnline: () => {},
-      onOffline: async () => {}
-    })
-    distributions = new DistributionManager({ store, registry, key, log, pieceSize: 1 << 20, peersPerParticipant: 8, ticketTtlSeconds: 60 })
-    dispatcher = new Dispatcher({
-      store, registry, distributions, scheduler: createScheduler('fifo', {}), key, log,
-      retryBaseMs: 100, retryMaxMs: 1000, graceMs: 0, ticketTtlSeconds: 60, tickMs: 100
-    })
+    dispatcher = (await offlineDispatcher(store, logged)).dispatcher
   })
   afterEach(async () => { await h.cleanup() })
 
