@@ -83,7 +83,11 @@ export class TestMesh {
       '--listen', '/ip4/127.0.0.1/tcp/0', '--status-port', '0', '--ready-file', readyFile, ...extra
     ]
     const child = spawnStaccato(args, join(this.dir, 'logs', `${name}.log`), env)
-    const info = await waitForJson<AgentInfo>(readyFile, child, 90_000, `agent ${name}`)
+    const info = await waitForJson<AgentInfo>(readyFile, child, 90_000, `agent ${name}`).catch(async (err: Error) => {
+      // Why it exited is in its log (a refused registration, a bad option): put it in the failure.
+      const tail = async (n: string): Promise<string> => (await readFile(join(this.dir, 'logs', `${n}.log`), 'utf8').catch(() => '')).split('\n').slice(-15).join('\n')
+      throw new Error(`${err.message}\n--- ${name} (last lines) ---\n${await tail(name)}\n--- coordinator (last lines) ---\n${await tail('coordinator')}`)
+    })
     this.agents.set(name, { child, info, args, env })
     await this.waitForAgent(name, true)
     return info
@@ -112,7 +116,11 @@ export class TestMesh {
     const readyFile = a.args[a.args.indexOf('--ready-file') + 1]
     await rm(readyFile, { force: true })
     const child = spawnStaccato(a.args, join(this.dir, 'logs', `${name}.log`), a.env)
-    const info = await waitForJson<AgentInfo>(readyFile, child, 90_000, `agent ${name}`)
+    const info = await waitForJson<AgentInfo>(readyFile, child, 90_000, `agent ${name}`).catch(async (err: Error) => {
+      // Why it exited is in its log (a refused registration, a bad option): put it in the failure.
+      const tail = async (n: string): Promise<string> => (await readFile(join(this.dir, 'logs', `${n}.log`), 'utf8').catch(() => '')).split('\n').slice(-15).join('\n')
+      throw new Error(`${err.message}\n--- ${name} (last lines) ---\n${await tail(name)}\n--- coordinator (last lines) ---\n${await tail('coordinator')}`)
+    })
     this.agents.set(name, { child, info, args: a.args, env: a.env })
     return info
   }
