@@ -219,8 +219,11 @@ export class SwarmService {
         try {
           await this.dial(entry.session, entry.join, info)
           failures.delete(info.peerId)
+          entry.session.setReachable(info.peerId, true)
         } catch (err) {
           const count = (failing?.count ?? 0) + 1
+          // Two failures in a row is no passing hiccup: stop waiting for this peer to serve us what the seed says it has.
+          if (count >= 2) entry.session.setReachable(info.peerId, false)
           failures.set(info.peerId, { count, retryAt: Date.now() + Math.min(REDIAL_MS * 2 ** (count - 1), REDIAL_MAX_MS) })
           // The first failure and the one that reaches the longest back-off are worth a line; a peer that dropped us
           // (it caught us sending a bad piece) refuses every dial, and 500 ms of log lines for it helps nobody.

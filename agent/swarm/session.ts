@@ -13,6 +13,7 @@ import type { PieceCache } from './piece-cache.ts'
 import { pieceCount, pieceRange } from './manifest.ts'
 import type { SwarmPeer } from './peer.ts'
 import { ServeQueue } from './serve-queue.ts'
+import { askSeedAlone } from './sole.ts'
 import { discardPartial, openPieceWriter, sourceStorage, writerStorage } from './storage.ts'
 import type { PieceStorage } from './storage.ts'
 
@@ -58,6 +59,10 @@ export class SwarmSession {
   readonly peers = new Map<string, SwarmPeer>()
   /** Peers caught sending a bad piece: never talked to again in this distribution. */
   readonly banned = new Set<string>()
+  /** Participants our dialer keeps failing to reach. */
+  private readonly unreachable = new Set<string>()
+  /** How often the seed refused each missing piece while naming holders we are not connected to. */
+  private readonly holderWaits = new Map<number, number>()
   private readonly opts: SessionOptions
   private readonly picker: PiecePicker
   private readonly pieces: number
@@ -204,10 +209,21 @@ export class SwarmSession {
   private onReject (peer: SwarmPeer, piece: number, holders: string[]): void {
     peer.inflight.delete(piece)
     this.picker.release(piece, peer.peerId)
-    const reachable = holders.some(h => this.peers.get(h)?.isClosed === false)
-    if (holders.length > 0 && !reachable) peer.soleFor.add(piece)
+    const waits = holders.length > 0 ? (this.holderWaits.get(piece) ?? 0) + 1 : 0
+    if (holders.length > 0) this.holderWaits.set(piece, waits)
+    const view = {
+      attached: (h: string) => this.peers.get(h)?.isClosed === false,
+      expected: (h: string) => !this.banned.has(h) && !this.unreachable.has(h) && this.opts.join.peers.some(p => p.peerId === h)
+    }
+    if (askSeedAlone(holders, view, waits)) peer.soleFor.add(piece)
     else peer.refused.add(piece)
     this.fillAll()
+  }
+
+  /** The agent's dialer says whether it can reach a participant: a holder we cannot reach is not waited for. */
+  setReachable (peerId: string, reachable: boolean): void {
+    if (reachable) this.unreachable.delete(peerId)
+    else this.unreachable.add(peerId)
   }
 
   private async onPiece (peer: SwarmPeer, piece: number, parts: Uint8Array[]): Promise<void> {
@@ -249,6 +265,7 @@ export class SwarmSession {
     this.opts.cache.put(this.id, piece, parts)
     this.opts.counters.bytesReceived += length
     this.mine.set(piece)
+    this.holderWaits.delete(piece)
     this.dirty = true
     for (const other of this.picker.received(piece)) {
       const p = this.peers.get(other)
