@@ -76,7 +76,9 @@ export async function startAgent (config: AgentConfig, onFatal: (err: Error) => 
   const issuer = issuerKey(coordinatorId)
 
   const privateKey = await loadOrCreateIdentity(config.dataDir)
-  const journal = await Journal.open(join(config.dataDir, 'journal'))
+  const journal = await Journal.open(join(config.dataDir, 'journal'), {
+    onCorrupt: (key, error) => log('journal entry does not parse; left out (that transfer or distribution starts from zero)', { key, error: error.message }, 'warn')
+  })
   const httpOptions = { allowAddresses: config.allowAddresses ?? [] }
   const extra = await loadPlugins(config.plugins, process.cwd())
   const byScheme = pluginsByScheme([random(), nullSink(), http(httpOptions), https(httpOptions)], extra, config.plugins)
