@@ -3,6 +3,7 @@ import { createServer } from 'node:http'
 import type { Server, ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { ApiClient, CliError } from '../../cli/client.ts'
+import { isCursorExpired, oldestKept, readChanges } from '../../cli/feed.ts'
 
 /** A server on loopback whose every answer is what `answer` writes. */
 async function serve (answer: (res: ServerResponse) => void): Promise<Server> {
@@ -36,5 +37,18 @@ describe('the CLI API client', () => {
     const err = await client.request('GET', '/v1/transfers').then(() => undefined, (e: unknown) => e)
     expect(err).toBeInstanceOf(CliError)
     expect((err as CliError).message).toMatch(/503/)
+  })
+
+  it('reads the change feed\'s cursor_expired answer off the API\'s error code, with the oldest event kept', async () => {
+    server = await serve(res => {
+      res.writeHead(410, { 'content-type': 'application/json' })
+      res.end(JSON.stringify({ code: 'cursor_expired', message: 'events before 42 are no longer kept', oldest: 42 }))
+    })
+    const client = new ApiClient({ url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` })
+    const err = await readChanges(client, 3, 0).then(() => undefined, (e: unknown) => e)
+    expect(isCursorExpired(err)).toBe(true)
+    expect(oldestKept(err as CliError)).toBe(42)
+    expect((err as CliError).exitCode).toBe(1)
+    expect(isCursorExpired(new CliError('unavailable', 'down', 1))).toBe(false)
   })
 })
