@@ -1,17 +1,9 @@
+import type { FeedPage, StoreEvent } from '../coordinator/index.ts'
 import type { ApiClient } from './client.ts'
 import { CliError } from './client.ts'
 
-/** One entry of GET /v1/changes. */
-export interface FeedItem {
-  seq: number
-  id: string
-  time: string
-  topic: string
-  tenant: string
-  data: unknown
-}
-
-export interface FeedPage { items: FeedItem[], next: number }
+/** One entry of GET /v1/changes: the coordinator's event, as JSON (type-only: the CLI loads none of the coordinator). */
+export type FeedItem = StoreEvent
 
 /**
  * The coordinator's cursor_expired answer (410): the cursor is older than the
