@@ -18,11 +18,6 @@ export interface DataServerOptions {
   counters: AgentCounters
   upload?: TokenBucket
   log: (msg: string, fields?: Record<string, unknown>, level?: 'info' | 'warn' | 'error') => void
-  /**
-   * Test mode: flip a byte in this many of the next data streams (after hashing
-   * it), to prove that receivers catch damage in transit. 0 in production.
-   */
-  corruptStreams?: { remaining: number }
 }
 
 // A peer that opens a stream and never sends its header must not hold it forever.
@@ -87,16 +82,9 @@ async function serve (stream: Stream, connection: Connection, opts: DataServerOp
   if (hash !== undefined && req.offset > 0) {
     for await (const chunk of plugin.read(url, { offset: 0, length: req.offset, expect: version })) hash.update(chunk)
   }
-  let corrupt = length > 0 && (opts.corruptStreams?.remaining ?? 0) > 0
-  if (corrupt && opts.corruptStreams !== undefined) opts.corruptStreams.remaining--
   if (length > 0) {
-    for await (let chunk of plugin.read(url, { offset: req.offset, length, expect: version })) {
+    for await (const chunk of plugin.read(url, { offset: req.offset, length, expect: version })) {
       hash?.update(chunk)
-      if (corrupt) {
-        chunk = Uint8Array.from(chunk)
-        chunk[0] ^= 0xff
-        corrupt = false
-      }
       if (opts.upload !== undefined) await opts.upload.take(chunk.byteLength)
       await send(stream, chunk)
       opts.counters.bytesServed += chunk.byteLength

@@ -37,8 +37,6 @@ export interface SessionOptions {
   cache: PieceCache
   upload?: TokenBucket
   download?: TokenBucket
-  /** Test mode: flip a byte in every piece served, to prove peers detect and drop a corrupt peer. */
-  corruptServedPieces: boolean
   log: (msg: string, fields?: Record<string, unknown>, level?: 'info' | 'warn' | 'error') => void
   progress: (p: ControlParams<'swarmProgress'>) => void
   report: (r: ControlParams<'swarmReport'>) => Promise<void>
@@ -339,7 +337,6 @@ export class SwarmSession {
       throw err
     }
     const { length } = pieceRange(this.manifest, piece)
-    if (this.opts.corruptServedPieces) parts = corrupted(parts)
     if (this.opts.upload !== undefined) await this.opts.upload.take(length)
     await peer.send({ t: 'piece', piece, length }, parts)
     this.opts.counters.bytesServed += length
@@ -517,11 +514,4 @@ export class SwarmSession {
     // No writer: a session restored finished after a restart, whose partial may still be there.
     else if (removePartial && this.role === 'destination') await discardPartial(this.destinationPlace(), this.id)
   }
-}
-
-/** Test mode: the piece with its first byte flipped, leaving the cached original alone. */
-function corrupted (parts: Uint8Array[]): Uint8Array[] {
-  const first = Uint8Array.from(parts[0])
-  first[0] ^= 0xff
-  return [first, ...parts.slice(1)]
 }
