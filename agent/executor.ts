@@ -20,7 +20,7 @@ export interface ExecutorOptions {
   self: string
   node: MeshNode
   plugins: PluginSet
-  journal: Journal
+  journal: ExecutorJournal
   counters: AgentCounters
   download?: TokenBucket
   /** Sends a report to the coordinator; rejects when it cannot be delivered now. */
@@ -35,6 +35,9 @@ export interface ExecutorOptions {
   /** The progress timer's, the sync interval's and the throttle's time; the system's when absent. */
   clock?: Clock
 }
+
+/** What the executor needs of the journal (an in-memory one in unit tests). */
+export type ExecutorJournal = Pick<Journal, 'get' | 'put' | 'commitOffset' | 'remove' | 'all'>
 
 interface Running { attempt: number, controller: AbortController, done: Promise<void> }
 
