@@ -204,6 +204,27 @@ describe('Executor', () => {
     expect(clock.pending).toBe(0)
   })
 
+  it('aborts an attempt superseded midway, and the new attempt continues from what the old one journaled', async () => {
+    let stalled = false
+    tap.onChunk = async (at, chunk, opts) => {
+      if (at === SIZE / 2 && tap.reads.length === 1) {
+        stalled = true
+        await new Promise<void>((_resolve, reject) => opts.signal?.addEventListener('abort', () => reject(opts.signal?.reason), { once: true }))
+      }
+      return chunk
+    }
+    await executor.accept(job(1))
+    await until(() => stalled, 'the first attempt stalled halfway')
+    await executor.accept(job(2))
+    await until(() => executor.active().length === 0, 'the second attempt ended')
+    const outcomes = reports.filter(r => r.outcome !== 'verifying')
+    expect(outcomes.map(r => [r.attempt, r.outcome])).toEqual([[1, 'failed'], [2, 'succeeded']])
+    expect(outcomes[0].error?.message).toBe('superseded by attempt 2')
+    expect(outcomes[1].sha256).toBe(sha256(bytes))
+    expect(tap.reads).toEqual([0, SIZE / 2])
+    expect((await getObject(store, DST)).equals(bytes)).toBe(true)
+  })
+
   it('reports progress on the clock it was given, and stops its timer when done', async () => {
     let release: (() => void) | undefined
     tap.onChunk = async (at, chunk) => {
