@@ -1,6 +1,6 @@
 import { Level } from 'level'
 import type { ObjectVersion } from '../protocols/index.ts'
-import type { ErrorInfo, Manifest } from '../mesh/index.ts'
+import type { ChecksumMode, ErrorInfo, Manifest } from '../mesh/index.ts'
 
 /** What the agent knows about one transfer it runs, kept across crashes and reboots. */
 export interface JournalEntry {
@@ -12,10 +12,12 @@ export interface JournalEntry {
   version: ObjectVersion
   /** Bytes of the partial object known to be on disk (after sync). */
   durableOffset: number
-  /** sha256 of the first durableOffset bytes, to verify the kept prefix before resuming. */
-  prefixSha256?: string
+  /** The transfer's checksum mode, which prefixDigest is in (sha256 when absent). */
+  checksumMode?: ChecksumMode
+  /** Digest of the first durableOffset bytes, to verify the kept prefix before resuming (none in checksum mode none). */
+  prefixDigest?: string
   /** Set once the transfer ended, until the coordinator has acknowledged the report. */
-  outcome?: { outcome: 'succeeded' | 'failed', sha256?: string, error?: ErrorInfo, bytesDone: number, bytesTotal?: number }
+  outcome?: { outcome: 'succeeded' | 'failed', sha256?: string, blake3?: string, error?: ErrorInfo, bytesDone: number, bytesTotal?: number }
   updatedAt: number
 }
 

@@ -12,7 +12,9 @@ export interface Transfer extends TransferLike {
   attempt: number
   waiting?: { reason: string, agent: string, since: string }
   executor?: string
+  checksumMode?: string
   sha256?: string
+  blake3?: string
   labels: Record<string, string>
   priority: number
   retries: number
