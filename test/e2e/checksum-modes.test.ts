@@ -59,7 +59,7 @@ describe('checksum modes', () => {
   })
 
   it('blake3 catches bytes damaged in transit too, and leaves nothing at the target', async () => {
-    await mesh.startAgent('broken', [], { STACCATO_TEST_CORRUPT_DATA: '1000' })
+    await mesh.startAgent('broken', [], {}, { faults: 'corrupt-data=1000' })
     await writeFile(join(mesh.volume('broken'), 'b.bin'), randomBytes(4 * MiB))
     const t = await mesh.submit('agent://broken/vol/b.bin', 'agent://compute-1/vol/damaged/b.bin', { checksumMode: 'blake3', retries: 5 })
     const done = await mesh.waitForState(t.id, ['succeeded', 'failed'])
