@@ -67,8 +67,11 @@ export class TestRegistry {
   /** Requests the token realm answered, for tests that check what was asked. */
   readonly tokenRequests: Array<{ user?: string, scope?: string, granted: boolean }> = []
 
-  private constructor (dir: string, readonly opts: RegistryOptions) {
+  readonly opts: RegistryOptions
+
+  private constructor (dir: string, opts: RegistryOptions) {
     this.dir = dir
+    this.opts = opts
     this.storage = join(dir, 'storage')
   }
 
