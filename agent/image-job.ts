@@ -1,0 +1,60 @@
+import { copyImageToLayout } from '../protocols/index.ts'
+import type { OciPlugin, ProtocolPlugin } from '../protocols/index.ts'
+import type { Job } from '../mesh/index.ts'
+import type { Resolved } from './resolve.ts'
+import { countBytes } from './counters.ts'
+import type { AgentCounters } from './counters.ts'
+import type { TokenBucket } from './rate-limit.ts'
+
+/**
+ * An image transfer: an oci:// source to a directory (the destination ends
+ * in '/') is not one object piped into another but a plan of blob copies
+ * into an OCI image layout (protocols/oci/layout.ts). Resume is per blob: a
+ * blob committed by an earlier attempt is in the layout and not read again;
+ * a blob cut off mid-way continues with Range within the attempt.
+ */
+export function isImageJob (src: Resolved, destination: string): boolean {
+  return src.plugin.scheme === 'oci' && destination.endsWith('/') && isOciPlugin(src.plugin)
+}
+
+function isOciPlugin (p: ProtocolPlugin): p is OciPlugin {
+  return typeof (p as Partial<OciPlugin>).resolveImage === 'function'
+}
+
+export interface ImageJobOptions {
+  job: Job
+  src: Resolved
+  dst: Resolved
+  signal: AbortSignal
+  counters: AgentCounters
+  download?: TokenBucket
+  progressEveryMs: number
+  progress: (bytesDone: number, bytesTotal: number) => void
+}
+
+export async function runImageJob (o: ImageJobOptions): Promise<{ sha256: string, bytes: number }> {
+  const { counters, signal } = o
+  let last = 0
+  const result = await copyImageToLayout({
+    source: o.src.plugin as OciPlugin,
+    url: o.src.url,
+    dest: o.dst.plugin,
+    dir: o.dst.url,
+    key: o.job.transferId,
+    signal,
+    onChunk: async n => {
+      if (o.download !== undefined) await o.download.take(n, signal)
+      counters.bytesReceived += n
+      countBytes(counters.bytesIn, 'oci', n)
+      countBytes(counters.bytesOut, o.dst.plugin.scheme, n)
+    },
+    onProgress: (done, total) => {
+      const now = Date.now()
+      if (now - last < o.progressEveryMs && done < total) return
+      last = now
+      o.progress(done, total)
+    }
+  })
+  // The record's sha256 is the manifest's digest: what names the image, and what skopeo shows as its Digest.
+  return { sha256: result.digest.slice('sha256:'.length), bytes: result.bytes }
+}
