@@ -49,7 +49,16 @@ export function registryUnavailable (): string | undefined {
   return reason
 }
 
+/**
+ * An htpasswd line for alice / secret (bcrypt, cost 5, made once with
+ * Python's crypt module): distribution takes only bcrypt, and Debian's
+ * htpasswd (apache2-utils) is not needed for one fixed user.
+ */
+const ALICE_HTPASSWD = 'alice:$2b$05$6gh8Wy/6uLe7mDPRqmX7k.GRx4mCJfgvo060mTsC548vgexyVLsFy'
+
 export interface RegistryOptions {
+  /** Plain Basic auth (htpasswd) for every repository, with the one user alice / secret; not with `users`. */
+  basicAlice?: boolean
   /** Put the registry behind a token realm that admits these users (name → password). */
   users?: Record<string, string>
   /** Repositories anyone may pull without credentials (the others need a user); all of them when no users are given. */
@@ -135,7 +144,14 @@ export class TestRegistry {
   }
 
   private async writeConfig (): Promise<void> {
-    const auth = this.opts.users === undefined
+    if (this.opts.basicAlice === true) await writeFile(join(this.dir, 'htpasswd'), `${ALICE_HTPASSWD}\n`)
+    const auth = this.opts.basicAlice === true
+      ? `auth:
+  htpasswd:
+    realm: staccato-test
+    path: ${join(this.dir, 'htpasswd')}
+`
+      : this.opts.users === undefined
       ? ''
       : `auth:
   token:

@@ -128,3 +128,41 @@ describe.skipIf(skip !== undefined)('oci plug-in against docker-registry', () =>
     await p.close?.()
   })
 })
+
+describe.skipIf(skip !== undefined)('oci plug-in against docker-registry with Basic auth (htpasswd)', () => {
+  let reg: TestRegistry
+  let dir: string
+  let image: BuiltImage
+
+  beforeAll(async () => {
+    reg = await TestRegistry.start({ basicAlice: true })
+    dir = await mkdtemp(join(tmpdir(), 'staccato-oci-basic-'))
+    image = await buildImage(dir, 'img', [{ files: { 'a.txt': 'basic' } }])
+    await pushImage(reg, image, 'team/app', '1', 'alice:secret')
+  }, 120_000)
+
+  afterAll(async () => {
+    await reg?.stop()
+    if (dir !== undefined) await rm(dir, { recursive: true, force: true })
+  })
+
+  it('answers a Basic challenge with the configured user, and refuses without or with a wrong one', async () => {
+    const url = new URL(`oci://${reg.host}/team/app:1`)
+    const plugin = (conf: object): OciPlugin => oci({ allowAddresses: ['loopback'], retries: 1, retryDelay: 10, registries: { [reg.host]: { insecure: true, ...conf } } })
+    const right = plugin({ username: 'alice', password: 'secret' })
+    expect(`sha256:${(await right.stat(url)).sha256 ?? ''}`).toBe(image.manifestDigest)
+    const blob = await collect(right.read(new URL(`oci://${reg.host}/team/app@${image.layers[0]}`), { offset: 0 }))
+    expect(sha256(blob)).toBe(image.layers[0])
+    const none = plugin({})
+    await expect(none.stat(url)).rejects.toMatchObject({ code: 'permission_denied', message: expect.stringContaining('has none') })
+    const wrong = plugin({ username: 'alice', password: 'guess' })
+    await expect(wrong.stat(url)).rejects.toMatchObject({ code: 'permission_denied', message: expect.stringContaining('do not give pull access') })
+    for (const p of [right, none, wrong]) await p.close?.()
+  })
+
+  it('keeps to the address policy: a registry on loopback is refused unless allowed', async () => {
+    const p = oci({ retries: 0, registries: { [reg.host]: { insecure: true, username: 'alice', password: 'secret' } } })
+    await expect(p.stat(new URL(`oci://${reg.host}/team/app:1`))).rejects.toMatchObject({ code: 'address_refused' })
+    await p.close?.()
+  })
+})
