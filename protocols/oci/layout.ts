@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
 import { ChecksumMismatchError, InvalidArgumentError, NetworkError, NotFoundError, toStaccatoError } from '../../mesh/index.ts'
 import type { ProtocolPlugin } from '../contract.ts'
-import { MEDIA } from './manifest.ts'
+import { MEDIA, asOciManifest } from './manifest.ts'
 import type { Descriptor } from './manifest.ts'
 import type { OciPlugin } from './plugin.ts'
 
@@ -28,6 +28,8 @@ export interface LayoutCopyOptions {
 export interface LayoutCopyResult {
   /** The manifest's digest: what the layout's index.json names. */
   digest: string
+  /** The digest of the manifest in the registry, when the layout holds another (a Docker schema 2 manifest is converted to OCI). */
+  registryDigest: string
   /** Bytes of the image (manifest, config, layers). */
   bytes: number
   /** Bytes read from the registry (blobs the layout already held are not read again). */
@@ -60,7 +62,9 @@ export async function copyImageToLayout (o: LayoutCopyOptions): Promise<LayoutCo
     }
     o.onProgress?.(done, total)
   }
-  await writeSmall(o, blobUrl(o.dir, image.digest), image.bytes, 'manifest')
+  const manifest = asOciManifest(image.bytes, image.mediaType)
+  const digest = manifest.converted ? `sha256:${createHash('sha256').update(manifest.bytes).digest('hex')}` : image.digest
+  await writeSmall(o, blobUrl(o.dir, digest), manifest.bytes, 'manifest')
   const layoutFile = new URL('oci-layout', o.dir)
   if (await o.dest.stat(layoutFile, { signal: o.signal }).catch(() => undefined) === undefined) {
     await writeSmall(o, layoutFile, Buffer.from(LAYOUT_FILE), 'layout')
@@ -68,16 +72,16 @@ export async function copyImageToLayout (o: LayoutCopyOptions): Promise<LayoutCo
   const indexUrl = new URL('index.json', o.dir)
   const existing = await readSmall(o, indexUrl)
   const entry: Descriptor = {
-    mediaType: image.mediaType,
-    digest: image.digest,
-    size: image.bytes.length,
+    mediaType: manifest.mediaType,
+    digest,
+    size: manifest.bytes.length,
     ...(image.platform !== undefined ? { platform: image.platform } : {}),
     ...(reference.tag !== undefined && reference.digest === undefined ? { annotations: { [REF_NAME]: reference.tag } } : {})
   }
   await writeSmall(o, indexUrl, Buffer.from(JSON.stringify(layoutIndex(existing, entry))), 'index')
   done += image.bytes.length
   o.onProgress?.(done, total)
-  return { digest: image.digest, bytes: total, fetched }
+  return { digest, registryDigest: image.digest, bytes: total - image.bytes.length + manifest.bytes.length, fetched }
 }
 
 function blobUrl (dir: URL, digest: string): URL {

@@ -80,3 +80,24 @@ export function selectPlatform (manifests: readonly Descriptor[], want: Platform
   const have = manifests.map(m => m.platform === undefined ? '(no platform)' : formatPlatform(m.platform))
   throw new NotFoundError(`${what}: the image index has no manifest for ${formatPlatform(want)} (it has: ${have.join(', ') || 'none'}); ask for another with ?platform=os/arch`)
 }
+
+/** Docker schema 2 media types and their OCI equivalents (the image spec's conversion table; skopeo converts the same way). */
+const DOCKER_TO_OCI: Record<string, string> = {
+  [MEDIA.dockerManifest]: MEDIA.ociManifest,
+  'application/vnd.docker.container.image.v1+json': 'application/vnd.oci.image.config.v1+json',
+  'application/vnd.docker.image.rootfs.diff.tar.gzip': 'application/vnd.oci.image.layer.v1.tar+gzip',
+  'application/vnd.docker.image.rootfs.foreign.diff.tar.gzip': 'application/vnd.oci.image.layer.nondistributable.v1.tar+gzip'
+}
+
+/**
+ * A Docker schema 2 manifest rewritten as an OCI manifest over the same
+ * config and layer blobs (an OCI layout names only OCI manifests: skopeo's
+ * layout reader skips any other descriptor). An OCI manifest comes back as it is.
+ */
+export function asOciManifest (bytes: Buffer, mediaType: string): { bytes: Buffer, mediaType: string, converted: boolean } {
+  if (mediaType !== MEDIA.dockerManifest) return { bytes, mediaType, converted: false }
+  const body = JSON.parse(bytes.toString('utf8')) as { config: Descriptor, layers: Descriptor[], annotations?: Record<string, string> }
+  const convert = (d: Descriptor): Descriptor => ({ mediaType: DOCKER_TO_OCI[d.mediaType] ?? d.mediaType, digest: d.digest, size: d.size, ...(d.annotations !== undefined ? { annotations: d.annotations } : {}) })
+  const oci = { schemaVersion: 2, mediaType: MEDIA.ociManifest, config: convert(body.config), layers: body.layers.map(convert), ...(body.annotations !== undefined ? { annotations: body.annotations } : {}) }
+  return { bytes: Buffer.from(JSON.stringify(oci)), mediaType: MEDIA.ociManifest, converted: true }
+}

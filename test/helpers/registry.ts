@@ -254,9 +254,9 @@ export async function buildImage (dir: string, name: string, layers: Layer[], pl
   return { layout, tag, manifestDigest, layers: manifest.layers.map(l => l.digest), config: manifest.config.digest }
 }
 
-/** Pushes a built image with skopeo (no TLS on loopback), as `repo:tag`. */
-export async function pushImage (reg: TestRegistry, image: BuiltImage, repo: string, tag: string, creds?: string): Promise<void> {
-  const args = ['copy', '--quiet', '--dest-tls-verify=false', ...(creds !== undefined ? ['--dest-creds', creds] : []), `oci:${image.layout}:${image.tag}`, `docker://${reg.host}/${repo}:${tag}`]
+/** Pushes a built image with skopeo (no TLS on loopback), as `repo:tag`; `v2s2` converts it to Docker's schema 2. */
+export async function pushImage (reg: TestRegistry, image: BuiltImage, repo: string, tag: string, creds?: string, format?: 'v2s2' | 'oci'): Promise<void> {
+  const args = ['copy', '--quiet', '--dest-tls-verify=false', ...(creds !== undefined ? ['--dest-creds', creds] : []), ...(format !== undefined ? ['--format', format] : []), `oci:${image.layout}:${image.tag}`, `docker://${reg.host}/${repo}:${tag}`]
   await run('/usr/bin/skopeo', args)
 }
 

@@ -39,6 +39,7 @@ describe.skipIf(skip !== undefined)('oci plug-in against docker-registry', () =>
       await pushImage(reg, amd, repo, '1.4', 'alice:secret')
       await pushImage(reg, arm, repo, '1.4-arm', 'alice:secret')
     }
+    await pushImage(reg, amd, 'pub/app', 'docker', 'alice:secret', 'v2s2')
     await pushIndex(reg, 'pub/app', 'multi', [{ image: amd, os: 'linux', architecture: 'amd64' }, { image: arm, os: 'linux', architecture: 'arm64' }], 'alice:secret')
   }, 120_000)
 
@@ -54,6 +55,23 @@ describe.skipIf(skip !== undefined)('oci plug-in against docker-registry', () =>
     expect(`sha256:${st.sha256 ?? ''}`).toBe(amd.manifestDigest)
     const bytes = (await collect(p.read(url, { offset: 0 })))
     expect(sha256(bytes)).toBe(amd.manifestDigest)
+    await p.close?.()
+  })
+
+  it('reads a Docker schema 2 image into a layout that skopeo reads', async () => {
+    const p = open()
+    const root = join(dir, 'vol-docker')
+    await mkdir(root, { recursive: true })
+    const dest = file({ volumes: [{ name: 'vol', root, readOnly: false }] })
+    const result = await copyImageToLayout({ source: p, url: new URL(`oci://${reg.host}/pub/app:docker`), dest, dir: new URL('file:///vol/app/'), key: 'd1' })
+    const index = JSON.parse(await readFile(join(root, 'app/index.json'), 'utf8')) as { manifests: Array<{ mediaType: string, digest: string }> }
+    // The layout holds the OCI form of the Docker manifest, over the same blobs.
+    expect(index.manifests[0]).toMatchObject({ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: result.digest })
+    expect(result.registryDigest).not.toBe(result.digest)
+    const { stdout } = await run('/usr/bin/skopeo', ['inspect', `oci:${join(root, 'app')}:docker`])
+    const seen = JSON.parse(stdout) as { Digest: string, Layers: string[] }
+    expect(seen.Digest).toBe(result.digest)
+    expect(seen.Layers).toEqual(amd.layers)
     await p.close?.()
   })
 
