@@ -207,9 +207,9 @@ export class Executor {
     if (!src.plugin.capabilities.read) throw new UnsupportedError(`the ${src.plugin.scheme} plug-in cannot read (source ${job.source})`)
     if (!dst.plugin.capabilities.write) throw new UnsupportedError(`the ${dst.plugin.scheme} plug-in cannot write (destination ${job.destination})`)
     if (isImageJob(src, job.destination)) {
-      const { counters, download, progressEveryMs } = this.opts
+      const { counters, download, journal, syncEveryBytes, progressEveryMs } = this.opts
       const progress = (bytesDone: number, bytesTotal: number): void => this.opts.progress({ transferId: job.transferId, attempt: job.attempt, bytesDone, bytesTotal })
-      return await runImageJob({ job, src, dst, signal, counters, download, progressEveryMs, progress })
+      return await runImageJob({ job, src, dst, signal, counters, download, journal, syncEveryBytes, progressEveryMs, progress })
     }
     try {
       return await this.copy(job, src, dst, false, signal)

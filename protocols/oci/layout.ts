@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto'
-import { ChecksumMismatchError, InvalidArgumentError, NetworkError, NotFoundError, toStaccatoError } from '../../mesh/index.ts'
-import type { ProtocolPlugin } from '../contract.ts'
+import { ChecksumMismatchError, InvalidArgumentError, NetworkError, NotFoundError, SourceChangedError, toStaccatoError } from '../../mesh/index.ts'
+import type { ProtocolPlugin, Writer } from '../contract.ts'
 import { MEDIA, asOciManifest } from './manifest.ts'
 import type { Descriptor } from './manifest.ts'
 import type { OciPlugin } from './plugin.ts'
@@ -9,6 +9,13 @@ import type { OciPlugin } from './plugin.ts'
 const LAYOUT_FILE = JSON.stringify({ imageLayoutVersion: '1.0.0' })
 /** The annotation that names a manifest in a layout's index.json (what `skopeo … oci:DIR:tag` looks up). */
 const REF_NAME = 'org.opencontainers.image.ref.name'
+
+/** How far a blob's partial file is durable, and the sha256 of the bytes before that offset. */
+export interface BlobCheckpoint {
+  digest: string
+  offset: number
+  prefixSha256: string
+}
 
 export interface LayoutCopyOptions {
   source: OciPlugin
@@ -23,6 +30,11 @@ export interface LayoutCopyOptions {
   /** Called with every chunk before it is written (a rate limit, counters). */
   onChunk?: (bytes: number) => Promise<void>
   onProgress?: (done: number, total: number) => void
+  /** Where an earlier attempt stopped in a blob: that blob continues from there if its partial still holds those bytes. */
+  resume?: BlobCheckpoint
+  /** Called after a blob's partial was synced, every `syncEveryBytes` (default: only at the end of a blob). */
+  checkpoint?: (c: BlobCheckpoint) => Promise<void>
+  syncEveryBytes?: number
 }
 
 export interface LayoutCopyResult {
@@ -111,28 +123,64 @@ export function layoutIndex (existing: Buffer | undefined, entry: Descriptor): {
   return { schemaVersion: 2, mediaType: MEDIA.ociIndex, manifests: [...manifests, entry] }
 }
 
+/**
+ * One blob into its partial file, then renamed into place once its bytes
+ * hash to its digest. A checkpoint of an earlier attempt is used when the
+ * partial still holds the bytes it names (read back and hashed); a
+ * retryable failure keeps the partial for the next attempt.
+ */
 async function copyBlob (o: LayoutCopyOptions, from: URL, target: URL, d: Descriptor, onBytes: (n: number) => void): Promise<number> {
   const hex = d.digest.slice('sha256:'.length)
-  const writer = await o.dest.write(target, { offset: 0, size: d.size, key: `${o.key}-${hex.slice(0, 16)}`, signal: o.signal })
+  const open = async (offset: number): Promise<Writer> => await o.dest.write(target, { offset, size: d.size, key: `${o.key}-${hex.slice(0, 16)}`, signal: o.signal })
+  const resumed = await reopen(o, d, open)
+  const { hash, offset } = resumed
+  const writer = resumed.writer ?? await open(0)
+  if (offset > 0) onBytes(offset)
   try {
-    const hash = createHash('sha256')
-    let n = 0
-    for await (const chunk of o.source.read(from, { offset: 0, signal: o.signal })) {
+    let n = offset
+    let sinceSync = 0
+    for await (const chunk of o.source.read(from, { offset, signal: o.signal })) {
       await o.onChunk?.(chunk.byteLength)
       await writer.write(chunk)
       hash.update(chunk)
       n += chunk.byteLength
+      sinceSync += chunk.byteLength
       onBytes(chunk.byteLength)
+      if (o.checkpoint !== undefined && o.syncEveryBytes !== undefined && sinceSync >= o.syncEveryBytes) {
+        const durable = await writer.sync()
+        if (durable >= n) await o.checkpoint({ digest: d.digest, offset: n, prefixSha256: hash.copy().digest('hex') })
+        sinceSync = 0
+      }
     }
     if (n !== d.size) throw new NetworkError(`${from.href}: the registry sent ${n} bytes, the manifest says ${d.size}`)
     const got = hash.digest('hex')
     if (got !== hex) throw new ChecksumMismatchError(`${from.href}: the blob's bytes hash to sha256:${got}`)
     await writer.commit()
-    return n
+    return n - offset
   } catch (err) {
-    await writer.abort({ keepPartial: false }).catch(() => {})
-    throw toStaccatoError(err)
+    const e = toStaccatoError(err)
+    await writer.abort({ keepPartial: e.retryable && !(e instanceof SourceChangedError) }).catch(() => {})
+    throw e
   }
+}
+
+/** The writer and hash state to continue a blob from a checkpoint, or a fresh start when it cannot be trusted. */
+async function reopen (o: LayoutCopyOptions, d: Descriptor, open: (offset: number) => Promise<Writer>): Promise<{ writer?: Writer, hash: ReturnType<typeof createHash>, offset: number }> {
+  const c = o.resume
+  if (c?.digest !== d.digest || c.offset <= 0 || c.offset >= d.size) return { hash: createHash('sha256'), offset: 0 }
+  let writer: Writer | undefined
+  try {
+    writer = await open(c.offset)
+    const hash = createHash('sha256')
+    if (writer.readPartial !== undefined) {
+      for await (const chunk of writer.readPartial({ signal: o.signal })) hash.update(chunk)
+      if (hash.copy().digest('hex') === c.prefixSha256) return { writer, hash, offset: c.offset }
+    }
+    await writer.abort({ keepPartial: false })
+  } catch {
+    await writer?.abort({ keepPartial: false }).catch(() => {})
+  }
+  return { hash: createHash('sha256'), offset: 0 }
 }
 
 async function writeSmall (o: LayoutCopyOptions, target: URL, bytes: Buffer, what: string): Promise<void> {

@@ -15,7 +15,7 @@ if (skip !== undefined) console.warn(`skipping the oci end-to-end tests: ${skip}
 const MiB = 1024 * 1024
 // The big layer is random (gzip leaves it as large) and the agent reads at most 4 MiB/s: the registry can be killed mid-blob.
 const BIG = 12 * MiB
-const SLOW = ['--max-download-rate', '4MiB']
+const SLOW = ['--max-download-rate', '4MiB', '--sync-every', '1MiB']
 
 interface Counters { bytesIn: Record<string, number> }
 
@@ -156,5 +156,23 @@ describe.skipIf(skip !== undefined)('oci:// images into OCI layouts, end to end'
     const after = ((await (await fetch(mesh.agents.get('c1')?.info.statusUrl ?? '')).json()) as { counters: Counters }).counters.bytesIn.oci
     expect(after - before).toBe(end.progress.bytesDone - (await readFile(join(mesh.volume('c1'), 'images/big/blobs/sha256', big.manifestDigest.slice(7)))).length)
     expect((await inspect(`${join(mesh.volume('c1'), 'images/big')}:1`)).Digest).toBe(big.manifestDigest)
+  })
+
+  it('continues a blob from its journaled offset after the agent is killed mid-blob', async () => {
+    const t = await mesh.submit(`oci://${reg.host}/pub/big:1`, 'agent://c1/vol/images/crash/')
+    let kept = 0
+    await mesh.until(async () => {
+      kept = (await mesh.status('c1')).journal.find(e => e.transferId === t.id)?.durableOffset ?? 0
+      return kept >= 3 * MiB
+    }, 60_000, 'three MiB of the big layer journaled')
+    await mesh.restartAgent('c1')
+    const end = await mesh.waitForState(t.id, ['succeeded', 'failed'], 120_000)
+    expect(end.state, JSON.stringify(end)).toBe('succeeded')
+    expect(end.attempt).toBeGreaterThan(1)
+    // The restarted agent read the big layer only from the kept offset on (its counters start at zero).
+    const read = ((await (await fetch(mesh.agents.get('c1')?.info.statusUrl ?? '')).json()) as { counters: Counters }).counters.bytesIn.oci ?? 0
+    const image = end.progress.bytesDone - (await readFile(join(mesh.volume('c1'), 'images/crash/blobs/sha256', big.manifestDigest.slice(7)))).length
+    expect(read).toBeLessThanOrEqual(image - kept)
+    expect((await inspect(`${join(mesh.volume('c1'), 'images/crash')}:1`)).Digest).toBe(big.manifestDigest)
   })
 })
