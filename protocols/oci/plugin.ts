@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto'
 import { ChecksumMismatchError, UnsupportedError } from '../../mesh/index.ts'
 import type { ProtocolPlugin, ReadOptions, StatResult } from '../contract.ts'
 import { createContext } from '../http-client.ts'
-import { readHttp, statHttp } from '../http-read.ts'
+import { readHttp, versionFromHeaders } from '../http-read.ts'
 import { assertVersion, checkRange } from '../util.ts'
 import type { RegistryConfig } from './auth.ts'
 import { RegistryClient, registryError } from './client.ts'
@@ -64,12 +64,14 @@ export function oci (opts: OciOptions = {}): OciPlugin {
 
   const statBlob = async (ref: ImageReference, signal?: AbortSignal): Promise<StatResult> => {
     const digest = ref.digest as string
-    // The first request answers any challenge; the ranged reads then carry its credentials.
+    const what = `blob ${ref.registry}/${ref.repository}@${digest}`
+    // This request answers any challenge; the ranged reads then carry its credentials.
     const res = await client.request(ref, `blobs/${digest}`, 'HEAD', {}, signal)
     res.resume()
-    if (res.statusCode !== 200) throw registryError(res.statusCode ?? 0, Buffer.alloc(0), `blob ${ref.registry}/${ref.repository}@${digest}`)
-    const st = await statHttp(client.authorized(ref), client.url(ref, `blobs/${digest}`), signal)
-    return { ...st, sha256: digest.slice('sha256:'.length) }
+    if (res.statusCode !== 200) throw registryError(res.statusCode ?? 0, Buffer.alloc(0), what)
+    const length = Number(res.headers['content-length'])
+    if (!Number.isSafeInteger(length)) throw new UnsupportedError(`${what}: the registry sent no Content-Length`)
+    return { ...versionFromHeaders(res, length), sha256: digest.slice('sha256:'.length) }
   }
 
   const resolveImage = async (url: URL, signal?: AbortSignal): Promise<ResolvedImage & { reference: ImageReference }> => {
