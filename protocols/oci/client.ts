@@ -4,7 +4,7 @@ import { ChecksumMismatchError, InvalidArgumentError, NotFoundError, PermissionD
 import { requestWithRetry, statusError } from '../http-client.ts'
 import type { HttpContext } from '../http-client.ts'
 import { DEFAULT_TOKEN_SECONDS, basicHeader, parseChallenge, tokenUrl } from './auth.ts'
-import type { RegistryConfig } from './auth.ts'
+import type { Challenge, RegistryConfig } from './auth.ts'
 import { MANIFEST_ACCEPT, parseManifest, selectPlatform } from './manifest.ts'
 import type { Descriptor, Parsed } from './manifest.ts'
 import { formatPlatform } from './reference.ts'
@@ -112,7 +112,7 @@ export class RegistryClient {
     return undefined
   }
 
-  private async answer (ref: ImageReference, challenge: ReturnType<typeof parseChallenge> & object, signal?: AbortSignal): Promise<void> {
+  private async answer (ref: ImageReference, challenge: Challenge, signal?: AbortSignal): Promise<void> {
     const conf = this.registries[ref.registry]
     const credentials = conf?.username !== undefined && conf.password !== undefined ? basicHeader(conf.username, conf.password) : undefined
     if (challenge.scheme === 'basic') {
