@@ -5,6 +5,7 @@ import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { TestMesh } from '../helpers/mesh.ts'
+import { runCli } from '../cli/helpers.ts'
 import { TestRegistry, buildImage, pushImage, pushIndex, registryUnavailable } from '../helpers/registry.ts'
 import type { BuiltImage } from '../helpers/registry.ts'
 
@@ -87,6 +88,15 @@ describe.skipIf(skip !== undefined)('oci:// images into OCI layouts, end to end'
     expect(seen.Layers).toEqual(amd.layers)
     await run('/usr/bin/skopeo', ['copy', '--quiet', `oci:${dir}:1.4`, `oci:${join(mesh.dir, 'copied')}:again`])
     expect((await inspect(`${join(mesh.dir, 'copied')}:again`)).Layers).toEqual(amd.layers)
+  })
+
+  it('takes an image transfer from the CLI too', async () => {
+    const env = { STACCATO_URL: mesh.ready.apiUrl, STACCATO_TOKEN: mesh.ready.apiToken, XDG_CONFIG_HOME: join(mesh.dir, 'cli-home') }
+    const r = await runCli(['transfer', 'submit', `oci://${reg.host}/pub/app:1.4`, 'agent://c2/vol/images/cli/', '--wait'], env)
+    expect(r.stderr).toBe('')
+    expect(r.code).toBe(0)
+    expect(r.stdout).toMatch(new RegExp(`succeeded  sha256 ${amd.manifestDigest.slice(7)}$`, 'm'))
+    expect((await inspect(`${join(mesh.volume('c2'), 'images/cli')}:1.4`)).Digest).toBe(amd.manifestDigest)
   })
 
   it('picks the platform asked for from an image index', async () => {
