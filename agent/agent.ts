@@ -7,8 +7,8 @@ import { pino, stdTimeFunctions } from 'pino'
 import type { Logger } from 'pino'
 import { createMeshNode, issuerKey, loadOrCreateIdentity, InvalidArgumentError, PACKAGE_VERSION } from '../mesh/index.ts'
 import type { MeshNode } from '../mesh/index.ts'
-import { file, random, nullSink, http, https, loadPlugins } from '../protocols/index.ts'
-import type { Volume } from '../protocols/index.ts'
+import { file, random, nullSink, http, https, oci, loadPlugins } from '../protocols/index.ts'
+import type { RegistryConfig, Volume } from '../protocols/index.ts'
 import { Journal } from './journal.ts'
 import { Executor } from './executor.ts'
 import { ControlClient } from './control-client.ts'
@@ -40,6 +40,8 @@ export interface AgentConfig {
   plugins: string[]
   /** Address classes or CIDR ranges the http(s) plug-ins may reach although refused by default; none when absent. */
   allowAddresses?: string[]
+  /** Settings and credentials per OCI registry host, for the oci plug-in; they go nowhere else. */
+  registries?: Record<string, RegistryConfig>
   joinToken?: string
   /** Bytes per second; unlimited when absent. */
   maxUploadRate?: number
@@ -89,7 +91,7 @@ export async function startAgent (config: AgentConfig, onFatal: (err: Error) => 
   })
   const httpOptions = { allowAddresses: config.allowAddresses ?? [] }
   const extra = await loadPlugins(config.plugins, process.cwd())
-  const byScheme = pluginsByScheme([random(), nullSink(), http(httpOptions), https(httpOptions)], extra, config.plugins)
+  const byScheme = pluginsByScheme([random(), nullSink(), http(httpOptions), https(httpOptions), oci({ ...httpOptions, registries: config.registries })], extra, config.plugins)
   const plugins = { volumes: file({ volumes: config.volumes }), byScheme }
   const counters = newCounters()
   const upload = config.maxUploadRate !== undefined ? new TokenBucket(config.maxUploadRate) : undefined

@@ -4,6 +4,7 @@ import {
 import type { ControlParams, Job, MeshNode } from '../mesh/index.ts'
 import { agent as agentPlugin } from '../protocols/index.ts'
 import { resolveLocal } from './resolve.ts'
+import { isImageJob, runImageJob } from './image-job.ts'
 import type { PluginSet, Resolved } from './resolve.ts'
 import type { Journal, JournalEntry } from './journal.ts'
 import type { AgentCounters } from './counters.ts'
@@ -213,6 +214,11 @@ export class Executor {
     const dst = resolveLocal(job.destination, this.opts.self, this.opts.plugins, 'destination')
     if (!src.plugin.capabilities.read) throw new UnsupportedError(`the ${src.plugin.scheme} plug-in cannot read (source ${job.source})`)
     if (!dst.plugin.capabilities.write) throw new UnsupportedError(`the ${dst.plugin.scheme} plug-in cannot write (destination ${job.destination})`)
+    if (isImageJob(src, job.destination)) {
+      const { counters, download, journal, syncEveryBytes, progressEveryMs } = this.opts
+      const progress = (bytesDone: number, bytesTotal: number): void => this.opts.progress({ transferId: job.transferId, attempt: job.attempt, bytesDone, bytesTotal })
+      return await runImageJob({ job, src, dst, signal, counters, download, journal, syncEveryBytes, progressEveryMs, progress })
+    }
     try {
       return await copy(this.copyDeps(), job, src, dst, false, signal)
     } catch (err) {
