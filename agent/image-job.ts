@@ -7,6 +7,9 @@ import type { AgentCounters } from './counters.ts'
 import type { TokenBucket } from './rate-limit.ts'
 import type { Journal, JournalEntry } from './journal.ts'
 
+/** What an image job needs of the journal (the executor's narrow view of it). */
+type ImageJournal = Pick<Journal, 'get' | 'commitOffset'>
+
 /**
  * An image transfer: an oci:// source to a directory (the destination ends
  * in '/') is not one object piped into another but a plan of blob copies
@@ -31,7 +34,7 @@ export interface ImageJobOptions {
   signal: AbortSignal
   counters: AgentCounters
   download?: TokenBucket
-  journal: Journal
+  journal: ImageJournal
   syncEveryBytes: number
   progressEveryMs: number
   progress: (bytesDone: number, bytesTotal: number) => void
@@ -39,8 +42,8 @@ export interface ImageJobOptions {
 
 function checkpointOf (entry: JournalEntry | undefined): BlobCheckpoint | undefined {
   const digest = entry?.version.etag
-  if (entry === undefined || digest?.startsWith('sha256:') !== true || entry.prefixSha256 === undefined) return undefined
-  return { digest, offset: entry.durableOffset, prefixSha256: entry.prefixSha256 }
+  if (entry === undefined || digest?.startsWith('sha256:') !== true || entry.prefixDigest === undefined || (entry.checksumMode ?? 'sha256') !== 'sha256') return undefined
+  return { digest, offset: entry.durableOffset, prefixSha256: entry.prefixDigest }
 }
 
 export async function runImageJob (o: ImageJobOptions): Promise<{ sha256: string, bytes: number }> {
@@ -61,7 +64,9 @@ export async function runImageJob (o: ImageJobOptions): Promise<{ sha256: string
     syncEveryBytes: o.syncEveryBytes,
     checkpoint: async c => {
       entry.version = { size: 0, mtime: 0, etag: c.digest }
-      entry.prefixSha256 = c.prefixSha256
+      // A blob's prefix is hashed in sha256 (OCI digests), whatever the transfer's checksum mode.
+      entry.checksumMode = 'sha256'
+      entry.prefixDigest = c.prefixSha256
       await journal.commitOffset(entry, c.offset)
       counters.journalCommits++
     },
