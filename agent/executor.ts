@@ -217,7 +217,9 @@ export class Executor {
     if (isImageJob(src, job.destination)) {
       const { counters, download, journal, syncEveryBytes, progressEveryMs } = this.opts
       const progress = (bytesDone: number, bytesTotal: number): void => this.opts.progress({ transferId: job.transferId, attempt: job.attempt, bytesDone, bytesTotal })
-      return await runImageJob({ job, src, dst, signal, counters, download, journal, syncEveryBytes, progressEveryMs, progress })
+      const image = await runImageJob({ job, src, dst, signal, counters, download, journal, syncEveryBytes, progressEveryMs, progress })
+      // An image is named by its manifest's sha256 digest, whatever checksum mode the transfer asked for.
+      return { bytes: image.bytes, digest: { algorithm: 'sha256', value: image.sha256 } }
     }
     try {
       return await copy(this.copyDeps(), job, src, dst, false, signal)
