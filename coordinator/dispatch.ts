@@ -1,20 +1,21 @@
 import type { PrivateKey } from '@libp2p/interface'
-import { AgentOfflineError, NotFoundError, UnsupportedError, errorFields, parseLocation, signTicket, toStaccatoError } from '../mesh/index.ts'
-import type { ControlMethod, ControlParams, ErrorInfo, Job, StaccatoError } from '../mesh/index.ts'
+import { AgentOfflineError, NotFoundError, errorFields, parseLocation, signTicket, toStaccatoError } from '../mesh/index.ts'
+import type { ControlParams, ErrorInfo, Job, StaccatoError } from '../mesh/index.ts'
 import type { TransferStore } from './store.ts'
 import type { TransferRecord, TransferState } from './model.ts'
 import { TERMINAL_STATES } from './model.ts'
 import { InvalidStateError } from './store-errors.ts'
 import { defaultExecutor, schedulerView } from './scheduler/index.ts'
 import type { Scheduler } from './scheduler/index.ts'
-import type { AgentRegistry } from './registry.ts'
+import type { AgentControl } from './agent-sessions.ts'
+import type { AgentLifecycle, PartHandlers } from './registry.ts'
 import { seedAgent } from './distribution.ts'
 import { WaitingTracker } from './waiting.ts'
 import type { DistributionManager } from './distribution.ts'
 
 export interface DispatcherOptions {
   store: TransferStore
-  registry: AgentRegistry
+  agents: AgentControl
   distributions: DistributionManager
   scheduler: Scheduler
   /** The coordinator's key: it signs the tickets agents check. */
@@ -43,8 +44,16 @@ type Report = ControlParams<'report'>
  * state changes. Every change goes through the store, which writes it and
  * its event in one synced batch.
  */
-export class Dispatcher {
+export class Dispatcher implements AgentLifecycle {
   private readonly opts: DispatcherOptions
+  /** What an executor reports: its attempts' outcomes (calls) and progress (casts). */
+  readonly handlers: Pick<PartHandlers, 'report' | 'progress'> = {
+    report: async (r, { agent }) => {
+      await this.applyReport(agent, r)
+      return {}
+    },
+    progress: async (p, { agent }) => { this.onProgress(agent, p) }
+  }
   private timer?: NodeJS.Timeout
   private ticking = false
   private readonly startedAt = Date.now()
@@ -54,7 +63,7 @@ export class Dispatcher {
     this.opts = opts
     this.waiting = new WaitingTracker({
       store: opts.store,
-      isOnline: agent => opts.registry.isOnline(agent),
+      isOnline: agent => opts.agents.isOnline(agent),
       needs: rec => {
         // A distribution starts with its seed; its destinations join whenever they are back.
         if (rec.destinations !== undefined) return [seedAgent(rec)].filter(a => a !== undefined)
@@ -80,17 +89,17 @@ export class Dispatcher {
     const started = performance.now()
     try {
       await this.requeueOrphans()
-      const { store, registry, scheduler } = this.opts
+      const { store, agents, scheduler } = this.opts
       const view = schedulerView(store, {
-        isOnline: agent => registry.isOnline(agent),
+        isOnline: agent => agents.isOnline(agent),
         executorFor: rec => {
           // A distribution is started by its seed; destinations that are offline join when they come back.
           if (rec.destinations !== undefined) {
             const seed = seedAgent(rec)
-            return seed !== undefined && registry.isOnline(seed) ? seed : undefined
+            return seed !== undefined && agents.isOnline(seed) ? seed : undefined
           }
           // A transfer waits in the queue while any agent it needs is offline, rather than burning its retries.
-          return rec.agents.every(a => registry.isOnline(a)) ? defaultExecutor(rec) : undefined
+          return rec.agents.every(a => agents.isOnline(a)) ? defaultExecutor(rec) : undefined
         }
       })
       for (const d of scheduler.decide(view)) {
@@ -111,17 +120,17 @@ export class Dispatcher {
   }
 
   private async dispatch (rec: TransferRecord): Promise<void> {
-    const { registry, store } = this.opts
+    const { agents, store } = this.opts
     const executor = rec.executor as string
     try {
       const job = await this.job(rec, executor)
-      await registry.call(executor, 'execute', job)
+      await agents.call(executor, 'execute', job)
       await store.transition(rec.id, 'active', {}, { from: ['scheduled'] }).catch(this.storeMissed('could not record the transfer as active', rec))
       const now = store.get(rec.id)
       if (now === undefined || TERMINAL_STATES.has(now.state)) {
         // Canceled, or succeeded through an earlier attempt's outcome, while this one was on its way: a cancel sent
         // before the job arrived found nothing to stop.
-        registry.cast(executor, 'cancel', { transferId: rec.id })
+        agents.cast(executor, 'cancel', { transferId: rec.id })
         return
       }
       this.opts.log('transfer dispatched', { transferId: rec.id, agent: executor, attempt: rec.attempt })
@@ -165,17 +174,6 @@ export class Dispatcher {
       })
     }
     return job
-  }
-
-  /** Agent calls (report) and casts (progress, heartbeat). */
-  async onCall (agent: string, method: ControlMethod, params: unknown): Promise<unknown> {
-    if (method === 'swarmReport') {
-      await this.opts.distributions.onReport(agent, params as ControlParams<'swarmReport'>)
-      return {}
-    }
-    if (method !== 'report') throw new UnsupportedError(`coordinator does not take '${method}' calls`)
-    await this.applyReport(agent, params as Report)
-    return {}
   }
 
   /**
@@ -234,7 +232,7 @@ export class Dispatcher {
       if (next === 'succeeded') {
         this.opts.log('transfer succeeded', { transferId: id, agent, sha256: r.sha256, attempt: rec.attempt, reportedAttempt: r.attempt })
         // A later attempt may be running on the agent: it has nothing left to do.
-        if (r.attempt !== rec.attempt) this.opts.registry.cast(agent, 'cancel', { transferId: id })
+        if (r.attempt !== rec.attempt) this.opts.agents.cast(agent, 'cancel', { transferId: id })
         return
       }
     }
@@ -282,10 +280,7 @@ export class Dispatcher {
     return settled
   }
 
-  onCast (agent: string, method: ControlMethod, params: unknown): void {
-    if (method === 'swarmProgress') this.opts.distributions.onProgress(agent, params as ControlParams<'swarmProgress'>)
-    if (method !== 'progress') return
-    const p = params as ControlParams<'progress'>
+  private onProgress (agent: string, p: ControlParams<'progress'>): void {
     const rec = this.opts.store.get(p.transferId)
     if (rec === undefined || rec.attempt !== p.attempt || rec.executor !== agent || (rec.state !== 'active' && rec.state !== 'scheduled')) return
     void this.opts.store.setProgress(rec.id, { bytesDone: p.bytesDone, bytesTotal: p.bytesTotal }).catch(this.storeMissed('could not record progress', rec))
@@ -326,7 +321,7 @@ export class Dispatcher {
     for (const id of new Set(held.active)) {
       const rec = this.opts.store.get(id)
       if (rec === undefined || rec.state === 'canceled' || rec.state === 'failed' || (rec.state === 'succeeded' && running.has(id))) {
-        this.opts.registry.cast(agent, 'cancel', { transferId: id })
+        this.opts.agents.cast(agent, 'cancel', { transferId: id })
       }
     }
     this.opts.distributions.onAgentOnline(agent)
@@ -338,7 +333,7 @@ export class Dispatcher {
 
   onCancel (rec: TransferRecord): void {
     if (rec.destinations !== undefined) this.opts.distributions.onCanceled(rec)
-    else if (rec.executor !== undefined) this.opts.registry.cast(rec.executor, 'cancel', { transferId: rec.id })
+    else if (rec.executor !== undefined) this.opts.agents.cast(rec.executor, 'cancel', { transferId: rec.id })
   }
 
   private async requeueAgent (agent: string, why: string): Promise<void> {
@@ -355,13 +350,13 @@ export class Dispatcher {
     const orphaned = new Set<string>()
     for (const state of IN_FLIGHT) {
       for (const rec of this.opts.store.inState(state)) {
-        if (rec.executor !== undefined && !this.opts.registry.isOnline(rec.executor) && !isRunningDistribution(rec)) orphaned.add(rec.executor)
+        if (rec.executor !== undefined && !this.opts.agents.isOnline(rec.executor) && !isRunningDistribution(rec)) orphaned.add(rec.executor)
       }
     }
     for (const agent of orphaned) {
       // After any registration of the agent under way: what it settles must not be requeued behind its back.
-      await this.opts.registry.exclusive(agent, async () => {
-        if (!this.opts.registry.isOnline(agent)) await this.requeueAgent(agent, `agent '${agent}' is offline`)
+      await this.opts.agents.exclusive(agent, async () => {
+        if (!this.opts.agents.isOnline(agent)) await this.requeueAgent(agent, `agent '${agent}' is offline`)
       })
     }
   }

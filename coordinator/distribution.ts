@@ -1,14 +1,15 @@
 import type { PrivateKey } from '@libp2p/interface'
 import { AgentOfflineError, InvalidArgumentError, parseLocation, signTicket, toStaccatoError } from '../mesh/index.ts'
-import type { ControlParams, Manifest } from '../mesh/index.ts'
+import type { ControlParams } from '../mesh/index.ts'
 import type { TransferStore } from './store.ts'
 import type { DestinationStatus, TransferRecord } from './model.ts'
 import { TERMINAL_STATES } from './model.ts'
-import type { AgentRegistry } from './registry.ts'
+import type { AgentControl } from './agent-sessions.ts'
+import type { PartHandlers } from './registry.ts'
 
 export interface DistributionOptions {
   store: TransferStore
-  registry: AgentRegistry
+  agents: AgentControl
   key: PrivateKey
   log: (msg: string, fields?: Record<string, unknown>, level?: 'info' | 'warn' | 'error') => void
   /** Default piece size; 4 MiB as in Kraken and Dragonfly. */
@@ -34,6 +35,14 @@ export function seedAgent (rec: TransferRecord): string | undefined {
  */
 export class DistributionManager {
   private readonly opts: DistributionOptions
+  /** What participants report: each destination's outcome (calls) and progress (casts). */
+  readonly handlers: Pick<PartHandlers, 'swarmReport' | 'swarmProgress'> = {
+    swarmReport: async (r, { agent }) => {
+      await this.onReport(agent, r)
+      return {}
+    },
+    swarmProgress: async (p, { agent }) => { this.onProgress(agent, p) }
+  }
 
   constructor (opts: DistributionOptions) {
     this.opts = opts
@@ -41,11 +50,11 @@ export class DistributionManager {
 
   /** A scheduled distribution: get the manifest, then bring every participant in. */
   async start (rec: TransferRecord): Promise<void> {
-    const { store, registry } = this.opts
+    const { store, agents } = this.opts
     const seed = seedAgent(rec)
     if (seed === undefined) throw new InvalidArgumentError('source: a distribution needs a source on an agent')
     if (rec.manifest === undefined) {
-      const manifest = await registry.call(seed, 'swarmManifest', { distributionId: rec.id, source: rec.source, pieceSize: this.opts.pieceSize }) as Manifest
+      const manifest = await agents.call(seed, 'swarmManifest', { distributionId: rec.id, source: rec.source, pieceSize: this.opts.pieceSize })
       await store.update(rec.id, () => ({ manifest }), `transfer.${rec.id}.manifest`, { size: manifest.size, pieceSize: manifest.pieceSize, sha256: manifest.sha256 })
     }
     const current = await store.transition(rec.id, 'active', {}, { from: ['scheduled'] })
@@ -65,12 +74,12 @@ export class DistributionManager {
   }
 
   private async join (rec: TransferRecord, agent: string): Promise<void> {
-    const { store, registry } = this.opts
+    const { store, agents } = this.opts
     const seed = seedAgent(rec)
     const self = store.getAgent(agent)
-    if (self === undefined || !registry.isOnline(agent) || rec.manifest === undefined) throw new AgentOfflineError(`agent '${agent}' is offline`)
+    if (self === undefined || !agents.isOnline(agent) || rec.manifest === undefined) throw new AgentOfflineError(`agent '${agent}' is offline`)
     const role = agent === seed ? 'seed' : 'destination'
-    const others = shuffle(this.participants(rec).filter(a => a !== agent && registry.isOnline(a)))
+    const others = shuffle(this.participants(rec).filter(a => a !== agent && agents.isOnline(a)))
     // A destination always knows the seed; the rest is a random subset so that no peer list grows with the swarm.
     const chosen = [...(role === 'destination' && seed !== undefined && others.includes(seed) ? [seed] : []), ...others.filter(a => a !== seed)].slice(0, this.opts.peersPerParticipant)
     const peers = chosen.flatMap(name => {
@@ -83,7 +92,7 @@ export class DistributionManager {
     const destination = rec.destinations?.find(d => d.agent === agent)
     const params: ControlParams<'swarmJoin'> = { distributionId: rec.id, role, source: rec.source, destination: destination?.destination, manifest: rec.manifest, peers, ticket }
     try {
-      await registry.call(agent, 'swarmJoin', params)
+      await agents.call(agent, 'swarmJoin', params)
     } catch (err) {
       const e = toStaccatoError(err)
       if (destination === undefined || e.retryable) throw e
@@ -123,7 +132,7 @@ export class DistributionManager {
     if (updated === undefined) return
     this.opts.log(`distribution destination ${r.outcome}`, { transferId: rec.id, agent, error: r.error?.message }, r.outcome === 'failed' ? 'warn' : 'info')
     // A finished destination keeps serving its pieces to the others until the whole distribution ends.
-    if (r.outcome === 'failed') this.opts.registry.cast(agent, 'swarmLeave', { distributionId: rec.id, removePartial: true })
+    if (r.outcome === 'failed') this.opts.agents.cast(agent, 'swarmLeave', { distributionId: rec.id, removePartial: true })
     await this.finishIfDone(updated)
   }
 
@@ -158,7 +167,7 @@ export class DistributionManager {
   onCanceled (rec: TransferRecord): void {
     const seed = seedAgent(rec)
     for (const agent of new Set([...(seed !== undefined ? [seed] : []), ...(rec.destinations ?? []).map(d => d.agent)])) {
-      this.opts.registry.cast(agent, 'swarmLeave', { distributionId: rec.id, removePartial: true })
+      this.opts.agents.cast(agent, 'swarmLeave', { distributionId: rec.id, removePartial: true })
     }
   }
 
@@ -169,7 +178,7 @@ export class DistributionManager {
     if (DONE.has(dest.state)) return rec
     const updated = await this.setDestination(rec.id, dest.agent, { state: 'canceled' })
     if (updated === undefined) return this.opts.store.get(rec.id) ?? rec
-    this.opts.registry.cast(dest.agent, 'swarmLeave', { distributionId: rec.id, removePartial: true })
+    this.opts.agents.cast(dest.agent, 'swarmLeave', { distributionId: rec.id, removePartial: true })
     return await this.finishIfDone(updated)
   }
 
@@ -198,8 +207,8 @@ export class DistributionManager {
       lastError: failed?.lastError !== undefined ? { ...failed.lastError, attempt: rec.attempt } : undefined,
       progress: { ...rec.progress, bytesDone, rate: 0, eta: 0 }
     })
-    for (const agent of this.participants({ ...rec, destinations: [] })) this.opts.registry.cast(agent, 'swarmLeave', { distributionId: rec.id, removePartial: false })
-    for (const d of dests) this.opts.registry.cast(d.agent, 'swarmLeave', { distributionId: rec.id, removePartial: d.state !== 'succeeded' })
+    for (const agent of this.participants({ ...rec, destinations: [] })) this.opts.agents.cast(agent, 'swarmLeave', { distributionId: rec.id, removePartial: false })
+    for (const d of dests) this.opts.agents.cast(d.agent, 'swarmLeave', { distributionId: rec.id, removePartial: d.state !== 'succeeded' })
     return done
   }
 }
