@@ -109,6 +109,7 @@ export async function startCoordinator (config: CoordinatorConfig): Promise<Coor
   const distributions = new DistributionManager({
     store,
     agents: sessions,
+    clock,
     key,
     log,
     pieceSize: config.pieceSize ?? DEFAULT_PIECE_SIZE,
@@ -126,7 +127,7 @@ export async function startCoordinator (config: CoordinatorConfig): Promise<Coor
     retryMaxMs: config.retryMaxMs,
     graceMs: config.heartbeatTimeoutMs,
     ticketTtlSeconds: config.ticketTtlSeconds,
-    tickMs: 100,
+    clock,
     onTick: seconds => metrics.observePass(seconds)
   })
   const registry = new AgentRegistry({

@@ -11,6 +11,7 @@ import type { AgentControl } from './agent-sessions.ts'
 import type { AgentLifecycle, PartHandlers } from './registry.ts'
 import { seedAgent } from './distribution.ts'
 import { WaitingTracker } from './waiting.ts'
+import type { Clock, ClockTimer } from './clock.ts'
 import type { DistributionManager } from './distribution.ts'
 
 export interface DispatcherOptions {
@@ -27,7 +28,7 @@ export interface DispatcherOptions {
   /** How long after start-up an in-flight transfer waits for its agent to come back before it is requeued. */
   graceMs: number
   ticketTtlSeconds: number
-  tickMs: number
+  clock: Clock
   /** Told how long each scheduling pass took (for the scheduling latency histogram). */
   onTick?: (seconds: number) => void
 }
@@ -54,14 +55,22 @@ export class Dispatcher implements AgentLifecycle {
     },
     progress: async (p, { agent }) => { this.onProgress(agent, p) }
   }
-  private timer?: NodeJS.Timeout
+  /** The next deadline's timer: a retry's back-off expiring, the start-up grace ending, a waiting scan due. */
+  private timer?: ClockTimer
   private ticking = false
-  private readonly startedAt = Date.now()
+  /** A pass was asked for while one ran: it runs again when done, on what changed meanwhile. */
+  private again = false
+  private soon = false
+  private started = false
+  private readonly startedAt: number
   private readonly waiting: WaitingTracker
+  private readonly kick = (): void => { this.requestPass() }
 
   constructor (opts: DispatcherOptions) {
     this.opts = opts
+    this.startedAt = opts.clock.now()
     this.waiting = new WaitingTracker({
+      clock: opts.clock,
       store: opts.store,
       isOnline: agent => opts.agents.isOnline(agent),
       needs: rec => {
@@ -74,23 +83,62 @@ export class Dispatcher implements AgentLifecycle {
     })
   }
 
+  /**
+   * Scheduling passes run when something they decide on changed — a
+   * transfer submitted, an outcome or a cancel (every state change), an
+   * agent online or offline — and at the next deadline, not on a fixed tick.
+   */
   start (): void {
-    this.timer = setInterval(() => { void this.tick() }, this.opts.tickMs)
+    if (this.started) return
+    this.started = true
+    const { store } = this.opts
+    store.on('created', this.kick)
+    store.on('transition', this.kick)
+    store.on('agent', this.kick)
+    store.on('removed', this.kick)
+    this.requestPass()
   }
 
   stop (): void {
-    clearInterval(this.timer)
+    this.started = false
+    const { store } = this.opts
+    store.off('created', this.kick)
+    store.off('transition', this.kick)
+    store.off('agent', this.kick)
+    store.off('removed', this.kick)
+    this.timer?.cancel()
   }
 
-  /** Runs one scheduling pass now (the timer also runs them). */
+  /** Asks for a pass soon; many requests before it runs make one pass. */
+  private requestPass (): void {
+    if (!this.started) return
+    if (this.ticking) {
+      this.again = true
+      return
+    }
+    if (this.soon) return
+    this.soon = true
+    // Not a delay (that would be the clock's): only out of the emitting write's call stack, and coalesced.
+    setImmediate(() => {
+      this.soon = false
+      void this.tick()
+    })
+  }
+
+  /** Runs one scheduling pass now (store events and deadlines also run them). */
   async tick (): Promise<void> {
-    if (this.ticking) return
+    if (this.ticking) {
+      this.again = true
+      return
+    }
     this.ticking = true
     const started = performance.now()
+    let waitingDue: number | undefined
     try {
       await this.requeueOrphans()
       const { store, agents, scheduler } = this.opts
       const view = schedulerView(store, {
+        now: this.opts.clock.now(),
         isOnline: agent => agents.isOnline(agent),
         executorFor: rec => {
           // A distribution is started by its seed; destinations that are offline join when they come back.
@@ -110,13 +158,34 @@ export class Dispatcher implements AgentLifecycle {
         else void this.dispatch(scheduled)
       }
       // After the decisions: what was just scheduled does not wait any more.
-      await this.waiting.scan()
+      waitingDue = await this.waiting.scan()
     } catch (err) {
-      this.opts.log('scheduling pass failed', { error: String(err) }, 'error')
+      this.opts.log('scheduling pass failed', { ...errorFields(toStaccatoError(err)) }, 'error')
     } finally {
       this.ticking = false
       this.opts.onTick?.((performance.now() - started) / 1000)
     }
+    if (this.again) {
+      this.again = false
+      this.requestPass()
+    } else {
+      this.armDeadline(waitingDue)
+    }
+  }
+
+  /** Sets the one timer for the earliest thing a pass waits on; nothing else needs time to pass. */
+  private armDeadline (waitingDue: number | undefined): void {
+    this.timer?.cancel()
+    if (!this.started) return
+    const { clock, store } = this.opts
+    const now = clock.now()
+    let next = waitingDue ?? Infinity
+    if (now - this.startedAt < this.opts.graceMs) next = Math.min(next, this.startedAt + this.opts.graceMs)
+    for (const rec of store.inState('queued')) {
+      if (rec.notBefore !== undefined && rec.notBefore > now) next = Math.min(next, rec.notBefore)
+    }
+    if (next === Infinity) return
+    this.timer = clock.setTimeout(() => { this.requestPass() }, Math.max(0, next - now))
   }
 
   private async dispatch (rec: TransferRecord): Promise<void> {
@@ -170,7 +239,7 @@ export class Dispatcher implements AgentLifecycle {
       if (holder === undefined || reader === undefined) throw new AgentOfflineError(`agent '${holder === undefined ? sourceAgent : executor}' is unknown`)
       job.sourcePeer = { peerId: holder.peerId, addrs: holder.addrs }
       job.ticket = await signTicket(this.opts.key, {
-        v: 1, tid: rec.id, src: rec.source, off: 0, rdr: reader.peerId, exp: Math.floor(Date.now() / 1000) + this.opts.ticketTtlSeconds
+        v: 1, tid: rec.id, src: rec.source, off: 0, rdr: reader.peerId, exp: Math.floor(this.opts.clock.now() / 1000) + this.opts.ticketTtlSeconds
       })
     }
     return job
@@ -325,10 +394,13 @@ export class Dispatcher implements AgentLifecycle {
       }
     }
     this.opts.distributions.onAgentOnline(agent)
+    // What waited for this agent may start now (its record may not have changed, so no store event says so).
+    this.requestPass()
   }
 
   async onOffline (agent: string): Promise<void> {
     await this.requeueAgent(agent, `agent '${agent}' went offline`)
+    this.requestPass()
   }
 
   onCancel (rec: TransferRecord): void {
@@ -346,7 +418,7 @@ export class Dispatcher implements AgentLifecycle {
 
   /** After a coordinator restart, in-flight transfers whose agent never came back go back to the queue. */
   private async requeueOrphans (): Promise<void> {
-    if (Date.now() - this.startedAt < this.opts.graceMs) return
+    if (this.opts.clock.now() - this.startedAt < this.opts.graceMs) return
     const orphaned = new Set<string>()
     for (const state of IN_FLIGHT) {
       for (const rec of this.opts.store.inState(state)) {
@@ -365,15 +437,16 @@ export class Dispatcher implements AgentLifecycle {
   private async fail (id: string, attempt: number, error: ErrorInfo): Promise<void> {
     const rec = this.opts.store.get(id)
     if (rec === undefined || rec.attempt !== attempt || TERMINAL_STATES.has(rec.state) || rec.state === 'queued') return
-    const lastError = { ...error, at: new Date().toISOString(), attempt }
+    const now = this.opts.clock.now()
+    const lastError = { ...error, at: new Date(now).toISOString(), attempt }
     const retriesLeft = rec.attempt <= rec.retries
     try {
       if (error.retryable && retriesLeft) {
         const delay = Math.min(this.opts.retryBaseMs * 2 ** (rec.attempt - 1), this.opts.retryMaxMs) * (0.5 + Math.random() / 2)
-        await this.opts.store.transition(id, 'queued', { lastError, notBefore: Date.now() + Math.round(delay) })
+        await this.opts.store.transition(id, 'queued', { lastError, notBefore: now + Math.round(delay) }, { now })
         this.opts.log('transfer requeued', { transferId: id, code: error.code, error: error.message, retryInMs: Math.round(delay) }, 'warn')
       } else {
-        await this.opts.store.transition(id, 'failed', { lastError })
+        await this.opts.store.transition(id, 'failed', { lastError }, { now })
         this.opts.log('transfer failed', { transferId: id, code: error.code, error: error.message }, 'warn')
       }
     } catch (err) {

@@ -5,11 +5,13 @@ import type { TransferStore } from './store.ts'
 import type { DestinationStatus, TransferRecord } from './model.ts'
 import { TERMINAL_STATES } from './model.ts'
 import type { AgentControl } from './agent-sessions.ts'
+import type { Clock } from './clock.ts'
 import type { PartHandlers } from './registry.ts'
 
 export interface DistributionOptions {
   store: TransferStore
   agents: AgentControl
+  clock: Clock
   key: PrivateKey
   log: (msg: string, fields?: Record<string, unknown>, level?: 'info' | 'warn' | 'error') => void
   /** Default piece size; 4 MiB as in Kraken and Dragonfly. */
@@ -87,7 +89,7 @@ export class DistributionManager {
       return a !== undefined ? [{ name, peerId: a.peerId, addrs: a.addrs }] : []
     })
     const ticket = await signTicket(this.opts.key, {
-      v: 1, tid: rec.id, src: `swarm:${rec.id}`, off: 0, rdr: self.peerId, exp: Math.floor(Date.now() / 1000) + this.opts.ticketTtlSeconds
+      v: 1, tid: rec.id, src: `swarm:${rec.id}`, off: 0, rdr: self.peerId, exp: Math.floor(this.opts.clock.now() / 1000) + this.opts.ticketTtlSeconds
     })
     const destination = rec.destinations?.find(d => d.agent === agent)
     const params: ControlParams<'swarmJoin'> = { distributionId: rec.id, role, source: rec.source, destination: destination?.destination, manifest: rec.manifest, peers, ticket }
@@ -126,7 +128,7 @@ export class DistributionManager {
     if (rec === undefined || dest === undefined || DONE.has(dest.state) || TERMINAL_STATES.has(rec.state)) return
     const manifest = rec.manifest
     const patch: Partial<DestinationStatus> = { state: r.outcome, sha256: r.sha256, bytesDone: r.outcome === 'succeeded' ? manifest?.size ?? dest.bytesDone : dest.bytesDone }
-    if (r.error !== undefined) patch.lastError = { ...r.error, at: new Date().toISOString() }
+    if (r.error !== undefined) patch.lastError = { ...r.error, at: this.isoNow() }
     const updated = await this.setDestination(rec.id, agent, patch)
     // Delivered twice at once: the first one recorded it.
     if (updated === undefined) return
@@ -143,7 +145,7 @@ export class DistributionManager {
    */
   private async onSeedFailed (rec: TransferRecord, r: ControlParams<'swarmReport'>): Promise<void> {
     if (TERMINAL_STATES.has(rec.state) || r.error === undefined) return
-    const lastError = { ...r.error, at: new Date().toISOString() }
+    const lastError = { ...r.error, at: this.isoNow() }
     this.opts.log('distribution source unreadable at the seed', { transferId: rec.id, error: r.error.message }, 'warn')
     let updated = rec
     for (const d of rec.destinations ?? []) {
@@ -184,12 +186,16 @@ export class DistributionManager {
 
   /** Resolves with undefined, having written nothing, when no destination of that agent is still open. */
   private async setDestination (id: string, agent: string, patch: Partial<DestinationStatus>): Promise<TransferRecord | undefined> {
-    const now = new Date().toISOString()
+    const now = this.isoNow()
     return await this.opts.store.update(id, rec => {
       // A destination that is done stays done, whatever arrives late (the same outcome twice included): checked in the write.
       if (!(rec.destinations ?? []).some(d => d.agent === agent && !DONE.has(d.state))) return undefined
       return { destinations: (rec.destinations ?? []).map(d => d.agent === agent && !DONE.has(d.state) ? { ...d, ...patch, updatedAt: now } : d) }
-    }, `transfer.${id}.destination`, { agent, state: patch.state, error: patch.lastError })
+    }, `transfer.${id}.destination`, { agent, state: patch.state, error: patch.lastError }, { now: this.opts.clock.now() })
+  }
+
+  private isoNow (): string {
+    return new Date(this.opts.clock.now()).toISOString()
   }
 
   /** When every destination is done: succeeded if none failed, and every participant stops serving. */

@@ -93,10 +93,10 @@ export async function offlineDispatcher (store: TransferStore, logged: LoggedLin
   const log = (msg: string, fields?: Record<string, unknown>, level?: string): void => { logged.push({ msg, fields, level }) }
   const key = await generateKeyPair('Ed25519')
   const agents = new AgentSessions(systemClock)
-  const distributions = new DistributionManager({ store, agents, key, log, pieceSize: 1 << 20, peersPerParticipant: 8, ticketTtlSeconds: 60 })
+  const distributions = new DistributionManager({ store, agents, clock: systemClock, key, log, pieceSize: 1 << 20, peersPerParticipant: 8, ticketTtlSeconds: 60 })
   const dispatcher = new Dispatcher({
     store, agents, distributions, scheduler: createScheduler('fifo', {}), key, log,
-    retryBaseMs: 100, retryMaxMs: 1000, graceMs: 0, ticketTtlSeconds: 60, tickMs: 100
+    retryBaseMs: 100, retryMaxMs: 1000, graceMs: 0, ticketTtlSeconds: 60, clock: systemClock
   })
   return { dispatcher, distributions }
 }

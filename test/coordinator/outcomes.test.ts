@@ -122,7 +122,7 @@ describe('distribution outcomes delivered twice at once', () => {
       const logged: string[] = []
       const log = (msg: string): void => { logged.push(msg) }
       const agents = new AgentSessions(systemClock)
-      const distributions = new DistributionManager({ store, agents, key: await generateKeyPair('Ed25519'), log, pieceSize: 1 << 20, peersPerParticipant: 8, ticketTtlSeconds: 60 })
+      const distributions = new DistributionManager({ store, agents, clock: systemClock, key: await generateKeyPair('Ed25519'), log, pieceSize: 1 << 20, peersPerParticipant: 8, ticketTtlSeconds: 60 })
       const { record } = await store.create({ source: 'agent://a/images/x.img', destinations: ['agent://b/images/x.img', 'agent://c/images/x.img'] }, { tenant: 't' })
       await store.transition(record.id, 'scheduled', { executor: 'a', attempt: 1 })
       await store.update(record.id, () => ({ manifest: { size: 10, mtime: 1, pieceSize: 1 << 20, sha256: SHA, pieces: [SHA] } }), `transfer.${record.id}.manifest`, {})
