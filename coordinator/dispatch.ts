@@ -1,5 +1,5 @@
 import type { PrivateKey } from '@libp2p/interface'
-import { AgentOfflineError, NotFoundError, errorFields, parseLocation, signTicket, toStaccatoError } from '../mesh/index.ts'
+import { AgentOfflineError, errorFields, parseLocation, signTicket, toStaccatoError } from '../mesh/index.ts'
 import type { ControlParams, ErrorInfo, Job, StaccatoError } from '../mesh/index.ts'
 import type { TransferStore } from './store.ts'
 import type { TransferRecord, TransferState } from './model.ts'
@@ -11,6 +11,7 @@ import type { AgentControl } from './agent-sessions.ts'
 import type { AgentLifecycle, PartHandlers } from './registry.ts'
 import { seedAgent } from './distribution.ts'
 import { WaitingTracker } from './waiting.ts'
+import { storeMissed } from './store-missed.ts'
 import type { Clock, ClockTimer } from './clock.ts'
 import type { DistributionManager } from './distribution.ts'
 
@@ -355,18 +356,8 @@ export class Dispatcher implements AgentLifecycle {
     void this.opts.store.setProgress(rec.id, { bytesDone: p.bytesDone, bytesTotal: p.bytesTotal }).catch(this.storeMissed('could not record progress', rec))
   }
 
-  /**
-   * The catch handler of a store write the dispatcher can go on without: the
-   * next report, progress or scheduling pass writes again. Losing a race (a
-   * cancel, an outcome or a delete got there first) is expected and says
-   * nothing; any other failure (the store closed, a disk error, a report the
-   * store refused) is logged, so that it is not lost without a word.
-   */
   private storeMissed (what: string, rec: TransferRecord): (err: unknown) => void {
-    return err => {
-      if (err instanceof InvalidStateError || err instanceof NotFoundError) return
-      this.opts.log(what, { transferId: rec.id, agent: rec.executor, attempt: rec.attempt, ...errorFields(toStaccatoError(err)) }, 'warn')
-    }
+    return storeMissed(this.opts.log, what, { transferId: rec.id, agent: rec.executor, attempt: rec.attempt })
   }
 
   /** Requeued while the agent was away, but it kept running: the same attempt goes on, no new one. */

@@ -6,6 +6,7 @@ import type { DestinationStatus, TransferRecord } from './model.ts'
 import { TERMINAL_STATES } from './model.ts'
 import type { AgentControl } from './agent-sessions.ts'
 import type { Clock } from './clock.ts'
+import { storeMissed } from './store-missed.ts'
 import type { PartHandlers } from './registry.ts'
 
 export interface DistributionOptions {
@@ -112,7 +113,8 @@ export class DistributionManager {
       void this.join(rec, agent).catch(err => this.opts.log('rejoin failed', { transferId: rec.id, agent, error: toStaccatoError(err).message }, 'warn'))
       // A new participant is worth telling the others about.
       for (const other of this.participants(rec)) {
-        if (other !== agent) void this.join(rec, other).catch(() => {})
+        // Not worth a warning: that participant hears of the newcomer when it (re)joins itself.
+        if (other !== agent) void this.join(rec, other).catch(err => { this.opts.log('could not tell a participant of a new peer', { transferId: rec.id, agent: other, peer: agent, error: toStaccatoError(err).message }) })
       }
     }
   }
@@ -162,7 +164,8 @@ export class DistributionManager {
     if (dest === undefined) return
     const bytesDone = rec.destinations.reduce((sum, d) => sum + (d === dest ? p.bytesDone : d.bytesDone), 0)
     const bytesTotal = (rec.manifest?.size ?? 0) * rec.destinations.length
-    void this.opts.store.setProgress(rec.id, { bytesDone, bytesTotal, destinations: { [agent]: p.bytesDone } }).catch(() => {})
+    void this.opts.store.setProgress(rec.id, { bytesDone, bytesTotal, destinations: { [agent]: p.bytesDone } })
+      .catch(storeMissed(this.opts.log, 'could not record distribution progress', { transferId: rec.id, agent }))
   }
 
   /** The whole distribution was canceled: every participant stops, and destinations drop their partials. */

@@ -121,7 +121,8 @@ export class ControlChannel<Out extends Direction, In extends Direction, Ctx = u
       while (true) {
         const raw = await reader.readFrameOrEnd()
         if (raw === undefined) {
-          // The peer closed its side: close ours, so that both read loops end.
+          // The peer closed its side: close ours, so that both read loops end. A close that fails finds the
+          // stream already reset or aborted: ended all the same, which is all this wants.
           await this.stream.close().catch(() => {})
           break
         }

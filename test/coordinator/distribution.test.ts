@@ -5,7 +5,7 @@ import { DistributionManager } from '../../coordinator/distribution.ts'
 import type { TransferStore } from '../../coordinator/store.ts'
 import type { TransferRecord } from '../../coordinator/model.ts'
 import { FakeClock } from './fake-clock.ts'
-import { FakeAgents } from './fake-agents.ts'
+import { FakeAgents, until } from './fake-agents.ts'
 import { agent, tempStore } from './helpers.ts'
 
 const SHA = 'c'.repeat(64)
@@ -21,6 +21,7 @@ describe('distribution manager', () => {
   let agents: FakeAgents
   let clock: FakeClock
   let manager: DistributionManager
+  let logged: Array<{ msg: string, fields?: Record<string, unknown>, level?: string }>
 
   beforeEach(async () => {
     h = await tempStore()
@@ -32,7 +33,9 @@ describe('distribution manager', () => {
       agents.online.add(name)
     }
     agents.answer = async (_agent, method) => method === 'swarmManifest' ? manifest : { joined: true }
-    manager = new DistributionManager({ store, agents, clock, key: await generateKeyPair('Ed25519'), log: () => {}, pieceSize: 1 << 20, peersPerParticipant: 8, ticketTtlSeconds: 60 })
+    logged = []
+    const log = (msg: string, fields?: Record<string, unknown>, level?: string): void => { logged.push({ msg, fields, level }) }
+    manager = new DistributionManager({ store, agents, clock, key: await generateKeyPair('Ed25519'), log, pieceSize: 1 << 20, peersPerParticipant: 8, ticketTtlSeconds: 60 })
   })
   afterEach(async () => { await h.cleanup() })
 
@@ -85,6 +88,14 @@ describe('distribution manager', () => {
     await manager.start(other)
     await manager.handlers.swarmReport({ distributionId: other.id, outcome: 'failed', error: { code: 'source_changed', message: 'changed', retryable: false } }, { agent: 'b' })
     expect(store.get(other.id)?.state).toBe('active')
+  })
+
+  it('logs a progress report the store refused, rather than dropping it without a word', async () => {
+    const rec = await scheduled()
+    await manager.start(rec)
+    await manager.handlers.swarmProgress({ distributionId: rec.id, destination: 'agent://b/images/x.img', bytesDone: -5 }, { agent: 'b' })
+    await until(() => logged.some(l => l.msg === 'could not record distribution progress'), 'the refused write to be logged')
+    expect(logged.find(l => l.msg === 'could not record distribution progress')).toMatchObject({ level: 'warn', fields: { transferId: rec.id, agent: 'b', code: 'invalid_argument' } })
   })
 
   it('stamps what it records with its clock', async () => {
