@@ -178,7 +178,7 @@ export class ControlChannel<Out extends Direction, In extends Direction, Ctx = u
     }
   }
 
-  /** A cast has no one to answer: only a bug is worth a word (a refusal by the side's gate is expected). */
+  /** Logs a bug (an `internal` error) on this side, where its stack is; a refusal by the gate is expected and says nothing. A cast has no one else to tell. */
   private reportInternal (method: string, err: unknown): StaccatoError {
     const e = toStaccatoError(err)
     if (e.code === 'internal') this.options.onInternalError?.(method, e)
