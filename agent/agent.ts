@@ -12,13 +12,13 @@ import type { RegistryConfig, Volume } from '../protocols/index.ts'
 import { Journal } from './journal.ts'
 import { Executor } from './executor.ts'
 import { ControlClient } from './control-client.ts'
+import { executorHandlers, swarmHandlers } from './control-handlers.ts'
 import { startDataServer } from './data-server.ts'
 import { newCounters } from './counters.ts'
 import type { AgentCounters } from './counters.ts'
 import { TokenBucket } from './rate-limit.ts'
 import { pluginsByScheme } from './resolve.ts'
 import { SwarmService } from './swarm/service.ts'
-import type { ControlParams } from '../mesh/index.ts'
 import { agentMetrics, metricsRoute, serveHttp } from './metrics.ts'
 
 export const AGENT_VERSION = PACKAGE_VERSION
@@ -136,20 +136,7 @@ export async function startAgent (config: AgentConfig, onFatal: (err: Error) => 
     executor,
     journal,
     log,
-    onCall: async (method, params) => {
-      if (method === 'swarmManifest') return await swarm.manifest(params as ControlParams<'swarmManifest'>)
-      if (method === 'swarmJoin') {
-        await swarm.join(params as ControlParams<'swarmJoin'>)
-        return { joined: true }
-      }
-      throw new InvalidArgumentError(`agent does not take '${method}' calls`)
-    },
-    onCast: (method, params) => {
-      if (method === 'swarmLeave') {
-        const p = params as ControlParams<'swarmLeave'>
-        void swarm.leave(p.distributionId, p.removePartial).catch(err => log('could not leave a distribution', { distributionId: p.distributionId, error: String(err) }))
-      }
-    },
+    handlers: { ...executorHandlers(executor), ...swarmHandlers(swarm, log) },
     activeDistributions: () => swarm.active(),
     afterRegister: async () => { await swarm.deliverPending() },
     volumeSpace: async () => await volumeSpace(config.volumes),

@@ -1,9 +1,10 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Multiaddr } from '@multiformats/multiaddr'
-import { CONTROL_PROTOCOL, ControlChannel, MAX_REGISTER_OUTCOMES, NetworkError, errorFields, toStaccatoError } from '../mesh/index.ts'
-import type { ControlMethod, ControlParams, MeshNode } from '../mesh/index.ts'
+import { AGENT_SIDE, CONTROL_PROTOCOL, ControlChannel, MAX_REGISTER_OUTCOMES, NetworkError, errorFields, toStaccatoError } from '../mesh/index.ts'
+import type { AgentToCoordinator, CallMethod, CastMethod, ControlParams, CoordinatorToAgent, MeshNode, Params, Result } from '../mesh/index.ts'
 import type { Executor } from './executor.ts'
 import type { Journal } from './journal.ts'
+import type { AgentHandlers } from './control-handlers.ts'
 
 export interface ControlClientOptions {
   node: MeshNode
@@ -11,9 +12,8 @@ export interface ControlClientOptions {
   registration: () => Omit<ControlParams<'register'>, 'active' | 'running' | 'outcomes'>
   executor: Executor
   journal: Journal
-  /** Calls and casts from the coordinator other than execute/cancel (the swarm's). */
-  onCall: (method: ControlMethod, params: unknown) => Promise<unknown>
-  onCast: (method: ControlMethod, params: unknown) => void
+  /** What the coordinator's calls and casts run: one handler per method. */
+  handlers: AgentHandlers
   /** Distributions this agent takes part in, named at registration. */
   activeDistributions: () => string[]
   /** Runs after every registration, beside the executor's deliveries (the swarm's journaled outcomes). */
@@ -33,7 +33,6 @@ export interface ControlClientOptions {
 
 const HEARTBEAT_FALLBACK_MS = 5_000
 
-interface RegisterReply { heartbeatMs?: number, settled?: string[] }
 /** How the coordinator refuses an agent (a bad join token, a name bound to another key, a malformed registration). */
 const REFUSALS: ReadonlySet<string> = new Set(['permission_denied', 'invalid_argument'])
 
@@ -44,7 +43,7 @@ const REFUSALS: ReadonlySet<string> = new Set(['permission_denied', 'invalid_arg
  */
 export class ControlClient {
   private readonly opts: ControlClientOptions
-  private channel?: ControlChannel
+  private channel?: ControlChannel<AgentToCoordinator, CoordinatorToAgent>
   private stopped = false
   private readonly stopController = new AbortController()
   private loop?: Promise<void>
@@ -68,12 +67,12 @@ export class ControlClient {
     await this.loop
   }
 
-  async call<M extends ControlMethod> (method: M, params: ControlParams<M>): Promise<unknown> {
+  async call<M extends CallMethod<AgentToCoordinator>> (method: M, params: Params<AgentToCoordinator, M>): Promise<Result<AgentToCoordinator, M>> {
     if (this.channel === undefined) throw new NetworkError('not connected to the coordinator')
     return await this.channel.call(method, params)
   }
 
-  cast<M extends ControlMethod> (method: M, params: ControlParams<M>): void {
+  cast<M extends CastMethod<AgentToCoordinator>> (method: M, params: Params<AgentToCoordinator, M>): void {
     // Casts (progress) are fire-and-forget by design: one lost with a broken channel is superseded by the next, or by the state sent at re-registration.
     void this.channel?.cast(method, params).catch(() => {})
   }
@@ -115,18 +114,8 @@ export class ControlClient {
   private async session (): Promise<void> {
     const { node, executor, journal, log } = this.opts
     const stream = await node.dialProtocol(this.opts.coordinator, CONTROL_PROTOCOL, { signal: AbortSignal.any([this.stopController.signal, AbortSignal.timeout(10_000)]) })
-    const channel = new ControlChannel(stream, {
-      call: async (method, params) => {
-        if (method === 'execute') {
-          await executor.accept(params as ControlParams<'execute'>)
-          return { accepted: true }
-        }
-        return await this.opts.onCall(method, params)
-      },
-      cast: (method, params) => {
-        if (method === 'cancel') void executor.cancel((params as ControlParams<'cancel'>).transferId)
-        else this.opts.onCast(method, params)
-      },
+    const channel = new ControlChannel(stream, AGENT_SIDE, {
+      table: { handlers: this.opts.handlers, context: () => undefined },
       onInternalError: (method, err) => { log('a coordinator call failed on a bug', { method, ...errorFields(err) }) }
     })
     let heartbeat: NodeJS.Timeout | undefined
@@ -136,9 +125,9 @@ export class ControlClient {
       const outcomes = await executor.journaledOutcomes()
       const sent = outcomes.slice(0, MAX_REGISTER_OUTCOMES)
       const active = [...new Set([...executor.active(), ...outcomes.map(o => o.transferId), ...this.opts.activeDistributions()])]
-      const reply = await channel.call('register', { ...this.opts.registration(), active, running: executor.runningAttempts(), outcomes: sent }) as RegisterReply | null
-      log('registered with the coordinator', { coordinator: this.opts.coordinator.toString(), outcomesSettled: reply?.settled?.length ?? 0 })
-      const settled = new Set(reply?.settled ?? [])
+      const reply = await channel.call('register', { ...this.opts.registration(), active, running: executor.runningAttempts(), outcomes: sent })
+      log('registered with the coordinator', { coordinator: this.opts.coordinator.toString(), outcomesSettled: reply.settled?.length ?? 0 })
+      const settled = new Set(reply.settled ?? [])
       for (const o of sent) if (settled.has(o.transferId)) await executor.acknowledged(o)
       // Reports go out only once registered: one sent before would be refused and kept until the next reconnect.
       this.channel = channel
@@ -149,7 +138,7 @@ export class ControlClient {
       for (const entry of await journal.all()) {
         if (entry.outcome !== undefined) await executor.deliver(entry)
       }
-      heartbeat = setInterval(() => { void this.beat() }, reply?.heartbeatMs ?? HEARTBEAT_FALLBACK_MS)
+      heartbeat = setInterval(() => { void this.beat() }, reply.heartbeatMs ?? HEARTBEAT_FALLBACK_MS)
       const failure = await channel.closed
       if (failure !== undefined) throw failure
       if (!this.stopped) log('control connection closed by the coordinator')

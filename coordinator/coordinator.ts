@@ -9,6 +9,8 @@ import { TokenStore } from './tokens.ts'
 import { buildApi } from './api/index.ts'
 import type { RateLimitOptions, TenantPolicy } from './api/index.ts'
 import { AgentRegistry } from './registry.ts'
+import { AgentSessions } from './agent-sessions.ts'
+import { systemClock } from './clock.ts'
 import { Dispatcher } from './dispatch.ts'
 import { DistributionManager } from './distribution.ts'
 
@@ -101,32 +103,22 @@ export async function startCoordinator (config: CoordinatorConfig): Promise<Coor
   const metrics = new CoordinatorMetrics(store)
   const node = await createMeshNode({ privateKey: key, listen: config.listen })
 
-  // The registry and dispatcher call each other; the registry's callbacks run only after both exist.
-  const registry: AgentRegistry = new AgentRegistry({
-    node,
-    store,
-    admit: async (joinToken, who) => await tokens.useJoinToken(joinToken, who),
-    heartbeatMs: config.heartbeatMs,
-    heartbeatTimeoutMs: config.heartbeatTimeoutMs,
-    log,
-    onCall: async (agent, method, params): Promise<unknown> => await dispatcher.onCall(agent, method, params),
-    onCast: (agent, method, params) => dispatcher.onCast(agent, method, params),
-    onRegister: async (agent, held) => await dispatcher.onRegister(agent, held),
-    onOnline: (agent, held) => dispatcher.onOnline(agent, held),
-    onOffline: async agent => await dispatcher.onOffline(agent)
-  })
+  const clock = systemClock
+  // Built in dependency order: the sessions, the parts that talk through them, then the registry that takes their handlers.
+  const sessions = new AgentSessions(clock)
   const distributions = new DistributionManager({
     store,
-    registry,
+    agents: sessions,
+    clock,
     key,
     log,
     pieceSize: config.pieceSize ?? DEFAULT_PIECE_SIZE,
     peersPerParticipant: 8,
     ticketTtlSeconds: config.ticketTtlSeconds
   })
-  const dispatcher: Dispatcher = new Dispatcher({
+  const dispatcher = new Dispatcher({
     store,
-    registry,
+    agents: sessions,
     distributions,
     scheduler: createScheduler(config.scheduler.name, { maxActive: config.scheduler.maxActive, maxPerAgent: config.scheduler.maxPerAgent }),
     key,
@@ -135,8 +127,20 @@ export async function startCoordinator (config: CoordinatorConfig): Promise<Coor
     retryMaxMs: config.retryMaxMs,
     graceMs: config.heartbeatTimeoutMs,
     ticketTtlSeconds: config.ticketTtlSeconds,
-    tickMs: 100,
+    clock,
     onTick: seconds => metrics.observePass(seconds)
+  })
+  const registry = new AgentRegistry({
+    node,
+    store,
+    sessions,
+    clock,
+    admit: async (joinToken, who) => await tokens.useJoinToken(joinToken, who),
+    heartbeatMs: config.heartbeatMs,
+    heartbeatTimeoutMs: config.heartbeatTimeoutMs,
+    log,
+    lifecycle: dispatcher,
+    handlers: { ...dispatcher.handlers, ...distributions.handlers }
   })
   await registry.start()
   dispatcher.start()

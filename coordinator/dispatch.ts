@@ -1,20 +1,23 @@
 import type { PrivateKey } from '@libp2p/interface'
-import { AgentOfflineError, NotFoundError, UnsupportedError, errorFields, parseLocation, signTicket, toStaccatoError } from '../mesh/index.ts'
-import type { ControlMethod, ControlParams, ErrorInfo, Job, StaccatoError } from '../mesh/index.ts'
+import { AgentOfflineError, errorFields, parseLocation, signTicket, toStaccatoError } from '../mesh/index.ts'
+import type { ControlParams, ErrorInfo, Job, StaccatoError } from '../mesh/index.ts'
 import type { TransferStore } from './store.ts'
 import type { TransferRecord, TransferState } from './model.ts'
 import { TERMINAL_STATES } from './model.ts'
 import { InvalidStateError } from './store-errors.ts'
 import { defaultExecutor, schedulerView } from './scheduler/index.ts'
 import type { Scheduler } from './scheduler/index.ts'
-import type { AgentRegistry } from './registry.ts'
+import type { AgentControl } from './agent-sessions.ts'
+import type { AgentLifecycle, PartHandlers } from './registry.ts'
 import { seedAgent } from './distribution.ts'
 import { WaitingTracker } from './waiting.ts'
+import { storeMissed } from './store-missed.ts'
+import type { Clock, ClockTimer } from './clock.ts'
 import type { DistributionManager } from './distribution.ts'
 
 export interface DispatcherOptions {
   store: TransferStore
-  registry: AgentRegistry
+  agents: AgentControl
   distributions: DistributionManager
   scheduler: Scheduler
   /** The coordinator's key: it signs the tickets agents check. */
@@ -26,7 +29,7 @@ export interface DispatcherOptions {
   /** How long after start-up an in-flight transfer waits for its agent to come back before it is requeued. */
   graceMs: number
   ticketTtlSeconds: number
-  tickMs: number
+  clock: Clock
   /** Told how long each scheduling pass took (for the scheduling latency histogram). */
   onTick?: (seconds: number) => void
 }
@@ -43,18 +46,34 @@ type Report = ControlParams<'report'>
  * state changes. Every change goes through the store, which writes it and
  * its event in one synced batch.
  */
-export class Dispatcher {
+export class Dispatcher implements AgentLifecycle {
   private readonly opts: DispatcherOptions
-  private timer?: NodeJS.Timeout
+  /** What an executor reports: its attempts' outcomes (calls) and progress (casts). */
+  readonly handlers: Pick<PartHandlers, 'report' | 'progress'> = {
+    report: async (r, { agent }) => {
+      await this.applyReport(agent, r)
+      return {}
+    },
+    progress: async (p, { agent }) => { this.onProgress(agent, p) }
+  }
+  /** The next deadline's timer: a retry's back-off expiring, the start-up grace ending, a waiting scan due. */
+  private timer?: ClockTimer
   private ticking = false
-  private readonly startedAt = Date.now()
+  /** A pass was asked for while one ran: it runs again when done, on what changed meanwhile. */
+  private again = false
+  private soon = false
+  private started = false
+  private readonly startedAt: number
   private readonly waiting: WaitingTracker
+  private readonly kick = (): void => { this.requestPass() }
 
   constructor (opts: DispatcherOptions) {
     this.opts = opts
+    this.startedAt = opts.clock.now()
     this.waiting = new WaitingTracker({
+      clock: opts.clock,
       store: opts.store,
-      isOnline: agent => opts.registry.isOnline(agent),
+      isOnline: agent => opts.agents.isOnline(agent),
       needs: rec => {
         // A distribution starts with its seed; its destinations join whenever they are back.
         if (rec.destinations !== undefined) return [seedAgent(rec)].filter(a => a !== undefined)
@@ -65,32 +84,71 @@ export class Dispatcher {
     })
   }
 
+  /**
+   * Scheduling passes run when something they decide on changed — a
+   * transfer submitted, an outcome or a cancel (every state change), an
+   * agent online or offline — and at the next deadline, not on a fixed tick.
+   */
   start (): void {
-    this.timer = setInterval(() => { void this.tick() }, this.opts.tickMs)
+    if (this.started) return
+    this.started = true
+    const { store } = this.opts
+    store.on('created', this.kick)
+    store.on('transition', this.kick)
+    store.on('agent', this.kick)
+    store.on('removed', this.kick)
+    this.requestPass()
   }
 
   stop (): void {
-    clearInterval(this.timer)
+    this.started = false
+    const { store } = this.opts
+    store.off('created', this.kick)
+    store.off('transition', this.kick)
+    store.off('agent', this.kick)
+    store.off('removed', this.kick)
+    this.timer?.cancel()
   }
 
-  /** Runs one scheduling pass now (the timer also runs them). */
+  /** Asks for a pass soon; many requests before it runs make one pass. */
+  private requestPass (): void {
+    if (!this.started) return
+    if (this.ticking) {
+      this.again = true
+      return
+    }
+    if (this.soon) return
+    this.soon = true
+    // Not a delay (that would be the clock's): only out of the emitting write's call stack, and coalesced.
+    setImmediate(() => {
+      this.soon = false
+      void this.tick()
+    })
+  }
+
+  /** Runs one scheduling pass now (store events and deadlines also run them). */
   async tick (): Promise<void> {
-    if (this.ticking) return
+    if (this.ticking) {
+      this.again = true
+      return
+    }
     this.ticking = true
     const started = performance.now()
+    let waitingDue: number | undefined
     try {
       await this.requeueOrphans()
-      const { store, registry, scheduler } = this.opts
+      const { store, agents, scheduler } = this.opts
       const view = schedulerView(store, {
-        isOnline: agent => registry.isOnline(agent),
+        now: this.opts.clock.now(),
+        isOnline: agent => agents.isOnline(agent),
         executorFor: rec => {
           // A distribution is started by its seed; destinations that are offline join when they come back.
           if (rec.destinations !== undefined) {
             const seed = seedAgent(rec)
-            return seed !== undefined && registry.isOnline(seed) ? seed : undefined
+            return seed !== undefined && agents.isOnline(seed) ? seed : undefined
           }
           // A transfer waits in the queue while any agent it needs is offline, rather than burning its retries.
-          return rec.agents.every(a => registry.isOnline(a)) ? defaultExecutor(rec) : undefined
+          return rec.agents.every(a => agents.isOnline(a)) ? defaultExecutor(rec) : undefined
         }
       })
       for (const d of scheduler.decide(view)) {
@@ -101,27 +159,48 @@ export class Dispatcher {
         else void this.dispatch(scheduled)
       }
       // After the decisions: what was just scheduled does not wait any more.
-      await this.waiting.scan()
+      waitingDue = await this.waiting.scan()
     } catch (err) {
-      this.opts.log('scheduling pass failed', { error: String(err) }, 'error')
+      this.opts.log('scheduling pass failed', { ...errorFields(toStaccatoError(err)) }, 'error')
     } finally {
       this.ticking = false
       this.opts.onTick?.((performance.now() - started) / 1000)
     }
+    if (this.again) {
+      this.again = false
+      this.requestPass()
+    } else {
+      this.armDeadline(waitingDue)
+    }
+  }
+
+  /** Sets the one timer for the earliest thing a pass waits on; nothing else needs time to pass. */
+  private armDeadline (waitingDue: number | undefined): void {
+    this.timer?.cancel()
+    if (!this.started) return
+    const { clock, store } = this.opts
+    const now = clock.now()
+    let next = waitingDue ?? Infinity
+    if (now - this.startedAt < this.opts.graceMs) next = Math.min(next, this.startedAt + this.opts.graceMs)
+    for (const rec of store.inState('queued')) {
+      if (rec.notBefore !== undefined && rec.notBefore > now) next = Math.min(next, rec.notBefore)
+    }
+    if (next === Infinity) return
+    this.timer = clock.setTimeout(() => { this.requestPass() }, Math.max(0, next - now))
   }
 
   private async dispatch (rec: TransferRecord): Promise<void> {
-    const { registry, store } = this.opts
+    const { agents, store } = this.opts
     const executor = rec.executor as string
     try {
       const job = await this.job(rec, executor)
-      await registry.call(executor, 'execute', job)
+      await agents.call(executor, 'execute', job)
       await store.transition(rec.id, 'active', {}, { from: ['scheduled'] }).catch(this.storeMissed('could not record the transfer as active', rec))
       const now = store.get(rec.id)
       if (now === undefined || TERMINAL_STATES.has(now.state)) {
         // Canceled, or succeeded through an earlier attempt's outcome, while this one was on its way: a cancel sent
         // before the job arrived found nothing to stop.
-        registry.cast(executor, 'cancel', { transferId: rec.id })
+        agents.cast(executor, 'cancel', { transferId: rec.id })
         return
       }
       this.opts.log('transfer dispatched', { transferId: rec.id, agent: executor, attempt: rec.attempt })
@@ -162,21 +241,10 @@ export class Dispatcher {
       if (holder === undefined || reader === undefined) throw new AgentOfflineError(`agent '${holder === undefined ? sourceAgent : executor}' is unknown`)
       job.sourcePeer = { peerId: holder.peerId, addrs: holder.addrs }
       job.ticket = await signTicket(this.opts.key, {
-        v: 1, tid: rec.id, src: rec.source, off: 0, rdr: reader.peerId, exp: Math.floor(Date.now() / 1000) + this.opts.ticketTtlSeconds
+        v: 1, tid: rec.id, src: rec.source, off: 0, rdr: reader.peerId, exp: Math.floor(this.opts.clock.now() / 1000) + this.opts.ticketTtlSeconds
       })
     }
     return job
-  }
-
-  /** Agent calls (report) and casts (progress, heartbeat). */
-  async onCall (agent: string, method: ControlMethod, params: unknown): Promise<unknown> {
-    if (method === 'swarmReport') {
-      await this.opts.distributions.onReport(agent, params as ControlParams<'swarmReport'>)
-      return {}
-    }
-    if (method !== 'report') throw new UnsupportedError(`coordinator does not take '${method}' calls`)
-    await this.applyReport(agent, params as Report)
-    return {}
   }
 
   /**
@@ -236,7 +304,7 @@ export class Dispatcher {
       if (next === 'succeeded') {
         this.opts.log('transfer succeeded', { transferId: id, agent, sha256: r.sha256, blake3: r.blake3, attempt: rec.attempt, reportedAttempt: r.attempt })
         // A later attempt may be running on the agent: it has nothing left to do.
-        if (r.attempt !== rec.attempt) this.opts.registry.cast(agent, 'cancel', { transferId: id })
+        if (r.attempt !== rec.attempt) this.opts.agents.cast(agent, 'cancel', { transferId: id })
         return
       }
     }
@@ -284,27 +352,14 @@ export class Dispatcher {
     return settled
   }
 
-  onCast (agent: string, method: ControlMethod, params: unknown): void {
-    if (method === 'swarmProgress') this.opts.distributions.onProgress(agent, params as ControlParams<'swarmProgress'>)
-    if (method !== 'progress') return
-    const p = params as ControlParams<'progress'>
+  private onProgress (agent: string, p: ControlParams<'progress'>): void {
     const rec = this.opts.store.get(p.transferId)
     if (rec === undefined || rec.attempt !== p.attempt || rec.executor !== agent || (rec.state !== 'active' && rec.state !== 'scheduled')) return
     void this.opts.store.setProgress(rec.id, { bytesDone: p.bytesDone, bytesTotal: p.bytesTotal }).catch(this.storeMissed('could not record progress', rec))
   }
 
-  /**
-   * The catch handler of a store write the dispatcher can go on without: the
-   * next report, progress or scheduling pass writes again. Losing a race (a
-   * cancel, an outcome or a delete got there first) is expected and says
-   * nothing; any other failure (the store closed, a disk error, a report the
-   * store refused) is logged, so that it is not lost without a word.
-   */
   private storeMissed (what: string, rec: TransferRecord): (err: unknown) => void {
-    return err => {
-      if (err instanceof InvalidStateError || err instanceof NotFoundError) return
-      this.opts.log(what, { transferId: rec.id, agent: rec.executor, attempt: rec.attempt, ...errorFields(toStaccatoError(err)) }, 'warn')
-    }
+    return storeMissed(this.opts.log, what, { transferId: rec.id, agent: rec.executor, attempt: rec.attempt })
   }
 
   /** Requeued while the agent was away, but it kept running: the same attempt goes on, no new one. */
@@ -328,19 +383,22 @@ export class Dispatcher {
     for (const id of new Set(held.active)) {
       const rec = this.opts.store.get(id)
       if (rec === undefined || rec.state === 'canceled' || rec.state === 'failed' || (rec.state === 'succeeded' && running.has(id))) {
-        this.opts.registry.cast(agent, 'cancel', { transferId: id })
+        this.opts.agents.cast(agent, 'cancel', { transferId: id })
       }
     }
     this.opts.distributions.onAgentOnline(agent)
+    // What waited for this agent may start now (its record may not have changed, so no store event says so).
+    this.requestPass()
   }
 
   async onOffline (agent: string): Promise<void> {
     await this.requeueAgent(agent, `agent '${agent}' went offline`)
+    this.requestPass()
   }
 
   onCancel (rec: TransferRecord): void {
     if (rec.destinations !== undefined) this.opts.distributions.onCanceled(rec)
-    else if (rec.executor !== undefined) this.opts.registry.cast(rec.executor, 'cancel', { transferId: rec.id })
+    else if (rec.executor !== undefined) this.opts.agents.cast(rec.executor, 'cancel', { transferId: rec.id })
   }
 
   private async requeueAgent (agent: string, why: string): Promise<void> {
@@ -353,17 +411,17 @@ export class Dispatcher {
 
   /** After a coordinator restart, in-flight transfers whose agent never came back go back to the queue. */
   private async requeueOrphans (): Promise<void> {
-    if (Date.now() - this.startedAt < this.opts.graceMs) return
+    if (this.opts.clock.now() - this.startedAt < this.opts.graceMs) return
     const orphaned = new Set<string>()
     for (const state of IN_FLIGHT) {
       for (const rec of this.opts.store.inState(state)) {
-        if (rec.executor !== undefined && !this.opts.registry.isOnline(rec.executor) && !isRunningDistribution(rec)) orphaned.add(rec.executor)
+        if (rec.executor !== undefined && !this.opts.agents.isOnline(rec.executor) && !isRunningDistribution(rec)) orphaned.add(rec.executor)
       }
     }
     for (const agent of orphaned) {
       // After any registration of the agent under way: what it settles must not be requeued behind its back.
-      await this.opts.registry.exclusive(agent, async () => {
-        if (!this.opts.registry.isOnline(agent)) await this.requeueAgent(agent, `agent '${agent}' is offline`)
+      await this.opts.agents.exclusive(agent, async () => {
+        if (!this.opts.agents.isOnline(agent)) await this.requeueAgent(agent, `agent '${agent}' is offline`)
       })
     }
   }
@@ -372,15 +430,16 @@ export class Dispatcher {
   private async fail (id: string, attempt: number, error: ErrorInfo): Promise<void> {
     const rec = this.opts.store.get(id)
     if (rec === undefined || rec.attempt !== attempt || TERMINAL_STATES.has(rec.state) || rec.state === 'queued') return
-    const lastError = { ...error, at: new Date().toISOString(), attempt }
+    const now = this.opts.clock.now()
+    const lastError = { ...error, at: new Date(now).toISOString(), attempt }
     const retriesLeft = rec.attempt <= rec.retries
     try {
       if (error.retryable && retriesLeft) {
         const delay = Math.min(this.opts.retryBaseMs * 2 ** (rec.attempt - 1), this.opts.retryMaxMs) * (0.5 + Math.random() / 2)
-        await this.opts.store.transition(id, 'queued', { lastError, notBefore: Date.now() + Math.round(delay) })
+        await this.opts.store.transition(id, 'queued', { lastError, notBefore: now + Math.round(delay) }, { now })
         this.opts.log('transfer requeued', { transferId: id, code: error.code, error: error.message, retryInMs: Math.round(delay) }, 'warn')
       } else {
-        await this.opts.store.transition(id, 'failed', { lastError })
+        await this.opts.store.transition(id, 'failed', { lastError }, { now })
         this.opts.log('transfer failed', { transferId: id, code: error.code, error: error.message }, 'warn')
       }
     } catch (err) {

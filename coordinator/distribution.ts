@@ -1,14 +1,18 @@
 import type { PrivateKey } from '@libp2p/interface'
 import { AgentOfflineError, InvalidArgumentError, parseLocation, signTicket, toStaccatoError } from '../mesh/index.ts'
-import type { ControlParams, Manifest } from '../mesh/index.ts'
+import type { ControlParams } from '../mesh/index.ts'
 import type { TransferStore } from './store.ts'
 import type { DestinationStatus, TransferRecord } from './model.ts'
 import { TERMINAL_STATES } from './model.ts'
-import type { AgentRegistry } from './registry.ts'
+import type { AgentControl } from './agent-sessions.ts'
+import type { Clock } from './clock.ts'
+import { storeMissed } from './store-missed.ts'
+import type { PartHandlers } from './registry.ts'
 
 export interface DistributionOptions {
   store: TransferStore
-  registry: AgentRegistry
+  agents: AgentControl
+  clock: Clock
   key: PrivateKey
   log: (msg: string, fields?: Record<string, unknown>, level?: 'info' | 'warn' | 'error') => void
   /** Default piece size; 4 MiB as in Kraken and Dragonfly. */
@@ -34,6 +38,14 @@ export function seedAgent (rec: TransferRecord): string | undefined {
  */
 export class DistributionManager {
   private readonly opts: DistributionOptions
+  /** What participants report: each destination's outcome (calls) and progress (casts). */
+  readonly handlers: Pick<PartHandlers, 'swarmReport' | 'swarmProgress'> = {
+    swarmReport: async (r, { agent }) => {
+      await this.onReport(agent, r)
+      return {}
+    },
+    swarmProgress: async (p, { agent }) => { this.onProgress(agent, p) }
+  }
 
   constructor (opts: DistributionOptions) {
     this.opts = opts
@@ -41,11 +53,11 @@ export class DistributionManager {
 
   /** A scheduled distribution: get the manifest, then bring every participant in. */
   async start (rec: TransferRecord): Promise<void> {
-    const { store, registry } = this.opts
+    const { store, agents } = this.opts
     const seed = seedAgent(rec)
     if (seed === undefined) throw new InvalidArgumentError('source: a distribution needs a source on an agent')
     if (rec.manifest === undefined) {
-      const manifest = await registry.call(seed, 'swarmManifest', { distributionId: rec.id, source: rec.source, pieceSize: this.opts.pieceSize }) as Manifest
+      const manifest = await agents.call(seed, 'swarmManifest', { distributionId: rec.id, source: rec.source, pieceSize: this.opts.pieceSize })
       await store.update(rec.id, () => ({ manifest }), `transfer.${rec.id}.manifest`, { size: manifest.size, pieceSize: manifest.pieceSize, sha256: manifest.sha256 })
     }
     const current = await store.transition(rec.id, 'active', {}, { from: ['scheduled'] })
@@ -65,12 +77,12 @@ export class DistributionManager {
   }
 
   private async join (rec: TransferRecord, agent: string): Promise<void> {
-    const { store, registry } = this.opts
+    const { store, agents } = this.opts
     const seed = seedAgent(rec)
     const self = store.getAgent(agent)
-    if (self === undefined || !registry.isOnline(agent) || rec.manifest === undefined) throw new AgentOfflineError(`agent '${agent}' is offline`)
+    if (self === undefined || !agents.isOnline(agent) || rec.manifest === undefined) throw new AgentOfflineError(`agent '${agent}' is offline`)
     const role = agent === seed ? 'seed' : 'destination'
-    const others = shuffle(this.participants(rec).filter(a => a !== agent && registry.isOnline(a)))
+    const others = shuffle(this.participants(rec).filter(a => a !== agent && agents.isOnline(a)))
     // A destination always knows the seed; the rest is a random subset so that no peer list grows with the swarm.
     const chosen = [...(role === 'destination' && seed !== undefined && others.includes(seed) ? [seed] : []), ...others.filter(a => a !== seed)].slice(0, this.opts.peersPerParticipant)
     const peers = chosen.flatMap(name => {
@@ -78,12 +90,12 @@ export class DistributionManager {
       return a !== undefined ? [{ name, peerId: a.peerId, addrs: a.addrs }] : []
     })
     const ticket = await signTicket(this.opts.key, {
-      v: 1, tid: rec.id, src: `swarm:${rec.id}`, off: 0, rdr: self.peerId, exp: Math.floor(Date.now() / 1000) + this.opts.ticketTtlSeconds
+      v: 1, tid: rec.id, src: `swarm:${rec.id}`, off: 0, rdr: self.peerId, exp: Math.floor(this.opts.clock.now() / 1000) + this.opts.ticketTtlSeconds
     })
     const destination = rec.destinations?.find(d => d.agent === agent)
     const params: ControlParams<'swarmJoin'> = { distributionId: rec.id, role, source: rec.source, destination: destination?.destination, manifest: rec.manifest, peers, ticket }
     try {
-      await registry.call(agent, 'swarmJoin', params)
+      await agents.call(agent, 'swarmJoin', params)
     } catch (err) {
       const e = toStaccatoError(err)
       if (destination === undefined || e.retryable) throw e
@@ -101,7 +113,8 @@ export class DistributionManager {
       void this.join(rec, agent).catch(err => this.opts.log('rejoin failed', { transferId: rec.id, agent, error: toStaccatoError(err).message }, 'warn'))
       // A new participant is worth telling the others about.
       for (const other of this.participants(rec)) {
-        if (other !== agent) void this.join(rec, other).catch(() => {})
+        // Not worth a warning: that participant hears of the newcomer when it (re)joins itself.
+        if (other !== agent) void this.join(rec, other).catch(err => { this.opts.log('could not tell a participant of a new peer', { transferId: rec.id, agent: other, peer: agent, error: toStaccatoError(err).message }) })
       }
     }
   }
@@ -117,13 +130,13 @@ export class DistributionManager {
     if (rec === undefined || dest === undefined || DONE.has(dest.state) || TERMINAL_STATES.has(rec.state)) return
     const manifest = rec.manifest
     const patch: Partial<DestinationStatus> = { state: r.outcome, sha256: r.sha256, bytesDone: r.outcome === 'succeeded' ? manifest?.size ?? dest.bytesDone : dest.bytesDone }
-    if (r.error !== undefined) patch.lastError = { ...r.error, at: new Date().toISOString() }
+    if (r.error !== undefined) patch.lastError = { ...r.error, at: this.isoNow() }
     const updated = await this.setDestination(rec.id, agent, patch)
     // Delivered twice at once: the first one recorded it.
     if (updated === undefined) return
     this.opts.log(`distribution destination ${r.outcome}`, { transferId: rec.id, agent, error: r.error?.message }, r.outcome === 'failed' ? 'warn' : 'info')
     // A finished destination keeps serving its pieces to the others until the whole distribution ends.
-    if (r.outcome === 'failed') this.opts.registry.cast(agent, 'swarmLeave', { distributionId: rec.id, removePartial: true })
+    if (r.outcome === 'failed') this.opts.agents.cast(agent, 'swarmLeave', { distributionId: rec.id, removePartial: true })
     await this.finishIfDone(updated)
   }
 
@@ -134,7 +147,7 @@ export class DistributionManager {
    */
   private async onSeedFailed (rec: TransferRecord, r: ControlParams<'swarmReport'>): Promise<void> {
     if (TERMINAL_STATES.has(rec.state) || r.error === undefined) return
-    const lastError = { ...r.error, at: new Date().toISOString() }
+    const lastError = { ...r.error, at: this.isoNow() }
     this.opts.log('distribution source unreadable at the seed', { transferId: rec.id, error: r.error.message }, 'warn')
     let updated = rec
     for (const d of rec.destinations ?? []) {
@@ -151,14 +164,15 @@ export class DistributionManager {
     if (dest === undefined) return
     const bytesDone = rec.destinations.reduce((sum, d) => sum + (d === dest ? p.bytesDone : d.bytesDone), 0)
     const bytesTotal = (rec.manifest?.size ?? 0) * rec.destinations.length
-    void this.opts.store.setProgress(rec.id, { bytesDone, bytesTotal, destinations: { [agent]: p.bytesDone } }).catch(() => {})
+    void this.opts.store.setProgress(rec.id, { bytesDone, bytesTotal, destinations: { [agent]: p.bytesDone } })
+      .catch(storeMissed(this.opts.log, 'could not record distribution progress', { transferId: rec.id, agent }))
   }
 
   /** The whole distribution was canceled: every participant stops, and destinations drop their partials. */
   onCanceled (rec: TransferRecord): void {
     const seed = seedAgent(rec)
     for (const agent of new Set([...(seed !== undefined ? [seed] : []), ...(rec.destinations ?? []).map(d => d.agent)])) {
-      this.opts.registry.cast(agent, 'swarmLeave', { distributionId: rec.id, removePartial: true })
+      this.opts.agents.cast(agent, 'swarmLeave', { distributionId: rec.id, removePartial: true })
     }
   }
 
@@ -169,18 +183,22 @@ export class DistributionManager {
     if (DONE.has(dest.state)) return rec
     const updated = await this.setDestination(rec.id, dest.agent, { state: 'canceled' })
     if (updated === undefined) return this.opts.store.get(rec.id) ?? rec
-    this.opts.registry.cast(dest.agent, 'swarmLeave', { distributionId: rec.id, removePartial: true })
+    this.opts.agents.cast(dest.agent, 'swarmLeave', { distributionId: rec.id, removePartial: true })
     return await this.finishIfDone(updated)
   }
 
   /** Resolves with undefined, having written nothing, when no destination of that agent is still open. */
   private async setDestination (id: string, agent: string, patch: Partial<DestinationStatus>): Promise<TransferRecord | undefined> {
-    const now = new Date().toISOString()
+    const now = this.isoNow()
     return await this.opts.store.update(id, rec => {
       // A destination that is done stays done, whatever arrives late (the same outcome twice included): checked in the write.
       if (!(rec.destinations ?? []).some(d => d.agent === agent && !DONE.has(d.state))) return undefined
       return { destinations: (rec.destinations ?? []).map(d => d.agent === agent && !DONE.has(d.state) ? { ...d, ...patch, updatedAt: now } : d) }
-    }, `transfer.${id}.destination`, { agent, state: patch.state, error: patch.lastError })
+    }, `transfer.${id}.destination`, { agent, state: patch.state, error: patch.lastError }, { now: this.opts.clock.now() })
+  }
+
+  private isoNow (): string {
+    return new Date(this.opts.clock.now()).toISOString()
   }
 
   /** When every destination is done: succeeded if none failed, and every participant stops serving. */
@@ -198,8 +216,8 @@ export class DistributionManager {
       lastError: failed?.lastError !== undefined ? { ...failed.lastError, attempt: rec.attempt } : undefined,
       progress: { ...rec.progress, bytesDone, rate: 0, eta: 0 }
     })
-    for (const agent of this.participants({ ...rec, destinations: [] })) this.opts.registry.cast(agent, 'swarmLeave', { distributionId: rec.id, removePartial: false })
-    for (const d of dests) this.opts.registry.cast(d.agent, 'swarmLeave', { distributionId: rec.id, removePartial: d.state !== 'succeeded' })
+    for (const agent of this.participants({ ...rec, destinations: [] })) this.opts.agents.cast(agent, 'swarmLeave', { distributionId: rec.id, removePartial: false })
+    for (const d of dests) this.opts.agents.cast(d.agent, 'swarmLeave', { distributionId: rec.id, removePartial: d.state !== 'succeeded' })
     return done
   }
 }

@@ -1,26 +1,16 @@
 import type { Connection, Stream } from '@libp2p/interface'
 import {
-  CONTROL_PROTOCOL, ControlChannel, AgentOfflineError, PermissionDeniedError, isValidAgentName, InvalidArgumentError, errorFields
+  CONTROL_PROTOCOL, COORDINATOR_SIDE, ControlChannel, NetworkError, PermissionDeniedError, isValidAgentName, InvalidArgumentError, errorFields,
+  toStaccatoError
 } from '../mesh/index.ts'
-import type { ControlMethod, ControlParams, MeshNode } from '../mesh/index.ts'
+import type { AgentToCoordinator, ControlHandlers, ControlParams, MeshNode } from '../mesh/index.ts'
 import type { TransferStore } from './store.ts'
 import type { AgentRecord } from './model.ts'
+import type { AgentChannel, AgentConnection, AgentContext, AgentLive, AgentSessions } from './agent-sessions.ts'
+import type { Clock, ClockTimer } from './clock.ts'
 
-export interface RegistryOptions {
-  node: MeshNode
-  store: TransferStore
-  /**
-   * Checks (and, for a single-use token, spends) the join token of an
-   * agent's first registration; the reason is logged, never told to the agent.
-   */
-  admit: (joinToken: string | undefined, who: { agent: string, peerId: string }) => Promise<{ ok: true } | { ok: false, reason: string }>
-  heartbeatMs: number
-  /** An agent silent for this long is offline. */
-  heartbeatTimeoutMs: number
-  log: (msg: string, fields?: Record<string, unknown>, level?: 'info' | 'warn' | 'error') => void
-  /** Calls and casts from a registered agent (progress, report, heartbeat). */
-  onCall: (agent: string, method: ControlMethod, params: unknown) => Promise<unknown>
-  onCast: (agent: string, method: ControlMethod, params: unknown) => void
+/** What happens to an agent's work as it registers, comes online and goes away (the dispatcher's part). */
+export interface AgentLifecycle {
   /**
    * Settles what a registering agent holds (journaled outcomes, attempts still
    * running) while it is not yet online, so nothing is scheduled for it first.
@@ -31,38 +21,59 @@ export interface RegistryOptions {
   onOffline: (agent: string) => Promise<void>
 }
 
-interface Session {
-  channel: ControlChannel
-  peerId: string
-  lastSeen: number
-  /** Free bytes per volume, from the latest heartbeat that carried them. */
-  free?: Record<string, number>
+/** The handlers of the other parts (transfers, distributions): everything an agent sends but its registration and heartbeats. */
+export type PartHandlers = Omit<ControlHandlers<AgentToCoordinator, AgentContext>, 'register' | 'heartbeat'>
+
+export interface RegistryOptions {
+  node: MeshNode
+  store: TransferStore
+  sessions: AgentSessions
+  clock: Clock
+  /**
+   * Checks (and, for a single-use token, spends) the join token of an
+   * agent's first registration; the reason is logged, never told to the agent.
+   */
+  admit: (joinToken: string | undefined, who: { agent: string, peerId: string }) => Promise<{ ok: true } | { ok: false, reason: string }>
+  heartbeatMs: number
+  /** An agent silent for this long is offline. */
+  heartbeatTimeoutMs: number
+  log: (msg: string, fields?: Record<string, unknown>, level?: 'info' | 'warn' | 'error') => void
+  lifecycle: AgentLifecycle
+  handlers: PartHandlers
 }
 
-/** What the registry knows of a connected agent between store writes (heartbeats are not written). */
-export interface AgentLive { lastSeenAt: string, free?: Record<string, number> }
+export type { AgentLive }
 
 /**
- * Which agents are connected, by name, and the control channel to each. An
- * agent becomes known by registering with a join token; from then on its
- * peer id (authenticated by noise) is its credential, and another key
- * claiming the same name is refused.
+ * Admits agents and keeps track of their liveness. An agent becomes known by
+ * registering with a join token; from then on its peer id (authenticated by
+ * noise) is its credential, and another key claiming the same name is
+ * refused. Every control stream is answered by one table, built once from
+ * the registry's own handlers (register, heartbeat) and the other parts'.
  */
 export class AgentRegistry {
   private readonly opts: RegistryOptions
-  private readonly sessions = new Map<string, Session>()
+  private readonly sessions: AgentSessions
   /** Names whose first registration is under way, by peer id: two keys racing for one new name must not both win. */
   private readonly enrolling = new Map<string, string>()
-  /**
-   * Per agent, its registrations, its going offline and requeues of its work
-   * run one at a time: a late 'offline' must not requeue what a registration
-   * just settled.
-   */
-  private readonly lifecycles = new Map<string, Promise<unknown>>()
-  private timer?: NodeJS.Timeout
+  private readonly table: ControlHandlers<AgentToCoordinator, AgentConnection>
+  private timer?: ClockTimer
+  private stopped = false
 
   constructor (opts: RegistryOptions) {
     this.opts = opts
+    this.sessions = opts.sessions
+    this.table = {
+      ...opts.handlers,
+      register: async (p, conn) => {
+        const settled = await this.sessions.exclusive(p.name, async () => await this.register(conn, p))
+        conn.name = p.name
+        return { heartbeatMs: this.opts.heartbeatMs, settled }
+      },
+      heartbeat: async (p, conn) => {
+        if (p.volumes !== undefined) this.sessions.noteSpace(conn.agent, p.volumes)
+      }
+    }
   }
 
   async start (): Promise<void> {
@@ -71,93 +82,59 @@ export class AgentRegistry {
       if (rec.online) await this.opts.store.putAgent({ ...rec, online: false })
     }
     await this.opts.node.handle(CONTROL_PROTOCOL, (stream, connection) => { this.accept(stream, connection) }, { maxInboundStreams: 4 })
-    this.timer = setInterval(() => { this.checkLiveness() }, Math.min(1000, this.opts.heartbeatMs))
+    this.scheduleLiveness()
   }
 
   stop (): void {
-    clearInterval(this.timer)
-    for (const s of this.sessions.values()) s.channel.close()
+    this.stopped = true
+    this.timer?.cancel()
+    for (const channel of this.sessions.all()) channel.close()
   }
 
   isOnline (name: string): boolean {
-    return this.sessions.has(name)
-  }
-
-  /** Runs fn after every earlier registration and disconnection of this agent, and before any later one. */
-  exclusive<T> (agent: string, fn: () => Promise<T>): Promise<T> {
-    const ran = (this.lifecycles.get(agent) ?? Promise.resolve()).then(fn)
-    // The failure is the caller's (ran); the next lifecycle step only waits for this one to settle.
-    const tail = ran.catch(() => {})
-    this.lifecycles.set(agent, tail)
-    void tail.then(() => { if (this.lifecycles.get(agent) === tail) this.lifecycles.delete(agent) })
-    return ran
-  }
-
-  async call<M extends ControlMethod> (agent: string, method: M, params: ControlParams<M>): Promise<unknown> {
-    const s = this.sessions.get(agent)
-    if (s === undefined) throw new AgentOfflineError(`agent '${agent}' is not connected`)
-    return await s.channel.call(method, params)
-  }
-
-  cast<M extends ControlMethod> (agent: string, method: M, params: ControlParams<M>): void {
-    // Casts are fire-and-forget: a cancel an offline agent misses is sent again when it registers (reconcile).
-    void this.sessions.get(agent)?.channel.cast(method, params).catch(() => {})
-  }
-
-  private accept (stream: Stream, connection: Connection): void {
-    const peerId = connection.remotePeer.toString()
-    let name: string | undefined
-    const channel: ControlChannel = new ControlChannel(stream, {
-      call: async (method, params) => {
-        if (method === 'register') {
-          const p = params as ControlParams<'register'>
-          const settled = await this.exclusive(p.name, async () => await this.register(channel, peerId, p))
-          name = p.name
-          return { heartbeatMs: this.opts.heartbeatMs, settled }
-        }
-        if (name === undefined) throw new PermissionDeniedError(`'${method}' before 'register'`)
-        this.touch(name, channel)
-        return await this.opts.onCall(name, method, params)
-      },
-      cast: (method, params) => {
-        if (name === undefined || !this.touch(name, channel)) return
-        if (method === 'heartbeat') this.noteSpace(name, params as ControlParams<'heartbeat'>)
-        this.opts.onCast(name, method, params)
-      },
-      onInternalError: (method, err) => { this.opts.log('an agent\'s call failed on a bug', { agent: name, peerId, method, ...errorFields(err) }) }
-    })
-    void channel.closed.then(err => {
-      if (name !== undefined && this.sessions.get(name)?.channel === channel) {
-        this.opts.log('agent disconnected', { agent: name, error: err?.message }, err === undefined ? 'info' : 'warn')
-        void this.markOffline(name, channel)
-      }
-    })
-  }
-
-  private noteSpace (name: string, p: ControlParams<'heartbeat'>): void {
-    const s = this.sessions.get(name)
-    if (s === undefined || p.volumes === undefined) return
-    const free: Record<string, number> = Object.create(null) as Record<string, number>
-    for (const v of p.volumes) free[v.name] = v.free
-    s.free = free
+    return this.sessions.isOnline(name)
   }
 
   /** When a connected agent was last heard from, and its volumes' free space: undefined while it is offline. */
   live (name: string): AgentLive | undefined {
-    const s = this.sessions.get(name)
-    return s !== undefined ? { lastSeenAt: new Date(s.lastSeen).toISOString(), free: s.free } : undefined
+    return this.sessions.live(name)
   }
 
-  private touch (name: string, channel: ControlChannel): boolean {
-    const s = this.sessions.get(name)
-    if (s?.channel !== channel) return false
-    s.lastSeen = Date.now()
-    return true
+  private accept (stream: Stream, connection: Connection): void {
+    const peerId = connection.remotePeer.toString()
+    const conn: AgentConnection = {
+      peerId,
+      channel: new ControlChannel(stream, COORDINATOR_SIDE, {
+        table: {
+          handlers: this.table,
+          context: (method, kind) => {
+            // The handshake: the one message a peer may send before it is an agent.
+            if (method === 'register') return conn
+            if (conn.name === undefined) throw new PermissionDeniedError(`'${method}' before 'register'`)
+            // A cast on a channel a newer registration replaced is dropped; its calls are still answered.
+            if (!this.sessions.touch(conn.name, conn.channel) && kind === 'cast') throw new NetworkError('a newer registration replaced this channel')
+            return conn
+          }
+        },
+        onInternalError: (method, err) => { this.opts.log('an agent\'s call failed on a bug', { agent: conn.name, peerId, method, ...errorFields(err) }) }
+      }),
+      get agent (): string {
+        if (this.name === undefined) throw new PermissionDeniedError('not registered')
+        return this.name
+      }
+    }
+    void conn.channel.closed.then(err => {
+      if (conn.name !== undefined && this.sessions.channel(conn.name) === conn.channel) {
+        this.opts.log('agent disconnected', { agent: conn.name, error: err?.message }, err === undefined ? 'info' : 'warn')
+        void this.markOffline(conn.name, conn.channel)
+      }
+    })
   }
 
   /** Admits the agent, settles what it holds, then puts it online. Resolves with the outcomes taken. */
-  private async register (channel: ControlChannel, peerId: string, p: ControlParams<'register'>): Promise<string[]> {
+  private async register (conn: AgentConnection, p: ControlParams<'register'>): Promise<string[]> {
     const { store, log } = this.opts
+    const { peerId, channel } = conn
     if (!isValidAgentName(p.name)) throw new InvalidArgumentError(`'${p.name}' is not a valid agent name`)
     const known = store.getAgent(p.name)
     if (known !== undefined && known.peerId !== peerId) {
@@ -181,14 +158,14 @@ export class AgentRegistry {
         throw new PermissionDeniedError(`agent '${p.name}' is not enrolled and its join token is missing, invalid, expired or already used`)
       }
     }
-    const previous = this.sessions.get(p.name)
-    if (previous !== undefined && previous.channel !== channel) {
+    const previous = this.sessions.channel(p.name)
+    if (previous !== undefined && previous !== channel) {
       // Replaced, not lost: its close must not requeue what this registration settles.
-      this.sessions.delete(p.name)
-      previous.channel.close()
+      this.sessions.drop(p.name)
+      previous.close()
     }
-    const settled = await this.opts.onRegister(p.name, p)
-    const now = new Date().toISOString()
+    const settled = await this.opts.lifecycle.onRegister(p.name, p)
+    const now = new Date(this.opts.clock.now()).toISOString()
     const rec: AgentRecord = {
       name: p.name,
       peerId,
@@ -201,39 +178,46 @@ export class AgentRegistry {
       lastSeenAt: now
     }
     await store.putAgent(rec).finally(() => { if (this.enrolling.get(p.name) === peerId) this.enrolling.delete(p.name) })
-    this.sessions.set(p.name, { channel, peerId, lastSeen: Date.now() })
+    this.sessions.open(p.name, channel, peerId)
     log(known === undefined ? 'agent enrolled' : 'agent registered', { agent: p.name, peerId, addrs: p.addrs, outcomesSettled: settled.length })
-    this.opts.onOnline(p.name, p)
+    this.opts.lifecycle.onOnline(p.name, p)
     return settled
   }
 
-  private checkLiveness (): void {
-    const deadline = Date.now() - this.opts.heartbeatTimeoutMs
-    for (const [name, s] of this.sessions) {
-      if (s.lastSeen < deadline) {
-        this.opts.log('agent missed its heartbeats', { agent: name })
-        s.channel.close()
-        void this.markOffline(name, s.channel)
-      }
+  /** Checked at most once a second, and at least once per heartbeat interval. */
+  private scheduleLiveness (): void {
+    if (this.stopped) return
+    this.timer = this.opts.clock.setTimeout(() => {
+      this.checkLiveness()
+      this.scheduleLiveness()
+    }, Math.min(1000, this.opts.heartbeatMs))
+  }
+
+  /** Takes every agent silent for longer than the heartbeat timeout offline (run by the liveness timer). */
+  checkLiveness (): void {
+    for (const { agent, channel } of this.sessions.silentSince(this.opts.clock.now() - this.opts.heartbeatTimeoutMs)) {
+      this.opts.log('agent missed its heartbeats', { agent })
+      channel.close()
+      void this.markOffline(agent, channel)
     }
   }
 
   /** Drops a removed agent's session: its connection is closed, and it is not marked offline (its record is gone). */
   forget (name: string): void {
-    const session = this.sessions.get(name)
-    this.sessions.delete(name)
-    session?.channel.close()
+    const channel = this.sessions.channel(name)
+    this.sessions.drop(name)
+    channel?.close()
   }
 
-  private async markOffline (name: string, channel: ControlChannel): Promise<void> {
+  private async markOffline (name: string, channel: AgentChannel): Promise<void> {
     // Gone from the map at once, so nothing more is sent or scheduled to it.
-    if (this.sessions.get(name)?.channel === channel) this.sessions.delete(name)
-    await this.exclusive(name, async () => {
+    this.sessions.drop(name, channel)
+    await this.sessions.exclusive(name, async () => {
       // A registration since then owns the agent now: what it settled stays settled.
-      if (this.sessions.has(name)) return
+      if (this.sessions.isOnline(name)) return
       const rec = this.opts.store.getAgent(name)
-      if (rec?.online === true) await this.opts.store.putAgent({ ...rec, online: false, lastSeenAt: new Date().toISOString() })
-      await this.opts.onOffline(name)
-    }).catch(err => this.opts.log('could not take an agent offline', { agent: name, error: String(err) }, 'warn'))
+      if (rec?.online === true) await this.opts.store.putAgent({ ...rec, online: false, lastSeenAt: new Date(this.opts.clock.now()).toISOString() })
+      await this.opts.lifecycle.onOffline(name)
+    }).catch(err => { this.opts.log('could not take an agent offline', { agent: name, ...errorFields(toStaccatoError(err)) }, 'warn') })
   }
 }

@@ -1,8 +1,10 @@
 import type { TransferRecord, WaitingReason } from './model.ts'
 import type { TransferStore } from './store.ts'
+import type { Clock } from './clock.ts'
 
 export interface WaitingOptions {
   store: TransferStore
+  clock: Clock
   isOnline: (agent: string) => boolean
   /** The agents a queued transfer needs online before it can start. */
   needs: (rec: TransferRecord) => string[]
@@ -29,16 +31,23 @@ export class WaitingTracker {
     this.opts = opts
   }
 
-  async scan (now = Date.now()): Promise<void> {
-    if (now - this.lastScan < WAITING_SCAN_MS) return
+  /**
+   * Looks the queue over, unless it did less than WAITING_SCAN_MS ago.
+   * Resolves with when it wants to look again (epoch ms): the end of that
+   * interval when it skipped or had more to write, undefined when it is done.
+   */
+  async scan (): Promise<number | undefined> {
+    const now = this.opts.clock.now()
+    if (now - this.lastScan < WAITING_SCAN_MS) return this.lastScan + WAITING_SCAN_MS
     this.lastScan = now
+    let more = false
     const { store } = this.opts
     const writes: Array<Promise<unknown>> = []
     for (const rec of store.inState('queued')) {
       const next = this.reason(rec)
       if (same(rec.waiting, next)) continue
       // Issued together, they share the store's group commit instead of one fsync each.
-      if (writes.length === WRITES_PER_SCAN) { this.lastScan = -Infinity; break }
+      if (writes.length === WRITES_PER_SCAN) { more = true; break }
       writes.push(store.update(rec.id, current => {
         // Scheduled or changed meanwhile: the write decides on the record as it is now.
         if (current.state !== 'queued' || same(current.waiting, next)) return undefined
@@ -48,13 +57,14 @@ export class WaitingTracker {
       }))
     }
     await Promise.all(writes)
+    return more ? now + WAITING_SCAN_MS : undefined
   }
 
   private reason (rec: TransferRecord): WaitingReason | undefined {
     const offline = this.opts.needs(rec).find(a => !this.opts.isOnline(a))
     if (offline === undefined) return undefined
     const known = this.opts.store.getAgent(offline)
-    return { reason: 'agent_offline', agent: offline, since: known?.lastSeenAt ?? new Date().toISOString() }
+    return { reason: 'agent_offline', agent: offline, since: known?.lastSeenAt ?? new Date(this.opts.clock.now()).toISOString() }
   }
 }
 

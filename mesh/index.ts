@@ -21,14 +21,17 @@ export { MAX_FRAME_BYTES, encodeFrame, send, sendFrame, FrameReader } from './wi
 // Each schema below is also the type of the message it validates.
 export {
   WIRE_VERSION, DataRequest, DataResponse, DataTrailer, ControlEnvelope, Job, SwarmMessage, Manifest,
-  MAX_REGISTER_OUTCOMES, ControlMethods, ChecksumMode, CHECKSUM_MODES, decode
+  ChecksumMode, CHECKSUM_MODES, decode
 } from './messages.ts'
-export type { SwarmPeerInfo, ControlMethod, ControlParams } from './messages.ts'
+export { MAX_REGISTER_OUTCOMES, AgentToCoordinator, CoordinatorToAgent } from './control-methods.ts'
+export type {
+  SwarmPeerInfo, ControlMethod, ControlParams, ControlHandlers, Direction, Params, Result, CallMethod, CastMethod
+} from './control-methods.ts'
 export { TicketClaims, signTicket, issuerKey, verifyTicket } from './ticket.ts'
 export type { TicketRequest } from './ticket.ts'
 export { CONTROL_PROTOCOL, DATA_PROTOCOL, SWARM_PROTOCOL } from './protocol-ids.ts'
-export { MAX_CALLS_IN_FLIGHT, MAX_UNSENT_BYTES, ControlChannel } from './control-channel.ts'
-export type { ControlHandlers } from './control-channel.ts'
+export { MAX_CALLS_IN_FLIGHT, MAX_UNSENT_BYTES, ControlChannel, AGENT_SIDE, COORDINATOR_SIDE } from './control-channel.ts'
+export type { ControlSide, ControlTable, ControlOptions } from './control-channel.ts'
 export { AddressRefusedError, parseAddressAllow, AddressPolicy, hostOf } from './address-policy.ts'
 export type { AddressClass } from './address-policy.ts'
 export { PACKAGE_VERSION } from './version.ts'

@@ -9,10 +9,10 @@ import { ProtocolError } from './errors.ts'
  */
 export const WIRE_VERSION = 1
 
-const ErrorInfo = Type.Object({ code: Type.String({ maxLength: 64 }), message: Type.String({ maxLength: 4096 }), retryable: Type.Boolean() })
-const Offset = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER })
-const Url = Type.String({ minLength: 1, maxLength: 4096 })
-const Sha256 = Type.String({ pattern: '^[0-9a-f]{64}$' })
+export const ErrorInfo = Type.Object({ code: Type.String({ maxLength: 64 }), message: Type.String({ maxLength: 4096 }), retryable: Type.Boolean() })
+export const Offset = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER })
+export const Url = Type.String({ minLength: 1, maxLength: 4096 })
+export const Sha256 = Type.String({ pattern: '^[0-9a-f]{64}$' })
 const ObjectVersion = Type.Object({ size: Offset, mtime: Type.Number(), etag: Type.Optional(Type.String({ maxLength: 512 })) })
 /** blake3 digests are 256 bits, written like sha256's. */
 const Blake3 = Sha256
@@ -104,84 +104,6 @@ export const Manifest = Type.Object({
 })
 export type Manifest = Static<typeof Manifest>
 
-const SwarmPeerInfo = Type.Object({ name: Type.String({ maxLength: 63 }), peerId: Type.String({ maxLength: 128 }), addrs: Type.Array(Type.String({ maxLength: 512 }), { maxItems: 32 }) })
-export type SwarmPeerInfo = Static<typeof SwarmPeerInfo>
-
-const TransferId = Type.String({ maxLength: 64 })
-
-/** How an attempt of a transfer went (verifying: the bytes are in, the digests are being compared). */
-const Report = Type.Object({
-  transferId: TransferId,
-  attempt: Type.Integer(),
-  outcome: Type.Union([Type.Literal('verifying'), Type.Literal('succeeded'), Type.Literal('failed')]),
-  bytesDone: Type.Optional(Offset),
-  bytesTotal: Type.Optional(Offset),
-  sha256: Type.Optional(Sha256),
-  /** The digest of a transfer in the blake3 checksum mode (instead of sha256). */
-  blake3: Type.Optional(Blake3),
-  error: Type.Optional(ErrorInfo)
-})
-
-/** Journaled outcomes sent inside one registration; any beyond are reported one by one after it. */
-export const MAX_REGISTER_OUTCOMES = 256
-
-/** Parameters of each control method, keyed by method name. */
-export const ControlMethods = {
-  register: Type.Object({
-    name: Type.String({ maxLength: 63 }),
-    version: Type.String({ maxLength: 64 }),
-    volumes: Type.Array(Type.Object({ name: Type.String({ maxLength: 128 }), readOnly: Type.Boolean() }), { maxItems: 1024 }),
-    plugins: Type.Array(Type.String({ maxLength: 64 }), { maxItems: 256 }),
-    addrs: Type.Array(Type.String({ maxLength: 512 }), { maxItems: 32 }),
-    joinToken: Type.Optional(Type.String({ maxLength: 512 })),
-    /** Transfers and distributions this agent is part of: still running, or with an outcome still to deliver. */
-    active: Type.Array(Type.String({ maxLength: 64 }), { maxItems: 100000 }),
-    /**
-     * What the agent holds, settled by the coordinator before it schedules
-     * anything for this agent: the attempts it still runs (they stay active)…
-     */
-    running: Type.Optional(Type.Array(Type.Object({ transferId: TransferId, attempt: Type.Integer({ minimum: 1 }) }), { maxItems: 100000 })),
-    /** …and the outcomes in its journal the coordinator has not acknowledged (the reply names those it took). */
-    outcomes: Type.Optional(Type.Array(Report, { maxItems: MAX_REGISTER_OUTCOMES }))
-  }),
-  heartbeat: Type.Object({
-    active: Type.Array(Type.String({ maxLength: 64 }), { maxItems: 100000 }),
-    /** Free bytes in each volume (for an operator's glance; absent from older agents). */
-    volumes: Type.Optional(Type.Array(Type.Object({ name: Type.String({ maxLength: 128 }), free: Type.Number({ minimum: 0 }) }), { maxItems: 1024 }))
-  }),
-  progress: Type.Object({ transferId: Type.String({ maxLength: 64 }), attempt: Type.Integer(), bytesDone: Offset, bytesTotal: Type.Optional(Offset) }),
-  report: Report,
-  execute: Job,
-  cancel: Type.Object({ transferId: Type.String({ maxLength: 64 }) }),
-  /** Coordinator → source agent: compute (or look up) the manifest of a source. */
-  swarmManifest: Type.Object({ distributionId: Type.String({ maxLength: 64 }), source: Url, pieceSize: Type.Integer({ minimum: 65536 }) }),
-  /** Coordinator → participant: join a distribution as the seed or as a destination. */
-  swarmJoin: Type.Object({
-    distributionId: Type.String({ maxLength: 64 }),
-    role: Type.Union([Type.Literal('seed'), Type.Literal('destination')]),
-    source: Url,
-    destination: Type.Optional(Url),
-    manifest: Manifest,
-    /** A bounded random subset of the other participants. */
-    peers: Type.Array(SwarmPeerInfo, { maxItems: 64 }),
-    /** The coordinator's ticket for this participant to read pieces from the others. */
-    ticket: Type.String({ maxLength: 16384 })
-  }),
-  /** Coordinator → participant: the distribution ended for it; stop serving, and remove the partial if asked. */
-  swarmLeave: Type.Object({ distributionId: Type.String({ maxLength: 64 }), removePartial: Type.Boolean() }),
-  swarmProgress: Type.Object({ distributionId: Type.String({ maxLength: 64 }), destination: Url, bytesDone: Offset }),
-  swarmReport: Type.Object({
-    distributionId: Type.String({ maxLength: 64 }),
-    /** Absent in the seed's report that it can no longer read the source (changed, gone): the distribution fails. */
-    destination: Type.Optional(Url),
-    outcome: Type.Union([Type.Literal('succeeded'), Type.Literal('failed')]),
-    sha256: Type.Optional(Sha256),
-    error: Type.Optional(ErrorInfo)
-  })
-} as const
-export type ControlMethod = keyof typeof ControlMethods
-export type ControlParams<M extends ControlMethod> = Static<(typeof ControlMethods)[M]>
-
 const compiled = new Map<TSchema, ReturnType<typeof Compile>>()
 
 /** Checks `value` against `schema`, throwing a ProtocolError that names the first bad field. */
@@ -195,8 +117,4 @@ export function decode<S extends TSchema> (schema: S, value: unknown, what: stri
   const [first] = validator.Errors(value)
   const where = first?.instancePath !== undefined && first.instancePath !== '' ? ` at ${first.instancePath}` : ''
   throw new ProtocolError(`malformed ${what}${where}: ${first?.message ?? 'does not match its schema'}`)
-}
-
-export function isControlMethod (name: string): name is ControlMethod {
-  return Object.hasOwn(ControlMethods, name)
 }

@@ -1,4 +1,6 @@
 import { setImmediate as yieldToLoop } from 'node:timers/promises'
+import { systemClock } from '../clock.ts'
+import type { Clock, ClockTimer } from '../clock.ts'
 
 export type Log = (level: 'debug' | 'info' | 'warn', msg: string, fields?: Record<string, unknown>) => void
 
@@ -22,7 +24,7 @@ export interface JobStatus {
   lastError?: string
 }
 
-interface Slot { job: Job, status: JobStatus, timer?: NodeJS.Timeout, running?: Promise<void>, rerun: boolean }
+interface Slot { job: Job, status: JobStatus, timer?: ClockTimer, running?: Promise<void>, rerun: boolean }
 
 /**
  * The coordinator's background checks (the Tracker's cron-like jobs). Each
@@ -33,12 +35,14 @@ interface Slot { job: Job, status: JobStatus, timer?: NodeJS.Timeout, running?: 
  */
 export class JobRunner {
   readonly #log: Log
+  readonly #clock: Clock
   readonly #slots = new Map<string, Slot>()
   readonly #abort = new AbortController()
   #started = false
 
-  constructor (log: Log) {
+  constructor (log: Log, clock: Clock = systemClock) {
     this.#log = log
+    this.#clock = clock
   }
 
   add (job: Job): void {
@@ -71,7 +75,7 @@ export class JobRunner {
     const slot = this.#slots.get(name)
     if (slot === undefined) throw new TypeError(`no job '${name}'`)
     while (slot.running !== undefined) await slot.running
-    clearTimeout(slot.timer)
+    slot.timer?.cancel()
     await this.#run(slot)
     return { ...slot.status }
   }
@@ -83,28 +87,27 @@ export class JobRunner {
   /** Stops scheduling, aborts running jobs and waits for them. */
   async stop (): Promise<void> {
     this.#abort.abort()
-    for (const slot of this.#slots.values()) clearTimeout(slot.timer)
+    for (const slot of this.#slots.values()) slot.timer?.cancel()
     await Promise.all([...this.#slots.values()].map(async s => await s.running))
   }
 
   #schedule (slot: Slot, ms: number): void {
-    clearTimeout(slot.timer)
+    slot.timer?.cancel()
     if (this.#abort.signal.aborted) return
-    slot.timer = setTimeout(() => { void this.#run(slot) }, ms)
-    slot.timer.unref()
+    slot.timer = this.#clock.setTimeout(() => { void this.#run(slot) }, ms)
   }
 
   async #run (slot: Slot): Promise<void> {
     if (slot.running !== undefined || this.#abort.signal.aborted) return
     const { job, status } = slot
-    const started = Date.now()
+    const started = this.#clock.now()
     slot.rerun = false
     slot.running = (async () => {
       try {
         const result = await job.run(this.#abort.signal)
         status.lastResult = result
         const did = result !== undefined && Object.keys(result).length > 0
-        this.#log(did ? 'info' : 'debug', 'background job ran', { job: job.name, ms: Date.now() - started, ...result })
+        this.#log(did ? 'info' : 'debug', 'background job ran', { job: job.name, ms: this.#clock.now() - started, ...result })
       } catch (err) {
         status.failures++
         status.lastError = (err as Error).message ?? String(err)
@@ -112,7 +115,7 @@ export class JobRunner {
       } finally {
         status.runs++
         status.lastRunAt = new Date(started).toISOString()
-        status.lastDurationMs = Date.now() - started
+        status.lastDurationMs = this.#clock.now() - started
       }
     })()
     await slot.running

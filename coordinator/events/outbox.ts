@@ -1,4 +1,5 @@
 import { createIdGenerator } from '../ids.ts'
+import type { Clock } from '../clock.ts'
 import type { StoreEvent, TransferRecord } from '../model.ts'
 import type { AuxOp, AuxPut, TransferStore } from '../store.ts'
 import { keys } from '../store-keys.ts'
@@ -84,6 +85,7 @@ export class Outbox {
   readonly #config: DeliveryConfig
   readonly #log: Log
   readonly #wake: () => void
+  readonly #clock: Clock
   readonly #entries = new Map<string, OutboxEntry>()
   readonly #due = new MinHeap<Due>((a, b) => a.nextAt < b.nextAt || (a.nextAt === b.nextAt && a.seq < b.seq))
   /** Fan-out results of events whose batch is not written yet, by seq. */
@@ -94,7 +96,8 @@ export class Outbox {
   readonly #onEvent = (event: StoreEvent): void => { this.#committed(event) }
   readonly #abort = new AbortController()
 
-  constructor (opts: { store: TransferStore, webhooks: WebhookRegistry, poster: Poster, config: DeliveryConfig, log: Log, wake: () => void }) {
+  constructor (opts: { store: TransferStore, webhooks: WebhookRegistry, poster: Poster, config: DeliveryConfig, log: Log, wake: () => void, clock: Clock }) {
+    this.#clock = opts.clock
     this.#store = opts.store
     this.#webhooks = opts.webhooks
     this.#poster = opts.poster
@@ -124,7 +127,8 @@ export class Outbox {
 
   #fanout (event: StoreEvent, record: TransferRecord | undefined): AuxPut[] {
     const entries: Array<[string, OutboxEntry]> = []
-    const nextAt = Date.parse(event.time)
+    // Due at once: the outbox's clock, not the event's time, so that one clock decides every delivery.
+    const nextAt = this.#clock.now()
     for (const hook of this.#webhooks.targets(event)) {
       entries.push([keys.outbox(event.seq, hook.id), { endpoint: hook.id, tenant: hook.tenant, event, attempt: 0, nextAt }])
     }
@@ -153,7 +157,7 @@ export class Outbox {
 
   /** Starts every delivery that is due, within the concurrency limits; does not wait for them. */
   async run (signal: AbortSignal): Promise<JobResult> {
-    const now = Date.now()
+    const now = this.#clock.now()
     const { concurrency, perEndpoint } = this.#config
     const deferred: Due[] = []
     let started = 0
@@ -206,7 +210,7 @@ export class Outbox {
     const result = await this.#poster.post(url, body, signedHeaders(secret, event.id, body), this.#abort.signal)
     if (this.#abort.signal.aborted) return
     entry.attempt++
-    const now = Date.now()
+    const now = this.#clock.now()
     const base = { id: this.#logIds.next(now), messageId: event.id, seq: event.seq, topic: event.topic, attempt: entry.attempt, at: new Date(now).toISOString(), ms: result.ms }
     const detail = { ...(result.status !== undefined ? { status: result.status } : {}), ...(result.error !== undefined ? { error: result.error } : {}) }
     const fields = { endpoint: entry.endpoint, messageId: event.id, topic: event.topic, attempt: entry.attempt, ...detail }

@@ -1,4 +1,6 @@
 import type { TransferStore } from '../store.ts'
+import { systemClock } from '../clock.ts'
+import type { Clock } from '../clock.ts'
 import { AddressPolicy } from '../../mesh/index.ts'
 import { EventBus } from './bus.ts'
 import { createPoster } from './http-post.ts'
@@ -78,15 +80,15 @@ export class EventServices {
   readonly #poster: Poster
   #opened = false
 
-  constructor (store: TransferStore, input: EventsConfigInput = {}, log: Log = () => {}) {
+  constructor (store: TransferStore, input: EventsConfigInput = {}, log: Log = () => {}, clock: Clock = systemClock) {
     this.store = store
     this.config = eventsConfig(input)
     this.bus = new EventBus(store)
     this.policy = new AddressPolicy(this.config.allow)
     this.webhooks = new WebhookRegistry(store, this.policy)
-    this.jobs = new JobRunner(log)
+    this.jobs = new JobRunner(log, clock)
     this.#poster = createPoster(this.policy, this.config.delivery.timeoutMs)
-    this.outbox = new Outbox({ store, webhooks: this.webhooks, poster: this.#poster, config: this.config.delivery, log, wake: () => this.jobs.wake('webhook-delivery') })
+    this.outbox = new Outbox({ store, webhooks: this.webhooks, poster: this.#poster, config: this.config.delivery, log, wake: () => this.jobs.wake('webhook-delivery'), clock })
     this.jobs.add({ name: 'webhook-delivery', intervalMs: this.config.delivery.intervalMs, run: async signal => await this.outbox.run(signal) })
     this.jobs.add(retentionJob(store, this.config.retention, async signal => {
       const deleted = await this.outbox.trimLogs(signal)

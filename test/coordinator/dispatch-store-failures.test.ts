@@ -36,7 +36,7 @@ describe('dispatcher: store writes it can do without', () => {
 
   it('logs a progress report the store refused', async () => {
     const rec = await transferIn('active')
-    dispatcher.onCast('b', 'progress', { transferId: rec.id, attempt: 1, bytesDone: -5 })
+    void dispatcher.handlers.progress({ transferId: rec.id, attempt: 1, bytesDone: -5 }, { agent: 'b' })
     await vi.waitFor(() => { expect(missed()).toHaveLength(1) }, { timeout: 5000, interval: 10 })
     expect(missed()[0]).toMatchObject({ msg: 'could not record progress', level: 'warn', fields: { transferId: rec.id, agent: 'b', attempt: 1, code: 'invalid_argument' } })
   })
@@ -44,13 +44,13 @@ describe('dispatcher: store writes it can do without', () => {
   it('logs a verifying report the store could not write', async () => {
     const rec = await transferIn('active')
     await store.close()
-    await dispatcher.onCall('b', 'report', { transferId: rec.id, attempt: 1, outcome: 'verifying', bytesDone: 10, bytesTotal: 10 })
+    await dispatcher.handlers.report({ transferId: rec.id, attempt: 1, outcome: 'verifying', bytesDone: 10, bytesTotal: 10 }, { agent: 'b' })
     expect(missed()).toMatchObject([{ msg: 'could not record the transfer as verifying', level: 'warn', fields: { transferId: rec.id, code: 'unavailable' } }])
   })
 
   it('says nothing when the record moved on first (a lost race)', async () => {
     const rec = await transferIn('scheduled')
-    await dispatcher.onCall('b', 'report', { transferId: rec.id, attempt: 1, outcome: 'verifying', bytesDone: 10, bytesTotal: 10 })
+    await dispatcher.handlers.report({ transferId: rec.id, attempt: 1, outcome: 'verifying', bytesDone: 10, bytesTotal: 10 }, { agent: 'b' })
     expect(store.get(rec.id)?.state).toBe('scheduled')
     expect(missed()).toEqual([])
   })

@@ -8,8 +8,8 @@ import type { AgentRecord, TransferRecord } from '../../coordinator/model.ts'
 import { Level } from 'level'
 import { TransferStore } from '../../coordinator/store.ts'
 import { generateKeyPair } from '@libp2p/crypto/keys'
-import type { MeshNode } from '../../mesh/index.ts'
-import { AgentRegistry } from '../../coordinator/registry.ts'
+import { AgentSessions } from '../../coordinator/agent-sessions.ts'
+import { systemClock } from '../../coordinator/clock.ts'
 import { Dispatcher } from '../../coordinator/dispatch.ts'
 import { DistributionManager } from '../../coordinator/distribution.ts'
 import { createScheduler } from '../../coordinator/scheduler/index.ts'
@@ -86,30 +86,17 @@ export const TOKEN = 'test-token-0123456789'
 export interface LoggedLine { msg: string, fields?: Record<string, unknown>, level?: string }
 
 /**
- * A real dispatcher over `store`, with a real registry that has no agent
- * connected (its casts reach no one) and a real distribution manager; what
- * it logs goes to `logged`.
+ * A real dispatcher over `store`, with no agent connected (its casts reach
+ * no one) and a real distribution manager; what it logs goes to `logged`.
  */
 export async function offlineDispatcher (store: TransferStore, logged: LoggedLine[]): Promise<{ dispatcher: Dispatcher, distributions: DistributionManager }> {
   const log = (msg: string, fields?: Record<string, unknown>, level?: string): void => { logged.push({ msg, fields, level }) }
   const key = await generateKeyPair('Ed25519')
-  const registry = new AgentRegistry({
-    node: undefined as unknown as MeshNode,
-    store,
-    admit: async () => ({ ok: false, reason: 'none here' }),
-    heartbeatMs: 1000,
-    heartbeatTimeoutMs: 3000,
-    log,
-    onCall: async () => ({}),
-    onCast: () => {},
-    onRegister: async () => [],
-    onOnline: () => {},
-    onOffline: async () => {}
-  })
-  const distributions = new DistributionManager({ store, registry, key, log, pieceSize: 1 << 20, peersPerParticipant: 8, ticketTtlSeconds: 60 })
+  const agents = new AgentSessions(systemClock)
+  const distributions = new DistributionManager({ store, agents, clock: systemClock, key, log, pieceSize: 1 << 20, peersPerParticipant: 8, ticketTtlSeconds: 60 })
   const dispatcher = new Dispatcher({
-    store, registry, distributions, scheduler: createScheduler('fifo', {}), key, log,
-    retryBaseMs: 100, retryMaxMs: 1000, graceMs: 0, ticketTtlSeconds: 60, tickMs: 100
+    store, agents, distributions, scheduler: createScheduler('fifo', {}), key, log,
+    retryBaseMs: 100, retryMaxMs: 1000, graceMs: 0, ticketTtlSeconds: 60, clock: systemClock
   })
   return { dispatcher, distributions }
 }

@@ -1,7 +1,8 @@
 import { describe, it, expect, beforeEach, afterEach } from 'vitest'
 import { generateKeyPair } from '@libp2p/crypto/keys'
-import type { MeshNode } from '../../mesh/index.ts'
-import { AgentRegistry } from '../../coordinator/registry.ts'
+import type { ControlParams } from '../../mesh/index.ts'
+import { AgentSessions } from '../../coordinator/agent-sessions.ts'
+import { systemClock } from '../../coordinator/clock.ts'
 import type { Dispatcher } from '../../coordinator/dispatch.ts'
 import { DistributionManager } from '../../coordinator/distribution.ts'
 import type { TransferStore } from '../../coordinator/store.ts'
@@ -12,8 +13,8 @@ const SHA = 'a'.repeat(64)
 const OTHER_SHA = 'b'.repeat(64)
 
 /**
- * The coordinator's side of agent reports, over a real store. The registry is
- * real but has no agent connected (its casts reach no one), which is the
+ * The coordinator's side of agent reports, over a real store, with no agent
+ * connected (its casts reach no one), which is the
  * situation these paths are about: outcomes that arrive late or with a registration.
  */
 describe('agent outcomes: a success is taken whenever it arrives, never twice, never over an end', () => {
@@ -42,8 +43,8 @@ describe('agent outcomes: a success is taken whenever it arrives, never twice, n
     return store.get(record.id) as TransferRecord
   }
 
-  function report (rec: TransferRecord, attempt: number, extra: Record<string, unknown> = {}): Record<string, unknown> {
-    return { transferId: rec.id, attempt, outcome: 'succeeded', sha256: SHA, bytesDone: 10, bytesTotal: 10, ...extra }
+  function report (rec: TransferRecord, attempt: number, extra: Record<string, unknown> = {}): ControlParams<'report'> {
+    return { transferId: rec.id, attempt, outcome: 'succeeded', sha256: SHA, bytesDone: 10, bytesTotal: 10, ...extra } as ControlParams<'report'>
   }
 
   async function stateEvents (id: string): Promise<string[]> {
@@ -52,7 +53,7 @@ describe('agent outcomes: a success is taken whenever it arrives, never twice, n
 
   it('requeued after its agent went away, the same attempt succeeds from its journaled outcome, walking every state', async () => {
     const rec = await transferIn('queued', 1)
-    await dispatcher.onCall('b', 'report', report(rec, 1))
+    await dispatcher.handlers.report(report(rec, 1), { agent: 'b' })
     const done = store.get(rec.id) as TransferRecord
     expect(done.state).toBe('succeeded')
     expect(done.attempt).toBe(1)
@@ -62,34 +63,34 @@ describe('agent outcomes: a success is taken whenever it arrives, never twice, n
 
   it('takes an earlier attempt\'s success while a later attempt runs, but not its failure', async () => {
     const rec = await transferIn('active', 2)
-    await dispatcher.onCall('b', 'report', report(rec, 1, { outcome: 'failed', sha256: undefined, error: { code: 'network', message: 'x', retryable: true } }))
+    await dispatcher.handlers.report(report(rec, 1, { outcome: 'failed', sha256: undefined, error: { code: 'network', message: 'x', retryable: true } }), { agent: 'b' })
     expect(store.get(rec.id)?.state).toBe('active')
-    await dispatcher.onCall('b', 'report', report(rec, 1))
+    await dispatcher.handlers.report(report(rec, 1), { agent: 'b' })
     expect(store.get(rec.id)).toMatchObject({ state: 'succeeded', attempt: 2, sha256: SHA })
   })
 
   it('never revives a canceled or deleted transfer, nor takes a digest other than the one asked for', async () => {
     const canceled = await transferIn('canceled', 1)
-    await dispatcher.onCall('b', 'report', report(canceled, 1))
+    await dispatcher.handlers.report(report(canceled, 1), { agent: 'b' })
     expect(store.get(canceled.id)?.state).toBe('canceled')
     await store.remove(canceled.id)
-    await expect(dispatcher.onCall('b', 'report', report(canceled, 1))).resolves.toEqual({})
+    await expect(dispatcher.handlers.report(report(canceled, 1), { agent: 'b' })).resolves.toEqual({})
     expect(store.get(canceled.id)).toBeUndefined()
 
     const { record } = await store.create({ ...transferInput('a', 'b', 'c.img'), checksum: { algorithm: 'sha256', value: OTHER_SHA } }, { tenant: 't' })
     await store.transition(record.id, 'scheduled', { executor: 'b', attempt: 1 })
     await store.transition(record.id, 'active')
-    await dispatcher.onCall('b', 'report', report(record, 1))
+    await dispatcher.handlers.report(report(record, 1), { agent: 'b' })
     expect(store.get(record.id)?.state).toBe('active')
     // Another agent cannot report it either.
-    await dispatcher.onCall('a', 'report', report(record, 1, { sha256: OTHER_SHA }))
+    await dispatcher.handlers.report(report(record, 1, { sha256: OTHER_SHA }), { agent: 'a' })
     expect(store.get(record.id)?.state).toBe('active')
     expect(logged.filter(l => l.msg === 'report acknowledged and ignored')).toHaveLength(4)
   })
 
   it('two deliveries of one success at once make one succeeded event', async () => {
     const rec = await transferIn('active', 1)
-    await Promise.all([dispatcher.onCall('b', 'report', report(rec, 1)), dispatcher.onCall('b', 'report', report(rec, 1))])
+    await Promise.all([dispatcher.handlers.report(report(rec, 1), { agent: 'b' }), dispatcher.handlers.report(report(rec, 1), { agent: 'b' })])
     expect(store.get(rec.id)?.state).toBe('succeeded')
     expect((await stateEvents(rec.id)).filter(e => e.endsWith('→succeeded'))).toHaveLength(1)
   })
@@ -120,11 +121,8 @@ describe('distribution outcomes delivered twice at once', () => {
       for (const name of ['a', 'b', 'c']) await store.putAgent(agent(name))
       const logged: string[] = []
       const log = (msg: string): void => { logged.push(msg) }
-      const registry = new AgentRegistry({
-        node: undefined as unknown as MeshNode, store, admit: async () => ({ ok: false, reason: '' }), heartbeatMs: 1000, heartbeatTimeoutMs: 3000, log,
-        onCall: async () => ({}), onCast: () => {}, onRegister: async () => [], onOnline: () => {}, onOffline: async () => {}
-      })
-      const distributions = new DistributionManager({ store, registry, key: await generateKeyPair('Ed25519'), log, pieceSize: 1 << 20, peersPerParticipant: 8, ticketTtlSeconds: 60 })
+      const agents = new AgentSessions(systemClock)
+      const distributions = new DistributionManager({ store, agents, clock: systemClock, key: await generateKeyPair('Ed25519'), log, pieceSize: 1 << 20, peersPerParticipant: 8, ticketTtlSeconds: 60 })
       const { record } = await store.create({ source: 'agent://a/images/x.img', destinations: ['agent://b/images/x.img', 'agent://c/images/x.img'] }, { tenant: 't' })
       await store.transition(record.id, 'scheduled', { executor: 'a', attempt: 1 })
       await store.update(record.id, () => ({ manifest: { size: 10, mtime: 1, pieceSize: 1 << 20, sha256: SHA, pieces: [SHA] } }), `transfer.${record.id}.manifest`, {})

@@ -8,14 +8,15 @@ import type { ApiOptions } from '../../coordinator/api/index.ts'
 import { EventServices } from '../../coordinator/events/index.ts'
 import type { EventsConfigInput } from '../../coordinator/events/index.ts'
 import type { StoreEvent } from '../../coordinator/model.ts'
+import type { Clock } from '../../coordinator/clock.ts'
 import { TOKEN, agent, tempStore } from '../coordinator/helpers.ts'
 
 export { TOKEN }
 
 /** A store, event services with the given configuration, and an API over them; `inject` adds a bearer token. */
-export async function eventsApi (opts: { tokens?: ApiOptions['tokens'], events?: EventsConfigInput, start?: boolean, agents?: string[] } = {}) {
+export async function eventsApi (opts: { tokens?: ApiOptions['tokens'], events?: EventsConfigInput, start?: boolean, agents?: string[], clock?: Clock } = {}) {
   const h = await tempStore()
-  const events = new EventServices(h.store, opts.events ?? {})
+  const events = new EventServices(h.store, opts.events ?? {}, undefined, opts.clock)
   await events.open()
   for (const name of opts.agents ?? []) await h.store.putAgent(agent(name))
   if (opts.start === true) events.start()

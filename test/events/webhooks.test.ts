@@ -3,18 +3,23 @@ import type { LookupAddress } from 'node:dns'
 import { AddressPolicy } from '../../mesh/index.ts'
 import type { DeliveryLogEntry } from '../../coordinator/events/index.ts'
 import { transferInput } from '../coordinator/helpers.ts'
+import { FakeClock } from '../coordinator/fake-clock.ts'
 import { Receiver, eventsApi } from './helpers.ts'
 
 type Api = Awaited<ReturnType<typeof eventsApi>>
 interface Created { id: string, secret: string, enabled: boolean }
 
-// Milliseconds instead of the production schedule, so retries happen within the test.
-const FAST = { allow: ['loopback' as const], delivery: { retryScheduleMs: [20, 40, 80], jitter: 0, intervalMs: 10 } }
+// The production schedule's first three delays, on a fake clock: a test moves virtual time, and waits for nothing but deliveries.
+const FAST = { allow: ['loopback' as const], delivery: { retryScheduleMs: [5_000, 30_000, 120_000], jitter: 0 } }
 
 describe('webhooks', () => {
   let api: Api | undefined
   let receiver: Receiver
-  beforeEach(async () => { receiver = await Receiver.start() })
+  let clock: FakeClock
+  beforeEach(async () => {
+    receiver = await Receiver.start()
+    clock = new FakeClock()
+  })
   afterEach(async () => {
     await api?.cleanup()
     api = undefined
@@ -29,6 +34,15 @@ describe('webhooks', () => {
     return created
   }
 
+  /** Moves virtual time on, a second at a time, until `check` holds (at most ten virtual hours). */
+  async function advanceUntil (check: () => boolean | Promise<boolean>, what: string): Promise<void> {
+    for (let s = 0; s < 36_000; s++) {
+      if (await check()) return
+      await clock.advance(1000)
+    }
+    throw new Error(`gave up waiting for ${what}`)
+  }
+
   async function deliveries (id: string): Promise<{ items: DeliveryLogEntry[], pending: number }> {
     const res = await (api as Api).inject({ method: 'GET', url: `/v1/webhooks/${id}/deliveries` })
     expect(res.statusCode, res.body).toBe(200)
@@ -36,7 +50,7 @@ describe('webhooks', () => {
   }
 
   it('delivers matching events once each, signed by the Standard Webhooks scheme, with a secret shown only at creation', async () => {
-    api = await eventsApi({ events: FAST, start: true })
+    api = await eventsApi({ events: FAST, clock, start: true })
     const hook = await subscribe(['transfer.*.state'])
     expect(hook.secret).toMatch(/^whsec_[A-Za-z0-9+/]+=*$/)
     const listed = await api.inject({ method: 'GET', url: '/v1/webhooks' })
@@ -66,13 +80,13 @@ describe('webhooks', () => {
   })
 
   it('retries with the same webhook-id until the endpoint accepts, and logs every attempt', async () => {
-    api = await eventsApi({ events: FAST, start: true })
+    api = await eventsApi({ events: FAST, clock, start: true })
     const hook = await subscribe(['#'])
     receiver.mode = 'fail'
     await api.store.create(transferInput('a', 'b'), { tenant: 'default' })
-    await receiver.until(d => d.length >= 2, 'two failed attempts')
+    await advanceUntil(() => receiver.deliveries.length >= 2, 'two failed attempts')
     receiver.mode = 'ok'
-    await receiver.until(d => d.some(x => x.status === 204), 'the accepted attempt')
+    await advanceUntil(() => receiver.deliveries.some(x => x.status === 204), 'the accepted attempt')
     expect(new Set(receiver.deliveries.map(d => d.id)).size).toBe(1)
     expect(receiver.deliveries.every(d => d.verified)).toBe(true)
     await expect.poll(async () => (await deliveries(hook.id)).items[0]?.outcome).toBe('delivered')
@@ -84,17 +98,17 @@ describe('webhooks', () => {
   })
 
   it('gives up after the last retry of the schedule', async () => {
-    api = await eventsApi({ events: FAST, start: true })
+    api = await eventsApi({ events: FAST, clock, start: true })
     const hook = await subscribe(['#'])
     receiver.mode = 'fail'
     await api.store.create(transferInput('a', 'b'), { tenant: 'default' })
-    await expect.poll(async () => (await deliveries(hook.id)).items[0]?.outcome, { timeout: 10_000 }).toBe('failed')
+    await advanceUntil(async () => (await deliveries(hook.id)).items[0]?.outcome === 'failed', 'the delivery to be given up')
     expect(receiver.deliveries).toHaveLength(4)
     expect((await deliveries(hook.id)).pending).toBe(0)
   })
 
   it('honours Retry-After', async () => {
-    api = await eventsApi({ events: FAST, start: true })
+    api = await eventsApi({ events: FAST, clock, start: true })
     const hook = await subscribe(['#'])
     receiver.mode = { status: 429, headers: { 'retry-after': '120' } }
     await api.store.create(transferInput('a', 'b'), { tenant: 'default' })
@@ -106,7 +120,7 @@ describe('webhooks', () => {
   })
 
   it('disables a webhook whose endpoint answers 410 Gone', async () => {
-    api = await eventsApi({ events: FAST, start: true })
+    api = await eventsApi({ events: FAST, clock, start: true })
     const hook = await subscribe(['#'])
     receiver.mode = 'gone'
     await api.store.create(transferInput('a', 'b'), { tenant: 'default' })
@@ -119,7 +133,7 @@ describe('webhooks', () => {
   })
 
   it('sends a transfer\'s events to its callbackUrl, signed with the tenant\'s callback secret', async () => {
-    api = await eventsApi({ events: FAST, start: true, agents: ['a', 'b'] })
+    api = await eventsApi({ events: FAST, clock, start: true, agents: ['a', 'b'] })
     const secret = await api.inject({ method: 'GET', url: '/v1/webhooks/callback-secret' })
     receiver.secret = secret.json().secret
     const res = await api.inject({ method: 'POST', url: '/v1/transfers', payload: { ...transferInput('a', 'b'), callbackUrl: receiver.url } })
@@ -137,7 +151,7 @@ describe('webhooks', () => {
   it('keeps tenants apart: events, listing, reading and deleting', async () => {
     const acme = 'token-acme-0123456789'
     const bolt = 'token-bolt-0123456789'
-    api = await eventsApi({ events: FAST, start: true, tokens: [{ token: acme, tenant: 'acme', role: 'operator' }, { token: bolt, tenant: 'bolt', role: 'operator' }] })
+    api = await eventsApi({ events: FAST, clock, start: true, tokens: [{ token: acme, tenant: 'acme', role: 'operator' }, { token: bolt, tenant: 'bolt', role: 'operator' }] })
     const hook = await subscribe(['#'], acme)
     await api.store.create(transferInput('a', 'b'), { tenant: 'bolt' })
     await api.store.create(transferInput('a', 'b'), { tenant: 'acme' })
@@ -151,7 +165,7 @@ describe('webhooks', () => {
   })
 
   it('a deleted webhook loses its pending deliveries and its log', async () => {
-    api = await eventsApi({ events: FAST, start: true })
+    api = await eventsApi({ events: FAST, clock, start: true })
     const hook = await subscribe(['#'])
     receiver.mode = { status: 503, headers: { 'retry-after': '3600' } }
     await api.store.create(transferInput('a', 'b'), { tenant: 'default' })

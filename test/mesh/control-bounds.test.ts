@@ -6,8 +6,8 @@ import { tcp } from '@libp2p/tcp'
 import { createLibp2p } from 'libp2p'
 import type { Libp2p } from 'libp2p'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { ControlChannel, MAX_CALLS_IN_FLIGHT, MAX_UNSENT_BYTES, WIRE_VERSION, createMeshNode, encodeFrame, send } from '../../mesh/index.ts'
-import type { ControlHandlers, MeshNode } from '../../mesh/index.ts'
+import { AGENT_SIDE, COORDINATOR_SIDE, ControlChannel, MAX_CALLS_IN_FLIGHT, MAX_UNSENT_BYTES, WIRE_VERSION, createMeshNode, encodeFrame, send } from '../../mesh/index.ts'
+import type { AgentToCoordinator, ControlHandlers, CoordinatorToAgent, MeshNode } from '../../mesh/index.ts'
 
 const MiB = 1024 * 1024
 const PROTOCOL = '/staccato-test/control/1'
@@ -30,12 +30,22 @@ async function until (check: () => boolean, what: string, timeoutMs = 30_000): P
 describe('control channel: bounded work and buffers per peer', () => {
   let server: MeshNode
   let client: Libp2p
-  let handlers: ControlHandlers = {}
-  const accepted: Array<{ stream: Stream, channel: ControlChannel }> = []
+  // Every call the tests make is a `report`; each test sets what answering one does.
+  let onReport: () => Promise<object> = async () => ({})
+  const handlers: ControlHandlers<AgentToCoordinator, undefined> = {
+    register: async () => ({}),
+    report: async () => await onReport(),
+    swarmReport: async () => ({}),
+    heartbeat: async () => {},
+    progress: async () => {},
+    swarmProgress: async () => {}
+  }
+  const report = { transferId: 'tr_x', attempt: 1, outcome: 'failed' as const }
+  const accepted: Array<{ stream: Stream, channel: ControlChannel<CoordinatorToAgent, AgentToCoordinator> }> = []
 
   beforeAll(async () => {
     server = await createMeshNode({ privateKey: await generateKeyPair('Ed25519'), listen: ['/ip4/127.0.0.1/tcp/0'] })
-    await server.handle(PROTOCOL, stream => { accepted.push({ stream, channel: new ControlChannel(stream, handlers) }) })
+    await server.handle(PROTOCOL, stream => { accepted.push({ stream, channel: new ControlChannel(stream, COORDINATOR_SIDE, { table: { handlers, context: () => undefined } }) }) })
     client = await createLibp2p({
       privateKey: await generateKeyPair('Ed25519'),
       transports: [tcp()],
@@ -53,17 +63,15 @@ describe('control channel: bounded work and buffers per peer', () => {
     const reply = 'r'.repeat(16 * 1024)
     let handled = 0
     let maxUnsent = 0
-    handlers = {
-      call: async () => {
-        handled++
-        return { reply }
-      }
+    onReport = async () => {
+      handled++
+      return { reply }
     }
     const stream = await client.dialProtocol(server.getMultiaddrs(), PROTOCOL)
     stream.pause()
     const calls = 2000
     const sending = (async () => {
-      for (let id = 1; id <= calls; id++) await send(stream, encodeFrame({ v: WIRE_VERSION, kind: 'call', id, method: 'heartbeat', params: { active: [] } }))
+      for (let id = 1; id <= calls; id++) await send(stream, encodeFrame({ v: WIRE_VERSION, kind: 'call', id, method: 'report', params: report }))
     })().catch(() => {})
     await until(() => accepted.length === 1, 'the server to accept the stream')
     const { stream: served, channel } = accepted[0]
@@ -86,17 +94,15 @@ describe('control channel: bounded work and buffers per peer', () => {
     accepted.length = 0
     const release: Array<() => void> = []
     let running = 0
-    handlers = {
-      call: async () => {
-        running++
-        await new Promise<void>(resolve => release.push(resolve))
-        return {}
-      }
+    onReport = async () => {
+      running++
+      await new Promise<void>(resolve => release.push(resolve))
+      return {}
     }
     const stream = await client.dialProtocol(server.getMultiaddrs(), PROTOCOL)
-    const caller = new ControlChannel(stream, {})
+    const caller = new ControlChannel(stream, AGENT_SIDE)
     const extra = 44
-    const results = Array.from({ length: MAX_CALLS_IN_FLIGHT + extra }, async () => await caller.call('heartbeat', { active: [] }).then(() => 'ok', (err: { code: string, retryable: boolean, message: string }) => err))
+    const results = Array.from({ length: MAX_CALLS_IN_FLIGHT + extra }, async () => await caller.call('report', report).then(() => 'ok', (err: { code: string, retryable: boolean, message: string }) => err))
     const refused = (await Promise.all(results.slice(MAX_CALLS_IN_FLIGHT)))
     expect(running).toBe(MAX_CALLS_IN_FLIGHT)
     expect(refused).toHaveLength(extra)

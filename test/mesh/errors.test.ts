@@ -7,9 +7,9 @@ import { generateKeyPair } from '@libp2p/crypto/keys'
 import { multiaddr } from '@multiformats/multiaddr'
 import { StreamResetError, StreamAbortedError, ConnectionClosedError, UnsupportedProtocolError } from '@libp2p/interface'
 import {
-  CanceledError, ControlChannel, InternalError, NetworkError, NotFoundError, ProtocolError, TimeoutError, createMeshNode, errorFields, fromErrorInfo, toStaccatoError
+  AGENT_SIDE, COORDINATOR_SIDE, CanceledError, ControlChannel, InternalError, NetworkError, NotFoundError, ProtocolError, TimeoutError, createMeshNode, errorFields, fromErrorInfo, toStaccatoError
 } from '../../mesh/index.ts'
-import type { ControlMethod, MeshNode, StaccatoError } from '../../mesh/index.ts'
+import type { MeshNode, StaccatoError } from '../../mesh/index.ts'
 
 /** A loopback port nothing listens on: bound, then closed. */
 async function closedPort (): Promise<number> {
@@ -110,19 +110,29 @@ describe('toStaccatoError: unknown is internal, a lost connection is network', (
   })
 
   it('a bug in a control call handler reaches the caller as internal (not retryable) and is logged with its stack where it happened', async () => {
-    const seen: Array<{ method: ControlMethod, err: StaccatoError }> = []
+    const seen: Array<{ method: string, err: StaccatoError }> = []
     await node.handle('/staccato/test-control/1', stream => {
-      new ControlChannel(stream, {
-        call: async () => (undefined as unknown as { size: number }).size,
+      new ControlChannel(stream, COORDINATOR_SIDE, {
+        table: {
+          handlers: {
+            register: async () => ({}),
+            report: async () => ({ size: (undefined as unknown as { size: number }).size }),
+            swarmReport: async () => ({}),
+            heartbeat: async () => {},
+            progress: async () => {},
+            swarmProgress: async () => {}
+          },
+          context: () => undefined
+        },
         onInternalError: (method, err) => { seen.push({ method, err }) }
       })
     })
     const peer = await createMeshNode({ privateKey: await generateKeyPair('Ed25519'), listen: [] })
     try {
-      const channel = new ControlChannel(await peer.dialProtocol(node.getMultiaddrs(), '/staccato/test-control/1'), {})
-      await expect(channel.call('heartbeat', { active: [] })).rejects.toMatchObject({ code: 'internal', retryable: false })
+      const channel = new ControlChannel(await peer.dialProtocol(node.getMultiaddrs(), '/staccato/test-control/1'), AGENT_SIDE)
+      await expect(channel.call('report', { transferId: 'tr_x', attempt: 1, outcome: 'failed' })).rejects.toMatchObject({ code: 'internal', retryable: false })
       expect(seen).toHaveLength(1)
-      expect(seen[0].method).toBe('heartbeat')
+      expect(seen[0].method).toBe('report')
       expect(seen[0].err.stack).toMatch(/TypeError/)
       channel.close()
     } finally {
