@@ -4,7 +4,9 @@ import { readFile, writeFile } from 'node:fs/promises'
 import { pino, stdTimeFunctions } from 'pino'
 import { createMeshNode, loadOrCreateIdentity } from '../mesh/index.ts'
 import type { MeshNode } from '../mesh/index.ts'
-import { TransferStore } from './store.ts'
+import type { TransferStore } from './store.ts'
+import { describeStore, openStore } from './store-open.ts'
+import type { StoreSpec } from './store-open.ts'
 import { TokenStore } from './tokens.ts'
 import { buildApi } from './api/index.ts'
 import type { RateLimitOptions, TenantPolicy } from './api/index.ts'
@@ -24,6 +26,8 @@ const LOG_REDACT = ['token', 'apiToken', 'joinToken', 'metricsToken', '*.metrics
 
 export interface CoordinatorConfig {
   dataDir: string
+  /** Where transfers, agents and events live; default: LevelDB in <dataDir>/store. */
+  store?: StoreSpec
   apiHost: string
   apiPort: number
   /** libp2p listen multiaddrs for the control protocol. */
@@ -94,7 +98,8 @@ export async function startCoordinator (config: CoordinatorConfig): Promise<Coor
   else await tokens.ensureBootstrap(apiTokens[0])
   if (config.joinTokens.length > 0) for (const t of config.joinTokens) tokens.addConfigJoinToken(t)
   else await tokens.ensureBootstrapJoinToken(joinTokens[0])
-  const store = await TransferStore.open(join(config.dataDir, 'store'), { progressEventMs: config.progressEventMs })
+  const storeSpec = config.store ?? { kind: 'leveldb', dir: join(config.dataDir, 'store') }
+  const store = await openStore(storeSpec, { progressEventMs: config.progressEventMs })
   // Opened before anything writes, so that no event is written without its webhook deliveries.
   const events = new EventServices(store, config.events, (level, msg, fields) => logger[level](fields ?? {}, msg))
   await events.open()
@@ -149,7 +154,7 @@ export async function startCoordinator (config: CoordinatorConfig): Promise<Coor
   const host = config.apiHost.includes(':') ? `[${config.apiHost}]` : config.apiHost
   const apiUrl = `${https !== undefined ? 'https' : 'http'}://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`
   const multiaddrs = node.getMultiaddrs().map(String)
-  log('coordinator started', { apiUrl, peerId: node.peerId.toString(), multiaddrs })
+  log('coordinator started', { apiUrl, peerId: node.peerId.toString(), multiaddrs, store: describeStore(storeSpec) })
   events.start()
 
   return {
