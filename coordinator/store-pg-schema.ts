@@ -36,6 +36,12 @@ export const MIGRATIONS: ReadonlyArray<{ version: number, name: string, sql: str
       CREATE TABLE aux (key text COLLATE "C" PRIMARY KEY, value jsonb NOT NULL);
       CREATE TABLE store_meta (key text PRIMARY KEY, value jsonb NOT NULL);
     `
+  },
+  {
+    version: 2,
+    name: 'tokens',
+    // Keys as in the LevelDB token store: k!<id> an API token, j!<id> a join token (hashes only).
+    sql: 'CREATE TABLE tokens (key text COLLATE "C" PRIMARY KEY, value jsonb NOT NULL);'
   }
 ]
 

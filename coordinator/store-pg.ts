@@ -15,6 +15,8 @@ import { EVENTS_CHANNEL, LOCKS, LOCK_CLASS, migrate } from './store-pg-schema.ts
 import type { ProgressReport } from './store-progress.ts'
 import { newRecord, progressData, progressed, transitioned, updated, withoutPieces } from './store-records.ts'
 import type { CreateOptions, TransitionOptions } from './store-transfers.ts'
+import { pgTokenRecords } from './token-records.ts'
+import type { TokenRecords } from './token-records.ts'
 
 // The same rate as the LevelDB store (store.ts): a subscriber wants movement, not every report.
 const PROGRESS_EVENT_MS = 5000
@@ -133,6 +135,11 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
     await this.#writes.idle()
     await this.#listener?.end().catch(() => {})
     await this.#pool.end()
+  }
+
+  /** The token store's records, in this database (through this store's pool: close the token store first). */
+  tokenRecords (): TokenRecords {
+    return pgTokenRecords(this.#pool)
   }
 
   get seq (): number { return this.#seq }

@@ -3,6 +3,7 @@ import pg from 'pg'
 import type { StoreEvent } from '../../coordinator/model.ts'
 import { PgTransferStore } from '../../coordinator/store-pg.ts'
 import { MIGRATIONS } from '../../coordinator/store-pg-schema.ts'
+import { TokenStore } from '../../coordinator/tokens.ts'
 import { postgresMissing, startPostgres } from '../helpers/postgres.ts'
 import type { Postgres } from '../helpers/postgres.ts'
 import { transferInput } from './helpers.ts'
@@ -50,6 +51,32 @@ describe.skipIf(missing !== undefined)(missing === undefined ? 'PostgreSQL store
       expect(rows.map(r => r.version)).toEqual(MIGRATIONS.map(m => m.version))
     } finally {
       await client.end()
+    }
+  })
+
+  it('keeps tokens in the same database: a revoked token and a spent single-use join token stay so across a restart', async () => {
+    const url = await server.freshDatabase()
+    let store = await PgTransferStore.open(url)
+    let tokens = await TokenStore.over(store.tokenRecords())
+    try {
+      await tokens.ensureBootstrap('stc_bootstrap')
+      const { token: reader, record } = await tokens.create({ role: 'reader', tenant: 'default' })
+      await tokens.revoke(record.id)
+      const join = await tokens.createJoinToken({ singleUse: true })
+      const uses = await Promise.all([1, 2, 3].map(async i => await tokens.useJoinToken(join.token, { agent: `a${i}`, peerId: `p${i}` })))
+      expect(uses.filter(u => u.ok)).toHaveLength(1)
+      await tokens.close()
+      await store.close()
+      store = await PgTransferStore.open(url)
+      tokens = await TokenStore.over(store.tokenRecords())
+      await tokens.ensureBootstrap('stc_bootstrap')
+      expect(tokens.authenticate('stc_bootstrap')).toMatchObject({ role: 'admin' })
+      expect(tokens.authenticate(reader)).toBeUndefined()
+      expect(tokens.list()).toHaveLength(2)
+      expect((await tokens.useJoinToken(join.token, { agent: 'late', peerId: 'p' })).ok).toBe(false)
+    } finally {
+      await tokens.close()
+      await store.close()
     }
   })
 
