@@ -20,8 +20,23 @@ import type { TokenRecords } from './token-records.ts'
 
 // The same rate as the LevelDB store (store.ts): a subscriber wants movement, not every report.
 const PROGRESS_EVENT_MS = 5000
-// Writes run one at a time (below); the rest serve reads (feed, SSE, aux) and the listener. 10 is pg's default.
+// Writes use one connection at a time (below); the rest serve reads (feed, SSE, aux). 10 is pg's default.
 const POOL_SIZE = 10
+/** Writes in one commit at most: bounds how long a group holds the events lock, and what one failed commit loses. */
+const GROUP_MAX = 256
+
+/** Writes that commit together: one transaction on one connection. */
+interface Group {
+  client: pg.PoolClient
+  writes: number
+  /** Some write needs a synchronous commit. */
+  sync: boolean
+  eventsLocked: boolean
+  lastSeq: number
+  committed: Promise<void>
+  resolve: () => void
+  reject: (err: unknown) => void
+}
 
 /** One write's transaction: its queries, its events, and what to do once it has committed. */
 interface Tx {
@@ -39,14 +54,15 @@ interface Tx {
  * queue on every pass) and the database is the source of truth: open()
  * loads memory from it.
  *
- * Each write is one transaction; a state change, its event and the event's
- * webhook outbox rows commit together. Event seqs come from a sequence, taken
- * inside the transaction after an advisory transaction lock (LOCKS.events),
- * so transactions that write events commit in seq order: a reader that has
+ * Writes commit in groups (one transaction, each write behind a savepoint:
+ * see #write); a state change, its event and the event's webhook outbox rows
+ * always commit together. Event seqs come from a sequence, taken inside the
+ * transaction after an advisory transaction lock (LOCKS.events), so
+ * transactions that write events commit in seq order: a reader that has
  * seen seq n never later finds a new event below n, whichever process wrote
  * it. Seqs may skip numbers (a rolled-back transaction's nextval is not
  * returned). A transaction holding events runs with synchronous commit; only
- * a progress report without an event commits asynchronously, so a crash can
+ * a group of progress reports without events commits asynchronously, so a crash can
  * never lose an event whose seq a reader has seen.
  *
  * Every commit with events notifies EVENTS_CHANNEL; a store that hears of
@@ -71,6 +87,10 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
   /** The highest seq another process has announced and this one has not read yet. */
   #heard = 0
   #catchingUp = false
+  #group: Group | undefined
+  /** Writes handed in whose turn has not come: while there are some, the group stays open for them. */
+  #waiting = 0
+  #failure: StaccatoError | undefined
 
   private constructor (pool: pg.Pool, opts: StoreOptions) {
     super()
@@ -357,66 +377,133 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
   }
 
   /**
-   * Runs one write as one transaction, after every earlier write. The chain
-   * is held until COMMIT so that the next write checks the state this one
-   * left; notifications go out after it, in order.
+   * Runs one write after every earlier one, in the current group's
+   * transaction, behind a savepoint: a write that fails is rolled back alone
+   * and leaves memory as it was. Memory follows each write at once (the next
+   * write checks the state this one left); the group commits when no write is
+   * waiting behind it (or it is GROUP_MAX long), so one commit makes many
+   * writes durable, as the LevelDB store's group commit does. A caller hears
+   * back, and notifications go out, once its group has committed.
    */
   #write<T> (sync: boolean, fn: (tx: Tx) => Promise<T>): Promise<T> {
     if (this.#closed) return Promise.reject(closedError())
+    this.#waiting++
     const ran = this.#writes.run(async () => {
-      const after: Array<() => void> = []
-      const emits: Array<() => void> = []
-      const events: StoreEvent[] = []
-      let client: pg.PoolClient
-      try {
-        client = await this.#pool.connect()
-      } catch (err) {
-        return { ok: false as const, error: unavailable(err), emits, events }
-      }
-      let eventsLocked = false
-      const tx: Tx = {
-        query: async (text, values) => await client.query(text, values),
-        event: async (topic, tenant, now, data, record) => {
-          if (!eventsLocked) {
-            await client.query('SELECT pg_advisory_xact_lock($1, $2)', [LOCK_CLASS, LOCKS.events])
-            eventsLocked = true
-          }
-          const seq = Number((await client.query<{ seq: string }>('SELECT nextval(\'event_seq\') AS seq')).rows[0].seq)
-          const event: StoreEvent = { seq, id: this.#eventIds.next(now), time: new Date(now).toISOString(), topic, tenant, data }
-          await client.query('INSERT INTO events (seq, event) VALUES ($1, $2)', [seq, json(event)])
-          for (const { key, value } of this.#fanout?.(event, record) ?? []) {
-            requireAux(key)
-            await client.query('INSERT INTO aux (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value', [key, json(value)])
-          }
-          events.push(event)
-          return event
-        },
-        committed: fn => { after.push(fn) },
-        emit: (name, ...args) => { emits.push(() => { this.#emitNow(name, ...args) }) }
-      }
-      try {
-        await client.query('BEGIN')
-        const value = await fn(tx)
-        // Only a write without events may commit before its WAL is on disk (see the class comment).
-        if (!sync && events.length === 0) await client.query('SET LOCAL synchronous_commit = off')
-        if (events.length > 0) await client.query('SELECT pg_notify($1, $2)', [EVENTS_CHANNEL, String(events[events.length - 1].seq)])
-        await client.query('COMMIT')
-        if (events.length > 0) this.#seq = Math.max(this.#seq, events[events.length - 1].seq)
-        for (const fn of after) fn()
-        client.release()
-        return { ok: true as const, value, emits, events }
-      } catch (error) {
-        await client.query('ROLLBACK').catch(() => {})
-        client.release()
-        return { ok: false as const, error: unavailable(error), emits: [], events: [] }
-      }
+      this.#waiting--
+      const outcome = await this.#runInGroup(sync, fn)
+      if (this.#group !== undefined && (this.#waiting === 0 || this.#group.writes >= GROUP_MAX)) await this.#commitGroup()
+      return outcome
     })
-    return ran.then(outcome => {
+    return ran.then(async outcome => {
+      if (outcome.ok) await outcome.committed
       for (const emit of outcome.emits) emit()
       for (const event of outcome.events) this.#emitNow('event', event)
       if (!outcome.ok) throw outcome.error
       return outcome.value
     })
+  }
+
+  async #runInGroup<T> (sync: boolean, fn: (tx: Tx) => Promise<T>): Promise<{ ok: true, value: T, committed: Promise<void>, emits: Array<() => void>, events: StoreEvent[] } | { ok: false, error: unknown, emits: [], events: [] }> {
+    if (this.#failure !== undefined) return { ok: false, error: this.#failure, emits: [], events: [] }
+    let group: Group
+    try {
+      group = this.#group ??= await this.#openGroup()
+    } catch (err) {
+      return { ok: false, error: unavailable(err), emits: [], events: [] }
+    }
+    const client = group.client
+    const after: Array<() => void> = []
+    const emits: Array<() => void> = []
+    const events: StoreEvent[] = []
+    const tx: Tx = {
+      query: async (text, values) => await client.query(text, values),
+      event: async (topic, tenant, now, data, record) => {
+        // The lock is held to the group's commit: event transactions commit in seq order (see the class comment).
+        const lock = group.eventsLocked ? '' : ' FROM (SELECT pg_advisory_xact_lock($1, $2)) AS l'
+        const seq = Number((await client.query<{ seq: string }>(`SELECT nextval('event_seq') AS seq${lock}`, group.eventsLocked ? [] : [LOCK_CLASS, LOCKS.events])).rows[0].seq)
+        group.eventsLocked = true
+        const event: StoreEvent = { seq, id: this.#eventIds.next(now), time: new Date(now).toISOString(), topic, tenant, data }
+        await client.query('INSERT INTO events (seq, event) VALUES ($1, $2)', [seq, json(event)])
+        for (const { key, value } of this.#fanout?.(event, record) ?? []) {
+          requireAux(key)
+          await client.query('INSERT INTO aux (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value', [key, json(value)])
+        }
+        events.push(event)
+        return event
+      },
+      committed: fn => { after.push(fn) },
+      emit: (name, ...args) => { emits.push(() => { this.#emitNow(name, ...args) }) }
+    }
+    try {
+      await client.query('SAVEPOINT w')
+    } catch (err) {
+      return { ok: false, error: this.#fail(err), emits: [], events: [] }
+    }
+    // Rolling back to the savepoint releases the events lock if this write took it.
+    const lockedBefore = group.eventsLocked
+    let value: T
+    try {
+      value = await fn(tx)
+      await client.query('RELEASE SAVEPOINT w')
+    } catch (error) {
+      group.eventsLocked = lockedBefore
+      try {
+        await client.query('ROLLBACK TO SAVEPOINT w')
+      } catch (err) {
+        this.#fail(err)
+      }
+      return { ok: false, error: unavailable(error), emits: [], events: [] }
+    }
+    for (const apply of after) apply()
+    if (events.length > 0) {
+      this.#seq = Math.max(this.#seq, events[events.length - 1].seq)
+      group.lastSeq = this.#seq
+    }
+    group.sync ||= sync || events.length > 0
+    group.writes++
+    return { ok: true, value, committed: group.committed, emits, events }
+  }
+
+  async #openGroup (): Promise<Group> {
+    const client = await this.#pool.connect()
+    try {
+      await client.query('BEGIN')
+    } catch (err) {
+      client.release(true)
+      throw err
+    }
+    let resolve!: () => void
+    let reject!: (err: unknown) => void
+    const committed = new Promise<void>((res, rej) => { resolve = res; reject = rej })
+    // A group whose writes all failed has nobody waiting on it; its failure still reaches later writes (#failure).
+    committed.catch(() => {})
+    return { client, writes: 0, sync: false, eventsLocked: false, lastSeq: 0, committed, resolve, reject }
+  }
+
+  async #commitGroup (): Promise<void> {
+    const group = this.#group as Group
+    this.#group = undefined
+    try {
+      if (group.lastSeq > 0) await group.client.query('SELECT pg_notify($1, $2)', [EVENTS_CHANNEL, String(group.lastSeq)])
+      // Only a group without events may commit before its WAL is on disk (see the class comment).
+      if (!group.sync) await group.client.query('SET LOCAL synchronous_commit = off')
+      await group.client.query('COMMIT')
+      group.client.release()
+      group.resolve()
+    } catch (err) {
+      group.client.release(true)
+      group.reject(this.#fail(err))
+    }
+  }
+
+  /**
+   * Memory is now ahead of the database (a group's writes are applied before
+   * it commits): every later write fails until a restart reloads the store,
+   * as the LevelDB store does after a failed disk write.
+   */
+  #fail (err: unknown): StaccatoError {
+    this.#failure ??= new StaccatoError('unavailable', `the PostgreSQL store lost a write (${err instanceof Error ? err.message : String(err)}); restart the coordinator`, true, { cause: err })
+    return this.#failure
   }
 
   /**

@@ -492,6 +492,31 @@ export function describeStoreConformance (name: string, fresh: () => Promise<Sto
       })
     })
 
+    describe('a write that fails midway', () => {
+      it('writes nothing of itself, and the writes queued around it commit', async () => {
+        const { record } = await h.store.create(transferInput('a', 'b'), { tenant })
+        h.store.setFanout(event => {
+          // Fails after the event is built (in PostgreSQL: after its row is inserted).
+          if (event.topic.endsWith('.stalled')) throw new Error('fan-out failed')
+          return []
+        })
+        const results = await Promise.allSettled([
+          h.store.transition(record.id, 'scheduled'),
+          h.store.appendEvent(`transfer.${record.id}.stalled`, tenant, {}, { record }),
+          h.store.transition(record.id, 'active'),
+          h.store.putAgent(agent('a'))
+        ])
+        h.store.setFanout(undefined)
+        expect(results.map(r => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled', 'fulfilled'])
+        const store = await h.reopen()
+        const events = await store.readEvents(0, 10)
+        expect(events.map(e => e.topic)).toEqual([`transfer.${record.id}.state`, `transfer.${record.id}.state`, `transfer.${record.id}.state`, 'agent.a.online'])
+        for (let i = 1; i < events.length; i++) expect(events[i].seq).toBeGreaterThan(events[i - 1].seq)
+        expect(store.get(record.id)?.state).toBe('active')
+        expect(store.getAgent('a')).toEqual(agent('a'))
+      })
+    })
+
     describe('update', () => {
       it('changes a record without its state, with an event, and writes nothing when the change declines', async () => {
         const { record } = await h.store.create(transferInput('a', 'b'), { tenant })
