@@ -38,12 +38,22 @@ describe.skipIf(missing !== undefined)(missing === undefined ? 'a coordinator on
     const states = before.filter(e => e.topic === `transfer.${t.id}.state`).map(e => e.data.to)
     expect(states).toEqual(['queued', 'scheduled', 'active', 'verifying', 'succeeded'])
 
+    // A long poll returns the next event: woken by the store announcing it once committed, or at once if the submit came first.
+    const last = before[before.length - 1].seq
+    const waiting = mesh.api('GET', `/v1/changes?after=${last}&wait=30&topics=${encodeURIComponent('transfer.#')}`)
+    const second = await mesh.submit('agent://store-1/vol/data.bin', 'agent://compute-1/vol/second.bin')
+    const woken = (await waiting).body as { items: Change[] }
+    expect(woken.items[0]).toMatchObject({ topic: `transfer.${second.id}.state`, data: { to: 'queued' } })
+    expect((await mesh.waitForState(second.id, ['succeeded', 'failed'])).state).toBe('succeeded')
+
     await mesh.kill('coordinator')
     await mesh.startCoordinator(['--store', url])
     expect(await mesh.transfer(t.id)).toEqual(done)
+    expect((await mesh.transfer(second.id)).state).toBe('succeeded')
     const after = await feed()
     // The restarted coordinator may add events of its own (agents coming back online), never change or drop one.
     expect(after.slice(0, before.length)).toEqual(before)
+    expect(after.filter(e => e.topic === `transfer.${second.id}.state`).map(e => e.data.to)).toEqual(['queued', 'scheduled', 'active', 'verifying', 'succeeded'])
     // Nothing of the store went to the data directory: it holds the identity and tokens only.
     expect(await readdir(join(mesh.dir, 'coordinator'))).not.toContain('store')
     const client = new pg.Client({ connectionString: url })
