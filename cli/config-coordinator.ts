@@ -1,5 +1,5 @@
 import type { CoordinatorConfig } from '../coordinator/index.ts'
-import { DEFAULT_EVENTS_CONFIG, createScheduler } from '../coordinator/index.ts'
+import { DEFAULT_EVENTS_CONFIG, createScheduler, parseStoreSpec } from '../coordinator/index.ts'
 import { parseAddressAllow } from '../mesh/index.ts'
 import { ConfigError, SECTIONS, loadConfigFile, resolveOptions } from './config.ts'
 import type { OptionSpec } from './config.ts'
@@ -8,6 +8,7 @@ import type { OptionSpec } from './config.ts'
 /** The options of `staccato coordinator` that the file can set too (the TLS, tenants and rate-limit flags are its own); docs/configuration.md lists the same (a test checks). */
 export const COORDINATOR_OPTIONS: readonly OptionSpec[] = [
   { key: 'dataDir', flag: '--data-dir <dir>', env: 'STACCATO_DATA_DIR', kind: 'path', default: './.staccato/coordinator', description: 'store, identity key and generated tokens' },
+  { key: 'store', flag: '--store <store>', env: 'STACCATO_STORE', kind: 'string', description: 'leveldb:<dir> (embedded; default leveldb:<data dir>/store) or postgres://user@host/database' },
   { key: 'apiHost', flag: '--api-host <host>', env: 'STACCATO_API_HOST', kind: 'string', default: '127.0.0.1', description: 'REST listen address' },
   { key: 'apiPort', flag: '--api-port <port>', env: 'STACCATO_API_PORT', kind: 'port', default: 7700, description: 'REST listen port (0 picks one)' },
   { key: 'maxConnectionsPerAddress', flag: '--max-connections-per-address <n>', env: 'STACCATO_MAX_CONNECTIONS_PER_ADDRESS', kind: 'int', default: 64, description: 'open REST connections one client address (an IPv6 /64) may hold; 0: no cap (behind a reverse proxy every client has its address)' },
@@ -65,8 +66,15 @@ export async function coordinatorConfig (flags: Record<string, unknown>, env: No
   } catch (err) {
     throw new ConfigError(`${origin.webhookAllow}: ${(err as Error).message}`)
   }
+  let store
+  try {
+    store = v.store !== undefined ? parseStoreSpec(v.store as string) : undefined
+  } catch (err) {
+    throw new ConfigError(`${origin.store}: ${(err as Error).message}`)
+  }
   return {
     dataDir: v.dataDir as string,
+    store,
     apiHost: v.apiHost as string,
     apiPort: v.apiPort as number,
     maxConnectionsPerAddress: v.maxConnectionsPerAddress as number,

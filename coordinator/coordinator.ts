@@ -4,7 +4,11 @@ import { readFile, writeFile } from 'node:fs/promises'
 import { pino, stdTimeFunctions } from 'pino'
 import { createMeshNode, loadOrCreateIdentity } from '../mesh/index.ts'
 import type { MeshNode } from '../mesh/index.ts'
-import { TransferStore } from './store.ts'
+import type { TransferStore } from './store.ts'
+import { describeStore, openStore } from './store-open.ts'
+import { PgTransferStore } from './store-pg.ts'
+import { levelTokenRecords } from './token-records.ts'
+import type { StoreSpec } from './store-open.ts'
 import { TokenStore } from './tokens.ts'
 import { buildApi } from './api/index.ts'
 import type { RateLimitOptions, TenantPolicy } from './api/index.ts'
@@ -26,6 +30,8 @@ const LOG_REDACT = ['token', 'apiToken', 'joinToken', 'metricsToken', '*.metrics
 
 export interface CoordinatorConfig {
   dataDir: string
+  /** Where transfers, agents and events live; default: LevelDB in <dataDir>/store. */
+  store?: StoreSpec
   apiHost: string
   apiPort: number
   /** libp2p listen multiaddrs for the control protocol. */
@@ -91,12 +97,14 @@ export async function startCoordinator (config: CoordinatorConfig): Promise<Coor
   // The files keep the operator's copy of generated tokens (0600, like a kubeconfig); the coordinator itself holds only their hashes.
   const apiTokens = config.apiTokens.length > 0 ? config.apiTokens : [await keptSecret(config.dataDir, 'api-token', 'stc_')]
   const joinTokens = config.joinTokens.length > 0 ? config.joinTokens : [await keptSecret(config.dataDir, 'join-token', 'stj_')]
-  const tokens = await TokenStore.open(join(config.dataDir, 'tokens'))
+  const storeSpec = config.store ?? { kind: 'leveldb', dir: join(config.dataDir, 'store') }
+  const store = await openStore(storeSpec, { progressEventMs: config.progressEventMs })
+  // On PostgreSQL the tokens live in the same database, so that every replica knows them; embedded, in a LevelDB of their own.
+  const tokens = await TokenStore.over(store instanceof PgTransferStore ? store.tokenRecords() : await levelTokenRecords(join(config.dataDir, 'tokens')))
   if (config.apiTokens.length > 0) for (const t of config.apiTokens) tokens.addConfigToken(t)
   else await tokens.ensureBootstrap(apiTokens[0])
   if (config.joinTokens.length > 0) for (const t of config.joinTokens) tokens.addConfigJoinToken(t)
   else await tokens.ensureBootstrapJoinToken(joinTokens[0])
-  const store = await TransferStore.open(join(config.dataDir, 'store'), { progressEventMs: config.progressEventMs })
   // Opened before anything writes, so that no event is written without its webhook deliveries.
   const events = new EventServices(store, config.events, (level, msg, fields) => logger[level](fields ?? {}, msg))
   await events.open()
@@ -153,7 +161,7 @@ export async function startCoordinator (config: CoordinatorConfig): Promise<Coor
   const host = config.apiHost.includes(':') ? `[${config.apiHost}]` : config.apiHost
   const apiUrl = `${https !== undefined ? 'https' : 'http'}://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`
   const multiaddrs = node.getMultiaddrs().map(String)
-  log('coordinator started', { apiUrl, peerId: node.peerId.toString(), multiaddrs })
+  log('coordinator started', { apiUrl, peerId: node.peerId.toString(), multiaddrs, store: describeStore(storeSpec) })
   events.start()
 
   return {
@@ -171,8 +179,9 @@ export async function startCoordinator (config: CoordinatorConfig): Promise<Coor
       await events.close()
       metrics.close()
       await node.stop()
-      await store.close()
+      // The token records may use the store's connections.
       await tokens.close()
+      await store.close()
     }
   }
 }

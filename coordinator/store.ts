@@ -10,48 +10,21 @@ import type { ListPage, ListQuery } from './store-index.ts'
 import { prepareInput } from './store-input.ts'
 import { GroupCommit } from './store-commit.ts'
 import { isAuxKey, keys, range } from './store-keys.ts'
-import { nextProgress, restartProgress } from './store-progress.ts'
+import { newRecord, progressData, progressed, transitioned, updated, withoutPieces } from './store-records.ts'
 import type { ProgressReport } from './store-progress.ts'
 
+import type { AuxOp, EventFanout } from './store-aux.ts'
+import type { CoordinatorStore, StoreEvents, StoreOptions } from './store-contract.ts'
+import type { CreateOptions, TransitionOptions } from './store-transfers.ts'
+
 export { InvalidStateError } from './store-errors.ts'
+export type { AuxOp, AuxPut, EventFanout } from './store-aux.ts'
+export type { CoordinatorStore, StoreEvents, StoreOptions } from './store-contract.ts'
+export type { CreateOptions, TransitionOptions } from './store-transfers.ts'
 export type { ListPage, ListQuery } from './store-index.ts'
 export type { ProgressReport } from './store-progress.ts'
 
-export interface StoreEvents {
-  transition: [rec: TransferRecord, from: TransferState]
-  progress: [rec: TransferRecord]
-  agent: [rec: AgentRecord]
-  created: [rec: TransferRecord]
-  removed: [rec: TransferRecord]
-  /** Every event, once the write holding it has ended (after the specific notification above). */
-  event: [ev: StoreEvent]
-}
-
-export interface StoreOptions {
-  /** At most one `transfer.<id>.progress` event per transfer per this many ms; 0 writes none. */
-  progressEventMs?: number
-}
-
-/**
- * Extra records that must be written in the same batch as an event (a
- * webhook outbox), so that a crash can never keep the event and lose them.
- * Called once per event, before its batch; the record is the transfer the
- * event is about, when there is one. Keys must be in an aux range.
- */
-export type EventFanout = (event: StoreEvent, record: TransferRecord | undefined) => AuxPut[]
-
-export interface AuxPut { key: string, value: unknown }
-export type AuxOp = { type: 'put', key: string, value: unknown } | { type: 'del', key: string }
-
-export interface CreateOptions { tenant: string, idempotencyKey?: string, now?: number }
-export interface TransitionOptions { from?: TransferState[], now?: number }
-
 type BatchOp = { type: 'put', key: string, value: unknown } | { type: 'del', key: string }
-
-const OPEN_DESTINATION: ReadonlySet<string> = new Set(['queued', 'active'])
-
-/** Fields a transition patch may not change. */
-const FIXED = ['id', 'tenant', 'state', 'source', 'destination', 'agents', 'createdAt'] as const
 
 // "A few seconds": progress arrives about once a second, and a subscriber wants movement, not every report.
 const PROGRESS_EVENT_MS = 5000
@@ -73,7 +46,7 @@ const SEQ_RESERVE = 10_000
  * by group commit (store-commit.ts): a write's caller hears back, and its
  * events are emitted, only once its batch and all before it are on disk.
  */
-export class TransferStore extends EventEmitter<StoreEvents> {
+export class LevelTransferStore extends EventEmitter<StoreEvents> implements CoordinatorStore {
   readonly #db: Level<string, unknown>
   readonly #commits: GroupCommit
   /** Emits of the write in progress, held until its batch is on disk. */
@@ -103,10 +76,10 @@ export class TransferStore extends EventEmitter<StoreEvents> {
     this.#progressEventMs = opts.progressEventMs ?? PROGRESS_EVENT_MS
   }
 
-  static async open (dir: string, opts: StoreOptions = {}): Promise<TransferStore> {
+  static async open (dir: string, opts: StoreOptions = {}): Promise<LevelTransferStore> {
     const db = new Level<string, unknown>(dir, { valueEncoding: 'json' })
     await db.open()
-    const store = new TransferStore(db, opts)
+    const store = new LevelTransferStore(db, opts)
     try {
       await store.#load()
     } catch (err) {
@@ -203,33 +176,10 @@ export class TransferStore extends EventEmitter<StoreEvents> {
         if (first !== undefined) return { record: first, created: false }
       }
       const now = opts.now ?? Date.now()
-      const at = new Date(now).toISOString()
-      const record: TransferRecord = {
-        id: this.#transferIds.next(now),
-        tenant,
-        state: 'queued',
-        source: prepared.source,
-        destination: prepared.destination,
-        priority: prepared.priority,
-        retries: prepared.retries,
-        labels: prepared.labels,
-        agents: prepared.agents,
-        attempt: 0,
-        progress: { bytesDone: 0, rate: 0, updatedAt: at },
-        createdAt: at,
-        updatedAt: at
-      }
-      if (prepared.checksum !== undefined) record.checksum = prepared.checksum
-      if (prepared.checksumMode !== undefined) record.checksumMode = prepared.checksumMode
-      if (prepared.callbackUrl !== undefined) record.callbackUrl = prepared.callbackUrl
-      if (prepared.destinations !== undefined) {
-        record.destinations = prepared.destinations.map(destination => ({
-          destination, agent: new URL(destination).hostname, state: 'queued', bytesDone: 0, updatedAt: at
-        }))
-      }
+      const record = newRecord(prepared, this.#transferIds.next(now), tenant, now)
       const event = this.#event(`transfer.${record.id}.state`, tenant, now, { from: null, to: 'queued', attempt: 0 })
       const ops: BatchOp[] = [
-        { type: 'put', key: keys.transfer(record.id), value: onDisk(record) },
+        { type: 'put', key: keys.transfer(record.id), value: withoutPieces(record) },
         { type: 'put', key: keys.state('queued', record.id), value: '' },
         ...this.#eventOps(event, record)
       ]
@@ -261,32 +211,10 @@ export class TransferStore extends EventEmitter<StoreEvents> {
         throw new InvalidStateError(`transfer ${id} cannot go from ${prev.state} to ${to}`)
       }
       const now = opts.now ?? Date.now()
-      const at = new Date(now).toISOString()
-      const record = withoutUndefined({ ...prev, ...patch })
-      for (const field of FIXED) (record as unknown as Record<string, unknown>)[field] = prev[field]
-      record.state = to
-      record.updatedAt = at
-      if (to === 'active' && prev.startedAt === undefined) record.startedAt = at
-      // Only a queued transfer waits; the dispatcher says again why if it comes back to the queue.
-      if (to !== 'queued') delete record.waiting
-      if (TERMINAL_STATES.has(to)) {
-        record.finishedAt = at
-        // Nothing moves any more: a rate or ETA left from the last report would read as a transfer still running.
-        record.progress = { ...record.progress, rate: 0 }
-        delete record.progress.eta
-        // A destination still open when its distribution ends (canceled whole, failed) ends with it.
-        if (record.destinations !== undefined) {
-          const closed = to === 'failed' ? 'failed' : 'canceled'
-          record.destinations = record.destinations.map(d => OPEN_DESTINATION.has(d.state) ? { ...d, state: closed, updatedAt: at } : d)
-        }
-      }
-      // A new attempt (or a wait in the queue) must not average its rate with the previous run.
-      if ((to === 'active' || to === 'queued') && patch.progress === undefined) record.progress = restartProgress(record.progress, now)
-      const data: Record<string, unknown> = { from: prev.state, to, attempt: record.attempt }
-      if (patch.lastError !== undefined) data.error = patch.lastError
+      const { record, data } = transitioned(prev, to, patch, now)
       const event = this.#event(`transfer.${id}.state`, record.tenant, now, data)
       await this.#db.batch([
-        { type: 'put', key: keys.transfer(id), value: onDisk(record) },
+        { type: 'put', key: keys.transfer(id), value: withoutPieces(record) },
         { type: 'del', key: keys.state(prev.state, id) },
         { type: 'put', key: keys.state(to, id), value: '' },
         ...this.#eventOps(event, record)
@@ -313,9 +241,9 @@ export class TransferStore extends EventEmitter<StoreEvents> {
       // The change is computed from the record as it is in the write chain, so concurrent updates never lose each other.
       const patch = change(prev)
       if (patch === undefined) return undefined
-      const record = withoutUndefined({ ...prev, ...patch, updatedAt: new Date(now).toISOString() })
+      const record = updated(prev, patch, now)
       const event = this.#event(topic, record.tenant, now, data)
-      const ops: BatchOp[] = [{ type: 'put', key: keys.transfer(id), value: onDisk(record) }, ...this.#eventOps(event, record)]
+      const ops: BatchOp[] = [{ type: 'put', key: keys.transfer(id), value: withoutPieces(record) }, ...this.#eventOps(event, record)]
       // Written once, with the manifest; every later write of the record leaves it out.
       if (record.manifest !== prev.manifest && record.manifest !== undefined) ops.push({ type: 'put', key: keys.pieces(id), value: record.manifest.pieces })
       await this.#db.batch(ops, { sync: true })
@@ -335,17 +263,12 @@ export class TransferStore extends EventEmitter<StoreEvents> {
       const prev = this.#require(id)
       if (TERMINAL_STATES.has(prev.state)) return
       const now = opts.now ?? Date.now()
-      const record = { ...prev, progress: nextProgress(prev.progress, report, now) }
-      if (report.destinations !== undefined && prev.destinations !== undefined) {
-        const bytes = report.destinations
-        record.destinations = prev.destinations.map(d => d.state === 'active' && Object.hasOwn(bytes, d.agent) ? { ...d, bytesDone: bytes[d.agent] } : d)
-      }
+      const record = progressed(prev, report, now)
       const last = this.#progressEventAt.get(id)
       if (this.#progressEventMs > 0 && (last === undefined || now - last >= this.#progressEventMs || now < last)) {
-        const { bytesDone, bytesTotal, rate } = record.progress
-        const event = this.#event(`transfer.${id}.progress`, record.tenant, now, withoutUndefined({ bytesDone, bytesTotal, rate }))
+        const event = this.#event(`transfer.${id}.progress`, record.tenant, now, progressData(record))
         // Unsynced like the progress itself. A later synced batch flushes it too; only an OS crash can lose a trailing one.
-        const ops = [{ type: 'put' as const, key: keys.transfer(id), value: onDisk(record) }, ...this.#eventOps(event, record)]
+        const ops = [{ type: 'put' as const, key: keys.transfer(id), value: withoutPieces(record) }, ...this.#eventOps(event, record)]
         await this.#db.batch(ops, { sync: reserves(ops) })
         this.#seq = event.seq
         this.#progressEventAt.set(id, now)
@@ -353,7 +276,7 @@ export class TransferStore extends EventEmitter<StoreEvents> {
         this.#emitSafely('progress', record)
         return
       }
-      await this.#db.put(keys.transfer(id), onDisk(record))
+      await this.#db.put(keys.transfer(id), withoutPieces(record))
       this.#index.put(record)
       this.#emitSafely('progress', record)
     })
@@ -589,15 +512,6 @@ export class TransferStore extends EventEmitter<StoreEvents> {
   }
 }
 
-/**
- * A record as written under its key: a distribution's piece list (up to 8,192
- * sha256s, ~0.5 MB) lives under its own key, written once, so that the
- * progress written every second does not rewrite it.
- */
-function onDisk (record: TransferRecord): TransferRecord {
-  return record.manifest === undefined ? record : { ...record, manifest: { ...record.manifest, pieces: [] } }
-}
-
 /** A batch that moves the seq reservation must be synced before its events are announced. */
 function reserves (ops: BatchOp[]): boolean {
   return ops.some(op => op.key === keys.seqReserved)
@@ -611,7 +525,9 @@ function closedError (): StaccatoError {
   return new StaccatoError('unavailable', 'the transfer store is closed', true)
 }
 
-function withoutUndefined<T extends object> (obj: T): T {
-  for (const key of Object.keys(obj) as Array<keyof T>) if (obj[key] === undefined) delete obj[key]
-  return obj
-}
+/**
+ * Code that takes a store names it `TransferStore` (the contract); the value
+ * of that name opens the embedded LevelDB store, as it always did.
+ */
+export type TransferStore = CoordinatorStore
+export const TransferStore = LevelTransferStore

@@ -1,8 +1,9 @@
 import { createHash, randomBytes } from 'node:crypto'
-import { Level } from 'level'
 import { InvalidArgumentError, Serial, StaccatoError } from '../mesh/index.ts'
 import { TokenKind } from './token-kind.ts'
 import type { TokenBase, TokenSource } from './token-kind.ts'
+import { levelTokenRecords } from './token-records.ts'
+import type { TokenRecords } from './token-records.ts'
 
 export type { TokenSource }
 
@@ -63,7 +64,7 @@ export function parseDuration (text: string | number, what = 'expiresIn'): numbe
  * differs: an API token's grant and refusal reasons, a join token's spending.
  */
 export class TokenStore {
-  readonly #db: Level<string, unknown> | undefined
+  readonly #db: TokenRecords | undefined
   readonly #now: () => number
   /** Hashes of revoked API tokens: their holders are told so (`refusal`). */
   readonly #revokedApiHashes = new Set<string>()
@@ -72,20 +73,25 @@ export class TokenStore {
   #configCount = 0
   #writes = new Serial()
 
-  private constructor (db: Level<string, unknown> | undefined, now: () => number) {
+  private constructor (db: TokenRecords | undefined, now: () => number) {
     this.#db = db
     this.#now = now
   }
 
+  /** Tokens in their own LevelDB (the embedded default: `<data dir>/tokens`). */
   static async open (dir: string, opts: { now?: () => number } = {}): Promise<TokenStore> {
-    const db = new Level<string, unknown>(dir, { valueEncoding: 'json' })
-    await db.open()
-    const store = new TokenStore(db, opts.now ?? Date.now)
+    return await TokenStore.over(await levelTokenRecords(dir), opts)
+  }
+
+  /** Tokens kept by `records` (LevelDB or PostgreSQL, token-records.ts); closing the store closes them. */
+  static async over (records: TokenRecords, opts: { now?: () => number } = {}): Promise<TokenStore> {
+    const store = new TokenStore(records, opts.now ?? Date.now)
     try {
-      for (const rec of await db.values({ gt: KEY.api, lt: 'k~' }).all() as ApiToken[]) store.#api.index(rec)
-      for (const rec of await db.values({ gt: KEY.join, lt: 'j~' }).all() as JoinToken[]) store.#join.index(rec)
+      const { api, join } = await records.load()
+      for (const rec of api as ApiToken[]) store.#api.index(rec)
+      for (const rec of join as JoinToken[]) store.#join.index(rec)
     } catch (err) {
-      await db.close()
+      await records.close()
       throw err
     }
     return store
@@ -251,8 +257,8 @@ export class TokenStore {
     const db = this.#db
     if (db === undefined) return Promise.resolve()
     return this.#writes.run(async () => {
-      if (db.status !== 'open') throw new StaccatoError('unavailable', 'the token store is closed', true)
-      await db.batch([{ type: 'put', key, value }], { sync: true })
+      if (!db.open) throw new StaccatoError('unavailable', 'the token store is closed', true)
+      await db.put(key, value)
     })
   }
 }

@@ -104,6 +104,17 @@ describe('configuration: flags > environment > file > defaults', () => {
     expect(r.stderr).toBe('staccato: config: agent.volumes[0].root: /nope does not exist\n')
   })
 
+  it('takes the store from --store, STACCATO_STORE or the file, LevelDB in the data directory by default, and refuses anything else', async () => {
+    const config = await file('store.yaml', 'coordinator:\n  store: leveldb:/srv/staccato\n')
+    expect((await coordinatorConfig({ config }, {})).store).toEqual({ kind: 'leveldb', dir: '/srv/staccato' })
+    expect((await coordinatorConfig({ config }, { STACCATO_STORE: 'postgres://staccato@db.example/staccato' })).store).toEqual({ kind: 'postgres', url: 'postgres://staccato@db.example/staccato' })
+    expect((await coordinatorConfig({ config, store: 'postgresql://u:secret@127.0.0.1:5432/s' }, {})).store).toEqual({ kind: 'postgres', url: 'postgresql://u:secret@127.0.0.1:5432/s' })
+    expect((await coordinatorConfig({}, {})).store).toBeUndefined()
+    const refused = coordinatorConfig({ store: 'mysql://u:secret@h/db' }, {})
+    await expect(refused).rejects.toThrow(/--store: store: must be leveldb:<dir> or a postgres:/)
+    await expect(refused).rejects.not.toThrow(/secret/)
+  })
+
   it('documents every option, its flag and its environment variable in docs/configuration.md', async () => {
     const doc = await readFile(new URL('../../docs/configuration.md', import.meta.url), 'utf8')
     for (const spec of [...COORDINATOR_OPTIONS, ...AGENT_OPTIONS]) {

@@ -1,419 +1,45 @@
 import { afterEach, beforeEach, describe, it, expect } from 'vitest'
-import { InvalidArgumentError, NotFoundError } from '../../mesh/index.ts'
-import { InvalidStateError, TransferStore } from '../../coordinator/store.ts'
+import { TransferStore } from '../../coordinator/store.ts'
 import type { TransferRecord } from '../../coordinator/model.ts'
-import { agent, rawEntries, tempStore, transferInput } from './helpers.ts'
+import { rawEntries, tempStore, transferInput } from './helpers.ts'
+import { describeStoreConformance } from './store-conformance.ts'
 
 const T0 = Date.parse('2025-06-01T12:00:00.000Z')
 const tenant = 'default'
 
-describe('TransferStore', () => {
+describeStoreConformance('LevelDB', tempStore)
+
+/** How the LevelDB store lays out its keys (store-keys.ts); the behaviour is in the conformance suite. */
+describe('TransferStore on LevelDB', () => {
   let h: Awaited<ReturnType<typeof tempStore>>
   beforeEach(async () => { h = await tempStore() })
   afterEach(async () => { await h.cleanup() })
 
-  describe('create', () => {
-    it('stores a queued transfer with defaults and the agents it names', async () => {
-      const { record, created } = await h.store.create(
-        { source: 'agent://store-1/images/a.img', destination: 'null://?via=compute-2' },
-        { tenant, now: T0 }
-      )
-      expect(created).toBe(true)
-      expect(record).toMatchObject({
-        tenant,
-        state: 'queued',
-        priority: 0,
-        retries: 3,
-        labels: {},
-        agents: ['store-1', 'compute-2'],
-        attempt: 0,
-        progress: { bytesDone: 0, rate: 0 },
-        createdAt: '2025-06-01T12:00:00.000Z',
-        updatedAt: '2025-06-01T12:00:00.000Z'
-      })
-      expect(record.id).toMatch(/^tr_/)
-      expect(h.store.get(record.id)).toEqual(record)
-    })
-
-    it('names the field of a bad location', async () => {
-      await expect(h.store.create({ source: 'not a url', destination: 'null://' }, { tenant }))
-        .rejects.toThrow(/^source: /)
-      await expect(h.store.create({ source: 'random://?size=1', destination: 'agent://x' }, { tenant }))
-        .rejects.toThrow(/^destination: .*volume/)
-      await expect(h.store.create({ source: 'random://?size=1', destination: 'random://?size=1' }, { tenant }))
-        .rejects.toBeInstanceOf(InvalidArgumentError)
-    })
-
-    it('keeps a lower-cased checksum and refuses out-of-range numbers', async () => {
-      const value = 'AB'.repeat(32)
-      const { record } = await h.store.create({ ...transferInput('a', 'b'), checksum: { algorithm: 'sha256', value } }, { tenant })
-      expect(record.checksum).toEqual({ algorithm: 'sha256', value: value.toLowerCase() })
-      await expect(h.store.create({ ...transferInput('a', 'b'), priority: 1001 }, { tenant })).rejects.toThrow(/^priority: /)
-      await expect(h.store.create({ ...transferInput('a', 'b'), retries: -1 }, { tenant })).rejects.toThrow(/^retries: /)
-    })
-
-    it('writes the record, its state index and its event together', async () => {
-      const { record } = await h.store.create(transferInput('a', 'b'), { tenant, now: T0 })
-      await h.store.close()
-      expect(await rawEntries(h.dir, 't')).toEqual([[`t!${record.id}`, record]])
-      expect(await rawEntries(h.dir, 's')).toEqual([[`s!queued!${record.id}`, '']])
-      const events = await rawEntries(h.dir, 'e')
-      expect(events).toHaveLength(1)
-      expect(events[0][1]).toMatchObject({ seq: 1, topic: `transfer.${record.id}.state`, tenant, data: { from: null, to: 'queued', attempt: 0 } })
-      h.store = await TransferStore.open(h.dir)
-    })
-
-    it('returns the first transfer for a repeated idempotency key, also after a restart', async () => {
-      const first = await h.store.create(transferInput('a', 'b'), { tenant, idempotencyKey: 'k1' })
-      const again = await h.store.create(transferInput('a', 'c'), { tenant, idempotencyKey: 'k1' })
-      expect(again).toEqual({ record: first.record, created: false })
-      const store = await h.reopen()
-      const afterRestart = await store.create(transferInput('a', 'b'), { tenant, idempotencyKey: 'k1' })
-      expect(afterRestart).toEqual({ record: first.record, created: false })
-      expect(store.size).toBe(1)
-    })
-
-    it('scopes idempotency keys to the tenant', async () => {
-      const a = await h.store.create(transferInput('a', 'b'), { tenant: 't1', idempotencyKey: 'k' })
-      const b = await h.store.create(transferInput('a', 'b'), { tenant: 't2', idempotencyKey: 'k' })
-      expect(b.created).toBe(true)
-      expect(b.record.id).not.toBe(a.record.id)
-    })
-
-    it('creates once when the same key arrives concurrently', async () => {
-      const results = await Promise.all([1, 2, 3].map(() => h.store.create(transferInput('a', 'b'), { tenant, idempotencyKey: 'same' })))
-      expect(results.filter(r => r.created)).toHaveLength(1)
-      expect(new Set(results.map(r => r.record.id)).size).toBe(1)
-    })
-  })
-
-  describe('transition', () => {
-    async function queued (): Promise<TransferRecord> {
-      return (await h.store.create(transferInput('a', 'b'), { tenant, now: T0 })).record
-    }
-
-    it('walks the happy path, stamping startedAt and finishedAt', async () => {
-      const { id } = await queued()
-      await h.store.transition(id, 'scheduled', { executor: 'b', attempt: 1 }, { now: T0 + 1000 })
-      const active = await h.store.transition(id, 'active', {}, { now: T0 + 2000 })
-      expect(active.startedAt).toBe('2025-06-01T12:00:02.000Z')
-      await h.store.transition(id, 'verifying', {}, { now: T0 + 3000 })
-      const done = await h.store.transition(id, 'succeeded', { sha256: 'ab'.repeat(32) }, { now: T0 + 4000 })
-      expect(done).toMatchObject({ state: 'succeeded', executor: 'b', attempt: 1, startedAt: active.startedAt, finishedAt: '2025-06-01T12:00:04.000Z', updatedAt: '2025-06-01T12:00:04.000Z' })
-      expect(h.store.inState('succeeded').map(r => r.id)).toEqual([id])
-      expect(h.store.inState('queued')).toEqual([])
-    })
-
-    it('keeps the first startedAt when a retry becomes active again', async () => {
-      const { id } = await queued()
-      await h.store.transition(id, 'scheduled', {}, { now: T0 + 1 })
-      const first = await h.store.transition(id, 'active', {}, { now: T0 + 2 })
-      await h.store.transition(id, 'queued', { notBefore: T0 + 5000 }, { now: T0 + 3 })
-      await h.store.transition(id, 'scheduled', {}, { now: T0 + 6000 })
-      const second = await h.store.transition(id, 'active', {}, { now: T0 + 6001 })
-      expect(second.startedAt).toBe(first.startedAt)
-    })
-
-    it('refuses edges the state machine does not have, changing nothing', async () => {
-      const { id } = await queued()
-      await expect(h.store.transition(id, 'active')).rejects.toBeInstanceOf(InvalidStateError)
-      await expect(h.store.transition(id, 'succeeded')).rejects.toThrow(/cannot go from queued to succeeded/)
-      await h.store.transition(id, 'canceled')
-      await expect(h.store.transition(id, 'queued')).rejects.toMatchObject({ code: 'invalid_state' })
-      expect(h.store.get(id)?.state).toBe('canceled')
-      expect(h.store.seq).toBe(2)
-    })
-
-    it('checks opts.from against the current state', async () => {
-      const { id } = await queued()
-      await expect(h.store.transition(id, 'canceled', {}, { from: ['active'] })).rejects.toThrow(/is queued, not active/)
-      await expect(h.store.transition(id, 'canceled', {}, { from: ['queued'] })).resolves.toMatchObject({ state: 'canceled' })
-    })
-
-    it('throws NotFoundError for an unknown id', async () => {
-      await expect(h.store.transition('tr_00000000000000000000000000', 'scheduled')).rejects.toBeInstanceOf(NotFoundError)
-    })
-
-    it('does not let a patch change identity fields', async () => {
-      const rec = await queued()
-      const next = await h.store.transition(rec.id, 'scheduled', { id: 'tr_x', tenant: 'evil', state: 'succeeded', createdAt: 'x', executor: 'b' })
-      expect(next).toMatchObject({ id: rec.id, tenant, state: 'scheduled', createdAt: rec.createdAt, executor: 'b' })
-    })
-
-    it('lets only one of two racing transitions from the same state win', async () => {
-      const { id } = await queued()
-      const results = await Promise.allSettled([
-        h.store.transition(id, 'scheduled', {}, { from: ['queued'] }),
-        h.store.transition(id, 'canceled', {}, { from: ['queued'] })
-      ])
-      expect(results.map(r => r.status)).toEqual(['fulfilled', 'rejected'])
-      expect(h.store.get(id)?.state).toBe('scheduled')
-    })
-
-    it('writes record, index and event in one batch, and they agree after a reopen', async () => {
-      const { id } = await queued()
-      const error = { code: 'network', message: 'reset', retryable: true, at: new Date(T0).toISOString(), attempt: 1 }
-      await h.store.transition(id, 'scheduled', { attempt: 1 }, { now: T0 + 1 })
-      await h.store.transition(id, 'active', {}, { now: T0 + 2 })
-      await h.store.transition(id, 'queued', { lastError: error, notBefore: T0 + 10_000 }, { now: T0 + 3 })
-      const store = await h.reopen()
-      const rec = store.get(id)
-      expect(rec).toMatchObject({ state: 'queued', attempt: 1, lastError: error, notBefore: T0 + 10_000 })
-      expect(store.queuedInOrder().map(r => r.id)).toEqual([id])
-      const events = await store.readEvents(0, 100)
-      expect(events.map(e => [e.seq, e.data.from, e.data.to])).toEqual([
-        [1, null, 'queued'], [2, 'queued', 'scheduled'], [3, 'scheduled', 'active'], [4, 'active', 'queued']
-      ])
-      expect(events[3].data).toEqual({ from: 'active', to: 'queued', attempt: 1, error })
-      expect(events.every(e => e.topic === `transfer.${id}.state` && e.tenant === tenant)).toBe(true)
-      expect(new Set(events.map(e => e.id)).size).toBe(4)
-      await store.close()
-      expect(await rawEntries(h.dir, 's')).toEqual([[`s!queued!${id}`, '']])
-      h.store = await TransferStore.open(h.dir)
-    })
-
-    it('emits transition after the write, with the previous state', async () => {
-      const { id } = await queued()
-      const seen: Array<[string, string]> = []
-      h.store.on('transition', (rec, from) => { seen.push([from, rec.state]) })
-      await h.store.transition(id, 'scheduled')
-      expect(seen).toEqual([['queued', 'scheduled']])
-    })
-  })
-
-  describe('sequence numbers', () => {
-    it('continue from the highest seq after a restart', async () => {
-      const { record } = await h.store.create(transferInput('a', 'b'), { tenant })
-      await h.store.transition(record.id, 'canceled')
-      const store = await h.reopen()
-      expect(store.seq).toBe(2)
-      await store.create(transferInput('a', 'c'), { tenant })
-      const events = await store.readEvents(0, 10)
-      expect(events.map(e => e.seq)).toEqual([1, 2, 3])
-    })
-
-    it('page through events with after and limit', async () => {
-      for (let i = 0; i < 5; i++) await h.store.create(transferInput('a', 'b', `${i}.img`), { tenant })
-      expect((await h.store.readEvents(2, 2)).map(e => e.seq)).toEqual([3, 4])
-      expect((await h.store.readEvents(5, 10))).toEqual([])
-    })
-  })
-
-  describe('restart', () => {
-    it('reloads transfers, state sets, queue order and agents', async () => {
-      await h.store.putAgent(agent('a'))
-      const ids: string[] = []
-      for (let i = 0; i < 5; i++) ids.push((await h.store.create({ ...transferInput('a', 'b', `${i}.img`), priority: i % 2 }, { tenant })).record.id)
-      await h.store.transition(ids[0], 'scheduled')
-      await h.store.transition(ids[1], 'canceled')
-      const before = { queue: h.store.queuedInOrder(), scheduled: h.store.inState('scheduled'), list: h.store.list({ limit: 10 }) }
-      const store = await h.reopen()
-      expect(store.queuedInOrder()).toEqual(before.queue)
-      expect(store.queuedInOrder().map(r => r.id)).toEqual([ids[3], ids[2], ids[4]])
-      expect(store.inState('scheduled')).toEqual(before.scheduled)
-      expect(store.list({ limit: 10 })).toEqual(before.list)
-      expect(store.getAgent('a')).toEqual(agent('a'))
-    })
-
-    it('gives new ids that sort after the reloaded ones', async () => {
-      const { record } = await h.store.create(transferInput('a', 'b'), { tenant, now: Date.now() + 3_600_000 })
-      const store = await h.reopen()
-      const next = await store.create(transferInput('a', 'c'), { tenant })
-      expect(next.record.id > record.id).toBe(true)
-    })
-  })
-
-  describe('list', () => {
-    it('pages in id order with a cursor', async () => {
-      const ids: string[] = []
-      for (let i = 0; i < 7; i++) ids.push((await h.store.create(transferInput('a', 'b', `${i}.img`), { tenant })).record.id)
-      const p1 = h.store.list({ limit: 3 })
-      expect(p1.items.map(r => r.id)).toEqual(ids.slice(0, 3))
-      expect(p1.next).toBe(ids[2])
-      const p2 = h.store.list({ limit: 3, after: p1.next })
-      expect(p2.items.map(r => r.id)).toEqual(ids.slice(3, 6))
-      const p3 = h.store.list({ limit: 3, after: p2.next })
-      expect(p3.items.map(r => r.id)).toEqual(ids.slice(6))
-      expect(p3.next).toBeUndefined()
-      // Exactly a page's worth left: no cursor to an empty page.
-      expect(h.store.list({ limit: 7 }).next).toBeUndefined()
-    })
-
-    it('filters by tenant, state, agent and label, with cursors over the filtered set', async () => {
-      const make = async (from: string, to: string, t: string, labels: Record<string, string> = {}): Promise<string> =>
-        (await h.store.create({ ...transferInput(from, to), labels }, { tenant: t })).record.id
-      const a = await make('s1', 'd1', 'x', { team: 'red' })
-      const b = await make('s1', 'd2', 'x', { team: 'blue' })
-      const c = await make('s2', 'd1', 'y', { team: 'red' })
-      const d = await make('s2', 'd2', 'x', { team: 'red' })
-      await h.store.transition(b, 'canceled')
-      const ids = (q: Parameters<TransferStore['list']>[0]): string[] => h.store.list(q).items.map(r => r.id)
-      expect(ids({ tenant: 'x', limit: 10 })).toEqual([a, b, d])
-      expect(ids({ state: 'canceled', limit: 10 })).toEqual([b])
-      expect(ids({ state: 'queued', limit: 10 })).toEqual([a, c, d])
-      expect(ids({ agent: 'd1', limit: 10 })).toEqual([a, c])
-      expect(ids({ label: { key: 'team', value: 'red' }, tenant: 'x', limit: 10 })).toEqual([a, d])
-      const first = h.store.list({ label: { key: 'team', value: 'red' }, limit: 1 })
-      expect(first).toEqual({ items: [h.store.get(a)], next: a })
-      expect(ids({ label: { key: 'team', value: 'red' }, limit: 5, after: first.next })).toEqual([c, d])
-    })
-
-    it('uses the state set for small states and still returns id order', async () => {
-      const ids: string[] = []
-      for (let i = 0; i < 40; i++) ids.push((await h.store.create(transferInput('a', 'b', `${i}.img`), { tenant })).record.id)
-      for (const i of [30, 5, 17]) await h.store.transition(ids[i], 'scheduled')
-      expect(h.store.list({ state: 'scheduled', limit: 10 }).items.map(r => r.id)).toEqual([ids[5], ids[17], ids[30]])
-      expect(h.store.list({ state: 'scheduled', limit: 1, after: ids[5] })).toEqual({ items: [h.store.get(ids[17])], next: ids[17] })
-    })
-
-    it('pages newest first with order desc, over all ids and over a small state set', async () => {
-      const ids: string[] = []
-      for (let i = 0; i < 40; i++) ids.push((await h.store.create(transferInput('a', 'b', `${i}.img`), { tenant })).record.id)
-      const newest = [...ids].reverse()
-      const p1 = h.store.list({ limit: 15, order: 'desc' })
-      expect(p1.items.map(r => r.id)).toEqual(newest.slice(0, 15))
-      const p2 = h.store.list({ limit: 15, order: 'desc', after: p1.next })
-      expect(p2.items.map(r => r.id)).toEqual(newest.slice(15, 30))
-      const p3 = h.store.list({ limit: 15, order: 'desc', after: p2.next })
-      expect(p3.items.map(r => r.id)).toEqual(newest.slice(30))
-      expect(p3.next).toBeUndefined()
-      for (const i of [30, 5, 17]) await h.store.transition(ids[i], 'scheduled')
-      expect(h.store.list({ state: 'scheduled', limit: 2, order: 'desc' })).toEqual({ items: [h.store.get(ids[30]), h.store.get(ids[17])], next: ids[17] })
-      expect(h.store.list({ state: 'scheduled', limit: 2, order: 'desc', after: ids[17] }).items.map(r => r.id)).toEqual([ids[5]])
-    })
-  })
-
-  describe('queuedInOrder', () => {
-    it('orders by priority, then creation; follows re-queues and includes notBefore', async () => {
-      const mk = async (priority: number): Promise<string> => (await h.store.create({ ...transferInput('a', 'b'), priority }, { tenant })).record.id
-      const low = await mk(-5)
-      const mid1 = await mk(0)
-      const high = await mk(10)
-      const mid2 = await mk(0)
-      expect(h.store.queuedInOrder().map(r => r.id)).toEqual([high, mid1, mid2, low])
-      await h.store.transition(mid1, 'scheduled')
-      expect(h.store.queuedInOrder().map(r => r.id)).toEqual([high, mid2, low])
-      await h.store.transition(mid1, 'queued', { notBefore: Date.now() + 60_000 })
-      expect(h.store.queuedInOrder().map(r => r.id)).toEqual([high, mid1, mid2, low])
-      await h.store.setProgress(mid1, { bytesDone: 10 })
-      expect(h.store.queuedInOrder().find(r => r.id === mid1)?.progress.bytesDone).toBe(10)
-    })
-  })
-
-  describe('progress', () => {
-    async function active (): Promise<string> {
-      const { id } = (await h.store.create(transferInput('a', 'b'), { tenant, now: T0 })).record
-      await h.store.transition(id, 'scheduled', {}, { now: T0 })
-      await h.store.transition(id, 'active', {}, { now: T0 })
-      return id
-    }
-
-    it('computes a rate from reports and an eta from the total', async () => {
-      const id = await active()
-      const seen: number[] = []
-      h.store.on('progress', rec => seen.push(rec.progress.bytesDone))
-      await h.store.setProgress(id, { bytesDone: 1_000_000, bytesTotal: 10_000_000 }, { now: T0 + 1000 })
-      let p = h.store.get(id)?.progress
-      expect(p).toMatchObject({ bytesDone: 1_000_000, bytesTotal: 10_000_000, rate: 1_000_000, eta: 9 })
-      await h.store.setProgress(id, { bytesDone: 2_000_000 }, { now: T0 + 2000 })
-      p = h.store.get(id)?.progress
-      expect(p).toMatchObject({ bytesDone: 2_000_000, bytesTotal: 10_000_000, rate: 1_000_000, eta: 8 })
-      expect(seen).toEqual([1_000_000, 2_000_000])
-    })
-
-    it('smooths a sudden change in rate rather than jumping to it', async () => {
-      const id = await active()
-      await h.store.setProgress(id, { bytesDone: 1000 }, { now: T0 + 1000 })
-      await h.store.setProgress(id, { bytesDone: 4000 }, { now: T0 + 2000 })
-      const rate = h.store.get(id)?.progress.rate ?? 0
-      expect(rate).toBeGreaterThan(1000)
-      expect(rate).toBeLessThan(3000)
-    })
-
-    it('starts a new attempt with a fresh rate but keeps the bytes', async () => {
-      const id = await active()
-      await h.store.setProgress(id, { bytesDone: 5000, bytesTotal: 10_000 }, { now: T0 + 1000 })
-      await h.store.transition(id, 'queued', {}, { now: T0 + 2000 })
-      expect(h.store.get(id)?.progress).toEqual({ bytesDone: 5000, bytesTotal: 10_000, rate: 0, updatedAt: new Date(T0 + 2000).toISOString() })
-      await h.store.transition(id, 'scheduled', {}, { now: T0 + 60_000 })
-      await h.store.transition(id, 'active', {}, { now: T0 + 61_000 })
-      await h.store.setProgress(id, { bytesDone: 6000 }, { now: T0 + 62_000 })
-      expect(h.store.get(id)?.progress).toMatchObject({ rate: 1000, eta: 4 })
-    })
-
-    it('resets the rate when the bytes go back (restart from zero)', async () => {
-      const id = await active()
-      await h.store.setProgress(id, { bytesDone: 5000 }, { now: T0 + 1000 })
-      await h.store.setProgress(id, { bytesDone: 0 }, { now: T0 + 2000 })
-      expect(h.store.get(id)?.progress).toMatchObject({ bytesDone: 0, rate: 0 })
-    })
-
-    it('is ignored once the transfer is finished, and survives a restart otherwise', async () => {
-      const id = await active()
-      await h.store.setProgress(id, { bytesDone: 700 }, { now: T0 + 1000 })
-      const other = await active()
-      await h.store.transition(other, 'canceled')
-      await h.store.setProgress(other, { bytesDone: 99 }, { now: T0 + 1000 })
-      expect(h.store.get(other)?.progress.bytesDone).toBe(0)
-      const store = await h.reopen()
-      expect(store.get(id)?.progress.bytesDone).toBe(700)
-    })
-
-    it('refuses negative byte counts and unknown transfers', async () => {
-      const id = await active()
-      await expect(h.store.setProgress(id, { bytesDone: -1 })).rejects.toBeInstanceOf(InvalidArgumentError)
-      await expect(h.store.setProgress('tr_00000000000000000000000000', { bytesDone: 1 })).rejects.toBeInstanceOf(NotFoundError)
-    })
-  })
-
-  describe('remove', () => {
-    it('deletes finished transfers only, with an event, and frees the idempotency key', async () => {
-      const { record } = await h.store.create(transferInput('a', 'b'), { tenant, idempotencyKey: 'k' })
-      await expect(h.store.remove(record.id)).rejects.toBeInstanceOf(InvalidStateError)
-      await h.store.transition(record.id, 'canceled')
-      await h.store.remove(record.id)
-      expect(h.store.get(record.id)).toBeUndefined()
-      expect(h.store.list({ limit: 10 }).items).toEqual([])
-      const events = await h.store.readEvents(2, 10)
-      expect(events).toMatchObject([{ seq: 3, topic: `transfer.${record.id}.deleted`, data: { state: 'canceled' } }])
-      const store = await h.reopen()
-      expect(store.get(record.id)).toBeUndefined()
-      const again = await store.create(transferInput('a', 'b'), { tenant, idempotencyKey: 'k' })
-      expect(again.created).toBe(true)
-      await store.close()
-      expect((await rawEntries(h.dir, 's')).map(([k]) => k)).toEqual([`s!queued!${again.record.id}`])
-      h.store = await TransferStore.open(h.dir)
-    })
-  })
-
-  describe('agents', () => {
-    it('stores agents, and logs an event only when online flips', async () => {
-      const seen: boolean[] = []
-      h.store.on('agent', rec => seen.push(rec.online))
-      await h.store.putAgent(agent('b'))
-      await h.store.putAgent({ ...agent('b'), lastSeenAt: '2025-01-02T00:00:00.000Z' })
-      await h.store.putAgent(agent('a', false))
-      await h.store.putAgent(agent('b', false))
-      expect(seen).toEqual([true, true, false, false])
-      expect(h.store.listAgents().map(a => a.name)).toEqual(['a', 'b'])
-      const events = await h.store.readEvents(0, 10)
-      expect(events.map(e => [e.topic, e.tenant, e.data.online])).toEqual([
-        ['agent.b.online', '*', true],
-        ['agent.b.online', '*', false]
-      ])
-      const store = await h.reopen()
-      expect(store.getAgent('b')).toMatchObject({ online: false })
-      expect(store.getAgent('nobody')).toBeUndefined()
-    })
-
-    it('refuses invalid agent names', async () => {
-      await expect(h.store.putAgent(agent('bad name'))).rejects.toBeInstanceOf(InvalidArgumentError)
-    })
-  })
-
-  it('refuses writes after close', async () => {
+  it('writes the record, its state index and its event together', async () => {
+    const { record } = await h.store.create(transferInput('a', 'b'), { tenant, now: T0 })
     await h.store.close()
-    await expect(h.store.create(transferInput('a', 'b'), { tenant })).rejects.toMatchObject({ code: 'unavailable' })
+    expect(await rawEntries(h.dir, 't')).toEqual([[`t!${record.id}`, record]])
+    expect(await rawEntries(h.dir, 's')).toEqual([[`s!queued!${record.id}`, '']])
+    const events = await rawEntries(h.dir, 'e')
+    expect(events).toHaveLength(1)
+    expect(events[0][1]).toMatchObject({ seq: 1, topic: `transfer.${record.id}.state`, tenant, data: { from: null, to: 'queued', attempt: 0 } })
+    h.store = await TransferStore.open(h.dir)
+  })
+
+  it('keeps the state index of a record with the record, through a retry and a delete', async () => {
+    const queued = async (): Promise<TransferRecord> => (await h.store.create(transferInput('a', 'b'), { tenant, now: T0 })).record
+    const { id } = await queued()
+    await h.store.transition(id, 'scheduled', { attempt: 1 }, { now: T0 + 1 })
+    await h.store.transition(id, 'active', {}, { now: T0 + 2 })
+    await h.store.transition(id, 'queued', {}, { now: T0 + 3 })
+    await h.store.close()
+    expect(await rawEntries(h.dir, 's')).toEqual([[`s!queued!${id}`, '']])
+    h.store = await TransferStore.open(h.dir)
+    await h.store.transition(id, 'canceled')
+    await h.store.remove(id)
+    const again = await queued()
+    await h.store.close()
+    expect((await rawEntries(h.dir, 's')).map(([k]) => k)).toEqual([`s!queued!${again.id}`])
     h.store = await TransferStore.open(h.dir)
   })
 })

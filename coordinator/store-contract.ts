@@ -1,0 +1,36 @@
+import type { AgentRecord, StoreEvent, TransferRecord, TransferState } from './model.ts'
+import type { AgentDirectory } from './store-agents.ts'
+import type { AuxArea } from './store-aux.ts'
+import type { EventLog } from './store-event-log.ts'
+import type { TransferRepository } from './store-transfers.ts'
+
+/** Notifications, each once the write it reports is durable. */
+export interface StoreEvents {
+  transition: [rec: TransferRecord, from: TransferState]
+  progress: [rec: TransferRecord]
+  agent: [rec: AgentRecord]
+  created: [rec: TransferRecord]
+  removed: [rec: TransferRecord]
+  /** Every event, once the write holding it has ended (after the specific notification above). */
+  event: [ev: StoreEvent]
+}
+
+export interface StoreNotifications {
+  on<K extends keyof StoreEvents> (name: K, listener: (...args: StoreEvents[K]) => void): this
+  off<K extends keyof StoreEvents> (name: K, listener: (...args: StoreEvents[K]) => void): this
+}
+
+export interface StoreOptions {
+  /** At most one `transfer.<id>.progress` event per transfer per this many ms; 0 writes none. */
+  progressEventMs?: number
+}
+
+/**
+ * The coordinator's state, by owner: transfers (with their events), the event
+ * log, agents, and the events unit's records. Implementations: LevelDB
+ * (store.ts, embedded, the default) and PostgreSQL (store-pg.ts); both run
+ * test/coordinator/store-conformance.ts. Tokens have their own store (tokens.ts).
+ */
+export interface CoordinatorStore extends TransferRepository, EventLog, AgentDirectory, AuxArea, StoreNotifications {
+  close (): Promise<void>
+}

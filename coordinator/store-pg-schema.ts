@@ -1,0 +1,88 @@
+import type pg from 'pg'
+
+/**
+ * The PostgreSQL schema, as numbered migrations. Each runs once, in its own
+ * transaction, and is recorded in schema_migrations; a coordinator applies
+ * the ones it lacks at start. A migration is never edited once released:
+ * a change is a new one.
+ *
+ * Keys of the aux table sort by their bytes (COLLATE "C"), as LevelDB's do:
+ * the events unit reads its ranges (`o!…`, `d!<webhook>!…`) in that order.
+ */
+export const MIGRATIONS: ReadonlyArray<{ version: number, name: string, sql: string }> = [
+  {
+    version: 1,
+    name: 'transfers, events, agents, aux',
+    sql: `
+      CREATE TABLE transfers (
+        id text COLLATE "C" PRIMARY KEY,
+        tenant text NOT NULL,
+        state text NOT NULL,
+        record jsonb NOT NULL
+      );
+      CREATE INDEX transfers_state ON transfers (state);
+      -- A distribution's piece list, written once, apart from the record rewritten by every progress report.
+      CREATE TABLE transfer_pieces (id text COLLATE "C" PRIMARY KEY, pieces jsonb NOT NULL);
+      CREATE TABLE idempotency_keys (
+        tenant text NOT NULL,
+        key text NOT NULL,
+        transfer_id text NOT NULL,
+        PRIMARY KEY (tenant, key)
+      );
+      CREATE INDEX idempotency_keys_transfer ON idempotency_keys (transfer_id);
+      CREATE SEQUENCE event_seq;
+      CREATE TABLE events (seq bigint PRIMARY KEY, event jsonb NOT NULL);
+      CREATE TABLE agents (name text COLLATE "C" PRIMARY KEY, record jsonb NOT NULL);
+      CREATE TABLE aux (key text COLLATE "C" PRIMARY KEY, value jsonb NOT NULL);
+      CREATE TABLE store_meta (key text PRIMARY KEY, value jsonb NOT NULL);
+    `
+  },
+  {
+    version: 2,
+    name: 'tokens',
+    // Keys as in the LevelDB token store: k!<id> an API token, j!<id> a join token (hashes only).
+    sql: 'CREATE TABLE tokens (key text COLLATE "C" PRIMARY KEY, value jsonb NOT NULL);'
+  }
+]
+
+/**
+ * Advisory lock keys (two-int form): the class is 'STAC' in ASCII, so that
+ * they cannot meet another application's locks in a shared database.
+ */
+export const LOCK_CLASS = 0x53544143
+export const LOCKS = { migrate: 1, events: 2 } as const
+
+/** The channel each commit that writes events notifies, with its highest seq as payload. */
+export const EVENTS_CHANNEL = 'staccato_events'
+
+/**
+ * Applies the migrations this database lacks. Two coordinators starting at
+ * once serialize on an advisory lock: the second finds the work done.
+ */
+export async function migrate (client: pg.ClientBase): Promise<number[]> {
+  await client.query('SELECT pg_advisory_lock($1, $2)', [LOCK_CLASS, LOCKS.migrate])
+  try {
+    await client.query('CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())')
+    const done = new Set((await client.query<{ version: number }>('SELECT version FROM schema_migrations')).rows.map(r => r.version))
+    const known = Math.max(...MIGRATIONS.map(m => m.version))
+    const newer = [...done].find(v => v > known)
+    if (newer !== undefined) throw new Error(`the database has schema version ${newer}, newer than this coordinator knows (${known}): upgrade the coordinator`)
+    const applied: number[] = []
+    for (const m of MIGRATIONS) {
+      if (done.has(m.version)) continue
+      await client.query('BEGIN')
+      try {
+        await client.query(m.sql)
+        await client.query('INSERT INTO schema_migrations (version, name) VALUES ($1, $2)', [m.version, m.name])
+        await client.query('COMMIT')
+      } catch (err) {
+        await client.query('ROLLBACK')
+        throw err
+      }
+      applied.push(m.version)
+    }
+    return applied
+  } finally {
+    await client.query('SELECT pg_advisory_unlock($1, $2)', [LOCK_CLASS, LOCKS.migrate])
+  }
+}

@@ -1,0 +1,155 @@
+import { afterAll, beforeAll, describe, it, expect } from 'vitest'
+import pg from 'pg'
+import type { StoreEvent } from '../../coordinator/model.ts'
+import { PgTransferStore } from '../../coordinator/store-pg.ts'
+import { MIGRATIONS } from '../../coordinator/store-pg-schema.ts'
+import { TokenStore } from '../../coordinator/tokens.ts'
+import { postgresMissing, startPostgres } from '../helpers/postgres.ts'
+import type { Postgres } from '../helpers/postgres.ts'
+import { transferInput } from './helpers.ts'
+import { describeStoreConformance } from './store-conformance.ts'
+import type { StoreHarness } from './store-conformance.ts'
+
+const missing = postgresMissing()
+// CI installs postgresql (.ci/run): there a missing server is a failure, not a skip.
+if (missing !== undefined && process.env.CI === 'true') throw new Error(missing)
+
+const tenant = 'default'
+
+describe.skipIf(missing !== undefined)(missing === undefined ? 'PostgreSQL store' : `PostgreSQL store (skipped: ${missing})`, () => {
+  let server: Postgres
+  beforeAll(async () => { server = await startPostgres() }, 120_000)
+  afterAll(async () => { await server?.stop() })
+
+  async function fresh (): Promise<StoreHarness> {
+    const url = await server.freshDatabase()
+    const handle: StoreHarness = {
+      store: await PgTransferStore.open(url),
+      async reopen () {
+        await handle.store.close()
+        handle.store = await PgTransferStore.open(url)
+        return handle.store
+      },
+      async cleanup () { await handle.store.close() }
+    }
+    return handle
+  }
+
+  describeStoreConformance('PostgreSQL', fresh)
+
+  it('migrates once: two coordinators starting at once on an empty database, then a restart', async () => {
+    const url = await server.freshDatabase()
+    const [a, b] = await Promise.all([PgTransferStore.open(url), PgTransferStore.open(url)])
+    await a.close()
+    await b.close()
+    const again = await PgTransferStore.open(url)
+    await again.close()
+    const client = new pg.Client({ connectionString: url })
+    await client.connect()
+    try {
+      const rows = (await client.query<{ version: number }>('SELECT version FROM schema_migrations ORDER BY version')).rows
+      expect(rows.map(r => r.version)).toEqual(MIGRATIONS.map(m => m.version))
+    } finally {
+      await client.end()
+    }
+  })
+
+  it('keeps tokens in the same database: a revoked token and a spent single-use join token stay so across a restart', async () => {
+    const url = await server.freshDatabase()
+    let store = await PgTransferStore.open(url)
+    let tokens = await TokenStore.over(store.tokenRecords())
+    try {
+      await tokens.ensureBootstrap('stc_bootstrap')
+      const { token: reader, record } = await tokens.create({ role: 'reader', tenant: 'default' })
+      await tokens.revoke(record.id)
+      const join = await tokens.createJoinToken({ singleUse: true })
+      const uses = await Promise.all([1, 2, 3].map(async i => await tokens.useJoinToken(join.token, { agent: `a${i}`, peerId: `p${i}` })))
+      expect(uses.filter(u => u.ok)).toHaveLength(1)
+      await tokens.close()
+      await store.close()
+      store = await PgTransferStore.open(url)
+      tokens = await TokenStore.over(store.tokenRecords())
+      await tokens.ensureBootstrap('stc_bootstrap')
+      expect(tokens.authenticate('stc_bootstrap')).toMatchObject({ role: 'admin' })
+      expect(tokens.authenticate(reader)).toBeUndefined()
+      expect(tokens.list()).toHaveLength(2)
+      expect((await tokens.useJoinToken(join.token, { agent: 'late', peerId: 'p' })).ok).toBe(false)
+    } finally {
+      await tokens.close()
+      await store.close()
+    }
+  })
+
+  it('refuses a database migrated by a newer coordinator', async () => {
+    const url = await server.freshDatabase()
+    await (await PgTransferStore.open(url)).close()
+    const client = new pg.Client({ connectionString: url })
+    await client.connect()
+    await client.query('INSERT INTO schema_migrations (version, name) VALUES (9999, \'from the future\')')
+    await client.end()
+    await expect(PgTransferStore.open(url)).rejects.toThrow(/schema version 9999/)
+  })
+
+  it('wakes a second store on the same database through NOTIFY: it announces the events and sees the records', async () => {
+    const url = await server.freshDatabase()
+    const writer = await PgTransferStore.open(url)
+    const reader = await PgTransferStore.open(url)
+    try {
+      const heard: StoreEvent[] = []
+      const three = new Promise<void>(resolve => {
+        reader.on('event', ev => { heard.push(ev); if (heard.length === 3) resolve() })
+      })
+      const { record } = await writer.create(transferInput('a', 'b'), { tenant })
+      await writer.transition(record.id, 'scheduled')
+      await writer.transition(record.id, 'canceled')
+      await three
+      expect(heard).toEqual(await writer.readEvents(0, 10))
+      expect(reader.get(record.id)).toEqual(writer.get(record.id))
+      expect(reader.seq).toBe(writer.seq)
+    } finally {
+      await writer.close()
+      await reader.close()
+    }
+  })
+
+  it('keeps seqs strictly increasing in commit order with two writers at once', async () => {
+    const url = await server.freshDatabase()
+    const a = await PgTransferStore.open(url)
+    const b = await PgTransferStore.open(url)
+    try {
+      // A reader that polls while both write must never find a seq below one it has already seen: its cursor would skip it.
+      let writing = true
+      let late = 0
+      const reader = (async () => {
+        const client = new pg.Client({ connectionString: url })
+        await client.connect()
+        const seen = new Set<number>()
+        let cursor = 0
+        try {
+          for (let polls = 0; writing && polls < 100_000; polls++) {
+            const rows = (await client.query<{ seq: string }>('SELECT seq FROM events ORDER BY seq')).rows.map(r => Number(r.seq))
+            for (const seq of rows) {
+              if (seen.has(seq)) continue
+              if (seq <= cursor) late++
+              seen.add(seq)
+            }
+            cursor = Math.max(cursor, rows.at(-1) ?? 0)
+          }
+        } finally {
+          await client.end()
+        }
+      })()
+      await Promise.all([a, b].flatMap(store => Array.from({ length: 40 }, (_, i) => store.create(transferInput('a', 'b', `${i}.img`), { tenant }))))
+      writing = false
+      await reader
+      expect(late).toBe(0)
+      const seqs = (await a.readEvents(0, 100)).map(e => e.seq)
+      expect(seqs).toHaveLength(80)
+      expect(new Set(seqs).size).toBe(80)
+      for (let i = 1; i < seqs.length; i++) expect(seqs[i]).toBeGreaterThan(seqs[i - 1])
+    } finally {
+      await a.close()
+      await b.close()
+    }
+  })
+})
