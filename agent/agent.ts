@@ -101,6 +101,7 @@ export async function startAgent (config: AgentConfig, onFatal: (err: Error) => 
     corruptServedPieces: config.testCorruptPieces === true || process.env.STACCATO_TEST_CORRUPT_PIECES === '1',
     log,
     progress: p => { control.cast('swarmProgress', p) },
+    stats: s => { control.cast('swarmStats', s) },
     report: async r => { await control.call('swarmReport', r) }
   })
   await swarm.start()

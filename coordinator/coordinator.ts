@@ -16,6 +16,7 @@ import { DistributionManager } from './distribution.ts'
 const DEFAULT_PIECE_SIZE = 4 * 1024 * 1024
 import { createScheduler } from './scheduler/index.ts'
 import { CoordinatorMetrics } from './metrics.ts'
+import { MeshWatch } from './mesh-watch.ts'
 import { EventServices } from './events/index.ts'
 import type { EventsConfigInput } from './events/index.ts'
 
@@ -99,6 +100,7 @@ export async function startCoordinator (config: CoordinatorConfig): Promise<Coor
   const events = new EventServices(store, config.events, (level, msg, fields) => logger[level](fields ?? {}, msg))
   await events.open()
   const metrics = new CoordinatorMetrics(store)
+  const watch = new MeshWatch(store)
   const node = await createMeshNode({ privateKey: key, listen: config.listen })
 
   // The registry and dispatcher call each other; the registry's callbacks run only after both exist.
@@ -110,7 +112,11 @@ export async function startCoordinator (config: CoordinatorConfig): Promise<Coor
     heartbeatTimeoutMs: config.heartbeatTimeoutMs,
     log,
     onCall: async (agent, method, params): Promise<unknown> => await dispatcher.onCall(agent, method, params),
-    onCast: (agent, method, params) => dispatcher.onCast(agent, method, params),
+    onCast: (agent, method, params) => {
+      // Before dispatch records the progress: the watch counts bytes since what the store held.
+      watch.onCast(agent, method, params)
+      dispatcher.onCast(agent, method, params)
+    },
     onRegister: async (agent, held) => await dispatcher.onRegister(agent, held),
     onOnline: (agent, held) => dispatcher.onOnline(agent, held),
     onOffline: async agent => await dispatcher.onOffline(agent)
@@ -142,7 +148,7 @@ export async function startCoordinator (config: CoordinatorConfig): Promise<Coor
   dispatcher.start()
   store.on('transition', (rec, from) => logger.info({ transferId: rec.id, from, to: rec.state, attempt: rec.attempt, error: rec.state === 'failed' || rec.state === 'queued' ? rec.lastError?.code : undefined }, 'transfer state changed'))
 
-  const api = buildApi({ store, tokenStore: tokens, audit: log, tenants: config.tenants, rateLimit: config.rateLimit, maxConnectionsPerAddress: config.maxConnectionsPerAddress, metricsToken: config.metricsToken, https, logger: false, onCancel: rec => dispatcher.onCancel(rec), onCancelDestination: async (rec, d) => await distributions.cancelDestination(rec, d), onAgentRemoved: name => registry.forget(name), agentLive: name => registry.live(name), metrics, events })
+  const api = buildApi({ store, tokenStore: tokens, audit: log, tenants: config.tenants, rateLimit: config.rateLimit, maxConnectionsPerAddress: config.maxConnectionsPerAddress, metricsToken: config.metricsToken, https, logger: false, onCancel: rec => dispatcher.onCancel(rec), onCancelDestination: async (rec, d) => await distributions.cancelDestination(rec, d), onAgentRemoved: name => registry.forget(name), agentLive: name => registry.live(name), metrics, events, watch })
   await api.listen({ host: config.apiHost, port: config.apiPort })
   const address = api.server.address()
   const port = typeof address === 'object' && address !== null ? address.port : config.apiPort

@@ -153,6 +153,16 @@ export const ControlMethods = {
   /** Coordinator → participant: the distribution ended for it; stop serving, and remove the partial if asked. */
   swarmLeave: Type.Object({ distributionId: Type.String({ maxLength: 64 }), removePartial: Type.Boolean() }),
   swarmProgress: Type.Object({ distributionId: Type.String({ maxLength: 64 }), destination: Url, bytesDone: Offset }),
+  /**
+   * Participant → coordinator, about once a second while something changed: which pieces it holds (a
+   * destination) and the bytes it served to each peer so far in this session; for the dashboard's swarm view.
+   */
+  swarmStats: Type.Object({
+    distributionId: Type.String({ maxLength: 64 }),
+    /** Base64 bitfield; at most 8192 pieces (the manifest's bound) is 1024 bytes. */
+    have: Type.Optional(Type.String({ maxLength: 1368 })),
+    served: Type.Array(Type.Object({ peerId: Type.String({ maxLength: 128 }), bytes: Offset }), { maxItems: 64 })
+  }),
   swarmReport: Type.Object({
     distributionId: Type.String({ maxLength: 64 }),
     /** Absent in the seed's report that it can no longer read the source (changed, gone): the distribution fails. */

@@ -223,4 +223,30 @@ describe('REST API: transfers', () => {
       expect((await h.inject({ method: 'DELETE', url: `/v1/transfers/${id}` })).statusCode).toBe(404)
     })
   })
+
+  describe('POST /v1/transfers/:id/retry', () => {
+    it('submits a failed transfer again as a new one with the same input, once however often it is asked', async () => {
+      const first = await create({ ...ab, priority: 7, retries: 2, labels: { team: 'red' } })
+      await h.store.transition(first.id, 'failed')
+      const res = await h.inject({ method: 'POST', url: `/v1/transfers/${first.id}/retry` })
+      expect(res.statusCode, res.body).toBe(201)
+      const again = res.json()
+      expect(again.id).not.toBe(first.id)
+      expect(again).toMatchObject({ ...ab, state: 'queued', priority: 7, retries: 2, labels: { team: 'red' }, attempt: 0 })
+      expect(res.headers.location).toBe(`/v1/transfers/${again.id}`)
+      // The failed record stays as it was: its history is not rewritten.
+      expect(h.store.get(first.id)?.state).toBe('failed')
+      const twice = await h.inject({ method: 'POST', url: `/v1/transfers/${first.id}/retry` })
+      expect(twice.statusCode).toBe(200)
+      expect(twice.json().id).toBe(again.id)
+    })
+
+    it('refuses a transfer that has not failed or been canceled with 409, and an unknown one with 404', async () => {
+      const { id } = await create(ab)
+      const res = await h.inject({ method: 'POST', url: `/v1/transfers/${id}/retry` })
+      expect(res.statusCode).toBe(409)
+      expect(res.json().code).toBe('invalid_state')
+      expect((await h.inject({ method: 'POST', url: `/v1/transfers/${UNKNOWN_ID}/retry` })).statusCode).toBe(404)
+    })
+  })
 })

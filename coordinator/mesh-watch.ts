@@ -1,0 +1,60 @@
+import type { ControlMethod, ControlParams } from '../mesh/index.ts'
+import type { TransferStore } from './store.ts'
+import { SwarmViews } from './swarm-view.ts'
+import { Throughput } from './throughput.ts'
+
+/** Progress counters remembered to turn totals into deltas; one per running transfer or swarm destination. */
+const MAX_COUNTERS = 65_536
+
+/**
+ * What the dashboard shows beyond the store: each swarm's piece map and who
+ * served whom, and the throughput series. Fed by the casts the agents send
+ * anyway (progress, swarm progress, swarm stats); kept in memory only.
+ */
+export class MeshWatch {
+  readonly swarms = new SwarmViews()
+  readonly throughput: Throughput
+  private readonly store: TransferStore
+  private readonly counters = new Map<string, number>()
+
+  constructor (store: TransferStore, now?: () => number) {
+    this.store = store
+    this.throughput = new Throughput(now)
+  }
+
+  onCast (agent: string, method: ControlMethod, params: unknown): void {
+    if (method === 'progress') {
+      const p = params as ControlParams<'progress'>
+      const rec = this.store.get(p.transferId)
+      if (rec?.executor !== agent) return
+      // The agent running a copy receives it (a pull) or sends it (a push): counted as received by the agent that reports it.
+      this.throughput.add(agent, 'rx', this.delta(`${p.transferId}:${p.attempt}`, p.bytesDone, rec.attempt === p.attempt ? rec.progress.bytesDone : 0))
+    } else if (method === 'swarmProgress') {
+      const p = params as ControlParams<'swarmProgress'>
+      const rec = this.store.get(p.distributionId)
+      const dest = rec?.destinations?.find(d => d.agent === agent && d.destination === p.destination)
+      if (dest === undefined) return
+      this.throughput.add(agent, 'rx', this.delta(`${p.distributionId}:${agent}`, p.bytesDone, dest.bytesDone))
+    } else if (method === 'swarmStats') {
+      const s = params as ControlParams<'swarmStats'>
+      if (this.store.get(s.distributionId)?.destinations === undefined) return
+      this.throughput.add(agent, 'tx', this.swarms.onStats(agent, s, this.peerNames(s)))
+    }
+  }
+
+  /** Bytes since the last total seen for `key`; the first time, since `baseline` (what the store had), so a resumed transfer is no burst. */
+  private delta (key: string, total: number, baseline: number): number {
+    const prev = this.counters.get(key) ?? baseline
+    this.counters.delete(key)
+    if (this.counters.size >= MAX_COUNTERS) this.counters.delete(this.counters.keys().next().value as string)
+    this.counters.set(key, total)
+    return Math.max(0, total - prev)
+  }
+
+  /** Agent names by peer id, looked up once per message (only when it names peers). */
+  private peerNames (s: ControlParams<'swarmStats'>): (peerId: string) => string | undefined {
+    if (s.served.length === 0) return () => undefined
+    const names = new Map(this.store.listAgents().map(a => [a.peerId, a.name]))
+    return peerId => names.get(peerId)
+  }
+}
