@@ -55,13 +55,13 @@ export function transferRoutes (app: ApiInstance, opts: TransferRouteOptions): v
     config: { role: 'reader' },
     schema: { querystring: ListTransfersQuery, response: { 200: TransferPage, ...errorResponses } }
   }, async (req) => {
-    const { state, agent, label, after, limit, order } = req.query
+    const { state, agent, label, q, after, limit, order } = req.query
     let labelFilter: { key: string, value: string } | undefined
     if (label !== undefined) {
       const colon = label.indexOf(':')
       labelFilter = { key: label.slice(0, colon), value: label.slice(colon + 1) }
     }
-    return store.list({ tenant: tenantFilter(req.principal), state, agent, label: labelFilter, after, limit: limit ?? DEFAULT_PAGE, order })
+    return store.list({ tenant: tenantFilter(req.principal), state, agent, label: labelFilter, text: q, after, limit: limit ?? DEFAULT_PAGE, order })
   })
 
   app.get('/v1/transfers/:id', {

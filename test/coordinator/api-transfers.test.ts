@@ -162,6 +162,23 @@ describe('REST API: transfers', () => {
       expect(await ids('label=team:green')).toEqual([])
     })
 
+    it('filters by text in the id, locations, label values and last error, case-insensitively', async () => {
+      const red = await create({ ...transferInput('a', 'b', 'Red-Image.img'), labels: { team: 'crimson' } })
+      const blue = await create({ ...transferInput('a', 'c', 'blue.img') })
+      await h.store.transition(blue.id, 'failed', { lastError: { code: 'checksum_mismatch', message: 'bytes differ', retryable: false, attempt: 1, at: new Date().toISOString() } })
+      const ids = async (q: string): Promise<string[]> => {
+        const res = await h.inject({ url: `/v1/transfers?q=${encodeURIComponent(q)}` })
+        expect(res.statusCode, res.body).toBe(200)
+        return res.json().items.map((r: TransferRecord) => r.id)
+      }
+      expect(await ids('red-image')).toEqual([red.id])
+      expect(await ids('CRIMSON')).toEqual([red.id])
+      expect(await ids('checksum_mismatch')).toEqual([blue.id])
+      expect(await ids(blue.id.slice(-8))).toEqual([blue.id])
+      expect(await ids('.img')).toEqual([red.id, blue.id])
+      expect(await ids('nowhere')).toEqual([])
+    })
+
     it('uses a default page of 100 and refuses bad queries', async () => {
       const empty = await h.inject({ url: '/v1/transfers' })
       expect(empty.json()).toEqual({ items: [] })
