@@ -1,9 +1,11 @@
-/* global AbortController */
+/* global AbortController, window */
 import { useEffect, useState } from 'preact/hooks'
 import { html } from './html.js'
 import { api, followEvents, readFeed, throttle } from './api.js'
 import { bytes } from './format.js'
-import { CancelButton, Progress, StateBadge, rateAndEta, withProgress } from './rows.js'
+import { Progress, StateBadge, rateAndEta, withProgress } from './rows.js'
+import { Actions } from './actions.js'
+import { Swarm } from './swarm.js'
 
 // The history shows changes of state; progress events are many and add nothing a bar does not show.
 const historyTopics = id => `transfer.${id}.state,transfer.${id}.destination,transfer.${id}.deleted`
@@ -77,7 +79,7 @@ export function TransferPage ({ id }) {
       <dt>Created</dt><dd><time datetime=${t.createdAt}>${new Date(t.createdAt).toLocaleString()}</time></dd>
       ${t.finishedAt !== undefined && html`<dt>Finished</dt><dd><time datetime=${t.finishedAt}>${new Date(t.finishedAt).toLocaleString()}</time></dd>`}
     </dl>
-    <p><${CancelButton} transfer=${t} onDone=${setT} onError=${setError} /></p>
+    <p><${Actions} transfer=${t} onChanged=${setT} onDeleted=${() => { window.location.hash = '#/transfers' }} onError=${setError} openRetry=${true} /></p>
     ${t.destinations !== undefined && html`
       <h2>Destinations</h2>
       <div class="table-wrap">
@@ -94,6 +96,7 @@ export function TransferPage ({ id }) {
           </tbody>
         </table>
       </div>`}
+    ${t.destinations !== undefined && html`<${Swarm} id=${t.id} running=${t.state === 'active' || t.state === 'scheduled'} />`}
     <h2>History</h2>
     <ol class="history">
       ${events.map(ev => html`<li key=${ev.seq}><time datetime=${ev.time}>${new Date(ev.time).toLocaleTimeString()}</time> ${describe(ev)}</li>`)}
