@@ -40,6 +40,8 @@ export function TransferPage ({ id }) {
       }
     }
     const loadRecord = throttle(guard(async () => {
+      // Left the page (or the transfer was deleted) meanwhile: nothing to ask.
+      if (stop.signal.aborted) return
       const rec = await api('GET', `/v1/transfers/${id}`)
       if (!stop.signal.aborted) setT(rec)
     }), 500)
@@ -55,7 +57,8 @@ export function TransferPage ({ id }) {
       onEvent: ev => {
         if (ev.topic.endsWith('.progress')) { setT(cur => cur === undefined ? cur : withProgress(cur, ev.data)); return }
         setEvents(list => merge(list, [ev]))
-        loadRecord()
+        // A deleted record answers 404: the history says so, the record shown stays as it was.
+        if (!ev.topic.endsWith('.deleted')) loadRecord()
       }
     })
     return () => stop.abort()

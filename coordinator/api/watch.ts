@@ -58,7 +58,8 @@ export function watchRoutes (app: ApiInstance, opts: { store: TransferStore, wat
     const size = rec.manifest?.size
     const participants = [
       ...(seed !== undefined ? [{ agent: seed, role: 'seed' as const, state: rec.state, bytesDone: size ?? 0, uploaded: uploaded(seed), updatedAt: at(seed) }] : []),
-      ...rec.destinations.map(d => ({ agent: d.agent, role: 'destination' as const, state: d.state, bytesDone: d.bytesDone, have: view?.get(d.agent)?.have, uploaded: uploaded(d.agent), updatedAt: at(d.agent) }))
+      // A destination that succeeded holds every piece, whether or not its last stats came before it left.
+      ...rec.destinations.map(d => ({ agent: d.agent, role: 'destination' as const, state: d.state, bytesDone: d.bytesDone, have: d.state === 'succeeded' ? allPieces(rec.manifest?.pieces.length ?? 0) : view?.get(d.agent)?.have, uploaded: uploaded(d.agent), updatedAt: at(d.agent) }))
     ]
     return { id: rec.id, state: rec.state, size, pieceSize: rec.manifest?.pieceSize, pieces: rec.manifest?.pieces.length ?? 0, seed, participants, served }
   })
@@ -70,4 +71,11 @@ export function watchRoutes (app: ApiInstance, opts: { store: TransferStore, wat
     if (req.query.agent !== undefined && store.getAgent(req.query.agent) === undefined) throw new NotFoundError(`no agent '${req.query.agent}'`)
     return watch.throughput.series(req.query.agent)
   })
+}
+
+/** The bitfield with every one of `pieces` set, in the agents' encoding. */
+function allPieces (pieces: number): string {
+  const bytes = Buffer.alloc(Math.ceil(pieces / 8), 0xff)
+  if (pieces % 8 !== 0) bytes[bytes.length - 1] = (0xff << (8 - pieces % 8)) & 0xff
+  return bytes.toString('base64')
 }

@@ -61,6 +61,9 @@ describe('GET /v1/transfers/:id/swarm and GET /v1/throughput', () => {
     expect(body.participants.map((p: { agent: string, role: string, uploaded: number }) => [p.agent, p.role, p.uploaded])).toEqual([['a', 'seed', 3 << 20], ['b', 'destination', 1 << 20], ['c', 'destination', 0]])
     expect(body.participants[1].have).toBe('oA==')
     expect(body.participants[2].have).toBeUndefined()
+    // Once c has succeeded it holds every piece (111x xxxx), whatever its last stats said.
+    await h.store.update(record.id, rec => ({ destinations: rec.destinations?.map(d => d.agent === 'c' ? { ...d, state: 'succeeded' as const } : d) }), `transfer.${record.id}.destination`, {})
+    expect((await h.inject({ url: `/v1/transfers/${record.id}/swarm` })).json().participants[2].have).toBe(Buffer.from([0b1110_0000]).toString('base64'))
     expect(body.served).toEqual(expect.arrayContaining([{ from: 'b', to: 'c', bytes: 1 << 20 }, { from: 'a', to: 'b', bytes: 2 << 20 }, { from: 'a', to: 'c', bytes: 1 << 20 }]))
     expect(body.served).toHaveLength(3)
     // Served bytes count as sent in the throughput, once: the same totals again add nothing.
