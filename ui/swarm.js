@@ -16,6 +16,13 @@ export function piecesOf (base64, pieces) {
   return have
 }
 
+/** What a destination holds: its last progress report, or its pieces when they are newer (both arrive about once a second). */
+function received (p, have, swarm) {
+  let fromPieces = 0
+  for (let i = 0; i < swarm.pieces; i++) if (have[i] === 1) fromPieces += Math.min(swarm.pieceSize, swarm.size - i * swarm.pieceSize)
+  return Math.max(p.bytesDone, fromPieces)
+}
+
 /** One participant's pieces as a strip of cells: drawn on a canvas, so 8,192 pieces cost one element. */
 function PieceStrip ({ agent, have, pieces }) {
   const ref = useRef()
@@ -29,9 +36,11 @@ function PieceStrip ({ agent, have, pieces }) {
     ctx.fillRect(0, 0, canvas.width, canvas.height)
     ctx.fillStyle = style.getPropertyValue('--ok').trim()
     const w = canvas.width / pieces
-    for (let i = 0; i < pieces; i++) if (have[i] === 1) ctx.fillRect(Math.floor(i * w), 0, Math.max(1, Math.ceil(w)), canvas.height)
+    // A gap between cells when they are wide enough to show one.
+    const gap = w >= 6 ? 1 : 0
+    for (let i = 0; i < pieces; i++) if (have[i] === 1) ctx.fillRect(Math.floor(i * w), 0, Math.max(1, Math.ceil(w) - gap), canvas.height)
   })
-  return html`<canvas ref=${ref} class="pieces" width=${Math.min(1024, Math.max(pieces, 64))} height="16" role="img"
+  return html`<canvas ref=${ref} class="pieces" width=${pieces >= 1024 ? pieces : pieces * Math.floor(1024 / Math.max(1, pieces))} height="16" role="img"
     aria-label=${`${agent} holds ${count} of ${pieces} pieces`} data-have=${count} data-pieces=${pieces}></canvas>`
 }
 
@@ -72,8 +81,8 @@ export function Swarm ({ id, running }) {
         ? html`<p>The seed is reading the source to make the manifest…</p>`
         : html`
       <p>${swarm.pieces} pieces of ${bytes(swarm.pieceSize)}, ${bytes(swarm.size)} in all.
-        ${seed !== undefined && html` The seed <strong>${seed.agent}</strong> uploaded <span data-seed-uploaded=${seed.uploaded}>${bytes(seed.uploaded)}</span>
-        (${swarm.size > 0 ? (seed.uploaded / swarm.size).toFixed(2) : '0'}× the file): the destinations got the rest from each other.`}</p>
+        ${seed !== undefined && html` The seed <strong>${seed.agent}</strong> uploaded <span data-seed-uploaded=${seed.uploaded}>${bytes(seed.uploaded)}</span>${' '}
+        (${swarm.size > 0 ? (seed.uploaded / swarm.size).toFixed(2) : '0'}× the file); the destinations serve each other the rest.`}</p>
       <div class="table-wrap">
         <table class="piece-map">
           <thead><tr><th scope="col">Host</th><th scope="col">Role</th><th scope="col">Pieces</th><th scope="col">Received</th><th scope="col">Uploaded</th></tr></thead>
@@ -84,7 +93,7 @@ export function Swarm ({ id, running }) {
               <th scope="row">${p.agent}</th>
               <td>${p.role}</td>
               <td class="strip"><${PieceStrip} agent=${p.agent} have=${have} pieces=${swarm.pieces} /></td>
-              <td class="num">${p.role === 'seed' ? '–' : bytes(p.bytesDone)}</td>
+              <td class="num">${p.role === 'seed' ? '–' : bytes(received(p, have, swarm))}</td>
               <td class="num">${bytes(p.uploaded)}</td>
             </tr>`
           })}</tbody>

@@ -8,13 +8,14 @@ import { Actions } from './actions.js'
 import { Swarm } from './swarm.js'
 
 // The history shows changes of state; progress events are many and add nothing a bar does not show.
-const historyTopics = id => `transfer.${id}.state,transfer.${id}.destination,transfer.${id}.deleted`
+const historyTopics = id => `transfer.${id}.state,transfer.${id}.destination,transfer.${id}.manifest,transfer.${id}.deleted`
 
 function describe (ev) {
   const d = ev.data
   if (ev.topic.endsWith('.state')) return `${d.from ?? '–'} → ${d.to}${d.attempt !== undefined ? ` (attempt ${d.attempt})` : ''}${d.error !== undefined ? ` — ${d.error.code}: ${d.error.message}` : ''}`
   if (ev.topic.endsWith('.destination')) return `destination on ${d.agent}: ${d.state}${d.error !== undefined ? ` — ${d.error.code}: ${d.error.message}` : ''}`
   if (ev.topic.endsWith('.deleted')) return 'deleted'
+  if (ev.topic.endsWith('.manifest')) return `manifest made: ${bytes(d.size)} in pieces of ${bytes(d.pieceSize)}, sha256 ${d.sha256}`
   return JSON.stringify(d)
 }
 
