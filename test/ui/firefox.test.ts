@@ -65,8 +65,7 @@ describe.skipIf(!firefoxAvailable())('the dashboard in Firefox', () => {
     expect(await attr(strip('slow-1'), 'data-pieces')).toBe('4')
     await mesh.until(async () => (await text('.facts [data-state]')) === 'active' && Number(await attr(strip('fast-1'), 'data-have')) > 0, WAIT, 'pieces arriving while it runs')
     await page.screenshot({ path: join(ARTIFACTS, 'swarm.png') })
-    await mesh.until(async () => (await text('.facts [data-state]')) === 'succeeded', WAIT, 'the distribution succeeded')
-    await mesh.until(async () => (await attr(strip('slow-1'), 'data-have')) === '4', WAIT, 'every piece at slow-1')
+    // Its end is the chromium test's; here, what Firefox draws while it runs is the point.
     expect(problems).toEqual([])
   })
 })
