@@ -1,5 +1,6 @@
 import type { ControlMethod, ControlParams } from '../mesh/index.ts'
 import type { TransferStore } from './store.ts'
+import { seedAgent } from './distribution.ts'
 import { SwarmViews } from './swarm-view.ts'
 import { Throughput } from './throughput.ts'
 
@@ -37,7 +38,9 @@ export class MeshWatch {
       this.throughput.add(agent, 'rx', this.delta(`${p.distributionId}:${agent}`, p.bytesDone, dest.bytesDone))
     } else if (method === 'swarmStats') {
       const s = params as ControlParams<'swarmStats'>
-      if (this.store.get(s.distributionId)?.destinations === undefined) return
+      const rec = this.store.get(s.distributionId)
+      // Only a participant speaks for itself in a swarm: another agent's stats would draw pieces that are not there.
+      if (rec?.destinations === undefined || (seedAgent(rec) !== agent && !rec.destinations.some(d => d.agent === agent))) return
       this.throughput.add(agent, 'tx', this.swarms.onStats(agent, s, this.peerNames(s)))
     }
   }

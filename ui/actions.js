@@ -7,7 +7,8 @@ import { useCan } from './role.js'
 
 /**
  * What an operator may do to a transfer: cancel a running one, retry a
- * failed or canceled one, delete a finished one (asked twice). A reader
+ * failed or canceled one, delete a finished one (asked twice; the focus
+ * moves to the second button). A reader
  * sees none of these buttons.
  */
 export function Actions ({ transfer, onChanged, onDeleted, onError, openRetry = false }) {
@@ -33,6 +34,6 @@ export function Actions ({ transfer, onChanged, onDeleted, onError, openRetry = 
     ${!done && html`<button type="button" class="small" onClick=${cancel} aria-label=${`Cancel ${t.id}`}>Cancel</button>`}
     ${(t.state === 'failed' || t.state === 'canceled') && html`<button type="button" class="small plain" onClick=${retry} aria-label=${`Retry ${t.id}`}>Retry</button>`}
     ${done && !confirming && html`<button type="button" class="small" onClick=${() => setConfirming(true)} aria-label=${`Delete ${t.id}`}>Delete</button>`}
-    ${done && confirming && html`<button type="button" class="small danger" onClick=${remove} aria-label=${`Really delete ${t.id}`}>Really delete</button>`}
+    ${done && confirming && html`<button type="button" class="small danger" ref=${el => el?.focus()} onClick=${remove} aria-label=${`Really delete ${t.id}`}>Really delete</button>`}
   </span>`
 }

@@ -54,6 +54,8 @@ describe('GET /v1/transfers/:id/swarm and GET /v1/throughput', () => {
     // Pieces 0 and 2 at b: 1010 0000.
     watch.onCast('b', 'swarmStats', { distributionId: record.id, have: Buffer.from([0b1010_0000]).toString('base64'), served: [{ peerId: '12D3KooWc', bytes: 1 << 20 }] })
     watch.onCast('a', 'swarmStats', { distributionId: record.id, served: [{ peerId: '12D3KooWb', bytes: 2 << 20 }, { peerId: '12D3KooWc', bytes: 1 << 20 }] })
+    // An agent outside the swarm is not listened to.
+    watch.onCast('d', 'swarmStats', { distributionId: record.id, have: 'AA==', served: [{ peerId: '12D3KooWb', bytes: 5 }] })
     const res = await h.inject({ url: `/v1/transfers/${record.id}/swarm` })
     expect(res.statusCode, res.body).toBe(200)
     const body = res.json()
