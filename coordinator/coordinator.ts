@@ -114,7 +114,12 @@ export async function startCoordinator (config: CoordinatorConfig): Promise<Coor
     onCall: async (agent, method, params): Promise<unknown> => await dispatcher.onCall(agent, method, params),
     onCast: (agent, method, params) => {
       // Before dispatch records the progress: the watch counts bytes since what the store held.
-      watch.onCast(agent, method, params)
+      // Only the dashboard's view depends on it: a failure there must not keep dispatch from the cast.
+      try {
+        watch.onCast(agent, method, params)
+      } catch (err) {
+        log('could not count a cast for the dashboard', { agent, method, error: String(err) }, 'warn')
+      }
       dispatcher.onCast(agent, method, params)
     },
     onRegister: async (agent, held) => await dispatcher.onRegister(agent, held),

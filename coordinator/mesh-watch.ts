@@ -1,4 +1,6 @@
+import { parseLocation } from '../mesh/index.ts'
 import type { ControlMethod, ControlParams } from '../mesh/index.ts'
+import { locationAgents } from './store-input.ts'
 import type { TransferStore } from './store.ts'
 import { seedAgent } from './distribution.ts'
 import { SwarmViews } from './swarm-view.ts'
@@ -28,8 +30,10 @@ export class MeshWatch {
       const p = params as ControlParams<'progress'>
       const rec = this.store.get(p.transferId)
       if (rec?.executor !== agent) return
-      // The agent running a copy receives it (a pull) or sends it (a push): counted as received by the agent that reports it.
-      this.throughput.add(agent, 'rx', this.delta(`${p.transferId}:${p.attempt}`, p.bytesDone, rec.attempt === p.attempt ? rec.progress.bytesDone : 0))
+      const bytes = this.delta(`${p.transferId}:${p.attempt}`, p.bytesDone, rec.attempt === p.attempt ? rec.progress.bytesDone : 0)
+      const { sender, receiver } = ends(rec.source, rec.destination, agent)
+      if (sender !== undefined) this.throughput.add(sender, 'tx', bytes)
+      if (receiver !== undefined) this.throughput.add(receiver, 'rx', bytes)
     } else if (method === 'swarmProgress') {
       const p = params as ControlParams<'swarmProgress'>
       const rec = this.store.get(p.distributionId)
@@ -59,5 +63,19 @@ export class MeshWatch {
     if (s.served.length === 0) return () => undefined
     const names = new Map(this.store.listAgents().map(a => [a.peerId, a.name]))
     return peerId => names.get(peerId)
+  }
+}
+
+/**
+ * Which agents a copy's bytes leave and reach: the agents its locations name
+ * (agent://, or a plug-in location's `via`); for a plug-in location without
+ * one, the agent running the copy, which reads or writes it itself.
+ */
+function ends (source: string, destination: string, executor: string): { sender?: string, receiver?: string } {
+  const src = locationAgents(parseLocation(source, 'source'))[0]
+  const dst = locationAgents(parseLocation(destination, 'destination'))[0]
+  return {
+    sender: src ?? (dst === undefined ? executor : undefined),
+    receiver: dst ?? (src === undefined ? executor : undefined)
   }
 }

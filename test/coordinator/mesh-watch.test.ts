@@ -76,7 +76,7 @@ describe('GET /v1/transfers/:id/swarm and GET /v1/throughput', () => {
     expect((await h.inject({ url: '/v1/throughput?agent=nobody' })).statusCode).toBe(404)
   })
 
-  it('counts a transfer\'s progress as bytes received by the agent running it', async () => {
+  it('counts a copy\'s progress as sent by its source\'s agent and received by its destination\'s', async () => {
     const { record } = await h.store.create({ source: 'agent://a/images/x.img', destination: 'agent://b/images/x.img' }, { tenant: 'default' })
     await h.store.transition(record.id, 'scheduled', { executor: 'b', attempt: 1 })
     watch.onCast('b', 'progress', { transferId: record.id, attempt: 1, bytesDone: 1000 })
@@ -85,6 +85,8 @@ describe('GET /v1/transfers/:id/swarm and GET /v1/throughput', () => {
     watch.onCast('c', 'progress', { transferId: record.id, attempt: 1, bytesDone: 9999 })
     const mesh = (await h.inject({ url: '/v1/throughput' })).json()
     expect(mesh.rx.reduce((x: number, y: number) => x + y, 0)).toBe(2500)
+    const sum = async (agent: string, dir: 'rx' | 'tx'): Promise<number> => ((await h.inject({ url: `/v1/throughput?agent=${agent}` })).json()[dir] as number[]).reduce((x, y) => x + y, 0)
+    expect([await sum('a', 'tx'), await sum('a', 'rx'), await sum('b', 'rx'), await sum('b', 'tx')]).toEqual([2500, 0, 2500, 0])
     expect(mesh.bucketSeconds).toBe(10)
   })
 
