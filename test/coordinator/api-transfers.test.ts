@@ -177,6 +177,9 @@ describe('REST API: transfers', () => {
       expect(await ids(blue.id.slice(-8))).toEqual([blue.id])
       expect(await ids('.img')).toEqual([red.id, blue.id])
       expect(await ids('nowhere')).toEqual([])
+      // Literal text, not a pattern: '.' is a dot, and '([' is no error.
+      expect(await ids('([')).toEqual([])
+      expect(await ids('red.image')).toEqual([])
     })
 
     it('uses a default page of 100 and refuses bad queries', async () => {
