@@ -52,8 +52,16 @@ export interface AgentConfig {
   syncEveryBytes: number
   syncEveryMs: number
   logLevel: string
-  /** Test mode only: corrupt every swarm piece this agent serves (proves that peers drop a bad peer). */
-  testCorruptPieces?: boolean
+}
+
+/**
+ * What a caller composes into an agent around its parts, without a branch in
+ * the agent's code: the tests' fault injection (test/fixtures/faults/) wraps
+ * the node to damage bytes on their way out.
+ */
+export interface AgentSeams {
+  /** Wraps the libp2p node before any part of the agent uses it. */
+  wrapNode?: (node: MeshNode) => MeshNode
 }
 
 export interface Agent {
@@ -67,7 +75,7 @@ export interface Agent {
   stop(): Promise<void>
 }
 
-export async function startAgent (config: AgentConfig, onFatal: (err: Error) => void = () => {}): Promise<Agent> {
+export async function startAgent (config: AgentConfig, onFatal: (err: Error) => void = () => {}, seams: AgentSeams = {}): Promise<Agent> {
   const logger: Logger = pino({ name: `agent:${config.name}`, level: config.logLevel, timestamp: stdTimeFunctions.isoTime, redact: { paths: LOG_REDACT, censor: '[redacted]' } })
   const log = (msg: string, fields?: Record<string, unknown>, level: 'info' | 'warn' | 'error' = 'info'): void => logger[level](fields ?? {}, msg)
   const coordinatorAddr = multiaddr(config.coordinator)
@@ -76,7 +84,9 @@ export async function startAgent (config: AgentConfig, onFatal: (err: Error) => 
   const issuer = issuerKey(coordinatorId)
 
   const privateKey = await loadOrCreateIdentity(config.dataDir)
-  const journal = await Journal.open(join(config.dataDir, 'journal'))
+  const journal = await Journal.open(join(config.dataDir, 'journal'), {
+    onCorrupt: (key, error) => log('journal entry does not parse; left out (that transfer or distribution starts from zero)', { key, error: error.message }, 'warn')
+  })
   const httpOptions = { allowAddresses: config.allowAddresses ?? [] }
   const extra = await loadPlugins(config.plugins, process.cwd())
   const byScheme = pluginsByScheme([random(), nullSink(), http(httpOptions), https(httpOptions)], extra, config.plugins)
@@ -85,10 +95,9 @@ export async function startAgent (config: AgentConfig, onFatal: (err: Error) => 
   const upload = config.maxUploadRate !== undefined ? new TokenBucket(config.maxUploadRate) : undefined
   const download = config.maxDownloadRate !== undefined ? new TokenBucket(config.maxDownloadRate) : undefined
 
-  const node = await createMeshNode({ privateKey, listen: config.listen })
-  // Test mode only (STACCATO_TEST_CORRUPT_DATA=N): damage the next N data streams in transit.
-  const corruptStreams = { remaining: Number(process.env.STACCATO_TEST_CORRUPT_DATA ?? 0) || 0 }
-  await startDataServer({ node, self: config.name, issuer, plugins, counters, upload, log, corruptStreams })
+  const created = await createMeshNode({ privateKey, listen: config.listen })
+  const node = seams.wrapNode?.(created) ?? created
+  await startDataServer({ node, self: config.name, issuer, plugins, counters, upload, log })
   const swarm = new SwarmService({
     node,
     self: config.name,
@@ -98,7 +107,6 @@ export async function startAgent (config: AgentConfig, onFatal: (err: Error) => 
     counters,
     upload,
     download,
-    corruptServedPieces: config.testCorruptPieces === true || process.env.STACCATO_TEST_CORRUPT_PIECES === '1',
     log,
     progress: p => { control.cast('swarmProgress', p) },
     stats: s => { control.cast('swarmStats', s) },

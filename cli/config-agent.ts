@@ -83,8 +83,14 @@ async function checkVolumes (where: string, volumes: Volume[]): Promise<void> {
     const name = fromFile ? `${where}[${i}]` : `${where} '${vol.name}=${vol.root}'`
     if (seen.has(vol.name)) throw new ConfigError(`${name}: volume '${vol.name}' is named twice`)
     seen.add(vol.name)
-    const st = await stat(vol.root).catch(() => undefined)
-    if (st === undefined) throw new ConfigError(`${fromFile ? `${name}.root` : name}: ${vol.root} does not exist`)
+    let st
+    try {
+      st = await stat(vol.root)
+    } catch (err) {
+      // Not there is the usual mistake; anything else (no permission, a broken mount) is told as it is.
+      const why = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'does not exist' : `cannot be read: ${(err as Error).message}`
+      throw new ConfigError(`${fromFile ? `${name}.root` : name}: ${vol.root} ${why}`)
+    }
     if (!st.isDirectory()) throw new ConfigError(`${fromFile ? `${name}.root` : name}: ${vol.root} is not a directory`)
   }
 }

@@ -129,6 +129,7 @@ function retryInput (rec: TransferRecord): TransferInput {
   if (rec.destinations !== undefined) input.destinations = rec.destinations.map(d => d.destination)
   else input.destination = rec.destination
   if (rec.checksum !== undefined) input.checksum = rec.checksum
+  if (rec.checksumMode !== undefined) input.checksumMode = rec.checksumMode
   if (rec.callbackUrl !== undefined) input.callbackUrl = rec.callbackUrl
   return input
 }

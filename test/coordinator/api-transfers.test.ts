@@ -246,13 +246,13 @@ describe('REST API: transfers', () => {
 
   describe('POST /v1/transfers/:id/retry', () => {
     it('submits a failed transfer again as a new one with the same input, once however often it is asked', async () => {
-      const first = await create({ ...ab, priority: 7, retries: 2, labels: { team: 'red' } })
+      const first = await create({ ...ab, priority: 7, retries: 2, labels: { team: 'red' }, checksumMode: 'blake3' })
       await h.store.transition(first.id, 'failed')
       const res = await h.inject({ method: 'POST', url: `/v1/transfers/${first.id}/retry` })
       expect(res.statusCode, res.body).toBe(201)
       const again = res.json()
       expect(again.id).not.toBe(first.id)
-      expect(again).toMatchObject({ ...ab, state: 'queued', priority: 7, retries: 2, labels: { team: 'red' }, attempt: 0 })
+      expect(again).toMatchObject({ ...ab, state: 'queued', priority: 7, retries: 2, labels: { team: 'red' }, checksumMode: 'blake3', attempt: 0 })
       expect(res.headers.location).toBe(`/v1/transfers/${again.id}`)
       // The failed record stays as it was: its history is not rewritten.
       expect(h.store.get(first.id)?.state).toBe('failed')
