@@ -111,6 +111,7 @@ export async function startAgent (config: AgentConfig, onFatal: (err: Error) => 
     download,
     log,
     progress: p => { control.cast('swarmProgress', p) },
+    stats: s => { control.cast('swarmStats', s) },
     report: async r => { await control.call('swarmReport', r) }
   })
   await swarm.start()

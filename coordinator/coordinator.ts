@@ -22,6 +22,7 @@ import { DistributionManager } from './distribution.ts'
 const DEFAULT_PIECE_SIZE = 4 * 1024 * 1024
 import { createScheduler } from './scheduler/index.ts'
 import { CoordinatorMetrics } from './metrics.ts'
+import { MeshWatch } from './mesh-watch.ts'
 import { EventServices } from './events/index.ts'
 import type { EventsConfigInput } from './events/index.ts'
 
@@ -109,6 +110,7 @@ export async function startCoordinator (config: CoordinatorConfig): Promise<Coor
   const events = new EventServices(store, config.events, (level, msg, fields) => logger[level](fields ?? {}, msg))
   await events.open()
   const metrics = new CoordinatorMetrics(store)
+  const watch = new MeshWatch(store)
   const node = await createMeshNode({ privateKey: key, listen: config.listen })
 
   const clock = systemClock
@@ -148,13 +150,13 @@ export async function startCoordinator (config: CoordinatorConfig): Promise<Coor
     heartbeatTimeoutMs: config.heartbeatTimeoutMs,
     log,
     lifecycle: dispatcher,
-    handlers: { ...dispatcher.handlers, ...distributions.handlers }
+    handlers: watch.observe({ ...dispatcher.handlers, ...distributions.handlers }, log)
   })
   await registry.start()
   dispatcher.start()
   store.on('transition', (rec, from) => logger.info({ transferId: rec.id, from, to: rec.state, attempt: rec.attempt, error: rec.state === 'failed' || rec.state === 'queued' ? rec.lastError?.code : undefined }, 'transfer state changed'))
 
-  const api = buildApi({ store, tokenStore: tokens, audit: log, tenants: config.tenants, rateLimit: config.rateLimit, maxConnectionsPerAddress: config.maxConnectionsPerAddress, metricsToken: config.metricsToken, https, logger: false, onCancel: rec => dispatcher.onCancel(rec), onCancelDestination: async (rec, d) => await distributions.cancelDestination(rec, d), onAgentRemoved: name => registry.forget(name), agentLive: name => registry.live(name), metrics, events })
+  const api = buildApi({ store, tokenStore: tokens, audit: log, tenants: config.tenants, rateLimit: config.rateLimit, maxConnectionsPerAddress: config.maxConnectionsPerAddress, metricsToken: config.metricsToken, https, logger: false, onCancel: rec => dispatcher.onCancel(rec), onCancelDestination: async (rec, d) => await distributions.cancelDestination(rec, d), onAgentRemoved: name => registry.forget(name), agentLive: name => registry.live(name), metrics, events, watch })
   await api.listen({ host: config.apiHost, port: config.apiPort })
   const address = api.server.address()
   const port = typeof address === 'object' && address !== null ? address.port : config.apiPort

@@ -6,6 +6,8 @@ export interface ListQuery {
   state?: TransferState
   agent?: string
   label?: { key: string, value: string }
+  /** Text anywhere in the id, source, destinations, label values or last error (case-insensitive). */
+  text?: string
   /** Only ids after this one in the page order (the `next` cursor of the previous page). */
   after?: string
   limit: number
@@ -126,9 +128,10 @@ export class TransferIndex {
   list (q: ListQuery): ListPage {
     const items: TransferRecord[] = []
     let more = false
+    const text = q.text !== undefined ? textPattern(q.text) : undefined
     for (const id of this.#candidates(q)) {
       const rec = this.#byId.get(id) as TransferRecord
-      if (!matches(rec, q)) continue
+      if (!matches(rec, q, text)) continue
       if (items.length === q.limit) { more = true; break }
       items.push(rec)
     }
@@ -163,10 +166,29 @@ export class TransferIndex {
   }
 }
 
-function matches (rec: TransferRecord, q: ListQuery): boolean {
+function matches (rec: TransferRecord, q: ListQuery, text: RegExp | undefined): boolean {
   if (q.tenant !== undefined && rec.tenant !== q.tenant) return false
   if (q.state !== undefined && rec.state !== q.state) return false
   if (q.agent !== undefined && !rec.agents.includes(q.agent)) return false
   if (q.label !== undefined && rec.labels[q.label.key] !== q.label.value) return false
+  if (text !== undefined && !containsText(rec, text)) return false
   return true
+}
+
+/**
+ * Text anywhere in the record: a scan of the records in memory, with no
+ * index to keep up. The answer stays one page; the cost is a pass over the
+ * records per request when few match.
+ */
+function containsText (rec: TransferRecord, re: RegExp): boolean {
+  const has = (s: string | undefined): boolean => s !== undefined && re.test(s)
+  return has(rec.id) || has(rec.source) || has(rec.destination) ||
+    (rec.destinations ?? []).some(d => has(d.destination)) ||
+    Object.values(rec.labels).some(has) ||
+    has(rec.lastError?.code) || has(rec.lastError?.message)
+}
+
+/** Case-insensitive and literal: the text is escaped, not a pattern the caller writes. */
+function textPattern (text: string): RegExp {
+  return new RegExp(text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'), 'i')
 }

@@ -84,7 +84,17 @@ export const AgentToCoordinator = {
     volumes: Type.Optional(Type.Array(Type.Object({ name: Type.String({ maxLength: 128 }), free: Type.Number({ minimum: 0 }) }), { maxItems: 1024 }))
   })),
   progress: cast(Type.Object({ transferId: Type.String({ maxLength: 64 }), attempt: Type.Integer(), bytesDone: Offset, bytesTotal: Type.Optional(Offset) })),
-  swarmProgress: cast(Type.Object({ distributionId: Type.String({ maxLength: 64 }), destination: Url, bytesDone: Offset }))
+  swarmProgress: cast(Type.Object({ distributionId: Type.String({ maxLength: 64 }), destination: Url, bytesDone: Offset })),
+  /**
+   * Participant → coordinator, about once a second while something changed: which pieces it holds (a
+   * destination) and the bytes it served to each peer so far in this session; for the dashboard's swarm view.
+   */
+  swarmStats: cast(Type.Object({
+    distributionId: Type.String({ maxLength: 64 }),
+    /** Base64 bitfield; at most 8192 pieces (the manifest's bound) is 1024 bytes. */
+    have: Type.Optional(Type.String({ maxLength: 1368 })),
+    served: Type.Array(Type.Object({ peerId: Type.String({ maxLength: 128 }), bytes: Offset }), { maxItems: 64 })
+  }))
 } satisfies Direction
 export type AgentToCoordinator = typeof AgentToCoordinator
 

@@ -8,6 +8,13 @@ export const session = {
   signOut: () => sessionStorage.removeItem(KEY)
 }
 
+const ROLES = ['reader', 'operator', 'admin']
+
+/** Whether a token of `role` may do what needs `needed`: the API decides, this only hides buttons that would be refused. */
+export function allows (role, needed) {
+  return ROLES.indexOf(role) >= ROLES.indexOf(needed)
+}
+
 export class ApiError extends Error {
   constructor (status, code, message, body) {
     super(message)

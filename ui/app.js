@@ -1,12 +1,15 @@
-/* global window, document */
+/* global window, document, history */
 import { render } from 'preact'
 import { useEffect, useState } from 'preact/hooks'
 import { html } from './html.js'
-import { api, session } from './api.js'
+import { allows, api, session } from './api.js'
+import { Me } from './role.js'
 import { AgentsPage } from './agents.js'
 import { TransfersPage } from './transfers.js'
 import { TransferPage } from './transfer.js'
 import { SubmitPage } from './submit.js'
+import { ThroughputPage } from './throughput.js'
+import { TokensPage } from './tokens.js'
 
 function route () {
   const hash = window.location.hash.replace(/^#/, '') || '/transfers'
@@ -14,8 +17,23 @@ function route () {
   if (transfer !== null) return { page: 'transfer', id: transfer[1] }
   if (hash === '/agents') return { page: 'agents' }
   if (hash === '/submit') return { page: 'submit' }
+  if (hash === '/throughput') return { page: 'throughput' }
+  if (hash === '/tokens') return { page: 'tokens' }
   return { page: 'transfers' }
 }
+
+/**
+ * `npm start` prints the dashboard's URL with the token in the fragment
+ * (#token=…), which never reaches a server: it is kept for the tab like a
+ * typed one and taken out of the address bar and the history at once.
+ */
+function tokenFromUrl () {
+  const m = /^#token=([^&]+)$/.exec(window.location.hash)
+  if (m === null) return
+  session.signIn(decodeURIComponent(m[1]))
+  history.replaceState(null, '', `${window.location.pathname}#/transfers`)
+}
+tokenFromUrl()
 
 function SignIn ({ onSignedIn, reason }) {
   const [token, setToken] = useState('')
@@ -54,7 +72,7 @@ function skip (e) {
   document.getElementById('main')?.focus()
 }
 
-function Nav ({ current, onSignOut }) {
+function Nav ({ current, onSignOut, me }) {
   const link = (page, href, label) => html`<a href=${href} aria-current=${current === page ? 'page' : undefined}>${label}</a>`
   return html`
     <header>
@@ -63,8 +81,11 @@ function Nav ({ current, onSignOut }) {
         <span class="brand">Staccato</span>
         ${link('transfers', '#/transfers', 'Transfers')}
         ${link('agents', '#/agents', 'Agents')}
-        ${link('submit', '#/submit', 'New transfer')}
+        ${allows(me.role, 'operator') && link('submit', '#/submit', 'New transfer')}
+        ${allows(me.role, 'admin') && link('throughput', '#/throughput', 'Throughput')}
+        ${allows(me.role, 'admin') && link('tokens', '#/tokens', 'Tokens')}
         <span class="spacer"></span>
+        <span class="whoami" data-role=${me.role}>${me.role}${me.tenant !== '' ? ` · ${me.tenant}` : ''}</span>
         <a href="/docs">API</a>
         <button type="button" class="link" onClick=${onSignOut}>Sign out</button>
       </nav>
@@ -75,6 +96,11 @@ function App () {
   const [signedIn, setSignedIn] = useState(session.token() !== null)
   const [reason, setReason] = useState()
   const [where, setWhere] = useState(route())
+  const [me, setMe] = useState()
+  useEffect(() => {
+    if (!signedIn) { setMe(undefined); return }
+    api('GET', '/v1/whoami').then(setMe, () => {})
+  }, [signedIn])
   useEffect(() => {
     const onHash = () => setWhere(route())
     const onUnauthorized = e => { session.signOut(); setReason(e.detail); setSignedIn(false) }
@@ -87,12 +113,16 @@ function App () {
   }, [])
   if (!signedIn) return html`<${SignIn} reason=${reason} onSignedIn=${() => { setReason(undefined); setSignedIn(true) }} />`
   const signOut = () => { session.signOut(); setReason(undefined); setSignedIn(false) }
+  // The role first: a page drawn before it would show a reader buttons it may not use.
+  if (me === undefined) return html`<main id="main"><p>Loading…</p></main>`
   let page
   if (where.page === 'agents') page = html`<${AgentsPage} />`
   else if (where.page === 'submit') page = html`<${SubmitPage} />`
+  else if (where.page === 'throughput') page = html`<${ThroughputPage} />`
+  else if (where.page === 'tokens') page = html`<${TokensPage} />`
   else if (where.page === 'transfer') page = html`<${TransferPage} key=${where.id} id=${where.id} />`
   else page = html`<${TransfersPage} />`
-  return html`<${Nav} current=${where.page} onSignOut=${signOut} /><main id="main" tabindex="-1">${page}</main>`
+  return html`<${Me.Provider} value=${me}><${Nav} current=${where.page} onSignOut=${signOut} me=${me} /><main id="main" tabindex="-1">${page}</main></${Me.Provider}>`
 }
 
 render(html`<${App} />`, document.getElementById('app'))

@@ -1,6 +1,5 @@
 import { html } from './html.js'
-import { api } from './api.js'
-import { TERMINAL, duration, eta, percent, rate } from './format.js'
+import { duration, eta, percent, rate } from './format.js'
 
 export function Progress ({ transfer }) {
   const p = percent(transfer.progress, transfer.state)
@@ -20,18 +19,6 @@ export function StateBadge ({ state }) {
 export function rateAndEta (t) {
   const moving = t.state === 'active'
   return { rate: moving ? rate(t.progress.rate) : '–', eta: moving ? duration(eta(t.progress)) : '–' }
-}
-
-export function CancelButton ({ transfer, onDone, onError }) {
-  if (TERMINAL.has(transfer.state)) return null
-  const cancel = async () => {
-    try {
-      onDone(await api('POST', `/v1/transfers/${transfer.id}/cancel`))
-    } catch (err) {
-      onError(err.message)
-    }
-  }
-  return html`<button type="button" class="small" onClick=${cancel} aria-label=${`Cancel ${transfer.id}`}>Cancel</button>`
 }
 
 /** Applies a transfer.<id>.progress event to a record, as the API would show it next. */

@@ -1,18 +1,21 @@
-/* global AbortController */
+/* global AbortController, window */
 import { useEffect, useState } from 'preact/hooks'
 import { html } from './html.js'
 import { api, followEvents, readFeed, throttle } from './api.js'
 import { bytes } from './format.js'
-import { CancelButton, Progress, StateBadge, rateAndEta, withProgress } from './rows.js'
+import { Progress, StateBadge, rateAndEta, withProgress } from './rows.js'
+import { Actions } from './actions.js'
+import { Swarm } from './swarm.js'
 
 // The history shows changes of state; progress events are many and add nothing a bar does not show.
-const historyTopics = id => `transfer.${id}.state,transfer.${id}.destination,transfer.${id}.deleted`
+const historyTopics = id => `transfer.${id}.state,transfer.${id}.destination,transfer.${id}.manifest,transfer.${id}.deleted`
 
 function describe (ev) {
   const d = ev.data
   if (ev.topic.endsWith('.state')) return `${d.from ?? '–'} → ${d.to}${d.attempt !== undefined ? ` (attempt ${d.attempt})` : ''}${d.error !== undefined ? ` — ${d.error.code}: ${d.error.message}` : ''}`
   if (ev.topic.endsWith('.destination')) return `destination on ${d.agent}: ${d.state}${d.error !== undefined ? ` — ${d.error.code}: ${d.error.message}` : ''}`
   if (ev.topic.endsWith('.deleted')) return 'deleted'
+  if (ev.topic.endsWith('.manifest')) return `manifest made: ${bytes(d.size)} in pieces of ${bytes(d.pieceSize)}, sha256 ${d.sha256}`
   return JSON.stringify(d)
 }
 
@@ -38,6 +41,8 @@ export function TransferPage ({ id }) {
       }
     }
     const loadRecord = throttle(guard(async () => {
+      // Left the page (or the transfer was deleted) meanwhile: nothing to ask.
+      if (stop.signal.aborted) return
       const rec = await api('GET', `/v1/transfers/${id}`)
       if (!stop.signal.aborted) setT(rec)
     }), 500)
@@ -53,7 +58,8 @@ export function TransferPage ({ id }) {
       onEvent: ev => {
         if (ev.topic.endsWith('.progress')) { setT(cur => cur === undefined ? cur : withProgress(cur, ev.data)); return }
         setEvents(list => merge(list, [ev]))
-        loadRecord()
+        // A deleted record answers 404: the history says so, the record shown stays as it was.
+        if (!ev.topic.endsWith('.deleted')) loadRecord()
       }
     })
     return () => stop.abort()
@@ -79,7 +85,7 @@ export function TransferPage ({ id }) {
       <dt>Created</dt><dd><time datetime=${t.createdAt}>${new Date(t.createdAt).toLocaleString()}</time></dd>
       ${t.finishedAt !== undefined && html`<dt>Finished</dt><dd><time datetime=${t.finishedAt}>${new Date(t.finishedAt).toLocaleString()}</time></dd>`}
     </dl>
-    <p><${CancelButton} transfer=${t} onDone=${setT} onError=${setError} /></p>
+    <p><${Actions} transfer=${t} onChanged=${setT} onDeleted=${() => { window.location.hash = '#/transfers' }} onError=${setError} openRetry=${true} /></p>
     ${t.destinations !== undefined && html`
       <h2>Destinations</h2>
       <div class="table-wrap">
@@ -96,6 +102,7 @@ export function TransferPage ({ id }) {
           </tbody>
         </table>
       </div>`}
+    ${t.destinations !== undefined && html`<${Swarm} id=${t.id} running=${t.state === 'active' || t.state === 'scheduled'} />`}
     <h2>History</h2>
     <ol class="history">
       ${events.map(ev => html`<li key=${ev.seq}><time datetime=${ev.time}>${new Date(ev.time).toLocaleTimeString()}</time> ${describe(ev)}</li>`)}

@@ -3,12 +3,20 @@ import { useEffect, useState } from 'preact/hooks'
 import { html } from './html.js'
 import { api, followEvents, throttle } from './api.js'
 import { STATES } from './format.js'
-import { CancelButton, Progress, StateBadge, rateAndEta, withProgress } from './rows.js'
+import { Progress, StateBadge, rateAndEta, withProgress } from './rows.js'
+import { Actions } from './actions.js'
+import { useCan } from './role.js'
 
 const PAGE = 25
 
+const NO_FILTERS = { agent: '', label: '', q: '' }
+
 export function TransfersPage () {
+  const operator = useCan('operator')
   const [state, setState] = useState('')
+  // The text filters apply on submit (Enter or the button), so typing does not ask the server at every key.
+  const [draft, setDraft] = useState(NO_FILTERS)
+  const [filters, setFilters] = useState(NO_FILTERS)
   // The cursors of the pages before this one: the server pages, the browser never holds more than one page.
   const [cursors, setCursors] = useState([])
   const [page, setPage] = useState()
@@ -19,6 +27,7 @@ export function TransfersPage () {
     const stop = new AbortController()
     const query = new URLSearchParams({ order: 'desc', limit: String(PAGE) })
     if (state !== '') query.set('state', state)
+    for (const [key, value] of Object.entries(filters)) if (value !== '') query.set(key, value)
     if (after !== undefined) query.set('after', after)
     const load = throttle(async () => {
       try {
@@ -40,9 +49,16 @@ export function TransfersPage () {
       }
     })
     return () => stop.abort()
-  }, [state, after])
+  }, [state, filters, after])
 
   const replace = rec => setPage(p => ({ ...p, items: p.items.map(t => t.id === rec.id ? rec : t) }))
+  const drop = rec => setPage(p => ({ ...p, items: p.items.filter(t => t.id !== rec.id) }))
+  const field = (key, label, placeholder) => html`
+    <label>${label}
+      <input name=${key} value=${draft[key]} placeholder=${placeholder} onInput=${e => { const v = e.currentTarget.value; setDraft(d => ({ ...d, [key]: v })) }} />
+    </label>`
+  const apply = e => { e.preventDefault(); setFilters({ agent: draft.agent.trim(), label: draft.label.trim(), q: draft.q.trim() }); setCursors([]) }
+  const filtered = state !== '' || Object.values(filters).some(v => v !== '')
   return html`
     <h1>Transfers</h1>
     <div class="toolbar">
@@ -52,13 +68,19 @@ export function TransfersPage () {
           ${STATES.map(s => html`<option value=${s}>${s}</option>`)}
         </select>
       </label>
-      <a class="button" href="#/submit">New transfer</a>
+      ${operator && html`<a class="button" href="#/submit">New transfer</a>`}
     </div>
+    <form class="filters" role="search" aria-label="Filter transfers" onSubmit=${apply}>
+      ${field('q', 'Text', 'id, file, error…')}
+      ${field('agent', 'Agent', 'store-1')}
+      ${field('label', 'Label', 'team:red')}
+      <button type="submit">Filter</button>
+    </form>
     ${error !== undefined && html`<p class="error" role="alert">${error}</p>`}
     ${page === undefined
       ? html`<p>Loading…</p>`
       : page.items.length === 0
-        ? html`<p>No transfers${state !== '' ? ` ${state}` : ''}.</p>`
+        ? html`<p>No transfers${filtered ? ' match these filters' : ''}.</p>`
         : html`
       <div class="table-wrap">
         <table class="transfers">
@@ -76,7 +98,7 @@ export function TransfersPage () {
                 <td class="num">${live.eta}</td>
                 <td class="num">${t.attempt}</td>
                 <td>${t.lastError !== undefined ? html`<code title=${t.lastError.message}>${t.lastError.code}</code>` : ''}</td>
-                <td><${CancelButton} transfer=${t} onDone=${replace} onError=${setError} /></td>
+                <td><${Actions} transfer=${t} onChanged=${replace} onDeleted=${drop} onError=${setError} /></td>
               </tr>`
             })}
           </tbody>

@@ -22,6 +22,8 @@ export interface SwarmServiceOptions extends Omit<SessionOptions, 'join' | 'sour
   self: string
   issuer: PublicKey
   plugins: PluginSet
+  /** Each session's piece map and bytes served, when they changed (the coordinator's swarm view). */
+  stats?: (s: ControlParams<'swarmStats'>) => void
 }
 
 // A peer that opens a stream and never says hello must not hold it.
@@ -42,6 +44,8 @@ const PIECE_CACHE_BYTES = 32 * 1024 * 1024
 const JOIN_GRACE_MS = 3000
 /** Distributions whose journaled outcome the coordinator acknowledged, remembered until it ends them (bounded). */
 const ACKED_KEPT = 4096
+/** Swarm stats are for a person watching: once a second is live enough, and bounds the control traffic. */
+const STATS_EVERY_MS = 1000
 
 /**
  * The agent's side of /staccato/swarm/1: its distributions, the streams to
@@ -61,6 +65,7 @@ export class SwarmService {
   private readonly acked = new Set<string>()
   /** The join being handled, by distribution. */
   private readonly joining = new Map<string, Promise<void>>()
+  private statsTimer?: NodeJS.Timeout
 
   constructor (opts: SwarmServiceOptions) {
     this.opts = opts
@@ -73,6 +78,16 @@ export class SwarmService {
         stream.abort(toStaccatoError(err))
       })
     }, { maxInboundStreams: 64 })
+    const stats = this.opts.stats
+    if (stats !== undefined) {
+      this.statsTimer = setInterval(() => {
+        for (const { session } of this.sessions.values()) {
+          const s = session.stats()
+          if (s !== undefined) stats(s)
+        }
+      }, STATS_EVERY_MS)
+      this.statsTimer.unref()
+    }
   }
 
   active (): string[] {
@@ -194,6 +209,7 @@ export class SwarmService {
 
   /** The agent stops: sessions end, their journal entries stay for the restart. */
   async stop (): Promise<void> {
+    clearInterval(this.statsTimer)
     const entries = [...this.sessions.values()]
     this.sessions.clear()
     await Promise.all(entries.map(async e => {

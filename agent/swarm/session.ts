@@ -78,6 +78,9 @@ export class SwarmSession {
   private reported = false
   private delivering?: Promise<void>
   private seedFailed = false
+  /** Bytes served to each peer (by peer id) in this session, and whether that or `mine` changed since the last stats. */
+  private readonly served = new Map<string, number>()
+  private statsDirty = true
 
   constructor (opts: SessionOptions) {
     this.opts = opts
@@ -275,6 +278,7 @@ export class SwarmSession {
     }
     // As for requests: a broken stream ends that peer's read loop, which drops it.
     for (const p of this.peers.values()) void p.send({ t: 'have', piece }).catch(() => {})
+    this.statsDirty = true
     if (this.mine.complete()) {
       void this.complete()
     } else {
@@ -340,6 +344,8 @@ export class SwarmSession {
     if (this.opts.upload !== undefined) await this.opts.upload.take(length)
     await peer.send({ t: 'piece', piece, length }, parts)
     this.opts.counters.bytesServed += length
+    this.served.set(peer.peerId, (this.served.get(peer.peerId) ?? 0) + length)
+    this.statsDirty = true
     this.opts.counters.swarmPiecesServed++
   }
 
@@ -415,6 +421,15 @@ export class SwarmSession {
     // Checked when the write is issued: once finished, the outcome is journaled and must not be overwritten.
     if (this.finished) return
     await this.opts.journal.putSwarm(this.entry())
+  }
+
+  /** What changed since the last call, for the coordinator's swarm view; undefined when nothing did. */
+  stats (): ControlParams<'swarmStats'> | undefined {
+    if (!this.statsDirty) return undefined
+    this.statsDirty = false
+    // The busiest peers first: the message holds 64, as many as a participant is told about.
+    const served = [...this.served].sort((a, b) => b[1] - a[1]).slice(0, 64).map(([peerId, bytes]) => ({ peerId, bytes }))
+    return { distributionId: this.id, ...(this.role === 'destination' ? { have: this.mine.toBase64() } : {}), served }
   }
 
   bytesDone (): number {

@@ -86,7 +86,8 @@ export function demoCommand (program: Command): void {
         '',
         'Staccato demo mesh is running.',
         `  REST API   ${ready.apiUrl}`,
-        `  dashboard  ${ready.apiUrl}/ui (sign in with the API token)`,
+        // In the fragment, which the browser never sends: the page keeps it for the tab and takes it out of the address bar.
+        `  dashboard  ${ready.apiUrl}/ui#token=${encodeURIComponent(ready.apiToken)} (opens signed in with the API token)`,
         `  API token  ${ready.apiToken}`,
         `  mesh       ${ready.multiaddrs[0]}`,
         `  join token in ${join(dir, 'coordinator', 'join-token')} (another agent on this host: npx staccato agent --name NAME --coordinator ${ready.multiaddrs[0]} --join-token "$(cat ${join(dir, 'coordinator', 'join-token')})" --volume data=DIR --listen /ip4/127.0.0.1/tcp/0 --data-dir DIR2)`,

@@ -25,6 +25,8 @@ import { changesRoutes } from './changes.ts'
 import { eventStreamRoutes } from './events-sse.ts'
 import { webhookRoutes } from './webhooks.ts'
 import { uiRoutes } from './ui.ts'
+import { watchRoutes } from './watch.ts'
+import { MeshWatch } from '../mesh-watch.ts'
 import type { ApiInstance } from './types.ts'
 
 export { UnauthorizedError, UnknownAgentError } from './errors.ts'
@@ -66,6 +68,8 @@ export interface ApiOptions {
   metrics?: CoordinatorMetrics
   /** A bearer token good for /metrics only (Prometheus' credentials_file); an all-tenants admin token works too. */
   metricsToken?: string
+  /** Swarm piece maps and throughput series (GET /v1/transfers/:id/swarm, GET /v1/throughput); the API makes an idle one when absent. */
+  watch?: MeshWatch
 }
 
 export interface RateLimitOptions {
@@ -170,6 +174,7 @@ export function buildApi (opts: ApiOptions): FastifyInstance {
     changesRoutes(app, { store: opts.store, events })
     eventStreamRoutes(app, { store: opts.store, events })
     webhookRoutes(app, { events })
+    watchRoutes(app, { store: opts.store, watch: opts.watch ?? new MeshWatch(opts.store) })
     uiRoutes(app)
   })
   return app

@@ -127,6 +127,7 @@ export const ListTransfersQuery = Type.Object({
   state: Type.Optional(TransferStateSchema),
   agent: Type.Optional(Type.String({ pattern: AGENT_NAME_PATTERN })),
   label: Type.Optional(Type.String({ pattern: `^${LABEL_KEY}:.{0,${LIMITS.labelValueLength}}$`, description: 'key:value' })),
+  q: Type.Optional(Type.String({ minLength: 1, maxLength: 256, description: 'text in the id, source, destinations, label values or last error (case-insensitive)' })),
   after: Type.Optional(Type.String({ pattern: TRANSFER_ID_PATTERN, description: 'the `next` of the previous page' })),
   limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 })),
   order: Type.Optional(Type.Union([Type.Literal('asc'), Type.Literal('desc')], { description: '`asc` (default): oldest first; `desc`: newest first' }))

@@ -56,6 +56,12 @@ export function tokenRoutes (app: ApiInstance, opts: TokenRouteOptions): void {
   const { tokens } = opts
   const audit = opts.audit ?? ((msg, fields) => app.log.info(fields, msg))
 
+  // Any token may ask what it is: a client (the dashboard) shows only the actions its role allows.
+  app.get('/v1/whoami', {
+    config: { role: 'reader' },
+    schema: { response: { 200: Type.Object({ tokenId: Type.String(), role: RoleSchema, tenant: Type.String() }), ...errorResponses } }
+  }, async req => ({ tokenId: req.principal.tokenId, role: req.principal.role, tenant: req.principal.tenant }))
+
   app.post('/v1/tokens', {
     schema: { body: CreateTokenBody, response: { 201: Type.Object({ ...Secret, ...TokenView.properties }), ...errorResponses } }
   }, async (req, reply) => {

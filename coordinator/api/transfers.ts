@@ -55,13 +55,13 @@ export function transferRoutes (app: ApiInstance, opts: TransferRouteOptions): v
     config: { role: 'reader' },
     schema: { querystring: ListTransfersQuery, response: { 200: TransferPage, ...errorResponses } }
   }, async (req) => {
-    const { state, agent, label, after, limit, order } = req.query
+    const { state, agent, label, q, after, limit, order } = req.query
     let labelFilter: { key: string, value: string } | undefined
     if (label !== undefined) {
       const colon = label.indexOf(':')
       labelFilter = { key: label.slice(0, colon), value: label.slice(colon + 1) }
     }
-    return store.list({ tenant: tenantFilter(req.principal), state, agent, label: labelFilter, after, limit: limit ?? DEFAULT_PAGE, order })
+    return store.list({ tenant: tenantFilter(req.principal), state, agent, label: labelFilter, text: q, after, limit: limit ?? DEFAULT_PAGE, order })
   })
 
   app.get('/v1/transfers/:id', {
@@ -99,6 +99,21 @@ export function transferRoutes (app: ApiInstance, opts: TransferRouteOptions): v
     return canceled
   })
 
+  app.post('/v1/transfers/:id/retry', {
+    config: { role: 'operator' },
+    schema: { params: TransferIdParams, response: { 200: TransferSchema, 201: TransferSchema, ...errorResponses } }
+  }, async (req, reply) => {
+    const rec = visible(store, req.params.id, req.principal)
+    if (rec.state !== 'failed' && rec.state !== 'canceled') throw new InvalidStateError(`transfer ${rec.id} is ${rec.state}; only a failed or canceled one can be retried`)
+    // A finished record never runs again (its history stays as it was): a retry is a new transfer with the same input.
+    const input = retryInput(rec)
+    authorizeSubmission(store, input, req.principal, opts.tenants ?? {})
+    // Keyed on the original: a second click (or a client's retried request) returns the same new transfer.
+    const { record, created } = await store.create(input, { tenant: rec.tenant, idempotencyKey: `retry:${rec.id}` })
+    void reply.header('location', `/v1/transfers/${record.id}`)
+    return reply.code(created ? 201 : 200).send(record)
+  })
+
   app.delete('/v1/transfers/:id', {
     config: { role: 'operator' },
     schema: { params: TransferIdParams, response: { 204: Type.Null(), ...errorResponses } }
@@ -107,6 +122,16 @@ export function transferRoutes (app: ApiInstance, opts: TransferRouteOptions): v
     await store.remove(req.params.id)
     return reply.code(204).send(null)
   })
+}
+
+function retryInput (rec: TransferRecord): TransferInput {
+  const input: TransferInput = { source: rec.source, priority: rec.priority, retries: rec.retries, labels: rec.labels }
+  if (rec.destinations !== undefined) input.destinations = rec.destinations.map(d => d.destination)
+  else input.destination = rec.destination
+  if (rec.checksum !== undefined) input.checksum = rec.checksum
+  if (rec.checksumMode !== undefined) input.checksumMode = rec.checksumMode
+  if (rec.callbackUrl !== undefined) input.callbackUrl = rec.callbackUrl
+  return input
 }
 
 /** Another tenant's transfer answers exactly like a missing one. */

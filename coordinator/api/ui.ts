@@ -23,12 +23,14 @@ const TYPES: Record<string, string> = {
 const VENDOR: Record<string, string> = {
   'preact.mjs': 'preact',
   'hooks.mjs': 'preact/hooks',
-  'htm.mjs': 'htm'
+  'htm.mjs': 'htm',
+  'uplot.mjs': 'uplot/dist/uPlot.esm.js',
+  'uplot.css': 'uplot/dist/uPlot.min.css'
 }
 
 /** Bare specifiers the pages import, mapped to the vendored files. */
 const IMPORT_MAP = JSON.stringify({
-  imports: { preact: `${UI_PREFIX}/vendor/preact.mjs`, 'preact/hooks': `${UI_PREFIX}/vendor/hooks.mjs`, htm: `${UI_PREFIX}/vendor/htm.mjs` }
+  imports: { preact: `${UI_PREFIX}/vendor/preact.mjs`, 'preact/hooks': `${UI_PREFIX}/vendor/hooks.mjs`, htm: `${UI_PREFIX}/vendor/htm.mjs`, uplot: `${UI_PREFIX}/vendor/uplot.mjs` }
 })
 
 interface Asset { body: Buffer, type: string, etag: string }

@@ -60,7 +60,8 @@ describe('staccato demo: its processes live and die with it', () => {
     const d = start(process.execPath, [BIN, ...demoArgs()])
     await until('the demo to be running', () => d.out().includes('Staccato demo mesh is running.') || d.child.exitCode !== null)
     expect(d.out(), d.err()).toContain('Staccato demo mesh is running.')
-    expect(d.out()).toContain(`dashboard  http://127.0.0.1:${ports[0]}/ui (sign in with the API token)`)
+    const apiToken = /API token {2}(\S+)/.exec(d.out())?.[1] as string
+    expect(d.out()).toContain(`dashboard  http://127.0.0.1:${ports[0]}/ui#token=${encodeURIComponent(apiToken)} (opens signed in with the API token)`)
     return { ...d, children: await children() }
   }
 

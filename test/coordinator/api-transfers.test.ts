@@ -162,6 +162,26 @@ describe('REST API: transfers', () => {
       expect(await ids('label=team:green')).toEqual([])
     })
 
+    it('filters by text in the id, locations, label values and last error, case-insensitively', async () => {
+      const red = await create({ ...transferInput('a', 'b', 'Red-Image.img'), labels: { team: 'crimson' } })
+      const blue = await create({ ...transferInput('a', 'c', 'blue.img') })
+      await h.store.transition(blue.id, 'failed', { lastError: { code: 'checksum_mismatch', message: 'bytes differ', retryable: false, attempt: 1, at: new Date().toISOString() } })
+      const ids = async (q: string): Promise<string[]> => {
+        const res = await h.inject({ url: `/v1/transfers?q=${encodeURIComponent(q)}` })
+        expect(res.statusCode, res.body).toBe(200)
+        return res.json().items.map((r: TransferRecord) => r.id)
+      }
+      expect(await ids('red-image')).toEqual([red.id])
+      expect(await ids('CRIMSON')).toEqual([red.id])
+      expect(await ids('checksum_mismatch')).toEqual([blue.id])
+      expect(await ids(blue.id.slice(-8))).toEqual([blue.id])
+      expect(await ids('.img')).toEqual([red.id, blue.id])
+      expect(await ids('nowhere')).toEqual([])
+      // Literal text, not a pattern: '.' is a dot, and '([' is no error.
+      expect(await ids('([')).toEqual([])
+      expect(await ids('red.image')).toEqual([])
+    })
+
     it('uses a default page of 100 and refuses bad queries', async () => {
       const empty = await h.inject({ url: '/v1/transfers' })
       expect(empty.json()).toEqual({ items: [] })
@@ -221,6 +241,32 @@ describe('REST API: transfers', () => {
       expect(res.body).toBe('')
       expect((await h.inject({ url: `/v1/transfers/${id}` })).statusCode).toBe(404)
       expect((await h.inject({ method: 'DELETE', url: `/v1/transfers/${id}` })).statusCode).toBe(404)
+    })
+  })
+
+  describe('POST /v1/transfers/:id/retry', () => {
+    it('submits a failed transfer again as a new one with the same input, once however often it is asked', async () => {
+      const first = await create({ ...ab, priority: 7, retries: 2, labels: { team: 'red' }, checksumMode: 'blake3' })
+      await h.store.transition(first.id, 'failed')
+      const res = await h.inject({ method: 'POST', url: `/v1/transfers/${first.id}/retry` })
+      expect(res.statusCode, res.body).toBe(201)
+      const again = res.json()
+      expect(again.id).not.toBe(first.id)
+      expect(again).toMatchObject({ ...ab, state: 'queued', priority: 7, retries: 2, labels: { team: 'red' }, checksumMode: 'blake3', attempt: 0 })
+      expect(res.headers.location).toBe(`/v1/transfers/${again.id}`)
+      // The failed record stays as it was: its history is not rewritten.
+      expect(h.store.get(first.id)?.state).toBe('failed')
+      const twice = await h.inject({ method: 'POST', url: `/v1/transfers/${first.id}/retry` })
+      expect(twice.statusCode).toBe(200)
+      expect(twice.json().id).toBe(again.id)
+    })
+
+    it('refuses a transfer that has not failed or been canceled with 409, and an unknown one with 404', async () => {
+      const { id } = await create(ab)
+      const res = await h.inject({ method: 'POST', url: `/v1/transfers/${id}/retry` })
+      expect(res.statusCode).toBe(409)
+      expect(res.json().code).toBe('invalid_state')
+      expect((await h.inject({ method: 'POST', url: `/v1/transfers/${UNKNOWN_ID}/retry` })).statusCode).toBe(404)
     })
   })
 })

@@ -31,7 +31,7 @@ describe('the dashboard\'s assets at /ui', () => {
     expect(preact.headers['content-type']).toBe('text/javascript; charset=utf-8')
     const again = await api.app.inject({ method: 'GET', url: '/ui/vendor/preact.mjs', headers: { 'if-none-match': String(preact.headers.etag) } })
     expect(again.statusCode).toBe(304)
-    for (const url of ['/ui/vendor/hooks.mjs', '/ui/vendor/htm.mjs', '/ui/app.js', '/ui/style.css']) {
+    for (const url of ['/ui/vendor/hooks.mjs', '/ui/vendor/htm.mjs', '/ui/vendor/uplot.mjs', '/ui/vendor/uplot.css', '/ui/app.js', '/ui/style.css']) {
       expect((await api.app.inject({ method: 'GET', url })).statusCode, url).toBe(200)
     }
   })

@@ -62,10 +62,10 @@ export async function rawEntries (dir: string, prefix: string): Promise<Array<[s
 }
 
 /** A store with agents a, b and c enrolled, and an API over it; `inject` adds the bearer token. */
-export async function tempApi (opts: { onCancel?: (rec: TransferRecord) => void, tokens?: ApiOptions['tokens'] } = {}) {
+export async function tempApi (opts: { onCancel?: (rec: TransferRecord) => void, tokens?: ApiOptions['tokens'], watch?: (store: TransferStore) => ApiOptions['watch'] } = {}) {
   const h = await tempStore()
   for (const name of ['a', 'b', 'c']) await h.store.putAgent(agent(name))
-  const app = buildApi({ store: h.store, tokens: opts.tokens ?? [TOKEN], onCancel: opts.onCancel })
+  const app = buildApi({ store: h.store, tokens: opts.tokens ?? [TOKEN], onCancel: opts.onCancel, watch: opts.watch?.(h.store) })
   return {
     app,
     store: h.store,

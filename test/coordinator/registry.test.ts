@@ -45,7 +45,8 @@ describe('agent registry', () => {
       report: async (r, { agent }) => { reports.push({ agent, transferId: r.transferId }); return {} },
       swarmReport: async () => ({}),
       progress: async () => {},
-      swarmProgress: async () => {}
+      swarmProgress: async () => {},
+      swarmStats: async () => {}
     }
     // A node that only hands over the handler: the tests connect agents themselves.
     const node = { handle: async (_protocol: string, handler: typeof accept) => { accept = handler } } as unknown as MeshNode

@@ -18,3 +18,18 @@ export function browserAvailable (): boolean {
 export function requireBrowser (): void {
   if (!existsSync(CHROMIUM)) throw new Error(`CI=true and no chromium at ${CHROMIUM}: the dashboard's browser tests cannot run (.ci/run installs Debian's chromium)`)
 }
+
+/** Debian's firefox-esr, driven over WebDriver BiDi by puppeteer-core; STACCATO_FIREFOX points elsewhere. */
+export const FIREFOX = process.env.STACCATO_FIREFOX ?? '/usr/bin/firefox-esr'
+
+/** As browserAvailable, for Firefox: a failure under CI=true, a skip with the reason elsewhere. */
+export function firefoxAvailable (): boolean {
+  if (existsSync(FIREFOX)) return true
+  if (process.env.CI === 'true') return true
+  process.stderr.write(`dashboard Firefox tests skipped: no firefox at ${FIREFOX} (apt-get install firefox-esr, or set STACCATO_FIREFOX)\n`)
+  return false
+}
+
+export function requireFirefox (): void {
+  if (!existsSync(FIREFOX)) throw new Error(`CI=true and no firefox at ${FIREFOX}: the dashboard's Firefox tests cannot run (install Debian's firefox-esr)`)
+}

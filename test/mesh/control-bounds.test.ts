@@ -38,6 +38,7 @@ describe('control channel: bounded work and buffers per peer', () => {
     swarmReport: async () => ({}),
     heartbeat: async () => {},
     progress: async () => {},
+    swarmStats: async () => {},
     swarmProgress: async () => {}
   }
   const report = { transferId: 'tr_x', attempt: 1, outcome: 'failed' as const }

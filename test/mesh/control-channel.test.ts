@@ -37,7 +37,8 @@ async function pair (opts: { gate?: (method: string) => void, agent?: Partial<Co
     swarmReport: async () => ({}),
     heartbeat: async (p, ctx) => { seen.push({ method: `heartbeat from ${ctx.peer}`, params: p }) },
     progress: async () => { throw new TypeError('a bug in a cast handler') },
-    swarmProgress: note('swarmProgress')
+    swarmProgress: note('swarmProgress'),
+    swarmStats: note('swarmStats')
   }
   const agent: AgentEnd = new ControlChannel(a, AGENT_SIDE, {
     table: { handlers: agentHandlers, context: () => undefined },

@@ -120,6 +120,7 @@ describe('toStaccatoError: unknown is internal, a lost connection is network', (
             swarmReport: async () => ({}),
             heartbeat: async () => {},
             progress: async () => {},
+            swarmStats: async () => {},
             swarmProgress: async () => {}
           },
           context: () => undefined

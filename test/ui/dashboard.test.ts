@@ -7,10 +7,13 @@ import type { Browser, Page } from 'playwright-core'
 import { TestMesh } from '../helpers/mesh.ts'
 import { CHROMIUM, browserAvailable, requireBrowser } from '../helpers/browser.ts'
 
+/** How long a page action (a click, a focus) may wait for its element, far above any figure seen under load. */
+const ACTION_WAIT = 120_000
+
 const MiB = 1024 * 1024
 const ARTIFACTS = new URL('../../test-artifacts/', import.meta.url).pathname
 // Generous: agents start slowly on a loaded 2-core machine; every wait ends as soon as its condition holds.
-const WAIT = 60_000
+const WAIT = 120_000
 
 /**
  * The dashboard in a real chromium against a real coordinator and agents:
@@ -36,6 +39,8 @@ describe.skipIf(!browserAvailable())('the dashboard in a browser', () => {
     // CI runs as root, where chromium's sandbox cannot start; containers often have a small /dev/shm.
     browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-dev-shm-usage'] })
     page = await browser.newPage({ viewport: { width: 1200, height: 700 } })
+    // Every action waits as long as the waits do: playwright's 30 s default ran out at load 25.
+    page.setDefaultTimeout(ACTION_WAIT)
     // A script or style the CSP refused, or an error in the page, shows here.
     // Failed requests are checked by URL below, not by the console's line without one.
     page.on('console', msg => { if (msg.type() === 'error' && !msg.text().startsWith('Failed to load resource')) problems.push(msg.text()) })
@@ -48,6 +53,8 @@ describe.skipIf(!browserAvailable())('the dashboard in a browser', () => {
   })
 
   const row = (id: string): string => `tr[data-transfer="${id}"]`
+  let canceledId = ''
+  const facts = (): ReturnType<Page['locator']> => page.locator('.facts [data-state]')
   // The page's content only, without the empty viewport below it.
   const shot = async (name: string): Promise<void> => { await page.locator('#app').screenshot({ path: join(ARTIFACTS, `${name}.png`) }) }
 
@@ -125,6 +132,7 @@ describe.skipIf(!browserAvailable())('the dashboard in a browser', () => {
   it('cancels a running transfer from the list', async () => {
     await writeFile(join(mesh.volume('store-1'), 'slow.bin'), randomBytes(64 * MiB))
     const t = await mesh.submit('agent://store-1/vol/slow.bin', 'agent://slow-1/vol/slow.bin')
+    canceledId = t.id
     await page.click('nav >> text=Transfers')
     await page.locator(`${row(t.id)} [data-state]`, { hasText: 'active' }).waitFor({ timeout: WAIT })
     // Its bar moves with the progress events before it is canceled.
@@ -148,6 +156,97 @@ describe.skipIf(!browserAvailable())('the dashboard in a browser', () => {
     expect(ids).toEqual([...ids].sort().reverse())
   })
 
+  it('retries the canceled transfer from its page, cancels the retry there and deletes it', async () => {
+    await page.goto(`${mesh.ready.apiUrl}/ui#/transfers/${canceledId}`)
+    await facts().filter({ hasText: 'canceled' }).waitFor({ timeout: WAIT })
+    await page.click('button:has-text("Retry")')
+    await page.waitForURL(url => /tr_[0-9A-Z]+$/.exec(url.hash)?.[0] !== canceledId, { timeout: WAIT })
+    const retry = /tr_[0-9A-Z]+$/.exec(page.url())?.[0] as string
+    expect(retry).not.toBe(canceledId)
+    expect((await mesh.transfer(canceledId)).state).toBe('canceled')
+    await page.locator('.facts code', { hasText: 'agent://slow-1/vol/slow.bin' }).waitFor({ timeout: WAIT })
+    await page.click('button:has-text("Cancel")')
+    await facts().filter({ hasText: 'canceled' }).waitFor({ timeout: WAIT })
+    expect((await mesh.transfer(retry)).state).toBe('canceled')
+    // Deleting asks twice.
+    await page.click('button:has-text("Delete")')
+    await page.click('button:has-text("Really delete")')
+    await page.locator('h1', { hasText: 'Transfers' }).waitFor({ timeout: WAIT })
+    expect((await mesh.api('GET', `/v1/transfers/${retry}`)).status).toBe(404)
+  })
+
+  it('filters the list on the server by text', async () => {
+    await page.fill('form.filters input[name=q]', 'DIST.BIN')
+    await page.press('form.filters input[name=q]', 'Enter')
+    await mesh.until(async () => (await page.locator('tbody tr').count()) === 1, WAIT, 'only the distribution listed')
+    expect(await page.locator('tbody tr .route').textContent()).toContain('2 destinations')
+    await page.fill('form.filters input[name=q]', '')
+    await page.press('form.filters input[name=q]', 'Enter')
+    await mesh.until(async () => (await page.locator('tbody tr').count()) > 1, WAIT, 'every transfer listed again')
+  })
+
+  it('shows a distribution\'s piece map while it runs, then every piece everywhere and who served whom', async () => {
+    // Six pieces of 4 MiB; slow-1 downloads at 1 MiB/s, so the swarm runs for a while.
+    await writeFile(join(mesh.volume('store-1'), 'swarm.bin'), randomBytes(24 * MiB))
+    const created = await mesh.api('POST', '/v1/transfers', { source: 'agent://store-1/vol/swarm.bin', destinations: ['agent://fast-1/vol/swarm.bin', 'agent://slow-1/vol/swarm.bin'] })
+    const id = (created.body as { id: string }).id
+    await page.goto(`${mesh.ready.apiUrl}/ui#/transfers/${id}`)
+    const strip = (agent: string): ReturnType<Page['locator']> => page.locator(`table.piece-map tr[data-participant="${agent}"] canvas`)
+    await strip('slow-1').waitFor({ timeout: WAIT })
+    expect(await strip('slow-1').getAttribute('data-pieces')).toBe('6')
+    expect(await strip('store-1').getAttribute('data-have')).toBe('6')
+    await mesh.until(async () => {
+      const running = (await facts().textContent()) === 'active'
+      const have = Number(await strip('fast-1').getAttribute('data-have'))
+      return running && have > 0
+    }, WAIT, 'pieces arriving at fast-1 while the distribution runs')
+    await shot('swarm')
+    await facts().filter({ hasText: 'succeeded' }).waitFor({ timeout: WAIT })
+    for (const agent of ['fast-1', 'slow-1']) await page.locator(`table.piece-map tr[data-participant="${agent}"] canvas[data-have="6"]`).waitFor({ timeout: WAIT })
+    expect(await page.locator('table.served tbody tr').count()).toBeGreaterThan(0)
+    expect(Number(await page.locator('[data-seed-uploaded]').getAttribute('data-seed-uploaded'))).toBeGreaterThan(0)
+  })
+
+  it('draws the throughput of the mesh and of one agent over the last hour', async () => {
+    await page.click('nav >> text=Throughput')
+    await page.locator('.chart canvas').first().waitFor({ timeout: WAIT })
+    await mesh.until(async () => (await page.locator('[data-total="rx"]').textContent()) !== '0 B', WAIT, 'bytes received in the chart')
+    await page.selectOption('.toolbar select', 'fast-1')
+    await mesh.until(async () => (await page.locator('[data-total="rx"]').textContent()) !== '0 B', WAIT, 'bytes received by fast-1')
+    await shot('throughput')
+  })
+
+  it('lets an admin create a token, shown once, and revoke it', async () => {
+    await page.click('nav >> text=Tokens')
+    await page.selectOption('form.token-form select[name=role]', 'operator')
+    await page.fill('form.token-form input[name=name]', 'made-in-the-dashboard')
+    await page.click('form.token-form button[type=submit]')
+    const secret = (await page.locator('#new-token code').textContent()) ?? ''
+    expect(secret.length).toBeGreaterThan(20)
+    const row = page.locator('table.tokens tbody tr', { hasText: 'made-in-the-dashboard' })
+    await row.locator('[data-token-state]', { hasText: 'valid' }).waitFor({ timeout: WAIT })
+    expect((await mesh.api('GET', '/v1/whoami', undefined, { authorization: `Bearer ${secret}` })).body).toMatchObject({ role: 'operator', tenant: 'default' })
+    await row.locator('button:has-text("Revoke")').click()
+    await row.locator('[data-token-state]', { hasText: 'revoked' }).waitFor({ timeout: WAIT })
+    expect((await mesh.api('GET', '/v1/whoami', undefined, { authorization: `Bearer ${secret}` })).status).toBe(401)
+    await shot('tokens')
+  })
+
+  it('opens signed in from the address npm start prints, and takes the token out of the address bar', async () => {
+    const context = await browser.newContext()
+    try {
+      const tab = await context.newPage()
+      // Every action waits as long as the waits do: playwright's 30 s default ran out at load 25.
+      tab.setDefaultTimeout(ACTION_WAIT)
+      await tab.goto(`${mesh.ready.apiUrl}/ui#token=${encodeURIComponent(mesh.ready.apiToken)}`)
+      await tab.locator('h1', { hasText: 'Transfers' }).waitFor({ timeout: WAIT })
+      expect(tab.url()).not.toContain('token')
+      expect(await tab.evaluate(() => sessionStorage.getItem('staccato.token'))).toBe(mesh.ready.apiToken)
+    } finally {
+      await context.close()
+    }
+  })
+
   it('shows the agents, and one going offline when its process is killed', async () => {
     await page.click('nav >> text=Agents')
     const status = (name: string): string => `tr[data-agent="${name}"] [data-status]`
@@ -165,10 +264,15 @@ describe.skipIf(!browserAvailable())('the dashboard in a browser', () => {
     const context = await browser.newContext()
     try {
       const reader = await context.newPage()
+      // Every action waits as long as the waits do: playwright's 30 s default ran out at load 25.
+      reader.setDefaultTimeout(ACTION_WAIT)
       await reader.goto(`${mesh.ready.apiUrl}/ui`)
       await reader.fill('#token', token)
       await reader.press('#token', 'Enter')
       await reader.locator('tbody tr').first().waitFor({ timeout: WAIT })
+      // A reader sees, and is offered nothing it may not do.
+      expect(await reader.locator('main button:has-text("Cancel"), main button:has-text("Delete"), main button:has-text("Retry")').count()).toBe(0)
+      expect(await reader.locator('a:has-text("New transfer"), nav a:has-text("Tokens")').count()).toBe(0)
       await reader.click('nav >> text=Agents')
       await reader.locator('[role=alert]', { hasText: 'a reader token may not GET /v1/agents (needs admin)' }).waitFor({ timeout: WAIT })
       expect((await mesh.api('DELETE', `/v1/tokens/${id}`)).status).toBe(204)
