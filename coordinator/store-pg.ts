@@ -113,6 +113,7 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
       await store.#load()
       await store.#listen(url)
     } catch (err) {
+      // Opening failed: the caller gets that error; a listener that will not end cleanly changes nothing for it.
       await store.#listener?.end().catch(() => {})
       await pool.end()
       throw unavailable(err)
@@ -153,6 +154,7 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
     if (this.#closed) return
     this.#closed = true
     await this.#writes.idle()
+    // Only wake-ups travel on the listener: every write is already committed, so a failed end loses nothing.
     await this.#listener?.end().catch(() => {})
     await this.#pool.end()
   }

@@ -159,6 +159,7 @@ async function copyBlob (o: LayoutCopyOptions, from: URL, target: URL, d: Descri
     return n - offset
   } catch (err) {
     const e = toStaccatoError(err)
+    // The copy's error is what the caller needs; an abort that fails leaves a partial the next attempt replaces.
     await writer.abort({ keepPartial: e.retryable && !(e instanceof SourceChangedError) }).catch(() => {})
     throw e
   }
@@ -178,6 +179,7 @@ async function reopen (o: LayoutCopyOptions, d: Descriptor, open: (offset: numbe
     }
     await writer.abort({ keepPartial: false })
   } catch {
+    // Best effort, as above: a partial left behind is replaced by the next attempt.
     await writer?.abort({ keepPartial: false }).catch(() => {})
   }
   return { hash: createHash('sha256'), offset: 0 }
