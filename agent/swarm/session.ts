@@ -11,12 +11,13 @@ import { Bitfield } from './bitfield.ts'
 import { PiecePicker } from './picker.ts'
 import type { PieceCache } from './piece-cache.ts'
 import { pieceCount, pieceRange } from './manifest.ts'
-import type { SwarmPeer } from './peer.ts'
+import type { PeerLink } from './peer-link.ts'
+import { asksAsSole, seedRefusal } from './super-seed.ts'
 import { discardPartial, openPieceWriter, sourceStorage, writerStorage } from './storage.ts'
 import type { PieceStorage } from './storage.ts'
 
 /** Requests in flight to one peer: 4 pieces of 4 MiB keep a LAN link busy without hoarding pieces. */
-const MAX_OUTSTANDING = 4
+export const MAX_OUTSTANDING = 4
 /** Verified pieces are synced and journaled at least this often, so a crash loses little. */
 const FLUSH_EVERY_MS = 1000
 /** The whole-file check reads the assembled object back in reads of this size. */
@@ -37,6 +38,8 @@ export interface SessionOptions {
   download?: TokenBucket
   /** Test mode: flip a byte in every piece served, to prove peers detect and drop a corrupt peer. */
   corruptServedPieces: boolean
+  /** Runs `fn` every `ms` until the returned stop is called; setInterval unless a test drives time itself. */
+  every?: (ms: number, fn: () => void) => () => void
   log: (msg: string, fields?: Record<string, unknown>, level?: 'info' | 'warn' | 'error') => void
   progress: (p: ControlParams<'swarmProgress'>) => void
   report: (r: ControlParams<'swarmReport'>) => Promise<void>
@@ -54,7 +57,7 @@ export class SwarmSession {
   readonly role: 'seed' | 'destination'
   readonly manifest: Manifest
   readonly mine: Bitfield
-  readonly peers = new Map<string, SwarmPeer>()
+  readonly peers = new Map<string, PeerLink>()
   /** Peers caught sending a bad piece: never talked to again in this distribution. */
   readonly banned = new Set<string>()
   private readonly opts: SessionOptions
@@ -65,9 +68,12 @@ export class SwarmSession {
   private storage?: PieceStorage
   private writer?: WriterAt
   private dirty = false
-  private flushTimer?: NodeJS.Timeout
+  private stopTicks?: () => void
   private finished = false
   private closed = false
+  /** Pieces the seed said are held by peers we do not reach, and the tick at which we first heard it. */
+  private readonly heldAway = new Map<number, number>()
+  private ticks = 0
   private readonly serveQueues = new Map<string, Array<{ piece: number, sole: boolean }>>()
   private outcome?: ControlParams<'swarmReport'>
   private reported = false
@@ -115,7 +121,7 @@ export class SwarmSession {
       this.opts.log('distribution resumed from journal', { distributionId: this.id, pieces: this.mine.count(), of: this.pieces })
     }
     await this.journalHave()
-    this.flushTimer = setInterval(() => { void this.tick() }, FLUSH_EVERY_MS)
+    this.stopTicks = (this.opts.every ?? every)(FLUSH_EVERY_MS, () => { void this.tick() })
     if (this.mine.complete()) void this.complete()
   }
 
@@ -141,7 +147,7 @@ export class SwarmSession {
   }
 
   /** A peer passed the hello exchange. */
-  attach (peer: SwarmPeer): void {
+  attach (peer: PeerLink): void {
     const old = this.peers.get(peer.peerId)
     if (old !== undefined) this.detach(old)
     this.peers.set(peer.peerId, peer)
@@ -157,7 +163,7 @@ export class SwarmSession {
     this.fill(peer)
   }
 
-  private detach (peer: SwarmPeer): void {
+  private detach (peer: PeerLink): void {
     if (this.peers.get(peer.peerId) !== peer) return
     this.peers.delete(peer.peerId)
     this.serveQueues.delete(peer.peerId)
@@ -172,7 +178,7 @@ export class SwarmSession {
   }
 
   /** Keeps up to MAX_OUTSTANDING requests in flight to `peer`. */
-  private fill (peer: SwarmPeer): void {
+  private fill (peer: PeerLink): void {
     if (this.role === 'seed' || this.finished || peer.isClosed) return
     while (peer.inflight.size < MAX_OUTSTANDING) {
       const piece = this.picker.pick(peer.peerId, peer.have, peer.refused)
@@ -188,16 +194,23 @@ export class SwarmSession {
    * dropped them, or cannot connect), ask the seed again as its sole source;
    * otherwise the piece comes from the holders, or from whoever gets it first.
    */
-  private onReject (peer: SwarmPeer, piece: number, holders: string[]): void {
+  private onReject (peer: PeerLink, piece: number, holders: string[]): void {
     peer.inflight.delete(piece)
     this.picker.release(piece, peer.peerId)
     const reachable = holders.some(h => this.peers.get(h)?.isClosed === false)
-    if (holders.length > 0 && !reachable) peer.soleFor.add(piece)
+    if (holders.length > 0 && !reachable && !this.heldAway.has(piece)) this.heldAway.set(piece, this.ticks)
+    if (asksAsSole(holders.length, reachable, this.inFlight(), this.heldAway.get(piece), this.ticks)) peer.soleFor.add(piece)
     else peer.refused.add(piece)
     this.fillAll()
   }
 
-  private async onPiece (peer: SwarmPeer, piece: number, parts: Uint8Array[]): Promise<void> {
+  private inFlight (): number {
+    let n = 0
+    for (const p of this.peers.values()) n += p.inflight.size
+    return n
+  }
+
+  private async onPiece (peer: PeerLink, piece: number, parts: Uint8Array[]): Promise<void> {
     peer.inflight.delete(piece)
     if (this.mine.has(piece) || this.finished || piece >= this.pieces) {
       this.picker.release(piece, peer.peerId)
@@ -236,6 +249,7 @@ export class SwarmSession {
     this.opts.cache.put(this.id, piece, parts)
     this.opts.counters.bytesReceived += length
     this.mine.set(piece)
+    this.heldAway.delete(piece)
     this.dirty = true
     for (const other of this.picker.received(piece)) {
       const p = this.peers.get(other)
@@ -254,14 +268,14 @@ export class SwarmSession {
     }
   }
 
-  private enqueueServe (peer: SwarmPeer, piece: number, sole: boolean): void {
+  private enqueueServe (peer: PeerLink, piece: number, sole: boolean): void {
     const queue = this.serveQueues.get(peer.peerId) ?? []
     queue.push({ piece, sole })
     this.serveQueues.set(peer.peerId, queue)
     if (queue.length === 1) void this.serveLoop(peer)
   }
 
-  private async serveLoop (peer: SwarmPeer): Promise<void> {
+  private async serveLoop (peer: PeerLink): Promise<void> {
     while (!peer.isClosed && !this.closed) {
       const queue = this.serveQueues.get(peer.peerId)
       const next = queue?.[0]
@@ -280,7 +294,7 @@ export class SwarmSession {
     }
   }
 
-  private async serve (peer: SwarmPeer, piece: number, sole: boolean): Promise<void> {
+  private async serve (peer: PeerLink, piece: number, sole: boolean): Promise<void> {
     if (!this.mine.has(piece)) {
       await peer.send({ t: 'reject', piece, reason: 'not here' })
       return
@@ -307,21 +321,13 @@ export class SwarmSession {
     this.opts.counters.swarmPiecesServed++
   }
 
-  /**
-   * Super-seeding: the seed's upload is the scarce resource, so it sends a
-   * piece a second time only when nobody can get it elsewhere: the peer it
-   * went to is gone without having announced it, or the asker says it reaches
-   * none of the holders (`sole`: it dropped them, or sits behind a firewall).
-   * No timers: under load a slow peer delays, it does not duplicate.
-   */
-  private seedRefusal (asker: SwarmPeer, piece: number, sole: boolean): { reason: string, holders?: string[] } | undefined {
+  /** The seed's answer to a request for a piece it sent before (super-seed.ts decides). */
+  private seedRefusal (asker: PeerLink, piece: number, sole: boolean): { reason: string, holders?: string[] } | undefined {
     const sentTo = this.sentTo.get(piece)
     if (sentTo === undefined) return undefined
     const holders = [...this.peers.values()].filter(p => p !== asker && p.have.has(piece)).map(p => p.peerId)
-    if (holders.length > 0) return sole ? undefined : { reason: 'peers have this piece; fetch it there', holders }
     const recipient = this.peers.get(sentTo)
-    if (recipient !== undefined && recipient !== asker && !recipient.isClosed) return { reason: 'this piece is on its way to a peer; fetch it there', holders: [sentTo] }
-    return undefined
+    return seedRefusal({ sentTo, holders, sole, recipientElsewhere: recipient !== undefined && recipient !== asker && !recipient.isClosed })
   }
 
   /**
@@ -353,6 +359,7 @@ export class SwarmSession {
   }
 
   private async tick (): Promise<void> {
+    this.ticks++
     await this.flush().catch(err => this.opts.log('could not journal pieces', { distributionId: this.id, error: String(err) }))
     // A piece a peer refused (the seed sends each piece once first) may be all that is left: ask again.
     for (const p of this.peers.values()) {
@@ -391,7 +398,7 @@ export class SwarmSession {
   private async complete (): Promise<void> {
     if (this.finished) return
     this.finished = true
-    clearInterval(this.flushTimer)
+    this.stopTicks?.()
     const destination = this.opts.join.destination as string
     try {
       const writer = this.writer as WriterAt
@@ -415,7 +422,7 @@ export class SwarmSession {
   /** This destination cannot finish (a failed write, a bad assembled file, a refused commit). */
   private async fail (e: StaccatoError): Promise<void> {
     this.finished = true
-    clearInterval(this.flushTimer)
+    this.stopTicks?.()
     const destination = this.opts.join.destination as string
     this.opts.log('distribution failed here', { distributionId: this.id, destination, code: e.code, error: e.message })
     await this.finish({ distributionId: this.id, destination, outcome: 'failed', error: e.toJSON() })
@@ -460,7 +467,7 @@ export class SwarmSession {
   async close (removePartial: boolean, ended = removePartial): Promise<void> {
     if (this.closed) return
     this.closed = true
-    clearInterval(this.flushTimer)
+    this.stopTicks?.()
     this.opts.cache.forget(this.id)
     for (const p of this.peers.values()) p.close()
     this.peers.clear()
@@ -478,6 +485,11 @@ export class SwarmSession {
     // No writer: a session restored finished after a restart, whose partial may still be there.
     else if (removePartial && this.role === 'destination') await discardPartial(this.destinationPlace(), this.id)
   }
+}
+
+function every (ms: number, fn: () => void): () => void {
+  const timer = setInterval(fn, ms)
+  return () => { clearInterval(timer) }
 }
 
 /** Test mode: the piece with its first byte flipped, leaving the cached original alone. */
