@@ -5,7 +5,7 @@ import type { TransferStore } from './store.ts'
 import type { DestinationStatus, TransferRecord } from './model.ts'
 import { TERMINAL_STATES } from './model.ts'
 import type { AgentRegistry } from './registry.ts'
-import { choosePeers } from './peer-set.ts'
+import { SEED_FANOUT, choosePeers } from './peer-set.ts'
 
 export interface DistributionOptions {
   store: TransferStore
@@ -16,7 +16,7 @@ export interface DistributionOptions {
   pieceSize: number
   /** Peers named to each participant (Kraken hands out a bounded random subset). */
   peersPerParticipant: number
-  /** About how many destinations are given the seed as a peer (peer-set.ts); by default 4 × peersPerParticipant. */
+  /** About how many destinations are given the seed as a peer (peer-set.ts); by default SEED_FANOUT. */
   seedFanout?: number
   ticketTtlSeconds: number
 }
@@ -76,7 +76,7 @@ export class DistributionManager {
     const role = agent === seed ? 'seed' : 'destination'
     const others = this.participants(rec).filter(a => a !== agent && registry.isOnline(a))
     const size = this.opts.peersPerParticipant
-    const chosen = choosePeers({ seed, others, prefer, size, seedFanout: this.opts.seedFanout ?? size * 4, random: Math.random })
+    const chosen = choosePeers({ seed, others, prefer, size, seedFanout: this.opts.seedFanout ?? SEED_FANOUT, random: Math.random })
     const peers = chosen.flatMap(name => {
       const a = store.getAgent(name)
       return a !== undefined ? [{ name, peerId: a.peerId, addrs: a.addrs }] : []
