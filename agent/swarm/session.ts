@@ -16,8 +16,14 @@ import { asksAsSole, seedRefusal } from './super-seed.ts'
 import { discardPartial, openPieceWriter, sourceStorage, writerStorage } from './storage.ts'
 import type { PieceStorage } from './storage.ts'
 
-/** Requests in flight to one peer: 4 pieces of 4 MiB keep a LAN link busy without hoarding pieces. */
-export const MAX_OUTSTANDING = 4
+/**
+ * Requests in flight to one peer. A peer serves its requests in order, so a
+ * deep queue holds a rare piece behind common ones: bench:swarm-sim
+ * (N = 1,000, uniform caps) gives p99 1.58 × the bound with 4 and 1.36 × with
+ * 2, and with churn 3.97 × against 2.69 ×. Two pieces per peer, times a peer
+ * set of up to 16, still keep a link busy.
+ */
+export const MAX_OUTSTANDING = 2
 /** Verified pieces are synced and journaled at least this often, so a crash loses little. */
 const FLUSH_EVERY_MS = 1000
 /** The whole-file check reads the assembled object back in reads of this size. */
