@@ -29,6 +29,12 @@ const FLUSH_EVERY_MS = 1000
 /** The whole-file check reads the assembled object back in reads of this size. */
 const VERIFY_READ = 4 * 1024 * 1024
 
+/** The session's ticker outside tests. */
+function every (ms: number, fn: () => void): () => void {
+  const timer = setInterval(fn, ms)
+  return () => { clearInterval(timer) }
+}
+
 export interface SessionOptions {
   join: ControlParams<'swarmJoin'>
   /** This agent's name and plug-ins: a destination writes its pieces through the plug-in that holds it. */
@@ -38,14 +44,14 @@ export interface SessionOptions {
   source?: Resolved
   journal: Journal
   counters: AgentCounters
+  /** Runs `fn` every `ms` until the returned stop is called; setInterval unless a test drives time itself. */
+  every?: (ms: number, fn: () => void) => () => void
   /** The agent's cache of pieces to serve, shared by its distributions. */
   cache: PieceCache
   upload?: TokenBucket
   download?: TokenBucket
   /** Test mode: flip a byte in every piece served, to prove peers detect and drop a corrupt peer. */
   corruptServedPieces: boolean
-  /** Runs `fn` every `ms` until the returned stop is called; setInterval unless a test drives time itself. */
-  every?: (ms: number, fn: () => void) => () => void
   log: (msg: string, fields?: Record<string, unknown>, level?: 'info' | 'warn' | 'error') => void
   progress: (p: ControlParams<'swarmProgress'>) => void
   report: (r: ControlParams<'swarmReport'>) => Promise<void>
@@ -491,11 +497,6 @@ export class SwarmSession {
     // No writer: a session restored finished after a restart, whose partial may still be there.
     else if (removePartial && this.role === 'destination') await discardPartial(this.destinationPlace(), this.id)
   }
-}
-
-function every (ms: number, fn: () => void): () => void {
-  const timer = setInterval(fn, ms)
-  return () => { clearInterval(timer) }
 }
 
 /** Test mode: the piece with its first byte flipped, leaving the cached original alone. */
