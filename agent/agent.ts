@@ -7,8 +7,8 @@ import { pino, stdTimeFunctions } from 'pino'
 import type { Logger } from 'pino'
 import { createMeshNode, issuerKey, loadOrCreateIdentity, InvalidArgumentError, PACKAGE_VERSION } from '../mesh/index.ts'
 import type { MeshNode } from '../mesh/index.ts'
-import { file, random, nullSink, http, https, loadPlugins } from '../protocols/index.ts'
-import type { Volume } from '../protocols/index.ts'
+import { file, random, nullSink, http, https, oci, loadPlugins } from '../protocols/index.ts'
+import type { RegistryConfig, Volume } from '../protocols/index.ts'
 import { Journal } from './journal.ts'
 import { Executor } from './executor.ts'
 import { ControlClient } from './control-client.ts'
@@ -40,6 +40,8 @@ export interface AgentConfig {
   plugins: string[]
   /** Address classes or CIDR ranges the http(s) plug-ins may reach although refused by default; none when absent. */
   allowAddresses?: string[]
+  /** Settings and credentials per OCI registry host, for the oci plug-in; they go nowhere else. */
+  registries?: Record<string, RegistryConfig>
   joinToken?: string
   /** Bytes per second; unlimited when absent. */
   maxUploadRate?: number
@@ -52,8 +54,16 @@ export interface AgentConfig {
   syncEveryBytes: number
   syncEveryMs: number
   logLevel: string
-  /** Test mode only: corrupt every swarm piece this agent serves (proves that peers drop a bad peer). */
-  testCorruptPieces?: boolean
+}
+
+/**
+ * What a caller composes into an agent around its parts, without a branch in
+ * the agent's code: the tests' fault injection (test/fixtures/faults/) wraps
+ * the node to damage bytes on their way out.
+ */
+export interface AgentSeams {
+  /** Wraps the libp2p node before any part of the agent uses it. */
+  wrapNode?: (node: MeshNode) => MeshNode
 }
 
 export interface Agent {
@@ -67,7 +77,7 @@ export interface Agent {
   stop(): Promise<void>
 }
 
-export async function startAgent (config: AgentConfig, onFatal: (err: Error) => void = () => {}): Promise<Agent> {
+export async function startAgent (config: AgentConfig, onFatal: (err: Error) => void = () => {}, seams: AgentSeams = {}): Promise<Agent> {
   const logger: Logger = pino({ name: `agent:${config.name}`, level: config.logLevel, timestamp: stdTimeFunctions.isoTime, redact: { paths: LOG_REDACT, censor: '[redacted]' } })
   const log = (msg: string, fields?: Record<string, unknown>, level: 'info' | 'warn' | 'error' = 'info'): void => logger[level](fields ?? {}, msg)
   const coordinatorAddr = multiaddr(config.coordinator)
@@ -76,19 +86,20 @@ export async function startAgent (config: AgentConfig, onFatal: (err: Error) => 
   const issuer = issuerKey(coordinatorId)
 
   const privateKey = await loadOrCreateIdentity(config.dataDir)
-  const journal = await Journal.open(join(config.dataDir, 'journal'))
+  const journal = await Journal.open(join(config.dataDir, 'journal'), {
+    onCorrupt: (key, error) => log('journal entry does not parse; left out (that transfer or distribution starts from zero)', { key, error: error.message }, 'warn')
+  })
   const httpOptions = { allowAddresses: config.allowAddresses ?? [] }
   const extra = await loadPlugins(config.plugins, process.cwd())
-  const byScheme = pluginsByScheme([random(), nullSink(), http(httpOptions), https(httpOptions)], extra, config.plugins)
+  const byScheme = pluginsByScheme([random(), nullSink(), http(httpOptions), https(httpOptions), oci({ ...httpOptions, registries: config.registries })], extra, config.plugins)
   const plugins = { volumes: file({ volumes: config.volumes }), byScheme }
   const counters = newCounters()
   const upload = config.maxUploadRate !== undefined ? new TokenBucket(config.maxUploadRate) : undefined
   const download = config.maxDownloadRate !== undefined ? new TokenBucket(config.maxDownloadRate) : undefined
 
-  const node = await createMeshNode({ privateKey, listen: config.listen })
-  // Test mode only (STACCATO_TEST_CORRUPT_DATA=N): damage the next N data streams in transit.
-  const corruptStreams = { remaining: Number(process.env.STACCATO_TEST_CORRUPT_DATA ?? 0) || 0 }
-  await startDataServer({ node, self: config.name, issuer, plugins, counters, upload, log, corruptStreams })
+  const created = await createMeshNode({ privateKey, listen: config.listen })
+  const node = seams.wrapNode?.(created) ?? created
+  await startDataServer({ node, self: config.name, issuer, plugins, counters, upload, log })
   const swarm = new SwarmService({
     node,
     self: config.name,
@@ -98,7 +109,6 @@ export async function startAgent (config: AgentConfig, onFatal: (err: Error) => 
     counters,
     upload,
     download,
-    corruptServedPieces: config.testCorruptPieces === true || process.env.STACCATO_TEST_CORRUPT_PIECES === '1',
     log,
     progress: p => { control.cast('swarmProgress', p) },
     report: async r => { await control.call('swarmReport', r) }

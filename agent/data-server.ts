@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto'
 import type { Connection, PublicKey, Stream } from '@libp2p/interface'
 import {
   DATA_PROTOCOL, DataRequest, FrameReader, InvalidArgumentError, PermissionDeniedError, SourceChangedError, WIRE_VERSION,
@@ -9,6 +8,7 @@ import { resolveLocal } from './resolve.ts'
 import type { PluginSet } from './resolve.ts'
 import type { AgentCounters } from './counters.ts'
 import type { TokenBucket } from './rate-limit.ts'
+import { newHasher } from './copy/checksum.ts'
 
 export interface DataServerOptions {
   node: MeshNode
@@ -18,11 +18,6 @@ export interface DataServerOptions {
   counters: AgentCounters
   upload?: TokenBucket
   log: (msg: string, fields?: Record<string, unknown>, level?: 'info' | 'warn' | 'error') => void
-  /**
-   * Test mode: flip a byte in this many of the next data streams (after hashing
-   * it), to prove that receivers catch damage in transit. 0 in production.
-   */
-  corruptStreams?: { remaining: number }
 }
 
 // A peer that opens a stream and never sends its header must not hold it forever.
@@ -30,8 +25,8 @@ const HEADER_TIMEOUT_MS = 10_000
 
 /**
  * The source side of /staccato/data/1: checks the ticket against the peer that
- * presents it, then streams the asked range, and a whole-object sha256 in the
- * trailer when asked (computed from this agent's own reads: end-to-end).
+ * presents it, then streams the asked range, and a whole-object digest in the
+ * trailer when asked, in the asked algorithm (computed from this agent's own reads: end-to-end).
  */
 export async function startDataServer (opts: DataServerOptions): Promise<void> {
   await opts.node.handle(DATA_PROTOCOL, async (stream: Stream, connection: Connection) => {
@@ -83,26 +78,19 @@ async function serve (stream: Stream, connection: Connection, opts: DataServerOp
   const version = { size: st.size, mtime: st.mtime, etag: st.etag }
   await sendFrame(stream, { v: WIRE_VERSION, ok: true, size: st.size, mtime: st.mtime, etag: st.etag, length })
 
-  const hash = req.digest && req.offset + length === st.size ? createHash('sha256') : undefined
+  const hash = req.digest && req.offset + length === st.size ? newHasher(req.algorithm ?? 'sha256') : undefined
   if (hash !== undefined && req.offset > 0) {
     for await (const chunk of plugin.read(url, { offset: 0, length: req.offset, expect: version })) hash.update(chunk)
   }
-  let corrupt = length > 0 && (opts.corruptStreams?.remaining ?? 0) > 0
-  if (corrupt && opts.corruptStreams !== undefined) opts.corruptStreams.remaining--
   if (length > 0) {
-    for await (let chunk of plugin.read(url, { offset: req.offset, length, expect: version })) {
+    for await (const chunk of plugin.read(url, { offset: req.offset, length, expect: version })) {
       hash?.update(chunk)
-      if (corrupt) {
-        chunk = Uint8Array.from(chunk)
-        chunk[0] ^= 0xff
-        corrupt = false
-      }
       if (opts.upload !== undefined) await opts.upload.take(chunk.byteLength)
       await send(stream, chunk)
       opts.counters.bytesServed += chunk.byteLength
     }
   }
-  await sendFrame(stream, { v: WIRE_VERSION, ok: true, sha256: hash?.digest('hex') })
+  await sendFrame(stream, { v: WIRE_VERSION, ok: true, ...(hash === undefined ? {} : { [hash.algorithm]: hash.digest() }) })
   await stream.close()
 }
 

@@ -1,17 +1,19 @@
-import { createHash } from 'node:crypto'
-import type { Hash } from 'node:crypto'
 import {
-  CanceledError, ChecksumMismatchError, NetworkError, SourceChangedError, UnsupportedError, errorFields, parseLocation, toStaccatoError
+  CanceledError, ChecksumMismatchError, NetworkError, UnsupportedError, errorFields, parseLocation, toStaccatoError
 } from '../mesh/index.ts'
-import type { ControlParams, Job, MeshNode, StaccatoError } from '../mesh/index.ts'
-import { agent as agentPlugin, canResumeWrites } from '../protocols/index.ts'
-import type { ObjectVersion, StatResult, Writer } from '../protocols/index.ts'
+import type { ControlParams, Job, MeshNode } from '../mesh/index.ts'
+import { agent as agentPlugin } from '../protocols/index.ts'
 import { resolveLocal } from './resolve.ts'
+import { isImageJob, runImageJob } from './image-job.ts'
 import type { PluginSet, Resolved } from './resolve.ts'
 import type { Journal, JournalEntry } from './journal.ts'
-import { countBytes } from './counters.ts'
 import type { AgentCounters } from './counters.ts'
 import type { TokenBucket } from './rate-limit.ts'
+import { ExpectedChecksumError, checksumModeOf, copy } from './copy/copy.ts'
+import type { CopyResult } from './copy/copy.ts'
+import { systemClock } from './copy/clock.ts'
+import type { Clock } from './copy/clock.ts'
+import { sameVersion } from './copy/resume.ts'
 
 export type Report = ControlParams<'report'>
 
@@ -19,7 +21,7 @@ export interface ExecutorOptions {
   self: string
   node: MeshNode
   plugins: PluginSet
-  journal: Journal
+  journal: ExecutorJournal
   counters: AgentCounters
   download?: TokenBucket
   /** Sends a report to the coordinator; rejects when it cannot be delivered now. */
@@ -31,11 +33,14 @@ export interface ExecutorOptions {
   /** …or after this long, whichever comes first, so a slow link loses little on a crash. */
   syncEveryMs: number
   progressEveryMs: number
+  /** The progress timer's, the sync interval's and the throttle's time; the system's when absent. */
+  clock?: Clock
 }
 
-interface Running { attempt: number, controller: AbortController, done: Promise<void> }
+/** What the executor needs of the journal (an in-memory one in unit tests). */
+export type ExecutorJournal = Pick<Journal, 'get' | 'put' | 'commitOffset' | 'remove' | 'all'>
 
-interface CopyResult { sha256: string, bytes: number }
+interface Running { attempt: number, controller: AbortController, done: Promise<void> }
 
 /**
  * Runs transfers on this agent: source plug-in → hash → destination plug-in,
@@ -111,8 +116,9 @@ export class Executor {
     try {
       const result = await this.transfer(job, signal)
       this.opts.counters.transfersSucceeded++
-      log('transfer succeeded', { transferId: job.transferId, bytes: result.bytes, sha256: result.sha256 })
-      await this.finish(job, { outcome: 'succeeded', sha256: result.sha256, bytesDone: result.bytes, bytesTotal: result.bytes })
+      const digest = digestFields(result)
+      log('transfer succeeded', { transferId: job.transferId, bytes: result.bytes, ...digest })
+      await this.finish(job, { outcome: 'succeeded', ...digest, bytesDone: result.bytes, bytesTotal: result.bytes })
     } catch (err) {
       const e = toStaccatoError(signal.aborted ? signal.reason : err)
       if (e instanceof CanceledError) {
@@ -195,7 +201,10 @@ export class Executor {
     const holder = loc.kind === 'agent' ? loc.agent : loc.via
     if (holder !== undefined && holder !== this.opts.self) {
       if (job.ticket === undefined || job.sourcePeer === undefined) throw new UnsupportedError(`no ticket to read ${job.source} from agent '${holder}'`)
-      return { plugin: agentPlugin({ node: this.opts.node, peer: job.sourcePeer, ticket: job.ticket }), url: loc.url, location: loc }
+      const mode = checksumModeOf(job)
+      // The holder hashes what it reads in the transfer's own algorithm: that digest is the end-to-end check.
+      const plugin = agentPlugin({ node: this.opts.node, peer: job.sourcePeer, ticket: job.ticket, digest: mode !== 'none', algorithm: mode === 'blake3' ? 'blake3' : 'sha256' })
+      return { plugin, url: loc.url, location: loc }
     }
     return resolveLocal(job.source, this.opts.self, this.opts.plugins, 'source')
   }
@@ -205,140 +214,26 @@ export class Executor {
     const dst = resolveLocal(job.destination, this.opts.self, this.opts.plugins, 'destination')
     if (!src.plugin.capabilities.read) throw new UnsupportedError(`the ${src.plugin.scheme} plug-in cannot read (source ${job.source})`)
     if (!dst.plugin.capabilities.write) throw new UnsupportedError(`the ${dst.plugin.scheme} plug-in cannot write (destination ${job.destination})`)
+    if (isImageJob(src, job.destination)) {
+      const { counters, download, journal, syncEveryBytes, progressEveryMs } = this.opts
+      const progress = (bytesDone: number, bytesTotal: number): void => this.opts.progress({ transferId: job.transferId, attempt: job.attempt, bytesDone, bytesTotal })
+      const image = await runImageJob({ job, src, dst, signal, counters, download, journal, syncEveryBytes, progressEveryMs, progress })
+      // An image is named by its manifest's sha256 digest, whatever checksum mode the transfer asked for.
+      return { bytes: image.bytes, digest: { algorithm: 'sha256', value: image.sha256 } }
+    }
     try {
-      return await this.copy(job, src, dst, false, signal)
+      return await copy(this.copyDeps(), job, src, dst, false, signal)
     } catch (err) {
       if (!(err instanceof ChecksumMismatchError) || err instanceof ExpectedChecksumError) throw err
       // Bytes were damaged somewhere between the two disks: discard everything and try once more from zero.
       this.opts.log('checksum mismatch; retrying once from zero', { transferId: job.transferId, error: err.message }, 'warn')
-      return await this.copy(job, src, dst, true, signal)
+      return await copy(this.copyDeps(), job, src, dst, true, signal)
     }
   }
 
-  private async copy (job: Job, src: Resolved, dst: Resolved, fromZero: boolean, signal: AbortSignal): Promise<CopyResult> {
-    const { journal, counters } = this.opts
-    const st = await src.plugin.stat(src.url, { signal })
-    const version: ObjectVersion = { size: st.size, mtime: st.mtime, etag: st.etag }
-    const previous = await journal.get(job.transferId)
-    const resumable = !fromZero && previous !== undefined && sameVersion(previous.version, version) &&
-      src.plugin.capabilities.resume && canResumeWrites(dst.plugin.capabilities) && previous.durableOffset <= st.size
-    if (previous !== undefined && !resumable && previous.durableOffset > 0) {
-      this.opts.log('starting from zero', { transferId: job.transferId, reason: fromZero ? 'asked to' : 'source changed or plug-ins cannot resume' })
-    }
-    const entry: JournalEntry = {
-      transferId: job.transferId,
-      attempt: job.attempt,
-      source: job.source,
-      destination: job.destination,
-      version,
-      durableOffset: resumable ? previous.durableOffset : 0,
-      prefixSha256: resumable ? previous.prefixSha256 : undefined,
-      updatedAt: Date.now()
-    }
-    const { writer, hash } = await this.openWriter(job, dst, entry, signal)
-    let sourceDigest: string | undefined
-    let done = entry.durableOffset
-    let sinceSync = 0
-    let lastSync = Date.now()
-    // One sync at a time runs beside the copy: the bytes up to an offset reach the disk,
-    // then that offset and the digest of the bytes before it are journaled, while later
-    // bytes keep coming (waiting for the disk every few MiB halved file → file throughput).
-    let syncing: Promise<void> | undefined
-    let syncError: unknown
-    const startSync = (): void => {
-      const offset = done
-      const prefixSha256 = hash.copy().digest('hex')
-      syncing = (async () => {
-        const durable = await writer.sync()
-        // The digest covers exactly the bytes before `offset`: journal that, and only if it is on disk.
-        if (durable < offset) return
-        entry.prefixSha256 = prefixSha256
-        await journal.commitOffset(entry, offset)
-        counters.journalCommits++
-      })().catch(err => { syncError ??= err })
-    }
-    const settleSync = async (): Promise<void> => {
-      await syncing
-      syncing = undefined
-      if (syncError !== undefined) throw syncError
-    }
-    const timer = setInterval(() => this.opts.progress({ transferId: job.transferId, attempt: job.attempt, bytesDone: done, bytesTotal: st.size }), this.opts.progressEveryMs)
-    try {
-      const chunks = src.plugin.read(src.url, { offset: done, expect: version, signal, onDigest: d => { sourceDigest = d } })
-      for await (const chunk of chunks) {
-        if (syncError !== undefined) throw syncError
-        if (this.opts.download !== undefined) await this.opts.download.take(chunk.byteLength, signal)
-        await writer.write(chunk)
-        hash.update(chunk)
-        done += chunk.byteLength
-        sinceSync += chunk.byteLength
-        counters.bytesReceived += chunk.byteLength
-        countBytes(counters.bytesIn, src.plugin.scheme, chunk.byteLength)
-        countBytes(counters.bytesOut, dst.plugin.scheme, chunk.byteLength)
-        if (sinceSync >= this.opts.syncEveryBytes || Date.now() - lastSync >= this.opts.syncEveryMs) {
-          // A disk slower than the network holds the copy here, one sync interval behind.
-          await settleSync()
-          startSync()
-          sinceSync = 0
-          lastSync = Date.now()
-        }
-      }
-      await settleSync()
-      signal.throwIfAborted()
-      if (done !== st.size) throw new NetworkError(`source ended after ${done} of ${st.size} bytes`)
-      clearInterval(timer)
-      this.opts.progress({ transferId: job.transferId, attempt: job.attempt, bytesDone: done, bytesTotal: st.size })
-      // 'verifying' only shows the state early: the outcome that follows is journaled and reported until the coordinator has it.
-      await this.opts.report({ transferId: job.transferId, attempt: job.attempt, outcome: 'verifying', bytesDone: done, bytesTotal: st.size }).catch(() => {})
-      const sha256 = hash.digest('hex')
-      checkDigests(job, sha256, sourceDigest, st)
-      await writer.commit()
-      return { sha256, bytes: done }
-    } catch (err) {
-      clearInterval(timer)
-      await syncing
-      const e: StaccatoError = toStaccatoError(signal.aborted ? signal.reason : err)
-      const keepPartial = e.retryable && !(e instanceof SourceChangedError)
-      // The transfer's own error (e) is what gets reported; an abort that fails too leaves at most a partial, which the next attempt resumes or replaces.
-      await writer.abort({ keepPartial }).catch(() => {})
-      if (!keepPartial) {
-        entry.durableOffset = 0
-        delete entry.prefixSha256
-        await journal.put(entry)
-      }
-      throw e
-    }
-  }
-
-  /**
-   * Opens the destination at the journaled offset. The kept prefix is read back
-   * and hashed: it must match the digest journaled with that offset, or the
-   * partial was damaged and the transfer starts from zero.
-   */
-  private async openWriter (job: Job, dst: Resolved, entry: JournalEntry, signal: AbortSignal): Promise<{ writer: Writer, hash: Hash }> {
-    const open = async (offset: number): Promise<Writer> => await dst.plugin.write(dst.url, { offset, size: entry.version.size, key: job.transferId, signal })
-    if (entry.durableOffset > 0) {
-      try {
-        const writer = await open(entry.durableOffset)
-        const hash = createHash('sha256')
-        if (writer.readPartial !== undefined && entry.prefixSha256 !== undefined) {
-          for await (const chunk of writer.readPartial({ signal })) hash.update(chunk)
-          if (hash.copy().digest('hex') === entry.prefixSha256) {
-            this.opts.log('resuming', { transferId: job.transferId, offset: entry.durableOffset })
-            await this.opts.journal.put(entry)
-            return { writer, hash }
-          }
-          this.opts.log('kept partial does not match its journaled digest; starting from zero', { transferId: job.transferId })
-        }
-        await writer.abort({ keepPartial: false })
-      } catch (err) {
-        this.opts.log('cannot resume; starting from zero', { transferId: job.transferId, error: String(err) }, 'warn')
-      }
-      entry.durableOffset = 0
-      delete entry.prefixSha256
-    }
-    await this.opts.journal.put(entry)
-    return { writer: await open(0), hash: createHash('sha256') }
+  private copyDeps (): Parameters<typeof copy>[0] {
+    const { journal, counters, download, report, progress, log, syncEveryBytes, syncEveryMs, progressEveryMs } = this.opts
+    return { journal, counters, download, report, progress, log, syncEveryBytes, syncEveryMs, progressEveryMs, clock: this.opts.clock ?? systemClock }
   }
 
   private async discardPartial (entry: JournalEntry): Promise<void> {
@@ -349,25 +244,13 @@ export class Executor {
   }
 }
 
-/** The bytes match the source, but not the checksum the user gave: another try cannot help. */
-class ExpectedChecksumError extends ChecksumMismatchError {}
-
 function reportOf (entry: JournalEntry): Report {
-  const { outcome, sha256, error, bytesDone, bytesTotal } = entry.outcome ?? { outcome: 'failed', bytesDone: 0 }
-  return { transferId: entry.transferId, attempt: entry.attempt, outcome, sha256, error, bytesDone, bytesTotal }
+  const { outcome, sha256, blake3, error, bytesDone, bytesTotal } = entry.outcome ?? { outcome: 'failed', bytesDone: 0 }
+  return { transferId: entry.transferId, attempt: entry.attempt, outcome, sha256, blake3, error, bytesDone, bytesTotal }
 }
 
-function sameVersion (a: ObjectVersion, b: ObjectVersion): boolean {
-  return a.size === b.size && a.mtime === b.mtime && a.etag === b.etag
+/** The digest as the report carries it: one field per algorithm. */
+function digestFields (r: CopyResult): { sha256?: string, blake3?: string } {
+  if (r.digest === undefined) return {}
+  return r.digest.algorithm === 'blake3' ? { blake3: r.digest.value } : { sha256: r.digest.value }
 }
-
-function checkDigests (job: Job, sha256: string, sourceDigest: string | undefined, st: StatResult): void {
-  const fromSource = sourceDigest ?? st.sha256
-  if (fromSource !== undefined && fromSource !== sha256) {
-    throw new ChecksumMismatchError(`${job.destination}: received bytes hash to ${sha256}, the source's to ${fromSource}`)
-  }
-  if (job.checksum !== undefined && job.checksum.value !== sha256) {
-    throw new ExpectedChecksumError(`${job.source} has sha256 ${sha256}, not the expected ${job.checksum.value}`)
-  }
-}
-

@@ -1,6 +1,6 @@
 import { Level } from 'level'
 import type { ObjectVersion } from '../protocols/index.ts'
-import type { ErrorInfo, Manifest } from '../mesh/index.ts'
+import type { ChecksumMode, ErrorInfo, Manifest } from '../mesh/index.ts'
 
 /** What the agent knows about one transfer it runs, kept across crashes and reboots. */
 export interface JournalEntry {
@@ -12,10 +12,12 @@ export interface JournalEntry {
   version: ObjectVersion
   /** Bytes of the partial object known to be on disk (after sync). */
   durableOffset: number
-  /** sha256 of the first durableOffset bytes, to verify the kept prefix before resuming. */
-  prefixSha256?: string
+  /** The transfer's checksum mode, which prefixDigest is in (sha256 when absent). */
+  checksumMode?: ChecksumMode
+  /** Digest of the first durableOffset bytes, to verify the kept prefix before resuming (none in checksum mode none). */
+  prefixDigest?: string
   /** Set once the transfer ended, until the coordinator has acknowledged the report. */
-  outcome?: { outcome: 'succeeded' | 'failed', sha256?: string, error?: ErrorInfo, bytesDone: number, bytesTotal?: number }
+  outcome?: { outcome: 'succeeded' | 'failed', sha256?: string, blake3?: string, error?: ErrorInfo, bytesDone: number, bytesTotal?: number }
   updatedAt: number
 }
 
@@ -34,38 +36,67 @@ export interface SwarmEntry {
   outcome?: { outcome: 'succeeded' | 'failed', sha256?: string, error?: ErrorInfo }
 }
 
+export interface JournalOptions {
+  /** Told of each entry left out because its value does not parse. */
+  onCorrupt?: (key: string, error: Error) => void
+}
+
 /**
  * The agent's journal (LevelDB). commitOffset is only called after the data
  * up to that offset was synced by the destination plug-in, so the offset it
  * records is always a prefix that survives a power cut.
+ *
+ * An entry whose value does not parse reads as absent: the journal only lets
+ * an agent resume and report late, so losing one entry costs a restart from
+ * zero, where failing on it would keep the agent from registering at all.
  */
 export class Journal {
   private readonly root: Level<string, unknown>
   private readonly db
   /** Manifests by source version, so a second distribution of an image does not hash it again. */
   readonly manifests
-  readonly swarms
+  private readonly swarms
+  private readonly onCorrupt: (key: string, error: Error) => void
 
-  private constructor (root: Level<string, unknown>) {
+  private constructor (root: Level<string, unknown>, opts: JournalOptions) {
     this.root = root
-    this.db = root.sublevel<string, JournalEntry>('transfers', { valueEncoding: 'json' })
+    this.onCorrupt = opts.onCorrupt ?? (() => {})
+    // Stored as JSON, read as text and parsed here, so that one bad value does not fail a whole listing.
+    this.db = root.sublevel<string, string>('transfers', { valueEncoding: 'utf8' })
     this.manifests = root.sublevel<string, Manifest>('manifests', { valueEncoding: 'json' })
-    this.swarms = root.sublevel<string, SwarmEntry>('swarms', { valueEncoding: 'json' })
+    this.swarms = root.sublevel<string, string>('swarms', { valueEncoding: 'utf8' })
   }
 
-  static async open (dir: string): Promise<Journal> {
+  static async open (dir: string, opts: JournalOptions = {}): Promise<Journal> {
     const root = new Level<string, unknown>(dir, { valueEncoding: 'json' })
     await root.open()
-    return new Journal(root)
+    return new Journal(root, opts)
+  }
+
+  private parse<T> (key: string, raw: string | undefined): T | undefined {
+    if (raw === undefined) return undefined
+    try {
+      return JSON.parse(raw) as T
+    } catch (err) {
+      this.onCorrupt(key, err as Error)
+      return undefined
+    }
+  }
+
+  private async list<T> (sublevel: typeof this.db): Promise<T[]> {
+    return (await sublevel.iterator().all()).flatMap(([key, raw]) => {
+      const value = this.parse<T>(key, raw)
+      return value === undefined ? [] : [value]
+    })
   }
 
   async get (transferId: string): Promise<JournalEntry | undefined> {
-    return await this.db.get(transferId)
+    return this.parse(transferId, await this.db.get(transferId))
   }
 
   async put (entry: JournalEntry): Promise<void> {
     // Through the root's batch: sublevel put() has no `sync` option, and the offset must be on disk.
-    await this.root.batch([{ type: 'put', sublevel: this.db, key: entry.transferId, value: { ...entry, updatedAt: Date.now() } }], { sync: true })
+    await this.root.batch([{ type: 'put', sublevel: this.db, key: entry.transferId, value: JSON.stringify({ ...entry, updatedAt: Date.now() }) }], { sync: true })
   }
 
   async commitOffset (entry: JournalEntry, offset: number): Promise<void> {
@@ -78,19 +109,19 @@ export class Journal {
   }
 
   async all (): Promise<JournalEntry[]> {
-    return await this.db.values().all()
+    return await this.list(this.db)
   }
 
   async putSwarm (entry: SwarmEntry): Promise<void> {
-    await this.root.batch([{ type: 'put', sublevel: this.swarms, key: entry.distributionId, value: entry }], { sync: true })
+    await this.root.batch([{ type: 'put', sublevel: this.swarms, key: entry.distributionId, value: JSON.stringify(entry) }], { sync: true })
   }
 
   async getSwarm (distributionId: string): Promise<SwarmEntry | undefined> {
-    return await this.swarms.get(distributionId)
+    return this.parse(distributionId, await this.swarms.get(distributionId))
   }
 
   async allSwarms (): Promise<SwarmEntry[]> {
-    return await this.swarms.values().all()
+    return await this.list(this.swarms)
   }
 
   async removeSwarm (distributionId: string): Promise<void> {

@@ -1,5 +1,6 @@
-import { setTimeout as sleep } from 'node:timers/promises'
 import { Serial } from '../mesh/index.ts'
+import { systemClock } from './copy/clock.ts'
+import type { Clock } from './copy/clock.ts'
 
 /**
  * The policy of a token bucket, apart from waiting: bytes are reserved at a
@@ -42,20 +43,20 @@ export function defaultBurst (bytesPerSecond: number): number {
 export class TokenBucket {
   readonly rate: number
   private readonly ledger: TokenLedger
-  private readonly now: () => number
+  private readonly clock: Clock
   private readonly queue = new Serial()
 
-  constructor (bytesPerSecond: number, burstBytes = defaultBurst(bytesPerSecond), now: () => number = () => performance.now()) {
+  constructor (bytesPerSecond: number, burstBytes = defaultBurst(bytesPerSecond), clock: Clock = systemClock) {
     this.rate = bytesPerSecond
-    this.now = now
-    this.ledger = new TokenLedger(bytesPerSecond, burstBytes, now())
+    this.clock = clock
+    this.ledger = new TokenLedger(bytesPerSecond, burstBytes, clock.now())
   }
 
   /** Resolves when `bytes` may be sent; callers are served in order. */
   async take (bytes: number, signal?: AbortSignal): Promise<void> {
     await this.queue.run(async () => {
-      const wait = this.ledger.reserve(bytes, this.now())
-      if (wait > 0) await sleep(Math.ceil(wait), undefined, { signal })
+      const wait = this.ledger.reserve(bytes, this.clock.now())
+      if (wait > 0) await this.clock.sleep(Math.ceil(wait), signal)
     })
   }
 }

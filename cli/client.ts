@@ -129,7 +129,14 @@ export class ApiClient {
       if (opts.signal?.aborted === true) throw err
       throw this.#unreachable(err)
     }
-    const text = await res.text().catch(() => '')
+    let text: string
+    try {
+      text = await res.text()
+    } catch (err) {
+      // An answer cut off mid-body: on success that is a network failure, not an empty result; on an error status, the status says enough.
+      if (res.ok) throw this.#unreachable(err)
+      text = ''
+    }
     if (res.ok) return (text === '' ? undefined : JSON.parse(text)) as T
     throw this.#httpError(res.status, text)
   }

@@ -4,6 +4,7 @@ import { multiaddr } from '@multiformats/multiaddr'
 import type { AgentConfig } from '../agent/index.ts'
 import { isValidAgentName, parseAddressAllow } from '../mesh/index.ts'
 import { ConfigError, SECTIONS, loadConfigFile, resolveOptions } from './config.ts'
+import { loadRegistries } from './registries.ts'
 import type { Volume } from './config.ts'
 import type { OptionSpec } from './config.ts'
 
@@ -17,6 +18,7 @@ export const AGENT_OPTIONS: readonly OptionSpec[] = [
   { key: 'volumes', flag: '--volume <name=path[:ro]>', env: 'STACCATO_VOLUMES', kind: 'volumes', default: [], description: 'export a directory as a volume' },
   { key: 'plugins', flag: '--plugin <specifier>', env: 'STACCATO_PLUGINS', kind: 'list', default: [], description: 'load a third-party protocol plug-in' },
   { key: 'allowAddresses', flag: '--allow-address <class|cidr>', env: 'STACCATO_ALLOW_ADDRESSES', kind: 'list', default: [], description: 'let http(s) sources and destinations reach loopback, link-local, metadata or private addresses, or a range such as 10.1.0.0/16 (refused by default)' },
+  { key: 'registriesFile', flag: '--registries-file <file>', env: 'STACCATO_REGISTRIES_FILE', kind: 'path', description: 'settings and credentials of the OCI registries oci:// sources read (see docs/images.md)' },
   { key: 'maxUploadRate', flag: '--max-upload-rate <bytes/s>', env: 'STACCATO_MAX_UPLOAD_RATE', kind: 'rate', default: 0, description: 'cap on bytes sent per second, e.g. 100MiB; 0 is unlimited' },
   { key: 'maxDownloadRate', flag: '--max-download-rate <bytes/s>', env: 'STACCATO_MAX_DOWNLOAD_RATE', kind: 'rate', default: 0, description: 'cap on bytes received per second; 0 is unlimited' },
   { key: 'syncEvery', flag: '--sync-every <size>', env: 'STACCATO_SYNC_EVERY', kind: 'size', default: '16MiB', description: 'sync the partial file and journal the offset after this many bytes' },
@@ -54,6 +56,7 @@ export async function agentConfig (flags: Record<string, unknown>, env: NodeJS.P
     volumes,
     plugins: v.plugins as string[],
     allowAddresses,
+    registries: v.registriesFile !== undefined ? await loadRegistries(v.registriesFile as string) : {},
     joinToken: v.joinToken as string | undefined,
     maxUploadRate: v.maxUploadRate as number | undefined,
     maxDownloadRate: v.maxDownloadRate as number | undefined,
@@ -83,8 +86,14 @@ async function checkVolumes (where: string, volumes: Volume[]): Promise<void> {
     const name = fromFile ? `${where}[${i}]` : `${where} '${vol.name}=${vol.root}'`
     if (seen.has(vol.name)) throw new ConfigError(`${name}: volume '${vol.name}' is named twice`)
     seen.add(vol.name)
-    const st = await stat(vol.root).catch(() => undefined)
-    if (st === undefined) throw new ConfigError(`${fromFile ? `${name}.root` : name}: ${vol.root} does not exist`)
+    let st
+    try {
+      st = await stat(vol.root)
+    } catch (err) {
+      // Not there is the usual mistake; anything else (no permission, a broken mount) is told as it is.
+      const why = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'does not exist' : `cannot be read: ${(err as Error).message}`
+      throw new ConfigError(`${fromFile ? `${name}.root` : name}: ${vol.root} ${why}`)
+    }
     if (!st.isDirectory()) throw new ConfigError(`${fromFile ? `${name}.root` : name}: ${vol.root} is not a directory`)
   }
 }

@@ -1,25 +1,22 @@
+import type { FeedPage, StoreEvent } from '../coordinator/index.ts'
 import type { ApiClient } from './client.ts'
 import { CliError } from './client.ts'
 
-/** One entry of GET /v1/changes. */
-export interface FeedItem {
-  seq: number
-  id: string
-  time: string
-  topic: string
-  tenant: string
-  data: unknown
+/** One entry of GET /v1/changes: the coordinator's event, as JSON (type-only: the CLI loads none of the coordinator). */
+export type FeedItem = StoreEvent
+
+/**
+ * The coordinator's cursor_expired answer (410): the cursor is older than the
+ * oldest event it still keeps. The API's error code is the contract, so the
+ * CLI reads it off its CliError rather than mirroring the coordinator's class.
+ */
+export function isCursorExpired (err: unknown): err is CliError {
+  return err instanceof CliError && err.code === 'cursor_expired'
 }
 
-export interface FeedPage { items: FeedItem[], next: number }
-
-/** The cursor is older than the oldest event the coordinator still keeps. */
-export class CursorExpiredError extends CliError {
-  readonly oldest: number
-  constructor (message: string, oldest: number) {
-    super('cursor_expired', message, 1, 410)
-    this.oldest = oldest
-  }
+/** The first event the coordinator still keeps, from its cursor_expired answer; NaN when it does not say. */
+export function oldestKept (err: CliError): number {
+  return Number(err.body?.oldest)
 }
 
 /** How long one long poll asks the coordinator to hold the request, in seconds (the `wait` parameter). */
@@ -41,7 +38,6 @@ export async function readChanges (client: ApiClient, after: number | 'now', wai
     })
   } catch (err) {
     if (err instanceof CliError && err.status === 404 && /no route/.test(err.message)) return undefined
-    if (err instanceof CliError && err.status === 410) throw new CursorExpiredError(err.message, Number(err.body?.oldest))
     throw err
   }
 }

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { CliError } from './client.ts'
 import type { ApiClient } from './client.ts'
-import { CursorExpiredError, readChanges } from './feed.ts'
+import { isCursorExpired, oldestKept, readChanges } from './feed.ts'
 import type { ProgressDisplay, TransferLike } from './progress.ts'
 
 export interface Transfer extends TransferLike {
@@ -12,7 +12,9 @@ export interface Transfer extends TransferLike {
   attempt: number
   waiting?: { reason: string, agent: string, since: string }
   executor?: string
+  checksumMode?: string
   sha256?: string
+  blake3?: string
   labels: Record<string, string>
   priority: number
   retries: number
@@ -80,8 +82,9 @@ export async function follow (client: ApiClient, ids: string[], display?: Progre
             else cursor = Math.max(cursor, page.next)
           } catch (err) {
             // Events were dropped while we were away: the records are read again below anyway.
-            if (!(err instanceof CursorExpiredError)) throw err
-            cursor = Number.isFinite(err.oldest) ? err.oldest - 1 : undefined
+            if (!isCursorExpired(err)) throw err
+            const oldest = oldestKept(err)
+            cursor = Number.isFinite(oldest) ? oldest - 1 : undefined
           }
           const elapsed = performance.now() - started
           if (elapsed < MIN_REFRESH_MS) await sleep(MIN_REFRESH_MS - elapsed)

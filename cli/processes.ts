@@ -20,16 +20,19 @@ export interface SpawnOptions {
    * stop the children in order instead of each getting the signal twice.
    */
   stopWithParent?: boolean
+  /** The script to run instead of bin.ts, taking the same arguments (a test's agent with faults composed in). */
+  entry?: string
 }
 
 /** Starts `staccato <args>` as its own process (the same Node that runs us), output appended to logFile. */
 export function spawnStaccato (args: string[], logFile: string, env: NodeJS.ProcessEnv = {}, opts: SpawnOptions = {}): ChildProcess {
   const fd = openSync(logFile, 'a')
+  const entry = opts.entry ?? BIN
   try {
     if (opts.stopWithParent !== true) {
-      return spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', fd, fd], env: { ...process.env, ...env } })
+      return spawn(process.execPath, [entry, ...args], { stdio: ['ignore', fd, fd], env: { ...process.env, ...env } })
     }
-    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['pipe', fd, fd], env: { ...process.env, ...env, [STOP_WITH_PARENT]: '1' }, detached: true })
+    const child = spawn(process.execPath, [entry, ...args], { stdio: ['pipe', fd, fd], env: { ...process.env, ...env, [STOP_WITH_PARENT]: '1' }, detached: true })
     // Never written to: only its closing matters. Errors (EPIPE once the child is gone) are expected.
     child.stdin?.on('error', () => {})
     return child

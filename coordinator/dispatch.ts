@@ -149,7 +149,8 @@ export class Dispatcher {
       attempt: rec.attempt,
       source: rec.source,
       destination: rec.destination,
-      checksum: rec.checksum
+      checksum: rec.checksum,
+      checksumMode: rec.checksumMode
     }
     const source = parseLocation(rec.source, 'source')
     // A plug-in source named `via` another agent is read there (e.g. an https:// URL only
@@ -193,7 +194,8 @@ export class Dispatcher {
     if (TERMINAL_STATES.has(rec.state)) return ignored(`the transfer is ${rec.state}`)
     if (rec.executor !== agent || rec.destinations !== undefined) return ignored('not the executor of this transfer')
     if (r.outcome === 'succeeded') {
-      if (r.sha256 === undefined) return ignored('a success without a digest')
+      const mode = rec.checksumMode ?? 'sha256'
+      if (mode !== 'none' && r[mode] === undefined) return ignored(`a success without a ${mode} digest`)
       if (rec.checksum !== undefined && rec.checksum.value !== r.sha256) return ignored(`digest ${r.sha256} is not the expected ${rec.checksum.value}`)
       await this.succeed(agent, rec.id, r)
       return
@@ -223,7 +225,7 @@ export class Dispatcher {
       const next = TOWARDS_SUCCESS[rec.state]
       if (next === undefined) return
       const patch: Partial<TransferRecord> = next === 'succeeded'
-        ? { sha256: r.sha256, progress: { ...progress, rate: 0, eta: 0 } }
+        ? { sha256: r.sha256, blake3: r.blake3, progress: { ...progress, rate: 0, eta: 0 } }
         : next === 'scheduled' ? { executor: agent, notBefore: undefined } : next === 'verifying' ? { progress } : {}
       try {
         await store.transition(id, next, patch, { from: [rec.state] })
@@ -232,7 +234,7 @@ export class Dispatcher {
         throw err
       }
       if (next === 'succeeded') {
-        this.opts.log('transfer succeeded', { transferId: id, agent, sha256: r.sha256, attempt: rec.attempt, reportedAttempt: r.attempt })
+        this.opts.log('transfer succeeded', { transferId: id, agent, sha256: r.sha256, blake3: r.blake3, attempt: rec.attempt, reportedAttempt: r.attempt })
         // A later attempt may be running on the agent: it has nothing left to do.
         if (r.attempt !== rec.attempt) this.opts.registry.cast(agent, 'cancel', { transferId: id })
         return

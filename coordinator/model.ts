@@ -1,4 +1,4 @@
-import type { ErrorInfo } from '../mesh/index.ts'
+import type { ChecksumMode, ErrorInfo } from '../mesh/index.ts'
 
 export type TransferState = 'queued' | 'scheduled' | 'active' | 'verifying' | 'succeeded' | 'failed' | 'canceled'
 
@@ -76,6 +76,8 @@ export interface TransferRecord {
   destinations?: DestinationStatus[]
   manifest?: DistributionManifest
   checksum?: { algorithm: 'sha256', value: string }
+  /** The end-to-end checksum the agents compute (sha256 when absent). */
+  checksumMode?: ChecksumMode
   /** Higher runs first. */
   priority: number
   /** How many times a retryable failure is retried before the transfer fails. */
@@ -93,8 +95,10 @@ export interface TransferRecord {
   waiting?: WaitingReason
   progress: Progress
   lastError?: TransferError
-  /** Hex sha256 of the delivered object, once verified. */
+  /** Hex sha256 of the delivered object, once verified (checksum mode sha256). */
   sha256?: string
+  /** Hex blake3 of the delivered object, once verified (checksum mode blake3). */
+  blake3?: string
   /** Every event of this transfer is also delivered here, signed like a webhook. */
   callbackUrl?: string
   createdAt: string
@@ -110,6 +114,7 @@ export interface TransferInput {
   /** …or several agent:// destinations: a distribution. */
   destinations?: string[]
   checksum?: { algorithm: 'sha256', value: string }
+  checksumMode?: string
   priority?: number
   retries?: number
   labels?: Record<string, string>

@@ -1,5 +1,5 @@
-import { InvalidArgumentError, parseLocation } from '../mesh/index.ts'
-import type { Location } from '../mesh/index.ts'
+import { CHECKSUM_MODES, InvalidArgumentError, parseLocation } from '../mesh/index.ts'
+import type { ChecksumMode, Location } from '../mesh/index.ts'
 import type { TransferInput } from './model.ts'
 
 /** Limits shared by the store (which enforces them for every caller) and the API schemas (which document them). */
@@ -23,6 +23,7 @@ export interface PreparedInput {
   /** Set for a distribution. */
   destinations?: string[]
   checksum?: { algorithm: 'sha256', value: string }
+  checksumMode?: ChecksumMode
   priority: number
   retries: number
   labels: Record<string, string>
@@ -103,6 +104,7 @@ export function prepareInput (input: TransferInput): PreparedInput {
   }
   if (destinations !== undefined) prepared.destinations = input.destinations
   if (input.checksum !== undefined) prepared.checksum = prepareChecksum(input.checksum)
+  if (input.checksumMode !== undefined) prepared.checksumMode = prepareChecksumMode(input.checksumMode, prepared)
   if (input.callbackUrl !== undefined) prepared.callbackUrl = prepareCallbackUrl(input.callbackUrl)
   return prepared
 }
@@ -112,6 +114,15 @@ function prepareChecksum (checksum: { algorithm: string, value: string }): { alg
   const value = typeof checksum.value === 'string' ? checksum.value.toLowerCase() : ''
   if (!SHA256_HEX.test(value)) throw new InvalidArgumentError('checksum.value: must be 64 hex digits')
   return { algorithm: 'sha256', value }
+}
+
+function prepareChecksumMode (mode: unknown, prepared: PreparedInput): ChecksumMode {
+  const known = CHECKSUM_MODES.find(m => m === mode)
+  if (known === undefined) throw new InvalidArgumentError(`checksumMode: must be one of ${CHECKSUM_MODES.join(', ')}`)
+  if (known !== 'sha256' && prepared.checksum !== undefined) throw new InvalidArgumentError(`checksumMode: a pinned checksum is a sha256, so it needs checksumMode sha256, not ${known}`)
+  // Swarm pieces are checked against their sha256 from a manifest: a distribution has no other mode.
+  if (known !== 'sha256' && prepared.destinations !== undefined) throw new InvalidArgumentError(`checksumMode: a distribution verifies every piece's sha256; ${known} applies to one destination only`)
+  return known
 }
 
 /** Only the form is checked here; the address is checked where it is dialled (coordinator/events). */

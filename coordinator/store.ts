@@ -220,6 +220,7 @@ export class TransferStore extends EventEmitter<StoreEvents> {
         updatedAt: at
       }
       if (prepared.checksum !== undefined) record.checksum = prepared.checksum
+      if (prepared.checksumMode !== undefined) record.checksumMode = prepared.checksumMode
       if (prepared.callbackUrl !== undefined) record.callbackUrl = prepared.callbackUrl
       if (prepared.destinations !== undefined) {
         record.destinations = prepared.destinations.map(destination => ({

@@ -1,8 +1,10 @@
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { Level } from 'level'
-import { InvalidArgumentError, NotFoundError, Serial, StaccatoError } from '../mesh/index.ts'
-import { createIdGenerator } from './ids.ts'
-import { InvalidStateError } from './store-errors.ts'
+import { InvalidArgumentError, Serial, StaccatoError } from '../mesh/index.ts'
+import { TokenKind } from './token-kind.ts'
+import type { TokenBase, TokenSource } from './token-kind.ts'
+
+export type { TokenSource }
 
 /** Ascending power: each role may do what the roles before it may. */
 export const ROLES = ['reader', 'operator', 'admin'] as const
@@ -12,20 +14,6 @@ export type Role = typeof ROLES[number]
 export const TENANT_PATTERN = '^[a-z0-9][a-z0-9._-]{0,62}$'
 const TENANT = new RegExp(TENANT_PATTERN)
 export const ALL_TENANTS = '*'
-
-/** Where a token came from: created through the API, generated on first start, or given on the command line. */
-export type TokenSource = 'api' | 'bootstrap' | 'config'
-
-interface TokenBase {
-  id: string
-  name?: string
-  /** Hex sha256 of the token: the clear token is shown once and never stored. */
-  hash: string
-  source: TokenSource
-  createdAt: string
-  expiresAt?: string
-  revokedAt?: string
-}
 
 export interface ApiToken extends TokenBase { role: Role, tenant: string }
 export interface JoinToken extends TokenBase {
@@ -70,18 +58,17 @@ export function parseDuration (text: string | number, what = 'expiresIn'): numbe
  *
  * Revocation removes the hash from the lookup map before the write returns,
  * so the next request with that token is refused.
+ *
+ * The two kinds share every operation (token-kind.ts); this class adds what
+ * differs: an API token's grant and refusal reasons, a join token's spending.
  */
 export class TokenStore {
   readonly #db: Level<string, unknown> | undefined
   readonly #now: () => number
-  readonly #api = new Map<string, ApiToken>()
-  readonly #join = new Map<string, JoinToken>()
-  readonly #apiByHash = new Map<string, ApiToken>()
-  readonly #joinByHash = new Map<string, JoinToken>()
   /** Hashes of revoked API tokens: their holders are told so (`refusal`). */
   readonly #revokedApiHashes = new Set<string>()
-  readonly #apiIds = createIdGenerator('tok_')
-  readonly #joinIds = createIdGenerator('jt_')
+  readonly #api = new TokenKind<ApiToken>({ what: 'API token', prefix: KEY.api, idPrefix: 'tok_', secretPrefix: 'stc_', onRevoked: rec => this.#revokedApiHashes.add(rec.hash) })
+  readonly #join = new TokenKind<JoinToken>({ what: 'join token', prefix: KEY.join, idPrefix: 'jt_', secretPrefix: 'stj_' })
   #configCount = 0
   #writes = new Serial()
 
@@ -95,8 +82,8 @@ export class TokenStore {
     await db.open()
     const store = new TokenStore(db, opts.now ?? Date.now)
     try {
-      for (const rec of await db.values({ gt: KEY.api, lt: 'k~' }).all() as ApiToken[]) store.#indexApi(rec)
-      for (const rec of await db.values({ gt: KEY.join, lt: 'j~' }).all() as JoinToken[]) store.#indexJoin(rec)
+      for (const rec of await db.values({ gt: KEY.api, lt: 'k~' }).all() as ApiToken[]) store.#api.index(rec)
+      for (const rec of await db.values({ gt: KEY.join, lt: 'j~' }).all() as JoinToken[]) store.#join.index(rec)
     } catch (err) {
       await db.close()
       throw err
@@ -119,31 +106,15 @@ export class TokenStore {
   /** A token given in the configuration: kept (hashed) in memory only, and not revocable through the API. */
   addConfigToken (token: string, grant: { role?: Role, tenant?: string, name?: string } = {}): ApiTokenView {
     if (token.length === 0) throw new InvalidArgumentError('an API token must not be empty')
-    const rec: ApiToken = {
-      id: `config-${++this.#configCount}`,
-      name: grant.name,
-      role: grant.role ?? 'admin',
-      tenant: grant.tenant ?? ALL_TENANTS,
-      hash: hashToken(token),
-      source: 'config',
-      createdAt: new Date(this.#now()).toISOString()
-    }
-    checkGrant(rec.role, rec.tenant)
-    this.#indexApi(withoutUndefined(rec))
-    return view(rec)
+    const role = grant.role ?? 'admin'
+    const tenant = grant.tenant ?? ALL_TENANTS
+    checkGrant(role, tenant)
+    return view(this.#addConfig(this.#api, token, { name: grant.name, role, tenant }))
   }
 
   async create (input: NewApiToken): Promise<{ token: string, record: ApiTokenView }> {
     checkGrant(input.role, input.tenant)
-    const token = `stc_${randomBytes(32).toString('base64url')}`
-    const rec = withoutUndefined<ApiToken>({
-      ...this.#base(this.#apiIds.next(this.#now()), token, 'api', input.name, input.expiresInSeconds),
-      role: input.role,
-      tenant: input.tenant
-    })
-    await this.#put(KEY.api + rec.id, rec)
-    this.#indexApi(rec)
-    return { token, record: view(rec) }
+    return await this.#create(this.#api, input, { role: input.role, tenant: input.tenant })
   }
 
   /**
@@ -152,20 +123,15 @@ export class TokenStore {
    * API stays revoked across restarts even though its file is still there.
    */
   async ensureBootstrap (token: string): Promise<void> {
-    if ([...this.#api.values()].some(t => t.source === 'bootstrap')) return
-    const rec: ApiToken = { ...this.#base(this.#apiIds.next(this.#now()), token, 'bootstrap', 'bootstrap'), role: 'admin', tenant: ALL_TENANTS }
-    await this.#put(KEY.api + rec.id, rec)
-    this.#indexApi(rec)
+    await this.#ensureBootstrap(this.#api, token, { role: 'admin', tenant: ALL_TENANTS })
   }
 
   list (): ApiTokenView[] {
-    return [...this.#api.values()].map(view)
+    return this.#api.all().map(view)
   }
 
   async revoke (id: string): Promise<ApiTokenView> {
-    const rec = await this.#revoke(id, 'API token', this.#api, this.#apiByHash, KEY.api)
-    this.#revokedApiHashes.add(rec.hash)
-    return view(rec)
+    return view(await this.#revoke(this.#api, id))
   }
 
   /**
@@ -176,16 +142,14 @@ export class TokenStore {
   refusal (presented: string): 'token revoked' | 'token expired' | undefined {
     const hash = hashToken(presented)
     if (this.#revokedApiHashes.has(hash)) return 'token revoked'
-    const rec = this.#apiByHash.get(hash)
+    const rec = this.#api.byHash(hash)
     return rec !== undefined && this.#expired(rec) ? 'token expired' : undefined
   }
 
   /** The live token with this clear text, or undefined (unknown, revoked and expired all look the same). */
   authenticate (presented: string): ApiTokenView | undefined {
-    const digest = createHash('sha256').update(presented).digest()
-    const rec = this.#apiByHash.get(digest.toString('hex'))
-    if (rec === undefined || !timingSafeEqual(digest, Buffer.from(rec.hash, 'hex'))) return undefined
-    if (this.#expired(rec)) return undefined
+    const rec = this.#api.find(presented)
+    if (rec === undefined || this.#expired(rec)) return undefined
     return view(rec)
   }
 
@@ -193,50 +157,23 @@ export class TokenStore {
 
   addConfigJoinToken (token: string): void {
     if (token.length === 0) throw new InvalidArgumentError('a join token must not be empty')
-    const rec: JoinToken = {
-      id: `config-${++this.#configCount}`, hash: hashToken(token), source: 'config', singleUse: false, createdAt: new Date(this.#now()).toISOString()
-    }
-    this.#indexJoin(rec)
+    this.#addConfig(this.#join, token, { singleUse: false })
   }
 
   async ensureBootstrapJoinToken (token: string): Promise<void> {
-    if ([...this.#join.values()].some(t => t.source === 'bootstrap')) return
-    const rec: JoinToken = { ...this.#base(this.#joinIds.next(this.#now()), token, 'bootstrap', 'bootstrap'), singleUse: false }
-    await this.#put(KEY.join + rec.id, rec)
-    this.#indexJoin(rec)
+    await this.#ensureBootstrap(this.#join, token, { singleUse: false })
   }
 
   async createJoinToken (input: NewJoinToken): Promise<{ token: string, record: JoinTokenView }> {
-    const token = `stj_${randomBytes(32).toString('base64url')}`
-    const rec = withoutUndefined<JoinToken>({
-      ...this.#base(this.#joinIds.next(this.#now()), token, 'api', input.name, input.expiresInSeconds),
-      singleUse: input.singleUse ?? false
-    })
-    await this.#put(KEY.join + rec.id, rec)
-    this.#indexJoin(rec)
-    return { token, record: view(rec) }
+    return await this.#create(this.#join, input, { singleUse: input.singleUse ?? false })
   }
 
   listJoinTokens (): JoinTokenView[] {
-    return [...this.#join.values()].map(view)
+    return this.#join.all().map(view)
   }
 
   async revokeJoinToken (id: string): Promise<JoinTokenView> {
-    return view(await this.#revoke(id, 'join token', this.#join, this.#joinByHash, KEY.join))
-  }
-
-  /** Revokes an API or a join token (`what` names the kind in errors); revoking twice is a no-op. */
-  async #revoke<T extends TokenBase> (id: string, what: string, byId: Map<string, T>, byHash: Map<string, T>, prefix: string): Promise<T> {
-    const rec = byId.get(id)
-    if (rec === undefined) throw new NotFoundError(`no ${what} '${id}'`)
-    if (rec.source === 'config') throw new InvalidStateError(`${what} '${id}' is given in the coordinator's configuration; remove it there and restart`)
-    if (rec.revokedAt !== undefined) return rec
-    const revoked = { ...rec, revokedAt: new Date(this.#now()).toISOString() }
-    // Refused from now on, even while the write is still on its way to disk.
-    byHash.delete(rec.hash)
-    byId.set(id, revoked)
-    await this.#put(prefix + id, revoked)
-    return revoked
+    return view(await this.#revoke(this.#join, id))
   }
 
   /**
@@ -246,20 +183,52 @@ export class TokenStore {
    */
   async useJoinToken (presented: string | undefined, who: { agent: string, peerId: string }): Promise<JoinCheck> {
     if (presented === undefined || presented === '') return { ok: false, reason: 'no join token' }
-    const digest = createHash('sha256').update(presented).digest()
-    const rec = this.#joinByHash.get(digest.toString('hex'))
-    if (rec === undefined || !timingSafeEqual(digest, Buffer.from(rec.hash, 'hex'))) return { ok: false, reason: 'unknown or revoked join token' }
+    const rec = this.#join.find(presented)
+    if (rec === undefined) return { ok: false, reason: 'unknown or revoked join token' }
     if (this.#expired(rec)) return { ok: false, reason: `join token ${rec.id} expired at ${rec.expiresAt}` }
     if (rec.usedAt !== undefined && rec.singleUse) return { ok: false, reason: `single-use join token ${rec.id} was used by ${rec.usedBy?.agent} at ${rec.usedAt}` }
     if (!rec.singleUse) return { ok: true, id: rec.id }
     const used: JoinToken = { ...rec, usedAt: new Date(this.#now()).toISOString(), usedBy: who }
-    this.#join.set(rec.id, used)
-    this.#joinByHash.set(rec.hash, used)
+    this.#join.index(used)
     await this.#put(KEY.join + rec.id, used)
     return { ok: true, id: rec.id }
   }
 
-  // ---- internals -----------------------------------------------------------
+  // ---- what both kinds do --------------------------------------------------
+
+  /** A token given in the configuration: in memory only, with an id of its own kind (`config-N`). */
+  #addConfig<T extends TokenBase> (kind: TokenKind<T>, token: string, fields: Omit<T, keyof TokenBase> & { name?: string }): T {
+    const rec = withoutUndefined({
+      id: `config-${++this.#configCount}`, hash: hashToken(token), source: 'config', createdAt: new Date(this.#now()).toISOString(), ...fields
+    } as unknown as T)
+    kind.index(rec)
+    return rec
+  }
+
+  async #create<T extends TokenBase> (kind: TokenKind<T>, input: { name?: string, expiresInSeconds?: number }, fields: Omit<T, keyof TokenBase>): Promise<{ token: string, record: Omit<T, 'hash'> }> {
+    const token = `${kind.secretPrefix}${randomBytes(32).toString('base64url')}`
+    const rec = withoutUndefined({ ...this.#base(kind.ids.next(this.#now()), token, 'api', input.name, input.expiresInSeconds), ...fields } as T)
+    await this.#put(kind.prefix + rec.id, rec)
+    kind.index(rec)
+    return { token, record: view(rec) }
+  }
+
+  async #ensureBootstrap<T extends TokenBase> (kind: TokenKind<T>, token: string, fields: Omit<T, keyof TokenBase>): Promise<void> {
+    if (kind.hasBootstrap()) return
+    const rec = { ...this.#base(kind.ids.next(this.#now()), token, 'bootstrap', 'bootstrap'), ...fields } as T
+    await this.#put(kind.prefix + rec.id, rec)
+    kind.index(rec)
+  }
+
+  /** Revokes a token; revoking twice is a no-op. */
+  async #revoke<T extends TokenBase> (kind: TokenKind<T>, id: string): Promise<T> {
+    const revoked = kind.revoked(id, new Date(this.#now()).toISOString())
+    if (revoked === undefined) return kind.get(id) as T
+    // Refused from now on, even while the write is still on its way to disk.
+    kind.index(revoked)
+    await this.#put(kind.prefix + id, revoked)
+    return revoked
+  }
 
   #base (id: string, token: string, source: TokenSource, name?: string, expiresInSeconds?: number): TokenBase {
     const now = this.#now()
@@ -275,19 +244,6 @@ export class TokenStore {
 
   #expired (rec: TokenBase): boolean {
     return rec.expiresAt !== undefined && Date.parse(rec.expiresAt) <= this.#now()
-  }
-
-  #indexApi (rec: ApiToken): void {
-    this.#api.set(rec.id, rec)
-    if (rec.revokedAt === undefined) this.#apiByHash.set(rec.hash, rec)
-    else this.#revokedApiHashes.add(rec.hash)
-    if (rec.source !== 'config') this.#apiIds.seed(rec.id)
-  }
-
-  #indexJoin (rec: JoinToken): void {
-    this.#join.set(rec.id, rec)
-    if (rec.revokedAt === undefined) this.#joinByHash.set(rec.hash, rec)
-    if (rec.source !== 'config') this.#joinIds.seed(rec.id)
   }
 
   /** Writes one at a time and synced: a revocation or a spent single-use token must survive a crash. */

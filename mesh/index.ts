@@ -21,7 +21,7 @@ export { MAX_FRAME_BYTES, encodeFrame, send, sendFrame, FrameReader } from './wi
 // Each schema below is also the type of the message it validates.
 export {
   WIRE_VERSION, DataRequest, DataResponse, DataTrailer, ControlEnvelope, Job, SwarmMessage, Manifest,
-  MAX_REGISTER_OUTCOMES, ControlMethods, decode
+  MAX_REGISTER_OUTCOMES, ControlMethods, ChecksumMode, CHECKSUM_MODES, decode
 } from './messages.ts'
 export type { SwarmPeerInfo, ControlMethod, ControlParams } from './messages.ts'
 export { TicketClaims, signTicket, issuerKey, verifyTicket } from './ticket.ts'

@@ -14,6 +14,17 @@ const Offset = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER })
 const Url = Type.String({ minLength: 1, maxLength: 4096 })
 const Sha256 = Type.String({ pattern: '^[0-9a-f]{64}$' })
 const ObjectVersion = Type.Object({ size: Offset, mtime: Type.Number(), etag: Type.Optional(Type.String({ maxLength: 512 })) })
+/** blake3 digests are 256 bits, written like sha256's. */
+const Blake3 = Sha256
+
+/**
+ * The end-to-end checksum of a transfer: sha256 (the default, and what a
+ * pinned digest needs), blake3 (cheaper per byte, for bulk data) or none.
+ * Swarm pieces are always sha256, whatever this says.
+ */
+export const ChecksumMode = Type.Union([Type.Literal('sha256'), Type.Literal('blake3'), Type.Literal('none')])
+export type ChecksumMode = Static<typeof ChecksumMode>
+export const CHECKSUM_MODES: readonly ChecksumMode[] = ['sha256', 'blake3', 'none']
 
 // ---- /staccato/data/1 -------------------------------------------------------
 
@@ -25,7 +36,9 @@ export const DataRequest = Type.Object({
   length: Type.Optional(Offset),
   expect: Type.Optional(ObjectVersion),
   /** Ask the source to hash the whole object and send the digest in the trailer. */
-  digest: Type.Boolean()
+  digest: Type.Boolean(),
+  /** The algorithm of that digest; sha256 when absent (what agents before checksum modes send). */
+  algorithm: Type.Optional(Type.Union([Type.Literal('sha256'), Type.Literal('blake3')]))
 }, { additionalProperties: false })
 export type DataRequest = Static<typeof DataRequest>
 
@@ -36,7 +49,7 @@ export const DataResponse = Type.Union([
 export type DataResponse = Static<typeof DataResponse>
 
 export const DataTrailer = Type.Union([
-  Type.Object({ v: Type.Literal(WIRE_VERSION), ok: Type.Literal(true), sha256: Type.Optional(Sha256) }),
+  Type.Object({ v: Type.Literal(WIRE_VERSION), ok: Type.Literal(true), sha256: Type.Optional(Sha256), blake3: Type.Optional(Blake3) }),
   Type.Object({ v: Type.Literal(WIRE_VERSION), ok: Type.Literal(false), error: ErrorInfo })
 ])
 export type DataTrailer = Static<typeof DataTrailer>
@@ -56,6 +69,8 @@ export const Job = Type.Object({
   source: Url,
   destination: Url,
   checksum: Type.Optional(Type.Object({ algorithm: Type.Literal('sha256'), value: Sha256 })),
+  /** sha256 when absent. */
+  checksumMode: Type.Optional(ChecksumMode),
   /** Ticket for reading the source from another agent, with that agent's address. */
   ticket: Type.Optional(Type.String({ maxLength: 16384 })),
   sourcePeer: Type.Optional(Type.Object({ peerId: Type.String({ maxLength: 128 }), addrs: Type.Array(Type.String({ maxLength: 512 }), { maxItems: 32 }) }))
@@ -102,6 +117,8 @@ const Report = Type.Object({
   bytesDone: Type.Optional(Offset),
   bytesTotal: Type.Optional(Offset),
   sha256: Type.Optional(Sha256),
+  /** The digest of a transfer in the blake3 checksum mode (instead of sha256). */
+  blake3: Type.Optional(Blake3),
   error: Type.Optional(ErrorInfo)
 })
 

@@ -20,6 +20,8 @@ export interface AgentPluginOptions {
   ticket: string
   /** Ask the source agent for a whole-object sha256 in the trailer (costs it one pass over the bytes). */
   digest?: boolean
+  /** The algorithm of that digest (sha256 when absent); onDigest gets it in this algorithm. */
+  algorithm?: 'sha256' | 'blake3'
 }
 
 /**
@@ -62,7 +64,9 @@ export function agent (init: AgentPluginOptions): ProtocolPlugin {
 
     async * read (url: URL, opts: ReadOptions): AsyncGenerator<Uint8Array> {
       const wantDigest = digest && opts.length === undefined
-      const { stream, reader, header } = await open(url, { offset: opts.offset, length: opts.length, expect: opts.expect, digest: wantDigest }, opts.signal)
+      const algorithm = init.algorithm ?? 'sha256'
+      // Only a non-default algorithm is named, so that a request stays what an agent without checksum modes reads.
+      const { stream, reader, header } = await open(url, { offset: opts.offset, length: opts.length, expect: opts.expect, digest: wantDigest, ...(algorithm === 'sha256' ? {} : { algorithm }) }, opts.signal)
       try {
         if (opts.expect !== undefined && (header.size !== opts.expect.size || header.mtime !== opts.expect.mtime)) {
           throw new SourceChangedError(`${url.href} changed: size ${opts.expect.size} → ${header.size}, mtime ${opts.expect.mtime} → ${header.mtime}`)
@@ -70,7 +74,8 @@ export function agent (init: AgentPluginOptions): ProtocolPlugin {
         yield * reader.readBytes(header.length)
         const trailer = decode(DataTrailer, await reader.readFrame(), 'data trailer')
         if (!trailer.ok) throw fromErrorInfo(trailer.error)
-        if (trailer.sha256 !== undefined) opts.onDigest?.(trailer.sha256)
+        const sent = algorithm === 'blake3' ? trailer.blake3 : trailer.sha256
+        if (sent !== undefined) opts.onDigest?.(sent)
         // Every byte and the trailer are in: a close that fails (the peer reset first) changes nothing read.
         await stream.close().catch(() => {})
       } catch (err) {

@@ -56,9 +56,10 @@ export interface ReadOptions extends OpOptions {
   expect?: ObjectVersion
   /**
    * Called once, after the last chunk, with a whole-object digest computed by
-   * the far end when the protocol provides one (the agent data protocol does).
+   * the far end when the protocol provides one (the agent data protocol does):
+   * a hex sha256 unless the plug-in was made for another algorithm.
    */
-  onDigest?: (sha256: string) => void
+  onDigest?: (digest: string) => void
 }
 
 export interface WriteOptions extends OpOptions {

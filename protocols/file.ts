@@ -118,10 +118,12 @@ export function file (init: FileOptions): ProtocolPlugin {
         if (isPartialName(dirent.name)) continue
         let full = join(path, dirent.name)
         if (dirent.isSymbolicLink()) {
+          // A dangling or unreadable link is left out of the listing, like one that points out of the volume.
           const real = await realpath(full).catch(() => undefined)
           if (real === undefined || !isInside(root, real)) continue
           full = real
         }
+        // An entry removed or made unreadable since readdir is left out: a listing is a snapshot, not a promise.
         const st = await stat(full).catch(() => undefined)
         if (st === undefined || !(st.isFile() || st.isDirectory())) continue
         yield { path: dirent.name, size: st.isFile() ? st.size : 0, mtime: Math.floor(st.mtimeMs), type: st.isFile() ? 'file' : 'directory' }

@@ -64,20 +64,25 @@ const RETRYABLE_STATUS = new Set([408, 429, 500, 502, 503, 504])
 const REDIRECT_STATUS = new Set([301, 302, 303, 307, 308])
 const MAX_REDIRECTS = 5
 
-/** Starts a request; the caller writes the body (if any) and ends it. */
-export function startRequest (ctx: HttpContext, url: URL, method: string, headers: OutgoingHttpHeaders, signal?: AbortSignal): ClientRequest {
+/**
+ * Starts a request; the caller writes the body (if any) and ends it.
+ * `withoutAuthorization` drops any Authorization header (a redirect that left the first origin).
+ */
+export function startRequest (ctx: HttpContext, url: URL, method: string, headers: OutgoingHttpHeaders, signal?: AbortSignal, withoutAuthorization = false): ClientRequest {
   if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new InvalidArgumentError(`${url.href}: not an http(s) URL`)
   // A literal address is dialled without a lookup, so the policy's lookup never sees it: check it here.
   const refused = ctx.policy.hostRefusal(hostOf(url))
   if (refused !== undefined) throw new AddressRefusedError(`${method} ${redact(url)}: ${refused}`)
   const secure = url.protocol === 'https:'
   const auth = url.username !== '' ? `${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}` : undefined
+  const all: OutgoingHttpHeaders = { ...ctx.options.headers, ...headers }
+  if (withoutAuthorization) for (const name of Object.keys(all)) if (name.toLowerCase() === 'authorization') delete all[name]
   const req = (secure ? httpsRequest : httpRequest)(url, {
     method,
     auth,
     agent: secure ? ctx.agents.https : ctx.agents.http,
     lookup: ctx.policy.lookup as never,
-    headers: { ...ctx.options.headers, ...headers },
+    headers: all,
     signal
   })
   // Failures reach callers through responseOf() or a write callback; a late second 'error' must not crash the process.
@@ -165,7 +170,8 @@ function redirectTarget (first: URL, current: URL, location: string): URL {
 }
 
 /**
- * A body-less request (GET, HEAD) with redirects and retries. Answers other
+ * A body-less request (GET, HEAD) with redirects and retries; a redirect to
+ * another origin goes there without the Authorization header. Answers other
  * than retryable ones come back to the caller, which decides what they mean;
  * the body of each discarded answer is drained so its socket can be reused.
  */
@@ -176,7 +182,9 @@ export async function requestWithRetry (ctx: HttpContext, url: URL, method: 'GET
     const what = `${method} ${redact(target)}`
     let res: IncomingMessage
     try {
-      const req = startRequest(ctx, target, method, headers, signal)
+      // Credentials are for the origin first asked (as curl and the fetch standard do): a registry
+      // that redirects a blob to its storage must not hand that host the registry's token.
+      const req = startRequest(ctx, target, method, headers, signal, target.origin !== url.origin)
       req.end()
       res = await responseOf(req)
     } catch (err) {

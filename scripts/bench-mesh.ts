@@ -69,8 +69,8 @@ export class BenchMesh {
   }
 
   /** Submits a transfer and waits for it to finish; throws unless it succeeded. */
-  async run (source: string, destination: string, timeoutMs: number): Promise<{ id: string, sha256: string }> {
-    const res = await this.api('POST', '/v1/transfers', { source, destination, retries: 0 })
+  async run (source: string, destination: string, timeoutMs: number, extra: Record<string, unknown> = {}): Promise<{ id: string, sha256: string }> {
+    const res = await this.api('POST', '/v1/transfers', { source, destination, retries: 0, ...extra })
     if (res.status !== 201) throw new Error(`submit answered ${res.status}: ${JSON.stringify(res.body)}`)
     const id = (res.body as { id: string }).id
     let last: { state: string, sha256: string, lastError?: unknown } | undefined

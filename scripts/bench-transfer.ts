@@ -4,8 +4,10 @@
  * Side by side on loopback, in one run: raw TCP between two Node processes
  * (the reference R), the mesh data plane alone (random:// read by agent a,
  * streamed to agent b, written to null://), and file → file between two
- * agents on the same disk with sha256 verification, plus scp of the same
- * file when a local sshd can be started. Medians over --reps.
+ * agents on the same disk with sha256 verification and again with the fast
+ * checksum mode (blake3), plus scp of the same file when a local sshd can be
+ * started, and the floor: the CPU a verified encrypted copy of the file cannot
+ * avoid, measured in this process (scripts/bench-floor.ts). Medians over --reps.
  */
 import { spawn } from 'node:child_process'
 import { open, readFile, rm, stat } from 'node:fs/promises'
@@ -19,10 +21,13 @@ import { BenchMesh } from './bench-mesh.ts'
 import { freePort } from '../cli/index.ts'
 import type { BenchAgent } from './bench-mesh.ts'
 import { LocalSshd } from './bench-scp.ts'
+import { copyFloor } from './bench-floor.ts'
 import { MiB, cpuSplit, mbps, median, note, peakRssMiB, report, round } from './bench-util.ts'
 
 const PEER = fileURLToPath(new URL('./bench-tcp-peer.ts', import.meta.url))
 const SCP_CIPHER = 'aes128-gcm@openssh.com'
+// The fast checksum mode (agent/copy/checksum.ts says why blake3).
+const FAST_MODE = 'blake3'
 
 const { values: args } = parseArgs({
   options: {
@@ -34,8 +39,8 @@ const { values: args } = parseArgs({
     'sync-every': { type: 'string' },
     'node-options': { type: 'string' },
     'keep-logs': { type: 'boolean', default: false },
-    // For profiling one part: a comma-separated subset of raw,mesh,file (the others report null).
-    only: { type: 'string', default: 'raw,mesh,file' }
+    // For profiling one part: a comma-separated subset of raw,mesh,file,fast,floor (the others report null).
+    only: { type: 'string', default: 'raw,mesh,file,fast,floor' }
   }
 })
 const size = parseSize(args.size)
@@ -68,9 +73,9 @@ async function rawTcp (): Promise<{ MBps: number, bytesPerCpuSecond: number }> {
 
 interface Run { MBps: number, cpuA: number, cpuB: number, sysA: number, sysB: number }
 
-async function timed (mesh: BenchMesh, a: BenchAgent, b: BenchAgent, source: string, destination: string): Promise<Run> {
+async function timed (mesh: BenchMesh, a: BenchAgent, b: BenchAgent, source: string, destination: string, extra: Record<string, unknown> = {}): Promise<Run> {
   const before = { a: cpuSplit(a.pid), b: cpuSplit(b.pid) }
-  const { id } = await mesh.run(source, destination, timeoutMs)
+  const { id } = await mesh.run(source, destination, timeoutMs, extra)
   const ms = await mesh.executorMs(b.name, id)
   const after = { a: cpuSplit(a.pid), b: cpuSplit(b.pid) }
   const used = (x: 'a' | 'b'): number => after[x].user + after[x].system - before[x].user - before[x].system
@@ -135,13 +140,23 @@ async function main (): Promise<void> {
     note(`mesh random → null: ${meshRuns.map(r => round(r.MBps, 0)).join(', ')} MB/s`)
 
     const sourceFile = join(a.volume, 'source.bin')
-    if (parts.has('file') || args['no-scp'] !== true) await writeSourceFile(sourceFile)
+    if (parts.has('file') || parts.has('fast') || parts.has('floor') || args['no-scp'] !== true) await writeSourceFile(sourceFile)
+    // The floor first, with the agents idle: the same file, in this process, to the same disk.
+    const floorRuns = []
+    for (let i = 0; i < reps && parts.has('floor'); i++) floorRuns.push(await copyFloor(sourceFile, join(b.volume, 'floor-copy.bin')))
+    note(`floor (read, sha256 × 2, AES-256-GCM seal + open in 4 MiB records, write): ${floorRuns.map(r => round(r.cpuSeconds / (size / 1e9), 2)).join(', ')} CPU-s per GB`)
     const fileRuns: Run[] = []
     for (let i = 0; i < reps && parts.has('file'); i++) {
       fileRuns.push(await timed(mesh, a, b, 'agent://a/vol/source.bin', `agent://b/vol/copy-${i}.bin`))
       await rm(join(b.volume, `copy-${i}.bin`))
     }
     note(`file → file (sha256): ${fileRuns.map(r => round(r.MBps, 0)).join(', ')} MB/s`)
+    const fastRuns: Run[] = []
+    for (let i = 0; i < reps && parts.has('fast'); i++) {
+      fastRuns.push(await timed(mesh, a, b, 'agent://a/vol/source.bin', `agent://b/vol/fast-${i}.bin`, { checksumMode: FAST_MODE }))
+      await rm(join(b.volume, `fast-${i}.bin`))
+    }
+    note(`file → file (${FAST_MODE}): ${fastRuns.map(r => round(r.MBps, 0)).join(', ')} MB/s`)
 
     const scpRuns: number[] = []
     if (args['no-scp'] !== true) {
@@ -161,6 +176,12 @@ async function main (): Promise<void> {
 
     const m = summarize(meshRuns)
     const f = summarize(fileRuns)
+    const fast = summarize(fastRuns)
+    const GB = size / 1e9
+    const floorCpu = floorRuns.length > 0 ? median(floorRuns.map(r => r.cpuSeconds / GB)) : NaN
+    const fileCpu = fileRuns.length > 0 ? median(fileRuns.map(r => (r.cpuA + r.cpuB) / GB)) : NaN
+    const fastCpu = fastRuns.length > 0 ? median(fastRuns.map(r => (r.cpuA + r.cpuB) / GB)) : NaN
+    const orNull = (x: number, digits?: number): number | null => Number.isFinite(x) ? round(x, digits) : null
     const scpMBps = scpRuns.length > 0 ? median(scpRuns) : null
     const rss = { a: peakRssMiB(a.pid), b: peakRssMiB(b.pid) }
     const result = {
@@ -173,6 +194,16 @@ async function main (): Promise<void> {
       fileOverRaw: round(f.MBps / R, 3),
       scpMBps: scpMBps === null ? null : round(scpMBps, 1),
       fileOverScp: scpMBps === null ? null : round(f.MBps / scpMBps, 3),
+      // The same file copy with the fast checksum mode.
+      fileFastMode: FAST_MODE,
+      fileFastMBps: orNull(fast.MBps, 1),
+      fileFastOverScp: scpMBps === null ? null : orNull(fast.MBps / scpMBps, 3),
+      // CPU seconds per GB (1e9 bytes): the floor in this process, both agents together for the copies.
+      floorCpuSecondsPerGB: orNull(floorCpu, 3),
+      fileCpuSecondsPerGB: orNull(fileCpu, 3),
+      fileFastCpuSecondsPerGB: orNull(fastCpu, 3),
+      fileOverFloor: orNull(fileCpu / floorCpu, 3),
+      fileFastOverFloor: orNull(fastCpu / floorCpu, 3),
       scpNote: typeof sshd === 'string' ? sshd : undefined,
       agentPeakRssMiB: round(Math.max(rss.a, rss.b), 1),
       agentPeakRssMiBByAgent: { a: round(rss.a, 1), b: round(rss.b, 1) },
@@ -184,13 +215,15 @@ async function main (): Promise<void> {
       meshCpuSeconds: { a: round(m.cpuSecondsA), b: round(m.cpuSecondsB), aSystem: round(m.sysSecondsA), bSystem: round(m.sysSecondsB) },
       fileCpuSeconds: { a: round(f.cpuSecondsA), b: round(f.cpuSecondsB), aSystem: round(f.sysSecondsA), bSystem: round(f.sysSecondsB) },
       loadAverage: round(loadavg()[0]),
-      runsMBps: { raw: raw.map(r => round(r.MBps, 1)), mesh: meshRuns.map(r => round(r.MBps, 1)), file: fileRuns.map(r => round(r.MBps, 1)), scp: scpRuns.map(r => round(r, 1)) }
+      runsMBps: { raw: raw.map(r => round(r.MBps, 1)), mesh: meshRuns.map(r => round(r.MBps, 1)), file: fileRuns.map(r => round(r.MBps, 1)), fileFast: fastRuns.map(r => round(r.MBps, 1)), scp: scpRuns.map(r => round(r, 1)) }
     }
     report(args.json, result, [
       `size ${size} bytes, ${reps} repetitions (medians)`,
       `raw TCP (R)              ${result.rawTcpMBps} MB/s`,
       `mesh random → null       ${result.meshMBps} MB/s   ${result.meshOverRaw} × R   ${result.meshMBPerCpuSecond} MB per CPU-second`,
       `file → file (sha256)     ${result.fileMBps} MB/s   ${result.fileOverRaw} × R   ${result.fileMBPerCpuSecond} MB per CPU-second`,
+      `file → file (${FAST_MODE})     ${result.fileFastMBps ?? '-'} MB/s   file/scp ${result.fileFastOverScp ?? '-'}`,
+      `CPU-s per GB             floor ${result.floorCpuSecondsPerGB ?? '-'}, file ${result.fileCpuSecondsPerGB ?? '-'} (${result.fileOverFloor ?? '-'} × floor), ${FAST_MODE} ${result.fileFastCpuSecondsPerGB ?? '-'} (${result.fileFastOverFloor ?? '-'} × floor)`,
       scpMBps === null ? `scp                      not measured (${result.scpNote ?? ''})` : `scp -c ${SCP_CIPHER}   ${result.scpMBps} MB/s   file/scp ${result.fileOverScp}`,
       `agent peak RSS           a ${result.agentPeakRssMiBByAgent.a} MiB, b ${result.agentPeakRssMiBByAgent.b} MiB`
     ])

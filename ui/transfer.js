@@ -74,6 +74,8 @@ export function TransferPage ({ id }) {
       <dt>Attempt</dt><dd>${t.attempt} of ${t.retries + 1}</dd>
       ${t.lastError !== undefined && html`<dt>Last error</dt><dd><code>${t.lastError.code}</code> ${t.lastError.message}</dd>`}
       ${t.sha256 !== undefined && html`<dt>sha256</dt><dd><code class="hash">${t.sha256}</code></dd>`}
+      ${t.blake3 !== undefined && html`<dt>blake3</dt><dd><code class="hash">${t.blake3}</code></dd>`}
+      ${t.checksumMode === 'none' && html`<dt>Checksum</dt><dd>none (not verified end to end, as asked)</dd>`}
       <dt>Created</dt><dd><time datetime=${t.createdAt}>${new Date(t.createdAt).toLocaleString()}</time></dd>
       ${t.finishedAt !== undefined && html`<dt>Finished</dt><dd><time datetime=${t.finishedAt}>${new Date(t.finishedAt).toLocaleString()}</time></dd>`}
     </dl>

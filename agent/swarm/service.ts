@@ -28,6 +28,14 @@ export interface SwarmServiceOptions extends Omit<SessionOptions, 'join' | 'sour
 const HELLO_TIMEOUT_MS = 10_000
 /** How often a destination redials participants it is not connected to (not joined yet, restarted, back). */
 const REDIAL_MS = 500
+/**
+ * A peer that keeps refusing (it dropped us) or is down is dialed less and
+ * less often, down to this: short enough that a restarted peer is back within
+ * seconds, long enough that a peer refusing us costs nothing.
+ */
+const REDIAL_MAX_MS = 8_000
+/** The failure at which the back-off reaches REDIAL_MAX_MS (500 ms · 2^4): logged once more. */
+const REDIAL_LOG_AGAIN = 5
 /** Rarest first makes the newest pieces the most asked for: 32 MiB holds the last 8 default (4 MiB) pieces. */
 const PIECE_CACHE_BYTES = 32 * 1024 * 1024
 /** The coordinator brings participants in one by one: a hello may beat our own join by this much. */
@@ -196,6 +204,7 @@ export class SwarmService {
 
   /** Keeps a destination connected to the peers the coordinator named, until it leaves the distribution. */
   private async dialLoop (id: string, signal: AbortSignal): Promise<void> {
+    const failures = new Map<string, { count: number, retryAt: number }>()
     while (!signal.aborted) {
       const entry = this.sessions.get(id)
       // A finished destination keeps its links too: it serves until the whole distribution ends.
@@ -205,9 +214,23 @@ export class SwarmService {
         if (entry.session.peers.has(info.peerId) || entry.session.banned.has(info.peerId)) continue
         // Between two destinations only the one with the lower peer id dials, so they never race into two streams.
         if (info.name !== seed && info.peerId < this.opts.node.peerId.toString()) continue
-        await this.dial(entry.session, entry.join, info).catch(err => {
-          this.opts.log('could not reach swarm peer', { distributionId: id, peer: info.name, error: toStaccatoError(err).message })
-        })
+        const failing = failures.get(info.peerId)
+        if (failing !== undefined && Date.now() < failing.retryAt) continue
+        try {
+          await this.dial(entry.session, entry.join, info)
+          failures.delete(info.peerId)
+          entry.session.setReachable(info.peerId, true)
+        } catch (err) {
+          const count = (failing?.count ?? 0) + 1
+          // Two failures in a row is no passing hiccup: stop waiting for this peer to serve us what the seed says it has.
+          if (count >= 2) entry.session.setReachable(info.peerId, false)
+          failures.set(info.peerId, { count, retryAt: Date.now() + Math.min(REDIAL_MS * 2 ** (count - 1), REDIAL_MAX_MS) })
+          // The first failure and the one that reaches the longest back-off are worth a line; a peer that dropped us
+          // (it caught us sending a bad piece) refuses every dial, and 500 ms of log lines for it helps nobody.
+          if (count === 1 || count === REDIAL_LOG_AGAIN) {
+            this.opts.log(count === 1 ? 'could not reach swarm peer; dialing again with back-off' : 'still cannot reach swarm peer; dialing again every 8 s', { distributionId: id, peer: info.name, attempts: count, error: toStaccatoError(err).message })
+          }
+        }
       }
       // Rejects only when the signal aborts (the session is closing), which the loop checks next.
       await sleep(REDIAL_MS, undefined, { signal }).catch(() => {})
@@ -219,14 +242,15 @@ export class SwarmService {
     const stream = await this.opts.node.dialProtocol(addrs, SWARM_PROTOCOL, { signal: AbortSignal.timeout(HELLO_TIMEOUT_MS) })
     const reader = new FrameReader(stream)
     try {
-      await sendFrame(stream, { v: WIRE_VERSION, t: 'hello', dist: session.id, ticket: join.ticket, have: session.mine.toBase64() })
+      const advertised = session.mine.toBase64()
+      await sendFrame(stream, { v: WIRE_VERSION, t: 'hello', dist: session.id, ticket: join.ticket, have: advertised })
       const hello = await this.readHello(reader, session.id, info.peerId, pieceCount(session.manifest))
       if (session.peers.has(info.peerId)) {
         // The other side dialed us at the same moment; keep one stream.
         stream.abort(new PermissionDeniedError('duplicate swarm stream'))
         return
       }
-      session.attach(new SwarmPeer(stream, reader, info.peerId, info.name, hello))
+      session.attach(new SwarmPeer(stream, reader, info.peerId, info.name, hello), Bitfield.fromBase64(pieceCount(session.manifest), advertised))
     } catch (err) {
       stream.abort(toStaccatoError(err))
       throw err
@@ -248,9 +272,11 @@ export class SwarmService {
     const { session, join } = entry
     if (session.banned.has(remote)) throw new PermissionDeniedError('peer was dropped from this distribution')
     if (session.peers.has(remote)) throw new PermissionDeniedError('already connected to this peer for this distribution')
-    await sendFrame(stream, { v: WIRE_VERSION, t: 'hello', dist: session.id, ticket: join.ticket, have: session.mine.toBase64() })
+    const advertised = session.mine.toBase64()
+    await sendFrame(stream, { v: WIRE_VERSION, t: 'hello', dist: session.id, ticket: join.ticket, have: advertised })
     const name = join.peers.find(p => p.peerId === remote)?.name ?? remote.slice(-8)
-    session.attach(new SwarmPeer(stream, reader, remote, name, Bitfield.fromBase64(pieceCount(session.manifest), hello.have)))
+    const pieces = pieceCount(session.manifest)
+    session.attach(new SwarmPeer(stream, reader, remote, name, Bitfield.fromBase64(pieces, hello.have)), Bitfield.fromBase64(pieces, advertised))
   }
 
   /** The session of a distribution, waiting briefly for a join that is on its way (the ticket was already checked). */

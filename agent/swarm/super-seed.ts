@@ -30,17 +30,3 @@ export function seedRefusal (view: SeedView): Refusal | undefined {
   return undefined
 }
 
-/**
- * A destination's answer to the seed's refusal that names holders: when it
- * reaches one, it fetches there; when it reaches none, it asks the seed again
- * as its sole source only once it has nothing else in flight (it is starved)
- * and a whole tick has gone by since it first heard so. With a bounded peer
- * set most holders are out of reach at first, and the piece reaches one of its
- * peers a few hops later; asking at once made the seed send pieces two or
- * three times (bench:swarm-sim, N = 100). A holder it dropped (a corrupt peer)
- * still gets the piece resent, once the rest is in.
- * `firstTick` is the tick at which it first heard it, `tick` the current one.
- */
-export function asksAsSole (holders: number, reachable: boolean, inFlight: number, firstTick: number | undefined, tick: number): boolean {
-  return holders > 0 && !reachable && inFlight === 0 && firstTick !== undefined && tick - firstTick >= 2
-}

@@ -107,6 +107,7 @@ export function demoCommand (program: Command): void {
 }
 
 async function makeSample (file: string, size: number): Promise<void> {
+  // Absent (the first demo) or unreadable: either way it is written afresh below, which reports a real problem.
   const existing = await stat(file).catch(() => undefined)
   if (existing?.size === size) return
   const out = createWriteStream(file)
@@ -119,6 +120,7 @@ async function makeSample (file: string, size: number): Promise<void> {
 async function waitForAgents (ready: ReadyInfo, names: string[]): Promise<void> {
   const deadline = Date.now() + 30_000
   while (Date.now() < deadline) {
+    // Not answering yet is what this loop waits out; the deadline below reports it if it lasts.
     const res = await fetch(`${ready.apiUrl}/v1/agents`, { headers: { authorization: `Bearer ${ready.apiToken}` } }).catch(() => undefined)
     if (res?.ok === true) {
       const body = await res.json() as { items?: Array<{ name: string, online: boolean }> } | Array<{ name: string, online: boolean }>

@@ -1,7 +1,7 @@
 import type { Command } from 'commander'
 import { addClientOptions, connect, usageError } from '../client.ts'
 import type { ClientFlags } from '../client.ts'
-import { CursorExpiredError, LONG_POLL_S, readChanges } from '../feed.ts'
+import { LONG_POLL_S, isCursorExpired, oldestKept, readChanges } from '../feed.ts'
 import type { FeedItem } from '../feed.ts'
 
 export function eventsCommand (program: Command): void {
@@ -28,9 +28,10 @@ export function eventsCommand (program: Command): void {
           page = await readChanges(client, after, o.follow === true ? LONG_POLL_S : 0, { topics: o.topics, signal: stop.signal })
         } catch (err) {
           if (stop.signal.aborted) break
-          if (!(err instanceof CursorExpiredError) || !Number.isFinite(err.oldest) || after === 'now') throw err
-          process.stderr.write(`staccato: events ${after + 1} to ${err.oldest - 1} are no longer kept; going on from ${err.oldest}\n`)
-          after = err.oldest - 1
+          const oldest = isCursorExpired(err) ? oldestKept(err) : NaN
+          if (!Number.isFinite(oldest) || after === 'now') throw err
+          process.stderr.write(`staccato: events ${after + 1} to ${oldest - 1} are no longer kept; going on from ${oldest}\n`)
+          after = oldest - 1
           continue
         }
         if (page === undefined) throw usageError(`the coordinator at ${client.url} has no change feed (GET /v1/changes)`)

@@ -2,16 +2,11 @@ import type { Command } from 'commander'
 import { addClientOptions, connect, printJson, table, usageError } from '../client.ts'
 import type { ClientFlags } from '../client.ts'
 
-interface TokenView {
-  id: string
-  name?: string
-  source: string
-  createdAt: string
-  expiresAt?: string
-  revokedAt?: string
-}
-interface ApiTokenView extends TokenView { role: string, tenant: string }
-interface JoinTokenView extends TokenView { singleUse: boolean, usedAt?: string, usedBy?: { agent: string } }
+// The coordinator's views, as the API sends them (type-only: the CLI loads none of the coordinator).
+import type { ApiTokenView, JoinTokenView } from '../../coordinator/index.ts'
+
+/** What both kinds of token show. */
+type TokenView = ApiTokenView | JoinTokenView
 
 type Flags = ClientFlags & { json?: boolean }
 

@@ -1,5 +1,6 @@
 import type { Command } from 'commander'
 import { CliError, addClientOptions, connect, printJson, table, usageError } from '../client.ts'
+import { CHECKSUM_MODES } from '../../mesh/index.ts'
 import type { ClientFlags } from '../client.ts'
 import { FINAL_STATES, follow, rows } from '../follow.ts'
 import type { Transfer } from '../follow.ts'
@@ -25,7 +26,7 @@ export function transferCommand (program: Command): void {
     .option('--priority <n>', 'higher runs first (default 0)')
     .option('--retries <n>', 'retries after retryable errors')
     .option('--label <key=value>', 'label the transfer (repeatable)', (v: string, prev: string[] = []) => [...prev, v])
-    .option('--checksum <sha256:hex>', 'expected sha256 of the whole object')
+    .option('--checksum <mode|sha256:hex>', 'end-to-end checksum: sha256 (default), blake3 (cheaper, for bulk data) or none; or sha256:<hex>, the expected sha256 of the whole object')
     .option('--idempotency-key <key>', 'a retried submission with the same key returns the first transfer'))
     .action(async (src: string, dsts: string[], o: Flags & { wait?: boolean, priority?: string, retries?: string, label?: string[], checksum?: string, idempotencyKey?: string }) => {
       const body: Record<string, unknown> = { source: src }
@@ -34,7 +35,7 @@ export function transferCommand (program: Command): void {
       if (o.priority !== undefined) body.priority = integer('--priority', o.priority, true)
       if (o.retries !== undefined) body.retries = integer('--retries', o.retries, false)
       if (o.label !== undefined) body.labels = Object.fromEntries(o.label.map(parseLabel))
-      if (o.checksum !== undefined) body.checksum = parseChecksum(o.checksum)
+      if (o.checksum !== undefined) Object.assign(body, parseChecksum(o.checksum))
       const client = await connect(o)
       const created = await client.request<Transfer>('POST', '/v1/transfers', {
         body,
@@ -132,7 +133,7 @@ export function transferCommand (program: Command): void {
 /** Prints the outcome; a transfer that did not succeed ends the command with exit code 1. */
 function finish (t: Transfer, json: boolean): void {
   if (json) printJson(t)
-  else if (t.state === 'succeeded') process.stdout.write(`${t.id}  succeeded${t.sha256 !== undefined ? `  sha256 ${t.sha256}` : ''}\n`)
+  else if (t.state === 'succeeded') process.stdout.write(`${t.id}  succeeded${t.sha256 !== undefined ? `  sha256 ${t.sha256}` : ''}${t.blake3 !== undefined ? `  blake3 ${t.blake3}` : ''}\n`)
   if (t.state === 'failed') {
     const e = t.lastError
     throw new CliError(e?.code ?? 'failed', `transfer ${t.id} failed: ${e?.code ?? 'unknown'}: ${e?.message ?? 'no error recorded'}`, 1)
@@ -152,7 +153,9 @@ function details (t: Transfer): string {
     ['priority', String(t.priority)],
     ['labels', Object.entries(t.labels).map(([k, v]) => `${k}=${v}`).join(', ') || undefined],
     ['executor', t.executor],
+    ['checksum', t.checksumMode],
     ['sha256', t.sha256],
+    ['blake3', t.blake3],
     ['error', t.lastError !== undefined ? `${t.lastError.code}: ${t.lastError.message}` : undefined],
     ['created', t.createdAt],
     ['started', t.startedAt],
@@ -210,8 +213,10 @@ function parseLabel (text: string): [string, string] {
   return [text.slice(0, eq), text.slice(eq + 1)]
 }
 
-function parseChecksum (text: string): { algorithm: 'sha256', value: string } {
+/** A mode name, or a pinned digest (which is a sha256, so the mode stays sha256). */
+function parseChecksum (text: string): { checksumMode: string } | { checksum: { algorithm: 'sha256', value: string } } {
+  if (CHECKSUM_MODES.some(m => m === text)) return { checksumMode: text }
   const m = /^sha256:([0-9a-fA-F]{64})$/.exec(text)
-  if (m === null) throw usageError(`--checksum '${text}' must look like sha256:<64 hex digits>`)
-  return { algorithm: 'sha256', value: m[1].toLowerCase() }
+  if (m === null) throw usageError(`--checksum '${text}' must be one of ${CHECKSUM_MODES.join(', ')}, or sha256:<64 hex digits>`)
+  return { checksum: { algorithm: 'sha256', value: m[1].toLowerCase() } }
 }

@@ -39,6 +39,9 @@ export const TransferInputSchema = Type.Object({
     description: 'several agent:// destinations: a distribution, in which every destination also serves the pieces it has'
   })),
   checksum: Type.Optional(Checksum),
+  checksumMode: Type.Optional(Type.Union([Type.Literal('sha256'), Type.Literal('blake3'), Type.Literal('none')], {
+    description: 'the end-to-end checksum both agents compute: sha256 (the default; a pinned checksum needs it), blake3 (cheaper per byte, for bulk data) or none (no verification); a distribution is always sha256'
+  })),
   priority: Type.Optional(Type.Integer({ minimum: LIMITS.priority.min, maximum: LIMITS.priority.max, description: 'higher runs first; default 0' })),
   retries: Type.Optional(Type.Integer({ minimum: LIMITS.retries.min, maximum: LIMITS.retries.max, description: `default ${LIMITS.retries.default}` })),
   labels: Type.Optional(Labels),
@@ -87,6 +90,7 @@ export const TransferSchema = Type.Object({
   destinations: Type.Optional(Type.Array(DestinationStatusSchema, { description: 'a distribution: each destination\'s state' })),
   manifest: Type.Optional(ManifestSummary),
   checksum: Type.Optional(Type.Object({ algorithm: Type.Literal('sha256'), value: Type.String() })),
+  checksumMode: Type.Optional(Type.Union([Type.Literal('sha256'), Type.Literal('blake3'), Type.Literal('none')], { description: 'sha256 when absent' })),
   priority: Type.Integer(),
   retries: Type.Integer(),
   labels: Type.Record(Type.String(), Type.String()),
@@ -101,7 +105,8 @@ export const TransferSchema = Type.Object({
   }, { description: 'why a queued transfer cannot start yet' })),
   progress: Progress,
   lastError: Type.Optional(TransferErrorSchema),
-  sha256: Type.Optional(Type.String()),
+  sha256: Type.Optional(Type.String({ description: 'hex sha256 of the delivered object (checksum mode sha256)' })),
+  blake3: Type.Optional(Type.String({ description: 'hex blake3 of the delivered object (checksum mode blake3)' })),
   callbackUrl: Type.Optional(Type.String()),
   createdAt: Type.String(),
   updatedAt: Type.String(),

@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest'
-import { asksAsSole, seedRefusal } from '../../agent/swarm/super-seed.ts'
+import { seedRefusal } from '../../agent/swarm/super-seed.ts'
 import { TokenLedger } from '../../agent/rate-limit.ts'
 
 describe('super-seeding (the seed\'s refusal)', () => {
@@ -15,18 +15,6 @@ describe('super-seeding (the seed\'s refusal)', () => {
   it('points at the recipient of a piece still on its way, and sends again when that recipient is gone', () => {
     expect(seedRefusal({ sentTo: 'a', holders: [], recipientElsewhere: true, sole: false })).toEqual({ reason: 'this piece is on its way to a peer; fetch it there', holders: ['a'] })
     expect(seedRefusal({ sentTo: 'a', holders: [], recipientElsewhere: false, sole: false })).toBeUndefined()
-  })
-})
-
-describe('asking the seed as sole source', () => {
-  it('only when no holder is reachable, nothing else is in flight and a whole tick went by', () => {
-    expect(asksAsSole(1, false, 0, 3, 5)).toBe(true)
-    expect(asksAsSole(1, true, 0, 3, 5)).toBe(false)
-    expect(asksAsSole(0, false, 0, 3, 5)).toBe(false)
-    // Still fetching other pieces: the piece most likely reaches one of its peers meanwhile.
-    expect(asksAsSole(1, false, 2, 3, 5)).toBe(false)
-    expect(asksAsSole(1, false, 0, 4, 5)).toBe(false)
-    expect(asksAsSole(1, false, 0, undefined, 5)).toBe(false)
   })
 })
 

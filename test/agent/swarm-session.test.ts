@@ -87,7 +87,6 @@ function session (): SwarmSession {
     journal,
     counters: newCounters(),
     cache: new PieceCache(1 << 20),
-    corruptServedPieces: false,
     // The test is the clock: a tick runs when the test calls it.
     every: (_ms, fn) => { ticks.push(fn); return () => { ticks.splice(ticks.indexOf(fn), 1) } },
     log: () => {},
@@ -97,6 +96,8 @@ function session (): SwarmSession {
 }
 
 const full = (): Bitfield => Bitfield.full(5)
+/** The bitfield our hello carried: what the session held when the link came up. */
+const hello = (s: SwarmSession): Bitfield => new Bitfield(5, s.mine.bytes)
 const until = async (check: () => boolean): Promise<void> => { await vi.waitFor(() => { if (!check()) throw new Error('not yet') }, { timeout: 900, interval: 2 }) }
 
 describe('SwarmSession (destination), with fake peers and a test-driven clock', () => {
@@ -105,8 +106,8 @@ describe('SwarmSession (destination), with fake peers and a test-driven clock', 
     await s.start()
     const seed = new FakePeer('seed', full())
     const other = new FakePeer('other', new Bitfield(5))
-    s.attach(other)
-    s.attach(seed)
+    s.attach(other, hello(s))
+    s.attach(seed, hello(s))
     expect(seed.requested()).toHaveLength(MAX_OUTSTANDING)
     const first = seed.requested()[0]
     seed.deliver(first)
@@ -121,7 +122,7 @@ describe('SwarmSession (destination), with fake peers and a test-driven clock', 
     const s = session()
     await s.start()
     const bad = new FakePeer('bad', full())
-    s.attach(bad)
+    s.attach(bad, hello(s))
     const asked = bad.requested()[0]
     bad.deliver(asked, Buffer.from('XXXXXXXX'))
     await until(() => bad.isClosed)
@@ -130,7 +131,7 @@ describe('SwarmSession (destination), with fake peers and a test-driven clock', 
     expect(s.peers.has('bad')).toBe(false)
     // The piece is free to be asked of another peer (a few at once, then more as slots free).
     const good = new FakePeer('good', full())
-    s.attach(good)
+    s.attach(good, hello(s))
     for (let i = 0; i < 5 && !good.requested().includes(asked); i++) {
       const p = good.requested()[i]
       good.deliver(p)
@@ -145,8 +146,8 @@ describe('SwarmSession (destination), with fake peers and a test-driven clock', 
     await s.start()
     const a = new FakePeer('a', full())
     const b = new FakePeer('b', full())
-    s.attach(a)
-    s.attach(b)
+    s.attach(a, hello(s))
+    s.attach(b, hello(s))
     const fromA = new Set(a.requested())
     // b delivers what it is asked for until the endgame (four missing, all asked for) asks it for a piece a has in flight.
     for (let i = 0; i < 5 && !b.requested().some(p => fromA.has(p)); i++) {
@@ -167,7 +168,7 @@ describe('SwarmSession (destination), with fake peers and a test-driven clock', 
     const s = session()
     await s.start()
     const seed = new FakePeer('seed', full())
-    s.attach(seed)
+    s.attach(seed, hello(s))
     const delivered = new Set<number>()
     for (let round = 0; round < 5 && delivered.size < 5; round++) {
       for (const p of seed.requested()) if (!delivered.has(p)) { delivered.add(p); seed.deliver(p) }
@@ -183,7 +184,7 @@ describe('SwarmSession (destination), with fake peers and a test-driven clock', 
     const s = session()
     await s.start()
     const seed = new FakePeer('seed', full())
-    s.attach(seed)
+    s.attach(seed, hello(s))
     seed.deliver(seed.requested()[0])
     await until(() => s.mine.count() === 1)
     await s.close(true)
@@ -201,7 +202,7 @@ describe('SwarmSession (destination), with fake peers and a test-driven clock', 
     const s = session()
     await s.start()
     const seed = new FakePeer('seed', full())
-    s.attach(seed)
+    s.attach(seed, hello(s))
     const [p0, p1] = seed.requested()
     seed.deliver(p0)
     seed.deliver(p1)
@@ -213,7 +214,7 @@ describe('SwarmSession (destination), with fake peers and a test-driven clock', 
     await again.start()
     expect(again.mine.has(p0) && again.mine.has(p1)).toBe(true)
     const next = new FakePeer('seed', full())
-    again.attach(next)
+    again.attach(next, hello(again))
     expect(next.requested()).not.toContain(p0)
     expect(next.requested()).not.toContain(p1)
     await again.close(true)
@@ -223,7 +224,7 @@ describe('SwarmSession (destination), with fake peers and a test-driven clock', 
     const s = session()
     await s.start()
     const seed = new FakePeer('seed', full())
-    s.attach(seed)
+    s.attach(seed, hello(s))
     const [away] = seed.requested()
     seed.reject(away, ['far'])
     // With a bounded peer set 'far' is usually a few hops away: the piece comes that way, the seed does not send it twice.

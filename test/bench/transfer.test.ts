@@ -11,12 +11,16 @@ describe('bench:transfer (smoke: a few MiB, one repetition)', () => {
     const { stdout } = await run(process.execPath, [SCRIPT, '--size', '4MiB', '--reps', '1', '--json'], { timeout: 150_000, maxBuffer: 1 << 20 })
     const result = JSON.parse(stdout.trim().split('\n').at(-1) as string) as Record<string, unknown>
     expect(result.sizeBytes).toBe(4 * 1024 * 1024)
-    for (const key of ['rawTcpMBps', 'meshMBps', 'meshOverRaw', 'fileMBps', 'fileOverRaw', 'agentPeakRssMiB', 'meshMBPerCpuSecond', 'fileMBPerCpuSecond']) {
+    for (const key of ['rawTcpMBps', 'meshMBps', 'meshOverRaw', 'fileMBps', 'fileOverRaw', 'agentPeakRssMiB', 'meshMBPerCpuSecond', 'fileMBPerCpuSecond',
+      'fileFastMBps', 'floorCpuSecondsPerGB', 'fileCpuSecondsPerGB', 'fileFastCpuSecondsPerGB', 'fileOverFloor', 'fileFastOverFloor']) {
       expect(result[key], key).toBeTypeOf('number')
       expect(result[key] as number, key).toBeGreaterThan(0)
     }
     // scp is measured only where a local sshd can be started; otherwise the reason is given.
     if (result.scpMBps === null) expect(result.scpNote).toBeTypeOf('string')
     else expect(result.scpMBps as number).toBeGreaterThan(0)
+    expect(result.fileFastMode).toBe('blake3')
+    if (result.scpMBps === null) expect(result.fileFastOverScp).toBeNull()
+    else expect(result.fileFastOverScp as number).toBeGreaterThan(0)
   }, 180_000)
 })

@@ -91,6 +91,10 @@ describe('configuration: flags > environment > file > defaults', () => {
     await expect(agentConfig({ coordinator: COORDINATOR }, {})).rejects.toThrow(/a name is required/)
     await expect(agentConfig({ name: 'a1', coordinator: '/ip4/127.0.0.1/tcp/7701' }, {})).rejects.toThrow("--coordinator '/ip4/127.0.0.1/tcp/7701' must end in /p2p/")
     await expect(agentConfig({ name: 'a1', coordinator: COORDINATOR, volume: ['v=/nope'] }, {})).rejects.toThrow("--volume 'v=/nope': /nope does not exist")
+    // A root that cannot be looked at is told with its reason, not as missing.
+    await writeFile(join(dir, 'plain-file'), '')
+    const through = join(dir, 'plain-file', 'vol')
+    await expect(agentConfig({ name: 'a1', coordinator: COORDINATOR, volume: [`v=${through}`] }, {})).rejects.toThrow(`--volume 'v=${through}': ${through} cannot be read: ENOTDIR`)
   })
 
   it('refuses to start an agent with a bad config file: one line, exit 2', async () => {

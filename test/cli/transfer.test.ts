@@ -121,7 +121,7 @@ describe('staccato transfer / agents against a real mesh', () => {
 
     const bad = await runCli(['transfer', 'submit', 'a', 'b', '--checksum', 'md5:00'], env)
     expect(bad.code).toBe(2)
-    expect(bad.stderr).toBe('staccato: --checksum \'md5:00\' must look like sha256:<64 hex digits>\n')
+    expect(bad.stderr).toBe('staccato: --checksum \'md5:00\' must be one of sha256, blake3, none, or sha256:<64 hex digits>\n')
   })
 
   it('says in one line that the coordinator cannot be reached', async () => {

@@ -42,3 +42,35 @@ describe('REST API: a submission is checked against what the agents registered',
     expect(ok.json().state).toBe('queued')
   })
 })
+
+describe('REST API: the checksum mode of a submission', () => {
+  let h: Awaited<ReturnType<typeof tempApi>>
+  beforeEach(async () => { h = await tempApi() })
+  afterEach(async () => { await h.cleanup() })
+  const route = { source: 'agent://a/images/x.img', destination: 'agent://b/images/x.img' }
+  const pinned = { algorithm: 'sha256', value: 'ab'.repeat(32) }
+
+  it('stores the mode asked for and shows it in the record', async () => {
+    const res = await h.inject({ method: 'POST', url: '/v1/transfers', payload: { ...route, checksumMode: 'blake3' } })
+    expect(res.statusCode, res.body).toBe(201)
+    expect(res.json().checksumMode).toBe('blake3')
+    const got = await h.inject({ method: 'GET', url: `/v1/transfers/${res.json().id as string}` })
+    expect(got.json().checksumMode).toBe('blake3')
+    // No mode asked: sha256, as before, and nothing new in the record.
+    const plain = await h.inject({ method: 'POST', url: '/v1/transfers', payload: { ...route, checksum: pinned } })
+    expect(plain.statusCode, plain.body).toBe(201)
+    expect(plain.json().checksumMode).toBeUndefined()
+  })
+
+  it.each<[string, object, RegExp]>([
+    ['an unknown mode', { checksumMode: 'md5' }, /^body.checksumMode: must be one of sha256, blake3, none$/],
+    ['a pinned sha256 with another mode', { checksumMode: 'blake3', checksum: pinned }, /^checksumMode: a pinned checksum is a sha256, so it needs checksumMode sha256, not blake3$/],
+    ['a fast mode for a distribution', { checksumMode: 'none', destination: undefined, destinations: ['agent://b/images/x.img', 'agent://c/images/x.img'] }, /^checksumMode: a distribution verifies every piece's sha256; none applies to one destination only$/]
+  ])('refuses %s with 400 invalid_argument', async (_what, extra, message) => {
+    const res = await h.inject({ method: 'POST', url: '/v1/transfers', payload: { ...route, ...extra } })
+    expect(res.statusCode).toBe(400)
+    expect(res.json().code).toBe('invalid_argument')
+    expect(res.json().message).toMatch(message)
+    expect(h.store.size).toBe(0)
+  })
+})

@@ -18,10 +18,11 @@ interface Distribution {
   lastError?: { code: string, message: string }
 }
 
-async function setup (destinations: string[], env: Record<string, NodeJS.ProcessEnv> = {}, cap = CAP): Promise<{ mesh: TestMesh, digest: string }> {
+/** `faults`: by destination, faults composed into it (TestMesh.startAgent). */
+async function setup (destinations: string[], faults: Record<string, string> = {}, cap = CAP): Promise<{ mesh: TestMesh, digest: string }> {
   const mesh = await TestMesh.create()
   await mesh.startCoordinator(['--piece-size', String(PIECE)])
-  await Promise.all([mesh.startAgent('seed', cap), ...destinations.map(async d => await mesh.startAgent(d, cap, env[d] ?? {}))])
+  await Promise.all([mesh.startAgent('seed', cap), ...destinations.map(async d => await mesh.startAgent(d, cap, {}, { faults: faults[d] }))])
   const file = join(mesh.volume('seed'), 'image.raw')
   await writeFile(file, randomBytes(SIZE))
   return { mesh, digest: await sha256File(file) }
@@ -63,7 +64,7 @@ describe('one image to many hosts (peer-to-peer distribution)', () => {
 
   it('drops a peer that serves corrupt pieces, and every other destination still ends with the right digest', async () => {
     const dests = ['d1', 'd2', 'bad']
-    const s = await setup(dests, { bad: { STACCATO_TEST_CORRUPT_PIECES: '1' } })
+    const s = await setup(dests, { bad: 'corrupt-pieces' })
     mesh = s.mesh
     const d = await submit(mesh, dests)
     const done = await mesh.waitForState(d.id, ['succeeded', 'failed', 'canceled'], 120_000) as unknown as Distribution

@@ -67,7 +67,7 @@ describe('agent to agent transfers (real processes on loopback)', () => {
   })
 })
 
-describe('damage in transit (a source agent in a test mode that flips a byte after hashing)', () => {
+describe('damage in transit (a source agent with a fault composed in that flips a byte after hashing)', () => {
   let mesh: TestMesh
   beforeAll(async () => {
     mesh = await TestMesh.create()
@@ -77,7 +77,7 @@ describe('damage in transit (a source agent in a test mode that flips a byte aft
   afterAll(async () => { await mesh?.stop() })
 
   it('discards the partial and retries once from zero: one damaged stream still ends with the right digest', async () => {
-    await mesh.startAgent('flaky', [], { STACCATO_TEST_CORRUPT_DATA: '1' })
+    await mesh.startAgent('flaky', [], {}, { faults: 'corrupt-data=1' })
     const digest = await makeFile(join(mesh.volume('flaky'), 'a.bin'), 4 * MiB)
     const t = await mesh.submit('agent://flaky/vol/a.bin', 'agent://compute-1/vol/a.bin')
     const done = await mesh.waitForState(t.id, ['succeeded', 'failed'])
@@ -90,7 +90,7 @@ describe('damage in transit (a source agent in a test mode that flips a byte aft
   })
 
   it('fails with checksum_mismatch when the retry is damaged too, and leaves nothing at the target', async () => {
-    await mesh.startAgent('broken', [], { STACCATO_TEST_CORRUPT_DATA: '1000' })
+    await mesh.startAgent('broken', [], {}, { faults: 'corrupt-data=1000' })
     await makeFile(join(mesh.volume('broken'), 'b.bin'), 4 * MiB)
     const t = await mesh.submit('agent://broken/vol/b.bin', 'agent://compute-1/vol/b.bin', { retries: 5 })
     const done = await mesh.waitForState(t.id, ['succeeded', 'failed'])

@@ -6,7 +6,10 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { ChildProcess } from 'node:child_process'
 import { freePort, spawnStaccato, stopProcess, waitForJson } from '../../cli/index.ts'
-import type { ReadyInfo } from '../../cli/index.ts'
+import type { ReadyInfo, SpawnOptions } from '../../cli/index.ts'
+
+/** `staccato agent` with faults composed in. */
+const FAULTY_AGENT = join(import.meta.dirname, '..', 'fixtures', 'faulty-agent.ts')
 
 export interface AgentInfo { name: string, peerId: string, addrs: string[], statusUrl: string }
 export interface AgentStatus {
@@ -40,7 +43,7 @@ export class TestMesh {
   private coordinator?: ChildProcess
   private meshPort = 0
   private apiPort = 0
-  readonly agents = new Map<string, { child: ChildProcess, info: AgentInfo, args: string[], env: NodeJS.ProcessEnv }>()
+  readonly agents = new Map<string, { child: ChildProcess, info: AgentInfo, args: string[], env: NodeJS.ProcessEnv, spawn: SpawnOptions }>()
 
   private constructor (dir: string) {
     this.dir = dir
@@ -72,8 +75,11 @@ export class TestMesh {
     return this.ready
   }
 
-  /** `opts.coordinator`: the address the agent dials instead of the coordinator's own (a relay a test can cut). */
-  async startAgent (name: string, extra: string[] = [], env: NodeJS.ProcessEnv = {}, opts: { coordinator?: string } = {}): Promise<AgentInfo> {
+  /**
+   * `opts.coordinator`: the address the agent dials instead of the coordinator's own (a relay a test can cut).
+   * `opts.faults`: faults composed into the agent (test/fixtures/faulty-agent.ts), e.g. 'corrupt-data=1'.
+   */
+  async startAgent (name: string, extra: string[] = [], env: NodeJS.ProcessEnv = {}, opts: { coordinator?: string, faults?: string } = {}): Promise<AgentInfo> {
     await mkdir(this.volume(name), { recursive: true })
     const readyFile = join(this.dir, `${name}-ready.json`)
     await rm(readyFile, { force: true })
@@ -82,11 +88,21 @@ export class TestMesh {
       '--data-dir', join(this.dir, 'agents', name), '--volume', `vol=${this.volume(name)}`,
       '--listen', '/ip4/127.0.0.1/tcp/0', '--status-port', '0', '--ready-file', readyFile, ...extra
     ]
-    const child = spawnStaccato(args, join(this.dir, 'logs', `${name}.log`), env)
-    const info = await waitForJson<AgentInfo>(readyFile, child, 90_000, `agent ${name}`)
-    this.agents.set(name, { child, info, args, env })
+    if (opts.faults !== undefined) args.unshift(opts.faults)
+    const spawn: SpawnOptions = opts.faults !== undefined ? { entry: FAULTY_AGENT } : {}
+    const child = spawnStaccato(args, join(this.dir, 'logs', `${name}.log`), env, spawn)
+    const info = await this.waitReady(name, readyFile, child)
+    this.agents.set(name, { child, info, args, env, spawn })
     await this.waitForAgent(name, true)
     return info
+  }
+
+  /** Waits for an agent's ready file; one that exits first fails with why, from its log and the coordinator's. */
+  private async waitReady (name: string, readyFile: string, child: ChildProcess): Promise<AgentInfo> {
+    return await waitForJson<AgentInfo>(readyFile, child, 90_000, `agent ${name}`).catch(async (err: Error) => {
+      const tail = async (n: string): Promise<string> => (await readFile(join(this.dir, 'logs', `${n}.log`), 'utf8').catch(() => '')).split('\n').slice(-15).join('\n')
+      throw new Error(`${err.message}\n--- ${name} (last lines) ---\n${await tail(name)}\n--- coordinator (last lines) ---\n${await tail('coordinator')}`)
+    })
   }
 
   async waitForAgent (name: string, online: boolean, timeoutMs = 60_000): Promise<void> {
@@ -111,9 +127,9 @@ export class TestMesh {
     await this.kill(name)
     const readyFile = a.args[a.args.indexOf('--ready-file') + 1]
     await rm(readyFile, { force: true })
-    const child = spawnStaccato(a.args, join(this.dir, 'logs', `${name}.log`), a.env)
-    const info = await waitForJson<AgentInfo>(readyFile, child, 90_000, `agent ${name}`)
-    this.agents.set(name, { child, info, args: a.args, env: a.env })
+    const child = spawnStaccato(a.args, join(this.dir, 'logs', `${name}.log`), a.env, a.spawn)
+    const info = await this.waitReady(name, readyFile, child)
+    this.agents.set(name, { child, info, args: a.args, env: a.env, spawn: a.spawn })
     return info
   }
 

@@ -1,13 +1,14 @@
 import { Bitfield } from '../bitfield.ts'
 import { ENDGAME_PIECES, PiecePicker } from '../picker.ts'
-import { asksAsSole, seedRefusal } from '../super-seed.ts'
+import { seedRefusal } from '../super-seed.ts'
+import { askSeedAlone } from '../sole.ts'
 import { TokenLedger, defaultBurst } from '../../rate-limit.ts'
 import { EventQueue } from './heap.ts'
 import type { HostSpec } from './scenario.ts'
 
 /**
  * The swarm's policy in virtual time: the agent's own PiecePicker (rarest
- * first, endgame), Bitfield, super-seeding rule and token buckets, and the
+ * first, endgame), Bitfield, super-seeding and sole-source rules and token buckets, and the
  * coordinator's peer-set selection (passed in as `tracker`), over hosts whose
  * links are modelled a piece at a time. The glue mirrors SwarmSession (fill,
  * reject, piece, tick) and the service's dial rule; it is the one copy the
@@ -77,8 +78,8 @@ interface Host {
   readonly sentTo: Map<number, number>
   readonly upload: TokenLedger
   readonly download: TokenLedger
-  readonly heldAway: Map<number, number>
-  ticks: number
+  /** Refusals of each missing piece that named holders we are not connected to (the session's holderWaits). */
+  readonly holderWaits: Map<number, number>
   listed: number[]
   online: boolean
   dirty: boolean
@@ -93,7 +94,7 @@ export function simulate (cfg: SimConfig): SimOutcome {
   const hosts: Host[] = specs.map((spec, id) => {
     const mine = id === 0 ? Bitfield.full(pieces) : new Bitfield(pieces)
     return {
-      id, spec, rank: cfg.random(), mine, picker: new PiecePicker(mine, cfg.random), views: new Map(), banned: new Set(), sentTo: new Map(), heldAway: new Map(), ticks: 0,
+      id, spec, rank: cfg.random(), mine, picker: new PiecePicker(mine, cfg.random), views: new Map(), banned: new Set(), sentTo: new Map(), holderWaits: new Map(),
       upload: new TokenLedger(spec.up, defaultBurst(spec.up), 0), download: new TokenLedger(spec.down, defaultBurst(spec.down), 0),
       listed: [], online: false, dirty: false
     }
@@ -192,9 +193,13 @@ export function simulate (cfg: SimConfig): SimOutcome {
     v.inflight.delete(piece)
     v.self.picker.release(piece, v.key)
     const h = v.self
-    const reachable = holders.some(id => h.views.get(Number(id))?.open === true)
-    if (holders.length > 0 && !reachable && !h.heldAway.has(piece)) h.heldAway.set(piece, h.ticks)
-    if (asksAsSole(holders.length, reachable, inFlight(h), h.heldAway.get(piece), h.ticks)) v.soleFor.add(piece)
+    const waits = holders.length > 0 ? (h.holderWaits.get(piece) ?? 0) + 1 : 0
+    if (holders.length > 0) h.holderWaits.set(piece, waits)
+    const view = {
+      attached: (id: string) => h.views.get(Number(id))?.open === true,
+      expected: (id: string) => !h.banned.has(Number(id)) && h.listed.includes(Number(id))
+    }
+    if (askSeedAlone(holders, view, waits) && inFlight(h) === 0) v.soleFor.add(piece)
     else v.refused.add(piece)
     fillAll(v.self)
   }
@@ -228,7 +233,7 @@ export function simulate (cfg: SimConfig): SimOutcome {
       return
     }
     h.mine.set(piece)
-    h.heldAway.delete(piece)
+    h.holderWaits.delete(piece)
     h.dirty = true
     const freed: View[] = [v]
     for (const other of h.picker.received(piece)) {
@@ -316,7 +321,6 @@ export function simulate (cfg: SimConfig): SimOutcome {
 
   function tick (h: Host): void {
     if (!h.online) return
-    h.ticks++
     if (h.dirty && h.done === undefined) {
       // The session's progress report to the coordinator.
       h.dirty = false

@@ -1,0 +1,11 @@
+/** protocols/oci/: the oci:// source plug-in (OCI distribution API) and the OCI image-layout writer. */
+export { oci } from './plugin.ts'
+export type { OciOptions, OciPlugin } from './plugin.ts'
+export type { RegistryConfig } from './auth.ts'
+export { parseChallenge } from './auth.ts'
+export { parseReference, parsePlatform, formatPlatform, ownPlatform } from './reference.ts'
+export type { ImageReference, Platform } from './reference.ts'
+export { parseManifest, selectPlatform, MEDIA } from './manifest.ts'
+export type { Descriptor } from './manifest.ts'
+export { copyImageToLayout, layoutIndex } from './layout.ts'
+export type { BlobCheckpoint, LayoutCopyOptions, LayoutCopyResult } from './layout.ts'
