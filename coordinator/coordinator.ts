@@ -25,6 +25,7 @@ import { CoordinatorMetrics } from './metrics.ts'
 import { MeshWatch } from './mesh-watch.ts'
 import { EventServices } from './events/index.ts'
 import type { EventsConfigInput } from './events/index.ts'
+import { PEERS_PER_PARTICIPANT, SEED_FANOUT } from './peer-set.ts'
 
 /** Log fields that may carry secrets (tokens, join tokens, webhook secrets, tickets) at the top level or one level down. */
 const LOG_REDACT = ['token', 'apiToken', 'joinToken', 'metricsToken', '*.metricsToken', 'secret', 'ticket', 'authorization', '*.token', '*.apiToken', '*.joinToken', '*.secret', '*.ticket', '*.authorization', 'req.headers.authorization']
@@ -123,7 +124,8 @@ export async function startCoordinator (config: CoordinatorConfig): Promise<Coor
     key,
     log,
     pieceSize: config.pieceSize ?? DEFAULT_PIECE_SIZE,
-    peersPerParticipant: 8,
+    peersPerParticipant: PEERS_PER_PARTICIPANT,
+    seedFanout: SEED_FANOUT,
     ticketTtlSeconds: config.ticketTtlSeconds
   })
   const dispatcher = new Dispatcher({

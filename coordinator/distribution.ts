@@ -8,6 +8,7 @@ import type { AgentControl } from './agent-sessions.ts'
 import type { Clock } from './clock.ts'
 import { storeMissed } from './store-missed.ts'
 import type { PartHandlers } from './registry.ts'
+import { SEED_FANOUT, choosePeers } from './peer-set.ts'
 
 export interface DistributionOptions {
   store: TransferStore
@@ -19,6 +20,8 @@ export interface DistributionOptions {
   pieceSize: number
   /** Peers named to each participant (Kraken hands out a bounded random subset). */
   peersPerParticipant: number
+  /** About how many destinations are given the seed as a peer (peer-set.ts); by default SEED_FANOUT. */
+  seedFanout?: number
   ticketTtlSeconds: number
 }
 
@@ -76,15 +79,16 @@ export class DistributionManager {
     })))
   }
 
-  private async join (rec: TransferRecord, agent: string): Promise<void> {
+  /** Brings `agent` in (again) with fresh peers; `prefer` go first in its list. Resolves with the peers named. */
+  private async join (rec: TransferRecord, agent: string, prefer?: string[]): Promise<string[]> {
     const { store, agents } = this.opts
     const seed = seedAgent(rec)
     const self = store.getAgent(agent)
     if (self === undefined || !agents.isOnline(agent) || rec.manifest === undefined) throw new AgentOfflineError(`agent '${agent}' is offline`)
     const role = agent === seed ? 'seed' : 'destination'
-    const others = shuffle(this.participants(rec).filter(a => a !== agent && agents.isOnline(a)))
-    // A destination always knows the seed; the rest is a random subset so that no peer list grows with the swarm.
-    const chosen = [...(role === 'destination' && seed !== undefined && others.includes(seed) ? [seed] : []), ...others.filter(a => a !== seed)].slice(0, this.opts.peersPerParticipant)
+    const others = this.participants(rec).filter(a => a !== agent && agents.isOnline(a))
+    const size = this.opts.peersPerParticipant
+    const chosen = choosePeers({ seed, others, prefer, size, seedFanout: this.opts.seedFanout ?? SEED_FANOUT, random: Math.random })
     const peers = chosen.flatMap(name => {
       const a = store.getAgent(name)
       return a !== undefined ? [{ name, peerId: a.peerId, addrs: a.addrs }] : []
@@ -101,21 +105,24 @@ export class DistributionManager {
       if (destination === undefined || e.retryable) throw e
       // This destination cannot take part (its partial's name holds a symlink, its volume refuses…): it fails, the others carry on.
       await this.onReport(agent, { distributionId: rec.id, destination: destination.destination, outcome: 'failed', error: e.toJSON() })
-      return
+      return chosen
     }
     if (destination?.state === 'queued') await this.setDestination(rec.id, agent, { state: 'active' })
+    return chosen
   }
 
   /** An agent (re)registered: it rejoins the distributions it is part of, resuming from its journal. */
   onAgentOnline (agent: string): void {
     for (const rec of this.opts.store.inState('active')) {
       if (rec.destinations === undefined || !this.participants(rec).includes(agent)) continue
-      void this.join(rec, agent).catch(err => this.opts.log('rejoin failed', { transferId: rec.id, agent, error: toStaccatoError(err).message }, 'warn'))
-      // A new participant is worth telling the others about.
-      for (const other of this.participants(rec)) {
-        // Not worth a warning: that participant hears of the newcomer when it (re)joins itself.
-        if (other !== agent) void this.join(rec, other).catch(err => { this.opts.log('could not tell a participant of a new peer', { transferId: rec.id, agent: other, peer: agent, error: toStaccatoError(err).message }) })
-      }
+      void this.join(rec, agent).then(named => {
+        // The peers it was given learn about it too (whichever of two has the lower id dials), and only they:
+        // telling every participant would cost the tracker N joins for each agent that comes back.
+        for (const other of named) {
+          // Not worth a warning: that participant hears of the newcomer when it (re)joins itself.
+          void this.join(rec, other, [agent]).catch(err => { this.opts.log('could not tell a participant of a new peer', { transferId: rec.id, agent: other, peer: agent, error: toStaccatoError(err).message }) })
+        }
+      }, err => this.opts.log('rejoin failed', { transferId: rec.id, agent, error: toStaccatoError(err).message }, 'warn'))
     }
   }
 
@@ -220,12 +227,4 @@ export class DistributionManager {
     for (const d of dests) this.opts.agents.cast(d.agent, 'swarmLeave', { distributionId: rec.id, removePartial: d.state !== 'succeeded' })
     return done
   }
-}
-
-function shuffle<T> (items: T[]): T[] {
-  for (let i = items.length - 1; i > 0; i--) {
-    const j = Math.floor(Math.random() * (i + 1));
-    [items[i], items[j]] = [items[j], items[i]]
-  }
-  return items
 }

@@ -3,19 +3,7 @@ import { Uint8ArrayList } from 'uint8arraylist'
 import { ProtocolError, Serial, SwarmMessage, WIRE_VERSION, decode, encodeFrame, send, toStaccatoError } from '../../mesh/index.ts'
 import type { FrameReader } from '../../mesh/index.ts'
 import type { Bitfield } from './bitfield.ts'
-
-export interface PeerEvents {
-  have(peer: SwarmPeer, piece: number): void
-  request(peer: SwarmPeer, piece: number, sole: boolean): void
-  /** `parts`: the piece's bytes in the chunks they arrived in, not copied into one buffer. */
-  piece(peer: SwarmPeer, piece: number, parts: Uint8Array[]): void
-  reject(peer: SwarmPeer, piece: number, reason: string, holders: string[]): void
-  cancel(peer: SwarmPeer, piece: number): void
-  closed(peer: SwarmPeer, err?: Error): void
-}
-
-type WithoutVersion<T> = T extends unknown ? Omit<T, 'v'> : never
-type Outgoing = WithoutVersion<Exclude<SwarmMessage, { t: 'hello' }>>
+import type { Outgoing, PeerEvents, PeerLink } from './peer-link.ts'
 
 /**
  * One /staccato/swarm/1 stream to another participant, after the hello
@@ -23,7 +11,7 @@ type Outgoing = WithoutVersion<Exclude<SwarmMessage, { t: 'hello' }>>
  * serialized so that a piece header and its bytes are never interleaved with
  * another message.
  */
-export class SwarmPeer {
+export class SwarmPeer implements PeerLink {
   readonly peerId: string
   readonly name: string
   readonly have: Bitfield

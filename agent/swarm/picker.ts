@@ -1,7 +1,7 @@
 import type { Bitfield } from './bitfield.ts'
 
 /** Missing pieces at which a second request for a piece in flight is allowed (BitTorrent uses a handful too). */
-const ENDGAME_PIECES = 4
+export const ENDGAME_PIECES = 4
 
 /**
  * Chooses the next piece to ask a peer for: rarest first among the pieces we
@@ -14,11 +14,26 @@ export class PiecePicker {
   private readonly availability: Uint16Array
   /** Peers each missing piece is requested from. */
   private readonly requested = new Map<number, Set<string>>()
+  /** The keys of `requested`, one bit each as in Bitfield, for pick's scan. */
+  private readonly requestedBits: Uint8Array
+  /** The bits of the last byte that are pieces. */
+  private readonly lastMask: number
   private readonly mine: Bitfield
+  /** Uniform in [0, 1): injected so that a simulation replays the same choices from a seed. */
+  private readonly random: () => number
 
-  constructor (mine: Bitfield) {
+  constructor (mine: Bitfield, random: () => number = Math.random) {
     this.mine = mine
+    this.random = random
     this.availability = new Uint16Array(mine.size)
+    this.requestedBits = new Uint8Array(mine.bytes.length)
+    const rest = mine.size % 8
+    this.lastMask = rest === 0 ? 0xff : (0xff << (8 - rest)) & 0xff
+  }
+
+  private forget (piece: number): void {
+    this.requested.delete(piece)
+    this.requestedBits[piece >> 3] &= ~(0x80 >> (piece & 7))
   }
 
   addPeer (have: Bitfield): void {
@@ -30,7 +45,7 @@ export class PiecePicker {
     const released: number[] = []
     for (const [piece, peers] of this.requested) {
       if (peers.delete(peer)) released.push(piece)
-      if (peers.size === 0) this.requested.delete(piece)
+      if (peers.size === 0) this.forget(piece)
     }
     return released
   }
@@ -45,18 +60,31 @@ export class PiecePicker {
     let bestRarity = Infinity
     let ties = 0
     let allRequested = true
-    for (let i = 0; i < this.mine.size; i++) {
-      if (this.mine.has(i)) continue
-      if (!this.requested.has(i)) allRequested = false
-      if (!theirs.has(i) || this.requested.has(i) || refused.has(i)) continue
-      const rarity = this.availability[i]
-      if (rarity < bestRarity) {
-        best = i
-        bestRarity = rarity
-        ties = 1
-      } else if (rarity === bestRarity && Math.random() * ++ties < 1) {
-        // Reservoir sampling among equally rare pieces, so peers do not all chase the same one.
-        best = i
+    const mine = this.mine.bytes
+    const have = theirs.bytes
+    const asked = this.requestedBits
+    // Eight pieces at a time: a peer with nothing new costs a pass over bytes, not over pieces (bench:swarm-sim calls this millions of times).
+    for (let b = 0; b < mine.length; b++) {
+      const missing = ~mine[b] & (b === mine.length - 1 ? this.lastMask : 0xff)
+      if (missing === 0) continue
+      const unasked = missing & ~asked[b]
+      if (unasked !== 0) allRequested = false
+      let candidates = unasked & have[b]
+      while (candidates !== 0) {
+        // Highest bit first: bit 0x80 is the byte's first piece, as in Bitfield.
+        const bit = 31 - Math.clz32(candidates)
+        candidates &= ~(1 << bit)
+        const i = b * 8 + 7 - bit
+        if (refused.has(i)) continue
+        const rarity = this.availability[i]
+        if (rarity < bestRarity) {
+          best = i
+          bestRarity = rarity
+          ties = 1
+        } else if (rarity === bestRarity && this.random() * ++ties < 1) {
+          // Reservoir sampling among equally rare pieces, so peers do not all chase the same one.
+          best = i
+        }
       }
     }
     // Endgame only for the last few pieces: earlier, every piece is already asked for simply because many are in flight.
@@ -76,6 +104,7 @@ export class PiecePicker {
     const peers = this.requested.get(piece) ?? new Set()
     peers.add(peer)
     this.requested.set(piece, peers)
+    this.requestedBits[piece >> 3] |= 0x80 >> (piece & 7)
   }
 
   /** The request to `peer` is over (piece received, refused, failed); returns the other peers still asked for it. */
@@ -83,14 +112,14 @@ export class PiecePicker {
     const peers = this.requested.get(piece)
     if (peers === undefined) return []
     peers.delete(peer)
-    if (peers.size === 0) this.requested.delete(piece)
+    if (peers.size === 0) this.forget(piece)
     return [...peers]
   }
 
   /** We have the piece now: forget every request for it. */
   received (piece: number): string[] {
     const peers = [...(this.requested.get(piece) ?? [])]
-    this.requested.delete(piece)
+    this.forget(piece)
     return peers
   }
 }

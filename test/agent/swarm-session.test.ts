@@ -1,0 +1,249 @@
+import { afterEach, beforeEach, describe, it, expect, vi } from 'vitest'
+import { createHash } from 'node:crypto'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { ControlParams, Manifest } from '../../mesh/index.ts'
+import type { ProtocolPlugin } from '../../protocols/index.ts'
+import { Journal } from '../../agent/journal.ts'
+import { newCounters } from '../../agent/counters.ts'
+import { Bitfield } from '../../agent/swarm/bitfield.ts'
+import { PieceCache } from '../../agent/swarm/piece-cache.ts'
+import { MAX_OUTSTANDING, SwarmSession } from '../../agent/swarm/session.ts'
+import type { Outgoing, PeerEvents, PeerLink } from '../../agent/swarm/peer-link.ts'
+import mem from '../fixtures/plugins/mem.ts'
+
+const PIECE = 8
+const DATA = Buffer.from('0123456789abcdefghijklmnopqrstuvwxyzABCD') // 40 bytes: five pieces of 8
+const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex')
+const MANIFEST: Manifest = {
+  size: DATA.length, mtime: 0, pieceSize: PIECE, sha256: sha(DATA),
+  pieces: Array.from({ length: 5 }, (_, i) => sha(DATA.subarray(i * PIECE, (i + 1) * PIECE)))
+}
+const piece = (i: number): Uint8Array => Uint8Array.from(DATA.subarray(i * PIECE, (i + 1) * PIECE))
+
+/** Another participant as the session sees it: records what the session sends, and delivers what the test says. */
+class FakePeer implements PeerLink {
+  readonly peerId: string
+  readonly name: string
+  readonly have: Bitfield
+  readonly inflight = new Set<number>()
+  readonly refused = new Set<number>()
+  readonly soleFor = new Set<number>()
+  readonly sent: Outgoing[] = []
+  private events?: PeerEvents
+  private closed = false
+  private ended?: () => void
+
+  constructor (peerId: string, have: Bitfield) {
+    this.peerId = peerId
+    this.name = peerId
+    this.have = have
+  }
+
+  get isClosed (): boolean { return this.closed }
+  async send (msg: Outgoing): Promise<void> { if (!this.closed) this.sent.push(msg) }
+  async run (events: PeerEvents): Promise<void> {
+    this.events = events
+    await new Promise<void>(resolve => { this.ended = resolve })
+    events.closed(this)
+  }
+
+  close (): void {
+    this.closed = true
+    this.ended?.()
+  }
+
+  requested (): number[] { return this.sent.flatMap(m => m.t === 'request' ? [m.piece] : []) }
+  deliver (i: number, bytes = piece(i)): void { this.events?.piece(this, i, [bytes]) }
+  reject (i: number, holders: string[]): void { this.events?.reject(this, i, 'fetch it there', holders) }
+  soleRequests (): number[] { return this.sent.flatMap(m => m.t === 'request' && m.sole === true ? [m.piece] : []) }
+}
+
+let dir: string
+let journal: Journal
+let plugin: ProtocolPlugin
+const ticks: Array<() => void> = []
+const reports: Array<ControlParams<'swarmReport'>> = []
+
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'swarm-session-'))
+  journal = await Journal.open(dir)
+  plugin = mem()
+  ticks.length = 0
+  reports.length = 0
+})
+
+afterEach(async () => {
+  await journal.close()
+  await rm(dir, { recursive: true, force: true })
+})
+
+function session (): SwarmSession {
+  return new SwarmSession({
+    join: { distributionId: 'd1', role: 'destination', source: 'agent://seed/vol/image', destination: 'mem://dst/image', manifest: MANIFEST, peers: [], ticket: 't' },
+    self: 'dst',
+    plugins: { volumes: plugin, byScheme: new Map([['mem', plugin]]) },
+    journal,
+    counters: newCounters(),
+    cache: new PieceCache(1 << 20),
+    // The test is the clock: a tick runs when the test calls it.
+    every: (_ms, fn) => { ticks.push(fn); return () => { ticks.splice(ticks.indexOf(fn), 1) } },
+    log: () => {},
+    progress: () => {},
+    report: async r => { reports.push(r) }
+  })
+}
+
+const full = (): Bitfield => Bitfield.full(5)
+/** The bitfield our hello carried: what the session held when the link came up. */
+const hello = (s: SwarmSession): Bitfield => new Bitfield(5, s.mine.bytes)
+const until = async (check: () => boolean): Promise<void> => { await vi.waitFor(() => { if (!check()) throw new Error('not yet') }, { timeout: 900, interval: 2 }) }
+
+describe('SwarmSession (destination), with fake peers and a test-driven clock', () => {
+  it('asks a peer for up to MAX_OUTSTANDING pieces, stores a verified piece and announces it', async () => {
+    const s = session()
+    await s.start()
+    const seed = new FakePeer('seed', full())
+    const other = new FakePeer('other', new Bitfield(5))
+    s.attach(other, hello(s))
+    s.attach(seed, hello(s))
+    expect(seed.requested()).toHaveLength(MAX_OUTSTANDING)
+    const first = seed.requested()[0]
+    seed.deliver(first)
+    await until(() => s.mine.has(first))
+    expect(other.sent).toContainEqual({ t: 'have', piece: first })
+    // The slot it freed is used again at once.
+    expect(seed.requested()).toHaveLength(MAX_OUTSTANDING + 1)
+    await s.close(true)
+  })
+
+  it('rejects a corrupt piece and drops the peer that sent it for the rest of the distribution', async () => {
+    const s = session()
+    await s.start()
+    const bad = new FakePeer('bad', full())
+    s.attach(bad, hello(s))
+    const asked = bad.requested()[0]
+    bad.deliver(asked, Buffer.from('XXXXXXXX'))
+    await until(() => bad.isClosed)
+    expect(s.mine.has(asked)).toBe(false)
+    expect(s.banned.has('bad')).toBe(true)
+    expect(s.peers.has('bad')).toBe(false)
+    // The piece is free to be asked of another peer (a few at once, then more as slots free).
+    const good = new FakePeer('good', full())
+    s.attach(good, hello(s))
+    for (let i = 0; i < 5 && !good.requested().includes(asked); i++) {
+      const p = good.requested()[i]
+      good.deliver(p)
+      await until(() => s.mine.has(p))
+    }
+    expect(good.requested()).toContain(asked)
+    await s.close(true)
+  })
+
+  it('in the endgame asks a second peer for a piece in flight, and cancels the slower copy', async () => {
+    const s = session()
+    await s.start()
+    const a = new FakePeer('a', full())
+    const b = new FakePeer('b', full())
+    s.attach(a, hello(s))
+    s.attach(b, hello(s))
+    const fromA = new Set(a.requested())
+    // b delivers what it is asked for until the endgame (four missing, all asked for) asks it for a piece a has in flight.
+    for (let i = 0; i < 5 && !b.requested().some(p => fromA.has(p)); i++) {
+      const p = b.requested()[i]
+      b.deliver(p)
+      await until(() => s.mine.has(p))
+    }
+    const dup = b.requested().find(p => fromA.has(p))
+    expect(dup).toBeDefined()
+    expect(s.mine.has(dup as number)).toBe(false)
+    b.deliver(dup as number)
+    await until(() => s.mine.has(dup as number))
+    expect(a.sent).toContainEqual({ t: 'cancel', piece: dup })
+    await s.close(true)
+  })
+
+  it('assembles, verifies and commits the whole file, and reports success', async () => {
+    const s = session()
+    await s.start()
+    const seed = new FakePeer('seed', full())
+    s.attach(seed, hello(s))
+    const delivered = new Set<number>()
+    for (let round = 0; round < 5 && delivered.size < 5; round++) {
+      for (const p of seed.requested()) if (!delivered.has(p)) { delivered.add(p); seed.deliver(p) }
+      await until(() => [...delivered].every(p => s.mine.has(p)))
+    }
+    await until(() => reports.length === 1)
+    expect(reports[0]).toMatchObject({ distributionId: 'd1', outcome: 'succeeded', sha256: MANIFEST.sha256 })
+    expect((await plugin.stat(new URL('mem://dst/image'))).sha256).toBe(MANIFEST.sha256)
+    await s.close(false)
+  })
+
+  it('on cancel closes its peers, removes the partial and forgets the distribution', async () => {
+    const s = session()
+    await s.start()
+    const seed = new FakePeer('seed', full())
+    s.attach(seed, hello(s))
+    seed.deliver(seed.requested()[0])
+    await until(() => s.mine.count() === 1)
+    await s.close(true)
+    expect(seed.isClosed).toBe(true)
+    expect(await journal.getSwarm('d1')).toBeUndefined()
+    expect(ticks).toHaveLength(0)
+    // A new session finds nothing to resume.
+    const again = session()
+    await again.start()
+    expect(again.mine.count()).toBe(0)
+    await again.close(true)
+  })
+
+  it('resumes from its journal: pieces journaled at a tick are not fetched again', async () => {
+    const s = session()
+    await s.start()
+    const seed = new FakePeer('seed', full())
+    s.attach(seed, hello(s))
+    const [p0, p1] = seed.requested()
+    seed.deliver(p0)
+    seed.deliver(p1)
+    await until(() => s.mine.count() === 2)
+    for (const tick of [...ticks]) tick()
+    await vi.waitFor(async () => { expect(Bitfield.fromBase64(5, (await journal.getSwarm('d1'))?.have ?? '').count()).toBe(2) }, { timeout: 900, interval: 2 })
+    await s.close(false, false)
+    const again = session()
+    await again.start()
+    expect(again.mine.has(p0) && again.mine.has(p1)).toBe(true)
+    const next = new FakePeer('seed', full())
+    again.attach(next, hello(again))
+    expect(next.requested()).not.toContain(p0)
+    expect(next.requested()).not.toContain(p1)
+    await again.close(true)
+  })
+
+  it('asks the seed again as sole source for a piece held out of its reach only once starved and a tick has passed', async () => {
+    const s = session()
+    await s.start()
+    const seed = new FakePeer('seed', full())
+    s.attach(seed, hello(s))
+    const [away] = seed.requested()
+    seed.reject(away, ['far'])
+    // With a bounded peer set 'far' is usually a few hops away: the piece comes that way, the seed does not send it twice.
+    expect(seed.soleRequests()).toEqual([])
+    for (let i = 0; i < 8 && s.mine.count() < 4; i++) {
+      const p = seed.requested().find(x => x !== away && !s.mine.has(x)) as number
+      seed.deliver(p)
+      await until(() => s.mine.has(p))
+    }
+    await until(() => s.mine.count() === 4)
+    // Until a tick, the refused piece is not asked again at all.
+    expect(seed.requested().filter(p => p === away)).toHaveLength(1)
+    expect(seed.soleRequests()).toEqual([])
+    for (let tick = 0; tick < 3 && seed.soleRequests().length === 0; tick++) {
+      for (const t of [...ticks]) t()
+      await until(() => seed.requested().filter(p => p === away).length >= tick + 2)
+      if (seed.soleRequests().length === 0) seed.reject(away, ['far'])
+    }
+    expect(seed.soleRequests()).toEqual([away])
+    await s.close(true)
+  })
+})

@@ -1,0 +1,49 @@
+import { describe, it, expect } from 'vitest'
+import { choosePeers, sample } from '../../coordinator/peer-set.ts'
+
+/** A deterministic generator: the same sequence on every run. */
+function counter (): () => number {
+  let x = 0
+  return () => (x = (x * 9301 + 49297) % 233280) / 233280
+}
+
+const names = (n: number): string[] => Array.from({ length: n }, (_, i) => `h${i}`)
+
+describe('tracker peer-set selection', () => {
+  it('in a small swarm gives a destination the seed first and a bounded random rest', () => {
+    const peers = choosePeers({ seed: 'seed', others: ['seed', ...names(20)], size: 8, seedFanout: 32, random: counter() })
+    expect(peers[0]).toBe('seed')
+    expect(peers).toHaveLength(8)
+    expect(new Set(peers).size).toBe(8)
+  })
+
+  it('names everyone when the swarm is smaller than a peer set (as before)', () => {
+    const peers = choosePeers({ seed: 'seed', others: ['seed', ...names(5)], size: 8, seedFanout: 32, random: counter() })
+    expect(peers[0]).toBe('seed')
+    expect([...peers].sort()).toEqual(['seed', ...names(5)].sort())
+  })
+
+  it('gives the seed to about seedFanout destinations of a large swarm, so its links do not grow with N', () => {
+    const all = ['seed', ...names(500)]
+    const random = counter()
+    let withSeed = 0
+    for (const self of names(500)) {
+      if (choosePeers({ seed: 'seed', others: all.filter(a => a !== self), size: 8, seedFanout: 32, random }).includes('seed')) withSeed++
+    }
+    expect(withSeed).toBeGreaterThan(16)
+    expect(withSeed).toBeLessThan(64)
+  })
+
+  it('puts the preferred (a participant just back) first, and leaves out those offline', () => {
+    const peers = choosePeers({ seed: 'seed', others: names(50), prefer: ['h7', 'gone'], size: 8, seedFanout: 32, random: counter() })
+    expect(peers[0]).toBe('h7')
+    expect(peers).not.toContain('gone')
+    expect(peers).not.toContain('seed')
+  })
+
+  it('samples without replacement', () => {
+    const s = sample(names(10), 4, counter())
+    expect(new Set(s).size).toBe(4)
+    expect(sample(names(3), 10, counter())).toHaveLength(3)
+  })
+})
