@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
-import { accessSync, constants } from 'node:fs'
+import { executable } from './system.ts'
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { connect } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -10,15 +10,6 @@ import { freePort } from '../../cli/index.ts'
 import type { HttpServer } from './http-servers.ts'
 
 export type Nginx = HttpServer
-
-function executable (path: string): boolean {
-  try {
-    accessSync(path, constants.X_OK)
-    return true
-  } catch {
-    return false
-  }
-}
 
 /**
  * The nginx binary: STACCATO_TEST_NGINX when set (empty hides nginx, to try

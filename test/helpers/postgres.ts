@@ -1,5 +1,6 @@
 import { execFile, spawnSync } from 'node:child_process'
-import { accessSync, constants, readdirSync } from 'node:fs'
+import { readdirSync } from 'node:fs'
+import { executable } from './system.ts'
 import { chown, mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -15,15 +16,6 @@ export interface Postgres {
   /** A new empty database in the cluster; its URL. */
   freshDatabase (): Promise<string>
   stop (): Promise<void>
-}
-
-function executable (path: string): boolean {
-  try {
-    accessSync(path, constants.X_OK)
-    return true
-  } catch {
-    return false
-  }
 }
 
 /**

@@ -1,7 +1,8 @@
 import { execFile, spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
 import { createHash, createPrivateKey, randomUUID, sign } from 'node:crypto'
-import { accessSync, constants, openSync } from 'node:fs'
+import { openSync } from 'node:fs'
+import { executable } from './system.ts'
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:http'
 import type { Server } from 'node:http'
@@ -35,14 +36,7 @@ export const REGISTRY_TOOLS = [
  * CI=true a missing tool is a failure, not a skip.
  */
 export function registryUnavailable (): string | undefined {
-  const missing = REGISTRY_TOOLS.filter(t => {
-    try {
-      accessSync(t.bin, constants.X_OK)
-      return false
-    } catch {
-      return true
-    }
-  })
+  const missing = REGISTRY_TOOLS.filter(t => !executable(t.bin))
   if (missing.length === 0) return undefined
   const reason = `missing ${missing.map(t => t.bin).join(', ')} (apt-get install ${missing.map(t => t.apt).join(' ')})`
   if (process.env.CI === 'true') throw new Error(`CI=true and the OCI registry tests cannot run: ${reason}`)
