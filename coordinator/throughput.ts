@@ -44,6 +44,26 @@ export class Throughput {
     ring[direction][bucket % BUCKETS] += bytes
   }
 
+  /**
+   * An agent's current rate in bytes per second: what it received and sent
+   * over the last RATE_BUCKETS buckets (the newest one partly elapsed),
+   * divided by the time they span so far.
+   */
+  rate (agent: string): { rx: number, tx: number } {
+    const ring = this.agents.get(agent)
+    const now = this.now()
+    const end = Math.floor(now / BUCKET_MS)
+    if (ring === undefined || ring.last <= end - RATE_BUCKETS) return { rx: 0, tx: 0 }
+    let rx = 0
+    let tx = 0
+    for (let bucket = end - RATE_BUCKETS + 1; bucket <= Math.min(end, ring.last); bucket++) {
+      rx += ring.rx[bucket % BUCKETS]
+      tx += ring.tx[bucket % BUCKETS]
+    }
+    const seconds = ((RATE_BUCKETS - 1) * BUCKET_MS + (now - end * BUCKET_MS)) / 1000
+    return { rx: rx / seconds, tx: tx / seconds }
+  }
+
   /** One agent's series, or the whole mesh's (the sum over agents) when `agent` is undefined. */
   series (agent?: string): ThroughputSeries {
     const end = Math.floor(this.now() / BUCKET_MS)
@@ -62,6 +82,9 @@ export class Throughput {
     return { bucketSeconds: BUCKET_MS / 1000, from: new Date((end - BUCKETS + 1) * BUCKET_MS).toISOString(), to: new Date((end + 1) * BUCKET_MS).toISOString(), rx, tx }
   }
 }
+
+/** The window of `Throughput.rate`: the last three buckets, so that one quiet 10 s does not read as idle. */
+const RATE_BUCKETS = 3
 
 /** Clears the slots of the buckets between the ring's last write and `bucket`. */
 function advance (ring: Ring, bucket: number): void {

@@ -2,7 +2,7 @@
 import { useEffect, useState } from 'preact/hooks'
 import { html } from './html.js'
 import { api, followEvents, throttle } from './api.js'
-import { ago } from './format.js'
+import { ago, bytes, rate } from './format.js'
 
 /** Active transfers per agent. Only active ones are read, and they are bounded by the agents' concurrency, so one page of them is enough. */
 async function activeByAgent () {
@@ -33,8 +33,8 @@ export function AgentsPage () {
     }, 500)
     load()
     followEvents('agent.#,transfer.*.state', { onOpen: load, onEvent: load, signal: stop.signal })
-    // "Last seen" counts up between events.
-    const tick = setInterval(() => setNow(Date.now()), 5000)
+    // "Last seen" counts up between events, and the rates move without any.
+    const tick = setInterval(() => { setNow(Date.now()); load() }, 5000)
     return () => { stop.abort(); clearInterval(tick) }
   }, [])
 
@@ -48,16 +48,18 @@ export function AgentsPage () {
         : html`
       <div class="table-wrap">
         <table class="agents">
-          <thead><tr><th scope="col">Agent</th><th scope="col">Status</th><th scope="col">Version</th><th scope="col">Volumes</th><th scope="col">Plug-ins</th><th scope="col">Active transfers</th><th scope="col">Last seen</th></tr></thead>
+          <thead><tr><th scope="col">Agent</th><th scope="col">Status</th><th scope="col">Version</th><th scope="col">Volumes</th><th scope="col">Plug-ins</th><th scope="col">Active transfers</th><th scope="col">Receiving</th><th scope="col">Sending</th><th scope="col">Last seen</th></tr></thead>
           <tbody>
             ${agents.map(a => html`
               <tr key=${a.name} data-agent=${a.name}>
                 <th scope="row">${a.name}</th>
                 <td><span class=${`badge ${a.online ? 'ok' : 'bad'}`} data-status>${a.online ? 'online' : 'offline'}</span></td>
                 <td>${a.version}</td>
-                <td>${a.volumes.map(v => html`<span class="tag" key=${v.name}>${v.name}${v.readOnly ? ' (read-only)' : ''}</span>`)}</td>
+                <td>${a.volumes.map(v => html`<span class="tag" key=${v.name} data-volume=${v.name}>${v.name}${v.readOnly ? ' (read-only)' : ''}${v.free !== undefined ? html` · <span data-free>${bytes(v.free)} free</span>` : ''}</span>`)}</td>
                 <td>${a.plugins.join(', ')}</td>
                 <td class="num" data-active>${active.get(a.name) ?? 0}</td>
+                <td class="num" data-rx>${rate(a.rate?.rxBytesPerSecond)}</td>
+                <td class="num" data-tx>${rate(a.rate?.txBytesPerSecond)}</td>
                 <td><time datetime=${a.lastSeenAt} title=${a.lastSeenAt}>${a.online ? 'now' : ago(a.lastSeenAt, now)}</time></td>
               </tr>`)}
           </tbody>

@@ -18,14 +18,18 @@ export interface AgentRouteOptions {
   onAgentRemoved?: (name: string) => void
   /** A connected agent's last heartbeat and free space, kept in memory by the registry. */
   agentLive?: (name: string) => AgentLive | undefined
+  /** An agent's current rate, from the throughput the mesh watch counts. */
+  agentRate?: (name: string) => { rx: number, tx: number }
 }
 
 /** The stored record with what only memory knows: heartbeats are not written to the store, to keep them cheap. */
-function withLive (rec: AgentRecord, opts: AgentRouteOptions): AgentRecord & { volumes: Array<{ name: string, readOnly: boolean, free?: number }> } {
+function withLive (rec: AgentRecord, opts: AgentRouteOptions): AgentRecord & { volumes: Array<{ name: string, readOnly: boolean, free?: number }>, rate?: { rxBytesPerSecond: number, txBytesPerSecond: number } } {
   const live = opts.agentLive?.(rec.name)
-  if (live === undefined) return rec
+  const rate = opts.agentRate?.(rec.name)
+  const withRate = rate === undefined ? rec : { ...rec, rate: { rxBytesPerSecond: Math.round(rate.rx), txBytesPerSecond: Math.round(rate.tx) } }
+  if (live === undefined) return withRate
   return {
-    ...rec,
+    ...withRate,
     lastSeenAt: live.lastSeenAt,
     volumes: rec.volumes.map(v => live.free !== undefined && Object.hasOwn(live.free, v.name) ? { ...v, free: live.free[v.name] } : v)
   }

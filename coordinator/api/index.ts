@@ -167,14 +167,15 @@ export function buildApi (opts: ApiOptions): FastifyInstance {
     }, async () => ({ ok: true }))
 
     transferRoutes(app, opts)
-    agentRoutes(app, opts)
+    const watch = opts.watch ?? new MeshWatch(opts.store)
+    agentRoutes(app, { ...opts, agentRate: name => watch.throughput.rate(name) })
     tokenRoutes(app, { tokens, audit: opts.audit })
     if (opts.metrics !== undefined) metricsRoute(app, opts.metrics)
     const events = opts.events ?? ownEvents(app, opts.store)
     changesRoutes(app, { store: opts.store, events })
     eventStreamRoutes(app, { store: opts.store, events })
     webhookRoutes(app, { events })
-    watchRoutes(app, { store: opts.store, watch: opts.watch ?? new MeshWatch(opts.store) })
+    watchRoutes(app, { store: opts.store, watch })
     uiRoutes(app)
   })
   return app

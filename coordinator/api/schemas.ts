@@ -142,7 +142,11 @@ export const AgentSchema = Type.Object({
   version: Type.String(),
   online: Type.Boolean(),
   enrolledAt: Type.String(),
-  lastSeenAt: Type.String({ description: 'the latest heartbeat while online; when it went offline otherwise' })
+  lastSeenAt: Type.String({ description: 'the latest heartbeat while online; when it went offline otherwise' }),
+  rate: Type.Optional(Type.Object({
+    rxBytesPerSecond: Type.Number(),
+    txBytesPerSecond: Type.Number()
+  }, { description: 'bytes per second received and sent over the last 30 s, from what the agents report (kept in memory)' }))
 })
 
 export const AgentList = Type.Object({ items: Type.Array(AgentSchema) })

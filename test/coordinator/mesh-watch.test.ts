@@ -25,6 +25,21 @@ describe('throughput series', () => {
     expect(t.series('nobody').rx.every(v => v === 0)).toBe(true)
   })
 
+  it('gives an agent\'s current rate over the last 30 s, the newest bucket counted as far as it has run', () => {
+    let now = 2_000 * BUCKET_MS
+    const t = new Throughput(() => now)
+    t.add('a', 'rx', 4_000)
+    now += BUCKET_MS
+    t.add('a', 'tx', 1_000)
+    now += BUCKET_MS / 2
+    t.add('a', 'rx', 1_000)
+    // Three buckets, the last half run: 25 s.
+    expect(t.rate('a')).toEqual({ rx: 5_000 / 25, tx: 1_000 / 25 })
+    now += 3 * BUCKET_MS
+    expect(t.rate('a')).toEqual({ rx: 0, tx: 0 })
+    expect(t.rate('nobody')).toEqual({ rx: 0, tx: 0 })
+  })
+
   it('forgets what is older than the hour, and a slot reused for a newer bucket starts from zero', () => {
     let now = 5_000 * BUCKET_MS
     const t = new Throughput(() => now)

@@ -251,6 +251,9 @@ describe.skipIf(!browserAvailable())('the dashboard in a browser', () => {
     await page.click('nav >> text=Agents')
     const status = (name: string): string => `tr[data-agent="${name}"] [data-status]`
     for (const name of ['store-1', 'fast-1', 'slow-1']) await page.locator(status(name), { hasText: 'online' }).waitFor({ timeout: WAIT })
+    // Free space comes with the heartbeats; the rate columns are there for every agent (a dash when idle).
+    await page.locator('tr[data-agent="store-1"] [data-volume="vol"] [data-free]', { hasText: /free$/ }).waitFor({ timeout: WAIT })
+    expect(await page.locator('tr[data-agent="store-1"] [data-rx]').count()).toBe(1)
     await shot('agents')
     await mesh.kill('slow-1')
     await page.locator(status('slow-1'), { hasText: 'offline' }).waitFor({ timeout: WAIT })
