@@ -25,11 +25,12 @@ export interface AgentRouteOptions {
 /** The stored record with what only memory knows: heartbeats are not written to the store, to keep them cheap. */
 function withLive (rec: AgentRecord, opts: AgentRouteOptions): AgentRecord & { volumes: Array<{ name: string, readOnly: boolean, free?: number }>, rate?: { rxBytesPerSecond: number, txBytesPerSecond: number } } {
   const live = opts.agentLive?.(rec.name)
+  if (live === undefined) return rec
+  // Live figures, as the heartbeat's: only for an agent that is connected now.
   const rate = opts.agentRate?.(rec.name)
-  const withRate = rate === undefined ? rec : { ...rec, rate: { rxBytesPerSecond: Math.round(rate.rx), txBytesPerSecond: Math.round(rate.tx) } }
-  if (live === undefined) return withRate
   return {
-    ...withRate,
+    ...rec,
+    ...(rate !== undefined ? { rate: { rxBytesPerSecond: Math.round(rate.rx), txBytesPerSecond: Math.round(rate.tx) } } : {}),
     lastSeenAt: live.lastSeenAt,
     volumes: rec.volumes.map(v => live.free !== undefined && Object.hasOwn(live.free, v.name) ? { ...v, free: live.free[v.name] } : v)
   }

@@ -146,7 +146,7 @@ export const AgentSchema = Type.Object({
   rate: Type.Optional(Type.Object({
     rxBytesPerSecond: Type.Number(),
     txBytesPerSecond: Type.Number()
-  }, { description: 'bytes per second received and sent over the last 30 s, from what the agents report (kept in memory)' }))
+  }, { description: 'bytes per second received and sent over the last 30 s, from what the agents report (kept in memory); online agents only' }))
 })
 
 export const AgentList = Type.Object({ items: Type.Array(AgentSchema) })
