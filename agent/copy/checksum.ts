@@ -21,7 +21,8 @@ export function newHasher (mode: ChecksumMode): Hasher | undefined {
   if (mode === 'blake3') {
     const h = new Blake3Hasher()
     // Blake3Hasher.digest() finalizes a copy of its state, so hashing goes on after it.
-    return { algorithm: 'blake3', update: chunk => { h.update(chunk) }, digest: () => h.digest('hex') }
+    // Its types take a Buffer: a view of the same bytes, not a copy.
+    return { algorithm: 'blake3', update: chunk => { h.update(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength)) }, digest: () => h.digest('hex') }
   }
   const h = createHash('sha256')
   return { algorithm: 'sha256', update: chunk => { h.update(chunk) }, digest: () => h.copy().digest('hex') }

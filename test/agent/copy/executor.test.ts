@@ -77,7 +77,7 @@ describe('Executor', () => {
   }
 
   const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex')
-  const blake3 = (b: Uint8Array): string => new Blake3Hasher().update(b).digest('hex')
+  const blake3 = (b: Uint8Array): string => new Blake3Hasher().update(Buffer.from(b)).digest('hex')
 
   it('copies, reports the sha256 and leaves no journal entry once acknowledged', async () => {
     const r = await run(job(1))
