@@ -101,6 +101,20 @@ const hello = (s: SwarmSession): Bitfield => new Bitfield(5, s.mine.bytes)
 const until = async (check: () => boolean): Promise<void> => { await vi.waitFor(() => { if (!check()) throw new Error('not yet') }, { timeout: 900, interval: 2 }) }
 
 describe('SwarmSession (destination), with fake peers and a test-driven clock', () => {
+  it('tells a newly attached peer of the pieces that landed while our hello was on the wire, and only those', async () => {
+    const s = session()
+    await s.start()
+    s.mine.set(1)
+    const advertised = hello(s)
+    // Verified between the hello's snapshot and the attach: announced then only to the peers attached at the time.
+    s.mine.set(3)
+    s.mine.set(4)
+    const peer = new FakePeer('b', new Bitfield(5))
+    s.attach(peer, advertised)
+    expect(peer.sent.filter(m => m.t === 'have')).toEqual([{ t: 'have', piece: 3 }, { t: 'have', piece: 4 }])
+    await s.close(true)
+  })
+
   it('asks a peer for up to MAX_OUTSTANDING pieces, stores a verified piece and announces it', async () => {
     const s = session()
     await s.start()
