@@ -6,7 +6,7 @@
 export { startCoordinator } from './coordinator.ts'
 export type { Coordinator, CoordinatorConfig } from './coordinator.ts'
 export { TransferStore } from './store.ts'
-export { parseStoreSpec } from './store-open.ts'
+export { parseStoreSpec, openStore } from './store-open.ts'
 export type { StoreSpec } from './store-open.ts'
 export { buildApi, parseTenantPolicy, DEFAULT_RATE_LIMIT } from './api/index.ts'
 export type { TenantPolicy, RateLimitOptions } from './api/index.ts'

@@ -27,6 +27,8 @@ const POOL_SIZE = 10
 const GROUP_MAX = 256
 /** Seqs reserved at once; the unused ones are given back at commit (setval, under the events lock). At most one event per write, so one block usually serves a group. */
 const SEQ_BLOCK = GROUP_MAX
+/** Events read per query when catching up with other processes. */
+const CATCH_UP_BATCH = 1000
 
 /** One write of a group: its changes, and how its caller hears the commit. */
 interface GroupWrite {
@@ -46,6 +48,8 @@ interface Group {
   /** The next reserved seq, and the end of the reserved block (exclusive). */
   nextSeq: number
   seqEnd: number
+  /** The first seq reserved (0: none yet). */
+  firstSeq: number
 }
 
 interface Deferred { promise: Promise<void>, resolve: () => void, reject: (err: unknown) => void }
@@ -100,6 +104,10 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
   readonly #progressEventAt = new Map<string, number>()
   /** The highest seq another process has announced and this one has not read yet. */
   #heard = 0
+  /** Every event up to this seq is known here: written by this process, or read by #catchUp. */
+  #readThrough = 0
+  /** Seqs of this process's events above #readThrough: #catchUp skips them. */
+  readonly #own = new Set<number>()
   /** Idempotency keys (`tenant \0 key`) this process wrote: found without a round trip. */
   readonly #keys = new Map<string, string>()
   #catchingUp = false
@@ -148,6 +156,7 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
     const trimmed = (await this.#pool.query<{ value: number }>('SELECT value FROM store_meta WHERE key = \'trimmed\'')).rows[0]?.value
     this.#trimmed = trimmed ?? 0
     this.#seq = Math.max(last?.seq ?? 0, this.#trimmed)
+    this.#readThrough = this.#seq
     if (last !== undefined) this.#eventIds.seed(last.id)
   }
 
@@ -156,7 +165,7 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
     listener.on('error', () => {})
     listener.on('notification', msg => {
       const seq = Number(msg.payload)
-      if (!(seq > this.#seq) || this.#closed) return
+      if (!(seq > this.#readThrough) || this.#closed) return
       this.#heard = Math.max(this.#heard, seq)
       this.#catchUp()
     })
@@ -440,7 +449,7 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
 
   async #runInGroup<T> (sync: boolean, fn: (tx: Tx) => Promise<T>): Promise<{ ok: true, value: T, committed: Promise<void>, emits: Array<() => void>, events: StoreEvent[] } | { ok: false, error: unknown }> {
     if (this.#failure !== undefined) return { ok: false, error: this.#failure }
-    const group = this.#group ??= { client: undefined, writes: [], sync: false, nextSeq: 0, seqEnd: 0 }
+    const group = this.#group ??= { client: undefined, writes: [], sync: false, nextSeq: 0, seqEnd: 0, firstSeq: 0 }
     const ops = new WriteOps()
     const after: Array<() => void> = []
     const emits: Array<() => void> = []
@@ -508,6 +517,7 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
     const last = Number((results.find(r => r.command === 'SELECT' && r.fields[0]?.name === 'last') as pg.QueryResult<{ last: string }>).rows[0].last)
     group.seqEnd = last + 1
     group.nextSeq = last - SEQ_BLOCK + 1
+    if (group.firstSeq === 0) group.firstSeq = group.nextSeq
     return group.nextSeq++
   }
 
@@ -557,6 +567,7 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
       tail.push('COMMIT')
       await client.query(tail.join('; '))
       client.release()
+      this.#ownCommitted(group, kept)
     } catch (err) {
       group.client?.release(true)
       const failure = this.#fail(err)
@@ -571,9 +582,24 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
       }
       // Memory took the write at once: it follows the database again.
       for (const key of w.keys) this.#keys.delete(key)
-      for (const topic of w.touched) await this.#reload(`${topic}.`).catch(err => { this.#fail(err) })
+      await this.#reloadFor(w.touched.map(topic => ({ topic }) as StoreEvent)).catch(err => { this.#fail(err) })
       w.committed.reject(new InvalidArgumentError(`the database refused the write: ${error instanceof Error ? error.message : String(error)}`))
     }
+  }
+
+  /**
+   * Moves the catch-up cursor past a group's events. Seqs below the group's
+   * block were all given out before it took the events lock: if the cursor
+   * had reached them, nobody else wrote in between and the cursor moves to
+   * the group's end; otherwise #catchUp will read the gap, skipping these.
+   */
+  #ownCommitted (group: Group, kept: GroupWrite[]): void {
+    if (group.firstSeq === 0) return
+    if (group.firstSeq - 1 <= this.#readThrough) {
+      this.#readThrough = Math.max(this.#readThrough, group.nextSeq - 1)
+      return
+    }
+    for (const w of kept) for (const e of w.ops.events) this.#own.add(e.seq)
   }
 
   /**
@@ -587,43 +613,103 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
   }
 
   /**
-   * Reads events another process wrote (heard of through NOTIFY), reloads the
-   * records they are about, and announces them. One catch-up at a time; it
-   * runs in the write chain, so it never interleaves with a local write.
+   * Reads events another process wrote (heard of through NOTIFY) in batches,
+   * reloads the records they are about (one query per kind and batch), and
+   * announces them as local writes are announced: 'created', 'transition',
+   * 'removed', 'progress' or 'agent', then 'event', so that this process's
+   * dispatcher, feed and SSE follow writes made elsewhere. One catch-up at a
+   * time; it runs in the write chain, so it never interleaves with a local
+   * write. Its cursor (#readThrough) is apart from #seq: this process's own
+   * commits may run ahead of events it has not read yet.
    */
   #catchUp (): void {
     if (this.#catchingUp) return
     this.#catchingUp = true
-    const announced: StoreEvent[] = []
+    const announced: Array<() => void> = []
     this.#writes.run(async () => {
       this.#catchingUp = false
-      while (this.#heard > this.#seq && !this.#closed) {
-        const events = await this.readEvents(this.#seq, 1000)
-        if (events.length === 0) break
-        for (const event of events) {
-          await this.#reload(event.topic)
-          this.#seq = event.seq
-          announced.push(event)
-        }
+      while (this.#heard > this.#readThrough && !this.#closed) {
+        const target = this.#heard
+        const events = await this.readEvents(this.#readThrough, CATCH_UP_BATCH)
+        const foreign = events.filter(e => !this.#own.has(e.seq))
+        const gone = await this.#reloadFor(foreign)
+        for (const e of events) this.#own.delete(e.seq)
+        const last = events.at(-1)?.seq ?? target
+        // Every event up to a heard seq had committed when it was heard: a short read has read them all.
+        this.#readThrough = events.length < CATCH_UP_BATCH ? Math.max(target, last) : last
+        this.#seq = Math.max(this.#seq, this.#readThrough)
+        announced.push(...this.#announcements(foreign, gone))
+        if (events.length < CATCH_UP_BATCH) break
       }
     }).catch(() => {
       // The next notification (or the next local write's catch-up) tries again.
     }).finally(() => {
-      for (const event of announced) this.#emitNow('event', event)
+      for (const announce of announced) announce()
     })
   }
 
-  async #reload (topic: string): Promise<void> {
-    const [kind, name] = topic.split('.')
-    if (kind === 'transfer') {
-      const row = (await this.#pool.query<{ record: TransferRecord, pieces: string[] | null }>('SELECT t.record, p.pieces FROM transfers t LEFT JOIN transfer_pieces p ON p.id = t.id WHERE t.id = $1', [name])).rows[0]
-      if (row === undefined) this.#index.delete(name)
-      else this.#index.put(withPieces(row.record, row.pieces ?? undefined))
-    } else if (kind === 'agent') {
-      const row = (await this.#pool.query<{ record: AgentRecord }>('SELECT record FROM agents WHERE name = $1', [name])).rows[0]
-      if (row === undefined) this.#agents.delete(name)
-      else this.#agents.set(name, row.record)
+  /** Reloads the records of these events; returns the transfers found deleted, as memory last had them. */
+  async #reloadFor (events: StoreEvent[]): Promise<Map<string, TransferRecord>> {
+    const ids = new Set<string>()
+    const names = new Set<string>()
+    for (const e of events) {
+      const [kind, name] = e.topic.split('.')
+      if (kind === 'transfer') ids.add(name)
+      else if (kind === 'agent') names.add(name)
     }
+    const gone = new Map<string, TransferRecord>()
+    if (ids.size > 0) {
+      const rows = (await this.#pool.query<{ record: TransferRecord, pieces: string[] | null }>('SELECT t.record, p.pieces FROM transfers t LEFT JOIN transfer_pieces p ON p.id = t.id WHERE t.id = ANY($1::text[])', [[...ids]])).rows
+      const found = new Set<string>()
+      for (const row of rows) {
+        found.add(row.record.id)
+        this.#index.put(withPieces(row.record, row.pieces ?? undefined))
+      }
+      for (const id of ids) {
+        const prev = this.#index.get(id)
+        if (found.has(id) || prev === undefined) continue
+        gone.set(id, prev)
+        this.#index.delete(id)
+      }
+    }
+    if (names.size > 0) {
+      const rows = (await this.#pool.query<{ record: AgentRecord }>('SELECT record FROM agents WHERE name = ANY($1::text[])', [[...names]])).rows
+      const found = new Set(rows.map(r => r.record.name))
+      for (const row of rows) this.#agents.set(row.record.name, row.record)
+      for (const name of names) if (!found.has(name)) this.#agents.delete(name)
+    }
+    return gone
+  }
+
+  /**
+   * What a local write would have announced, for events written elsewhere.
+   * Records are as they are now: a transition is announced only if the
+   * transfer is still in the state it went to (a later event of the batch
+   * says the rest).
+   */
+  #announcements (events: StoreEvent[], gone: Map<string, TransferRecord>): Array<() => void> {
+    const out: Array<() => void> = []
+    for (const event of events) {
+      const [kind, name, what] = event.topic.split('.')
+      if (kind === 'transfer') {
+        const rec = this.#index.get(name)
+        const data = event.data as { from?: TransferState | null, to?: TransferState }
+        if (what === 'deleted') {
+          const prev = gone.get(name)
+          if (prev !== undefined) out.push(() => { this.#emitNow('removed', prev) })
+        } else if (rec !== undefined && what === 'state' && data.to === rec.state) {
+          if (data.from === null) out.push(() => { this.#emitNow('created', rec) })
+          else if (data.from !== undefined) out.push(() => { this.#emitNow('transition', rec, data.from as TransferState) })
+        } else if (rec !== undefined && what !== 'state') {
+          out.push(() => { this.#emitNow('progress', rec) })
+        }
+      } else if (kind === 'agent') {
+        const rec = this.#agents.get(name)
+        if (rec !== undefined) out.push(() => { this.#emitNow('agent', rec) })
+      }
+      out.push(() => { this.#emitNow('event', event) })
+    }
+    return out
   }
 
   /** A throwing listener must not turn a committed write into a rejected call; its error surfaces on its own tick. */

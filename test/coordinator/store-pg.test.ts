@@ -140,6 +140,30 @@ describe.skipIf(missing !== undefined)(missing === undefined ? 'PostgreSQL store
     }
   })
 
+  it('follows another writer even when its own commits run ahead of what it has read, and announces transitions made elsewhere', async () => {
+    const url = await server.freshDatabase()
+    const a = await PgTransferStore.open(url)
+    const b = await PgTransferStore.open(url)
+    try {
+      const transitions: string[] = []
+      a.on('transition', (rec, from) => { transitions.push(`${rec.id}:${from}>${rec.state}`) })
+      // Each b write commits just before an a write: a's seq passes b's before a hears b's notification.
+      const fromB: string[] = []
+      for (let i = 0; i < 20; i++) {
+        const [{ record }] = await Promise.all([b.create(transferInput('a', 'b'), { tenant }), a.create(transferInput('a', 'b'), { tenant })])
+        fromB.push(record.id)
+      }
+      const last = fromB[fromB.length - 1]
+      await b.transition(last, 'scheduled')
+      await waitUntil(() => a.size === 40 && b.size === 40 && transitions.includes(`${last}:queued>scheduled`))
+      expect(fromB.every(id => a.get(id) !== undefined)).toBe(true)
+      expect(a.get(last)).toEqual(b.get(last))
+    } finally {
+      await a.close()
+      await b.close()
+    }
+  })
+
   it('keeps seqs strictly increasing in commit order with two writers at once', async () => {
     const url = await server.freshDatabase()
     const a = await PgTransferStore.open(url)
@@ -181,3 +205,9 @@ describe.skipIf(missing !== undefined)(missing === undefined ? 'PostgreSQL store
     }
   })
 })
+
+/** Waits for a condition that another process's notification makes true; bounded, so a lost notification fails the test. */
+async function waitUntil (cond: () => boolean, tries = 600): Promise<void> {
+  for (let i = 0; i < tries && !cond(); i++) await new Promise(resolve => setTimeout(resolve, 50))
+  expect(cond()).toBe(true)
+}
