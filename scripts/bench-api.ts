@@ -12,6 +12,7 @@
  * one coordinator, then submits to 3 coordinators on that database, the
  * clients split among them round-robin, in one run.
  */
+import { randomBytes } from 'node:crypto'
 import { mkdir, mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -42,6 +43,7 @@ const connections = Number(args.connections)
 const queued = Number(args.queued)
 if (args.store !== 'leveldb' && args.store !== 'postgres') throw new Error('--store: leveldb or postgres')
 
+const BENCH_TOKEN = `stc_bench${randomBytes(24).toString('base64url')}`
 const SOURCE_AGENT = 'bench-src'
 const DEST_AGENT = 'bench-dst'
 const BODY = JSON.stringify({ source: `agent://${SOURCE_AGENT}/vol/in.bin`, destination: `agent://${DEST_AGENT}/vol/out.bin` })
@@ -72,6 +74,8 @@ async function startCoordinator (dataDir: string, spec: StoreSpec): Promise<Runn
   const child = spawnStaccato([
     'coordinator', '--data-dir', dataDir, '--store', spec.kind === 'leveldb' ? `leveldb:${spec.dir}` : spec.url, '--api-port', String(await freePort()), '--listen', `/ip4/127.0.0.1/tcp/${await freePort()}`,
     '--ready-file', readyFile, '--log-level', 'warn',
+    // Replicas share their tokens' database: each would otherwise find another's generated bootstrap token there and refuse its own.
+    '--api-token', BENCH_TOKEN,
     // The default per-token limit is meant for people, not for a load generator.
     '--rate-limit', '1000000000',
     // The load generator is one address standing for many clients: --connections may exceed the per-address cap.
