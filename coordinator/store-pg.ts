@@ -108,6 +108,7 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
   #readThrough = 0
   /** Seqs of this process's events above #readThrough: #catchUp skips them. */
   readonly #own = new Set<number>()
+  #fencePid: number | undefined
   /** Idempotency keys (`tenant \0 key`) this process wrote: found without a round trip. */
   readonly #keys = new Map<string, string>()
   #catchingUp = false
@@ -556,18 +557,15 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
           }
         }
       }
-      const kept = group.writes.filter(w => !refused.has(w))
-      const lastSeq = Math.max(0, ...kept.flatMap(w => w.ops.events.map(e => e.seq)))
-      const tail: string[] = []
-      // The rest of the block goes back, so that seqs skip numbers only when a write fails or a process dies.
-      if (group.seqEnd > 0) tail.push(`SELECT setval('event_seq', ${group.nextSeq}, false)`)
-      if (lastSeq > 0) tail.push(`SELECT pg_notify('${EVENTS_CHANNEL}', '${lastSeq}')`)
-      // Only a group without events may commit before its WAL is on disk (see the class comment).
-      if (!group.sync) tail.push('SET LOCAL synchronous_commit = off')
-      tail.push('COMMIT')
-      await client.query(tail.join('; '))
-      client.release()
-      this.#ownCommitted(group, kept)
+      if (this.#fencePid !== undefined && !await fenceHeld(client, this.#fencePid)) {
+        await client.query('ROLLBACK')
+        client.release()
+        const lost = new StaccatoError('unavailable', 'this coordinator lost the leader lease while writing; the write was not made', true)
+        for (const w of group.writes) refused.set(w, lost)
+        // Seqs it took are skipped: another process may hold the events lock by now.
+      } else {
+        await this.#commitTail(client, group, refused)
+      }
     } catch (err) {
       group.client?.release(true)
       const failure = this.#fail(err)
@@ -583,8 +581,32 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
       // Memory took the write at once: it follows the database again.
       for (const key of w.keys) this.#keys.delete(key)
       await this.#reloadFor(w.touched.map(topic => ({ topic }) as StoreEvent)).catch(err => { this.#fail(err) })
-      w.committed.reject(new InvalidArgumentError(`the database refused the write: ${error instanceof Error ? error.message : String(error)}`))
+      w.committed.reject(error instanceof StaccatoError ? error : new InvalidArgumentError(`the database refused the write: ${error instanceof Error ? error.message : String(error)}`))
     }
+  }
+
+  async #commitTail (client: pg.PoolClient, group: Group, refused: Map<GroupWrite, unknown>): Promise<void> {
+    const kept = group.writes.filter(w => !refused.has(w))
+    const lastSeq = Math.max(0, ...kept.flatMap(w => w.ops.events.map(e => e.seq)))
+    const tail: string[] = []
+    // The rest of the block goes back, so that seqs skip numbers only when a write fails or a process dies.
+    if (group.seqEnd > 0) tail.push(`SELECT setval('event_seq', ${group.nextSeq}, false)`)
+    if (lastSeq > 0) tail.push(`SELECT pg_notify('${EVENTS_CHANNEL}', '${lastSeq}')`)
+    // Only a group without events may commit before its WAL is on disk (see the class comment).
+    if (!group.sync) tail.push('SET LOCAL synchronous_commit = off')
+    tail.push('COMMIT')
+    await client.query(tail.join('; '))
+    client.release()
+    this.#ownCommitted(group, kept)
+  }
+
+  /**
+   * Fences this process's writes with the leader lease (leader-pg.ts): while
+   * set, a group commits only if the lease's lock is still granted to that
+   * session, checked in the group's own transaction just before COMMIT.
+   */
+  setFence (pid: number | undefined): void {
+    this.#fencePid = pid
   }
 
   /**
@@ -725,6 +747,12 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
 function withPieces (record: TransferRecord, pieces: string[] | undefined): TransferRecord {
   if (record.manifest !== undefined && pieces !== undefined) record.manifest.pieces = pieces
   return record
+}
+
+async function fenceHeld (client: pg.ClientBase, pid: number): Promise<boolean> {
+  // A two-key advisory lock shows in pg_locks as classid, objid and objsubid 2.
+  const row = (await client.query<{ held: boolean }>('SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = \'advisory\' AND classid = $1::int8::oid AND objid = $2::int8::oid AND objsubid = 2 AND pid = $3 AND granted) AS held', [LOCK_CLASS, LOCKS.leader, pid])).rows[0]
+  return row.held
 }
 
 function deferred (): Deferred {
