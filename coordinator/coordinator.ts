@@ -17,6 +17,8 @@ import { AgentSessions } from './agent-sessions.ts'
 import { systemClock } from './clock.ts'
 import { Dispatcher } from './dispatch.ts'
 import { DistributionManager } from './distribution.ts'
+import { soleLease } from './leader-lease.ts'
+import { pgLeaderLease } from './leader-pg.ts'
 
 // Kraken's and Dragonfly's default piece size: small enough to spread fast, large enough to keep per-piece overhead low.
 const DEFAULT_PIECE_SIZE = 4 * 1024 * 1024
@@ -153,7 +155,16 @@ export async function startCoordinator (config: CoordinatorConfig): Promise<Coor
     handlers: watch.observe({ ...dispatcher.handlers, ...distributions.handlers }, log)
   })
   await registry.start()
-  dispatcher.start()
+  // Replicas on one PostgreSQL: only the lease holder schedules and dispatches (leader-pg.ts); alone, this process always does.
+  const lease = store instanceof PgTransferStore && storeSpec.kind === 'postgres'
+    ? pgLeaderLease({ url: storeSpec.url, fence: pid => { store.setFence(pid) } })
+    : soleLease()
+  lease.on('change', leader => {
+    if (leader) dispatcher.start()
+    else dispatcher.stop()
+    log(leader ? 'leading: this coordinator schedules and dispatches' : 'no longer leading: scheduling stopped here', { leader })
+  })
+  await lease.start()
   store.on('transition', (rec, from) => logger.info({ transferId: rec.id, from, to: rec.state, attempt: rec.attempt, error: rec.state === 'failed' || rec.state === 'queued' ? rec.lastError?.code : undefined }, 'transfer state changed'))
 
   const api = buildApi({ store, tokenStore: tokens, audit: log, tenants: config.tenants, rateLimit: config.rateLimit, maxConnectionsPerAddress: config.maxConnectionsPerAddress, metricsToken: config.metricsToken, https, logger: false, onCancel: rec => dispatcher.onCancel(rec), onCancelDestination: async (rec, d) => await distributions.cancelDestination(rec, d), onAgentRemoved: name => registry.forget(name), agentLive: name => registry.live(name), metrics, events, watch })
@@ -175,6 +186,7 @@ export async function startCoordinator (config: CoordinatorConfig): Promise<Coor
     node,
     store,
     async stop () {
+      await lease.stop()
       dispatcher.stop()
       registry.stop()
       await api.close()

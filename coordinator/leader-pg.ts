@@ -21,6 +21,8 @@ export interface PgLeaseOptions {
   leaseMs?: number
   pollMs?: number
   clock?: Clock
+  /** The lease session's application_name (pg_stat_activity shows who leads); default `staccato-coordinator <pid>`. */
+  name?: string
   /**
    * Told the backend pid whose lock fences this process's writes when it
    * starts leading, and undefined once it has stopped (PgTransferStore.setFence).
@@ -53,7 +55,7 @@ class PgLeaderLease extends EventEmitter<LeaseEvents> implements LeaderLease {
 
   constructor (opts: PgLeaseOptions) {
     super()
-    this.#opts = { leaseMs: DEFAULT_LEASE_MS, pollMs: DEFAULT_POLL_MS, clock: systemClock, ...opts }
+    this.#opts = { leaseMs: DEFAULT_LEASE_MS, pollMs: DEFAULT_POLL_MS, clock: systemClock, name: `staccato-coordinator ${process.pid}`, ...opts }
   }
 
   get leader (): boolean { return this.#leader }
@@ -106,7 +108,7 @@ class PgLeaderLease extends EventEmitter<LeaseEvents> implements LeaderLease {
   }
 
   async #connect (): Promise<pg.Client> {
-    const client = new pg.Client({ connectionString: this.#opts.url, keepAlive: true, query_timeout: this.#opts.leaseMs })
+    const client = new pg.Client({ connectionString: this.#opts.url, keepAlive: true, query_timeout: this.#opts.leaseMs, application_name: this.#opts.name })
     client.on('error', () => {
       if (this.#client === client) this.#client = undefined
       this.#stepDown()
