@@ -142,7 +142,11 @@ export async function startCoordinator (config: CoordinatorConfig): Promise<Coor
     clock,
     onTick: seconds => metrics.observePass(seconds)
   })
+  const lease = store instanceof PgTransferStore && storeSpec.kind === 'postgres'
+    ? pgLeaderLease({ url: storeSpec.url, fence: pid => { store.setFence(pid) } })
+    : soleLease()
   const registry = new AgentRegistry({
+    accepting: () => lease.leader,
     node,
     store,
     sessions,
@@ -155,16 +159,21 @@ export async function startCoordinator (config: CoordinatorConfig): Promise<Coor
     handlers: watch.observe({ ...dispatcher.handlers, ...distributions.handlers }, log)
   })
   await registry.start()
-  // Replicas on one PostgreSQL: only the lease holder schedules and dispatches (leader-pg.ts); alone, this process always does.
-  const lease = store instanceof PgTransferStore && storeSpec.kind === 'postgres'
-    ? pgLeaderLease({ url: storeSpec.url, fence: pid => { store.setFence(pid) } })
-    : soleLease()
+  // Replicas on one PostgreSQL: only the lease holder takes agents, schedules and dispatches (leader-pg.ts); alone, this process always does.
+  let leading = Promise.resolve()
   lease.on('change', leader => {
-    if (leader) dispatcher.start()
-    else dispatcher.stop()
-    log(leader ? 'leading: this coordinator schedules and dispatches' : 'no longer leading: scheduling stopped here', { leader })
+    if (leader) {
+      leading = registry.lead()
+        .catch(err => { log('could not take the agents of the previous leader offline', { error: String(err) }, 'warn') })
+        .then(() => { if (lease.leader) dispatcher.start() })
+    } else {
+      dispatcher.stop()
+      registry.resign()
+    }
+    log(leader ? 'leading: this coordinator takes agents, schedules and dispatches' : 'no longer leading: scheduling stopped here', { leader })
   })
   await lease.start()
+  await leading
   store.on('transition', (rec, from) => logger.info({ transferId: rec.id, from, to: rec.state, attempt: rec.attempt, error: rec.state === 'failed' || rec.state === 'queued' ? rec.lastError?.code : undefined }, 'transfer state changed'))
 
   const api = buildApi({ store, tokenStore: tokens, audit: log, tenants: config.tenants, rateLimit: config.rateLimit, maxConnectionsPerAddress: config.maxConnectionsPerAddress, metricsToken: config.metricsToken, https, logger: false, onCancel: rec => dispatcher.onCancel(rec), onCancelDestination: async (rec, d) => await distributions.cancelDestination(rec, d), onAgentRemoved: name => registry.forget(name), agentLive: name => registry.live(name), metrics, events, watch })
