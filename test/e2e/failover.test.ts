@@ -1,11 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { mkdir, mkdtemp, rm } from 'node:fs/promises'
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import pg from 'pg'
+import { sha256File } from '../helpers/mesh.ts'
 import { freePort, spawnStaccato, stopProcess, waitForJson } from '../../cli/index.ts'
 import type { ReadyInfo } from '../../cli/index.ts'
 import { PgTransferStore } from '../../coordinator/store-pg.ts'
@@ -40,12 +41,13 @@ describe.skipIf(missing !== undefined)(missing === undefined ? 'coordinator repl
   let server: Postgres
   let base: string
   const replicas: Replica[] = []
+  const agents: ChildProcess[] = []
   beforeAll(async () => {
     server = await startPostgres()
     base = await mkdtemp(join(tmpdir(), 'staccato-failover-'))
   }, 120_000)
   afterAll(async () => {
-    await Promise.all(replicas.map(async r => { await stopProcess(r.child) }))
+    await Promise.all([...agents, ...replicas.map(r => r.child)].map(async child => { await stopProcess(child) }))
     await server?.stop()
     if (base !== undefined) await rm(base, { recursive: true, force: true })
   })
@@ -150,5 +152,60 @@ describe.skipIf(missing !== undefined)(missing === undefined ? 'coordinator repl
     for (const id of acknowledged) {
       expect(feeds[0].filter(e => e.topic === `transfer.${id}.state` && e.data.to === 'queued')).toHaveLength(1)
     }
+  }, 600_000)
+
+  it('with agents as processes: the leader SIGKILLed while transfers run, the agents move to the new leader and every acknowledged transfer completes', async () => {
+    await Promise.all(replicas.splice(0).map(async r => { await stopProcess(r.child) }))
+    const url = await server.freshDatabase()
+    for (let n = 10; n < 13; n++) await startReplica(url, n)
+    const list = replicas.map(r => r.ready.multiaddrs[0]).join(',')
+    const volume = (name: string): string => join(base, 'volumes', name)
+    for (const name of ['src-a', 'dst-a']) {
+      await mkdir(volume(name), { recursive: true })
+      const readyFile = join(base, `${name}-ready.json`)
+      const child = spawnStaccato([
+        'agent', '--name', name, '--coordinator', list, '--join-token', JOIN, '--data-dir', join(base, 'agents', name),
+        '--volume', `vol=${volume(name)}`, '--listen', '/ip4/127.0.0.1/tcp/0', '--ready-file', readyFile
+      ], join(base, `${name}.log`))
+      agents.push(child)
+      await waitForJson(readyFile, child, 120_000, `agent ${name}`)
+    }
+    await until('both agents online', async () => {
+      for (const name of ['src-a', 'dst-a']) if (((await api(replicas[0], 'GET', `/v1/agents/${name}`)).body as { online?: boolean }).online !== true) return undefined
+      return true
+    })
+    const files = Array.from({ length: 6 }, (_, i) => `f${i}.bin`)
+    for (const f of files) await writeFile(join(volume('src-a'), f), randomBytes(8 * 1024 * 1024))
+    const ids: string[] = []
+    for (const [i, f] of files.entries()) {
+      const res = await api(replicas[i % 3], 'POST', '/v1/transfers', JSON.stringify({ source: `agent://src-a/vol/${f}`, destination: `agent://dst-a/vol/${f}` }))
+      expect(res.status).toBe(201)
+      ids.push((res.body as { id: string }).id)
+    }
+    const state = async (r: Replica, id: string): Promise<string> => ((await api(r, 'GET', `/v1/transfers/${id}`)).body as { state: string }).state
+    // Killed while something is under way: work on the agents must outlive the leader.
+    await until('a transfer to start', async () => (await Promise.all(ids.map(async id => await state(replicas[0], id)))).some(s => s !== 'queued') ? true : undefined)
+    const pid = await until('a leader', async () => await leaderPid(url))
+    const leader = replicas.find(r => r.child.pid === pid) as Replica
+    expect(leader).toBeDefined()
+    leader.child.kill('SIGKILL')
+    replicas.splice(replicas.indexOf(leader), 1)
+    // Submitted after the kill: only a new leader with the agents registered to it can run these.
+    for (const f of files.slice(0, 2)) {
+      const res = await api(replicas[0], 'POST', '/v1/transfers', JSON.stringify({ source: `agent://src-a/vol/${f}`, destination: `agent://dst-a/vol/after-${f}` }))
+      expect(res.status).toBe(201)
+      ids.push((res.body as { id: string }).id)
+    }
+    await until('every acknowledged transfer to finish', async () => (await Promise.all(ids.map(async id => await state(replicas[0], id)))).every(s => s === 'succeeded' || s === 'failed') ? true : undefined, 3000)
+    for (const id of ids) expect(await state(replicas[0], id)).toBe('succeeded')
+    for (const f of files) expect(await sha256File(join(volume('dst-a'), f))).toBe(await sha256File(join(volume('src-a'), f)))
+    await until('both survivors to have every event', async () => {
+      const [a, b] = await Promise.all(replicas.map(feed))
+      return a.length === b.length ? true : undefined
+    })
+    const [a, b] = await Promise.all(replicas.map(feed))
+    expect(b).toEqual(a)
+    expect(new Set(a.map(e => e.id)).size).toBe(a.length)
+    for (const id of ids) expect(a.filter(e => e.topic === `transfer.${id}.state` && e.data.to === 'succeeded')).toHaveLength(1)
   }, 600_000)
 })
