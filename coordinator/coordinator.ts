@@ -109,7 +109,10 @@ export async function startCoordinator (config: CoordinatorConfig): Promise<Coor
   if (config.joinTokens.length > 0) for (const t of config.joinTokens) tokens.addConfigJoinToken(t)
   else await tokens.ensureBootstrapJoinToken(joinTokens[0])
   // Opened before anything writes, so that no event is written without its webhook deliveries.
-  const events = new EventServices(store, config.events, (level, msg, fields) => logger[level](fields ?? {}, msg))
+  const lease = store instanceof PgTransferStore && storeSpec.kind === 'postgres'
+    ? pgLeaderLease({ url: storeSpec.url, fence: pid => { store.setFence(pid) } })
+    : soleLease()
+  const events = new EventServices(store, config.events, (level, msg, fields) => logger[level](fields ?? {}, msg), systemClock, () => lease.leader)
   await events.open()
   const metrics = new CoordinatorMetrics(store)
   const watch = new MeshWatch(store)
@@ -142,9 +145,6 @@ export async function startCoordinator (config: CoordinatorConfig): Promise<Coor
     clock,
     onTick: seconds => metrics.observePass(seconds)
   })
-  const lease = store instanceof PgTransferStore && storeSpec.kind === 'postgres'
-    ? pgLeaderLease({ url: storeSpec.url, fence: pid => { store.setFence(pid) } })
-    : soleLease()
   const registry = new AgentRegistry({
     accepting: () => lease.leader,
     node,
