@@ -118,7 +118,10 @@ class PgLeaderLease extends EventEmitter<LeaseEvents> implements LeaderLease {
       this.#stepDown()
     })
     await client.connect()
-    await client.query(`SET idle_session_timeout = ${Math.round(this.#opts.leaseMs)}`)
+    // PostgreSQL 14 and later; on an older server a paused leader keeps the lease until its connection drops.
+    await client.query(`SET idle_session_timeout = ${Math.round(this.#opts.leaseMs)}`).catch((err: unknown) => {
+      if ((err as { code?: string }).code !== '42704') throw err
+    })
     this.#client = client
     return client
   }

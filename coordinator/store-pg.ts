@@ -366,6 +366,8 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
     if (this.#closed) return Promise.reject(closedError())
     return this.#writes.run(async () => {
       if (this.#failure !== undefined) throw this.#failure
+      // A group still open holds seqs above what is committed: trimming through them would hide its events.
+      if (this.#group !== undefined) await this.#commitGroup()
       const through = Math.min(throughSeq, this.#seq)
       if (through <= this.#trimmed) return this.#trimmed
       const client = await this.#pool.connect().catch(err => { throw unavailable(err) })
