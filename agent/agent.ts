@@ -5,7 +5,7 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { pino, stdTimeFunctions } from 'pino'
 import type { Logger } from 'pino'
-import { createMeshNode, issuerKey, loadOrCreateIdentity, InvalidArgumentError, PACKAGE_VERSION } from '../mesh/index.ts'
+import { anyIssuer, createMeshNode, issuerKey, loadOrCreateIdentity, InvalidArgumentError, PACKAGE_VERSION } from '../mesh/index.ts'
 import type { MeshNode } from '../mesh/index.ts'
 import { file, random, nullSink, http, https, oci, loadPlugins } from '../protocols/index.ts'
 import type { RegistryConfig, Volume } from '../protocols/index.ts'
@@ -80,10 +80,14 @@ export interface Agent {
 export async function startAgent (config: AgentConfig, onFatal: (err: Error) => void = () => {}, seams: AgentSeams = {}): Promise<Agent> {
   const logger: Logger = pino({ name: `agent:${config.name}`, level: config.logLevel, timestamp: stdTimeFunctions.isoTime, redact: { paths: LOG_REDACT, censor: '[redacted]' } })
   const log = (msg: string, fields?: Record<string, unknown>, level: 'info' | 'warn' | 'error' = 'info'): void => logger[level](fields ?? {}, msg)
-  const coordinatorAddr = multiaddr(config.coordinator)
-  const coordinatorId = coordinatorAddr.getComponents().findLast(c => c.name === 'p2p')?.value
-  if (coordinatorId === undefined) throw new InvalidArgumentError(`coordinator: '${config.coordinator}' must end in /p2p/<coordinator peer id>`)
-  const issuer = issuerKey(coordinatorId)
+  // A comma-separated list names coordinator replicas: the agent registers with whichever leads, and takes tickets from any.
+  const coordinatorAddrs = config.coordinator.split(',').map(a => multiaddr(a.trim()))
+  const coordinatorIds = coordinatorAddrs.map((addr, i) => {
+    const id = addr.getComponents().findLast(c => c.name === 'p2p')?.value
+    if (id === undefined) throw new InvalidArgumentError(`coordinator: '${config.coordinator.split(',')[i]}' must end in /p2p/<coordinator peer id>`)
+    return id
+  })
+  const issuer = anyIssuer([...new Set(coordinatorIds)].map(issuerKey))
 
   const privateKey = await loadOrCreateIdentity(config.dataDir)
   const journal = await Journal.open(join(config.dataDir, 'journal'), {
@@ -133,7 +137,7 @@ export async function startAgent (config: AgentConfig, onFatal: (err: Error) => 
   })
   const control = new ControlClient({
     node,
-    coordinator: coordinatorAddr,
+    coordinators: coordinatorAddrs,
     executor,
     journal,
     log,
@@ -157,7 +161,7 @@ export async function startAgent (config: AgentConfig, onFatal: (err: Error) => 
   control.start()
 
   const metrics = agentMetrics({ name: config.name, counters, active: () => [...executor.active(), ...swarm.active()] })
-  const coordinatorPeer = peerIdFromString(coordinatorId)
+  const coordinatorPeers = [...new Set(coordinatorIds)].map(id => peerIdFromString(id))
   let registered = false
   void control.registered.then(() => { registered = true })
   const statusRoute = async (): Promise<{ type: string, body: string }> => {
@@ -165,7 +169,7 @@ export async function startAgent (config: AgentConfig, onFatal: (err: Error) => 
       name: config.name,
       peerId: node.peerId.toString(),
       version: AGENT_VERSION,
-      coordinator: { address: config.coordinator, connected: node.getConnections(coordinatorPeer).length > 0, registered },
+      coordinator: { address: config.coordinator, connected: coordinatorPeers.some(peer => node.getConnections(peer).length > 0), registered },
       volumes: config.volumes,
       counters,
       active: executor.active(),

@@ -8,7 +8,8 @@ import type { AgentHandlers } from './control-handlers.ts'
 
 export interface ControlClientOptions {
   node: MeshNode
-  coordinator: Multiaddr
+  /** The coordinator's addresses, or its replicas' (one of them, the leader, accepts the agent): tried in turn. */
+  coordinators: Multiaddr[]
   registration: () => Omit<ControlParams<'register'>, 'active' | 'running' | 'outcomes'>
   executor: Executor
   journal: Journal
@@ -39,7 +40,10 @@ const REFUSALS: ReadonlySet<string> = new Set(['permission_denied', 'invalid_arg
 /**
  * The agent's end of /staccato/control/1. The agent dials the coordinator (so
  * agents behind NAT work), registers, heartbeats, runs what it is told, and
- * redials with backoff and jitter whenever the connection drops.
+ * redials with backoff and jitter whenever the connection drops. With
+ * several addresses (coordinator replicas), a failed session moves on to
+ * the next one at once; the backoff grows only once every address has
+ * failed in a row.
  */
 export class ControlClient {
   private readonly opts: ControlClientOptions
@@ -47,6 +51,8 @@ export class ControlClient {
   private stopped = false
   private readonly stopController = new AbortController()
   private loop?: Promise<void>
+  /** The address of opts.coordinators in use. */
+  private current = 0
   /** Resolves the first time registration succeeds (for start-up and tests). */
   readonly registered: Promise<void>
   private markRegistered!: () => void
@@ -95,14 +101,22 @@ export class ControlClient {
           this.opts.onFatal(e)
           break
         }
+        const n = this.opts.coordinators.length
         // One or two failures are a coordinator restarting; more is a wrong or unreachable address, for the operator to see.
-        this.opts.log('coordinator unreachable; will retry', { coordinator: this.opts.coordinator.toString(), attempts: ++failures, ...errorFields(e), retryInMs: backoff }, failures >= 3 ? 'warn' : 'info')
+        this.opts.log('coordinator unreachable; will retry', { coordinator: this.address().toString(), attempts: ++failures, ...errorFields(e), retryInMs: backoff }, failures >= 3 * n ? 'warn' : 'info')
+        this.current = (this.current + 1) % n
+        // Another replica may be up (or lead): try it at once, and wait only after a round of the list.
+        if (failures % n !== 0) continue
       }
       if (this.stopped) break
       // Rejects only when stop() aborts the wait; the loop then sees `stopped`.
       await sleep(backoff * (0.5 + Math.random() / 2), undefined, { signal: this.stopController.signal }).catch(() => {})
       backoff = Math.min(backoff * 2, max)
     }
+  }
+
+  private address (): Multiaddr {
+    return this.opts.coordinators[this.current]
   }
 
   /** A heartbeat goes out even when the volumes cannot be measured: it is what keeps the agent online. */
@@ -113,7 +127,7 @@ export class ControlClient {
 
   private async session (): Promise<void> {
     const { node, executor, journal, log } = this.opts
-    const stream = await node.dialProtocol(this.opts.coordinator, CONTROL_PROTOCOL, { signal: AbortSignal.any([this.stopController.signal, AbortSignal.timeout(10_000)]) })
+    const stream = await node.dialProtocol(this.address(), CONTROL_PROTOCOL, { signal: AbortSignal.any([this.stopController.signal, AbortSignal.timeout(10_000)]) })
     const channel = new ControlChannel(stream, AGENT_SIDE, {
       table: { handlers: this.opts.handlers, context: () => undefined },
       onInternalError: (method, err) => { log('a coordinator call failed on a bug', { method, ...errorFields(err) }) }
@@ -126,7 +140,7 @@ export class ControlClient {
       const sent = outcomes.slice(0, MAX_REGISTER_OUTCOMES)
       const active = [...new Set([...executor.active(), ...outcomes.map(o => o.transferId), ...this.opts.activeDistributions()])]
       const reply = await channel.call('register', { ...this.opts.registration(), active, running: executor.runningAttempts(), outcomes: sent })
-      log('registered with the coordinator', { coordinator: this.opts.coordinator.toString(), outcomesSettled: reply.settled?.length ?? 0 })
+      log('registered with the coordinator', { coordinator: this.address().toString(), outcomesSettled: reply.settled?.length ?? 0 })
       const settled = new Set(reply.settled ?? [])
       for (const o of sent) if (settled.has(o.transferId)) await executor.acknowledged(o)
       // Reports go out only once registered: one sent before would be refused and kept until the next reconnect.

@@ -1,9 +1,9 @@
-import type { Connection, PublicKey, Stream } from '@libp2p/interface'
+import type { Connection, Stream } from '@libp2p/interface'
 import {
   DATA_PROTOCOL, DataRequest, FrameReader, InvalidArgumentError, PermissionDeniedError, SourceChangedError, WIRE_VERSION,
   decode, send, sendFrame, toStaccatoError, verifyTicket
 } from '../mesh/index.ts'
-import type { MeshNode } from '../mesh/index.ts'
+import type { MeshNode, TicketIssuer } from '../mesh/index.ts'
 import { resolveLocal } from './resolve.ts'
 import type { PluginSet } from './resolve.ts'
 import type { AgentCounters } from './counters.ts'
@@ -13,7 +13,7 @@ import { newHasher } from './copy/checksum.ts'
 export interface DataServerOptions {
   node: MeshNode
   self: string
-  issuer: PublicKey
+  issuer: TicketIssuer
   plugins: PluginSet
   counters: AgentCounters
   upload?: TokenBucket

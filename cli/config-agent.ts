@@ -11,7 +11,7 @@ import type { OptionSpec } from './config.ts'
 /** Every option of `staccato agent`; docs/configuration.md lists the same (a test checks). */
 export const AGENT_OPTIONS: readonly OptionSpec[] = [
   { key: 'name', flag: '--name <name>', env: 'STACCATO_AGENT_NAME', kind: 'string', description: 'this agent\'s name, unique in the mesh (required)' },
-  { key: 'coordinator', flag: '--coordinator <multiaddr>', env: 'STACCATO_COORDINATOR', kind: 'string', description: 'coordinator mesh address ending in /p2p/<peer id> (required)' },
+  { key: 'coordinator', flag: '--coordinator <multiaddr>', env: 'STACCATO_COORDINATOR', kind: 'string', description: 'coordinator mesh address ending in /p2p/<peer id>, or a comma-separated list of replicas\' (required)' },
   { key: 'joinToken', flag: '--join-token <token>', env: 'STACCATO_JOIN_TOKEN', kind: 'string', description: 'join token for the first registration' },
   { key: 'dataDir', flag: '--data-dir <dir>', env: 'STACCATO_DATA_DIR', kind: 'path', description: 'identity key and journal (default ./.staccato/agents/<name>)' },
   { key: 'listen', flag: '--listen <multiaddr>', env: 'STACCATO_AGENT_LISTEN', kind: 'list', default: ['/ip4/0.0.0.0/tcp/0'], description: 'mesh listen address' },
@@ -39,7 +39,8 @@ export async function agentConfig (flags: Record<string, unknown>, env: NodeJS.P
   if (!isValidAgentName(name)) throw new ConfigError(`${origin.name} '${name}' must be 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit`)
   const coordinator = v.coordinator as string | undefined
   if (coordinator === undefined) throw new ConfigError('agent: the coordinator\'s address is required: --coordinator, STACCATO_COORDINATOR or agent.coordinator in the config file')
-  checkCoordinator(origin.coordinator, coordinator)
+  // A comma-separated list: coordinator replicas on one database.
+  for (const one of coordinator.split(',')) checkCoordinator(origin.coordinator, one.trim())
   const volumes = v.volumes as Volume[]
   await checkVolumes(origin.volumes, volumes)
   let allowAddresses

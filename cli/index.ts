@@ -6,6 +6,8 @@
  */
 import type { AgentSeams } from '../agent/index.ts'
 export { BIN, spawnStaccato, waitForJson, stopProcess, freePort } from './processes.ts'
+export { executable, postgresBinDir, postgresMissing, startPostgres } from './postgres-cluster.ts'
+export type { Postgres } from './postgres-cluster.ts'
 export type { SpawnOptions } from './processes.ts'
 export type { ReadyInfo } from './commands/coordinator.ts'
 

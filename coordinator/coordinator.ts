@@ -17,6 +17,8 @@ import { AgentSessions } from './agent-sessions.ts'
 import { systemClock } from './clock.ts'
 import { Dispatcher } from './dispatch.ts'
 import { DistributionManager } from './distribution.ts'
+import { soleLease } from './leader-lease.ts'
+import { pgLeaderLease } from './leader-pg.ts'
 
 // Kraken's and Dragonfly's default piece size: small enough to spread fast, large enough to keep per-piece overhead low.
 const DEFAULT_PIECE_SIZE = 4 * 1024 * 1024
@@ -108,7 +110,10 @@ export async function startCoordinator (config: CoordinatorConfig): Promise<Coor
   if (config.joinTokens.length > 0) for (const t of config.joinTokens) tokens.addConfigJoinToken(t)
   else await tokens.ensureBootstrapJoinToken(joinTokens[0])
   // Opened before anything writes, so that no event is written without its webhook deliveries.
-  const events = new EventServices(store, config.events, (level, msg, fields) => logger[level](fields ?? {}, msg))
+  const lease = store instanceof PgTransferStore && storeSpec.kind === 'postgres'
+    ? pgLeaderLease({ url: storeSpec.url, fence: pid => { store.setFence(pid) } })
+    : soleLease()
+  const events = new EventServices(store, config.events, (level, msg, fields) => logger[level](fields ?? {}, msg), systemClock, () => lease.leader)
   await events.open()
   const metrics = new CoordinatorMetrics(store)
   const watch = new MeshWatch(store)
@@ -143,6 +148,7 @@ export async function startCoordinator (config: CoordinatorConfig): Promise<Coor
     onTick: seconds => metrics.observePass(seconds)
   })
   const registry = new AgentRegistry({
+    accepting: () => lease.leader,
     node,
     store,
     sessions,
@@ -155,7 +161,21 @@ export async function startCoordinator (config: CoordinatorConfig): Promise<Coor
     handlers: watch.observe({ ...dispatcher.handlers, ...distributions.handlers }, log)
   })
   await registry.start()
-  dispatcher.start()
+  // Replicas on one PostgreSQL: only the lease holder takes agents, schedules and dispatches (leader-pg.ts); alone, this process always does.
+  let leading = Promise.resolve()
+  lease.on('change', leader => {
+    if (leader) {
+      leading = registry.lead()
+        .catch(err => { log('could not take the agents of the previous leader offline', { error: String(err) }, 'warn') })
+        .then(() => { if (lease.leader) dispatcher.start() })
+    } else {
+      dispatcher.stop()
+      registry.resign()
+    }
+    log(leader ? 'leading: this coordinator takes agents, schedules and dispatches' : 'no longer leading: scheduling stopped here', { leader })
+  })
+  await lease.start()
+  await leading
   store.on('transition', (rec, from) => logger.info({ transferId: rec.id, from, to: rec.state, attempt: rec.attempt, error: rec.state === 'failed' || rec.state === 'queued' ? rec.lastError?.code : undefined }, 'transfer state changed'))
 
   const api = buildApi({ store, tokenStore: tokens, audit: log, tenants: config.tenants, rateLimit: config.rateLimit, maxConnectionsPerAddress: config.maxConnectionsPerAddress, metricsToken: config.metricsToken, https, logger: false, onCancel: rec => dispatcher.onCancel(rec), onCancelDestination: async (rec, d) => await distributions.cancelDestination(rec, d), onAgentRemoved: name => registry.forget(name), agentLive: name => registry.live(name), metrics, events, watch })
@@ -177,6 +197,7 @@ export async function startCoordinator (config: CoordinatorConfig): Promise<Coor
     node,
     store,
     async stop () {
+      await lease.stop()
       dispatcher.stop()
       registry.stop()
       await api.close()

@@ -63,7 +63,8 @@ export class Dispatcher implements AgentLifecycle {
   private again = false
   private soon = false
   private started = false
-  private readonly startedAt: number
+  /** When this process started dispatching: the grace period for agents to come back runs from here (a new leader gives them one too). */
+  private startedAt: number
   private readonly waiting: WaitingTracker
   private readonly kick = (): void => { this.requestPass() }
 
@@ -92,6 +93,7 @@ export class Dispatcher implements AgentLifecycle {
   start (): void {
     if (this.started) return
     this.started = true
+    this.startedAt = this.opts.clock.now()
     const { store } = this.opts
     store.on('created', this.kick)
     store.on('transition', this.kick)

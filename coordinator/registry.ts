@@ -1,7 +1,7 @@
 import type { Connection, Stream } from '@libp2p/interface'
 import {
   CONTROL_PROTOCOL, COORDINATOR_SIDE, ControlChannel, NetworkError, PermissionDeniedError, isValidAgentName, InvalidArgumentError, errorFields,
-  toStaccatoError
+  StaccatoError, toStaccatoError
 } from '../mesh/index.ts'
 import type { AgentToCoordinator, ControlHandlers, ControlParams, MeshNode } from '../mesh/index.ts'
 import type { TransferStore } from './store.ts'
@@ -40,6 +40,12 @@ export interface RegistryOptions {
   log: (msg: string, fields?: Record<string, unknown>, level?: 'info' | 'warn' | 'error') => void
   lifecycle: AgentLifecycle
   handlers: PartHandlers
+  /**
+   * Whether this coordinator takes registrations: only the leader of replicas
+   * on one database does (agents go round their --coordinator list until one
+   * accepts them); default always.
+   */
+  accepting?: () => boolean
 }
 
 export type { AgentLive }
@@ -77,12 +83,32 @@ export class AgentRegistry {
   }
 
   async start (): Promise<void> {
-    // Everything was offline while the coordinator was down; agents re-register.
-    for (const rec of this.opts.store.listAgents()) {
-      if (rec.online) await this.opts.store.putAgent({ ...rec, online: false })
-    }
     await this.opts.node.handle(CONTROL_PROTOCOL, (stream, connection) => { this.accept(stream, connection) }, { maxInboundStreams: 4 })
     this.scheduleLiveness()
+  }
+
+  /**
+   * This coordinator now takes registrations (it started alone, or became the
+   * leader). Agents the records say are online but that hold no session here
+   * were connected to a coordinator that is gone: offline until they register
+   * again.
+   */
+  async lead (): Promise<void> {
+    for (const rec of this.opts.store.listAgents()) {
+      if (rec.online && !this.sessions.isOnline(rec.name)) await this.opts.store.putAgent({ ...rec, online: false })
+    }
+  }
+
+  /**
+   * This replica stopped leading: its agent sessions close so that the agents
+   * find the new leader. They are not marked offline here: the new leader
+   * owns their records now.
+   */
+  resign (): void {
+    for (const { agent, channel } of this.sessions.silentSince(Number.POSITIVE_INFINITY)) {
+      this.sessions.drop(agent, channel)
+      channel.close()
+    }
   }
 
   stop (): void {
@@ -136,6 +162,7 @@ export class AgentRegistry {
     const { store, log } = this.opts
     const { peerId, channel } = conn
     if (!isValidAgentName(p.name)) throw new InvalidArgumentError(`'${p.name}' is not a valid agent name`)
+    if (this.opts.accepting?.() === false) throw new StaccatoError('unavailable', 'this coordinator replica does not lead: register with the leader (the next address of --coordinator)', true)
     const known = store.getAgent(p.name)
     if (known !== undefined && known.peerId !== peerId) {
       log('refused an agent claiming an enrolled name with another key', { agent: p.name, peerId, enrolledPeerId: known.peerId }, 'warn')

@@ -50,7 +50,7 @@ export const MIGRATIONS: ReadonlyArray<{ version: number, name: string, sql: str
  * they cannot meet another application's locks in a shared database.
  */
 export const LOCK_CLASS = 0x53544143
-export const LOCKS = { migrate: 1, events: 2 } as const
+export const LOCKS = { migrate: 1, events: 2, leader: 3 } as const
 
 /** The channel each commit that writes events notifies, with its highest seq as payload. */
 export const EVENTS_CHANNEL = 'staccato_events'

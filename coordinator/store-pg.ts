@@ -12,8 +12,9 @@ import type { ListPage, ListQuery } from './store-index.ts'
 import { prepareInput } from './store-input.ts'
 import { isAuxKey } from './store-keys.ts'
 import { EVENTS_CHANNEL, LOCKS, LOCK_CLASS, migrate } from './store-pg-schema.ts'
+import { WriteOps, flushOps, json } from './store-pg-ops.ts'
 import type { ProgressReport } from './store-progress.ts'
-import { newRecord, progressData, progressed, transitioned, updated, withoutPieces } from './store-records.ts'
+import { newRecord, progressData, progressed, transitioned, updated } from './store-records.ts'
 import type { CreateOptions, TransitionOptions } from './store-transfers.ts'
 import { pgTokenRecords } from './token-records.ts'
 import type { TokenRecords } from './token-records.ts'
@@ -24,27 +25,44 @@ const PROGRESS_EVENT_MS = 5000
 const POOL_SIZE = 10
 /** Writes in one commit at most: bounds how long a group holds the events lock, and what one failed commit loses. */
 const GROUP_MAX = 256
+/** Seqs reserved at once; the unused ones are given back at commit (setval, under the events lock). At most one event per write, so one block usually serves a group. */
+const SEQ_BLOCK = GROUP_MAX
+/** Events read per query when catching up with other processes. */
+const CATCH_UP_BATCH = 1000
 
-/** Writes that commit together: one transaction on one connection. */
-interface Group {
-  client: pg.PoolClient
-  writes: number
-  /** Some write needs a synchronous commit. */
-  sync: boolean
-  eventsLocked: boolean
-  lastSeq: number
-  committed: Promise<void>
-  resolve: () => void
-  reject: (err: unknown) => void
+/** One write of a group: its changes, and how its caller hears the commit. */
+interface GroupWrite {
+  ops: WriteOps
+  /** Records its memory changes touched (`transfer.<id>`, `agent.<name>`): reloaded if the database refuses it. */
+  touched: string[]
+  keys: string[]
+  committed: Deferred
 }
 
-/** One write's transaction: its queries, its events, and what to do once it has committed. */
+/** Writes that commit together: one transaction on one connection, opened at the first event or at commit. */
+interface Group {
+  client: pg.PoolClient | undefined
+  writes: GroupWrite[]
+  /** Some write needs a synchronous commit. */
+  sync: boolean
+  /** The next reserved seq, and the end of the reserved block (exclusive). */
+  nextSeq: number
+  seqEnd: number
+  /** The first seq reserved (0: none yet). */
+  firstSeq: number
+}
+
+interface Deferred { promise: Promise<void>, resolve: () => void, reject: (err: unknown) => void }
+
+/** One write: what it changes, its events, and what to do once it has committed. */
 interface Tx {
-  query: (text: string, values?: unknown[]) => Promise<pg.QueryResult>
+  ops: WriteOps
   event: (topic: string, tenant: string, now: number, data: Record<string, unknown>, record: TransferRecord | undefined) => Promise<StoreEvent>
-  /** Runs after COMMIT, still in the write chain (memory follows the database). */
+  /** Changes memory once the write has run (the next write sees them; see #write). */
   committed: (fn: () => void) => void
-  /** Notifications, sent once the write chain has moved on. */
+  /** Names a record whose memory this write changes (`transfer.<id>` or `agent.<name>`). */
+  touch: (topic: string) => void
+  /** Notifications, sent once the write has committed. */
   emit: <K extends keyof StoreEvents>(name: K, ...args: StoreEvents[K]) => void
 }
 
@@ -54,14 +72,14 @@ interface Tx {
  * queue on every pass) and the database is the source of truth: open()
  * loads memory from it.
  *
- * Writes commit in groups (one transaction, each write behind a savepoint:
+ * Writes commit in groups (one transaction, a few multi-row statements:
  * see #write); a state change, its event and the event's webhook outbox rows
- * always commit together. Event seqs come from a sequence, taken inside the
- * transaction after an advisory transaction lock (LOCKS.events), so
- * transactions that write events commit in seq order: a reader that has
- * seen seq n never later finds a new event below n, whichever process wrote
- * it. Seqs may skip numbers (a rolled-back transaction's nextval is not
- * returned). A transaction holding events runs with synchronous commit; only
+ * always commit together. Event seqs come from a sequence, reserved a block
+ * at a time inside the transaction after an advisory transaction lock
+ * (LOCKS.events) held to the commit, so transactions that write events
+ * commit in seq order: a reader that has seen seq n never later finds a new
+ * event below n, whichever process wrote it. Seqs may skip numbers (those
+ * of a write that failed, or of a process that died holding a block). A transaction holding events runs with synchronous commit; only
  * a group of progress reports without events commits asynchronously, so a crash can
  * never lose an event whose seq a reader has seen.
  *
@@ -86,6 +104,13 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
   readonly #progressEventAt = new Map<string, number>()
   /** The highest seq another process has announced and this one has not read yet. */
   #heard = 0
+  /** Every event up to this seq is known here: written by this process, or read by #catchUp. */
+  #readThrough = 0
+  /** Seqs of this process's events above #readThrough: #catchUp skips them. */
+  readonly #own = new Set<number>()
+  #fencePid: number | undefined
+  /** Idempotency keys (`tenant \0 key`) this process wrote: found without a round trip. */
+  readonly #keys = new Map<string, string>()
   #catchingUp = false
   #group: Group | undefined
   /** Writes handed in whose turn has not come: while there are some, the group stays open for them. */
@@ -133,6 +158,7 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
     const trimmed = (await this.#pool.query<{ value: number }>('SELECT value FROM store_meta WHERE key = \'trimmed\'')).rows[0]?.value
     this.#trimmed = trimmed ?? 0
     this.#seq = Math.max(last?.seq ?? 0, this.#trimmed)
+    this.#readThrough = this.#seq
     if (last !== undefined) this.#eventIds.seed(last.id)
   }
 
@@ -141,7 +167,7 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
     listener.on('error', () => {})
     listener.on('notification', msg => {
       const seq = Number(msg.payload)
-      if (!(seq > this.#seq) || this.#closed) return
+      if (!(seq > this.#readThrough) || this.#closed) return
       this.#heard = Math.max(this.#heard, seq)
       this.#catchUp()
     })
@@ -176,24 +202,35 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
       return Promise.reject(err)
     }
     const { tenant, idempotencyKey } = opts
+    const keyName = idempotencyKey !== undefined ? `${tenant}\0${idempotencyKey}` : undefined
+    // Read before the write's turn, so that the lookup's round trip does not hold up the writes queued behind it.
+    const stored = idempotencyKey !== undefined && !this.#keys.has(keyName as string) ? this.#lookupKey(tenant, idempotencyKey) : undefined
+    stored?.catch(() => {})
     return this.#write(true, async tx => {
-      if (idempotencyKey !== undefined) {
-        const row = (await tx.query('SELECT transfer_id FROM idempotency_keys WHERE tenant = $1 AND key = $2', [tenant, idempotencyKey])).rows[0] as { transfer_id: string } | undefined
-        const first = row !== undefined ? this.#index.get(row.transfer_id) : undefined
+      if (keyName !== undefined) {
+        const firstId = this.#keys.get(keyName) ?? await stored
+        // A key whose transfer was deleted since is free again.
+        const first = firstId !== undefined ? this.#index.get(firstId) : undefined
         if (first !== undefined) return { record: first, created: false }
       }
       const now = opts.now ?? Date.now()
       const record = newRecord(prepared, this.#transferIds.next(now), tenant, now)
-      await tx.query('INSERT INTO transfers (id, tenant, state, record) VALUES ($1, $2, $3, $4)', [record.id, tenant, record.state, json(record)])
-      if (idempotencyKey !== undefined) {
-        // A key whose transfer was deleted is free again: it now names the new one.
-        await tx.query('INSERT INTO idempotency_keys (tenant, key, transfer_id) VALUES ($1, $2, $3) ON CONFLICT (tenant, key) DO UPDATE SET transfer_id = EXCLUDED.transfer_id', [tenant, idempotencyKey, record.id])
-      }
+      tx.ops.insertTransfer(record)
+      if (idempotencyKey !== undefined) tx.ops.keys.set(keyName as string, { tenant, key: idempotencyKey, id: record.id })
       await tx.event(`transfer.${record.id}.state`, tenant, now, { from: null, to: 'queued', attempt: 0 }, record)
-      tx.committed(() => this.#index.put(record))
+      tx.touch(`transfer.${record.id}`)
+      tx.committed(() => {
+        this.#index.put(record)
+        if (keyName !== undefined) this.#keys.set(keyName, record.id)
+      })
       tx.emit('created', record)
       return { record, created: true }
     })
+  }
+
+  async #lookupKey (tenant: string, key: string): Promise<string | undefined> {
+    const row = (await this.#read('SELECT transfer_id FROM idempotency_keys WHERE tenant = $1 AND key = $2', [tenant, key]))[0] as { transfer_id: string } | undefined
+    return row?.transfer_id
   }
 
   get (id: string): TransferRecord | undefined {
@@ -214,8 +251,9 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
       if (!canTransition(prev.state, to)) throw new InvalidStateError(`transfer ${id} cannot go from ${prev.state} to ${to}`)
       const now = opts.now ?? Date.now()
       const { record, data } = transitioned(prev, to, patch, now)
-      await this.#putTransfer(tx, record)
+      tx.ops.updateTransfer(record)
       await tx.event(`transfer.${id}.state`, record.tenant, now, data, record)
+      tx.touch(`transfer.${id}`)
       tx.committed(() => {
         this.#index.put(record)
         if (TERMINAL_STATES.has(to)) this.#progressEventAt.delete(id)
@@ -232,11 +270,10 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
       const patch = change(prev)
       if (patch === undefined) return undefined
       const record = updated(prev, patch, now)
-      await this.#putTransfer(tx, record)
-      if (record.manifest !== prev.manifest && record.manifest !== undefined) {
-        await tx.query('INSERT INTO transfer_pieces (id, pieces) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET pieces = EXCLUDED.pieces', [id, json(record.manifest.pieces)])
-      }
+      tx.ops.updateTransfer(record)
+      if (record.manifest !== prev.manifest && record.manifest !== undefined) tx.ops.pieces.set(id, record.manifest.pieces)
       await tx.event(topic, record.tenant, now, data, record)
+      tx.touch(`transfer.${id}`)
       tx.committed(() => this.#index.put(record))
       tx.emit('progress', record)
       return record
@@ -254,11 +291,12 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
       const last = this.#progressEventAt.get(id)
       const withEvent = this.#progressEventMs > 0 && (last === undefined || now - last >= this.#progressEventMs || now < last)
       const record = progressed(prev, report, now)
-      await this.#putTransfer(tx, record)
+      tx.ops.updateTransfer(record)
       if (withEvent) {
         await tx.event(`transfer.${id}.progress`, record.tenant, now, progressData(record), record)
         tx.committed(() => this.#progressEventAt.set(id, now))
       }
+      tx.touch(`transfer.${id}`)
       tx.committed(() => this.#index.put(record))
       tx.emit('progress', record)
     })
@@ -270,10 +308,9 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
       if (!TERMINAL_STATES.has(prev.state)) {
         throw new InvalidStateError(`transfer ${id} is ${prev.state}: only a finished transfer can be deleted (cancel it first)`)
       }
-      await tx.query('DELETE FROM transfers WHERE id = $1', [id])
-      await tx.query('DELETE FROM transfer_pieces WHERE id = $1', [id])
-      await tx.query('DELETE FROM idempotency_keys WHERE transfer_id = $1', [id])
+      tx.ops.deleteTransfer(id)
       await tx.event(`transfer.${id}.deleted`, prev.tenant, opts.now ?? Date.now(), { state: prev.state }, prev)
+      tx.touch(`transfer.${id}`)
       tx.committed(() => {
         this.#index.delete(id)
         this.#progressEventAt.delete(id)
@@ -291,8 +328,9 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
     const record = structuredClone(rec)
     return this.#write(true, async tx => {
       const wasOnline = this.#agents.get(record.name)?.online ?? false
-      await tx.query('INSERT INTO agents (name, record) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET record = EXCLUDED.record', [record.name, json(record)])
+      tx.ops.agents.set(record.name, record)
       if (wasOnline !== record.online) await tx.event(`agent.${record.name}.online`, '*', opts.now ?? Date.now(), { online: record.online }, undefined)
+      tx.touch(`agent.${record.name}`)
       tx.committed(() => this.#agents.set(record.name, record))
       tx.emit('agent', record)
     })
@@ -301,8 +339,9 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
   removeAgent (name: string, opts: { now?: number } = {}): Promise<boolean> {
     return this.#write(true, async tx => {
       if (!this.#agents.has(name)) return false
-      await tx.query('DELETE FROM agents WHERE name = $1', [name])
+      tx.ops.agents.set(name, null)
       await tx.event(`agent.${name}.removed`, '*', opts.now ?? Date.now(), { name }, undefined)
+      tx.touch(`agent.${name}`)
       tx.committed(() => this.#agents.delete(name))
       return true
     })
@@ -324,25 +363,36 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
     return this.#write(true, async tx => await tx.event(topic, tenant, opts.now ?? Date.now(), data, opts.record))
   }
 
+  /** Its own transaction, in the write chain: which seqs it deletes is the database's answer, not memory's. */
   trimEvents (throughSeq: number, limit: number): Promise<number> {
-    return this.#write(true, async tx => {
+    if (this.#closed) return Promise.reject(closedError())
+    return this.#writes.run(async () => {
+      if (this.#failure !== undefined) throw this.#failure
+      // A group still open holds seqs above what is committed: trimming through them would hide its events.
+      if (this.#group !== undefined) await this.#commitGroup()
       const through = Math.min(throughSeq, this.#seq)
       if (through <= this.#trimmed) return this.#trimmed
-      const deleted = (await tx.query('DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3) RETURNING seq', [this.#trimmed, through, limit])).rows.map(r => Number((r as { seq: string }).seq))
-      const last = deleted.length === limit ? Math.max(...deleted) : through
-      await tx.query('INSERT INTO store_meta (key, value) VALUES (\'trimmed\', $1) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value', [json(last)])
-      tx.committed(() => { this.#trimmed = last })
-      return last
+      const client = await this.#pool.connect().catch(err => { throw unavailable(err) })
+      try {
+        await client.query('BEGIN')
+        const deleted = (await client.query<{ seq: string }>('DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3) RETURNING seq', [this.#trimmed, through, limit])).rows.map(r => Number(r.seq))
+        const last = deleted.length === limit ? Math.max(...deleted) : through
+        await client.query('INSERT INTO store_meta (key, value) VALUES (\'trimmed\', $1) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value', [json(last)])
+        await client.query('COMMIT')
+        client.release()
+        this.#trimmed = last
+        return last
+      } catch (err) {
+        client.release(true)
+        throw unavailable(err)
+      }
     })
   }
 
   writeAux (ops: AuxOp[], opts: { sync: boolean, onWritten?: () => void }): Promise<void> {
     for (const op of ops) requireAux(op.key)
     return this.#write(opts.sync, async tx => {
-      for (const op of ops) {
-        if (op.type === 'put') await tx.query('INSERT INTO aux (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value', [op.key, json(op.value)])
-        else await tx.query('DELETE FROM aux WHERE key = $1', [op.key])
-      }
+      for (const op of ops) tx.ops.aux.set(op.key, op.type === 'put' ? { value: op.value } : null)
       tx.committed(() => opts.onWritten?.())
     })
   }
@@ -360,10 +410,6 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
     this.#fanout = fanout
   }
 
-  async #putTransfer (tx: Tx, record: TransferRecord): Promise<void> {
-    await tx.query('UPDATE transfers SET state = $2, record = $3 WHERE id = $1', [record.id, record.state, json(withoutPieces(record))])
-  }
-
   #require (id: string): TransferRecord {
     const rec = this.#index.get(id)
     if (rec === undefined) throw new NotFoundError(`no transfer '${id}'`)
@@ -379,13 +425,14 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
   }
 
   /**
-   * Runs one write after every earlier one, in the current group's
-   * transaction, behind a savepoint: a write that fails is rolled back alone
-   * and leaves memory as it was. Memory follows each write at once (the next
-   * write checks the state this one left); the group commits when no write is
-   * waiting behind it (or it is GROUP_MAX long), so one commit makes many
-   * writes durable, as the LevelDB store's group commit does. A caller hears
-   * back, and notifications go out, once its group has committed.
+   * Runs one write after every earlier one. The write itself only checks
+   * memory and records its changes (WriteOps); memory follows each write at
+   * once (the next write checks the state this one left). The group commits
+   * when no write is waiting behind it (or it is GROUP_MAX long): one
+   * transaction sends every write's changes in a few multi-row statements,
+   * so one commit makes many writes durable in a few round trips, as the
+   * LevelDB store's group commit does. A caller hears back, and
+   * notifications go out, once its group has committed.
    */
   #write<T> (sync: boolean, fn: (tx: Tx) => Promise<T>): Promise<T> {
     if (this.#closed) return Promise.reject(closedError())
@@ -393,109 +440,192 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
     const ran = this.#writes.run(async () => {
       this.#waiting--
       const outcome = await this.#runInGroup(sync, fn)
-      if (this.#group !== undefined && (this.#waiting === 0 || this.#group.writes >= GROUP_MAX)) await this.#commitGroup()
+      if (this.#group !== undefined && (this.#waiting === 0 || this.#group.writes.length >= GROUP_MAX)) await this.#commitGroup()
       return outcome
     })
     return ran.then(async outcome => {
-      if (outcome.ok) await outcome.committed
+      if (!outcome.ok) throw outcome.error
+      await outcome.committed
       for (const emit of outcome.emits) emit()
       for (const event of outcome.events) this.#emitNow('event', event)
-      if (!outcome.ok) throw outcome.error
       return outcome.value
     })
   }
 
-  async #runInGroup<T> (sync: boolean, fn: (tx: Tx) => Promise<T>): Promise<{ ok: true, value: T, committed: Promise<void>, emits: Array<() => void>, events: StoreEvent[] } | { ok: false, error: unknown, emits: [], events: [] }> {
-    if (this.#failure !== undefined) return { ok: false, error: this.#failure, emits: [], events: [] }
-    let group: Group
-    try {
-      group = this.#group ??= await this.#openGroup()
-    } catch (err) {
-      return { ok: false, error: unavailable(err), emits: [], events: [] }
-    }
-    const client = group.client
+  async #runInGroup<T> (sync: boolean, fn: (tx: Tx) => Promise<T>): Promise<{ ok: true, value: T, committed: Promise<void>, emits: Array<() => void>, events: StoreEvent[] } | { ok: false, error: unknown }> {
+    if (this.#failure !== undefined) return { ok: false, error: this.#failure }
+    const group = this.#group ??= { client: undefined, writes: [], sync: false, nextSeq: 0, seqEnd: 0, firstSeq: 0 }
+    const ops = new WriteOps()
     const after: Array<() => void> = []
     const emits: Array<() => void> = []
-    const events: StoreEvent[] = []
+    const touched: string[] = []
     const tx: Tx = {
-      query: async (text, values) => await client.query(text, values),
+      ops,
       event: async (topic, tenant, now, data, record) => {
-        // The lock is held to the group's commit: event transactions commit in seq order (see the class comment).
-        const lock = group.eventsLocked ? '' : ' FROM (SELECT pg_advisory_xact_lock($1, $2)) AS l'
-        const seq = Number((await client.query<{ seq: string }>(`SELECT nextval('event_seq') AS seq${lock}`, group.eventsLocked ? [] : [LOCK_CLASS, LOCKS.events])).rows[0].seq)
-        group.eventsLocked = true
+        const seq = await this.#reserveSeq(group)
         const event: StoreEvent = { seq, id: this.#eventIds.next(now), time: new Date(now).toISOString(), topic, tenant, data }
-        await client.query('INSERT INTO events (seq, event) VALUES ($1, $2)', [seq, json(event)])
         for (const { key, value } of this.#fanout?.(event, record) ?? []) {
           requireAux(key)
-          await client.query('INSERT INTO aux (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value', [key, json(value)])
+          ops.aux.set(key, { value })
         }
-        events.push(event)
+        ops.events.push(event)
         return event
       },
       committed: fn => { after.push(fn) },
+      touch: topic => { touched.push(topic) },
       emit: (name, ...args) => { emits.push(() => { this.#emitNow(name, ...args) }) }
     }
-    try {
-      await client.query('SAVEPOINT w')
-    } catch (err) {
-      return { ok: false, error: this.#fail(err), emits: [], events: [] }
-    }
-    // Rolling back to the savepoint releases the events lock if this write took it.
-    const lockedBefore = group.eventsLocked
     let value: T
     try {
       value = await fn(tx)
-      await client.query('RELEASE SAVEPOINT w')
     } catch (error) {
-      group.eventsLocked = lockedBefore
-      try {
-        await client.query('ROLLBACK TO SAVEPOINT w')
-      } catch (err) {
-        this.#fail(err)
-      }
-      return { ok: false, error: unavailable(error), emits: [], events: [] }
+      // Nothing of the write was sent; seqs it took are skipped (the log may skip numbers).
+      return { ok: false, error: unavailable(error) }
     }
     for (const apply of after) apply()
-    if (events.length > 0) {
-      this.#seq = Math.max(this.#seq, events[events.length - 1].seq)
-      group.lastSeq = this.#seq
-    }
-    group.sync ||= sync || events.length > 0
-    group.writes++
-    return { ok: true, value, committed: group.committed, emits, events }
+    if (ops.events.length > 0) this.#seq = Math.max(this.#seq, ops.events[ops.events.length - 1].seq)
+    group.sync ||= sync || ops.events.length > 0
+    const committed = deferred()
+    group.writes.push({ ops, touched, keys: [...ops.keys.keys()], committed })
+    return { ok: true, value, committed: committed.promise, emits, events: ops.events }
   }
 
-  async #openGroup (): Promise<Group> {
-    const client = await this.#pool.connect()
-    try {
-      await client.query('BEGIN')
-    } catch (err) {
-      client.release(true)
-      throw err
+  /**
+   * The next event seq. The group's first event opens its transaction, takes
+   * the events lock and reserves a block of seqs: the lock is held to the
+   * commit, so transactions that write events commit in seq order (see the
+   * class comment), and the seqs of one block are all this process's.
+   */
+  async #reserveSeq (group: Group): Promise<number> {
+    if (group.nextSeq < group.seqEnd) return group.nextSeq++
+    const reserve = `SELECT setval('event_seq', nextval('event_seq') + ${SEQ_BLOCK - 1}) AS last`
+    let results: pg.QueryResult[]
+    if (group.client === undefined) {
+      const client = await this.#pool.connect()
+      try {
+        // One round trip: the savepoint lets a refused write be found and left out without giving up the lock (#commitGroup).
+        results = await client.query(`BEGIN; SELECT pg_advisory_xact_lock(${LOCK_CLASS}, ${LOCKS.events}); ${reserve}; SAVEPOINT flush`) as unknown as pg.QueryResult[]
+      } catch (err) {
+        // Nothing of the group was sent yet: this write fails alone, the next one begins again.
+        client.release(true)
+        throw err
+      }
+      group.client = client
+    } else {
+      try {
+        results = [await group.client.query(reserve)]
+      } catch (err) {
+        // The transaction is lost with the writes already in the group.
+        throw this.#fail(err)
+      }
     }
-    let resolve!: () => void
-    let reject!: (err: unknown) => void
-    const committed = new Promise<void>((res, rej) => { resolve = res; reject = rej })
-    // A group whose writes all failed has nobody waiting on it; its failure still reaches later writes (#failure).
-    committed.catch(() => {})
-    return { client, writes: 0, sync: false, eventsLocked: false, lastSeq: 0, committed, resolve, reject }
+    const last = Number((results.find(r => r.command === 'SELECT' && r.fields[0]?.name === 'last') as pg.QueryResult<{ last: string }>).rows[0].last)
+    group.seqEnd = last + 1
+    group.nextSeq = last - SEQ_BLOCK + 1
+    if (group.firstSeq === 0) group.firstSeq = group.nextSeq
+    return group.nextSeq++
   }
 
   async #commitGroup (): Promise<void> {
     const group = this.#group as Group
     this.#group = undefined
-    try {
-      if (group.lastSeq > 0) await group.client.query('SELECT pg_notify($1, $2)', [EVENTS_CHANNEL, String(group.lastSeq)])
-      // Only a group without events may commit before its WAL is on disk (see the class comment).
-      if (!group.sync) await group.client.query('SET LOCAL synchronous_commit = off')
-      await group.client.query('COMMIT')
-      group.client.release()
-      group.resolve()
-    } catch (err) {
-      group.client.release(true)
-      group.reject(this.#fail(err))
+    if (group.writes.length === 0) {
+      // Every write failed: give the transaction (and its lock) back.
+      if (group.client !== undefined) await group.client.query('ROLLBACK').then(() => group.client?.release(), () => group.client?.release(true))
+      return
     }
+    const refused = new Map<GroupWrite, unknown>()
+    try {
+      const client = group.client ?? await this.#pool.connect()
+      if (group.client === undefined) {
+        group.client = client
+        await client.query('BEGIN; SAVEPOINT flush')
+      }
+      const all = new WriteOps()
+      for (const w of group.writes) all.merge(w.ops)
+      try {
+        await flushOps(client, all)
+      } catch (err) {
+        if (!refusal(err)) throw err
+        // Some write's data was refused: send them one by one, each behind a savepoint, and leave out the ones refused.
+        await client.query('ROLLBACK TO SAVEPOINT flush')
+        for (const w of group.writes) {
+          await client.query('SAVEPOINT w')
+          try {
+            await flushOps(client, w.ops)
+            await client.query('RELEASE SAVEPOINT w')
+          } catch (e) {
+            if (!refusal(e)) throw e
+            await client.query('ROLLBACK TO SAVEPOINT w')
+            refused.set(w, e)
+          }
+        }
+      }
+      if (this.#fencePid !== undefined && !await fenceHeld(client, this.#fencePid)) {
+        await client.query('ROLLBACK')
+        client.release()
+        const lost = new StaccatoError('unavailable', 'this coordinator lost the leader lease while writing; the write was not made', true)
+        for (const w of group.writes) refused.set(w, lost)
+        // Seqs it took are skipped: another process may hold the events lock by now.
+      } else {
+        await this.#commitTail(client, group, refused)
+      }
+    } catch (err) {
+      group.client?.release(true)
+      const failure = this.#fail(err)
+      for (const w of group.writes) w.committed.reject(failure)
+      return
+    }
+    for (const w of group.writes) {
+      const error = refused.get(w)
+      if (error === undefined) {
+        w.committed.resolve()
+        continue
+      }
+      // Memory took the write at once: it follows the database again.
+      for (const key of w.keys) this.#keys.delete(key)
+      await this.#reloadFor(w.touched.map(topic => ({ topic }) as StoreEvent)).catch(err => { this.#fail(err) })
+      w.committed.reject(error instanceof StaccatoError ? error : new InvalidArgumentError(`the database refused the write: ${error instanceof Error ? error.message : String(error)}`))
+    }
+  }
+
+  async #commitTail (client: pg.PoolClient, group: Group, refused: Map<GroupWrite, unknown>): Promise<void> {
+    const kept = group.writes.filter(w => !refused.has(w))
+    const lastSeq = Math.max(0, ...kept.flatMap(w => w.ops.events.map(e => e.seq)))
+    const tail: string[] = []
+    // The rest of the block goes back, so that seqs skip numbers only when a write fails or a process dies.
+    if (group.seqEnd > 0) tail.push(`SELECT setval('event_seq', ${group.nextSeq}, false)`)
+    if (lastSeq > 0) tail.push(`SELECT pg_notify('${EVENTS_CHANNEL}', '${lastSeq}')`)
+    // Only a group without events may commit before its WAL is on disk (see the class comment).
+    if (!group.sync) tail.push('SET LOCAL synchronous_commit = off')
+    tail.push('COMMIT')
+    await client.query(tail.join('; '))
+    client.release()
+    this.#ownCommitted(group, kept)
+  }
+
+  /**
+   * Fences this process's writes with the leader lease (leader-pg.ts): while
+   * set, a group commits only if the lease's lock is still granted to that
+   * session, checked in the group's own transaction just before COMMIT.
+   */
+  setFence (pid: number | undefined): void {
+    this.#fencePid = pid
+  }
+
+  /**
+   * Moves the catch-up cursor past a group's events. Seqs below the group's
+   * block were all given out before it took the events lock: if the cursor
+   * had reached them, nobody else wrote in between and the cursor moves to
+   * the group's end; otherwise #catchUp will read the gap, skipping these.
+   */
+  #ownCommitted (group: Group, kept: GroupWrite[]): void {
+    if (group.firstSeq === 0) return
+    if (group.firstSeq - 1 <= this.#readThrough) {
+      this.#readThrough = Math.max(this.#readThrough, group.nextSeq - 1)
+      return
+    }
+    for (const w of kept) for (const e of w.ops.events) this.#own.add(e.seq)
   }
 
   /**
@@ -509,43 +639,103 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
   }
 
   /**
-   * Reads events another process wrote (heard of through NOTIFY), reloads the
-   * records they are about, and announces them. One catch-up at a time; it
-   * runs in the write chain, so it never interleaves with a local write.
+   * Reads events another process wrote (heard of through NOTIFY) in batches,
+   * reloads the records they are about (one query per kind and batch), and
+   * announces them as local writes are announced: 'created', 'transition',
+   * 'removed', 'progress' or 'agent', then 'event', so that this process's
+   * dispatcher, feed and SSE follow writes made elsewhere. One catch-up at a
+   * time; it runs in the write chain, so it never interleaves with a local
+   * write. Its cursor (#readThrough) is apart from #seq: this process's own
+   * commits may run ahead of events it has not read yet.
    */
   #catchUp (): void {
     if (this.#catchingUp) return
     this.#catchingUp = true
-    const announced: StoreEvent[] = []
+    const announced: Array<() => void> = []
     this.#writes.run(async () => {
       this.#catchingUp = false
-      while (this.#heard > this.#seq && !this.#closed) {
-        const events = await this.readEvents(this.#seq, 1000)
-        if (events.length === 0) break
-        for (const event of events) {
-          await this.#reload(event.topic)
-          this.#seq = event.seq
-          announced.push(event)
-        }
+      while (this.#heard > this.#readThrough && !this.#closed) {
+        const target = this.#heard
+        const events = await this.readEvents(this.#readThrough, CATCH_UP_BATCH)
+        const foreign = events.filter(e => !this.#own.has(e.seq))
+        const gone = await this.#reloadFor(foreign)
+        for (const e of events) this.#own.delete(e.seq)
+        const last = events.at(-1)?.seq ?? target
+        // Every event up to a heard seq had committed when it was heard: a short read has read them all.
+        this.#readThrough = events.length < CATCH_UP_BATCH ? Math.max(target, last) : last
+        this.#seq = Math.max(this.#seq, this.#readThrough)
+        announced.push(...this.#announcements(foreign, gone))
+        if (events.length < CATCH_UP_BATCH) break
       }
     }).catch(() => {
       // The next notification (or the next local write's catch-up) tries again.
     }).finally(() => {
-      for (const event of announced) this.#emitNow('event', event)
+      for (const announce of announced) announce()
     })
   }
 
-  async #reload (topic: string): Promise<void> {
-    const [kind, name] = topic.split('.')
-    if (kind === 'transfer') {
-      const row = (await this.#pool.query<{ record: TransferRecord, pieces: string[] | null }>('SELECT t.record, p.pieces FROM transfers t LEFT JOIN transfer_pieces p ON p.id = t.id WHERE t.id = $1', [name])).rows[0]
-      if (row === undefined) this.#index.delete(name)
-      else this.#index.put(withPieces(row.record, row.pieces ?? undefined))
-    } else if (kind === 'agent') {
-      const row = (await this.#pool.query<{ record: AgentRecord }>('SELECT record FROM agents WHERE name = $1', [name])).rows[0]
-      if (row === undefined) this.#agents.delete(name)
-      else this.#agents.set(name, row.record)
+  /** Reloads the records of these events; returns the transfers found deleted, as memory last had them. */
+  async #reloadFor (events: StoreEvent[]): Promise<Map<string, TransferRecord>> {
+    const ids = new Set<string>()
+    const names = new Set<string>()
+    for (const e of events) {
+      const [kind, name] = e.topic.split('.')
+      if (kind === 'transfer') ids.add(name)
+      else if (kind === 'agent') names.add(name)
     }
+    const gone = new Map<string, TransferRecord>()
+    if (ids.size > 0) {
+      const rows = (await this.#pool.query<{ record: TransferRecord, pieces: string[] | null }>('SELECT t.record, p.pieces FROM transfers t LEFT JOIN transfer_pieces p ON p.id = t.id WHERE t.id = ANY($1::text[])', [[...ids]])).rows
+      const found = new Set<string>()
+      for (const row of rows) {
+        found.add(row.record.id)
+        this.#index.put(withPieces(row.record, row.pieces ?? undefined))
+      }
+      for (const id of ids) {
+        const prev = this.#index.get(id)
+        if (found.has(id) || prev === undefined) continue
+        gone.set(id, prev)
+        this.#index.delete(id)
+      }
+    }
+    if (names.size > 0) {
+      const rows = (await this.#pool.query<{ record: AgentRecord }>('SELECT record FROM agents WHERE name = ANY($1::text[])', [[...names]])).rows
+      const found = new Set(rows.map(r => r.record.name))
+      for (const row of rows) this.#agents.set(row.record.name, row.record)
+      for (const name of names) if (!found.has(name)) this.#agents.delete(name)
+    }
+    return gone
+  }
+
+  /**
+   * What a local write would have announced, for events written elsewhere.
+   * Records are as they are now: a transition is announced only if the
+   * transfer is still in the state it went to (a later event of the batch
+   * says the rest).
+   */
+  #announcements (events: StoreEvent[], gone: Map<string, TransferRecord>): Array<() => void> {
+    const out: Array<() => void> = []
+    for (const event of events) {
+      const [kind, name, what] = event.topic.split('.')
+      if (kind === 'transfer') {
+        const rec = this.#index.get(name)
+        const data = event.data as { from?: TransferState | null, to?: TransferState }
+        if (what === 'deleted') {
+          const prev = gone.get(name)
+          if (prev !== undefined) out.push(() => { this.#emitNow('removed', prev) })
+        } else if (rec !== undefined && what === 'state' && data.to === rec.state) {
+          if (data.from === null) out.push(() => { this.#emitNow('created', rec) })
+          else if (data.from !== undefined) out.push(() => { this.#emitNow('transition', rec, data.from as TransferState) })
+        } else if (rec !== undefined && what !== 'state') {
+          out.push(() => { this.#emitNow('progress', rec) })
+        }
+      } else if (kind === 'agent') {
+        const rec = this.#agents.get(name)
+        if (rec !== undefined) out.push(() => { this.#emitNow('agent', rec) })
+      }
+      out.push(() => { this.#emitNow('event', event) })
+    }
+    return out
   }
 
   /** A throwing listener must not turn a committed write into a rejected call; its error surfaces on its own tick. */
@@ -563,9 +753,28 @@ function withPieces (record: TransferRecord, pieces: string[] | undefined): Tran
   return record
 }
 
-/** A parameter for a jsonb column: node-postgres would send a JS array as a PostgreSQL array. */
-function json (value: unknown): string {
-  return JSON.stringify(value)
+async function fenceHeld (client: pg.ClientBase, pid: number): Promise<boolean> {
+  // A two-key advisory lock shows in pg_locks as classid, objid and objsubid 2.
+  const row = (await client.query<{ held: boolean }>('SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = \'advisory\' AND classid = $1::int8::oid AND objid = $2::int8::oid AND objsubid = 2 AND pid = $3 AND granted) AS held', [LOCK_CLASS, LOCKS.leader, pid])).rows[0]
+  return row.held
+}
+
+function deferred (): Deferred {
+  let resolve!: () => void
+  let reject!: (err: unknown) => void
+  const promise = new Promise<void>((res, rej) => { resolve = res; reject = rej })
+  // A write whose caller already failed has nobody waiting on it.
+  promise.catch(() => {})
+  return { promise, resolve, reject }
+}
+
+/**
+ * The database refused the data of a write (SQLSTATE class 22, data
+ * exception, e.g. a NUL character in a jsonb string; 23, a constraint),
+ * rather than failing: that write is left out and the others commit.
+ */
+function refusal (err: unknown): boolean {
+  return err instanceof pg.DatabaseError && /^2[23]/.test(err.code ?? '')
 }
 
 function requireAux (key: string, bound = false): void {

@@ -27,7 +27,8 @@ export { MAX_REGISTER_OUTCOMES, AgentToCoordinator, CoordinatorToAgent } from '.
 export type {
   SwarmPeerInfo, ControlMethod, ControlParams, ControlHandlers, Direction, Params, Result, CallMethod, CastMethod
 } from './control-methods.ts'
-export { TicketClaims, signTicket, issuerKey, verifyTicket } from './ticket.ts'
+export { TicketClaims, signTicket, issuerKey, anyIssuer, verifyTicket } from './ticket.ts'
+export type { TicketIssuer } from './ticket.ts'
 export type { TicketRequest } from './ticket.ts'
 export { CONTROL_PROTOCOL, DATA_PROTOCOL, SWARM_PROTOCOL } from './protocol-ids.ts'
 export { MAX_CALLS_IN_FLIGHT, MAX_UNSENT_BYTES, ControlChannel, AGENT_SIDE, COORDINATOR_SIDE } from './control-channel.ts'

@@ -53,7 +53,27 @@ export function issuerKey (coordinatorPeerId: string): PublicKey {
 }
 
 /** Verifies a ticket for one request, throwing TicketError with the reason when it does not allow it. */
-export async function verifyTicket (ticket: string, issuer: PublicKey, req: TicketRequest): Promise<TicketClaims> {
+/** Who may sign tickets: one coordinator's key, or any of several (replicas, each with its own identity). */
+export type TicketIssuer = Pick<PublicKey, 'verify'>
+
+/** An issuer that accepts a signature by any of these keys. */
+export function anyIssuer (keys: TicketIssuer[]): TicketIssuer {
+  if (keys.length === 1) return keys[0]
+  return {
+    verify: async (data, sig) => {
+      for (const key of keys) {
+        try {
+          if (await key.verify(data, sig)) return true
+        } catch {
+          // A key of another type refuses this signature's shape: the next one may take it.
+        }
+      }
+      return false
+    }
+  }
+}
+
+export async function verifyTicket (ticket: string, issuer: TicketIssuer, req: TicketRequest): Promise<TicketClaims> {
   const dot = ticket.indexOf('.')
   if (dot <= 0) throw new TicketError('ticket is not of the form claims.signature')
   const body = ticket.slice(0, dot)

@@ -1,13 +1,19 @@
 /**
- * npm run bench:api [-- --duration 10 --connections 64 --queued 100000 --json]
+ * npm run bench:api [-- --duration 10 --connections 64 --queued 100000 --store leveldb|postgres --json]
  *
  * The coordinator alone, as a process with its embedded store, on loopback:
  * durable POST /v1/transfers per second from 64 concurrent clients, GET
  * /v1/transfers/:id per second, then with --queued transfers waiting: one
  * scheduling pass (fifo over the whole queue), the coordinator's RSS, and
  * the latency of a page of GET /v1/transfers?state=queued.
+ *
+ * `--store postgres` measures LevelDB, then the same on a private PostgreSQL
+ * cluster (Debian's server binaries, fsync on, started and deleted here) with
+ * one coordinator, then submits to 3 coordinators on that database, the
+ * clients split among them round-robin, in one run.
  */
-import { mkdtemp, rm } from 'node:fs/promises'
+import { randomBytes } from 'node:crypto'
+import { mkdir, mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
@@ -16,8 +22,9 @@ import autocannon from 'autocannon'
 import type { Result } from 'autocannon'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
-import { TransferStore, fifo, schedulerView } from '../coordinator/index.ts'
-import { freePort, spawnStaccato, stopProcess, waitForJson } from '../cli/index.ts'
+import { fifo, openStore, schedulerView } from '../coordinator/index.ts'
+import type { StoreSpec } from '../coordinator/index.ts'
+import { freePort, spawnStaccato, startPostgres, stopProcess, waitForJson } from '../cli/index.ts'
 import type { ReadyInfo } from '../cli/index.ts'
 import { cpuSeconds, median, note, percentile, report, round, rssMiB } from './bench-util.ts'
 
@@ -27,13 +34,16 @@ const { values: args } = parseArgs({
     connections: { type: 'string', default: '64' },
     queued: { type: 'string', default: '100000' },
     json: { type: 'boolean', default: false },
+    store: { type: 'string', default: 'leveldb' },
     profile: { type: 'string' }
   }
 })
 const duration = Number(args.duration)
 const connections = Number(args.connections)
 const queued = Number(args.queued)
+if (args.store !== 'leveldb' && args.store !== 'postgres') throw new Error('--store: leveldb or postgres')
 
+const BENCH_TOKEN = `stc_bench${randomBytes(24).toString('base64url')}`
 const SOURCE_AGENT = 'bench-src'
 const DEST_AGENT = 'bench-dst'
 const BODY = JSON.stringify({ source: `agent://${SOURCE_AGENT}/vol/in.bin`, destination: `agent://${DEST_AGENT}/vol/out.bin` })
@@ -43,8 +53,8 @@ const BODY = JSON.stringify({ source: `agent://${SOURCE_AGENT}/vol/in.bin`, dest
  * (the API refuses unknown agents) and stay queued, so that only the API and
  * the store are measured.
  */
-async function seedAgents (storeDir: string): Promise<void> {
-  const store = await TransferStore.open(storeDir)
+async function seedAgents (spec: StoreSpec): Promise<void> {
+  const store = await openStore(spec)
   try {
     for (const name of [SOURCE_AGENT, DEST_AGENT]) {
       const peerId = peerIdFromPrivateKey(await generateKeyPair('Ed25519')).toString()
@@ -58,11 +68,14 @@ async function seedAgents (storeDir: string): Promise<void> {
 
 interface Running { ready: ReadyInfo, pid: number, stop: () => Promise<void> }
 
-async function startCoordinator (dataDir: string): Promise<Running> {
+async function startCoordinator (dataDir: string, spec: StoreSpec): Promise<Running> {
+  await mkdir(dataDir, { recursive: true })
   const readyFile = join(dataDir, `ready-${Date.now()}.json`)
   const child = spawnStaccato([
-    'coordinator', '--data-dir', dataDir, '--api-port', String(await freePort()), '--listen', `/ip4/127.0.0.1/tcp/${await freePort()}`,
+    'coordinator', '--data-dir', dataDir, '--store', spec.kind === 'leveldb' ? `leveldb:${spec.dir}` : spec.url, '--api-port', String(await freePort()), '--listen', `/ip4/127.0.0.1/tcp/${await freePort()}`,
     '--ready-file', readyFile, '--log-level', 'warn',
+    // Replicas share their tokens' database: each would otherwise find another's generated bootstrap token there and refuse its own.
+    '--api-token', BENCH_TOKEN,
     // The default per-token limit is meant for people, not for a load generator.
     '--rate-limit', '1000000000',
     // The load generator is one address standing for many clients: --connections may exceed the per-address cap.
@@ -84,8 +97,8 @@ function summary (r: Result): { perSec: number, p50Ms: number, p99Ms: number, ok
   return { perSec: r['2xx'] / (r.duration || duration), p50Ms: r.latency.p50, p99Ms: r.latency.p99, ok: r['2xx'], failed: r.non2xx + r.errors + r.timeouts }
 }
 
-async function fillQueue (storeDir: string): Promise<{ created: number, perSec: number }> {
-  const store = await TransferStore.open(storeDir)
+async function fillQueue (spec: StoreSpec): Promise<{ created: number, perSec: number }> {
+  const store = await openStore(spec)
   try {
     const input = JSON.parse(BODY) as { source: string, destination: string }
     const missing = Math.max(0, queued - store.countInState('queued'))
@@ -105,8 +118,8 @@ async function fillQueue (storeDir: string): Promise<{ created: number, perSec: 
   }
 }
 
-async function schedulePass (storeDir: string): Promise<{ ms: number, queued: number, decisions: number }> {
-  const store = await TransferStore.open(storeDir)
+async function schedulePass (spec: StoreSpec): Promise<{ ms: number, queued: number, decisions: number }> {
+  const store = await openStore(spec)
   try {
     const scheduler = fifo()
     const times: number[] = []
@@ -139,64 +152,125 @@ async function pageLatency (ready: ReadyInfo): Promise<{ p50Ms: number, p99Ms: n
   return { p50Ms: percentile(times, 50), p99Ms: percentile(times, 99) }
 }
 
+/** Submits to several coordinators at once, the connections split evenly among them. */
+async function postToAll (cs: Running[]): Promise<{ perSec: number, p50Ms: number, p99Ms: number, ok: number, failed: number }> {
+  const each = Math.max(1, Math.round(connections / cs.length))
+  const results = await Promise.all(cs.map(async c => await load({ url: `${c.ready.apiUrl}/v1/transfers`, method: 'POST', headers: headers(c.ready), body: BODY, connections: each })))
+  // Latency percentiles of the slowest replica: the figure a round-robin client would see at worst.
+  return {
+    perSec: results.reduce((n, r) => n + summary(r).perSec, 0),
+    p50Ms: Math.max(...results.map(r => r.latency.p50)),
+    p99Ms: Math.max(...results.map(r => r.latency.p99)),
+    ok: results.reduce((n, r) => n + r['2xx'], 0),
+    failed: results.reduce((n, r) => n + summary(r).failed, 0)
+  }
+}
+
+type Figures = Record<string, number>
+
+async function measure (label: string, dataDir: string, spec: StoreSpec, replicas: number): Promise<Figures> {
+  note(`${label}: ${connections} connections, ${duration} s per phase, ${queued} queued transfers`)
+  await seedAgents(spec)
+  let c = await startCoordinator(dataDir, spec)
+  const others: Running[] = []
+  try {
+    for (let i = 1; i < replicas; i++) others.push(await startCoordinator(join(dataDir, `replica-${i}`), spec))
+  } catch (err) {
+    await Promise.all([c, ...others].map(async r => { await r.stop() }))
+    throw err
+  }
+  const cpu0 = cpuSeconds(c.pid)
+  const post = replicas === 1
+    ? summary(await load({ url: `${c.ready.apiUrl}/v1/transfers`, method: 'POST', headers: headers(c.ready), body: BODY }))
+    : await postToAll([c, ...others])
+  const postCpu = cpuSeconds(c.pid) - cpu0
+  note(`POST /v1/transfers${replicas > 1 ? ` to ${replicas} coordinators` : ''}: ${round(post.perSec, 0)}/s, p50 ${post.p50Ms} ms, p99 ${post.p99Ms} ms (${post.failed} failed)`)
+  await Promise.all(others.map(async r => { await r.stop() }))
+  const submits = {
+    submitPerSec: round(post.perSec, 0),
+    submitP50Ms: post.p50Ms,
+    submitP99Ms: post.p99Ms,
+    submitFailed: post.failed
+  }
+  if (replicas > 1) {
+    await c.stop()
+    return { replicas, ...submits }
+  }
+
+  const ids = ((await (await fetch(`${c.ready.apiUrl}/v1/transfers?limit=1000`, { headers: headers(c.ready) })).json()) as { items: Array<{ id: string }> }).items.map(t => t.id)
+  let i = 0
+  const get = summary(await load({
+    url: c.ready.apiUrl,
+    headers: headers(c.ready),
+    requests: [{ method: 'GET', setupRequest: req => ({ ...req, path: `/v1/transfers/${ids[i++ % ids.length]}` }) }]
+  }))
+  note(`GET /v1/transfers/:id: ${round(get.perSec, 0)}/s, p50 ${get.p50Ms} ms, p99 ${get.p99Ms} ms (${get.failed} failed)`)
+  await c.stop()
+
+  const fill = await fillQueue(spec)
+  note(`queued ${queued} (${fill.created} created in-process at ${round(fill.perSec, 0)}/s)`)
+  const pass = await schedulePass(spec)
+  note(`scheduling pass over ${pass.queued} queued: ${round(pass.ms, 1)} ms`)
+
+  c = await startCoordinator(dataDir, spec)
+  const page = await pageLatency(c.ready)
+  const rss = rssMiB(c.pid)
+  note(`with ${queued} queued: coordinator RSS ${round(rss, 0)} MiB, list page p50 ${round(page.p50Ms, 1)} ms, p99 ${round(page.p99Ms, 1)} ms`)
+  await c.stop()
+
+  return {
+    connections,
+    durationSeconds: duration,
+    ...submits,
+    submitCpuSecondsPerThousand: round(postCpu / (post.ok / 1000), 3),
+    getPerSec: round(get.perSec, 0),
+    getP50Ms: get.p50Ms,
+    getP99Ms: get.p99Ms,
+    queued: pass.queued,
+    createInProcessPerSec: round(fill.perSec, 0),
+    schedulePassMs: round(pass.ms, 2),
+    rssAt100kMiB: round(rss, 1),
+    listPageP50Ms: round(page.p50Ms, 2),
+    listPageP99Ms: round(page.p99Ms, 2)
+  }
+}
+
+function lines (label: string, result: Figures): string[] {
+  if (result.replicas !== undefined) {
+    return [`${label}: POST /v1/transfers (durable)   ${result.submitPerSec}/s   p50 ${result.submitP50Ms} ms   p99 ${result.submitP99Ms} ms   (${connections} connections over ${result.replicas} coordinators)`]
+  }
+  return [
+    `${label}: POST /v1/transfers (durable)   ${result.submitPerSec}/s   p50 ${result.submitP50Ms} ms   p99 ${result.submitP99Ms} ms   (${connections} connections)`,
+    `${label}: GET /v1/transfers/:id          ${result.getPerSec}/s   p50 ${result.getP50Ms} ms   p99 ${result.getP99Ms} ms`,
+    `${label}: scheduling pass, ${result.queued} queued   ${result.schedulePassMs} ms`,
+    `${label}: coordinator RSS, ${result.queued} queued   ${result.rssAt100kMiB} MiB`,
+    `${label}: GET /v1/transfers?state=queued  p50 ${result.listPageP50Ms} ms   p99 ${result.listPageP99Ms} ms (pages of 100)`
+  ]
+}
+
 async function main (): Promise<void> {
   const dataDir = await mkdtemp(join(tmpdir(), 'staccato-bench-api-'))
-  const storeDir = join(dataDir, 'store')
   try {
-    note(`bench:api: ${connections} connections, ${duration} s per phase, ${queued} queued transfers`)
-    await seedAgents(storeDir)
-    let c = await startCoordinator(dataDir)
-    const cpu0 = cpuSeconds(c.pid)
-    const post = summary(await load({ url: `${c.ready.apiUrl}/v1/transfers`, method: 'POST', headers: headers(c.ready), body: BODY }))
-    const postCpu = cpuSeconds(c.pid) - cpu0
-    note(`POST /v1/transfers: ${round(post.perSec, 0)}/s, p50 ${post.p50Ms} ms, p99 ${post.p99Ms} ms (${post.failed} failed)`)
-
-    const ids = ((await (await fetch(`${c.ready.apiUrl}/v1/transfers?limit=1000`, { headers: headers(c.ready) })).json()) as { items: Array<{ id: string }> }).items.map(t => t.id)
-    let i = 0
-    const get = summary(await load({
-      url: c.ready.apiUrl,
-      headers: headers(c.ready),
-      requests: [{ method: 'GET', setupRequest: req => ({ ...req, path: `/v1/transfers/${ids[i++ % ids.length]}` }) }]
-    }))
-    note(`GET /v1/transfers/:id: ${round(get.perSec, 0)}/s, p50 ${get.p50Ms} ms, p99 ${get.p99Ms} ms (${get.failed} failed)`)
-    await c.stop()
-
-    const fill = await fillQueue(storeDir)
-    note(`queued ${queued} (${fill.created} created in-process at ${round(fill.perSec, 0)}/s)`)
-    const pass = await schedulePass(storeDir)
-    note(`scheduling pass over ${pass.queued} queued: ${round(pass.ms, 1)} ms`)
-
-    c = await startCoordinator(dataDir)
-    const page = await pageLatency(c.ready)
-    const rss = rssMiB(c.pid)
-    note(`with ${queued} queued: coordinator RSS ${round(rss, 0)} MiB, list page p50 ${round(page.p50Ms, 1)} ms, p99 ${round(page.p99Ms, 1)} ms`)
-    await c.stop()
-
-    const result = {
-      connections,
-      durationSeconds: duration,
-      submitPerSec: round(post.perSec, 0),
-      submitP50Ms: post.p50Ms,
-      submitP99Ms: post.p99Ms,
-      submitFailed: post.failed,
-      submitCpuSecondsPerThousand: round(postCpu / (post.ok / 1000), 3),
-      getPerSec: round(get.perSec, 0),
-      getP50Ms: get.p50Ms,
-      getP99Ms: get.p99Ms,
-      queued: pass.queued,
-      createInProcessPerSec: round(fill.perSec, 0),
-      schedulePassMs: round(pass.ms, 2),
-      rssAt100kMiB: round(rss, 1),
-      listPageP50Ms: round(page.p50Ms, 2),
-      listPageP99Ms: round(page.p99Ms, 2)
+    const leveldb = await measure('LevelDB', join(dataDir, 'leveldb'), { kind: 'leveldb', dir: join(dataDir, 'leveldb', 'store') }, 1)
+    if (args.store === 'leveldb') {
+      // The shape earlier runs printed: one store, its figures at the top level.
+      report(args.json, leveldb, lines('LevelDB', leveldb).map(l => l.slice('LevelDB: '.length)))
+      return
     }
-    report(args.json, result, [
-      `POST /v1/transfers (durable)   ${result.submitPerSec}/s   p50 ${result.submitP50Ms} ms   p99 ${result.submitP99Ms} ms   (${connections} connections)`,
-      `GET /v1/transfers/:id          ${result.getPerSec}/s   p50 ${result.getP50Ms} ms   p99 ${result.getP99Ms} ms`,
-      `scheduling pass, ${result.queued} queued   ${result.schedulePassMs} ms`,
-      `coordinator RSS, ${result.queued} queued   ${result.rssAt100kMiB} MiB`,
-      `GET /v1/transfers?state=queued  p50 ${result.listPageP50Ms} ms   p99 ${result.listPageP99Ms} ms (pages of 100)`
-    ])
+    const server = await startPostgres({ durable: true })
+    try {
+      const one = await measure('PostgreSQL, 1 coordinator', join(dataDir, 'pg1'), { kind: 'postgres', url: await server.freshDatabase() }, 1)
+      const three = await measure('PostgreSQL, 3 coordinators', join(dataDir, 'pg3'), { kind: 'postgres', url: await server.freshDatabase() }, 3)
+      const result = { leveldb, postgres: one, postgres3: three, postgresToLevelDbSubmits: round(one.submitPerSec / leveldb.submitPerSec, 2) }
+      report(args.json, result, [
+        ...lines('LevelDB', leveldb),
+        ...lines('PostgreSQL', one),
+        ...lines('PostgreSQL', three),
+        `PostgreSQL / LevelDB submits: ${result.postgresToLevelDbSubmits}`
+      ])
+    } finally {
+      await server.stop()
+    }
   } finally {
     await rm(dataDir, { recursive: true, force: true })
   }

@@ -1,10 +1,10 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { multiaddr } from '@multiformats/multiaddr'
-import type { Connection, PublicKey, Stream } from '@libp2p/interface'
+import type { Connection, Stream } from '@libp2p/interface'
 import {
   FrameReader, PermissionDeniedError, SWARM_PROTOCOL, SwarmMessage, WIRE_VERSION, decode, parseLocation, sendFrame, toStaccatoError, verifyTicket
 } from '../../mesh/index.ts'
-import type { ControlParams, Manifest, MeshNode, SwarmPeerInfo } from '../../mesh/index.ts'
+import type { ControlParams, Manifest, MeshNode, SwarmPeerInfo, TicketIssuer } from '../../mesh/index.ts'
 import { resolveLocal } from '../resolve.ts'
 import type { PluginSet } from '../resolve.ts'
 import { Bitfield } from './bitfield.ts'
@@ -20,7 +20,7 @@ import type { SwarmEntry } from '../journal.ts'
 export interface SwarmServiceOptions extends Omit<SessionOptions, 'join' | 'source' | 'cache'> {
   node: MeshNode
   self: string
-  issuer: PublicKey
+  issuer: TicketIssuer
   plugins: PluginSet
   /** Each session's piece map and bytes served, when they changed (the coordinator's swarm view). */
   stats?: (s: ControlParams<'swarmStats'>) => void

@@ -1,8 +1,8 @@
 import { readFile, writeFile, rename } from 'node:fs/promises'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import type { Command } from 'commander'
 import { parse as parseYaml } from 'yaml'
-import { DEFAULT_RATE_LIMIT, parseTenantPolicy, startCoordinator } from '../../coordinator/index.ts'
+import { DEFAULT_RATE_LIMIT, migrateLevelToPostgres, parseStoreSpec, parseTenantPolicy, startCoordinator } from '../../coordinator/index.ts'
 import type { CoordinatorConfig } from '../../coordinator/index.ts'
 import { ConfigError, addConfigOptions } from '../config.ts'
 import { COORDINATOR_OPTIONS, coordinatorConfig } from '../config-coordinator.ts'
@@ -42,6 +42,23 @@ export function coordinatorCommand (program: Command): void {
         ''
       ].join('\n'))
       stopOnSignals(async () => { await c.stop() }, 'staccato coordinator')
+    })
+  cmd.command('migrate')
+    .description('move a stopped single-node coordinator\'s state (transfers, events, agents, webhooks, tokens) from LevelDB to an empty PostgreSQL database')
+    .requiredOption('--from <store>', 'leveldb:<dir>, the store directory (by default <data dir>/store)')
+    .requiredOption('--to <url>', 'postgres://user@host/database')
+    .option('--tokens <dir>', 'the token store directory (default: tokens beside the store directory)')
+    .action(async (o: { from: string, to: string, tokens?: string }) => {
+      let from, to
+      try {
+        from = parseStoreSpec(o.from)
+        to = parseStoreSpec(o.to)
+      } catch (err) {
+        throw new ConfigError((err as Error).message)
+      }
+      if (from.kind !== 'leveldb' || to.kind !== 'postgres') throw new ConfigError('migrate: --from leveldb:<dir> --to postgres://…')
+      const counts = await migrateLevelToPostgres({ storeDir: from.dir, tokensDir: o.tokens ?? join(dirname(from.dir), 'tokens') }, to.url)
+      process.stdout.write(`${JSON.stringify(counts)}\n`)
     })
 }
 

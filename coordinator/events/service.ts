@@ -80,7 +80,8 @@ export class EventServices {
   readonly #poster: Poster
   #opened = false
 
-  constructor (store: TransferStore, input: EventsConfigInput = {}, log: Log = () => {}, clock: Clock = systemClock) {
+  /** `leading`: whether this coordinator leads its replicas (it alone reports stalled transfers); always, alone. */
+  constructor (store: TransferStore, input: EventsConfigInput = {}, log: Log = () => {}, clock: Clock = systemClock, leading: () => boolean = () => true) {
     this.store = store
     this.config = eventsConfig(input)
     this.bus = new EventBus(store)
@@ -94,7 +95,7 @@ export class EventServices {
       const deleted = await this.outbox.trimLogs(signal)
       return deleted > 0 ? { deliveryLogDeleted: deleted } : undefined
     }))
-    this.jobs.add(stalledJob(store, this.config.stalled, log))
+    this.jobs.add(stalledJob(store, this.config.stalled, log, leading))
     this.jobs.add(agentLivenessReport(store, this.config.stalled.intervalMs))
   }
 

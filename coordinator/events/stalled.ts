@@ -14,15 +14,17 @@ const BATCH = 200
  * Finds active transfers whose progress has not moved for `afterMs` and
  * writes `transfer.<id>.stalled` once per stall: again only after progress
  * moved and stopped once more. It reports; dispatch and the agent decide
- * what to do about it.
+ * what to do about it. Of coordinator replicas only the leader runs it
+ * (`leading`): each would otherwise report every stall once.
  */
-export function stalledJob (store: TransferStore, config: StalledConfig, log: Log): Job {
+export function stalledJob (store: TransferStore, config: StalledConfig, log: Log, leading: () => boolean = () => true): Job {
   // transfer id → the progress timestamp it was reported stalled at.
   const reported = new Map<string, string>()
   return {
     name: 'stalled-transfers',
     intervalMs: config.intervalMs,
     async run (signal) {
+      if (!leading()) return undefined
       const now = Date.now()
       const active = store.inState('active')
       const stillActive = new Set<string>()

@@ -25,6 +25,8 @@ describe('agent registry', () => {
   let sessions: AgentSessions
   let registry: AgentRegistry
   let accept: (stream: Stream, connection: Connection) => void
+  /** Whether this registry is the leader of replicas (it takes registrations). */
+  let leading = true
   const events: string[] = []
   const reports: Array<{ agent: string, transferId: string }> = []
   const channels: Array<ControlChannel<AgentToCoordinator, CoordinatorToAgent>> = []
@@ -33,6 +35,7 @@ describe('agent registry', () => {
     h = await tempStore()
     store = h.store
     clock = new FakeClock(Date.now())
+    leading = true
     sessions = new AgentSessions(clock)
     events.length = 0
     reports.length = 0
@@ -51,7 +54,7 @@ describe('agent registry', () => {
     // A node that only hands over the handler: the tests connect agents themselves.
     const node = { handle: async (_protocol: string, handler: typeof accept) => { accept = handler } } as unknown as MeshNode
     registry = new AgentRegistry({
-      node, store, sessions, clock, lifecycle, handlers, heartbeatMs: 1000, heartbeatTimeoutMs: 3000, log: () => {},
+      node, store, sessions, clock, lifecycle, handlers, heartbeatMs: 1000, heartbeatTimeoutMs: 3000, log: () => {}, accepting: () => leading,
       admit: async token => token === JOIN ? { ok: true } : { ok: false, reason: 'unknown token' }
     })
     await registry.start()
@@ -84,6 +87,23 @@ describe('agent registry', () => {
     expect(store.getAgent('a')).toMatchObject({ online: true, peerId: 'peer-a' })
     expect(await channel.call('report', { transferId: 'tr_1', attempt: 1, outcome: 'failed' })).toEqual({})
     expect(reports).toEqual([{ agent: 'a', transferId: 'tr_1' }])
+  })
+
+  it('as a replica that does not lead, refuses registration as retryable; resigning closes sessions without taking agents offline; leading takes stale ones offline', async () => {
+    leading = false
+    await expect((await connect('peer-a')).call('register', registration('a', JOIN))).rejects.toMatchObject({ code: 'unavailable' })
+    expect(store.getAgent('a')).toBeUndefined()
+    leading = true
+    const channel = await connect('peer-a')
+    await channel.call('register', registration('a', JOIN))
+    registry.resign()
+    expect(await channel.closed).toBeUndefined()
+    expect(registry.isOnline('a')).toBe(false)
+    // The new leader owns the record now: the old one writes nothing.
+    expect(events).not.toContain('offline a')
+    expect(store.getAgent('a')?.online).toBe(true)
+    await registry.lead()
+    expect(store.getAgent('a')?.online).toBe(false)
   })
 
   it('refuses another key claiming an enrolled name, whatever its token', async () => {

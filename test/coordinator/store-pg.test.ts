@@ -90,6 +90,34 @@ describe.skipIf(missing !== undefined)(missing === undefined ? 'PostgreSQL store
     await expect(PgTransferStore.open(url)).rejects.toThrow(/schema version 9999/)
   })
 
+  it('leaves out a write whose data the database refuses, commits the others of its group, and memory follows', async () => {
+    const url = await server.freshDatabase()
+    let store = await PgTransferStore.open(url)
+    try {
+      const { record } = await store.create(transferInput('a', 'b'), { tenant })
+      // jsonb has no NUL character: PostgreSQL refuses it where LevelDB would store it. All five writes are handed in at once: one group.
+      const results = await Promise.allSettled([
+        store.transition(record.id, 'scheduled'),
+        store.create({ ...transferInput('a', 'b'), labels: { note: 'nul\u0000' } }, { tenant }),
+        store.appendEvent(`transfer.${record.id}.stalled`, tenant, { why: 'nul\u0000' }),
+        store.transition(record.id, 'active'),
+        store.putAgent({ name: 'a', peerId: 'p', addrs: [], volumes: [], plugins: [], version: 't', online: true, enrolledAt: '2026-01-01T00:00:00.000Z', lastSeenAt: '2026-01-01T00:00:00.000Z' })
+      ])
+      expect(results.map(r => r.status)).toEqual(['fulfilled', 'rejected', 'rejected', 'fulfilled', 'fulfilled'])
+      expect((results[1] as PromiseRejectedResult).reason).toMatchObject({ code: 'invalid_argument' })
+      expect(store.size).toBe(1)
+      const live = await store.readEvents(0, 10)
+      expect(live.map(e => e.topic)).toEqual([`transfer.${record.id}.state`, `transfer.${record.id}.state`, `transfer.${record.id}.state`, 'agent.a.online'])
+      await store.close()
+      store = await PgTransferStore.open(url)
+      expect(store.size).toBe(1)
+      expect(store.get(record.id)?.state).toBe('active')
+      expect(await store.readEvents(0, 10)).toEqual(live)
+    } finally {
+      await store.close()
+    }
+  })
+
   it('wakes a second store on the same database through NOTIFY: it announces the events and sees the records', async () => {
     const url = await server.freshDatabase()
     const writer = await PgTransferStore.open(url)
@@ -109,6 +137,30 @@ describe.skipIf(missing !== undefined)(missing === undefined ? 'PostgreSQL store
     } finally {
       await writer.close()
       await reader.close()
+    }
+  })
+
+  it('follows another writer even when its own commits run ahead of what it has read, and announces transitions made elsewhere', async () => {
+    const url = await server.freshDatabase()
+    const a = await PgTransferStore.open(url)
+    const b = await PgTransferStore.open(url)
+    try {
+      const transitions: string[] = []
+      a.on('transition', (rec, from) => { transitions.push(`${rec.id}:${from}>${rec.state}`) })
+      // Each b write commits just before an a write: a's seq passes b's before a hears b's notification.
+      const fromB: string[] = []
+      for (let i = 0; i < 20; i++) {
+        const [{ record }] = await Promise.all([b.create(transferInput('a', 'b'), { tenant }), a.create(transferInput('a', 'b'), { tenant })])
+        fromB.push(record.id)
+      }
+      const last = fromB[fromB.length - 1]
+      await b.transition(last, 'scheduled')
+      await waitUntil(() => a.size === 40 && b.size === 40 && transitions.includes(`${last}:queued>scheduled`))
+      expect(fromB.every(id => a.get(id) !== undefined)).toBe(true)
+      expect(a.get(last)).toEqual(b.get(last))
+    } finally {
+      await a.close()
+      await b.close()
     }
   })
 
@@ -153,3 +205,9 @@ describe.skipIf(missing !== undefined)(missing === undefined ? 'PostgreSQL store
     }
   })
 })
+
+/** Waits for a condition that another process's notification makes true; bounded, so a lost notification fails the test. */
+async function waitUntil (cond: () => boolean, tries = 600): Promise<void> {
+  for (let i = 0; i < tries && !cond(); i++) await new Promise(resolve => setTimeout(resolve, 50))
+  expect(cond()).toBe(true)
+}
