@@ -19,6 +19,7 @@ import type { AgentCounters } from './counters.ts'
 import { TokenBucket } from './rate-limit.ts'
 import { pluginsByScheme } from './resolve.ts'
 import { SwarmService } from './swarm/service.ts'
+import { BlobIndex } from './blob-index.ts'
 import { agentMetrics, metricsRoute, serveHttp } from './metrics.ts'
 
 export const AGENT_VERSION = PACKAGE_VERSION
@@ -100,8 +101,10 @@ export async function startAgent (config: AgentConfig, onFatal: (err: Error) => 
   const created = await createMeshNode({ privateKey, listen: config.listen })
   const node = seams.wrapNode?.(created) ?? created
   await startDataServer({ node, self: config.name, issuer, plugins, counters, upload, log })
+  const blobs = await BlobIndex.open(join(config.dataDir, 'blobs'), config.name, plugins)
   const swarm = new SwarmService({
     node,
+    blobs,
     self: config.name,
     issuer,
     plugins,

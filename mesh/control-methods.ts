@@ -102,7 +102,13 @@ export type AgentToCoordinator = typeof AgentToCoordinator
 export const CoordinatorToAgent = {
   execute: call(Job, Type.Object({ accepted: Type.Boolean() })),
   /** Compute (or look up) the manifest of a source, on the seed. */
-  swarmManifest: call(Type.Object({ distributionId: Type.String({ maxLength: 64 }), source: Url, pieceSize: Type.Integer({ minimum: 65536 }) }), Manifest),
+  swarmManifest: call(Type.Object({
+    distributionId: Type.String({ maxLength: 64 }),
+    source: Url,
+    pieceSize: Type.Integer({ minimum: 65536 }),
+    /** An oci:// image into OCI layouts: the manifest covers its blobs laid end to end (agent/swarm/image.ts). */
+    image: Type.Optional(Type.Boolean())
+  }), Manifest),
   /** Join a distribution as the seed or as a destination. */
   swarmJoin: call(Type.Object({
     distributionId: Type.String({ maxLength: 64 }),

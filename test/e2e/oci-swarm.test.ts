@@ -1,0 +1,103 @@
+import { execFile } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { readdir, stat, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { TestMesh } from '../helpers/mesh.ts'
+import { TestRegistry, buildImage, pushImage, registryUnavailable } from '../helpers/registry.ts'
+import type { BuiltImage } from '../helpers/registry.ts'
+
+const run = promisify(execFile)
+const skip = registryUnavailable()
+if (skip !== undefined) console.warn(`skipping the oci swarm end-to-end tests: ${skip}`)
+
+const KiB = 1024
+// Small pieces (the coordinator's minimum is 64 KiB) so that pieces span blobs: the config and the small layer share the first piece.
+const PIECE = 256 * KiB
+
+interface Distribution {
+  id: string
+  state: string
+  sha256?: string
+  destinations: Array<{ agent: string, state: string, lastError?: { code: string, message: string } }>
+}
+interface Status { counters: { bytesReceived: number, bytesIn: Record<string, number> } }
+
+/**
+ * An image from a real registry to several agents' OCI layouts through the
+ * swarm: only the seed reads the registry, each blob once; a blob an agent
+ * already holds is not fetched again.
+ */
+describe.skipIf(skip !== undefined)('oci:// images through the swarm, by blob', () => {
+  let reg: TestRegistry
+  let mesh: TestMesh
+  let img: BuiltImage
+  let blobBytes: number
+
+  beforeAll(async () => {
+    reg = await TestRegistry.start()
+    mesh = await TestMesh.create()
+    img = await buildImage(mesh.dir, 'app', [{ files: { 'a.txt': 'hello' } }, { files: { 'big.bin': randomBytes(1536 * KiB) } }, { files: { 'c.bin': randomBytes(300 * KiB) } }])
+    await pushImage(reg, img, 'pub/app', '1')
+    const layout = join(mesh.dir, 'layout-app', 'blobs', 'sha256')
+    blobBytes = 0
+    for (const d of [img.config, ...img.layers]) blobBytes += (await stat(join(layout, d.slice(7)))).size
+    await mesh.startCoordinator(['--piece-size', `${PIECE}`])
+    const registries = join(mesh.dir, 'registries.yml')
+    await writeFile(registries, `registries:\n  "${reg.host}": { insecure: true }\n`)
+    // Only r1 may reach the registry (loopback is refused to the others): the destinations get every byte from the swarm.
+    await mesh.startAgent('r1', ['--allow-address', 'loopback', '--registries-file', registries])
+    for (const d of ['d1', 'd2', 'd3']) await mesh.startAgent(d)
+  }, 240_000)
+
+  afterAll(async () => {
+    await mesh?.stop()
+    await reg?.stop()
+  })
+
+  async function distribute (destinations: string[]): Promise<Distribution> {
+    const res = await mesh.api('POST', '/v1/transfers', { source: `oci://${reg.host}/pub/app:1?via=r1`, destinations })
+    expect(res.status, JSON.stringify(res.body)).toBe(201)
+    return await mesh.waitForState((res.body as Distribution).id, ['succeeded', 'failed', 'canceled'], 120_000) as unknown as Distribution
+  }
+
+  async function status (name: string): Promise<Status> {
+    return await mesh.status(name) as unknown as Status
+  }
+
+  async function inspect (dir: string): Promise<{ Digest: string, Layers: string[] }> {
+    const { stdout } = await run('/usr/bin/skopeo', ['inspect', `oci:${dir}`])
+    return JSON.parse(stdout) as { Digest: string, Layers: string[] }
+  }
+
+  it('writes the image into every destination\'s layout, the registry read once per blob', async () => {
+    const done = await distribute(['agent://d1/vol/images/app/', 'agent://d2/vol/images/app/'])
+    expect(done.state, JSON.stringify(done)).toBe('succeeded')
+    expect(`sha256:${done.sha256 ?? ''}`).toBe(img.manifestDigest)
+    for (const d of ['d1', 'd2']) {
+      const dir = join(mesh.volume(d), 'images/app')
+      expect((await readdir(dir)).sort()).toEqual(['blobs', 'index.json', 'oci-layout'])
+      // Only whole blobs, no partial left behind.
+      expect((await readdir(join(dir, 'blobs/sha256'))).sort()).toEqual([img.config, ...img.layers, img.manifestDigest].map(x => x.slice(7)).sort())
+      const seen = await inspect(`${dir}:1`)
+      expect(seen.Digest).toBe(img.manifestDigest)
+      expect(seen.Layers).toEqual(img.layers)
+      expect((await status(d)).counters.bytesIn.oci ?? 0).toBe(0)
+    }
+    await run('/usr/bin/skopeo', ['copy', '--quiet', `oci:${join(mesh.volume('d2'), 'images/app')}:1`, `oci:${join(mesh.dir, 'copied')}:again`])
+    expect((await status('r1')).counters.bytesIn.oci).toBe(blobBytes)
+  })
+
+  it('does not fetch again a blob a host already holds, in any layout', async () => {
+    const before = { r1: (await status('r1')).counters.bytesIn.oci, d1: (await status('d1')).counters.bytesReceived }
+    const done = await distribute(['agent://d1/vol/other/app/', 'agent://d3/vol/images/app/'])
+    expect(done.state, JSON.stringify(done)).toBe('succeeded')
+    expect((await inspect(`${join(mesh.volume('d1'), 'other/app')}:1`)).Digest).toBe(img.manifestDigest)
+    expect((await inspect(`${join(mesh.volume('d3'), 'images/app')}:1`)).Layers).toEqual(img.layers)
+    // The seed kept every blob in its store; d1 copied them from its first layout; d3 got them from the swarm.
+    expect((await status('r1')).counters.bytesIn.oci).toBe(before.r1)
+    expect((await status('d1')).counters.bytesReceived).toBe(before.d1)
+    expect((await status('d3')).counters.bytesReceived).toBeGreaterThanOrEqual(blobBytes)
+  })
+})
