@@ -20,6 +20,9 @@ import { TokenBucket } from './rate-limit.ts'
 import { pluginsByScheme } from './resolve.ts'
 import { SwarmService } from './swarm/service.ts'
 import { BlobIndex } from './blob-index.ts'
+import { startRegistryMirror } from './registry-mirror.ts'
+import type { RegistryMirror } from './registry-mirror.ts'
+import { isOciPlugin } from './image-job.ts'
 import { agentMetrics, metricsRoute, serveHttp } from './metrics.ts'
 
 export const AGENT_VERSION = PACKAGE_VERSION
@@ -44,6 +47,10 @@ export interface AgentConfig {
   /** Settings and credentials per OCI registry host, for the oci plug-in; they go nowhere else. */
   registries?: Record<string, RegistryConfig>
   joinToken?: string
+  /** host:port of the registry mirror (agent/registry-mirror.ts); off when absent. */
+  registryMirror?: string
+  /** Images the mirror may serve: registry/repository or registry/prefix/*. */
+  mirrorImages?: string[]
   /** Bytes per second; unlimited when absent. */
   maxUploadRate?: number
   maxDownloadRate?: number
@@ -202,6 +209,20 @@ export async function startAgent (config: AgentConfig, onFatal: (err: Error) => 
     await journal.close()
     throw new InvalidArgumentError(`cannot serve status or metrics: ${(err as Error).message}`)
   }
+  let mirror: RegistryMirror | undefined
+  const ociPlugin = byScheme.get('oci')
+  if (config.registryMirror !== undefined && ociPlugin !== undefined && isOciPlugin(ociPlugin)) {
+    mirror = await startRegistryMirror({ listen: config.registryMirror, images: config.mirrorImages ?? [], oci: ociPlugin, blobs, counters, log }).catch(async err => {
+      metrics.stop()
+      for (const s of servers) s.close()
+      await control.stop()
+      await executor.stop()
+      await swarm.stop()
+      await node.stop()
+      await journal.close()
+      throw new InvalidArgumentError(`cannot serve the registry mirror: ${(err as Error).message}`)
+    })
+  }
   log('agent started', { peerId: node.peerId.toString(), addrs: node.getMultiaddrs().map(String), statusUrl, metricsUrl })
 
   return {
@@ -216,6 +237,7 @@ export async function startAgent (config: AgentConfig, onFatal: (err: Error) => 
       await control.stop()
       await executor.stop()
       await swarm.stop()
+      await mirror?.close()
       for (const s of servers) s.close()
       await node.stop()
       await journal.close()

@@ -50,8 +50,8 @@ export class BlobIndex {
     return join(this.dir, 'sha256', digest.slice('sha256:'.length))
   }
 
-  /** A reader of the blob's bytes from a place that still holds `size` bytes, or undefined. */
-  async find (digest: string, size: number): Promise<BlobReader | undefined> {
+  /** A reader of the blob's bytes from a place that still holds `size` bytes (any size when not given), or undefined. */
+  async find (digest: string, size?: number): Promise<BlobReader | undefined> {
     for (const place of this.places.get(digest) ?? []) {
       const reader = await this.readerAt(digest, place, size).catch(() => undefined)
       if (reader !== undefined) return reader
@@ -59,19 +59,21 @@ export class BlobIndex {
     return undefined
   }
 
-  private async readerAt (digest: string, place: Place, size: number): Promise<BlobReader | undefined> {
+  private async readerAt (digest: string, place: Place, size?: number): Promise<BlobReader | undefined> {
     if (place === 'store') return await this.fromStore(digest, size)
     const { plugin, url } = resolveLocal(place, this.self, this.plugins, 'blob')
-    if ((await plugin.stat(url)).size !== size) return undefined
-    return { place, read: (offset, length) => plugin.read(url, { offset, length }) }
+    const found = (await plugin.stat(url)).size
+    if (size !== undefined && found !== size) return undefined
+    return { place, size: found, read: (offset, length) => plugin.read(url, { offset, length }) }
   }
 
   /** The store's own copy, when it is whole. */
-  async fromStore (digest: string, size: number): Promise<BlobReader | undefined> {
+  private async fromStore (digest: string, size?: number): Promise<BlobReader | undefined> {
     const path = this.storePath(digest)
     const st = await stat(path).catch(() => undefined)
-    if (st?.size !== size) return undefined
-    return { place: 'store', read: (offset, length) => createReadStream(path, { start: offset, end: offset + length - 1, highWaterMark: 1024 * 1024 }) }
+    if (st === undefined || (size !== undefined && st.size !== size)) return undefined
+    // createReadStream's end is inclusive; an empty range reads nothing.
+    return { place: 'store', size: st.size, read: (offset, length) => length === 0 ? emptyChunks() : createReadStream(path, { start: offset, end: offset + length - 1, highWaterMark: 1024 * 1024 }) }
   }
 
   async add (digest: string, place: Place): Promise<void> {
@@ -96,7 +98,7 @@ export class BlobIndex {
    * once the bytes hash to it. `onChunk` sees every chunk as it arrives (the
    * seed hashes its pieces there).
    */
-  async put (digest: string, size: number, chunks: AsyncIterable<Uint8Array>, onChunk: (chunk: Uint8Array) => void): Promise<void> {
+  async put (digest: string, size: number, chunks: AsyncIterable<Uint8Array>, onChunk: (chunk: Uint8Array) => void | Promise<void>): Promise<void> {
     const path = this.storePath(digest)
     const tmp = `${path}.${randomBytes(4).toString('hex')}.partial`
     const fh = await open(tmp, 'w')
@@ -106,7 +108,7 @@ export class BlobIndex {
       for await (const chunk of chunks) {
         await fh.write(chunk)
         hash.update(chunk)
-        onChunk(chunk)
+        await onChunk(chunk)
         n += chunk.byteLength
       }
       await fh.sync()
@@ -126,5 +128,8 @@ export class BlobIndex {
 
 export interface BlobReader {
   place: Place
+  size: number
   read(offset: number, length: number): AsyncIterable<Uint8Array>
 }
+
+async function * emptyChunks (): AsyncIterable<Uint8Array> {}

@@ -23,7 +23,7 @@ export function isImageJob (src: Resolved, destination: string): boolean {
   return src.plugin.scheme === 'oci' && destination.endsWith('/') && isOciPlugin(src.plugin)
 }
 
-function isOciPlugin (p: ProtocolPlugin): p is OciPlugin {
+export function isOciPlugin (p: ProtocolPlugin): p is OciPlugin {
   return typeof (p as Partial<OciPlugin>).resolveImage === 'function'
 }
 

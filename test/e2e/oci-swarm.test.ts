@@ -1,10 +1,11 @@
 import { execFile } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { readdir, stat, writeFile } from 'node:fs/promises'
+import { readFile, readdir, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { TestMesh } from '../helpers/mesh.ts'
+import { freePort } from '../../cli/index.ts'
 import { TestRegistry, buildImage, pushImage, registryUnavailable } from '../helpers/registry.ts'
 import type { BuiltImage } from '../helpers/registry.ts'
 
@@ -33,13 +34,18 @@ describe.skipIf(skip !== undefined)('oci:// images through the swarm, by blob', 
   let reg: TestRegistry
   let mesh: TestMesh
   let img: BuiltImage
+  let cold: BuiltImage
   let blobBytes: number
+  let mirror: string
 
   beforeAll(async () => {
     reg = await TestRegistry.start()
     mesh = await TestMesh.create()
     img = await buildImage(mesh.dir, 'app', [{ files: { 'a.txt': 'hello' } }, { files: { 'big.bin': randomBytes(1536 * KiB) } }, { files: { 'c.bin': randomBytes(300 * KiB) } }])
     await pushImage(reg, img, 'pub/app', '1')
+    cold = await buildImage(mesh.dir, 'cold', [{ files: { 'c.bin': randomBytes(700 * KiB) } }])
+    await pushImage(reg, cold, 'pub/cold', '1')
+    await pushImage(reg, cold, 'team/secret', '1')
     const layout = join(mesh.dir, 'layout-app', 'blobs', 'sha256')
     blobBytes = 0
     for (const d of [img.config, ...img.layers]) blobBytes += (await stat(join(layout, d.slice(7)))).size
@@ -47,7 +53,8 @@ describe.skipIf(skip !== undefined)('oci:// images through the swarm, by blob', 
     const registries = join(mesh.dir, 'registries.yml')
     await writeFile(registries, `registries:\n  "${reg.host}": { insecure: true }\n`)
     // Only r1 may reach the registry (loopback is refused to the others): the destinations get every byte from the swarm.
-    await mesh.startAgent('r1', ['--allow-address', 'loopback', '--registries-file', registries])
+    mirror = `127.0.0.1:${await freePort()}`
+    await mesh.startAgent('r1', ['--allow-address', 'loopback', '--registries-file', registries, '--registry-mirror', mirror, '--mirror-image', `${reg.host}/pub/*`])
     for (const d of ['d1', 'd2', 'd3']) await mesh.startAgent(d)
   }, 240_000)
 
@@ -99,5 +106,51 @@ describe.skipIf(skip !== undefined)('oci:// images through the swarm, by blob', 
     expect((await status('r1')).counters.bytesIn.oci).toBe(before.r1)
     expect((await status('d1')).counters.bytesReceived).toBe(before.d1)
     expect((await status('d3')).counters.bytesReceived).toBeGreaterThanOrEqual(blobBytes)
+  })
+
+  async function pull (repo: string, dir: string): Promise<void> {
+    await run('/usr/bin/skopeo', ['copy', '--quiet', '--src-tls-verify=false', `docker://${mirror}/${repo}`, `oci:${dir}:pulled`])
+  }
+
+  it('serves a pull through the agent\'s registry mirror from the blobs it holds, with HEAD and Range', async () => {
+    const before = (await status('r1')).counters.bytesIn.oci
+    const dir = join(mesh.dir, 'pulled-warm')
+    await pull('pub/app:1', dir)
+    const seen = await inspect(`${dir}:pulled`)
+    expect(seen.Digest).toBe(img.manifestDigest)
+    expect(seen.Layers).toEqual(img.layers)
+    // Every blob came from the agent's store: the registry was asked for the manifest only.
+    expect((await status('r1')).counters.bytesIn.oci).toBe(before)
+    const big = img.layers[1]
+    const whole = await readFile(join(mesh.dir, 'layout-app', 'blobs', 'sha256', big.slice(7)))
+    const head = await fetch(`http://${mirror}/v2/pub/app/blobs/${big}`, { method: 'HEAD' })
+    expect(head.status).toBe(200)
+    expect(Number(head.headers.get('content-length'))).toBe(whole.length)
+    expect(head.headers.get('docker-content-digest')).toBe(big)
+    const part = await fetch(`http://${mirror}/v2/pub/app/blobs/${big}`, { headers: { range: 'bytes=1000-4999' } })
+    expect(part.status).toBe(206)
+    expect(part.headers.get('content-range')).toBe(`bytes 1000-4999/${whole.length}`)
+    expect(Buffer.from(await part.arrayBuffer()).equals(whole.subarray(1000, 5000))).toBe(true)
+    const v2 = await fetch(`http://${mirror}/v2/`)
+    expect(v2.status).toBe(200)
+  })
+
+  it('fetches a blob it lacks from the registry once, streaming it to the client, and keeps it', async () => {
+    const before = (await status('r1')).counters.bytesIn.oci
+    const coldBytes = (await stat(join(mesh.dir, 'layout-cold', 'blobs', 'sha256', cold.layers[0].slice(7)))).size + (await stat(join(mesh.dir, 'layout-cold', 'blobs', 'sha256', cold.config.slice(7)))).size
+    await pull('pub/cold:1', join(mesh.dir, 'pulled-cold'))
+    expect((await inspect(`${join(mesh.dir, 'pulled-cold')}:pulled`)).Layers).toEqual(cold.layers)
+    expect((await status('r1')).counters.bytesIn.oci).toBe(before + coldBytes)
+    await pull('pub/cold:1', join(mesh.dir, 'pulled-cold-again'))
+    expect((await status('r1')).counters.bytesIn.oci).toBe(before + coldBytes)
+  })
+
+  it('refuses an image it may not mirror, with the registry API\'s DENIED', async () => {
+    const err = await pull('team/secret:1', join(mesh.dir, 'pulled-denied')).then(() => undefined, (e: Error & { stderr?: string }) => e)
+    expect(err?.stderr ?? '').toMatch(/denied|not an image this agent mirrors/i)
+    const res = await fetch(`http://${mirror}/v2/team/secret/manifests/1`)
+    expect(res.status).toBe(403)
+    expect(((await res.json()) as { errors: Array<{ code: string }> }).errors[0].code).toBe('DENIED')
+    await expect(readdir(join(mesh.dir, 'pulled-denied', 'blobs', 'sha256')).then(f => f.length, () => 0)).resolves.toBe(0)
   })
 })
