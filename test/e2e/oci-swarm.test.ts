@@ -6,6 +6,7 @@ import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { TestMesh } from '../helpers/mesh.ts'
 import { freePort } from '../../cli/index.ts'
+import { runCli } from '../cli/helpers.ts'
 import { TestRegistry, buildImage, pushImage, registryUnavailable } from '../helpers/registry.ts'
 import type { BuiltImage } from '../helpers/registry.ts'
 
@@ -37,6 +38,8 @@ describe.skipIf(skip !== undefined)('oci:// images through the swarm, by blob', 
   let cold: BuiltImage
   let blobBytes: number
   let mirror: string
+  let pre: BuiltImage
+  let preMirror: string
 
   beforeAll(async () => {
     reg = await TestRegistry.start()
@@ -46,6 +49,8 @@ describe.skipIf(skip !== undefined)('oci:// images through the swarm, by blob', 
     cold = await buildImage(mesh.dir, 'cold', [{ files: { 'c.bin': randomBytes(700 * KiB) } }])
     await pushImage(reg, cold, 'pub/cold', '1')
     await pushImage(reg, cold, 'team/secret', '1')
+    pre = await buildImage(mesh.dir, 'pre', [{ files: { 'p.bin': randomBytes(600 * KiB) } }, { files: { 'q.txt': 'preheated' } }])
+    await pushImage(reg, pre, 'pub/pre', '1')
     const layout = join(mesh.dir, 'layout-app', 'blobs', 'sha256')
     blobBytes = 0
     for (const d of [img.config, ...img.layers]) blobBytes += (await stat(join(layout, d.slice(7)))).size
@@ -56,6 +61,9 @@ describe.skipIf(skip !== undefined)('oci:// images through the swarm, by blob', 
     mirror = `127.0.0.1:${await freePort()}`
     await mesh.startAgent('r1', ['--allow-address', 'loopback', '--registries-file', registries, '--registry-mirror', mirror, '--mirror-image', `${reg.host}/pub/*`])
     for (const d of ['d1', 'd2', 'd3']) await mesh.startAgent(d)
+    // A host whose mirror may reach the registry (for manifests) but should not need to for blobs once preheated.
+    preMirror = `127.0.0.1:${await freePort()}`
+    await mesh.startAgent('h1', ['--allow-address', 'loopback', '--registries-file', registries, '--registry-mirror', preMirror, '--mirror-image', `${reg.host}/pub/*`])
   }, 240_000)
 
   afterAll(async () => {
@@ -152,5 +160,18 @@ describe.skipIf(skip !== undefined)('oci:// images through the swarm, by blob', 
     expect(res.status).toBe(403)
     expect(((await res.json()) as { errors: Array<{ code: string }> }).errors[0].code).toBe('DENIED')
     await expect(readdir(join(mesh.dir, 'pulled-denied', 'blobs', 'sha256')).then(f => f.length, () => 0)).resolves.toBe(0)
+  })
+
+  it('preheats an image from the CLI, so that the first pull through a host\'s mirror reads no blob from the registry', async () => {
+    const env = { STACCATO_URL: mesh.ready.apiUrl, STACCATO_TOKEN: mesh.ready.apiToken, XDG_CONFIG_HOME: join(mesh.dir, 'cli-home') }
+    const r = await runCli(['image', 'preheat', `oci://${reg.host}/pub/pre:1`, '--agent', 'h1', '--agent', 'd1', '--via', 'r1', '--wait'], env)
+    expect(r.stderr).toBe('')
+    expect(r.code).toBe(0)
+    expect(r.stdout).toMatch(new RegExp(`succeeded  sha256 ${pre.manifestDigest.slice(7)}$`, 'm'))
+    expect((await inspect(`${join(mesh.volume('d1'), 'preheat', reg.host.replace(':', '_'), 'pub/pre')}:1`)).Digest).toBe(pre.manifestDigest)
+    const dir = join(mesh.dir, 'pulled-preheated')
+    await run('/usr/bin/skopeo', ['copy', '--quiet', '--src-tls-verify=false', `docker://${preMirror}/pub/pre:1`, `oci:${dir}:pulled`])
+    expect((await inspect(`${dir}:pulled`)).Layers).toEqual(pre.layers)
+    expect((await status('h1')).counters.bytesIn.oci ?? 0).toBe(0)
   })
 })
