@@ -71,8 +71,8 @@ describe.skipIf(skip !== undefined)('oci:// images through the swarm, by blob', 
     await reg?.stop()
   })
 
-  async function distribute (destinations: string[]): Promise<Distribution> {
-    const res = await mesh.api('POST', '/v1/transfers', { source: `oci://${reg.host}/pub/app:1?via=r1`, destinations })
+  async function distribute (destinations: string[], image = 'pub/app:1'): Promise<Distribution> {
+    const res = await mesh.api('POST', '/v1/transfers', { source: `oci://${reg.host}/${image}?via=r1`, destinations })
     expect(res.status, JSON.stringify(res.body)).toBe(201)
     return await mesh.waitForState((res.body as Distribution).id, ['succeeded', 'failed', 'canceled'], 120_000) as unknown as Distribution
   }
@@ -173,5 +173,26 @@ describe.skipIf(skip !== undefined)('oci:// images through the swarm, by blob', 
     await run('/usr/bin/skopeo', ['copy', '--quiet', '--src-tls-verify=false', `docker://${preMirror}/pub/pre:1`, `oci:${dir}:pulled`])
     expect((await inspect(`${dir}:pulled`)).Layers).toEqual(pre.layers)
     expect((await status('h1')).counters.bytesIn.oci ?? 0).toBe(0)
+  })
+
+  it('fails with not_found for a tag the registry lacks, and with checksum_mismatch for a tampered blob, leaving no layout and no blob', async () => {
+    const missing = await distribute(['agent://d2/vol/missing/'], 'pub/app:nope')
+    expect(missing.state).toBe('failed')
+    expect(missing.destinations[0].lastError?.code ?? (missing as unknown as { lastError?: { code: string } }).lastError?.code).toBe('not_found')
+    expect(await readdir(join(mesh.volume('d2'), 'missing')).catch(() => [])).toEqual([])
+    const bad = await buildImage(mesh.dir, 'bad', [{ files: { 'x.bin': randomBytes(100 * KiB) } }])
+    await pushImage(reg, bad, 'pub/bad', '1')
+    const blob = reg.blobFile(bad.layers[0])
+    const bytes = await readFile(blob)
+    bytes[bytes.length >> 1] ^= 0xff
+    await writeFile(blob, bytes)
+    const t = await distribute(['agent://d2/vol/bad/'], 'pub/bad:1')
+    expect(t.state).toBe('failed')
+    expect((t as unknown as { lastError?: { code: string } }).lastError?.code).toBe('checksum_mismatch')
+    expect(await readdir(join(mesh.volume('d2'), 'bad')).catch(() => [])).toEqual([])
+    // The seed kept nothing of it either (no copy, no leftover partial): nothing would serve that layer from a bad copy.
+    const store = await readdir(join(mesh.dir, 'agents', 'r1', 'blobs', 'sha256'))
+    expect(store).toContain(img.layers[1].slice(7))
+    expect(store.filter(f => f.startsWith(bad.layers[0].slice(7)))).toEqual([])
   })
 })
