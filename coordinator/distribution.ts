@@ -134,7 +134,9 @@ export class DistributionManager {
     const dest = rec?.destinations?.find(d => d.agent === agent && d.destination === r.destination)
     if (rec === undefined || dest === undefined || DONE.has(dest.state) || TERMINAL_STATES.has(rec.state)) return
     const manifest = rec.manifest
-    const patch: Partial<DestinationStatus> = { state: r.outcome, sha256: r.sha256, bytesDone: r.outcome === 'succeeded' ? manifest?.size ?? dest.bytesDone : dest.bytesDone }
+    // An image destination reports the hash of the blobs laid end to end; the image is named by its manifest's digest.
+    const sha256 = r.outcome === 'succeeded' && manifest?.image !== undefined ? manifest.image.digest.slice('sha256:'.length) : r.sha256
+    const patch: Partial<DestinationStatus> = { state: r.outcome, sha256, bytesDone: r.outcome === 'succeeded' ? manifest?.size ?? dest.bytesDone : dest.bytesDone }
     if (r.error !== undefined) patch.lastError = { ...r.error, at: this.isoNow() }
     const updated = await this.setDestination(rec.id, agent, patch)
     // Delivered twice at once: the first one recorded it.

@@ -16,7 +16,8 @@ export interface PreheatRequest {
  * Preheat as a distribution: the image goes into an OCI layout on each
  * agent (`<volume>/preheat/<registry>/<repository>/`), which puts every blob
  * in that agent's blob index, so its registry mirror serves the first pull
- * locally. Pure: the agents' records are passed in.
+ * locally; the seed (`via`) holds every blob in its blob store. Pure: the
+ * agents' records are passed in.
  */
 export function preheatInput (req: PreheatRequest, agentOf: (name: string) => Pick<AgentRecord, 'volumes'> | undefined): TransferInput {
   let url: URL
@@ -32,7 +33,10 @@ export function preheatInput (req: PreheatRequest, agentOf: (name: string) => Pi
   // The repository without its tag or digest; the registry's port colon is not welcome in a path on every file system.
   const repository = url.pathname.replace(/^\/+/, '').replace(/[:@].*$/, '')
   const dir = `preheat/${url.host.replace(/:/g, '_')}/${repository}/`
-  const destinations = [...new Set(req.agents)].map(agent => {
+  // The seed is preheated by seeding: it keeps every blob it read in its blob store (a distribution never has its seed as a destination).
+  const others = [...new Set(req.agents)].filter(a => a !== via)
+  if (others.length === 0) throw new InvalidArgumentError(`agents: '${via}' reads the registry itself as the seed; name another agent to preheat, or another via`)
+  const destinations = others.map(agent => {
     const volume = req.volume ?? agentOf(agent)?.volumes.find(v => !v.readOnly)?.name
     if (volume === undefined) throw new InvalidArgumentError(`agents: '${agent}' has no writable volume to keep the image in (name one with volume)`)
     return `agent://${agent}/${volume}/${dir}`

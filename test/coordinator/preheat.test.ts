@@ -9,10 +9,12 @@ const agents: Record<string, { volumes: Array<{ name: string, readOnly: boolean 
 const agentOf = (name: string): { volumes: Array<{ name: string, readOnly: boolean }> } | undefined => agents[name]
 
 describe('preheat as a distribution', () => {
-  it('names one layout per agent in its first writable volume, seeded by the first agent', () => {
-    const input = preheatInput({ image: 'oci://reg.example:5000/team/app:1.4', agents: ['a', 'b', 'a'] }, agentOf)
-    expect(input.source).toBe('oci://reg.example:5000/team/app:1.4?via=a')
-    expect(input.destinations).toEqual(['agent://a/data/preheat/reg.example_5000/team/app/', 'agent://b/vol/preheat/reg.example_5000/team/app/'])
+  it('names one layout per agent in its first writable volume, seeded by the first agent, which keeps the blobs it seeds', () => {
+    const input = preheatInput({ image: 'oci://reg.example:5000/team/app:1.4', agents: ['b', 'a', 'b'] }, agentOf)
+    expect(input.source).toBe('oci://reg.example:5000/team/app:1.4?via=b')
+    expect(input.destinations).toEqual(['agent://a/data/preheat/reg.example_5000/team/app/'])
+    expect(preheatInput({ image: 'oci://reg.example:5000/team/app:1.4', agents: ['a', 'b'], via: 'c' }, agentOf).destinations)
+      .toEqual(['agent://a/data/preheat/reg.example_5000/team/app/', 'agent://b/vol/preheat/reg.example_5000/team/app/'])
     expect(input.labels).toEqual({ 'staccato.preheat': 'true' })
   })
 
@@ -26,6 +28,7 @@ describe('preheat as a distribution', () => {
   it('refuses what cannot be preheated', () => {
     expect(() => preheatInput({ image: 'https://reg/app:1', agents: ['a'] }, agentOf)).toThrow(/oci:\/\//)
     expect(() => preheatInput({ image: 'oci://reg/app:1', agents: [] }, agentOf)).toThrow(/at least one/)
-    expect(() => preheatInput({ image: 'oci://reg/app:1', agents: ['c'] }, agentOf)).toThrow(/no writable volume/)
+    expect(() => preheatInput({ image: 'oci://reg/app:1', agents: ['c'], via: 'a' }, agentOf)).toThrow(/no writable volume/)
+    expect(() => preheatInput({ image: 'oci://reg/app:1', agents: ['a'] }, agentOf)).toThrow(/reads the registry itself/)
   })
 })

@@ -22,7 +22,7 @@ interface Distribution {
   id: string
   state: string
   sha256?: string
-  destinations: Array<{ agent: string, state: string, lastError?: { code: string, message: string } }>
+  destinations: Array<{ agent: string, state: string, sha256?: string, lastError?: { code: string, message: string } }>
 }
 interface Status { counters: { bytesReceived: number, bytesIn: Record<string, number> } }
 
@@ -90,6 +90,7 @@ describe.skipIf(skip !== undefined)('oci:// images through the swarm, by blob', 
     const done = await distribute(['agent://d1/vol/images/app/', 'agent://d2/vol/images/app/'])
     expect(done.state, JSON.stringify(done)).toBe('succeeded')
     expect(`sha256:${done.sha256 ?? ''}`).toBe(img.manifestDigest)
+    expect(done.destinations.map(d => d.sha256)).toEqual([img.manifestDigest.slice(7), img.manifestDigest.slice(7)])
     for (const d of ['d1', 'd2']) {
       const dir = join(mesh.volume(d), 'images/app')
       expect((await readdir(dir)).sort()).toEqual(['blobs', 'index.json', 'oci-layout'])
