@@ -22,7 +22,7 @@ interface Distribution {
   id: string
   state: string
   sha256?: string
-  destinations: Array<{ agent: string, state: string, sha256?: string, lastError?: { code: string, message: string } }>
+  destinations: Array<{ agent: string, state: string, bytesDone: number, sha256?: string, lastError?: { code: string, message: string } }>
 }
 interface Status { counters: { bytesReceived: number, bytesIn: Record<string, number> } }
 
@@ -195,5 +195,28 @@ describe.skipIf(skip !== undefined)('oci:// images through the swarm, by blob', 
     const store = await readdir(join(mesh.dir, 'agents', 'r1', 'blobs', 'sha256'))
     expect(store).toContain(img.layers[1].slice(7))
     expect(store.filter(f => f.startsWith(bad.layers[0].slice(7)))).toEqual([])
+  })
+
+  it('resumes an image destination killed mid-distribution from its journal, keeping the blobs\' partials', async () => {
+    const big = await buildImage(mesh.dir, 'resume', [{ files: { 'r.bin': randomBytes(4096 * KiB) } }, { files: { 's.txt': 'small' } }])
+    await pushImage(reg, big, 'pub/resume', '1')
+    // Slow enough (1 MiB/s) that the kill comes mid-way.
+    await mesh.startAgent('d4', ['--max-download-rate', '1MiB'])
+    const res = await mesh.api('POST', '/v1/transfers', { source: `oci://${reg.host}/pub/resume:1?via=r1`, destinations: ['agent://d4/vol/images/resume/', 'agent://d1/vol/images/resume/'] })
+    expect(res.status).toBe(201)
+    const id = (res.body as Distribution).id
+    await mesh.until(async () => {
+      const t = await mesh.transfer(id) as unknown as Distribution
+      return (t.destinations.find(x => x.agent === 'd4')?.bytesDone ?? 0) >= 1024 * KiB
+    }, 60_000, 'a quarter of the image at d4')
+    await mesh.kill('d4')
+    await mesh.restartAgent('d4')
+    const done = await mesh.waitForState(id, ['succeeded', 'failed', 'canceled'], 120_000) as unknown as Distribution
+    expect(done.state, JSON.stringify(done)).toBe('succeeded')
+    const dir = join(mesh.volume('d4'), 'images/resume')
+    expect((await inspect(`${dir}:1`)).Layers).toEqual(big.layers)
+    expect((await readdir(join(dir, 'blobs/sha256'))).sort()).toEqual([big.config, ...big.layers, big.manifestDigest].map(x => x.slice(7)).sort())
+    // The restarted agent fetched only what its journal did not hold.
+    expect((await status('d4')).counters.bytesReceived).toBeLessThan(4096 * KiB)
   })
 })
