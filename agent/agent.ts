@@ -139,7 +139,8 @@ export async function startAgent (config: AgentConfig, onFatal: (err: Error) => 
     log,
     syncEveryBytes: config.syncEveryBytes,
     syncEveryMs: config.syncEveryMs,
-    progressEveryMs: 1000
+    progressEveryMs: 1000,
+    blobs
   })
   const control = new ControlClient({
     node,

@@ -48,6 +48,8 @@ export interface LayoutCopyResult {
   bytes: number
   /** Bytes read from the registry (blobs the layout already held are not read again). */
   fetched: number
+  /** The config and layers the layout now holds for this image. */
+  blobs: Descriptor[]
 }
 
 /**
@@ -80,7 +82,7 @@ export async function copyImageToLayout (o: LayoutCopyOptions): Promise<LayoutCo
   await writeLayoutIndex({ dest: o.dest, dir: o.dir, key: o.key, signal: o.signal }, named)
   done += image.bytes.length
   o.onProgress?.(done, total)
-  return { digest: named.digest, registryDigest: image.digest, bytes: total - image.bytes.length + named.manifest.length, fetched }
+  return { digest: named.digest, registryDigest: image.digest, bytes: total - image.bytes.length + named.manifest.length, fetched, blobs }
 }
 
 /** What a layout's index names for one image: the manifest in its OCI form, with its tag and platform. */

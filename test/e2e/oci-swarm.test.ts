@@ -219,4 +219,16 @@ describe.skipIf(skip !== undefined)('oci:// images through the swarm, by blob', 
     // The restarted agent fetched only what its journal did not hold.
     expect((await status('d4')).counters.bytesReceived).toBeLessThan(4096 * KiB)
   })
+
+  it('serves through the mirror the blobs of a layout a plain image transfer wrote on that agent', async () => {
+    const solo = await buildImage(mesh.dir, 'solo', [{ files: { 's.bin': randomBytes(300 * KiB) } }])
+    await pushImage(reg, solo, 'pub/solo', '1')
+    const t = await mesh.submit(`oci://${reg.host}/pub/solo:1`, 'agent://h1/vol/images/solo/')
+    expect((await mesh.waitForState(t.id, ['succeeded', 'failed'], 120_000)).state).toBe('succeeded')
+    const before = (await status('h1')).counters.bytesIn.oci
+    const dir = join(mesh.dir, 'pulled-solo')
+    await run('/usr/bin/skopeo', ['copy', '--quiet', '--src-tls-verify=false', `docker://${preMirror}/pub/solo:1`, `oci:${dir}:pulled`])
+    expect((await inspect(`${dir}:pulled`)).Layers).toEqual(solo.layers)
+    expect((await status('h1')).counters.bytesIn.oci).toBe(before)
+  })
 })
