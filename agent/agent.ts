@@ -213,7 +213,16 @@ export async function startAgent (config: AgentConfig, onFatal: (err: Error) => 
   let mirror: RegistryMirror | undefined
   const ociPlugin = byScheme.get('oci')
   if (config.registryMirror !== undefined && ociPlugin !== undefined && isOciPlugin(ociPlugin)) {
-    mirror = await startRegistryMirror({ listen: config.registryMirror, images: config.mirrorImages ?? [], oci: ociPlugin, blobs, counters, log }).catch(async err => {
+    mirror = await startRegistryMirror({
+      listen: config.registryMirror,
+      images: config.mirrorImages ?? [],
+      oci: ociPlugin,
+      blobs,
+      counters,
+      log,
+      want: async image => await control.call('imageWant', { image }),
+      inDistribution: id => swarm.active().includes(id)
+    }).catch(async err => {
       metrics.stop()
       for (const s of servers) s.close()
       await control.stop()

@@ -27,6 +27,8 @@ export class BlobIndex {
   private readonly plugins: PluginSet
   private places = new Map<string, Place[]>()
   private saving: Promise<void> = Promise.resolve()
+  /** Blobs being put, by digest: a second reader of the same blob waits for the first instead of reading it again. */
+  private readonly putting = new Map<string, Promise<void>>()
 
   private constructor (dir: string, self: string, plugins: PluginSet) {
     this.dir = dir
@@ -98,7 +100,22 @@ export class BlobIndex {
    * once the bytes hash to it. `onChunk` sees every chunk as it arrives (the
    * seed hashes its pieces there).
    */
+  /** Resolves once no put of this digest is running (whatever its outcome). */
+  async settled (digest: string): Promise<void> {
+    await this.putting.get(digest)?.catch(() => {})
+  }
+
   async put (digest: string, size: number, chunks: AsyncIterable<Uint8Array>, onChunk: (chunk: Uint8Array) => void | Promise<void>): Promise<void> {
+    const run = this.putNow(digest, size, chunks, onChunk)
+    this.putting.set(digest, run)
+    try {
+      await run
+    } finally {
+      if (this.putting.get(digest) === run) this.putting.delete(digest)
+    }
+  }
+
+  private async putNow (digest: string, size: number, chunks: AsyncIterable<Uint8Array>, onChunk: (chunk: Uint8Array) => void | Promise<void>): Promise<void> {
     const path = this.storePath(digest)
     const tmp = `${path}.${randomBytes(4).toString('hex')}.partial`
     const fh = await open(tmp, 'w')

@@ -1,6 +1,7 @@
 import { createServer } from 'node:http'
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { InvalidArgumentError, toStaccatoError } from '../mesh/index.ts'
 import type { OciPlugin } from '../protocols/index.ts'
 import type { BlobIndex, BlobReader } from './blob-index.ts'
@@ -17,7 +18,20 @@ export interface RegistryMirrorOptions {
   blobs: BlobIndex
   counters: AgentCounters
   log: (msg: string, fields?: Record<string, unknown>, level?: 'info' | 'warn' | 'error') => void
+  /** Asks the coordinator to bring this agent into a distribution of the image (oci://…@sha256:<manifest>). */
+  want?: (image: string) => Promise<{ distributionId?: string, self?: boolean }>
+  /** Whether this agent takes part in that distribution now (its swarm session is open). */
+  inDistribution?: (id: string) => boolean
 }
+
+/** Blob digests remembered with the image (manifest) that named them, so that a blob request can name its image; bounded. */
+const KNOWN_BLOBS = 10_000
+/** How often the mirror looks for a wanted blob in its blob index. */
+const WANT_POLL_MS = 100
+/** A distribution the agent has not joined by then is not coming: the blob is read from the registry. */
+const JOIN_WAIT_MS = 60_000
+/** The longest a client waits for a distribution; past it the blob is read from the registry. */
+const WANT_WAIT_MS = 30 * 60_000
 
 export interface RegistryMirror {
   readonly port: number
@@ -53,6 +67,50 @@ export async function startRegistryMirror (o: RegistryMirrorOptions): Promise<Re
   const { host, port } = parseListen(o.listen)
   /** Blobs being fetched from the registry: a second client waits for the first fetch instead of reading the registry again. */
   const fetching = new Map<string, Promise<void>>()
+  /** blob digest → the image (by manifest digest) a client was served a manifest of. */
+  const imageOf = new Map<string, string>()
+
+  const remember = (registry: string, name: string, digest: string, bytes: Buffer): void => {
+    let parsed: { config?: { digest?: unknown }, layers?: Array<{ digest?: unknown }> }
+    try {
+      parsed = JSON.parse(bytes.toString('utf8')) as typeof parsed
+    } catch {
+      return
+    }
+    if (imageOf.size > KNOWN_BLOBS) imageOf.clear()
+    for (const d of [parsed.config?.digest, ...(parsed.layers ?? []).map(l => l.digest)]) {
+      if (typeof d === 'string') imageOf.set(d, `oci://${registry}/${name}@${digest}`)
+    }
+  }
+
+  /**
+   * A blob this agent lacks, of an image a client is pulling: joins the
+   * distribution the coordinator makes of it (shared with the other hosts
+   * pulling it now) and waits for the blob to be committed here. Undefined
+   * when it does not come that way: the registry is read then.
+   */
+  const viaSwarm = async (digest: string, closed: AbortSignal): Promise<BlobReader | undefined> => {
+    const image = imageOf.get(digest)
+    if (image === undefined || o.want === undefined) return undefined
+    const answer = await o.want(image).catch((err: unknown) => {
+      o.log('registry mirror could not ask for a distribution; reading the registry', { image, error: toStaccatoError(err).message })
+      return undefined
+    })
+    const id = answer?.distributionId
+    if (id === undefined) return undefined
+    const start = Date.now()
+    let joined = false
+    while (!closed.aborted && Date.now() - start < WANT_WAIT_MS) {
+      const held = await o.blobs.find(digest)
+      if (held !== undefined) return held
+      const inside = o.inDistribution?.(id) ?? false
+      // Joined and left again without the blob (the distribution failed), or never joined: not coming.
+      if ((joined && !inside) || (!joined && !inside && Date.now() - start > JOIN_WAIT_MS)) break
+      joined ||= inside
+      await sleep(WANT_POLL_MS)
+    }
+    return await o.blobs.find(digest)
+  }
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     res.setHeader('docker-distribution-api-version', 'registry/2.0')
@@ -68,6 +126,7 @@ export async function startRegistryMirror (o: RegistryMirrorOptions): Promise<Re
     if (r.kind === 'manifest') {
       const m = await o.oci.manifest(new URL(`oci://${registry}/${r.name}${r.reference.startsWith('sha256:') ? '@' : ':'}${r.reference}`))
       res.setHeader('docker-content-digest', m.digest)
+      remember(registry, r.name, m.digest, m.bytes)
       return send(res, req, 200, m.mediaType, m.bytes)
     }
     let held = await o.blobs.find(r.digest)
@@ -75,6 +134,17 @@ export async function startRegistryMirror (o: RegistryMirrorOptions): Promise<Re
     if (held === undefined && fetching.has(r.digest)) {
       await fetching.get(r.digest)?.catch(() => {})
       held = await o.blobs.find(r.digest)
+    }
+    if (held === undefined) {
+      // A distribution's seed may be reading it into the store right now.
+      await o.blobs.settled(r.digest)
+      held = await o.blobs.find(r.digest)
+    }
+    if (held === undefined && req.method === 'GET' && req.headers.range === undefined && !fetching.has(r.digest)) {
+      const closed = new AbortController()
+      res.once('close', () => { closed.abort() })
+      held = await viaSwarm(r.digest, closed.signal)
+      if (closed.signal.aborted) return
     }
     if (held !== undefined) return await sendBlob(res, req, r.digest, held)
     const st = await o.oci.stat(from)

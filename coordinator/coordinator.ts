@@ -17,6 +17,7 @@ import { AgentSessions } from './agent-sessions.ts'
 import { systemClock } from './clock.ts'
 import { Dispatcher } from './dispatch.ts'
 import { DistributionManager } from './distribution.ts'
+import { ImageWants } from './image-wants.ts'
 
 // Kraken's and Dragonfly's default piece size: small enough to spread fast, large enough to keep per-piece overhead low.
 const DEFAULT_PIECE_SIZE = 4 * 1024 * 1024
@@ -140,6 +141,7 @@ export async function startCoordinator (config: CoordinatorConfig): Promise<Coor
     clock,
     onTick: seconds => metrics.observePass(seconds)
   })
+  const imageWants = new ImageWants({ store, isOnline: agent => sessions.isOnline(agent), log })
   const registry = new AgentRegistry({
     node,
     store,
@@ -150,7 +152,7 @@ export async function startCoordinator (config: CoordinatorConfig): Promise<Coor
     heartbeatTimeoutMs: config.heartbeatTimeoutMs,
     log,
     lifecycle: dispatcher,
-    handlers: watch.observe({ ...dispatcher.handlers, ...distributions.handlers }, log)
+    handlers: watch.observe({ ...dispatcher.handlers, ...distributions.handlers, ...imageWants.handlers }, log)
   })
   await registry.start()
   dispatcher.start()

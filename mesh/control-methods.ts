@@ -84,6 +84,12 @@ export const AgentToCoordinator = {
     volumes: Type.Optional(Type.Array(Type.Object({ name: Type.String({ maxLength: 128 }), free: Type.Number({ minimum: 0 }) }), { maxItems: 1024 }))
   })),
   progress: cast(Type.Object({ transferId: Type.String({ maxLength: 64 }), attempt: Type.Integer(), bytesDone: Offset, bytesTotal: Type.Optional(Offset) })),
+  /**
+   * The agent's registry mirror lacks blobs of this image (oci://…@sha256:<manifest>): the coordinator
+   * brings it into one distribution with the other agents that asked within a short window, seeded by an
+   * agent that holds the image or reads the registry once. `self` means: no distribution, read the registry.
+   */
+  imageWant: call(Type.Object({ image: Url }), Type.Object({ distributionId: Type.Optional(Type.String({ maxLength: 64 })), self: Type.Optional(Type.Boolean()) })),
   swarmProgress: cast(Type.Object({ distributionId: Type.String({ maxLength: 64 }), destination: Url, bytesDone: Offset })),
   /**
    * Participant → coordinator, about once a second while something changed: which pieces it holds (a

@@ -94,6 +94,8 @@ export async function imageManifest (o: ImageManifestOptions): Promise<Manifest>
   const pieceSize = effectivePieceSize(size, o.pieceSize)
   const hasher = new PieceHasher(pieceSize)
   for (const b of blobs) {
+    // Another distribution (or the mirror) reading this blob from the registry right now: its copy will do.
+    await o.blobs.settled(b.digest)
     const held = await o.blobs.find(b.digest, b.size)
     if (held !== undefined) {
       const hash = createHash('sha256')

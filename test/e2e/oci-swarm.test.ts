@@ -239,4 +239,26 @@ describe.skipIf(skip !== undefined)('oci:// images through the swarm, by blob', 
     expect((await inspect(`${dir}:pulled`)).Layers).toEqual(solo.layers)
     expect((await status('h1')).counters.bytesIn.oci).toBe(before)
   })
+
+  it('shares a cold pull on several hosts at once through one distribution: the registry read once per blob', async () => {
+    const wave = await buildImage(mesh.dir, 'wave', [{ files: { 'w.bin': randomBytes(1024 * KiB) } }, { files: { 'v.bin': randomBytes(200 * KiB) } }])
+    await pushImage(reg, wave, 'pub/wave', '1')
+    const layout = join(mesh.dir, 'layout-wave', 'blobs', 'sha256')
+    let waveBytes = 0
+    for (const d of [wave.config, ...wave.layers]) waveBytes += (await stat(join(layout, d.slice(7)))).size
+    const registries = join(mesh.dir, 'registries.yml')
+    const mirrors: Record<string, string> = {}
+    for (const w of ['w1', 'w2', 'w3']) {
+      mirrors[w] = `127.0.0.1:${await freePort()}`
+      await mesh.startAgent(w, ['--allow-address', 'loopback', '--registries-file', registries, '--registry-mirror', mirrors[w], '--mirror-image', `${reg.host}/pub/*`])
+    }
+    await Promise.all(Object.entries(mirrors).map(async ([w, m]) => {
+      await run('/usr/bin/skopeo', ['copy', '--quiet', '--src-tls-verify=false', `docker://${m}/pub/wave:1`, `oci:${join(mesh.dir, `pulled-wave-${w}`)}:pulled`])
+    }))
+    for (const w of Object.keys(mirrors)) expect((await inspect(`${join(mesh.dir, `pulled-wave-${w}`)}:pulled`)).Layers).toEqual(wave.layers)
+    let egress = 0
+    for (const w of Object.keys(mirrors)) egress += (await status(w)).counters.bytesIn.oci ?? 0
+    // Without sharing each host reads every blob: 3 × the image.
+    expect(egress).toBe(waveBytes)
+  })
 })
