@@ -19,6 +19,10 @@ import type { AgentCounters } from './counters.ts'
 import { TokenBucket } from './rate-limit.ts'
 import { pluginsByScheme } from './resolve.ts'
 import { SwarmService } from './swarm/service.ts'
+import { BlobIndex } from './blob-index.ts'
+import { startRegistryMirror } from './registry-mirror.ts'
+import type { RegistryMirror } from './registry-mirror.ts'
+import { isOciPlugin } from './image-job.ts'
 import { agentMetrics, metricsRoute, serveHttp } from './metrics.ts'
 
 export const AGENT_VERSION = PACKAGE_VERSION
@@ -43,6 +47,10 @@ export interface AgentConfig {
   /** Settings and credentials per OCI registry host, for the oci plug-in; they go nowhere else. */
   registries?: Record<string, RegistryConfig>
   joinToken?: string
+  /** host:port of the registry mirror (agent/registry-mirror.ts); off when absent. */
+  registryMirror?: string
+  /** Images the mirror may serve: registry/repository or registry/prefix/*. */
+  mirrorImages?: string[]
   /** Bytes per second; unlimited when absent. */
   maxUploadRate?: number
   maxDownloadRate?: number
@@ -104,8 +112,10 @@ export async function startAgent (config: AgentConfig, onFatal: (err: Error) => 
   const created = await createMeshNode({ privateKey, listen: config.listen })
   const node = seams.wrapNode?.(created) ?? created
   await startDataServer({ node, self: config.name, issuer, plugins, counters, upload, log })
+  const blobs = await BlobIndex.open(join(config.dataDir, 'blobs'), config.name, plugins)
   const swarm = new SwarmService({
     node,
+    blobs,
     self: config.name,
     issuer,
     plugins,
@@ -133,7 +143,8 @@ export async function startAgent (config: AgentConfig, onFatal: (err: Error) => 
     log,
     syncEveryBytes: config.syncEveryBytes,
     syncEveryMs: config.syncEveryMs,
-    progressEveryMs: 1000
+    progressEveryMs: 1000,
+    blobs
   })
   const control = new ControlClient({
     node,
@@ -203,6 +214,29 @@ export async function startAgent (config: AgentConfig, onFatal: (err: Error) => 
     await journal.close()
     throw new InvalidArgumentError(`cannot serve status or metrics: ${(err as Error).message}`)
   }
+  let mirror: RegistryMirror | undefined
+  const ociPlugin = byScheme.get('oci')
+  if (config.registryMirror !== undefined && ociPlugin !== undefined && isOciPlugin(ociPlugin)) {
+    mirror = await startRegistryMirror({
+      listen: config.registryMirror,
+      images: config.mirrorImages ?? [],
+      oci: ociPlugin,
+      blobs,
+      counters,
+      log,
+      want: async image => await control.call('imageWant', { image }),
+      inDistribution: id => swarm.active().includes(id)
+    }).catch(async err => {
+      metrics.stop()
+      for (const s of servers) s.close()
+      await control.stop()
+      await executor.stop()
+      await swarm.stop()
+      await node.stop()
+      await journal.close()
+      throw new InvalidArgumentError(`cannot serve the registry mirror: ${(err as Error).message}`)
+    })
+  }
   log('agent started', { peerId: node.peerId.toString(), addrs: node.getMultiaddrs().map(String), statusUrl, metricsUrl })
 
   return {
@@ -217,6 +251,7 @@ export async function startAgent (config: AgentConfig, onFatal: (err: Error) => 
       await control.stop()
       await executor.stop()
       await swarm.stop()
+      await mirror?.close()
       for (const s of servers) s.close()
       await node.stop()
       await journal.close()

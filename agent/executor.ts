@@ -9,6 +9,7 @@ import type { PluginSet, Resolved } from './resolve.ts'
 import type { Journal, JournalEntry } from './journal.ts'
 import type { AgentCounters } from './counters.ts'
 import type { TokenBucket } from './rate-limit.ts'
+import type { BlobIndex } from './blob-index.ts'
 import { ExpectedChecksumError, checksumModeOf, copy } from './copy/copy.ts'
 import type { CopyResult } from './copy/copy.ts'
 import { systemClock } from './copy/clock.ts'
@@ -35,6 +36,8 @@ export interface ExecutorOptions {
   progressEveryMs: number
   /** The progress timer's, the sync interval's and the throttle's time; the system's when absent. */
   clock?: Clock
+  /** Where an image transfer records the blobs it wrote (absent in unit tests). */
+  blobs?: BlobIndex
 }
 
 /** What the executor needs of the journal (an in-memory one in unit tests). */
@@ -215,9 +218,9 @@ export class Executor {
     if (!src.plugin.capabilities.read) throw new UnsupportedError(`the ${src.plugin.scheme} plug-in cannot read (source ${job.source})`)
     if (!dst.plugin.capabilities.write) throw new UnsupportedError(`the ${dst.plugin.scheme} plug-in cannot write (destination ${job.destination})`)
     if (isImageJob(src, job.destination)) {
-      const { counters, download, journal, syncEveryBytes, progressEveryMs } = this.opts
+      const { counters, download, journal, syncEveryBytes, progressEveryMs, blobs } = this.opts
       const progress = (bytesDone: number, bytesTotal: number): void => this.opts.progress({ transferId: job.transferId, attempt: job.attempt, bytesDone, bytesTotal })
-      const image = await runImageJob({ job, src, dst, signal, counters, download, journal, syncEveryBytes, progressEveryMs, progress })
+      const image = await runImageJob({ job, src, dst, signal, counters, download, journal, syncEveryBytes, progressEveryMs, progress, blobs })
       // An image is named by its manifest's sha256 digest, whatever checksum mode the transfer asked for.
       return { bytes: image.bytes, digest: { algorithm: 'sha256', value: image.sha256 } }
     }

@@ -5,6 +5,7 @@ import type { Resolved } from './resolve.ts'
 import { countBytes } from './counters.ts'
 import type { AgentCounters } from './counters.ts'
 import type { TokenBucket } from './rate-limit.ts'
+import type { BlobIndex } from './blob-index.ts'
 import type { Journal, JournalEntry } from './journal.ts'
 
 /** What an image job needs of the journal (the executor's narrow view of it). */
@@ -23,7 +24,7 @@ export function isImageJob (src: Resolved, destination: string): boolean {
   return src.plugin.scheme === 'oci' && destination.endsWith('/') && isOciPlugin(src.plugin)
 }
 
-function isOciPlugin (p: ProtocolPlugin): p is OciPlugin {
+export function isOciPlugin (p: ProtocolPlugin): p is OciPlugin {
   return typeof (p as Partial<OciPlugin>).resolveImage === 'function'
 }
 
@@ -38,6 +39,8 @@ export interface ImageJobOptions {
   syncEveryBytes: number
   progressEveryMs: number
   progress: (bytesDone: number, bytesTotal: number) => void
+  /** The agent's blob index: the layout's blobs are added to it, so that its mirror and its distributions find them. */
+  blobs?: BlobIndex
 }
 
 function checkpointOf (entry: JournalEntry | undefined): BlobCheckpoint | undefined {
@@ -83,6 +86,7 @@ export async function runImageJob (o: ImageJobOptions): Promise<{ sha256: string
       o.progress(done, total)
     }
   })
+  for (const d of result.blobs) await o.blobs?.add(d.digest, `${job.destination}blobs/sha256/${d.digest.slice('sha256:'.length)}`)
   // The record's sha256 is the manifest's digest: what names the image, and what skopeo shows as its Digest.
   return { sha256: result.digest.slice('sha256:'.length), bytes: result.bytes }
 }

@@ -6,6 +6,7 @@ import { Command, CommanderError } from 'commander'
 import { CliError } from './client.ts'
 import { demoCommand } from './commands/demo.ts'
 import { transferCommand } from './commands/transfer.ts'
+import { imageCommand } from './commands/image.ts'
 import { agentsCommand } from './commands/agents.ts'
 import { eventsCommand } from './commands/events.ts'
 import { tokenCommands } from './commands/token.ts'
@@ -55,6 +56,7 @@ if (!versionOnly && first !== 'coordinator' && (first === undefined || !CLIENT_C
 }
 demoCommand(program)
 transferCommand(program)
+imageCommand(program)
 agentsCommand(program)
 eventsCommand(program)
 tokenCommands(program)

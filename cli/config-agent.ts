@@ -19,6 +19,8 @@ export const AGENT_OPTIONS: readonly OptionSpec[] = [
   { key: 'plugins', flag: '--plugin <specifier>', env: 'STACCATO_PLUGINS', kind: 'list', default: [], description: 'load a third-party protocol plug-in' },
   { key: 'allowAddresses', flag: '--allow-address <class|cidr>', env: 'STACCATO_ALLOW_ADDRESSES', kind: 'list', default: [], description: 'let http(s) sources and destinations reach loopback, link-local, metadata or private addresses, or a range such as 10.1.0.0/16 (refused by default)' },
   { key: 'registriesFile', flag: '--registries-file <file>', env: 'STACCATO_REGISTRIES_FILE', kind: 'path', description: 'settings and credentials of the OCI registries oci:// sources read (see docs/images.md)' },
+  { key: 'registryMirror', flag: '--registry-mirror <host:port>', env: 'STACCATO_REGISTRY_MIRROR', kind: 'string', description: 'serve pulls of the images --mirror-image allows, as a registry mirror, on this address (a port alone: 127.0.0.1); see docs/images.md' },
+  { key: 'mirrorImages', flag: '--mirror-image <registry/repository>', env: 'STACCATO_MIRROR_IMAGES', kind: 'list', default: [], description: 'an image the registry mirror may serve: registry/repository, or registry/prefix/* (the first one\'s registry is the default upstream)' },
   { key: 'maxUploadRate', flag: '--max-upload-rate <bytes/s>', env: 'STACCATO_MAX_UPLOAD_RATE', kind: 'rate', default: 0, description: 'cap on bytes sent per second, e.g. 100MiB; 0 is unlimited' },
   { key: 'maxDownloadRate', flag: '--max-download-rate <bytes/s>', env: 'STACCATO_MAX_DOWNLOAD_RATE', kind: 'rate', default: 0, description: 'cap on bytes received per second; 0 is unlimited' },
   { key: 'syncEvery', flag: '--sync-every <size>', env: 'STACCATO_SYNC_EVERY', kind: 'size', default: '16MiB', description: 'sync the partial file and journal the offset after this many bytes' },
@@ -43,6 +45,10 @@ export async function agentConfig (flags: Record<string, unknown>, env: NodeJS.P
   for (const one of coordinator.split(',')) checkCoordinator(origin.coordinator, one.trim())
   const volumes = v.volumes as Volume[]
   await checkVolumes(origin.volumes, volumes)
+  if (v.registryMirror !== undefined && (v.mirrorImages as string[]).length === 0) throw new ConfigError(`${origin.registryMirror}: name the images it may serve with --mirror-image`)
+  for (const image of v.mirrorImages as string[]) {
+    if (!/^[^/\s]+\/[^\s]+$/.test(image)) throw new ConfigError(`${origin.mirrorImages}: '${image}' is not registry/repository or registry/prefix/*`)
+  }
   let allowAddresses
   try {
     allowAddresses = parseAddressAllow(v.allowAddresses as string[])
@@ -59,6 +65,8 @@ export async function agentConfig (flags: Record<string, unknown>, env: NodeJS.P
     allowAddresses,
     registries: v.registriesFile !== undefined ? await loadRegistries(v.registriesFile as string) : {},
     joinToken: v.joinToken as string | undefined,
+    registryMirror: v.registryMirror as string | undefined,
+    mirrorImages: v.mirrorImages as string[],
     maxUploadRate: v.maxUploadRate as number | undefined,
     maxDownloadRate: v.maxDownloadRate as number | undefined,
     syncEveryBytes: v.syncEvery as number,

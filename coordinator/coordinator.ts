@@ -17,6 +17,7 @@ import { AgentSessions } from './agent-sessions.ts'
 import { systemClock } from './clock.ts'
 import { Dispatcher } from './dispatch.ts'
 import { DistributionManager } from './distribution.ts'
+import { ImageWants } from './image-wants.ts'
 import { soleLease } from './leader-lease.ts'
 import { pgLeaderLease } from './leader-pg.ts'
 
@@ -147,6 +148,7 @@ export async function startCoordinator (config: CoordinatorConfig): Promise<Coor
     clock,
     onTick: seconds => metrics.observePass(seconds)
   })
+  const imageWants = new ImageWants({ store, isOnline: agent => sessions.isOnline(agent), log })
   const registry = new AgentRegistry({
     accepting: () => lease.leader,
     node,
@@ -158,7 +160,7 @@ export async function startCoordinator (config: CoordinatorConfig): Promise<Coor
     heartbeatTimeoutMs: config.heartbeatTimeoutMs,
     log,
     lifecycle: dispatcher,
-    handlers: watch.observe({ ...dispatcher.handlers, ...distributions.handlers }, log)
+    handlers: watch.observe({ ...dispatcher.handlers, ...distributions.handlers, ...imageWants.handlers }, log)
   })
   await registry.start()
   // Replicas on one PostgreSQL: only the lease holder takes agents, schedules and dispatches (leader-pg.ts); alone, this process always does.

@@ -33,6 +33,11 @@ export function seedAgent (rec: TransferRecord): string | undefined {
   return loc.kind === 'agent' ? loc.agent : loc.via
 }
 
+/** An oci:// image into OCI layouts (every destination a directory): its blobs go through the swarm by digest. */
+export function isImageDistribution (rec: Pick<TransferRecord, 'source' | 'destinations'>): boolean {
+  return rec.source.startsWith('oci://') && (rec.destinations ?? []).every(d => d.destination.endsWith('/'))
+}
+
 /**
  * The coordinator as tracker for one-to-many distributions: it asks the seed
  * for the manifest, tells every participant which peers are in the swarm,
@@ -60,7 +65,7 @@ export class DistributionManager {
     const seed = seedAgent(rec)
     if (seed === undefined) throw new InvalidArgumentError('source: a distribution needs a source on an agent')
     if (rec.manifest === undefined) {
-      const manifest = await agents.call(seed, 'swarmManifest', { distributionId: rec.id, source: rec.source, pieceSize: this.opts.pieceSize })
+      const manifest = await agents.call(seed, 'swarmManifest', { distributionId: rec.id, source: rec.source, pieceSize: this.opts.pieceSize, ...(isImageDistribution(rec) ? { image: true } : {}) })
       await store.update(rec.id, () => ({ manifest }), `transfer.${rec.id}.manifest`, { size: manifest.size, pieceSize: manifest.pieceSize, sha256: manifest.sha256 })
     }
     const current = await store.transition(rec.id, 'active', {}, { from: ['scheduled'] })
@@ -136,7 +141,9 @@ export class DistributionManager {
     const dest = rec?.destinations?.find(d => d.agent === agent && d.destination === r.destination)
     if (rec === undefined || dest === undefined || DONE.has(dest.state) || TERMINAL_STATES.has(rec.state)) return
     const manifest = rec.manifest
-    const patch: Partial<DestinationStatus> = { state: r.outcome, sha256: r.sha256, bytesDone: r.outcome === 'succeeded' ? manifest?.size ?? dest.bytesDone : dest.bytesDone }
+    // An image destination reports the hash of the blobs laid end to end; the image is named by its manifest's digest.
+    const sha256 = r.outcome === 'succeeded' && manifest?.image !== undefined ? manifest.image.digest.slice('sha256:'.length) : r.sha256
+    const patch: Partial<DestinationStatus> = { state: r.outcome, sha256, bytesDone: r.outcome === 'succeeded' ? manifest?.size ?? dest.bytesDone : dest.bytesDone }
     if (r.error !== undefined) patch.lastError = { ...r.error, at: this.isoNow() }
     const updated = await this.setDestination(rec.id, agent, patch)
     // Delivered twice at once: the first one recorded it.
@@ -219,7 +226,8 @@ export class DistributionManager {
     // Every destination verified its whole file before reporting; the record passes through verifying like a transfer.
     if (to === 'succeeded') await this.opts.store.transition(rec.id, 'verifying', {}, { from: ['active'] })
     const done = await this.opts.store.transition(rec.id, to, {
-      sha256: anySucceeded ? rec.manifest?.sha256 : undefined,
+      // An image is named by its manifest's digest (what `skopeo inspect` shows), not by its blobs laid end to end.
+      sha256: anySucceeded ? rec.manifest?.image?.digest.slice('sha256:'.length) ?? rec.manifest?.sha256 : undefined,
       lastError: failed?.lastError !== undefined ? { ...failed.lastError, attempt: rec.attempt } : undefined,
       progress: { ...rec.progress, bytesDone, rate: 0, eta: 0 }
     })

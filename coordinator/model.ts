@@ -1,4 +1,4 @@
-import type { ChecksumMode, ErrorInfo } from '../mesh/index.ts'
+import type { ChecksumMode, ErrorInfo, ImageManifest } from '../mesh/index.ts'
 
 export type TransferState = 'queued' | 'scheduled' | 'active' | 'verifying' | 'succeeded' | 'failed' | 'canceled'
 
@@ -56,6 +56,8 @@ export interface DistributionManifest {
   pieceSize: number
   sha256: string
   pieces: string[]
+  /** An image distribution: its blobs (laid end to end, they are the object the pieces cut) and manifest. */
+  image?: ImageManifest
 }
 
 export interface WaitingReason {

@@ -84,6 +84,12 @@ export const AgentToCoordinator = {
     volumes: Type.Optional(Type.Array(Type.Object({ name: Type.String({ maxLength: 128 }), free: Type.Number({ minimum: 0 }) }), { maxItems: 1024 }))
   })),
   progress: cast(Type.Object({ transferId: Type.String({ maxLength: 64 }), attempt: Type.Integer(), bytesDone: Offset, bytesTotal: Type.Optional(Offset) })),
+  /**
+   * The agent's registry mirror lacks blobs of this image (oci://…@sha256:<manifest>): the coordinator
+   * brings it into one distribution with the other agents that asked within a short window, seeded by an
+   * agent that holds the image or reads the registry once. `self` means: no distribution, read the registry.
+   */
+  imageWant: call(Type.Object({ image: Url }), Type.Object({ distributionId: Type.Optional(Type.String({ maxLength: 64 })), self: Type.Optional(Type.Boolean()) })),
   swarmProgress: cast(Type.Object({ distributionId: Type.String({ maxLength: 64 }), destination: Url, bytesDone: Offset })),
   /**
    * Participant → coordinator, about once a second while something changed: which pieces it holds (a
@@ -102,7 +108,13 @@ export type AgentToCoordinator = typeof AgentToCoordinator
 export const CoordinatorToAgent = {
   execute: call(Job, Type.Object({ accepted: Type.Boolean() })),
   /** Compute (or look up) the manifest of a source, on the seed. */
-  swarmManifest: call(Type.Object({ distributionId: Type.String({ maxLength: 64 }), source: Url, pieceSize: Type.Integer({ minimum: 65536 }) }), Manifest),
+  swarmManifest: call(Type.Object({
+    distributionId: Type.String({ maxLength: 64 }),
+    source: Url,
+    pieceSize: Type.Integer({ minimum: 65536 }),
+    /** An oci:// image into OCI layouts: the manifest covers its blobs laid end to end (agent/swarm/image.ts). */
+    image: Type.Optional(Type.Boolean())
+  }), Manifest),
   /** Join a distribution as the seed or as a destination. */
   swarmJoin: call(Type.Object({
     distributionId: Type.String({ maxLength: 64 }),

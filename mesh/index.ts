@@ -20,7 +20,7 @@ export type { MeshNode, MeshNodeOptions } from './node.ts'
 export { MAX_FRAME_BYTES, encodeFrame, send, sendFrame, FrameReader } from './wire.ts'
 // Each schema below is also the type of the message it validates.
 export {
-  WIRE_VERSION, DataRequest, DataResponse, DataTrailer, ControlEnvelope, Job, SwarmMessage, Manifest,
+  WIRE_VERSION, DataRequest, DataResponse, DataTrailer, ControlEnvelope, Job, SwarmMessage, Manifest, ImageManifest,
   ChecksumMode, CHECKSUM_MODES, decode
 } from './messages.ts'
 export { MAX_REGISTER_OUTCOMES, AgentToCoordinator, CoordinatorToAgent } from './control-methods.ts'

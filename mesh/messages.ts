@@ -94,13 +94,37 @@ export const SwarmMessage = Type.Union([
 ])
 export type SwarmMessage = Static<typeof SwarmMessage>
 
+const Digest = Type.String({ pattern: '^sha256:[0-9a-f]{64}$' })
+
+/** What an image distribution's destinations need besides the pieces: the blobs, and the manifest to name them. */
+export const ImageManifest = Type.Object({
+  /** The OCI-form manifest's digest (what the layout's index.json names). */
+  digest: Digest,
+  mediaType: Type.String({ maxLength: 256 }),
+  /**
+   * The OCI-form manifest, base64. It rides in the join with up to 8192 piece hashes (540 KB) under the 1 MiB
+   * control frame: 256 KiB of base64 leaves room, and an image manifest of a thousand layers is about 200 KB.
+   */
+  manifest: Type.String({ maxLength: 256 * 1024 }),
+  tag: Type.Optional(Type.String({ maxLength: 128 })),
+  platform: Type.Optional(Type.Object({ os: Type.String({ maxLength: 64 }), architecture: Type.String({ maxLength: 64 }), variant: Type.Optional(Type.String({ maxLength: 64 })) })),
+  /** Config and layers, each once, in the order the pieces cut them. */
+  blobs: Type.Array(Type.Object({ digest: Digest, size: Offset }), { maxItems: 1024 })
+})
+export type ImageManifest = Static<typeof ImageManifest>
+
 export const Manifest = Type.Object({
   size: Offset,
   mtime: Type.Number(),
   pieceSize: Type.Integer({ minimum: 1 }),
   sha256: Sha256,
   /** sha256 of every piece, in order. */
-  pieces: Type.Array(Sha256, { maxItems: 8192 })
+  pieces: Type.Array(Sha256, { maxItems: 8192 }),
+  /**
+   * An image distribution: the object the pieces cut is the image's blobs laid end to end, in this order
+   * (agent/swarm/image.ts); each destination writes them into an OCI layout and names `manifest` in its index.
+   */
+  image: Type.Optional(ImageManifest)
 })
 export type Manifest = Static<typeof Manifest>
 

@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { multiaddr } from '@multiformats/multiaddr'
 import type { Connection, Stream } from '@libp2p/interface'
 import {
-  FrameReader, PermissionDeniedError, SWARM_PROTOCOL, SwarmMessage, WIRE_VERSION, decode, parseLocation, sendFrame, toStaccatoError, verifyTicket
+  FrameReader, InvalidArgumentError, PermissionDeniedError, SWARM_PROTOCOL, SwarmMessage, WIRE_VERSION, decode, parseLocation, sendFrame, toStaccatoError, verifyTicket
 } from '../../mesh/index.ts'
 import type { ControlParams, Manifest, MeshNode, SwarmPeerInfo, TicketIssuer } from '../../mesh/index.ts'
 import { resolveLocal } from '../resolve.ts'
@@ -14,6 +14,9 @@ import { PieceCache } from './piece-cache.ts'
 import type { SessionOptions } from './session.ts'
 import { manifestFor, pieceCount } from './manifest.ts'
 import { discardPartial } from './storage.ts'
+import { imageManifest } from './image.ts'
+import { countBytes } from '../counters.ts'
+import type { OciPlugin, ProtocolPlugin } from '../../protocols/index.ts'
 import type { SwarmEntry } from '../journal.ts'
 
 /** What every session needs, plus the node, the agent's name, the coordinator's key and the plug-ins. */
@@ -96,6 +99,12 @@ export class SwarmService {
 
   async manifest (p: ControlParams<'swarmManifest'>): Promise<Manifest> {
     const src = resolveLocal(p.source, this.opts.self, this.opts.plugins, 'source')
+    if (p.image === true) {
+      const { blobs, counters } = this.opts
+      if (!isOciPlugin(src.plugin) || blobs === undefined) throw new InvalidArgumentError(`source: ${p.source} is not an image this agent can distribute`)
+      // Not cached by reference: a tag moves, and the blob store makes a second look cheap.
+      return await imageManifest({ plugin: src.plugin, url: src.url, pieceSize: p.pieceSize, blobs, onFetched: n => { countBytes(counters.bytesIn, 'oci', n) } })
+    }
     return await manifestFor(src.plugin, src.url, p.pieceSize, this.opts.journal.manifests)
   }
 
@@ -193,7 +202,8 @@ export class SwarmService {
     const entry = this.sessions.get(distributionId)
     if (entry === undefined) {
       const kept = await this.opts.journal.getSwarm(distributionId)
-      if (kept !== undefined && removePartial) {
+      // An image's partials are one per blob and named by the manifest, which the journal does not keep: they stay.
+      if (kept !== undefined && removePartial && !kept.destination.endsWith('/')) {
         await discardPartial(resolveLocal(kept.destination, this.opts.self, this.opts.plugins, 'destination'), distributionId).catch(err => {
           this.opts.log('could not remove the partial of a distribution left', { distributionId, error: toStaccatoError(err).message })
         })
@@ -314,4 +324,8 @@ export class SwarmService {
 function seedName (source: string): string | undefined {
   const loc = parseLocation(source, 'source')
   return loc.kind === 'agent' ? loc.agent : loc.via
+}
+
+function isOciPlugin (p: ProtocolPlugin): p is OciPlugin {
+  return typeof (p as Partial<OciPlugin>).resolveImage === 'function'
 }

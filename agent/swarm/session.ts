@@ -17,6 +17,8 @@ import { askSeedAlone } from './sole.ts'
 import { seedRefusal } from './super-seed.ts'
 import { discardPartial, openPieceWriter, sourceStorage, writerStorage } from './storage.ts'
 import type { PieceStorage } from './storage.ts'
+import { imageSourceStorage, isImageWriter, openImageWriter } from './image.ts'
+import type { BlobIndex } from '../blob-index.ts'
 
 /**
  * Requests in flight to one peer. A peer serves its requests in order, so a
@@ -50,6 +52,8 @@ export interface SessionOptions {
   every?: (ms: number, fn: () => void) => () => void
   /** The agent's cache of pieces to serve, shared by its distributions. */
   cache: PieceCache
+  /** The blobs this agent holds (an image distribution's seed reads them, its destinations look there first). */
+  blobs?: BlobIndex
   upload?: TokenBucket
   download?: TokenBucket
   log: (msg: string, fields?: Record<string, unknown>, level?: 'info' | 'warn' | 'error') => void
@@ -105,7 +109,7 @@ export class SwarmSession {
     this.pieces = pieceCount(this.manifest)
     this.mine = this.role === 'seed' ? Bitfield.full(this.pieces) : new Bitfield(this.pieces)
     this.picker = new PiecePicker(this.mine)
-    if (opts.source !== undefined) this.storage = sourceStorage(opts.source, this.manifest)
+    if (opts.source !== undefined) this.storage = this.manifest.image !== undefined && opts.blobs !== undefined ? imageSourceStorage(this.manifest, opts.blobs) : sourceStorage(opts.source, this.manifest)
   }
 
   async start (): Promise<void> {
@@ -130,8 +134,12 @@ export class SwarmSession {
       return
     }
     // Without a journal for this manifest the partial's bytes are unknown: start from nothing.
-    this.writer = await openPieceWriter(dst, this.id, this.manifest.size, same)
+    this.writer = this.manifest.image !== undefined && this.opts.blobs !== undefined
+      ? await openImageWriter({ dst, location: destination, key: this.id, manifest: this.manifest, resume: same, index: this.opts.blobs })
+      : await openPieceWriter(dst, this.id, this.manifest.size, same)
     this.storage = writerStorage(this.writer)
+    // An image's blobs that this agent already holds are not fetched again.
+    if (isImageWriter(this.writer)) for (const piece of this.writer.heldPieces()) this.mine.set(piece)
     if (same && this.writer.resumed) {
       const have = Bitfield.fromBase64(this.pieces, kept.have)
       for (let i = 0; i < this.pieces; i++) if (have.has(i)) this.mine.set(i)

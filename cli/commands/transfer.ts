@@ -131,7 +131,7 @@ export function transferCommand (program: Command): void {
 }
 
 /** Prints the outcome; a transfer that did not succeed ends the command with exit code 1. */
-function finish (t: Transfer, json: boolean): void {
+export function finish (t: Transfer, json: boolean): void {
   if (json) printJson(t)
   else if (t.state === 'succeeded') process.stdout.write(`${t.id}  succeeded${t.sha256 !== undefined ? `  sha256 ${t.sha256}` : ''}${t.blake3 !== undefined ? `  blake3 ${t.blake3}` : ''}\n`)
   if (t.state === 'failed') {

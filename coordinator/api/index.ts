@@ -20,6 +20,7 @@ import { registerOpenApi } from './openapi.ts'
 import { guardConnections } from './connections.ts'
 import { Health } from './schemas.ts'
 import { transferRoutes } from './transfers.ts'
+import { imageRoutes } from './images.ts'
 import { EventServices } from '../events/index.ts'
 import { changesRoutes } from './changes.ts'
 import { eventStreamRoutes } from './events-sse.ts'
@@ -167,6 +168,7 @@ export function buildApi (opts: ApiOptions): FastifyInstance {
     }, async () => ({ ok: true }))
 
     transferRoutes(app, opts)
+    imageRoutes(app, opts)
     const watch = opts.watch ?? new MeshWatch(opts.store)
     agentRoutes(app, { ...opts, agentRate: name => watch.throughput.rate(name) })
     tokenRoutes(app, { tokens, audit: opts.audit })

@@ -148,7 +148,7 @@ function visible (store: TransferStore, id: string, principal: Principal): Trans
  * Only admins are told which agents exist. Volumes and schemes are checked
  * against what each agent registered, offline or not (400 naming both).
  */
-function authorizeSubmission (store: TransferStore, input: TransferInput, principal: Principal, tenants: TenantPolicy): void {
+export function authorizeSubmission (store: TransferStore, input: TransferInput, principal: Principal, tenants: TenantPolicy): void {
   checkLocationText(input.source, 'source')
   if (input.destination !== undefined) checkLocationText(input.destination, 'destination')
   input.destinations?.forEach((d, i) => checkLocationText(d, `destinations[${i}]`))

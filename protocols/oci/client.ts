@@ -93,6 +93,13 @@ export class RegistryClient {
     return { bytes: got.bytes, digest: got.digest, mediaType: parsed.mediaType, config: parsed.config, layers: parsed.layers, platform }
   }
 
+  /** The manifest or index a reference names, as the registry sent it (a mirror hands it on), checked against its digest. */
+  async rawManifest (ref: ImageReference, signal?: AbortSignal): Promise<{ bytes: Buffer, digest: string, mediaType: string, parsed: Parsed }> {
+    const reference = ref.digest ?? ref.tag ?? 'latest'
+    const got = await this.manifest(ref, reference, `${ref.registry}/${ref.repository}${ref.digest !== undefined ? `@${reference}` : `:${reference}`}`, signal)
+    return { ...got, mediaType: got.parsed.mediaType }
+  }
+
   private async manifest (ref: ImageReference, reference: string, what: string, signal?: AbortSignal): Promise<{ bytes: Buffer, digest: string, parsed: Parsed }> {
     const res = await this.request(ref, `manifests/${reference}`, 'GET', { accept: MANIFEST_ACCEPT }, signal)
     const bytes = await readBody(res, MANIFEST_LIMIT, what)

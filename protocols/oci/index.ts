@@ -7,5 +7,5 @@ export { parseReference, parsePlatform, formatPlatform, ownPlatform } from './re
 export type { ImageReference, Platform } from './reference.ts'
 export { parseManifest, selectPlatform, MEDIA } from './manifest.ts'
 export type { Descriptor } from './manifest.ts'
-export { copyImageToLayout, layoutIndex } from './layout.ts'
-export type { BlobCheckpoint, LayoutCopyOptions, LayoutCopyResult } from './layout.ts'
+export { copyImageToLayout, layoutIndex, layoutImageOf, writeLayoutIndex, blobUrl, imageBlobs } from './layout.ts'
+export type { BlobCheckpoint, LayoutCopyOptions, LayoutCopyResult, LayoutImage } from './layout.ts'

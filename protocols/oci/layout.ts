@@ -4,6 +4,8 @@ import type { ProtocolPlugin, Writer } from '../contract.ts'
 import { MEDIA, asOciManifest } from './manifest.ts'
 import type { Descriptor } from './manifest.ts'
 import type { OciPlugin } from './plugin.ts'
+import type { ResolvedImage } from './client.ts'
+import type { ImageReference, Platform } from './reference.ts'
 
 /** What the OCI image-layout spec puts in `oci-layout`. */
 const LAYOUT_FILE = JSON.stringify({ imageLayoutVersion: '1.0.0' })
@@ -46,6 +48,8 @@ export interface LayoutCopyResult {
   bytes: number
   /** Bytes read from the registry (blobs the layout already held are not read again). */
   fetched: number
+  /** The config and layers the layout now holds for this image. */
+  blobs: Descriptor[]
 }
 
 /**
@@ -59,7 +63,7 @@ export async function copyImageToLayout (o: LayoutCopyOptions): Promise<LayoutCo
   if (!o.dir.pathname.endsWith('/')) throw new InvalidArgumentError(`${o.dir.href}: an image is written to a directory (end the destination with '/')`)
   const image = await o.source.resolveImage(o.url, o.signal)
   const { reference } = image
-  const blobs = uniqueByDigest([image.config, ...image.layers])
+  const blobs = imageBlobs(image)
   const total = image.bytes.length + blobs.reduce((n, d) => n + d.size, 0)
   let done = 0
   let fetched = 0
@@ -74,9 +78,37 @@ export async function copyImageToLayout (o: LayoutCopyOptions): Promise<LayoutCo
     }
     o.onProgress?.(done, total)
   }
+  const named = layoutImageOf(image)
+  await writeLayoutIndex({ dest: o.dest, dir: o.dir, key: o.key, signal: o.signal }, named)
+  done += image.bytes.length
+  o.onProgress?.(done, total)
+  return { digest: named.digest, registryDigest: image.digest, bytes: total - image.bytes.length + named.manifest.length, fetched, blobs }
+}
+
+/** What a layout's index names for one image: the manifest in its OCI form, with its tag and platform. */
+export interface LayoutImage {
+  /** The OCI-form manifest's bytes and digest. */
+  manifest: Buffer
+  digest: string
+  mediaType: string
+  tag?: string
+  platform?: Platform
+}
+
+export function layoutImageOf (image: ResolvedImage & { reference: ImageReference }): LayoutImage {
   const manifest = asOciManifest(image.bytes, image.mediaType)
   const digest = manifest.converted ? `sha256:${createHash('sha256').update(manifest.bytes).digest('hex')}` : image.digest
-  await writeSmall(o, blobUrl(o.dir, digest), manifest.bytes, 'manifest')
+  const { reference } = image
+  const tag = reference.tag !== undefined && reference.digest === undefined ? reference.tag : undefined
+  return { manifest: manifest.bytes, digest, mediaType: manifest.mediaType, ...(tag !== undefined ? { tag } : {}), ...(image.platform !== undefined ? { platform: image.platform } : {}) }
+}
+
+/**
+ * The last steps of writing an image into a layout whose blobs are all in
+ * place: the manifest blob, `oci-layout`, and `index.json` last.
+ */
+export async function writeLayoutIndex (o: Pick<LayoutCopyOptions, 'dest' | 'dir' | 'key' | 'signal'>, image: LayoutImage): Promise<void> {
+  await writeSmall(o, blobUrl(o.dir, image.digest), image.manifest, 'manifest')
   const layoutFile = new URL('oci-layout', o.dir)
   if (await o.dest.stat(layoutFile, { signal: o.signal }).catch(() => undefined) === undefined) {
     await writeSmall(o, layoutFile, Buffer.from(LAYOUT_FILE), 'layout')
@@ -84,24 +116,22 @@ export async function copyImageToLayout (o: LayoutCopyOptions): Promise<LayoutCo
   const indexUrl = new URL('index.json', o.dir)
   const existing = await readSmall(o, indexUrl)
   const entry: Descriptor = {
-    mediaType: manifest.mediaType,
-    digest,
-    size: manifest.bytes.length,
+    mediaType: image.mediaType,
+    digest: image.digest,
+    size: image.manifest.length,
     ...(image.platform !== undefined ? { platform: image.platform } : {}),
-    ...(reference.tag !== undefined && reference.digest === undefined ? { annotations: { [REF_NAME]: reference.tag } } : {})
+    ...(image.tag !== undefined ? { annotations: { [REF_NAME]: image.tag } } : {})
   }
   await writeSmall(o, indexUrl, Buffer.from(JSON.stringify(layoutIndex(existing, entry))), 'index')
-  done += image.bytes.length
-  o.onProgress?.(done, total)
-  return { digest, registryDigest: image.digest, bytes: total - image.bytes.length + manifest.bytes.length, fetched }
 }
 
-function blobUrl (dir: URL, digest: string): URL {
+export function blobUrl (dir: URL, digest: string): URL {
   return new URL(`blobs/sha256/${digest.slice('sha256:'.length)}`, dir)
 }
 
-function uniqueByDigest (descriptors: Descriptor[]): Descriptor[] {
-  return [...new Map(descriptors.map(d => [d.digest, d])).values()]
+/** The config and the layers, each digest once, in that order. */
+export function imageBlobs (image: Pick<ResolvedImage, 'config' | 'layers'>): Descriptor[] {
+  return [...new Map([image.config, ...image.layers].map(d => [d.digest, d])).values()]
 }
 
 /**
@@ -185,7 +215,7 @@ async function reopen (o: LayoutCopyOptions, d: Descriptor, open: (offset: numbe
   return { hash: createHash('sha256'), offset: 0 }
 }
 
-async function writeSmall (o: LayoutCopyOptions, target: URL, bytes: Buffer, what: string): Promise<void> {
+async function writeSmall (o: Pick<LayoutCopyOptions, 'dest' | 'key' | 'signal'>, target: URL, bytes: Buffer, what: string): Promise<void> {
   const writer = await o.dest.write(target, { offset: 0, size: bytes.length, key: `${o.key}-${what}`, signal: o.signal })
   try {
     await writer.write(bytes)
@@ -196,7 +226,7 @@ async function writeSmall (o: LayoutCopyOptions, target: URL, bytes: Buffer, wha
   }
 }
 
-async function readSmall (o: LayoutCopyOptions, url: URL): Promise<Buffer | undefined> {
+async function readSmall (o: Pick<LayoutCopyOptions, 'dest' | 'signal'>, url: URL): Promise<Buffer | undefined> {
   const chunks: Uint8Array[] = []
   try {
     for await (const chunk of o.dest.read(url, { offset: 0, signal: o.signal })) chunks.push(chunk)

@@ -26,6 +26,8 @@ export interface OciOptions {
 export interface OciPlugin extends ProtocolPlugin {
   /** The manifest a reference names (an index resolved to one platform), checked against its digest. */
   resolveImage(url: URL, signal?: AbortSignal): Promise<ResolvedImage & { reference: ImageReference }>
+  /** The manifest or index a reference names, unresolved (for a registry mirror), checked against its digest. */
+  manifest(url: URL, signal?: AbortSignal): Promise<{ bytes: Buffer, digest: string, mediaType: string }>
 }
 
 /** Digests remembered as blobs (seen in a manifest), so that reading one does not first ask for a manifest of that digest. */
@@ -86,6 +88,12 @@ export function oci (opts: OciOptions = {}): OciPlugin {
     // Blobs resume with Range; stat names each object's sha256 (its digest). Registries are read, never written here.
     capabilities: { read: true, write: false, resume: true, list: false, checksum: true },
     resolveImage,
+
+    async manifest (url, signal) {
+      const got = await client.rawManifest(parseReference(url), signal)
+      if (got.parsed.kind === 'manifest') remember({ ...got, config: got.parsed.config, layers: got.parsed.layers })
+      return { bytes: got.bytes, digest: got.digest, mediaType: got.mediaType }
+    },
 
     async stat (url, o) {
       const ref = parseReference(url)

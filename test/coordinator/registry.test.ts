@@ -49,6 +49,7 @@ describe('agent registry', () => {
       swarmReport: async () => ({}),
       progress: async () => {},
       swarmProgress: async () => {},
+      imageWant: async () => ({ self: true }),
       swarmStats: async () => {}
     }
     // A node that only hands over the handler: the tests connect agents themselves.

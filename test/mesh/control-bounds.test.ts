@@ -39,7 +39,8 @@ describe('control channel: bounded work and buffers per peer', () => {
     heartbeat: async () => {},
     progress: async () => {},
     swarmStats: async () => {},
-    swarmProgress: async () => {}
+    swarmProgress: async () => {},
+    imageWant: async () => ({ self: true })
   }
   const report = { transferId: 'tr_x', attempt: 1, outcome: 'failed' as const }
   const accepted: Array<{ stream: Stream, channel: ControlChannel<CoordinatorToAgent, AgentToCoordinator> }> = []

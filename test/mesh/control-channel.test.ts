@@ -38,6 +38,7 @@ async function pair (opts: { gate?: (method: string) => void, agent?: Partial<Co
     heartbeat: async (p, ctx) => { seen.push({ method: `heartbeat from ${ctx.peer}`, params: p }) },
     progress: async () => { throw new TypeError('a bug in a cast handler') },
     swarmProgress: note('swarmProgress'),
+    imageWant: async () => ({ self: true }),
     swarmStats: note('swarmStats')
   }
   const agent: AgentEnd = new ControlChannel(a, AGENT_SIDE, {

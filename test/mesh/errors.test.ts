@@ -121,7 +121,8 @@ describe('toStaccatoError: unknown is internal, a lost connection is network', (
             heartbeat: async () => {},
             progress: async () => {},
             swarmStats: async () => {},
-            swarmProgress: async () => {}
+            swarmProgress: async () => {},
+            imageWant: async () => ({ self: true })
           },
           context: () => undefined
         },

@@ -1,0 +1,152 @@
+import { createHash, randomBytes } from 'node:crypto'
+import { createReadStream } from 'node:fs'
+import { mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { ChecksumMismatchError, NetworkError, toStaccatoError } from '../mesh/index.ts'
+import { resolveLocal } from './resolve.ts'
+import type { PluginSet } from './resolve.ts'
+
+/** Where a blob is: the agent's own store (a file in its data directory), or a file in one of its volumes (agent://…). */
+type Place = 'store' | string
+
+/** Places remembered per digest: a layer shared by many layouts needs only a few to be found. */
+const PLACES_KEPT = 4
+const DIGEST = /^sha256:[0-9a-f]{64}$/
+
+/**
+ * The blobs an agent holds, by digest, whatever layout or distribution put
+ * them there: the seed's copies of registry blobs (in its data directory) and
+ * the blobs committed into OCI layouts in its volumes. A place is checked by
+ * size when it is used (a file deleted or replaced since is skipped), and its
+ * bytes are hashed wherever they are copied, so a stale entry costs a fetch,
+ * never a wrong blob.
+ */
+export class BlobIndex {
+  private readonly dir: string
+  private readonly self: string
+  private readonly plugins: PluginSet
+  private places = new Map<string, Place[]>()
+  private saving: Promise<void> = Promise.resolve()
+  /** Blobs being put, by digest: a second reader of the same blob waits for the first instead of reading it again. */
+  private readonly putting = new Map<string, Promise<void>>()
+
+  private constructor (dir: string, self: string, plugins: PluginSet) {
+    this.dir = dir
+    this.self = self
+    this.plugins = plugins
+  }
+
+  static async open (dir: string, self: string, plugins: PluginSet): Promise<BlobIndex> {
+    const index = new BlobIndex(dir, self, plugins)
+    await mkdir(join(dir, 'sha256'), { recursive: true })
+    try {
+      const saved = JSON.parse(await readFile(join(dir, 'index.json'), 'utf8')) as Record<string, Place[]>
+      for (const [digest, places] of Object.entries(saved)) if (DIGEST.test(digest) && Array.isArray(places)) index.places.set(digest, places.filter(p => typeof p === 'string'))
+    } catch {
+      // No index yet, or a damaged one: blobs are found again as they are written.
+    }
+    return index
+  }
+
+  storePath (digest: string): string {
+    return join(this.dir, 'sha256', digest.slice('sha256:'.length))
+  }
+
+  /** A reader of the blob's bytes from a place that still holds `size` bytes (any size when not given), or undefined. */
+  async find (digest: string, size?: number): Promise<BlobReader | undefined> {
+    for (const place of this.places.get(digest) ?? []) {
+      const reader = await this.readerAt(digest, place, size).catch(() => undefined)
+      if (reader !== undefined) return reader
+    }
+    return undefined
+  }
+
+  private async readerAt (digest: string, place: Place, size?: number): Promise<BlobReader | undefined> {
+    if (place === 'store') return await this.fromStore(digest, size)
+    const { plugin, url } = resolveLocal(place, this.self, this.plugins, 'blob')
+    const found = (await plugin.stat(url)).size
+    if (size !== undefined && found !== size) return undefined
+    return { place, size: found, read: (offset, length) => plugin.read(url, { offset, length }) }
+  }
+
+  /** The store's own copy, when it is whole. */
+  private async fromStore (digest: string, size?: number): Promise<BlobReader | undefined> {
+    const path = this.storePath(digest)
+    const st = await stat(path).catch(() => undefined)
+    if (st === undefined || (size !== undefined && st.size !== size)) return undefined
+    // createReadStream's end is inclusive; an empty range reads nothing.
+    return { place: 'store', size: st.size, read: (offset, length) => length === 0 ? emptyChunks() : createReadStream(path, { start: offset, end: offset + length - 1, highWaterMark: 1024 * 1024 }) }
+  }
+
+  async add (digest: string, place: Place): Promise<void> {
+    const places = [place, ...(this.places.get(digest) ?? []).filter(p => p !== place)].slice(0, PLACES_KEPT)
+    this.places.set(digest, places)
+    await this.save()
+  }
+
+  /** Saves the index atomically; saves are chained so that the last one wins. */
+  private async save (): Promise<void> {
+    const run = this.saving.then(async () => {
+      const tmp = join(this.dir, `index.json.${randomBytes(4).toString('hex')}`)
+      await writeFile(tmp, JSON.stringify(Object.fromEntries(this.places)))
+      await rename(tmp, join(this.dir, 'index.json'))
+    })
+    this.saving = run.catch(() => {})
+    await run
+  }
+
+  /**
+   * Copies a blob into the store from `chunks`, visible under its digest only
+   * once the bytes hash to it. `onChunk` sees every chunk as it arrives (the
+   * seed hashes its pieces there).
+   */
+  /** Resolves once no put of this digest is running (whatever its outcome). */
+  async settled (digest: string): Promise<void> {
+    await this.putting.get(digest)?.catch(() => {})
+  }
+
+  async put (digest: string, size: number, chunks: AsyncIterable<Uint8Array>, onChunk: (chunk: Uint8Array) => void | Promise<void>): Promise<void> {
+    const run = this.putNow(digest, size, chunks, onChunk)
+    this.putting.set(digest, run)
+    try {
+      await run
+    } finally {
+      if (this.putting.get(digest) === run) this.putting.delete(digest)
+    }
+  }
+
+  private async putNow (digest: string, size: number, chunks: AsyncIterable<Uint8Array>, onChunk: (chunk: Uint8Array) => void | Promise<void>): Promise<void> {
+    const path = this.storePath(digest)
+    const tmp = `${path}.${randomBytes(4).toString('hex')}.partial`
+    const fh = await open(tmp, 'w')
+    const hash = createHash('sha256')
+    let n = 0
+    try {
+      for await (const chunk of chunks) {
+        await fh.write(chunk)
+        hash.update(chunk)
+        await onChunk(chunk)
+        n += chunk.byteLength
+      }
+      await fh.sync()
+      await fh.close()
+      if (n !== size) throw new NetworkError(`${digest}: ${n} bytes arrived, the manifest says ${size}`)
+      const got = `sha256:${hash.digest('hex')}`
+      if (got !== digest) throw new ChecksumMismatchError(`${digest}: the blob's bytes hash to ${got}`)
+      await rename(tmp, path)
+    } catch (err) {
+      await fh.close().catch(() => {})
+      await rm(tmp, { force: true })
+      throw toStaccatoError(err)
+    }
+    await this.add(digest, 'store')
+  }
+}
+
+export interface BlobReader {
+  place: Place
+  size: number
+  read(offset: number, length: number): AsyncIterable<Uint8Array>
+}
+
+async function * emptyChunks (): AsyncIterable<Uint8Array> {}

@@ -1,0 +1,35 @@
+import { Type } from 'typebox'
+import type { TransferStore } from '../store.ts'
+import { preheatInput } from '../preheat.ts'
+import { ownTenant } from './auth.ts'
+import { authorizeSubmission } from './transfers.ts'
+import type { TenantPolicy } from './policy.ts'
+import { TransferSchema, errorResponses } from './schemas.ts'
+import type { ApiInstance } from './types.ts'
+
+const Name = Type.String({ minLength: 1, maxLength: 128 })
+
+const PreheatBody = Type.Object({
+  image: Type.String({ minLength: 1, maxLength: 4096, description: 'oci://registry/repository:tag (or @sha256:…, ?platform=os/arch)' }),
+  agents: Type.Array(Name, { minItems: 1, maxItems: 1000, description: 'the agents whose first pull should be local' }),
+  via: Type.Optional(Name),
+  volume: Type.Optional(Name),
+  labels: Type.Optional(Type.Record(Type.String({ maxLength: 128 }), Type.String({ maxLength: 1024 })))
+}, { additionalProperties: false })
+
+export function imageRoutes (app: ApiInstance, opts: { store: TransferStore, tenants?: TenantPolicy }): void {
+  const { store } = opts
+  app.post('/v1/images/preheat', {
+    config: { role: 'operator' },
+    schema: {
+      body: PreheatBody,
+      response: { 201: TransferSchema, ...errorResponses }
+    }
+  }, async (req, reply) => {
+    const input = preheatInput(req.body, name => store.getAgent(name))
+    authorizeSubmission(store, input, req.principal, opts.tenants ?? {})
+    const { record } = await store.create(input, { tenant: ownTenant(req.principal) })
+    void reply.header('location', `/v1/transfers/${record.id}`)
+    return reply.code(201).send(record)
+  })
+}

@@ -1,0 +1,96 @@
+import { setTimeout as sleep } from 'node:timers/promises'
+import { InvalidArgumentError, toStaccatoError } from '../mesh/index.ts'
+import type { TransferStore } from './store.ts'
+import { TERMINAL_STATES } from './model.ts'
+import { preheatInput } from './preheat.ts'
+import type { PartHandlers } from './registry.ts'
+
+/**
+ * How long the first want of an image waits for others: the hosts of one
+ * rollout start their pulls within a fraction of a second of each other,
+ * and half a second is little next to the pull of an image worth sharing.
+ */
+const WINDOW_MS = 500
+/** Images whose last seed is remembered (it keeps every blob it seeded in its store); bounded. */
+const HOLDERS_KEPT = 1024
+/** The tenant of distributions the mirrors ask for: they are the mesh's own, not a client's. */
+const MIRROR_TENANT = 'default'
+
+export interface ImageWantsOptions {
+  store: TransferStore
+  isOnline: (agent: string) => boolean
+  log: (msg: string, fields?: Record<string, unknown>, level?: 'info' | 'warn' | 'error') => void
+}
+
+/**
+ * Cold pulls through the agents' registry mirrors, shared: the wants of one
+ * image that arrive within a short window become one image distribution
+ * (the registry read once, by its seed), seeded by the agent that seeded
+ * that image last when it is online (it holds every blob), or else by the
+ * first agent that asked. An agent already in a running distribution of the
+ * image is told that one.
+ */
+export class ImageWants {
+  private readonly opts: ImageWantsOptions
+  private readonly pending = new Map<string, { agents: Set<string>, done: Promise<string | undefined> }>()
+  private readonly running = new Map<string, { id: string, agents: Set<string> }>()
+  private readonly holders = new Map<string, string>()
+  readonly handlers: Pick<PartHandlers, 'imageWant'> = {
+    imageWant: async (p, { agent }) => await this.want(agent, p.image)
+  }
+
+  constructor (opts: ImageWantsOptions) {
+    this.opts = opts
+  }
+
+  async want (agent: string, image: string): Promise<{ distributionId?: string, self?: boolean }> {
+    const run = this.running.get(image)
+    if (run !== undefined) {
+      const rec = this.opts.store.get(run.id)
+      if (rec !== undefined && !TERMINAL_STATES.has(rec.state) && run.agents.has(agent)) return { distributionId: run.id }
+      if (rec === undefined || TERMINAL_STATES.has(rec.state)) this.running.delete(image)
+    }
+    let p = this.pending.get(image)
+    if (p === undefined) {
+      const agents = new Set<string>()
+      const done = sleep(WINDOW_MS).then(async () => {
+        this.pending.delete(image)
+        return await this.start(image, [...agents])
+      })
+      p = { agents, done }
+      this.pending.set(image, p)
+    }
+    p.agents.add(agent)
+    const id = await p.done
+    return id !== undefined && this.running.get(image)?.agents.has(agent) === true ? { distributionId: id } : { self: true }
+  }
+
+  /** One distribution for the agents that asked; undefined when there is none to make (a lone asker reads the registry itself). */
+  private async start (image: string, agents: string[]): Promise<string | undefined> {
+    const holder = this.holders.get(image)
+    const via = holder !== undefined && this.opts.isOnline(holder) ? holder : agents[0]
+    let input
+    try {
+      input = preheatInput({ image, agents, via, labels: { 'staccato.mirror': 'true' } }, name => this.opts.store.getAgent(name))
+    } catch (err) {
+      if (err instanceof InvalidArgumentError) return undefined
+      throw err
+    }
+    try {
+      const { record } = await this.opts.store.create(input, { tenant: MIRROR_TENANT })
+      // The seed too: its blob store receives every blob while it makes the manifest.
+      this.running.set(image, { id: record.id, agents: new Set([...agents, via]) })
+      this.holders.delete(image)
+      this.holders.set(image, via)
+      for (const old of this.holders.keys()) {
+        if (this.holders.size <= HOLDERS_KEPT) break
+        this.holders.delete(old)
+      }
+      this.opts.log('image distribution for mirrors', { transferId: record.id, image, seed: via, agents })
+      return record.id
+    } catch (err) {
+      this.opts.log('could not start an image distribution for mirrors', { image, error: toStaccatoError(err).message }, 'warn')
+      return undefined
+    }
+  }
+}
