@@ -1,8 +1,9 @@
 import {
-  CanceledError, ChecksumMismatchError, NetworkError, UnsupportedError, errorFields, parseLocation, toStaccatoError
+  CanceledError, ChecksumMismatchError, IsADirectoryError, NetworkError, NotFoundError, UnsupportedError, errorFields, parseLocation, toStaccatoError
 } from '../mesh/index.ts'
 import type { ControlParams, Job, MeshNode } from '../mesh/index.ts'
 import { agent as agentPlugin } from '../protocols/index.ts'
+import type { ObjectVersion } from '../protocols/index.ts'
 import { resolveLocal } from './resolve.ts'
 import { isImageJob, runImageJob } from './image-job.ts'
 import type { PluginSet, Resolved } from './resolve.ts'
@@ -14,6 +15,9 @@ import type { CopyResult } from './copy/copy.ts'
 import { systemClock } from './copy/clock.ts'
 import type { Clock } from './copy/clock.ts'
 import { sameVersion } from './copy/resume.ts'
+import { newHasher } from './copy/checksum.ts'
+import { decideOverwrite, planDestination, sourceIsDirectory } from './copy/destination.ts'
+import type { Existing } from './copy/destination.ts'
 
 export type Report = ControlParams<'report'>
 
@@ -103,9 +107,16 @@ export class Executor {
     await Promise.allSettled([...this.running.values()].map(r => r.done))
   }
 
-  private async run (job: Job, signal: AbortSignal): Promise<void> {
+  private async run (sent: Job, signal: AbortSignal): Promise<void> {
     const { log } = this.opts
-    log('transfer started', { transferId: job.transferId, attempt: job.attempt, source: job.source, destination: job.destination })
+    log('transfer started', { transferId: sent.transferId, attempt: sent.attempt, source: sent.source, destination: sent.destination })
+    let job: Job
+    try {
+      job = planned(sent)
+    } catch (err) {
+      await this.failed(sent, err, signal)
+      return
+    }
     const earlier = await this.opts.journal.get(job.transferId)
     if (earlier?.outcome?.outcome === 'succeeded' && earlier.attempt !== job.attempt && await this.stillCurrent(job, earlier, signal)) {
       // The object is in place from an earlier attempt whose outcome the coordinator has not taken yet: report it, do not copy again.
@@ -118,19 +129,25 @@ export class Executor {
       this.opts.counters.transfersSucceeded++
       const digest = digestFields(result)
       log('transfer succeeded', { transferId: job.transferId, bytes: result.bytes, ...digest })
-      await this.finish(job, { outcome: 'succeeded', ...digest, bytesDone: result.bytes, bytesTotal: result.bytes })
+      // An unchanged destination moved nothing: the record says so, and still carries the digest of what is there.
+      await this.finish(job, { outcome: 'succeeded', ...digest, bytesDone: result.unchanged === true ? 0 : result.bytes, bytesTotal: result.bytes })
     } catch (err) {
-      const e = toStaccatoError(signal.aborted ? signal.reason : err)
-      if (e instanceof CanceledError) {
-        log('transfer canceled', { transferId: job.transferId })
-        await this.opts.journal.remove(job.transferId)
-        return
-      }
-      this.opts.counters.transfersFailed++
-      log('transfer failed', { transferId: job.transferId, retryable: e.retryable, ...errorFields(e) }, 'warn')
-      const entry = await this.opts.journal.get(job.transferId)
-      await this.finish(job, { outcome: 'failed', error: e.toJSON(), bytesDone: entry?.durableOffset ?? 0 })
+      await this.failed(job, err, signal)
     }
+  }
+
+  private async failed (job: Job, err: unknown, signal: AbortSignal): Promise<void> {
+    const { log } = this.opts
+    const e = toStaccatoError(signal.aborted ? signal.reason : err)
+    if (e instanceof CanceledError) {
+      log('transfer canceled', { transferId: job.transferId })
+      await this.opts.journal.remove(job.transferId)
+      return
+    }
+    this.opts.counters.transfersFailed++
+    log('transfer failed', { transferId: job.transferId, retryable: e.retryable, ...errorFields(e) }, 'warn')
+    const entry = await this.opts.journal.get(job.transferId)
+    await this.finish(job, { outcome: 'failed', error: e.toJSON(), bytesDone: entry?.durableOffset ?? 0 })
   }
 
   /** Records the outcome in the journal first, so that it reaches the coordinator even if it is down right now. */
@@ -221,6 +238,11 @@ export class Executor {
       // An image is named by its manifest's sha256 digest, whatever checksum mode the transfer asked for.
       return { bytes: image.bytes, digest: { algorithm: 'sha256', value: image.sha256 } }
     }
+    const { source, existing } = await this.preflight(job, src, dst, signal)
+    if (decideOverwrite(job.overwrite ?? 'always', source, existing, job.destination) === 'unchanged') {
+      this.opts.log('destination unchanged (same size and mtime); not copied', { transferId: job.transferId, destination: job.destination })
+      return await this.unchanged(job, dst, source, signal)
+    }
     try {
       return await copy(this.copyDeps(), job, src, dst, false, signal)
     } catch (err) {
@@ -229,6 +251,39 @@ export class Executor {
       this.opts.log('checksum mismatch; retrying once from zero', { transferId: job.transferId, error: err.message }, 'warn')
       return await copy(this.copyDeps(), job, src, dst, true, signal)
     }
+  }
+
+  /**
+   * Looks at both ends before a byte moves: a source directory named without
+   * its slash, or a directory where the file should land, fails now rather
+   * than after the copy.
+   */
+  private async preflight (job: Job, src: Resolved, dst: Resolved, signal: AbortSignal): Promise<{ source: ObjectVersion, existing: Existing }> {
+    const source = await src.plugin.stat(src.url, { signal }).catch(err => {
+      throw toStaccatoError(err) instanceof IsADirectoryError ? sourceIsDirectory(job.source) : err
+    })
+    let existing: Existing = { kind: 'none' }
+    try {
+      existing = { kind: 'file', version: await dst.plugin.stat(dst.url, { signal }) }
+    } catch (err) {
+      const e = toStaccatoError(err)
+      if (e instanceof IsADirectoryError) existing = { kind: 'directory' }
+      // Anything else (missing, or a plug-in that cannot stat what it writes) leaves the decision to the write.
+      else if (!(e instanceof NotFoundError) && job.overwrite !== undefined && job.overwrite !== 'always') {
+        throw new UnsupportedError(`destination: cannot tell whether ${job.destination} exists (${e.message}), so overwrite ${job.overwrite} cannot be kept`)
+      }
+    }
+    return { source, existing }
+  }
+
+  /** The destination already holds the source's version: report the digest of what is there, read locally. */
+  private async unchanged (job: Job, dst: Resolved, version: ObjectVersion, signal: AbortSignal): Promise<CopyResult> {
+    const hasher = newHasher(checksumModeOf(job))
+    if (hasher !== undefined) {
+      for await (const chunk of dst.plugin.read(dst.url, { offset: 0, expect: undefined, signal })) hasher.update(chunk)
+    }
+    const digest = hasher === undefined ? undefined : { algorithm: hasher.algorithm, value: hasher.digest() }
+    return { bytes: version.size, digest, unchanged: true }
   }
 
   private copyDeps (): Parameters<typeof copy>[0] {
@@ -242,6 +297,13 @@ export class Executor {
     const writer = await dst.plugin.write(dst.url, { offset: 0, size: entry.version.size, key: entry.transferId })
     await writer.abort({ keepPartial: false })
   }
+}
+
+/** The job with its destination as it lands: a file sent to `dir/` goes to `dir/<its name>`. An image's `dir/` is its layout directory. */
+function planned (job: Job): Job {
+  const source = parseLocation(job.source, 'source')
+  if (source.kind === 'plugin' && source.scheme === 'oci') return job
+  return { ...job, destination: planDestination(job.source, job.destination) }
 }
 
 function reportOf (entry: JournalEntry): Report {

@@ -229,7 +229,8 @@ export class Dispatcher implements AgentLifecycle {
       source: rec.source,
       destination: rec.destination,
       checksum: rec.checksum,
-      checksumMode: rec.checksumMode
+      checksumMode: rec.checksumMode,
+      overwrite: rec.overwrite
     }
     const source = parseLocation(rec.source, 'source')
     // A plug-in source named `via` another agent is read there (e.g. an https:// URL only

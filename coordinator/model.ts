@@ -1,4 +1,4 @@
-import type { ChecksumMode, ErrorInfo } from '../mesh/index.ts'
+import type { ChecksumMode, ErrorInfo, Overwrite } from '../mesh/index.ts'
 
 export type TransferState = 'queued' | 'scheduled' | 'active' | 'verifying' | 'succeeded' | 'failed' | 'canceled'
 
@@ -78,6 +78,8 @@ export interface TransferRecord {
   checksum?: { algorithm: 'sha256', value: string }
   /** The end-to-end checksum the agents compute (sha256 when absent). */
   checksumMode?: ChecksumMode
+  /** What to do when the destination exists (always when absent). */
+  overwrite?: Overwrite
   /** Higher runs first. */
   priority: number
   /** How many times a retryable failure is retried before the transfer fails. */
@@ -115,6 +117,7 @@ export interface TransferInput {
   destinations?: string[]
   checksum?: { algorithm: 'sha256', value: string }
   checksumMode?: string
+  overwrite?: string
   priority?: number
   retries?: number
   labels?: Record<string, string>

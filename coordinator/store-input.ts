@@ -1,5 +1,5 @@
-import { CHECKSUM_MODES, InvalidArgumentError, parseLocation } from '../mesh/index.ts'
-import type { ChecksumMode, Location } from '../mesh/index.ts'
+import { CHECKSUM_MODES, InvalidArgumentError, OVERWRITE_MODES, parseLocation } from '../mesh/index.ts'
+import type { ChecksumMode, Location, Overwrite } from '../mesh/index.ts'
 import type { TransferInput } from './model.ts'
 
 /** Limits shared by the store (which enforces them for every caller) and the API schemas (which document them). */
@@ -24,6 +24,7 @@ export interface PreparedInput {
   destinations?: string[]
   checksum?: { algorithm: 'sha256', value: string }
   checksumMode?: ChecksumMode
+  overwrite?: Overwrite
   priority: number
   retries: number
   labels: Record<string, string>
@@ -105,6 +106,7 @@ export function prepareInput (input: TransferInput): PreparedInput {
   if (destinations !== undefined) prepared.destinations = input.destinations
   if (input.checksum !== undefined) prepared.checksum = prepareChecksum(input.checksum)
   if (input.checksumMode !== undefined) prepared.checksumMode = prepareChecksumMode(input.checksumMode, prepared)
+  if (input.overwrite !== undefined) prepared.overwrite = prepareOverwrite(input.overwrite, prepared)
   if (input.callbackUrl !== undefined) prepared.callbackUrl = prepareCallbackUrl(input.callbackUrl)
   return prepared
 }
@@ -122,6 +124,14 @@ function prepareChecksumMode (mode: unknown, prepared: PreparedInput): ChecksumM
   if (known !== 'sha256' && prepared.checksum !== undefined) throw new InvalidArgumentError(`checksumMode: a pinned checksum is a sha256, so it needs checksumMode sha256, not ${known}`)
   // Swarm pieces are checked against their sha256 from a manifest: a distribution has no other mode.
   if (known !== 'sha256' && prepared.destinations !== undefined) throw new InvalidArgumentError(`checksumMode: a distribution verifies every piece's sha256; ${known} applies to one destination only`)
+  return known
+}
+
+function prepareOverwrite (mode: unknown, prepared: PreparedInput): Overwrite {
+  const known = OVERWRITE_MODES.find(m => m === mode)
+  if (known === undefined) throw new InvalidArgumentError(`overwrite: must be one of ${OVERWRITE_MODES.join(', ')}`)
+  // A distribution's destinations are checked by its swarm sessions, which do not look at what is there yet.
+  if (known !== 'always' && prepared.destinations !== undefined) throw new InvalidArgumentError(`overwrite: ${known} applies to one destination only; a distribution replaces what its destinations hold`)
   return known
 }
 

@@ -26,6 +26,15 @@ export const ChecksumMode = Type.Union([Type.Literal('sha256'), Type.Literal('bl
 export type ChecksumMode = Static<typeof ChecksumMode>
 export const CHECKSUM_MODES: readonly ChecksumMode[] = ['sha256', 'blake3', 'none']
 
+/**
+ * What a transfer does when its destination exists: `always` replaces it (as
+ * `cp` and `scp` do, the default), `never` fails with `exists` before a byte
+ * moves, `if-different` leaves it when its size and mtime are the source's.
+ */
+export const Overwrite = Type.Union([Type.Literal('always'), Type.Literal('never'), Type.Literal('if-different')])
+export type Overwrite = Static<typeof Overwrite>
+export const OVERWRITE_MODES: readonly Overwrite[] = ['always', 'never', 'if-different']
+
 // ---- /staccato/data/1 -------------------------------------------------------
 
 export const DataRequest = Type.Object({
@@ -71,6 +80,8 @@ export const Job = Type.Object({
   checksum: Type.Optional(Type.Object({ algorithm: Type.Literal('sha256'), value: Sha256 })),
   /** sha256 when absent. */
   checksumMode: Type.Optional(ChecksumMode),
+  /** always when absent. */
+  overwrite: Type.Optional(Overwrite),
   /** Ticket for reading the source from another agent, with that agent's address. */
   ticket: Type.Optional(Type.String({ maxLength: 16384 })),
   sourcePeer: Type.Optional(Type.Object({ peerId: Type.String({ maxLength: 128 }), addrs: Type.Array(Type.String({ maxLength: 512 }), { maxItems: 32 }) }))

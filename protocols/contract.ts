@@ -72,6 +72,12 @@ export interface WriteOptions extends OpOptions {
    * finds the same partial object to resume.
    */
   key: string
+  /**
+   * The source's modification time (epoch ms): a plug-in that can set it on
+   * the object at commit does, so that a later run can compare the two by
+   * size and mtime (rsync's quick check) instead of by their bytes.
+   */
+  mtime?: number
 }
 
 /**

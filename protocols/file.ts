@@ -1,8 +1,8 @@
 import { constants } from 'node:fs'
 import type { BigIntStats } from 'node:fs'
-import { open, opendir, realpath, stat } from 'node:fs/promises'
+import { lstat, open, opendir, realpath, stat } from 'node:fs/promises'
 import { join } from 'node:path'
-import { InvalidArgumentError, SourceChangedError } from '../mesh/index.ts'
+import { InvalidArgumentError, IsADirectoryError, SourceChangedError } from '../mesh/index.ts'
 import type { Entry, ObjectVersion, OpOptions, ProtocolPlugin, ReadOptions, StatResult, WriteAtOptions, WriteOptions, Writer, WriterAt } from './contract.ts'
 import { openFileWriter } from './file-writer.ts'
 import { openFileWriterAt } from './file-writer-at.ts'
@@ -28,6 +28,22 @@ function versionOf (st: BigIntStats): ObjectVersion {
   }
 }
 
+/** A directory is named apart from other non-files: the caller can then tell the user to name it with a trailing '/'. */
+function assertRegular (st: BigIntStats, what: string): void {
+  if (st.isDirectory()) throw new IsADirectoryError(`${what}: is a directory`)
+  if (!st.isFile()) throw new InvalidArgumentError(`${what}: not a regular file`)
+}
+
+/**
+ * A file written onto a directory would fail only at the rename, after every
+ * byte moved: refuse it when the writer opens. lstat: a symlink at the target
+ * is replaced by the rename, not followed.
+ */
+async function assertNotDirectory (path: string, what: string): Promise<void> {
+  const st = await lstat(path).catch(() => undefined)
+  if (st?.isDirectory() === true) throw new IsADirectoryError(`${what}: is a directory`)
+}
+
 /**
  * file:///<volume>/<path> — files under the volumes an agent exports. Writes
  * go to a partial file beside the target, then fsync and rename: nothing is
@@ -48,7 +64,7 @@ export function file (init: FileOptions): ProtocolPlugin {
     async stat (url: URL): Promise<StatResult> {
       const { path, what } = await resolve(url)
       const st = await stat(path, { bigint: true }).catch(err => { throw fsError(err, what) })
-      if (!st.isFile()) throw new InvalidArgumentError(`${what}: not a regular file`)
+      assertRegular(st, what)
       return versionOf(st)
     },
 
@@ -60,7 +76,7 @@ export function file (init: FileOptions): ProtocolPlugin {
       try {
         await assertHandleInside(fh, root, what)
         const first = await fh.stat({ bigint: true })
-        if (!first.isFile()) throw new InvalidArgumentError(`${what}: not a regular file`)
+        assertRegular(first, what)
         const version = versionOf(first)
         assertVersion(what, opts.expect, version)
         let left = checkRange(url, version.size, opts)
@@ -94,7 +110,8 @@ export function file (init: FileOptions): ProtocolPlugin {
       checkOffset(url, opts.offset)
       checkWriteKey(opts.key)
       const { path, root, what } = await resolve(url, true)
-      return await openFileWriter({ target: path, root, what, offset: opts.offset, size: opts.size, key: opts.key, signal: opts.signal })
+      await assertNotDirectory(path, what)
+      return await openFileWriter({ target: path, root, what, offset: opts.offset, size: opts.size, key: opts.key, mtime: opts.mtime, signal: opts.signal })
     },
 
     /** Writes at any offset (a distribution's pieces), to the same kind of partial file as write(). */
@@ -102,6 +119,7 @@ export function file (init: FileOptions): ProtocolPlugin {
       checkWriteKey(opts.key)
       if (!Number.isSafeInteger(opts.size) || opts.size < 0) throw new InvalidArgumentError(`${url.href}: size ${opts.size} is not a non-negative integer`)
       const { path, root, what } = await resolve(url, true)
+      await assertNotDirectory(path, what)
       return await openFileWriterAt({ target: path, root, what, key: opts.key, size: opts.size, resume: opts.resume, signal: opts.signal })
     },
 

@@ -1,6 +1,6 @@
 import type { Command } from 'commander'
 import { CliError, addClientOptions, connect, printJson, table, usageError } from '../client.ts'
-import { CHECKSUM_MODES } from '../../mesh/index.ts'
+import { CHECKSUM_MODES, OVERWRITE_MODES } from '../../mesh/index.ts'
 import type { ClientFlags } from '../client.ts'
 import { FINAL_STATES, follow, rows } from '../follow.ts'
 import type { Transfer } from '../follow.ts'
@@ -27,8 +27,9 @@ export function transferCommand (program: Command): void {
     .option('--retries <n>', 'retries after retryable errors')
     .option('--label <key=value>', 'label the transfer (repeatable)', (v: string, prev: string[] = []) => [...prev, v])
     .option('--checksum <mode|sha256:hex>', 'end-to-end checksum: sha256 (default), blake3 (cheaper, for bulk data) or none; or sha256:<hex>, the expected sha256 of the whole object')
+    .option('--overwrite <mode>', `when the destination exists: ${OVERWRITE_MODES.join(', ')} (default always)`)
     .option('--idempotency-key <key>', 'a retried submission with the same key returns the first transfer'))
-    .action(async (src: string, dsts: string[], o: Flags & { wait?: boolean, priority?: string, retries?: string, label?: string[], checksum?: string, idempotencyKey?: string }) => {
+    .action(async (src: string, dsts: string[], o: Flags & { wait?: boolean, priority?: string, retries?: string, label?: string[], checksum?: string, overwrite?: string, idempotencyKey?: string }) => {
       const body: Record<string, unknown> = { source: src }
       if (dsts.length === 1) body.destination = dsts[0]
       else body.destinations = dsts
@@ -36,6 +37,10 @@ export function transferCommand (program: Command): void {
       if (o.retries !== undefined) body.retries = integer('--retries', o.retries, false)
       if (o.label !== undefined) body.labels = Object.fromEntries(o.label.map(parseLabel))
       if (o.checksum !== undefined) Object.assign(body, parseChecksum(o.checksum))
+      if (o.overwrite !== undefined) {
+        if (!OVERWRITE_MODES.some(m => m === o.overwrite)) throw usageError(`--overwrite must be one of ${OVERWRITE_MODES.join(', ')}`)
+        body.overwrite = o.overwrite
+      }
       const client = await connect(o)
       const created = await client.request<Transfer>('POST', '/v1/transfers', {
         body,

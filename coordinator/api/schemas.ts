@@ -42,6 +42,9 @@ export const TransferInputSchema = Type.Object({
   checksumMode: Type.Optional(Type.Union([Type.Literal('sha256'), Type.Literal('blake3'), Type.Literal('none')], {
     description: 'the end-to-end checksum both agents compute: sha256 (the default; a pinned checksum needs it), blake3 (cheaper per byte, for bulk data) or none (no verification); a distribution is always sha256'
   })),
+  overwrite: Type.Optional(Type.Union([Type.Literal('always'), Type.Literal('never'), Type.Literal('if-different')], {
+    description: 'when the destination exists: always replace it (the default, as cp), never (fails with exists before a byte moves), or if-different (left as it is when its size and mtime are the source\'s)'
+  })),
   priority: Type.Optional(Type.Integer({ minimum: LIMITS.priority.min, maximum: LIMITS.priority.max, description: 'higher runs first; default 0' })),
   retries: Type.Optional(Type.Integer({ minimum: LIMITS.retries.min, maximum: LIMITS.retries.max, description: `default ${LIMITS.retries.default}` })),
   labels: Type.Optional(Labels),
@@ -91,6 +94,7 @@ export const TransferSchema = Type.Object({
   manifest: Type.Optional(ManifestSummary),
   checksum: Type.Optional(Type.Object({ algorithm: Type.Literal('sha256'), value: Type.String() })),
   checksumMode: Type.Optional(Type.Union([Type.Literal('sha256'), Type.Literal('blake3'), Type.Literal('none')], { description: 'sha256 when absent' })),
+  overwrite: Type.Optional(Type.Union([Type.Literal('always'), Type.Literal('never'), Type.Literal('if-different')], { description: 'always when absent' })),
   priority: Type.Integer(),
   retries: Type.Integer(),
   labels: Type.Record(Type.String(), Type.String()),

@@ -130,6 +130,7 @@ function retryInput (rec: TransferRecord): TransferInput {
   else input.destination = rec.destination
   if (rec.checksum !== undefined) input.checksum = rec.checksum
   if (rec.checksumMode !== undefined) input.checksumMode = rec.checksumMode
+  if (rec.overwrite !== undefined) input.overwrite = rec.overwrite
   if (rec.callbackUrl !== undefined) input.callbackUrl = rec.callbackUrl
   return input
 }
