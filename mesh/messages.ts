@@ -35,6 +35,11 @@ export const Overwrite = Type.Union([Type.Literal('always'), Type.Literal('never
 export type Overwrite = Static<typeof Overwrite>
 export const OVERWRITE_MODES: readonly Overwrite[] = ['always', 'never', 'if-different']
 
+/** Globus's sync levels: which files of a tree are copied when the destination has one of that name. */
+export const SyncMode = Type.Union([Type.Literal('none'), Type.Literal('exists'), Type.Literal('size'), Type.Literal('mtime'), Type.Literal('checksum')])
+export type SyncMode = Static<typeof SyncMode>
+export const SYNC_MODES: readonly SyncMode[] = ['none', 'exists', 'size', 'mtime', 'checksum']
+
 // ---- /staccato/data/1 -------------------------------------------------------
 
 export const DataRequest = Type.Object({
