@@ -14,6 +14,7 @@ import { Executor } from './executor.ts'
 import { ControlClient } from './control-client.ts'
 import { executorHandlers, swarmHandlers } from './control-handlers.ts'
 import { startDataServer } from './data-server.ts'
+import { startTreeServer } from './tree/server.ts'
 import { newCounters } from './counters.ts'
 import type { AgentCounters } from './counters.ts'
 import { TokenBucket } from './rate-limit.ts'
@@ -100,6 +101,7 @@ export async function startAgent (config: AgentConfig, onFatal: (err: Error) => 
   const created = await createMeshNode({ privateKey, listen: config.listen })
   const node = seams.wrapNode?.(created) ?? created
   await startDataServer({ node, self: config.name, issuer, plugins, counters, upload, log })
+  await startTreeServer({ node, self: config.name, issuer, volumes: plugins.volumes, volumeList: config.volumes, counters, upload, log })
   const swarm = new SwarmService({
     node,
     self: config.name,

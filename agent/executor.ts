@@ -1,5 +1,5 @@
 import {
-  CanceledError, ChecksumMismatchError, IsADirectoryError, NetworkError, NotFoundError, UnsupportedError, errorFields, parseLocation, toStaccatoError
+  CanceledError, ChecksumMismatchError, IsADirectoryError, NetworkError, NotFoundError, UnsupportedError, errorFields, namesDirectory, parseLocation, toStaccatoError
 } from '../mesh/index.ts'
 import type { ControlParams, Job, MeshNode } from '../mesh/index.ts'
 import { agent as agentPlugin } from '../protocols/index.ts'
@@ -18,6 +18,7 @@ import { sameVersion } from './copy/resume.ts'
 import { newHasher } from './copy/checksum.ts'
 import { decideOverwrite, planDestination, sourceIsDirectory } from './copy/destination.ts'
 import type { Existing } from './copy/destination.ts'
+import { copyTree } from './tree/copy-tree.ts'
 
 export type Report = ControlParams<'report'>
 
@@ -124,6 +125,10 @@ export class Executor {
       await this.finish(job, earlier.outcome)
       return
     }
+    if (namesDirectory(parseLocation(job.source, 'source'))) {
+      await this.runTree(job, signal)
+      return
+    }
     try {
       const result = await this.transfer(job, signal)
       this.opts.counters.transfersSucceeded++
@@ -131,6 +136,34 @@ export class Executor {
       log('transfer succeeded', { transferId: job.transferId, bytes: result.bytes, ...digest })
       // An unchanged destination moved nothing: the record says so, and still carries the digest of what is there.
       await this.finish(job, { outcome: 'succeeded', ...digest, bytesDone: result.unchanged === true ? 0 : result.bytes, bytesTotal: result.bytes })
+    } catch (err) {
+      await this.failed(job, err, signal)
+    }
+  }
+
+  /** A tree: one outcome for all its files, with their counts; it fails if any file failed. */
+  private async runTree (job: Job, signal: AbortSignal): Promise<void> {
+    try {
+      const loc = parseLocation(job.source, 'source')
+      if (loc.kind !== 'agent' || loc.agent === this.opts.self || job.ticket === undefined || job.sourcePeer === undefined) {
+        throw new UnsupportedError(`source: ${job.source}: a tree is copied from another agent's volume (a tree inside one agent is not supported yet)`)
+      }
+      const dst = resolveLocal(job.destination, this.opts.self, this.opts.plugins, 'destination')
+      const peer = { node: this.opts.node, peerId: job.sourcePeer.peerId, addrs: job.sourcePeer.addrs, ticket: job.ticket, source: job.source }
+      const { journal, counters, download, log, syncEveryBytes, syncEveryMs, progressEveryMs } = this.opts
+      const progress = (p: ControlParams<'progress'>): void => this.opts.progress(p)
+      const deps = { node: this.opts.node, journal, counters, download, log, syncEveryBytes, syncEveryMs, progressEveryMs, progress, clock: this.opts.clock ?? systemClock }
+      const r = await copyTree(deps, job, peer, dst, signal)
+      log('tree copied', { transferId: job.transferId, ...r.files, bytes: r.bytesDone })
+      const counts = { files: r.files, bytesDone: r.bytesDone, bytesTotal: r.bytesTotal }
+      if (r.firstError !== undefined) {
+        this.opts.counters.transfersFailed++
+        const error = { ...r.firstError, message: `${r.files.failed} of ${r.files.total} files failed; the first: ${r.firstError.message}`.slice(0, 4096) }
+        await this.finish(job, { outcome: 'failed', error, ...counts })
+        return
+      }
+      this.opts.counters.transfersSucceeded++
+      await this.finish(job, { outcome: 'succeeded', ...counts })
     } catch (err) {
       await this.failed(job, err, signal)
     }
@@ -307,8 +340,8 @@ function planned (job: Job): Job {
 }
 
 function reportOf (entry: JournalEntry): Report {
-  const { outcome, sha256, blake3, error, bytesDone, bytesTotal } = entry.outcome ?? { outcome: 'failed', bytesDone: 0 }
-  return { transferId: entry.transferId, attempt: entry.attempt, outcome, sha256, blake3, error, bytesDone, bytesTotal }
+  const { outcome, sha256, blake3, error, bytesDone, bytesTotal, files } = entry.outcome ?? { outcome: 'failed', bytesDone: 0 }
+  return { transferId: entry.transferId, attempt: entry.attempt, outcome, sha256, blake3, error, bytesDone, bytesTotal, files }
 }
 
 /** The digest as the report carries it: one field per algorithm. */

@@ -29,6 +29,9 @@ const TransferId = Type.String({ maxLength: 64 })
 const Ack = Type.Object({})
 
 /** How an attempt of a transfer went (verifying: the bytes are in, the digests are being compared). */
+/** A tree transfer's files: listed (selected), copied, skipped (unchanged, a link, a special file), failed. */
+const FileCounts = Type.Object({ total: Offset, done: Offset, skipped: Offset, failed: Offset })
+
 const Report = Type.Object({
   transferId: TransferId,
   attempt: Type.Integer(),
@@ -38,7 +41,8 @@ const Report = Type.Object({
   sha256: Type.Optional(Sha256),
   /** The digest of a transfer in the blake3 checksum mode (instead of sha256); written like sha256's. */
   blake3: Type.Optional(Sha256),
-  error: Type.Optional(ErrorInfo)
+  error: Type.Optional(ErrorInfo),
+  files: Type.Optional(FileCounts)
 })
 
 /** Journaled outcomes sent inside one registration; any beyond are reported one by one after it. */
@@ -83,7 +87,7 @@ export const AgentToCoordinator = {
     /** Free bytes in each volume (for an operator's glance; absent from older agents). */
     volumes: Type.Optional(Type.Array(Type.Object({ name: Type.String({ maxLength: 128 }), free: Type.Number({ minimum: 0 }) }), { maxItems: 1024 }))
   })),
-  progress: cast(Type.Object({ transferId: Type.String({ maxLength: 64 }), attempt: Type.Integer(), bytesDone: Offset, bytesTotal: Type.Optional(Offset) })),
+  progress: cast(Type.Object({ transferId: Type.String({ maxLength: 64 }), attempt: Type.Integer(), bytesDone: Offset, bytesTotal: Type.Optional(Offset), files: Type.Optional(FileCounts) })),
   swarmProgress: cast(Type.Object({ distributionId: Type.String({ maxLength: 64 }), destination: Url, bytesDone: Offset })),
   /**
    * Participant → coordinator, about once a second while something changed: which pieces it holds (a

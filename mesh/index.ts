@@ -21,7 +21,7 @@ export { MAX_FRAME_BYTES, encodeFrame, send, sendFrame, FrameReader } from './wi
 // Each schema below is also the type of the message it validates.
 export {
   WIRE_VERSION, DataRequest, DataResponse, DataTrailer, ControlEnvelope, Job, SwarmMessage, Manifest,
-  ChecksumMode, CHECKSUM_MODES, Overwrite, OVERWRITE_MODES, SyncMode, SYNC_MODES, decode
+  ChecksumMode, CHECKSUM_MODES, Overwrite, OVERWRITE_MODES, SyncMode, SYNC_MODES, TREE_BATCH, TreeEntry, TreeRequest, TreeMessage, TreeOptions, decode
 } from './messages.ts'
 export { MAX_REGISTER_OUTCOMES, AgentToCoordinator, CoordinatorToAgent } from './control-methods.ts'
 export type {
@@ -29,7 +29,7 @@ export type {
 } from './control-methods.ts'
 export { TicketClaims, signTicket, issuerKey, verifyTicket } from './ticket.ts'
 export type { TicketRequest } from './ticket.ts'
-export { CONTROL_PROTOCOL, DATA_PROTOCOL, SWARM_PROTOCOL } from './protocol-ids.ts'
+export { CONTROL_PROTOCOL, DATA_PROTOCOL, SWARM_PROTOCOL, TREE_PROTOCOL } from './protocol-ids.ts'
 export { MAX_CALLS_IN_FLIGHT, MAX_UNSENT_BYTES, ControlChannel, AGENT_SIDE, COORDINATOR_SIDE } from './control-channel.ts'
 export type { ControlSide, ControlTable, ControlOptions } from './control-channel.ts'
 export { AddressRefusedError, parseAddressAllow, AddressPolicy, hostOf } from './address-policy.ts'

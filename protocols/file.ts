@@ -3,10 +3,11 @@ import type { BigIntStats } from 'node:fs'
 import { lstat, open, opendir, realpath, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { InvalidArgumentError, IsADirectoryError, SourceChangedError } from '../mesh/index.ts'
-import type { Entry, ObjectVersion, OpOptions, ProtocolPlugin, ReadOptions, StatResult, WriteAtOptions, WriteOptions, Writer, WriterAt } from './contract.ts'
+import type { Entry, ObjectVersion, TreeEntry, OpOptions, ProtocolPlugin, ReadOptions, StatResult, WriteAtOptions, WriteOptions, Writer, WriterAt } from './contract.ts'
 import { openFileWriter } from './file-writer.ts'
 import { openFileWriterAt } from './file-writer-at.ts'
 import { isPartialName } from './file-partial.ts'
+import { makeDirectory, walkDirectory } from './file-tree.ts'
 import { fsError } from './fs-errors.ts'
 import { assertVersion, checkOffset, checkRange, checkWriteKey } from './util.ts'
 import { assertHandleInside, isInside, parseFileUrl, resolveIn } from './volumes.ts'
@@ -111,7 +112,7 @@ export function file (init: FileOptions): ProtocolPlugin {
       checkWriteKey(opts.key)
       const { path, root, what } = await resolve(url, true)
       await assertNotDirectory(path, what)
-      return await openFileWriter({ target: path, root, what, offset: opts.offset, size: opts.size, key: opts.key, mtime: opts.mtime, signal: opts.signal })
+      return await openFileWriter({ target: path, root, what, offset: opts.offset, size: opts.size, key: opts.key, mtime: opts.mtime, mode: opts.mode, signal: opts.signal })
     },
 
     /** Writes at any offset (a distribution's pieces), to the same kind of partial file as write(). */
@@ -121,6 +122,19 @@ export function file (init: FileOptions): ProtocolPlugin {
       const { path, root, what } = await resolve(url, true)
       await assertNotDirectory(path, what)
       return await openFileWriterAt({ target: path, root, what, key: opts.key, size: opts.size, resume: opts.resume, signal: opts.signal })
+    },
+
+    async * walk (url: URL, opts?: OpOptions): AsyncGenerator<TreeEntry> {
+      const { path, what } = await resolve(url)
+      yield * walkDirectory(path, what, opts?.signal)
+    },
+
+    async makeDirectory (url: URL, opts?: OpOptions & { mode?: number }): Promise<void> {
+      const { volume, relPath } = parseFileUrl(url)
+      // The parents are created and checked one by one inside the volume; the last segment here.
+      const { path, what } = await resolveIn(volumes, volume, relPath === '' ? '' : relPath, { forWrite: relPath !== '' })
+      if (relPath === '') return
+      await makeDirectory(path, what, opts?.mode)
     },
 
     /**

@@ -1,4 +1,4 @@
-import { ExistsError, InvalidArgumentError, IsADirectoryError, UnsupportedError, baseName, namesDirectory, parseLocation } from '../../mesh/index.ts'
+import { ExistsError, InvalidArgumentError, IsADirectoryError, baseName, namesDirectory, parseLocation } from '../../mesh/index.ts'
 import type { Overwrite } from '../../mesh/index.ts'
 import type { ObjectVersion } from '../../protocols/index.ts'
 
@@ -12,7 +12,7 @@ export function planDestination (source: string, destination: string): string {
   const dst = parseLocation(destination, 'destination')
   if (namesDirectory(src)) {
     if (!namesDirectory(dst)) throw new InvalidArgumentError(`destination: ${destination} names a file, but the source ${source} is a directory: end the destination with / (${destination}/)`)
-    throw new UnsupportedError(`source: ${source} is a directory tree, which this agent cannot copy yet`)
+    return destination
   }
   if (!namesDirectory(dst)) return destination
   const name = baseName(src)

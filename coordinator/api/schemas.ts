@@ -45,6 +45,11 @@ export const TransferInputSchema = Type.Object({
   overwrite: Type.Optional(Type.Union([Type.Literal('always'), Type.Literal('never'), Type.Literal('if-different')], {
     description: 'when the destination exists: always replace it (the default, as cp), never (fails with exists before a byte moves), or if-different (left as it is when its size and mtime are the source\'s)'
   })),
+  sync: Type.Optional(Type.Union([Type.Literal('none'), Type.Literal('exists'), Type.Literal('size'), Type.Literal('mtime'), Type.Literal('checksum')], {
+    description: 'a tree (a source ending in /): which files to copy when the destination has one of that name: none (all), exists (skip it), size (skip the same size), mtime (skip the same size and mtime; the default), checksum (skip the same sha256)'
+  })),
+  include: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 1024 }), { maxItems: 64, description: 'a tree: copy only files matching one of these globs (a pattern without / matches a name at any depth)' })),
+  exclude: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 1024 }), { maxItems: 64, description: 'a tree: leave out files and directories matching one of these globs' })),
   priority: Type.Optional(Type.Integer({ minimum: LIMITS.priority.min, maximum: LIMITS.priority.max, description: 'higher runs first; default 0' })),
   retries: Type.Optional(Type.Integer({ minimum: LIMITS.retries.min, maximum: LIMITS.retries.max, description: `default ${LIMITS.retries.default}` })),
   labels: Type.Optional(Labels),
@@ -60,6 +65,12 @@ const Progress = Type.Object({
   bytesTotal: Type.Optional(Type.Integer()),
   rate: Type.Number({ description: 'bytes per second, smoothed' }),
   eta: Type.Optional(Type.Number({ description: 'seconds to completion at the current rate' })),
+  files: Type.Optional(Type.Object({
+    total: Type.Integer({ description: 'files listed (selected by include and exclude)' }),
+    done: Type.Integer({ description: 'copied and verified' }),
+    skipped: Type.Integer({ description: 'unchanged by the sync level, or not copied (a symbolic link, a special file)' }),
+    failed: Type.Integer()
+  }, { description: 'a tree transfer\'s files' })),
   updatedAt: Type.String()
 })
 
@@ -95,6 +106,11 @@ export const TransferSchema = Type.Object({
   checksum: Type.Optional(Type.Object({ algorithm: Type.Literal('sha256'), value: Type.String() })),
   checksumMode: Type.Optional(Type.Union([Type.Literal('sha256'), Type.Literal('blake3'), Type.Literal('none')], { description: 'sha256 when absent' })),
   overwrite: Type.Optional(Type.Union([Type.Literal('always'), Type.Literal('never'), Type.Literal('if-different')], { description: 'always when absent' })),
+  tree: Type.Optional(Type.Object({
+    sync: Type.Optional(Type.String()),
+    include: Type.Optional(Type.Array(Type.String())),
+    exclude: Type.Optional(Type.Array(Type.String()))
+  }, { description: 'a tree transfer\'s sync level and globs (mtime when absent)' })),
   priority: Type.Integer(),
   retries: Type.Integer(),
   labels: Type.Record(Type.String(), Type.String()),

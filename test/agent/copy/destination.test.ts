@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest'
-import { ExistsError, InvalidArgumentError, IsADirectoryError, UnsupportedError } from '../../../mesh/index.ts'
+import { ExistsError, InvalidArgumentError, IsADirectoryError } from '../../../mesh/index.ts'
 import { decideOverwrite, planDestination, sameSizeAndMtime } from '../../../agent/copy/destination.ts'
 
 describe('planDestination: a trailing / names a directory', () => {
@@ -28,8 +28,8 @@ describe('planDestination: a trailing / names a directory', () => {
     expect(() => planDestination('agent://a/vol/dir/', 'agent://b/vol/dir')).toThrow(/end the destination with \//)
   })
 
-  it('a tree source is not copied by this agent yet, and says so', () => {
-    expect(() => planDestination('agent://a/vol/dir/', 'agent://b/vol/dir/')).toThrow(UnsupportedError)
+  it('a tree goes into the directory named', () => {
+    expect(planDestination('agent://a/vol/dir/', 'agent://b/vol/copy/')).toBe('agent://b/vol/copy/')
   })
 })
 
