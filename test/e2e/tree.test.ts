@@ -2,6 +2,7 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest'
 import { chmod, mkdir, readdir, readFile, stat, symlink, utimes, writeFile } from 'node:fs/promises'
 import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
+import { execFileSync } from 'node:child_process'
 import { TestMesh, sha256File } from '../helpers/mesh.ts'
 
 interface TreeTransfer { id: string, state: string, progress: { bytesDone: number, bytesTotal?: number, files?: { total: number, done: number, skipped: number, failed: number } }, lastError?: { code: string, message: string } }
@@ -42,6 +43,7 @@ describe('directory trees, agent to agent (real processes)', () => {
     await chmod(join(src, 'a', 'one.txt'), 0o640)
     await utimes(join(src, 'top.bin'), new Date(1_600_000_000_000), new Date(1_600_000_000_000))
     await symlink('top.bin', join(src, 'link-to-top'))
+    execFileSync('mkfifo', [join(src, 'a', 'fifo')])
   })
   afterAll(async () => { await mesh?.stop() })
 
@@ -50,7 +52,7 @@ describe('directory trees, agent to agent (real processes)', () => {
     return await mesh.waitForState(t.id, ['succeeded', 'failed']) as unknown as TreeTransfer
   }
 
-  it('copies the tree: files, empty directories, modes and mtimes; a symlink is skipped; excluded files stay behind', async () => {
+  it('copies the tree: files, empty directories, modes and mtimes; a symlink and a FIFO are skipped; excluded files stay behind', async () => {
     const done = await run('agent://compute-1/vol/copy/', { exclude: ['*.tmp'] })
     expect(done.state).toBe('succeeded')
     const want = await contents(src)
@@ -60,8 +62,9 @@ describe('directory trees, agent to agent (real processes)', () => {
     expect((await stat(join(dst, 'copy', 'a', 'one.txt'))).mode & 0o777).toBe(0o640)
     expect(Math.floor((await stat(join(dst, 'copy', 'top.bin'))).mtimeMs)).toBe(1_600_000_000_000)
     await expect(stat(join(dst, 'copy', 'link-to-top'))).rejects.toThrow()
-    // 7 regular files selected, and the link, listed and skipped.
-    expect(done.progress.files).toEqual({ total: 8, done: 7, skipped: 1, failed: 0 })
+    await expect(stat(join(dst, 'copy', 'a', 'fifo'))).rejects.toThrow()
+    // 7 regular files selected; the link and the FIFO listed and skipped.
+    expect(done.progress.files).toEqual({ total: 9, done: 7, skipped: 2, failed: 0 })
     expect(done.progress.bytesDone).toBe(done.progress.bytesTotal)
     // No partial file anywhere in the copy.
     expect((await readdir(join(dst, 'copy'), { recursive: true })).filter(n => n.endsWith('.partial'))).toEqual([])
@@ -71,7 +74,7 @@ describe('directory trees, agent to agent (real processes)', () => {
     const before = await served()
     const again = await run('agent://compute-1/vol/copy/', { exclude: ['*.tmp'] })
     expect(again.state).toBe('succeeded')
-    expect(again.progress.files).toEqual({ total: 8, done: 0, skipped: 8, failed: 0 })
+    expect(again.progress.files).toEqual({ total: 9, done: 0, skipped: 9, failed: 0 })
     expect(await served()).toBe(before)
   })
 
@@ -90,7 +93,7 @@ describe('directory trees, agent to agent (real processes)', () => {
     const byMtime = await run('agent://compute-1/vol/copy/', { exclude: ['*.tmp'] })
     expect(byMtime.progress.files?.done).toBe(1)
     const all = await run('agent://compute-1/vol/copy/', { exclude: ['*.tmp'], sync: 'none' })
-    expect(all.progress.files).toEqual({ total: 8, done: 7, skipped: 1, failed: 0 })
+    expect(all.progress.files).toEqual({ total: 9, done: 7, skipped: 2, failed: 0 })
   })
 
   it('include selects files by glob, in every directory', async () => {
