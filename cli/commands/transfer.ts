@@ -1,6 +1,6 @@
 import type { Command } from 'commander'
 import { CliError, addClientOptions, connect, printJson, table, usageError } from '../client.ts'
-import { CHECKSUM_MODES, OVERWRITE_MODES } from '../../mesh/index.ts'
+import { CHECKSUM_MODES, OVERWRITE_MODES, SYNC_MODES } from '../../mesh/index.ts'
 import type { ClientFlags } from '../client.ts'
 import { FINAL_STATES, follow, rows } from '../follow.ts'
 import type { Transfer } from '../follow.ts'
@@ -28,8 +28,11 @@ export function transferCommand (program: Command): void {
     .option('--label <key=value>', 'label the transfer (repeatable)', (v: string, prev: string[] = []) => [...prev, v])
     .option('--checksum <mode|sha256:hex>', 'end-to-end checksum: sha256 (default), blake3 (cheaper, for bulk data) or none; or sha256:<hex>, the expected sha256 of the whole object')
     .option('--overwrite <mode>', `when the destination exists: ${OVERWRITE_MODES.join(', ')} (default always)`)
+    .option('--sync <level>', `a tree (SRC ends with /): which files to copy when DST has them: ${SYNC_MODES.join(', ')} (default mtime)`)
+    .option('--include <glob>', 'a tree: copy only files matching this glob (repeatable)', (v: string, prev: string[] = []) => [...prev, v])
+    .option('--exclude <glob>', 'a tree: leave out files and directories matching this glob (repeatable)', (v: string, prev: string[] = []) => [...prev, v])
     .option('--idempotency-key <key>', 'a retried submission with the same key returns the first transfer'))
-    .action(async (src: string, dsts: string[], o: Flags & { wait?: boolean, priority?: string, retries?: string, label?: string[], checksum?: string, overwrite?: string, idempotencyKey?: string }) => {
+    .action(async (src: string, dsts: string[], o: Flags & { wait?: boolean, priority?: string, retries?: string, label?: string[], checksum?: string, overwrite?: string, sync?: string, include?: string[], exclude?: string[], idempotencyKey?: string }) => {
       const body: Record<string, unknown> = { source: src }
       if (dsts.length === 1) body.destination = dsts[0]
       else body.destinations = dsts
@@ -41,6 +44,12 @@ export function transferCommand (program: Command): void {
         if (!OVERWRITE_MODES.some(m => m === o.overwrite)) throw usageError(`--overwrite must be one of ${OVERWRITE_MODES.join(', ')}`)
         body.overwrite = o.overwrite
       }
+      if (o.sync !== undefined) {
+        if (!SYNC_MODES.some(m => m === o.sync)) throw usageError(`--sync must be one of ${SYNC_MODES.join(', ')}`)
+        body.sync = o.sync
+      }
+      if (o.include !== undefined) body.include = o.include
+      if (o.exclude !== undefined) body.exclude = o.exclude
       const client = await connect(o)
       const created = await client.request<Transfer>('POST', '/v1/transfers', {
         body,
@@ -159,6 +168,8 @@ function details (t: Transfer): string {
     ['labels', Object.entries(t.labels).map(([k, v]) => `${k}=${v}`).join(', ') || undefined],
     ['executor', t.executor],
     ['checksum', t.checksumMode],
+    ['overwrite', t.overwrite],
+    ['sync', t.tree !== undefined ? treeText(t.tree) : undefined],
     ['sha256', t.sha256],
     ['blake3', t.blake3],
     ['error', t.lastError !== undefined ? `${t.lastError.code}: ${t.lastError.message}` : undefined],
@@ -171,6 +182,14 @@ function details (t: Transfer): string {
     text += 'destinations:\n' + rows(t).slice(1).map(r => `  ${r.id.trim()}  ${describe(r)}\n`).join('')
   }
   return text
+}
+
+/** `mtime, include *.jpg, exclude *.tmp`: a tree's sync level and globs. */
+function treeText (tree: { sync?: string, include?: string[], exclude?: string[] }): string {
+  const parts = [tree.sync ?? 'mtime']
+  if (tree.include !== undefined) parts.push(`include ${tree.include.join(' ')}`)
+  if (tree.exclude !== undefined) parts.push(`exclude ${tree.exclude.join(' ')}`)
+  return parts.join(', ')
 }
 
 /** `agent compute-3 offline since 2026-…`: why a queued transfer has not started. */
