@@ -15,6 +15,8 @@ import { EVENTS_CHANNEL, LOCKS, LOCK_CLASS, migrate } from './store-pg-schema.ts
 import type { ProgressReport } from './store-progress.ts'
 import { newRecord, progressData, progressed, transitioned, updated, withoutPieces } from './store-records.ts'
 import type { CreateOptions, TransitionOptions } from './store-transfers.ts'
+import { storedTreeFile, treeFileRow } from './store-tree-files.ts'
+import type { StoredTreeFile, TreeFilePage, TreeFileQuery, TreeFileRow } from './store-tree-files.ts'
 import { pgTokenRecords } from './token-records.ts'
 import type { TokenRecords } from './token-records.ts'
 
@@ -270,6 +272,7 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
       }
       await tx.query('DELETE FROM transfers WHERE id = $1', [id])
       await tx.query('DELETE FROM transfer_pieces WHERE id = $1', [id])
+      await tx.query('DELETE FROM tree_files WHERE id = $1', [id])
       await tx.query('DELETE FROM idempotency_keys WHERE transfer_id = $1', [id])
       await tx.event(`transfer.${id}.deleted`, prev.tenant, opts.now ?? Date.now(), { state: prev.state }, prev)
       tx.committed(() => {
@@ -278,6 +281,25 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
       })
       tx.emit('removed', prev)
     })
+  }
+
+  putTreeFiles (id: string, rows: readonly TreeFileRow[]): Promise<void> {
+    return this.#write(false, async tx => {
+      this.#require(id)
+      if (rows.length === 0) return
+      const values = rows.map((_, i) => `($1, $${2 + i * 3}, $${3 + i * 3}, $${4 + i * 3})`).join(', ')
+      const params = [id, ...rows.flatMap(r => [r.path, r.state, JSON.stringify(storedTreeFile(r))])]
+      await tx.query(`INSERT INTO tree_files (id, path, state, file) VALUES ${values} ON CONFLICT (id, path) DO UPDATE SET state = EXCLUDED.state, file = EXCLUDED.file`, params)
+    })
+  }
+
+  async listTreeFiles (id: string, query: TreeFileQuery): Promise<TreeFilePage> {
+    const params: unknown[] = [id, query.after ?? '', query.limit]
+    const byState = query.state !== undefined ? ' AND state = $4' : ''
+    if (query.state !== undefined) params.push(query.state)
+    const { rows } = await this.#pool.query<{ path: string, file: StoredTreeFile }>(`SELECT path, file FROM tree_files WHERE id = $1 AND path > $2${byState} ORDER BY path LIMIT $3`, params)
+    const items = rows.map(r => treeFileRow(r.path, r.file))
+    return items.length === query.limit ? { items, next: items[items.length - 1].path } : { items }
   }
 
   inState (state: TransferState): TransferRecord[] { return this.#index.inState(state) }
