@@ -128,6 +128,7 @@ export async function startAgent (config: AgentConfig, onFatal: (err: Error) => 
     download,
     report: async r => { await control.call('report', r) },
     progress: p => { control.cast('progress', p) },
+    treeFiles: async p => { await control.call('treeFiles', p) },
     log,
     syncEveryBytes: config.syncEveryBytes,
     syncEveryMs: config.syncEveryMs,

@@ -32,6 +32,8 @@ export interface ExecutorOptions {
   /** Sends a report to the coordinator; rejects when it cannot be delivered now. */
   report: (r: Report) => Promise<void>
   progress: (p: ControlParams<'progress'>) => void
+  /** Sends a tree's files as they end; rejects when it cannot be delivered now. */
+  treeFiles?: (p: ControlParams<'treeFiles'>) => Promise<void>
   log: (msg: string, fields?: Record<string, unknown>, level?: 'info' | 'warn' | 'error') => void
   /** Sync the partial and journal the offset after this many bytes… */
   syncEveryBytes: number
@@ -152,7 +154,8 @@ export class Executor {
       const peer = { node: this.opts.node, peerId: job.sourcePeer.peerId, addrs: job.sourcePeer.addrs, ticket: job.ticket, source: job.source }
       const { journal, counters, download, log, syncEveryBytes, syncEveryMs, progressEveryMs } = this.opts
       const progress = (p: ControlParams<'progress'>): void => this.opts.progress(p)
-      const deps = { node: this.opts.node, journal, counters, download, log, syncEveryBytes, syncEveryMs, progressEveryMs, progress, clock: this.opts.clock ?? systemClock }
+      const treeFiles = this.opts.treeFiles ?? (async () => {})
+      const deps = { node: this.opts.node, journal, counters, download, log, syncEveryBytes, syncEveryMs, progressEveryMs, progress, treeFiles, clock: this.opts.clock ?? systemClock }
       const r = await copyTree(deps, job, peer, dst, signal)
       log('tree copied', { transferId: job.transferId, ...r.files, bytes: r.bytesDone })
       const counts = { files: r.files, bytesDone: r.bytesDone, bytesTotal: r.bytesTotal }

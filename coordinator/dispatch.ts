@@ -49,9 +49,16 @@ type Report = ControlParams<'report'>
 export class Dispatcher implements AgentLifecycle {
   private readonly opts: DispatcherOptions
   /** What an executor reports: its attempts' outcomes (calls) and progress (casts). */
-  readonly handlers: Pick<PartHandlers, 'report' | 'progress'> = {
+  readonly handlers: Pick<PartHandlers, 'report' | 'progress' | 'treeFiles'> = {
     report: async (r, { agent }) => {
       await this.applyReport(agent, r)
+      return {}
+    },
+    treeFiles: async (p, { agent }) => {
+      const rec = this.opts.store.get(p.transferId)
+      // Only the executor's current attempt writes a tree's files; anything else is acknowledged and dropped.
+      if (rec === undefined || rec.executor !== agent || rec.attempt !== p.attempt || TERMINAL_STATES.has(rec.state)) return {}
+      await this.opts.store.putTreeFiles(rec.id, p.files)
       return {}
     },
     progress: async (p, { agent }) => { this.onProgress(agent, p) }

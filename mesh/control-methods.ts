@@ -74,6 +74,21 @@ export const AgentToCoordinator = {
     settled: Type.Optional(Type.Array(TransferId, { maxItems: MAX_REGISTER_OUTCOMES }))
   })),
   report: call(Report, Ack),
+  /**
+   * A tree transfer's files as they end, in batches: for `GET /v1/transfers/:id/files`. Answered, so
+   * that a tree of many files waits for the coordinator rather than flood it.
+   */
+  treeFiles: call(Type.Object({
+    transferId: TransferId,
+    attempt: Type.Integer({ minimum: 1 }),
+    files: Type.Array(Type.Object({
+      path: Type.String({ minLength: 1, maxLength: 4096 }),
+      state: Type.Union([Type.Literal('done'), Type.Literal('skipped'), Type.Literal('failed')]),
+      size: Offset,
+      reason: Type.Optional(Type.String({ maxLength: 256 })),
+      error: Type.Optional(ErrorInfo)
+    }, { additionalProperties: false }), { minItems: 1, maxItems: 256 })
+  }), Ack),
   swarmReport: call(Type.Object({
     distributionId: Type.String({ maxLength: 64 }),
     /** Absent in the seed's report that it can no longer read the source (changed, gone): the distribution fails. */

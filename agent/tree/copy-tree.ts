@@ -1,7 +1,7 @@
 import {
   ChecksumMismatchError, InternalError, IsADirectoryError, NotFoundError, SourceChangedError, TREE_BATCH, UnsupportedError, toStaccatoError
 } from '../../mesh/index.ts'
-import type { ErrorInfo, Job, MeshNode, StaccatoError, TreeEntry } from '../../mesh/index.ts'
+import type { ControlParams, ErrorInfo, Job, MeshNode, StaccatoError, TreeEntry } from '../../mesh/index.ts'
 import type { ObjectVersion, Writer } from '../../protocols/index.ts'
 import type { Resolved } from '../resolve.ts'
 import type { JournalEntry, TreeFileCheckpoint } from '../journal.ts'
@@ -29,7 +29,14 @@ export type TreeCopyDeps = Omit<CopyDeps, 'report' | 'progress' | 'journal'> & {
   node: MeshNode
   journal: TransferJournal
   progress: (p: { transferId: string, attempt: number, bytesDone: number, bytesTotal: number, files: FileCounts }) => void
+  /** Sends a batch of files as they ended to the coordinator (for its per-file listing). */
+  treeFiles: (p: ControlParams<'treeFiles'>) => Promise<void>
 }
+
+type FileRow = ControlParams<'treeFiles'>['files'][number]
+
+/** Rows sent to the coordinator at once: the control method's bound. */
+const ROWS_PER_CALL = 256
 
 /** Bytes of one read batch at most, so a batch of large files does not wait for the last of them to be listed. */
 const BATCH_BYTES = 64 * 1024 * 1024
@@ -48,6 +55,8 @@ interface Ctx {
   urlOf: (path: string) => URL
   failFile: (path: string, err: StaccatoError) => void
   progress: (force?: boolean) => void
+  /** A file ended (done, skipped or failed): queued for the coordinator's listing. */
+  row: (r: FileRow) => Promise<void>
   signal: AbortSignal
 }
 
@@ -81,13 +90,28 @@ export async function copyTree (deps: TreeCopyDeps, job: Job, peer: TreePeer, ds
     lastProgress = deps.clock.now()
     deps.progress({ transferId: job.transferId, attempt: job.attempt, bytesDone: result.bytesDone, bytesTotal: result.bytesTotal, files: { ...result.files } })
   }
+  let rows: FileRow[] = []
+  const sendRows = async (): Promise<void> => {
+    if (rows.length === 0) return
+    const files = rows
+    rows = []
+    // The listing is for people; the copy goes on without it while the coordinator is away.
+    await deps.treeFiles({ transferId: job.transferId, attempt: job.attempt, files }).catch(err => {
+      deps.log('could not send a batch of tree files to the coordinator', { transferId: job.transferId, files: files.length, error: String(err) }, 'warn')
+    })
+  }
+  const row = async (r: FileRow): Promise<void> => {
+    rows.push(r)
+    if (rows.length >= ROWS_PER_CALL) await sendRows()
+  }
   const failFile = (path: string, err: StaccatoError): void => {
+    rows.push({ path, state: 'failed', size: 0, error: err.toJSON() })
     result.files.failed++
     deps.log('tree file failed', { transferId: job.transferId, path, code: err.code, error: err.message }, 'warn')
     result.firstError ??= { code: err.code, message: `${path}: ${err.message}`, retryable: err.retryable }
   }
 
-  const ctx: Ctx = { deps, job, peer, dst, algorithm, entry, result, urlOf, failFile, progress, signal }
+  const ctx: Ctx = { deps, job, peer, dst, algorithm, entry, result, urlOf, failFile, progress, row, signal }
   let batch: Pending[] = []
   let batchBytes = 0
   const flush = async (): Promise<void> => {
@@ -96,6 +120,8 @@ export async function copyTree (deps: TreeCopyDeps, job: Job, peer: TreePeer, ds
     batch = []
     batchBytes = 0
     await pull(ctx, files)
+    // Failed files queue rows without sending them: send at every batch's end, so the queue stays bounded.
+    await sendRows()
   }
 
   for await (const e of listTree(peer, job.tree ?? {}, signal)) {
@@ -107,7 +133,7 @@ export async function copyTree (deps: TreeCopyDeps, job: Job, peer: TreePeer, ds
     result.files.total++
     if (e.type === 'skipped') {
       result.files.skipped++
-      deps.log('tree entry skipped', { transferId: job.transferId, path: e.path, reason: e.reason })
+      await row({ path: e.path, state: 'skipped', size: 0, reason: e.reason })
       continue
     }
     result.bytesTotal += e.size
@@ -124,6 +150,7 @@ export async function copyTree (deps: TreeCopyDeps, job: Job, peer: TreePeer, ds
     if (decision === 'compare-checksums') decision = await sameDigest(ctx, e, algorithm ?? 'sha256') ? 'skip' : 'copy'
     if (decision === 'skip') {
       result.files.skipped++
+      await row({ path: e.path, state: 'skipped', size: e.size, reason: `unchanged (sync ${sync})` })
       progress()
       continue
     }
@@ -133,6 +160,7 @@ export async function copyTree (deps: TreeCopyDeps, job: Job, peer: TreePeer, ds
     if (batch.length >= TREE_BATCH || batchBytes >= BATCH_BYTES) await flush()
   }
   await flush()
+  await sendRows()
   progress(true)
   return result
 }
@@ -203,6 +231,7 @@ async function pull (ctx: Ctx, files: Pending[]): Promise<void> {
         }
         await c.sink.commit()
         result.files.done++
+        await ctx.row({ path, state: 'done', size: c.f.entry.size })
         if (entry.treeFile?.path === path) {
           delete entry.treeFile
           await deps.journal.put(entry)

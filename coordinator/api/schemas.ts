@@ -143,6 +143,23 @@ export const TransferIdParams = Type.Object({
   id: Type.String({ pattern: TRANSFER_ID_PATTERN })
 }, { additionalProperties: false })
 
+export const TreeFilesQuery = Type.Object({
+  state: Type.Optional(Type.Union([Type.Literal('done'), Type.Literal('skipped'), Type.Literal('failed')])),
+  after: Type.Optional(Type.String({ minLength: 1, maxLength: 4096, description: 'the `next` of the previous page' })),
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 }))
+}, { additionalProperties: false })
+
+export const TreeFilePageSchema = Type.Object({
+  items: Type.Array(Type.Object({
+    path: Type.String({ description: 'inside the tree, /-separated' }),
+    state: Type.Union([Type.Literal('done'), Type.Literal('skipped'), Type.Literal('failed')]),
+    size: Type.Integer(),
+    reason: Type.Optional(Type.String({ description: 'why a skipped file was not copied' })),
+    error: Type.Optional(Type.Object({ code: Type.String(), message: Type.String(), retryable: Type.Boolean() }))
+  })),
+  next: Type.Optional(Type.String())
+})
+
 export const ListTransfersQuery = Type.Object({
   state: Type.Optional(TransferStateSchema),
   agent: Type.Optional(Type.String({ pattern: AGENT_NAME_PATTERN })),

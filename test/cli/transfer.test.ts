@@ -58,6 +58,13 @@ describe('staccato transfer / agents against a real mesh', () => {
     expect(again.stdout).toMatch(/succeeded .*files 0 copied, 2 skipped, 0 failed of 2/)
     const bad = await runCli(['transfer', 'submit', 'agent://store-1/vol/tree/', 'agent://compute-1/vol/x/', '--sync', 'sometimes'], env)
     expect(bad.code).toBe(2)
+    const id = /^submitted (tr_\S+)$/m.exec(again.stdout)?.[1] ?? ''
+    const files = await runCli(['transfer', 'files', id, '--state', 'skipped'], env)
+    expect(files.code).toBe(0)
+    expect(files.stdout.trim().split('\n')).toEqual([
+      expect.stringMatching(/^skipped +3 B {2}one\.txt {2}\(unchanged \(sync mtime\)\)$/),
+      expect.stringMatching(/^skipped +3 B {2}sub\/two\.txt {2}\(unchanged \(sync mtime\)\)$/)
+    ])
   })
 
   it('prints only JSON with --json, which a script can parse', async () => {

@@ -44,6 +44,7 @@ describe('agent registry', () => {
     const handlers: PartHandlers = {
       report: async (r, { agent }) => { reports.push({ agent, transferId: r.transferId }); return {} },
       swarmReport: async () => ({}),
+      treeFiles: async () => ({}),
       progress: async () => {},
       swarmProgress: async () => {},
       swarmStats: async () => {}

@@ -96,6 +96,33 @@ describe('directory trees, agent to agent (real processes)', () => {
     expect(all.progress.files).toEqual({ total: 9, done: 7, skipped: 2, failed: 0 })
   })
 
+  it('lists its files by state, a page at a time; a file that cannot be placed fails the tree with its own error', async () => {
+    await mkdir(join(dst, 'blocked', 'top.bin'), { recursive: true })
+    const t = await mesh.submit('agent://store-1/vol/dataset/', 'agent://compute-1/vol/blocked/', { exclude: ['*.tmp'] })
+    const done = await mesh.waitForState(t.id, ['succeeded', 'failed']) as unknown as TreeTransfer
+    expect(done.state).toBe('failed')
+    expect(done.lastError?.code).toBe('is_a_directory')
+    expect(done.lastError?.message).toContain('top.bin')
+    expect(done.progress.files).toEqual({ total: 9, done: 6, skipped: 2, failed: 1 })
+    type Page = { items: Array<{ path: string, state: string, reason?: string, error?: { code: string } }>, next?: string }
+    const failed = (await mesh.api('GET', `/v1/transfers/${t.id}/files?state=failed`)).body as Page
+    expect(failed.items).toMatchObject([{ path: 'top.bin', state: 'failed', error: { code: 'is_a_directory' } }])
+    const skipped = (await mesh.api('GET', `/v1/transfers/${t.id}/files?state=skipped`)).body as Page
+    expect(skipped.items.map(f => [f.path, f.reason])).toEqual([['a/fifo', 'special file (socket, FIFO or device)'], ['link-to-top', 'symbolic link (not followed)']])
+    // Every file once, in pages of 4, in path order.
+    const paths: string[] = []
+    let after: string | undefined
+    for (let page = 0; page < 10; page++) {
+      const res = (await mesh.api('GET', `/v1/transfers/${t.id}/files?limit=4${after !== undefined ? `&after=${encodeURIComponent(after)}` : ''}`)).body as Page
+      paths.push(...res.items.map(f => f.path))
+      if (res.next === undefined) break
+      after = res.next
+    }
+    expect(paths).toHaveLength(9)
+    expect(paths).toEqual([...paths].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b))))
+    expect(paths).toContain('new\nline.txt')
+  })
+
   it('include selects files by glob, in every directory', async () => {
     const done = await run('agent://compute-1/vol/only-bin/', { include: ['*.bin'] })
     expect(done.state).toBe('succeeded')
