@@ -10,11 +10,11 @@ const NAMES = ['f1.bin', 'f2.bin', 'f3.bin', 'f4.bin']
 
 interface TreeJournal { transferId: string, treeFile?: { path: string, durableOffset: number } }
 
-describe('a tree resumes after the destination agent is killed (SIGKILL)', () => {
+describe('a tree resumes after either agent is killed (SIGKILL)', () => {
   let mesh: TestMesh | undefined
   afterEach(async () => { await mesh?.stop(); mesh = undefined })
 
-  it('finished files are not sent again, the partial one resumes from its journaled offset, and no partial shows at a target name', async () => {
+  async function start (): Promise<{ m: TestMesh, dst: string, digests: Record<string, string>, id: string, kept: () => Promise<{ path: string, durableOffset: number }> }> {
     const m = await TestMesh.create()
     mesh = m
     await m.startCoordinator()
@@ -38,6 +38,28 @@ describe('a tree resumes after the destination agent is killed (SIGKILL)', () =>
       kept = j.treeFile
       return true
     }, 60_000, 'one file in place and another part journaled')
+    return { m, dst, digests, id: t.id, kept: async () => kept }
+  }
+
+  it('the source agent killed: the next attempt, once it is back, skips the files in place and resumes the partial one', async () => {
+    const { m, dst, digests, id, kept: keptAt } = await start()
+    const kept = await keptAt()
+    await m.kill('store-1')
+    const placed = (await readdir(dst)).filter(n => NAMES.includes(n))
+    await m.restartAgent('store-1')
+    const done = await m.waitForState(id, ['succeeded', 'failed'], 120_000)
+    expect(done.state).toBe('succeeded')
+    expect(done.attempt).toBeGreaterThanOrEqual(2)
+    for (const name of NAMES) expect(await sha256File(join(dst, name))).toBe(digests[name])
+    expect((await readdir(dst)).sort()).toEqual([...NAMES].sort())
+    // The restarted source served neither the files in place nor the journaled prefix of the partial one.
+    expect((await m.status('store-1')).counters.bytesServed).toBeLessThanOrEqual(NAMES.length * FILE - placed.length * FILE - kept.durableOffset)
+  })
+
+  it('finished files are not sent again, the partial one resumes from its journaled offset, and no partial shows at a target name', async () => {
+    const { m, dst, digests, id, kept: keptAt } = await start()
+    const t = { id }
+    const kept = await keptAt()
     await m.kill('compute-1')
     const placed = (await readdir(dst)).filter(n => NAMES.includes(n))
     expect(placed).not.toContain(kept.path.split('/').pop())
