@@ -275,7 +275,7 @@ export class Executor {
       return { bytes: image.bytes, digest: { algorithm: 'sha256', value: image.sha256 } }
     }
     const { source, existing } = await this.preflight(job, src, dst, signal)
-    if (decideOverwrite(job.overwrite ?? 'always', source, existing, job.destination) === 'unchanged') {
+    if (decideOverwrite(job.overwrite ?? 'always', source, existing, job.destination) === 'unchanged' && source !== undefined) {
       this.opts.log('destination unchanged (same size and mtime); not copied', { transferId: job.transferId, destination: job.destination })
       return await this.unchanged(job, dst, source, signal)
     }
@@ -292,21 +292,27 @@ export class Executor {
   /**
    * Looks at both ends before a byte moves: a source directory named without
    * its slash, or a directory where the file should land, fails now rather
-   * than after the copy.
+   * than after the copy. A plug-in end (an HTTP server, say) is asked only
+   * when `overwrite` needs it: a stat there is a request of its own.
    */
-  private async preflight (job: Job, src: Resolved, dst: Resolved, signal: AbortSignal): Promise<{ source: ObjectVersion, existing: Existing }> {
-    const source = await src.plugin.stat(src.url, { signal }).catch(err => {
-      throw toStaccatoError(err) instanceof IsADirectoryError ? sourceIsDirectory(job.source) : err
-    })
+  private async preflight (job: Job, src: Resolved, dst: Resolved, signal: AbortSignal): Promise<{ source?: ObjectVersion, existing: Existing }> {
+    const overwrite = job.overwrite ?? 'always'
+    let source: ObjectVersion | undefined
+    if (src.location.kind === 'agent' || overwrite === 'if-different') {
+      source = await src.plugin.stat(src.url, { signal }).catch(err => {
+        throw toStaccatoError(err) instanceof IsADirectoryError ? sourceIsDirectory(job.source) : err
+      })
+    }
     let existing: Existing = { kind: 'none' }
+    if (dst.location.kind !== 'agent' && overwrite === 'always') return { source, existing }
     try {
       existing = { kind: 'file', version: await dst.plugin.stat(dst.url, { signal }) }
     } catch (err) {
       const e = toStaccatoError(err)
       if (e instanceof IsADirectoryError) existing = { kind: 'directory' }
       // Anything else (missing, or a plug-in that cannot stat what it writes) leaves the decision to the write.
-      else if (!(e instanceof NotFoundError) && job.overwrite !== undefined && job.overwrite !== 'always') {
-        throw new UnsupportedError(`destination: cannot tell whether ${job.destination} exists (${e.message}), so overwrite ${job.overwrite} cannot be kept`)
+      else if (!(e instanceof NotFoundError) && overwrite !== 'always') {
+        throw new UnsupportedError(`destination: cannot tell whether ${job.destination} exists (${e.message}), so overwrite ${overwrite} cannot be kept`)
       }
     }
     return { source, existing }

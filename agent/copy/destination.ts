@@ -37,11 +37,12 @@ export type Existing = { kind: 'none' } | { kind: 'file', version: ObjectVersion
  * already holds this version), or fail now with a clear code, never after
  * the bytes moved.
  */
-export function decideOverwrite (mode: Overwrite, source: ObjectVersion, existing: Existing, destination: string): 'copy' | 'unchanged' {
+export function decideOverwrite (mode: Overwrite, source: ObjectVersion | undefined, existing: Existing, destination: string): 'copy' | 'unchanged' {
   if (existing.kind === 'directory') throw new IsADirectoryError(`destination: ${destination} is a directory: end it with / to put the file inside it (${destination}/)`)
   if (existing.kind === 'none' || mode === 'always') return 'copy'
   if (mode === 'never') throw new ExistsError(`destination: ${destination} exists, and overwrite is never`)
-  return sameSizeAndMtime(source, existing.version) ? 'unchanged' : 'copy'
+  // Without the source's version (not asked for) nothing can be shown unchanged: copy.
+  return source !== undefined && sameSizeAndMtime(source, existing.version) ? 'unchanged' : 'copy'
 }
 
 /** A source that is a directory named without the trailing slash: say which form to use. */
