@@ -92,13 +92,16 @@ export async function copyTree (deps: TreeCopyDeps, job: Job, peer: TreePeer, ds
   }
   let rows: FileRow[] = []
   const sendRows = async (): Promise<void> => {
-    if (rows.length === 0) return
-    const files = rows
+    const all = rows
     rows = []
-    // The listing is for people; the copy goes on without it while the coordinator is away.
-    await deps.treeFiles({ transferId: job.transferId, attempt: job.attempt, files }).catch(err => {
-      deps.log('could not send a batch of tree files to the coordinator', { transferId: job.transferId, files: files.length, error: String(err) }, 'warn')
-    })
+    // In calls of at most the method's bound: failures of a batch queue up to a batch of rows at once.
+    for (let i = 0; i < all.length; i += ROWS_PER_CALL) {
+      const files = all.slice(i, i + ROWS_PER_CALL)
+      // The listing is for people; the copy goes on without it while the coordinator is away.
+      await deps.treeFiles({ transferId: job.transferId, attempt: job.attempt, files }).catch(err => {
+        deps.log('could not send a batch of tree files to the coordinator', { transferId: job.transferId, files: files.length, error: String(err) }, 'warn')
+      })
+    }
   }
   const row = async (r: FileRow): Promise<void> => {
     rows.push(r)
@@ -127,7 +130,8 @@ export async function copyTree (deps: TreeCopyDeps, job: Job, peer: TreePeer, ds
   for await (const e of listTree(peer, job.tree ?? {}, signal)) {
     signal.throwIfAborted()
     if (e.type === 'directory') {
-      await plugin.makeDirectory(urlOf(e.path), { signal, mode: e.mode })
+      // Owner-writable whatever the source's mode: a read-only directory could not receive its own files.
+      await plugin.makeDirectory(urlOf(e.path), { signal, mode: e.mode | 0o700 })
       continue
     }
     result.files.total++
