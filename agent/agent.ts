@@ -14,6 +14,7 @@ import { Executor } from './executor.ts'
 import { ControlClient } from './control-client.ts'
 import { executorHandlers, swarmHandlers } from './control-handlers.ts'
 import { startDataServer } from './data-server.ts'
+import { startTreeServer } from './tree/server.ts'
 import { newCounters } from './counters.ts'
 import type { AgentCounters } from './counters.ts'
 import { TokenBucket } from './rate-limit.ts'
@@ -113,6 +114,7 @@ export async function startAgent (config: AgentConfig, onFatal: (err: Error) => 
   const node = seams.wrapNode?.(created) ?? created
   await startDataServer({ node, self: config.name, issuer, plugins, counters, upload, log })
   const blobs = await BlobIndex.open(join(config.dataDir, 'blobs'), config.name, plugins)
+  await startTreeServer({ node, self: config.name, issuer, volumes: plugins.volumes, volumeList: config.volumes, counters, upload, log })
   const swarm = new SwarmService({
     node,
     blobs,
@@ -140,6 +142,7 @@ export async function startAgent (config: AgentConfig, onFatal: (err: Error) => 
     download,
     report: async r => { await control.call('report', r) },
     progress: p => { control.cast('progress', p) },
+    treeFiles: async p => { await control.call('treeFiles', p) },
     log,
     syncEveryBytes: config.syncEveryBytes,
     syncEveryMs: config.syncEveryMs,

@@ -1,8 +1,9 @@
 import {
-  CanceledError, ChecksumMismatchError, NetworkError, UnsupportedError, errorFields, parseLocation, toStaccatoError
+  CanceledError, ChecksumMismatchError, IsADirectoryError, NetworkError, NotFoundError, UnsupportedError, errorFields, namesDirectory, parseLocation, toStaccatoError
 } from '../mesh/index.ts'
 import type { ControlParams, Job, MeshNode } from '../mesh/index.ts'
 import { agent as agentPlugin } from '../protocols/index.ts'
+import type { ObjectVersion } from '../protocols/index.ts'
 import { resolveLocal } from './resolve.ts'
 import { isImageJob, runImageJob } from './image-job.ts'
 import type { PluginSet, Resolved } from './resolve.ts'
@@ -15,6 +16,10 @@ import type { CopyResult } from './copy/copy.ts'
 import { systemClock } from './copy/clock.ts'
 import type { Clock } from './copy/clock.ts'
 import { sameVersion } from './copy/resume.ts'
+import { newHasher } from './copy/checksum.ts'
+import { decideOverwrite, planDestination, sourceIsDirectory } from './copy/destination.ts'
+import type { Existing } from './copy/destination.ts'
+import { copyTree } from './tree/copy-tree.ts'
 
 export type Report = ControlParams<'report'>
 
@@ -28,6 +33,8 @@ export interface ExecutorOptions {
   /** Sends a report to the coordinator; rejects when it cannot be delivered now. */
   report: (r: Report) => Promise<void>
   progress: (p: ControlParams<'progress'>) => void
+  /** Sends a tree's files as they end; rejects when it cannot be delivered now. */
+  treeFiles?: (p: ControlParams<'treeFiles'>) => Promise<void>
   log: (msg: string, fields?: Record<string, unknown>, level?: 'info' | 'warn' | 'error') => void
   /** Sync the partial and journal the offset after this many bytes… */
   syncEveryBytes: number
@@ -106,9 +113,16 @@ export class Executor {
     await Promise.allSettled([...this.running.values()].map(r => r.done))
   }
 
-  private async run (job: Job, signal: AbortSignal): Promise<void> {
+  private async run (sent: Job, signal: AbortSignal): Promise<void> {
     const { log } = this.opts
-    log('transfer started', { transferId: job.transferId, attempt: job.attempt, source: job.source, destination: job.destination })
+    log('transfer started', { transferId: sent.transferId, attempt: sent.attempt, source: sent.source, destination: sent.destination })
+    let job: Job
+    try {
+      job = planned(sent)
+    } catch (err) {
+      await this.failed(sent, err, signal)
+      return
+    }
     const earlier = await this.opts.journal.get(job.transferId)
     if (earlier?.outcome?.outcome === 'succeeded' && earlier.attempt !== job.attempt && await this.stillCurrent(job, earlier, signal)) {
       // The object is in place from an earlier attempt whose outcome the coordinator has not taken yet: report it, do not copy again.
@@ -116,24 +130,63 @@ export class Executor {
       await this.finish(job, earlier.outcome)
       return
     }
+    if (namesDirectory(parseLocation(job.source, 'source'))) {
+      await this.runTree(job, signal)
+      return
+    }
     try {
       const result = await this.transfer(job, signal)
       this.opts.counters.transfersSucceeded++
       const digest = digestFields(result)
       log('transfer succeeded', { transferId: job.transferId, bytes: result.bytes, ...digest })
-      await this.finish(job, { outcome: 'succeeded', ...digest, bytesDone: result.bytes, bytesTotal: result.bytes })
+      // An unchanged destination moved nothing: the record says so, and still carries the digest of what is there.
+      await this.finish(job, { outcome: 'succeeded', ...digest, bytesDone: result.unchanged === true ? 0 : result.bytes, bytesTotal: result.bytes })
     } catch (err) {
-      const e = toStaccatoError(signal.aborted ? signal.reason : err)
-      if (e instanceof CanceledError) {
-        log('transfer canceled', { transferId: job.transferId })
-        await this.opts.journal.remove(job.transferId)
+      await this.failed(job, err, signal)
+    }
+  }
+
+  /** A tree: one outcome for all its files, with their counts; it fails if any file failed. */
+  private async runTree (job: Job, signal: AbortSignal): Promise<void> {
+    try {
+      const loc = parseLocation(job.source, 'source')
+      if (loc.kind !== 'agent' || loc.agent === this.opts.self || job.ticket === undefined || job.sourcePeer === undefined) {
+        throw new UnsupportedError(`source: ${job.source}: a tree is copied from another agent's volume (a tree inside one agent is not supported yet)`)
+      }
+      const dst = resolveLocal(job.destination, this.opts.self, this.opts.plugins, 'destination')
+      const peer = { node: this.opts.node, peerId: job.sourcePeer.peerId, addrs: job.sourcePeer.addrs, ticket: job.ticket, source: job.source }
+      const { journal, counters, download, log, syncEveryBytes, syncEveryMs, progressEveryMs } = this.opts
+      const progress = (p: ControlParams<'progress'>): void => this.opts.progress(p)
+      const treeFiles = this.opts.treeFiles ?? (async () => {})
+      const deps = { node: this.opts.node, journal, counters, download, log, syncEveryBytes, syncEveryMs, progressEveryMs, progress, treeFiles, clock: this.opts.clock ?? systemClock }
+      const r = await copyTree(deps, job, peer, dst, signal)
+      log('tree copied', { transferId: job.transferId, ...r.files, bytes: r.bytesDone })
+      const counts = { files: r.files, bytesDone: r.bytesDone, bytesTotal: r.bytesTotal }
+      if (r.firstError !== undefined) {
+        this.opts.counters.transfersFailed++
+        const error = { ...r.firstError, message: `${r.files.failed} of ${r.files.total} files failed; the first: ${r.firstError.message}`.slice(0, 4096) }
+        await this.finish(job, { outcome: 'failed', error, ...counts })
         return
       }
-      this.opts.counters.transfersFailed++
-      log('transfer failed', { transferId: job.transferId, retryable: e.retryable, ...errorFields(e) }, 'warn')
-      const entry = await this.opts.journal.get(job.transferId)
-      await this.finish(job, { outcome: 'failed', error: e.toJSON(), bytesDone: entry?.durableOffset ?? 0 })
+      this.opts.counters.transfersSucceeded++
+      await this.finish(job, { outcome: 'succeeded', ...counts })
+    } catch (err) {
+      await this.failed(job, err, signal)
     }
+  }
+
+  private async failed (job: Job, err: unknown, signal: AbortSignal): Promise<void> {
+    const { log } = this.opts
+    const e = toStaccatoError(signal.aborted ? signal.reason : err)
+    if (e instanceof CanceledError) {
+      log('transfer canceled', { transferId: job.transferId })
+      await this.opts.journal.remove(job.transferId)
+      return
+    }
+    this.opts.counters.transfersFailed++
+    log('transfer failed', { transferId: job.transferId, retryable: e.retryable, ...errorFields(e) }, 'warn')
+    const entry = await this.opts.journal.get(job.transferId)
+    await this.finish(job, { outcome: 'failed', error: e.toJSON(), bytesDone: entry?.durableOffset ?? 0 })
   }
 
   /** Records the outcome in the journal first, so that it reaches the coordinator even if it is down right now. */
@@ -224,6 +277,11 @@ export class Executor {
       // An image is named by its manifest's sha256 digest, whatever checksum mode the transfer asked for.
       return { bytes: image.bytes, digest: { algorithm: 'sha256', value: image.sha256 } }
     }
+    const { source, existing } = await this.preflight(job, src, dst, signal)
+    if (decideOverwrite(job.overwrite ?? 'always', source, existing, job.destination) === 'unchanged' && source !== undefined) {
+      this.opts.log('destination unchanged (same size and mtime); not copied', { transferId: job.transferId, destination: job.destination })
+      return await this.unchanged(job, dst, source, signal)
+    }
     try {
       return await copy(this.copyDeps(), job, src, dst, false, signal)
     } catch (err) {
@@ -232,6 +290,45 @@ export class Executor {
       this.opts.log('checksum mismatch; retrying once from zero', { transferId: job.transferId, error: err.message }, 'warn')
       return await copy(this.copyDeps(), job, src, dst, true, signal)
     }
+  }
+
+  /**
+   * Looks at both ends before a byte moves: a source directory named without
+   * its slash, or a directory where the file should land, fails now rather
+   * than after the copy. A plug-in end (an HTTP server, say) is asked only
+   * when `overwrite` needs it: a stat there is a request of its own.
+   */
+  private async preflight (job: Job, src: Resolved, dst: Resolved, signal: AbortSignal): Promise<{ source?: ObjectVersion, existing: Existing }> {
+    const overwrite = job.overwrite ?? 'always'
+    let source: ObjectVersion | undefined
+    if (src.location.kind === 'agent' || overwrite === 'if-different') {
+      source = await src.plugin.stat(src.url, { signal }).catch(err => {
+        throw toStaccatoError(err) instanceof IsADirectoryError ? sourceIsDirectory(job.source) : err
+      })
+    }
+    let existing: Existing = { kind: 'none' }
+    if (dst.location.kind !== 'agent' && overwrite === 'always') return { source, existing }
+    try {
+      existing = { kind: 'file', version: await dst.plugin.stat(dst.url, { signal }) }
+    } catch (err) {
+      const e = toStaccatoError(err)
+      if (e instanceof IsADirectoryError) existing = { kind: 'directory' }
+      // Anything else (missing, or a plug-in that cannot stat what it writes) leaves the decision to the write.
+      else if (!(e instanceof NotFoundError) && overwrite !== 'always') {
+        throw new UnsupportedError(`destination: cannot tell whether ${job.destination} exists (${e.message}), so overwrite ${overwrite} cannot be kept`)
+      }
+    }
+    return { source, existing }
+  }
+
+  /** The destination already holds the source's version: report the digest of what is there, read locally. */
+  private async unchanged (job: Job, dst: Resolved, version: ObjectVersion, signal: AbortSignal): Promise<CopyResult> {
+    const hasher = newHasher(checksumModeOf(job))
+    if (hasher !== undefined) {
+      for await (const chunk of dst.plugin.read(dst.url, { offset: 0, expect: undefined, signal })) hasher.update(chunk)
+    }
+    const digest = hasher === undefined ? undefined : { algorithm: hasher.algorithm, value: hasher.digest() }
+    return { bytes: version.size, digest, unchanged: true }
   }
 
   private copyDeps (): Parameters<typeof copy>[0] {
@@ -247,9 +344,16 @@ export class Executor {
   }
 }
 
+/** The job with its destination as it lands: a file sent to `dir/` goes to `dir/<its name>`. An image's `dir/` is its layout directory. */
+function planned (job: Job): Job {
+  const source = parseLocation(job.source, 'source')
+  if (source.kind === 'plugin' && source.scheme === 'oci') return job
+  return { ...job, destination: planDestination(job.source, job.destination) }
+}
+
 function reportOf (entry: JournalEntry): Report {
-  const { outcome, sha256, blake3, error, bytesDone, bytesTotal } = entry.outcome ?? { outcome: 'failed', bytesDone: 0 }
-  return { transferId: entry.transferId, attempt: entry.attempt, outcome, sha256, blake3, error, bytesDone, bytesTotal }
+  const { outcome, sha256, blake3, error, bytesDone, bytesTotal, files } = entry.outcome ?? { outcome: 'failed', bytesDone: 0 }
+  return { transferId: entry.transferId, attempt: entry.attempt, outcome, sha256, blake3, error, bytesDone, bytesTotal, files }
 }
 
 /** The digest as the report carries it: one field per algorithm. */

@@ -16,9 +16,19 @@ export interface JournalEntry {
   checksumMode?: ChecksumMode
   /** Digest of the first durableOffset bytes, to verify the kept prefix before resuming (none in checksum mode none). */
   prefixDigest?: string
+  /** A tree transfer: the file being written, so that the next attempt resumes it from its offset. */
+  treeFile?: TreeFileCheckpoint
   /** Set once the transfer ended, until the coordinator has acknowledged the report. */
-  outcome?: { outcome: 'succeeded' | 'failed', sha256?: string, blake3?: string, error?: ErrorInfo, bytesDone: number, bytesTotal?: number }
+  outcome?: { outcome: 'succeeded' | 'failed', sha256?: string, blake3?: string, error?: ErrorInfo, bytesDone: number, bytesTotal?: number, files?: { total: number, done: number, skipped: number, failed: number } }
   updatedAt: number
+}
+
+/** One file of a tree, part written: its path in the tree, the version listed, its durable offset and the digest before it. */
+export interface TreeFileCheckpoint {
+  path: string
+  version: ObjectVersion
+  durableOffset: number
+  prefixDigest?: string
 }
 
 /** What a destination of a distribution keeps: which pieces are verified and synced to its partial file. */

@@ -13,6 +13,8 @@ export interface Transfer extends TransferLike {
   waiting?: { reason: string, agent: string, since: string }
   executor?: string
   checksumMode?: string
+  overwrite?: string
+  tree?: { sync?: string, include?: string[], exclude?: string[] }
   sha256?: string
   blake3?: string
   labels: Record<string, string>

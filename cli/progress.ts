@@ -5,7 +5,7 @@ import type { SingleBar } from 'cli-progress'
 export interface TransferLike {
   id: string
   state: string
-  progress: { bytesDone: number, bytesTotal?: number, rate: number, eta?: number }
+  progress: { bytesDone: number, bytesTotal?: number, rate: number, eta?: number, files?: { total: number, done: number, skipped: number, failed: number } }
   lastError?: { code: string, message: string }
 }
 
@@ -42,6 +42,8 @@ export function describe (t: TransferLike): string {
   } else {
     parts.push(formatBytes(p.bytesDone))
   }
+  // A tree: its files beside its bytes, on the same one line.
+  if (p.files !== undefined) parts.push(`files ${p.files.done} copied, ${p.files.skipped} skipped, ${p.files.failed} failed of ${p.files.total}`)
   if (t.state === 'active' && p.rate > 0) parts.push(`${formatBytes(p.rate)}/s`)
   if (t.state === 'active' && p.eta !== undefined) parts.push(`ETA ${formatDuration(p.eta)}`)
   if (t.state === 'failed' && t.lastError !== undefined) parts.push(`${t.lastError.code}: ${t.lastError.message}`)
@@ -62,7 +64,8 @@ function lineDisplay (stream: NodeJS.WritableStream): ProgressDisplay {
     update (t) {
       const line = describe(t)
       // Rate and ETA wobble between polls; a new line is worth printing only when the state or the bytes moved.
-      const key = `${t.state} ${t.progress.bytesDone} ${t.progress.bytesTotal ?? ''}`
+      const f = t.progress.files
+      const key = `${t.state} ${t.progress.bytesDone} ${t.progress.bytesTotal ?? ''} ${f === undefined ? '' : `${f.done}/${f.skipped}/${f.failed}/${f.total}`}`
       if (last.get(t.id) === key) return
       last.set(t.id, key)
       stream.write(`${t.id}  ${line}\n`)

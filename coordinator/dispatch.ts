@@ -49,9 +49,16 @@ type Report = ControlParams<'report'>
 export class Dispatcher implements AgentLifecycle {
   private readonly opts: DispatcherOptions
   /** What an executor reports: its attempts' outcomes (calls) and progress (casts). */
-  readonly handlers: Pick<PartHandlers, 'report' | 'progress'> = {
+  readonly handlers: Pick<PartHandlers, 'report' | 'progress' | 'treeFiles'> = {
     report: async (r, { agent }) => {
       await this.applyReport(agent, r)
+      return {}
+    },
+    treeFiles: async (p, { agent }) => {
+      const rec = this.opts.store.get(p.transferId)
+      // Only the executor's current attempt writes a tree's files; anything else is acknowledged and dropped.
+      if (rec === undefined || rec.executor !== agent || rec.attempt !== p.attempt || TERMINAL_STATES.has(rec.state)) return {}
+      await this.opts.store.putTreeFiles(rec.id, p.files)
       return {}
     },
     progress: async (p, { agent }) => { this.onProgress(agent, p) }
@@ -231,7 +238,9 @@ export class Dispatcher implements AgentLifecycle {
       source: rec.source,
       destination: rec.destination,
       checksum: rec.checksum,
-      checksumMode: rec.checksumMode
+      checksumMode: rec.checksumMode,
+      overwrite: rec.overwrite,
+      tree: rec.tree
     }
     const source = parseLocation(rec.source, 'source')
     // A plug-in source named `via` another agent is read there (e.g. an https:// URL only
@@ -265,7 +274,8 @@ export class Dispatcher implements AgentLifecycle {
     if (rec.executor !== agent || rec.destinations !== undefined) return ignored('not the executor of this transfer')
     if (r.outcome === 'succeeded') {
       const mode = rec.checksumMode ?? 'sha256'
-      if (mode !== 'none' && r[mode] === undefined) return ignored(`a success without a ${mode} digest`)
+      // A tree has no one digest: each of its files was checked against the holder's on the agent.
+      if (mode !== 'none' && r[mode] === undefined && r.files === undefined) return ignored(`a success without a ${mode} digest`)
       if (rec.checksum !== undefined && rec.checksum.value !== r.sha256) return ignored(`digest ${r.sha256} is not the expected ${rec.checksum.value}`)
       await this.succeed(agent, rec.id, r)
       return
@@ -275,7 +285,7 @@ export class Dispatcher implements AgentLifecycle {
       const progress = { ...rec.progress, bytesDone: r.bytesDone ?? rec.progress.bytesDone, bytesTotal: r.bytesTotal ?? rec.progress.bytesTotal }
       await this.opts.store.transition(rec.id, 'verifying', { progress }, { from: ['active'] }).catch(this.storeMissed('could not record the transfer as verifying', rec))
     } else {
-      await this.fail(rec.id, r.attempt, r.error ?? { code: 'internal', message: 'agent reported a failure without an error', retryable: true })
+      await this.fail(rec.id, r.attempt, r.error ?? { code: 'internal', message: 'agent reported a failure without an error', retryable: true }, r)
     }
   }
 
@@ -291,7 +301,7 @@ export class Dispatcher implements AgentLifecycle {
     for (let step = 0; step < 8; step++) {
       const rec = store.get(id)
       if (rec === undefined || TERMINAL_STATES.has(rec.state)) return
-      const progress = { ...rec.progress, bytesDone: r.bytesDone ?? rec.progress.bytesDone, bytesTotal: r.bytesTotal ?? rec.progress.bytesTotal }
+      const progress = { ...rec.progress, bytesDone: r.bytesDone ?? rec.progress.bytesDone, bytesTotal: r.bytesTotal ?? rec.progress.bytesTotal, ...(r.files !== undefined ? { files: r.files } : {}) }
       const next = TOWARDS_SUCCESS[rec.state]
       if (next === undefined) return
       const patch: Partial<TransferRecord> = next === 'succeeded'
@@ -357,7 +367,7 @@ export class Dispatcher implements AgentLifecycle {
   private onProgress (agent: string, p: ControlParams<'progress'>): void {
     const rec = this.opts.store.get(p.transferId)
     if (rec === undefined || rec.attempt !== p.attempt || rec.executor !== agent || (rec.state !== 'active' && rec.state !== 'scheduled')) return
-    void this.opts.store.setProgress(rec.id, { bytesDone: p.bytesDone, bytesTotal: p.bytesTotal }).catch(this.storeMissed('could not record progress', rec))
+    void this.opts.store.setProgress(rec.id, { bytesDone: p.bytesDone, bytesTotal: p.bytesTotal, files: p.files }).catch(this.storeMissed('could not record progress', rec))
   }
 
   private storeMissed (what: string, rec: TransferRecord): (err: unknown) => void {
@@ -429,19 +439,21 @@ export class Dispatcher implements AgentLifecycle {
   }
 
   /** A retryable error with retries left requeues with backoff and jitter; anything else fails the transfer. */
-  private async fail (id: string, attempt: number, error: ErrorInfo): Promise<void> {
+  private async fail (id: string, attempt: number, error: ErrorInfo, r?: Report): Promise<void> {
     const rec = this.opts.store.get(id)
     if (rec === undefined || rec.attempt !== attempt || TERMINAL_STATES.has(rec.state) || rec.state === 'queued') return
     const now = this.opts.clock.now()
-    const lastError = { ...error, at: new Date(now).toISOString(), attempt }
+    const patch: Partial<TransferRecord> = { lastError: { ...error, at: new Date(now).toISOString(), attempt } }
+    // A tree's counts as it ended: which of its files failed is what the user looks at next.
+    if (r?.files !== undefined) patch.progress = { ...rec.progress, files: r.files, bytesDone: r.bytesDone ?? rec.progress.bytesDone, bytesTotal: r.bytesTotal ?? rec.progress.bytesTotal }
     const retriesLeft = rec.attempt <= rec.retries
     try {
       if (error.retryable && retriesLeft) {
         const delay = Math.min(this.opts.retryBaseMs * 2 ** (rec.attempt - 1), this.opts.retryMaxMs) * (0.5 + Math.random() / 2)
-        await this.opts.store.transition(id, 'queued', { lastError, notBefore: now + Math.round(delay) }, { now })
+        await this.opts.store.transition(id, 'queued', { ...patch, notBefore: now + Math.round(delay) }, { now })
         this.opts.log('transfer requeued', { transferId: id, code: error.code, error: error.message, retryInMs: Math.round(delay) }, 'warn')
       } else {
-        await this.opts.store.transition(id, 'failed', { lastError }, { now })
+        await this.opts.store.transition(id, 'failed', patch, { now })
         this.opts.log('transfer failed', { transferId: id, code: error.code, error: error.message }, 'warn')
       }
     } catch (err) {

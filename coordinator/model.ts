@@ -1,4 +1,4 @@
-import type { ChecksumMode, ErrorInfo, ImageManifest } from '../mesh/index.ts'
+import type { ChecksumMode, ErrorInfo, ImageManifest, Overwrite, TreeOptions } from '../mesh/index.ts'
 
 export type TransferState = 'queued' | 'scheduled' | 'active' | 'verifying' | 'succeeded' | 'failed' | 'canceled'
 
@@ -30,8 +30,12 @@ export interface Progress {
   rate: number
   /** Seconds to completion at the current rate, when the total is known. */
   eta?: number
+  /** A tree transfer's files so far. */
+  files?: FileCounts
   updatedAt: string
 }
+
+export interface FileCounts { total: number, done: number, skipped: number, failed: number }
 
 export interface TransferError extends ErrorInfo {
   at: string
@@ -80,6 +84,10 @@ export interface TransferRecord {
   checksum?: { algorithm: 'sha256', value: string }
   /** The end-to-end checksum the agents compute (sha256 when absent). */
   checksumMode?: ChecksumMode
+  /** What to do when the destination exists (always when absent). */
+  overwrite?: Overwrite
+  /** A tree transfer's (the source ends in /) sync level and globs. */
+  tree?: TreeOptions
   /** Higher runs first. */
   priority: number
   /** How many times a retryable failure is retried before the transfer fails. */
@@ -117,6 +125,10 @@ export interface TransferInput {
   destinations?: string[]
   checksum?: { algorithm: 'sha256', value: string }
   checksumMode?: string
+  overwrite?: string
+  sync?: string
+  include?: string[]
+  exclude?: string[]
   priority?: number
   retries?: number
   labels?: Record<string, string>

@@ -3,6 +3,7 @@ import type { AgentDirectory } from './store-agents.ts'
 import type { AuxArea } from './store-aux.ts'
 import type { EventLog } from './store-event-log.ts'
 import type { TransferRepository } from './store-transfers.ts'
+import type { TreeFileLog } from './store-tree-files.ts'
 
 /** Notifications, each once the write it reports is durable. */
 export interface StoreEvents {
@@ -31,6 +32,6 @@ export interface StoreOptions {
  * (store.ts, embedded, the default) and PostgreSQL (store-pg.ts); both run
  * test/coordinator/store-conformance.ts. Tokens have their own store (tokens.ts).
  */
-export interface CoordinatorStore extends TransferRepository, EventLog, AgentDirectory, AuxArea, StoreNotifications {
+export interface CoordinatorStore extends TransferRepository, EventLog, AgentDirectory, AuxArea, TreeFileLog, StoreNotifications {
   close (): Promise<void>
 }

@@ -1,5 +1,5 @@
-import { CHECKSUM_MODES, InvalidArgumentError, parseLocation } from '../mesh/index.ts'
-import type { ChecksumMode, Location } from '../mesh/index.ts'
+import { CHECKSUM_MODES, InvalidArgumentError, OVERWRITE_MODES, SYNC_MODES, namesDirectory, parseLocation } from '../mesh/index.ts'
+import type { ChecksumMode, Location, Overwrite, TreeOptions } from '../mesh/index.ts'
 import type { TransferInput } from './model.ts'
 
 /** Limits shared by the store (which enforces them for every caller) and the API schemas (which document them). */
@@ -24,6 +24,8 @@ export interface PreparedInput {
   destinations?: string[]
   checksum?: { algorithm: 'sha256', value: string }
   checksumMode?: ChecksumMode
+  overwrite?: Overwrite
+  tree?: TreeOptions
   priority: number
   retries: number
   labels: Record<string, string>
@@ -105,6 +107,9 @@ export function prepareInput (input: TransferInput): PreparedInput {
   if (destinations !== undefined) prepared.destinations = input.destinations
   if (input.checksum !== undefined) prepared.checksum = prepareChecksum(input.checksum)
   if (input.checksumMode !== undefined) prepared.checksumMode = prepareChecksumMode(input.checksumMode, prepared)
+  if (input.overwrite !== undefined) prepared.overwrite = prepareOverwrite(input.overwrite, prepared)
+  const tree = prepareTree(input, source, destination)
+  if (tree !== undefined) prepared.tree = tree
   if (input.callbackUrl !== undefined) prepared.callbackUrl = prepareCallbackUrl(input.callbackUrl)
   return prepared
 }
@@ -122,6 +127,50 @@ function prepareChecksumMode (mode: unknown, prepared: PreparedInput): ChecksumM
   if (known !== 'sha256' && prepared.checksum !== undefined) throw new InvalidArgumentError(`checksumMode: a pinned checksum is a sha256, so it needs checksumMode sha256, not ${known}`)
   // Swarm pieces are checked against their sha256 from a manifest: a distribution has no other mode.
   if (known !== 'sha256' && prepared.destinations !== undefined) throw new InvalidArgumentError(`checksumMode: a distribution verifies every piece's sha256; ${known} applies to one destination only`)
+  return known
+}
+
+/** Globs per list at most, and characters per glob (the API schema documents the same). */
+const GLOBS = { items: 64, length: 1024 }
+
+/**
+ * A source ending in / is a tree: it goes into a directory (a destination
+ * ending in /), from one agent's volume to another's. Its sync level and
+ * globs mean nothing for a single file, so they are refused there.
+ */
+function prepareTree (input: TransferInput, source: Location, destination: Location): TreeOptions | undefined {
+  const isTree = namesDirectory(source)
+  if (!isTree) {
+    for (const field of ['sync', 'include', 'exclude'] as const) {
+      if (input[field] !== undefined) throw new InvalidArgumentError(`${field}: applies to a tree; name the source directory with a trailing / (${input.source}/)`)
+    }
+    return undefined
+  }
+  if (input.destinations !== undefined) throw new InvalidArgumentError('destinations: a tree goes to one destination for now')
+  if (!namesDirectory(destination)) throw new InvalidArgumentError(`destination: the source is a directory (it ends with /), so the destination must be one too: ${input.destination ?? ''}/`)
+  if (source.kind !== 'agent' || destination.kind !== 'agent') throw new InvalidArgumentError('source: a tree is copied between agent volumes (agent://name/volume/dir/)')
+  const tree: TreeOptions = {}
+  if (input.sync !== undefined) {
+    const known = SYNC_MODES.find(m => m === input.sync)
+    if (known === undefined) throw new InvalidArgumentError(`sync: must be one of ${SYNC_MODES.join(', ')}`)
+    tree.sync = known
+  }
+  for (const field of ['include', 'exclude'] as const) {
+    const list = input[field]
+    if (list === undefined) continue
+    if (!Array.isArray(list) || list.length > GLOBS.items || list.some(g => typeof g !== 'string' || g === '' || g.length > GLOBS.length)) {
+      throw new InvalidArgumentError(`${field}: at most ${GLOBS.items} globs of 1 to ${GLOBS.length} characters`)
+    }
+    tree[field] = list
+  }
+  return tree
+}
+
+function prepareOverwrite (mode: unknown, prepared: PreparedInput): Overwrite {
+  const known = OVERWRITE_MODES.find(m => m === mode)
+  if (known === undefined) throw new InvalidArgumentError(`overwrite: must be one of ${OVERWRITE_MODES.join(', ')}`)
+  // A distribution's destinations are checked by its swarm sessions, which do not look at what is there yet.
+  if (known !== 'always' && prepared.destinations !== undefined) throw new InvalidArgumentError(`overwrite: ${known} applies to one destination only; a distribution replaces what its destinations hold`)
   return known
 }
 

@@ -10,6 +10,7 @@ import type { TransferState } from './model.ts'
  *   i!<tenant>!<key>        idempotency key → transfer id
  *   e!<seq, 16 digits>      event
  *   a!<name>                agent record
+ *   f!<id>!<path>           one file of a tree transfer ('"' closes an id's range: it follows '!')
  *   m!seq                   highest event sequence number written
  *   m!trimmed               highest event sequence number deleted by retention
  *
@@ -32,6 +33,9 @@ export const keys = {
   idempotency: (tenant: string, key: string) => `i!${encodeURIComponent(tenant).replaceAll('!', '%21')}!${key}`,
   event: (seq: number) => `e!${String(seq).padStart(SEQ_WIDTH, '0')}`,
   agent: (name: string) => `a!${name}`,
+  treeFile: (id: string, path: string) => `f!${id}!${path}`,
+  /** The range of one transfer's tree files, after `after` when given. */
+  treeFiles: (id: string, after?: string) => ({ gt: `f!${id}!${after ?? ''}`, lt: `f!${id}"` }),
   seq: 'm!seq',
   seqReserved: 'm!seqReserved',
   trimmed: 'm!trimmed',

@@ -1,6 +1,8 @@
 import type pg from 'pg'
 import type { AgentRecord, StoreEvent, TransferRecord } from './model.ts'
 import { withoutPieces } from './store-records.ts'
+import { storedTreeFile } from './store-tree-files.ts'
+import type { StoredTreeFile, TreeFileRow } from './store-tree-files.ts'
 
 /**
  * What writes change in the PostgreSQL store, recorded instead of sent: a
@@ -20,6 +22,8 @@ export class WriteOps {
   readonly agents = new Map<string, AgentRecord | null>()
   readonly aux = new Map<string, { value: unknown } | null>()
   readonly events: StoreEvent[] = []
+  /** Tree transfers' file rows by `id \0 path`, the later report winning. */
+  readonly treeFiles = new Map<string, [string, string, string, StoredTreeFile]>()
 
   insertTransfer (record: TransferRecord): void { this.inserts.set(record.id, record) }
 
@@ -33,7 +37,12 @@ export class WriteOps {
     this.updates.delete(id)
     this.pieces.delete(id)
     for (const [k, v] of this.keys) if (v.id === id) this.keys.delete(k)
+    for (const [k, row] of this.treeFiles) if (row[0] === id) this.treeFiles.delete(k)
     this.deletes.add(id)
+  }
+
+  putTreeFiles (id: string, rows: readonly TreeFileRow[]): void {
+    for (const row of rows) this.treeFiles.set(`${id}\0${row.path}`, [id, row.path, row.state, storedTreeFile(row)])
   }
 
   /** Adds the changes of a later write. */
@@ -45,6 +54,7 @@ export class WriteOps {
     for (const [k, v] of later.keys) this.keys.set(k, v)
     for (const [name, rec] of later.agents) this.agents.set(name, rec)
     for (const [key, value] of later.aux) this.aux.set(key, value)
+    for (const [key, row] of later.treeFiles) this.treeFiles.set(key, row)
     this.events.push(...later.events)
   }
 }
@@ -66,6 +76,7 @@ export async function flushOps (client: pg.ClientBase, ops: WriteOps): Promise<v
     await q('DELETE FROM transfers WHERE id = ANY($1::text[])', ids)
     await q('DELETE FROM transfer_pieces WHERE id = ANY($1::text[])', ids)
     await q('DELETE FROM idempotency_keys WHERE transfer_id = ANY($1::text[])', ids)
+    await q('DELETE FROM tree_files WHERE id = ANY($1::text[])', ids)
   }
   if (ops.inserts.size > 0) {
     await q('INSERT INTO transfers (id, tenant, state, record) SELECT r->>\'id\', r->>\'tenant\', r->>\'state\', r FROM jsonb_array_elements($1::jsonb) r', json([...ops.inserts.values()].map(withoutPieces)))
@@ -91,6 +102,9 @@ export async function flushOps (client: pg.ClientBase, ops: WriteOps): Promise<v
     await q('INSERT INTO aux (key, value) SELECT x->>0, x->1 FROM jsonb_array_elements($1::jsonb) x ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value', json(auxPuts))
   }
   if (auxDels.length > 0) await q('DELETE FROM aux WHERE key = ANY($1::text[])', auxDels)
+  if (ops.treeFiles.size > 0) {
+    await q('INSERT INTO tree_files (id, path, state, file) SELECT f->>0, f->>1, f->>2, f->3 FROM jsonb_array_elements($1::jsonb) f ON CONFLICT (id, path) DO UPDATE SET state = EXCLUDED.state, file = EXCLUDED.file', json([...ops.treeFiles.values()]))
+  }
   if (ops.events.length > 0) {
     await q('INSERT INTO events (seq, event) SELECT (e->>\'seq\')::bigint, e FROM jsonb_array_elements($1::jsonb) e', json(ops.events))
   }

@@ -42,6 +42,12 @@ export const MIGRATIONS: ReadonlyArray<{ version: number, name: string, sql: str
     name: 'tokens',
     // Keys as in the LevelDB token store: k!<id> an API token, j!<id> a join token (hashes only).
     sql: 'CREATE TABLE tokens (key text COLLATE "C" PRIMARY KEY, value jsonb NOT NULL);'
+  },
+  {
+    version: 3,
+    name: 'tree files',
+    // One row per file of a tree transfer; "C" collation pages by path in byte order, as LevelDB does.
+    sql: 'CREATE TABLE tree_files (id text COLLATE "C" NOT NULL, path text COLLATE "C" NOT NULL, state text NOT NULL, file jsonb NOT NULL, PRIMARY KEY (id, path));'
   }
 ]
 

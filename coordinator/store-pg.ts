@@ -16,6 +16,8 @@ import { WriteOps, flushOps, json } from './store-pg-ops.ts'
 import type { ProgressReport } from './store-progress.ts'
 import { newRecord, progressData, progressed, transitioned, updated } from './store-records.ts'
 import type { CreateOptions, TransitionOptions } from './store-transfers.ts'
+import { treeFileRow } from './store-tree-files.ts'
+import type { StoredTreeFile, TreeFilePage, TreeFileQuery, TreeFileRow } from './store-tree-files.ts'
 import { pgTokenRecords } from './token-records.ts'
 import type { TokenRecords } from './token-records.ts'
 
@@ -317,6 +319,22 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
       })
       tx.emit('removed', prev)
     })
+  }
+
+  putTreeFiles (id: string, rows: readonly TreeFileRow[]): Promise<void> {
+    return this.#write(false, async tx => {
+      this.#require(id)
+      tx.ops.putTreeFiles(id, rows)
+    })
+  }
+
+  async listTreeFiles (id: string, query: TreeFileQuery): Promise<TreeFilePage> {
+    const params: unknown[] = [id, query.after ?? '', query.limit]
+    const byState = query.state !== undefined ? ' AND state = $4' : ''
+    if (query.state !== undefined) params.push(query.state)
+    const { rows } = await this.#pool.query<{ path: string, file: StoredTreeFile }>(`SELECT path, file FROM tree_files WHERE id = $1 AND path > $2${byState} ORDER BY path LIMIT $3`, params)
+    const items = rows.map(r => treeFileRow(r.path, r.file))
+    return items.length === query.limit ? { items, next: items[items.length - 1].path } : { items }
   }
 
   inState (state: TransferState): TransferRecord[] { return this.#index.inState(state) }

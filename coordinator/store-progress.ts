@@ -1,4 +1,4 @@
-import type { Progress } from './model.ts'
+import type { FileCounts, Progress } from './model.ts'
 
 /**
  * Seconds over which the reported rate forgets older samples. Reports arrive
@@ -11,6 +11,7 @@ const RATE_HALF_LIFE_S = 3
 export interface ProgressReport {
   bytesDone: number
   bytesTotal?: number
+  files?: FileCounts
   /** A distribution's progress by destination agent, merged into its active destinations. */
   destinations?: Record<string, number>
 }
@@ -31,6 +32,8 @@ export function nextProgress (prev: Progress, report: ProgressReport, now: numbe
   }
   rate = Math.round(rate)
   const next: Progress = { bytesDone: report.bytesDone, rate, updatedAt: new Date(now).toISOString() }
+  const files = report.files ?? prev.files
+  if (files !== undefined) next.files = files
   if (bytesTotal !== undefined) {
     next.bytesTotal = bytesTotal
     if (rate > 0) next.eta = Math.max(0, Math.ceil((bytesTotal - report.bytesDone) / rate))
@@ -41,6 +44,7 @@ export function nextProgress (prev: Progress, report: ProgressReport, now: numbe
 /** Progress as a new attempt starts (or the transfer goes back to the queue): bytes kept, rate forgotten. */
 export function restartProgress (prev: Progress, now: number): Progress {
   const next: Progress = { bytesDone: prev.bytesDone, rate: 0, updatedAt: new Date(now).toISOString() }
+  if (prev.files !== undefined) next.files = prev.files
   if (prev.bytesTotal !== undefined) next.bytesTotal = prev.bytesTotal
   return next
 }

@@ -16,6 +16,8 @@ import type { ProgressReport } from './store-progress.ts'
 import type { AuxOp, EventFanout } from './store-aux.ts'
 import type { CoordinatorStore, StoreEvents, StoreOptions } from './store-contract.ts'
 import type { CreateOptions, TransitionOptions } from './store-transfers.ts'
+import { storedTreeFile, treeFileRow } from './store-tree-files.ts'
+import type { StoredTreeFile, TreeFilePage, TreeFileQuery, TreeFileRow } from './store-tree-files.ts'
 
 export { InvalidStateError } from './store-errors.ts'
 export type { AuxOp, AuxPut, EventFanout } from './store-aux.ts'
@@ -294,6 +296,7 @@ export class LevelTransferStore extends EventEmitter<StoreEvents> implements Coo
         { type: 'del', key: keys.transfer(id) },
         { type: 'del', key: keys.pieces(id) },
         { type: 'del', key: keys.state(prev.state, id) },
+        ...(await this.#db.keys(keys.treeFiles(id)).all()).map(key => ({ type: 'del' as const, key })),
         ...this.#eventOps(event, prev)
       ], { sync: true })
       this.#seq = event.seq
@@ -305,6 +308,28 @@ export class LevelTransferStore extends EventEmitter<StoreEvents> implements Coo
 
   inState (state: TransferState): TransferRecord[] {
     return this.#index.inState(state)
+  }
+
+  putTreeFiles (id: string, rows: readonly TreeFileRow[]): Promise<void> {
+    return this.#exclusive(async () => {
+      this.#require(id)
+      // Not synced: a row lost to an OS crash is reported again by the next attempt, or missing from a listing only.
+      await this.#db.batch(rows.map(r => ({ type: 'put' as const, key: keys.treeFile(id, r.path), value: storedTreeFile(r) })))
+    })
+  }
+
+  async listTreeFiles (id: string, query: TreeFileQuery): Promise<TreeFilePage> {
+    const prefix = keys.treeFile(id, '').length
+    const items: TreeFileRow[] = []
+    let last: string | undefined
+    for await (const [key, value] of this.#db.iterator(keys.treeFiles(id, query.after))) {
+      last = key.slice(prefix)
+      const row = treeFileRow(last, value as StoredTreeFile)
+      if (query.state !== undefined && row.state !== query.state) continue
+      items.push(row)
+      if (items.length >= query.limit) return { items, next: row.path }
+    }
+    return { items }
   }
 
   countInState (state: TransferState): number {

@@ -29,6 +29,9 @@ const TransferId = Type.String({ maxLength: 64 })
 const Ack = Type.Object({})
 
 /** How an attempt of a transfer went (verifying: the bytes are in, the digests are being compared). */
+/** A tree transfer's files: listed (selected), copied, skipped (unchanged, a link, a special file), failed. */
+const FileCounts = Type.Object({ total: Offset, done: Offset, skipped: Offset, failed: Offset })
+
 const Report = Type.Object({
   transferId: TransferId,
   attempt: Type.Integer(),
@@ -38,7 +41,8 @@ const Report = Type.Object({
   sha256: Type.Optional(Sha256),
   /** The digest of a transfer in the blake3 checksum mode (instead of sha256); written like sha256's. */
   blake3: Type.Optional(Sha256),
-  error: Type.Optional(ErrorInfo)
+  error: Type.Optional(ErrorInfo),
+  files: Type.Optional(FileCounts)
 })
 
 /** Journaled outcomes sent inside one registration; any beyond are reported one by one after it. */
@@ -70,6 +74,21 @@ export const AgentToCoordinator = {
     settled: Type.Optional(Type.Array(TransferId, { maxItems: MAX_REGISTER_OUTCOMES }))
   })),
   report: call(Report, Ack),
+  /**
+   * A tree transfer's files as they end, in batches: for `GET /v1/transfers/:id/files`. Answered, so
+   * that a tree of many files waits for the coordinator rather than flood it.
+   */
+  treeFiles: call(Type.Object({
+    transferId: TransferId,
+    attempt: Type.Integer({ minimum: 1 }),
+    files: Type.Array(Type.Object({
+      path: Type.String({ minLength: 1, maxLength: 4096 }),
+      state: Type.Union([Type.Literal('done'), Type.Literal('skipped'), Type.Literal('failed')]),
+      size: Offset,
+      reason: Type.Optional(Type.String({ maxLength: 256 })),
+      error: Type.Optional(ErrorInfo)
+    }, { additionalProperties: false }), { minItems: 1, maxItems: 256 })
+  }), Ack),
   swarmReport: call(Type.Object({
     distributionId: Type.String({ maxLength: 64 }),
     /** Absent in the seed's report that it can no longer read the source (changed, gone): the distribution fails. */
@@ -83,7 +102,7 @@ export const AgentToCoordinator = {
     /** Free bytes in each volume (for an operator's glance; absent from older agents). */
     volumes: Type.Optional(Type.Array(Type.Object({ name: Type.String({ maxLength: 128 }), free: Type.Number({ minimum: 0 }) }), { maxItems: 1024 }))
   })),
-  progress: cast(Type.Object({ transferId: Type.String({ maxLength: 64 }), attempt: Type.Integer(), bytesDone: Offset, bytesTotal: Type.Optional(Offset) })),
+  progress: cast(Type.Object({ transferId: Type.String({ maxLength: 64 }), attempt: Type.Integer(), bytesDone: Offset, bytesTotal: Type.Optional(Offset), files: Type.Optional(FileCounts) })),
   /**
    * The agent's registry mirror lacks blobs of this image (oci://…@sha256:<manifest>): the coordinator
    * brings it into one distribution with the other agents that asked within a short window, seeded by an

@@ -54,6 +54,16 @@ export class InvalidArgumentError extends StaccatoError {
   constructor (message: string, options?: ErrorOptions) { super('invalid_argument', message, false, options) }
 }
 
+/** A file was to be written where a directory is (or the reverse): nothing is moved, and another try finds the same. */
+export class IsADirectoryError extends StaccatoError {
+  constructor (message: string, options?: ErrorOptions) { super('is_a_directory', message, false, options) }
+}
+
+/** The destination exists and the transfer said not to replace it (`overwrite: never`). */
+export class ExistsError extends StaccatoError {
+  constructor (message: string, options?: ErrorOptions) { super('exists', message, false, options) }
+}
+
 /** A peer sent something that does not parse or does not match its schema. */
 export class ProtocolError extends StaccatoError {
   constructor (message: string, options?: ErrorOptions) { super('protocol_error', message, true, options) }
@@ -220,6 +230,8 @@ const BY_CODE: Record<string, new (m: string) => StaccatoError> = {
   checksum_mismatch: ChecksumMismatchError,
   unsupported: UnsupportedError,
   invalid_argument: InvalidArgumentError,
+  is_a_directory: IsADirectoryError,
+  exists: ExistsError,
   protocol_error: ProtocolError,
   ticket_invalid: TicketError,
   network: NetworkError,

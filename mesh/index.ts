@@ -5,11 +5,11 @@
  */
 export {
   StaccatoError, NotFoundError, PermissionDeniedError, NoSpaceError, SourceChangedError, ChecksumMismatchError,
-  UnsupportedError, InvalidArgumentError, ProtocolError, TicketError, NetworkError, AgentOfflineError, TimeoutError,
+  UnsupportedError, InvalidArgumentError, IsADirectoryError, ExistsError, ProtocolError, TicketError, NetworkError, AgentOfflineError, TimeoutError,
   CanceledError, UnavailableError, InternalError, toStaccatoError, errorFields, fromErrorInfo
 } from './errors.ts'
 export type { ErrorInfo } from './errors.ts'
-export { isValidAgentName, parseLocation, pluginUrl } from './location.ts'
+export { baseName, isValidAgentName, namesDirectory, parseLocation, pluginUrl } from './location.ts'
 export type { Location } from './location.ts'
 export { loadOrCreateIdentity } from './identity.ts'
 export { createMeshNode, meshMuxer } from './node.ts'
@@ -21,7 +21,7 @@ export { MAX_FRAME_BYTES, encodeFrame, send, sendFrame, FrameReader } from './wi
 // Each schema below is also the type of the message it validates.
 export {
   WIRE_VERSION, DataRequest, DataResponse, DataTrailer, ControlEnvelope, Job, SwarmMessage, Manifest, ImageManifest,
-  ChecksumMode, CHECKSUM_MODES, decode
+  ChecksumMode, CHECKSUM_MODES, Overwrite, OVERWRITE_MODES, SyncMode, SYNC_MODES, TREE_BATCH, TreeEntry, TreeRequest, TreeMessage, TreeOptions, decode
 } from './messages.ts'
 export { MAX_REGISTER_OUTCOMES, AgentToCoordinator, CoordinatorToAgent } from './control-methods.ts'
 export type {
@@ -30,7 +30,7 @@ export type {
 export { TicketClaims, signTicket, issuerKey, anyIssuer, verifyTicket } from './ticket.ts'
 export type { TicketIssuer } from './ticket.ts'
 export type { TicketRequest } from './ticket.ts'
-export { CONTROL_PROTOCOL, DATA_PROTOCOL, SWARM_PROTOCOL } from './protocol-ids.ts'
+export { CONTROL_PROTOCOL, DATA_PROTOCOL, SWARM_PROTOCOL, TREE_PROTOCOL } from './protocol-ids.ts'
 export { MAX_CALLS_IN_FLIGHT, MAX_UNSENT_BYTES, ControlChannel, AGENT_SIDE, COORDINATOR_SIDE } from './control-channel.ts'
 export type { ControlSide, ControlTable, ControlOptions } from './control-channel.ts'
 export { AddressRefusedError, parseAddressAllow, AddressPolicy, hostOf } from './address-policy.ts'

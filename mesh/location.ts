@@ -35,7 +35,8 @@ export function parseLocation (text: string, field = 'location'): Location {
     const agent = url.hostname
     if (!isValidAgentName(agent)) throw new InvalidArgumentError(`${field}: '${agent}' is not a valid agent name`)
     const segments = url.pathname.split('/').filter(s => s !== '')
-    if (segments.length < 2) {
+    // `agent://a/vol/` is the volume's root directory; without the slash it would name no object.
+    if (segments.length < 2 && !(segments.length === 1 && url.pathname.endsWith('/'))) {
       throw new InvalidArgumentError(`${field}: '${text}' must name a volume and a path: agent://${agent}/<volume>/<path>`)
     }
     const decoded = segments.map(s => decodeSegment(s, field, text))
@@ -59,6 +60,27 @@ function decodeSegment (raw: string, field: string, text: string): string {
     throw new InvalidArgumentError(`${field}: '${text}' encodes a path separator or dot segment; paths must stay inside their volume`)
   }
   return segment
+}
+
+/**
+ * A volume location that ends in `/` names a directory (`agent://a/vol/dataset/`):
+ * a tree as a source, and as a destination the directory a file goes into
+ * under its own name, as `cp` does. A plug-in's URL means what its protocol
+ * says (`https://host/` is a resource, not a directory).
+ */
+export function namesDirectory (loc: Location): boolean {
+  return loc.kind === 'agent' && loc.url.pathname.endsWith('/')
+}
+
+/** The last name of a location's path (a file's own name), decoded; '' for a directory location. */
+export function baseName (loc: Location): string {
+  if (loc.kind === 'agent') return loc.url.pathname.endsWith('/') ? '' : loc.path.split('/').pop() ?? ''
+  const last = loc.url.pathname.split('/').pop() ?? ''
+  try {
+    return decodeURIComponent(last)
+  } catch {
+    return last
+  }
 }
 
 /** The URL a plug-in sees: `via` is routing information for the coordinator, not part of the object's address. */

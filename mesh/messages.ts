@@ -26,6 +26,20 @@ export const ChecksumMode = Type.Union([Type.Literal('sha256'), Type.Literal('bl
 export type ChecksumMode = Static<typeof ChecksumMode>
 export const CHECKSUM_MODES: readonly ChecksumMode[] = ['sha256', 'blake3', 'none']
 
+/**
+ * What a transfer does when its destination exists: `always` replaces it (as
+ * `cp` and `scp` do, the default), `never` fails with `exists` before a byte
+ * moves, `if-different` leaves it when its size and mtime are the source's.
+ */
+export const Overwrite = Type.Union([Type.Literal('always'), Type.Literal('never'), Type.Literal('if-different')])
+export type Overwrite = Static<typeof Overwrite>
+export const OVERWRITE_MODES: readonly Overwrite[] = ['always', 'never', 'if-different']
+
+/** Globus's sync levels: which files of a tree are copied when the destination has one of that name. */
+export const SyncMode = Type.Union([Type.Literal('none'), Type.Literal('exists'), Type.Literal('size'), Type.Literal('mtime'), Type.Literal('checksum')])
+export type SyncMode = Static<typeof SyncMode>
+export const SYNC_MODES: readonly SyncMode[] = ['none', 'exists', 'size', 'mtime', 'checksum']
+
 // ---- /staccato/data/1 -------------------------------------------------------
 
 export const DataRequest = Type.Object({
@@ -54,6 +68,63 @@ export const DataTrailer = Type.Union([
 ])
 export type DataTrailer = Static<typeof DataTrailer>
 
+// ---- /staccato/tree/1 ------------------------------------------------------
+
+/** Entries per `entries` message, and files per `read` request: bounded frames, and bounded memory on both ends. */
+export const TREE_BATCH = 256
+
+const TreePath = Type.String({ minLength: 1, maxLength: 4096 })
+const Globs = Type.Array(Type.String({ minLength: 1, maxLength: 1024 }), { maxItems: 64 })
+
+export const TreeEntry = Type.Object({
+  path: TreePath,
+  type: Type.Union([Type.Literal('file'), Type.Literal('directory'), Type.Literal('skipped')]),
+  size: Offset,
+  mtime: Type.Number(),
+  mode: Type.Integer({ minimum: 0, maximum: 0o7777 }),
+  reason: Type.Optional(Type.String({ maxLength: 256 }))
+}, { additionalProperties: false })
+export type TreeEntry = Static<typeof TreeEntry>
+
+/**
+ * One request per stream, reader → holder, with the ticket for the tree (its
+ * `src` is the directory location). `list` streams the tree's entries in
+ * `entries` messages, then `end`. `read` streams each asked file in turn
+ * (`file` header, `length` raw bytes, `file-end` with the digest of the
+ * whole file when asked, or `file-error` for that file alone), then `end`:
+ * many files over one stream, one round trip per batch, not per file.
+ */
+export const TreeRequest = Type.Union([
+  Type.Object({ v: Type.Literal(WIRE_VERSION), op: Type.Literal('list'), ticket: Type.String({ maxLength: 16384 }), source: Url, include: Type.Optional(Globs), exclude: Type.Optional(Globs) }, { additionalProperties: false }),
+  Type.Object({
+    v: Type.Literal(WIRE_VERSION),
+    op: Type.Literal('read'),
+    ticket: Type.String({ maxLength: 16384 }),
+    source: Url,
+    files: Type.Array(Type.Object({ path: TreePath, offset: Offset, expect: ObjectVersion }, { additionalProperties: false }), { minItems: 1, maxItems: TREE_BATCH }),
+    algorithm: Type.Optional(Type.Union([Type.Literal('sha256'), Type.Literal('blake3')]))
+  }, { additionalProperties: false })
+])
+export type TreeRequest = Static<typeof TreeRequest>
+
+export const TreeMessage = Type.Union([
+  Type.Object({ v: Type.Literal(WIRE_VERSION), t: Type.Literal('entries'), entries: Type.Array(TreeEntry, { maxItems: TREE_BATCH }) }),
+  Type.Object({ v: Type.Literal(WIRE_VERSION), t: Type.Literal('file'), path: TreePath, size: Offset, mtime: Type.Number(), length: Offset }),
+  Type.Object({ v: Type.Literal(WIRE_VERSION), t: Type.Literal('file-end'), path: TreePath, sha256: Type.Optional(Sha256), blake3: Type.Optional(Blake3) }),
+  Type.Object({ v: Type.Literal(WIRE_VERSION), t: Type.Literal('file-error'), path: TreePath, error: ErrorInfo }),
+  Type.Object({ v: Type.Literal(WIRE_VERSION), t: Type.Literal('end') }),
+  Type.Object({ v: Type.Literal(WIRE_VERSION), t: Type.Literal('error'), error: ErrorInfo })
+])
+export type TreeMessage = Static<typeof TreeMessage>
+
+/** What a tree transfer selects and how it compares: on the job, from the record. */
+export const TreeOptions = Type.Object({
+  sync: Type.Optional(SyncMode),
+  include: Type.Optional(Globs),
+  exclude: Type.Optional(Globs)
+}, { additionalProperties: false })
+export type TreeOptions = Static<typeof TreeOptions>
+
 // ---- /staccato/control/1 ----------------------------------------------------
 
 export const ControlEnvelope = Type.Union([
@@ -71,6 +142,10 @@ export const Job = Type.Object({
   checksum: Type.Optional(Type.Object({ algorithm: Type.Literal('sha256'), value: Sha256 })),
   /** sha256 when absent. */
   checksumMode: Type.Optional(ChecksumMode),
+  /** always when absent. */
+  overwrite: Type.Optional(Overwrite),
+  /** A tree transfer's selection and sync level (the source names a directory). */
+  tree: Type.Optional(TreeOptions),
   /** Ticket for reading the source from another agent, with that agent's address. */
   ticket: Type.Optional(Type.String({ maxLength: 16384 })),
   sourcePeer: Type.Optional(Type.Object({ peerId: Type.String({ maxLength: 128 }), addrs: Type.Array(Type.String({ maxLength: 512 }), { maxItems: 32 }) }))

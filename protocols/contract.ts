@@ -72,6 +72,14 @@ export interface WriteOptions extends OpOptions {
    * finds the same partial object to resume.
    */
   key: string
+  /**
+   * The source's modification time (epoch ms): a plug-in that can set it on
+   * the object at commit does, so that a later run can compare the two by
+   * size and mtime (rsync's quick check) instead of by their bytes.
+   */
+  mtime?: number
+  /** Permission bits to give the object at commit, where the protocol has them. */
+  mode?: number
 }
 
 /**
@@ -133,6 +141,19 @@ export interface Entry {
   type: 'file' | 'directory'
 }
 
+/** One entry of a directory tree, by its '/'-separated path inside the tree. */
+export interface TreeEntry {
+  path: string
+  type: 'file' | 'directory' | 'skipped'
+  size: number
+  /** Epoch ms. */
+  mtime: number
+  /** Permission bits. */
+  mode: number
+  /** Why a skipped entry is not copied (a symbolic link, a special file). */
+  reason?: string
+}
+
 export interface ProtocolPlugin {
   readonly scheme: string
   readonly capabilities: Capabilities
@@ -140,6 +161,10 @@ export interface ProtocolPlugin {
   read(url: URL, opts: ReadOptions): AsyncIterable<Uint8Array>
   write(url: URL, opts: WriteOptions): Promise<Writer>
   list?(url: URL, opts?: OpOptions): AsyncIterable<Entry>
+  /** Every entry under a directory, depth first, with bounded memory (plug-ins with directories). */
+  walk?(url: URL, opts?: OpOptions): AsyncIterable<TreeEntry>
+  /** Creates a directory and its parents; one that exists is fine. */
+  makeDirectory?(url: URL, opts?: OpOptions & { mode?: number }): Promise<void>
   /** Present when capabilities.writeAt is true. */
   openWriterAt?(url: URL, opts: WriteAtOptions): Promise<WriterAt>
   /** Frees resources (sockets, handles) the plug-in holds. */

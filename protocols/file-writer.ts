@@ -27,6 +27,10 @@ export interface FileWriterInit {
   offset: number
   size?: number
   key: string
+  /** Set on the file at commit (epoch ms). */
+  mtime?: number
+  /** Permission bits set at commit. */
+  mode?: number
   signal?: AbortSignal
 }
 
@@ -133,6 +137,11 @@ class FileWriter implements Writer {
       if (size !== undefined && this.#position !== size) {
         throw new InvalidArgumentError(`${what}: ${this.#position} bytes written but the object is ${size} bytes; not committing`)
       }
+      const { mtime, mode } = this.#init
+      if (mode !== undefined) await this.#io(() => this.#fh.chmod(mode))
+      // Half a millisecond more: seconds as a double lose the last nanoseconds, and the floor a
+      // reader takes of the nanosecond mtime would then give the millisecond before the source's.
+      if (mtime !== undefined) await this.#io(() => this.#fh.utimes(new Date(), (mtime + 0.5) / 1000))
       await this.#io(() => this.#fh.sync())
       this.#state = 'failed'
       try {

@@ -1,12 +1,13 @@
 import { constants } from 'node:fs'
 import type { BigIntStats } from 'node:fs'
-import { open, opendir, realpath, stat } from 'node:fs/promises'
+import { lstat, open, opendir, realpath, stat } from 'node:fs/promises'
 import { join } from 'node:path'
-import { InvalidArgumentError, SourceChangedError } from '../mesh/index.ts'
-import type { Entry, ObjectVersion, OpOptions, ProtocolPlugin, ReadOptions, StatResult, WriteAtOptions, WriteOptions, Writer, WriterAt } from './contract.ts'
+import { InvalidArgumentError, IsADirectoryError, SourceChangedError } from '../mesh/index.ts'
+import type { Entry, ObjectVersion, TreeEntry, OpOptions, ProtocolPlugin, ReadOptions, StatResult, WriteAtOptions, WriteOptions, Writer, WriterAt } from './contract.ts'
 import { openFileWriter } from './file-writer.ts'
 import { openFileWriterAt } from './file-writer-at.ts'
 import { isPartialName } from './file-partial.ts'
+import { makeDirectory, walkDirectory } from './file-tree.ts'
 import { fsError } from './fs-errors.ts'
 import { assertVersion, checkOffset, checkRange, checkWriteKey } from './util.ts'
 import { assertHandleInside, isInside, parseFileUrl, resolveIn } from './volumes.ts'
@@ -26,6 +27,22 @@ function versionOf (st: BigIntStats): ObjectVersion {
     mtime: Number(st.mtimeNs / 1_000_000n),
     etag: `${st.ino.toString(16)}-${st.size.toString(16)}-${st.mtimeNs.toString(16)}`
   }
+}
+
+/** A directory is named apart from other non-files: the caller can then tell the user to name it with a trailing '/'. */
+function assertRegular (st: BigIntStats, what: string): void {
+  if (st.isDirectory()) throw new IsADirectoryError(`${what}: is a directory`)
+  if (!st.isFile()) throw new InvalidArgumentError(`${what}: not a regular file`)
+}
+
+/**
+ * A file written onto a directory would fail only at the rename, after every
+ * byte moved: refuse it when the writer opens. lstat: a symlink at the target
+ * is replaced by the rename, not followed.
+ */
+async function assertNotDirectory (path: string, what: string): Promise<void> {
+  const st = await lstat(path).catch(() => undefined)
+  if (st?.isDirectory() === true) throw new IsADirectoryError(`${what}: is a directory`)
 }
 
 /**
@@ -48,7 +65,7 @@ export function file (init: FileOptions): ProtocolPlugin {
     async stat (url: URL): Promise<StatResult> {
       const { path, what } = await resolve(url)
       const st = await stat(path, { bigint: true }).catch(err => { throw fsError(err, what) })
-      if (!st.isFile()) throw new InvalidArgumentError(`${what}: not a regular file`)
+      assertRegular(st, what)
       return versionOf(st)
     },
 
@@ -60,7 +77,7 @@ export function file (init: FileOptions): ProtocolPlugin {
       try {
         await assertHandleInside(fh, root, what)
         const first = await fh.stat({ bigint: true })
-        if (!first.isFile()) throw new InvalidArgumentError(`${what}: not a regular file`)
+        assertRegular(first, what)
         const version = versionOf(first)
         assertVersion(what, opts.expect, version)
         let left = checkRange(url, version.size, opts)
@@ -94,7 +111,8 @@ export function file (init: FileOptions): ProtocolPlugin {
       checkOffset(url, opts.offset)
       checkWriteKey(opts.key)
       const { path, root, what } = await resolve(url, true)
-      return await openFileWriter({ target: path, root, what, offset: opts.offset, size: opts.size, key: opts.key, signal: opts.signal })
+      await assertNotDirectory(path, what)
+      return await openFileWriter({ target: path, root, what, offset: opts.offset, size: opts.size, key: opts.key, mtime: opts.mtime, mode: opts.mode, signal: opts.signal })
     },
 
     /** Writes at any offset (a distribution's pieces), to the same kind of partial file as write(). */
@@ -102,7 +120,21 @@ export function file (init: FileOptions): ProtocolPlugin {
       checkWriteKey(opts.key)
       if (!Number.isSafeInteger(opts.size) || opts.size < 0) throw new InvalidArgumentError(`${url.href}: size ${opts.size} is not a non-negative integer`)
       const { path, root, what } = await resolve(url, true)
+      await assertNotDirectory(path, what)
       return await openFileWriterAt({ target: path, root, what, key: opts.key, size: opts.size, resume: opts.resume, signal: opts.signal })
+    },
+
+    async * walk (url: URL, opts?: OpOptions): AsyncGenerator<TreeEntry> {
+      const { path, what } = await resolve(url)
+      yield * walkDirectory(path, what, opts?.signal)
+    },
+
+    async makeDirectory (url: URL, opts?: OpOptions & { mode?: number }): Promise<void> {
+      const { volume, relPath } = parseFileUrl(url)
+      // The parents are created and checked one by one inside the volume; the last segment here.
+      const { path, what } = await resolveIn(volumes, volume, relPath === '' ? '' : relPath, { forWrite: relPath !== '' })
+      if (relPath === '') return
+      await makeDirectory(path, what, opts?.mode)
     },
 
     /**

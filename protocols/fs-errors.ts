@@ -1,5 +1,5 @@
 import {
-  InvalidArgumentError, NoSpaceError, NotFoundError, PermissionDeniedError, toStaccatoError
+  InvalidArgumentError, IsADirectoryError, NoSpaceError, NotFoundError, PermissionDeniedError, toStaccatoError
 } from '../mesh/index.ts'
 import type { StaccatoError } from '../mesh/index.ts'
 
@@ -12,7 +12,7 @@ const BY_CODE: Record<string, [ErrorClass, string]> = {
   EPERM: [PermissionDeniedError, 'operation not permitted'],
   EROFS: [PermissionDeniedError, 'read-only file system'],
   ELOOP: [PermissionDeniedError, 'symbolic link not followed'],
-  EISDIR: [InvalidArgumentError, 'is a directory'],
+  EISDIR: [IsADirectoryError, 'is a directory'],
   // O_NONBLOCK open of a FIFO with no reader, or of a device with nothing behind it.
   ENXIO: [InvalidArgumentError, 'not a regular file'],
   ENAMETOOLONG: [InvalidArgumentError, 'name too long'],

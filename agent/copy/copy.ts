@@ -32,6 +32,8 @@ export interface CopyResult {
   bytes: number
   /** The whole object's digest in the transfer's checksum mode; absent in mode none. */
   digest?: { algorithm: 'sha256' | 'blake3', value: string }
+  /** The destination already held this version: nothing was copied. */
+  unchanged?: boolean
 }
 
 /** The bytes match the source, but not the checksum the user gave: another try cannot help. */
@@ -116,7 +118,7 @@ export async function copy (deps: CopyDeps, job: Job, src: Resolved, dst: Resolv
  */
 async function openWriter (deps: CopyDeps, job: Job, dst: Resolved, entry: JournalEntry, signal: AbortSignal): Promise<{ writer: Writer, hasher: Hasher | undefined }> {
   const mode = checksumModeOf(job)
-  const open = async (offset: number): Promise<Writer> => await dst.plugin.write(dst.url, { offset, size: entry.version.size, key: job.transferId, signal })
+  const open = async (offset: number): Promise<Writer> => await dst.plugin.write(dst.url, { offset, size: entry.version.size, key: job.transferId, mtime: entry.version.mtime > 0 ? entry.version.mtime : undefined, signal })
   if (entry.durableOffset > 0) {
     try {
       const writer = await open(entry.durableOffset)

@@ -1,6 +1,6 @@
 import type { Command } from 'commander'
 import { CliError, addClientOptions, connect, printJson, table, usageError } from '../client.ts'
-import { CHECKSUM_MODES } from '../../mesh/index.ts'
+import { CHECKSUM_MODES, OVERWRITE_MODES, SYNC_MODES } from '../../mesh/index.ts'
 import type { ClientFlags } from '../client.ts'
 import { FINAL_STATES, follow, rows } from '../follow.ts'
 import type { Transfer } from '../follow.ts'
@@ -27,8 +27,12 @@ export function transferCommand (program: Command): void {
     .option('--retries <n>', 'retries after retryable errors')
     .option('--label <key=value>', 'label the transfer (repeatable)', (v: string, prev: string[] = []) => [...prev, v])
     .option('--checksum <mode|sha256:hex>', 'end-to-end checksum: sha256 (default), blake3 (cheaper, for bulk data) or none; or sha256:<hex>, the expected sha256 of the whole object')
+    .option('--overwrite <mode>', `when the destination exists: ${OVERWRITE_MODES.join(', ')} (default always)`)
+    .option('--sync <level>', `a tree (SRC ends with /): which files to copy when DST has them: ${SYNC_MODES.join(', ')} (default mtime)`)
+    .option('--include <glob>', 'a tree: copy only files matching this glob (repeatable)', (v: string, prev: string[] = []) => [...prev, v])
+    .option('--exclude <glob>', 'a tree: leave out files and directories matching this glob (repeatable)', (v: string, prev: string[] = []) => [...prev, v])
     .option('--idempotency-key <key>', 'a retried submission with the same key returns the first transfer'))
-    .action(async (src: string, dsts: string[], o: Flags & { wait?: boolean, priority?: string, retries?: string, label?: string[], checksum?: string, idempotencyKey?: string }) => {
+    .action(async (src: string, dsts: string[], o: Flags & { wait?: boolean, priority?: string, retries?: string, label?: string[], checksum?: string, overwrite?: string, sync?: string, include?: string[], exclude?: string[], idempotencyKey?: string }) => {
       const body: Record<string, unknown> = { source: src }
       if (dsts.length === 1) body.destination = dsts[0]
       else body.destinations = dsts
@@ -36,6 +40,16 @@ export function transferCommand (program: Command): void {
       if (o.retries !== undefined) body.retries = integer('--retries', o.retries, false)
       if (o.label !== undefined) body.labels = Object.fromEntries(o.label.map(parseLabel))
       if (o.checksum !== undefined) Object.assign(body, parseChecksum(o.checksum))
+      if (o.overwrite !== undefined) {
+        if (!OVERWRITE_MODES.some(m => m === o.overwrite)) throw usageError(`--overwrite must be one of ${OVERWRITE_MODES.join(', ')}`)
+        body.overwrite = o.overwrite
+      }
+      if (o.sync !== undefined) {
+        if (!SYNC_MODES.some(m => m === o.sync)) throw usageError(`--sync must be one of ${SYNC_MODES.join(', ')}`)
+        body.sync = o.sync
+      }
+      if (o.include !== undefined) body.include = o.include
+      if (o.exclude !== undefined) body.exclude = o.exclude
       const client = await connect(o)
       const created = await client.request<Transfer>('POST', '/v1/transfers', {
         body,
@@ -107,6 +121,27 @@ export function transferCommand (program: Command): void {
       if (o.follow === true) finish(t, true)
     })
 
+  addClientOptions(transfer.command('files')
+    .description('list the files of a tree transfer: copied, skipped (with why) or failed (with the error)')
+    .argument('<id>', 'transfer id')
+    .option('--state <state>', 'only done, skipped or failed'))
+    .action(async (id: string, o: Flags & { state?: string }) => {
+      checkId(id)
+      if (o.state !== undefined && !['done', 'skipped', 'failed'].includes(o.state)) throw usageError('--state must be done, skipped or failed')
+      const client = await connect(o)
+      let after: string | undefined
+      let shown = 0
+      // Page by page, printed as they come: a tree of 100,000 files is never held whole.
+      for (let page = 0; page < Number.MAX_SAFE_INTEGER; page++) {
+        const res = await client.request<{ items: TreeFile[], next?: string }>('GET', `/v1/transfers/${encodeURIComponent(id)}/files`, { query: { state: o.state, after, limit: PAGE_MAX } })
+        for (const f of res.items) process.stdout.write(o.json === true ? `${JSON.stringify(f)}\n` : `${fileLine(f)}\n`)
+        shown += res.items.length
+        if (res.next === undefined || res.items.length === 0) break
+        after = res.next
+      }
+      if (shown === 0 && o.json !== true) process.stdout.write('no files\n')
+    })
+
   addClientOptions(transfer.command('cancel')
     .description('cancel a transfer that has not finished')
     .argument('<id>', 'transfer id'))
@@ -128,6 +163,14 @@ export function transferCommand (program: Command): void {
       if (o.json === true) printJson({ id, removed: true })
       else process.stdout.write(`${id}  removed\n`)
     })
+}
+
+interface TreeFile { path: string, state: string, size: number, reason?: string, error?: { code: string, message: string } }
+
+/** `failed   4.0 KiB  a/b.txt  not_found: …`; a path's control characters (a newline) are shown escaped, one file per line. */
+function fileLine (f: TreeFile): string {
+  const why = f.error !== undefined ? `  ${f.error.code}: ${f.error.message}` : f.reason !== undefined ? `  (${f.reason})` : ''
+  return `${f.state.padEnd(8)} ${formatBytes(f.size).padStart(10)}  ${JSON.stringify(f.path).slice(1, -1)}${why}`
 }
 
 /** Prints the outcome; a transfer that did not succeed ends the command with exit code 1. */
@@ -154,6 +197,8 @@ function details (t: Transfer): string {
     ['labels', Object.entries(t.labels).map(([k, v]) => `${k}=${v}`).join(', ') || undefined],
     ['executor', t.executor],
     ['checksum', t.checksumMode],
+    ['overwrite', t.overwrite],
+    ['sync', t.tree !== undefined ? treeText(t.tree) : undefined],
     ['sha256', t.sha256],
     ['blake3', t.blake3],
     ['error', t.lastError !== undefined ? `${t.lastError.code}: ${t.lastError.message}` : undefined],
@@ -166,6 +211,14 @@ function details (t: Transfer): string {
     text += 'destinations:\n' + rows(t).slice(1).map(r => `  ${r.id.trim()}  ${describe(r)}\n`).join('')
   }
   return text
+}
+
+/** `mtime, include *.jpg, exclude *.tmp`: a tree's sync level and globs. */
+function treeText (tree: { sync?: string, include?: string[], exclude?: string[] }): string {
+  const parts = [tree.sync ?? 'mtime']
+  if (tree.include !== undefined) parts.push(`include ${tree.include.join(' ')}`)
+  if (tree.exclude !== undefined) parts.push(`exclude ${tree.exclude.join(' ')}`)
+  return parts.join(', ')
 }
 
 /** `agent compute-3 offline since 2026-…`: why a queued transfer has not started. */

@@ -42,6 +42,14 @@ export const TransferInputSchema = Type.Object({
   checksumMode: Type.Optional(Type.Union([Type.Literal('sha256'), Type.Literal('blake3'), Type.Literal('none')], {
     description: 'the end-to-end checksum both agents compute: sha256 (the default; a pinned checksum needs it), blake3 (cheaper per byte, for bulk data) or none (no verification); a distribution is always sha256'
   })),
+  overwrite: Type.Optional(Type.Union([Type.Literal('always'), Type.Literal('never'), Type.Literal('if-different')], {
+    description: 'when the destination exists: always replace it (the default, as cp), never (fails with exists before a byte moves), or if-different (left as it is when its size and mtime are the source\'s)'
+  })),
+  sync: Type.Optional(Type.Union([Type.Literal('none'), Type.Literal('exists'), Type.Literal('size'), Type.Literal('mtime'), Type.Literal('checksum')], {
+    description: 'a tree (a source ending in /): which files to copy when the destination has one of that name: none (all), exists (skip it), size (skip the same size), mtime (skip the same size and mtime; the default), checksum (skip the same sha256)'
+  })),
+  include: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 1024 }), { maxItems: 64, description: 'a tree: copy only files matching one of these globs (a pattern without / matches a name at any depth)' })),
+  exclude: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 1024 }), { maxItems: 64, description: 'a tree: leave out files and directories matching one of these globs' })),
   priority: Type.Optional(Type.Integer({ minimum: LIMITS.priority.min, maximum: LIMITS.priority.max, description: 'higher runs first; default 0' })),
   retries: Type.Optional(Type.Integer({ minimum: LIMITS.retries.min, maximum: LIMITS.retries.max, description: `default ${LIMITS.retries.default}` })),
   labels: Type.Optional(Labels),
@@ -57,6 +65,12 @@ const Progress = Type.Object({
   bytesTotal: Type.Optional(Type.Integer()),
   rate: Type.Number({ description: 'bytes per second, smoothed' }),
   eta: Type.Optional(Type.Number({ description: 'seconds to completion at the current rate' })),
+  files: Type.Optional(Type.Object({
+    total: Type.Integer({ description: 'files listed (selected by include and exclude)' }),
+    done: Type.Integer({ description: 'copied and verified' }),
+    skipped: Type.Integer({ description: 'unchanged by the sync level, or not copied (a symbolic link, a special file)' }),
+    failed: Type.Integer()
+  }, { description: 'a tree transfer\'s files' })),
   updatedAt: Type.String()
 })
 
@@ -91,6 +105,12 @@ export const TransferSchema = Type.Object({
   manifest: Type.Optional(ManifestSummary),
   checksum: Type.Optional(Type.Object({ algorithm: Type.Literal('sha256'), value: Type.String() })),
   checksumMode: Type.Optional(Type.Union([Type.Literal('sha256'), Type.Literal('blake3'), Type.Literal('none')], { description: 'sha256 when absent' })),
+  overwrite: Type.Optional(Type.Union([Type.Literal('always'), Type.Literal('never'), Type.Literal('if-different')], { description: 'always when absent' })),
+  tree: Type.Optional(Type.Object({
+    sync: Type.Optional(Type.String()),
+    include: Type.Optional(Type.Array(Type.String())),
+    exclude: Type.Optional(Type.Array(Type.String()))
+  }, { description: 'a tree transfer\'s sync level and globs (mtime when absent)' })),
   priority: Type.Integer(),
   retries: Type.Integer(),
   labels: Type.Record(Type.String(), Type.String()),
@@ -122,6 +142,23 @@ export const TransferPage = Type.Object({
 export const TransferIdParams = Type.Object({
   id: Type.String({ pattern: TRANSFER_ID_PATTERN })
 }, { additionalProperties: false })
+
+export const TreeFilesQuery = Type.Object({
+  state: Type.Optional(Type.Union([Type.Literal('done'), Type.Literal('skipped'), Type.Literal('failed')])),
+  after: Type.Optional(Type.String({ minLength: 1, maxLength: 4096, description: 'the `next` of the previous page' })),
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 }))
+}, { additionalProperties: false })
+
+export const TreeFilePageSchema = Type.Object({
+  items: Type.Array(Type.Object({
+    path: Type.String({ description: 'inside the tree, /-separated' }),
+    state: Type.Union([Type.Literal('done'), Type.Literal('skipped'), Type.Literal('failed')]),
+    size: Type.Integer(),
+    reason: Type.Optional(Type.String({ description: 'why a skipped file was not copied' })),
+    error: Type.Optional(Type.Object({ code: Type.String(), message: Type.String(), retryable: Type.Boolean() }))
+  })),
+  next: Type.Optional(Type.String())
+})
 
 export const ListTransfersQuery = Type.Object({
   state: Type.Optional(TransferStateSchema),

@@ -13,7 +13,7 @@ import { checkLocationText, checkTenantLocation, checkWritable } from './policy.
 import type { TenantPolicy } from './policy.ts'
 import { checkScheme, checkVolume, runningAgent } from './submit-checks.ts'
 import {
-  CreateHeaders, ListTransfersQuery, TransferIdParams, TransferInputSchema, TransferPage, TransferSchema, errorResponses
+  CreateHeaders, ListTransfersQuery, TransferIdParams, TransferInputSchema, TransferPage, TransferSchema, TreeFilePageSchema, TreeFilesQuery, errorResponses
 } from './schemas.ts'
 import type { ApiInstance } from './types.ts'
 
@@ -68,6 +68,14 @@ export function transferRoutes (app: ApiInstance, opts: TransferRouteOptions): v
     config: { role: 'reader' },
     schema: { params: TransferIdParams, response: { 200: TransferSchema, ...errorResponses } }
   }, async (req) => visible(store, req.params.id, req.principal))
+
+  app.get('/v1/transfers/:id/files', {
+    config: { role: 'reader' },
+    schema: { params: TransferIdParams, querystring: TreeFilesQuery, response: { 200: TreeFilePageSchema, ...errorResponses } }
+  }, async (req) => {
+    const rec = visible(store, req.params.id, req.principal)
+    return await store.listTreeFiles(rec.id, { state: req.query.state, after: req.query.after, limit: req.query.limit ?? 100 })
+  })
 
   app.post('/v1/transfers/:id/cancel', {
     config: { role: 'operator' },
@@ -130,6 +138,8 @@ function retryInput (rec: TransferRecord): TransferInput {
   else input.destination = rec.destination
   if (rec.checksum !== undefined) input.checksum = rec.checksum
   if (rec.checksumMode !== undefined) input.checksumMode = rec.checksumMode
+  if (rec.overwrite !== undefined) input.overwrite = rec.overwrite
+  if (rec.tree !== undefined) Object.assign(input, rec.tree)
   if (rec.callbackUrl !== undefined) input.callbackUrl = rec.callbackUrl
   return input
 }

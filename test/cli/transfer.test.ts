@@ -41,6 +41,32 @@ describe('staccato transfer / agents against a real mesh', () => {
     expect(await sha256File(join(mesh.volume('compute-1'), 'a.bin'))).toBe(await sha256File(join(mesh.volume('store-1'), 'a.bin')))
   })
 
+  it('copies a tree with --sync and --exclude, showing its files on the progress line; a re-run copies none', async () => {
+    const tree = join(mesh.volume('store-1'), 'tree')
+    await mkdir(join(tree, 'sub'), { recursive: true })
+    await writeFile(join(tree, 'one.txt'), 'one')
+    await writeFile(join(tree, 'sub', 'two.txt'), 'two')
+    await writeFile(join(tree, 'sub', 'scratch.tmp'), 'left out')
+    const args = ['transfer', 'submit', 'agent://store-1/vol/tree/', 'agent://compute-1/vol/tree/', '--sync', 'mtime', '--exclude', '*.tmp', '--wait']
+    const r = await runCli(args, env)
+    expect(r.stderr).toBe('')
+    expect(r.code).toBe(0)
+    expect(r.stdout).toMatch(/succeeded .*files 2 copied, 0 skipped, 0 failed of 2/)
+    expect((await readdir(join(mesh.volume('compute-1'), 'tree'), { recursive: true })).sort()).toEqual(['one.txt', 'sub', 'sub/two.txt'])
+    const again = await runCli(args, env)
+    expect(again.code).toBe(0)
+    expect(again.stdout).toMatch(/succeeded .*files 0 copied, 2 skipped, 0 failed of 2/)
+    const bad = await runCli(['transfer', 'submit', 'agent://store-1/vol/tree/', 'agent://compute-1/vol/x/', '--sync', 'sometimes'], env)
+    expect(bad.code).toBe(2)
+    const id = /^submitted (tr_\S+)$/m.exec(again.stdout)?.[1] ?? ''
+    const files = await runCli(['transfer', 'files', id, '--state', 'skipped'], env)
+    expect(files.code).toBe(0)
+    expect(files.stdout.trim().split('\n')).toEqual([
+      expect.stringMatching(/^skipped +3 B {2}one\.txt {2}\(unchanged \(sync mtime\)\)$/),
+      expect.stringMatching(/^skipped +3 B {2}sub\/two\.txt {2}\(unchanged \(sync mtime\)\)$/)
+    ])
+  })
+
   it('prints only JSON with --json, which a script can parse', async () => {
     const r = await runCli(['transfer', 'submit', 'agent://store-1/vol/a.bin', 'agent://compute-1/vol/b.bin', '--wait', '--json', '--priority', '3'], env)
     expect(r.code).toBe(0)

@@ -47,6 +47,7 @@ describe('agent registry', () => {
     const handlers: PartHandlers = {
       report: async (r, { agent }) => { reports.push({ agent, transferId: r.transferId }); return {} },
       swarmReport: async () => ({}),
+      treeFiles: async () => ({}),
       progress: async () => {},
       swarmProgress: async () => {},
       imageWant: async () => ({ self: true }),

@@ -384,6 +384,43 @@ export function describeStoreConformance (name: string, fresh: () => Promise<Sto
       })
     })
 
+    describe('tree files', () => {
+      it('pages a tree\'s files by path, filters by state, keeps a later report of a path, and survives a restart', async () => {
+        const { record } = await h.store.create(transferInput('a', 'b'), { tenant })
+        const error = { code: 'not_found', message: 'gone', retryable: false }
+        await h.store.putTreeFiles(record.id, [
+          { path: 'b/2.txt', state: 'done', size: 2 },
+          { path: 'a!1.txt', state: 'failed', size: 1, error },
+          { path: 'c\nü.bin', state: 'skipped', size: 0, reason: 'symbolic link (not followed)' },
+          { path: 'd', state: 'failed', size: 4, error }
+        ])
+        await h.store.putTreeFiles(record.id, [{ path: 'd', state: 'done', size: 4 }])
+        const first = await h.store.listTreeFiles(record.id, { limit: 2 })
+        expect(first.items).toEqual([{ path: 'a!1.txt', state: 'failed', size: 1, error }, { path: 'b/2.txt', state: 'done', size: 2 }])
+        expect(first.next).toBe('b/2.txt')
+        const second = await h.store.listTreeFiles(record.id, { limit: 2, after: first.next })
+        expect(second.items).toEqual([{ path: 'c\nü.bin', state: 'skipped', size: 0, reason: 'symbolic link (not followed)' }, { path: 'd', state: 'done', size: 4 }])
+        expect((await h.store.listTreeFiles(record.id, { limit: 10, after: 'd' })).items).toEqual([])
+        const store = await h.reopen()
+        expect((await store.listTreeFiles(record.id, { limit: 10, state: 'failed' })).items.map(r => r.path)).toEqual(['a!1.txt'])
+        expect((await store.listTreeFiles(record.id, { limit: 10, state: 'done' })).items.map(r => r.path)).toEqual(['b/2.txt', 'd'])
+      })
+
+      it('keeps one transfer\'s files apart from another\'s, and removes them with their transfer', async () => {
+        const one = (await store().create(transferInput('a', 'b'), { tenant })).record
+        const two = (await store().create(transferInput('a', 'b'), { tenant })).record
+        await store().putTreeFiles(one.id, [{ path: 'x', state: 'done', size: 1 }])
+        await store().putTreeFiles(two.id, [{ path: 'y', state: 'done', size: 1 }])
+        expect((await store().listTreeFiles(one.id, { limit: 10 })).items.map(r => r.path)).toEqual(['x'])
+        await store().transition(one.id, 'canceled')
+        await store().remove(one.id)
+        expect((await store().listTreeFiles(one.id, { limit: 10 })).items).toEqual([])
+        expect((await store().listTreeFiles(two.id, { limit: 10 })).items.map(r => r.path)).toEqual(['y'])
+        await expect(store().putTreeFiles(one.id, [{ path: 'x', state: 'done', size: 1 }])).rejects.toBeInstanceOf(NotFoundError)
+      })
+      const store = (): CoordinatorStore => h.store
+    })
+
     describe('agents', () => {
       it('stores agents, and logs an event only when online flips', async () => {
         const seen: boolean[] = []

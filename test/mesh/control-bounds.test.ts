@@ -36,6 +36,7 @@ describe('control channel: bounded work and buffers per peer', () => {
     register: async () => ({}),
     report: async () => await onReport(),
     swarmReport: async () => ({}),
+    treeFiles: async () => ({}),
     heartbeat: async () => {},
     progress: async () => {},
     swarmStats: async () => {},

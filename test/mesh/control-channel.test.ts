@@ -35,6 +35,7 @@ async function pair (opts: { gate?: (method: string) => void, agent?: Partial<Co
     register: async p => ({ heartbeatMs: 1000, settled: (p.outcomes ?? []).map(o => o.transferId) }),
     report: async (p, ctx) => { seen.push({ method: `report from ${ctx.peer}`, params: p }); return {} },
     swarmReport: async () => ({}),
+    treeFiles: async () => ({}),
     heartbeat: async (p, ctx) => { seen.push({ method: `heartbeat from ${ctx.peer}`, params: p }) },
     progress: async () => { throw new TypeError('a bug in a cast handler') },
     swarmProgress: note('swarmProgress'),

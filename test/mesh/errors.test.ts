@@ -118,6 +118,7 @@ describe('toStaccatoError: unknown is internal, a lost connection is network', (
             register: async () => ({}),
             report: async () => ({ size: (undefined as unknown as { size: number }).size }),
             swarmReport: async () => ({}),
+            treeFiles: async () => ({}),
             heartbeat: async () => {},
             progress: async () => {},
             swarmStats: async () => {},

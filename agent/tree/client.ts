@@ -1,0 +1,81 @@
+import { multiaddr } from '@multiformats/multiaddr'
+import type { Stream } from '@libp2p/interface'
+import { FrameReader, ProtocolError, TREE_PROTOCOL, TreeMessage, WIRE_VERSION, decode, fromErrorInfo, sendFrame, toStaccatoError } from '../../mesh/index.ts'
+import type { MeshNode, StaccatoError, TreeEntry, TreeOptions, TreeRequest } from '../../mesh/index.ts'
+
+export interface TreePeer {
+  node: MeshNode
+  peerId: string
+  addrs: string[]
+  ticket: string
+  /** The tree's location on that agent (ends with '/'), as the ticket names it. */
+  source: string
+}
+
+export interface FileRun { path: string, size: number, mtime: number, length: number }
+
+/** What the reader does with each file of a `read` batch; file() must consume every chunk. */
+export interface ReadHandler {
+  file: (run: FileRun, chunks: AsyncIterable<Uint8Array>) => Promise<void>
+  end: (path: string, digest: { sha256?: string, blake3?: string }) => Promise<void>
+  error: (path: string, err: StaccatoError) => Promise<void>
+}
+
+async function open (peer: TreePeer, req: TreeRequest, signal?: AbortSignal): Promise<{ stream: Stream, reader: FrameReader }> {
+  const addrs = peer.addrs.map(a => multiaddr(a.includes('/p2p/') ? a : `${a}/p2p/${peer.peerId}`))
+  let stream: Stream
+  try {
+    stream = await peer.node.dialProtocol(addrs, TREE_PROTOCOL, { signal })
+  } catch (err) {
+    throw toStaccatoError(err)
+  }
+  await sendFrame(stream, req, signal)
+  return { stream, reader: new FrameReader(stream) }
+}
+
+async function next (reader: FrameReader): Promise<TreeMessage> {
+  const m = decode(TreeMessage, await reader.readFrame(), 'tree message')
+  if (m.t === 'error') throw fromErrorInfo(m.error)
+  return m
+}
+
+/** The tree's entries as the holder lists them, selected there by the include and exclude globs. */
+export async function * listTree (peer: TreePeer, filter: TreeOptions, signal?: AbortSignal): AsyncGenerator<TreeEntry> {
+  const { stream, reader } = await open(peer, { v: WIRE_VERSION, op: 'list', ticket: peer.ticket, source: peer.source, include: filter.include, exclude: filter.exclude }, signal)
+  try {
+    for (;;) {
+      signal?.throwIfAborted()
+      const m = await next(reader)
+      if (m.t === 'end') break
+      if (m.t !== 'entries') throw new ProtocolError(`tree listing: a '${m.t}' message where entries were expected`)
+      yield * m.entries
+    }
+    await stream.close().catch(() => {})
+  } catch (err) {
+    stream.abort(toStaccatoError(err))
+    throw toStaccatoError(err)
+  } finally {
+    // A consumer that stops early (an abort) leaves nothing open.
+    if (stream.status === 'open') stream.abort(new Error('listing abandoned'))
+  }
+}
+
+/** One batch of files over one stream, back to back, each handed to the handler in turn. */
+export async function readFiles (peer: TreePeer, files: Extract<TreeRequest, { op: 'read' }>['files'], algorithm: 'sha256' | 'blake3' | undefined, handler: ReadHandler, signal?: AbortSignal): Promise<void> {
+  const { stream, reader } = await open(peer, { v: WIRE_VERSION, op: 'read', ticket: peer.ticket, source: peer.source, files, ...(algorithm === undefined ? {} : { algorithm }) }, signal)
+  try {
+    for (;;) {
+      signal?.throwIfAborted()
+      const m = await next(reader)
+      if (m.t === 'end') break
+      if (m.t === 'file') await handler.file({ path: m.path, size: m.size, mtime: m.mtime, length: m.length }, reader.readBytes(m.length))
+      else if (m.t === 'file-end') await handler.end(m.path, { sha256: m.sha256, blake3: m.blake3 })
+      else if (m.t === 'file-error') await handler.error(m.path, fromErrorInfo(m.error))
+      else throw new ProtocolError(`tree read: an 'entries' message where files were expected`)
+    }
+    await stream.close().catch(() => {})
+  } catch (err) {
+    stream.abort(toStaccatoError(err))
+    throw toStaccatoError(err)
+  }
+}

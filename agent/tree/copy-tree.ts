@@ -1,0 +1,286 @@
+import {
+  ChecksumMismatchError, InternalError, IsADirectoryError, NotFoundError, SourceChangedError, TREE_BATCH, UnsupportedError, toStaccatoError
+} from '../../mesh/index.ts'
+import type { ControlParams, ErrorInfo, Job, MeshNode, StaccatoError, TreeEntry } from '../../mesh/index.ts'
+import type { ObjectVersion, Writer } from '../../protocols/index.ts'
+import type { Resolved } from '../resolve.ts'
+import type { JournalEntry, TreeFileCheckpoint } from '../journal.ts'
+import type { CopyDeps, TransferJournal } from '../copy/copy.ts'
+import { checksumModeOf } from '../copy/copy.ts'
+import { newHasher } from '../copy/checksum.ts'
+import type { Hasher } from '../copy/checksum.ts'
+import { DurableSink } from '../copy/durable-sink.ts'
+import { throttled } from '../copy/stages.ts'
+import { listTree, readFiles } from './client.ts'
+import type { FileRun, TreePeer } from './client.ts'
+import { DEFAULT_TREE_SYNC, syncDecision } from './policy.ts'
+
+export interface FileCounts { total: number, done: number, skipped: number, failed: number }
+
+export interface TreeResult {
+  files: FileCounts
+  bytesTotal: number
+  bytesDone: number
+  /** The first file that failed, with its path: the tree failed. */
+  firstError?: ErrorInfo
+}
+
+export type TreeCopyDeps = Omit<CopyDeps, 'report' | 'progress' | 'journal'> & {
+  node: MeshNode
+  journal: TransferJournal
+  progress: (p: { transferId: string, attempt: number, bytesDone: number, bytesTotal: number, files: FileCounts }) => void
+  /** Sends a batch of files as they ended to the coordinator (for its per-file listing). */
+  treeFiles: (p: ControlParams<'treeFiles'>) => Promise<void>
+}
+
+type FileRow = ControlParams<'treeFiles'>['files'][number]
+
+/** Rows sent to the coordinator at once: the control method's bound. */
+const ROWS_PER_CALL = 256
+
+/** Bytes of one read batch at most, so a batch of large files does not wait for the last of them to be listed. */
+const BATCH_BYTES = 64 * 1024 * 1024
+
+interface Pending { entry: TreeEntry, offset: number, writer?: Writer, hasher?: Hasher }
+
+/** What every step of one tree copy shares. */
+interface Ctx {
+  deps: TreeCopyDeps
+  job: Job
+  peer: TreePeer
+  dst: Resolved
+  algorithm: 'sha256' | 'blake3' | undefined
+  entry: JournalEntry
+  result: TreeResult
+  urlOf: (path: string) => URL
+  failFile: (path: string, err: StaccatoError) => void
+  progress: (force?: boolean) => void
+  /** A file ended (done, skipped or failed): queued for the coordinator's listing. */
+  row: (r: FileRow) => Promise<void>
+  signal: AbortSignal
+}
+
+/**
+ * One tree: the holder lists it (selected by the globs), this agent decides
+ * per file by the sync level against what it holds, and pulls the files to
+ * copy in batches over one stream each. Each file goes to a partial beside
+ * its target and is renamed into place once its digest matches the holder's;
+ * mode and mtime are kept, so a later run's quick check sees it unchanged.
+ * The journal holds the file being written (its durable offset and prefix
+ * digest): after a crash the next attempt skips the files already in place
+ * (the sync check) and resumes that one from its offset.
+ */
+export async function copyTree (deps: TreeCopyDeps, job: Job, peer: TreePeer, dst: Resolved, signal: AbortSignal): Promise<TreeResult> {
+  const { plugin } = dst
+  if (plugin.makeDirectory === undefined) throw new UnsupportedError(`destination: the ${plugin.scheme} plug-in cannot create directories, so it cannot receive a tree`)
+  await plugin.makeDirectory(dst.url, { signal })
+  const sync = job.tree?.sync ?? DEFAULT_TREE_SYNC
+  const mode = checksumModeOf(job)
+  const algorithm = mode === 'none' ? undefined : mode
+  const result: TreeResult = { files: { total: 0, done: 0, skipped: 0, failed: 0 }, bytesTotal: 0, bytesDone: 0 }
+  const entry: JournalEntry = await deps.journal.get(job.transferId) ?? {
+    transferId: job.transferId, attempt: job.attempt, source: job.source, destination: job.destination, version: { size: 0, mtime: 0 }, durableOffset: 0, updatedAt: Date.now()
+  }
+  entry.attempt = job.attempt
+  const checkpoint = entry.treeFile
+  const urlOf = (path: string): URL => new URL(dst.url.href + path.split('/').map(encodeURIComponent).join('/'))
+  let lastProgress = deps.clock.now()
+  const progress = (force = false): void => {
+    if (!force && deps.clock.now() - lastProgress < deps.progressEveryMs) return
+    lastProgress = deps.clock.now()
+    deps.progress({ transferId: job.transferId, attempt: job.attempt, bytesDone: result.bytesDone, bytesTotal: result.bytesTotal, files: { ...result.files } })
+  }
+  let rows: FileRow[] = []
+  const sendRows = async (): Promise<void> => {
+    const all = rows
+    rows = []
+    // In calls of at most the method's bound: failures of a batch queue up to a batch of rows at once.
+    for (let i = 0; i < all.length; i += ROWS_PER_CALL) {
+      const files = all.slice(i, i + ROWS_PER_CALL)
+      // The listing is for people; the copy goes on without it while the coordinator is away.
+      await deps.treeFiles({ transferId: job.transferId, attempt: job.attempt, files }).catch(err => {
+        deps.log('could not send a batch of tree files to the coordinator', { transferId: job.transferId, files: files.length, error: String(err) }, 'warn')
+      })
+    }
+  }
+  const row = async (r: FileRow): Promise<void> => {
+    rows.push(r)
+    if (rows.length >= ROWS_PER_CALL) await sendRows()
+  }
+  const failFile = (path: string, err: StaccatoError): void => {
+    rows.push({ path, state: 'failed', size: 0, error: err.toJSON() })
+    result.files.failed++
+    deps.log('tree file failed', { transferId: job.transferId, path, code: err.code, error: err.message }, 'warn')
+    result.firstError ??= { code: err.code, message: `${path}: ${err.message}`, retryable: err.retryable }
+  }
+
+  const ctx: Ctx = { deps, job, peer, dst, algorithm, entry, result, urlOf, failFile, progress, row, signal }
+  let batch: Pending[] = []
+  let batchBytes = 0
+  const flush = async (): Promise<void> => {
+    if (batch.length === 0) return
+    const files = batch
+    batch = []
+    batchBytes = 0
+    await pull(ctx, files)
+    // Failed files queue rows without sending them: send at every batch's end, so the queue stays bounded.
+    await sendRows()
+  }
+
+  for await (const e of listTree(peer, job.tree ?? {}, signal)) {
+    signal.throwIfAborted()
+    if (e.type === 'directory') {
+      // Owner-writable whatever the source's mode: a read-only directory could not receive its own files.
+      await plugin.makeDirectory(urlOf(e.path), { signal, mode: e.mode | 0o700 })
+      continue
+    }
+    result.files.total++
+    if (e.type === 'skipped') {
+      result.files.skipped++
+      await row({ path: e.path, state: 'skipped', size: 0, reason: e.reason })
+      continue
+    }
+    result.bytesTotal += e.size
+    const source: ObjectVersion = { size: e.size, mtime: e.mtime }
+    let there: ObjectVersion | undefined
+    try {
+      there = await plugin.stat(urlOf(e.path), { signal })
+    } catch (err) {
+      const x = toStaccatoError(err)
+      if (x instanceof IsADirectoryError) { failFile(e.path, new IsADirectoryError(`a directory is where the file should go`)); continue }
+      if (!(x instanceof NotFoundError)) throw x
+    }
+    let decision = syncDecision(sync, source, there)
+    if (decision === 'compare-checksums') decision = await sameDigest(ctx, e, algorithm ?? 'sha256') ? 'skip' : 'copy'
+    if (decision === 'skip') {
+      result.files.skipped++
+      await row({ path: e.path, state: 'skipped', size: e.size, reason: `unchanged (sync ${sync})` })
+      progress()
+      continue
+    }
+    const resume = checkpoint !== undefined && checkpoint.path === e.path && checkpoint.version.size === e.size && checkpoint.version.mtime === e.mtime ? checkpoint : undefined
+    batch.push({ entry: e, offset: resume?.durableOffset ?? 0 })
+    batchBytes += e.size
+    if (batch.length >= TREE_BATCH || batchBytes >= BATCH_BYTES) await flush()
+  }
+  await flush()
+  await sendRows()
+  progress(true)
+  return result
+}
+
+/** `sync: checksum` for a file of the same size: the holder hashes its file (asked from its end, so no byte travels), this agent its own. */
+async function sameDigest (ctx: Ctx, e: TreeEntry, algorithm: 'sha256' | 'blake3'): Promise<boolean> {
+  const { peer, dst, signal } = ctx
+  const url = ctx.urlOf(e.path)
+  let theirs: string | undefined
+  await readFiles(peer, [{ path: e.path, offset: e.size, expect: { size: e.size, mtime: e.mtime } }], algorithm, {
+    file: async (_run, chunks) => { for await (const _ of chunks) break },
+    end: async (_path, digest) => { theirs = digest[algorithm] },
+    error: async (_path, err) => { throw err }
+  }, signal)
+  const hasher = newHasher(algorithm)
+  if (hasher === undefined || theirs === undefined) return false
+  for await (const chunk of dst.plugin.read(url, { offset: 0, signal })) hasher.update(chunk)
+  return hasher.digest() === theirs
+}
+
+async function pull (ctx: Ctx, files: Pending[]): Promise<void> {
+  const { deps, peer, algorithm, entry, result, failFile, progress, signal } = ctx
+  const byPath = new Map(files.map(f => [f.entry.path, f]))
+  // A kept partial is read back and hashed before it is trusted; one that does not match starts from zero.
+  for (const f of files) if (f.offset > 0) await reopen(ctx, f)
+  let current: { f: Pending, sink: DurableSink, hasher?: Hasher } | undefined
+  try {
+    await readFiles(peer, files.map(f => ({ path: f.entry.path, offset: f.offset, expect: { size: f.entry.size, mtime: f.entry.mtime } })), algorithm, {
+      file: async (run: FileRun, chunks) => {
+        const f = byPath.get(run.path)
+        if (f === undefined) throw new InternalError(`the holder sent ${run.path}, which was not asked for`)
+        const version = { size: f.entry.size, mtime: f.entry.mtime }
+        f.writer ??= await openAt(ctx, f, 0)
+        f.hasher ??= algorithm === undefined ? undefined : newHasher(algorithm)
+        // The sink journals the file's offset into the tree's one entry: one file is part written at a time.
+        const journal: Pick<TransferJournal, 'commitOffset'> = {
+          commitOffset: async (fileEntry, offset) => {
+            entry.treeFile = { path: f.entry.path, version, durableOffset: offset, prefixDigest: fileEntry.prefixDigest }
+            await deps.journal.put(entry)
+          }
+        }
+        const fileEntry: JournalEntry = { ...entry, version, durableOffset: f.offset }
+        const hasher = f.hasher
+        const sink = new DurableSink({
+          writer: f.writer, journal, entry: fileEntry, prefixDigest: () => hasher?.digest(), clock: deps.clock,
+          syncEveryBytes: deps.syncEveryBytes, syncEveryMs: deps.syncEveryMs, onJournaled: () => { deps.counters.journalCommits++ }
+        })
+        current = { f, sink, hasher }
+        for await (const chunk of throttled(chunks, deps.download, signal)) {
+          hasher?.update(chunk)
+          await sink.write(chunk)
+          deps.counters.bytesReceived += chunk.byteLength
+          result.bytesDone += chunk.byteLength
+          progress()
+        }
+        await sink.settle()
+      },
+      end: async (path, digest) => {
+        const c = current
+        current = undefined
+        if (c === undefined || c.f.entry.path !== path) throw new InternalError(`the holder ended ${path}, which it had not started`)
+        const theirs = algorithm === undefined ? undefined : digest[algorithm]
+        const ours = c.hasher?.digest()
+        if (theirs !== undefined && ours !== theirs) {
+          await c.sink.abort(false)
+          failFile(path, new ChecksumMismatchError(`received bytes hash to ${algorithm ?? ''} ${ours ?? ''}, the holder's to ${theirs}`))
+          return
+        }
+        await c.sink.commit()
+        result.files.done++
+        await ctx.row({ path, state: 'done', size: c.f.entry.size })
+        if (entry.treeFile?.path === path) {
+          delete entry.treeFile
+          await deps.journal.put(entry)
+        }
+        progress()
+      },
+      error: async (path, err) => {
+        const f = byPath.get(path)
+        await f?.writer?.abort({ keepPartial: false }).catch(() => {})
+        // A file that changed between the listing and its read is found again by the next run; here it counts as failed.
+        failFile(path, err instanceof SourceChangedError ? err : toStaccatoError(err))
+      }
+    }, signal)
+  } catch (err) {
+    // The stream broke inside a file: its partial stays for the next attempt, which resumes it from the journaled offset.
+    await current?.sink.abort(toStaccatoError(err).retryable).catch(() => {})
+    for (const f of files) if (f !== current?.f) await f.writer?.abort({ keepPartial: false }).catch(() => {})
+    throw err
+  }
+}
+
+async function openAt (ctx: Ctx, f: Pending, offset: number): Promise<Writer> {
+  const { entry: e } = f
+  return await ctx.dst.plugin.write(ctx.urlOf(e.path), { offset, size: e.size, key: ctx.job.transferId, mtime: e.mtime > 0 ? e.mtime : undefined, mode: e.mode, signal: ctx.signal })
+}
+
+/** Resumes a file from the journaled offset when its kept prefix hashes to the journaled digest; otherwise from zero. */
+async function reopen (ctx: Ctx, f: Pending): Promise<void> {
+  const { deps, job, signal } = ctx
+  const cp: TreeFileCheckpoint | undefined = ctx.entry.treeFile
+  const hasher = newHasher(checksumModeOf(job))
+  try {
+    const writer = await openAt(ctx, f, f.offset)
+    if (hasher !== undefined && writer.readPartial !== undefined && cp?.prefixDigest !== undefined) {
+      for await (const chunk of writer.readPartial({ signal })) hasher.update(chunk)
+      if (hasher.digest() === cp.prefixDigest) {
+        deps.log('resuming tree file', { transferId: job.transferId, path: f.entry.path, offset: f.offset })
+        f.writer = writer
+        f.hasher = hasher
+        return
+      }
+    }
+    await writer.abort({ keepPartial: false })
+  } catch (err) {
+    deps.log('cannot resume tree file; from zero', { transferId: job.transferId, path: f.entry.path, error: String(err) }, 'warn')
+  }
+  f.offset = 0
+}

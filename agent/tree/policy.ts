@@ -1,0 +1,46 @@
+import { minimatch } from 'minimatch'
+import type { SyncMode } from '../../mesh/index.ts'
+import type { ObjectVersion } from '../../protocols/index.ts'
+import { sameSizeAndMtime } from '../copy/destination.ts'
+
+export interface TreeFilter {
+  include?: readonly string[]
+  exclude?: readonly string[]
+}
+
+/**
+ * Which entries of a tree are copied, by their path inside it ('a/b.txt').
+ * A pattern without a '/' matches a name at any depth ('*.tmp'), one with a
+ * '/' matches the whole path, as rsync's and rclone's filters do. An
+ * excluded directory is not entered; `include` selects files only, so that
+ * `--include '*.jpg'` still descends into every directory.
+ */
+export function treeSelector (filter: TreeFilter): (path: string, isDirectory: boolean) => boolean {
+  const opts = { dot: true, matchBase: true }
+  const exclude = (filter.exclude ?? []).map(p => new minimatch.Minimatch(p, opts))
+  const include = (filter.include ?? []).map(p => new minimatch.Minimatch(p, opts))
+  return (path, isDirectory) => {
+    if (exclude.some(m => m.match(path))) return false
+    if (isDirectory || include.length === 0) return true
+    return include.some(m => m.match(path))
+  }
+}
+
+/** The default for trees: rsync's and rclone's quick check. */
+export const DEFAULT_TREE_SYNC: SyncMode = 'mtime'
+
+/**
+ * Whether one file of a tree is copied, by Globus's sync levels: `none`
+ * copies all, `exists` skips what is there, `size` what has the same size,
+ * `mtime` the same size and mtime; `checksum` skips only once the sha256 of
+ * both ends agree, so a same-size file needs that comparison first.
+ */
+export function syncDecision (mode: SyncMode, source: ObjectVersion, there: ObjectVersion | undefined): 'copy' | 'skip' | 'compare-checksums' {
+  if (there === undefined || mode === 'none') return 'copy'
+  switch (mode) {
+    case 'exists': return 'skip'
+    case 'size': return source.size === there.size ? 'skip' : 'copy'
+    case 'mtime': return sameSizeAndMtime(source, there) ? 'skip' : 'copy'
+    case 'checksum': return source.size === there.size ? 'compare-checksums' : 'copy'
+  }
+}

@@ -1,0 +1,141 @@
+import type { Connection, PublicKey, Stream } from '@libp2p/interface'
+import {
+  FrameReader, InvalidArgumentError, PermissionDeniedError, TREE_BATCH, TREE_PROTOCOL, TreeRequest, WIRE_VERSION,
+  decode, namesDirectory, parseLocation, send, sendFrame, toStaccatoError, verifyTicket
+} from '../../mesh/index.ts'
+import type { MeshNode, TreeEntry } from '../../mesh/index.ts'
+import { resolveVolumePath } from '../../protocols/index.ts'
+import type { ProtocolPlugin, Volume } from '../../protocols/index.ts'
+import type { AgentCounters } from '../counters.ts'
+import type { TokenBucket } from '../rate-limit.ts'
+import { newHasher } from '../copy/checksum.ts'
+import { treeSelector } from './policy.ts'
+
+export interface TreeServerOptions {
+  node: MeshNode
+  self: string
+  issuer: PublicKey
+  /** The agent's volumes plug-in, and the volumes behind it (to confine each file to its tree). */
+  volumes: ProtocolPlugin
+  volumeList: readonly Volume[]
+  counters: AgentCounters
+  upload?: TokenBucket
+  log: (msg: string, fields?: Record<string, unknown>, level?: 'info' | 'warn' | 'error') => void
+}
+
+const HEADER_TIMEOUT_MS = 10_000
+/** An `entries` message is sent once it holds this many bytes of paths, well under the 1 MiB frame limit. */
+const ENTRIES_BYTES = 256 * 1024
+
+/**
+ * The holder's side of /staccato/tree/1: lists a directory tree, and streams
+ * batches of its files back to back, against a ticket for the tree.
+ */
+export async function startTreeServer (opts: TreeServerOptions): Promise<void> {
+  await opts.node.handle(TREE_PROTOCOL, async (stream: Stream, connection: Connection) => {
+    opts.counters.dataRequests++
+    await serve(stream, connection, opts).catch(err => {
+      const e = toStaccatoError(err)
+      opts.log('tree stream failed', { peer: connection.remotePeer.toString(), code: e.code, error: e.message }, 'warn')
+      stream.abort(e)
+    })
+  }, { maxInboundStreams: 16 })
+}
+
+async function serve (stream: Stream, connection: Connection, opts: TreeServerOptions): Promise<void> {
+  const reader = new FrameReader(stream)
+  let req: TreeRequest
+  let dir: URL
+  try {
+    const raw = await Promise.race([
+      reader.readFrame(),
+      new Promise((_resolve, reject) => setTimeout(() => reject(new InvalidArgumentError(`no request header within ${HEADER_TIMEOUT_MS / 1000} s`)), HEADER_TIMEOUT_MS).unref())
+    ])
+    req = decode(TreeRequest, raw, 'tree request')
+    await verifyTicket(req.ticket, opts.issuer, { reader: connection.remotePeer.toString(), source: req.source, offset: 0 })
+    const loc = parseLocation(req.source, 'source')
+    if (loc.kind !== 'agent' || loc.agent !== opts.self || !namesDirectory(loc)) throw new PermissionDeniedError(`${req.source} is not a directory of agent '${opts.self}'`)
+    dir = new URL(`file://${loc.url.pathname}`)
+  } catch (err) {
+    opts.counters.dataRefused++
+    await sendFrame(stream, { v: WIRE_VERSION, t: 'error', error: toStaccatoError(err).toJSON() }).catch(() => {})
+    await stream.close().catch(() => {})
+    return
+  }
+  try {
+    if (req.op === 'list') await list(stream, opts, dir, req)
+    else await read(stream, opts, dir, req)
+  } catch (err) {
+    await sendFrame(stream, { v: WIRE_VERSION, t: 'error', error: toStaccatoError(err).toJSON() }).catch(() => {})
+    await stream.close().catch(() => {})
+    return
+  }
+  await sendFrame(stream, { v: WIRE_VERSION, t: 'end' })
+  await stream.close()
+}
+
+async function list (stream: Stream, opts: TreeServerOptions, dir: URL, req: Extract<TreeRequest, { op: 'list' }>): Promise<void> {
+  if (opts.volumes.walk === undefined) throw new InvalidArgumentError('this agent cannot list directories')
+  const keep = treeSelector({ include: req.include, exclude: req.exclude })
+  let batch: TreeEntry[] = []
+  let bytes = 0
+  // A directory left out is not entered: what is under it is skipped by its prefix.
+  let excluded: string | undefined
+  for await (const e of opts.volumes.walk(dir)) {
+    if (excluded !== undefined && e.path.startsWith(excluded)) continue
+    excluded = undefined
+    if (e.type !== 'skipped' && !keep(e.path, e.type === 'directory')) {
+      if (e.type === 'directory') excluded = `${e.path}/`
+      continue
+    }
+    batch.push(e)
+    bytes += Buffer.byteLength(e.path) + 128
+    if (batch.length >= TREE_BATCH || bytes >= ENTRIES_BYTES) {
+      await sendFrame(stream, { v: WIRE_VERSION, t: 'entries', entries: batch })
+      batch = []
+      bytes = 0
+    }
+  }
+  if (batch.length > 0) await sendFrame(stream, { v: WIRE_VERSION, t: 'entries', entries: batch })
+}
+
+async function read (stream: Stream, opts: TreeServerOptions, dir: URL, req: Extract<TreeRequest, { op: 'read' }>): Promise<void> {
+  const { volume, path: dirPath } = volumeAndPath(dir)
+  const realDir = await resolveVolumePath(opts.volumeList, volume, dirPath)
+  for (const f of req.files) {
+    const url = new URL(dir.href + f.path.split('/').map(encodeURIComponent).join('/'))
+    let header
+    try {
+      // Inside the tree the ticket names, not only inside the volume: a symbolic link in the tree leads nowhere else.
+      const real = await resolveVolumePath(opts.volumeList, volume, `${dirPath}${dirPath === '' ? '' : '/'}${f.path}`)
+      if (!real.startsWith(`${realDir}/`)) throw new PermissionDeniedError(`${f.path}: leaves the tree ${req.source}`)
+      const st = await opts.volumes.stat(url)
+      if (st.size !== f.expect.size || st.mtime !== f.expect.mtime) throw new InvalidArgumentError(`${f.path}: changed since it was listed (size ${f.expect.size} → ${st.size})`)
+      if (f.offset > st.size) throw new InvalidArgumentError(`${f.path}: offset ${f.offset} is past its end (${st.size} bytes)`)
+      header = st
+    } catch (err) {
+      await sendFrame(stream, { v: WIRE_VERSION, t: 'file-error', path: f.path, error: toStaccatoError(err).toJSON() })
+      continue
+    }
+    const version = { size: header.size, mtime: header.mtime, etag: header.etag }
+    const length = header.size - f.offset
+    await sendFrame(stream, { v: WIRE_VERSION, t: 'file', path: f.path, size: header.size, mtime: header.mtime, length })
+    const hash = req.algorithm !== undefined ? newHasher(req.algorithm) : undefined
+    if (hash !== undefined && f.offset > 0) {
+      for await (const chunk of opts.volumes.read(url, { offset: 0, length: f.offset, expect: version })) hash.update(chunk)
+    }
+    // Once the header went, the file's bytes must follow in full: an error here ends the stream (the reader keeps its partial and resumes).
+    for await (const chunk of opts.volumes.read(url, { offset: f.offset, length, expect: version })) {
+      hash?.update(chunk)
+      if (opts.upload !== undefined) await opts.upload.take(chunk.byteLength)
+      await send(stream, chunk)
+      opts.counters.bytesServed += chunk.byteLength
+    }
+    await sendFrame(stream, { v: WIRE_VERSION, t: 'file-end', path: f.path, ...(hash === undefined ? {} : { [hash.algorithm]: hash.digest() }) })
+  }
+}
+
+function volumeAndPath (dir: URL): { volume: string, path: string } {
+  const segments = dir.pathname.split('/').filter(s => s !== '').map(s => decodeURIComponent(s))
+  return { volume: segments[0], path: segments.slice(1).join('/') }
+}

@@ -1,0 +1,54 @@
+import { lstat, mkdir, opendir } from 'node:fs/promises'
+import { join } from 'node:path'
+import { InvalidArgumentError } from '../mesh/index.ts'
+import type { TreeEntry } from './contract.ts'
+import { isPartialName } from './file-partial.ts'
+import { fsError } from './fs-errors.ts'
+
+/** readdir hands out this many entries at a time: a directory of 100,000 entries never sits in memory whole. */
+const DIR_BUFFER = 256
+
+/**
+ * Every entry under `dir` (a real directory path), depth first, a directory
+ * before what it holds. Symbolic links are not followed and special files
+ * (sockets, FIFOs, devices) not read: both are listed as skipped with the
+ * reason. One directory handle is open per level of depth, and each is read
+ * in small batches, so memory does not grow with the size of a directory.
+ * Partial files of transfers under way are not part of the tree.
+ */
+export async function * walkDirectory (dir: string, what: string, signal?: AbortSignal): AsyncGenerator<TreeEntry> {
+  const top = await lstat(dir).catch(err => { throw fsError(err, what) })
+  if (!top.isDirectory()) throw new InvalidArgumentError(`${what}: not a directory`)
+  yield * walk(dir, '', signal)
+}
+
+async function * walk (dir: string, prefix: string, signal?: AbortSignal): AsyncGenerator<TreeEntry> {
+  const handle = await opendir(dir, { bufferSize: DIR_BUFFER })
+  for await (const dirent of handle) {
+    signal?.throwIfAborted()
+    if (isPartialName(dirent.name)) continue
+    const path = prefix === '' ? dirent.name : `${prefix}/${dirent.name}`
+    const full = join(dir, dirent.name)
+    // An entry removed since readdir is left out: a listing is a snapshot, not a promise.
+    const st = await lstat(full, { bigint: true }).catch(() => undefined)
+    if (st === undefined) continue
+    const mtime = Number(st.mtimeNs / 1_000_000n)
+    const mode = Number(st.mode & 0o7777n)
+    if (st.isDirectory()) {
+      yield { path, type: 'directory', size: 0, mtime, mode }
+      yield * walk(full, path, signal)
+    } else if (st.isFile()) {
+      yield { path, type: 'file', size: Number(st.size), mtime, mode }
+    } else {
+      const reason = st.isSymbolicLink() ? 'symbolic link (not followed)' : 'special file (socket, FIFO or device)'
+      yield { path, type: 'skipped', size: 0, mtime, mode, reason }
+    }
+  }
+}
+
+/** Creates a directory (and its parents) inside a volume; one that exists already is fine. */
+export async function makeDirectory (path: string, what: string, mode?: number): Promise<void> {
+  await mkdir(path, { recursive: true, mode }).catch(err => { throw fsError(err, what) })
+  const st = await lstat(path).catch(err => { throw fsError(err, what) })
+  if (!st.isDirectory()) throw new InvalidArgumentError(`${what}: exists and is not a directory`)
+}

@@ -1,0 +1,58 @@
+import { describe, it, expect } from 'vitest'
+import { syncDecision, treeSelector } from '../../agent/tree/policy.ts'
+
+describe('treeSelector: include and exclude globs', () => {
+  it('a pattern without / matches a name at any depth; with / the whole path', () => {
+    const keep = treeSelector({ exclude: ['*.tmp', 'cache/**', 'cache'] })
+    expect(keep('a.tmp', false)).toBe(false)
+    expect(keep('deep/er/b.tmp', false)).toBe(false)
+    expect(keep('deep/er/b.txt', false)).toBe(true)
+    expect(keep('cache', true)).toBe(false)
+    expect(keep('cache/x', false)).toBe(false)
+    expect(keep('other/cache/x', false)).toBe(true)
+  })
+
+  it('include selects files but every directory is entered; exclude wins', () => {
+    const keep = treeSelector({ include: ['*.jpg'], exclude: ['raw/*'] })
+    expect(keep('photos', true)).toBe(true)
+    expect(keep('photos/a.jpg', false)).toBe(true)
+    expect(keep('photos/a.png', false)).toBe(false)
+    expect(keep('raw/a.jpg', false)).toBe(false)
+  })
+
+  it('dot files and odd names are names like any other', () => {
+    const keep = treeSelector({ exclude: ['*.tmp'] })
+    expect(keep('.hidden', false)).toBe(true)
+    expect(keep('.x.tmp', false)).toBe(false)
+    expect(keep('new\nline é.tmp', false)).toBe(false)
+    expect(keep('new\nline é.txt', false)).toBe(true)
+  })
+
+  it('no filter keeps everything', () => {
+    expect(treeSelector({})('anything/at/all', false)).toBe(true)
+  })
+})
+
+describe('syncDecision: Globus sync levels', () => {
+  const src = { size: 10, mtime: 5000 }
+  it('nothing there, or mode none: copy', () => {
+    for (const mode of ['none', 'exists', 'size', 'mtime', 'checksum'] as const) expect(syncDecision(mode, src, undefined)).toBe('copy')
+    expect(syncDecision('none', src, src)).toBe('copy')
+  })
+  it('exists skips whatever is there', () => {
+    expect(syncDecision('exists', src, { size: 1, mtime: 1 })).toBe('skip')
+  })
+  it('size compares sizes only', () => {
+    expect(syncDecision('size', src, { size: 10, mtime: 1 })).toBe('skip')
+    expect(syncDecision('size', src, { size: 11, mtime: 5000 })).toBe('copy')
+  })
+  it('mtime compares size and mtime', () => {
+    expect(syncDecision('mtime', src, { size: 10, mtime: 5000 })).toBe('skip')
+    expect(syncDecision('mtime', src, { size: 10, mtime: 9000 })).toBe('copy')
+    expect(syncDecision('mtime', src, { size: 9, mtime: 5000 })).toBe('copy')
+  })
+  it('checksum needs the digests when the sizes agree', () => {
+    expect(syncDecision('checksum', src, { size: 10, mtime: 1 })).toBe('compare-checksums')
+    expect(syncDecision('checksum', src, { size: 3, mtime: 5000 })).toBe('copy')
+  })
+})

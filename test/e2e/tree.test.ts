@@ -1,0 +1,139 @@
+import { describe, it, expect, beforeAll, afterAll } from 'vitest'
+import { chmod, mkdir, readdir, readFile, stat, symlink, utimes, writeFile } from 'node:fs/promises'
+import { randomBytes } from 'node:crypto'
+import { join } from 'node:path'
+import { execFileSync } from 'node:child_process'
+import { TestMesh, sha256File } from '../helpers/mesh.ts'
+
+interface TreeTransfer { id: string, state: string, progress: { bytesDone: number, bytesTotal?: number, files?: { total: number, done: number, skipped: number, failed: number } }, lastError?: { code: string, message: string } }
+
+const ODD = ['with space.txt', 'ünïcödé-ファイル.bin', 'new\nline.txt']
+
+/** Every file under `dir` with its sha256, by path: what a copy must reproduce. */
+async function contents (dir: string): Promise<Record<string, string>> {
+  const out: Record<string, string> = {}
+  for (const e of await readdir(dir, { recursive: true, withFileTypes: true })) {
+    if (!e.isFile()) continue
+    const full = join(e.parentPath, e.name)
+    out[full.slice(dir.length + 1)] = await sha256File(full)
+  }
+  return out
+}
+
+describe('directory trees, agent to agent (real processes)', () => {
+  let mesh: TestMesh
+  let src: string
+  let dst: string
+  const served = async (): Promise<number> => (await mesh.status('store-1')).counters.bytesServed
+
+  beforeAll(async () => {
+    mesh = await TestMesh.create()
+    await mesh.startCoordinator()
+    await Promise.all([mesh.startAgent('store-1'), mesh.startAgent('compute-1')])
+    src = join(mesh.volume('store-1'), 'dataset')
+    dst = mesh.volume('compute-1')
+    await mkdir(join(src, 'a', 'b'), { recursive: true })
+    await mkdir(join(src, 'empty'))
+    await writeFile(join(src, 'top.bin'), randomBytes(300_000))
+    await writeFile(join(src, 'a', 'one.txt'), 'one')
+    await writeFile(join(src, 'a', 'b', 'two.bin'), randomBytes(2 * 1024 * 1024 + 5))
+    await writeFile(join(src, 'a', 'scratch.tmp'), 'left out')
+    await writeFile(join(src, 'zero.bin'), '')
+    for (const name of ODD) await writeFile(join(src, name), name)
+    await chmod(join(src, 'a', 'one.txt'), 0o640)
+    await utimes(join(src, 'top.bin'), new Date(1_600_000_000_000), new Date(1_600_000_000_000))
+    await symlink('top.bin', join(src, 'link-to-top'))
+    execFileSync('mkfifo', [join(src, 'a', 'fifo')])
+  })
+  afterAll(async () => { await mesh?.stop() })
+
+  async function run (destination: string, extra: Record<string, unknown> = {}): Promise<TreeTransfer> {
+    const t = await mesh.submit('agent://store-1/vol/dataset/', destination, extra)
+    return await mesh.waitForState(t.id, ['succeeded', 'failed']) as unknown as TreeTransfer
+  }
+
+  it('copies the tree: files, empty directories, modes and mtimes; a symlink and a FIFO are skipped; excluded files stay behind', async () => {
+    const done = await run('agent://compute-1/vol/copy/', { exclude: ['*.tmp'] })
+    expect(done.state).toBe('succeeded')
+    const want = await contents(src)
+    delete want['a/scratch.tmp']
+    expect(await contents(join(dst, 'copy'))).toEqual(want)
+    expect((await stat(join(dst, 'copy', 'empty'))).isDirectory()).toBe(true)
+    expect((await stat(join(dst, 'copy', 'a', 'one.txt'))).mode & 0o777).toBe(0o640)
+    expect(Math.floor((await stat(join(dst, 'copy', 'top.bin'))).mtimeMs)).toBe(1_600_000_000_000)
+    await expect(stat(join(dst, 'copy', 'link-to-top'))).rejects.toThrow()
+    await expect(stat(join(dst, 'copy', 'a', 'fifo'))).rejects.toThrow()
+    // 7 regular files selected; the link and the FIFO listed and skipped.
+    expect(done.progress.files).toEqual({ total: 9, done: 7, skipped: 2, failed: 0 })
+    expect(done.progress.bytesDone).toBe(done.progress.bytesTotal)
+    // No partial file anywhere in the copy.
+    expect((await readdir(join(dst, 'copy'), { recursive: true })).filter(n => n.endsWith('.partial'))).toEqual([])
+  })
+
+  it('a re-run with nothing changed moves no byte (sync mtime, the default)', async () => {
+    const before = await served()
+    const again = await run('agent://compute-1/vol/copy/', { exclude: ['*.tmp'] })
+    expect(again.state).toBe('succeeded')
+    expect(again.progress.files).toEqual({ total: 9, done: 0, skipped: 9, failed: 0 })
+    expect(await served()).toBe(before)
+  })
+
+  it('sync levels: size misses a same-size change that mtime and checksum catch; exists skips any file there', async () => {
+    // Same size, new bytes, new mtime.
+    await writeFile(join(src, 'a', 'one.txt'), 'ONE')
+    const bySize = await run('agent://compute-1/vol/copy/', { exclude: ['*.tmp'], sync: 'size' })
+    expect(bySize.progress.files?.done).toBe(0)
+    expect(await readFile(join(dst, 'copy', 'a', 'one.txt'), 'utf8')).toBe('one')
+    const byExists = await run('agent://compute-1/vol/copy/', { exclude: ['*.tmp'], sync: 'exists' })
+    expect(byExists.progress.files?.done).toBe(0)
+    const byChecksum = await run('agent://compute-1/vol/copy/', { exclude: ['*.tmp'], sync: 'checksum' })
+    expect(byChecksum.progress.files?.done).toBe(1)
+    expect(await readFile(join(dst, 'copy', 'a', 'one.txt'), 'utf8')).toBe('ONE')
+    await writeFile(join(src, 'a', 'one.txt'), 'one')
+    const byMtime = await run('agent://compute-1/vol/copy/', { exclude: ['*.tmp'] })
+    expect(byMtime.progress.files?.done).toBe(1)
+    const all = await run('agent://compute-1/vol/copy/', { exclude: ['*.tmp'], sync: 'none' })
+    expect(all.progress.files).toEqual({ total: 9, done: 7, skipped: 2, failed: 0 })
+  })
+
+  it('lists its files by state, a page at a time; a file that cannot be placed fails the tree with its own error', async () => {
+    await mkdir(join(dst, 'blocked', 'top.bin'), { recursive: true })
+    const t = await mesh.submit('agent://store-1/vol/dataset/', 'agent://compute-1/vol/blocked/', { exclude: ['*.tmp'] })
+    const done = await mesh.waitForState(t.id, ['succeeded', 'failed']) as unknown as TreeTransfer
+    expect(done.state).toBe('failed')
+    expect(done.lastError?.code).toBe('is_a_directory')
+    expect(done.lastError?.message).toContain('top.bin')
+    expect(done.progress.files).toEqual({ total: 9, done: 6, skipped: 2, failed: 1 })
+    type Page = { items: Array<{ path: string, state: string, reason?: string, error?: { code: string } }>, next?: string }
+    const failed = (await mesh.api('GET', `/v1/transfers/${t.id}/files?state=failed`)).body as Page
+    expect(failed.items).toMatchObject([{ path: 'top.bin', state: 'failed', error: { code: 'is_a_directory' } }])
+    const skipped = (await mesh.api('GET', `/v1/transfers/${t.id}/files?state=skipped`)).body as Page
+    expect(skipped.items.map(f => [f.path, f.reason])).toEqual([['a/fifo', 'special file (socket, FIFO or device)'], ['link-to-top', 'symbolic link (not followed)']])
+    // Every file once, in pages of 4, in path order.
+    const paths: string[] = []
+    let after: string | undefined
+    for (let page = 0; page < 10; page++) {
+      const res = (await mesh.api('GET', `/v1/transfers/${t.id}/files?limit=4${after !== undefined ? `&after=${encodeURIComponent(after)}` : ''}`)).body as Page
+      paths.push(...res.items.map(f => f.path))
+      if (res.next === undefined) break
+      after = res.next
+    }
+    expect(paths).toHaveLength(9)
+    expect(paths).toEqual([...paths].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b))))
+    expect(paths).toContain('new\nline.txt')
+  })
+
+  it('include selects files by glob, in every directory', async () => {
+    const done = await run('agent://compute-1/vol/only-bin/', { include: ['*.bin'] })
+    expect(done.state).toBe('succeeded')
+    expect(Object.keys(await contents(join(dst, 'only-bin'))).sort()).toEqual(['a/b/two.bin', 'top.bin', 'zero.bin', 'ünïcödé-ファイル.bin'].sort())
+  })
+
+  it('is refused at submit when the destination is not a directory, or tree options come with a file', async () => {
+    const noSlash = await mesh.api('POST', '/v1/transfers', { source: 'agent://store-1/vol/dataset/', destination: 'agent://compute-1/vol/copy' })
+    expect(noSlash.status).toBe(400)
+    expect(JSON.stringify(noSlash.body)).toContain('agent://compute-1/vol/copy/')
+    const fileSync = await mesh.api('POST', '/v1/transfers', { source: 'agent://store-1/vol/dataset/top.bin', destination: 'agent://compute-1/vol/x', sync: 'mtime' })
+    expect(fileSync.status).toBe(400)
+  })
+})
