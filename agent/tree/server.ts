@@ -1,9 +1,9 @@
-import type { Connection, PublicKey, Stream } from '@libp2p/interface'
+import type { Connection, Stream } from '@libp2p/interface'
 import {
   FrameReader, InvalidArgumentError, PermissionDeniedError, TREE_BATCH, TREE_PROTOCOL, TreeRequest, WIRE_VERSION,
   decode, namesDirectory, parseLocation, send, sendFrame, toStaccatoError, verifyTicket
 } from '../../mesh/index.ts'
-import type { MeshNode, TreeEntry } from '../../mesh/index.ts'
+import type { MeshNode, TicketIssuer, TreeEntry } from '../../mesh/index.ts'
 import { resolveVolumePath } from '../../protocols/index.ts'
 import type { ProtocolPlugin, Volume } from '../../protocols/index.ts'
 import type { AgentCounters } from '../counters.ts'
@@ -14,7 +14,7 @@ import { treeSelector } from './policy.ts'
 export interface TreeServerOptions {
   node: MeshNode
   self: string
-  issuer: PublicKey
+  issuer: TicketIssuer
   /** The agent's volumes plug-in, and the volumes behind it (to confine each file to its tree). */
   volumes: ProtocolPlugin
   volumeList: readonly Volume[]
