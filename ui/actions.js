@@ -11,7 +11,7 @@ import { useCan } from './role.js'
  * moves to the second button). A reader
  * sees none of these buttons.
  */
-export function Actions ({ transfer, onChanged, onDeleted, onError, openRetry = false }) {
+export function Actions ({ transfer, onChanged, onDeleted, onDeleting, onError, openRetry = false }) {
   const operator = useCan('operator')
   const [confirming, setConfirming] = useState(false)
   if (!operator) return null
@@ -25,8 +25,15 @@ export function Actions ({ transfer, onChanged, onDeleted, onError, openRetry = 
     if (openRetry) window.location.hash = `#/transfers/${again.id}`
     else onChanged?.(t)
   })
+  // onDeleting(true) first: a page showing the record stops reading it, or a read already queued would meet a 404.
   const remove = act(async () => {
-    await api('DELETE', `/v1/transfers/${t.id}`)
+    onDeleting?.(true)
+    try {
+      await api('DELETE', `/v1/transfers/${t.id}`)
+    } catch (err) {
+      onDeleting?.(false)
+      throw err
+    }
     onDeleted(t)
   })
   const done = TERMINAL.has(t.state)

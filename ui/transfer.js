@@ -1,5 +1,5 @@
 /* global AbortController, window */
-import { useEffect, useState } from 'preact/hooks'
+import { useEffect, useRef, useState } from 'preact/hooks'
 import { html } from './html.js'
 import { api, followEvents, readFeed, throttle } from './api.js'
 import { bytes } from './format.js'
@@ -29,6 +29,8 @@ export function TransferPage ({ id }) {
   const [t, setT] = useState()
   const [events, setEvents] = useState([])
   const [error, setError] = useState()
+  // Being deleted, or deleted: a read of the record would only meet a 404.
+  const gone = useRef(false)
 
   useEffect(() => {
     const stop = new AbortController()
@@ -42,7 +44,7 @@ export function TransferPage ({ id }) {
     }
     const loadRecord = throttle(guard(async () => {
       // Left the page (or the transfer was deleted) meanwhile: nothing to ask.
-      if (stop.signal.aborted) return
+      if (stop.signal.aborted || gone.current) return
       const rec = await api('GET', `/v1/transfers/${id}`)
       if (!stop.signal.aborted) setT(rec)
     }), 500)
@@ -59,7 +61,8 @@ export function TransferPage ({ id }) {
         if (ev.topic.endsWith('.progress')) { setT(cur => cur === undefined ? cur : withProgress(cur, ev.data)); return }
         setEvents(list => merge(list, [ev]))
         // A deleted record answers 404: the history says so, the record shown stays as it was.
-        if (!ev.topic.endsWith('.deleted')) loadRecord()
+        if (ev.topic.endsWith('.deleted')) gone.current = true
+        else loadRecord()
       }
     })
     return () => stop.abort()
@@ -85,7 +88,7 @@ export function TransferPage ({ id }) {
       <dt>Created</dt><dd><time datetime=${t.createdAt}>${new Date(t.createdAt).toLocaleString()}</time></dd>
       ${t.finishedAt !== undefined && html`<dt>Finished</dt><dd><time datetime=${t.finishedAt}>${new Date(t.finishedAt).toLocaleString()}</time></dd>`}
     </dl>
-    <p><${Actions} transfer=${t} onChanged=${setT} onDeleted=${() => { window.location.hash = '#/transfers' }} onError=${setError} openRetry=${true} /></p>
+    <p><${Actions} transfer=${t} onChanged=${setT} onDeleted=${() => { window.location.hash = '#/transfers' }} onDeleting=${deleting => { gone.current = deleting }} onError=${setError} openRetry=${true} /></p>
     ${t.destinations !== undefined && html`
       <h2>Destinations</h2>
       <div class="table-wrap">
