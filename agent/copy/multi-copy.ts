@@ -19,8 +19,10 @@ import { Meter, throttled } from './stages.ts'
  * single-stream copy.
  */
 export async function copyFile (deps: CopyDeps, job: Job, src: Resolved, dst: Resolved, fromZero: boolean, signal: AbortSignal, streams: number): Promise<CopyResult> {
-  // The agent plug-in reads any range and asks its holder for the whole object's digest apart from the bytes.
-  const capable = src.plugin.scheme === 'agent' && src.plugin.capabilities.resume && dst.plugin.openWriterAt !== undefined
+  // The agent plug-in reads any range of a volume file and asks its holder for the whole object's digest apart
+  // from the bytes. Not a plug-in source read `via` another agent: that digest would read the object from its
+  // origin (an HTTP server, say) a second time.
+  const capable = src.location.kind === 'agent' && src.plugin.scheme === 'agent' && src.plugin.capabilities.resume && dst.plugin.openWriterAt !== undefined
   if (!capable) return await copy(deps, job, src, dst, fromZero, signal)
   const previous = await deps.journal.get(job.transferId)
   if (streams <= 1 && previous?.ranges === undefined) return await copy(deps, job, src, dst, fromZero, signal)

@@ -5,6 +5,7 @@ import { copyFile } from '../../../agent/copy/multi-copy.ts'
 import type { CopyDeps } from '../../../agent/copy/copy.ts'
 import { MIN_MULTI_STREAM_BYTES } from '../../../agent/copy/ranges.ts'
 import { newCounters } from '../../../agent/counters.ts'
+import { TokenBucket } from '../../../agent/rate-limit.ts'
 import { ChecksumMismatchError, NetworkError, NotFoundError, parseLocation } from '../../../mesh/index.ts'
 import type { ChecksumMode, Job } from '../../../mesh/index.ts'
 import type { ProtocolPlugin } from '../../../protocols/index.ts'
@@ -124,6 +125,29 @@ describe('copyFile on several streams', () => {
     await expect(copyFile(deps, job(), src, dst, false, new AbortController().signal, 4)).rejects.toBeInstanceOf(ChecksumMismatchError)
     await expect(getObject(destination, DST)).rejects.toBeInstanceOf(NotFoundError)
     expect((await journal.get('t1'))?.ranges).toBeUndefined()
+  })
+
+  it('takes every stream\'s bytes from the agent\'s one download bucket', async () => {
+    tap.digest = () => sha256(bytes)
+    const taken: number[] = []
+    // A bucket large enough never to wait: what is counted is who takes from it.
+    const bucket = new (class extends TokenBucket {
+      override async take (n: number, signal?: AbortSignal): Promise<void> {
+        taken.push(n)
+        await super.take(n, signal)
+      }
+    })(1e12, 1e12, deps.clock)
+    const { src, dst } = ends()
+    await copyFile({ ...deps, download: bucket }, job(), src, dst, false, new AbortController().signal, 4)
+    expect(taken.reduce((a, b) => a + b, 0)).toBe(SIZE)
+  })
+
+  it('keeps a plug-in source read via another agent on one stream: its digest would fetch it from its origin again', async () => {
+    tap.digest = () => sha256(bytes)
+    const { src, dst } = ends()
+    const via = { ...src, location: parseLocation('https://example.com/src.bin?via=far', 'source') }
+    await copyFile(deps, job(), via, dst, false, new AbortController().signal, 4)
+    expect(tap.reads).toEqual([0])
   })
 
   it('keeps a small file on one stream whatever is asked', async () => {
