@@ -148,7 +148,7 @@ async function main (): Promise<void> {
     note(`mesh random → null: ${meshRuns.map(r => round(r.MBps, 0)).join(', ')} MB/s`)
 
     const sourceFile = join(a.volume, 'source.bin')
-    if (parts.has('file') || parts.has('fast') || parts.has('floor') || args['no-scp'] !== true) await writeSourceFile(sourceFile)
+    if (parts.has('file') || parts.has('fast') || parts.has('streams') || parts.has('floor') || args['no-scp'] !== true) await writeSourceFile(sourceFile)
     // The floor first, with the agents idle: the same file, in this process, to the same disk.
     const floorRuns = []
     for (let i = 0; i < reps && parts.has('floor'); i++) floorRuns.push(await copyFloor(sourceFile, join(b.volume, 'floor-copy.bin')))
