@@ -75,6 +75,8 @@ async function copyRanges (deps: CopyDeps, job: Job, src: Resolved, dst: Resolve
     const read = src.plugin.read(src.url, { offset: r.start + sink.written[i], length: left, expect: version, signal: streams.signal })
     // The shared bucket throttles every stream together: the agent's rate is for all its bytes.
     for await (const chunk of meter.count(throttled(read, deps.download, streams.signal))) {
+      // A read does not watch the signal between chunks: stop here once another stream failed.
+      streams.signal.throwIfAborted()
       await sink.write(i, chunk)
       ordered?.advance(contiguousEnd(ranges, sink.written))
     }

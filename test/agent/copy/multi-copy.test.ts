@@ -3,7 +3,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import { Blake3Hasher } from '@napi-rs/blake-hash'
 import { copyFile } from '../../../agent/copy/multi-copy.ts'
 import type { CopyDeps } from '../../../agent/copy/copy.ts'
-import { MIN_MULTI_STREAM_BYTES } from '../../../agent/copy/ranges.ts'
+import { MIN_MULTI_STREAM_BYTES, planRanges } from '../../../agent/copy/ranges.ts'
 import { newCounters } from '../../../agent/counters.ts'
 import { TokenBucket } from '../../../agent/rate-limit.ts'
 import { ChecksumMismatchError, NetworkError, NotFoundError, parseLocation } from '../../../mesh/index.ts'
@@ -74,7 +74,7 @@ describe('copyFile on several streams', () => {
     expect(result).toEqual({ bytes: SIZE, digest: { algorithm: 'sha256', value: sha256(bytes) } })
     expect((await getObject(destination, DST)).equals(bytes)).toBe(true)
     // Four ranges from their starts, and the digest request from the end.
-    expect(tap.reads.sort((a, b) => a - b)).toEqual([0, 16 * 1024 * 1024, 32 * 1024 * 1024, 48 * 1024 * 1024, SIZE])
+    expect(tap.reads.sort((a, b) => a - b)).toEqual([...planRanges(SIZE, 4).map(r => r.start), SIZE])
     expect(progress.at(-1)).toBe(SIZE)
   })
 
@@ -88,7 +88,8 @@ describe('copyFile on several streams', () => {
 
   it('resumes every range from its own journaled offset after a failure midway', async () => {
     tap.digest = () => sha256(bytes)
-    const failAt = 40 * 1024 * 1024
+    // Half way into the last range: the other ranges are about as far into theirs.
+    const failAt = planRanges(SIZE, 4)[3].start + 8 * 1024 * 1024
     let failed = false
     tap.onChunk = (at, chunk) => {
       if (!failed && at >= failAt) {
@@ -99,6 +100,8 @@ describe('copyFile on several streams', () => {
     }
     const { src, dst } = ends()
     await expect(copyFile(deps, job(), src, dst, false, new AbortController().signal, 4)).rejects.toBeInstanceOf(NetworkError)
+    // The failed stream stopped the others at their next chunk: they did not run on to the ends of their ranges.
+    expect(deps.counters.bytesReceived).toBeLessThan(SIZE * 0.75)
     const kept = await journal.get('t1')
     expect(kept?.ranges).toHaveLength(4)
     const done = kept?.ranges?.map(r => r.done) ?? []
