@@ -14,6 +14,7 @@ import type { BlobIndex } from './blob-index.ts'
 import { ExpectedChecksumError, checksumModeOf } from './copy/copy.ts'
 import type { copy } from './copy/copy.ts'
 import { copyFile } from './copy/multi-copy.ts'
+import { durableBytes } from './copy/ranges.ts'
 import type { CopyResult } from './copy/copy.ts'
 import { systemClock } from './copy/clock.ts'
 import type { Clock } from './copy/clock.ts'
@@ -190,7 +191,9 @@ export class Executor {
     this.opts.counters.transfersFailed++
     log('transfer failed', { transferId: job.transferId, retryable: e.retryable, ...errorFields(e) }, 'warn')
     const entry = await this.opts.journal.get(job.transferId)
-    await this.finish(job, { outcome: 'failed', error: e.toJSON(), bytesDone: entry?.durableOffset ?? 0 })
+    // A multi-stream copy keeps more than its gap-free prefix: every range's durable bytes.
+    const kept = entry?.ranges !== undefined ? durableBytes(entry.ranges) : entry?.durableOffset
+    await this.finish(job, { outcome: 'failed', error: e.toJSON(), bytesDone: kept ?? 0 })
   }
 
   /** Records the outcome in the journal first, so that it reaches the coordinator even if it is down right now. */

@@ -19,8 +19,11 @@ export interface JournalEntry {
   /** A tree transfer: the file being written, so that the next attempt resumes it from its offset. */
   treeFile?: TreeFileCheckpoint
   /**
-   * A multi-stream copy: its byte ranges, each with its own durable offset
-   * (durableOffset is then their sum). Absent for a single-stream copy.
+   * A multi-stream copy: its byte ranges, each with its own durable offset.
+   * durableOffset stays what it means for one stream, a durable prefix
+   * without a gap (the first range's), so that an agent that knows nothing
+   * of ranges resumes this partial correctly or from zero. Absent for a
+   * single-stream copy.
    */
   ranges?: RangeCheckpoint[]
   /** Set once the transfer ended, until the coordinator has acknowledged the report. */

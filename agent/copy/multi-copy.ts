@@ -8,7 +8,7 @@ import { checksumModeOf, checkDigests, copy } from './copy.ts'
 import type { CopyDeps, CopyResult } from './copy.ts'
 import { OrderedHash } from './ordered-hash.ts'
 import { RangeSink } from './range-sink.ts'
-import { chooseLayout, contiguousEnd } from './ranges.ts'
+import { chooseLayout, contiguousEnd, durableBytes } from './ranges.ts'
 import type { Range } from './ranges.ts'
 import { Meter, throttled } from './stages.ts'
 
@@ -51,18 +51,18 @@ async function copyRanges (deps: CopyDeps, job: Job, src: Resolved, dst: Resolve
     destination: job.destination,
     version,
     checksumMode: mode,
-    durableOffset: ranges.reduce((n, r) => n + r.done, 0),
+    durableOffset: contiguousEnd(ranges, ranges.map(r => r.done)),
     ranges: ranges.map(r => ({ ...r })),
     updatedAt: Date.now()
   }
   await journal.put(entry)
-  log(writer.resumed ? 'resuming on several streams' : 'copying on several streams', { transferId: job.transferId, ranges: ranges.length, offset: entry.durableOffset })
+  log(writer.resumed ? 'resuming on several streams' : 'copying on several streams', { transferId: job.transferId, ranges: ranges.length, kept: durableBytes(ranges) })
   const sink = new RangeSink({ writer, journal, entry, ranges, clock: deps.clock, syncEveryBytes: deps.syncEveryBytes, syncEveryMs: deps.syncEveryMs, onJournaled: () => { counters.journalCommits++ } })
   const hasher = newHasher(mode)
   const ordered = hasher === undefined ? undefined : new OrderedHash(hasher, async (offset, length) => await writer.readAt(offset, length))
   const progress = (bytesDone: number): void => deps.progress({ transferId: job.transferId, attempt: job.attempt, bytesDone, bytesTotal: version.size })
   // One meter for all the streams: progress is the sum of the ranges.
-  const meter = new Meter({ counters, from: src.plugin.scheme, to: dst.plugin.scheme, start: entry.durableOffset, clock: deps.clock, everyMs: deps.progressEveryMs, progress })
+  const meter = new Meter({ counters, from: src.plugin.scheme, to: dst.plugin.scheme, start: durableBytes(ranges), clock: deps.clock, everyMs: deps.progressEveryMs, progress })
   // The first stream that fails stops the others.
   const streams = new AbortController()
   const onAbort = (): void => streams.abort(signal.reason)

@@ -1,12 +1,13 @@
 import type { WriterAt } from '../../protocols/index.ts'
 import type { JournalEntry } from '../journal.ts'
 import type { Clock } from './clock.ts'
+import { contiguousEnd } from './ranges.ts'
 import type { Range } from './ranges.ts'
 
 export interface RangeSinkOptions {
   writer: WriterAt
   journal: { put: (entry: JournalEntry) => Promise<void> }
-  /** Journaled with every sync: its ranges' `done` and durableOffset (their sum) are set here. */
+  /** Journaled with every sync: its ranges' `done` and durableOffset (the durable prefix without a gap) are set here. */
   entry: JournalEntry
   ranges: Range[]
   clock: Clock
@@ -74,7 +75,7 @@ export class RangeSink {
       await writer.sync()
       for (const [i, r] of ranges.entries()) r.done = Math.max(r.done, snapshot[i])
       entry.ranges = ranges.map(r => ({ ...r }))
-      entry.durableOffset = ranges.reduce((n, r) => n + r.done, 0)
+      entry.durableOffset = contiguousEnd(ranges, ranges.map(r => r.done))
       await journal.put(entry)
       this.opts.onJournaled?.()
     })().catch(err => { this.syncError ??= err })

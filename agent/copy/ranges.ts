@@ -77,6 +77,11 @@ function remaining (r: Range): number {
   return r.end - r.start - r.done
 }
 
+/** Bytes durable over all ranges. */
+export function durableBytes (ranges: readonly Range[]): number {
+  return ranges.reduce((n, r) => n + r.done, 0)
+}
+
 /** How far from 0 the object is written without a gap, given each range's bytes written from its start. */
 export function contiguousEnd (ranges: readonly Range[], written: readonly number[]): number {
   let end = 0
