@@ -62,6 +62,8 @@ export interface AgentConfig {
   metricsHost?: string
   syncEveryBytes: number
   syncEveryMs: number
+  /** Data streams a large file is pulled on when its transfer does not say (1 when absent). */
+  streams?: number
   logLevel: string
 }
 
@@ -146,6 +148,7 @@ export async function startAgent (config: AgentConfig, onFatal: (err: Error) => 
     log,
     syncEveryBytes: config.syncEveryBytes,
     syncEveryMs: config.syncEveryMs,
+    streams: config.streams,
     progressEveryMs: 1000,
     blobs
   })

@@ -11,7 +11,10 @@ import type { Journal, JournalEntry } from './journal.ts'
 import type { AgentCounters } from './counters.ts'
 import type { TokenBucket } from './rate-limit.ts'
 import type { BlobIndex } from './blob-index.ts'
-import { ExpectedChecksumError, checksumModeOf, copy } from './copy/copy.ts'
+import { ExpectedChecksumError, checksumModeOf } from './copy/copy.ts'
+import type { copy } from './copy/copy.ts'
+import { copyFile } from './copy/multi-copy.ts'
+import { durableBytes } from './copy/ranges.ts'
 import type { CopyResult } from './copy/copy.ts'
 import { systemClock } from './copy/clock.ts'
 import type { Clock } from './copy/clock.ts'
@@ -41,6 +44,8 @@ export interface ExecutorOptions {
   /** …or after this long, whichever comes first, so a slow link loses little on a crash. */
   syncEveryMs: number
   progressEveryMs: number
+  /** Data streams a large file is pulled on when its job does not say (1 when absent). */
+  streams?: number
   /** The progress timer's, the sync interval's and the throttle's time; the system's when absent. */
   clock?: Clock
   /** Where an image transfer records the blobs it wrote (absent in unit tests). */
@@ -186,7 +191,9 @@ export class Executor {
     this.opts.counters.transfersFailed++
     log('transfer failed', { transferId: job.transferId, retryable: e.retryable, ...errorFields(e) }, 'warn')
     const entry = await this.opts.journal.get(job.transferId)
-    await this.finish(job, { outcome: 'failed', error: e.toJSON(), bytesDone: entry?.durableOffset ?? 0 })
+    // A multi-stream copy keeps more than its gap-free prefix: every range's durable bytes.
+    const kept = entry?.ranges !== undefined ? durableBytes(entry.ranges) : entry?.durableOffset
+    await this.finish(job, { outcome: 'failed', error: e.toJSON(), bytesDone: kept ?? 0 })
   }
 
   /** Records the outcome in the journal first, so that it reaches the coordinator even if it is down right now. */
@@ -282,13 +289,14 @@ export class Executor {
       this.opts.log('destination unchanged (same size and mtime); not copied', { transferId: job.transferId, destination: job.destination })
       return await this.unchanged(job, dst, source, signal)
     }
+    const streams = job.streams ?? this.opts.streams ?? 1
     try {
-      return await copy(this.copyDeps(), job, src, dst, false, signal)
+      return await copyFile(this.copyDeps(), job, src, dst, false, signal, streams)
     } catch (err) {
       if (!(err instanceof ChecksumMismatchError) || err instanceof ExpectedChecksumError) throw err
       // Bytes were damaged somewhere between the two disks: discard everything and try once more from zero.
       this.opts.log('checksum mismatch; retrying once from zero', { transferId: job.transferId, error: err.message }, 'warn')
-      return await copy(this.copyDeps(), job, src, dst, true, signal)
+      return await copyFile(this.copyDeps(), job, src, dst, true, signal, streams)
     }
   }
 

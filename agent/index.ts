@@ -9,3 +9,5 @@ export type { ScenarioFigures, ScenarioRun } from './swarm/sim/run.ts'
 export { SCENARIOS, SCENARIO_NOTES } from './swarm/sim/scenario.ts'
 export type { ScenarioName } from './swarm/sim/scenario.ts'
 export { MAX_OUTSTANDING } from './swarm/session.ts'
+// bench:transfer reports how many ranges its multi-stream row was split into.
+export { MIN_MULTI_STREAM_BYTES, planRanges } from './copy/ranges.ts'

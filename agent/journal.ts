@@ -18,6 +18,14 @@ export interface JournalEntry {
   prefixDigest?: string
   /** A tree transfer: the file being written, so that the next attempt resumes it from its offset. */
   treeFile?: TreeFileCheckpoint
+  /**
+   * A multi-stream copy: its byte ranges, each with its own durable offset.
+   * durableOffset stays what it means for one stream, a durable prefix
+   * without a gap (the first range's), so that an agent that knows nothing
+   * of ranges resumes this partial correctly or from zero. Absent for a
+   * single-stream copy.
+   */
+  ranges?: RangeCheckpoint[]
   /** Set once the transfer ended, until the coordinator has acknowledged the report. */
   outcome?: { outcome: 'succeeded' | 'failed', sha256?: string, blake3?: string, error?: ErrorInfo, bytesDone: number, bytesTotal?: number, files?: { total: number, done: number, skipped: number, failed: number } }
   updatedAt: number
@@ -29,6 +37,13 @@ export interface TreeFileCheckpoint {
   version: ObjectVersion
   durableOffset: number
   prefixDigest?: string
+}
+
+/** One byte range [start, end) of a multi-stream copy, of which the first `done` bytes are durable. */
+export interface RangeCheckpoint {
+  start: number
+  end: number
+  done: number
 }
 
 /** What a destination of a distribution keeps: which pieces are verified and synced to its partial file. */

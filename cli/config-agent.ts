@@ -2,7 +2,7 @@ import { stat } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import { multiaddr } from '@multiformats/multiaddr'
 import type { AgentConfig } from '../agent/index.ts'
-import { isValidAgentName, parseAddressAllow } from '../mesh/index.ts'
+import { MAX_STREAMS, isValidAgentName, parseAddressAllow } from '../mesh/index.ts'
 import { ConfigError, SECTIONS, loadConfigFile, resolveOptions } from './config.ts'
 import { loadRegistries } from './registries.ts'
 import type { Volume } from './config.ts'
@@ -24,6 +24,7 @@ export const AGENT_OPTIONS: readonly OptionSpec[] = [
   { key: 'maxUploadRate', flag: '--max-upload-rate <bytes/s>', env: 'STACCATO_MAX_UPLOAD_RATE', kind: 'rate', default: 0, description: 'cap on bytes sent per second, e.g. 100MiB; 0 is unlimited' },
   { key: 'maxDownloadRate', flag: '--max-download-rate <bytes/s>', env: 'STACCATO_MAX_DOWNLOAD_RATE', kind: 'rate', default: 0, description: 'cap on bytes received per second; 0 is unlimited' },
   { key: 'syncEvery', flag: '--sync-every <size>', env: 'STACCATO_SYNC_EVERY', kind: 'size', default: '16MiB', description: 'sync the partial file and journal the offset after this many bytes' },
+  { key: 'streams', flag: '--streams <n>', env: 'STACCATO_STREAMS', kind: 'int', default: 1, description: `data streams a transfer this agent runs pulls a large file on when the transfer does not say (1-${MAX_STREAMS}; files under 64 MiB use one)` },
   { key: 'statusPort', flag: '--status-port <port>', env: 'STACCATO_STATUS_PORT', kind: 'port', description: 'serve JSON status on 127.0.0.1:<port>/status (and /metrics); off when unset, 0 picks a port' },
   { key: 'metricsPort', flag: '--metrics-port <port>', env: 'STACCATO_METRICS_PORT', kind: 'port', description: 'serve Prometheus metrics on <metrics host>:<port>/metrics; off when unset' },
   { key: 'metricsHost', flag: '--metrics-host <host>', env: 'STACCATO_METRICS_HOST', kind: 'string', default: '127.0.0.1', description: 'address of the metrics listener' },
@@ -49,6 +50,8 @@ export async function agentConfig (flags: Record<string, unknown>, env: NodeJS.P
   for (const image of v.mirrorImages as string[]) {
     if (!/^[^/\s]+\/[^\s]+$/.test(image)) throw new ConfigError(`${origin.mirrorImages}: '${image}' is not registry/repository or registry/prefix/*`)
   }
+  const streams = v.streams as number
+  if (streams < 1 || streams > MAX_STREAMS) throw new ConfigError(`${origin.streams} '${streams}' must be from 1 to ${MAX_STREAMS}`)
   let allowAddresses
   try {
     allowAddresses = parseAddressAllow(v.allowAddresses as string[])
@@ -71,6 +74,7 @@ export async function agentConfig (flags: Record<string, unknown>, env: NodeJS.P
     maxDownloadRate: v.maxDownloadRate as number | undefined,
     syncEveryBytes: v.syncEvery as number,
     syncEveryMs: SYNC_EVERY_MS,
+    streams,
     statusPort: v.statusPort as number | undefined,
     metricsPort: v.metricsPort as number | undefined,
     metricsHost: v.metricsHost as string,

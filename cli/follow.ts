@@ -14,6 +14,7 @@ export interface Transfer extends TransferLike {
   executor?: string
   checksumMode?: string
   overwrite?: string
+  streams?: number
   tree?: { sync?: string, include?: string[], exclude?: string[] }
   sha256?: string
   blake3?: string

@@ -242,6 +242,8 @@ export class Dispatcher implements AgentLifecycle {
       overwrite: rec.overwrite,
       tree: rec.tree
     }
+    // Only when set: an agent from before multi-stream transfers refuses a job with a field it does not know.
+    if (rec.streams !== undefined) job.streams = rec.streams
     const source = parseLocation(rec.source, 'source')
     // A plug-in source named `via` another agent is read there (e.g. an https:// URL only
     // that agent's network reaches) and streamed to the executor like a file in a volume.

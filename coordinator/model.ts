@@ -86,6 +86,8 @@ export interface TransferRecord {
   checksumMode?: ChecksumMode
   /** What to do when the destination exists (always when absent). */
   overwrite?: Overwrite
+  /** Data streams the transfer's bytes are split across (the executing agent's default when absent). */
+  streams?: number
   /** A tree transfer's (the source ends in /) sync level and globs. */
   tree?: TreeOptions
   /** Higher runs first. */
@@ -126,6 +128,7 @@ export interface TransferInput {
   checksum?: { algorithm: 'sha256', value: string }
   checksumMode?: string
   overwrite?: string
+  streams?: number
   sync?: string
   include?: string[]
   exclude?: string[]

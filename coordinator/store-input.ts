@@ -1,4 +1,4 @@
-import { CHECKSUM_MODES, InvalidArgumentError, OVERWRITE_MODES, SYNC_MODES, namesDirectory, parseLocation } from '../mesh/index.ts'
+import { CHECKSUM_MODES, InvalidArgumentError, MAX_STREAMS, OVERWRITE_MODES, SYNC_MODES, namesDirectory, parseLocation } from '../mesh/index.ts'
 import type { ChecksumMode, Location, Overwrite, TreeOptions } from '../mesh/index.ts'
 import type { TransferInput } from './model.ts'
 
@@ -25,6 +25,7 @@ export interface PreparedInput {
   checksum?: { algorithm: 'sha256', value: string }
   checksumMode?: ChecksumMode
   overwrite?: Overwrite
+  streams?: number
   tree?: TreeOptions
   priority: number
   retries: number
@@ -108,6 +109,7 @@ export function prepareInput (input: TransferInput): PreparedInput {
   if (input.checksum !== undefined) prepared.checksum = prepareChecksum(input.checksum)
   if (input.checksumMode !== undefined) prepared.checksumMode = prepareChecksumMode(input.checksumMode, prepared)
   if (input.overwrite !== undefined) prepared.overwrite = prepareOverwrite(input.overwrite, prepared)
+  if (input.streams !== undefined) prepared.streams = prepareStreams(input.streams, prepared)
   const tree = prepareTree(input, source, destination)
   if (tree !== undefined) prepared.tree = tree
   if (input.callbackUrl !== undefined) prepared.callbackUrl = prepareCallbackUrl(input.callbackUrl)
@@ -128,6 +130,15 @@ function prepareChecksumMode (mode: unknown, prepared: PreparedInput): ChecksumM
   // Swarm pieces are checked against their sha256 from a manifest: a distribution has no other mode.
   if (known !== 'sha256' && prepared.destinations !== undefined) throw new InvalidArgumentError(`checksumMode: a distribution verifies every piece's sha256; ${known} applies to one destination only`)
   return known
+}
+
+function prepareStreams (streams: unknown, prepared: PreparedInput): number {
+  if (typeof streams !== 'number' || !Number.isInteger(streams) || streams < 1 || streams > MAX_STREAMS) {
+    throw new InvalidArgumentError(`streams: must be an integer from 1 to ${MAX_STREAMS}`)
+  }
+  // A distribution's pieces already travel on many streams from many peers.
+  if (prepared.destinations !== undefined && streams !== 1) throw new InvalidArgumentError('streams: a distribution fetches pieces from every peer at once; streams applies to one destination only')
+  return streams
 }
 
 /** Globs per list at most, and characters per glob (the API schema documents the same). */

@@ -35,6 +35,7 @@ export function newRecord (prepared: PreparedInput, id: string, tenant: string, 
   if (prepared.checksum !== undefined) record.checksum = prepared.checksum
   if (prepared.checksumMode !== undefined) record.checksumMode = prepared.checksumMode
   if (prepared.overwrite !== undefined) record.overwrite = prepared.overwrite
+  if (prepared.streams !== undefined) record.streams = prepared.streams
   if (prepared.tree !== undefined) record.tree = prepared.tree
   if (prepared.callbackUrl !== undefined) record.callbackUrl = prepared.callbackUrl
   if (prepared.destinations !== undefined) {

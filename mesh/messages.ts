@@ -35,6 +35,14 @@ export const Overwrite = Type.Union([Type.Literal('always'), Type.Literal('never
 export type Overwrite = Static<typeof Overwrite>
 export const OVERWRITE_MODES: readonly Overwrite[] = ['always', 'never', 'if-different']
 
+/**
+ * Data streams one transfer may use at once (byte ranges pulled in parallel).
+ * 16, as FTS caps `nostreams`: beyond that the streams only contend for the
+ * same cores, disks and congestion window.
+ */
+export const MAX_STREAMS = 16
+export const Streams = Type.Integer({ minimum: 1, maximum: MAX_STREAMS })
+
 /** Globus's sync levels: which files of a tree are copied when the destination has one of that name. */
 export const SyncMode = Type.Union([Type.Literal('none'), Type.Literal('exists'), Type.Literal('size'), Type.Literal('mtime'), Type.Literal('checksum')])
 export type SyncMode = Static<typeof SyncMode>
@@ -144,6 +152,8 @@ export const Job = Type.Object({
   checksumMode: Type.Optional(ChecksumMode),
   /** always when absent. */
   overwrite: Type.Optional(Overwrite),
+  /** Data streams to pull byte ranges on at once; the executing agent's default when absent. */
+  streams: Type.Optional(Streams),
   /** A tree transfer's selection and sync level (the source names a directory). */
   tree: Type.Optional(TreeOptions),
   /** Ticket for reading the source from another agent, with that agent's address. */

@@ -112,6 +112,8 @@ export interface WriteAtOptions extends OpOptions {
    * writer starts from an empty object of `size` bytes.
    */
   resume: boolean
+  /** The source's modification time (epoch ms), set on the object at commit, as WriteOptions.mtime. */
+  mtime?: number
 }
 
 /**

@@ -16,6 +16,8 @@ export interface FileWriterAtInit {
   key: string
   size: number
   resume: boolean
+  /** Set on the object at commit (epoch ms), as the sequential writer does. */
+  mtime?: number
   signal?: AbortSignal
 }
 
@@ -108,6 +110,9 @@ class FileWriterAt implements WriterAt {
 
   async commit (): Promise<void> {
     this.#ensure('open')
+    const { mtime } = this.#init
+    // Half a millisecond more, as file-writer.ts does: a double of seconds loses the last nanoseconds.
+    if (mtime !== undefined) await this.#io(async () => await this.#fh.utimes(new Date(), (mtime + 0.5) / 1000))
     await this.#io(async () => await this.#fh.sync())
     this.#state = 'failed'
     await commitPartial(this.#fh, { dir: this.#dir, partial: this.#partial, target: this.#init.target, what: this.#init.what })

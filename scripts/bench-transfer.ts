@@ -1,5 +1,5 @@
 /**
- * npm run bench:transfer [-- --size 1GiB --reps 3 --json --profile DIR --no-scp]
+ * npm run bench:transfer [-- --size 1GiB --reps 3 --json --profile DIR --no-scp --streams 4]
  *
  * Side by side on loopback, in one run: raw TCP between two Node processes
  * (the reference R), the mesh data plane alone (random:// read by agent a,
@@ -8,6 +8,9 @@
  * checksum mode (blake3), plus scp of the same file when a local sshd can be
  * started, and the floor: the CPU a verified encrypted copy of the file cannot
  * avoid, measured in this process (scripts/bench-floor.ts). Medians over --reps.
+ * The row fileStreams is file → file (sha256) again with the transfer's byte
+ * ranges on --streams data streams (4 by default); a file under 64 MiB always
+ * goes on one stream, which fileStreamsRanges then shows as 1.
  */
 import { spawn } from 'node:child_process'
 import { open, readFile, rm, stat } from 'node:fs/promises'
@@ -22,6 +25,7 @@ import { freePort } from '../cli/index.ts'
 import type { BenchAgent } from './bench-mesh.ts'
 import { LocalSshd } from './bench-scp.ts'
 import { copyFloor } from './bench-floor.ts'
+import { MIN_MULTI_STREAM_BYTES, planRanges } from '../agent/index.ts'
 import { MiB, cpuSplit, mbps, median, note, peakRssMiB, report, round } from './bench-util.ts'
 
 const PEER = fileURLToPath(new URL('./bench-tcp-peer.ts', import.meta.url))
@@ -39,13 +43,17 @@ const { values: args } = parseArgs({
     'sync-every': { type: 'string' },
     'node-options': { type: 'string' },
     'keep-logs': { type: 'boolean', default: false },
-    // For profiling one part: a comma-separated subset of raw,mesh,file,fast,floor (the others report null).
-    only: { type: 'string', default: 'raw,mesh,file,fast,floor' }
+    // Data streams of the fileStreams row.
+    streams: { type: 'string', default: '4' },
+    // For profiling one part: a comma-separated subset of raw,mesh,file,fast,streams,floor (the others report null).
+    only: { type: 'string', default: 'raw,mesh,file,fast,streams,floor' }
   }
 })
 const size = parseSize(args.size)
 const parts = new Set(args.only.split(','))
 const reps = Math.max(1, Number(args.reps))
+const streams = Number(args.streams)
+if (!Number.isInteger(streams) || streams < 1 || streams > 16) throw new Error(`--streams ${args.streams}: must be from 1 to 16`)
 // Large runs get time in proportion; at worst ~20 MB/s.
 const timeoutMs = 60_000 + size / 20_000
 
@@ -140,7 +148,7 @@ async function main (): Promise<void> {
     note(`mesh random → null: ${meshRuns.map(r => round(r.MBps, 0)).join(', ')} MB/s`)
 
     const sourceFile = join(a.volume, 'source.bin')
-    if (parts.has('file') || parts.has('fast') || parts.has('floor') || args['no-scp'] !== true) await writeSourceFile(sourceFile)
+    if (parts.has('file') || parts.has('fast') || parts.has('streams') || parts.has('floor') || args['no-scp'] !== true) await writeSourceFile(sourceFile)
     // The floor first, with the agents idle: the same file, in this process, to the same disk.
     const floorRuns = []
     for (let i = 0; i < reps && parts.has('floor'); i++) floorRuns.push(await copyFloor(sourceFile, join(b.volume, 'floor-copy.bin')))
@@ -157,6 +165,13 @@ async function main (): Promise<void> {
       await rm(join(b.volume, `fast-${i}.bin`))
     }
     note(`file → file (${FAST_MODE}): ${fastRuns.map(r => round(r.MBps, 0)).join(', ')} MB/s`)
+    const streamRuns: Run[] = []
+    for (let i = 0; i < reps && parts.has('streams'); i++) {
+      streamRuns.push(await timed(mesh, a, b, 'agent://a/vol/source.bin', `agent://b/vol/streams-${i}.bin`, { streams }))
+      await rm(join(b.volume, `streams-${i}.bin`))
+    }
+    const ranges = planRanges(size, streams).length
+    note(`file → file (sha256, ${streams} streams, ${ranges} ranges${size < MIN_MULTI_STREAM_BYTES ? ': under 64 MiB, one stream' : ''}): ${streamRuns.map(r => round(r.MBps, 0)).join(', ')} MB/s`)
 
     const scpRuns: number[] = []
     if (args['no-scp'] !== true) {
@@ -177,10 +192,12 @@ async function main (): Promise<void> {
     const m = summarize(meshRuns)
     const f = summarize(fileRuns)
     const fast = summarize(fastRuns)
+    const multi = summarize(streamRuns)
     const GB = size / 1e9
     const floorCpu = floorRuns.length > 0 ? median(floorRuns.map(r => r.cpuSeconds / GB)) : NaN
     const fileCpu = fileRuns.length > 0 ? median(fileRuns.map(r => (r.cpuA + r.cpuB) / GB)) : NaN
     const fastCpu = fastRuns.length > 0 ? median(fastRuns.map(r => (r.cpuA + r.cpuB) / GB)) : NaN
+    const streamsCpu = streamRuns.length > 0 ? median(streamRuns.map(r => (r.cpuA + r.cpuB) / GB)) : NaN
     const orNull = (x: number, digits?: number): number | null => Number.isFinite(x) ? round(x, digits) : null
     const scpMBps = scpRuns.length > 0 ? median(scpRuns) : null
     const rss = { a: peakRssMiB(a.pid), b: peakRssMiB(b.pid) }
@@ -198,6 +215,12 @@ async function main (): Promise<void> {
       fileFastMode: FAST_MODE,
       fileFastMBps: orNull(fast.MBps, 1),
       fileFastOverScp: scpMBps === null ? null : orNull(fast.MBps / scpMBps, 3),
+      // The sha256 file copy on several data streams (on 2 shared cores it is not expected to beat one stream).
+      fileStreams: streams,
+      fileStreamsRanges: ranges,
+      fileStreamsMBps: orNull(multi.MBps, 1),
+      fileStreamsOverScp: scpMBps === null ? null : orNull(multi.MBps / scpMBps, 3),
+      fileStreamsCpuSecondsPerGB: orNull(streamsCpu, 3),
       // CPU seconds per GB (1e9 bytes): the floor in this process, both agents together for the copies.
       floorCpuSecondsPerGB: orNull(floorCpu, 3),
       fileCpuSecondsPerGB: orNull(fileCpu, 3),
@@ -215,7 +238,7 @@ async function main (): Promise<void> {
       meshCpuSeconds: { a: round(m.cpuSecondsA), b: round(m.cpuSecondsB), aSystem: round(m.sysSecondsA), bSystem: round(m.sysSecondsB) },
       fileCpuSeconds: { a: round(f.cpuSecondsA), b: round(f.cpuSecondsB), aSystem: round(f.sysSecondsA), bSystem: round(f.sysSecondsB) },
       loadAverage: round(loadavg()[0]),
-      runsMBps: { raw: raw.map(r => round(r.MBps, 1)), mesh: meshRuns.map(r => round(r.MBps, 1)), file: fileRuns.map(r => round(r.MBps, 1)), fileFast: fastRuns.map(r => round(r.MBps, 1)), scp: scpRuns.map(r => round(r, 1)) }
+      runsMBps: { raw: raw.map(r => round(r.MBps, 1)), mesh: meshRuns.map(r => round(r.MBps, 1)), file: fileRuns.map(r => round(r.MBps, 1)), fileFast: fastRuns.map(r => round(r.MBps, 1)), fileStreams: streamRuns.map(r => round(r.MBps, 1)), scp: scpRuns.map(r => round(r, 1)) }
     }
     report(args.json, result, [
       `size ${size} bytes, ${reps} repetitions (medians)`,
@@ -223,6 +246,7 @@ async function main (): Promise<void> {
       `mesh random → null       ${result.meshMBps} MB/s   ${result.meshOverRaw} × R   ${result.meshMBPerCpuSecond} MB per CPU-second`,
       `file → file (sha256)     ${result.fileMBps} MB/s   ${result.fileOverRaw} × R   ${result.fileMBPerCpuSecond} MB per CPU-second`,
       `file → file (${FAST_MODE})     ${result.fileFastMBps ?? '-'} MB/s   file/scp ${result.fileFastOverScp ?? '-'}`,
+      `file → file (${streams} streams) ${result.fileStreamsMBps ?? '-'} MB/s   ${ranges} ranges   ${result.fileStreamsCpuSecondsPerGB ?? '-'} CPU-s per GB   file/scp ${result.fileStreamsOverScp ?? '-'}`,
       `CPU-s per GB             floor ${result.floorCpuSecondsPerGB ?? '-'}, file ${result.fileCpuSecondsPerGB ?? '-'} (${result.fileOverFloor ?? '-'} × floor), ${FAST_MODE} ${result.fileFastCpuSecondsPerGB ?? '-'} (${result.fileFastOverFloor ?? '-'} × floor)`,
       scpMBps === null ? `scp                      not measured (${result.scpNote ?? ''})` : `scp -c ${SCP_CIPHER}   ${result.scpMBps} MB/s   file/scp ${result.fileOverScp}`,
       `agent peak RSS           a ${result.agentPeakRssMiBByAgent.a} MiB, b ${result.agentPeakRssMiBByAgent.b} MiB`

@@ -148,7 +148,7 @@ async function openWriter (deps: CopyDeps, job: Job, dst: Resolved, entry: Journ
   return { writer: await open(0), hasher: newHasher(mode) }
 }
 
-function checkDigests (job: Job, digest: CopyResult['digest'], sourceDigest: string | undefined, st: StatResult): void {
+export function checkDigests (job: Job, digest: CopyResult['digest'], sourceDigest: string | undefined, st: StatResult): void {
   if (digest === undefined) return
   // A plug-in's stat() only knows a sha256; the data server's trailer is in the asked algorithm.
   const fromSource = sourceDigest ?? (digest.algorithm === 'sha256' ? st.sha256 : undefined)

@@ -22,6 +22,8 @@ export function decideResume (i: ResumeInput): ResumeDecision {
   if (i.fromZero) return { resume: false, offset: 0, why: 'asked to' }
   if (!sameVersion(p.version, i.version) || p.durableOffset > i.version.size) return { resume: false, offset: 0, why: 'source changed' }
   if (!i.canResume) return { resume: false, offset: 0, why: 'plug-ins cannot resume' }
+  // A multi-stream partial resumes as ranges (copyFile); here, where ranges cannot be, it starts again.
+  if (p.ranges !== undefined) return { resume: false, offset: 0, why: 'written in ranges' }
   // The prefix digest is in the mode it was journaled in: another mode cannot check it.
   if ((p.checksumMode ?? 'sha256') !== i.mode) return { resume: false, offset: 0, why: 'checksum mode changed' }
   return { resume: true, offset: p.durableOffset, prefixDigest: p.prefixDigest }

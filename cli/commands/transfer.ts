@@ -1,6 +1,6 @@
 import type { Command } from 'commander'
 import { CliError, addClientOptions, connect, printJson, table, usageError } from '../client.ts'
-import { CHECKSUM_MODES, OVERWRITE_MODES, SYNC_MODES } from '../../mesh/index.ts'
+import { CHECKSUM_MODES, MAX_STREAMS, OVERWRITE_MODES, SYNC_MODES } from '../../mesh/index.ts'
 import type { ClientFlags } from '../client.ts'
 import { FINAL_STATES, follow, rows } from '../follow.ts'
 import type { Transfer } from '../follow.ts'
@@ -28,11 +28,12 @@ export function transferCommand (program: Command): void {
     .option('--label <key=value>', 'label the transfer (repeatable)', (v: string, prev: string[] = []) => [...prev, v])
     .option('--checksum <mode|sha256:hex>', 'end-to-end checksum: sha256 (default), blake3 (cheaper, for bulk data) or none; or sha256:<hex>, the expected sha256 of the whole object')
     .option('--overwrite <mode>', `when the destination exists: ${OVERWRITE_MODES.join(', ')} (default always)`)
+    .option('--streams <n>', `pull a large file's byte ranges on n data streams at once (1-${MAX_STREAMS}; default: the executing agent's --streams)`)
     .option('--sync <level>', `a tree (SRC ends with /): which files to copy when DST has them: ${SYNC_MODES.join(', ')} (default mtime)`)
     .option('--include <glob>', 'a tree: copy only files matching this glob (repeatable)', (v: string, prev: string[] = []) => [...prev, v])
     .option('--exclude <glob>', 'a tree: leave out files and directories matching this glob (repeatable)', (v: string, prev: string[] = []) => [...prev, v])
     .option('--idempotency-key <key>', 'a retried submission with the same key returns the first transfer'))
-    .action(async (src: string, dsts: string[], o: Flags & { wait?: boolean, priority?: string, retries?: string, label?: string[], checksum?: string, overwrite?: string, sync?: string, include?: string[], exclude?: string[], idempotencyKey?: string }) => {
+    .action(async (src: string, dsts: string[], o: Flags & { wait?: boolean, priority?: string, retries?: string, label?: string[], checksum?: string, overwrite?: string, streams?: string, sync?: string, include?: string[], exclude?: string[], idempotencyKey?: string }) => {
       const body: Record<string, unknown> = { source: src }
       if (dsts.length === 1) body.destination = dsts[0]
       else body.destinations = dsts
@@ -43,6 +44,11 @@ export function transferCommand (program: Command): void {
       if (o.overwrite !== undefined) {
         if (!OVERWRITE_MODES.some(m => m === o.overwrite)) throw usageError(`--overwrite must be one of ${OVERWRITE_MODES.join(', ')}`)
         body.overwrite = o.overwrite
+      }
+      if (o.streams !== undefined) {
+        const n = integer('--streams', o.streams, false)
+        if (n < 1 || n > MAX_STREAMS) throw usageError(`--streams must be from 1 to ${MAX_STREAMS}`)
+        body.streams = n
       }
       if (o.sync !== undefined) {
         if (!SYNC_MODES.some(m => m === o.sync)) throw usageError(`--sync must be one of ${SYNC_MODES.join(', ')}`)
@@ -198,6 +204,7 @@ function details (t: Transfer): string {
     ['executor', t.executor],
     ['checksum', t.checksumMode],
     ['overwrite', t.overwrite],
+    ['streams', t.streams !== undefined ? String(t.streams) : undefined],
     ['sync', t.tree !== undefined ? treeText(t.tree) : undefined],
     ['sha256', t.sha256],
     ['blake3', t.blake3],

@@ -1,6 +1,7 @@
 import { Type } from 'typebox'
 import { TRANSFER_ID_PATTERN } from '../ids.ts'
 import { LIMITS, MAX_DESTINATIONS } from '../store-input.ts'
+import { MAX_STREAMS } from '../../mesh/index.ts'
 
 /** Mirrors isValidAgentName in mesh/location.ts. */
 const AGENT_NAME_PATTERN = '^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$'
@@ -44,6 +45,11 @@ export const TransferInputSchema = Type.Object({
   })),
   overwrite: Type.Optional(Type.Union([Type.Literal('always'), Type.Literal('never'), Type.Literal('if-different')], {
     description: 'when the destination exists: always replace it (the default, as cp), never (fails with exists before a byte moves), or if-different (left as it is when its size and mtime are the source\'s)'
+  })),
+  streams: Type.Optional(Type.Integer({
+    minimum: 1,
+    maximum: MAX_STREAMS,
+    description: `data streams a large file's byte ranges are pulled on at once (1 to ${MAX_STREAMS}; the executing agent's --streams when absent); files under 64 MiB always use one`
   })),
   sync: Type.Optional(Type.Union([Type.Literal('none'), Type.Literal('exists'), Type.Literal('size'), Type.Literal('mtime'), Type.Literal('checksum')], {
     description: 'a tree (a source ending in /): which files to copy when the destination has one of that name: none (all), exists (skip it), size (skip the same size), mtime (skip the same size and mtime; the default), checksum (skip the same sha256)'
@@ -106,6 +112,7 @@ export const TransferSchema = Type.Object({
   checksum: Type.Optional(Type.Object({ algorithm: Type.Literal('sha256'), value: Type.String() })),
   checksumMode: Type.Optional(Type.Union([Type.Literal('sha256'), Type.Literal('blake3'), Type.Literal('none')], { description: 'sha256 when absent' })),
   overwrite: Type.Optional(Type.Union([Type.Literal('always'), Type.Literal('never'), Type.Literal('if-different')], { description: 'always when absent' })),
+  streams: Type.Optional(Type.Integer({ description: 'data streams asked for (the executing agent\'s default when absent)' })),
   tree: Type.Optional(Type.Object({
     sync: Type.Optional(Type.String()),
     include: Type.Optional(Type.Array(Type.String())),

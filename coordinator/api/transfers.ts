@@ -139,6 +139,7 @@ function retryInput (rec: TransferRecord): TransferInput {
   if (rec.checksum !== undefined) input.checksum = rec.checksum
   if (rec.checksumMode !== undefined) input.checksumMode = rec.checksumMode
   if (rec.overwrite !== undefined) input.overwrite = rec.overwrite
+  if (rec.streams !== undefined) input.streams = rec.streams
   if (rec.tree !== undefined) Object.assign(input, rec.tree)
   if (rec.callbackUrl !== undefined) input.callbackUrl = rec.callbackUrl
   return input

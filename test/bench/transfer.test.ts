@@ -20,6 +20,11 @@ describe('bench:transfer (smoke: a few MiB, one repetition)', () => {
     if (result.scpMBps === null) expect(result.scpNote).toBeTypeOf('string')
     else expect(result.scpMBps as number).toBeGreaterThan(0)
     expect(result.fileFastMode).toBe('blake3')
+    // The multi-stream row: at this size the plan keeps one range, and says so.
+    expect(result).toMatchObject({ fileStreams: 4, fileStreamsRanges: 1 })
+    for (const key of ['fileStreamsMBps', 'fileStreamsCpuSecondsPerGB']) expect(result[key] as number, key).toBeGreaterThan(0)
+    if (result.scpMBps === null) expect(result.fileStreamsOverScp).toBeNull()
+    else expect(result.fileStreamsOverScp as number).toBeGreaterThan(0)
     if (result.scpMBps === null) expect(result.fileFastOverScp).toBeNull()
     else expect(result.fileFastOverScp as number).toBeGreaterThan(0)
   }, 180_000)

@@ -97,6 +97,16 @@ describe('configuration: flags > environment > file > defaults', () => {
     await expect(agentConfig({ name: 'a1', coordinator: COORDINATOR, volume: [`v=${through}`] }, {})).rejects.toThrow(`--volume 'v=${through}': ${through} cannot be read: ENOTDIR`)
   })
 
+  it('takes the agent\'s default streams per transfer from flag, environment or file, 1 when unset, and refuses 0 or more than 16', async () => {
+    expect((await agentConfig({ name: 'a1', coordinator: COORDINATOR }, {})).streams).toBe(1)
+    expect((await agentConfig({ name: 'a1', coordinator: COORDINATOR, streams: '4' }, {})).streams).toBe(4)
+    expect((await agentConfig({ name: 'a1', coordinator: COORDINATOR }, { STACCATO_STREAMS: '8' })).streams).toBe(8)
+    const config = await file('streams.yaml', ['agent:', '  name: a1', `  coordinator: ${COORDINATOR}`, '  streams: 2'].join('\n'))
+    expect((await agentConfig({ config }, {})).streams).toBe(2)
+    await expect(agentConfig({ name: 'a1', coordinator: COORDINATOR, streams: '0' }, {})).rejects.toThrow("--streams '0' must be from 1 to 16")
+    await expect(agentConfig({ name: 'a1', coordinator: COORDINATOR }, { STACCATO_STREAMS: '17' })).rejects.toThrow("STACCATO_STREAMS '17' must be from 1 to 16")
+  })
+
   it('refuses to start an agent with a bad config file: one line, exit 2', async () => {
     const config = await file('start.yaml', `agent:\n  name: a1\n  coordinator: ${COORDINATOR}\n  volumes:\n    - { name: v, root: /nope }\n`)
     const r = await runCli(['agent', '--config', config])

@@ -96,6 +96,18 @@ describe('staccato transfer / agents against a real mesh', () => {
     expect((await mesh.api('GET', `/v1/transfers/${t.id}`)).status).toBe(404)
   })
 
+  it('sends --streams with the transfer and shows it; refuses a count out of range before asking the coordinator', async () => {
+    const r = await runCli(['transfer', 'submit', 'agent://store-1/vol/a.bin', 'agent://compute-1/vol/streams.bin', '--wait', '--json', '--streams', '3'], env)
+    expect(r.code, r.stderr).toBe(0)
+    const t = JSON.parse(r.stdout) as { id: string, state: string, streams: number }
+    expect(t).toMatchObject({ state: 'succeeded', streams: 3 })
+    const shown = await runCli(['transfer', 'show', t.id], env)
+    expect(shown.stdout).toMatch(/^streams:\s+3$/m)
+    const bad = await runCli(['transfer', 'submit', 'a', 'b', '--streams', '17'], env)
+    expect(bad.code).toBe(2)
+    expect(bad.stderr).toBe('staccato: --streams must be from 1 to 16\n')
+  })
+
   it('exits 1 with the error code and message when the transfer fails (missing source)', async () => {
     const r = await runCli(['transfer', 'submit', 'agent://store-1/vol/nope.bin', 'agent://compute-1/vol/nope.bin', '--wait'], env)
     expect(r.code).toBe(1)

@@ -74,3 +74,39 @@ describe('REST API: the checksum mode of a submission', () => {
     expect(h.store.size).toBe(0)
   })
 })
+
+describe('REST API: the streams of a submission', () => {
+  let h: Awaited<ReturnType<typeof tempApi>>
+  beforeEach(async () => { h = await tempApi() })
+  afterEach(async () => { await h.cleanup() })
+  const route = { source: 'agent://a/images/x.img', destination: 'agent://b/images/x.img' }
+
+  it('stores the streams asked for, shows them, and a retry keeps them', async () => {
+    const res = await h.inject({ method: 'POST', url: '/v1/transfers', payload: { ...route, streams: 4 } })
+    expect(res.statusCode, res.body).toBe(201)
+    expect(res.json().streams).toBe(4)
+    const id = res.json().id as string
+    expect((await h.inject({ method: 'GET', url: `/v1/transfers/${id}` })).json().streams).toBe(4)
+    await h.store.transition(id, 'failed')
+    const again = await h.inject({ method: 'POST', url: `/v1/transfers/${id}/retry` })
+    expect(again.statusCode, again.body).toBe(201)
+    expect(again.json().streams).toBe(4)
+    // None asked: nothing in the record, and the executing agent's default applies.
+    const plain = await h.inject({ method: 'POST', url: '/v1/transfers', payload: { ...route, destination: 'agent://b/images/y.img' } })
+    expect(plain.json().streams).toBeUndefined()
+  })
+
+  it.each<[string, object, RegExp]>([
+    ['zero streams', { streams: 0 }, /^body.streams: must be >= 1$/],
+    ['more than 16 streams', { streams: 17 }, /^body.streams: must be <= 16$/],
+    ['a fraction', { streams: 1.5 }, /^body.streams: must be integer$/],
+    ['a string', { streams: '4' }, /^body.streams: must be integer$/],
+    ['several streams for a distribution', { streams: 2, destination: undefined, destinations: ['agent://b/images/x.img', 'agent://c/images/x.img'] }, /^streams: a distribution fetches pieces from every peer at once; streams applies to one destination only$/]
+  ])('refuses %s with 400 invalid_argument', async (_what, extra, message) => {
+    const res = await h.inject({ method: 'POST', url: '/v1/transfers', payload: { ...route, ...extra } })
+    expect(res.statusCode).toBe(400)
+    expect(res.json().code).toBe('invalid_argument')
+    expect(res.json().message).toMatch(message)
+    expect(h.store.size).toBe(0)
+  })
+})

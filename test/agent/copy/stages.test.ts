@@ -127,7 +127,8 @@ describe('the resume decision', () => {
     ['source changed', { version: { size: 100, mtime: 6 } }],
     ['source changed', { version: { size: 30, mtime: 5 } }],
     ['plug-ins cannot resume', { canResume: false }],
-    ['checksum mode changed', { mode: 'blake3' as const }]
+    ['checksum mode changed', { mode: 'blake3' as const }],
+    ['written in ranges', { previous: { ...previous, ranges: [{ start: 0, end: 50, done: 20 }, { start: 50, end: 100, done: 20 }] } }]
   ])('starts from zero (%s)', (why, change) => {
     expect(decideResume({ ...base, ...change })).toEqual({ resume: false, offset: 0, why })
   })

@@ -1,0 +1,52 @@
+import type { Hasher } from './checksum.ts'
+
+/** Bytes read back per call: large reads keep the per-call cost small beside the hash's. */
+const READ_BACK_BYTES = 4 * 1024 * 1024
+
+/**
+ * The whole object's digest when its ranges arrive out of order: the hash
+ * follows the written prefix (the bytes from 0 up to the first gap) and reads
+ * them back from the partial, where they were just written and still sit in
+ * the page cache. It hashes exactly the bytes that will be renamed into
+ * place, in order, so the digest means what a single stream's does.
+ */
+export class OrderedHash {
+  private readonly hasher: Hasher
+  private readonly readAt: (offset: number, length: number) => Promise<Uint8Array>
+  private front = 0
+  private target = 0
+  private pumping: Promise<void> | undefined
+  private error: unknown
+
+  constructor (hasher: Hasher, readAt: (offset: number, length: number) => Promise<Uint8Array>) {
+    this.hasher = hasher
+    this.readAt = readAt
+  }
+
+  /** The written prefix now reaches `end`: hash up to it in the background. */
+  advance (end: number): void {
+    if (end > this.target) this.target = end
+    this.pumping ??= this.pump().catch(err => { this.error ??= err }).finally(() => { this.pumping = undefined })
+  }
+
+  /** Hashes up to `size` (every range is written) and returns the digest. */
+  async digest (size: number): Promise<string> {
+    // Bounded: each round's pump moves the front forward to the target, or fails.
+    while (this.error === undefined && this.front < size) {
+      // A pump that was just ending when the last range advanced may have missed it: start one again.
+      this.advance(size)
+      await this.pumping
+    }
+    if (this.error !== undefined) throw this.error
+    return this.hasher.digest()
+  }
+
+  private async pump (): Promise<void> {
+    // Bounded: every round moves the front forward by at least one byte, up to the target.
+    while (this.front < this.target) {
+      const bytes = await this.readAt(this.front, Math.min(READ_BACK_BYTES, this.target - this.front))
+      this.hasher.update(bytes)
+      this.front += bytes.byteLength
+    }
+  }
+}
