@@ -24,7 +24,7 @@ interface Distribution {
   sha256?: string
   destinations: Array<{ agent: string, state: string, bytesDone: number, sha256?: string, lastError?: { code: string, message: string } }>
 }
-interface Status { counters: { bytesReceived: number, bytesIn: Record<string, number> } }
+interface Status { counters: { bytesReceived: number, bytesIn: Record<string, number>, swarmPeersDropped: number, mirrorBytesServed: number, mirrorBytesServedArriving: number } }
 
 /**
  * An image from a real registry to several agents' OCI layouts through the
@@ -260,5 +260,69 @@ describe.skipIf(skip !== undefined)('oci:// images through the swarm, by blob', 
     for (const w of Object.keys(mirrors)) egress += (await status(w)).counters.bytesIn.oci ?? 0
     // Without sharing each host reads every blob: 3 × the image.
     expect(egress).toBe(waveBytes)
+  })
+
+  async function sizeOf (image: BuiltImage, name: string): Promise<number> {
+    let n = 0
+    for (const d of [image.config, ...image.layers]) n += (await stat(join(mesh.dir, `layout-${name}`, 'blobs', 'sha256', d.slice(7)))).size
+    return n
+  }
+
+  it('streams a cold pull to the client piece by piece while the shared distribution is still bringing the blob', async () => {
+    const stream = await buildImage(mesh.dir, 'stream', [{ files: { 'big.bin': randomBytes(3 * 1024 * KiB) } }])
+    await pushImage(reg, stream, 'pub/stream', '1')
+    const registries = join(mesh.dir, 'registries.yml')
+    const mirrors: Record<string, string> = {}
+    for (const c of ['c1', 'c2']) {
+      mirrors[c] = `127.0.0.1:${await freePort()}`
+      // 2 MiB/s into each host: the layer takes over a second to arrive through the swarm, so its first pieces land well before it commits.
+      await mesh.startAgent(c, ['--allow-address', 'loopback', '--registries-file', registries, '--registry-mirror', mirrors[c], '--mirror-image', `${reg.host}/pub/*`, '--max-download-rate', '2MiB'])
+    }
+    await Promise.all(Object.entries(mirrors).map(async ([c, m]) => {
+      await run('/usr/bin/skopeo', ['copy', '--quiet', '--src-tls-verify=false', `docker://${m}/pub/stream:1`, `oci:${join(mesh.dir, `pulled-stream-${c}`)}:pulled`])
+    }))
+    for (const c of Object.keys(mirrors)) expect((await inspect(`${join(mesh.dir, `pulled-stream-${c}`)}:pulled`)).Layers).toEqual(stream.layers)
+    let egress = 0
+    let early = 0
+    for (const c of Object.keys(mirrors)) {
+      const { counters } = await status(c)
+      egress += counters.bytesIn.oci ?? 0
+      early += counters.mirrorBytesServedArriving
+    }
+    expect(egress).toBe(await sizeOf(stream, 'stream'))
+    // The destination's mirror sent verified pieces of the layer before the layer committed (0 when it waited for the whole image).
+    expect(early).toBeGreaterThan(0)
+  })
+
+  it('serves a blob still arriving through a preheat, Range included, and never a piece that failed verification', async () => {
+    const hot = await buildImage(mesh.dir, 'hot', [{ files: { 'h.bin': randomBytes(4 * 1024 * KiB) } }])
+    await pushImage(reg, hot, 'pub/hot', '1')
+    const whole = await readFile(join(mesh.dir, 'layout-hot', 'blobs', 'sha256', hot.layers[0].slice(7)))
+    const registries = join(mesh.dir, 'registries.yml')
+    const m1 = `127.0.0.1:${await freePort()}`
+    await mesh.startAgent('m1', ['--allow-address', 'loopback', '--registries-file', registries, '--registry-mirror', m1, '--mirror-image', `${reg.host}/pub/*`, '--max-download-rate', '2MiB'])
+    // A peer whose every served piece has a byte flipped: m1 gets some pieces from it, checks them and drops it.
+    await mesh.startAgent('bad', [], {}, { faults: 'corrupt-pieces' })
+    const res = await mesh.api('POST', '/v1/images/preheat', { image: `oci://${reg.host}/pub/hot:1`, agents: ['m1', 'bad'], via: 'r1' })
+    expect(res.status, JSON.stringify(res.body)).toBe(201)
+    const id = (res.body as Distribution).id
+    await mesh.until(async () => {
+      const t = await mesh.transfer(id) as unknown as Distribution
+      return (t.destinations.find(x => x.agent === 'm1')?.bytesDone ?? 0) > 0
+    }, 60_000, 'the first pieces at m1')
+    const part = await fetch(`http://${m1}/v2/pub/hot/blobs/${hot.layers[0]}`, { headers: { range: 'bytes=100-199999' } })
+    expect(part.status).toBe(206)
+    expect(part.headers.get('content-range')).toBe(`bytes 100-199999/${whole.length}`)
+    expect(Buffer.from(await part.arrayBuffer()).equals(whole.subarray(100, 200000))).toBe(true)
+    const dir = join(mesh.dir, 'pulled-hot')
+    // skopeo checks every blob against its digest: one corrupt byte sent would fail the pull.
+    await run('/usr/bin/skopeo', ['copy', '--quiet', '--src-tls-verify=false', `docker://${m1}/pub/hot:1`, `oci:${dir}:pulled`])
+    expect((await inspect(`${dir}:pulled`)).Layers).toEqual(hot.layers)
+    const done = await mesh.waitForState(id, ['succeeded', 'failed', 'canceled'], 120_000) as unknown as Distribution
+    expect(done.state).toBe('succeeded')
+    const { counters } = await status('m1')
+    expect(counters.swarmPeersDropped).toBeGreaterThanOrEqual(1)
+    expect(counters.mirrorBytesServedArriving).toBeGreaterThan(0)
+    expect(counters.bytesIn.oci ?? 0).toBe(0)
   })
 })
