@@ -3,6 +3,7 @@ import { InvalidArgumentError, toStaccatoError } from '../mesh/index.ts'
 import type { TransferStore } from './store.ts'
 import { TERMINAL_STATES } from './model.ts'
 import { preheatInput } from './preheat.ts'
+import { ImageHolders } from './image-seed.ts'
 import type { PartHandlers } from './registry.ts'
 
 /**
@@ -11,8 +12,6 @@ import type { PartHandlers } from './registry.ts'
  * and half a second is little next to the pull of an image worth sharing.
  */
 const WINDOW_MS = 500
-/** Images whose last seed is remembered (it keeps every blob it seeded in its store); bounded. */
-const HOLDERS_KEPT = 1024
 /** The tenant of distributions the mirrors ask for: they are the mesh's own, not a client's. */
 const MIRROR_TENANT = 'default'
 
@@ -20,6 +19,8 @@ export interface ImageWantsOptions {
   store: TransferStore
   isOnline: (agent: string) => boolean
   log: (msg: string, fields?: Record<string, unknown>, level?: 'info' | 'warn' | 'error') => void
+  /** Who seeded each image last (it keeps every blob it seeded in its store), shared with the API's seed choice. */
+  holders?: ImageHolders
 }
 
 /**
@@ -34,13 +35,14 @@ export class ImageWants {
   private readonly opts: ImageWantsOptions
   private readonly pending = new Map<string, { agents: Set<string>, done: Promise<string | undefined> }>()
   private readonly running = new Map<string, { id: string, agents: Set<string> }>()
-  private readonly holders = new Map<string, string>()
+  private readonly holders: ImageHolders
   readonly handlers: Pick<PartHandlers, 'imageWant'> = {
     imageWant: async (p, { agent }) => await this.want(agent, p.image)
   }
 
   constructor (opts: ImageWantsOptions) {
     this.opts = opts
+    this.holders = opts.holders ?? new ImageHolders()
   }
 
   async want (agent: string, image: string): Promise<{ distributionId?: string, self?: boolean }> {
@@ -80,12 +82,7 @@ export class ImageWants {
       const { record } = await this.opts.store.create(input, { tenant: MIRROR_TENANT })
       // The seed too: its blob store receives every blob while it makes the manifest.
       this.running.set(image, { id: record.id, agents: new Set([...agents, via]) })
-      this.holders.delete(image)
-      this.holders.set(image, via)
-      for (const old of this.holders.keys()) {
-        if (this.holders.size <= HOLDERS_KEPT) break
-        this.holders.delete(old)
-      }
+      this.holders.note(image, via)
       this.opts.log('image distribution for mirrors', { transferId: record.id, image, seed: via, agents })
       return record.id
     } catch (err) {

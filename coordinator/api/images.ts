@@ -1,6 +1,7 @@
 import { Type } from 'typebox'
 import type { TransferStore } from '../store.ts'
 import { preheatInput } from '../preheat.ts'
+import type { ImageHolders } from '../image-seed.ts'
 import { ownTenant } from './auth.ts'
 import { authorizeSubmission } from './transfers.ts'
 import type { TenantPolicy } from './policy.ts'
@@ -17,7 +18,7 @@ const PreheatBody = Type.Object({
   labels: Type.Optional(Type.Record(Type.String({ maxLength: 128 }), Type.String({ maxLength: 1024 })))
 }, { additionalProperties: false })
 
-export function imageRoutes (app: ApiInstance, opts: { store: TransferStore, tenants?: TenantPolicy }): void {
+export function imageRoutes (app: ApiInstance, opts: { store: TransferStore, tenants?: TenantPolicy, imageHolders?: ImageHolders }): void {
   const { store } = opts
   app.post('/v1/images/preheat', {
     config: { role: 'operator' },
@@ -26,9 +27,13 @@ export function imageRoutes (app: ApiInstance, opts: { store: TransferStore, ten
       response: { 201: TransferSchema, ...errorResponses }
     }
   }, async (req, reply) => {
-    const input = preheatInput(req.body, name => store.getAgent(name))
+    // Without a via, the agent that seeded this image last reads it again from its store, when it is online.
+    const holder = opts.imageHolders?.get(req.body.image)
+    const via = req.body.via ?? (holder !== undefined && store.getAgent(holder)?.online === true ? holder : undefined)
+    const input = preheatInput({ ...req.body, ...(via !== undefined ? { via } : {}) }, name => store.getAgent(name))
     authorizeSubmission(store, input, req.principal, opts.tenants ?? {})
     const { record } = await store.create(input, { tenant: ownTenant(req.principal) })
+    opts.imageHolders?.note(req.body.image, new URL(input.source).searchParams.get('via') as string)
     void reply.header('location', `/v1/transfers/${record.id}`)
     return reply.code(201).send(record)
   })
