@@ -94,6 +94,7 @@ export async function imageManifest (o: ImageManifestOptions): Promise<Manifest>
   const size = blobs.reduce((n, b) => n + b.size, 0)
   const pieceSize = effectivePieceSize(size, o.pieceSize)
   const hasher = new PieceHasher(pieceSize)
+  let registryBytes = 0
   for (const b of blobs) {
     // Another distribution (or the mirror) reading this blob from the registry right now: its copy will do.
     await o.blobs.settled(b.digest)
@@ -108,6 +109,7 @@ export async function imageManifest (o: ImageManifestOptions): Promise<Manifest>
     const from = new URL(`oci://${reference.registry}/${reference.repository}@${b.digest}`)
     await o.blobs.put(b.digest, b.size, o.plugin.read(from, { offset: 0, signal: o.signal }), chunk => {
       hasher.update(chunk)
+      registryBytes += chunk.byteLength
       o.onFetched(chunk.byteLength)
     })
   }
@@ -125,7 +127,8 @@ export async function imageManifest (o: ImageManifestOptions): Promise<Manifest>
       manifest: named.manifest.toString('base64'),
       ...(named.tag !== undefined ? { tag: named.tag } : {}),
       ...(named.platform !== undefined ? { platform: named.platform } : {}),
-      blobs
+      blobs,
+      registryBytes
     }
   }
 }

@@ -22,6 +22,8 @@ interface Distribution {
   id: string
   state: string
   sha256?: string
+  source: string
+  manifest?: { image?: { digest: string, registryBytes?: number, blobs: Array<{ digest: string, size: number }> } }
   destinations: Array<{ agent: string, state: string, bytesDone: number, sha256?: string, lastError?: { code: string, message: string } }>
 }
 interface Status { counters: { bytesReceived: number, bytesIn: Record<string, number>, swarmPeersDropped: number, mirrorBytesServed: number, mirrorBytesServedArriving: number } }
@@ -105,6 +107,29 @@ describe.skipIf(skip !== undefined)('oci:// images through the swarm, by blob', 
     }
     await run('/usr/bin/skopeo', ['copy', '--quiet', `oci:${join(mesh.volume('d2'), 'images/app')}:1`, `oci:${join(mesh.dir, 'copied')}:again`])
     expect((await status('r1')).counters.bytesIn.oci).toBe(blobBytes)
+    // The record says what the distribution cost the registry, and what the image is made of.
+    expect(done.manifest?.image?.registryBytes).toBe(blobBytes)
+    expect(done.manifest?.image?.blobs.map(b => b.digest)).toEqual([img.config, ...img.layers])
+  })
+
+  it('seeds an image distribution given without ?via= on the agent that seeded the image last, and shows its egress and blobs in transfer show', async () => {
+    const res = await mesh.api('POST', '/v1/transfers', { source: `oci://${reg.host}/pub/app:1`, destinations: ['agent://d2/vol/novia/app/'] })
+    expect(res.status, JSON.stringify(res.body)).toBe(201)
+    const created = res.body as Distribution
+    expect(new URL(created.source).searchParams.get('via')).toBe('r1')
+    const done = await mesh.waitForState(created.id, ['succeeded', 'failed', 'canceled'], 120_000) as unknown as Distribution
+    expect(done.state, JSON.stringify(done)).toBe('succeeded')
+    // r1 held every blob in its store: nothing read from the registry this time.
+    expect(done.manifest?.image?.registryBytes).toBe(0)
+    const env = { STACCATO_URL: mesh.ready.apiUrl, STACCATO_TOKEN: mesh.ready.apiToken, XDG_CONFIG_HOME: join(mesh.dir, 'cli-home') }
+    const shown = await runCli(['transfer', 'show', created.id], env)
+    expect(shown.code, shown.stderr).toBe(0)
+    expect(shown.stdout).toMatch(/^registry: +0 B read from the registry \(0\.00 × the image\)$/m)
+    const blobs = done.manifest?.image?.blobs ?? []
+    expect(blobs.length).toBe(1 + img.layers.length)
+    for (const b of blobs) expect(shown.stdout).toContain(`  d2  ${b.digest.slice(0, 19)}…  `)
+    const swarm = (await mesh.api('GET', `/v1/transfers/${created.id}/swarm`)).body as { participants: Array<{ agent: string, blobs?: number[] }> }
+    expect(swarm.participants.find(p => p.agent === 'd2')?.blobs).toEqual(blobs.map(b => b.size))
   })
 
   it('does not fetch again a blob a host already holds, in any layout', async () => {
