@@ -187,6 +187,7 @@ export const AgentSchema = Type.Object({
   addrs: Type.Array(Type.String()),
   volumes: Type.Array(Type.Object({ name: Type.String(), readOnly: Type.Boolean(), free: Type.Optional(Type.Number({ description: 'free bytes, from the latest heartbeat (online agents)' })) })),
   plugins: Type.Array(Type.String()),
+  labels: Type.Optional(Type.Record(Type.String(), Type.String(), { description: 'what the agent is labelled (staccato agent --label)' })),
   version: Type.String(),
   online: Type.Boolean(),
   enrolledAt: Type.String(),

@@ -325,12 +325,14 @@ describe.skipIf(skip !== undefined)('oci:// images through the swarm, by blob', 
     const whole = await readFile(join(mesh.dir, 'layout-hot', 'blobs', 'sha256', hot.layers[0].slice(7)))
     const registries = join(mesh.dir, 'registries.yml')
     const m1 = `127.0.0.1:${await freePort()}`
-    await mesh.startAgent('m1', ['--allow-address', 'loopback', '--registries-file', registries, '--registry-mirror', m1, '--mirror-image', `${reg.host}/pub/*`, '--max-download-rate', '2MiB'])
+    await mesh.startAgent('m1', ['--allow-address', 'loopback', '--registries-file', registries, '--registry-mirror', m1, '--mirror-image', `${reg.host}/pub/*`, '--max-download-rate', '2MiB', '--label', 'pool=hot'])
     // A peer whose every served piece has a byte flipped: m1 gets some pieces from it, checks them and drops it.
-    await mesh.startAgent('bad', [], {}, { faults: 'corrupt-pieces' })
-    const res = await mesh.api('POST', '/v1/images/preheat', { image: `oci://${reg.host}/pub/hot:1`, agents: ['m1', 'bad'], via: 'r1' })
+    await mesh.startAgent('bad', ['--label', 'pool=hot'], {}, { faults: 'corrupt-pieces' })
+    // Preheat by labels: the agents labelled pool=hot, whichever they are.
+    const res = await mesh.api('POST', '/v1/images/preheat', { image: `oci://${reg.host}/pub/hot:1`, labels: { pool: 'hot' }, via: 'r1' })
     expect(res.status, JSON.stringify(res.body)).toBe(201)
     const id = (res.body as Distribution).id
+    expect((res.body as Distribution).destinations.map(d => d.agent)).toEqual(['bad', 'm1'])
     await mesh.until(async () => {
       const t = await mesh.transfer(id) as unknown as Distribution
       return (t.destinations.find(x => x.agent === 'm1')?.bytesDone ?? 0) > 0
