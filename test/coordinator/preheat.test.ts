@@ -33,7 +33,7 @@ describe('preheat as a distribution', () => {
   })
 
   it('selects by labels the agents that hold every pair, by name, and refuses an empty selector', () => {
-    const labelled = [
+    const labelled: Array<{ name: string, labels?: Record<string, string> }> = [
       { name: 'z1', labels: { zone: 'eu', tier: 'gpu' } },
       { name: 'a1', labels: { zone: 'eu' } },
       { name: 'b1', labels: { zone: 'us', tier: 'gpu' } },
