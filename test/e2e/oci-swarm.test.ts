@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { TestMesh } from '../helpers/mesh.ts'
 import { freePort } from '../../cli/index.ts'
 import { runCli } from '../cli/helpers.ts'
-import { TestRegistry, buildImage, pushImage, registryUnavailable } from '../helpers/registry.ts'
+import { TestRegistry, buildImage, pushImage, pushIndex, registryUnavailable } from '../helpers/registry.ts'
 import type { BuiltImage } from '../helpers/registry.ts'
 
 const run = promisify(execFile)
@@ -228,6 +228,19 @@ describe.skipIf(skip !== undefined)('oci:// images through the swarm, by blob', 
     const store = await readdir(join(mesh.dir, 'agents', 'r1', 'blobs', 'sha256'))
     expect(store).toContain(img.layers[1].slice(7))
     expect(store.filter(f => f.startsWith(bad.layers[0].slice(7)))).toEqual([])
+  })
+
+  it('fails with not_found for a platform the image index lacks, and the mirror answers a missing tag with the registry API\'s 404, leaving nothing', async () => {
+    await pushIndex(reg, 'pub/app', 'multi', [{ image: img, os: 'linux', architecture: 'amd64' }])
+    const res0 = await mesh.api('POST', '/v1/transfers', { source: `oci://${reg.host}/pub/app:multi?platform=linux/s390x&via=r1`, destinations: ['agent://d2/vol/s390x/'] })
+    expect(res0.status, JSON.stringify(res0.body)).toBe(201)
+    const t = await mesh.waitForState((res0.body as Distribution).id, ['succeeded', 'failed', 'canceled'], 120_000)
+    expect(t.state).toBe('failed')
+    expect((t as unknown as { lastError?: { code: string, message: string } }).lastError).toMatchObject({ code: 'not_found', message: expect.stringContaining('linux/s390x') })
+    expect(await readdir(join(mesh.volume('d2'), 's390x')).catch(() => [])).toEqual([])
+    const res = await fetch(`http://${mirror}/v2/pub/app/manifests/nope`)
+    expect(res.status).toBe(404)
+    expect(((await res.json()) as { errors: Array<{ code: string }> }).errors[0].code).toBe('NAME_UNKNOWN')
   })
 
   it('resumes an image destination killed mid-distribution from its journal, keeping the blobs\' partials', async () => {
