@@ -2,6 +2,8 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { InvalidArgumentError, toStaccatoError } from '../mesh/index.ts'
 import type { TransferStore } from './store.ts'
 import { TERMINAL_STATES } from './model.ts'
+import type { TransferRecord, TransferState } from './model.ts'
+import { isImageDistribution } from './distribution.ts'
 import { preheatInput } from './preheat.ts'
 import { ImageHolders } from './image-seed.ts'
 import type { PartHandlers } from './registry.ts'
@@ -12,6 +14,28 @@ import type { PartHandlers } from './registry.ts'
  * and half a second is little next to the pull of an image worth sharing.
  */
 const WINDOW_MS = 500
+/** States of a distribution an agent can still join. */
+const UNFINISHED = ['active', 'scheduled', 'queued'] as const
+/** The newest distributions of an agent looked at per state: a host is in few at once. */
+const EXISTING_SCANNED = 50
+
+/**
+ * Whether `rec` brings the image `want` (oci://registry/repository@sha256:<manifest>) to `agent`:
+ * an image distribution with the agent among its destinations, of that manifest, or, before its
+ * seed has made the manifest, of that registry and repository (most likely the same image; if
+ * not, the mirror falls back to the registry once the distribution ends without the blob). Pure.
+ */
+export function bringsImage (rec: Pick<TransferRecord, 'source' | 'destinations' | 'manifest' | 'state'>, agent: string, want: string): boolean {
+  if (rec.destinations === undefined || !isImageDistribution(rec)) return false
+  const mine = rec.destinations.find(d => d.agent === agent)
+  if (mine === undefined || TERMINAL_STATES.has(mine.state as TransferState)) return false
+  const at = want.lastIndexOf('@')
+  if (rec.manifest?.image !== undefined) return rec.manifest.image.digest === want.slice(at + 1)
+  const source = new URL(rec.source)
+  const repository = source.pathname.replace(/^\/+/, '').replace(/[:@].*$/, '')
+  return want.slice(0, at) === `oci://${source.host}/${repository}`
+}
+
 /** The tenant of distributions the mirrors ask for: they are the mesh's own, not a client's. */
 const MIRROR_TENANT = 'default'
 
@@ -46,6 +70,9 @@ export class ImageWants {
   }
 
   async want (agent: string, image: string): Promise<{ distributionId?: string, self?: boolean }> {
+    // Already bringing this image here (a preheat, a distribution a client submitted): its blobs are served as they land.
+    const existing = this.existingFor(agent, image)
+    if (existing !== undefined) return { distributionId: existing }
     const run = this.running.get(image)
     if (run !== undefined) {
       const rec = this.opts.store.get(run.id)
@@ -65,6 +92,16 @@ export class ImageWants {
     p.agents.add(agent)
     const id = await p.done
     return id !== undefined && this.running.get(image)?.agents.has(agent) === true ? { distributionId: id } : { self: true }
+  }
+
+  /** A distribution not yet ended that brings `image` to `agent` as a destination, whoever made it. */
+  private existingFor (agent: string, image: string): string | undefined {
+    for (const state of UNFINISHED) {
+      const page = this.opts.store.list({ agent, state, limit: EXISTING_SCANNED, order: 'desc' })
+      const found = page.items.find(rec => bringsImage(rec, agent, image))
+      if (found !== undefined) return found.id
+    }
+    return undefined
   }
 
   /** One distribution for the agents that asked; undefined when there is none to make (a lone asker reads the registry itself). */

@@ -365,4 +365,24 @@ describe.skipIf(skip !== undefined)('oci:// images through the swarm, by blob', 
     expect(counters.mirrorBytesServedArriving).toBeGreaterThan(0)
     expect(counters.bytesIn.oci ?? 0).toBe(0)
   })
+
+  it('joins a pull to the preheat already bringing the image to that host, rather than reading the registry again', async () => {
+    const warm = await buildImage(mesh.dir, 'during', [{ files: { 'd.bin': randomBytes(3 * 1024 * KiB) } }])
+    await pushImage(reg, warm, 'pub/during', '1')
+    const registries = join(mesh.dir, 'registries.yml')
+    const m2 = `127.0.0.1:${await freePort()}`
+    await mesh.startAgent('m2', ['--allow-address', 'loopback', '--registries-file', registries, '--registry-mirror', m2, '--mirror-image', `${reg.host}/pub/*`, '--max-download-rate', '2MiB'])
+    const before = (await status('r1')).counters.bytesIn.oci ?? 0
+    const res = await mesh.api('POST', '/v1/images/preheat', { image: `oci://${reg.host}/pub/during:1`, agents: ['m2'], via: 'r1' })
+    expect(res.status, JSON.stringify(res.body)).toBe(201)
+    // At once: the preheat has not reached m2 yet when its mirror misses the first blob.
+    const dir = join(mesh.dir, 'pulled-during')
+    await run('/usr/bin/skopeo', ['copy', '--quiet', '--src-tls-verify=false', `docker://${m2}/pub/during:1`, `oci:${dir}:pulled`])
+    expect((await inspect(`${dir}:pulled`)).Layers).toEqual(warm.layers)
+    const done = await mesh.waitForState((res.body as Distribution).id, ['succeeded', 'failed', 'canceled'], 120_000)
+    expect(done.state).toBe('succeeded')
+    // The registry read once, by the preheat's seed; m2 read no blob (without joining it, m2 seeded a second distribution itself).
+    expect((await status('m2')).counters.bytesIn.oci ?? 0).toBe(0)
+    expect(((await status('r1')).counters.bytesIn.oci ?? 0) - before).toBe(await sizeOf(warm, 'during'))
+  })
 })
