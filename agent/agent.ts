@@ -52,6 +52,8 @@ export interface AgentConfig {
   registryMirror?: string
   /** Images the mirror may serve: registry/repository or registry/prefix/*. */
   mirrorImages?: string[]
+  /** Labels the coordinator selects this agent by (preheat by labels). */
+  labels?: Record<string, string>
   /** Bytes per second; unlimited when absent. */
   maxUploadRate?: number
   maxDownloadRate?: number
@@ -172,7 +174,8 @@ export async function startAgent (config: AgentConfig, onFatal: (err: Error) => 
       volumes: config.volumes.map(v => ({ name: v.name, readOnly: v.readOnly })),
       plugins: ['agent', ...byScheme.keys()],
       addrs: node.getMultiaddrs().map(a => a.toString()),
-      joinToken: config.joinToken
+      joinToken: config.joinToken,
+      ...(config.labels !== undefined && Object.keys(config.labels).length > 0 ? { labels: config.labels } : {})
     })
   })
   control.start()

@@ -3,6 +3,7 @@ import { createReadStream } from 'node:fs'
 import { mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { ChecksumMismatchError, NetworkError, toStaccatoError } from '../mesh/index.ts'
+import { ArrivingBlobs } from './arriving-blobs.ts'
 import { resolveLocal } from './resolve.ts'
 import type { PluginSet } from './resolve.ts'
 
@@ -29,6 +30,8 @@ export class BlobIndex {
   private saving: Promise<void> = Promise.resolve()
   /** Blobs being put, by digest: a second reader of the same blob waits for the first instead of reading it again. */
   private readonly putting = new Map<string, Promise<void>>()
+  /** Blobs image distributions are writing here now, readable piece by piece as they land (the registry mirror streams them). */
+  readonly arriving = new ArrivingBlobs()
 
   private constructor (dir: string, self: string, plugins: PluginSet) {
     this.dir = dir

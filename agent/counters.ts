@@ -18,10 +18,14 @@ export interface AgentCounters {
   swarmPiecesServed: number
   /** Swarm peers dropped for sending a piece whose sha256 did not match the manifest. */
   swarmPeersDropped: number
+  /** Blob bytes the registry mirror sent to its clients. */
+  mirrorBytesServed: number
+  /** Of those, bytes of blobs still arriving through a distribution: sent piece by piece before the blob committed. */
+  mirrorBytesServedArriving: number
 }
 
 export function newCounters (): AgentCounters {
-  return { bytesServed: 0, bytesReceived: 0, dataRequests: 0, dataRefused: 0, journalCommits: 0, transfersSucceeded: 0, transfersFailed: 0, bytesIn: {}, bytesOut: {}, swarmPiecesServed: 0, swarmPeersDropped: 0 }
+  return { bytesServed: 0, bytesReceived: 0, dataRequests: 0, dataRefused: 0, journalCommits: 0, transfersSucceeded: 0, transfersFailed: 0, bytesIn: {}, bytesOut: {}, swarmPiecesServed: 0, swarmPeersDropped: 0, mirrorBytesServed: 0, mirrorBytesServedArriving: 0 }
 }
 
 /** Adds a transfer's bytes to the per-protocol totals. */

@@ -45,6 +45,8 @@ export function agentMetrics (src: AgentMetricsSource): AgentMetrics {
   })
   plainCounter(registry, 'staccato_agent_journal_writes_total', 'Durable offsets written to the journal (each after an fsync of the data).', () => c.journalCommits)
   plainCounter(registry, 'staccato_agent_swarm_pieces_served_total', 'Pieces sent to other agents over the swarm protocol.', () => c.swarmPiecesServed)
+  plainCounter(registry, 'staccato_agent_mirror_blob_bytes_served_total', 'Blob bytes the registry mirror sent to its clients.', () => c.mirrorBytesServed)
+  plainCounter(registry, 'staccato_agent_mirror_blob_bytes_served_arriving_total', 'Blob bytes the registry mirror sent while the blob was still arriving through a distribution.', () => c.mirrorBytesServedArriving)
   plainCounter(registry, 'staccato_agent_data_requests_total', 'Data requests from other agents.', () => c.dataRequests)
   plainCounter(registry, 'staccato_agent_data_requests_refused_total', 'Data requests refused (bad ticket, path outside a volume, malformed header).', () => c.dataRefused)
   new Counter({

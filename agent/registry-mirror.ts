@@ -2,8 +2,9 @@ import { createServer } from 'node:http'
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { InvalidArgumentError, toStaccatoError } from '../mesh/index.ts'
+import { InvalidArgumentError, NetworkError, toStaccatoError } from '../mesh/index.ts'
 import type { OciPlugin } from '../protocols/index.ts'
+import type { Arrival } from './arriving-blobs.ts'
 import type { BlobIndex, BlobReader } from './blob-index.ts'
 import { countBytes } from './counters.ts'
 import type { AgentCounters } from './counters.ts'
@@ -32,6 +33,8 @@ const WANT_POLL_MS = 100
 const JOIN_WAIT_MS = 60_000
 /** The longest a client waits for a distribution; past it the blob is read from the registry. */
 const WANT_WAIT_MS = 30 * 60_000
+/** The most of an arriving blob read in one go: a piece's worth at the coordinator's default piece size. */
+const ARRIVING_READ = 4 * 1024 * 1024
 
 export interface RegistryMirror {
   readonly port: number
@@ -103,6 +106,9 @@ export async function startRegistryMirror (o: RegistryMirrorOptions): Promise<Re
     while (!closed.aborted && Date.now() - start < WANT_WAIT_MS) {
       const held = await o.blobs.find(digest)
       if (held !== undefined) return held
+      // Its first verified pieces have landed here: served as they come, not after the whole image commits.
+      const arriving = o.blobs.arriving.get(digest)
+      if (arriving !== undefined) return arrivingReader(arriving, o.blobs, o.counters, closed)
       const inside = o.inDistribution?.(id) ?? false
       // Joined and left again without the blob (the distribution failed), or never joined: not coming.
       if ((joined && !inside) || (!joined && !inside && Date.now() - start > JOIN_WAIT_MS)) break
@@ -140,13 +146,18 @@ export async function startRegistryMirror (o: RegistryMirrorOptions): Promise<Re
       await o.blobs.settled(r.digest)
       held = await o.blobs.find(r.digest)
     }
+    const closed = new AbortController()
+    res.once('close', () => { closed.abort() })
+    if (held === undefined) {
+      // A distribution (a preheat, another host's pull) is writing it here now: its verified pieces are served as they land, Range included.
+      const arriving = o.blobs.arriving.get(r.digest)
+      if (arriving !== undefined) held = arrivingReader(arriving, o.blobs, o.counters, closed.signal)
+    }
     if (held === undefined && req.method === 'GET' && req.headers.range === undefined && !fetching.has(r.digest)) {
-      const closed = new AbortController()
-      res.once('close', () => { closed.abort() })
       held = await viaSwarm(r.digest, closed.signal)
       if (closed.signal.aborted) return
     }
-    if (held !== undefined) return await sendBlob(res, req, r.digest, held)
+    if (held !== undefined) return await sendBlob(res, req, r.digest, held, o.counters)
     const st = await o.oci.stat(from)
     const range = parseRange(req.headers.range, st.size)
     res.setHeader('docker-content-digest', r.digest)
@@ -206,7 +217,7 @@ export async function startRegistryMirror (o: RegistryMirrorOptions): Promise<Re
   }
 }
 
-async function sendBlob (res: ServerResponse, req: IncomingMessage, digest: string, held: BlobReader): Promise<void> {
+async function sendBlob (res: ServerResponse, req: IncomingMessage, digest: string, held: BlobReader, counters: AgentCounters): Promise<void> {
   const range = parseRange(req.headers.range, held.size)
   res.setHeader('docker-content-digest', digest)
   res.setHeader('accept-ranges', 'bytes')
@@ -218,8 +229,31 @@ async function sendBlob (res: ServerResponse, req: IncomingMessage, digest: stri
     'content-length': end - start + 1,
     ...(range !== undefined ? { 'content-range': `bytes ${start}-${end}/${held.size}` } : {})
   })
-  if (req.method === 'GET') await pipeChunks(res, held.read(start, end - start + 1))
+  if (req.method === 'GET') await pipeChunks(res, held.read(start, end - start + 1), n => { counters.mirrorBytesServed += n })
   res.end()
+}
+
+/** A blob arriving through a distribution: its verified bytes as they land, then (once committed) from where the blob index finds it. */
+function arrivingReader (a: Arrival, blobs: BlobIndex, counters: AgentCounters, signal: AbortSignal): BlobReader {
+  return { place: 'arriving', size: a.size, read: (offset, length) => readArriving(a, blobs, offset, length, counters, signal) }
+}
+
+async function * readArriving (a: Arrival, blobs: BlobIndex, offset: number, length: number, counters: AgentCounters, signal: AbortSignal): AsyncIterable<Uint8Array> {
+  const end = offset + length
+  let at = offset
+  // Bounded: every round moves `at` on by at least a byte, or ends (committed, failed, the client gone).
+  while (at < end) {
+    const chunk = await a.next(at, Math.min(end - at, ARRIVING_READ), signal)
+    if (chunk === undefined) {
+      const held = await blobs.find(a.digest, a.size)
+      if (held === undefined) throw new NetworkError(`${a.digest}: committed, but no longer where it was written`)
+      yield * held.read(at, end - at)
+      return
+    }
+    yield chunk
+    counters.mirrorBytesServedArriving += chunk.byteLength
+    at += chunk.byteLength
+  }
 }
 
 async function pipeChunks (res: ServerResponse, chunks: AsyncIterable<Uint8Array>, counted?: (n: number) => void): Promise<void> {

@@ -21,6 +21,7 @@ export const AGENT_OPTIONS: readonly OptionSpec[] = [
   { key: 'registriesFile', flag: '--registries-file <file>', env: 'STACCATO_REGISTRIES_FILE', kind: 'path', description: 'settings and credentials of the OCI registries oci:// sources read (see docs/images.md)' },
   { key: 'registryMirror', flag: '--registry-mirror <host:port>', env: 'STACCATO_REGISTRY_MIRROR', kind: 'string', description: 'serve pulls of the images --mirror-image allows, as a registry mirror, on this address (a port alone: 127.0.0.1); see docs/images.md' },
   { key: 'mirrorImages', flag: '--mirror-image <registry/repository>', env: 'STACCATO_MIRROR_IMAGES', kind: 'list', default: [], description: 'an image the registry mirror may serve: registry/repository, or registry/prefix/* (the first one\'s registry is the default upstream)' },
+  { key: 'labels', flag: '--label <key=value>', env: 'STACCATO_AGENT_LABELS', kind: 'list', default: [], description: 'a label the coordinator can select this agent by, e.g. zone=eu-1 (image preheat by labels)' },
   { key: 'maxUploadRate', flag: '--max-upload-rate <bytes/s>', env: 'STACCATO_MAX_UPLOAD_RATE', kind: 'rate', default: 0, description: 'cap on bytes sent per second, e.g. 100MiB; 0 is unlimited' },
   { key: 'maxDownloadRate', flag: '--max-download-rate <bytes/s>', env: 'STACCATO_MAX_DOWNLOAD_RATE', kind: 'rate', default: 0, description: 'cap on bytes received per second; 0 is unlimited' },
   { key: 'syncEvery', flag: '--sync-every <size>', env: 'STACCATO_SYNC_EVERY', kind: 'size', default: '16MiB', description: 'sync the partial file and journal the offset after this many bytes' },
@@ -52,6 +53,12 @@ export async function agentConfig (flags: Record<string, unknown>, env: NodeJS.P
   }
   const streams = v.streams as number
   if (streams < 1 || streams > MAX_STREAMS) throw new ConfigError(`${origin.streams} '${streams}' must be from 1 to ${MAX_STREAMS}`)
+  const labels: Record<string, string> = {}
+  for (const text of v.labels as string[]) {
+    const m = /^([A-Za-z0-9][A-Za-z0-9._/-]{0,62})=(.{0,256})$/.exec(text)
+    if (m === null) throw new ConfigError(`${origin.labels}: '${text}' is not key=value (a key of letters, digits, '.', '_', '/' or '-')`)
+    labels[m[1]] = m[2]
+  }
   let allowAddresses
   try {
     allowAddresses = parseAddressAllow(v.allowAddresses as string[])
@@ -70,6 +77,7 @@ export async function agentConfig (flags: Record<string, unknown>, env: NodeJS.P
     joinToken: v.joinToken as string | undefined,
     registryMirror: v.registryMirror as string | undefined,
     mirrorImages: v.mirrorImages as string[],
+    labels,
     maxUploadRate: v.maxUploadRate as number | undefined,
     maxDownloadRate: v.maxDownloadRate as number | undefined,
     syncEveryBytes: v.syncEvery as number,

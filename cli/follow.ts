@@ -8,7 +8,7 @@ export interface Transfer extends TransferLike {
   source: string
   destination: string
   destinations?: Array<{ destination: string, agent: string, state: string, bytesDone: number, lastError?: { code: string, message: string } }>
-  manifest?: { size: number }
+  manifest?: { size: number, image?: { digest: string, registryBytes?: number, blobs: Array<{ digest: string, size: number }> } }
   attempt: number
   waiting?: { reason: string, agent: string, since: string }
   executor?: string

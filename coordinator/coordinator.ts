@@ -18,6 +18,7 @@ import { systemClock } from './clock.ts'
 import { Dispatcher } from './dispatch.ts'
 import { DistributionManager } from './distribution.ts'
 import { ImageWants } from './image-wants.ts'
+import { ImageHolders } from './image-seed.ts'
 import { soleLease } from './leader-lease.ts'
 import { pgLeaderLease } from './leader-pg.ts'
 
@@ -148,7 +149,8 @@ export async function startCoordinator (config: CoordinatorConfig): Promise<Coor
     clock,
     onTick: seconds => metrics.observePass(seconds)
   })
-  const imageWants = new ImageWants({ store, isOnline: agent => sessions.isOnline(agent), log })
+  const imageHolders = new ImageHolders()
+  const imageWants = new ImageWants({ store, isOnline: agent => sessions.isOnline(agent), log, holders: imageHolders })
   const registry = new AgentRegistry({
     accepting: () => lease.leader,
     node,
@@ -180,7 +182,7 @@ export async function startCoordinator (config: CoordinatorConfig): Promise<Coor
   await leading
   store.on('transition', (rec, from) => logger.info({ transferId: rec.id, from, to: rec.state, attempt: rec.attempt, error: rec.state === 'failed' || rec.state === 'queued' ? rec.lastError?.code : undefined }, 'transfer state changed'))
 
-  const api = buildApi({ store, tokenStore: tokens, audit: log, tenants: config.tenants, rateLimit: config.rateLimit, maxConnectionsPerAddress: config.maxConnectionsPerAddress, metricsToken: config.metricsToken, https, logger: false, onCancel: rec => dispatcher.onCancel(rec), onCancelDestination: async (rec, d) => await distributions.cancelDestination(rec, d), onAgentRemoved: name => registry.forget(name), agentLive: name => registry.live(name), metrics, events, watch })
+  const api = buildApi({ store, tokenStore: tokens, audit: log, tenants: config.tenants, rateLimit: config.rateLimit, maxConnectionsPerAddress: config.maxConnectionsPerAddress, metricsToken: config.metricsToken, https, logger: false, onCancel: rec => dispatcher.onCancel(rec), imageHolders, onCancelDestination: async (rec, d) => await distributions.cancelDestination(rec, d), onAgentRemoved: name => registry.forget(name), agentLive: name => registry.live(name), metrics, events, watch })
   await api.listen({ host: config.apiHost, port: config.apiPort })
   const address = api.server.address()
   const port = typeof address === 'object' && address !== null ? address.port : config.apiPort

@@ -2,7 +2,10 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { InvalidArgumentError, toStaccatoError } from '../mesh/index.ts'
 import type { TransferStore } from './store.ts'
 import { TERMINAL_STATES } from './model.ts'
+import type { TransferRecord, TransferState } from './model.ts'
+import { isImageDistribution } from './distribution.ts'
 import { preheatInput } from './preheat.ts'
+import { ImageHolders } from './image-seed.ts'
 import type { PartHandlers } from './registry.ts'
 
 /**
@@ -11,8 +14,28 @@ import type { PartHandlers } from './registry.ts'
  * and half a second is little next to the pull of an image worth sharing.
  */
 const WINDOW_MS = 500
-/** Images whose last seed is remembered (it keeps every blob it seeded in its store); bounded. */
-const HOLDERS_KEPT = 1024
+/** States of a distribution an agent can still join. */
+const UNFINISHED = ['active', 'scheduled', 'queued'] as const
+/** The newest distributions of an agent looked at per state: a host is in few at once. */
+const EXISTING_SCANNED = 50
+
+/**
+ * Whether `rec` brings the image `want` (oci://registry/repository@sha256:<manifest>) to `agent`:
+ * an image distribution with the agent among its destinations, of that manifest, or, before its
+ * seed has made the manifest, of that registry and repository (most likely the same image; if
+ * not, the mirror falls back to the registry once the distribution ends without the blob). Pure.
+ */
+export function bringsImage (rec: Pick<TransferRecord, 'source' | 'destinations' | 'manifest' | 'state'>, agent: string, want: string): boolean {
+  if (rec.destinations === undefined || !isImageDistribution(rec)) return false
+  const mine = rec.destinations.find(d => d.agent === agent)
+  if (mine === undefined || TERMINAL_STATES.has(mine.state as TransferState)) return false
+  const at = want.lastIndexOf('@')
+  if (rec.manifest?.image !== undefined) return rec.manifest.image.digest === want.slice(at + 1)
+  const source = new URL(rec.source)
+  const repository = source.pathname.replace(/^\/+/, '').replace(/[:@].*$/, '')
+  return want.slice(0, at) === `oci://${source.host}/${repository}`
+}
+
 /** The tenant of distributions the mirrors ask for: they are the mesh's own, not a client's. */
 const MIRROR_TENANT = 'default'
 
@@ -20,6 +43,8 @@ export interface ImageWantsOptions {
   store: TransferStore
   isOnline: (agent: string) => boolean
   log: (msg: string, fields?: Record<string, unknown>, level?: 'info' | 'warn' | 'error') => void
+  /** Who seeded each image last (it keeps every blob it seeded in its store), shared with the API's seed choice. */
+  holders?: ImageHolders
 }
 
 /**
@@ -34,16 +59,20 @@ export class ImageWants {
   private readonly opts: ImageWantsOptions
   private readonly pending = new Map<string, { agents: Set<string>, done: Promise<string | undefined> }>()
   private readonly running = new Map<string, { id: string, agents: Set<string> }>()
-  private readonly holders = new Map<string, string>()
+  private readonly holders: ImageHolders
   readonly handlers: Pick<PartHandlers, 'imageWant'> = {
     imageWant: async (p, { agent }) => await this.want(agent, p.image)
   }
 
   constructor (opts: ImageWantsOptions) {
     this.opts = opts
+    this.holders = opts.holders ?? new ImageHolders()
   }
 
   async want (agent: string, image: string): Promise<{ distributionId?: string, self?: boolean }> {
+    // Already bringing this image here (a preheat, a distribution a client submitted): its blobs are served as they land.
+    const existing = this.existingFor(agent, image)
+    if (existing !== undefined) return { distributionId: existing }
     const run = this.running.get(image)
     if (run !== undefined) {
       const rec = this.opts.store.get(run.id)
@@ -65,6 +94,16 @@ export class ImageWants {
     return id !== undefined && this.running.get(image)?.agents.has(agent) === true ? { distributionId: id } : { self: true }
   }
 
+  /** A distribution not yet ended that brings `image` to `agent` as a destination, whoever made it. */
+  private existingFor (agent: string, image: string): string | undefined {
+    for (const state of UNFINISHED) {
+      const page = this.opts.store.list({ agent, state, limit: EXISTING_SCANNED, order: 'desc' })
+      const found = page.items.find(rec => bringsImage(rec, agent, image))
+      if (found !== undefined) return found.id
+    }
+    return undefined
+  }
+
   /** One distribution for the agents that asked; undefined when there is none to make (a lone asker reads the registry itself). */
   private async start (image: string, agents: string[]): Promise<string | undefined> {
     const holder = this.holders.get(image)
@@ -80,12 +119,7 @@ export class ImageWants {
       const { record } = await this.opts.store.create(input, { tenant: MIRROR_TENANT })
       // The seed too: its blob store receives every blob while it makes the manifest.
       this.running.set(image, { id: record.id, agents: new Set([...agents, via]) })
-      this.holders.delete(image)
-      this.holders.set(image, via)
-      for (const old of this.holders.keys()) {
-        if (this.holders.size <= HOLDERS_KEPT) break
-        this.holders.delete(old)
-      }
+      this.holders.note(image, via)
       this.opts.log('image distribution for mirrors', { transferId: record.id, image, seed: via, agents })
       return record.id
     } catch (err) {

@@ -144,6 +144,8 @@ export interface AgentRecord {
   addrs: string[]
   volumes: Array<{ name: string, readOnly: boolean }>
   plugins: string[]
+  /** What the agent said it is labelled (`--label`); absent when it said nothing. */
+  labels?: Record<string, string>
   version: string
   online: boolean
   enrolledAt: string

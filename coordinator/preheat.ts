@@ -13,6 +13,16 @@ export interface PreheatRequest {
 }
 
 /**
+ * The agents whose labels hold every pair of `selector` (preheat by labels),
+ * by name; an empty selector selects none rather than every agent. Pure.
+ */
+export function agentsLabelled (agents: ReadonlyArray<Pick<AgentRecord, 'name' | 'labels'>>, selector: Record<string, string>): string[] {
+  const pairs = Object.entries(selector)
+  if (pairs.length === 0) throw new InvalidArgumentError('labels: give at least one key=value to select agents by')
+  return agents.filter(a => pairs.every(([k, v]) => a.labels !== undefined && Object.hasOwn(a.labels, k) && a.labels[k] === v)).map(a => a.name).sort()
+}
+
+/**
  * Preheat as a distribution: the image goes into an OCI layout on each
  * agent (`<volume>/preheat/<registry>/<repository>/`), which puts every blob
  * in that agent's blob index, so its registry mirror serves the first pull

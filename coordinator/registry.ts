@@ -199,6 +199,7 @@ export class AgentRegistry {
       addrs: p.addrs,
       volumes: p.volumes,
       plugins: p.plugins,
+      ...(p.labels !== undefined ? { labels: p.labels } : {}),
       version: p.version,
       online: true,
       enrolledAt: known?.enrolledAt ?? now,

@@ -55,6 +55,8 @@ const Register = Type.Object({
   plugins: Type.Array(Type.String({ maxLength: 64 }), { maxItems: 256 }),
   addrs: Type.Array(Type.String({ maxLength: 512 }), { maxItems: 32 }),
   joinToken: Type.Optional(Type.String({ maxLength: 512 })),
+  /** Labels the coordinator selects this agent by (`staccato agent --label`). */
+  labels: Type.Optional(Type.Record(Type.String({ maxLength: 63 }), Type.String({ maxLength: 256 }), { maxProperties: 64 })),
   /** Transfers and distributions this agent is part of: still running, or with an outcome still to deliver. */
   active: Type.Array(Type.String({ maxLength: 64 }), { maxItems: 100000 }),
   /**

@@ -194,7 +194,9 @@ export const ImageManifest = Type.Object({
   tag: Type.Optional(Type.String({ maxLength: 128 })),
   platform: Type.Optional(Type.Object({ os: Type.String({ maxLength: 64 }), architecture: Type.String({ maxLength: 64 }), variant: Type.Optional(Type.String({ maxLength: 64 })) })),
   /** Config and layers, each once, in the order the pieces cut them. */
-  blobs: Type.Array(Type.Object({ digest: Digest, size: Offset }), { maxItems: 1024 })
+  blobs: Type.Array(Type.Object({ digest: Digest, size: Offset }), { maxItems: 1024 }),
+  /** Bytes the seed read from the registry to make this manifest: the distribution's registry egress (0 when it held every blob). */
+  registryBytes: Type.Optional(Offset)
 })
 export type ImageManifest = Static<typeof ImageManifest>
 

@@ -3,6 +3,7 @@ import { ChecksumMismatchError, InvalidArgumentError, toStaccatoError } from '..
 import type { ImageManifest, Manifest } from '../../mesh/index.ts'
 import { blobUrl, imageBlobs, layoutImageOf, writeLayoutIndex } from '../../protocols/index.ts'
 import type { OciPlugin, ProtocolPlugin, WriterAt } from '../../protocols/index.ts'
+import type { Arrival } from '../arriving-blobs.ts'
 import type { BlobIndex, BlobReader } from '../blob-index.ts'
 import type { Resolved } from '../resolve.ts'
 import { effectivePieceSize, pieceCount, pieceRange } from './manifest.ts'
@@ -93,6 +94,7 @@ export async function imageManifest (o: ImageManifestOptions): Promise<Manifest>
   const size = blobs.reduce((n, b) => n + b.size, 0)
   const pieceSize = effectivePieceSize(size, o.pieceSize)
   const hasher = new PieceHasher(pieceSize)
+  let registryBytes = 0
   for (const b of blobs) {
     // Another distribution (or the mirror) reading this blob from the registry right now: its copy will do.
     await o.blobs.settled(b.digest)
@@ -107,6 +109,7 @@ export async function imageManifest (o: ImageManifestOptions): Promise<Manifest>
     const from = new URL(`oci://${reference.registry}/${reference.repository}@${b.digest}`)
     await o.blobs.put(b.digest, b.size, o.plugin.read(from, { offset: 0, signal: o.signal }), chunk => {
       hasher.update(chunk)
+      registryBytes += chunk.byteLength
       o.onFetched(chunk.byteLength)
     })
   }
@@ -124,7 +127,8 @@ export async function imageManifest (o: ImageManifestOptions): Promise<Manifest>
       manifest: named.manifest.toString('base64'),
       ...(named.tag !== undefined ? { tag: named.tag } : {}),
       ...(named.platform !== undefined ? { platform: named.platform } : {}),
-      blobs
+      blobs,
+      registryBytes
     }
   }
 }
@@ -197,7 +201,13 @@ export async function openImageWriter (o: ImageWriterOptions): Promise<ImageWrit
     await Promise.all([...writers.values()].map(async w => await w.abort({ keepPartial: true }).catch(() => {})))
     throw toStaccatoError(err)
   }
-  return new LayoutWriterAt(o, image, held, writers)
+  // Resumed partials hold bytes from before a restart that are not tracked here: those blobs are served once committed.
+  const arrivals = new Map<number, Arrival>()
+  for (const [i, w] of writers) {
+    const a = w.resumed ? undefined : o.index.arriving.begin(image.blobs[i].digest, image.blobs[i].size, async (at, length) => await w.readAt(at, length))
+    if (a !== undefined) arrivals.set(i, a)
+  }
+  return new LayoutWriterAt(o, image, held, writers, arrivals)
 }
 
 function placeOf (location: string, digest: string): string {
@@ -233,11 +243,14 @@ class LayoutWriterAt implements ImageWriterAt {
   private readonly image: ImageManifest
   private readonly held: Set<number>
   private readonly writers: Map<number, WriterAt>
-  constructor (o: ImageWriterOptions, image: ImageManifest, held: Set<number>, writers: Map<number, WriterAt>) {
+  /** The blobs this writer announced as arriving (another distribution may be writing the rest). */
+  private readonly arrivals: Map<number, Arrival>
+  constructor (o: ImageWriterOptions, image: ImageManifest, held: Set<number>, writers: Map<number, WriterAt>, arrivals: Map<number, Arrival>) {
     this.o = o
     this.image = image
     this.held = held
     this.writers = writers
+    this.arrivals = arrivals
     this.resumed = [...writers.values()].some(w => w.resumed)
   }
 
@@ -256,6 +269,8 @@ class LayoutWriterAt implements ImageWriterAt {
     for (const s of segments(this.image.blobs, offset, bytes.length)) {
       // A held blob is already whole and verified in the layout.
       await this.writers.get(s.blob)?.writeAt(s.at, [bytes.subarray(pos, pos + s.length)])
+      // The session writes a piece only once it hashed to the manifest's piece hash: these bytes may be served now.
+      this.arrivals.get(s.blob)?.written(s.at, s.length)
       pos += s.length
     }
   }
@@ -290,9 +305,18 @@ class LayoutWriterAt implements ImageWriterAt {
     if (digest !== this.image.digest) throw new ChecksumMismatchError(`the image manifest hashes to ${digest}, not ${this.image.digest}`)
     const named = manifestBlobs(manifest)
     if (named.some(d => !this.image.blobs.some(b => b.digest === d))) throw new ChecksumMismatchError('the image manifest names a blob the distribution does not carry')
-    for (const [i, w] of this.writers) {
-      await w.commit()
-      await this.o.index.add(this.image.blobs[i].digest, placeOf(this.o.location, this.image.blobs[i].digest))
+    try {
+      for (const [i, w] of this.writers) {
+        const arrival = this.arrivals.get(i)
+        await arrival?.committing()
+        await w.commit()
+        await this.o.index.add(this.image.blobs[i].digest, placeOf(this.o.location, this.image.blobs[i].digest))
+        if (arrival !== undefined) this.o.index.arriving.end(arrival, true)
+      }
+    } catch (err) {
+      // Readers held by a commit that did not happen are let go (they end their responses short).
+      for (const a of this.arrivals.values()) this.o.index.arriving.end(a, false)
+      throw err
     }
     await writeLayoutIndex({ dest: this.o.dst.plugin, dir: this.o.dst.url, key: this.o.key }, {
       manifest, digest, mediaType: this.image.mediaType, tag: this.image.tag, platform: this.image.platform
@@ -300,6 +324,7 @@ class LayoutWriterAt implements ImageWriterAt {
   }
 
   async abort (opts?: { keepPartial?: boolean }): Promise<void> {
+    for (const a of this.arrivals.values()) this.o.index.arriving.end(a, false)
     for (const w of this.writers.values()) await w.abort(opts)
   }
 }

@@ -5,6 +5,8 @@ import type { ClientFlags } from '../client.ts'
 import { FINAL_STATES, follow, rows } from '../follow.ts'
 import type { Transfer } from '../follow.ts'
 import { describe, formatBytes, progressDisplay } from '../progress.ts'
+import { imageLines } from '../image-progress.ts'
+import type { ImageSwarm } from '../image-progress.ts'
 
 interface Flags extends ClientFlags { json?: boolean }
 
@@ -124,6 +126,11 @@ export function transferCommand (program: Command): void {
       }
       if (o.json === true) printJson(t)
       else process.stdout.write(details(t))
+      if (o.json !== true && t.manifest?.image !== undefined) {
+        // The swarm view is kept for recent distributions only: without it the registry egress is still shown.
+        const swarm = await client.request<ImageSwarm>('GET', `/v1/transfers/${encodeURIComponent(id)}/swarm`).catch(() => undefined)
+        process.stdout.write(imageLines(t.manifest.image, swarm))
+      }
       if (o.follow === true) finish(t, true)
     })
 

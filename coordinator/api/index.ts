@@ -29,6 +29,7 @@ import { uiRoutes } from './ui.ts'
 import { watchRoutes } from './watch.ts'
 import { MeshWatch } from '../mesh-watch.ts'
 import type { ApiInstance } from './types.ts'
+import type { ImageHolders } from '../image-seed.ts'
 
 export { UnauthorizedError, UnknownAgentError } from './errors.ts'
 export { ForbiddenError, canSee, hasRole, ownTenant, tenantFilter } from './auth.ts'
@@ -58,6 +59,8 @@ export interface ApiOptions {
   audit?: (msg: string, fields: Record<string, unknown>) => void
   logger?: FastifyServerOptions['logger']
   onCancel?: (rec: TransferRecord) => void
+  /** Who seeded each image last: an image distribution without ?via= is seeded there when it is online (image-seed.ts). */
+  imageHolders?: ImageHolders
   onCancelDestination?: (rec: TransferRecord, destination: string) => Promise<TransferRecord>
   /** An agent was removed (DELETE /v1/agents/:name): close its control connection. */
   onAgentRemoved?: (name: string) => void

@@ -99,7 +99,18 @@ const DestinationStatusSchema = Type.Object({
 })
 
 /** The manifest without its piece list, which is for agents, not clients (the serializer drops it). */
-const ManifestSummary = Type.Object({ size: Type.Integer(), mtime: Type.Number(), pieceSize: Type.Integer(), sha256: Type.String() })
+const ManifestSummary = Type.Object({
+  size: Type.Integer(),
+  mtime: Type.Number(),
+  pieceSize: Type.Integer(),
+  sha256: Type.String(),
+  image: Type.Optional(Type.Object({
+    digest: Type.String({ description: 'the image manifest\'s digest' }),
+    tag: Type.Optional(Type.String()),
+    registryBytes: Type.Optional(Type.Integer({ description: 'bytes the seed read from the registry: the registry egress of the whole distribution' })),
+    blobs: Type.Array(Type.Object({ digest: Type.String(), size: Type.Integer() }), { description: 'config and layers, in the order the pieces cut them' })
+  }, { description: 'an image distribution (oci:// into OCI layouts)' }))
+})
 
 export const TransferSchema = Type.Object({
   id: Type.String(),
@@ -183,6 +194,7 @@ export const AgentSchema = Type.Object({
   addrs: Type.Array(Type.String()),
   volumes: Type.Array(Type.Object({ name: Type.String(), readOnly: Type.Boolean(), free: Type.Optional(Type.Number({ description: 'free bytes, from the latest heartbeat (online agents)' })) })),
   plugins: Type.Array(Type.String()),
+  labels: Type.Optional(Type.Record(Type.String(), Type.String(), { description: 'what the agent is labelled (staccato agent --label)' })),
   version: Type.String(),
   online: Type.Boolean(),
   enrolledAt: Type.String(),

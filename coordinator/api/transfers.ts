@@ -6,6 +6,8 @@ import { TERMINAL_STATES } from '../model.ts'
 import { InvalidStateError } from '../store.ts'
 import type { TransferStore } from '../store.ts'
 import { locationAgents, parseEndpoints } from '../store-input.ts'
+import { withImageSeed } from '../image-seed.ts'
+import type { ImageHolders } from '../image-seed.ts'
 import { UnknownAgentError } from './errors.ts'
 import { canSee, hasRole, ownTenant, tenantFilter } from './auth.ts'
 import type { Principal } from './auth.ts'
@@ -25,6 +27,8 @@ export interface TransferRouteOptions {
   onCancelDestination?: (rec: TransferRecord, destination: string) => Promise<TransferRecord>
   /** Which agents, volumes and schemes each tenant may use; unrestricted when absent. */
   tenants?: TenantPolicy
+  /** Who seeded each image last (image-seed.ts). */
+  imageHolders?: ImageHolders
 }
 
 const CancelQuery = Type.Object({
@@ -45,8 +49,11 @@ export function transferRoutes (app: ApiInstance, opts: TransferRouteOptions): v
       response: { 200: TransferSchema, 201: TransferSchema, ...errorResponses }
     }
   }, async (req, reply) => {
-    authorizeSubmission(store, req.body, req.principal, opts.tenants ?? {})
-    const { record, created } = await store.create(req.body, { tenant: ownTenant(req.principal), idempotencyKey: req.headers['idempotency-key'] })
+    const input = withImageSeed(req.body, store.listAgents(), opts.imageHolders)
+    authorizeSubmission(store, input, req.principal, opts.tenants ?? {})
+    const { record, created } = await store.create(input, { tenant: ownTenant(req.principal), idempotencyKey: req.headers['idempotency-key'] })
+    const via = input.destinations !== undefined && input.source.startsWith('oci://') ? new URL(input.source).searchParams.get('via') : null
+    if (created && via !== null) opts.imageHolders?.note(input.source, via)
     if (created) void reply.header('location', `/v1/transfers/${record.id}`)
     return reply.code(created ? 201 : 200).send(record)
   })

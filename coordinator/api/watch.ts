@@ -3,6 +3,7 @@ import { InvalidArgumentError, NotFoundError } from '../../mesh/index.ts'
 import type { MeshWatch } from '../mesh-watch.ts'
 import type { TransferStore } from '../store.ts'
 import { seedAgent } from '../distribution.ts'
+import { blobProgress } from '../image-progress.ts'
 import { canSee } from './auth.ts'
 import { TransferIdParams, errorResponses } from './schemas.ts'
 import type { ApiInstance } from './types.ts'
@@ -21,8 +22,10 @@ const SwarmSchema = Type.Object({
     bytesDone: Type.Integer(),
     have: Type.Optional(Type.String({ description: 'base64 bitfield, piece 0 in the high bit of the first byte' })),
     uploaded: Type.Integer({ description: 'bytes served to the others' }),
+    blobs: Type.Optional(Type.Array(Type.Integer(), { description: 'an image distribution: bytes held of each blob, in the order of `blobs`' })),
     updatedAt: Type.Optional(Type.String())
   })),
+  blobs: Type.Optional(Type.Array(Type.Object({ digest: Type.String(), size: Type.Integer() }), { description: 'an image distribution: its blobs' })),
   served: Type.Array(Type.Object({ from: Type.String(), to: Type.String(), bytes: Type.Integer() }))
 })
 
@@ -61,7 +64,12 @@ export function watchRoutes (app: ApiInstance, opts: { store: TransferStore, wat
       // A destination that succeeded holds every piece, whether or not its last stats came before it left.
       ...rec.destinations.map(d => ({ agent: d.agent, role: 'destination' as const, state: d.state, bytesDone: d.bytesDone, have: d.state === 'succeeded' ? allPieces(rec.manifest?.pieces.length ?? 0) : view?.get(d.agent)?.have, uploaded: uploaded(d.agent), updatedAt: at(d.agent) }))
     ]
-    return { id: rec.id, state: rec.state, size, pieceSize: rec.manifest?.pieceSize, pieces: rec.manifest?.pieces.length ?? 0, seed, participants, served }
+    const manifest = rec.manifest
+    if (manifest?.image === undefined) return { id: rec.id, state: rec.state, size, pieceSize: manifest?.pieceSize, pieces: manifest?.pieces.length ?? 0, seed, participants, served }
+    // Per blob from the pieces each holds: which layers a host already has, while the image is on its way.
+    const blobs = manifest.image.blobs.map(b => ({ digest: b.digest, size: b.size }))
+    const perBlob = participants.map(p => ({ ...p, blobs: p.role === 'seed' ? blobs.map(b => b.size) : blobProgress(manifest, p.have) }))
+    return { id: rec.id, state: rec.state, size, pieceSize: manifest.pieceSize, pieces: manifest.pieces.length, seed, participants: perBlob, served, blobs }
   })
 
   // Admin, as GET /v1/agents: how busy each agent is says which agents exist, whatever the tenant.

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { preheatInput } from '../../coordinator/preheat.ts'
+import { agentsLabelled, preheatInput } from '../../coordinator/preheat.ts'
 
 const agents: Record<string, { volumes: Array<{ name: string, readOnly: boolean }> }> = {
   a: { volumes: [{ name: 'ro', readOnly: true }, { name: 'data', readOnly: false }] },
@@ -30,5 +30,20 @@ describe('preheat as a distribution', () => {
     expect(() => preheatInput({ image: 'oci://reg/app:1', agents: [] }, agentOf)).toThrow(/at least one/)
     expect(() => preheatInput({ image: 'oci://reg/app:1', agents: ['c'], via: 'a' }, agentOf)).toThrow(/no writable volume/)
     expect(() => preheatInput({ image: 'oci://reg/app:1', agents: ['a'] }, agentOf)).toThrow(/reads the registry itself/)
+  })
+
+  it('selects by labels the agents that hold every pair, by name, and refuses an empty selector', () => {
+    const labelled: Array<{ name: string, labels?: Record<string, string> }> = [
+      { name: 'z1', labels: { zone: 'eu', tier: 'gpu' } },
+      { name: 'a1', labels: { zone: 'eu' } },
+      { name: 'b1', labels: { zone: 'us', tier: 'gpu' } },
+      { name: 'n1' }
+    ]
+    expect(agentsLabelled(labelled, { zone: 'eu' })).toEqual(['a1', 'z1'])
+    expect(agentsLabelled(labelled, { zone: 'eu', tier: 'gpu' })).toEqual(['z1'])
+    expect(agentsLabelled(labelled, { tier: 'cpu' })).toEqual([])
+    // An inherited key is not a label.
+    expect(agentsLabelled(labelled, { constructor: 'x' })).toEqual([])
+    expect(() => agentsLabelled(labelled, {})).toThrow(/at least one/)
   })
 })

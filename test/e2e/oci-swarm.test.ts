@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { TestMesh } from '../helpers/mesh.ts'
 import { freePort } from '../../cli/index.ts'
 import { runCli } from '../cli/helpers.ts'
-import { TestRegistry, buildImage, pushImage, registryUnavailable } from '../helpers/registry.ts'
+import { TestRegistry, buildImage, pushImage, pushIndex, registryUnavailable } from '../helpers/registry.ts'
 import type { BuiltImage } from '../helpers/registry.ts'
 
 const run = promisify(execFile)
@@ -22,9 +22,11 @@ interface Distribution {
   id: string
   state: string
   sha256?: string
+  source: string
+  manifest?: { image?: { digest: string, registryBytes?: number, blobs: Array<{ digest: string, size: number }> } }
   destinations: Array<{ agent: string, state: string, bytesDone: number, sha256?: string, lastError?: { code: string, message: string } }>
 }
-interface Status { counters: { bytesReceived: number, bytesIn: Record<string, number> } }
+interface Status { counters: { bytesReceived: number, bytesIn: Record<string, number>, swarmPeersDropped: number, mirrorBytesServed: number, mirrorBytesServedArriving: number } }
 
 /**
  * An image from a real registry to several agents' OCI layouts through the
@@ -105,6 +107,29 @@ describe.skipIf(skip !== undefined)('oci:// images through the swarm, by blob', 
     }
     await run('/usr/bin/skopeo', ['copy', '--quiet', `oci:${join(mesh.volume('d2'), 'images/app')}:1`, `oci:${join(mesh.dir, 'copied')}:again`])
     expect((await status('r1')).counters.bytesIn.oci).toBe(blobBytes)
+    // The record says what the distribution cost the registry, and what the image is made of.
+    expect(done.manifest?.image?.registryBytes).toBe(blobBytes)
+    expect(done.manifest?.image?.blobs.map(b => b.digest)).toEqual([img.config, ...img.layers])
+  })
+
+  it('seeds an image distribution given without ?via= on the agent that seeded the image last, and shows its egress and blobs in transfer show', async () => {
+    const res = await mesh.api('POST', '/v1/transfers', { source: `oci://${reg.host}/pub/app:1`, destinations: ['agent://d2/vol/novia/app/'] })
+    expect(res.status, JSON.stringify(res.body)).toBe(201)
+    const created = res.body as Distribution
+    expect(new URL(created.source).searchParams.get('via')).toBe('r1')
+    const done = await mesh.waitForState(created.id, ['succeeded', 'failed', 'canceled'], 120_000) as unknown as Distribution
+    expect(done.state, JSON.stringify(done)).toBe('succeeded')
+    // r1 held every blob in its store: nothing read from the registry this time.
+    expect(done.manifest?.image?.registryBytes).toBe(0)
+    const env = { STACCATO_URL: mesh.ready.apiUrl, STACCATO_TOKEN: mesh.ready.apiToken, XDG_CONFIG_HOME: join(mesh.dir, 'cli-home') }
+    const shown = await runCli(['transfer', 'show', created.id], env)
+    expect(shown.code, shown.stderr).toBe(0)
+    expect(shown.stdout).toMatch(/^registry: +0 B read from the registry \(0\.00 × the image\)$/m)
+    const blobs = done.manifest?.image?.blobs ?? []
+    expect(blobs.length).toBe(1 + img.layers.length)
+    for (const b of blobs) expect(shown.stdout).toContain(`  d2  ${b.digest.slice(0, 19)}…  `)
+    const swarm = (await mesh.api('GET', `/v1/transfers/${created.id}/swarm`)).body as { participants: Array<{ agent: string, blobs?: number[] }> }
+    expect(swarm.participants.find(p => p.agent === 'd2')?.blobs).toEqual(blobs.map(b => b.size))
   })
 
   it('does not fetch again a blob a host already holds, in any layout', async () => {
@@ -205,6 +230,19 @@ describe.skipIf(skip !== undefined)('oci:// images through the swarm, by blob', 
     expect(store.filter(f => f.startsWith(bad.layers[0].slice(7)))).toEqual([])
   })
 
+  it('fails with not_found for a platform the image index lacks, and the mirror answers a missing tag with the registry API\'s 404, leaving nothing', async () => {
+    await pushIndex(reg, 'pub/app', 'multi', [{ image: img, os: 'linux', architecture: 'amd64' }])
+    const res0 = await mesh.api('POST', '/v1/transfers', { source: `oci://${reg.host}/pub/app:multi?platform=linux/s390x&via=r1`, destinations: ['agent://d2/vol/s390x/'] })
+    expect(res0.status, JSON.stringify(res0.body)).toBe(201)
+    const t = await mesh.waitForState((res0.body as Distribution).id, ['succeeded', 'failed', 'canceled'], 120_000)
+    expect(t.state).toBe('failed')
+    expect((t as unknown as { lastError?: { code: string, message: string } }).lastError).toMatchObject({ code: 'not_found', message: expect.stringContaining('linux/s390x') })
+    expect(await readdir(join(mesh.volume('d2'), 's390x')).catch(() => [])).toEqual([])
+    const res = await fetch(`http://${mirror}/v2/pub/app/manifests/nope`)
+    expect(res.status).toBe(404)
+    expect(((await res.json()) as { errors: Array<{ code: string }> }).errors[0].code).toBe('NAME_UNKNOWN')
+  })
+
   it('resumes an image destination killed mid-distribution from its journal, keeping the blobs\' partials', async () => {
     const big = await buildImage(mesh.dir, 'resume', [{ files: { 'r.bin': randomBytes(4096 * KiB) } }, { files: { 's.txt': 'small' } }])
     await pushImage(reg, big, 'pub/resume', '1')
@@ -260,5 +298,91 @@ describe.skipIf(skip !== undefined)('oci:// images through the swarm, by blob', 
     for (const w of Object.keys(mirrors)) egress += (await status(w)).counters.bytesIn.oci ?? 0
     // Without sharing each host reads every blob: 3 × the image.
     expect(egress).toBe(waveBytes)
+  })
+
+  async function sizeOf (image: BuiltImage, name: string): Promise<number> {
+    let n = 0
+    for (const d of [image.config, ...image.layers]) n += (await stat(join(mesh.dir, `layout-${name}`, 'blobs', 'sha256', d.slice(7)))).size
+    return n
+  }
+
+  it('streams a cold pull to the client piece by piece while the shared distribution is still bringing the blob', async () => {
+    const stream = await buildImage(mesh.dir, 'stream', [{ files: { 'big.bin': randomBytes(3 * 1024 * KiB) } }])
+    await pushImage(reg, stream, 'pub/stream', '1')
+    const registries = join(mesh.dir, 'registries.yml')
+    const mirrors: Record<string, string> = {}
+    for (const c of ['c1', 'c2']) {
+      mirrors[c] = `127.0.0.1:${await freePort()}`
+      // 2 MiB/s into each host: the layer takes over a second to arrive through the swarm, so its first pieces land well before it commits.
+      await mesh.startAgent(c, ['--allow-address', 'loopback', '--registries-file', registries, '--registry-mirror', mirrors[c], '--mirror-image', `${reg.host}/pub/*`, '--max-download-rate', '2MiB'])
+    }
+    await Promise.all(Object.entries(mirrors).map(async ([c, m]) => {
+      await run('/usr/bin/skopeo', ['copy', '--quiet', '--src-tls-verify=false', `docker://${m}/pub/stream:1`, `oci:${join(mesh.dir, `pulled-stream-${c}`)}:pulled`])
+    }))
+    for (const c of Object.keys(mirrors)) expect((await inspect(`${join(mesh.dir, `pulled-stream-${c}`)}:pulled`)).Layers).toEqual(stream.layers)
+    let egress = 0
+    let early = 0
+    for (const c of Object.keys(mirrors)) {
+      const { counters } = await status(c)
+      egress += counters.bytesIn.oci ?? 0
+      early += counters.mirrorBytesServedArriving
+    }
+    expect(egress).toBe(await sizeOf(stream, 'stream'))
+    // The destination's mirror sent verified pieces of the layer before the layer committed (0 when it waited for the whole image).
+    expect(early).toBeGreaterThan(0)
+  })
+
+  it('serves a blob still arriving through a preheat, Range included, and never a piece that failed verification', async () => {
+    const hot = await buildImage(mesh.dir, 'hot', [{ files: { 'h.bin': randomBytes(4 * 1024 * KiB) } }])
+    await pushImage(reg, hot, 'pub/hot', '1')
+    const whole = await readFile(join(mesh.dir, 'layout-hot', 'blobs', 'sha256', hot.layers[0].slice(7)))
+    const registries = join(mesh.dir, 'registries.yml')
+    const m1 = `127.0.0.1:${await freePort()}`
+    await mesh.startAgent('m1', ['--allow-address', 'loopback', '--registries-file', registries, '--registry-mirror', m1, '--mirror-image', `${reg.host}/pub/*`, '--max-download-rate', '2MiB', '--label', 'pool=hot'])
+    // A peer whose every served piece has a byte flipped: m1 gets some pieces from it, checks them and drops it.
+    await mesh.startAgent('bad', ['--label', 'pool=hot'], {}, { faults: 'corrupt-pieces' })
+    // Preheat by labels: the agents labelled pool=hot, whichever they are.
+    const res = await mesh.api('POST', '/v1/images/preheat', { image: `oci://${reg.host}/pub/hot:1`, labels: { pool: 'hot' }, via: 'r1' })
+    expect(res.status, JSON.stringify(res.body)).toBe(201)
+    const id = (res.body as Distribution).id
+    expect((res.body as Distribution).destinations.map(d => d.agent)).toEqual(['bad', 'm1'])
+    await mesh.until(async () => {
+      const t = await mesh.transfer(id) as unknown as Distribution
+      return (t.destinations.find(x => x.agent === 'm1')?.bytesDone ?? 0) > 0
+    }, 60_000, 'the first pieces at m1')
+    const part = await fetch(`http://${m1}/v2/pub/hot/blobs/${hot.layers[0]}`, { headers: { range: 'bytes=100-199999' } })
+    expect(part.status).toBe(206)
+    expect(part.headers.get('content-range')).toBe(`bytes 100-199999/${whole.length}`)
+    expect(Buffer.from(await part.arrayBuffer()).equals(whole.subarray(100, 200000))).toBe(true)
+    const dir = join(mesh.dir, 'pulled-hot')
+    // skopeo checks every blob against its digest: one corrupt byte sent would fail the pull.
+    await run('/usr/bin/skopeo', ['copy', '--quiet', '--src-tls-verify=false', `docker://${m1}/pub/hot:1`, `oci:${dir}:pulled`])
+    expect((await inspect(`${dir}:pulled`)).Layers).toEqual(hot.layers)
+    const done = await mesh.waitForState(id, ['succeeded', 'failed', 'canceled'], 120_000) as unknown as Distribution
+    expect(done.state).toBe('succeeded')
+    const { counters } = await status('m1')
+    expect(counters.swarmPeersDropped).toBeGreaterThanOrEqual(1)
+    expect(counters.mirrorBytesServedArriving).toBeGreaterThan(0)
+    expect(counters.bytesIn.oci ?? 0).toBe(0)
+  })
+
+  it('joins a pull to the preheat already bringing the image to that host, rather than reading the registry again', async () => {
+    const warm = await buildImage(mesh.dir, 'during', [{ files: { 'd.bin': randomBytes(3 * 1024 * KiB) } }])
+    await pushImage(reg, warm, 'pub/during', '1')
+    const registries = join(mesh.dir, 'registries.yml')
+    const m2 = `127.0.0.1:${await freePort()}`
+    await mesh.startAgent('m2', ['--allow-address', 'loopback', '--registries-file', registries, '--registry-mirror', m2, '--mirror-image', `${reg.host}/pub/*`, '--max-download-rate', '2MiB'])
+    const before = (await status('r1')).counters.bytesIn.oci ?? 0
+    const res = await mesh.api('POST', '/v1/images/preheat', { image: `oci://${reg.host}/pub/during:1`, agents: ['m2'], via: 'r1' })
+    expect(res.status, JSON.stringify(res.body)).toBe(201)
+    // At once: the preheat has not reached m2 yet when its mirror misses the first blob.
+    const dir = join(mesh.dir, 'pulled-during')
+    await run('/usr/bin/skopeo', ['copy', '--quiet', '--src-tls-verify=false', `docker://${m2}/pub/during:1`, `oci:${dir}:pulled`])
+    expect((await inspect(`${dir}:pulled`)).Layers).toEqual(warm.layers)
+    const done = await mesh.waitForState((res.body as Distribution).id, ['succeeded', 'failed', 'canceled'], 120_000)
+    expect(done.state).toBe('succeeded')
+    // The registry read once, by the preheat's seed; m2 read no blob (without joining it, m2 seeded a second distribution itself).
+    expect((await status('m2')).counters.bytesIn.oci ?? 0).toBe(0)
+    expect(((await status('r1')).counters.bytesIn.oci ?? 0) - before).toBe(await sizeOf(warm, 'during'))
   })
 })
