@@ -33,6 +33,8 @@ const SEQ_BLOCK = GROUP_MAX
 const CATCH_UP_BATCH = 1000
 /** Between attempts to reopen the NOTIFY listener once its connection is lost: the leader lease polls as often (leader-pg.ts). */
 const LISTEN_RETRY_MS = 1000
+/** Between attempts to reload memory from the database after a lost write (see #recover): as often. */
+const RECOVER_RETRY_MS = 1000
 
 /** One write of a group: its changes, and how its caller hears the commit. */
 interface GroupWrite {
@@ -95,7 +97,7 @@ interface Tx {
 export class PgTransferStore extends EventEmitter<StoreEvents> implements CoordinatorStore {
   readonly #pool: pg.Pool
   #listener: pg.Client | undefined
-  readonly #index = new TransferIndex()
+  #index = new TransferIndex()
   readonly #agents = new Map<string, AgentRecord>()
   readonly #transferIds = createIdGenerator('tr_')
   readonly #eventIds = createIdGenerator('ev_')
@@ -124,6 +126,7 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
   /** Listeners of the token records (tokenRecords().watch). */
   readonly #tokenWatchers: Array<(key: string) => void> = []
   #listenRetry: NodeJS.Timeout | undefined
+  #recoverTimer: NodeJS.Timeout | undefined
 
   private constructor (url: string, pool: pg.Pool, opts: StoreOptions) {
     super()
@@ -136,6 +139,8 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
     const pool = new pg.Pool({ connectionString: url, max: POOL_SIZE })
     // An idle client's error (the server restarted) is reported to the query that next uses the pool; unhandled it would kill the process.
     pool.on('error', () => {})
+    // A checked-out client (a group's transaction) whose server dies emits 'error' too: its query fails with it, and that is the report.
+    pool.on('connect', client => { client.on('error', () => {}) })
     const store = new PgTransferStore(url, pool, opts)
     try {
       const client = await pool.connect()
@@ -155,16 +160,63 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
     return store
   }
 
+  /**
+   * After a lost write (#fail), makes memory what the database holds again
+   * and lifts the failure: tried in the write chain (nothing interleaves),
+   * at the next write and every RECOVER_RETRY_MS, until the database
+   * answers. A write whose commit was in doubt (the connection died around
+   * COMMIT) was answered with an error and is now whatever the database
+   * kept; an acknowledged write is there (synchronous commit). Resolves at
+   * once when nothing failed.
+   */
+  recover (): Promise<void> {
+    if (this.#closed) return Promise.reject(closedError())
+    return this.#writes.run(async () => { await this.#tryRecover() }).then(() => {
+      if (this.#failure !== undefined) throw this.#failure
+    })
+  }
+
+  async #tryRecover (): Promise<void> {
+    if (this.#failure === undefined || this.#closed) return
+    try {
+      await this.#load()
+      this.#keys.clear()
+      this.#own.clear()
+      this.#progressEventAt.clear()
+      this.#heardSeq = 0
+      this.#failure = undefined
+      clearTimeout(this.#recoverTimer)
+      this.#recoverTimer = undefined
+    } catch {
+      // Still unreachable: the failure stands, the timer tries again.
+    }
+  }
+
+  #scheduleRecovery (): void {
+    if (this.#closed || this.#recoverTimer !== undefined) return
+    this.#recoverTimer = setTimeout(() => {
+      this.#recoverTimer = undefined
+      if (this.#failure === undefined || this.#closed) return
+      this.#writes.run(async () => { await this.#tryRecover() }).catch(() => {}).finally(() => {
+        if (this.#failure !== undefined) this.#scheduleRecovery()
+      })
+    }, RECOVER_RETRY_MS)
+  }
+
+  /** Reads everything first and changes memory only once all of it is read: a failed load leaves memory as it was. */
   async #load (): Promise<void> {
     const pieces = new Map<string, string[]>()
     for (const row of (await this.#pool.query<{ id: string, pieces: string[] }>('SELECT id, pieces FROM transfer_pieces')).rows) pieces.set(row.id, row.pieces)
     const records = (await this.#pool.query<{ record: TransferRecord }>('SELECT record FROM transfers')).rows.map(r => withPieces(r.record, pieces.get(r.record.id)))
+    const agents = (await this.#pool.query<{ record: AgentRecord }>('SELECT record FROM agents')).rows.map(r => r.record)
+    const last = (await this.#pool.query<{ event: StoreEvent }>('SELECT event FROM events ORDER BY seq DESC LIMIT 1')).rows[0]?.event
+    const trimmed = (await this.#pool.query<{ value: number }>('SELECT value FROM store_meta WHERE key = \'trimmed\'')).rows[0]?.value
+    this.#index = new TransferIndex()
     this.#index.load(records)
     const lastId = this.#index.lastId()
     if (lastId !== undefined) this.#transferIds.seed(lastId)
-    for (const row of (await this.#pool.query<{ record: AgentRecord }>('SELECT record FROM agents')).rows) this.#agents.set(row.record.name, row.record)
-    const last = (await this.#pool.query<{ event: StoreEvent }>('SELECT event FROM events ORDER BY seq DESC LIMIT 1')).rows[0]?.event
-    const trimmed = (await this.#pool.query<{ value: number }>('SELECT value FROM store_meta WHERE key = \'trimmed\'')).rows[0]?.value
+    this.#agents.clear()
+    for (const rec of agents) this.#agents.set(rec.name, rec)
     this.#trimmed = trimmed ?? 0
     this.#seq = Math.max(last?.seq ?? 0, this.#trimmed)
     this.#readThrough = this.#seq
@@ -235,6 +287,7 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
     if (this.#closed) return
     this.#closed = true
     clearTimeout(this.#listenRetry)
+    clearTimeout(this.#recoverTimer)
     await this.#writes.idle()
     // Only wake-ups travel on the listener: every write is already committed, so a failed end loses nothing.
     await this.#listener?.end().catch(() => {})
@@ -439,6 +492,7 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
   trimEvents (throughSeq: number, limit: number): Promise<number> {
     if (this.#closed) return Promise.reject(closedError())
     return this.#writes.run(async () => {
+      await this.#tryRecover()
       if (this.#failure !== undefined) throw this.#failure
       // A group still open holds seqs above what is committed: trimming through them would hide its events.
       if (this.#group !== undefined) await this.#commitGroup()
@@ -544,6 +598,7 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
   }
 
   async #runInGroup<T> (sync: boolean, fn: (tx: Tx) => Promise<T>): Promise<{ ok: true, value: T, committed: Promise<void>, emits: Array<() => void>, events: StoreEvent[] } | { ok: false, error: unknown }> {
+    if (this.#failure !== undefined) await this.#tryRecover()
     if (this.#failure !== undefined) return { ok: false, error: this.#failure }
     const group = this.#group ??= { client: undefined, writes: [], sync: false, nextSeq: 0, seqEnd: 0, firstSeq: 0 }
     const ops = new WriteOps()
@@ -722,11 +777,12 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
 
   /**
    * Memory is now ahead of the database (a group's writes are applied before
-   * it commits): every later write fails until a restart reloads the store,
-   * as the LevelDB store does after a failed disk write.
+   * it commits): every later write fails until memory is reloaded from the
+   * database (#tryRecover, once it answers again).
    */
   #fail (err: unknown): StaccatoError {
-    this.#failure ??= new StaccatoError('unavailable', `the PostgreSQL store lost a write (${err instanceof Error ? err.message : String(err)}); restart the coordinator`, true, { cause: err })
+    this.#failure ??= new StaccatoError('unavailable', `the PostgreSQL store lost a write (${err instanceof Error ? err.message : String(err)}); it reloads from the database once that answers again`, true, { cause: err })
+    this.#scheduleRecovery()
     return this.#failure
   }
 
