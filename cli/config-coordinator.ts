@@ -33,6 +33,7 @@ export const COORDINATOR_OPTIONS: readonly OptionSpec[] = [
   { key: 'webhookAllow', flag: '--webhook-allow <class|cidr>', env: 'STACCATO_WEBHOOK_ALLOW', kind: 'list', default: [], description: 'let webhooks reach loopback, link-local, metadata or private addresses, or a range such as 10.1.0.0/16 (refused by default)' },
   { key: 'webhookRetrySchedule', flag: '--webhook-retry-schedule <ms,...>', env: 'STACCATO_WEBHOOK_RETRY_SCHEDULE', kind: 'string', default: DEFAULT_EVENTS_CONFIG.delivery.retryScheduleMs.join(','), description: 'delay before each webhook retry (± jitter); after the last the delivery fails' },
   { key: 'webhookTimeout', flag: '--webhook-timeout <ms>', env: 'STACCATO_WEBHOOK_TIMEOUT', kind: 'int', default: DEFAULT_EVENTS_CONFIG.delivery.timeoutMs, description: 'a webhook endpoint must answer within this' },
+  { key: 'webhookClaim', flag: '--webhook-claim <ms>', env: 'STACCATO_WEBHOOK_CLAIM', kind: 'int', default: DEFAULT_EVENTS_CONFIG.delivery.claimMs, description: 'replicas on PostgreSQL: how long a webhook delivery stays claimed by the replica making it (a dead replica\'s are taken over after this; at least the webhook timeout plus 1 s)' },
   { key: 'webhookInterval', flag: '--webhook-interval <ms>', env: 'STACCATO_WEBHOOK_INTERVAL', kind: 'int', default: DEFAULT_EVENTS_CONFIG.delivery.intervalMs, description: 'how often due webhook retries are looked for' },
   { key: 'sseHeartbeat', flag: '--sse-heartbeat <ms>', env: 'STACCATO_SSE_HEARTBEAT', kind: 'int', default: DEFAULT_EVENTS_CONFIG.stream.heartbeatMs, description: 'comment line this often on idle event streams' }
 ]
@@ -94,7 +95,7 @@ export async function coordinatorConfig (flags: Record<string, unknown>, env: No
     events: {
       retention: { maxAgeMs: v.eventRetentionAge as number, maxCount: v.eventRetentionCount as number, intervalMs: Math.max(100, v.retentionInterval as number) },
       stalled: { afterMs: v.stalledAfter as number, intervalMs: Math.max(100, Math.min(DEFAULT_EVENTS_CONFIG.stalled.intervalMs, Math.floor((v.stalledAfter as number) / 4))) },
-      delivery: { retryScheduleMs: retrySchedule, timeoutMs: Math.max(100, v.webhookTimeout as number), intervalMs: Math.max(10, v.webhookInterval as number) },
+      delivery: { retryScheduleMs: retrySchedule, timeoutMs: Math.max(100, v.webhookTimeout as number), intervalMs: Math.max(10, v.webhookInterval as number), claimMs: Math.max(v.webhookClaim as number, Math.max(100, v.webhookTimeout as number) + 1000) },
       allow,
       stream: { heartbeatMs: Math.max(100, v.sseHeartbeat as number) }
     }

@@ -20,6 +20,10 @@ export interface Postgres {
   url: string
   /** A new empty database in the cluster; its URL. */
   freshDatabase (): Promise<string>
+  /** SIGKILL of the server (the postmaster), then waits until it and its backends are gone: a crash, as for a power cut with fsync on. */
+  kill (): Promise<void>
+  /** Starts the server again on the same data directory and port (crash recovery replays the WAL). */
+  restart (): Promise<void>
   stop (): Promise<void>
 }
 
@@ -60,6 +64,15 @@ export function postgresMissing (): string | undefined {
   return 'PostgreSQL server binaries not found under /usr/lib/postgresql/*/bin (apt-get install postgresql, or set STACCATO_TEST_POSTGRES to a bin directory)'
 }
 
+function alive (pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
 /** initdb refuses to run as root: as root the cluster belongs to Debian's `postgres` user, and every server command runs through runuser. */
 function asOwner (): { wrap: (bin: string, args: string[]) => [string, string[]], uid?: number, gid?: number } {
   if (process.getuid?.() !== 0) return { wrap: (bin, args) => [bin, args] }
@@ -91,9 +104,10 @@ export async function startPostgres (opts: { durable?: boolean } = {}): Promise<
   await exec('initdb', ['-D', data, '-U', 'staccato', '--auth=trust', '-E', 'UTF8', '--no-sync', '--locale=C'])
   const log = join(dir, 'server.log')
   let port = 0
+  let options = ''
   for (let attempt = 0; ; attempt++) {
     port = await freePort()
-    const options = `-p ${port} -c listen_addresses=127.0.0.1 -k ${dir} ${opts.durable === true ? '' : '-c fsync=off -c full_page_writes=off '}-c max_connections=50`
+    options = `-p ${port} -c listen_addresses=127.0.0.1 -k ${dir} ${opts.durable === true ? '' : '-c fsync=off -c full_page_writes=off '}-c max_connections=50`
     try {
       await exec('pg_ctl', ['-D', data, '-l', log, '-w', '-t', '60', '-o', options, 'start'])
       break
@@ -124,6 +138,21 @@ export async function startPostgres (opts: { durable?: boolean } = {}): Promise<
         await client.end()
       }
       return `postgres://staccato@127.0.0.1:${port}/${name}`
+    },
+    async kill () {
+      const pid = Number((await readFile(join(data, 'postmaster.pid'), 'utf8')).split('\n')[0])
+      if (!Number.isInteger(pid) || pid <= 0) throw new Error('no postmaster pid in postmaster.pid')
+      const children = spawnSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean).map(Number)
+      process.kill(pid, 'SIGKILL')
+      // Backends leave on their own once they see the postmaster gone; a restart needs them gone (shared memory still attached). Bounded: 60 s.
+      for (let i = 0; i < 600; i++) {
+        if (![pid, ...children].some(alive)) return
+        await new Promise(resolve => setTimeout(resolve, 100))
+      }
+      throw new Error('PostgreSQL processes still running 60 s after SIGKILL of the postmaster')
+    },
+    async restart () {
+      await exec('pg_ctl', ['-D', data, '-l', log, '-w', '-t', '60', '-o', options, 'start'])
     },
     async stop () {
       process.off('exit', stopNow)

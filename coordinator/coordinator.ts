@@ -169,7 +169,9 @@ export async function startCoordinator (config: CoordinatorConfig): Promise<Coor
   let leading = Promise.resolve()
   lease.on('change', leader => {
     if (leader) {
-      leading = registry.lead()
+      // After the database came back, memory is reloaded from it before this process schedules from it.
+      const recovered = store instanceof PgTransferStore ? store.recover() : Promise.resolve()
+      leading = recovered.then(async () => { await registry.lead() })
         .catch(err => { log('could not take the agents of the previous leader offline', { error: String(err) }, 'warn') })
         .then(() => { if (lease.leader) dispatcher.start() })
     } else {

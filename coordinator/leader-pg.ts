@@ -31,6 +31,24 @@ export interface PgLeaseOptions {
 }
 
 /**
+ * The OS pid of the coordinator whose lease session holds the leader lock
+ * (its application_name, `staccato-coordinator <pid>`), or undefined when
+ * none holds it now: for operators' checks and the failover benchmark.
+ */
+export async function leaseHolderPid (url: string): Promise<number | undefined> {
+  const client = new pg.Client({ connectionString: url })
+  await client.connect()
+  try {
+    // A two-key advisory lock shows in pg_locks as classid, objid and objsubid 2.
+    const row = (await client.query<{ name: string }>('SELECT a.application_name AS name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = \'advisory\' AND l.classid = $1::int8::oid AND l.objid = $2::int8::oid AND l.objsubid = 2 AND l.granted', [LOCK_CLASS, LOCKS.leader])).rows[0]
+    const pid = Number(/^staccato-coordinator (\d+)$/.exec(row?.name ?? '')?.[1])
+    return Number.isInteger(pid) ? pid : undefined
+  } finally {
+    await client.end()
+  }
+}
+
+/**
  * The leader lease on PostgreSQL: a session-level advisory lock (LOCKS.leader)
  * held on a connection of its own, rather than a lease row with an expiry.
  * Why: the server releases the lock the moment the holder's connection

@@ -14,6 +14,13 @@ export interface StoreEvents {
   removed: [rec: TransferRecord]
   /** Every event, once the write holding it has ended (after the specific notification above). */
   event: [ev: StoreEvent]
+  /**
+   * An aux record (a watched range: webhooks, callback secrets) changed,
+   * possibly by another process on the same database; `*` when anything may
+   * have (notifications were missed while the database was unreachable).
+   * Readers reload it from the store. The LevelDB store, one process, never sends it.
+   */
+  auxChanged: [key: string]
 }
 
 export interface StoreNotifications {

@@ -62,6 +62,15 @@ export const LOCKS = { migrate: 1, events: 2, leader: 3 } as const
 export const EVENTS_CHANNEL = 'staccato_events'
 
 /**
+ * The channel each commit that changes a webhook (`w!…`), a callback secret
+ * (`k!…` of the aux area) or a token notifies, so that every replica's
+ * memory follows: payload `a<aux key>` or `t<token key>`.
+ */
+export const CHANGES_CHANNEL = 'staccato_changes'
+/** Aux ranges whose changes replicas keep in memory (webhook-registry.ts). */
+export const WATCHED_AUX = ['w!', 'k!'] as const
+
+/**
  * Applies the migrations this database lacks. Two coordinators starting at
  * once serialize on an advisory lock: the second finds the work done.
  */

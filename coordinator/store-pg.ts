@@ -11,7 +11,7 @@ import { TransferIndex } from './store-index.ts'
 import type { ListPage, ListQuery } from './store-index.ts'
 import { prepareInput } from './store-input.ts'
 import { isAuxKey } from './store-keys.ts'
-import { EVENTS_CHANNEL, LOCKS, LOCK_CLASS, migrate } from './store-pg-schema.ts'
+import { CHANGES_CHANNEL, EVENTS_CHANNEL, LOCKS, LOCK_CLASS, WATCHED_AUX, migrate } from './store-pg-schema.ts'
 import { WriteOps, flushOps, json } from './store-pg-ops.ts'
 import type { ProgressReport } from './store-progress.ts'
 import { newRecord, progressData, progressed, transitioned, updated } from './store-records.ts'
@@ -31,6 +31,10 @@ const GROUP_MAX = 256
 const SEQ_BLOCK = GROUP_MAX
 /** Events read per query when catching up with other processes. */
 const CATCH_UP_BATCH = 1000
+/** Between attempts to reopen the NOTIFY listener once its connection is lost: the leader lease polls as often (leader-pg.ts). */
+const LISTEN_RETRY_MS = 1000
+/** Between attempts to reload memory from the database after a lost write (see #recover): as often. */
+const RECOVER_RETRY_MS = 1000
 
 /** One write of a group: its changes, and how its caller hears the commit. */
 interface GroupWrite {
@@ -93,7 +97,7 @@ interface Tx {
 export class PgTransferStore extends EventEmitter<StoreEvents> implements CoordinatorStore {
   readonly #pool: pg.Pool
   #listener: pg.Client | undefined
-  readonly #index = new TransferIndex()
+  #index = new TransferIndex()
   readonly #agents = new Map<string, AgentRecord>()
   readonly #transferIds = createIdGenerator('tr_')
   readonly #eventIds = createIdGenerator('ev_')
@@ -105,7 +109,7 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
   readonly #progressEventMs: number
   readonly #progressEventAt = new Map<string, number>()
   /** The highest seq another process has announced and this one has not read yet. */
-  #heard = 0
+  #heardSeq = 0
   /** Every event up to this seq is known here: written by this process, or read by #catchUp. */
   #readThrough = 0
   /** Seqs of this process's events above #readThrough: #catchUp skips them. */
@@ -118,9 +122,15 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
   /** Writes handed in whose turn has not come: while there are some, the group stays open for them. */
   #waiting = 0
   #failure: StaccatoError | undefined
+  readonly #url: string
+  /** Listeners of the token records (tokenRecords().watch). */
+  readonly #tokenWatchers: Array<(key: string) => void> = []
+  #listenRetry: NodeJS.Timeout | undefined
+  #recoverTimer: NodeJS.Timeout | undefined
 
-  private constructor (pool: pg.Pool, opts: StoreOptions) {
+  private constructor (url: string, pool: pg.Pool, opts: StoreOptions) {
     super()
+    this.#url = url
     this.#pool = pool
     this.#progressEventMs = opts.progressEventMs ?? PROGRESS_EVENT_MS
   }
@@ -129,7 +139,9 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
     const pool = new pg.Pool({ connectionString: url, max: POOL_SIZE })
     // An idle client's error (the server restarted) is reported to the query that next uses the pool; unhandled it would kill the process.
     pool.on('error', () => {})
-    const store = new PgTransferStore(pool, opts)
+    // A checked-out client (a group's transaction) whose server dies emits 'error' too: its query fails with it, and that is the report.
+    pool.on('connect', client => { client.on('error', () => {}) })
+    const store = new PgTransferStore(url, pool, opts)
     try {
       const client = await pool.connect()
       try {
@@ -138,7 +150,7 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
         client.release()
       }
       await store.#load()
-      await store.#listen(url)
+      await store.#listen()
     } catch (err) {
       // Opening failed: the caller gets that error; a listener that will not end cleanly changes nothing for it.
       await store.#listener?.end().catch(() => {})
@@ -148,39 +160,134 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
     return store
   }
 
+  /**
+   * After a lost write (#fail), makes memory what the database holds again
+   * and lifts the failure: tried in the write chain (nothing interleaves),
+   * at the next write and every RECOVER_RETRY_MS, until the database
+   * answers. A write whose commit was in doubt (the connection died around
+   * COMMIT) was answered with an error and is now whatever the database
+   * kept; an acknowledged write is there (synchronous commit). Resolves at
+   * once when nothing failed.
+   */
+  recover (): Promise<void> {
+    if (this.#closed) return Promise.reject(closedError())
+    return this.#writes.run(async () => { await this.#tryRecover() }).then(() => {
+      if (this.#failure !== undefined) throw this.#failure
+    })
+  }
+
+  async #tryRecover (): Promise<void> {
+    if (this.#failure === undefined || this.#closed) return
+    try {
+      await this.#load()
+      this.#keys.clear()
+      this.#own.clear()
+      this.#progressEventAt.clear()
+      this.#heardSeq = 0
+      this.#failure = undefined
+      clearTimeout(this.#recoverTimer)
+      this.#recoverTimer = undefined
+    } catch {
+      // Still unreachable: the failure stands, the timer tries again.
+    }
+  }
+
+  #scheduleRecovery (): void {
+    if (this.#closed || this.#recoverTimer !== undefined) return
+    this.#recoverTimer = setTimeout(() => {
+      this.#recoverTimer = undefined
+      if (this.#failure === undefined || this.#closed) return
+      this.#writes.run(async () => { await this.#tryRecover() }).catch(() => {}).finally(() => {
+        if (this.#failure !== undefined) this.#scheduleRecovery()
+      })
+    }, RECOVER_RETRY_MS)
+  }
+
+  /** Reads everything first and changes memory only once all of it is read: a failed load leaves memory as it was. */
   async #load (): Promise<void> {
     const pieces = new Map<string, string[]>()
     for (const row of (await this.#pool.query<{ id: string, pieces: string[] }>('SELECT id, pieces FROM transfer_pieces')).rows) pieces.set(row.id, row.pieces)
     const records = (await this.#pool.query<{ record: TransferRecord }>('SELECT record FROM transfers')).rows.map(r => withPieces(r.record, pieces.get(r.record.id)))
+    const agents = (await this.#pool.query<{ record: AgentRecord }>('SELECT record FROM agents')).rows.map(r => r.record)
+    const last = (await this.#pool.query<{ event: StoreEvent }>('SELECT event FROM events ORDER BY seq DESC LIMIT 1')).rows[0]?.event
+    const trimmed = (await this.#pool.query<{ value: number }>('SELECT value FROM store_meta WHERE key = \'trimmed\'')).rows[0]?.value
+    this.#index = new TransferIndex()
     this.#index.load(records)
     const lastId = this.#index.lastId()
     if (lastId !== undefined) this.#transferIds.seed(lastId)
-    for (const row of (await this.#pool.query<{ record: AgentRecord }>('SELECT record FROM agents')).rows) this.#agents.set(row.record.name, row.record)
-    const last = (await this.#pool.query<{ event: StoreEvent }>('SELECT event FROM events ORDER BY seq DESC LIMIT 1')).rows[0]?.event
-    const trimmed = (await this.#pool.query<{ value: number }>('SELECT value FROM store_meta WHERE key = \'trimmed\'')).rows[0]?.value
+    this.#agents.clear()
+    for (const rec of agents) this.#agents.set(rec.name, rec)
     this.#trimmed = trimmed ?? 0
     this.#seq = Math.max(last?.seq ?? 0, this.#trimmed)
     this.#readThrough = this.#seq
     if (last !== undefined) this.#eventIds.seed(last.id)
   }
 
-  async #listen (url: string): Promise<void> {
-    const listener = new pg.Client({ connectionString: url })
+  async #listen (): Promise<void> {
+    const listener = new pg.Client({ connectionString: this.#url, keepAlive: true })
+    // A lost connection (the server restarted or was killed) is reopened; 'end' follows 'error'.
     listener.on('error', () => {})
+    listener.on('end', () => { if (this.#listener === listener) this.#relisten() })
     listener.on('notification', msg => {
-      const seq = Number(msg.payload)
-      if (!(seq > this.#readThrough) || this.#closed) return
-      this.#heard = Math.max(this.#heard, seq)
-      this.#catchUp()
+      if (this.#closed) return
+      if (msg.channel === CHANGES_CHANNEL) {
+        this.#changed(msg.payload ?? '')
+        return
+      }
+      this.#heard(Number(msg.payload))
     })
-    await listener.connect()
-    await listener.query(`LISTEN ${EVENTS_CHANNEL}`)
+    try {
+      await listener.connect()
+      await listener.query(`LISTEN ${EVENTS_CHANNEL}; LISTEN ${CHANGES_CHANNEL}`)
+    } catch (err) {
+      await listener.end().catch(() => {})
+      throw err
+    }
     this.#listener = listener
+  }
+
+  /**
+   * The listener's connection is gone: notifications sent meanwhile are
+   * lost. Once it is back, events committed meanwhile are read (from the
+   * highest seq in the log) and every watched record is read again ('*').
+   * Tries every LISTEN_RETRY_MS until the store closes.
+   */
+  #relisten (): void {
+    this.#listener = undefined
+    if (this.#closed || this.#listenRetry !== undefined) return
+    this.#listenRetry = setTimeout(() => {
+      this.#listenRetry = undefined
+      if (this.#closed) return
+      this.#listen().then(async () => {
+        const last = (await this.#pool.query<{ seq: string | null }>('SELECT max(seq) AS seq FROM events')).rows[0]?.seq
+        if (last !== null && last !== undefined) this.#heard(Number(last))
+        this.#changed('a*')
+        this.#changed('t*')
+      }).catch(() => {
+        if (this.#listener !== undefined) return
+        this.#relisten()
+      })
+    }, LISTEN_RETRY_MS)
+  }
+
+  #heard (seq: number): void {
+    if (!(seq > this.#readThrough)) return
+    this.#heardSeq = Math.max(this.#heardSeq, seq)
+    this.#catchUp()
+  }
+
+  /** A watched aux record or a token changed somewhere (CHANGES_CHANNEL): its readers reload it. */
+  #changed (payload: string): void {
+    const key = payload.slice(1)
+    if (payload.startsWith('a')) this.#emitNow('auxChanged', key)
+    else if (payload.startsWith('t')) for (const watcher of this.#tokenWatchers) watcher(key)
   }
 
   async close (): Promise<void> {
     if (this.#closed) return
     this.#closed = true
+    clearTimeout(this.#listenRetry)
+    clearTimeout(this.#recoverTimer)
     await this.#writes.idle()
     // Only wake-ups travel on the listener: every write is already committed, so a failed end loses nothing.
     await this.#listener?.end().catch(() => {})
@@ -189,7 +296,7 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
 
   /** The token store's records, in this database (through this store's pool: close the token store first). */
   tokenRecords (): TokenRecords {
-    return pgTokenRecords(this.#pool)
+    return pgTokenRecords(this.#pool, listener => { this.#tokenWatchers.push(listener) })
   }
 
   get seq (): number { return this.#seq }
@@ -385,6 +492,7 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
   trimEvents (throughSeq: number, limit: number): Promise<number> {
     if (this.#closed) return Promise.reject(closedError())
     return this.#writes.run(async () => {
+      await this.#tryRecover()
       if (this.#failure !== undefined) throw this.#failure
       // A group still open holds seqs above what is committed: trimming through them would hide its events.
       if (this.#group !== undefined) await this.#commitGroup()
@@ -426,6 +534,25 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
 
   setFanout (fanout: EventFanout | undefined): void {
     this.#fanout = fanout
+  }
+
+  /**
+   * One statement, outside the write chain (it changes no memory): rows
+   * another claimer holds locked are skipped, and a row claimed and committed
+   * since this statement's snapshot is checked again on its new version
+   * (READ COMMITTED re-evaluates a locked row), so no entry goes to two
+   * claimers at once. The entry's own put (a retry) or delete takes its claim
+   * with it.
+   */
+  async claimOutbox (q: { owner: string, now: number, until: number, limit: number }): Promise<Array<[string, unknown]>> {
+    if (this.#closed) throw closedError()
+    const rows = await this.#read(`UPDATE aux SET value = value || jsonb_build_object('claim', jsonb_build_object('owner', $1::text, 'until', $3::float8))
+      WHERE key IN (
+        SELECT key FROM aux
+        WHERE key > 'o!' AND key < 'o~' AND (value->>'nextAt')::float8 <= $2 AND coalesce((value->'claim'->>'until')::float8, 0) < $2
+        ORDER BY key LIMIT $4 FOR UPDATE SKIP LOCKED)
+      RETURNING key, value`, [q.owner, q.now, q.until, q.limit])
+    return rows.map(row => { const { key, value } = row as { key: string, value: unknown }; return [key, value] as [string, unknown] }).sort((a, b) => a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)
   }
 
   #require (id: string): TransferRecord {
@@ -471,6 +598,7 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
   }
 
   async #runInGroup<T> (sync: boolean, fn: (tx: Tx) => Promise<T>): Promise<{ ok: true, value: T, committed: Promise<void>, emits: Array<() => void>, events: StoreEvent[] } | { ok: false, error: unknown }> {
+    if (this.#failure !== undefined) await this.#tryRecover()
     if (this.#failure !== undefined) return { ok: false, error: this.#failure }
     const group = this.#group ??= { client: undefined, writes: [], sync: false, nextSeq: 0, seqEnd: 0, firstSeq: 0 }
     const ops = new WriteOps()
@@ -614,6 +742,7 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
     // The rest of the block goes back, so that seqs skip numbers only when a write fails or a process dies.
     if (group.seqEnd > 0) tail.push(`SELECT setval('event_seq', ${group.nextSeq}, false)`)
     if (lastSeq > 0) tail.push(`SELECT pg_notify('${EVENTS_CHANNEL}', '${lastSeq}')`)
+    for (const key of watchedKeys(kept)) tail.push(`SELECT pg_notify('${CHANGES_CHANNEL}', '${('a' + key).replaceAll("'", "''")}')`)
     // Only a group without events may commit before its WAL is on disk (see the class comment).
     if (!group.sync) tail.push('SET LOCAL synchronous_commit = off')
     tail.push('COMMIT')
@@ -648,11 +777,12 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
 
   /**
    * Memory is now ahead of the database (a group's writes are applied before
-   * it commits): every later write fails until a restart reloads the store,
-   * as the LevelDB store does after a failed disk write.
+   * it commits): every later write fails until memory is reloaded from the
+   * database (#tryRecover, once it answers again).
    */
   #fail (err: unknown): StaccatoError {
-    this.#failure ??= new StaccatoError('unavailable', `the PostgreSQL store lost a write (${err instanceof Error ? err.message : String(err)}); restart the coordinator`, true, { cause: err })
+    this.#failure ??= new StaccatoError('unavailable', `the PostgreSQL store lost a write (${err instanceof Error ? err.message : String(err)}); it reloads from the database once that answers again`, true, { cause: err })
+    this.#scheduleRecovery()
     return this.#failure
   }
 
@@ -672,8 +802,8 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
     const announced: Array<() => void> = []
     this.#writes.run(async () => {
       this.#catchingUp = false
-      while (this.#heard > this.#readThrough && !this.#closed) {
-        const target = this.#heard
+      while (this.#heardSeq > this.#readThrough && !this.#closed) {
+        const target = this.#heardSeq
         const events = await this.readEvents(this.#readThrough, CATCH_UP_BATCH)
         const foreign = events.filter(e => !this.#own.has(e.seq))
         const gone = await this.#reloadFor(foreign)
@@ -764,6 +894,13 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
       process.nextTick(() => { throw err })
     }
   }
+}
+
+/** Keys of watched aux ranges the writes change: each is announced to every replica (CHANGES_CHANNEL). */
+function watchedKeys (writes: GroupWrite[]): Set<string> {
+  const out = new Set<string>()
+  for (const w of writes) for (const key of w.ops.aux.keys()) if (WATCHED_AUX.some(prefix => key.startsWith(prefix))) out.add(key)
+  return out
 }
 
 function withPieces (record: TransferRecord, pieces: string[] | undefined): TransferRecord {

@@ -72,6 +72,7 @@ export class TokenStore {
   readonly #join = new TokenKind<JoinToken>({ what: 'join token', prefix: KEY.join, idPrefix: 'jt_', secretPrefix: 'stj_' })
   #configCount = 0
   #writes = new Serial()
+  readonly #reads = new Serial()
 
   private constructor (db: TokenRecords | undefined, now: () => number) {
     this.#db = db
@@ -94,7 +95,33 @@ export class TokenStore {
       await records.close()
       throw err
     }
+    records.watch?.(key => { store.#refresh(key) })
     return store
+  }
+
+  /**
+   * Another replica changed a token (created, revoked, spent): read it again.
+   * Reads run one at a time and each reads the record as it is now, so the
+   * last notification leaves memory as the database is.
+   */
+  #refresh (key: string): void {
+    const db = this.#db
+    if (db === undefined) return
+    void this.#reads.run(async () => {
+      if (!db.open) return
+      if (key === '*') {
+        const { api, join } = await db.load()
+        for (const rec of api as ApiToken[]) follow(this.#api, rec)
+        for (const rec of join as JoinToken[]) follow(this.#join, rec)
+        return
+      }
+      const rec = await db.get(key) as TokenBase | undefined
+      if (rec === undefined) return
+      if (key.startsWith(KEY.api)) follow(this.#api, rec as ApiToken)
+      else if (key.startsWith(KEY.join)) follow(this.#join, rec as JoinToken)
+    }).catch(() => {
+      // The database is unreachable: the reconnect after it sends '*'.
+    })
   }
 
   /** A store that forgets everything on exit: for an API built without a data directory (tests). */
@@ -261,6 +288,17 @@ export class TokenStore {
       await db.put(key, value)
     })
   }
+}
+
+/**
+ * Takes a record read back from the database, unless memory is further on:
+ * a revocation (or a spent single-use token) made here takes effect before
+ * its write commits, and a read that raced it must not undo it.
+ */
+function follow<T extends TokenBase & { usedAt?: string }> (kind: TokenKind<T>, rec: T): void {
+  const known = kind.get(rec.id)
+  if (known !== undefined && ((known.revokedAt !== undefined && rec.revokedAt === undefined) || (known.usedAt !== undefined && rec.usedAt === undefined))) return
+  kind.index(rec)
 }
 
 function checkGrant (role: Role, tenant: string): void {

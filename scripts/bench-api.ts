@@ -22,7 +22,7 @@ import autocannon from 'autocannon'
 import type { Result } from 'autocannon'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
-import { fifo, openStore, schedulerView } from '../coordinator/index.ts'
+import { fifo, leaseHolderPid, openStore, schedulerView } from '../coordinator/index.ts'
 import type { StoreSpec } from '../coordinator/index.ts'
 import { freePort, spawnStaccato, startPostgres, stopProcess, waitForJson } from '../cli/index.ts'
 import type { ReadyInfo } from '../cli/index.ts'
@@ -66,7 +66,7 @@ async function seedAgents (spec: StoreSpec): Promise<void> {
   }
 }
 
-interface Running { ready: ReadyInfo, pid: number, stop: () => Promise<void> }
+interface Running { ready: ReadyInfo, pid: number, stop: () => Promise<void>, kill: () => void }
 
 async function startCoordinator (dataDir: string, spec: StoreSpec): Promise<Running> {
   await mkdir(dataDir, { recursive: true })
@@ -82,7 +82,7 @@ async function startCoordinator (dataDir: string, spec: StoreSpec): Promise<Runn
     '--max-connections-per-address', '0'
   ], join(dataDir, 'coordinator.log'), args.profile !== undefined ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${args.profile}` } : {})
   const ready = await waitForJson<ReadyInfo>(readyFile, child, 60_000, 'coordinator')
-  return { ready, pid: child.pid as number, stop: async () => { await stopProcess(child) } }
+  return { ready, pid: child.pid as number, stop: async () => { await stopProcess(child) }, kill: () => { child.kill('SIGKILL') } }
 }
 
 function headers (ready: ReadyInfo): Record<string, string> {
@@ -168,6 +168,35 @@ async function postToAll (cs: Running[]): Promise<{ perSec: number, p50Ms: numbe
 
 type Figures = Record<string, number>
 
+/**
+ * Leader SIGKILL → the next transfer scheduled: the leader (found through
+ * the lease's lock) is killed, one transfer is submitted to a survivor, and
+ * the clock stops when a leader's dispatcher has looked at it (its agents
+ * are offline, so it is marked waiting). Polled every 20 ms, bounded to 60 s.
+ * The killed process leaves `cs` (its stop() is then a no-op).
+ */
+async function failover (cs: Running[], url: string): Promise<number> {
+  const pid = await leaseHolderPid(url)
+  const leader = cs.find(c => c.pid === pid)
+  if (leader === undefined) throw new Error('no replica holds the leader lease')
+  const killed = performance.now()
+  leader.kill()
+  const survivor = cs.find(c => c !== leader) as Running
+  const res = await fetch(`${survivor.ready.apiUrl}/v1/transfers`, { method: 'POST', headers: headers(survivor.ready), body: BODY })
+  if (res.status !== 201) throw new Error(`submit after the kill: ${res.status}`)
+  const { id } = await res.json() as { id: string }
+  for (let i = 0; i < 3000; i++) {
+    const rec = await (await fetch(`${survivor.ready.apiUrl}/v1/transfers/${id}`, { headers: headers(survivor.ready) })).json() as { waiting?: { reason: string } }
+    if (rec.waiting !== undefined) {
+      const seconds = (performance.now() - killed) / 1000
+      note(`failover: leader SIGKILL -> next transfer scheduled in ${round(seconds, 2)} s`)
+      return seconds
+    }
+    await new Promise(resolve => setTimeout(resolve, 20))
+  }
+  throw new Error('no leader scheduled a transfer within 60 s of the kill')
+}
+
 async function measure (label: string, dataDir: string, spec: StoreSpec, replicas: number): Promise<Figures> {
   note(`${label}: ${connections} connections, ${duration} s per phase, ${queued} queued transfers`)
   await seedAgents(spec)
@@ -185,6 +214,7 @@ async function measure (label: string, dataDir: string, spec: StoreSpec, replica
     : await postToAll([c, ...others])
   const postCpu = cpuSeconds(c.pid) - cpu0
   note(`POST /v1/transfers${replicas > 1 ? ` to ${replicas} coordinators` : ''}: ${round(post.perSec, 0)}/s, p50 ${post.p50Ms} ms, p99 ${post.p99Ms} ms (${post.failed} failed)`)
+  const failoverSeconds = replicas > 1 && spec.kind === 'postgres' ? await failover([c, ...others], spec.url) : undefined
   await Promise.all(others.map(async r => { await r.stop() }))
   const submits = {
     submitPerSec: round(post.perSec, 0),
@@ -194,7 +224,7 @@ async function measure (label: string, dataDir: string, spec: StoreSpec, replica
   }
   if (replicas > 1) {
     await c.stop()
-    return { replicas, ...submits }
+    return { replicas, ...submits, ...(failoverSeconds !== undefined ? { failoverSeconds: round(failoverSeconds, 2) } : {}) }
   }
 
   const ids = ((await (await fetch(`${c.ready.apiUrl}/v1/transfers?limit=1000`, { headers: headers(c.ready) })).json()) as { items: Array<{ id: string }> }).items.map(t => t.id)
@@ -237,7 +267,10 @@ async function measure (label: string, dataDir: string, spec: StoreSpec, replica
 
 function lines (label: string, result: Figures): string[] {
   if (result.replicas !== undefined) {
-    return [`${label}: POST /v1/transfers (durable)   ${result.submitPerSec}/s   p50 ${result.submitP50Ms} ms   p99 ${result.submitP99Ms} ms   (${connections} connections over ${result.replicas} coordinators)`]
+    return [
+      `${label}: POST /v1/transfers (durable)   ${result.submitPerSec}/s   p50 ${result.submitP50Ms} ms   p99 ${result.submitP99Ms} ms   (${connections} connections over ${result.replicas} coordinators)`,
+      ...(result.failoverSeconds !== undefined ? [`${label}: failover (leader SIGKILL -> next transfer scheduled)   ${result.failoverSeconds} s`] : [])
+    ]
   }
   return [
     `${label}: POST /v1/transfers (durable)   ${result.submitPerSec}/s   p50 ${result.submitP50Ms} ms   p99 ${result.submitP99Ms} ms   (${connections} connections)`,
@@ -261,7 +294,7 @@ async function main (): Promise<void> {
     try {
       const one = await measure('PostgreSQL, 1 coordinator', join(dataDir, 'pg1'), { kind: 'postgres', url: await server.freshDatabase() }, 1)
       const three = await measure('PostgreSQL, 3 coordinators', join(dataDir, 'pg3'), { kind: 'postgres', url: await server.freshDatabase() }, 3)
-      const result = { leveldb, postgres: one, postgres3: three, postgresToLevelDbSubmits: round(one.submitPerSec / leveldb.submitPerSec, 2) }
+      const result = { leveldb, postgres: one, postgres3: three, postgresToLevelDbSubmits: round(one.submitPerSec / leveldb.submitPerSec, 2), failoverSeconds: three.failoverSeconds }
       report(args.json, result, [
         ...lines('LevelDB', leveldb),
         ...lines('PostgreSQL', one),

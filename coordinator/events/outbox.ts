@@ -1,8 +1,12 @@
+import { randomBytes } from 'node:crypto'
+import { hostname } from 'node:os'
 import { createIdGenerator } from '../ids.ts'
 import type { Clock } from '../clock.ts'
 import type { StoreEvent, TransferRecord } from '../model.ts'
 import type { AuxOp, AuxPut, TransferStore } from '../store.ts'
 import { keys } from '../store-keys.ts'
+import { hasOutboxClaims } from '../store-outbox-claims.ts'
+import type { OutboxClaim, OutboxClaims } from '../store-outbox-claims.ts'
 import { MinHeap } from './heap.ts'
 import type { Poster } from './http-post.ts'
 import { pause } from './jobs.ts'
@@ -22,6 +26,13 @@ export interface DeliveryConfig {
   perEndpoint: number
   /** Delivery log entries kept per webhook. */
   logSize: number
+  /**
+   * Replicas on one database: how long an outbox entry stays claimed by the
+   * replica delivering it. A dead replica's entries are taken over this long
+   * after its last claim; it must exceed timeoutMs (a claim is used only
+   * while an attempt started now would end before it expires).
+   */
+  claimMs: number
 }
 
 /**
@@ -43,6 +54,8 @@ export interface OutboxEntry {
   attempt: number
   /** Epoch ms of the next attempt. */
   nextAt: number
+  /** Replicas on one database: who delivers it, until when (store-outbox-claims.ts). */
+  claim?: OutboxClaim
 }
 
 export type DeliveryOutcome = 'delivered' | 'retrying' | 'failed' | 'refused' | 'gone' | 'dropped'
@@ -95,6 +108,11 @@ export class Outbox {
   readonly #logIds = createIdGenerator('dl_')
   readonly #onEvent = (event: StoreEvent): void => { this.#committed(event) }
   readonly #abort = new AbortController()
+  /** Set when the store is shared by replicas: entries are claimed before they are delivered. */
+  readonly #claims: OutboxClaims | undefined
+  /** This process's name in claims. */
+  readonly #owner = `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`
+  #lastClaim = Number.NEGATIVE_INFINITY
 
   constructor (opts: { store: TransferStore, webhooks: WebhookRegistry, poster: Poster, config: DeliveryConfig, log: Log, wake: () => void, clock: Clock }) {
     this.#clock = opts.clock
@@ -104,6 +122,8 @@ export class Outbox {
     this.#config = opts.config
     this.#log = opts.log
     this.#wake = opts.wake
+    this.#claims = hasOutboxClaims(opts.store) ? opts.store : undefined
+    if (this.#claims !== undefined && !(opts.config.claimMs > opts.config.timeoutMs)) throw new TypeError('delivery.claimMs must exceed delivery.timeoutMs')
   }
 
   get size (): number { return this.#entries.size }
@@ -112,7 +132,8 @@ export class Outbox {
 
   /** Reads what was left to deliver and starts taking part in the store's writes. */
   async open (): Promise<void> {
-    for (const [key, value] of await this.#store.readAux({ gt: 'o!', lt: 'o~' })) this.#enqueue(key, value as OutboxEntry)
+    // Shared with replicas, entries are claimed as they fall due (run), not all taken at start.
+    if (this.#claims === undefined) for (const [key, value] of await this.#store.readAux({ gt: 'o!', lt: 'o~' })) this.#enqueue(key, value as OutboxEntry)
     this.#store.on('event', this.#onEvent)
     this.#store.setFanout((event, record) => this.#fanout(event, record))
   }
@@ -129,12 +150,14 @@ export class Outbox {
     const entries: Array<[string, OutboxEntry]> = []
     // Due at once: the outbox's clock, not the event's time, so that one clock decides every delivery.
     const nextAt = this.#clock.now()
+    // The writer claims what its write makes: under normal operation it delivers them itself, at once and once.
+    const claim = this.#claims !== undefined ? { claim: { owner: this.#owner, until: nextAt + this.#config.claimMs } } : {}
     for (const hook of this.#webhooks.targets(event)) {
-      entries.push([keys.outbox(event.seq, hook.id), { endpoint: hook.id, tenant: hook.tenant, event, attempt: 0, nextAt }])
+      entries.push([keys.outbox(event.seq, hook.id), { endpoint: hook.id, tenant: hook.tenant, event, attempt: 0, nextAt, ...claim }])
     }
     if (record?.callbackUrl !== undefined && event.topic.startsWith(`transfer.${record.id}.`)) {
       const endpoint = CALLBACK + record.id
-      entries.push([keys.outbox(event.seq, endpoint), { endpoint, tenant: record.tenant, url: record.callbackUrl, event, attempt: 0, nextAt }])
+      entries.push([keys.outbox(event.seq, endpoint), { endpoint, tenant: record.tenant, url: record.callbackUrl, event, attempt: 0, nextAt, ...claim }])
     }
     // Set even when empty: a seq whose batch failed is used again by the next event.
     if (entries.length > 0) this.#pending.set(event.seq, entries)
@@ -159,6 +182,10 @@ export class Outbox {
   async run (signal: AbortSignal): Promise<JobResult> {
     const now = this.#clock.now()
     const { concurrency, perEndpoint } = this.#config
+    if (this.#claims !== undefined && now - this.#lastClaim >= this.#config.intervalMs) {
+      this.#lastClaim = now
+      await this.#claimDue(now)
+    }
     const deferred: Due[] = []
     let started = 0
     while (this.#running.size < concurrency && !signal.aborted) {
@@ -168,6 +195,11 @@ export class Outbox {
       const entry = this.#entries.get(top.key)
       // Stale heap items (delivered, rescheduled or dropped since) are skipped.
       if (entry === undefined || entry.nextAt !== top.nextAt) continue
+      if (!this.#mine(entry, now)) {
+        // The claim would lapse during the attempt: forgotten here, it is claimed again (here or by another replica).
+        this.#entries.delete(top.key)
+        continue
+      }
       if ((this.#busy.get(entry.endpoint) ?? 0) >= perEndpoint) {
         deferred.push(top)
         continue
@@ -177,6 +209,24 @@ export class Outbox {
     }
     for (const d of deferred) this.#due.push(d)
     return started > 0 ? { started, queued: this.#entries.size } : undefined
+  }
+
+  /** Takes the due entries no live replica holds (its own included: a restarted process's old claims are someone else's). */
+  async #claimDue (now: number): Promise<void> {
+    const claims = this.#claims as OutboxClaims
+    const rows = await claims.claimOutbox({ owner: this.#owner, now, until: now + this.#config.claimMs, limit: this.#config.concurrency })
+    for (const [key, value] of rows) {
+      const held = this.#entries.get(key)
+      // In flight here already: its claim lapsed mid-attempt (a stall longer than claimMs); the attempt's result decides.
+      if (held?.nextAt === Number.POSITIVE_INFINITY) continue
+      this.#enqueue(key, value as OutboxEntry)
+    }
+  }
+
+  /** Whether this process may start an attempt now: alone, always; shared, while its claim outlasts the attempt. */
+  #mine (entry: OutboxEntry, now: number): boolean {
+    if (this.#claims === undefined) return true
+    return entry.claim?.owner === this.#owner && entry.claim.until > now + this.#config.timeoutMs
   }
 
   #start (key: string, entry: OutboxEntry): void {
@@ -232,6 +282,8 @@ export class Outbox {
       if (this.#entries.get(key) !== entry) return
       const delay = result.retryAfterMs !== undefined ? Math.min(result.retryAfterMs, MAX_RETRY_AFTER_MS) : this.#backoff(entry.attempt)
       entry.nextAt = now + delay
+      // Held through the wait: a dead replica's retries are taken over once they fall due and the claim lapses.
+      if (this.#claims !== undefined) entry.claim = { owner: this.#owner, until: entry.nextAt + this.#config.claimMs }
       const log: DeliveryLogEntry = { ...base, outcome: 'retrying', ...detail, nextAttemptAt: new Date(entry.nextAt).toISOString() }
       await this.#store.writeAux([{ type: 'put', key, value: entry }, ...this.#logOps(entry, log)], { sync: false })
       this.#due.push({ key, nextAt: entry.nextAt, seq: event.seq })

@@ -43,7 +43,9 @@ export const DEFAULT_EVENTS_CONFIG: EventsConfig = {
     intervalMs: 1000,
     concurrency: 32,
     perEndpoint: 4,
-    logSize: 1000
+    logSize: 1000,
+    // Four attempt timeouts: a replica that stops renewing is taken over within a minute (replicas on PostgreSQL only).
+    claimMs: 60_000
   },
   allow: [],
   // 15 s is below the 30–60 s idle timeouts of common proxies and load balancers.
@@ -114,6 +116,7 @@ export class EventServices {
   async close (): Promise<void> {
     await this.jobs.stop()
     await this.outbox.close()
+    this.webhooks.close()
     this.bus.close()
     this.#poster.close()
   }

@@ -1,4 +1,4 @@
-import { InvalidArgumentError, NotFoundError } from '../../mesh/index.ts'
+import { InvalidArgumentError, NotFoundError, Serial } from '../../mesh/index.ts'
 import { createIdGenerator } from '../ids.ts'
 import type { StoreEvent } from '../model.ts'
 import type { TransferStore } from '../store.ts'
@@ -49,6 +49,13 @@ export class WebhookRegistry {
   readonly #secrets = new Map<string, string>()
   readonly #creatingSecret = new Map<string, Promise<string>>()
   readonly #ids = createIdGenerator('wh_')
+  readonly #reloads = new Serial()
+  #reloadWanted = false
+  /** Memory changes made by this process's own writes, counted (see #read). */
+  #localChanges = 0
+  readonly #onChanged = (key: string): void => {
+    if (key === '*' || key.startsWith('w!') || key.startsWith('k!')) this.#reload()
+  }
 
   constructor (store: TransferStore, policy: AddressPolicy) {
     this.#store = store
@@ -56,14 +63,58 @@ export class WebhookRegistry {
   }
 
   async load (): Promise<void> {
-    for (const [, value] of await this.#store.readAux(range('w'))) {
-      const rec = value as WebhookRecord
-      this.#hooks.set(rec.id, { rec, matches: compileTopics(rec.topics) })
-      this.#ids.seed(rec.id)
+    await this.#read()
+    this.#store.on('auxChanged', this.#onChanged)
+  }
+
+  /** Stops following changes made by other replicas. */
+  close (): void {
+    this.#store.off('auxChanged', this.#onChanged)
+  }
+
+  /**
+   * Memory becomes what the store holds: every webhook and secret found, and
+   * no other webhook. A read that a write of this process overtook (its
+   * memory change landed meanwhile) is thrown away and made again, so that it
+   * never undoes a newer change.
+   */
+  async #read (): Promise<void> {
+    for (let tries = 0; ; tries++) {
+      const before = this.#localChanges
+      const hooks = await this.#store.readAux(range('w'))
+      const secrets = await this.#store.readAux(range('k'))
+      // Bounded: a process writing webhooks without pause still gets a read applied (and the next notification fixes it).
+      if (before !== this.#localChanges && tries < 5) continue
+      const found = new Set<string>()
+      for (const [, value] of hooks) {
+        const rec = value as WebhookRecord
+        found.add(rec.id)
+        this.#hooks.set(rec.id, { rec, matches: compileTopics(rec.topics) })
+        this.#ids.seed(rec.id)
+      }
+      for (const id of this.#hooks.keys()) if (!found.has(id)) this.#hooks.delete(id)
+      for (const [key, value] of secrets) this.#secrets.set(decodeURIComponent(key.slice(2)), value as string)
+      return
     }
-    for (const [key, value] of await this.#store.readAux(range('k'))) {
-      this.#secrets.set(decodeURIComponent(key.slice(2)), value as string)
-    }
+  }
+
+  /**
+   * Another replica (or this one) changed a webhook or a secret: read them
+   * all again (at most a few hundred). Reads run one at a time, and a change
+   * heard during a read gets a read after it, so memory ends as the database
+   * is after the last change. Until then this replica's fan-out uses what it
+   * had: a webhook created elsewhere gets events written here from the
+   * moment this replica has heard of it.
+   */
+  #reload (): void {
+    if (this.#reloadWanted) return
+    this.#reloadWanted = true
+    void this.#reloads.run(async () => {
+      this.#reloadWanted = false
+      await this.#read()
+    }).catch(() => {
+      // Unreachable database: the store sends '*' once its listener is back.
+    })
   }
 
   async create (owner: { tenant: string, role: Role }, input: WebhookInput, now = Date.now()): Promise<WebhookRecord> {
@@ -85,7 +136,7 @@ export class WebhookRegistry {
     }
     await this.#store.writeAux([{ type: 'put', key: keys.webhook(rec.id), value: rec }], {
       sync: true,
-      onWritten: () => { this.#hooks.set(rec.id, { rec, matches }) }
+      onWritten: () => { this.#localChanges++; this.#hooks.set(rec.id, { rec, matches }) }
     })
     return rec
   }
@@ -117,7 +168,7 @@ export class WebhookRegistry {
   }
 
   async remove (id: string): Promise<void> {
-    await this.#store.writeAux([{ type: 'del', key: keys.webhook(id) }], { sync: true, onWritten: () => { this.#hooks.delete(id) } })
+    await this.#store.writeAux([{ type: 'del', key: keys.webhook(id) }], { sync: true, onWritten: () => { this.#localChanges++; this.#hooks.delete(id) } })
   }
 
   async disable (id: string, reason: string, now = Date.now()): Promise<void> {
@@ -126,7 +177,7 @@ export class WebhookRegistry {
     const rec: WebhookRecord = { ...entry.rec, enabled: false, disabledReason: reason, disabledAt: new Date(now).toISOString() }
     await this.#store.writeAux([{ type: 'put', key: keys.webhook(id), value: rec }], {
       sync: true,
-      onWritten: () => { if (this.#hooks.has(id)) this.#hooks.set(id, { rec, matches: entry.matches }) }
+      onWritten: () => { this.#localChanges++; if (this.#hooks.has(id)) this.#hooks.set(id, { rec, matches: entry.matches }) }
     })
   }
 
@@ -139,7 +190,7 @@ export class WebhookRegistry {
       const secret = generateSecret()
       creating = this.#store.writeAux([{ type: 'put', key: keys.tenantSecret(tenant), value: secret }], {
         sync: true,
-        onWritten: () => { this.#secrets.set(tenant, secret) }
+        onWritten: () => { this.#localChanges++; this.#secrets.set(tenant, secret) }
       }).then(() => secret).finally(() => this.#creatingSecret.delete(tenant))
       this.#creatingSecret.set(tenant, creating)
     }

@@ -12,6 +12,7 @@ import type { ReadyInfo } from '../../cli/index.ts'
 import { PgTransferStore } from '../../coordinator/store-pg.ts'
 import { LOCKS, LOCK_CLASS } from '../../coordinator/store-pg-schema.ts'
 import { postgresMissing, startPostgres } from '../helpers/postgres.ts'
+import { Receiver } from '../events/helpers.ts'
 import type { Postgres } from '../helpers/postgres.ts'
 
 const missing = postgresMissing()
@@ -58,7 +59,9 @@ describe.skipIf(missing !== undefined)(missing === undefined ? 'coordinator repl
     const readyFile = join(dir, 'ready.json')
     const child = spawnStaccato([
       'coordinator', '--data-dir', dir, '--store', url, '--api-token', TOKEN, '--join-token', JOIN,
-      '--api-port', String(await freePort()), '--listen', `/ip4/127.0.0.1/tcp/${await freePort()}`, '--ready-file', readyFile
+      '--api-port', String(await freePort()), '--listen', `/ip4/127.0.0.1/tcp/${await freePort()}`, '--ready-file', readyFile,
+      // A short claim: the dead leader's webhook deliveries are taken over within seconds (the attempt timeout stays below it).
+      '--webhook-allow', 'loopback', '--webhook-timeout', '1000', '--webhook-claim', '3000', '--webhook-interval', '100'
     ], join(dir, 'coordinator.log'))
     const replica = { child, ready: await waitForJson<ReadyInfo>(readyFile, child, 120_000, `coordinator ${n}`), dir }
     replicas.push(replica)
@@ -154,10 +157,18 @@ describe.skipIf(missing !== undefined)(missing === undefined ? 'coordinator repl
     }
   }, 600_000)
 
-  it('with agents as processes: the leader SIGKILLed while transfers run, the agents move to the new leader and every acknowledged transfer completes', async () => {
+  it('with agents as processes: the leader SIGKILLed while a transfer is mid-copy, the agents move to the new leader, every acknowledged transfer completes once, and a webhook gets each terminal event', async () => {
     await Promise.all(replicas.splice(0).map(async r => { await stopProcess(r.child) }))
     const url = await server.freshDatabase()
     for (let n = 10; n < 13; n++) await startReplica(url, n)
+    const receiver = await Receiver.start()
+    const hook = await api(replicas[1], 'POST', '/v1/webhooks', JSON.stringify({ url: receiver.url, topics: ['transfer.*.state'] }))
+    expect(hook.status).toBe(201)
+    receiver.secret = (hook.body as { secret: string }).secret
+    await until('every replica to know the webhook', async () => {
+      for (const r of replicas) if ((await api(r, 'GET', `/v1/webhooks/${(hook.body as { id: string }).id}`)).status !== 200) return undefined
+      return true
+    })
     const list = replicas.map(r => r.ready.multiaddrs[0]).join(',')
     const volume = (name: string): string => join(base, 'volumes', name)
     for (const name of ['src-a', 'dst-a']) {
@@ -165,7 +176,9 @@ describe.skipIf(missing !== undefined)(missing === undefined ? 'coordinator repl
       const readyFile = join(base, `${name}-ready.json`)
       const child = spawnStaccato([
         'agent', '--name', name, '--coordinator', list, '--join-token', JOIN, '--data-dir', join(base, 'agents', name),
-        '--volume', `vol=${volume(name)}`, '--listen', '/ip4/127.0.0.1/tcp/0', '--ready-file', readyFile
+        '--volume', `vol=${volume(name)}`, '--listen', '/ip4/127.0.0.1/tcp/0', '--ready-file', readyFile,
+        // Throttled (8 MB files at 4 MiB/s): a transfer is truly copying when the leader dies.
+        ...(name === 'src-a' ? ['--max-upload-rate', '4MiB'] : [])
       ], join(base, `${name}.log`))
       agents.push(child)
       await waitForJson(readyFile, child, 120_000, `agent ${name}`)
@@ -183,8 +196,15 @@ describe.skipIf(missing !== undefined)(missing === undefined ? 'coordinator repl
       ids.push((res.body as { id: string }).id)
     }
     const state = async (r: Replica, id: string): Promise<string> => ((await api(r, 'GET', `/v1/transfers/${id}`)).body as { state: string }).state
-    // Killed while something is under way: work on the agents must outlive the leader.
-    await until('a transfer to start', async () => (await Promise.all(ids.map(async id => await state(replicas[0], id)))).some(s => s !== 'queued') ? true : undefined)
+    // Killed while bytes are moving: the copy on the agents must outlive the leader.
+    const copying = async (id: string): Promise<boolean> => {
+      const rec = (await api(replicas[0], 'GET', `/v1/transfers/${id}`)).body as { state: string, progress?: { bytesDone: number } }
+      return rec.state === 'active' && (rec.progress?.bytesDone ?? 0) > 0
+    }
+    const inFlight = await until('a transfer mid-copy', async () => {
+      for (const id of ids) if (await copying(id)) return id
+      return undefined
+    })
     const pid = await until('a leader', async () => await leaderPid(url))
     const leader = replicas.find(r => r.child.pid === pid) as Replica
     expect(leader).toBeDefined()
@@ -207,5 +227,17 @@ describe.skipIf(missing !== undefined)(missing === undefined ? 'coordinator repl
     expect(b).toEqual(a)
     expect(new Set(a.map(e => e.id)).size).toBe(a.length)
     for (const id of ids) expect(a.filter(e => e.topic === `transfer.${id}.state` && e.data.to === 'succeeded')).toHaveLength(1)
+    // The transfer copying at the kill: one attempt's events, each once (no second start by the new leader unless the first failed).
+    const killedEvents = a.filter(e => e.topic === `transfer.${inFlight}.state`)
+    expect(new Set(killedEvents.map(e => e.id)).size).toBe(killedEvents.length)
+    expect(killedEvents.filter(e => e.data.to === 'active')).toHaveLength(1)
+    // The webhook gets every terminal event, the in-flight transfer's included, whichever replica wrote it.
+    const terminal = a.filter(e => e.topic.endsWith('.state') && e.data.to === 'succeeded')
+    try {
+      await receiver.until(d => terminal.every(e => d.some(x => x.id === e.id && x.status === 204)), 'a delivery of every terminal event', 60_000)
+      expect(receiver.deliveries.every(d => d.verified)).toBe(true)
+    } finally {
+      await receiver.close()
+    }
   }, 600_000)
 })

@@ -1,0 +1,65 @@
+import type { ChildProcess } from 'node:child_process'
+import { mkdir } from 'node:fs/promises'
+import { join } from 'node:path'
+import pg from 'pg'
+import { freePort, spawnStaccato, waitForJson } from '../../cli/index.ts'
+import type { ReadyInfo } from '../../cli/index.ts'
+import { LOCKS, LOCK_CLASS } from '../../coordinator/store-pg-schema.ts'
+
+/** Coordinator replicas and agents as processes on one PostgreSQL, for the e2e tests. */
+
+export interface Replica { child: ChildProcess, ready: ReadyInfo, dir: string }
+export interface Change { seq: number, id: string, topic: string, data: Record<string, unknown> }
+
+/** Bounded polling of a condition that other processes make true. */
+export async function until<T> (what: string, get: () => Promise<T | undefined>, tries = 1200): Promise<T> {
+  for (let i = 0; i < tries; i++) {
+    const value = await get().catch(() => undefined)
+    if (value !== undefined) return value
+    await new Promise(resolve => setTimeout(resolve, 100))
+  }
+  throw new Error(`gave up waiting: ${what}`)
+}
+
+export async function startReplica (base: string, url: string, n: number, opts: { token: string, join: string, extra?: string[] }): Promise<Replica> {
+  const dir = join(base, `coordinator-${n}`)
+  await mkdir(dir, { recursive: true })
+  const readyFile = join(dir, 'ready.json')
+  const child = spawnStaccato([
+    'coordinator', '--data-dir', dir, '--store', url, '--api-token', opts.token, '--join-token', opts.join,
+    '--api-port', String(await freePort()), '--listen', `/ip4/127.0.0.1/tcp/${await freePort()}`, '--ready-file', readyFile, ...opts.extra ?? []
+  ], join(dir, 'coordinator.log'))
+  return { child, ready: await waitForJson<ReadyInfo>(readyFile, child, 120_000, `coordinator ${n}`), dir }
+}
+
+export async function api (r: Replica, token: string, method: string, path: string, body?: string): Promise<{ status: number, body: unknown }> {
+  const headers: Record<string, string> = { authorization: `Bearer ${token}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) }
+  const res = await fetch(`${r.ready.apiUrl}${path}`, { method, body, headers })
+  const text = await res.text()
+  return { status: res.status, body: text === '' ? undefined : JSON.parse(text) as unknown }
+}
+
+/** The OS pid of the process whose lease session holds the leader lock (its application_name names it). */
+export async function leaderPid (url: string): Promise<number | undefined> {
+  const client = new pg.Client({ connectionString: url })
+  await client.connect()
+  try {
+    const row = (await client.query<{ name: string }>('SELECT a.application_name AS name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = \'advisory\' AND l.classid = $1::int8::oid AND l.objid = $2::int8::oid AND l.objsubid = 2 AND l.granted', [LOCK_CLASS, LOCKS.leader])).rows[0]
+    const pid = Number(/^staccato-coordinator (\d+)$/.exec(row?.name ?? '')?.[1])
+    return Number.isInteger(pid) ? pid : undefined
+  } finally {
+    await client.end()
+  }
+}
+
+/** The whole change feed of one replica. */
+export async function feed (r: Replica, token: string): Promise<Change[]> {
+  const items: Change[] = []
+  for (let after = 0, pages = 0; pages < 100; pages++) {
+    const page = (await api(r, token, 'GET', `/v1/changes?after=${after}&limit=1000`)).body as { items: Change[] }
+    items.push(...page.items)
+    if (page.items.length < 1000) break
+    after = page.items[page.items.length - 1].seq
+  }
+  return items
+}
