@@ -160,7 +160,7 @@ export class Executor {
       const treeFiles = this.opts.treeFiles ?? (async () => {})
       const deps = { node: this.opts.node, journal, counters, download, log, syncEveryBytes, syncEveryMs, progressEveryMs, progress, treeFiles, clock: this.opts.clock ?? systemClock }
       const r = await copyTree(deps, job, peer, dst, signal)
-      log('tree copied', { transferId: job.transferId, ...r.files, bytes: r.bytesDone })
+      log('tree copied', { transferId: job.transferId, ...r.files, bytes: r.bytesDone, deleted: r.deleted })
       const counts = { files: r.files, bytesDone: r.bytesDone, bytesTotal: r.bytesTotal }
       if (r.firstError !== undefined) {
         this.opts.counters.transfersFailed++

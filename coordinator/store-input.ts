@@ -141,7 +141,7 @@ const GLOBS = { items: 64, length: 1024 }
 function prepareTree (input: TransferInput, source: Location, destination: Location): TreeOptions | undefined {
   const isTree = namesDirectory(source)
   if (!isTree) {
-    for (const field of ['sync', 'include', 'exclude'] as const) {
+    for (const field of ['sync', 'include', 'exclude', 'deleteExtra', 'dryRun'] as const) {
       if (input[field] !== undefined) throw new InvalidArgumentError(`${field}: applies to a tree; name the source directory with a trailing / (${input.source}/)`)
     }
     return undefined
@@ -162,6 +162,12 @@ function prepareTree (input: TransferInput, source: Location, destination: Locat
       throw new InvalidArgumentError(`${field}: at most ${GLOBS.items} globs of 1 to ${GLOBS.length} characters`)
     }
     tree[field] = list
+  }
+  for (const field of ['deleteExtra', 'dryRun'] as const) {
+    const flag = input[field]
+    if (flag === undefined) continue
+    if (typeof flag !== 'boolean') throw new InvalidArgumentError(`${field}: must be true or false`)
+    if (flag) tree[field] = true
   }
   return tree
 }

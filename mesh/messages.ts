@@ -121,9 +121,24 @@ export type TreeMessage = Static<typeof TreeMessage>
 export const TreeOptions = Type.Object({
   sync: Type.Optional(SyncMode),
   include: Type.Optional(Globs),
-  exclude: Type.Optional(Globs)
+  exclude: Type.Optional(Globs),
+  /** A mirror: once every file is in place, what the destination holds and the source does not is removed (selected paths only). */
+  deleteExtra: Type.Optional(Type.Boolean()),
+  /** List what would be copied (and deleted), change nothing. */
+  dryRun: Type.Optional(Type.Boolean())
 }, { additionalProperties: false })
 export type TreeOptions = Static<typeof TreeOptions>
+
+/**
+ * One file of a tree as it ended: copied, skipped (unchanged, a link, a
+ * special file), failed, deleted (a mirror's extra), or, in a dry run, what
+ * would be copied or deleted.
+ */
+export const TreeFileState = Type.Union([
+  Type.Literal('done'), Type.Literal('skipped'), Type.Literal('failed'), Type.Literal('deleted'), Type.Literal('would-copy'), Type.Literal('would-delete')
+])
+export type TreeFileState = Static<typeof TreeFileState>
+export const TREE_FILE_STATES: readonly TreeFileState[] = ['done', 'skipped', 'failed', 'deleted', 'would-copy', 'would-delete']
 
 // ---- /staccato/control/1 ----------------------------------------------------
 

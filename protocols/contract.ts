@@ -165,6 +165,12 @@ export interface ProtocolPlugin {
   walk?(url: URL, opts?: OpOptions): AsyncIterable<TreeEntry>
   /** Creates a directory and its parents; one that exists is fine. */
   makeDirectory?(url: URL, opts?: OpOptions & { mode?: number }): Promise<void>
+  /**
+   * Removes one entry: a file, a symbolic link (the link, never what it
+   * points to) or an empty directory; false when a directory is not empty.
+   * For a mirror's extra entries (plug-ins with directories).
+   */
+  remove?(url: URL, opts?: OpOptions): Promise<boolean>
   /** Present when capabilities.writeAt is true. */
   openWriterAt?(url: URL, opts: WriteAtOptions): Promise<WriterAt>
   /** Frees resources (sockets, handles) the plug-in holds. */

@@ -7,7 +7,7 @@ import type { Entry, ObjectVersion, TreeEntry, OpOptions, ProtocolPlugin, ReadOp
 import { openFileWriter } from './file-writer.ts'
 import { openFileWriterAt } from './file-writer-at.ts'
 import { isPartialName } from './file-partial.ts'
-import { makeDirectory, walkDirectory } from './file-tree.ts'
+import { makeDirectory, removeEntry, walkDirectory } from './file-tree.ts'
 import { fsError } from './fs-errors.ts'
 import { assertVersion, checkOffset, checkRange, checkWriteKey } from './util.ts'
 import { assertHandleInside, isInside, parseFileUrl, resolveIn } from './volumes.ts'
@@ -135,6 +135,13 @@ export function file (init: FileOptions): ProtocolPlugin {
       const { path, what } = await resolveIn(volumes, volume, relPath === '' ? '' : relPath, { forWrite: relPath !== '' })
       if (relPath === '') return
       await makeDirectory(path, what, opts?.mode)
+    },
+
+    async remove (url: URL, opts?: OpOptions): Promise<boolean> {
+      opts?.signal?.throwIfAborted()
+      // Resolved for a write: the parents are real and inside the volume, the last segment is not followed.
+      const { path, what } = await resolve(url, true)
+      return await removeEntry(path, what)
     },
 
     /**

@@ -14,6 +14,7 @@ import { throttled } from '../copy/stages.ts'
 import { listTree, readFiles } from './client.ts'
 import type { FileRun, TreePeer } from './client.ts'
 import { DEFAULT_TREE_SYNC, syncDecision } from './policy.ts'
+import { deleteExtra } from './mirror.ts'
 
 export interface FileCounts { total: number, done: number, skipped: number, failed: number }
 
@@ -21,6 +22,8 @@ export interface TreeResult {
   files: FileCounts
   bytesTotal: number
   bytesDone: number
+  /** Entries a mirror removed from the destination. */
+  deleted?: number
   /** The first file that failed, with its path: the tree failed. */
   firstError?: ErrorInfo
 }
@@ -73,7 +76,9 @@ interface Ctx {
 export async function copyTree (deps: TreeCopyDeps, job: Job, peer: TreePeer, dst: Resolved, signal: AbortSignal): Promise<TreeResult> {
   const { plugin } = dst
   if (plugin.makeDirectory === undefined) throw new UnsupportedError(`destination: the ${plugin.scheme} plug-in cannot create directories, so it cannot receive a tree`)
-  await plugin.makeDirectory(dst.url, { signal })
+  const dryRun = job.tree?.dryRun === true
+  const mirror = job.tree?.deleteExtra === true
+  if (!dryRun) await plugin.makeDirectory(dst.url, { signal })
   const sync = job.tree?.sync ?? DEFAULT_TREE_SYNC
   const mode = checksumModeOf(job)
   const algorithm = mode === 'none' ? undefined : mode
@@ -127,9 +132,13 @@ export async function copyTree (deps: TreeCopyDeps, job: Job, peer: TreePeer, ds
     await sendRows()
   }
 
+  // A mirror needs every path the source listed once the copy is done: one string per entry, the price of deleteExtra.
+  const listed = new Set<string>()
   for await (const e of listTree(peer, job.tree ?? {}, signal)) {
     signal.throwIfAborted()
+    if (mirror) listed.add(e.path)
     if (e.type === 'directory') {
+      if (dryRun) continue
       // Owner-writable whatever the source's mode: a read-only directory could not receive its own files.
       await plugin.makeDirectory(urlOf(e.path), { signal, mode: e.mode | 0o700 })
       continue
@@ -158,12 +167,20 @@ export async function copyTree (deps: TreeCopyDeps, job: Job, peer: TreePeer, ds
       progress()
       continue
     }
+    if (dryRun) {
+      await row({ path: e.path, state: 'would-copy', size: e.size })
+      continue
+    }
     const resume = checkpoint !== undefined && checkpoint.path === e.path && checkpoint.version.size === e.size && checkpoint.version.mtime === e.mtime ? checkpoint : undefined
     batch.push({ entry: e, offset: resume?.durableOffset ?? 0 })
     batchBytes += e.size
     if (batch.length >= TREE_BATCH || batchBytes >= BATCH_BYTES) await flush()
   }
   await flush()
+  // Only after every file is in place: a failed copy removes nothing.
+  if (mirror && result.files.failed === 0) {
+    result.deleted = await deleteExtra({ plugin, dir: dst.url, urlOf, filter: job.tree ?? {}, inSource: p => listed.has(p), dryRun, row, signal })
+  }
   await sendRows()
   progress(true)
   return result
