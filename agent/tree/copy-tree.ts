@@ -41,10 +41,16 @@ type FileRow = ControlParams<'treeFiles'>['files'][number]
 /** Rows sent to the coordinator at once: the control method's bound. */
 const ROWS_PER_CALL = 256
 
+/** Files of a batch whose partial is opened ahead of their bytes: a few system calls each, overlapped. */
+const OPEN_AHEAD = 16
+
+/** Files whose commit (fsync, rename, directory fsync) runs while the next ones arrive. */
+const COMMITS_IN_FLIGHT = 32
+
 /** Bytes of one read batch at most, so a batch of large files does not wait for the last of them to be listed. */
 const BATCH_BYTES = 64 * 1024 * 1024
 
-interface Pending { entry: TreeEntry, offset: number, writer?: Writer, hasher?: Hasher }
+interface Pending { entry: TreeEntry, offset: number, writer?: Writer, hasher?: Hasher, opening?: Promise<Writer> }
 
 /** What every step of one tree copy shares. */
 interface Ctx {
@@ -76,9 +82,10 @@ interface Ctx {
 export async function copyTree (deps: TreeCopyDeps, job: Job, peer: TreePeer, dst: Resolved, signal: AbortSignal): Promise<TreeResult> {
   const { plugin } = dst
   if (plugin.makeDirectory === undefined) throw new UnsupportedError(`destination: the ${plugin.scheme} plug-in cannot create directories, so it cannot receive a tree`)
+  const makeDirectory = plugin.makeDirectory.bind(plugin)
   const dryRun = job.tree?.dryRun === true
   const mirror = job.tree?.deleteExtra === true
-  if (!dryRun) await plugin.makeDirectory(dst.url, { signal })
+  if (!dryRun) await makeDirectory(dst.url, { signal })
   const sync = job.tree?.sync ?? DEFAULT_TREE_SYNC
   const mode = checksumModeOf(job)
   const algorithm = mode === 'none' ? undefined : mode
@@ -127,56 +134,23 @@ export async function copyTree (deps: TreeCopyDeps, job: Job, peer: TreePeer, ds
     const files = batch
     batch = []
     batchBytes = 0
-    await pull(ctx, files)
+    // One batch is pulled while the next is listed and compared: at most two batches in memory.
+    await pulling
     // Failed files queue rows without sending them: send at every batch's end, so the queue stays bounded.
-    await sendRows()
+    pulling = pull(ctx, files).then(sendRows)
+    pulling.catch(() => {})
   }
+  let pulling: Promise<void> | undefined
 
   // A mirror needs every path the source listed once the copy is done: one string per entry, the price of deleteExtra.
   const listed = new Set<string>()
-  for await (const e of listTree(peer, job.tree ?? {}, signal)) {
-    signal.throwIfAborted()
-    if (mirror) listed.add(e.path)
-    if (e.type === 'directory') {
-      if (dryRun) continue
-      // Owner-writable whatever the source's mode: a read-only directory could not receive its own files.
-      await plugin.makeDirectory(urlOf(e.path), { signal, mode: e.mode | 0o700 })
-      continue
-    }
-    result.files.total++
-    if (e.type === 'skipped') {
-      result.files.skipped++
-      await row({ path: e.path, state: 'skipped', size: 0, reason: e.reason })
-      continue
-    }
-    result.bytesTotal += e.size
-    const source: ObjectVersion = { size: e.size, mtime: e.mtime }
-    let there: ObjectVersion | undefined
-    try {
-      there = await plugin.stat(urlOf(e.path), { signal })
-    } catch (err) {
-      const x = toStaccatoError(err)
-      if (x instanceof IsADirectoryError) { failFile(e.path, new IsADirectoryError(`a directory is where the file should go`)); continue }
-      if (!(x instanceof NotFoundError)) throw x
-    }
-    let decision = syncDecision(sync, source, there)
-    if (decision === 'compare-checksums') decision = await sameDigest(ctx, e, algorithm ?? 'sha256') ? 'skip' : 'copy'
-    if (decision === 'skip') {
-      result.files.skipped++
-      await row({ path: e.path, state: 'skipped', size: e.size, reason: `unchanged (sync ${sync})` })
-      progress()
-      continue
-    }
-    if (dryRun) {
-      await row({ path: e.path, state: 'would-copy', size: e.size })
-      continue
-    }
-    const resume = checkpoint !== undefined && checkpoint.path === e.path && checkpoint.version.size === e.size && checkpoint.version.mtime === e.mtime ? checkpoint : undefined
-    batch.push({ entry: e, offset: resume?.durableOffset ?? 0 })
-    batchBytes += e.size
-    if (batch.length >= TREE_BATCH || batchBytes >= BATCH_BYTES) await flush()
+  try {
+    await listAndCopy()
+  } finally {
+    // Whatever ended the listing, the batch being pulled finishes (or fails) before the attempt ends.
+    await pulling?.catch(() => {})
   }
-  await flush()
+  await pulling
   // Only after every file is in place: a failed copy removes nothing.
   if (mirror && result.files.failed === 0) {
     result.deleted = await deleteExtra({ plugin, dir: dst.url, urlOf, filter: job.tree ?? {}, inSource: p => listed.has(p), dryRun, row, signal })
@@ -184,6 +158,52 @@ export async function copyTree (deps: TreeCopyDeps, job: Job, peer: TreePeer, ds
   await sendRows()
   progress(true)
   return result
+
+  async function listAndCopy (): Promise<void> {
+    for await (const e of listTree(peer, job.tree ?? {}, signal)) {
+      signal.throwIfAborted()
+      if (mirror) listed.add(e.path)
+      if (e.type === 'directory') {
+        if (dryRun) continue
+        // Owner-writable whatever the source's mode: a read-only directory could not receive its own files.
+        await makeDirectory(urlOf(e.path), { signal, mode: e.mode | 0o700 })
+        continue
+      }
+      result.files.total++
+      if (e.type === 'skipped') {
+        result.files.skipped++
+        await row({ path: e.path, state: 'skipped', size: 0, reason: e.reason })
+        continue
+      }
+      result.bytesTotal += e.size
+      const source: ObjectVersion = { size: e.size, mtime: e.mtime }
+      let there: ObjectVersion | undefined
+      try {
+        there = await plugin.stat(urlOf(e.path), { signal })
+      } catch (err) {
+        const x = toStaccatoError(err)
+        if (x instanceof IsADirectoryError) { failFile(e.path, new IsADirectoryError(`a directory is where the file should go`)); continue }
+        if (!(x instanceof NotFoundError)) throw x
+      }
+      let decision = syncDecision(sync, source, there)
+      if (decision === 'compare-checksums') decision = await sameDigest(ctx, e, algorithm ?? 'sha256') ? 'skip' : 'copy'
+      if (decision === 'skip') {
+        result.files.skipped++
+        await row({ path: e.path, state: 'skipped', size: e.size, reason: `unchanged (sync ${sync})` })
+        progress()
+        continue
+      }
+      if (dryRun) {
+        await row({ path: e.path, state: 'would-copy', size: e.size })
+        continue
+      }
+      const resume = checkpoint !== undefined && checkpoint.path === e.path && checkpoint.version.size === e.size && checkpoint.version.mtime === e.mtime ? checkpoint : undefined
+      batch.push({ entry: e, offset: resume?.durableOffset ?? 0 })
+      batchBytes += e.size
+      if (batch.length >= TREE_BATCH || batchBytes >= BATCH_BYTES) await flush()
+    }
+    await flush()
+  }
 }
 
 /** `sync: checksum` for a file of the same size: the holder hashes its file (asked from its end, so no byte travels), this agent its own. */
@@ -204,17 +224,36 @@ async function sameDigest (ctx: Ctx, e: TreeEntry, algorithm: 'sha256' | 'blake3
 
 async function pull (ctx: Ctx, files: Pending[]): Promise<void> {
   const { deps, peer, algorithm, entry, result, failFile, progress, signal } = ctx
-  const byPath = new Map(files.map(f => [f.entry.path, f]))
+  const byPath = new Map(files.map((f, i) => [f.entry.path, { f, i }]))
   // A kept partial is read back and hashed before it is trusted; one that does not match starts from zero.
   for (const f of files) if (f.offset > 0) await reopen(ctx, f)
+  let opened = 0
+  const openAhead = (upTo: number): void => {
+    for (; opened < Math.min(upTo, files.length); opened++) {
+      const f = files[opened]
+      if (f.writer !== undefined) continue
+      f.opening = openAt(ctx, f, 0)
+      // Awaited when its bytes come, or discarded: never an unhandled rejection meanwhile.
+      f.opening.catch(() => {})
+    }
+  }
+  const discard = async (f: Pending): Promise<void> => {
+    const w = f.writer ?? await f.opening?.catch(() => undefined)
+    await w?.abort({ keepPartial: false }).catch(() => {})
+  }
+  openAhead(OPEN_AHEAD)
   let current: { f: Pending, sink: DurableSink, hasher?: Hasher } | undefined
+  const commits = new Set<Promise<void>>()
+  let commitError: unknown
   try {
     await readFiles(peer, files.map(f => ({ path: f.entry.path, offset: f.offset, expect: { size: f.entry.size, mtime: f.entry.mtime } })), algorithm, {
       file: async (run: FileRun, chunks) => {
-        const f = byPath.get(run.path)
-        if (f === undefined) throw new InternalError(`the holder sent ${run.path}, which was not asked for`)
+        const at = byPath.get(run.path)
+        if (at === undefined) throw new InternalError(`the holder sent ${run.path}, which was not asked for`)
+        const { f } = at
+        openAhead(at.i + 1 + OPEN_AHEAD)
         const version = { size: f.entry.size, mtime: f.entry.mtime }
-        f.writer ??= await openAt(ctx, f, 0)
+        f.writer ??= await (f.opening ?? openAt(ctx, f, 0))
         f.hasher ??= algorithm === undefined ? undefined : newHasher(algorithm)
         // The sink journals the file's offset into the tree's one entry: one file is part written at a time.
         const journal: Pick<TransferJournal, 'commitOffset'> = {
@@ -250,26 +289,37 @@ async function pull (ctx: Ctx, files: Pending[]): Promise<void> {
           failFile(path, new ChecksumMismatchError(`received bytes hash to ${algorithm ?? ''} ${ours ?? ''}, the holder's to ${theirs}`))
           return
         }
-        await c.sink.commit()
-        result.files.done++
-        await ctx.row({ path, state: 'done', size: c.f.entry.size })
-        if (entry.treeFile?.path === path) {
-          delete entry.treeFile
-          await deps.journal.put(entry)
-        }
-        progress()
+        // Committed beside the next files: each commit waits on two fsyncs (the file, then its directory),
+        // and the file system's journal takes concurrent ones in one commit of its own.
+        while (commits.size >= COMMITS_IN_FLIGHT) await Promise.race(commits)
+        const done = c.sink.commit().then(async () => {
+          result.files.done++
+          await ctx.row({ path, state: 'done', size: c.f.entry.size })
+          if (entry.treeFile?.path === path) {
+            delete entry.treeFile
+            await deps.journal.put(entry)
+          }
+          progress()
+        }).catch(err => { commitError ??= err }).finally(() => commits.delete(done))
+        commits.add(done)
       },
       error: async (path, err) => {
-        const f = byPath.get(path)
-        await f?.writer?.abort({ keepPartial: false }).catch(() => {})
+        const at = byPath.get(path)
+        if (at !== undefined) {
+          openAhead(at.i + 1 + OPEN_AHEAD)
+          await discard(at.f)
+        }
         // A file that changed between the listing and its read is found again by the next run; here it counts as failed.
         failFile(path, err instanceof SourceChangedError ? err : toStaccatoError(err))
       }
     }, signal)
+    await Promise.all(commits)
+    if (commitError !== undefined) throw commitError
   } catch (err) {
+    await Promise.all(commits)
     // The stream broke inside a file: its partial stays for the next attempt, which resumes it from the journaled offset.
     await current?.sink.abort(toStaccatoError(err).retryable).catch(() => {})
-    for (const f of files) if (f !== current?.f) await f.writer?.abort({ keepPartial: false }).catch(() => {})
+    for (const f of files) if (f !== current?.f) await discard(f)
     throw err
   }
 }

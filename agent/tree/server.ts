@@ -1,11 +1,11 @@
 import type { Connection, Stream } from '@libp2p/interface'
 import {
-  FrameReader, InvalidArgumentError, PermissionDeniedError, TREE_BATCH, TREE_PROTOCOL, TreeRequest, WIRE_VERSION,
+  FrameReader, InvalidArgumentError, PermissionDeniedError, SourceChangedError, TREE_BATCH, TREE_PROTOCOL, TreeRequest, WIRE_VERSION,
   decode, namesDirectory, parseLocation, send, sendFrame, toStaccatoError, verifyTicket
 } from '../../mesh/index.ts'
 import type { MeshNode, TicketIssuer, TreeEntry } from '../../mesh/index.ts'
 import { resolveVolumePath } from '../../protocols/index.ts'
-import type { ProtocolPlugin, Volume } from '../../protocols/index.ts'
+import type { ProtocolPlugin, StatResult, Volume } from '../../protocols/index.ts'
 import type { AgentCounters } from '../counters.ts'
 import type { TokenBucket } from '../rate-limit.ts'
 import { newHasher } from '../copy/checksum.ts'
@@ -99,24 +99,46 @@ async function list (stream: Stream, opts: TreeServerOptions, dir: URL, req: Ext
   if (batch.length > 0) await sendFrame(stream, { v: WIRE_VERSION, t: 'entries', entries: batch })
 }
 
+/** Files of a read batch checked (and, if small, read) ahead of the one being sent: each costs a few system calls, which overlap. */
+const LOOKAHEAD = 16
+/** A file up to this size is read whole while it is checked; 16 of them ahead keep at most 4 MiB in memory. */
+const PREFETCH_BYTES = 256 * 1024
+
+type ReadFile = Extract<TreeRequest, { op: 'read' }>['files'][number]
+type Ready = { url: URL, header: StatResult, data?: Uint8Array[] } | { error: unknown }
+
 async function read (stream: Stream, opts: TreeServerOptions, dir: URL, req: Extract<TreeRequest, { op: 'read' }>): Promise<void> {
   const { volume, path: dirPath } = volumeAndPath(dir)
   const realDir = await resolveVolumePath(opts.volumeList, volume, dirPath)
-  for (const f of req.files) {
-    const url = new URL(dir.href + f.path.split('/').map(encodeURIComponent).join('/'))
-    let header
+  const prepare = async (f: ReadFile): Promise<Ready> => {
     try {
+      const url = new URL(dir.href + f.path.split('/').map(encodeURIComponent).join('/'))
       // Inside the tree the ticket names, not only inside the volume: a symbolic link in the tree leads nowhere else.
       const real = await resolveVolumePath(opts.volumeList, volume, `${dirPath}${dirPath === '' ? '' : '/'}${f.path}`)
       if (!real.startsWith(`${realDir}/`)) throw new PermissionDeniedError(`${f.path}: leaves the tree ${req.source}`)
       const st = await opts.volumes.stat(url)
-      if (st.size !== f.expect.size || st.mtime !== f.expect.mtime) throw new InvalidArgumentError(`${f.path}: changed since it was listed (size ${f.expect.size} → ${st.size})`)
+      if (st.size !== f.expect.size || st.mtime !== f.expect.mtime) throw new SourceChangedError(`${f.path}: changed since it was listed (size ${f.expect.size} → ${st.size})`)
       if (f.offset > st.size) throw new InvalidArgumentError(`${f.path}: offset ${f.offset} is past its end (${st.size} bytes)`)
-      header = st
+      if (f.offset > 0 || st.size > PREFETCH_BYTES) return { url, header: st }
+      const data: Uint8Array[] = []
+      for await (const chunk of opts.volumes.read(url, { offset: 0, length: st.size, expect: { size: st.size, mtime: st.mtime, etag: st.etag } })) data.push(chunk)
+      return { url, header: st, data }
     } catch (err) {
-      await sendFrame(stream, { v: WIRE_VERSION, t: 'file-error', path: f.path, error: toStaccatoError(err).toJSON() })
+      return { error: err }
+    }
+  }
+  const ahead: Array<Promise<Ready>> = []
+  for (let i = 0; i < req.files.length; i++) {
+    for (let j = ahead.length; j < Math.min(req.files.length, i + LOOKAHEAD); j++) ahead.push(prepare(req.files[j]))
+    const f = req.files[i]
+    const ready = await ahead[i]
+    // Sent: the batch's memory goes with it.
+    ahead[i] = Promise.resolve({ error: undefined })
+    if ('error' in ready) {
+      await sendFrame(stream, { v: WIRE_VERSION, t: 'file-error', path: f.path, error: toStaccatoError(ready.error).toJSON() })
       continue
     }
+    const { url, header, data } = ready
     const version = { size: header.size, mtime: header.mtime, etag: header.etag }
     const length = header.size - f.offset
     await sendFrame(stream, { v: WIRE_VERSION, t: 'file', path: f.path, size: header.size, mtime: header.mtime, length })
@@ -125,7 +147,7 @@ async function read (stream: Stream, opts: TreeServerOptions, dir: URL, req: Ext
       for await (const chunk of opts.volumes.read(url, { offset: 0, length: f.offset, expect: version })) hash.update(chunk)
     }
     // Once the header went, the file's bytes must follow in full: an error here ends the stream (the reader keeps its partial and resumes).
-    for await (const chunk of opts.volumes.read(url, { offset: f.offset, length, expect: version })) {
+    for await (const chunk of data ?? opts.volumes.read(url, { offset: f.offset, length, expect: version })) {
       hash?.update(chunk)
       if (opts.upload !== undefined) await opts.upload.take(chunk.byteLength)
       await send(stream, chunk)
