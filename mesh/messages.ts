@@ -111,7 +111,9 @@ export const TreeMessage = Type.Union([
   Type.Object({ v: Type.Literal(WIRE_VERSION), t: Type.Literal('entries'), entries: Type.Array(TreeEntry, { maxItems: TREE_BATCH }) }),
   Type.Object({ v: Type.Literal(WIRE_VERSION), t: Type.Literal('file'), path: TreePath, size: Offset, mtime: Type.Number(), length: Offset }),
   Type.Object({ v: Type.Literal(WIRE_VERSION), t: Type.Literal('file-end'), path: TreePath, sha256: Type.Optional(Sha256), blake3: Type.Optional(Blake3) }),
-  Type.Object({ v: Type.Literal(WIRE_VERSION), t: Type.Literal('file-error'), path: TreePath, error: ErrorInfo }),
+  // `now`: the file as it is now, when it changed since it was listed (or while it was read: then in place of `file-end`,
+  // its `length` bytes sent), so that the reader can ask for it again.
+  Type.Object({ v: Type.Literal(WIRE_VERSION), t: Type.Literal('file-error'), path: TreePath, error: ErrorInfo, now: Type.Optional(ObjectVersion) }),
   Type.Object({ v: Type.Literal(WIRE_VERSION), t: Type.Literal('end') }),
   Type.Object({ v: Type.Literal(WIRE_VERSION), t: Type.Literal('error'), error: ErrorInfo })
 ])

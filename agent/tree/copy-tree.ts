@@ -222,7 +222,10 @@ async function sameDigest (ctx: Ctx, e: TreeEntry, algorithm: 'sha256' | 'blake3
   return hasher.digest() === theirs
 }
 
-async function pull (ctx: Ctx, files: Pending[]): Promise<void> {
+/** Times a file that changed while it was read is asked for again, as it is then, before it is reported `source_changed`. */
+const CHANGED_RETRIES = 3
+
+async function pull (ctx: Ctx, files: Pending[], round = 0): Promise<void> {
   const { deps, peer, algorithm, entry, result, failFile, progress, signal } = ctx
   const byPath = new Map(files.map((f, i) => [f.entry.path, { f, i }]))
   // A kept partial is read back and hashed before it is trusted; one that does not match starts from zero.
@@ -245,6 +248,7 @@ async function pull (ctx: Ctx, files: Pending[]): Promise<void> {
   let current: { f: Pending, sink: DurableSink, hasher?: Hasher } | undefined
   const commits = new Set<Promise<void>>()
   let commitError: unknown
+  const again: Pending[] = []
   try {
     await readFiles(peer, files.map(f => ({ path: f.entry.path, offset: f.offset, expect: { size: f.entry.size, mtime: f.entry.mtime } })), algorithm, {
       file: async (run: FileRun, chunks) => {
@@ -303,18 +307,26 @@ async function pull (ctx: Ctx, files: Pending[]): Promise<void> {
         }).catch(err => { commitError ??= err }).finally(() => commits.delete(done))
         commits.add(done)
       },
-      error: async (path, err) => {
+      error: async (path, err, now) => {
         const at = byPath.get(path)
-        if (at !== undefined) {
-          openAhead(at.i + 1 + OPEN_AHEAD)
-          await discard(at.f)
+        if (at === undefined) throw new InternalError(`the holder reported ${path}, which was not asked for`)
+        // In place of its end, after its bytes: the file changed while it was read, and what was written of it goes.
+        if (current?.f === at.f) current = undefined
+        openAhead(at.i + 1 + OPEN_AHEAD)
+        await discard(at.f)
+        if (err instanceof SourceChangedError && now !== undefined && round < CHANGED_RETRIES) {
+          // Asked again as it is now (bounded): never a mix of two versions, which the holder's version checks refuse.
+          deps.log('tree file changed while read; asking again', { transferId: ctx.job.transferId, path, round: round + 1 })
+          result.bytesTotal += now.size - at.f.entry.size
+          again.push({ entry: { ...at.f.entry, size: now.size, mtime: now.mtime }, offset: 0 })
+          return
         }
-        // A file that changed between the listing and its read is found again by the next run; here it counts as failed.
-        failFile(path, err instanceof SourceChangedError ? err : toStaccatoError(err))
+        failFile(path, err instanceof SourceChangedError && round > 0 ? new SourceChangedError(`changed while it was read, ${round + 1} times; not copied`) : err)
       }
     }, signal)
     await Promise.all(commits)
     if (commitError !== undefined) throw commitError
+    if (again.length > 0) await pull(ctx, again, round + 1)
   } catch (err) {
     await Promise.all(commits)
     // The stream broke inside a file: its partial stays for the next attempt, which resumes it from the journaled offset.

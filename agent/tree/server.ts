@@ -105,14 +105,14 @@ const LOOKAHEAD = 16
 const PREFETCH_BYTES = 256 * 1024
 
 type ReadFile = Extract<TreeRequest, { op: 'read' }>['files'][number]
-type Ready = { url: URL, header: StatResult, data?: Uint8Array[] } | { error: unknown }
+type Ready = { url: URL, header: StatResult, data?: Uint8Array[] } | { error: unknown, now?: StatResult }
 
 async function read (stream: Stream, opts: TreeServerOptions, dir: URL, req: Extract<TreeRequest, { op: 'read' }>): Promise<void> {
   const { volume, path: dirPath } = volumeAndPath(dir)
   const realDir = await resolveVolumePath(opts.volumeList, volume, dirPath)
   const prepare = async (f: ReadFile): Promise<Ready> => {
+    const url = new URL(dir.href + f.path.split('/').map(encodeURIComponent).join('/'))
     try {
-      const url = new URL(dir.href + f.path.split('/').map(encodeURIComponent).join('/'))
       // Inside the tree the ticket names, not only inside the volume: a symbolic link in the tree leads nowhere else.
       const real = await resolveVolumePath(opts.volumeList, volume, `${dirPath}${dirPath === '' ? '' : '/'}${f.path}`)
       if (!real.startsWith(`${realDir}/`)) throw new PermissionDeniedError(`${f.path}: leaves the tree ${req.source}`)
@@ -124,7 +124,7 @@ async function read (stream: Stream, opts: TreeServerOptions, dir: URL, req: Ext
       for await (const chunk of opts.volumes.read(url, { offset: 0, length: st.size, expect: { size: st.size, mtime: st.mtime, etag: st.etag } })) data.push(chunk)
       return { url, header: st, data }
     } catch (err) {
-      return { error: err }
+      return { error: err, now: toStaccatoError(err) instanceof SourceChangedError ? await opts.volumes.stat(url).catch(() => undefined) : undefined }
     }
   }
   const ahead: Array<Promise<Ready>> = []
@@ -135,26 +135,58 @@ async function read (stream: Stream, opts: TreeServerOptions, dir: URL, req: Ext
     // Sent: the batch's memory goes with it.
     ahead[i] = Promise.resolve({ error: undefined })
     if ('error' in ready) {
-      await sendFrame(stream, { v: WIRE_VERSION, t: 'file-error', path: f.path, error: toStaccatoError(ready.error).toJSON() })
+      await fileError(stream, f.path, ready.error, ready.now)
       continue
     }
     const { url, header, data } = ready
     const version = { size: header.size, mtime: header.mtime, etag: header.etag }
     const length = header.size - f.offset
-    await sendFrame(stream, { v: WIRE_VERSION, t: 'file', path: f.path, size: header.size, mtime: header.mtime, length })
     const hash = req.algorithm !== undefined ? newHasher(req.algorithm) : undefined
-    if (hash !== undefined && f.offset > 0) {
-      for await (const chunk of opts.volumes.read(url, { offset: 0, length: f.offset, expect: version })) hash.update(chunk)
+    let chunks: AsyncIterator<Uint8Array>
+    let first: IteratorResult<Uint8Array>
+    try {
+      if (hash !== undefined && f.offset > 0) {
+        for await (const chunk of opts.volumes.read(url, { offset: 0, length: f.offset, expect: version })) hash.update(chunk)
+      }
+      // The first chunk before the header: a file changed since it was checked is then reported alone, not by breaking the stream.
+      chunks = (data !== undefined ? each(data) : opts.volumes.read(url, { offset: f.offset, length, expect: version }))[Symbol.asyncIterator]()
+      first = await chunks.next()
+    } catch (err) {
+      await fileError(stream, f.path, err, await opts.volumes.stat(url).catch(() => undefined))
+      continue
     }
-    // Once the header went, the file's bytes must follow in full: an error here ends the stream (the reader keeps its partial and resumes).
-    for await (const chunk of data ?? opts.volumes.read(url, { offset: f.offset, length, expect: version })) {
-      hash?.update(chunk)
-      if (opts.upload !== undefined) await opts.upload.take(chunk.byteLength)
-      await send(stream, chunk)
-      opts.counters.bytesServed += chunk.byteLength
+    await sendFrame(stream, { v: WIRE_VERSION, t: 'file', path: f.path, size: header.size, mtime: header.mtime, length })
+    let sent = 0
+    try {
+      for (let r = first; r.done !== true; r = await chunks.next()) {
+        const chunk = r.value
+        hash?.update(chunk)
+        if (opts.upload !== undefined) await opts.upload.take(chunk.byteLength)
+        await send(stream, chunk)
+        sent += chunk.byteLength
+        opts.counters.bytesServed += chunk.byteLength
+      }
+    } catch (err) {
+      // Every byte went, and then the file turned out to have changed while it was read: that file alone fails (the reader may ask again).
+      // Short of its length, the stream cannot go on: the error ends it (the reader keeps its partial and resumes).
+      if (sent !== length || !(toStaccatoError(err) instanceof SourceChangedError)) throw err
+      await fileError(stream, f.path, err, await opts.volumes.stat(url).catch(() => undefined))
+      continue
+    } finally {
+      await chunks.return?.()
     }
     await sendFrame(stream, { v: WIRE_VERSION, t: 'file-end', path: f.path, ...(hash === undefined ? {} : { [hash.algorithm]: hash.digest() }) })
   }
+}
+
+async function * each (data: Uint8Array[]): AsyncGenerator<Uint8Array> {
+  yield * data
+}
+
+async function fileError (stream: Stream, path: string, err: unknown, now: StatResult | undefined): Promise<void> {
+  const e = toStaccatoError(err)
+  const changed = e instanceof SourceChangedError && now !== undefined ? { now: { size: now.size, mtime: now.mtime } } : {}
+  await sendFrame(stream, { v: WIRE_VERSION, t: 'file-error', path, error: e.toJSON(), ...changed })
 }
 
 function volumeAndPath (dir: URL): { volume: string, path: string } {
