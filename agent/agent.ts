@@ -147,7 +147,8 @@ export async function startAgent (config: AgentConfig, onFatal: (err: Error) => 
     syncEveryBytes: config.syncEveryBytes,
     syncEveryMs: config.syncEveryMs,
     progressEveryMs: 1000,
-    blobs
+    blobs,
+    volumeList: config.volumes
   })
   const control = new ControlClient({
     node,

@@ -149,6 +149,12 @@ function prepareTree (input: TransferInput, source: Location, destination: Locat
   if (input.destinations !== undefined) throw new InvalidArgumentError('destinations: a tree goes to one destination for now')
   if (!namesDirectory(destination)) throw new InvalidArgumentError(`destination: the source is a directory (it ends with /), so the destination must be one too: ${input.destination ?? ''}/`)
   if (source.kind !== 'agent' || destination.kind !== 'agent') throw new InvalidArgumentError('source: a tree is copied between agent volumes (agent://name/volume/dir/)')
+  if (source.agent === destination.agent && source.volume === destination.volume) {
+    // One inside the other: the copy would list itself as it grows, and a mirror would remove the source.
+    const inside = (a: string, b: string): boolean => a === b || a.startsWith(b === '' ? '' : `${b}/`)
+    const [s, d] = [source.path.replace(/\/$/, ''), destination.path.replace(/\/$/, '')]
+    if (inside(s, d) || inside(d, s)) throw new InvalidArgumentError(`destination: ${input.destination ?? ''} and the source ${input.source} are the same directory or one holds the other; copy a tree into a directory outside it`)
+  }
   const tree: TreeOptions = {}
   if (input.sync !== undefined) {
     const known = SYNC_MODES.find(m => m === input.sync)

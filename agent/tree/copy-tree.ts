@@ -11,8 +11,8 @@ import { newHasher } from '../copy/checksum.ts'
 import type { Hasher } from '../copy/checksum.ts'
 import { DurableSink } from '../copy/durable-sink.ts'
 import { throttled } from '../copy/stages.ts'
-import { listTree, readFiles } from './client.ts'
-import type { FileRun, TreePeer } from './client.ts'
+import type { FileRun } from './client.ts'
+import type { TreeSource } from './source.ts'
 import { DEFAULT_TREE_SYNC, syncDecision } from './policy.ts'
 import { deleteExtra } from './mirror.ts'
 
@@ -56,7 +56,7 @@ interface Pending { entry: TreeEntry, offset: number, writer?: Writer, hasher?: 
 interface Ctx {
   deps: TreeCopyDeps
   job: Job
-  peer: TreePeer
+  source: TreeSource
   dst: Resolved
   algorithm: 'sha256' | 'blake3' | undefined
   entry: JournalEntry
@@ -79,7 +79,7 @@ interface Ctx {
  * digest): after a crash the next attempt skips the files already in place
  * (the sync check) and resumes that one from its offset.
  */
-export async function copyTree (deps: TreeCopyDeps, job: Job, peer: TreePeer, dst: Resolved, signal: AbortSignal): Promise<TreeResult> {
+export async function copyTree (deps: TreeCopyDeps, job: Job, source: TreeSource, dst: Resolved, signal: AbortSignal): Promise<TreeResult> {
   const { plugin } = dst
   if (plugin.makeDirectory === undefined) throw new UnsupportedError(`destination: the ${plugin.scheme} plug-in cannot create directories, so it cannot receive a tree`)
   const makeDirectory = plugin.makeDirectory.bind(plugin)
@@ -126,7 +126,7 @@ export async function copyTree (deps: TreeCopyDeps, job: Job, peer: TreePeer, ds
     result.firstError ??= { code: err.code, message: `${path}: ${err.message}`, retryable: err.retryable }
   }
 
-  const ctx: Ctx = { deps, job, peer, dst, algorithm, entry, result, urlOf, failFile, progress, row, signal }
+  const ctx: Ctx = { deps, job, source, dst, algorithm, entry, result, urlOf, failFile, progress, row, signal }
   let batch: Pending[] = []
   let batchBytes = 0
   const flush = async (): Promise<void> => {
@@ -160,7 +160,7 @@ export async function copyTree (deps: TreeCopyDeps, job: Job, peer: TreePeer, ds
   return result
 
   async function listAndCopy (): Promise<void> {
-    for await (const e of listTree(peer, job.tree ?? {}, signal)) {
+    for await (const e of source.list(job.tree ?? {}, signal)) {
       signal.throwIfAborted()
       if (mirror) listed.add(e.path)
       if (e.type === 'directory') {
@@ -208,10 +208,10 @@ export async function copyTree (deps: TreeCopyDeps, job: Job, peer: TreePeer, ds
 
 /** `sync: checksum` for a file of the same size: the holder hashes its file (asked from its end, so no byte travels), this agent its own. */
 async function sameDigest (ctx: Ctx, e: TreeEntry, algorithm: 'sha256' | 'blake3'): Promise<boolean> {
-  const { peer, dst, signal } = ctx
+  const { source, dst, signal } = ctx
   const url = ctx.urlOf(e.path)
   let theirs: string | undefined
-  await readFiles(peer, [{ path: e.path, offset: e.size, expect: { size: e.size, mtime: e.mtime } }], algorithm, {
+  await source.read([{ path: e.path, offset: e.size, expect: { size: e.size, mtime: e.mtime } }], algorithm, {
     file: async (_run, chunks) => { for await (const _ of chunks) break },
     end: async (_path, digest) => { theirs = digest[algorithm] },
     error: async (_path, err) => { throw err }
@@ -226,7 +226,7 @@ async function sameDigest (ctx: Ctx, e: TreeEntry, algorithm: 'sha256' | 'blake3
 const CHANGED_RETRIES = 3
 
 async function pull (ctx: Ctx, files: Pending[], round = 0): Promise<void> {
-  const { deps, peer, algorithm, entry, result, failFile, progress, signal } = ctx
+  const { deps, source, algorithm, entry, result, failFile, progress, signal } = ctx
   const byPath = new Map(files.map((f, i) => [f.entry.path, { f, i }]))
   // A kept partial is read back and hashed before it is trusted; one that does not match starts from zero.
   for (const f of files) if (f.offset > 0) await reopen(ctx, f)
@@ -250,7 +250,7 @@ async function pull (ctx: Ctx, files: Pending[], round = 0): Promise<void> {
   let commitError: unknown
   const again: Pending[] = []
   try {
-    await readFiles(peer, files.map(f => ({ path: f.entry.path, offset: f.offset, expect: { size: f.entry.size, mtime: f.entry.mtime } })), algorithm, {
+    await source.read(files.map(f => ({ path: f.entry.path, offset: f.offset, expect: { size: f.entry.size, mtime: f.entry.mtime } })), algorithm, {
       file: async (run: FileRun, chunks) => {
         const at = byPath.get(run.path)
         if (at === undefined) throw new InternalError(`the holder sent ${run.path}, which was not asked for`)

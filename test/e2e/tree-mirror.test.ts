@@ -1,5 +1,5 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
-import { mkdir, readdir, readFile, symlink, writeFile } from 'node:fs/promises'
+import { mkdir, readdir, readFile, stat, symlink, utimes, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { TestMesh } from '../helpers/mesh.ts'
 
@@ -105,5 +105,23 @@ describe('a tree mirrored with deleteExtra, and its dry run (real processes)', (
     expect(failed.state).toBe('failed')
     expect(failed.lastError?.code).toBe('is_a_directory')
     expect(await readFile(join(blocked, 'extra.txt'), 'utf8')).toBe('stays')
+  })
+  it('copies (and mirrors) a tree inside one agent; a destination inside the source, or the reverse, is refused at submit', async () => {
+    await utimes(join(src, 'sub', 'b.txt'), new Date(1_600_000_000_000), new Date(1_600_000_000_000))
+    const local = join(mesh.volume('store-1'), 'local-copy')
+    await mkdir(local, { recursive: true })
+    await writeFile(join(local, 'extra.txt'), 'extra')
+    const t = await mesh.submit('agent://store-1/vol/dataset/', 'agent://store-1/vol/local-copy/', { deleteExtra: true })
+    const done = await mesh.waitForState(t.id, ['succeeded', 'failed']) as unknown as TreeTransfer
+    expect(done.state).toBe('succeeded')
+    expect(await entries(local)).toEqual(['a.txt', 'keep.tmp', 'sub', 'sub/b.txt'])
+    expect(await readFile(join(local, 'a.txt'), 'utf8')).toBe('new a')
+    expect(Math.floor((await stat(join(local, 'sub', 'b.txt'))).mtimeMs)).toBe(1_600_000_000_000)
+    expect((await files(done.id)).filter(r => r.state === 'deleted').map(r => r.path)).toEqual(['extra.txt'])
+    for (const [from, to] of [['dataset/', 'dataset/inner/'], ['dataset/sub/', 'dataset/'], ['dataset/', '']]) {
+      const res = await mesh.api('POST', '/v1/transfers', { source: `agent://store-1/vol/${from}`, destination: `agent://store-1/vol/${to}`, deleteExtra: true })
+      expect(res.status).toBe(400)
+      expect(JSON.stringify(res.body)).toContain('one holds the other')
+    }
   })
 })
