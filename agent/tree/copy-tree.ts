@@ -129,6 +129,7 @@ export async function copyTree (deps: TreeCopyDeps, job: Job, source: TreeSource
   const ctx: Ctx = { deps, job, source, dst, algorithm, entry, result, urlOf, failFile, progress, row, signal }
   let batch: Pending[] = []
   let batchBytes = 0
+  let toCompare: TreeEntry[] = []
   const flush = async (): Promise<void> => {
     if (batch.length === 0) return
     const files = batch
@@ -185,41 +186,68 @@ export async function copyTree (deps: TreeCopyDeps, job: Job, source: TreeSource
         if (x instanceof IsADirectoryError) { failFile(e.path, new IsADirectoryError(`a directory is where the file should go`)); continue }
         if (!(x instanceof NotFoundError)) throw x
       }
-      let decision = syncDecision(sync, source, there)
-      if (decision === 'compare-checksums') decision = await sameDigest(ctx, e, algorithm ?? 'sha256') ? 'skip' : 'copy'
-      if (decision === 'skip') {
-        result.files.skipped++
-        await row({ path: e.path, state: 'skipped', size: e.size, reason: `unchanged (sync ${sync})` })
-        progress()
-        continue
+      const decision = syncDecision(sync, source, there)
+      if (decision === 'compare-checksums') {
+        // Compared in batches: one request for the holder's digests of many files, not one round trip each.
+        toCompare.push(e)
+        if (toCompare.length >= TREE_BATCH) await compare()
+      } else {
+        await decided(e, decision)
       }
-      if (dryRun) {
-        await row({ path: e.path, state: 'would-copy', size: e.size })
-        continue
-      }
-      const resume = checkpoint !== undefined && checkpoint.path === e.path && checkpoint.version.size === e.size && checkpoint.version.mtime === e.mtime ? checkpoint : undefined
-      batch.push({ entry: e, offset: resume?.durableOffset ?? 0 })
-      batchBytes += e.size
-      if (batch.length >= TREE_BATCH || batchBytes >= BATCH_BYTES) await flush()
     }
+    await compare()
     await flush()
+  }
+
+  async function compare (): Promise<void> {
+    const list = toCompare
+    toCompare = []
+    if (list.length === 0) return
+    const same = await sameDigests(ctx, list, algorithm ?? 'sha256')
+    for (const e of list) await decided(e, same.has(e.path) ? 'skip' : 'copy')
+  }
+
+  async function decided (e: TreeEntry, decision: 'copy' | 'skip'): Promise<void> {
+    if (decision === 'skip') {
+      result.files.skipped++
+      await row({ path: e.path, state: 'skipped', size: e.size, reason: `unchanged (sync ${sync})` })
+      progress()
+      return
+    }
+    if (dryRun) {
+      await row({ path: e.path, state: 'would-copy', size: e.size })
+      return
+    }
+    const resume = checkpoint !== undefined && checkpoint.path === e.path && checkpoint.version.size === e.size && checkpoint.version.mtime === e.mtime ? checkpoint : undefined
+    batch.push({ entry: e, offset: resume?.durableOffset ?? 0 })
+    batchBytes += e.size
+    if (batch.length >= TREE_BATCH || batchBytes >= BATCH_BYTES) await flush()
   }
 }
 
-/** `sync: checksum` for a file of the same size: the holder hashes its file (asked from its end, so no byte travels), this agent its own. */
-async function sameDigest (ctx: Ctx, e: TreeEntry, algorithm: 'sha256' | 'blake3'): Promise<boolean> {
+/**
+ * `sync: checksum` for files of the same size, a batch at a time: the holder
+ * hashes its files (asked from their ends, so no byte travels), in one
+ * request; this agent hashes its own. The paths whose digests agree.
+ */
+async function sameDigests (ctx: Ctx, entries: TreeEntry[], algorithm: 'sha256' | 'blake3'): Promise<Set<string>> {
   const { source, dst, signal } = ctx
-  const url = ctx.urlOf(e.path)
-  let theirs: string | undefined
-  await source.read([{ path: e.path, offset: e.size, expect: { size: e.size, mtime: e.mtime } }], algorithm, {
+  const theirs = new Map<string, string>()
+  await source.read(entries.map(e => ({ path: e.path, offset: e.size, expect: { size: e.size, mtime: e.mtime } })), algorithm, {
     file: async (_run, chunks) => { for await (const _ of chunks) break },
-    end: async (_path, digest) => { theirs = digest[algorithm] },
-    error: async (_path, err) => { throw err }
+    end: async (path, digest) => { const d = digest[algorithm]; if (d !== undefined) theirs.set(path, d) },
+    // Changed or unreadable there: copied, and the copy reports what is wrong.
+    error: async () => {}
   }, signal)
-  const hasher = newHasher(algorithm)
-  if (hasher === undefined || theirs === undefined) return false
-  for await (const chunk of dst.plugin.read(url, { offset: 0, signal })) hasher.update(chunk)
-  return hasher.digest() === theirs
+  const same = new Set<string>()
+  for (const e of entries) {
+    const hasher = newHasher(algorithm)
+    const want = theirs.get(e.path)
+    if (hasher === undefined || want === undefined) continue
+    for await (const chunk of dst.plugin.read(ctx.urlOf(e.path), { offset: 0, signal })) hasher.update(chunk)
+    if (hasher.digest() === want) same.add(e.path)
+  }
+  return same
 }
 
 /** Times a file that changed while it was read is asked for again, as it is then, before it is reported `source_changed`. */

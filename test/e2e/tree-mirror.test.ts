@@ -124,4 +124,13 @@ describe('a tree mirrored with deleteExtra, and its dry run (real processes)', (
       expect(JSON.stringify(res.body)).toContain('one holds the other')
     }
   })
+  it('sync checksum asks the holder for the digests of many files in one request, not one each', async () => {
+    const requests = async (): Promise<number> => (await mesh.status('store-1')).counters.dataRequests
+    const before = await requests()
+    const done = await run('agent://compute-1/vol/mirror/', { exclude: ['*.tmp'], sync: 'checksum' })
+    expect(done.state).toBe('succeeded')
+    expect(done.progress.files).toEqual({ total: 2, done: 0, skipped: 2, failed: 0 })
+    // The listing, and one request for both digests.
+    expect(await requests() - before).toBe(2)
+  })
 })
