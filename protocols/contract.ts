@@ -80,6 +80,11 @@ export interface WriteOptions extends OpOptions {
   mtime?: number
   /** Permission bits to give the object at commit, where the protocol has them. */
   mode?: number
+  /**
+   * Commit without making the rename durable: the caller syncs the directory
+   * once for a group of files (`syncDirectory`), as a tree copy does.
+   */
+  deferDirectorySync?: boolean
 }
 
 /**
@@ -171,6 +176,8 @@ export interface ProtocolPlugin {
    * For a mirror's extra entries (plug-ins with directories).
    */
   remove?(url: URL, opts?: OpOptions): Promise<boolean>
+  /** Makes the renames done in a directory durable (after commits with `deferDirectorySync`). */
+  syncDirectory?(url: URL, opts?: OpOptions): Promise<void>
   /** Present when capabilities.writeAt is true. */
   openWriterAt?(url: URL, opts: WriteAtOptions): Promise<WriterAt>
   /** Frees resources (sockets, handles) the plug-in holds. */

@@ -277,6 +277,8 @@ async function pull (ctx: Ctx, files: Pending[], round = 0): Promise<void> {
   const commits = new Set<Promise<void>>()
   let commitError: unknown
   const again: Pending[] = []
+  /** Directories (tree paths ending in '/', '' for the top) where files were renamed into place: each synced once. */
+  const renamedIn = new Set<string>()
   try {
     await source.read(files.map(f => ({ path: f.entry.path, offset: f.offset, expect: { size: f.entry.size, mtime: f.entry.mtime } })), algorithm, {
       file: async (run: FileRun, chunks) => {
@@ -325,6 +327,7 @@ async function pull (ctx: Ctx, files: Pending[], round = 0): Promise<void> {
         // and the file system's journal takes concurrent ones in one commit of its own.
         while (commits.size >= COMMITS_IN_FLIGHT) await Promise.race(commits)
         const done = c.sink.commit().then(async () => {
+          renamedIn.add(path.includes('/') ? path.slice(0, path.lastIndexOf('/') + 1) : '')
           result.files.done++
           await ctx.row({ path, state: 'done', size: c.f.entry.size })
           if (entry.treeFile?.path === path) {
@@ -354,6 +357,7 @@ async function pull (ctx: Ctx, files: Pending[], round = 0): Promise<void> {
     }, signal)
     await Promise.all(commits)
     if (commitError !== undefined) throw commitError
+    for (const dir of renamedIn) await ctx.dst.plugin.syncDirectory?.(ctx.urlOf(dir), { signal })
     if (again.length > 0) await pull(ctx, again, round + 1)
   } catch (err) {
     await Promise.all(commits)
@@ -366,7 +370,9 @@ async function pull (ctx: Ctx, files: Pending[], round = 0): Promise<void> {
 
 async function openAt (ctx: Ctx, f: Pending, offset: number): Promise<Writer> {
   const { entry: e } = f
-  return await ctx.dst.plugin.write(ctx.urlOf(e.path), { offset, size: e.size, key: ctx.job.transferId, mtime: e.mtime > 0 ? e.mtime : undefined, mode: e.mode, signal: ctx.signal })
+  // The directory is synced once per batch after its renames (pull), not once per file.
+  const deferDirectorySync = ctx.dst.plugin.syncDirectory !== undefined
+  return await ctx.dst.plugin.write(ctx.urlOf(e.path), { offset, size: e.size, key: ctx.job.transferId, mtime: e.mtime > 0 ? e.mtime : undefined, mode: e.mode, deferDirectorySync, signal: ctx.signal })
 }
 
 /** Resumes a file from the journaled offset when its kept prefix hashes to the journaled digest; otherwise from zero. */
