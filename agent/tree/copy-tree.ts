@@ -161,7 +161,7 @@ export async function copyTree (deps: TreeCopyDeps, job: Job, source: TreeSource
   return result
 
   async function listAndCopy (): Promise<void> {
-    for await (const e of source.list(job.tree ?? {}, signal)) {
+    for await (const { e, there: stated } of statAhead(source.list(job.tree ?? {}, signal), url => plugin.stat(url, { signal }), urlOf)) {
       signal.throwIfAborted()
       if (mirror) listed.add(e.path)
       if (e.type === 'directory') {
@@ -180,7 +180,7 @@ export async function copyTree (deps: TreeCopyDeps, job: Job, source: TreeSource
       const source: ObjectVersion = { size: e.size, mtime: e.mtime }
       let there: ObjectVersion | undefined
       try {
-        there = await plugin.stat(urlOf(e.path), { signal })
+        there = await stated
       } catch (err) {
         const x = toStaccatoError(err)
         if (x instanceof IsADirectoryError) { failFile(e.path, new IsADirectoryError(`a directory is where the file should go`)); continue }
@@ -223,6 +223,26 @@ export async function copyTree (deps: TreeCopyDeps, job: Job, source: TreeSource
     batchBytes += e.size
     if (batch.length >= TREE_BATCH || batchBytes >= BATCH_BYTES) await flush()
   }
+}
+
+/** Files whose destination is stat'ed ahead of the one being decided: each stat is a few system calls, which overlap. */
+const STAT_AHEAD = 16
+
+/**
+ * The listing, each file with the stat of its destination started early
+ * (STAT_AHEAD ahead), in the listing's order. A stat that fails is the
+ * caller's to read: its promise is handled here so that it never rejects
+ * unobserved.
+ */
+async function * statAhead (entries: AsyncIterable<TreeEntry>, stat: (url: URL) => Promise<ObjectVersion>, urlOf: (path: string) => URL): AsyncGenerator<{ e: TreeEntry, there?: Promise<ObjectVersion> }> {
+  const queue: Array<{ e: TreeEntry, there?: Promise<ObjectVersion> }> = []
+  for await (const e of entries) {
+    const there = e.type === 'file' ? stat(urlOf(e.path)) : undefined
+    there?.catch(() => {})
+    queue.push({ e, there })
+    if (queue.length > STAT_AHEAD) yield queue.shift() as { e: TreeEntry, there?: Promise<ObjectVersion> }
+  }
+  yield * queue
 }
 
 /**
