@@ -152,7 +152,8 @@ export async function startAgent (config: AgentConfig, onFatal: (err: Error) => 
     syncEveryMs: config.syncEveryMs,
     streams: config.streams,
     progressEveryMs: 1000,
-    blobs
+    blobs,
+    volumeList: config.volumes
   })
   const control = new ControlClient({
     node,

@@ -3,7 +3,7 @@ import {
 } from '../mesh/index.ts'
 import type { ControlParams, Job, MeshNode } from '../mesh/index.ts'
 import { agent as agentPlugin } from '../protocols/index.ts'
-import type { ObjectVersion } from '../protocols/index.ts'
+import type { ObjectVersion, Volume } from '../protocols/index.ts'
 import { resolveLocal } from './resolve.ts'
 import { isImageJob, runImageJob } from './image-job.ts'
 import type { PluginSet, Resolved } from './resolve.ts'
@@ -23,6 +23,9 @@ import { newHasher } from './copy/checksum.ts'
 import { decideOverwrite, planDestination, sourceIsDirectory } from './copy/destination.ts'
 import type { Existing } from './copy/destination.ts'
 import { copyTree } from './tree/copy-tree.ts'
+import { localTreeSource } from './tree/local.ts'
+import { remoteTreeSource } from './tree/source.ts'
+import type { TreeSource } from './tree/source.ts'
 
 export type Report = ControlParams<'report'>
 
@@ -50,6 +53,8 @@ export interface ExecutorOptions {
   clock?: Clock
   /** Where an image transfer records the blobs it wrote (absent in unit tests). */
   blobs?: BlobIndex
+  /** The agent's volumes, for a tree inside this agent (the volumes plug-in confines each file to its tree with them). */
+  volumeList?: readonly Volume[]
 }
 
 /** What the executor needs of the journal (an in-memory one in unit tests). */
@@ -155,17 +160,23 @@ export class Executor {
   private async runTree (job: Job, signal: AbortSignal): Promise<void> {
     try {
       const loc = parseLocation(job.source, 'source')
-      if (loc.kind !== 'agent' || loc.agent === this.opts.self || job.ticket === undefined || job.sourcePeer === undefined) {
-        throw new UnsupportedError(`source: ${job.source}: a tree is copied from another agent's volume (a tree inside one agent is not supported yet)`)
-      }
+      if (loc.kind !== 'agent') throw new UnsupportedError(`source: ${job.source}: a tree is copied from an agent's volume`)
       const dst = resolveLocal(job.destination, this.opts.self, this.opts.plugins, 'destination')
-      const peer = { node: this.opts.node, peerId: job.sourcePeer.peerId, addrs: job.sourcePeer.addrs, ticket: job.ticket, source: job.source }
+      let source: TreeSource
+      if (loc.agent === this.opts.self) {
+        // A tree inside this agent: read from its own volumes, no stream and no ticket.
+        if (this.opts.volumeList === undefined) throw new UnsupportedError(`source: ${job.source}: this agent was not given its volume list`)
+        source = localTreeSource({ volumes: this.opts.plugins.volumes, volumeList: this.opts.volumeList, counters: this.opts.counters }, this.opts.self, job.source)
+      } else {
+        if (job.ticket === undefined || job.sourcePeer === undefined) throw new UnsupportedError(`source: ${job.source}: no ticket for agent '${loc.agent}'`)
+        source = remoteTreeSource({ node: this.opts.node, peerId: job.sourcePeer.peerId, addrs: job.sourcePeer.addrs, ticket: job.ticket, source: job.source })
+      }
       const { journal, counters, download, log, syncEveryBytes, syncEveryMs, progressEveryMs } = this.opts
       const progress = (p: ControlParams<'progress'>): void => this.opts.progress(p)
       const treeFiles = this.opts.treeFiles ?? (async () => {})
       const deps = { node: this.opts.node, journal, counters, download, log, syncEveryBytes, syncEveryMs, progressEveryMs, progress, treeFiles, clock: this.opts.clock ?? systemClock }
-      const r = await copyTree(deps, job, peer, dst, signal)
-      log('tree copied', { transferId: job.transferId, ...r.files, bytes: r.bytesDone })
+      const r = await copyTree(deps, job, source, dst, signal)
+      log('tree copied', { transferId: job.transferId, ...r.files, bytes: r.bytesDone, deleted: r.deleted })
       const counts = { files: r.files, bytesDone: r.bytesDone, bytesTotal: r.bytesTotal }
       if (r.firstError !== undefined) {
         this.opts.counters.transfersFailed++

@@ -132,6 +132,10 @@ export interface TransferInput {
   sync?: string
   include?: string[]
   exclude?: string[]
+  /** A tree: remove what the destination holds and the source does not. */
+  deleteExtra?: boolean
+  /** A tree: list what would change, change nothing. */
+  dryRun?: boolean
   priority?: number
   retries?: number
   labels?: Record<string, string>

@@ -152,7 +152,7 @@ const GLOBS = { items: 64, length: 1024 }
 function prepareTree (input: TransferInput, source: Location, destination: Location): TreeOptions | undefined {
   const isTree = namesDirectory(source)
   if (!isTree) {
-    for (const field of ['sync', 'include', 'exclude'] as const) {
+    for (const field of ['sync', 'include', 'exclude', 'deleteExtra', 'dryRun'] as const) {
       if (input[field] !== undefined) throw new InvalidArgumentError(`${field}: applies to a tree; name the source directory with a trailing / (${input.source}/)`)
     }
     return undefined
@@ -160,6 +160,12 @@ function prepareTree (input: TransferInput, source: Location, destination: Locat
   if (input.destinations !== undefined) throw new InvalidArgumentError('destinations: a tree goes to one destination for now')
   if (!namesDirectory(destination)) throw new InvalidArgumentError(`destination: the source is a directory (it ends with /), so the destination must be one too: ${input.destination ?? ''}/`)
   if (source.kind !== 'agent' || destination.kind !== 'agent') throw new InvalidArgumentError('source: a tree is copied between agent volumes (agent://name/volume/dir/)')
+  if (source.agent === destination.agent && source.volume === destination.volume) {
+    // One inside the other: the copy would list itself as it grows, and a mirror would remove the source.
+    const inside = (a: string, b: string): boolean => a === b || a.startsWith(b === '' ? '' : `${b}/`)
+    const [s, d] = [source.path.replace(/\/$/, ''), destination.path.replace(/\/$/, '')]
+    if (inside(s, d) || inside(d, s)) throw new InvalidArgumentError(`destination: ${input.destination ?? ''} and the source ${input.source} are the same directory or one holds the other; copy a tree into a directory outside it`)
+  }
   const tree: TreeOptions = {}
   if (input.sync !== undefined) {
     const known = SYNC_MODES.find(m => m === input.sync)
@@ -173,6 +179,12 @@ function prepareTree (input: TransferInput, source: Location, destination: Locat
       throw new InvalidArgumentError(`${field}: at most ${GLOBS.items} globs of 1 to ${GLOBS.length} characters`)
     }
     tree[field] = list
+  }
+  for (const field of ['deleteExtra', 'dryRun'] as const) {
+    const flag = input[field]
+    if (flag === undefined) continue
+    if (typeof flag !== 'boolean') throw new InvalidArgumentError(`${field}: must be true or false`)
+    if (flag) tree[field] = true
   }
   return tree
 }

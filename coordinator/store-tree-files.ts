@@ -1,4 +1,4 @@
-import type { ErrorInfo } from '../mesh/index.ts'
+import type { ErrorInfo, TreeFileState } from '../mesh/index.ts'
 
 /** One file of a tree transfer as its agent reported it: copied, skipped (with why) or failed (with its error). */
 export interface TreeFileRow {
@@ -9,8 +9,7 @@ export interface TreeFileRow {
   error?: ErrorInfo
 }
 
-export type TreeFileState = 'done' | 'skipped' | 'failed'
-export const TREE_FILE_STATES: readonly TreeFileState[] = ['done', 'skipped', 'failed']
+export type { TreeFileState }
 
 export interface TreeFileQuery {
   state?: TreeFileState

@@ -1,6 +1,6 @@
 import Type from 'typebox'
 import type { Static, TSchema } from 'typebox'
-import { ErrorInfo, Job, Manifest, Offset, Sha256, Url } from './messages.ts'
+import { ErrorInfo, Job, Manifest, Offset, Sha256, TreeFileState, Url } from './messages.ts'
 
 /**
  * The methods of /staccato/control/1, one map per direction. Each method is
@@ -85,7 +85,7 @@ export const AgentToCoordinator = {
     attempt: Type.Integer({ minimum: 1 }),
     files: Type.Array(Type.Object({
       path: Type.String({ minLength: 1, maxLength: 4096 }),
-      state: Type.Union([Type.Literal('done'), Type.Literal('skipped'), Type.Literal('failed')]),
+      state: TreeFileState,
       size: Offset,
       reason: Type.Optional(Type.String({ maxLength: 256 })),
       error: Type.Optional(ErrorInfo)

@@ -119,7 +119,9 @@ export const TreeMessage = Type.Union([
   Type.Object({ v: Type.Literal(WIRE_VERSION), t: Type.Literal('entries'), entries: Type.Array(TreeEntry, { maxItems: TREE_BATCH }) }),
   Type.Object({ v: Type.Literal(WIRE_VERSION), t: Type.Literal('file'), path: TreePath, size: Offset, mtime: Type.Number(), length: Offset }),
   Type.Object({ v: Type.Literal(WIRE_VERSION), t: Type.Literal('file-end'), path: TreePath, sha256: Type.Optional(Sha256), blake3: Type.Optional(Blake3) }),
-  Type.Object({ v: Type.Literal(WIRE_VERSION), t: Type.Literal('file-error'), path: TreePath, error: ErrorInfo }),
+  // `now`: the file as it is now, when it changed since it was listed (or while it was read: then in place of `file-end`,
+  // its `length` bytes sent), so that the reader can ask for it again.
+  Type.Object({ v: Type.Literal(WIRE_VERSION), t: Type.Literal('file-error'), path: TreePath, error: ErrorInfo, now: Type.Optional(ObjectVersion) }),
   Type.Object({ v: Type.Literal(WIRE_VERSION), t: Type.Literal('end') }),
   Type.Object({ v: Type.Literal(WIRE_VERSION), t: Type.Literal('error'), error: ErrorInfo })
 ])
@@ -129,9 +131,24 @@ export type TreeMessage = Static<typeof TreeMessage>
 export const TreeOptions = Type.Object({
   sync: Type.Optional(SyncMode),
   include: Type.Optional(Globs),
-  exclude: Type.Optional(Globs)
+  exclude: Type.Optional(Globs),
+  /** A mirror: once every file is in place, what the destination holds and the source does not is removed (selected paths only). */
+  deleteExtra: Type.Optional(Type.Boolean()),
+  /** List what would be copied (and deleted), change nothing. */
+  dryRun: Type.Optional(Type.Boolean())
 }, { additionalProperties: false })
 export type TreeOptions = Static<typeof TreeOptions>
+
+/**
+ * One file of a tree as it ended: copied, skipped (unchanged, a link, a
+ * special file), failed, deleted (a mirror's extra), or, in a dry run, what
+ * would be copied or deleted.
+ */
+export const TreeFileState = Type.Union([
+  Type.Literal('done'), Type.Literal('skipped'), Type.Literal('failed'), Type.Literal('deleted'), Type.Literal('would-copy'), Type.Literal('would-delete')
+])
+export type TreeFileState = Static<typeof TreeFileState>
+export const TREE_FILE_STATES: readonly TreeFileState[] = ['done', 'skipped', 'failed', 'deleted', 'would-copy', 'would-delete']
 
 // ---- /staccato/control/1 ----------------------------------------------------
 

@@ -80,6 +80,11 @@ export interface WriteOptions extends OpOptions {
   mtime?: number
   /** Permission bits to give the object at commit, where the protocol has them. */
   mode?: number
+  /**
+   * Commit without making the rename durable: the caller syncs the directory
+   * once for a group of files (`syncDirectory`), as a tree copy does.
+   */
+  deferDirectorySync?: boolean
 }
 
 /**
@@ -167,6 +172,14 @@ export interface ProtocolPlugin {
   walk?(url: URL, opts?: OpOptions): AsyncIterable<TreeEntry>
   /** Creates a directory and its parents; one that exists is fine. */
   makeDirectory?(url: URL, opts?: OpOptions & { mode?: number }): Promise<void>
+  /**
+   * Removes one entry: a file, a symbolic link (the link, never what it
+   * points to) or an empty directory; false when a directory is not empty.
+   * For a mirror's extra entries (plug-ins with directories).
+   */
+  remove?(url: URL, opts?: OpOptions): Promise<boolean>
+  /** Makes the renames done in a directory durable (after commits with `deferDirectorySync`). */
+  syncDirectory?(url: URL, opts?: OpOptions): Promise<void>
   /** Present when capabilities.writeAt is true. */
   openWriterAt?(url: URL, opts: WriteAtOptions): Promise<WriterAt>
   /** Frees resources (sockets, handles) the plug-in holds. */

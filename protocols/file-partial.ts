@@ -71,6 +71,8 @@ export interface CommitPaths {
   partial: string
   target: string
   what: string
+  /** The caller syncs the directory later, once for many files. */
+  deferDirectorySync?: boolean
 }
 
 /**
@@ -92,8 +94,13 @@ export async function commitPartial (fh: FileHandle, p: CommitPaths): Promise<vo
     throw new PermissionDeniedError(`${p.what}: its partial file was replaced while it was written; not committing`)
   }
   await rename(p.partial, p.target).catch(err => { throw fsError(err, p.what) })
-  // The rename is durable only once the directory is.
-  const dh = await open(p.dir, O_RDONLY | O_DIRECTORY)
+  if (p.deferDirectorySync === true) return
+  await syncDirectoryPath(p.dir)
+}
+
+/** The renames in a directory are durable only once the directory is. */
+export async function syncDirectoryPath (dir: string): Promise<void> {
+  const dh = await open(dir, O_RDONLY | O_DIRECTORY)
   try {
     await dh.sync()
   } finally {

@@ -1,4 +1,4 @@
-import { lstat, mkdir, opendir } from 'node:fs/promises'
+import { lstat, mkdir, opendir, rmdir, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
 import { InvalidArgumentError } from '../mesh/index.ts'
 import type { TreeEntry } from './contract.ts'
@@ -51,4 +51,18 @@ export async function makeDirectory (path: string, what: string, mode?: number):
   await mkdir(path, { recursive: true, mode }).catch(err => { throw fsError(err, what) })
   const st = await lstat(path).catch(err => { throw fsError(err, what) })
   if (!st.isDirectory()) throw new InvalidArgumentError(`${what}: exists and is not a directory`)
+}
+
+/** Removes a file, a link (not its target) or an empty directory; false for a directory that is not empty. */
+export async function removeEntry (path: string, what: string): Promise<boolean> {
+  const st = await lstat(path).catch(err => { throw fsError(err, what) })
+  try {
+    if (st.isDirectory()) await rmdir(path)
+    else await unlink(path)
+    return true
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    if (code === 'ENOTEMPTY' || code === 'EEXIST') return false
+    throw fsError(err, what)
+  }
 }

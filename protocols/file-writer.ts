@@ -31,6 +31,8 @@ export interface FileWriterInit {
   mtime?: number
   /** Permission bits set at commit. */
   mode?: number
+  /** Leave the directory sync after the rename to the caller. */
+  deferDirectorySync?: boolean
   signal?: AbortSignal
 }
 
@@ -145,7 +147,7 @@ class FileWriter implements Writer {
       await this.#io(() => this.#fh.sync())
       this.#state = 'failed'
       try {
-        await commitPartial(this.#fh, { dir: this.#dir, partial: this.#partial, target: this.#init.target, what })
+        await commitPartial(this.#fh, { dir: this.#dir, partial: this.#partial, target: this.#init.target, what, deferDirectorySync: this.#init.deferDirectorySync })
         this.#state = 'committed'
       } finally {
         await this.#close()

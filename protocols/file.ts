@@ -6,8 +6,8 @@ import { InvalidArgumentError, IsADirectoryError, SourceChangedError } from '../
 import type { Entry, ObjectVersion, TreeEntry, OpOptions, ProtocolPlugin, ReadOptions, StatResult, WriteAtOptions, WriteOptions, Writer, WriterAt } from './contract.ts'
 import { openFileWriter } from './file-writer.ts'
 import { openFileWriterAt } from './file-writer-at.ts'
-import { isPartialName } from './file-partial.ts'
-import { makeDirectory, walkDirectory } from './file-tree.ts'
+import { isPartialName, syncDirectoryPath } from './file-partial.ts'
+import { makeDirectory, removeEntry, walkDirectory } from './file-tree.ts'
 import { fsError } from './fs-errors.ts'
 import { assertVersion, checkOffset, checkRange, checkWriteKey } from './util.ts'
 import { assertHandleInside, isInside, parseFileUrl, resolveIn } from './volumes.ts'
@@ -112,7 +112,7 @@ export function file (init: FileOptions): ProtocolPlugin {
       checkWriteKey(opts.key)
       const { path, root, what } = await resolve(url, true)
       await assertNotDirectory(path, what)
-      return await openFileWriter({ target: path, root, what, offset: opts.offset, size: opts.size, key: opts.key, mtime: opts.mtime, mode: opts.mode, signal: opts.signal })
+      return await openFileWriter({ target: path, root, what, offset: opts.offset, size: opts.size, key: opts.key, mtime: opts.mtime, mode: opts.mode, deferDirectorySync: opts.deferDirectorySync, signal: opts.signal })
     },
 
     /** Writes at any offset (a distribution's pieces), to the same kind of partial file as write(). */
@@ -135,6 +135,19 @@ export function file (init: FileOptions): ProtocolPlugin {
       const { path, what } = await resolveIn(volumes, volume, relPath === '' ? '' : relPath, { forWrite: relPath !== '' })
       if (relPath === '') return
       await makeDirectory(path, what, opts?.mode)
+    },
+
+    async syncDirectory (url: URL, opts?: OpOptions): Promise<void> {
+      opts?.signal?.throwIfAborted()
+      const { path, what } = await resolve(url)
+      await syncDirectoryPath(path).catch(err => { throw fsError(err, what) })
+    },
+
+    async remove (url: URL, opts?: OpOptions): Promise<boolean> {
+      opts?.signal?.throwIfAborted()
+      // Resolved for a write: the parents are real and inside the volume, the last segment is not followed.
+      const { path, what } = await resolve(url, true)
+      return await removeEntry(path, what)
     },
 
     /**

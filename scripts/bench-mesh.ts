@@ -87,7 +87,7 @@ export class BenchMesh {
    * "transfer started" to "transfer succeeded" (pino's `time`, epoch ms).
    * This leaves out the coordinator's scheduling tick and our polling.
    */
-  async executorMs (agent: string, transferId: string): Promise<number> {
+  async executorMs (agent: string, transferId: string, endMsg = 'transfer succeeded'): Promise<number> {
     const a = this.agents.get(agent)
     if (a === undefined) throw new Error(`no agent ${agent}`)
     let started: number | undefined
@@ -97,7 +97,7 @@ export class BenchMesh {
       // Log lines carry ISO times (pino's isoTime), to the millisecond.
       const entry = JSON.parse(line) as { msg: string, time: string }
       if (entry.msg === 'transfer started') started = Date.parse(entry.time)
-      if (entry.msg === 'transfer succeeded') succeeded = Date.parse(entry.time)
+      if (entry.msg === endMsg) succeeded = Date.parse(entry.time)
     }
     if (started === undefined || succeeded === undefined || Number.isNaN(started) || Number.isNaN(succeeded)) throw new Error(`no start and end of ${transferId} in ${a.log}`)
     // Log times have millisecond resolution; a tiny transfer must not divide by zero.

@@ -18,7 +18,8 @@ export interface FileRun { path: string, size: number, mtime: number, length: nu
 export interface ReadHandler {
   file: (run: FileRun, chunks: AsyncIterable<Uint8Array>) => Promise<void>
   end: (path: string, digest: { sha256?: string, blake3?: string }) => Promise<void>
-  error: (path: string, err: StaccatoError) => Promise<void>
+  /** `now`: the file's version when it changed since it was listed or while it was read (it may be asked for again). */
+  error: (path: string, err: StaccatoError, now?: { size: number, mtime: number }) => Promise<void>
 }
 
 async function open (peer: TreePeer, req: TreeRequest, signal?: AbortSignal): Promise<{ stream: Stream, reader: FrameReader }> {
@@ -70,7 +71,7 @@ export async function readFiles (peer: TreePeer, files: Extract<TreeRequest, { o
       if (m.t === 'end') break
       if (m.t === 'file') await handler.file({ path: m.path, size: m.size, mtime: m.mtime, length: m.length }, reader.readBytes(m.length))
       else if (m.t === 'file-end') await handler.end(m.path, { sha256: m.sha256, blake3: m.blake3 })
-      else if (m.t === 'file-error') await handler.error(m.path, fromErrorInfo(m.error))
+      else if (m.t === 'file-error') await handler.error(m.path, fromErrorInfo(m.error), m.now)
       else throw new ProtocolError(`tree read: an 'entries' message where files were expected`)
     }
     await stream.close().catch(() => {})

@@ -11,9 +11,10 @@ import { newHasher } from '../copy/checksum.ts'
 import type { Hasher } from '../copy/checksum.ts'
 import { DurableSink } from '../copy/durable-sink.ts'
 import { throttled } from '../copy/stages.ts'
-import { listTree, readFiles } from './client.ts'
-import type { FileRun, TreePeer } from './client.ts'
+import type { FileRun } from './client.ts'
+import type { TreeSource } from './source.ts'
 import { DEFAULT_TREE_SYNC, syncDecision } from './policy.ts'
+import { deleteExtra } from './mirror.ts'
 
 export interface FileCounts { total: number, done: number, skipped: number, failed: number }
 
@@ -21,6 +22,8 @@ export interface TreeResult {
   files: FileCounts
   bytesTotal: number
   bytesDone: number
+  /** Entries a mirror removed from the destination. */
+  deleted?: number
   /** The first file that failed, with its path: the tree failed. */
   firstError?: ErrorInfo
 }
@@ -38,16 +41,22 @@ type FileRow = ControlParams<'treeFiles'>['files'][number]
 /** Rows sent to the coordinator at once: the control method's bound. */
 const ROWS_PER_CALL = 256
 
+/** Files of a batch whose partial is opened ahead of their bytes: a few system calls each, overlapped. */
+const OPEN_AHEAD = 16
+
+/** Files whose commit (fsync, rename, directory fsync) runs while the next ones arrive. */
+const COMMITS_IN_FLIGHT = 32
+
 /** Bytes of one read batch at most, so a batch of large files does not wait for the last of them to be listed. */
 const BATCH_BYTES = 64 * 1024 * 1024
 
-interface Pending { entry: TreeEntry, offset: number, writer?: Writer, hasher?: Hasher }
+interface Pending { entry: TreeEntry, offset: number, writer?: Writer, hasher?: Hasher, opening?: Promise<Writer> }
 
 /** What every step of one tree copy shares. */
 interface Ctx {
   deps: TreeCopyDeps
   job: Job
-  peer: TreePeer
+  source: TreeSource
   dst: Resolved
   algorithm: 'sha256' | 'blake3' | undefined
   entry: JournalEntry
@@ -70,10 +79,13 @@ interface Ctx {
  * digest): after a crash the next attempt skips the files already in place
  * (the sync check) and resumes that one from its offset.
  */
-export async function copyTree (deps: TreeCopyDeps, job: Job, peer: TreePeer, dst: Resolved, signal: AbortSignal): Promise<TreeResult> {
+export async function copyTree (deps: TreeCopyDeps, job: Job, source: TreeSource, dst: Resolved, signal: AbortSignal): Promise<TreeResult> {
   const { plugin } = dst
   if (plugin.makeDirectory === undefined) throw new UnsupportedError(`destination: the ${plugin.scheme} plug-in cannot create directories, so it cannot receive a tree`)
-  await plugin.makeDirectory(dst.url, { signal })
+  const makeDirectory = plugin.makeDirectory.bind(plugin)
+  const dryRun = job.tree?.dryRun === true
+  const mirror = job.tree?.deleteExtra === true
+  if (!dryRun) await makeDirectory(dst.url, { signal })
   const sync = job.tree?.sync ?? DEFAULT_TREE_SYNC
   const mode = checksumModeOf(job)
   const algorithm = mode === 'none' ? undefined : mode
@@ -114,90 +126,188 @@ export async function copyTree (deps: TreeCopyDeps, job: Job, peer: TreePeer, ds
     result.firstError ??= { code: err.code, message: `${path}: ${err.message}`, retryable: err.retryable }
   }
 
-  const ctx: Ctx = { deps, job, peer, dst, algorithm, entry, result, urlOf, failFile, progress, row, signal }
+  const ctx: Ctx = { deps, job, source, dst, algorithm, entry, result, urlOf, failFile, progress, row, signal }
   let batch: Pending[] = []
   let batchBytes = 0
+  let toCompare: TreeEntry[] = []
   const flush = async (): Promise<void> => {
     if (batch.length === 0) return
     const files = batch
     batch = []
     batchBytes = 0
-    await pull(ctx, files)
+    // One batch is pulled while the next is listed and compared: at most two batches in memory.
+    await pulling
     // Failed files queue rows without sending them: send at every batch's end, so the queue stays bounded.
-    await sendRows()
+    pulling = pull(ctx, files).then(sendRows)
+    pulling.catch(() => {})
+  }
+  let pulling: Promise<void> | undefined
+
+  // A mirror needs every path the source listed once the copy is done: one string per entry, the price of deleteExtra.
+  const listed = new Set<string>()
+  try {
+    await listAndCopy()
+  } finally {
+    // Whatever ended the listing, the batch being pulled finishes (or fails) before the attempt ends.
+    await pulling?.catch(() => {})
+  }
+  await pulling
+  // Only after every file is in place: a failed copy removes nothing.
+  if (mirror && result.files.failed === 0) {
+    result.deleted = await deleteExtra({ plugin, dir: dst.url, urlOf, filter: job.tree ?? {}, inSource: p => listed.has(p), dryRun, row, signal })
+  }
+  await sendRows()
+  progress(true)
+  return result
+
+  async function listAndCopy (): Promise<void> {
+    for await (const { e, there: stated } of statAhead(source.list(job.tree ?? {}, signal), url => plugin.stat(url, { signal }), urlOf)) {
+      signal.throwIfAborted()
+      if (mirror) listed.add(e.path)
+      if (e.type === 'directory') {
+        if (dryRun) continue
+        // Owner-writable whatever the source's mode: a read-only directory could not receive its own files.
+        await makeDirectory(urlOf(e.path), { signal, mode: e.mode | 0o700 })
+        continue
+      }
+      result.files.total++
+      if (e.type === 'skipped') {
+        result.files.skipped++
+        await row({ path: e.path, state: 'skipped', size: 0, reason: e.reason })
+        continue
+      }
+      result.bytesTotal += e.size
+      const source: ObjectVersion = { size: e.size, mtime: e.mtime }
+      let there: ObjectVersion | undefined
+      try {
+        there = await stated
+      } catch (err) {
+        const x = toStaccatoError(err)
+        if (x instanceof IsADirectoryError) { failFile(e.path, new IsADirectoryError(`a directory is where the file should go`)); continue }
+        if (!(x instanceof NotFoundError)) throw x
+      }
+      const decision = syncDecision(sync, source, there)
+      if (decision === 'compare-checksums') {
+        // Compared in batches: one request for the holder's digests of many files, not one round trip each.
+        toCompare.push(e)
+        if (toCompare.length >= TREE_BATCH) await compare()
+      } else {
+        await decided(e, decision)
+      }
+    }
+    await compare()
+    await flush()
   }
 
-  for await (const e of listTree(peer, job.tree ?? {}, signal)) {
-    signal.throwIfAborted()
-    if (e.type === 'directory') {
-      // Owner-writable whatever the source's mode: a read-only directory could not receive its own files.
-      await plugin.makeDirectory(urlOf(e.path), { signal, mode: e.mode | 0o700 })
-      continue
-    }
-    result.files.total++
-    if (e.type === 'skipped') {
-      result.files.skipped++
-      await row({ path: e.path, state: 'skipped', size: 0, reason: e.reason })
-      continue
-    }
-    result.bytesTotal += e.size
-    const source: ObjectVersion = { size: e.size, mtime: e.mtime }
-    let there: ObjectVersion | undefined
-    try {
-      there = await plugin.stat(urlOf(e.path), { signal })
-    } catch (err) {
-      const x = toStaccatoError(err)
-      if (x instanceof IsADirectoryError) { failFile(e.path, new IsADirectoryError(`a directory is where the file should go`)); continue }
-      if (!(x instanceof NotFoundError)) throw x
-    }
-    let decision = syncDecision(sync, source, there)
-    if (decision === 'compare-checksums') decision = await sameDigest(ctx, e, algorithm ?? 'sha256') ? 'skip' : 'copy'
+  async function compare (): Promise<void> {
+    const list = toCompare
+    toCompare = []
+    if (list.length === 0) return
+    const same = await sameDigests(ctx, list, algorithm ?? 'sha256')
+    for (const e of list) await decided(e, same.has(e.path) ? 'skip' : 'copy')
+  }
+
+  async function decided (e: TreeEntry, decision: 'copy' | 'skip'): Promise<void> {
     if (decision === 'skip') {
       result.files.skipped++
       await row({ path: e.path, state: 'skipped', size: e.size, reason: `unchanged (sync ${sync})` })
       progress()
-      continue
+      return
+    }
+    if (dryRun) {
+      await row({ path: e.path, state: 'would-copy', size: e.size })
+      return
     }
     const resume = checkpoint !== undefined && checkpoint.path === e.path && checkpoint.version.size === e.size && checkpoint.version.mtime === e.mtime ? checkpoint : undefined
     batch.push({ entry: e, offset: resume?.durableOffset ?? 0 })
     batchBytes += e.size
     if (batch.length >= TREE_BATCH || batchBytes >= BATCH_BYTES) await flush()
   }
-  await flush()
-  await sendRows()
-  progress(true)
-  return result
 }
 
-/** `sync: checksum` for a file of the same size: the holder hashes its file (asked from its end, so no byte travels), this agent its own. */
-async function sameDigest (ctx: Ctx, e: TreeEntry, algorithm: 'sha256' | 'blake3'): Promise<boolean> {
-  const { peer, dst, signal } = ctx
-  const url = ctx.urlOf(e.path)
-  let theirs: string | undefined
-  await readFiles(peer, [{ path: e.path, offset: e.size, expect: { size: e.size, mtime: e.mtime } }], algorithm, {
+/** Files whose destination is stat'ed ahead of the one being decided: each stat is a few system calls, which overlap. */
+const STAT_AHEAD = 16
+
+/**
+ * The listing, each file with the stat of its destination started early
+ * (STAT_AHEAD ahead), in the listing's order. A stat that fails is the
+ * caller's to read: its promise is handled here so that it never rejects
+ * unobserved.
+ */
+async function * statAhead (entries: AsyncIterable<TreeEntry>, stat: (url: URL) => Promise<ObjectVersion>, urlOf: (path: string) => URL): AsyncGenerator<{ e: TreeEntry, there?: Promise<ObjectVersion> }> {
+  const queue: Array<{ e: TreeEntry, there?: Promise<ObjectVersion> }> = []
+  for await (const e of entries) {
+    const there = e.type === 'file' ? stat(urlOf(e.path)) : undefined
+    there?.catch(() => {})
+    queue.push({ e, there })
+    if (queue.length > STAT_AHEAD) yield queue.shift() as { e: TreeEntry, there?: Promise<ObjectVersion> }
+  }
+  yield * queue
+}
+
+/**
+ * `sync: checksum` for files of the same size, a batch at a time: the holder
+ * hashes its files (asked from their ends, so no byte travels), in one
+ * request; this agent hashes its own. The paths whose digests agree.
+ */
+async function sameDigests (ctx: Ctx, entries: TreeEntry[], algorithm: 'sha256' | 'blake3'): Promise<Set<string>> {
+  const { source, dst, signal } = ctx
+  const theirs = new Map<string, string>()
+  await source.read(entries.map(e => ({ path: e.path, offset: e.size, expect: { size: e.size, mtime: e.mtime } })), algorithm, {
     file: async (_run, chunks) => { for await (const _ of chunks) break },
-    end: async (_path, digest) => { theirs = digest[algorithm] },
-    error: async (_path, err) => { throw err }
+    end: async (path, digest) => { const d = digest[algorithm]; if (d !== undefined) theirs.set(path, d) },
+    // Changed or unreadable there: copied, and the copy reports what is wrong.
+    error: async () => {}
   }, signal)
-  const hasher = newHasher(algorithm)
-  if (hasher === undefined || theirs === undefined) return false
-  for await (const chunk of dst.plugin.read(url, { offset: 0, signal })) hasher.update(chunk)
-  return hasher.digest() === theirs
+  const same = new Set<string>()
+  for (const e of entries) {
+    const hasher = newHasher(algorithm)
+    const want = theirs.get(e.path)
+    if (hasher === undefined || want === undefined) continue
+    for await (const chunk of dst.plugin.read(ctx.urlOf(e.path), { offset: 0, signal })) hasher.update(chunk)
+    if (hasher.digest() === want) same.add(e.path)
+  }
+  return same
 }
 
-async function pull (ctx: Ctx, files: Pending[]): Promise<void> {
-  const { deps, peer, algorithm, entry, result, failFile, progress, signal } = ctx
-  const byPath = new Map(files.map(f => [f.entry.path, f]))
+/** Times a file that changed while it was read is asked for again, as it is then, before it is reported `source_changed`. */
+const CHANGED_RETRIES = 3
+
+async function pull (ctx: Ctx, files: Pending[], round = 0): Promise<void> {
+  const { deps, source, algorithm, entry, result, failFile, progress, signal } = ctx
+  const byPath = new Map(files.map((f, i) => [f.entry.path, { f, i }]))
   // A kept partial is read back and hashed before it is trusted; one that does not match starts from zero.
   for (const f of files) if (f.offset > 0) await reopen(ctx, f)
+  let opened = 0
+  const openAhead = (upTo: number): void => {
+    for (; opened < Math.min(upTo, files.length); opened++) {
+      const f = files[opened]
+      if (f.writer !== undefined) continue
+      f.opening = openAt(ctx, f, 0)
+      // Awaited when its bytes come, or discarded: never an unhandled rejection meanwhile.
+      f.opening.catch(() => {})
+    }
+  }
+  const discard = async (f: Pending): Promise<void> => {
+    const w = f.writer ?? await f.opening?.catch(() => undefined)
+    await w?.abort({ keepPartial: false }).catch(() => {})
+  }
+  openAhead(OPEN_AHEAD)
   let current: { f: Pending, sink: DurableSink, hasher?: Hasher } | undefined
+  const commits = new Set<Promise<void>>()
+  let commitError: unknown
+  const again: Pending[] = []
+  /** Directories (tree paths ending in '/', '' for the top) where files were renamed into place: each synced once. */
+  const renamedIn = new Set<string>()
   try {
-    await readFiles(peer, files.map(f => ({ path: f.entry.path, offset: f.offset, expect: { size: f.entry.size, mtime: f.entry.mtime } })), algorithm, {
+    await source.read(files.map(f => ({ path: f.entry.path, offset: f.offset, expect: { size: f.entry.size, mtime: f.entry.mtime } })), algorithm, {
       file: async (run: FileRun, chunks) => {
-        const f = byPath.get(run.path)
-        if (f === undefined) throw new InternalError(`the holder sent ${run.path}, which was not asked for`)
+        const at = byPath.get(run.path)
+        if (at === undefined) throw new InternalError(`the holder sent ${run.path}, which was not asked for`)
+        const { f } = at
+        openAhead(at.i + 1 + OPEN_AHEAD)
         const version = { size: f.entry.size, mtime: f.entry.mtime }
-        f.writer ??= await openAt(ctx, f, 0)
+        f.writer ??= await (f.opening ?? openAt(ctx, f, 0))
         f.hasher ??= algorithm === undefined ? undefined : newHasher(algorithm)
         // The sink journals the file's offset into the tree's one entry: one file is part written at a time.
         const journal: Pick<TransferJournal, 'commitOffset'> = {
@@ -233,33 +343,56 @@ async function pull (ctx: Ctx, files: Pending[]): Promise<void> {
           failFile(path, new ChecksumMismatchError(`received bytes hash to ${algorithm ?? ''} ${ours ?? ''}, the holder's to ${theirs}`))
           return
         }
-        await c.sink.commit()
-        result.files.done++
-        await ctx.row({ path, state: 'done', size: c.f.entry.size })
-        if (entry.treeFile?.path === path) {
-          delete entry.treeFile
-          await deps.journal.put(entry)
-        }
-        progress()
+        // Committed beside the next files: each commit waits on two fsyncs (the file, then its directory),
+        // and the file system's journal takes concurrent ones in one commit of its own.
+        while (commits.size >= COMMITS_IN_FLIGHT) await Promise.race(commits)
+        const done = c.sink.commit().then(async () => {
+          renamedIn.add(path.includes('/') ? path.slice(0, path.lastIndexOf('/') + 1) : '')
+          result.files.done++
+          await ctx.row({ path, state: 'done', size: c.f.entry.size })
+          if (entry.treeFile?.path === path) {
+            delete entry.treeFile
+            await deps.journal.put(entry)
+          }
+          progress()
+        }).catch(err => { commitError ??= err }).finally(() => commits.delete(done))
+        commits.add(done)
       },
-      error: async (path, err) => {
-        const f = byPath.get(path)
-        await f?.writer?.abort({ keepPartial: false }).catch(() => {})
-        // A file that changed between the listing and its read is found again by the next run; here it counts as failed.
-        failFile(path, err instanceof SourceChangedError ? err : toStaccatoError(err))
+      error: async (path, err, now) => {
+        const at = byPath.get(path)
+        if (at === undefined) throw new InternalError(`the holder reported ${path}, which was not asked for`)
+        // In place of its end, after its bytes: the file changed while it was read, and what was written of it goes.
+        if (current?.f === at.f) current = undefined
+        openAhead(at.i + 1 + OPEN_AHEAD)
+        await discard(at.f)
+        if (err instanceof SourceChangedError && now !== undefined && round < CHANGED_RETRIES) {
+          // Asked again as it is now (bounded): never a mix of two versions, which the holder's version checks refuse.
+          deps.log('tree file changed while read; asking again', { transferId: ctx.job.transferId, path, round: round + 1 })
+          result.bytesTotal += now.size - at.f.entry.size
+          again.push({ entry: { ...at.f.entry, size: now.size, mtime: now.mtime }, offset: 0 })
+          return
+        }
+        failFile(path, err instanceof SourceChangedError && round > 0 ? new SourceChangedError(`changed while it was read, ${round + 1} times; not copied`) : err)
       }
     }, signal)
+    await Promise.all(commits)
+    if (commitError !== undefined) throw commitError
+    for (const dir of renamedIn) await ctx.dst.plugin.syncDirectory?.(ctx.urlOf(dir), { signal })
+    if (again.length > 0) await pull(ctx, again, round + 1)
   } catch (err) {
+    await Promise.all(commits)
     // The stream broke inside a file: its partial stays for the next attempt, which resumes it from the journaled offset.
     await current?.sink.abort(toStaccatoError(err).retryable).catch(() => {})
-    for (const f of files) if (f !== current?.f) await f.writer?.abort({ keepPartial: false }).catch(() => {})
+    for (const f of files) if (f !== current?.f) await discard(f)
     throw err
   }
 }
 
 async function openAt (ctx: Ctx, f: Pending, offset: number): Promise<Writer> {
   const { entry: e } = f
-  return await ctx.dst.plugin.write(ctx.urlOf(e.path), { offset, size: e.size, key: ctx.job.transferId, mtime: e.mtime > 0 ? e.mtime : undefined, mode: e.mode, signal: ctx.signal })
+  // The directory is synced once per batch after its renames (pull), not once per file.
+  const deferDirectorySync = ctx.dst.plugin.syncDirectory !== undefined
+  return await ctx.dst.plugin.write(ctx.urlOf(e.path), { offset, size: e.size, key: ctx.job.transferId, mtime: e.mtime > 0 ? e.mtime : undefined, mode: e.mode, deferDirectorySync, signal: ctx.signal })
 }
 
 /** Resumes a file from the journaled offset when its kept prefix hashes to the journaled digest; otherwise from zero. */

@@ -44,3 +44,15 @@ export function syncDecision (mode: SyncMode, source: ObjectVersion, there: Obje
     case 'checksum': return source.size === there.size ? 'compare-checksums' : 'copy'
   }
 }
+
+/**
+ * A mirror's verdict on one entry the destination holds, walked depth first:
+ * `extra` (not in the source and selected: removed), `keep` (in the source,
+ * or not selected: a file the globs leave out is not the mirror's to remove,
+ * as rsync's --delete without --delete-excluded), `skip-below` (an excluded
+ * directory: left whole, not entered).
+ */
+export function extraDecision (keep: (path: string, isDirectory: boolean) => boolean, inSource: (path: string) => boolean, path: string, isDirectory: boolean): 'extra' | 'keep' | 'skip-below' {
+  if (!keep(path, isDirectory)) return isDirectory ? 'skip-below' : 'keep'
+  return inSource(path) ? 'keep' : 'extra'
+}

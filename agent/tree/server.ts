@@ -1,31 +1,20 @@
 import type { Connection, Stream } from '@libp2p/interface'
 import {
-  FrameReader, InvalidArgumentError, PermissionDeniedError, TREE_BATCH, TREE_PROTOCOL, TreeRequest, WIRE_VERSION,
+  FrameReader, InvalidArgumentError, PermissionDeniedError, TREE_PROTOCOL, TreeRequest, WIRE_VERSION,
   decode, namesDirectory, parseLocation, send, sendFrame, toStaccatoError, verifyTicket
 } from '../../mesh/index.ts'
-import type { MeshNode, TicketIssuer, TreeEntry } from '../../mesh/index.ts'
-import { resolveVolumePath } from '../../protocols/index.ts'
-import type { ProtocolPlugin, Volume } from '../../protocols/index.ts'
-import type { AgentCounters } from '../counters.ts'
-import type { TokenBucket } from '../rate-limit.ts'
-import { newHasher } from '../copy/checksum.ts'
-import { treeSelector } from './policy.ts'
+import type { MeshNode, TicketIssuer } from '../../mesh/index.ts'
+import { listMessages, readMessages } from './holder.ts'
+import type { TreeHolder } from './holder.ts'
 
-export interface TreeServerOptions {
+export interface TreeServerOptions extends TreeHolder {
   node: MeshNode
   self: string
   issuer: TicketIssuer
-  /** The agent's volumes plug-in, and the volumes behind it (to confine each file to its tree). */
-  volumes: ProtocolPlugin
-  volumeList: readonly Volume[]
-  counters: AgentCounters
-  upload?: TokenBucket
   log: (msg: string, fields?: Record<string, unknown>, level?: 'info' | 'warn' | 'error') => void
 }
 
 const HEADER_TIMEOUT_MS = 10_000
-/** An `entries` message is sent once it holds this many bytes of paths, well under the 1 MiB frame limit. */
-const ENTRIES_BYTES = 256 * 1024
 
 /**
  * The holder's side of /staccato/tree/1: lists a directory tree, and streams
@@ -63,8 +52,11 @@ async function serve (stream: Stream, connection: Connection, opts: TreeServerOp
     return
   }
   try {
-    if (req.op === 'list') await list(stream, opts, dir, req)
-    else await read(stream, opts, dir, req)
+    const messages = req.op === 'list' ? listMessages(opts, dir, req) : readMessages(opts, dir, req)
+    for await (const m of messages) {
+      if (m instanceof Uint8Array) await send(stream, m)
+      else await sendFrame(stream, m)
+    }
   } catch (err) {
     await sendFrame(stream, { v: WIRE_VERSION, t: 'error', error: toStaccatoError(err).toJSON() }).catch(() => {})
     await stream.close().catch(() => {})
@@ -72,70 +64,4 @@ async function serve (stream: Stream, connection: Connection, opts: TreeServerOp
   }
   await sendFrame(stream, { v: WIRE_VERSION, t: 'end' })
   await stream.close()
-}
-
-async function list (stream: Stream, opts: TreeServerOptions, dir: URL, req: Extract<TreeRequest, { op: 'list' }>): Promise<void> {
-  if (opts.volumes.walk === undefined) throw new InvalidArgumentError('this agent cannot list directories')
-  const keep = treeSelector({ include: req.include, exclude: req.exclude })
-  let batch: TreeEntry[] = []
-  let bytes = 0
-  // A directory left out is not entered: what is under it is skipped by its prefix.
-  let excluded: string | undefined
-  for await (const e of opts.volumes.walk(dir)) {
-    if (excluded !== undefined && e.path.startsWith(excluded)) continue
-    excluded = undefined
-    if (e.type !== 'skipped' && !keep(e.path, e.type === 'directory')) {
-      if (e.type === 'directory') excluded = `${e.path}/`
-      continue
-    }
-    batch.push(e)
-    bytes += Buffer.byteLength(e.path) + 128
-    if (batch.length >= TREE_BATCH || bytes >= ENTRIES_BYTES) {
-      await sendFrame(stream, { v: WIRE_VERSION, t: 'entries', entries: batch })
-      batch = []
-      bytes = 0
-    }
-  }
-  if (batch.length > 0) await sendFrame(stream, { v: WIRE_VERSION, t: 'entries', entries: batch })
-}
-
-async function read (stream: Stream, opts: TreeServerOptions, dir: URL, req: Extract<TreeRequest, { op: 'read' }>): Promise<void> {
-  const { volume, path: dirPath } = volumeAndPath(dir)
-  const realDir = await resolveVolumePath(opts.volumeList, volume, dirPath)
-  for (const f of req.files) {
-    const url = new URL(dir.href + f.path.split('/').map(encodeURIComponent).join('/'))
-    let header
-    try {
-      // Inside the tree the ticket names, not only inside the volume: a symbolic link in the tree leads nowhere else.
-      const real = await resolveVolumePath(opts.volumeList, volume, `${dirPath}${dirPath === '' ? '' : '/'}${f.path}`)
-      if (!real.startsWith(`${realDir}/`)) throw new PermissionDeniedError(`${f.path}: leaves the tree ${req.source}`)
-      const st = await opts.volumes.stat(url)
-      if (st.size !== f.expect.size || st.mtime !== f.expect.mtime) throw new InvalidArgumentError(`${f.path}: changed since it was listed (size ${f.expect.size} → ${st.size})`)
-      if (f.offset > st.size) throw new InvalidArgumentError(`${f.path}: offset ${f.offset} is past its end (${st.size} bytes)`)
-      header = st
-    } catch (err) {
-      await sendFrame(stream, { v: WIRE_VERSION, t: 'file-error', path: f.path, error: toStaccatoError(err).toJSON() })
-      continue
-    }
-    const version = { size: header.size, mtime: header.mtime, etag: header.etag }
-    const length = header.size - f.offset
-    await sendFrame(stream, { v: WIRE_VERSION, t: 'file', path: f.path, size: header.size, mtime: header.mtime, length })
-    const hash = req.algorithm !== undefined ? newHasher(req.algorithm) : undefined
-    if (hash !== undefined && f.offset > 0) {
-      for await (const chunk of opts.volumes.read(url, { offset: 0, length: f.offset, expect: version })) hash.update(chunk)
-    }
-    // Once the header went, the file's bytes must follow in full: an error here ends the stream (the reader keeps its partial and resumes).
-    for await (const chunk of opts.volumes.read(url, { offset: f.offset, length, expect: version })) {
-      hash?.update(chunk)
-      if (opts.upload !== undefined) await opts.upload.take(chunk.byteLength)
-      await send(stream, chunk)
-      opts.counters.bytesServed += chunk.byteLength
-    }
-    await sendFrame(stream, { v: WIRE_VERSION, t: 'file-end', path: f.path, ...(hash === undefined ? {} : { [hash.algorithm]: hash.digest() }) })
-  }
-}
-
-function volumeAndPath (dir: URL): { volume: string, path: string } {
-  const segments = dir.pathname.split('/').filter(s => s !== '').map(s => decodeURIComponent(s))
-  return { volume: segments[0], path: segments.slice(1).join('/') }
 }

@@ -1,6 +1,6 @@
 import type { Command } from 'commander'
 import { CliError, addClientOptions, connect, printJson, table, usageError } from '../client.ts'
-import { CHECKSUM_MODES, MAX_STREAMS, OVERWRITE_MODES, SYNC_MODES } from '../../mesh/index.ts'
+import { CHECKSUM_MODES, MAX_STREAMS, OVERWRITE_MODES, SYNC_MODES, TREE_FILE_STATES } from '../../mesh/index.ts'
 import type { ClientFlags } from '../client.ts'
 import { FINAL_STATES, follow, rows } from '../follow.ts'
 import type { Transfer } from '../follow.ts'
@@ -34,8 +34,10 @@ export function transferCommand (program: Command): void {
     .option('--sync <level>', `a tree (SRC ends with /): which files to copy when DST has them: ${SYNC_MODES.join(', ')} (default mtime)`)
     .option('--include <glob>', 'a tree: copy only files matching this glob (repeatable)', (v: string, prev: string[] = []) => [...prev, v])
     .option('--exclude <glob>', 'a tree: leave out files and directories matching this glob (repeatable)', (v: string, prev: string[] = []) => [...prev, v])
+    .option('--delete-extra', 'a tree: a mirror; remove what DST holds and SRC does not, once every file is in place')
+    .option('--dry-run', 'a tree: list what would be copied and deleted (staccato transfer files ID), change nothing')
     .option('--idempotency-key <key>', 'a retried submission with the same key returns the first transfer'))
-    .action(async (src: string, dsts: string[], o: Flags & { wait?: boolean, priority?: string, retries?: string, label?: string[], checksum?: string, overwrite?: string, streams?: string, sync?: string, include?: string[], exclude?: string[], idempotencyKey?: string }) => {
+    .action(async (src: string, dsts: string[], o: Flags & { wait?: boolean, priority?: string, retries?: string, label?: string[], checksum?: string, overwrite?: string, streams?: string, sync?: string, include?: string[], exclude?: string[], deleteExtra?: boolean, dryRun?: boolean, idempotencyKey?: string }) => {
       const body: Record<string, unknown> = { source: src }
       if (dsts.length === 1) body.destination = dsts[0]
       else body.destinations = dsts
@@ -58,6 +60,8 @@ export function transferCommand (program: Command): void {
       }
       if (o.include !== undefined) body.include = o.include
       if (o.exclude !== undefined) body.exclude = o.exclude
+      if (o.deleteExtra === true) body.deleteExtra = true
+      if (o.dryRun === true) body.dryRun = true
       const client = await connect(o)
       const created = await client.request<Transfer>('POST', '/v1/transfers', {
         body,
@@ -135,12 +139,12 @@ export function transferCommand (program: Command): void {
     })
 
   addClientOptions(transfer.command('files')
-    .description('list the files of a tree transfer: copied, skipped (with why) or failed (with the error)')
+    .description('list the files of a tree transfer: copied, skipped (with why), failed (with the error), deleted (a mirror), would-copy or would-delete (a dry run)')
     .argument('<id>', 'transfer id')
-    .option('--state <state>', 'only done, skipped or failed'))
+    .option('--state <state>', `only ${TREE_FILE_STATES.join(', ')}`))
     .action(async (id: string, o: Flags & { state?: string }) => {
       checkId(id)
-      if (o.state !== undefined && !['done', 'skipped', 'failed'].includes(o.state)) throw usageError('--state must be done, skipped or failed')
+      if (o.state !== undefined && !TREE_FILE_STATES.some(s => s === o.state)) throw usageError(`--state must be one of ${TREE_FILE_STATES.join(', ')}`)
       const client = await connect(o)
       let after: string | undefined
       let shown = 0
@@ -183,7 +187,7 @@ interface TreeFile { path: string, state: string, size: number, reason?: string,
 /** `failed   4.0 KiB  a/b.txt  not_found: …`; a path's control characters (a newline) are shown escaped, one file per line. */
 function fileLine (f: TreeFile): string {
   const why = f.error !== undefined ? `  ${f.error.code}: ${f.error.message}` : f.reason !== undefined ? `  (${f.reason})` : ''
-  return `${f.state.padEnd(8)} ${formatBytes(f.size).padStart(10)}  ${JSON.stringify(f.path).slice(1, -1)}${why}`
+  return `${f.state.padEnd(12)} ${formatBytes(f.size).padStart(10)}  ${JSON.stringify(f.path).slice(1, -1)}${why}`
 }
 
 /** Prints the outcome; a transfer that did not succeed ends the command with exit code 1. */
@@ -228,10 +232,12 @@ function details (t: Transfer): string {
 }
 
 /** `mtime, include *.jpg, exclude *.tmp`: a tree's sync level and globs. */
-function treeText (tree: { sync?: string, include?: string[], exclude?: string[] }): string {
+function treeText (tree: { sync?: string, include?: string[], exclude?: string[], deleteExtra?: boolean, dryRun?: boolean }): string {
   const parts = [tree.sync ?? 'mtime']
   if (tree.include !== undefined) parts.push(`include ${tree.include.join(' ')}`)
   if (tree.exclude !== undefined) parts.push(`exclude ${tree.exclude.join(' ')}`)
+  if (tree.deleteExtra === true) parts.push('delete extra')
+  if (tree.dryRun === true) parts.push('dry run')
   return parts.join(', ')
 }
 

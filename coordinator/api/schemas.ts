@@ -1,4 +1,5 @@
 import { Type } from 'typebox'
+import { TreeFileState } from '../../mesh/index.ts'
 import { TRANSFER_ID_PATTERN } from '../ids.ts'
 import { LIMITS, MAX_DESTINATIONS } from '../store-input.ts'
 import { MAX_STREAMS } from '../../mesh/index.ts'
@@ -56,6 +57,8 @@ export const TransferInputSchema = Type.Object({
   })),
   include: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 1024 }), { maxItems: 64, description: 'a tree: copy only files matching one of these globs (a pattern without / matches a name at any depth)' })),
   exclude: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 1024 }), { maxItems: 64, description: 'a tree: leave out files and directories matching one of these globs' })),
+  deleteExtra: Type.Optional(Type.Boolean({ description: 'a tree: a mirror; once every file is in place, remove what the destination directory holds and the source does not (excluded paths are left alone; symbolic links are removed, never followed)' })),
+  dryRun: Type.Optional(Type.Boolean({ description: 'a tree: list what would be copied (would-copy) and deleted (would-delete) in its files, and change nothing' })),
   priority: Type.Optional(Type.Integer({ minimum: LIMITS.priority.min, maximum: LIMITS.priority.max, description: 'higher runs first; default 0' })),
   retries: Type.Optional(Type.Integer({ minimum: LIMITS.retries.min, maximum: LIMITS.retries.max, description: `default ${LIMITS.retries.default}` })),
   labels: Type.Optional(Labels),
@@ -127,8 +130,10 @@ export const TransferSchema = Type.Object({
   tree: Type.Optional(Type.Object({
     sync: Type.Optional(Type.String()),
     include: Type.Optional(Type.Array(Type.String())),
-    exclude: Type.Optional(Type.Array(Type.String()))
-  }, { description: 'a tree transfer\'s sync level and globs (mtime when absent)' })),
+    exclude: Type.Optional(Type.Array(Type.String())),
+    deleteExtra: Type.Optional(Type.Boolean()),
+    dryRun: Type.Optional(Type.Boolean())
+  }, { description: 'a tree transfer\'s sync level and globs (mtime when absent), mirror and dry run' })),
   priority: Type.Integer(),
   retries: Type.Integer(),
   labels: Type.Record(Type.String(), Type.String()),
@@ -162,7 +167,7 @@ export const TransferIdParams = Type.Object({
 }, { additionalProperties: false })
 
 export const TreeFilesQuery = Type.Object({
-  state: Type.Optional(Type.Union([Type.Literal('done'), Type.Literal('skipped'), Type.Literal('failed')])),
+  state: Type.Optional(TreeFileState),
   after: Type.Optional(Type.String({ minLength: 1, maxLength: 4096, description: 'the `next` of the previous page' })),
   limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 }))
 }, { additionalProperties: false })
@@ -170,7 +175,7 @@ export const TreeFilesQuery = Type.Object({
 export const TreeFilePageSchema = Type.Object({
   items: Type.Array(Type.Object({
     path: Type.String({ description: 'inside the tree, /-separated' }),
-    state: Type.Union([Type.Literal('done'), Type.Literal('skipped'), Type.Literal('failed')]),
+    state: TreeFileState,
     size: Type.Integer(),
     reason: Type.Optional(Type.String({ description: 'why a skipped file was not copied' })),
     error: Type.Optional(Type.Object({ code: Type.String(), message: Type.String(), retryable: Type.Boolean() }))

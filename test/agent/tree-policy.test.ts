@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest'
-import { syncDecision, treeSelector } from '../../agent/tree/policy.ts'
+import { extraDecision, syncDecision, treeSelector } from '../../agent/tree/policy.ts'
 
 describe('treeSelector: include and exclude globs', () => {
   it('a pattern without / matches a name at any depth; with / the whole path', () => {
@@ -54,5 +54,23 @@ describe('syncDecision: Globus sync levels', () => {
   it('checksum needs the digests when the sizes agree', () => {
     expect(syncDecision('checksum', src, { size: 10, mtime: 1 })).toBe('compare-checksums')
     expect(syncDecision('checksum', src, { size: 3, mtime: 5000 })).toBe('copy')
+  })
+})
+
+describe('extraDecision: what a mirror removes from the destination', () => {
+  const keep = treeSelector({ include: ['*.jpg'], exclude: ['cache'] })
+  const source = new Set(['photos', 'photos/a.jpg'])
+  const inSource = (p: string): boolean => source.has(p)
+
+  it('removes a selected entry the source does not have, keeps one it has', () => {
+    expect(extraDecision(keep, inSource, 'photos/a.jpg', false)).toBe('keep')
+    expect(extraDecision(keep, inSource, 'photos/b.jpg', false)).toBe('extra')
+    expect(extraDecision(keep, inSource, 'old', true)).toBe('extra')
+  })
+
+  it('leaves what the globs leave out: a file not included, an excluded directory (not entered)', () => {
+    expect(extraDecision(keep, inSource, 'photos/notes.txt', false)).toBe('keep')
+    expect(extraDecision(keep, inSource, 'cache', true)).toBe('skip-below')
+    expect(extraDecision(keep, inSource, 'deep/cache', true)).toBe('skip-below')
   })
 })

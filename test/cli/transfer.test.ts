@@ -67,6 +67,31 @@ describe('staccato transfer / agents against a real mesh', () => {
     ])
   })
 
+  it('mirrors a tree with --delete-extra; --dry-run first lists what would change and changes nothing', async () => {
+    const tree = join(mesh.volume('store-1'), 'mirrored')
+    const dst = join(mesh.volume('compute-1'), 'mirrored')
+    await mkdir(tree, { recursive: true })
+    await mkdir(dst, { recursive: true })
+    await writeFile(join(tree, 'kept.txt'), 'kept')
+    await writeFile(join(dst, 'stale.txt'), 'stale')
+    const args = ['transfer', 'submit', 'agent://store-1/vol/mirrored/', 'agent://compute-1/vol/mirrored/', '--delete-extra', '--wait']
+    const dry = await runCli([...args, '--dry-run'], env)
+    expect(dry.code).toBe(0)
+    expect((await readdir(dst)).sort()).toEqual(['stale.txt'])
+    const dryId = /^submitted (tr_\S+)$/m.exec(dry.stdout)?.[1] ?? ''
+    const listed = await runCli(['transfer', 'files', dryId], env)
+    expect(listed.stdout.trim().split('\n')).toEqual([
+      expect.stringMatching(/^would-copy +4 B {2}kept\.txt$/),
+      expect.stringMatching(/^would-delete +5 B {2}stale\.txt$/)
+    ])
+    const real = await runCli(args, env)
+    expect(real.code).toBe(0)
+    expect((await readdir(dst)).sort()).toEqual(['kept.txt'])
+    const id = /^submitted (tr_\S+)$/m.exec(real.stdout)?.[1] ?? ''
+    const deleted = await runCli(['transfer', 'files', id, '--state', 'deleted'], env)
+    expect(deleted.stdout).toMatch(/^deleted +5 B {2}stale\.txt$/m)
+  })
+
   it('prints only JSON with --json, which a script can parse', async () => {
     const r = await runCli(['transfer', 'submit', 'agent://store-1/vol/a.bin', 'agent://compute-1/vol/b.bin', '--wait', '--json', '--priority', '3'], env)
     expect(r.code).toBe(0)

@@ -22,7 +22,13 @@ describe('REST API: a submission is checked against what the agents registered',
     ['a scheme the running agent lacks', { source: 'agent://a/images/x.img', destination: 'null://?via=a' },
       "destination: agent 'a', which runs this transfer, serves no 'null' scheme (it serves: file, random)"],
     ['a scheme no agent serves', { source: 'gopher://example.com/x', destination: 'null://' },
-      "source: no agent serves 'gopher' (served: file, random, null, http, https)"]
+      "source: no agent serves 'gopher' (served: file, random, null, http, https)"],
+    ['an unknown volume of a tree source', { source: 'agent://a/imgs/dataset/', destination: 'agent://d/images/copy/' },
+      "source: agent 'a' has no volume 'imgs' (it has: images)"],
+    ['an unknown volume of a tree destination', { source: 'agent://a/images/dataset/', destination: 'agent://d/scratch/copy/', deleteExtra: true },
+      "destination: agent 'd' has no volume 'scratch' (it has: images, archive (read-only))"],
+    ['a mirror of a single file', { source: 'agent://a/images/x.img', destination: 'agent://d/images/x.img', deleteExtra: true },
+      'deleteExtra: applies to a tree; name the source directory with a trailing / (agent://a/images/x.img/)']
   ]
   for (const [what, payload, message] of refused) {
     it(`refuses ${what} with 400 naming the agent, the side and what exists`, async () => {
@@ -37,6 +43,9 @@ describe('REST API: a submission is checked against what the agents registered',
     const ro = await h.inject({ method: 'POST', url: '/v1/transfers', payload: { source: 'agent://a/images/x.img', destination: 'agent://d/archive/x.img' } })
     expect(ro.statusCode).toBe(403)
     expect(ro.json().message).toBe('destination: volume archive of agent d is read-only')
+    const tree = await h.inject({ method: 'POST', url: '/v1/transfers', payload: { source: 'agent://a/images/dataset/', destination: 'agent://d/archive/copy/', deleteExtra: true } })
+    expect(tree.statusCode).toBe(403)
+    expect(tree.json().message).toBe('destination: volume archive of agent d is read-only')
     const ok = await h.inject({ method: 'POST', url: '/v1/transfers', payload: { source: 'https://example.com/x.img', destination: 'agent://d/images/x.img' } })
     expect(ok.statusCode, ok.body).toBe(201)
     expect(ok.json().state).toBe('queued')

@@ -418,6 +418,16 @@ export function describeStoreConformance (name: string, fresh: () => Promise<Sto
         expect((await store().listTreeFiles(two.id, { limit: 10 })).items.map(r => r.path)).toEqual(['y'])
         await expect(store().putTreeFiles(one.id, [{ path: 'x', state: 'done', size: 1 }])).rejects.toBeInstanceOf(NotFoundError)
       })
+      it('keeps a mirror\'s and a dry run\'s states, filtered like the others', async () => {
+        const { record } = await h.store.create(transferInput('a', 'b'), { tenant })
+        await h.store.putTreeFiles(record.id, [
+          { path: 'gone', state: 'deleted', size: 3 },
+          { path: 'new', state: 'would-copy', size: 5 },
+          { path: 'old', state: 'would-delete', size: 7 }
+        ])
+        expect((await h.store.listTreeFiles(record.id, { limit: 10, state: 'would-delete' })).items).toEqual([{ path: 'old', state: 'would-delete', size: 7 }])
+        expect((await h.store.listTreeFiles(record.id, { limit: 10 })).items.map(r => r.state)).toEqual(['deleted', 'would-copy', 'would-delete'])
+      })
       const store = (): CoordinatorStore => h.store
     })
 

@@ -1,8 +1,8 @@
 import { describe, it, expect, beforeEach, afterEach } from 'vitest'
-import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { IsADirectoryError } from '../../mesh/index.ts'
+import { IsADirectoryError, PermissionDeniedError } from '../../mesh/index.ts'
 import { file } from '../../protocols/index.ts'
 import type { ProtocolPlugin } from '../../protocols/index.ts'
 
@@ -47,5 +47,35 @@ describe('file plug-in: directories and mtimes', () => {
     await writer.write(Buffer.from('x'))
     await writer.commit()
     expect((await stat(join(root, 'g.bin'))).mtimeMs).toBeGreaterThanOrEqual(before)
+  })
+  it('a commit that defers its directory sync is in place; syncDirectory syncs a directory of the volume, and no other', async () => {
+    await mkdir(join(root, 'd'))
+    const writer = await plugin.write(u('d/f.bin'), { offset: 0, size: 3, key: 'k9', deferDirectorySync: true })
+    await writer.write(Buffer.from('abc'))
+    await writer.commit()
+    expect(await readFile(join(root, 'd', 'f.bin'), 'utf8')).toBe('abc')
+    await plugin.syncDirectory!(u('d/'))
+    await plugin.syncDirectory!(u(''))
+    const outside = await mkdtemp(join(tmpdir(), 'staccato-file-dirs-out-'))
+    try {
+      await symlink(outside, join(root, 'out'))
+      await expect(plugin.syncDirectory!(u('out/'))).rejects.toBeInstanceOf(PermissionDeniedError)
+    } finally {
+      await rm(outside, { recursive: true, force: true })
+    }
+  })
+
+  it('remove takes a file, a link (not its target) and an empty directory; a directory that is not empty stays', async () => {
+    await mkdir(join(root, 'full'))
+    await writeFile(join(root, 'full', 'x'), 'x')
+    await mkdir(join(root, 'empty'))
+    await writeFile(join(root, 'target.txt'), 'kept')
+    await symlink(join(root, 'target.txt'), join(root, 'link'))
+    expect(await plugin.remove!(u('link'))).toBe(true)
+    expect(await plugin.remove!(u('empty'))).toBe(true)
+    expect(await plugin.remove!(u('full'))).toBe(false)
+    expect(await plugin.remove!(u('full/x'))).toBe(true)
+    expect((await readdir(root)).sort()).toEqual(['full', 'target.txt'])
+    expect(await readFile(join(root, 'target.txt'), 'utf8')).toBe('kept')
   })
 })

@@ -1,0 +1,146 @@
+import {
+  InvalidArgumentError, PermissionDeniedError, SourceChangedError, TREE_BATCH, WIRE_VERSION, toStaccatoError
+} from '../../mesh/index.ts'
+import type { TreeEntry, TreeMessage, TreeRequest } from '../../mesh/index.ts'
+import { resolveVolumePath } from '../../protocols/index.ts'
+import type { ProtocolPlugin, StatResult, Volume } from '../../protocols/index.ts'
+import type { AgentCounters } from '../counters.ts'
+import type { TokenBucket } from '../rate-limit.ts'
+import { newHasher } from '../copy/checksum.ts'
+import { treeSelector } from './policy.ts'
+
+/** What holds a tree: the agent's volumes plug-in, and the volumes behind it (to confine each file to its tree). */
+export interface TreeHolder {
+  volumes: ProtocolPlugin
+  volumeList: readonly Volume[]
+  counters: AgentCounters
+  upload?: TokenBucket
+}
+
+/** An `entries` message is sent once it holds this many bytes of paths, well under the 1 MiB frame limit. */
+const ENTRIES_BYTES = 256 * 1024
+
+/** `entries` messages of a tree's listing, selected by the request's globs. */
+export async function * listMessages (opts: TreeHolder, dir: URL, req: Pick<Extract<TreeRequest, { op: 'list' }>, 'include' | 'exclude'>): AsyncGenerator<TreeMessage> {
+  if (opts.volumes.walk === undefined) throw new InvalidArgumentError('this agent cannot list directories')
+  const keep = treeSelector({ include: req.include, exclude: req.exclude })
+  let batch: TreeEntry[] = []
+  let bytes = 0
+  // A directory left out is not entered: what is under it is skipped by its prefix.
+  let excluded: string | undefined
+  for await (const e of opts.volumes.walk(dir)) {
+    if (excluded !== undefined && e.path.startsWith(excluded)) continue
+    excluded = undefined
+    if (e.type !== 'skipped' && !keep(e.path, e.type === 'directory')) {
+      if (e.type === 'directory') excluded = `${e.path}/`
+      continue
+    }
+    batch.push(e)
+    bytes += Buffer.byteLength(e.path) + 128
+    if (batch.length >= TREE_BATCH || bytes >= ENTRIES_BYTES) {
+      yield { v: WIRE_VERSION, t: 'entries', entries: batch }
+      batch = []
+      bytes = 0
+    }
+  }
+  if (batch.length > 0) yield { v: WIRE_VERSION, t: 'entries', entries: batch }
+}
+
+/** Files of a read batch checked (and, if small, read) ahead of the one being sent: each costs a few system calls, which overlap. */
+const LOOKAHEAD = 16
+/** A file up to this size is read whole while it is checked; 16 of them ahead keep at most 4 MiB in memory. */
+const PREFETCH_BYTES = 256 * 1024
+
+type ReadFile = Extract<TreeRequest, { op: 'read' }>['files'][number]
+type Ready = { url: URL, header: StatResult, data?: Uint8Array[] } | { error: unknown, now?: StatResult }
+
+/**
+ * A read batch as it goes on the wire: for each file a `file` header, then
+ * exactly `length` bytes of raw chunks, then `file-end`; or `file-error`.
+ */
+export async function * readMessages (opts: TreeHolder, dir: URL, req: Pick<Extract<TreeRequest, { op: 'read' }>, 'files' | 'algorithm' | 'source'>): AsyncGenerator<TreeMessage | Uint8Array> {
+  const { volume, path: dirPath } = volumeAndPath(dir)
+  const realDir = await resolveVolumePath(opts.volumeList, volume, dirPath)
+  const prepare = async (f: ReadFile): Promise<Ready> => {
+    const url = new URL(dir.href + f.path.split('/').map(encodeURIComponent).join('/'))
+    try {
+      // Inside the tree the ticket names, not only inside the volume: a symbolic link in the tree leads nowhere else.
+      const real = await resolveVolumePath(opts.volumeList, volume, `${dirPath}${dirPath === '' ? '' : '/'}${f.path}`)
+      if (!real.startsWith(`${realDir}/`)) throw new PermissionDeniedError(`${f.path}: leaves the tree ${req.source}`)
+      const st = await opts.volumes.stat(url)
+      if (st.size !== f.expect.size || st.mtime !== f.expect.mtime) throw new SourceChangedError(`${f.path}: changed since it was listed (size ${f.expect.size} → ${st.size})`)
+      if (f.offset > st.size) throw new InvalidArgumentError(`${f.path}: offset ${f.offset} is past its end (${st.size} bytes)`)
+      if (f.offset > 0 || st.size > PREFETCH_BYTES) return { url, header: st }
+      const data: Uint8Array[] = []
+      for await (const chunk of opts.volumes.read(url, { offset: 0, length: st.size, expect: { size: st.size, mtime: st.mtime, etag: st.etag } })) data.push(chunk)
+      return { url, header: st, data }
+    } catch (err) {
+      return { error: err, now: toStaccatoError(err) instanceof SourceChangedError ? await opts.volumes.stat(url).catch(() => undefined) : undefined }
+    }
+  }
+  const ahead: Array<Promise<Ready>> = []
+  for (let i = 0; i < req.files.length; i++) {
+    for (let j = ahead.length; j < Math.min(req.files.length, i + LOOKAHEAD); j++) ahead.push(prepare(req.files[j]))
+    const f = req.files[i]
+    const ready = await ahead[i]
+    // Sent: the batch's memory goes with it.
+    ahead[i] = Promise.resolve({ error: undefined })
+    if ('error' in ready) {
+      yield fileError(f.path, ready.error, ready.now)
+      continue
+    }
+    const { url, header, data } = ready
+    const version = { size: header.size, mtime: header.mtime, etag: header.etag }
+    const length = header.size - f.offset
+    const hash = req.algorithm !== undefined ? newHasher(req.algorithm) : undefined
+    let chunks: AsyncIterator<Uint8Array>
+    let first: IteratorResult<Uint8Array>
+    try {
+      if (hash !== undefined && f.offset > 0) {
+        for await (const chunk of opts.volumes.read(url, { offset: 0, length: f.offset, expect: version })) hash.update(chunk)
+      }
+      // The first chunk before the header: a file changed since it was checked is then reported alone, not by breaking the stream.
+      chunks = (data !== undefined ? each(data) : opts.volumes.read(url, { offset: f.offset, length, expect: version }))[Symbol.asyncIterator]()
+      first = await chunks.next()
+    } catch (err) {
+      yield fileError(f.path, err, await opts.volumes.stat(url).catch(() => undefined))
+      continue
+    }
+    yield { v: WIRE_VERSION, t: 'file', path: f.path, size: header.size, mtime: header.mtime, length }
+    let sent = 0
+    try {
+      for (let r = first; r.done !== true; r = await chunks.next()) {
+        const chunk = r.value
+        hash?.update(chunk)
+        if (opts.upload !== undefined) await opts.upload.take(chunk.byteLength)
+        yield chunk
+        sent += chunk.byteLength
+        opts.counters.bytesServed += chunk.byteLength
+      }
+    } catch (err) {
+      // Every byte went, and then the file turned out to have changed while it was read: that file alone fails (the reader may ask again).
+      // Short of its length, the stream cannot go on: the error ends it (the reader keeps its partial and resumes).
+      if (sent !== length || !(toStaccatoError(err) instanceof SourceChangedError)) throw err
+      yield fileError(f.path, err, await opts.volumes.stat(url).catch(() => undefined))
+      continue
+    } finally {
+      await chunks.return?.()
+    }
+    yield { v: WIRE_VERSION, t: 'file-end', path: f.path, ...(hash === undefined ? {} : { [hash.algorithm]: hash.digest() }) }
+  }
+}
+
+async function * each (data: Uint8Array[]): AsyncGenerator<Uint8Array> {
+  yield * data
+}
+
+function fileError (path: string, err: unknown, now: StatResult | undefined): TreeMessage {
+  const e = toStaccatoError(err)
+  const changed = e instanceof SourceChangedError && now !== undefined ? { now: { size: now.size, mtime: now.mtime } } : {}
+  return { v: WIRE_VERSION, t: 'file-error', path, error: e.toJSON(), ...changed }
+}
+
+export function volumeAndPath (dir: URL): { volume: string, path: string } {
+  const segments = dir.pathname.split('/').filter(s => s !== '').map(s => decodeURIComponent(s))
+  return { volume: segments[0], path: segments.slice(1).join('/') }
+}

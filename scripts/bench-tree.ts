@@ -1,0 +1,177 @@
+/**
+ * npm run bench:tree [-- --files 10000 --file-size 4KiB --dirs 100 --large-count 16 --large-size 64MiB --json --no-ssh --checksum sha256]
+ *
+ * Directory trees on loopback, in one run: a tree of many small files and a
+ * tree of a few large ones, each copied agent → agent (a tree transfer), and
+ * beside it `scp -r` and `rsync -a` of the same tree through a private sshd;
+ * then the small tree again with nothing changed (the agents' quick check,
+ * sync mtime) beside rsync's no-op run. Times are the executing agent's own
+ * (its log, from start to the tree's end) and the wall time of scp and rsync.
+ */
+import { mkdir, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises'
+import { randomBytes } from 'node:crypto'
+import { loadavg } from 'node:os'
+import { join } from 'node:path'
+import { parseArgs } from 'node:util'
+import { parseSize } from '../protocols/index.ts'
+import { freePort } from '../cli/index.ts'
+import { BenchMesh } from './bench-mesh.ts'
+import type { BenchAgent } from './bench-mesh.ts'
+import { LocalSshd } from './bench-scp.ts'
+import { MiB, mbps, note, peakRssMiB, report, round } from './bench-util.ts'
+
+// The cipher bench:transfer gives scp: the fastest of OpenSSH's on x86 with AES-NI.
+const CIPHER = 'aes128-gcm@openssh.com'
+
+const { values: args } = parseArgs({
+  options: {
+    files: { type: 'string', default: '10000' },
+    'file-size': { type: 'string', default: '4KiB' },
+    dirs: { type: 'string', default: '100' },
+    'large-count': { type: 'string', default: '16' },
+    'large-size': { type: 'string', default: '64MiB' },
+    checksum: { type: 'string', default: 'sha256' },
+    json: { type: 'boolean', default: false },
+    'no-ssh': { type: 'boolean', default: false },
+    'keep-logs': { type: 'boolean', default: false }
+  }
+})
+const files = Math.max(1, Number(args.files))
+const fileSize = parseSize(args['file-size'])
+const dirs = Math.max(1, Math.min(files, Number(args.dirs)))
+const largeCount = Math.max(0, Number(args['large-count']))
+const largeSize = parseSize(args['large-size'])
+// Generous: at worst ~100 small files/s and ~20 MB/s on a loaded machine.
+const timeoutMs = 120_000 + files * 10 + (largeCount * largeSize) / 20_000
+
+async function writeTree (root: string, count: number, size: number, spread: number): Promise<void> {
+  for (let d = 0; d < spread; d++) await mkdir(join(root, `d${String(d).padStart(3, '0')}`), { recursive: true })
+  for (let i = 0; i < count; i++) {
+    await writeFile(join(root, `d${String(i % spread).padStart(3, '0')}`, `f${String(i).padStart(6, '0')}.bin`), randomBytes(size))
+  }
+}
+
+/** Files and bytes under `dir`: every copy is checked complete before its time counts. */
+async function census (dir: string): Promise<{ files: number, bytes: number }> {
+  let n = 0
+  let bytes = 0
+  for (const e of await readdir(dir, { recursive: true, withFileTypes: true })) {
+    if (!e.isFile()) continue
+    n++
+    bytes += (await stat(join(e.parentPath, e.name))).size
+  }
+  return { files: n, bytes }
+}
+
+async function checkCopy (what: string, dir: string, want: { files: number, bytes: number }): Promise<void> {
+  const got = await census(dir)
+  if (got.files !== want.files || got.bytes !== want.bytes) throw new Error(`${what}: ${got.files} files, ${got.bytes} bytes; expected ${want.files}, ${want.bytes}`)
+}
+
+async function agentTree (mesh: BenchMesh, b: BenchAgent, src: string, dst: string): Promise<{ ms: number, files: { done: number, skipped: number } }> {
+  const { id } = await mesh.run(`agent://a/vol/${src}/`, `agent://b/vol/${dst}/`, timeoutMs, { checksumMode: args.checksum })
+  const ms = await mesh.executorMs(b.name, id, 'tree copied')
+  const t = (await mesh.api('GET', `/v1/transfers/${id}`)).body as { progress: { files: { done: number, skipped: number } } }
+  return { ms, files: t.progress.files }
+}
+
+async function main (): Promise<void> {
+  note(`bench:tree: ${files} × ${fileSize} B in ${dirs} directories; ${largeCount} × ${largeSize} B; checksum ${args.checksum}`)
+  const mesh = await BenchMesh.create()
+  let sshd: LocalSshd | string = 'skipped (--no-ssh)'
+  try {
+    await mesh.startCoordinator()
+    const a = await mesh.startAgent('a', ['--log-level', 'info'])
+    const b = await mesh.startAgent('b', ['--log-level', 'info'])
+    await writeTree(join(a.volume, 'small'), files, fileSize, dirs)
+    if (largeCount > 0) await writeTree(join(a.volume, 'large'), largeCount, largeSize, 1)
+    const small = await census(join(a.volume, 'small'))
+    const large = await census(join(a.volume, 'large')).catch(() => ({ files: 0, bytes: 0 }))
+
+    const ours = await agentTree(mesh, b, 'small', 'small')
+    await checkCopy('agents, small tree', join(b.volume, 'small'), small)
+    note(`agents, small: ${round(ours.ms / 1000, 2)} s (${round(files / (ours.ms / 1000), 0)} files/s)`)
+    const noop = await agentTree(mesh, b, 'small', 'small')
+    if (noop.files.done !== 0) throw new Error(`the no-op run copied ${noop.files.done} files`)
+    note(`agents, small, nothing changed: ${round(noop.ms / 1000, 2)} s`)
+    let oursLarge: number | null = null
+    if (largeCount > 0) {
+      oursLarge = (await agentTree(mesh, b, 'large', 'large')).ms
+      await checkCopy('agents, large tree', join(b.volume, 'large'), large)
+      note(`agents, large: ${round(oursLarge / 1000, 2)} s (${round(mbps(large.bytes, oursLarge), 0)} MB/s)`)
+      await rm(join(b.volume, 'large'), { recursive: true })
+    }
+
+    let scpSmall: number | null = null
+    let rsyncSmall: number | null = null
+    let rsyncNoop: number | null = null
+    let rsyncLarge: number | null = null
+    if (args['no-ssh'] !== true) {
+      sshd = await LocalSshd.start(await freePort())
+      if (typeof sshd !== 'string') {
+        scpSmall = sshd.scp(join(a.volume, 'small'), join(b.volume, 'scp-small'), CIPHER, true)
+        await checkCopy('scp -r, small tree', join(b.volume, 'scp-small'), small)
+        await rm(join(b.volume, 'scp-small'), { recursive: true })
+        note(`scp -r, small: ${round(scpSmall / 1000, 2)} s`)
+        rsyncSmall = sshd.rsync(`${join(a.volume, 'small')}/`, `${join(b.volume, 'rsync-small')}/`, CIPHER)
+        await checkCopy('rsync -a, small tree', join(b.volume, 'rsync-small'), small)
+        rsyncNoop = sshd.rsync(`${join(a.volume, 'small')}/`, `${join(b.volume, 'rsync-small')}/`, CIPHER)
+        await rm(join(b.volume, 'rsync-small'), { recursive: true })
+        note(`rsync -a, small: ${round(rsyncSmall / 1000, 2)} s; nothing changed: ${round(rsyncNoop / 1000, 2)} s`)
+        if (largeCount > 0) {
+          rsyncLarge = sshd.rsync(`${join(a.volume, 'large')}/`, `${join(b.volume, 'rsync-large')}/`, CIPHER)
+          await checkCopy('rsync -a, large tree', join(b.volume, 'rsync-large'), large)
+          await rm(join(b.volume, 'rsync-large'), { recursive: true })
+          note(`rsync -a, large: ${round(rsyncLarge / 1000, 2)} s`)
+        }
+      } else {
+        note(`scp and rsync: not measured: ${sshd}`)
+      }
+    }
+    const ratio = (theirs: number | null, mine: number | null): number | null => theirs === null || mine === null ? null : round(theirs / mine, 3)
+    const result = {
+      files,
+      fileSizeBytes: fileSize,
+      dirs,
+      largeCount,
+      largeSizeBytes: largeSize,
+      checksumMode: args.checksum,
+      smallSeconds: round(ours.ms / 1000, 3),
+      smallFilesPerSec: round(files / (ours.ms / 1000), 1),
+      scpSmallSeconds: scpSmall === null ? null : round(scpSmall / 1000, 3),
+      rsyncSmallSeconds: rsyncSmall === null ? null : round(rsyncSmall / 1000, 3),
+      // Speed ratios: above 1, the agents are faster.
+      smallOverScp: ratio(scpSmall, ours.ms),
+      smallOverRsync: ratio(rsyncSmall, ours.ms),
+      largeMBps: oursLarge === null ? null : round(mbps(large.bytes, oursLarge), 1),
+      rsyncLargeMBps: rsyncLarge === null ? null : round(mbps(large.bytes, rsyncLarge), 1),
+      largeOverRsync: ratio(rsyncLarge, oursLarge),
+      noopSeconds: round(noop.ms / 1000, 3),
+      rsyncNoopSeconds: rsyncNoop === null ? null : round(rsyncNoop / 1000, 3),
+      // A time ratio: at most 1, the agents' re-sync is no slower than rsync's.
+      noopOverRsync: rsyncNoop === null ? null : round(noop.ms / rsyncNoop, 3),
+      sshNote: typeof sshd === 'string' ? sshd : undefined,
+      agentPeakRssMiB: { a: round(peakRssMiB(a.pid), 1), b: round(peakRssMiB(b.pid), 1) },
+      loadAverage: round(loadavg()[0])
+    }
+    const or = (x: unknown): string => x === null || x === undefined ? '-' : String(x)
+    report(args.json, result, [
+      `small tree: ${files} × ${fileSize} B in ${dirs} dirs; large tree: ${largeCount} × ${largeSize / MiB} MiB; checksum ${args.checksum}`,
+      `agents, small        ${result.smallSeconds} s   ${result.smallFilesPerSec} files/s   over scp -r ${or(result.smallOverScp)}   over rsync -a ${or(result.smallOverRsync)}`,
+      `scp -r / rsync -a    ${or(result.scpSmallSeconds)} s / ${or(result.rsyncSmallSeconds)} s`,
+      `agents, large        ${or(result.largeMBps)} MB/s   rsync -a ${or(result.rsyncLargeMBps)} MB/s   over rsync ${or(result.largeOverRsync)}`,
+      `no-op re-sync        ${result.noopSeconds} s   rsync ${or(result.rsyncNoopSeconds)} s   ratio ${or(result.noopOverRsync)} (≤ 1 is no slower)`,
+      ...(result.sshNote !== undefined ? [`scp and rsync: ${result.sshNote}`] : []),
+      `agent peak RSS       a ${result.agentPeakRssMiB.a} MiB, b ${result.agentPeakRssMiB.b} MiB`
+    ])
+  } catch (err) {
+    note(`agent b log tail:\n${(await readFile(join(mesh.dir, 'logs', 'b.log'), 'utf8').catch(() => '')).split('\n').slice(-10).join('\n')}`)
+    throw err
+  } finally {
+    if (typeof sshd !== 'string') await sshd.stop()
+    await mesh.stop(args['keep-logs'])
+    if (args['keep-logs']) note(`logs kept in ${mesh.dir}/logs`)
+  }
+}
+
+await main()
