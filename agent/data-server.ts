@@ -27,6 +27,8 @@ export interface DirectDataOptions {
   listener: DirectListener
   /** The host readers connect to; when absent, the address they reached this agent's libp2p listener at. */
   host?: string
+  /** The port readers connect to, when a forward maps it to another; the listener's own when absent. */
+  port?: number
 }
 
 // A peer that opens a stream and never sends its header must not hold it forever.
@@ -157,7 +159,7 @@ async function directSink (
     timer = setTimeout(() => { reject(new TimeoutError(`the reader neither connected to the data port nor fell back within ${HELLO_TIMEOUT_MS} ms`)) }, HELLO_TIMEOUT_MS)
   })
   try {
-    await sendFrame(stream, { ...header, direct: { port: direct.listener.port, ...(direct.host === undefined ? {} : { host: direct.host }), pub: own.pub, session: session.toString('base64url') } })
+    await sendFrame(stream, { ...header, direct: { port: direct.port ?? direct.listener.port, ...(direct.host === undefined ? {} : { host: direct.host }), pub: own.pub, session: session.toString('base64url') } })
     const won = await Promise.race([claimed, answer, timeout])
     if (!('v' in won)) return socketSink(stream, won, keys.toReader)
     opts.log('direct data socket not used; serving over the libp2p stream', { peer: connection.remotePeer.toString(), reason: won.reason })

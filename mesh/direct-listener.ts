@@ -34,6 +34,7 @@ interface Waiting {
 export class DirectListener {
   private readonly server: Server
   private readonly sessions = new Map<string, Waiting>()
+  private readonly sockets = new Set<Socket>()
   private readonly opts: DirectListenerOptions
 
   private constructor (server: Server, opts: DirectListenerOptions) {
@@ -79,11 +80,16 @@ export class DirectListener {
     })
   }
 
+  /** Stops listening and cuts every connection it accepted, claimed or not: transfers on them fail, as on a stopped node. */
   async close (): Promise<void> {
-    await new Promise<void>(resolve => { this.server.close(() => { resolve() }) })
+    const closed = new Promise<void>(resolve => { this.server.close(() => { resolve() }) })
+    for (const socket of this.sockets) socket.destroy()
+    await closed
   }
 
   private accept (socket: Socket): void {
+    this.sockets.add(socket)
+    socket.once('close', () => this.sockets.delete(socket))
     const timeoutMs = this.opts.helloTimeoutMs ?? HELLO_TIMEOUT_MS
     const chunks: Buffer[] = []
     let got = 0

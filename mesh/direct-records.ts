@@ -25,7 +25,7 @@ export const HELLO_BYTES = HEADER_BYTES + TAG_BYTES
  * 1 MiB records (the file plug-in's read size), enough to keep the kernel's
  * send buffer fed while the next record is sealed; memory stays bounded by it.
  */
-const WRITE_HIGH_WATER = 2 * 1024 * 1024
+export const WRITE_HIGH_WATER = 2 * 1024 * 1024
 
 export interface RecordOptions {
   /** Smaller values exist for tests, which cannot send 64 GiB. */
@@ -35,10 +35,16 @@ export interface RecordOptions {
 export class RecordWriter {
   private readonly socket: Socket
   private readonly key: DirectionKey
+  private waiting = false
 
   constructor (socket: Socket, key: Uint8Array, opts: RecordOptions = {}) {
     this.socket = socket
     this.key = new DirectionKey(key, opts.rekeyBytes ?? REKEY_BYTES)
+  }
+
+  /** Waiting for the socket to drain: the reader is not taking what was sent (tests of bounded memory). */
+  get blocked (): boolean {
+    return this.waiting
   }
 
   /** Seals `chunk` as one record or more, and waits while the socket holds more than WRITE_HIGH_WATER. */
@@ -82,8 +88,10 @@ export class RecordWriter {
 
   private async writable (): Promise<void> {
     if (this.socket.writableLength <= WRITE_HIGH_WATER) return
+    this.waiting = true
     await new Promise<void>((resolve, reject) => {
       const done = (err?: Error): void => {
+        this.waiting = false
         this.socket.off('drain', onDrain)
         this.socket.off('close', onClose)
         if (err === undefined) resolve()
@@ -155,11 +163,10 @@ export class RecordReader {
           throw new ProtocolError(`direct data: record ${this.key.records} failed authentication (tampered, replayed, reordered or not of this session)`, { cause: err })
         }
         this.key.advance(length)
+        // The sender ends its socket after the end record: anything more is not of this session.
+        if (type === TYPE_END && (this.queued > 0 || (await input.next()).done !== true)) throw new ProtocolError('direct data: bytes after the end record')
         yield { type, body }
-        if (type === TYPE_END) {
-          if (this.queued > 0 || !(await input.next()).done) throw new ProtocolError('direct data: bytes after the end record')
-          return
-        }
+        if (type === TYPE_END) return
       }
     } catch (err) {
       this.socket.destroy()
