@@ -11,6 +11,12 @@ import { DirectionKey, REKEY_BYTES, TAG_BYTES } from './record-stream.ts'
 const OPENING_BYTES = SESSION_BYTES + HELLO_BYTES
 /** A connection that has not presented its session within this is cut (like the data stream's header timeout). */
 export const HELLO_TIMEOUT_MS = 10_000
+/**
+ * Connections that have not presented a session yet, at most: readers connect
+ * once per request (a data server takes 64 streams per connection), so more
+ * than this at once is someone holding sockets open, not readers.
+ */
+export const MAX_UNCLAIMED = 256
 
 export interface DirectListenerOptions {
   host: string
@@ -35,6 +41,7 @@ export class DirectListener {
   private readonly server: Server
   private readonly sessions = new Map<string, Waiting>()
   private readonly sockets = new Set<Socket>()
+  private unclaimed = 0
   private readonly opts: DirectListenerOptions
 
   private constructor (server: Server, opts: DirectListenerOptions) {
@@ -90,6 +97,12 @@ export class DirectListener {
   private accept (socket: Socket): void {
     this.sockets.add(socket)
     socket.once('close', () => this.sockets.delete(socket))
+    if (this.unclaimed >= MAX_UNCLAIMED) {
+      socket.destroy()
+      this.opts.onRefused?.(new ProtocolError(`direct data: more than ${MAX_UNCLAIMED} connections without a session`))
+      return
+    }
+    this.unclaimed++
     const timeoutMs = this.opts.helloTimeoutMs ?? HELLO_TIMEOUT_MS
     const chunks: Buffer[] = []
     let got = 0
@@ -115,7 +128,11 @@ export class DirectListener {
         refuse(toStaccatoError(err))
       }
     }
+    let cleaned = false
     const cleanup = (): void => {
+      if (cleaned) return
+      cleaned = true
+      this.unclaimed--
       clearTimeout(timer)
       socket.off('data', onData)
       socket.off('close', onClose)

@@ -3,7 +3,7 @@ import { connect, createServer } from 'node:net'
 import type { Server, Socket } from 'node:net'
 import { afterEach, describe, expect, it } from 'vitest'
 import {
-  DirectListener, MAX_RECORD_BYTES, NetworkError, ProtocolError, RecordReader, RecordWriter, TYPE_END, TimeoutError, WRITE_HIGH_WATER,
+  DirectListener, MAX_RECORD_BYTES, MAX_UNCLAIMED, NetworkError, ProtocolError, RecordReader, RecordWriter, TYPE_END, TimeoutError, WRITE_HIGH_WATER,
   connectDirect, deriveKeys, ephemeral, newSession
 } from '../../mesh/index.ts'
 import type { DirectKeys } from '../../mesh/index.ts'
@@ -233,6 +233,19 @@ describe('direct data socket: the listener admits a session once, and only its k
     await new Promise(resolve => silent.once('close', resolve))
     expect(refused).toHaveLength(1)
     expect(refused[0]).toBeInstanceOf(TimeoutError)
+  })
+
+  it(`cuts connections beyond ${MAX_UNCLAIMED} that have not presented a session`, async () => {
+    const { listener, refused } = await listen()
+    const sockets: Socket[] = []
+    cleanups.push(() => { for (const s of sockets) s.destroy() })
+    for (let i = 0; i <= MAX_UNCLAIMED; i++) {
+      const s = connect({ host: '127.0.0.1', port: listener.port })
+      s.on('error', () => {})
+      sockets.push(s)
+    }
+    await expect.poll(() => refused.length, { timeout: 30_000 }).toBe(1)
+    expect(refused[0].message).toMatch(/connections without a session/)
   })
 
   it('forgets a session its server gave up on', async () => {
