@@ -97,10 +97,11 @@ async function serve (stream: Stream, connection: Connection, opts: DataServerOp
   try {
     const hash = req.digest && req.offset + length === st.size ? newHasher(req.algorithm ?? 'sha256') : undefined
     if (hash !== undefined && req.offset > 0) {
-      for await (const chunk of plugin.read(url, { offset: 0, length: req.offset, expect: version })) hash.update(chunk)
+      for await (const chunk of plugin.read(url, { offset: 0, length: req.offset, expect: version, reuseBuffers: true })) hash.update(chunk)
     }
     if (length > 0) {
-      for await (const chunk of plugin.read(url, { offset: req.offset, length, expect: version })) {
+      // Each chunk is hashed and sealed (or queued whole on the stream, below) before the next is read.
+      for await (const chunk of plugin.read(url, { offset: req.offset, length, expect: version, reuseBuffers: sink !== undefined })) {
         hash?.update(chunk)
         if (opts.upload !== undefined) await opts.upload.take(chunk.byteLength)
         await out.data(chunk)
