@@ -5,6 +5,7 @@ import { CanceledError, NetworkError, ProtocolError, TimeoutError, toStaccatoErr
 import { SESSION_BYTES } from './direct-keys.ts'
 import type { DirectKeys } from './direct-keys.ts'
 import { HEADER_BYTES, HELLO_BYTES, RecordWriter, TYPE_HELLO } from './direct-records.ts'
+import type { RecordReader } from './direct-records.ts'
 import { DirectionKey, REKEY_BYTES, TAG_BYTES } from './record-stream.ts'
 
 /** What a connecting reader sends first: the session id, then its sealed hello. */
@@ -174,9 +175,12 @@ export interface ConnectOptions {
 
 export const CONNECT_TIMEOUT_MS = 5_000
 
-/** Connects to a data port and presents the session: the socket then carries the server's records. */
-export async function connectDirect (host: string, port: number, keys: DirectKeys, opts: ConnectOptions = {}): Promise<Socket> {
-  const socket = connect({ host, port, noDelay: true })
+/**
+ * Connects to a data port and presents the session: the socket then carries
+ * the server's records, which `reader` (its onread buffer given to the socket) opens.
+ */
+export async function connectDirect (host: string, port: number, keys: DirectKeys, reader: RecordReader, opts: ConnectOptions = {}): Promise<Socket> {
+  const socket = connect({ host, port, noDelay: true, onread: reader.onread })
   const timeoutMs = opts.timeoutMs ?? CONNECT_TIMEOUT_MS
   try {
     await new Promise<void>((resolve, reject) => {
@@ -191,6 +195,7 @@ export async function connectDirect (host: string, port: number, keys: DirectKey
     socket.destroy()
     throw err
   }
+  reader.attach(socket)
   socket.write(keys.session)
   new RecordWriter(socket, keys.toServer).hello()
   return socket

@@ -114,86 +114,165 @@ export interface ReaderOptions extends RecordOptions {
 
 /** Default idle limit: a sender that stalls for a minute mid-transfer is gone, not slow. */
 export const IDLE_TIMEOUT_MS = 60_000
+/** The socket's one read buffer (node:net `onread`): 64 KiB, the size node reads a socket in anyway. */
+const READ_BUFFER_BYTES = 64 * 1024
 
 /**
  * Opens the records a socket carries, in order, releasing a record's plaintext
- * only once its tag has authenticated it. Memory: one record's ciphertext
- * (at most MAX_RECORD_BYTES) and its plaintext; the socket is read only as
- * fast as records are consumed, so a slow consumer stops the sender through TCP.
+ * only once its tag has authenticated it. The socket reads into one buffer of
+ * this reader's (`onread`, given to net.connect): no buffer per TCP read for
+ * the GC to collect. Memory: one record's ciphertext (at most
+ * MAX_RECORD_BYTES) and the opened records not yet consumed; the socket is
+ * paused while one waits, so a slow consumer stops the sender through TCP.
  */
 export class RecordReader {
-  private readonly socket: Socket
   private readonly key: DirectionKey
-  private readonly chunks: Buffer[] = []
-  private queued = 0
   private readonly body = Buffer.allocUnsafe(MAX_RECORD_BYTES)
+  private readonly header = Buffer.allocUnsafe(HEADER_BYTES)
+  private readonly tag = Buffer.allocUnsafe(TAG_BYTES)
+  private at: 'header' | 'body' | 'tag' = 'header'
+  private filled = 0
+  private length = 0
+  private readonly queue: Record[] = []
+  private queuedBytes = 0
+  private endRecord = false
+  private ended = false
+  private failure?: Error
+  private wake?: () => void
+  /** The last read was refused (records wait): the socket reads nothing until records() asks again. */
+  private stopped = false
+  private socket?: Socket
+  private readonly idleTimeoutMs: number
+  /** For net.connect: the socket reads into `buffer` and hands each read to `callback`. */
+  readonly onread: { buffer: Buffer, callback: (n: number, buf: Buffer) => boolean }
 
-  constructor (socket: Socket, key: Uint8Array, opts: ReaderOptions = {}) {
-    this.socket = socket
+  constructor (key: Uint8Array, opts: ReaderOptions = {}) {
     this.key = new DirectionKey(key, opts.rekeyBytes ?? REKEY_BYTES)
-    const idle = opts.idleTimeoutMs ?? IDLE_TIMEOUT_MS
-    socket.setTimeout(idle, () => { socket.destroy(new TimeoutError(`direct data socket: nothing received for ${idle} ms`)) })
+    this.idleTimeoutMs = opts.idleTimeoutMs ?? IDLE_TIMEOUT_MS
+    this.onread = { buffer: Buffer.allocUnsafe(READ_BUFFER_BYTES), callback: (n, buf) => this.feed(buf, n) }
   }
 
-  /** Bytes received and not yet opened: what the reader holds besides the record being assembled. */
+  /** Bytes received and not yet consumed: opened records waiting and the record being assembled. */
   get buffered (): number {
-    return this.queued
+    return this.queuedBytes + (this.at === 'body' ? this.filled : 0)
   }
 
-  /** Every record up to and including the END record; an error on anything else. */
-  async * records (): AsyncGenerator<Record> {
-    const input = this.socket[Symbol.asyncIterator]() as AsyncIterator<Buffer>
-    try {
-      for (;;) {
-        const header = await this.take(input, HEADER_BYTES, 'between records')
-        const length = header.readUInt32BE(0)
-        const type = header[4]
-        if (length > MAX_RECORD_BYTES || (type !== TYPE_DATA && type !== TYPE_END)) {
-          throw new ProtocolError(`direct data: malformed record header (length ${length}, type ${type})`)
-        }
-        const sealed = await this.take(input, length, 'inside a record', this.body)
-        const tag = await this.take(input, TAG_BYTES, 'inside a record')
-        const decipher = createDecipheriv('aes-256-gcm', this.key.key, this.key.nextNonce(), { authTagLength: TAG_BYTES })
-        decipher.setAAD(header)
-        decipher.setAuthTag(tag)
-        const body = decipher.update(sealed)
-        try {
-          decipher.final()
-        } catch (err) {
-          throw new ProtocolError(`direct data: record ${this.key.records} failed authentication (tampered, replayed, reordered or not of this session)`, { cause: err })
-        }
-        this.key.advance(length)
-        // The sender ends its socket after the end record: anything more is not of this session.
-        if (type === TYPE_END && (this.queued > 0 || (await input.next()).done !== true)) throw new ProtocolError('direct data: bytes after the end record')
-        yield { type, body }
-        if (type === TYPE_END) return
+  /** The socket `onread` was given to: its end, errors and idleness. */
+  attach (socket: Socket): void {
+    this.socket = socket
+    const idle = this.idleTimeoutMs
+    socket.setTimeout(idle, () => { socket.destroy(new TimeoutError(`direct data socket: nothing received for ${idle} ms`)) })
+    socket.on('end', () => {
+      this.ended = true
+      if (!this.endRecord) {
+        const inside = this.at !== 'header' || this.filled > 0
+        this.fail(new NetworkError(`direct data: connection ended ${inside ? 'inside a record' : 'between records'} (truncated)`))
       }
-    } catch (err) {
-      this.socket.destroy()
-      throw err instanceof StaccatoError ? err : new NetworkError(`direct data socket: ${(err as Error).message}`, { cause: err })
+      this.notify()
+    })
+    socket.on('error', err => { this.fail(err instanceof StaccatoError ? err : new NetworkError(`direct data socket: ${err.message}`, { cause: err })) })
+    socket.on('close', () => {
+      if (!this.ended) this.fail(new NetworkError('direct data: connection closed before the end record (truncated)'))
+      this.notify()
+    })
+  }
+
+  /** Every record up to and including the END record (passed on once the socket ended cleanly after it); an error on anything else. */
+  async * records (): AsyncGenerator<Record> {
+    try {
+      // Bounded by the records the peer sends: each pass consumes one or waits for the socket to change.
+      for (;;) {
+        const record = this.queue[0]
+        if (record !== undefined && (record.type !== TYPE_END || this.ended || this.failure !== undefined)) {
+          if (record.type === TYPE_END && this.failure !== undefined) throw this.failure
+          this.queue.shift()
+          this.queuedBytes -= record.body.byteLength
+          yield record
+          if (record.type === TYPE_END) return
+          continue
+        }
+        if (this.failure !== undefined) throw this.failure
+        if (this.stopped && this.socket !== undefined) {
+          // An onread callback's `false` stopped the handle's reads without pausing the stream: read(0) starts them again.
+          this.stopped = false
+          this.socket.read(0)
+        }
+        await new Promise<void>(resolve => { this.wake = resolve })
+      }
+    } finally {
+      this.socket?.destroy()
     }
   }
 
-  /** The next `n` bytes, copied into `into` (or a fresh buffer); the socket ending first is a truncation. */
-  private async take (input: AsyncIterator<Buffer>, n: number, where: string, into?: Buffer): Promise<Buffer> {
-    while (this.queued < n) {
-      const next = await input.next()
-      if (next.done === true) throw new NetworkError(`direct data: connection ended ${where} (truncated)`)
-      this.chunks.push(next.value)
-      this.queued += next.value.byteLength
+  private notify (): void {
+    const wake = this.wake
+    this.wake = undefined
+    wake?.()
+  }
+
+  private fail (err: Error): void {
+    this.failure ??= err
+    this.socket?.destroy()
+    this.notify()
+  }
+
+  /** One socket read: consumed at once (copied into the record being assembled); false pauses the socket. */
+  private feed (buf: Buffer, n: number): boolean {
+    if (this.failure !== undefined) return false
+    try {
+      this.consume(buf, n)
+    } catch (err) {
+      this.fail(err as Error)
+      return false
     }
-    const out = into?.subarray(0, n) ?? Buffer.allocUnsafe(n)
+    this.notify()
+    this.stopped = this.queue.length > 0
+    return !this.stopped
+  }
+
+  private consume (buf: Buffer, n: number): void {
     let at = 0
-    // Bounded by the chunks queued: each pass consumes one or fills `out`.
+    // Bounded: each pass copies at least one byte or completes a part of a record.
     while (at < n) {
-      const first = this.chunks[0]
-      const k = Math.min(first.byteLength, n - at)
-      first.copy(out, at, 0, k)
+      if (this.endRecord) throw new ProtocolError('direct data: bytes after the end record')
+      const into = this.at === 'header' ? this.header : this.at === 'tag' ? this.tag : this.body
+      const need = this.at === 'header' ? HEADER_BYTES : this.at === 'tag' ? TAG_BYTES : this.length
+      const k = Math.min(need - this.filled, n - at)
+      buf.copy(into, this.filled, at, at + k)
+      this.filled += k
       at += k
-      if (k === first.byteLength) this.chunks.shift()
-      else this.chunks[0] = first.subarray(k)
+      if (this.filled < need) return
+      this.filled = 0
+      if (this.at === 'header') {
+        this.length = this.header.readUInt32BE(0)
+        const type = this.header[4]
+        if (this.length > MAX_RECORD_BYTES || (type !== TYPE_DATA && type !== TYPE_END)) {
+          throw new ProtocolError(`direct data: malformed record header (length ${this.length}, type ${type})`)
+        }
+        this.at = this.length > 0 ? 'body' : 'tag'
+      } else if (this.at === 'body') {
+        this.at = 'tag'
+      } else {
+        this.open()
+        this.at = 'header'
+      }
     }
-    this.queued -= n
-    return out
+  }
+
+  private open (): void {
+    const type = this.header[4]
+    const decipher = createDecipheriv('aes-256-gcm', this.key.key, this.key.nextNonce(), { authTagLength: TAG_BYTES })
+    decipher.setAAD(this.header)
+    decipher.setAuthTag(this.tag)
+    const body = decipher.update(this.body.subarray(0, this.length))
+    try {
+      decipher.final()
+    } catch (err) {
+      throw new ProtocolError(`direct data: record ${this.key.records} failed authentication (tampered, replayed, reordered or not of this session)`, { cause: err })
+    }
+    this.key.advance(this.length)
+    if (type === TYPE_END) this.endRecord = true
+    this.queue.push({ type, body })
+    this.queuedBytes += body.byteLength
   }
 }

@@ -74,16 +74,16 @@ export function agent (init: AgentPluginOptions): ProtocolPlugin {
       serverPeer: init.peer.peerId, readerPeer: init.node.peerId.toString(), serverPub: direct.pub, readerPub: own.pub, session: Buffer.from(direct.session, 'base64url')
     })
     const host = direct.host ?? remoteHost()
+    const records = new RecordReader(keys.toReader)
     let socket
     try {
       if (host === undefined) throw new UnsupportedError('no address of the source agent to reach its data port at')
-      socket = await connectDirect(host, direct.port, keys, { signal })
+      socket = await connectDirect(host, direct.port, keys, records, { signal })
     } catch (err) {
       if (signal?.aborted === true) throw err
       await sendFrame(stream, { v: WIRE_VERSION, direct: false, reason: toStaccatoError(err).message.slice(0, 1024) }, signal)
       return yield * readStream(reader, header)
     }
-    const records = new RecordReader(socket, keys.toReader)
     let bytes = 0
     try {
       for await (const record of records.records()) {

@@ -81,11 +81,11 @@ if (positionals[0] === 'sink') {
       const own = ephemeral()
       await sendFrame(stream, { pub: own.pub })
       const keys = deriveKeys(own.privateKey, direct.pub, { serverPeer: direct.server, readerPeer: node.peerId.toString(), serverPub: direct.pub, readerPub: own.pub, session: Buffer.from(direct.session, 'base64url') })
-      const socket = await connectDirect('127.0.0.1', direct.port, keys)
-      for await (const record of new RecordReader(socket, keys.toReader).records()) {
+      const records = new RecordReader(keys.toReader)
+      await connectDirect('127.0.0.1', direct.port, keys, records)
+      for await (const record of records.records()) {
         if (record.type !== TYPE_END) bytes += record.body.byteLength
       }
-      socket.destroy()
     }
     const used = process.cpuUsage(cpu)
     process.stdout.write(`${JSON.stringify({ bytes, ms: performance.now() - start, cpuSeconds: (used.user + used.system) / 1e6 })}\n`)

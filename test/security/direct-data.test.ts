@@ -88,10 +88,12 @@ async function serve (listener: DirectListener, keys: DirectKeys, bodies: Buffer
 }
 
 /** The reader's side: what it accepted before the records ended or failed, and how they ended. */
-async function read (socket: Socket, keys: DirectKeys, opts: { idleTimeoutMs?: number } = {}): Promise<{ bodies: Buffer[], trailer?: string, error?: unknown }> {
+async function read (port: number, keys: DirectKeys, opts: { idleTimeoutMs?: number } = {}): Promise<{ bodies: Buffer[], trailer?: string, error?: unknown }> {
   const bodies: Buffer[] = []
   try {
-    for await (const r of new RecordReader(socket, keys.toReader, opts).records()) {
+    const reader = new RecordReader(keys.toReader, opts)
+    await connectDirect('127.0.0.1', port, keys, reader)
+    for await (const r of reader.records()) {
       if (r.type === TYPE_END) return { bodies, trailer: r.body.toString() }
       bodies.push(Buffer.from(r.body))
     }
@@ -108,7 +110,7 @@ describe('direct data socket: records', () => {
     const { listener } = await listen()
     const keys = keysFor()
     const served = serve(listener, keys.server, bodies)
-    const got = await read(await connectDirect('127.0.0.1', listener.port, keys.reader), keys.reader)
+    const got = await read(listener.port, keys.reader)
     await served
     expect(got.error).toBeUndefined()
     expect(got.bodies).toEqual(bodies)
@@ -131,7 +133,7 @@ describe('direct data socket: records', () => {
       const keys = keysFor()
       const served = serve(listener, keys.server, bodies).catch(() => {})
       const port = await proxy(listener.port, rewrite)
-      const got = await read(await connectDirect('127.0.0.1', port, keys.reader), keys.reader)
+      const got = await read(port, keys.reader)
       await served
       expect(got.error).toBeInstanceOf(type)
       expect((got.error as Error).message).toMatch(message)
@@ -144,7 +146,7 @@ describe('direct data socket: records', () => {
     const { listener } = await listen()
     const keys = keysFor()
     const held = listener.expect(keys.server, AbortSignal.timeout(30_000))
-    const got = await read(await connectDirect('127.0.0.1', listener.port, keys.reader), keys.reader, { idleTimeoutMs: 200 })
+    const got = await read(listener.port, keys.reader, { idleTimeoutMs: 200 })
     ;(await held).destroy()
     expect(got.error).toBeInstanceOf(TimeoutError)
     expect(got.bodies).toEqual([])
@@ -153,7 +155,8 @@ describe('direct data socket: records', () => {
   it('holds bounded memory with a reader that stops reading: the writer waits, its socket holds at most its high-water mark and a record', async () => {
     const { listener } = await listen()
     const keys = keysFor()
-    const socket = await connectDirect('127.0.0.1', listener.port, keys.reader)
+    const reader = new RecordReader(keys.reader.toReader)
+    const socket = await connectDirect('127.0.0.1', listener.port, keys.reader, reader)
     cleanups.push(() => { socket.destroy() })
     const server = await listener.expect(keys.server, AbortSignal.timeout(30_000))
     const writer = new RecordWriter(server, keys.server.toReader)
@@ -167,7 +170,6 @@ describe('direct data socket: records', () => {
         sealed++
       }
     })().catch(() => {})
-    const reader = new RecordReader(socket, keys.reader.toReader)
     const records = reader.records()
     const first = await records.next()
     expect(first.value?.body.byteLength).toBe(chunk.byteLength)
@@ -188,12 +190,12 @@ describe('direct data socket: the listener admits a session once, and only its k
     const keys = keysFor()
     const stranger = { ...keys.reader, session: newSession() }
     const served = serve(listener, keys.server, bodies)
-    const bad = await read(await connectDirect('127.0.0.1', listener.port, stranger), stranger)
+    const bad = await read(listener.port, stranger)
     expect(bad.error).toBeInstanceOf(NetworkError)
     await expect.poll(() => refused.length).toBe(1)
     expect(refused[0]).toBeInstanceOf(ProtocolError)
     expect(refused[0].message).toMatch(/unknown or already used session/)
-    const good = await read(await connectDirect('127.0.0.1', listener.port, keys.reader), keys.reader)
+    const good = await read(listener.port, keys.reader)
     await served
     expect(good.bodies).toEqual(bodies)
   })
@@ -203,11 +205,11 @@ describe('direct data socket: the listener admits a session once, and only its k
     const keys = keysFor()
     const forger = { ...keysFor().reader, session: keys.reader.session }
     const served = serve(listener, keys.server, bodies)
-    const bad = await read(await connectDirect('127.0.0.1', listener.port, forger), forger)
+    const bad = await read(listener.port, forger)
     expect(bad.error).toBeInstanceOf(NetworkError)
     await expect.poll(() => refused.length).toBe(1)
     expect(refused[0].message).toMatch(/hello failed authentication/)
-    const good = await read(await connectDirect('127.0.0.1', listener.port, keys.reader), keys.reader)
+    const good = await read(listener.port, keys.reader)
     await served
     expect(good.bodies).toEqual(bodies)
   })
@@ -216,10 +218,10 @@ describe('direct data socket: the listener admits a session once, and only its k
     const { listener, refused } = await listen()
     const keys = keysFor()
     const served = serve(listener, keys.server, bodies)
-    const first = await read(await connectDirect('127.0.0.1', listener.port, keys.reader), keys.reader)
+    const first = await read(listener.port, keys.reader)
     await served
     expect(first.bodies).toEqual(bodies)
-    const again = await read(await connectDirect('127.0.0.1', listener.port, keys.reader), keys.reader)
+    const again = await read(listener.port, keys.reader)
     expect(again.error).toBeInstanceOf(NetworkError)
     await expect.poll(() => refused.length).toBe(1)
     expect(refused[0].message).toMatch(/unknown or already used session/)
