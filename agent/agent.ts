@@ -14,6 +14,7 @@ import { Executor } from './executor.ts'
 import { ControlClient } from './control-client.ts'
 import { executorHandlers, swarmHandlers } from './control-handlers.ts'
 import { startDataServer } from './data-server.ts'
+import { dataPortAddress, openDataPort } from './data-port.ts'
 import { startTreeServer } from './tree/server.ts'
 import { newCounters } from './counters.ts'
 import type { AgentCounters } from './counters.ts'
@@ -50,6 +51,8 @@ export interface AgentConfig {
   joinToken?: string
   /** host:port of the registry mirror (agent/registry-mirror.ts); off when absent. */
   registryMirror?: string
+  /** The direct data port (agent/data-port.ts): `off`, host:port or a port; beside the mesh port when absent. */
+  dataListen?: string
   /** Images the mirror may serve: registry/repository or registry/prefix/*. */
   mirrorImages?: string[]
   /** Labels the coordinator selects this agent by (preheat by labels). */
@@ -116,7 +119,8 @@ export async function startAgent (config: AgentConfig, onFatal: (err: Error) => 
 
   const created = await createMeshNode({ privateKey, listen: config.listen })
   const node = seams.wrapNode?.(created) ?? created
-  await startDataServer({ node, self: config.name, issuer, plugins, counters, upload, log })
+  const direct = await openDataPort(dataPortAddress(config.dataListen, config.listen), log)
+  await startDataServer({ node, self: config.name, issuer, plugins, counters, upload, log, direct })
   const blobs = await BlobIndex.open(join(config.dataDir, 'blobs'), config.name, plugins)
   await startTreeServer({ node, self: config.name, issuer, volumes: plugins.volumes, volumeList: config.volumes, counters, upload, log })
   const swarm = new SwarmService({
@@ -247,7 +251,7 @@ export async function startAgent (config: AgentConfig, onFatal: (err: Error) => 
       throw new InvalidArgumentError(`cannot serve the registry mirror: ${(err as Error).message}`)
     })
   }
-  log('agent started', { peerId: node.peerId.toString(), addrs: node.getMultiaddrs().map(String), statusUrl, metricsUrl })
+  log('agent started', { peerId: node.peerId.toString(), addrs: node.getMultiaddrs().map(String), dataPort: direct?.listener.port, statusUrl, metricsUrl })
 
   return {
     name: config.name,
@@ -263,6 +267,7 @@ export async function startAgent (config: AgentConfig, onFatal: (err: Error) => 
       await swarm.stop()
       await mirror?.close()
       for (const s of servers) s.close()
+      await direct?.listener.close()
       await node.stop()
       await journal.close()
     }

@@ -1,9 +1,10 @@
+import type { Socket } from 'node:net'
 import type { Connection, Stream } from '@libp2p/interface'
 import {
-  DATA_PROTOCOL, DataRequest, FrameReader, InvalidArgumentError, PermissionDeniedError, SourceChangedError, WIRE_VERSION,
-  decode, send, sendFrame, toStaccatoError, verifyTicket
+  DATA_PROTOCOL, DataRequest, DirectFallback, FrameReader, HELLO_TIMEOUT_MS, InvalidArgumentError, PermissionDeniedError, RecordWriter,
+  SourceChangedError, TimeoutError, WIRE_VERSION, decode, deriveKeys, ephemeral, newSession, send, sendFrame, toStaccatoError, verifyTicket
 } from '../mesh/index.ts'
-import type { MeshNode, TicketIssuer } from '../mesh/index.ts'
+import type { DataResponse, DataTrailer, DirectListener, MeshNode, TicketIssuer } from '../mesh/index.ts'
 import { resolveLocal } from './resolve.ts'
 import type { PluginSet } from './resolve.ts'
 import type { AgentCounters } from './counters.ts'
@@ -18,6 +19,16 @@ export interface DataServerOptions {
   counters: AgentCounters
   upload?: TokenBucket
   log: (msg: string, fields?: Record<string, unknown>, level?: 'info' | 'warn' | 'error') => void
+  /** The data port: bulk bytes go there to readers that offer it; off when absent. */
+  direct?: DirectDataOptions
+}
+
+export interface DirectDataOptions {
+  listener: DirectListener
+  /** The host readers connect to; when absent, the address they reached this agent's libp2p listener at. */
+  host?: string
+  /** The port readers connect to, when a forward maps it to another; the listener's own when absent. */
+  port?: number
 }
 
 // A peer that opens a stream and never sends its header must not hold it forever.
@@ -76,22 +87,106 @@ async function serve (stream: Stream, connection: Connection, opts: DataServerOp
   }
   const length = Math.min(req.length ?? st.size - req.offset, st.size - req.offset)
   const version = { size: st.size, mtime: st.mtime, etag: st.etag }
-  await sendFrame(stream, { v: WIRE_VERSION, ok: true, size: st.size, mtime: st.mtime, etag: st.etag, length })
+  const header = { v: WIRE_VERSION, ok: true, size: st.size, mtime: st.mtime, etag: st.etag, length } as const
+  let sink: Sink | undefined
+  // Either call sends the response header; the direct one says in it where the bytes will come from.
+  if (length > 0 && req.direct !== undefined && opts.direct !== undefined) sink = await directSink(stream, reader, connection, req.direct.pub, header, opts.direct, opts)
+  else await sendFrame(stream, header)
+  const out = sink ?? streamSink(stream)
 
-  const hash = req.digest && req.offset + length === st.size ? newHasher(req.algorithm ?? 'sha256') : undefined
-  if (hash !== undefined && req.offset > 0) {
-    for await (const chunk of plugin.read(url, { offset: 0, length: req.offset, expect: version })) hash.update(chunk)
+  try {
+    const hash = req.digest && req.offset + length === st.size ? newHasher(req.algorithm ?? 'sha256') : undefined
+    if (hash !== undefined && req.offset > 0) {
+      for await (const chunk of plugin.read(url, { offset: 0, length: req.offset, expect: version, reuseBuffers: true })) hash.update(chunk)
+    }
+    if (length > 0) {
+      // Each chunk is hashed and sealed (or queued whole on the stream, below) before the next is read.
+      for await (const chunk of plugin.read(url, { offset: req.offset, length, expect: version, reuseBuffers: sink !== undefined })) {
+        hash?.update(chunk)
+        if (opts.upload !== undefined) await opts.upload.take(chunk.byteLength)
+        await out.data(chunk)
+        opts.counters.bytesServed += chunk.byteLength
+      }
+    }
+    await out.end({ v: WIRE_VERSION, ok: true, ...(hash === undefined ? {} : { [hash.algorithm]: hash.digest() }) })
+  } catch (err) {
+    await out.fail(err)
+    throw err
   }
-  if (length > 0) {
-    for await (const chunk of plugin.read(url, { offset: req.offset, length, expect: version })) {
-      hash?.update(chunk)
-      if (opts.upload !== undefined) await opts.upload.take(chunk.byteLength)
-      await send(stream, chunk)
-      opts.counters.bytesServed += chunk.byteLength
+}
+
+/** Where the bytes and the trailer of one request go: the libp2p stream, or a direct socket. */
+interface Sink {
+  data: (chunk: Uint8Array) => Promise<void>
+  end: (trailer: DataTrailer) => Promise<void>
+  /** After an error: tell the reader if the way is still open (the caller aborts the stream). */
+  fail: (err: unknown) => Promise<void>
+}
+
+function streamSink (stream: Stream): Sink {
+  return {
+    data: async chunk => { await send(stream, chunk) },
+    end: async trailer => {
+      await sendFrame(stream, trailer)
+      await stream.close()
+    },
+    fail: async () => {}
+  }
+}
+
+/**
+ * Offers the reader this request's direct socket: keys from an X25519 exchange
+ * on this (authenticated) stream, a fresh session announced in the response.
+ * Undefined when the reader answers that it cannot connect, or never comes:
+ * the bytes then go on the stream, as to a reader that offered nothing.
+ */
+async function directSink (
+  stream: Stream, reader: FrameReader, connection: Connection, readerPub: string,
+  header: Omit<Extract<DataResponse, { ok: true }>, 'direct'>, direct: DirectDataOptions, opts: DataServerOptions
+): Promise<Sink | undefined> {
+  const own = ephemeral()
+  const session = newSession()
+  const keys = deriveKeys(own.privateKey, readerPub, {
+    serverPeer: opts.node.peerId.toString(), readerPeer: connection.remotePeer.toString(), serverPub: own.pub, readerPub, session
+  })
+  const giveUp = new AbortController()
+  const claimed = direct.listener.expect(keys, giveUp.signal)
+  // The losers of the race below settle later, with nobody listening: they must not become unhandled rejections.
+  claimed.catch(() => {})
+  const answer = reader.readFrame().then(raw => decode(DirectFallback, raw, 'direct fallback'))
+  answer.catch(() => {})
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => { reject(new TimeoutError(`the reader neither connected to the data port nor fell back within ${HELLO_TIMEOUT_MS} ms`)) }, HELLO_TIMEOUT_MS)
+  })
+  try {
+    await sendFrame(stream, { ...header, direct: { port: direct.port ?? direct.listener.port, ...(direct.host === undefined ? {} : { host: direct.host }), pub: own.pub, session: session.toString('base64url') } })
+    const won = await Promise.race([claimed, answer, timeout])
+    if (!('v' in won)) return socketSink(stream, won, keys.toReader)
+    opts.log('direct data socket not used; serving over the libp2p stream', { peer: connection.remotePeer.toString(), reason: won.reason })
+    return undefined
+  } finally {
+    clearTimeout(timer)
+    giveUp.abort(new TimeoutError('direct session no longer expected'))
+  }
+}
+
+function socketSink (stream: Stream, socket: Socket, key: Uint8Array): Sink {
+  const writer = new RecordWriter(socket, key)
+  const trailerBytes = (trailer: DataTrailer): Uint8Array => new TextEncoder().encode(JSON.stringify(trailer))
+  return {
+    data: async chunk => { await writer.data(chunk) },
+    end: async trailer => {
+      await writer.end(trailerBytes(trailer))
+      // The stream only carried the request: its close tells the reader nothing it needs, so a reset is no failure.
+      await stream.close().catch(() => {})
+    },
+    fail: async err => {
+      // An error trailer, sealed like the data, so that the reader sees why rather than a cut.
+      if (!socket.destroyed) await writer.end(trailerBytes({ v: WIRE_VERSION, ok: false, error: toStaccatoError(err).toJSON() })).catch(() => {})
+      socket.destroy()
     }
   }
-  await sendFrame(stream, { v: WIRE_VERSION, ok: true, ...(hash === undefined ? {} : { [hash.algorithm]: hash.digest() }) })
-  await stream.close()
 }
 
 async function refuse (stream: Stream, err: unknown): Promise<void> {

@@ -15,12 +15,19 @@ export { loadOrCreateIdentity } from './identity.ts'
 export { createMeshNode, meshMuxer } from './node.ts'
 export { nodeNoiseCrypto } from './noise-crypto.ts'
 export { SECURE_CHANNEL_PROTOCOL, secureChannel } from './secure-channel.ts'
+export { MAX_RECORD_BYTES } from './record-stream.ts'
+export { ephemeral, newSession, deriveKeys, SESSION_BYTES } from './direct-keys.ts'
+export type { DirectKeys, Ephemeral, KeyContext } from './direct-keys.ts'
+export { RecordWriter, RecordReader, TYPE_DATA, TYPE_END, IDLE_TIMEOUT_MS, WRITE_HIGH_WATER } from './direct-records.ts'
+export type { ReaderOptions } from './direct-records.ts'
+export { DirectListener, connectDirect, HELLO_TIMEOUT_MS, CONNECT_TIMEOUT_MS, MAX_UNCLAIMED } from './direct-listener.ts'
+export type { DirectListenerOptions, ConnectOptions } from './direct-listener.ts'
 export type { SecureChannelInit } from './secure-channel.ts'
 export type { MeshNode, MeshNodeOptions } from './node.ts'
 export { MAX_FRAME_BYTES, encodeFrame, send, sendFrame, FrameReader } from './wire.ts'
 // Each schema below is also the type of the message it validates.
 export {
-  WIRE_VERSION, DataRequest, DataResponse, DataTrailer, ControlEnvelope, Job, SwarmMessage, Manifest, ImageManifest,
+  WIRE_VERSION, DataRequest, DataResponse, DataTrailer, DirectFallback, ControlEnvelope, Job, SwarmMessage, Manifest, ImageManifest,
   ChecksumMode, CHECKSUM_MODES, Overwrite, OVERWRITE_MODES, MAX_STREAMS, SyncMode, SYNC_MODES, TREE_BATCH, TreeEntry, TreeRequest, TreeMessage, TreeOptions, TreeFileState, TREE_FILE_STATES, decode
 } from './messages.ts'
 export { MAX_REGISTER_OUTCOMES, AgentToCoordinator, CoordinatorToAgent } from './control-methods.ts'

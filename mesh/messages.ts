@@ -50,6 +50,18 @@ export const SYNC_MODES: readonly SyncMode[] = ['none', 'exists', 'size', 'mtime
 
 // ---- /staccato/data/1 -------------------------------------------------------
 
+/** A raw X25519 public key, base64url (32 bytes). */
+const X25519Pub = Type.String({ pattern: '^[A-Za-z0-9_-]{43}$' })
+/** The reader's offer of a direct data socket (docs/security.md, "Mesh: the direct data socket"). */
+const DirectOffer = Type.Object({ pub: X25519Pub }, { additionalProperties: false })
+/** The server's answer: where to connect, its key share, and the session to present (16 bytes, base64url). */
+const DirectAnswer = Type.Object({
+  port: Type.Integer({ minimum: 1, maximum: 65535 }),
+  host: Type.Optional(Type.String({ minLength: 1, maxLength: 255 })),
+  pub: X25519Pub,
+  session: Type.String({ pattern: '^[A-Za-z0-9_-]{22}$' })
+}, { additionalProperties: false })
+
 export const DataRequest = Type.Object({
   v: Type.Literal(WIRE_VERSION),
   ticket: Type.String({ maxLength: 16384 }),
@@ -60,15 +72,24 @@ export const DataRequest = Type.Object({
   /** Ask the source to hash the whole object and send the digest in the trailer. */
   digest: Type.Boolean(),
   /** The algorithm of that digest; sha256 when absent (what agents before checksum modes send). */
-  algorithm: Type.Optional(Type.Union([Type.Literal('sha256'), Type.Literal('blake3')]))
+  algorithm: Type.Optional(Type.Union([Type.Literal('sha256'), Type.Literal('blake3')])),
+  /** Offered by a reader that can take the bytes on a direct socket; a server without a data port ignores it. */
+  direct: Type.Optional(DirectOffer)
 }, { additionalProperties: false })
 export type DataRequest = Static<typeof DataRequest>
 
 export const DataResponse = Type.Union([
-  Type.Object({ v: Type.Literal(WIRE_VERSION), ok: Type.Literal(true), size: Offset, mtime: Type.Number(), etag: Type.Optional(Type.String()), length: Offset }),
+  Type.Object({ v: Type.Literal(WIRE_VERSION), ok: Type.Literal(true), size: Offset, mtime: Type.Number(), etag: Type.Optional(Type.String()), length: Offset, direct: Type.Optional(DirectAnswer) }),
   Type.Object({ v: Type.Literal(WIRE_VERSION), ok: Type.Literal(false), error: ErrorInfo })
 ])
 export type DataResponse = Static<typeof DataResponse>
+
+/**
+ * After a response with `direct`, a reader that cannot reach the data port says
+ * so on the stream, and the bytes and trailer follow on the stream as without it.
+ */
+export const DirectFallback = Type.Object({ v: Type.Literal(WIRE_VERSION), direct: Type.Literal(false), reason: Type.String({ maxLength: 1024 }) }, { additionalProperties: false })
+export type DirectFallback = Static<typeof DirectFallback>
 
 export const DataTrailer = Type.Union([
   Type.Object({ v: Type.Literal(WIRE_VERSION), ok: Type.Literal(true), sha256: Type.Optional(Sha256), blake3: Type.Optional(Blake3) }),

@@ -17,7 +17,7 @@ import { NetworkError, ProtocolError } from './errors.ts'
  */
 
 const HEADER_BYTES = 5
-const TAG_BYTES = 16
+export const TAG_BYTES = 16
 const TYPE_DATA = 0
 // Sent by close(): a connection that ends without one was cut by someone else.
 const TYPE_CLOSE = 1
@@ -47,8 +47,8 @@ export interface RecordStreamOptions {
   onError?: (err: Error) => void
 }
 
-/** One direction's key, counter and bytes sealed under the current key. */
-class DirectionKey {
+/** One direction's key, counter and bytes sealed under the current key (also the direct data socket's, direct-records.ts). */
+export class DirectionKey {
   private raw: Buffer
   key: KeyObject
   records = 0

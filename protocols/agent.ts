@@ -1,10 +1,12 @@
 import { multiaddr } from '@multiformats/multiaddr'
+import type { Multiaddr } from '@multiformats/multiaddr'
+import { peerIdFromString } from '@libp2p/peer-id'
 import type { Stream } from '@libp2p/interface'
 import {
-  DATA_PROTOCOL, DataResponse, DataTrailer, FrameReader, SourceChangedError, UnsupportedError, WIRE_VERSION,
-  decode, fromErrorInfo, sendFrame, toStaccatoError
+  DATA_PROTOCOL, DataResponse, DataTrailer, FrameReader, InvalidArgumentError, ProtocolError, RecordReader, SourceChangedError, TYPE_END,
+  UnsupportedError, WIRE_VERSION, connectDirect, decode, deriveKeys, ephemeral, fromErrorInfo, sendFrame, toStaccatoError
 } from '../mesh/index.ts'
-import type { DataRequest, MeshNode } from '../mesh/index.ts'
+import type { DataRequest, Ephemeral, MeshNode } from '../mesh/index.ts'
 import type { ProtocolPlugin, ReadOptions, StatResult, Writer } from './contract.ts'
 
 export interface AgentPeer {
@@ -22,7 +24,11 @@ export interface AgentPluginOptions {
   digest?: boolean
   /** The algorithm of that digest (sha256 when absent); onDigest gets it in this algorithm. */
   algorithm?: 'sha256' | 'blake3'
+  /** Offer to take the bytes on the source agent's direct data socket (true when absent); false keeps them on the stream. */
+  direct?: boolean
 }
+
+type Header = Extract<DataResponse, { ok: true }>
 
 /**
  * `agent://name/volume/path` on another agent, read over /staccato/data/1
@@ -31,7 +37,7 @@ export interface AgentPluginOptions {
 export function agent (init: AgentPluginOptions): ProtocolPlugin {
   const digest = init.digest ?? true
 
-  async function open (url: URL, req: Omit<DataRequest, 'v' | 'ticket' | 'source'>, signal?: AbortSignal): Promise<{ stream: Stream, reader: FrameReader, header: Extract<DataResponse, { ok: true }> }> {
+  async function open (url: URL, req: Omit<DataRequest, 'v' | 'ticket' | 'source'>, signal?: AbortSignal): Promise<{ stream: Stream, reader: FrameReader, header: Header }> {
     const addrs = init.peer.addrs.map(a => multiaddr(a.includes('/p2p/') ? a : `${a}/p2p/${init.peer.peerId}`))
     let stream: Stream
     try {
@@ -51,6 +57,61 @@ export function agent (init: AgentPluginOptions): ProtocolPlugin {
     }
   }
 
+  async function * readStream (reader: FrameReader, header: Header): AsyncGenerator<Uint8Array, DataTrailer> {
+    yield * reader.readBytes(header.length)
+    return decode(DataTrailer, await reader.readFrame(), 'data trailer')
+  }
+
+  /**
+   * The bytes on the source's data port (docs/security.md, "Mesh: the direct
+   * data socket"); when it cannot be reached, the reader says so on the stream
+   * and takes them there instead: a transfer never fails for want of the port.
+   */
+  async function * readDirect (stream: Stream, reader: FrameReader, header: Header, own: Ephemeral, signal?: AbortSignal): AsyncGenerator<Uint8Array, DataTrailer> {
+    const direct = header.direct
+    if (direct === undefined) throw new ProtocolError('no direct socket offered')
+    const keys = deriveKeys(own.privateKey, direct.pub, {
+      serverPeer: init.peer.peerId, readerPeer: init.node.peerId.toString(), serverPub: direct.pub, readerPub: own.pub, session: Buffer.from(direct.session, 'base64url')
+    })
+    const host = direct.host ?? remoteHost()
+    const records = new RecordReader(keys.toReader)
+    let socket
+    try {
+      if (host === undefined) throw new UnsupportedError('no address of the source agent to reach its data port at')
+      socket = await connectDirect(host, direct.port, keys, records, { signal })
+    } catch (err) {
+      if (signal?.aborted === true) throw err
+      await sendFrame(stream, { v: WIRE_VERSION, direct: false, reason: toStaccatoError(err).message.slice(0, 1024) }, signal)
+      return yield * readStream(reader, header)
+    }
+    let bytes = 0
+    try {
+      for await (const record of records.records()) {
+        if (record.type === TYPE_END) {
+          const trailer = decode(DataTrailer, parseTrailer(record.body), 'data trailer')
+          if (trailer.ok && bytes !== header.length) throw new ProtocolError(`direct data: ended after ${bytes} of ${header.length} bytes`)
+          return trailer
+        }
+        bytes += record.body.byteLength
+        if (bytes > header.length) throw new ProtocolError(`direct data: more than the ${header.length} bytes announced`)
+        yield record.body
+      }
+      throw new ProtocolError('direct data: no end record')
+    } finally {
+      socket.destroy()
+    }
+  }
+
+  /** The host this reader reached the source agent's libp2p listener at: its data port is on the same host. */
+  function remoteHost (): string | undefined {
+    const conns = init.node.getConnections(peerIdFromString(init.peer.peerId))
+    for (const conn of conns) {
+      const host = hostOfMultiaddr(conn.remoteAddr)
+      if (host !== undefined) return host
+    }
+    return undefined
+  }
+
   return {
     scheme: 'agent',
     capabilities: { read: true, write: false, resume: true, list: false, checksum: false },
@@ -66,13 +127,24 @@ export function agent (init: AgentPluginOptions): ProtocolPlugin {
       const wantDigest = digest && opts.length === undefined
       const algorithm = init.algorithm ?? 'sha256'
       // Only a non-default algorithm is named, so that a request stays what an agent without checksum modes reads.
-      const { stream, reader, header } = await open(url, { offset: opts.offset, length: opts.length, expect: opts.expect, digest: wantDigest, ...(algorithm === 'sha256' ? {} : { algorithm }) }, opts.signal)
+      const req = { offset: opts.offset, length: opts.length, expect: opts.expect, digest: wantDigest, ...(algorithm === 'sha256' ? {} : { algorithm }) }
+      const own = init.direct === false ? undefined : ephemeral()
+      let opened
+      try {
+        opened = await open(url, own === undefined ? req : { ...req, direct: { pub: own.pub } }, opts.signal)
+      } catch (err) {
+        // An agent from before the data port refuses the offer as an unknown field: ask again without it.
+        if (own === undefined || !(err instanceof InvalidArgumentError)) throw err
+        opened = await open(url, req, opts.signal)
+      }
+      const { stream, reader, header } = opened
       try {
         if (opts.expect !== undefined && (header.size !== opts.expect.size || header.mtime !== opts.expect.mtime)) {
           throw new SourceChangedError(`${url.href} changed: size ${opts.expect.size} → ${header.size}, mtime ${opts.expect.mtime} → ${header.mtime}`)
         }
-        yield * reader.readBytes(header.length)
-        const trailer = decode(DataTrailer, await reader.readFrame(), 'data trailer')
+        const trailer = own !== undefined && header.direct !== undefined
+          ? yield * readDirect(stream, reader, header, own, opts.signal)
+          : yield * readStream(reader, header)
         if (!trailer.ok) throw fromErrorInfo(trailer.error)
         const sent = algorithm === 'blake3' ? trailer.blake3 : trailer.sha256
         if (sent !== undefined) opts.onDigest?.(sent)
@@ -87,5 +159,17 @@ export function agent (init: AgentPluginOptions): ProtocolPlugin {
     async write (url): Promise<Writer> {
       throw new UnsupportedError(`cannot write to ${url.href} from here: the destination agent pulls, so run the transfer on it`)
     }
+  }
+}
+
+function hostOfMultiaddr (addr: Multiaddr): string | undefined {
+  return addr.getComponents().find(c => c.name === 'ip4' || c.name === 'ip6' || c.name === 'dns4' || c.name === 'dns6' || c.name === 'dns')?.value
+}
+
+function parseTrailer (body: Buffer): unknown {
+  try {
+    return JSON.parse(body.toString('utf8'))
+  } catch (err) {
+    throw new ProtocolError('direct data: the end record holds no JSON trailer', { cause: err })
   }
 }

@@ -60,6 +60,12 @@ export interface ReadOptions extends OpOptions {
    * a hex sha256 unless the plug-in was made for another algorithm.
    */
   onDigest?: (digest: string) => void
+  /**
+   * The caller is done with each chunk before it asks for the next (it hashes
+   * and seals or copies it at once): the plug-in may read into the same few
+   * buffers again instead of a new one per chunk. Plug-ins may ignore it.
+   */
+  reuseBuffers?: boolean
 }
 
 export interface WriteOptions extends OpOptions {
