@@ -73,11 +73,14 @@ export function agent (init: AgentPluginOptions): ProtocolPlugin {
     const keys = deriveKeys(own.privateKey, direct.pub, {
       serverPeer: init.peer.peerId, readerPeer: init.node.peerId.toString(), serverPub: direct.pub, readerPub: own.pub, session: Buffer.from(direct.session, 'base64url')
     })
-    const host = direct.host ?? remoteHost()
+    // Only ever the host this reader already reaches the source agent at: a host named in the answer is used
+    // when it is that one, never another, so that no peer can point this agent's connections somewhere else.
+    const reached = remoteHost()
+    const host = direct.host === undefined || direct.host === reached ? reached : undefined
     const records = new RecordReader(keys.toReader)
     let socket
     try {
-      if (host === undefined) throw new UnsupportedError('no address of the source agent to reach its data port at')
+      if (host === undefined) throw new UnsupportedError(direct.host !== undefined && reached !== undefined ? `the source named ${direct.host} for its data port, not the host it is reached at (${reached})` : 'no address of the source agent to reach its data port at')
       socket = await connectDirect(host, direct.port, keys, records, { signal })
     } catch (err) {
       if (signal?.aborted === true) throw err

@@ -133,6 +133,19 @@ describe('agent data server: the direct data socket and its fallback', () => {
     expect(listener.pending).toBe(0)
   })
 
+  it('never connects to a host the source names other than the one it is reached at: it takes the stream instead', async () => {
+    const r = await relay()
+    // 127.0.0.2 is loopback too, but not the address the reader reached the source's mesh port at (127.0.0.1).
+    options.direct = { listener, port: r.port, host: '127.0.0.2' }
+    logs.length = 0
+    const got = await read()
+    expect(got.error).toBeUndefined()
+    expect(got.bytes.equals(content)).toBe(true)
+    expect(r.carried()).toBe(0)
+    const line = logs.find(l => l.msg.startsWith('direct data socket not used'))
+    expect(line?.fields?.reason).toMatch(/named 127\.0\.0\.2 for its data port, not the host it is reached at \(127\.0\.0\.1\)/)
+  })
+
   it('serves a reader that offers no direct socket (an agent from before it) on the stream', async () => {
     const r = await relay()
     options.direct = { listener, port: r.port }
