@@ -58,8 +58,8 @@ function simulateOne (scenario: ScenarioName, hosts = n): ScenarioFigures {
     seed: Number(args.seed),
     maxOutstanding: Number(args.outstanding),
     // Host 0 is the seed; the coordinator's choosePeers works on agent names.
-    tracker: random => (self, others, prefer) => choosePeers({
-      seed: self === 0 ? undefined : '0', others: others.map(String), prefer: prefer.map(String), size: peers, seedFanout, random
+    tracker: random => (self, others, prefer, previous) => choosePeers({
+      seed: self === 0 ? undefined : '0', others: others.map(String), prefer: prefer.map(String), previous: previous?.map(String), size: peers, seedFanout, random
     }).map(Number)
   })
 }

@@ -22,8 +22,11 @@ import type { HostSpec } from './scenario.ts'
  * asked, not byte by byte.
  */
 
-/** Asks the tracker for `self`'s peers among `others` (host ids, 0 is the seed); `prefer` go first. */
-export type Tracker = (self: number, others: readonly number[], prefer: readonly number[]) => number[]
+/**
+ * Asks the tracker for `self`'s peers among `others` (host ids, 0 is the seed); `prefer` go first;
+ * `previous`, the list it was named last time (undefined on its first join), as the coordinator remembers it.
+ */
+export type Tracker = (self: number, others: readonly number[], prefer: readonly number[], previous: readonly number[] | undefined) => number[]
 
 export interface SimConfig {
   size: number
@@ -43,7 +46,7 @@ export interface SimConfig {
 }
 
 export interface SimOutcome {
-  /** Per destination, ms from the start to its last piece; undefined when it did not finish. */
+  /** Per destination, ms from the start to its last piece; undefined when it did not finish (a corrupt one may not, and is not waited for). */
   completion: Array<number | undefined>
   /** Bytes each host served; [0] is the seed. */
   served: number[]
@@ -81,6 +84,7 @@ interface Host {
   /** Refusals of each missing piece that named holders we are not connected to (the session's holderWaits). */
   readonly holderWaits: Map<number, number>
   listed: number[]
+  joined: boolean
   online: boolean
   dirty: boolean
   done?: number
@@ -96,14 +100,16 @@ export function simulate (cfg: SimConfig): SimOutcome {
     return {
       id, spec, rank: cfg.random(), mine, picker: new PiecePicker(mine, cfg.random), views: new Map(), banned: new Set(), sentTo: new Map(), holderWaits: new Map(),
       upload: new TokenLedger(spec.up, defaultBurst(spec.up), 0), download: new TokenLedger(spec.down, defaultBurst(spec.down), 0),
-      listed: [], online: false, dirty: false
+      listed: [], joined: false, online: false, dirty: false
     }
   })
   const served = new Array<number>(hosts.length).fill(0)
   let wastedDuplicate = 0
   let wastedCorrupt = 0
   let trackerMessages = 0
-  let remaining = cfg.hosts.length
+  // The run ends when every honest destination is done: a corrupt one is banned by every peer it serves and may
+  // never finish, and nobody waits for it.
+  let remaining = cfg.hosts.filter(h => !h.corrupt).length
   const latency = (a: Host, b: Host): number => a.spec.latencyMs + b.spec.latencyMs
 
   /** Delivers `fn` at `to` after the link's latency, if the link (this very view of it) is still open then. */
@@ -119,7 +125,8 @@ export function simulate (cfg: SimConfig): SimOutcome {
   function join (h: Host, prefer: readonly number[]): number[] {
     trackerMessages++
     const others = hosts.filter(o => o !== h && o.online).map(o => o.id)
-    h.listed = cfg.tracker(h.id, others, prefer)
+    h.listed = cfg.tracker(h.id, others, prefer, h.joined ? h.listed : undefined)
+    h.joined = true
     dialListed(h)
     return h.listed
   }
@@ -247,7 +254,7 @@ export function simulate (cfg: SimConfig): SimOutcome {
     announce(h, piece)
     if (h.mine.complete()) {
       h.done = q.now
-      remaining--
+      if (!h.spec.corrupt) remaining--
       trackerMessages++
     } else if (pieces - h.mine.count() <= ENDGAME_PIECES) {
       fillAll(h)
