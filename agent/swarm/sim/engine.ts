@@ -2,6 +2,7 @@ import { Bitfield } from '../bitfield.ts'
 import { ENDGAME_PIECES, PiecePicker } from '../picker.ts'
 import { seedRefusal } from '../super-seed.ts'
 import { askSeedAlone } from '../sole.ts'
+import { RequestPacer } from '../pace.ts'
 import { TokenLedger, defaultBurst } from '../../rate-limit.ts'
 import { EventQueue } from './heap.ts'
 import type { HostSpec } from './scenario.ts'
@@ -81,6 +82,7 @@ interface Host {
   readonly sentTo: Map<number, number>
   readonly upload: TokenLedger
   readonly download: TokenLedger
+  readonly pacer: RequestPacer<number>
   /** Refusals of each missing piece that named holders we are not connected to (the session's holderWaits). */
   readonly holderWaits: Map<number, number>
   listed: number[]
@@ -99,7 +101,7 @@ export function simulate (cfg: SimConfig): SimOutcome {
     const mine = id === 0 ? Bitfield.full(pieces) : new Bitfield(pieces)
     return {
       id, spec, rank: cfg.random(), mine, picker: new PiecePicker(mine, cfg.random), views: new Map(), banned: new Set(), sentTo: new Map(), holderWaits: new Map(),
-      upload: new TokenLedger(spec.up, defaultBurst(spec.up), 0), download: new TokenLedger(spec.down, defaultBurst(spec.down), 0),
+      upload: new TokenLedger(spec.up, defaultBurst(spec.up), 0), download: new TokenLedger(spec.down, defaultBurst(spec.down), 0), pacer: new RequestPacer(),
       listed: [], joined: false, online: false, dirty: false
     }
   })
@@ -166,6 +168,7 @@ export function simulate (cfg: SimConfig): SimOutcome {
       v.open = false
       x.views.delete(y.id)
       x.picker.removePeer(v.have, v.key)
+      x.pacer.remove(y.id)
       v.inflight.clear()
     }
     fillAll(a)
@@ -181,9 +184,10 @@ export function simulate (cfg: SimConfig): SimOutcome {
   function fill (v: View): void {
     const h = v.self
     if (h.id === 0 || h.done !== undefined || !v.open) return
-    while (v.inflight.size < cfg.maxOutstanding) {
+    while (v.inflight.size < h.pacer.depth(v.peer.id, cfg.maxOutstanding)) {
       const piece = h.picker.pick(v.key, v.have, v.refused)
       if (piece === undefined) return
+      h.pacer.requested(v.peer.id, q.now, v.inflight.size === 0)
       v.inflight.add(piece)
       const sole = v.soleFor.has(piece)
       send(v, at => { enqueueServe(at, piece, sole) })
@@ -198,6 +202,7 @@ export function simulate (cfg: SimConfig): SimOutcome {
 
   function onReject (v: View, piece: number, holders: string[]): void {
     v.inflight.delete(piece)
+    v.self.pacer.ended(v.peer.id, v.inflight.size > 0)
     v.self.picker.release(piece, v.key)
     const h = v.self
     const waits = holders.length > 0 ? (h.holderWaits.get(piece) ?? 0) + 1 : 0
@@ -215,6 +220,7 @@ export function simulate (cfg: SimConfig): SimOutcome {
     const h = v.self
     const length = lengthOf(piece)
     v.inflight.delete(piece)
+    h.pacer.delivered(v.peer.id, q.now, length, v.inflight.size > 0)
     if (h.mine.has(piece) || h.done !== undefined) {
       wastedDuplicate += length
       h.picker.release(piece, v.key)
@@ -247,6 +253,7 @@ export function simulate (cfg: SimConfig): SimOutcome {
       const o = h.views.get(Number(other))
       if (o !== undefined && o !== v) {
         o.inflight.delete(piece)
+        h.pacer.ended(o.peer.id, o.inflight.size > 0)
         freed.push(o)
         send(o, at => { cancel(at, piece) })
       }
