@@ -63,6 +63,13 @@ describe('simulated swarm', () => {
     expect(out.wastedDuplicate + out.wastedCorrupt).toBe(0)
   })
 
+  it('hashing each piece and the whole file at the end, computed by hand (the --validate model of CPU)', () => {
+    // As above, pieces arrive at 0.75, 1.75, 2.75 and 3.75 s; hashing at 4 MiB/s takes 0.25 s each, then the whole
+    // file 1 s: 3.75 + 0.25 + 1 = 5 s.
+    const out = simulate({ ...config([host(MiB, Infinity)], 4 * MiB), verifyBytesPerSec: 4 * MiB })
+    expect(out.completion[0]).toBeCloseTo(5000, 6)
+  })
+
   it('a destination\'s download cap delays storing: the last piece lands at the download bucket\'s pace', () => {
     // Download 0.5 MiB/s: the first piece arrives at 0.75 s with the bucket full (256 KiB), and from then on the four
     // pieces drain it at its pace: 0.75 s + (4 MiB − 256 KiB)/0.5 MiB/s = 8.25 s, later than the seed's 3.75 s.

@@ -44,6 +44,12 @@ export interface SimConfig {
   /** Stop after this many events, or this much virtual time, whatever happens. */
   maxEvents: number
   maxTimeMs: number
+  /**
+   * A destination's hashing speed in bytes per second: each piece is hashed
+   * before it is stored (one at a time per host) and the whole file once more
+   * at the end, as SwarmSession does. Infinity (the default) leaves CPU out.
+   */
+  verifyBytesPerSec?: number
 }
 
 export interface SimOutcome {
@@ -83,6 +89,8 @@ interface Host {
   readonly upload: TokenLedger
   readonly download: TokenLedger
   readonly pacer: RequestPacer<number>
+  /** When this host's CPU is done with the pieces it is hashing (virtual ms). */
+  cpuFreeAt: number
   /** Refusals of each missing piece that named holders we are not connected to (the session's holderWaits). */
   readonly holderWaits: Map<number, number>
   listed: number[]
@@ -102,7 +110,7 @@ export function simulate (cfg: SimConfig): SimOutcome {
     return {
       id, spec, rank: cfg.random(), mine, picker: new PiecePicker(mine, cfg.random), views: new Map(), banned: new Set(), sentTo: new Map(), holderWaits: new Map(),
       upload: new TokenLedger(spec.up, defaultBurst(spec.up), 0), download: new TokenLedger(spec.down, defaultBurst(spec.down), 0), pacer: new RequestPacer(),
-      listed: [], joined: false, online: false, dirty: false
+      listed: [], joined: false, cpuFreeAt: 0, online: false, dirty: false
     }
   })
   const served = new Array<number>(hosts.length).fill(0)
@@ -113,6 +121,8 @@ export function simulate (cfg: SimConfig): SimOutcome {
   // never finish, and nobody waits for it.
   let remaining = cfg.hosts.filter(h => !h.corrupt).length
   const latency = (a: Host, b: Host): number => a.spec.latencyMs + b.spec.latencyMs
+  const verifyRate = cfg.verifyBytesPerSec ?? Infinity
+  const hashMs = (bytes: number): number => verifyRate === Infinity ? 0 : bytes / verifyRate * 1000
 
   /** Delivers `fn` at `to` after the link's latency, if the link (this very view of it) is still open then. */
   function send (from: View, fn: (at: View) => void): void {
@@ -234,7 +244,13 @@ export function simulate (cfg: SimConfig): SimOutcome {
       disconnect(h, v.peer)
       return
     }
-    q.after(h.download.reserve(length, q.now), () => { stored(v, piece, length) })
+    const hashed = (): void => { q.after(h.download.reserve(length, q.now), () => { stored(v, piece, length) }) }
+    if (hashMs(length) === 0) {
+      hashed()
+      return
+    }
+    h.cpuFreeAt = Math.max(q.now, h.cpuFreeAt) + hashMs(length)
+    q.at(h.cpuFreeAt, hashed)
   }
 
   function stored (v: View, piece: number, length: number): void {
@@ -260,8 +276,9 @@ export function simulate (cfg: SimConfig): SimOutcome {
     }
     announce(h, piece)
     if (h.mine.complete()) {
-      h.done = q.now
-      if (!h.spec.corrupt) remaining--
+      // Done fetching now; done for its user once the whole file is checked.
+      h.done = Math.max(q.now, h.cpuFreeAt) + hashMs(cfg.size)
+      q.at(h.done, () => { if (!h.spec.corrupt) remaining-- })
       trackerMessages++
     } else if (pieces - h.mine.count() <= ENDGAME_PIECES) {
       fillAll(h)

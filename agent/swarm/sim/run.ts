@@ -15,6 +15,8 @@ export interface ScenarioRun {
   /** Builds the tracker for this run from its random generator (the coordinator's choosePeers, in the bench). */
   tracker: (random: () => number) => Tracker
   maxOutstanding: number
+  /** Hashing speed of a destination (SimConfig.verifyBytesPerSec); CPU is left out when absent. */
+  verifyBytesPerSec?: number
 }
 
 export interface ScenarioFigures {
@@ -58,6 +60,7 @@ export function runScenario (run: ScenarioRun): ScenarioFigures {
     hosts,
     tracker: run.tracker(random),
     maxOutstanding: run.maxOutstanding,
+    verifyBytesPerSec: run.verifyBytesPerSec,
     random,
     tickMs: TICK_MS,
     redialMs: REDIAL_MS,
