@@ -103,7 +103,7 @@ if (args.validate) {
       note(`${scenario} (${SCENARIO_NOTES[scenario]}), N = ${n}, F = ${args.size}, piece ${args.piece}: bound ${f.boundSeconds} s; ` +
         `p50 ${f.p50OverBound} · p99 ${f.p99OverBound} · max ${f.maxOverBound} × bound; seed upload ${f.seedUploadOverF} × F; ` +
         `upload used mean ${f.uploadUsed.mean} (p10 ${f.uploadUsed.p10}); wasted dup ${f.wastedDuplicateShare}, corrupt ${f.wastedCorruptShare} of N·F; ` +
-        `tracker ${f.trackerMessagesPerHost} msg/host; unfinished ${f.unfinished}; ${f.events} events in ${Math.round(performance.now() - started) / 1000} s`)
+        `tracker ${f.trackerMessagesPerHost} msg/host; unfinished ${f.unfinished} (corrupt hosts unfinished ${f.corruptUnfinished}); ${f.events} events in ${Math.round(performance.now() - started) / 1000} s`)
     }
   }
   if (args.json) console.log(JSON.stringify(results))
