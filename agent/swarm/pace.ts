@@ -1,4 +1,4 @@
-/** The deepest a fast peer's queue of our requests gets. */
+/** The deepest a fast peer's queue of our requests gets: four times the average depth (MAX_OUTSTANDING), so one fast peer cannot hold most of what we miss. */
 export const MAX_DEPTH = 8
 /** Weight of the newest sample in a link's moving average of its rate. */
 const ALPHA = 0.3
@@ -18,9 +18,9 @@ interface Link {
  * requests as one at 4 × rate, so rare pieces wait in the slow one's FIFO
  * queue while the fast one idles: in bench:swarm-sim's bimodal scenario
  * (N = 1,000) the storage hosts, two thirds of the swarm's upload, used 32 % of
- * theirs and p99 was 1.62 × the bound; sharing the depth by rate gives 1.50.
+ * theirs and p99 was 1.62 × the bound; sharing the depth by rate gives 1.40.
  * Peers that all deliver alike (bench:swarm, the uniform scenario) keep `base`:
- * there, one request per peer instead of two made p99 worse (1.43 against 1.36).
+ * there, one request per peer instead of two (a fixed 250 ms per peer) made p99 worse (1.43 against 1.36).
  *
  * A link's rate is measured only while we wait on it: from a request sent to
  * an idle link, or from the previous piece while more were in flight, to the
