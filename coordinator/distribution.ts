@@ -55,6 +55,13 @@ export class DistributionManager {
     swarmProgress: async (p, { agent }) => { this.onProgress(agent, p) }
   }
 
+  /**
+   * The peers last named to each participant, by distribution: a re-join keeps
+   * those still online (choosePeers' `previous`). In memory only: after a
+   * restart (or on another replica) a participant simply gets a fresh draw.
+   */
+  private readonly named = new Map<string, Map<string, string[]>>()
+
   constructor (opts: DistributionOptions) {
     this.opts = opts
   }
@@ -93,7 +100,10 @@ export class DistributionManager {
     const role = agent === seed ? 'seed' : 'destination'
     const others = this.participants(rec).filter(a => a !== agent && agents.isOnline(a))
     const size = this.opts.peersPerParticipant
-    const chosen = choosePeers({ seed, others, prefer, size, seedFanout: this.opts.seedFanout ?? SEED_FANOUT, random: Math.random })
+    const lists = this.named.get(rec.id) ?? new Map<string, string[]>()
+    this.named.set(rec.id, lists)
+    const chosen = choosePeers({ seed, others, prefer, previous: lists.get(agent), size, seedFanout: this.opts.seedFanout ?? SEED_FANOUT, random: Math.random })
+    lists.set(agent, chosen)
     const peers = chosen.flatMap(name => {
       const a = store.getAgent(name)
       return a !== undefined ? [{ name, peerId: a.peerId, addrs: a.addrs }] : []
@@ -184,6 +194,7 @@ export class DistributionManager {
 
   /** The whole distribution was canceled: every participant stops, and destinations drop their partials. */
   onCanceled (rec: TransferRecord): void {
+    this.named.delete(rec.id)
     const seed = seedAgent(rec)
     for (const agent of new Set([...(seed !== undefined ? [seed] : []), ...(rec.destinations ?? []).map(d => d.agent)])) {
       this.opts.agents.cast(agent, 'swarmLeave', { distributionId: rec.id, removePartial: true })
@@ -231,6 +242,7 @@ export class DistributionManager {
       lastError: failed?.lastError !== undefined ? { ...failed.lastError, attempt: rec.attempt } : undefined,
       progress: { ...rec.progress, bytesDone, rate: 0, eta: 0 }
     })
+    this.named.delete(rec.id)
     for (const agent of this.participants({ ...rec, destinations: [] })) this.opts.agents.cast(agent, 'swarmLeave', { distributionId: rec.id, removePartial: false })
     for (const d of dests) this.opts.agents.cast(d.agent, 'swarmLeave', { distributionId: rec.id, removePartial: d.state !== 'succeeded' })
     return done

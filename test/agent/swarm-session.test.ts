@@ -79,9 +79,10 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true })
 })
 
-function session (): SwarmSession {
+function session (manifest = MANIFEST, now?: () => number): SwarmSession {
   return new SwarmSession({
-    join: { distributionId: 'd1', role: 'destination', source: 'agent://seed/vol/image', destination: 'mem://dst/image', manifest: MANIFEST, peers: [], ticket: 't' },
+    join: { distributionId: 'd1', role: 'destination', source: 'agent://seed/vol/image', destination: 'mem://dst/image', manifest, peers: [], ticket: 't' },
+    now,
     self: 'dst',
     plugins: { volumes: plugin, byScheme: new Map([['mem', plugin]]) },
     journal,
@@ -129,6 +130,38 @@ describe('SwarmSession (destination), with fake peers and a test-driven clock', 
     expect(other.sent).toContainEqual({ t: 'have', piece: first })
     // The slot it freed is used again at once.
     expect(seed.requested()).toHaveLength(MAX_OUTSTANDING + 1)
+    await s.close(true)
+  })
+
+  it('keeps more requests in flight to a peer that delivers faster than the others, fewer to the slow ones', async () => {
+    const pieces = 64
+    const data = Uint8Array.from({ length: pieces * PIECE }, (_, i) => (i * 7 + 3) & 0xff)
+    const bytes = (i: number): Uint8Array => data.slice(i * PIECE, (i + 1) * PIECE)
+    const manifest: Manifest = { size: data.length, mtime: 0, pieceSize: PIECE, sha256: sha(data), pieces: Array.from({ length: pieces }, (_, i) => sha(bytes(i))) }
+    let clock = 0
+    const s = session(manifest, () => clock)
+    await s.start()
+    const [fast, slow1, slow2] = ['fast', 'slow1', 'slow2'].map(id => new FakePeer(id, Bitfield.full(pieces)))
+    for (const p of [fast, slow1, slow2]) s.attach(p, new Bitfield(pieces, s.mine.bytes))
+    expect([fast, slow1, slow2].map(p => p.inflight.size)).toEqual([MAX_OUTSTANDING, MAX_OUTSTANDING, MAX_OUTSTANDING])
+    const give = async (p: FakePeer): Promise<void> => {
+      const i = [...p.inflight][0]
+      p.deliver(i, bytes(i))
+      await until(() => s.mine.has(i))
+    }
+    // The fast peer answers every 10 ms, the slow ones every 80 ms: rates 8 : 1 : 1.
+    for (let t = 1; t <= 16; t++) {
+      clock = t * 10
+      await give(fast)
+      if (t % 8 === 0) {
+        await give(slow1)
+        await give(slow2)
+      }
+    }
+    // Two per peer on average, shared by rate: 2 × 0.8 ÷ 0.33 ≈ 5 for the fast one, 2 × 0.1 ÷ 0.33 ≈ 1 for the slow.
+    expect(fast.inflight.size).toBe(5)
+    expect(slow1.inflight.size).toBe(1)
+    expect(slow2.inflight.size).toBe(1)
     await s.close(true)
   })
 

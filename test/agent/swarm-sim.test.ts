@@ -4,7 +4,7 @@ import { kumarRossBound } from '../../agent/swarm/sim/bound.ts'
 import { simulate } from '../../agent/swarm/sim/engine.ts'
 import type { SimConfig } from '../../agent/swarm/sim/engine.ts'
 import { quantile, seededRandom } from '../../agent/swarm/sim/random.ts'
-import { runScenario } from '../../agent/swarm/sim/run.ts'
+import { destinationTimes, runScenario, scenarioBound } from '../../agent/swarm/sim/run.ts'
 import type { HostSpec } from '../../agent/swarm/sim/scenario.ts'
 import { MAX_OUTSTANDING } from '../../agent/swarm/session.ts'
 
@@ -63,6 +63,13 @@ describe('simulated swarm', () => {
     expect(out.wastedDuplicate + out.wastedCorrupt).toBe(0)
   })
 
+  it('hashing each piece and the whole file at the end, computed by hand (the --validate model of CPU)', () => {
+    // As above, pieces arrive at 0.75, 1.75, 2.75 and 3.75 s; hashing at 4 MiB/s takes 0.25 s each, then the whole
+    // file 1 s: 3.75 + 0.25 + 1 = 5 s.
+    const out = simulate({ ...config([host(MiB, Infinity)], 4 * MiB), verifyBytesPerSec: 4 * MiB })
+    expect(out.completion[0]).toBeCloseTo(5000, 6)
+  })
+
   it('a destination\'s download cap delays storing: the last piece lands at the download bucket\'s pace', () => {
     // Download 0.5 MiB/s: the first piece arrives at 0.75 s with the bucket full (256 KiB), and from then on the four
     // pieces drain it at its pace: 0.75 s + (4 MiB − 256 KiB)/0.5 MiB/s = 8.25 s, later than the seed's 3.75 s.
@@ -80,7 +87,8 @@ describe('simulated swarm', () => {
   it('drops a corrupt peer and still delivers to everyone else', () => {
     const bad = { ...host(MiB, Infinity), corrupt: true }
     const out = simulate(config([host(MiB, Infinity), bad, host(MiB, Infinity)], 8 * MiB))
-    expect(out.completion.every(t => t !== undefined)).toBe(true)
+    // The run ends when the honest destinations are done; the corrupt one is not waited for.
+    expect([out.completion[0], out.completion[2]].every(t => t !== undefined)).toBe(true)
     expect(out.wastedCorrupt).toBeGreaterThan(0)
   })
 
@@ -94,3 +102,19 @@ describe('simulated swarm', () => {
     expect(quantile([3, 1, 2], 0.5)).toBe(2)
   })
 })
+
+describe('scenario figures: what is compared with the bound', () => {
+  const host = (up: number, extra: Partial<HostSpec> = {}): HostSpec => ({ up, down: Infinity, latencyMs: 0, joinAt: 0, corrupt: false, ...extra })
+
+  it('leaves corrupt hosts out of the bound: their uploads are thrown away and they are not destinations', () => {
+    // Two honest hosts of upload 1 and a corrupt one of 100, seed 1, F = 30: N·F/(u_s + Σu) = 2·30/3 = 20 > F/u_s.
+    expect(scenarioBound(30, host(1), [host(1), host(1), host(100, { corrupt: true })])).toBe(30)
+    expect(scenarioBound(90, host(3), [host(1), host(1), host(100, { corrupt: true })])).toBe(36)
+  })
+
+  it('counts a late joiner from its join, a returning host from the start, and no corrupt host', () => {
+    const hosts = [host(1), host(1, { joinAt: 4000 }), host(1, { leaveAt: 1000, returnAt: 3000 }), host(1, { corrupt: true }), host(1)]
+    expect(destinationTimes(hosts, [5000, 9000, 8000, undefined, undefined])).toEqual([5, 5, 8, Infinity])
+  })
+})
+

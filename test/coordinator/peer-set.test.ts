@@ -47,3 +47,37 @@ describe('tracker peer-set selection', () => {
     expect(sample(names(3), 10, counter())).toHaveLength(3)
   })
 })
+
+describe('tracker peer-set selection with the previous list', () => {
+  const all = ['seed', ...names(500)]
+
+  it('keeps the previous peers still online after the preferred, and draws only the places of those gone', () => {
+    const previous = ['h1', 'h2', 'h3', 'gone', 'h5', 'h6', 'h8', 'h9']
+    const peers = choosePeers({ seed: 'seed', others: all.filter(a => a !== 'h0'), prefer: ['h7'], previous, size: 8, seedFanout: 32, random: counter() })
+    expect(peers.slice(0, 7)).toEqual(['h7', 'h1', 'h2', 'h3', 'h5', 'h6', 'h8'])
+    expect(peers).toHaveLength(8)
+    expect(peers).not.toContain('gone')
+    expect(new Set(peers).size).toBe(8)
+  })
+
+  it('does not draw the seed again in a large swarm: re-joins keep the seed\'s links bounded', () => {
+    const random = counter()
+    let withSeed = 0
+    for (const self of names(500)) {
+      const others = all.filter(a => a !== self)
+      const first = choosePeers({ seed: 'seed', others, size: 8, seedFanout: 32, random })
+      const had = first.includes('seed')
+      // Ten re-joins to be told of a newcomer each: with a fresh draw every time the seed would reach ~10 × 32 destinations.
+      let list = first
+      for (let i = 0; i < 10; i++) list = choosePeers({ seed: 'seed', others, prefer: [`h${(i * 37) % 500}`], previous: list, size: 8, seedFanout: 32, random })
+      expect(list.includes('seed')).toBe(had)
+      if (had) withSeed++
+    }
+    expect(withSeed).toBeLessThan(64)
+  })
+
+  it('in a small swarm still gives the seed to everyone, even if it was offline last time', () => {
+    const peers = choosePeers({ seed: 'seed', others: ['seed', ...names(5)], previous: names(5), size: 8, seedFanout: 32, random: counter() })
+    expect(peers[0]).toBe('seed')
+  })
+})

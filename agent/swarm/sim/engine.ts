@@ -2,6 +2,7 @@ import { Bitfield } from '../bitfield.ts'
 import { ENDGAME_PIECES, PiecePicker } from '../picker.ts'
 import { seedRefusal } from '../super-seed.ts'
 import { askSeedAlone } from '../sole.ts'
+import { RequestPacer } from '../pace.ts'
 import { TokenLedger, defaultBurst } from '../../rate-limit.ts'
 import { EventQueue } from './heap.ts'
 import type { HostSpec } from './scenario.ts'
@@ -22,8 +23,11 @@ import type { HostSpec } from './scenario.ts'
  * asked, not byte by byte.
  */
 
-/** Asks the tracker for `self`'s peers among `others` (host ids, 0 is the seed); `prefer` go first. */
-export type Tracker = (self: number, others: readonly number[], prefer: readonly number[]) => number[]
+/**
+ * Asks the tracker for `self`'s peers among `others` (host ids, 0 is the seed); `prefer` go first;
+ * `previous`, the list it was named last time (undefined on its first join), as the coordinator remembers it.
+ */
+export type Tracker = (self: number, others: readonly number[], prefer: readonly number[], previous: readonly number[] | undefined) => number[]
 
 export interface SimConfig {
   size: number
@@ -40,10 +44,16 @@ export interface SimConfig {
   /** Stop after this many events, or this much virtual time, whatever happens. */
   maxEvents: number
   maxTimeMs: number
+  /**
+   * A destination's hashing speed in bytes per second: each piece is hashed
+   * before it is stored (one at a time per host) and the whole file once more
+   * at the end, as SwarmSession does. Infinity (the default) leaves CPU out.
+   */
+  verifyBytesPerSec?: number
 }
 
 export interface SimOutcome {
-  /** Per destination, ms from the start to its last piece; undefined when it did not finish. */
+  /** Per destination, ms from the start to its last piece; undefined when it did not finish (a corrupt one may not, and is not waited for). */
   completion: Array<number | undefined>
   /** Bytes each host served; [0] is the seed. */
   served: number[]
@@ -78,9 +88,13 @@ interface Host {
   readonly sentTo: Map<number, number>
   readonly upload: TokenLedger
   readonly download: TokenLedger
+  readonly pacer: RequestPacer<number>
+  /** When this host's CPU is done with the pieces it is hashing (virtual ms). */
+  cpuFreeAt: number
   /** Refusals of each missing piece that named holders we are not connected to (the session's holderWaits). */
   readonly holderWaits: Map<number, number>
   listed: number[]
+  joined: boolean
   online: boolean
   dirty: boolean
   done?: number
@@ -95,16 +109,20 @@ export function simulate (cfg: SimConfig): SimOutcome {
     const mine = id === 0 ? Bitfield.full(pieces) : new Bitfield(pieces)
     return {
       id, spec, rank: cfg.random(), mine, picker: new PiecePicker(mine, cfg.random), views: new Map(), banned: new Set(), sentTo: new Map(), holderWaits: new Map(),
-      upload: new TokenLedger(spec.up, defaultBurst(spec.up), 0), download: new TokenLedger(spec.down, defaultBurst(spec.down), 0),
-      listed: [], online: false, dirty: false
+      upload: new TokenLedger(spec.up, defaultBurst(spec.up), 0), download: new TokenLedger(spec.down, defaultBurst(spec.down), 0), pacer: new RequestPacer(),
+      listed: [], joined: false, cpuFreeAt: 0, online: false, dirty: false
     }
   })
   const served = new Array<number>(hosts.length).fill(0)
   let wastedDuplicate = 0
   let wastedCorrupt = 0
   let trackerMessages = 0
-  let remaining = cfg.hosts.length
+  // The run ends when every honest destination is done: a corrupt one is banned by every peer it serves and may
+  // never finish, and nobody waits for it.
+  let remaining = cfg.hosts.filter(h => !h.corrupt).length
   const latency = (a: Host, b: Host): number => a.spec.latencyMs + b.spec.latencyMs
+  const verifyRate = cfg.verifyBytesPerSec ?? Infinity
+  const hashMs = (bytes: number): number => verifyRate === Infinity ? 0 : bytes / verifyRate * 1000
 
   /** Delivers `fn` at `to` after the link's latency, if the link (this very view of it) is still open then. */
   function send (from: View, fn: (at: View) => void): void {
@@ -119,7 +137,8 @@ export function simulate (cfg: SimConfig): SimOutcome {
   function join (h: Host, prefer: readonly number[]): number[] {
     trackerMessages++
     const others = hosts.filter(o => o !== h && o.online).map(o => o.id)
-    h.listed = cfg.tracker(h.id, others, prefer)
+    h.listed = cfg.tracker(h.id, others, prefer, h.joined ? h.listed : undefined)
+    h.joined = true
     dialListed(h)
     return h.listed
   }
@@ -159,6 +178,7 @@ export function simulate (cfg: SimConfig): SimOutcome {
       v.open = false
       x.views.delete(y.id)
       x.picker.removePeer(v.have, v.key)
+      x.pacer.remove(y.id)
       v.inflight.clear()
     }
     fillAll(a)
@@ -174,9 +194,10 @@ export function simulate (cfg: SimConfig): SimOutcome {
   function fill (v: View): void {
     const h = v.self
     if (h.id === 0 || h.done !== undefined || !v.open) return
-    while (v.inflight.size < cfg.maxOutstanding) {
+    while (v.inflight.size < h.pacer.depth(v.peer.id, cfg.maxOutstanding)) {
       const piece = h.picker.pick(v.key, v.have, v.refused)
       if (piece === undefined) return
+      h.pacer.requested(v.peer.id, q.now, v.inflight.size === 0)
       v.inflight.add(piece)
       const sole = v.soleFor.has(piece)
       send(v, at => { enqueueServe(at, piece, sole) })
@@ -191,6 +212,7 @@ export function simulate (cfg: SimConfig): SimOutcome {
 
   function onReject (v: View, piece: number, holders: string[]): void {
     v.inflight.delete(piece)
+    v.self.pacer.ended(v.peer.id, v.inflight.size > 0)
     v.self.picker.release(piece, v.key)
     const h = v.self
     const waits = holders.length > 0 ? (h.holderWaits.get(piece) ?? 0) + 1 : 0
@@ -208,6 +230,7 @@ export function simulate (cfg: SimConfig): SimOutcome {
     const h = v.self
     const length = lengthOf(piece)
     v.inflight.delete(piece)
+    h.pacer.delivered(v.peer.id, q.now, length, v.inflight.size > 0)
     if (h.mine.has(piece) || h.done !== undefined) {
       wastedDuplicate += length
       h.picker.release(piece, v.key)
@@ -221,7 +244,13 @@ export function simulate (cfg: SimConfig): SimOutcome {
       disconnect(h, v.peer)
       return
     }
-    q.after(h.download.reserve(length, q.now), () => { stored(v, piece, length) })
+    const hashed = (): void => { q.after(h.download.reserve(length, q.now), () => { stored(v, piece, length) }) }
+    if (hashMs(length) === 0) {
+      hashed()
+      return
+    }
+    h.cpuFreeAt = Math.max(q.now, h.cpuFreeAt) + hashMs(length)
+    q.at(h.cpuFreeAt, hashed)
   }
 
   function stored (v: View, piece: number, length: number): void {
@@ -240,14 +269,16 @@ export function simulate (cfg: SimConfig): SimOutcome {
       const o = h.views.get(Number(other))
       if (o !== undefined && o !== v) {
         o.inflight.delete(piece)
+        h.pacer.ended(o.peer.id, o.inflight.size > 0)
         freed.push(o)
         send(o, at => { cancel(at, piece) })
       }
     }
     announce(h, piece)
     if (h.mine.complete()) {
-      h.done = q.now
-      remaining--
+      // Done fetching now; done for its user once the whole file is checked.
+      h.done = Math.max(q.now, h.cpuFreeAt) + hashMs(cfg.size)
+      q.at(h.done, () => { if (!h.spec.corrupt) remaining-- })
       trackerMessages++
     } else if (pieces - h.mine.count() <= ENDGAME_PIECES) {
       fillAll(h)
