@@ -6,9 +6,9 @@ import { fileURLToPath } from 'node:url'
 const run = promisify(execFile)
 const SCRIPT = fileURLToPath(new URL('../../scripts/bench-api.ts', import.meta.url))
 
-describe('bench:api (smoke: one second per phase, a small queue)', () => {
+describe('bench:api (smoke: three seconds per phase — one second saw no submission finish at load 15 —, a small queue)', () => {
   it('measures submissions, reads, a scheduling pass and list pages and prints one JSON object', async () => {
-    const { stdout } = await run(process.execPath, [SCRIPT, '--duration', '1', '--connections', '8', '--queued', '2000', '--json'], { timeout: 150_000, maxBuffer: 1 << 20 })
+    const { stdout } = await run(process.execPath, [SCRIPT, '--duration', '3', '--connections', '8', '--queued', '2000', '--json'], { timeout: 150_000, maxBuffer: 1 << 20 })
     const result = JSON.parse(stdout.trim().split('\n').at(-1) as string) as Record<string, unknown>
     for (const key of ['submitPerSec', 'submitP99Ms', 'getPerSec', 'getP99Ms', 'rssAt100kMiB', 'listPageP99Ms']) {
       expect(result[key], key).toBeTypeOf('number')
