@@ -16,7 +16,8 @@ describe('bench:api (smoke: three seconds per phase — one second saw no submis
     }
     expect(result.schedulePassMs).toBeTypeOf('number')
     expect(result.schedulePassMs as number).toBeGreaterThanOrEqual(0)
-    expect(result.queued).toBe(2000)
+    // Filled to at least --queued: the submit phase alone may have queued more.
+    expect(result.queued as number).toBeGreaterThanOrEqual(2000)
     expect(result.submitFailed).toBe(0)
   }, 180_000)
 })
