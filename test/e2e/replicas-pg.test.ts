@@ -7,6 +7,7 @@ import { join } from 'node:path'
 import { sha256File } from '../helpers/mesh.ts'
 import { spawnStaccato, stopProcess, waitForJson } from '../../cli/index.ts'
 import { PgTransferStore } from '../../coordinator/store-pg.ts'
+import { leaseHolderPid } from '../../coordinator/index.ts'
 import { postgresMissing, startPostgres } from '../helpers/postgres.ts'
 import type { Postgres } from '../helpers/postgres.ts'
 import { api as apiAs, feed as feedAs, leaderPid, startReplica as start, until } from './replicas.ts'
@@ -54,7 +55,7 @@ describe.skipIf(missing !== undefined)(missing === undefined ? 'replicas on one 
   }
   const stateEvents = (id: string): string[] => receiver.deliveries.filter(d => d.status === 204 && d.event.topic === `transfer.${id}.state`).map(d => d.id)
 
-  it('a token revoked on one replica is refused by the others; a webhook registered on one gets every replica\'s events, each once; a replica SIGKILLed mid-drain loses none', async () => {
+  it('a token revoked on one replica is refused by the others; a webhook registered on one gets every replica\'s events, each once; a follower SIGKILLed mid-drain loses none', async () => {
     const url = await server.freshDatabase()
     // Enrolled, never connected: submits naming them are accepted and stay queued.
     const seed = await PgTransferStore.open(url)
@@ -94,16 +95,21 @@ describe.skipIf(missing !== undefined)(missing === undefined ? 'replicas on one 
     expect(delivered).toHaveLength(30)
     expect(receiver.deliveries.every(d => d.verified && d.status === 204)).toBe(true)
 
-    // Mid-drain: the receiver holds every request; replica C's attempts are open when it is SIGKILLed.
+    // Mid-drain: the receiver holds every request; a follower's attempts are open when it is SIGKILLed.
+    const leaderPid = await leaseHolderPid(url)
+    const follower = replicas.find(r => r.child.pid !== leaderPid) as typeof c
+    expect(leaderPid).toBeDefined()
     receiver.deliveries.length = 0
     receiver.mode = 'hang'
     const late: string[] = []
-    for (let i = 0; i < 6; i++) late.push(await submitQueued(c, 100 + i))
-    await receiver.until(d => d.length >= 4, 'replica C\'s attempts under way')
-    c.child.kill('SIGKILL')
-    replicas = replicas.filter(r => r !== c)
+    for (let i = 0; i < 6; i++) late.push(await submitQueued(follower, 100 + i))
+    await receiver.until(d => d.length >= 4, 'the follower\'s attempts under way')
+    follower.child.kill('SIGKILL')
+    replicas = replicas.filter(r => r !== follower)
     receiver.mode = 'ok'
     await receiver.until(() => late.every(id => stateEvents(id).length > 0), 'every entry of the killed replica, delivered by a live one', 60_000)
+    // The leader was not the one killed: it still holds the lease.
+    expect(await leaseHolderPid(url)).toBe(leaderPid)
     process.stderr.write(`after the SIGKILL: ${receiver.deliveries.length} requests for ${late.length} entries (an attempt open at the kill is repeated: receivers dedupe by webhook-id)\n`)
   }, 600_000)
 
