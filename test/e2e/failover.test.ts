@@ -5,12 +5,11 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
-import pg from 'pg'
 import { sha256File } from '../helpers/mesh.ts'
 import { freePort, spawnStaccato, stopProcess, waitForJson } from '../../cli/index.ts'
 import type { ReadyInfo } from '../../cli/index.ts'
 import { PgTransferStore } from '../../coordinator/store-pg.ts'
-import { LOCKS, LOCK_CLASS } from '../../coordinator/store-pg-schema.ts'
+import { leaseHolderPid as leaderPid } from '../../coordinator/index.ts'
 import { postgresMissing, startPostgres } from '../helpers/postgres.ts'
 import { Receiver } from '../events/helpers.ts'
 import type { Postgres } from '../helpers/postgres.ts'
@@ -71,19 +70,6 @@ describe.skipIf(missing !== undefined)(missing === undefined ? 'coordinator repl
   async function api (r: Replica, method: string, path: string, body?: string): Promise<{ status: number, body: unknown }> {
     const res = await fetch(`${r.ready.apiUrl}${path}`, { method, body, headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' } })
     return { status: res.status, body: await res.json() }
-  }
-
-  /** The OS pid of the process whose lease session holds the leader lock (its application_name names it). */
-  async function leaderPid (url: string): Promise<number | undefined> {
-    const client = new pg.Client({ connectionString: url })
-    await client.connect()
-    try {
-      const row = (await client.query<{ name: string }>('SELECT a.application_name AS name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = \'advisory\' AND l.classid = $1::int8::oid AND l.objid = $2::int8::oid AND l.objsubid = 2 AND l.granted', [LOCK_CLASS, LOCKS.leader])).rows[0]
-      const pid = Number(/^staccato-coordinator (\d+)$/.exec(row?.name ?? '')?.[1])
-      return Number.isInteger(pid) ? pid : undefined
-    } finally {
-      await client.end()
-    }
   }
 
   async function feed (r: Replica): Promise<Change[]> {

@@ -1,10 +1,8 @@
 import type { ChildProcess } from 'node:child_process'
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
-import pg from 'pg'
 import { freePort, spawnStaccato, waitForJson } from '../../cli/index.ts'
 import type { ReadyInfo } from '../../cli/index.ts'
-import { LOCKS, LOCK_CLASS } from '../../coordinator/store-pg-schema.ts'
 
 /** Coordinator replicas and agents as processes on one PostgreSQL, for the e2e tests. */
 
@@ -39,18 +37,8 @@ export async function api (r: Replica, token: string, method: string, path: stri
   return { status: res.status, body: text === '' ? undefined : JSON.parse(text) as unknown }
 }
 
-/** The OS pid of the process whose lease session holds the leader lock (its application_name names it). */
-export async function leaderPid (url: string): Promise<number | undefined> {
-  const client = new pg.Client({ connectionString: url })
-  await client.connect()
-  try {
-    const row = (await client.query<{ name: string }>('SELECT a.application_name AS name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = \'advisory\' AND l.classid = $1::int8::oid AND l.objid = $2::int8::oid AND l.objsubid = 2 AND l.granted', [LOCK_CLASS, LOCKS.leader])).rows[0]
-    const pid = Number(/^staccato-coordinator (\d+)$/.exec(row?.name ?? '')?.[1])
-    return Number.isInteger(pid) ? pid : undefined
-  } finally {
-    await client.end()
-  }
-}
+/** The OS pid of the process whose lease session holds the leader lock: the coordinator's own query. */
+export { leaseHolderPid as leaderPid } from '../../coordinator/index.ts'
 
 /** The whole change feed of one replica. */
 export async function feed (r: Replica, token: string): Promise<Change[]> {
