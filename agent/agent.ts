@@ -206,6 +206,17 @@ export async function startAgent (config: AgentConfig, onFatal: (err: Error) => 
   const servers: Server[] = []
   let statusUrl: string | undefined
   let metricsUrl: string | undefined
+  // A server that cannot start after the rest did: stop what started, in reverse order, then say why.
+  const abandon = async (what: string, err: unknown): Promise<never> => {
+    metrics.stop()
+    for (const s of servers) s.close()
+    await control.stop()
+    await executor.stop()
+    await swarm.stop()
+    await node.stop()
+    await journal.close()
+    throw new InvalidArgumentError(`cannot serve ${what}: ${(err as Error).message}`)
+  }
   try {
     if (config.statusPort !== undefined) {
       const s = await serveHttp('127.0.0.1', config.statusPort, { '/status': statusRoute, '/metrics': metricsRoute(metrics) })
@@ -219,14 +230,7 @@ export async function startAgent (config: AgentConfig, onFatal: (err: Error) => 
       metricsUrl = `http://${host.includes(':') ? `[${host}]` : host}:${s.port}/metrics`
     }
   } catch (err) {
-    metrics.stop()
-    for (const s of servers) s.close()
-    await control.stop()
-    await executor.stop()
-    await swarm.stop()
-    await node.stop()
-    await journal.close()
-    throw new InvalidArgumentError(`cannot serve status or metrics: ${(err as Error).message}`)
+    await abandon('status or metrics', err)
   }
   let mirror: RegistryMirror | undefined
   const ociPlugin = byScheme.get('oci')
@@ -240,16 +244,7 @@ export async function startAgent (config: AgentConfig, onFatal: (err: Error) => 
       log,
       want: async image => await control.call('imageWant', { image }),
       inDistribution: id => swarm.active().includes(id)
-    }).catch(async err => {
-      metrics.stop()
-      for (const s of servers) s.close()
-      await control.stop()
-      await executor.stop()
-      await swarm.stop()
-      await node.stop()
-      await journal.close()
-      throw new InvalidArgumentError(`cannot serve the registry mirror: ${(err as Error).message}`)
-    })
+    }).catch(async err => await abandon('the registry mirror', err))
   }
   log('agent started', { peerId: node.peerId.toString(), addrs: node.getMultiaddrs().map(String), dataPort: direct?.listener.port, statusUrl, metricsUrl })
 

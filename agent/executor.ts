@@ -8,6 +8,7 @@ import { resolveLocal } from './resolve.ts'
 import { isImageJob, runImageJob } from './image-job.ts'
 import type { PluginSet, Resolved } from './resolve.ts'
 import type { Journal, JournalEntry } from './journal.ts'
+import { entryForJob } from './journal.ts'
 import type { AgentCounters } from './counters.ts'
 import type { TokenBucket } from './rate-limit.ts'
 import type { BlobIndex } from './blob-index.ts'
@@ -210,9 +211,7 @@ export class Executor {
   /** Records the outcome in the journal first, so that it reaches the coordinator even if it is down right now. */
   private async finish (job: Job, outcome: NonNullable<JournalEntry['outcome']>): Promise<void> {
     const { journal } = this.opts
-    const entry = await journal.get(job.transferId) ?? {
-      transferId: job.transferId, attempt: job.attempt, source: job.source, destination: job.destination, version: { size: 0, mtime: 0 }, durableOffset: 0, updatedAt: Date.now()
-    }
+    const entry = await journal.get(job.transferId) ?? entryForJob(job)
     // A retryable failure keeps the offset for the next attempt; anything else ends the entry.
     entry.attempt = job.attempt
     entry.outcome = outcome

@@ -7,6 +7,7 @@ import type { AgentCounters } from './counters.ts'
 import type { TokenBucket } from './rate-limit.ts'
 import type { BlobIndex } from './blob-index.ts'
 import type { Journal, JournalEntry } from './journal.ts'
+import { entryForJob } from './journal.ts'
 
 /** What an image job needs of the journal (the executor's narrow view of it). */
 type ImageJournal = Pick<Journal, 'get' | 'commitOffset'>
@@ -53,9 +54,7 @@ export async function runImageJob (o: ImageJobOptions): Promise<{ sha256: string
   const { counters, signal, journal, job } = o
   let last = 0
   const earlier = await journal.get(job.transferId)
-  const entry: JournalEntry = {
-    transferId: job.transferId, attempt: job.attempt, source: job.source, destination: job.destination, version: { size: 0, mtime: 0 }, durableOffset: 0, updatedAt: Date.now()
-  }
+  const entry: JournalEntry = entryForJob(job)
   const result = await copyImageToLayout({
     source: o.src.plugin as OciPlugin,
     url: o.src.url,

@@ -2,6 +2,15 @@ import { Level } from 'level'
 import type { ObjectVersion } from '../protocols/index.ts'
 import type { ChecksumMode, ErrorInfo, Manifest } from '../mesh/index.ts'
 
+/**
+ * A new entry for an attempt at a job: no version known yet, nothing durable.
+ * Every way of running a job (a copy, several streams, a tree, an image, a
+ * bare outcome) journals one; `fields` are what it knows on top.
+ */
+export function entryForJob (job: { transferId: string, attempt: number, source: string, destination: string }, fields: Partial<JournalEntry> = {}): JournalEntry {
+  return { transferId: job.transferId, attempt: job.attempt, source: job.source, destination: job.destination, version: { size: 0, mtime: 0 }, durableOffset: 0, updatedAt: Date.now(), ...fields }
+}
+
 /** What the agent knows about one transfer it runs, kept across crashes and reboots. */
 export interface JournalEntry {
   transferId: string

@@ -4,6 +4,7 @@ import { canResumeWrites } from '../../protocols/index.ts'
 import type { ObjectVersion, StatResult, Writer } from '../../protocols/index.ts'
 import type { Resolved } from '../resolve.ts'
 import type { Journal, JournalEntry } from '../journal.ts'
+import { entryForJob } from '../journal.ts'
 import type { AgentCounters } from '../counters.ts'
 import type { TokenBucket } from '../rate-limit.ts'
 import { newHasher } from './checksum.ts'
@@ -56,17 +57,7 @@ export async function copy (deps: CopyDeps, job: Job, src: Resolved, dst: Resolv
   const previous = await journal.get(job.transferId)
   const decision = decideResume({ previous, version, mode, fromZero, canResume: src.plugin.capabilities.resume && canResumeWrites(dst.plugin.capabilities) })
   if (!decision.resume && decision.why !== undefined) log('starting from zero', { transferId: job.transferId, reason: decision.why })
-  const entry: JournalEntry = {
-    transferId: job.transferId,
-    attempt: job.attempt,
-    source: job.source,
-    destination: job.destination,
-    version,
-    checksumMode: mode,
-    durableOffset: decision.offset,
-    prefixDigest: decision.resume ? decision.prefixDigest : undefined,
-    updatedAt: Date.now()
-  }
+  const entry = entryForJob(job, { version, checksumMode: mode, durableOffset: decision.offset, prefixDigest: decision.resume ? decision.prefixDigest : undefined })
   const { writer, hasher } = await openWriter(deps, job, dst, entry, signal)
   let sourceDigest: string | undefined
   const sink = new DurableSink({

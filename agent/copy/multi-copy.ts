@@ -2,7 +2,7 @@ import { NetworkError, SourceChangedError, toStaccatoError } from '../../mesh/in
 import type { Job } from '../../mesh/index.ts'
 import type { ObjectVersion, WriterAt } from '../../protocols/index.ts'
 import type { Resolved } from '../resolve.ts'
-import type { JournalEntry } from '../journal.ts'
+import { entryForJob } from '../journal.ts'
 import { newHasher } from './checksum.ts'
 import { checksumModeOf, checkDigests, copy } from './copy.ts'
 import type { CopyDeps, CopyResult } from './copy.ts'
@@ -44,17 +44,7 @@ async function copyRanges (deps: CopyDeps, job: Job, src: Resolved, dst: Resolve
   const writer: WriterAt = await open.call(dst.plugin, dst.url, { key: job.transferId, size: version.size, resume, mtime: version.mtime > 0 ? version.mtime : undefined, signal })
   // A partial that is gone (or was not asked for) starts every range from zero.
   const ranges = writer.resumed ? planned : planned.map(r => ({ ...r, done: 0 }))
-  const entry: JournalEntry = {
-    transferId: job.transferId,
-    attempt: job.attempt,
-    source: job.source,
-    destination: job.destination,
-    version,
-    checksumMode: mode,
-    durableOffset: contiguousEnd(ranges, ranges.map(r => r.done)),
-    ranges: ranges.map(r => ({ ...r })),
-    updatedAt: Date.now()
-  }
+  const entry = entryForJob(job, { version, checksumMode: mode, durableOffset: contiguousEnd(ranges, ranges.map(r => r.done)), ranges: ranges.map(r => ({ ...r })) })
   await journal.put(entry)
   log(writer.resumed ? 'resuming on several streams' : 'copying on several streams', { transferId: job.transferId, ranges: ranges.length, kept: durableBytes(ranges) })
   const sink = new RangeSink({ writer, journal, entry, ranges, clock: deps.clock, syncEveryBytes: deps.syncEveryBytes, syncEveryMs: deps.syncEveryMs, onJournaled: () => { counters.journalCommits++ } })

@@ -5,6 +5,7 @@ import type { ControlParams, ErrorInfo, Job, MeshNode, StaccatoError, TreeEntry 
 import type { ObjectVersion, Writer } from '../../protocols/index.ts'
 import type { Resolved } from '../resolve.ts'
 import type { JournalEntry, TreeFileCheckpoint } from '../journal.ts'
+import { entryForJob } from '../journal.ts'
 import type { CopyDeps, TransferJournal } from '../copy/copy.ts'
 import { checksumModeOf } from '../copy/copy.ts'
 import { newHasher } from '../copy/checksum.ts'
@@ -90,9 +91,7 @@ export async function copyTree (deps: TreeCopyDeps, job: Job, source: TreeSource
   const mode = checksumModeOf(job)
   const algorithm = mode === 'none' ? undefined : mode
   const result: TreeResult = { files: { total: 0, done: 0, skipped: 0, failed: 0 }, bytesTotal: 0, bytesDone: 0 }
-  const entry: JournalEntry = await deps.journal.get(job.transferId) ?? {
-    transferId: job.transferId, attempt: job.attempt, source: job.source, destination: job.destination, version: { size: 0, mtime: 0 }, durableOffset: 0, updatedAt: Date.now()
-  }
+  const entry: JournalEntry = await deps.journal.get(job.transferId) ?? entryForJob(job)
   entry.attempt = job.attempt
   const checkpoint = entry.treeFile
   const urlOf = (path: string): URL => new URL(dst.url.href + path.split('/').map(encodeURIComponent).join('/'))
