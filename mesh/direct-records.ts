@@ -1,6 +1,7 @@
 import { createCipheriv, createDecipheriv } from 'node:crypto'
 import type { Socket } from 'node:net'
 import { NetworkError, ProtocolError, StaccatoError, TimeoutError } from './errors.ts'
+import { noteGarbage } from './garbage.ts'
 import { DirectionKey, MAX_RECORD_BYTES, REKEY_BYTES, TAG_BYTES } from './record-stream.ts'
 
 /**
@@ -84,6 +85,8 @@ export class RecordWriter {
     this.socket.write(cipher.getAuthTag())
     this.socket.uncork()
     this.key.advance(body.byteLength)
+    // Dropped once the socket has written it.
+    noteGarbage(sealed.byteLength)
   }
 
   private async writable (): Promise<void> {
@@ -114,14 +117,14 @@ export interface ReaderOptions extends RecordOptions {
 
 /** Default idle limit: a sender that stalls for a minute mid-transfer is gone, not slow. */
 export const IDLE_TIMEOUT_MS = 60_000
-/** The socket's one read buffer (node:net `onread`): 64 KiB, the size node reads a socket in anyway. */
-const READ_BUFFER_BYTES = 64 * 1024
 
 /**
  * Opens the records a socket carries, in order, releasing a record's plaintext
- * only once its tag has authenticated it. The socket reads into one buffer of
- * this reader's (`onread`, given to net.connect): no buffer per TCP read for
- * the GC to collect. Memory: one record's ciphertext (at most
+ * only once its tag has authenticated it. The socket reads into buffers of
+ * this reader's (`onread`, given to net.connect): a record's body straight
+ * into the one body buffer, its tag and the next header into a small one, so
+ * no byte is copied between the socket and the decipher and a 1 MiB record
+ * costs a few reads rather than one per 64 KiB. Memory: one record's ciphertext (at most
  * MAX_RECORD_BYTES) and the opened records not yet consumed; the socket is
  * paused while one waits, so a slow consumer stops the sender through TCP.
  */
@@ -130,6 +133,10 @@ export class RecordReader {
   private readonly body = Buffer.allocUnsafe(MAX_RECORD_BYTES)
   private readonly header = Buffer.allocUnsafe(HEADER_BYTES)
   private readonly tag = Buffer.allocUnsafe(TAG_BYTES)
+  /** Where a read that is not of a body goes: a tag and the header after it. */
+  private readonly scratch = Buffer.allocUnsafe(TAG_BYTES + HEADER_BYTES)
+  /** The part of `body` the socket was last told to read into. */
+  private target?: Buffer
   private at: 'header' | 'body' | 'tag' = 'header'
   private filled = 0
   private length = 0
@@ -144,12 +151,13 @@ export class RecordReader {
   private socket?: Socket
   private readonly idleTimeoutMs: number
   /** For net.connect: the socket reads into `buffer` and hands each read to `callback`. */
-  readonly onread: { buffer: Buffer, callback: (n: number, buf: Buffer) => boolean }
+  readonly onread: { buffer: () => Buffer, callback: (n: number, buf: Buffer) => boolean }
 
   constructor (key: Uint8Array, opts: ReaderOptions = {}) {
     this.key = new DirectionKey(key, opts.rekeyBytes ?? REKEY_BYTES)
     this.idleTimeoutMs = opts.idleTimeoutMs ?? IDLE_TIMEOUT_MS
-    this.onread = { buffer: Buffer.allocUnsafe(READ_BUFFER_BYTES), callback: (n, buf) => this.feed(buf, n) }
+    // node:net asks for the next buffer after each read, once the callback has consumed it.
+    this.onread = { buffer: () => this.nextBuffer(), callback: (n, buf) => this.feed(buf, n) }
   }
 
   /** Bytes received and not yet consumed: opened records waiting and the record being assembled. */
@@ -230,7 +238,26 @@ export class RecordReader {
     return !this.stopped
   }
 
+  /** The next read's buffer: the rest of the body being assembled, else what completes the header or the tag and the header after it. */
+  private nextBuffer (): Buffer {
+    if (this.at === 'body') {
+      this.target = this.body.subarray(this.filled, this.length)
+      return this.target
+    }
+    this.target = undefined
+    return this.scratch.subarray(0, this.at === 'header' ? HEADER_BYTES - this.filled : TAG_BYTES - this.filled + HEADER_BYTES)
+  }
+
   private consume (buf: Buffer, n: number): void {
+    if (buf === this.target && this.at === 'body') {
+      // Read in place: the bytes are already where the decipher takes them.
+      this.target = undefined
+      this.filled += n
+      if (this.filled < this.length) return
+      this.filled = 0
+      this.at = 'tag'
+      return
+    }
     let at = 0
     // Bounded: each pass copies at least one byte or completes a part of a record.
     while (at < n) {
@@ -271,6 +298,8 @@ export class RecordReader {
       throw new ProtocolError(`direct data: record ${this.key.records} failed authentication (tampered, replayed, reordered or not of this session)`, { cause: err })
     }
     this.key.advance(this.length)
+    // Dropped once the consumer is done with it (a chunk it keeps stays alive: it is only counted).
+    noteGarbage(body.byteLength)
     if (type === TYPE_END) this.endRecord = true
     this.queue.push({ type, body })
     this.queuedBytes += body.byteLength

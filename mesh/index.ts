@@ -20,6 +20,7 @@ export { ephemeral, newSession, deriveKeys, SESSION_BYTES } from './direct-keys.
 export type { DirectKeys, Ephemeral, KeyContext } from './direct-keys.ts'
 export { RecordWriter, RecordReader, TYPE_DATA, TYPE_END, IDLE_TIMEOUT_MS, WRITE_HIGH_WATER } from './direct-records.ts'
 export type { ReaderOptions } from './direct-records.ts'
+export { noteGarbage, GARBAGE_BYTES } from './garbage.ts'
 export { DirectListener, connectDirect, HELLO_TIMEOUT_MS, CONNECT_TIMEOUT_MS, MAX_UNCLAIMED } from './direct-listener.ts'
 export type { DirectListenerOptions, ConnectOptions } from './direct-listener.ts'
 export type { SecureChannelInit } from './secure-channel.ts'

@@ -1,5 +1,5 @@
 import { createCipheriv, createHash } from 'node:crypto'
-import { InvalidArgumentError, UnsupportedError } from '../mesh/index.ts'
+import { InvalidArgumentError, UnsupportedError, noteGarbage } from '../mesh/index.ts'
 import type { ObjectVersion, ProtocolPlugin, ReadOptions, StatResult } from './contract.ts'
 import { assertVersion, checkRange } from './util.ts'
 
@@ -79,6 +79,8 @@ export async function * randomStream (seed: string, offset: number, length: numb
     const chunk = skip > 0 ? out.subarray(skip) : out
     skip = 0
     left -= chunk.length
+    // A fresh buffer per chunk (node:crypto cannot fill one of ours): garbage once the consumer moves on.
+    noteGarbage(out.byteLength)
     yield chunk
   }
 }
