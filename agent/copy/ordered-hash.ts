@@ -1,3 +1,4 @@
+import { noteGarbage } from '../../mesh/index.ts'
 import type { Hasher } from './checksum.ts'
 
 /** Bytes read back per call: large reads keep the per-call cost small beside the hash's. */
@@ -47,6 +48,8 @@ export class OrderedHash {
       const bytes = await this.readAt(this.front, Math.min(READ_BACK_BYTES, this.target - this.front))
       this.hasher.update(bytes)
       this.front += bytes.byteLength
+      // A fresh buffer per read, dropped here.
+      noteGarbage(bytes.byteLength)
     }
   }
 }
