@@ -1,6 +1,6 @@
 import { multiaddr } from '@multiformats/multiaddr'
 import { DirectListener, InvalidArgumentError } from '../mesh/index.ts'
-import type { DirectDataOptions } from './data-server.ts'
+import type { DirectDataOptions } from './direct-offer.ts'
 
 export interface DataPortAddress { host: string, port: number }
 

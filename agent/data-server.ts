@@ -1,10 +1,12 @@
 import type { Socket } from 'node:net'
 import type { Connection, Stream } from '@libp2p/interface'
 import {
-  DATA_PROTOCOL, DataRequest, DirectFallback, FrameReader, HELLO_TIMEOUT_MS, InvalidArgumentError, PermissionDeniedError, RecordWriter,
-  SourceChangedError, TimeoutError, WIRE_VERSION, decode, deriveKeys, ephemeral, newSession, send, sendFrame, toStaccatoError, verifyTicket
+  DATA_PROTOCOL, DataRequest, FrameReader, InvalidArgumentError, PermissionDeniedError, RecordWriter,
+  SourceChangedError, WIRE_VERSION, decode, send, sendFrame, toStaccatoError, verifyTicket
 } from '../mesh/index.ts'
-import type { DataResponse, DataTrailer, DirectListener, MeshNode, TicketIssuer } from '../mesh/index.ts'
+import type { DataTrailer, MeshNode, TicketIssuer } from '../mesh/index.ts'
+import { offerDirect } from './direct-offer.ts'
+import type { DirectDataOptions } from './direct-offer.ts'
 import { resolveLocal } from './resolve.ts'
 import type { PluginSet } from './resolve.ts'
 import type { AgentCounters } from './counters.ts'
@@ -21,14 +23,6 @@ export interface DataServerOptions {
   log: (msg: string, fields?: Record<string, unknown>, level?: 'info' | 'warn' | 'error') => void
   /** The data port: bulk bytes go there to readers that offer it; off when absent. */
   direct?: DirectDataOptions
-}
-
-export interface DirectDataOptions {
-  listener: DirectListener
-  /** The host readers connect to; when absent, the address they reached this agent's libp2p listener at. */
-  host?: string
-  /** The port readers connect to, when a forward maps it to another; the listener's own when absent. */
-  port?: number
 }
 
 // A peer that opens a stream and never sends its header must not hold it forever.
@@ -90,8 +84,12 @@ async function serve (stream: Stream, connection: Connection, opts: DataServerOp
   const header = { v: WIRE_VERSION, ok: true, size: st.size, mtime: st.mtime, etag: st.etag, length } as const
   let sink: Sink | undefined
   // Either call sends the response header; the direct one says in it where the bytes will come from.
-  if (length > 0 && req.direct !== undefined && opts.direct !== undefined) sink = await directSink(stream, reader, connection, req.direct.pub, header, opts.direct, opts)
-  else await sendFrame(stream, header)
+  if (length > 0 && req.direct !== undefined && opts.direct !== undefined) {
+    const offered = await offerDirect(stream, reader, connection, req.direct.pub, opts.node, opts.direct, async direct => { await sendFrame(stream, { ...header, direct }) }, opts.log)
+    if (offered !== undefined) sink = socketSink(stream, offered.socket, offered.key)
+  } else {
+    await sendFrame(stream, header)
+  }
   const out = sink ?? streamSink(stream)
 
   try {
@@ -131,43 +129,6 @@ function streamSink (stream: Stream): Sink {
       await stream.close()
     },
     fail: async () => {}
-  }
-}
-
-/**
- * Offers the reader this request's direct socket: keys from an X25519 exchange
- * on this (authenticated) stream, a fresh session announced in the response.
- * Undefined when the reader answers that it cannot connect, or never comes:
- * the bytes then go on the stream, as to a reader that offered nothing.
- */
-async function directSink (
-  stream: Stream, reader: FrameReader, connection: Connection, readerPub: string,
-  header: Omit<Extract<DataResponse, { ok: true }>, 'direct'>, direct: DirectDataOptions, opts: DataServerOptions
-): Promise<Sink | undefined> {
-  const own = ephemeral()
-  const session = newSession()
-  const keys = deriveKeys(own.privateKey, readerPub, {
-    serverPeer: opts.node.peerId.toString(), readerPeer: connection.remotePeer.toString(), serverPub: own.pub, readerPub, session
-  })
-  const giveUp = new AbortController()
-  const claimed = direct.listener.expect(keys, giveUp.signal)
-  // The losers of the race below settle later, with nobody listening: they must not become unhandled rejections.
-  claimed.catch(() => {})
-  const answer = reader.readFrame().then(raw => decode(DirectFallback, raw, 'direct fallback'))
-  answer.catch(() => {})
-  let timer: NodeJS.Timeout | undefined
-  const timeout = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => { reject(new TimeoutError(`the reader neither connected to the data port nor fell back within ${HELLO_TIMEOUT_MS} ms`)) }, HELLO_TIMEOUT_MS)
-  })
-  try {
-    await sendFrame(stream, { ...header, direct: { port: direct.port ?? direct.listener.port, ...(direct.host === undefined ? {} : { host: direct.host }), pub: own.pub, session: session.toString('base64url') } })
-    const won = await Promise.race([claimed, answer, timeout])
-    if (!('v' in won)) return socketSink(stream, won, keys.toReader)
-    opts.log('direct data socket not used; serving over the libp2p stream', { peer: connection.remotePeer.toString(), reason: won.reason })
-    return undefined
-  } finally {
-    clearTimeout(timer)
-    giveUp.abort(new TimeoutError('direct session no longer expected'))
   }
 }
 

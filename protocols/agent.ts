@@ -1,13 +1,12 @@
 import { multiaddr } from '@multiformats/multiaddr'
-import type { Multiaddr } from '@multiformats/multiaddr'
-import { peerIdFromString } from '@libp2p/peer-id'
 import type { Stream } from '@libp2p/interface'
 import {
-  DATA_PROTOCOL, DataResponse, DataTrailer, FrameReader, InvalidArgumentError, ProtocolError, RecordReader, SourceChangedError, TYPE_END,
-  UnsupportedError, WIRE_VERSION, connectDirect, decode, deriveKeys, ephemeral, fromErrorInfo, sendFrame, toStaccatoError
+  DATA_PROTOCOL, DataResponse, DataTrailer, FrameReader, InvalidArgumentError, ProtocolError, SourceChangedError, TYPE_END,
+  UnsupportedError, WIRE_VERSION, decode, ephemeral, fromErrorInfo, sendFrame, toStaccatoError
 } from '../mesh/index.ts'
 import type { DataRequest, Ephemeral, MeshNode } from '../mesh/index.ts'
 import type { ProtocolPlugin, ReadOptions, StatResult, Writer } from './contract.ts'
+import { connectOffered } from './agent-direct.ts'
 
 export interface AgentPeer {
   peerId: string
@@ -70,23 +69,9 @@ export function agent (init: AgentPluginOptions): ProtocolPlugin {
   async function * readDirect (stream: Stream, reader: FrameReader, header: Header, own: Ephemeral, signal?: AbortSignal): AsyncGenerator<Uint8Array, DataTrailer> {
     const direct = header.direct
     if (direct === undefined) throw new ProtocolError('no direct socket offered')
-    const keys = deriveKeys(own.privateKey, direct.pub, {
-      serverPeer: init.peer.peerId, readerPeer: init.node.peerId.toString(), serverPub: direct.pub, readerPub: own.pub, session: Buffer.from(direct.session, 'base64url')
-    })
-    // Only ever the host this reader already reaches the source agent at: a host named in the answer is used
-    // when it is that one, never another, so that no peer can point this agent's connections somewhere else.
-    const reached = remoteHost()
-    const host = direct.host === undefined || direct.host === reached ? reached : undefined
-    const records = new RecordReader(keys.toReader)
-    let socket
-    try {
-      if (host === undefined) throw new UnsupportedError(direct.host !== undefined && reached !== undefined ? `the source named ${direct.host} for its data port, not the host it is reached at (${reached})` : 'no address of the source agent to reach its data port at')
-      socket = await connectDirect(host, direct.port, keys, records, { signal })
-    } catch (err) {
-      if (signal?.aborted === true) throw err
-      await sendFrame(stream, { v: WIRE_VERSION, direct: false, reason: toStaccatoError(err).message.slice(0, 1024) }, signal)
-      return yield * readStream(reader, header)
-    }
+    const connected = await connectOffered(init.node, init.peer.peerId, stream, own, direct, signal)
+    if (connected === undefined) return yield * readStream(reader, header)
+    const { records, socket } = connected
     let bytes = 0
     try {
       for await (const record of records.records()) {
@@ -103,16 +88,6 @@ export function agent (init: AgentPluginOptions): ProtocolPlugin {
     } finally {
       socket.destroy()
     }
-  }
-
-  /** The host this reader reached the source agent's libp2p listener at: its data port is on the same host. */
-  function remoteHost (): string | undefined {
-    const conns = init.node.getConnections(peerIdFromString(init.peer.peerId))
-    for (const conn of conns) {
-      const host = hostOfMultiaddr(conn.remoteAddr)
-      if (host !== undefined) return host
-    }
-    return undefined
   }
 
   return {
@@ -163,10 +138,6 @@ export function agent (init: AgentPluginOptions): ProtocolPlugin {
       throw new UnsupportedError(`cannot write to ${url.href} from here: the destination agent pulls, so run the transfer on it`)
     }
   }
-}
-
-function hostOfMultiaddr (addr: Multiaddr): string | undefined {
-  return addr.getComponents().find(c => c.name === 'ip4' || c.name === 'ip6' || c.name === 'dns4' || c.name === 'dns6' || c.name === 'dns')?.value
 }
 
 function parseTrailer (body: Buffer): unknown {

@@ -3,6 +3,8 @@ export type {
   Capabilities, ObjectVersion, StatResult, OpOptions, ReadOptions, WriteOptions, Writer, WriteAtOptions, WriterAt, Entry, TreeEntry, ProtocolPlugin
 } from './contract.ts'
 export { agent } from './agent.ts'
+export { connectOffered } from './agent-direct.ts'
+export type { DirectAnswer } from './agent-direct.ts'
 export type { AgentPeer, AgentPluginOptions } from './agent.ts'
 export { file } from './file.ts'
 export type { FileOptions } from './file.ts'
