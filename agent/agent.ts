@@ -122,7 +122,7 @@ export async function startAgent (config: AgentConfig, onFatal: (err: Error) => 
   const direct = await openDataPort(dataPortAddress(config.dataListen, config.listen), log)
   await startDataServer({ node, self: config.name, issuer, plugins, counters, upload, log, direct })
   const blobs = await BlobIndex.open(join(config.dataDir, 'blobs'), config.name, plugins)
-  await startTreeServer({ node, self: config.name, issuer, volumes: plugins.volumes, volumeList: config.volumes, counters, upload, log })
+  await startTreeServer({ node, self: config.name, issuer, volumes: plugins.volumes, volumeList: config.volumes, counters, upload, log, direct })
   const swarm = new SwarmService({
     node,
     blobs,

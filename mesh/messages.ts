@@ -131,7 +131,9 @@ export const TreeRequest = Type.Union([
     ticket: Type.String({ maxLength: 16384 }),
     source: Url,
     files: Type.Array(Type.Object({ path: TreePath, offset: Offset, expect: ObjectVersion }, { additionalProperties: false }), { minItems: 1, maxItems: TREE_BATCH }),
-    algorithm: Type.Optional(Type.Union([Type.Literal('sha256'), Type.Literal('blake3')]))
+    algorithm: Type.Optional(Type.Union([Type.Literal('sha256'), Type.Literal('blake3')])),
+    /** Offered for a batch of large files: the batch's messages then go on the holder's direct data socket (`direct`, below). */
+    direct: Type.Optional(DirectOffer)
   }, { additionalProperties: false })
 ])
 export type TreeRequest = Static<typeof TreeRequest>
@@ -144,7 +146,10 @@ export const TreeMessage = Type.Union([
   // its `length` bytes sent), so that the reader can ask for it again.
   Type.Object({ v: Type.Literal(WIRE_VERSION), t: Type.Literal('file-error'), path: TreePath, error: ErrorInfo, now: Type.Optional(ObjectVersion) }),
   Type.Object({ v: Type.Literal(WIRE_VERSION), t: Type.Literal('end') }),
-  Type.Object({ v: Type.Literal(WIRE_VERSION), t: Type.Literal('error'), error: ErrorInfo })
+  Type.Object({ v: Type.Literal(WIRE_VERSION), t: Type.Literal('error'), error: ErrorInfo }),
+  // The holder's answer to a `direct` offer, as the first message: the rest of the batch comes as records on that socket,
+  // unless the reader sends a DirectFallback on the stream, where it then comes instead.
+  Type.Object({ v: Type.Literal(WIRE_VERSION), t: Type.Literal('direct'), direct: DirectAnswer })
 ])
 export type TreeMessage = Static<typeof TreeMessage>
 

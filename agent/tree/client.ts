@@ -1,7 +1,9 @@
 import { multiaddr } from '@multiformats/multiaddr'
 import type { Stream } from '@libp2p/interface'
-import { FrameReader, ProtocolError, TREE_PROTOCOL, TreeMessage, WIRE_VERSION, decode, fromErrorInfo, sendFrame, toStaccatoError } from '../../mesh/index.ts'
-import type { MeshNode, StaccatoError, TreeEntry, TreeOptions, TreeRequest } from '../../mesh/index.ts'
+import type { Socket } from 'node:net'
+import { FrameReader, InvalidArgumentError, ProtocolError, TREE_PROTOCOL, TYPE_END, TreeMessage, WIRE_VERSION, decode, ephemeral, fromErrorInfo, sendFrame, toStaccatoError } from '../../mesh/index.ts'
+import type { Ephemeral, MeshNode, RecordReader, StaccatoError, TreeEntry, TreeOptions, TreeRequest } from '../../mesh/index.ts'
+import { connectOffered } from '../../protocols/index.ts'
 
 export interface TreePeer {
   node: MeshNode
@@ -61,22 +63,68 @@ export async function * listTree (peer: TreePeer, filter: TreeOptions, signal?: 
   }
 }
 
-/** One batch of files over one stream, back to back, each handed to the handler in turn. */
+/**
+ * A batch of at least this many bytes is offered the holder's direct data
+ * socket: there its bytes cost the two agents about half the CPU of the
+ * libp2p stream (docs/benchmarks.md, #13), worth the extra round trip and
+ * connection; smaller batches stay on the stream.
+ */
+export const DIRECT_BATCH_BYTES = 8 * 1024 * 1024
+
+/** One batch of files over one stream, back to back, each handed to the handler in turn; a large batch on the holder's data port. */
 export async function readFiles (peer: TreePeer, files: Extract<TreeRequest, { op: 'read' }>['files'], algorithm: 'sha256' | 'blake3' | undefined, handler: ReadHandler, signal?: AbortSignal): Promise<void> {
-  const { stream, reader } = await open(peer, { v: WIRE_VERSION, op: 'read', ticket: peer.ticket, source: peer.source, files, ...(algorithm === undefined ? {} : { algorithm }) }, signal)
+  const bytes = files.reduce((n, f) => n + f.expect.size - f.offset, 0)
+  const own = bytes >= DIRECT_BATCH_BYTES ? ephemeral() : undefined
+  const req = { v: WIRE_VERSION, op: 'read', ticket: peer.ticket, source: peer.source, files, ...(algorithm === undefined ? {} : { algorithm }) } as const
+  let { stream, reader } = await open(peer, own === undefined ? req : { ...req, direct: { pub: own.pub } }, signal)
+  let socket: Socket | undefined
   try {
+    let first: TreeMessage | undefined
+    if (own !== undefined) {
+      first = decode(TreeMessage, await reader.readFrame(), 'tree message')
+      if (first.t === 'error' && fromErrorInfo(first.error) instanceof InvalidArgumentError) {
+        // A holder from before the direct socket refuses the offer as an unknown field: ask again without it.
+        stream.abort(new Error('asking again without the direct socket'))
+        ;({ stream, reader } = await open(peer, req, signal))
+        first = undefined
+      } else if (first.t === 'direct') {
+        const direct = await onDirect(peer, stream, own, first.direct, signal)
+        if (direct !== undefined) ({ socket, reader } = direct)
+        first = undefined
+      }
+    }
     for (;;) {
       signal?.throwIfAborted()
-      const m = await next(reader)
+      const m = first ?? await next(reader)
+      first = undefined
+      if (m.t === 'error') throw fromErrorInfo(m.error)
       if (m.t === 'end') break
       if (m.t === 'file') await handler.file({ path: m.path, size: m.size, mtime: m.mtime, length: m.length }, reader.readBytes(m.length))
       else if (m.t === 'file-end') await handler.end(m.path, { sha256: m.sha256, blake3: m.blake3 })
       else if (m.t === 'file-error') await handler.error(m.path, fromErrorInfo(m.error), m.now)
-      else throw new ProtocolError(`tree read: an 'entries' message where files were expected`)
+      else throw new ProtocolError(`tree read: an '${m.t}' message where files were expected`)
     }
     await stream.close().catch(() => {})
   } catch (err) {
     stream.abort(toStaccatoError(err))
     throw toStaccatoError(err)
+  } finally {
+    socket?.destroy()
   }
+}
+
+/** The batch's messages on the data port the holder offered; undefined when it cannot be reached (they then come on the stream). */
+async function onDirect (peer: TreePeer, stream: Stream, own: Ephemeral, answer: Extract<TreeMessage, { t: 'direct' }>['direct'], signal?: AbortSignal): Promise<{ socket: Socket, reader: FrameReader } | undefined> {
+  const connected = await connectOffered(peer.node, peer.peerId, stream, own, answer, signal)
+  if (connected === undefined) return undefined
+  return { socket: connected.socket, reader: new FrameReader(bodies(connected.records)) }
+}
+
+/** The records' bytes, in order; the end record (after which the holder sends nothing) ends them. */
+async function * bodies (records: RecordReader): AsyncGenerator<Uint8Array> {
+  for await (const record of records.records()) {
+    if (record.type === TYPE_END) return
+    yield record.body
+  }
+  throw new ProtocolError('direct data: no end record')
 }

@@ -1,9 +1,12 @@
 import type { Connection, Stream } from '@libp2p/interface'
+import type { Socket } from 'node:net'
 import {
-  FrameReader, InvalidArgumentError, PermissionDeniedError, TREE_PROTOCOL, TreeRequest, WIRE_VERSION,
-  decode, namesDirectory, parseLocation, send, sendFrame, toStaccatoError, verifyTicket
+  FrameReader, InvalidArgumentError, PermissionDeniedError, RecordWriter, TREE_PROTOCOL, TreeRequest, WIRE_VERSION,
+  decode, encodeFrame, namesDirectory, parseLocation, send, sendFrame, toStaccatoError, verifyTicket
 } from '../../mesh/index.ts'
-import type { MeshNode, TicketIssuer } from '../../mesh/index.ts'
+import type { MeshNode, TicketIssuer, TreeMessage } from '../../mesh/index.ts'
+import { offerDirect } from '../direct-offer.ts'
+import type { DirectDataOptions } from '../direct-offer.ts'
 import { listMessages, readMessages } from './holder.ts'
 import type { TreeHolder } from './holder.ts'
 
@@ -12,6 +15,8 @@ export interface TreeServerOptions extends TreeHolder {
   self: string
   issuer: TicketIssuer
   log: (msg: string, fields?: Record<string, unknown>, level?: 'info' | 'warn' | 'error') => void
+  /** The data port: a read batch whose reader offers it goes there (agent/direct-offer.ts); on the stream when absent. */
+  direct?: DirectDataOptions
 }
 
 const HEADER_TIMEOUT_MS = 10_000
@@ -53,6 +58,15 @@ async function serve (stream: Stream, connection: Connection, opts: TreeServerOp
   }
   try {
     const messages = req.op === 'list' ? listMessages(opts, dir, req) : readMessages(opts, dir, req)
+    if (req.op === 'read' && req.direct !== undefined && opts.direct !== undefined) {
+      const offered = await offerDirect(stream, reader, connection, req.direct.pub, opts.node, opts.direct, async direct => { await sendFrame(stream, { v: WIRE_VERSION, t: 'direct', direct }) }, opts.log)
+      if (offered !== undefined) {
+        await serveDirect(messages, offered.socket, offered.key)
+        // The stream only carried the request: its close tells the reader nothing it needs.
+        await stream.close().catch(() => {})
+        return
+      }
+    }
     for await (const m of messages) {
       if (m instanceof Uint8Array) await send(stream, m)
       else await sendFrame(stream, m)
@@ -64,4 +78,25 @@ async function serve (stream: Stream, connection: Connection, opts: TreeServerOp
   }
   await sendFrame(stream, { v: WIRE_VERSION, t: 'end' })
   await stream.close()
+}
+
+/**
+ * A read batch on the direct data socket: the same messages and raw bytes as
+ * on the stream, sealed as records, then the end record. An error goes as an
+ * `error` message, sealed like the rest, so that the reader sees why.
+ */
+async function serveDirect (messages: AsyncIterable<TreeMessage | Uint8Array>, socket: Socket, key: Uint8Array): Promise<void> {
+  const writer = new RecordWriter(socket, key)
+  const none = new Uint8Array(0)
+  try {
+    for await (const m of messages) await writer.data(m instanceof Uint8Array ? m : encodeFrame(m))
+    await writer.data(encodeFrame({ v: WIRE_VERSION, t: 'end' }))
+    await writer.end(none)
+  } catch (err) {
+    if (!socket.destroyed) {
+      await writer.data(encodeFrame({ v: WIRE_VERSION, t: 'error', error: toStaccatoError(err).toJSON() })).catch(() => {})
+      await writer.end(none).catch(() => {})
+    }
+    socket.destroy()
+  }
 }

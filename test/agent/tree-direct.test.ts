@@ -1,0 +1,182 @@
+import { createHash, randomBytes } from 'node:crypto'
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { connect, createServer } from 'node:net'
+import type { Server } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import type { PrivateKey } from '@libp2p/interface'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { DirectListener, createMeshNode, issuerKey, signTicket } from '../../mesh/index.ts'
+import type { MeshNode } from '../../mesh/index.ts'
+import { file } from '../../protocols/index.ts'
+import { startTreeServer } from '../../agent/tree/server.ts'
+import type { TreeServerOptions } from '../../agent/tree/server.ts'
+import { DIRECT_BATCH_BYTES, readFiles } from '../../agent/tree/client.ts'
+import type { TreePeer } from '../../agent/tree/client.ts'
+import { newCounters } from '../../agent/counters.ts'
+
+const MiB = 1024 * 1024
+// Over DIRECT_BATCH_BYTES together; a file that is not a whole number of 1 MiB reads; a small one among them.
+const SIZES: Record<string, number> = { 'big.bin': 6 * MiB + 5, 'sub/more.bin': 3 * MiB, 'small.txt': 100 }
+
+/**
+ * A tree's read batch on the holder's direct data socket, in one process on
+ * loopback: a batch of large files takes the data port (counted by a relay in
+ * front of it) with the same files and digests as on the stream; a batch of
+ * small files stays on the stream; an unreachable data port sends the batch
+ * on the stream (with a log line); a byte flipped on the data port ends the
+ * batch with a protocol error.
+ */
+describe('tree read batches on the direct data socket', () => {
+  let dir: string
+  let coordinatorKey: PrivateKey
+  let holder: MeshNode
+  let reader: MeshNode
+  let listener: DirectListener
+  let options: TreeServerOptions
+  const files = new Map<string, Buffer>()
+  const logs: Array<{ msg: string, fields?: Record<string, unknown> }> = []
+  const servers: Server[] = []
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'staccato-tree-direct-'))
+    await mkdir(join(dir, 'tree', 'sub'), { recursive: true })
+    for (const [path, size] of Object.entries(SIZES)) files.set(path, randomBytes(size))
+    for (const [path, content] of files) await writeFile(join(dir, 'tree', path), content)
+    coordinatorKey = await generateKeyPair('Ed25519')
+    holder = await createMeshNode({ privateKey: await generateKeyPair('Ed25519'), listen: ['/ip4/127.0.0.1/tcp/0'] })
+    reader = await createMeshNode({ privateKey: await generateKeyPair('Ed25519'), listen: [] })
+    listener = await DirectListener.open({ host: '127.0.0.1', port: 0 })
+    const volumeList = [{ name: 'vol', root: dir, readOnly: true }]
+    options = {
+      node: holder,
+      self: 'src',
+      issuer: issuerKey(peerIdFromPrivateKey(coordinatorKey).toString()),
+      volumes: file({ volumes: volumeList }),
+      volumeList,
+      counters: newCounters(),
+      log: (msg, fields) => { logs.push({ msg, fields }) },
+      direct: { listener }
+    }
+    await startTreeServer(options)
+  })
+  afterAll(async () => {
+    for (const s of servers) s.close()
+    await listener.close()
+    await reader.stop()
+    await holder.stop()
+    await rm(dir, { recursive: true, force: true })
+  })
+
+  const source = 'agent://src/vol/tree/'
+  const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex')
+
+  async function peer (): Promise<TreePeer> {
+    const ticket = await signTicket(coordinatorKey, { v: 1, tid: 'tr_tree_direct', src: source, off: 0, rdr: reader.peerId.toString(), exp: Math.floor(Date.now() / 1000) + 600 })
+    return { node: reader, peerId: holder.peerId.toString(), addrs: holder.getMultiaddrs().map(String), ticket, source }
+  }
+
+  /** Reads `paths` as one batch: each file's bytes and digest as the handler got them, or the error the batch ended with. */
+  async function read (paths: string[]): Promise<{ got: Map<string, Buffer>, digests: Map<string, string | undefined>, error?: unknown }> {
+    const got = new Map<string, Buffer>()
+    const digests = new Map<string, string | undefined>()
+    const batch = paths.map(path => ({ path, offset: 0, expect: { size: SIZES[path], mtime: 0 } }))
+    // The holder checks size and mtime against its stat: take them from the volume.
+    const volumes = options.volumes
+    for (const f of batch) f.expect = await volumes.stat(new URL(`file:///vol/tree/${f.path}`))
+    try {
+      await readFiles(await peer(), batch, 'sha256', {
+        file: async (run, chunks) => {
+          const parts: Buffer[] = []
+          for await (const c of chunks) parts.push(Buffer.from(c))
+          got.set(run.path, Buffer.concat(parts))
+        },
+        end: async (path, digest) => { digests.set(path, digest.sha256) },
+        error: async (_path, err) => { throw err }
+      })
+      return { got, digests }
+    } catch (error) {
+      return { got, digests, error }
+    }
+  }
+
+  /** A relay to the data port that counts what it carries to the reader and may flip one byte of it. */
+  async function relay (flipAt?: number): Promise<{ port: number, carried: () => number }> {
+    let carried = 0
+    const server = createServer(client => {
+      const upstream = connect({ host: '127.0.0.1', port: listener.port })
+      client.pipe(upstream)
+      upstream.on('data', (d: Buffer) => {
+        if (flipAt !== undefined && carried <= flipAt && flipAt < carried + d.byteLength) {
+          d = Buffer.from(d)
+          d[flipAt - carried] ^= 0x40
+        }
+        carried += d.byteLength
+        client.write(d)
+      })
+      upstream.on('end', () => client.end())
+      client.on('close', () => upstream.destroy())
+      upstream.on('close', () => client.destroy())
+      client.on('error', () => {})
+      upstream.on('error', () => {})
+    })
+    servers.push(server)
+    await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+    const addr = server.address()
+    if (addr === null || typeof addr !== 'object') throw new Error('no relay port')
+    return { port: addr.port, carried: () => carried }
+  }
+
+  const all = ['big.bin', 'small.txt', 'sub/more.bin']
+  const total = all.reduce((n, p) => n + SIZES[p], 0)
+
+  it('sends a batch of large files, their headers and digests on the data port', async () => {
+    expect(total).toBeGreaterThanOrEqual(DIRECT_BATCH_BYTES)
+    const r = await relay()
+    options.direct = { listener, port: r.port }
+    const { got, digests, error } = await read(all)
+    expect(error).toBeUndefined()
+    for (const path of all) {
+      expect(got.get(path)?.equals(files.get(path) as Buffer)).toBe(true)
+      expect(digests.get(path)).toBe(sha256(files.get(path) as Buffer))
+    }
+    // Sealed records: more than the files' bytes went through the data port.
+    expect(r.carried()).toBeGreaterThan(total)
+  })
+
+  it('keeps a batch of small files on the stream', async () => {
+    const r = await relay()
+    options.direct = { listener, port: r.port }
+    const { got, error } = await read(['small.txt'])
+    expect(error).toBeUndefined()
+    expect(got.get('small.txt')?.equals(files.get('small.txt') as Buffer)).toBe(true)
+    expect(r.carried()).toBe(0)
+  })
+
+  it('sends the batch on the stream, with a log line, when the data port cannot be reached', async () => {
+    const closed = createServer()
+    await new Promise<void>(resolve => closed.listen(0, '127.0.0.1', resolve))
+    const port = (closed.address() as { port: number }).port
+    await new Promise<void>(resolve => closed.close(() => { resolve() }))
+    options.direct = { listener, port }
+    logs.length = 0
+    const { got, digests, error } = await read(all)
+    expect(error).toBeUndefined()
+    for (const path of all) expect(digests.get(path)).toBe(sha256(got.get(path) as Buffer))
+    expect(got.get('big.bin')?.equals(files.get('big.bin') as Buffer)).toBe(true)
+    const line = logs.find(l => l.msg.startsWith('direct data socket not used'))
+    expect(line?.fields?.reason).toMatch(/cannot connect/)
+    expect(listener.pending).toBe(0)
+  })
+
+  it('ends the batch with a protocol error when a byte is flipped on the data port', async () => {
+    const r = await relay(2 * MiB + 100_000)
+    options.direct = { listener, port: r.port }
+    const { got, error } = await read(all)
+    expect(error).toMatchObject({ code: 'protocol_error' })
+    expect((error as Error).message).toMatch(/failed authentication/)
+    expect(got.has('sub/more.bin')).toBe(false)
+  })
+})
