@@ -5,6 +5,7 @@ import { AbstractMessageStream } from '@libp2p/utils'
 import type { SendResult } from '@libp2p/utils'
 import { Uint8ArrayList } from 'uint8arraylist'
 import { NetworkError, ProtocolError } from './errors.ts'
+import { noteGarbage } from './garbage.ts'
 
 /**
  * The transport phase of the /staccato/noise-aesgcm/1 channel: records of
@@ -194,6 +195,8 @@ export class RecordStream extends AbstractMessageStream {
           this.onRemoteCloseWrite()
         } else if (state.length > 0) {
           this.onData(state.plain.length === 1 ? state.plain[0] : new Uint8ArrayList(...state.plain))
+          // Fresh buffers from the decipher, garbage once the muxer and its reader are done with them.
+          noteGarbage(state.length)
         }
       }
     }
@@ -218,6 +221,8 @@ export class RecordStream extends AbstractMessageStream {
     cipher.final()
     out.push(cipher.getAuthTag())
     this.sending.advance(body.byteLength)
+    // Fresh buffers from the cipher, garbage once the transport wrote them.
+    noteGarbage(body.byteLength)
   }
 
   sendData (data: Uint8ArrayList): SendResult {
