@@ -64,16 +64,19 @@ export async function * listTree (peer: TreePeer, filter: TreeOptions, signal?: 
 }
 
 /**
- * A batch of at least this many bytes is offered the holder's direct data
- * socket: there its bytes cost the two agents about half the CPU of the
- * libp2p stream (docs/benchmarks.md, #13), worth the extra round trip and
- * connection; smaller batches stay on the stream.
+ * A batch holding at least this many bytes in large files is offered the
+ * holder's direct data socket: there its bytes cost the two agents about
+ * half the CPU of the libp2p stream (docs/benchmarks.md, #13), worth the extra
+ * round trip and connection. Small files stay on the stream however many
+ * there are: each would cost a few records of its own for little gain.
  */
 export const DIRECT_BATCH_BYTES = 8 * 1024 * 1024
+/** A large file: at least one of the file plug-in's 1 MiB reads. */
+export const LARGE_FILE_BYTES = 1024 * 1024
 
 /** One batch of files over one stream, back to back, each handed to the handler in turn; a large batch on the holder's data port. */
 export async function readFiles (peer: TreePeer, files: Extract<TreeRequest, { op: 'read' }>['files'], algorithm: 'sha256' | 'blake3' | undefined, handler: ReadHandler, signal?: AbortSignal): Promise<void> {
-  const bytes = files.reduce((n, f) => n + f.expect.size - f.offset, 0)
+  const bytes = files.reduce((n, f) => f.expect.size - f.offset >= LARGE_FILE_BYTES ? n + f.expect.size - f.offset : n, 0)
   const own = bytes >= DIRECT_BATCH_BYTES ? ephemeral() : undefined
   const req = { v: WIRE_VERSION, op: 'read', ticket: peer.ticket, source: peer.source, files, ...(algorithm === undefined ? {} : { algorithm }) } as const
   let { stream, reader } = await open(peer, own === undefined ? req : { ...req, direct: { pub: own.pub } }, signal)

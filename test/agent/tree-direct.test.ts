@@ -13,13 +13,16 @@ import type { MeshNode } from '../../mesh/index.ts'
 import { file } from '../../protocols/index.ts'
 import { startTreeServer } from '../../agent/tree/server.ts'
 import type { TreeServerOptions } from '../../agent/tree/server.ts'
-import { DIRECT_BATCH_BYTES, readFiles } from '../../agent/tree/client.ts'
+import { DIRECT_BATCH_BYTES, LARGE_FILE_BYTES, readFiles } from '../../agent/tree/client.ts'
 import type { TreePeer } from '../../agent/tree/client.ts'
 import { newCounters } from '../../agent/counters.ts'
 
 const MiB = 1024 * 1024
 // Over DIRECT_BATCH_BYTES together; a file that is not a whole number of 1 MiB reads; a small one among them.
 const SIZES: Record<string, number> = { 'big.bin': 6 * MiB + 5, 'sub/more.bin': 3 * MiB, 'small.txt': 100 }
+// Files just under the large-file size: together over DIRECT_BATCH_BYTES, but no large one among them.
+const MANY = Array.from({ length: 12 }, (_, i) => `many/${i}.bin`)
+for (const path of MANY) SIZES[path] = LARGE_FILE_BYTES - 1
 
 /**
  * A tree's read batch on the holder's direct data socket, in one process on
@@ -43,6 +46,7 @@ describe('tree read batches on the direct data socket', () => {
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'staccato-tree-direct-'))
     await mkdir(join(dir, 'tree', 'sub'), { recursive: true })
+    await mkdir(join(dir, 'tree', 'many'), { recursive: true })
     for (const [path, size] of Object.entries(SIZES)) files.set(path, randomBytes(size))
     for (const [path, content] of files) await writeFile(join(dir, 'tree', path), content)
     coordinatorKey = await generateKeyPair('Ed25519')
@@ -144,6 +148,16 @@ describe('tree read batches on the direct data socket', () => {
     }
     // Sealed records: more than the files' bytes went through the data port.
     expect(r.carried()).toBeGreaterThan(total)
+  })
+
+  it('keeps a batch of small files on the stream, even when they add up to more than a large batch', async () => {
+    expect(MANY.reduce((n, p) => n + SIZES[p], 0)).toBeGreaterThanOrEqual(DIRECT_BATCH_BYTES)
+    const r = await relay()
+    options.direct = { listener, port: r.port }
+    const { got, error } = await read(MANY)
+    expect(error).toBeUndefined()
+    for (const path of MANY) expect(got.get(path)?.equals(files.get(path) as Buffer)).toBe(true)
+    expect(r.carried()).toBe(0)
   })
 
   it('keeps a batch of small files on the stream', async () => {
