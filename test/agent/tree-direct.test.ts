@@ -8,7 +8,7 @@ import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import type { PrivateKey } from '@libp2p/interface'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { DirectListener, createMeshNode, issuerKey, signTicket } from '../../mesh/index.ts'
+import { DirectListener, FrameReader, InvalidArgumentError, TREE_PROTOCOL, WIRE_VERSION, createMeshNode, issuerKey, send, sendFrame, signTicket } from '../../mesh/index.ts'
 import type { MeshNode } from '../../mesh/index.ts'
 import { file } from '../../protocols/index.ts'
 import { startTreeServer } from '../../agent/tree/server.ts'
@@ -183,6 +183,42 @@ describe('tree read batches on the direct data socket', () => {
     const line = logs.find(l => l.msg.startsWith('direct data socket not used'))
     expect(line?.fields?.reason).toMatch(/cannot connect/)
     expect(listener.pending).toBe(0)
+  })
+
+  it('asks a holder from before the direct socket again without the offer, which it refuses as an unknown field', async () => {
+    // The old holder's side of /staccato/tree/1: its request schema has no `direct`, so an offer is an invalid argument.
+    const old = await createMeshNode({ privateKey: await generateKeyPair('Ed25519'), listen: ['/ip4/127.0.0.1/tcp/0'] })
+    const requests: Array<Record<string, unknown>> = []
+    const content = files.get('big.bin') as Buffer
+    await old.handle(TREE_PROTOCOL, async stream => {
+      const req = await new FrameReader(stream).readFrame() as Record<string, unknown>
+      requests.push(req)
+      if ('direct' in req) {
+        await sendFrame(stream, { v: WIRE_VERSION, t: 'error', error: new InvalidArgumentError('tree request: unknown field direct').toJSON() })
+      } else {
+        await sendFrame(stream, { v: WIRE_VERSION, t: 'file', path: 'big.bin', size: content.byteLength, mtime: 0, length: content.byteLength })
+        await send(stream, content)
+        await sendFrame(stream, { v: WIRE_VERSION, t: 'file-end', path: 'big.bin', sha256: sha256(content) })
+        await sendFrame(stream, { v: WIRE_VERSION, t: 'end' })
+      }
+      await stream.close()
+    })
+    try {
+      const ticket = await signTicket(coordinatorKey, { v: 1, tid: 'tr_tree_old', src: source, off: 0, rdr: reader.peerId.toString(), exp: Math.floor(Date.now() / 1000) + 600 })
+      const got: Buffer[] = []
+      await readFiles({ node: reader, peerId: old.peerId.toString(), addrs: old.getMultiaddrs().map(String), ticket, source }, [
+        { path: 'big.bin', offset: 0, expect: { size: content.byteLength, mtime: 0 } },
+        { path: 'sub/more.bin', offset: 0, expect: { size: SIZES['sub/more.bin'], mtime: 0 } }
+      ], 'sha256', {
+        file: async (_run, chunks) => { for await (const c of chunks) got.push(Buffer.from(c)) },
+        end: async () => {},
+        error: async (_path, err) => { throw err }
+      })
+      expect(Buffer.concat(got).equals(content)).toBe(true)
+      expect(requests.map(r => 'direct' in r)).toEqual([true, false])
+    } finally {
+      await old.stop()
+    }
   })
 
   it('ends the batch with a protocol error when a byte is flipped on the data port', async () => {
