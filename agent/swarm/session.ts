@@ -163,6 +163,8 @@ export class SwarmSession {
     if (same && this.writer.resumed) {
       const have = Bitfield.fromBase64(this.pieces, kept.have)
       for (let i = 0; i < this.pieces; i++) if (have.has(i)) this.mine.set(i)
+      // A tree's files whose pieces all came before the restart are placed now, not only at the end.
+      if (isTreeWriter(this.writer)) await this.writer.restored([...Array(this.pieces).keys()].filter(i => have.has(i)))
       this.opts.log('distribution resumed from journal', { distributionId: this.id, pieces: this.mine.count(), of: this.pieces })
     }
     await this.journalHave()

@@ -50,17 +50,20 @@ export async function treeManifest (o: TreeManifestOptions): Promise<Manifest> {
   const dirs: TreeManifest['dirs'] = []
   const skipped: TreeManifest['skipped'] = []
   let size = 0
+  // The table's JSON size as it grows, each file counted with its digest (filled in below).
+  let bytes = 0
   for await (const m of listMessages({ volumes: o.volumes }, o.dir, o.filter)) {
     if (m.t !== 'entries') continue
     for (const e of m.entries) {
-      if (e.type === 'directory') dirs.push({ path: e.path, mode: e.mode })
-      else if (e.type === 'skipped') skipped.push({ path: e.path, reason: e.reason ?? 'not a regular file' })
+      let row: TreeManifest['dirs'][number] | TreeManifest['skipped'][number] | TreeFile
+      if (e.type === 'directory') dirs.push(row = { path: e.path, mode: e.mode })
+      else if (e.type === 'skipped') skipped.push(row = { path: e.path, reason: e.reason ?? 'not a regular file' })
       else {
-        files.push({ path: e.path, size: e.size, offset: size, mode: e.mode, mtime: e.mtime, sha256: '' })
+        files.push(row = { path: e.path, size: e.size, offset: size, mode: e.mode, mtime: e.mtime, sha256: '0'.repeat(64) })
         size += e.size
       }
+      bytes += JSON.stringify(row).length + 1
     }
-    const bytes = JSON.stringify({ files, dirs, skipped }).length
     if (bytes > TREE_TABLE_BYTES) {
       throw new InvalidArgumentError(`source: the tree's file table passes ${TREE_TABLE_BYTES / 1024} KiB at ${files.length} files; a distribution carries it in one control message, so send a tree this large to each destination as its own transfer`)
     }
@@ -119,6 +122,8 @@ export interface TreeWriterAt extends WriterAt {
   heldPieces(): number[]
   /** Files in place and verified so far. */
   filesDone(): number
+  /** Pieces written before a restart (the journal's): the files they complete are verified and placed now. */
+  restored(pieces: Iterable<number>): Promise<void>
 }
 
 export function isTreeWriter (w: WriterAt): w is TreeWriterAt {
@@ -212,6 +217,12 @@ class DirectoryWriterAt implements TreeWriterAt {
 
   filesDone (): number {
     return this.held.size + this.placed
+  }
+
+  async restored (pieces: Iterable<number>): Promise<void> {
+    for (const piece of pieces) {
+      for (const file of this.completion.written(piece)) if (!this.held.has(file)) await this.place(file)
+    }
   }
 
   private url (file: number): URL {

@@ -95,6 +95,38 @@ describe('a tree distribution over real files (the file plug-in in a temporary v
     expect((await readdir(out, { recursive: true })).filter(n => n.endsWith('.partial'))).toEqual([])
   })
 
+  it('after a restart, keeps the files in place and places at once those the journal\'s pieces complete', async () => {
+    const seed = treeSourceStorage(manifest, plugin, volumes, new URL('file:///vol/src/'))
+    const out = join(root, 'resume')
+    const first = await openTreeWriter({ dst: dst('resume'), location: 'agent://d/vol/resume/', key: 'dist5', manifest, resume: true })
+    const z = manifest.tree!.files.find(f => f.path === 'z.bin')!
+    const range = piecesOfFile(z, manifest.pieceSize)!
+    // Every piece but z.bin's last one: z.bin is not placed, the files wholly before or after it may be.
+    const have = [...Array(pieceCount(manifest)).keys()].filter(p => p !== range.last)
+    for (const p of have) {
+      const { offset, length } = pieceRange(manifest, p)
+      await first.writeAt(offset, await seed.read(offset, length))
+    }
+    await first.sync()
+    const placedBefore = first.filesDone()
+    // The crash: the writer's partials stay (what the agent leaves when it dies).
+    await first.abort({ keepPartial: true })
+    await expect(stat(join(out, 'z.bin'))).rejects.toThrow()
+
+    const again = await openTreeWriter({ dst: dst('resume'), location: 'agent://d/vol/resume/', key: 'dist5', manifest, resume: true })
+    expect(again.resumed).toBe(true)
+    // The files placed before the crash are held (their partials are gone); the journal's pieces are restored.
+    expect(again.filesDone()).toBe(placedBefore)
+    await again.restored(have)
+    expect(again.filesDone()).toBe(placedBefore)
+    const { offset, length } = pieceRange(manifest, range.last)
+    await again.writeAt(offset, await seed.read(offset, length))
+    expect((await readFile(join(out, 'z.bin'))).equals(await readFile(join(root, 'src', 'z.bin')))).toBe(true)
+    await again.commit()
+    await again.abort()
+    expect((await readdir(out, { recursive: true })).filter(n => n.endsWith('.partial'))).toEqual([])
+  })
+
   it('refuses to place a file whose bytes do not hash to its digest, and leaves it invisible', async () => {
     const seed = treeSourceStorage(manifest, plugin, volumes, new URL('file:///vol/src/'))
     const files = manifest.tree!.files.map(f => f.path === 'a/y.txt' ? { ...f, sha256: '0'.repeat(64) } : f)

@@ -127,7 +127,7 @@ describe('distribution manager', () => {
     expect(store.get(rec.id)?.progress.files).toEqual({ total: 6, done: 0, skipped: 2, failed: 0 })
 
     manager.handlers.swarmProgress({ distributionId: rec.id, destination: 'agent://c/images/copy/', bytesDone: 6, filesDone: 1 }, { agent: 'c' })
-    await until(() => store.get(rec.id)?.destinations?.[1].files?.done === 1)
+    await until(() => store.get(rec.id)?.destinations?.[1].files?.done === 1, 'c\'s count of files placed')
     expect(store.get(rec.id)?.progress.files).toEqual({ total: 6, done: 1, skipped: 2, failed: 0 })
 
     const dest = (agent: string): string => `agent://${agent}/images/copy/`
