@@ -62,7 +62,7 @@ export async function treeManifest (o: TreeManifestOptions): Promise<Manifest> {
         files.push(row = { path: e.path, size: e.size, offset: size, mode: e.mode, mtime: e.mtime, sha256: '0'.repeat(64) })
         size += e.size
       }
-      bytes += JSON.stringify(row).length + 1
+      bytes += Buffer.byteLength(JSON.stringify(row)) + 1
     }
     if (bytes > TREE_TABLE_BYTES) {
       throw new InvalidArgumentError(`source: the tree's file table passes ${TREE_TABLE_BYTES / 1024} KiB at ${files.length} files; a distribution carries it in one control message, so send a tree this large to each destination as its own transfer`)

@@ -141,6 +141,15 @@ describe('a tree distribution over real files (the file plug-in in a temporary v
     await writer.abort({ keepPartial: false })
   })
 
+  it('refuses a tree whose file table would not fit the control message that carries it, saying what to do instead', async () => {
+    const big = join(root, 'big')
+    await mkdir(big)
+    // About 290 bytes of table per file (a 150-character name, its digest, size, offset, mode, mtime): 1,500 pass 384 KiB.
+    await Promise.all([...Array(1500).keys()].map(async i => { await writeFile(join(big, `${String(i).padStart(6, '0')}-${'n'.repeat(143)}`), '') }))
+    await expect(treeManifest({ volumes: plugin, volumeList: volumes, dir: new URL('file:///vol/big/'), filter: {}, pieceSize: PIECE }))
+      .rejects.toThrow(/file table passes 384 KiB at \d+ files; .* send a tree this large to each destination as its own transfer/)
+  })
+
   it('refuses a file table that leads out of the tree before it writes anything', async () => {
     const files = manifest.tree!.files.map((f, i) => i === 0 ? { ...f, path: '../escape.bin' } : f)
     await expect(openTreeWriter({ dst: dst('out'), location: 'agent://d/vol/out/', key: 'dist4', manifest: { ...manifest, tree: { ...manifest.tree!, files } }, resume: false }))
