@@ -39,7 +39,7 @@ export function isImageDistribution (rec: Pick<TransferRecord, 'source' | 'desti
   return rec.source.startsWith('oci://') && (rec.destinations ?? []).every(d => d.destination.endsWith('/'))
 }
 
-/** A directory source (it ends in /) into directories: its files go through the swarm as one object (agent/swarm/tree.ts). */
+/** A directory source (it ends in /) into directories: its files go through the swarm as one object (agent/swarm/tree-seed.ts, tree-writer.ts). */
 export function isTreeDistribution (rec: Pick<TransferRecord, 'source' | 'tree' | 'destinations'>): boolean {
   return rec.tree !== undefined && rec.destinations !== undefined && rec.source.endsWith('/')
 }

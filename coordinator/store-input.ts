@@ -146,7 +146,7 @@ const GLOBS = { items: 64, length: 1024 }
 
 /**
  * A tree to several agents goes through the swarm as one distribution
- * (agent/swarm/tree.ts): every destination a directory, the tree sent whole
+ * (agent/swarm/tree-seed.ts, tree-writer.ts): every destination a directory, the tree sent whole
  * (selected by the globs). The sync levels, mirror and dry run compare with
  * what one destination holds, which a swarm session does not do.
  */

@@ -241,7 +241,7 @@ export type ImageManifest = Static<typeof ImageManifest>
 /**
  * What a tree distribution's destinations need besides the pieces: its file table. The object the pieces cut is
  * the files laid end to end in this order (each at `offset`), so a piece may span several files, as in a
- * multi-file torrent (agent/swarm/tree.ts). It rides in the join with the piece hashes under the 1 MiB control
+ * multi-file torrent (agent/swarm/tree-seed.ts, tree-writer.ts). It rides in the join with the piece hashes under the 1 MiB control
  * frame: the seed refuses a table of more than TREE_TABLE_BYTES of JSON (about 2,000 files).
  */
 export const TreeManifest = Type.Object({
@@ -268,7 +268,7 @@ export const Manifest = Type.Object({
    * (agent/swarm/image.ts); each destination writes them into an OCI layout and names `manifest` in its index.
    */
   image: Type.Optional(ImageManifest),
-  /** A tree distribution (a directory source): the files the pieces cut, laid end to end (agent/swarm/tree.ts). */
+  /** A tree distribution (a directory source): the files the pieces cut, laid end to end (agent/swarm/tree-seed.ts, tree-writer.ts). */
   tree: Type.Optional(TreeManifest)
 })
 export type Manifest = Static<typeof Manifest>

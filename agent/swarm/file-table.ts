@@ -44,6 +44,11 @@ export function fileSegments (files: readonly TableFile[], offset: number, lengt
   return out
 }
 
+/** A file of the tree in the directory `dir` (a URL ending in /), each segment of its path encoded. */
+export function fileUrl (dir: URL, path: string): URL {
+  return new URL(dir.href + path.split('/').map(encodeURIComponent).join('/'))
+}
+
 /** The pieces that hold a file's bytes, first to last; undefined for an empty file (no piece holds it). */
 export function piecesOfFile (f: TableFile, pieceSize: number): { first: number, last: number } | undefined {
   if (f.size === 0) return undefined

@@ -21,7 +21,8 @@ import type { PieceStorage } from './storage.ts'
 import { imageSourceStorage, isImageWriter, openImageWriter } from './image.ts'
 import type { BlobIndex } from '../blob-index.ts'
 import type { Volume } from '../../protocols/index.ts'
-import { isTreeWriter, openTreeWriter, treeSourceStorage } from './tree.ts'
+import { isTreeWriter, openTreeWriter } from './tree-writer.ts'
+import { treeSourceStorage } from './tree-seed.ts'
 
 /**
  * Requests in flight to one peer, on average (RequestPacer shares them out by
