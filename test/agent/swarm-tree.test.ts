@@ -3,7 +3,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import { mkdir, mkdtemp, readFile, readdir, rm, stat, symlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { ChecksumMismatchError, parseLocation } from '../../mesh/index.ts'
+import { ChecksumMismatchError, PermissionDeniedError, SourceChangedError, parseLocation } from '../../mesh/index.ts'
 import type { Manifest } from '../../mesh/index.ts'
 import { file } from '../../protocols/index.ts'
 import type { ProtocolPlugin, Volume } from '../../protocols/index.ts'
@@ -59,6 +59,26 @@ describe('a tree distribution over real files (the file plug-in in a temporary v
       const { offset, length } = pieceRange(manifest, p)
       expect(createHash('sha256').update(Buffer.concat(await seed.read(offset, length))).digest('hex')).toBe(manifest.pieces[p])
     }
+  })
+
+  it('the seed refuses to serve a piece of a file that changed since the manifest (source_changed)', async () => {
+    const seed = treeSourceStorage(manifest, plugin, volumes, new URL('file:///vol/src/'))
+    const z = manifest.tree!.files.find(f => f.path === 'z.bin')!
+    await writeFile(join(root, 'src', 'z.bin'), randomBytes(z.size + 1))
+    const { first } = piecesOfFile(z, manifest.pieceSize)!
+    const { offset, length } = pieceRange(manifest, first)
+    await expect(seed.read(offset, length)).rejects.toBeInstanceOf(SourceChangedError)
+  })
+
+  it('the seed does not follow a link swapped into the tree since the manifest to a file outside it', async () => {
+    const seed = treeSourceStorage(manifest, plugin, volumes, new URL('file:///vol/src/'))
+    const y = manifest.tree!.files.find(f => f.path === 'a/y.txt')!
+    await writeFile(join(root, 'secret.txt'), 'ten bytes?')
+    await rm(join(root, 'src', 'a', 'y.txt'))
+    await symlink(join(root, 'secret.txt'), join(root, 'src', 'a', 'y.txt'))
+    const { first } = piecesOfFile(y, manifest.pieceSize)!
+    const { offset, length } = pieceRange(manifest, first)
+    await expect(seed.read(offset, length)).rejects.toBeInstanceOf(PermissionDeniedError)
   })
 
   it('places each file as soon as the pieces holding it are written, and not before; empty files and directories at the end', async () => {
