@@ -61,22 +61,23 @@ export async function openTreeWriter (o: TreeWriterOptions): Promise<TreeWriterA
   // Owner-writable whatever the source's mode, as a tree copy makes them: a read-only directory could not receive its files.
   for (const d of tree.dirs) await plugin.makeDirectory(fileUrl(dir, d.path), { mode: d.mode | 0o700 })
   const held = new Set<number>()
-  const writers = new Map<number, WriterAt>()
-  try {
-    for (const [i, f] of tree.files.entries()) {
-      if (await holds(plugin, fileUrl(dir, f.path), f)) {
-        held.add(i)
-        continue
-      }
-      // An empty file has no piece: it is written at the end.
-      if (f.size === 0) continue
-      writers.set(i, await plugin.openWriterAt(fileUrl(dir, f.path), { key: o.key, size: f.size, resume: o.resume, mtime: f.mtime, mode: f.mode }))
+  let partials = 0
+  let found = 0
+  for (const [i, f] of tree.files.entries()) {
+    if (await holds(plugin, fileUrl(dir, f.path), f)) {
+      held.add(i)
+      continue
     }
-  } catch (err) {
-    await Promise.all([...writers.values()].map(async w => await w.abort({ keepPartial: true }).catch(() => {})))
-    throw toStaccatoError(err)
+    // An empty file has no piece: it is written when it is placed.
+    if (f.size === 0) continue
+    // Every partial is made (or found) now, its space checked, and let go: a file's handle is open only while
+    // its pieces arrive, so a tree of thousands of files does not hold thousands of descriptors.
+    const w = await plugin.openWriterAt(fileUrl(dir, f.path), { key: o.key, size: f.size, resume: o.resume, mtime: f.mtime, mode: f.mode }).catch(err => { throw toStaccatoError(err) })
+    partials++
+    if (w.resumed) found++
+    await w.abort({ keepPartial: true })
   }
-  return new DirectoryWriterAt(o, tree.files, held, writers)
+  return new DirectoryWriterAt(o, tree.files, held, partials > 0 && found === partials)
 }
 
 /** Whether the target holds the file already: same size and mtime, then the same sha256 (read back). */
@@ -98,19 +99,33 @@ class DirectoryWriterAt implements TreeWriterAt {
   private readonly o: TreeWriterOptions
   private readonly files: readonly TreeFile[]
   private readonly held: Set<number>
-  private readonly writers: Map<number, WriterAt>
+  /** The partials open now: files whose pieces are arriving (opened at the first, let go once placed). */
+  private readonly open = new Map<number, Promise<WriterAt>>()
   private readonly completion: FileCompletion
   /** Files being verified and renamed, or done: no more bytes go to them. */
   private readonly placing = new Map<number, Promise<void>>()
-  private placed = 0
+  private readonly done = new Set<number>()
 
-  constructor (o: TreeWriterOptions, files: readonly TreeFile[], held: Set<number>, writers: Map<number, WriterAt>) {
+  constructor (o: TreeWriterOptions, files: readonly TreeFile[], held: Set<number>, resumed: boolean) {
     this.o = o
     this.files = files
     this.held = held
-    this.writers = writers
     this.completion = new FileCompletion(files, o.manifest)
-    this.resumed = writers.size > 0 && [...writers.values()].every(w => w.resumed)
+    this.resumed = resumed
+  }
+
+  /** A file's partial, opened again (with the bytes it holds) on first use. */
+  private async writer (file: number): Promise<WriterAt> {
+    let w = this.open.get(file)
+    if (w === undefined) {
+      const f = this.files[file]
+      const openWriterAt = this.o.dst.plugin.openWriterAt as NonNullable<ProtocolPlugin['openWriterAt']>
+      // An empty file had no partial: it is made now, empty.
+      w = openWriterAt.call(this.o.dst.plugin, this.url(file), { key: this.o.key, size: f.size, resume: f.size > 0, mtime: f.mtime, mode: f.mode })
+      this.open.set(file, w)
+      w.catch(() => { this.open.delete(file) })
+    }
+    return await w
   }
 
   heldPieces (): number[] {
@@ -118,7 +133,7 @@ class DirectoryWriterAt implements TreeWriterAt {
   }
 
   filesDone (): number {
-    return this.held.size + this.placed
+    return this.held.size + this.done.size
   }
 
   async restored (pieces: Iterable<number>): Promise<void> {
@@ -139,7 +154,12 @@ class DirectoryWriterAt implements TreeWriterAt {
       pos += s.length
       // A held file is whole and verified already; one being placed got these bytes from an earlier copy of the piece.
       if (this.held.has(s.file) || this.placing.has(s.file)) continue
-      await this.writers.get(s.file)?.writeAt(s.at, [part])
+      try {
+        await (await this.writer(s.file)).writeAt(s.at, [part])
+      } catch (err) {
+        // The same piece's other copy completed the file meanwhile: these bytes are already in it.
+        if (!this.placing.has(s.file)) throw err
+      }
     }
     // The session writes whole pieces, each only once it hashed to the manifest's piece hash.
     for (const file of this.completion.written(Math.floor(offset / this.o.manifest.pieceSize))) {
@@ -161,19 +181,16 @@ class DirectoryWriterAt implements TreeWriterAt {
 
   private async verifyAndCommit (file: number): Promise<void> {
     const f = this.files[file]
-    let w = this.writers.get(file)
-    if (w === undefined) {
-      // An empty file (nothing to verify but its emptiness) is created at its place through a partial all the same.
-      if (f.size !== 0) throw new ChecksumMismatchError(`${f.path}: no partial holds its bytes`)
-      w = await (this.o.dst.plugin.openWriterAt as NonNullable<ProtocolPlugin['openWriterAt']>)(this.url(file), { key: this.o.key, size: 0, resume: false, mtime: f.mtime, mode: f.mode })
-      this.writers.set(file, w)
-    }
+    const w = await this.writer(file)
     const hash = createHash('sha256')
     for (let at = 0; at < f.size; at += VERIFY_READ) hash.update(await w.readAt(at, Math.min(VERIFY_READ, f.size - at)))
     const digest = hash.digest('hex')
     if (digest !== f.sha256) throw new ChecksumMismatchError(`${f.path}: its bytes hash to ${digest}, the manifest says ${f.sha256}`)
     await w.commit()
-    this.placed++
+    // In place: it is served from its target from now on, and its handle goes.
+    this.done.add(file)
+    this.open.delete(file)
+    await w.abort()
   }
 
   async readAt (offset: number, length: number): Promise<Uint8Array> {
@@ -181,9 +198,8 @@ class DirectoryWriterAt implements TreeWriterAt {
     for (const s of fileSegments(this.files, offset, length)) {
       // A file being renamed cannot be read through its writer meanwhile; after the rename it can again.
       await this.placing.get(s.file)?.catch(() => {})
-      const w = this.writers.get(s.file)
-      if (w !== undefined) {
-        parts.push(await w.readAt(s.at, s.length))
+      if (!this.held.has(s.file) && !this.done.has(s.file)) {
+        parts.push(await (await this.writer(s.file)).readAt(s.at, s.length))
         continue
       }
       for await (const chunk of this.o.dst.plugin.read(this.url(s.file), { offset: s.at, length: s.length })) parts.push(chunk)
@@ -192,7 +208,8 @@ class DirectoryWriterAt implements TreeWriterAt {
   }
 
   async sync (): Promise<void> {
-    for (const [i, w] of this.writers) if (!this.placing.has(i)) await w.sync()
+    // Every file written since it was opened is still open: a handle goes only once its file is placed.
+    for (const [i, w] of this.open) if (!this.placing.has(i)) await (await w).sync()
   }
 
   /**
@@ -206,6 +223,14 @@ class DirectoryWriterAt implements TreeWriterAt {
 
   async abort (opts?: { keepPartial?: boolean }): Promise<void> {
     await Promise.all([...this.placing.values()].map(async p => await p.catch(() => {})))
-    for (const w of this.writers.values()) await w.abort(opts)
+    for (const w of this.open.values()) await (await w.catch(() => undefined))?.abort(opts)
+    this.open.clear()
+    if (opts?.keepPartial === true) return
+    // The partials not open now are removed too: opened (with what they hold) and aborted.
+    for (let i = 0; i < this.files.length; i++) {
+      if (this.held.has(i) || this.done.has(i) || this.files[i].size === 0) continue
+      await (await this.writer(i).catch(() => undefined))?.abort({ keepPartial: false })
+    }
+    this.open.clear()
   }
 }

@@ -83,7 +83,11 @@ describe('a tree distribution over real files (the file plug-in in a temporary v
 
   it('places each file as soon as the pieces holding it are written, and not before; empty files and directories at the end', async () => {
     const seed = treeSourceStorage(manifest, plugin, volumes, new URL('file:///vol/src/'))
+    const fds = async (): Promise<number> => (await readdir('/proc/self/fd')).length
+    const before = await fds()
     const writer = await openTreeWriter({ dst: dst('copy'), location: 'agent://d/vol/copy/', key: 'dist1', manifest, resume: false })
+    // The partials are made up front, but no file's handle stays open before its pieces come.
+    expect(await fds()).toBeLessThanOrEqual(before)
     const out = join(root, 'copy')
     expect((await stat(join(out, 'b', 'empty'))).isDirectory()).toBe(true)
     const written = new Set<number>()
@@ -101,6 +105,8 @@ describe('a tree distribution over real files (the file plug-in in a temporary v
       expect(await visible(), `after piece ${p}`).toEqual(whole)
     }
     expect(writer.filesDone()).toBe(3)
+    // Every file with bytes is in place, and its handle gone.
+    expect(await fds()).toBeLessThanOrEqual(before)
     await writer.commit()
     await writer.abort()
     expect(await visible()).toEqual(['a/x.bin', 'a/y.txt', 'e.bin', 'z.bin'])
