@@ -126,6 +126,7 @@ export async function startAgent (config: AgentConfig, onFatal: (err: Error) => 
   const swarm = new SwarmService({
     node,
     blobs,
+    volumeList: config.volumes,
     self: config.name,
     issuer,
     plugins,

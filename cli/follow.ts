@@ -7,7 +7,7 @@ import type { ProgressDisplay, TransferLike } from './progress.ts'
 export interface Transfer extends TransferLike {
   source: string
   destination: string
-  destinations?: Array<{ destination: string, agent: string, state: string, bytesDone: number, lastError?: { code: string, message: string } }>
+  destinations?: Array<{ destination: string, agent: string, state: string, bytesDone: number, lastError?: { code: string, message: string }, files?: { total: number, done: number, skipped: number, failed: number } }>
   manifest?: { size: number, image?: { digest: string, registryBytes?: number, blobs: Array<{ digest: string, size: number }> } }
   attempt: number
   waiting?: { reason: string, agent: string, since: string }
@@ -45,7 +45,8 @@ export function rows (t: Transfer): TransferLike[] {
   return [t, ...t.destinations.map(d => ({
     id: `  → ${d.agent}`,
     state: d.state,
-    progress: { bytesDone: d.bytesDone, bytesTotal: total, rate: 0 },
+    // A tree distribution: each destination's files beside its bytes.
+    progress: { bytesDone: d.bytesDone, bytesTotal: total, rate: 0, ...(d.files !== undefined ? { files: d.files } : {}) },
     lastError: d.lastError
   }))]
 }

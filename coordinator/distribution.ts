@@ -1,8 +1,9 @@
 import type { PrivateKey } from '@libp2p/interface'
 import { AgentOfflineError, InvalidArgumentError, parseLocation, signTicket, toStaccatoError } from '../mesh/index.ts'
-import type { ControlParams } from '../mesh/index.ts'
+import type { ControlParams, ErrorInfo, TreeManifest } from '../mesh/index.ts'
 import type { TransferStore } from './store.ts'
-import type { DestinationStatus, TransferRecord } from './model.ts'
+import type { DestinationStatus, FileCounts, TransferRecord } from './model.ts'
+import type { TreeFileRow } from './store-tree-files.ts'
 import { TERMINAL_STATES } from './model.ts'
 import type { AgentControl } from './agent-sessions.ts'
 import type { Clock } from './clock.ts'
@@ -38,6 +39,42 @@ export function isImageDistribution (rec: Pick<TransferRecord, 'source' | 'desti
   return rec.source.startsWith('oci://') && (rec.destinations ?? []).every(d => d.destination.endsWith('/'))
 }
 
+/** A directory source (it ends in /) into directories: its files go through the swarm as one object (agent/swarm/tree-seed.ts, tree-writer.ts). */
+export function isTreeDistribution (rec: Pick<TransferRecord, 'source' | 'tree' | 'destinations'>): boolean {
+  return rec.tree !== undefined && rec.destinations !== undefined && rec.source.endsWith('/')
+}
+
+/** One destination's counts as a tree distribution starts: every file to place, the skipped entries skipped. */
+function treeCounts (tree: TreeManifest): FileCounts {
+  return { total: tree.files.length + tree.skipped.length, done: 0, skipped: tree.skipped.length, failed: 0 }
+}
+
+/** The whole distribution's counts: every destination's, added up (as its bytes are). */
+export function sumFiles (dests: readonly DestinationStatus[]): FileCounts | undefined {
+  if (!dests.some(d => d.files !== undefined)) return undefined
+  const sum: FileCounts = { total: 0, done: 0, skipped: 0, failed: 0 }
+  for (const d of dests) {
+    if (d.files === undefined) continue
+    sum.total += d.files.total
+    sum.done += d.files.done
+    sum.skipped += d.files.skipped
+    sum.failed += d.files.failed
+  }
+  return sum
+}
+
+/** A destination's counts once it ended: placed every file, or failed those it had not placed. */
+function endedFiles (files: FileCounts | undefined, outcome: DestinationStatus['state']): FileCounts | undefined {
+  if (files === undefined) return undefined
+  const toPlace = files.total - files.skipped
+  if (outcome === 'succeeded') return { ...files, done: toPlace, failed: 0 }
+  if (outcome === 'failed') return { ...files, failed: toPlace - files.done }
+  return files
+}
+
+/** Rows of a tree's file listing sent to the store at once (as the agents send theirs). */
+const ROWS_PER_PUT = 256
+
 /**
  * The coordinator as tracker for one-to-many distributions: it asks the seed
  * for the manifest, tells every participant which peers are in the swarm,
@@ -72,8 +109,12 @@ export class DistributionManager {
     const seed = seedAgent(rec)
     if (seed === undefined) throw new InvalidArgumentError('source: a distribution needs a source on an agent')
     if (rec.manifest === undefined) {
-      const manifest = await agents.call(seed, 'swarmManifest', { distributionId: rec.id, source: rec.source, pieceSize: this.opts.pieceSize, ...(isImageDistribution(rec) ? { image: true } : {}) })
-      await store.update(rec.id, () => ({ manifest }), `transfer.${rec.id}.manifest`, { size: manifest.size, pieceSize: manifest.pieceSize, sha256: manifest.sha256 })
+      const tree = isTreeDistribution(rec) ? { tree: { include: rec.tree?.include, exclude: rec.tree?.exclude } } : {}
+      const manifest = await agents.call(seed, 'swarmManifest', { distributionId: rec.id, source: rec.source, pieceSize: this.opts.pieceSize, ...(isImageDistribution(rec) ? { image: true } : {}), ...tree })
+      const counts = manifest.tree !== undefined ? treeCounts(manifest.tree) : undefined
+      const withManifest = await store.update(rec.id, r => ({ manifest, ...(counts !== undefined ? { destinations: (r.destinations ?? []).map(d => ({ ...d, files: { ...counts } })) } : {}) }),
+        `transfer.${rec.id}.manifest`, { size: manifest.size, pieceSize: manifest.pieceSize, sha256: manifest.sha256, ...(counts !== undefined ? { files: counts.total } : {}) })
+      if (manifest.tree !== undefined && withManifest !== undefined) await this.treeStarted(withManifest, manifest.tree)
     }
     const current = await store.transition(rec.id, 'active', {}, { from: ['scheduled'] })
     await this.joinAll(current)
@@ -154,6 +195,8 @@ export class DistributionManager {
     // An image destination reports the hash of the blobs laid end to end; the image is named by its manifest's digest.
     const sha256 = r.outcome === 'succeeded' && manifest?.image !== undefined ? manifest.image.digest.slice('sha256:'.length) : r.sha256
     const patch: Partial<DestinationStatus> = { state: r.outcome, sha256, bytesDone: r.outcome === 'succeeded' ? manifest?.size ?? dest.bytesDone : dest.bytesDone }
+    const files = endedFiles(dest.files, r.outcome)
+    if (files !== undefined) patch.files = files
     if (r.error !== undefined) patch.lastError = { ...r.error, at: this.isoNow() }
     const updated = await this.setDestination(rec.id, agent, patch)
     // Delivered twice at once: the first one recorded it.
@@ -161,6 +204,11 @@ export class DistributionManager {
     this.opts.log(`distribution destination ${r.outcome}`, { transferId: rec.id, agent, error: r.error?.message }, r.outcome === 'failed' ? 'warn' : 'info')
     // A finished destination keeps serving its pieces to the others until the whole distribution ends.
     if (r.outcome === 'failed') this.opts.agents.cast(agent, 'swarmLeave', { distributionId: rec.id, removePartial: true })
+    const sum = sumFiles(updated.destinations ?? [])
+    if (sum !== undefined && !(updated.destinations ?? []).every(d => DONE.has(d.state))) {
+      await this.opts.store.setProgress(rec.id, { bytesDone: updated.progress.bytesDone, files: sum })
+        .catch(storeMissed(this.opts.log, 'could not record a tree distribution\'s counts', { transferId: rec.id, agent }))
+    }
     await this.finishIfDone(updated)
   }
 
@@ -188,7 +236,10 @@ export class DistributionManager {
     if (dest === undefined) return
     const bytesDone = rec.destinations.reduce((sum, d) => sum + (d === dest ? p.bytesDone : d.bytesDone), 0)
     const bytesTotal = (rec.manifest?.size ?? 0) * rec.destinations.length
-    void this.opts.store.setProgress(rec.id, { bytesDone, bytesTotal, destinations: { [agent]: p.bytesDone } })
+    const tree = p.filesDone !== undefined && dest.files !== undefined
+      ? { destinationFiles: { [agent]: p.filesDone }, files: sumFiles(rec.destinations.map(d => d === dest ? { ...d, files: { ...(d.files as FileCounts), done: p.filesDone as number } } : d)) }
+      : {}
+    void this.opts.store.setProgress(rec.id, { bytesDone, bytesTotal, destinations: { [agent]: p.bytesDone }, ...tree })
       .catch(storeMissed(this.opts.log, 'could not record distribution progress', { transferId: rec.id, agent }))
   }
 
@@ -222,6 +273,29 @@ export class DistributionManager {
     }, `transfer.${id}.destination`, { agent, state: patch.state, error: patch.lastError }, { now: this.opts.clock.now() })
   }
 
+  /** The listing of a tree distribution starts with its skipped entries, and its counts with the manifest's. */
+  private async treeStarted (rec: TransferRecord, tree: TreeManifest): Promise<void> {
+    const rows: TreeFileRow[] = tree.skipped.map(s => ({ path: s.path, state: 'skipped', size: 0, reason: s.reason }))
+    for (let i = 0; i < rows.length; i += ROWS_PER_PUT) await this.opts.store.putTreeFiles(rec.id, rows.slice(i, i + ROWS_PER_PUT))
+    const files = sumFiles(rec.destinations ?? [])
+    await this.opts.store.setProgress(rec.id, { bytesDone: 0, bytesTotal: rec.manifest !== undefined ? rec.manifest.size * (rec.destinations ?? []).length : undefined, files })
+  }
+
+  /**
+   * The tree is listed once for the whole distribution (each destination's
+   * counts are on it): every file done once a destination placed it
+   * (each verified it against the manifest), or failed with the error when
+   * none could.
+   */
+  private async treeEnded (id: string, tree: TreeManifest, anySucceeded: boolean, error: ErrorInfo | undefined): Promise<void> {
+    const rows: TreeFileRow[] = tree.files.map(f => anySucceeded || error === undefined
+      ? { path: f.path, state: anySucceeded ? 'done' : 'skipped', size: f.size, ...(anySucceeded ? {} : { reason: 'canceled' }) }
+      : { path: f.path, state: 'failed', size: f.size, error: { code: error.code, message: error.message, retryable: error.retryable } })
+    for (let i = 0; i < rows.length; i += ROWS_PER_PUT) {
+      await this.opts.store.putTreeFiles(id, rows.slice(i, i + ROWS_PER_PUT)).catch(storeMissed(this.opts.log, 'could not record a tree distribution\'s files', { transferId: id }))
+    }
+  }
+
   private isoNow (): string {
     return new Date(this.opts.clock.now()).toISOString()
   }
@@ -240,8 +314,9 @@ export class DistributionManager {
       // An image is named by its manifest's digest (what `skopeo inspect` shows), not by its blobs laid end to end.
       sha256: anySucceeded ? rec.manifest?.image?.digest.slice('sha256:'.length) ?? rec.manifest?.sha256 : undefined,
       lastError: failed?.lastError !== undefined ? { ...failed.lastError, attempt: rec.attempt } : undefined,
-      progress: { ...rec.progress, bytesDone, rate: 0, eta: 0 }
+      progress: { ...rec.progress, bytesDone, rate: 0, eta: 0, ...(sumFiles(dests) !== undefined ? { files: sumFiles(dests) } : {}) }
     })
+    if (rec.manifest?.tree !== undefined) await this.treeEnded(rec.id, rec.manifest.tree, anySucceeded, failed?.lastError)
     this.named.delete(rec.id)
     for (const agent of this.participants({ ...rec, destinations: [] })) this.opts.agents.cast(agent, 'swarmLeave', { distributionId: rec.id, removePartial: false })
     for (const d of dests) this.opts.agents.cast(d.agent, 'swarmLeave', { distributionId: rec.id, removePartial: d.state !== 'succeeded' })

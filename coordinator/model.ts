@@ -1,4 +1,4 @@
-import type { ChecksumMode, ErrorInfo, ImageManifest, Overwrite, TreeOptions } from '../mesh/index.ts'
+import type { ChecksumMode, ErrorInfo, ImageManifest, Overwrite, TreeManifest, TreeOptions } from '../mesh/index.ts'
 
 export type TransferState = 'queued' | 'scheduled' | 'active' | 'verifying' | 'succeeded' | 'failed' | 'canceled'
 
@@ -50,6 +50,8 @@ export interface DestinationStatus {
   bytesDone: number
   sha256?: string
   lastError?: ErrorInfo & { at: string }
+  /** A tree distribution: this destination's files (total and skipped from the manifest, done as it places them). */
+  files?: FileCounts
   updatedAt: string
 }
 
@@ -62,6 +64,8 @@ export interface DistributionManifest {
   pieces: string[]
   /** An image distribution: its blobs (laid end to end, they are the object the pieces cut) and manifest. */
   image?: ImageManifest
+  /** A tree distribution: its file table (the files laid end to end are the object the pieces cut). */
+  tree?: TreeManifest
 }
 
 export interface WaitingReason {

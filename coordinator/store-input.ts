@@ -110,7 +110,7 @@ export function prepareInput (input: TransferInput): PreparedInput {
   if (input.checksumMode !== undefined) prepared.checksumMode = prepareChecksumMode(input.checksumMode, prepared)
   if (input.overwrite !== undefined) prepared.overwrite = prepareOverwrite(input.overwrite, prepared)
   if (input.streams !== undefined) prepared.streams = prepareStreams(input.streams, prepared)
-  const tree = prepareTree(input, source, destination)
+  const tree = prepareTree(input, source, destination, destinations)
   if (tree !== undefined) prepared.tree = tree
   if (input.callbackUrl !== undefined) prepared.callbackUrl = prepareCallbackUrl(input.callbackUrl)
   return prepared
@@ -145,11 +145,40 @@ function prepareStreams (streams: unknown, prepared: PreparedInput): number {
 const GLOBS = { items: 64, length: 1024 }
 
 /**
+ * A tree to several agents goes through the swarm as one distribution
+ * (agent/swarm/tree-seed.ts, tree-writer.ts): every destination a directory, the tree sent whole
+ * (selected by the globs). The sync levels, mirror and dry run compare with
+ * what one destination holds, which a swarm session does not do.
+ */
+function prepareTreeDistribution (input: TransferInput, source: Location, destinations: Location[] = []): TreeOptions {
+  if (source.kind !== 'agent') throw new InvalidArgumentError('source: a tree is sent from an agent volume (agent://name/volume/dir/)')
+  destinations.forEach((d, i) => {
+    if (!namesDirectory(d)) throw new InvalidArgumentError(`destinations[${i}]: the source is a directory (it ends with /), so each destination must be one too: ${input.destinations?.[i] ?? ''}/`)
+  })
+  for (const field of ['sync', 'deleteExtra', 'dryRun'] as const) {
+    if (input[field] !== undefined) throw new InvalidArgumentError(`${field}: applies to a tree sent to one destination; a tree sent to several goes through the swarm whole (files already in place with the same size, mtime and sha256 are not fetched again)`)
+  }
+  return globsOf(input, {})
+}
+
+function globsOf (input: TransferInput, tree: TreeOptions): TreeOptions {
+  for (const field of ['include', 'exclude'] as const) {
+    const list = input[field]
+    if (list === undefined) continue
+    if (!Array.isArray(list) || list.length > GLOBS.items || list.some(g => typeof g !== 'string' || g === '' || g.length > GLOBS.length)) {
+      throw new InvalidArgumentError(`${field}: at most ${GLOBS.items} globs of 1 to ${GLOBS.length} characters`)
+    }
+    tree[field] = list
+  }
+  return tree
+}
+
+/**
  * A source ending in / is a tree: it goes into a directory (a destination
  * ending in /), from one agent's volume to another's. Its sync level and
  * globs mean nothing for a single file, so they are refused there.
  */
-function prepareTree (input: TransferInput, source: Location, destination: Location): TreeOptions | undefined {
+function prepareTree (input: TransferInput, source: Location, destination: Location, destinations?: Location[]): TreeOptions | undefined {
   const isTree = namesDirectory(source)
   if (!isTree) {
     for (const field of ['sync', 'include', 'exclude', 'deleteExtra', 'dryRun'] as const) {
@@ -157,7 +186,7 @@ function prepareTree (input: TransferInput, source: Location, destination: Locat
     }
     return undefined
   }
-  if (input.destinations !== undefined) throw new InvalidArgumentError('destinations: a tree goes to one destination for now')
+  if (input.destinations !== undefined) return prepareTreeDistribution(input, source, destinations)
   if (!namesDirectory(destination)) throw new InvalidArgumentError(`destination: the source is a directory (it ends with /), so the destination must be one too: ${input.destination ?? ''}/`)
   if (source.kind !== 'agent' || destination.kind !== 'agent') throw new InvalidArgumentError('source: a tree is copied between agent volumes (agent://name/volume/dir/)')
   if (source.agent === destination.agent && source.volume === destination.volume) {
@@ -172,14 +201,7 @@ function prepareTree (input: TransferInput, source: Location, destination: Locat
     if (known === undefined) throw new InvalidArgumentError(`sync: must be one of ${SYNC_MODES.join(', ')}`)
     tree.sync = known
   }
-  for (const field of ['include', 'exclude'] as const) {
-    const list = input[field]
-    if (list === undefined) continue
-    if (!Array.isArray(list) || list.length > GLOBS.items || list.some(g => typeof g !== 'string' || g === '' || g.length > GLOBS.length)) {
-      throw new InvalidArgumentError(`${field}: at most ${GLOBS.items} globs of 1 to ${GLOBS.length} characters`)
-    }
-    tree[field] = list
-  }
+  globsOf(input, tree)
   for (const field of ['deleteExtra', 'dryRun'] as const) {
     const flag = input[field]
     if (flag === undefined) continue

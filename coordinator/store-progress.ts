@@ -14,6 +14,8 @@ export interface ProgressReport {
   files?: FileCounts
   /** A distribution's progress by destination agent, merged into its active destinations. */
   destinations?: Record<string, number>
+  /** A tree distribution's files in place by destination agent, merged into its active destinations' counts. */
+  destinationFiles?: Record<string, number>
 }
 
 export function nextProgress (prev: Progress, report: ProgressReport, now: number): Progress {

@@ -84,6 +84,10 @@ export function progressed (prev: TransferRecord, report: ProgressReport, now: n
     const bytes = report.destinations
     record.destinations = prev.destinations.map(d => d.state === 'active' && Object.hasOwn(bytes, d.agent) ? { ...d, bytesDone: bytes[d.agent] } : d)
   }
+  const files = report.destinationFiles
+  if (files !== undefined && record.destinations !== undefined) {
+    record.destinations = record.destinations.map(d => d.state === 'active' && d.files !== undefined && Object.hasOwn(files, d.agent) ? { ...d, files: { ...d.files, done: files[d.agent] } } : d)
+  }
   return record
 }
 

@@ -1,6 +1,6 @@
 import Type from 'typebox'
 import type { Static, TSchema } from 'typebox'
-import { ErrorInfo, Job, Manifest, Offset, Sha256, TreeFileState, Url } from './messages.ts'
+import { ErrorInfo, Globs, Job, Manifest, Offset, Sha256, TreeFileState, Url } from './messages.ts'
 
 /**
  * The methods of /staccato/control/1, one map per direction. Each method is
@@ -111,7 +111,13 @@ export const AgentToCoordinator = {
    * agent that holds the image or reads the registry once. `self` means: no distribution, read the registry.
    */
   imageWant: call(Type.Object({ image: Url }), Type.Object({ distributionId: Type.Optional(Type.String({ maxLength: 64 })), self: Type.Optional(Type.Boolean()) })),
-  swarmProgress: cast(Type.Object({ distributionId: Type.String({ maxLength: 64 }), destination: Url, bytesDone: Offset })),
+  swarmProgress: cast(Type.Object({
+    distributionId: Type.String({ maxLength: 64 }),
+    destination: Url,
+    bytesDone: Offset,
+    /** A tree distribution: files verified and renamed into place at this destination so far. */
+    filesDone: Type.Optional(Offset)
+  })),
   /**
    * Participant → coordinator, about once a second while something changed: which pieces it holds (a
    * destination) and the bytes it served to each peer so far in this session; for the dashboard's swarm view.
@@ -134,7 +140,9 @@ export const CoordinatorToAgent = {
     source: Url,
     pieceSize: Type.Integer({ minimum: 65536 }),
     /** An oci:// image into OCI layouts: the manifest covers its blobs laid end to end (agent/swarm/image.ts). */
-    image: Type.Optional(Type.Boolean())
+    image: Type.Optional(Type.Boolean()),
+    /** A directory source (it ends in /): the manifest covers its files laid end to end, selected by these globs. */
+    tree: Type.Optional(Type.Object({ include: Type.Optional(Globs), exclude: Type.Optional(Globs) }))
   }), Manifest),
   /** Join a distribution as the seed or as a destination. */
   swarmJoin: call(Type.Object({

@@ -103,7 +103,7 @@ export type DataTrailer = Static<typeof DataTrailer>
 export const TREE_BATCH = 256
 
 const TreePath = Type.String({ minLength: 1, maxLength: 4096 })
-const Globs = Type.Array(Type.String({ minLength: 1, maxLength: 1024 }), { maxItems: 64 })
+export const Globs = Type.Array(Type.String({ minLength: 1, maxLength: 1024 }), { maxItems: 64 })
 
 export const TreeEntry = Type.Object({
   path: TreePath,
@@ -243,6 +243,24 @@ export const ImageManifest = Type.Object({
 })
 export type ImageManifest = Static<typeof ImageManifest>
 
+/**
+ * What a tree distribution's destinations need besides the pieces: its file table. The object the pieces cut is
+ * the files laid end to end in this order (each at `offset`), so a piece may span several files, as in a
+ * multi-file torrent (agent/swarm/tree-seed.ts, tree-writer.ts). It rides in the join with the piece hashes under the 1 MiB control
+ * frame: the seed refuses a table of more than TREE_TABLE_BYTES of JSON (about 2,000 files).
+ */
+export const TreeManifest = Type.Object({
+  files: Type.Array(Type.Object({ path: TreePath, size: Offset, offset: Offset, mode: Type.Integer({ minimum: 0, maximum: 0o7777 }), mtime: Type.Number(), sha256: Sha256 }, { additionalProperties: false }), { maxItems: 8192 }),
+  /** Every directory of the tree (empty ones included), parents before children. */
+  dirs: Type.Array(Type.Object({ path: TreePath, mode: Type.Integer({ minimum: 0, maximum: 0o7777 }) }, { additionalProperties: false }), { maxItems: 8192 }),
+  /** Entries not distributed (symbolic links, special files), with the reason. */
+  skipped: Type.Array(Type.Object({ path: TreePath, reason: Type.String({ maxLength: 256 }) }, { additionalProperties: false }), { maxItems: 8192 })
+})
+export type TreeManifest = Static<typeof TreeManifest>
+
+/** The JSON size of a tree manifest's table at most: with 8192 piece hashes (540 KB) it stays under the 1 MiB frame. */
+export const TREE_TABLE_BYTES = 384 * 1024
+
 export const Manifest = Type.Object({
   size: Offset,
   mtime: Type.Number(),
@@ -254,7 +272,9 @@ export const Manifest = Type.Object({
    * An image distribution: the object the pieces cut is the image's blobs laid end to end, in this order
    * (agent/swarm/image.ts); each destination writes them into an OCI layout and names `manifest` in its index.
    */
-  image: Type.Optional(ImageManifest)
+  image: Type.Optional(ImageManifest),
+  /** A tree distribution (a directory source): the files the pieces cut, laid end to end (agent/swarm/tree-seed.ts, tree-writer.ts). */
+  tree: Type.Optional(TreeManifest)
 })
 export type Manifest = Static<typeof Manifest>
 

@@ -125,6 +125,8 @@ export interface WriteAtOptions extends OpOptions {
   resume: boolean
   /** The source's modification time (epoch ms), set on the object at commit, as WriteOptions.mtime. */
   mtime?: number
+  /** Permission bits given to the object at commit, as WriteOptions.mode. */
+  mode?: number
 }
 
 /**

@@ -18,6 +18,8 @@ export interface FileWriterAtInit {
   resume: boolean
   /** Set on the object at commit (epoch ms), as the sequential writer does. */
   mtime?: number
+  /** Permission bits given to the object at commit. */
+  mode?: number
   signal?: AbortSignal
 }
 
@@ -110,7 +112,8 @@ class FileWriterAt implements WriterAt {
 
   async commit (): Promise<void> {
     this.#ensure('open')
-    const { mtime } = this.#init
+    const { mtime, mode } = this.#init
+    if (mode !== undefined) await this.#io(async () => await this.#fh.chmod(mode))
     // Half a millisecond more, as file-writer.ts does: a double of seconds loses the last nanoseconds.
     if (mtime !== undefined) await this.#io(async () => await this.#fh.utimes(new Date(), (mtime + 0.5) / 1000))
     await this.#io(async () => await this.#fh.sync())

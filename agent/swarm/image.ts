@@ -39,8 +39,8 @@ export function segments (blobs: ImageManifest['blobs'], offset: number, length:
   return out
 }
 
-/** The sha256 of every piece and of the whole, fed the object's bytes in order. */
-class PieceHasher {
+/** The sha256 of every piece and of the whole, fed the object's bytes in order (an image's blobs, a tree's files). */
+export class PieceHasher {
   readonly pieces: string[] = []
   private readonly whole = createHash('sha256')
   private piece = createHash('sha256')

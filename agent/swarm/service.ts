@@ -15,6 +15,7 @@ import type { SessionOptions } from './session.ts'
 import { manifestFor, pieceCount } from './manifest.ts'
 import { discardPartial } from './storage.ts'
 import { imageManifest } from './image.ts'
+import { treeManifest } from './tree-seed.ts'
 import { countBytes } from '../counters.ts'
 import type { OciPlugin, ProtocolPlugin } from '../../protocols/index.ts'
 import type { SwarmEntry } from '../journal.ts'
@@ -104,6 +105,10 @@ export class SwarmService {
       if (!isOciPlugin(src.plugin) || blobs === undefined) throw new InvalidArgumentError(`source: ${p.source} is not an image this agent can distribute`)
       // Not cached by reference: a tag moves, and the blob store makes a second look cheap.
       return await imageManifest({ plugin: src.plugin, url: src.url, pieceSize: p.pieceSize, blobs, onFetched: n => { countBytes(counters.bytesIn, 'oci', n) } })
+    }
+    if (p.tree !== undefined) {
+      // Not cached: a tree changes file by file, and listing it is what would tell.
+      return await treeManifest({ volumes: src.plugin, volumeList: this.opts.volumeList ?? [], dir: src.url, filter: p.tree, pieceSize: p.pieceSize })
     }
     return await manifestFor(src.plugin, src.url, p.pieceSize, this.opts.journal.manifests)
   }

@@ -20,6 +20,9 @@ import { discardPartial, openPieceWriter, sourceStorage, writerStorage } from '.
 import type { PieceStorage } from './storage.ts'
 import { imageSourceStorage, isImageWriter, openImageWriter } from './image.ts'
 import type { BlobIndex } from '../blob-index.ts'
+import type { Volume } from '../../protocols/index.ts'
+import { isTreeWriter, openTreeWriter } from './tree-writer.ts'
+import { treeSourceStorage } from './tree-seed.ts'
 
 /**
  * Requests in flight to one peer, on average (RequestPacer shares them out by
@@ -58,6 +61,8 @@ export interface SessionOptions {
   cache: PieceCache
   /** The blobs this agent holds (an image distribution's seed reads them, its destinations look there first). */
   blobs?: BlobIndex
+  /** The agent's volumes: a tree distribution's seed keeps every file it reads inside the tree. */
+  volumeList?: readonly Volume[]
   upload?: TokenBucket
   download?: TokenBucket
   log: (msg: string, fields?: Record<string, unknown>, level?: 'info' | 'warn' | 'error') => void
@@ -117,7 +122,13 @@ export class SwarmSession {
     this.pieces = pieceCount(this.manifest)
     this.mine = this.role === 'seed' ? Bitfield.full(this.pieces) : new Bitfield(this.pieces)
     this.picker = new PiecePicker(this.mine)
-    if (opts.source !== undefined) this.storage = this.manifest.image !== undefined && opts.blobs !== undefined ? imageSourceStorage(this.manifest, opts.blobs) : sourceStorage(opts.source, this.manifest)
+    if (opts.source !== undefined) {
+      this.storage = this.manifest.image !== undefined && opts.blobs !== undefined
+        ? imageSourceStorage(this.manifest, opts.blobs)
+        : this.manifest.tree !== undefined
+          ? treeSourceStorage(this.manifest, opts.source.plugin, opts.volumeList ?? [], opts.source.url)
+          : sourceStorage(opts.source, this.manifest)
+    }
   }
 
   async start (): Promise<void> {
@@ -144,13 +155,17 @@ export class SwarmSession {
     // Without a journal for this manifest the partial's bytes are unknown: start from nothing.
     this.writer = this.manifest.image !== undefined && this.opts.blobs !== undefined
       ? await openImageWriter({ dst, location: destination, key: this.id, manifest: this.manifest, resume: same, index: this.opts.blobs })
-      : await openPieceWriter(dst, this.id, this.manifest.size, same)
+      : this.manifest.tree !== undefined
+        ? await openTreeWriter({ dst, location: destination, key: this.id, manifest: this.manifest, resume: same })
+        : await openPieceWriter(dst, this.id, this.manifest.size, same)
     this.storage = writerStorage(this.writer)
-    // An image's blobs that this agent already holds are not fetched again.
+    // An image's blobs (a tree's files) that this agent already holds are not fetched again.
     if (isImageWriter(this.writer)) for (const piece of this.writer.heldPieces()) this.mine.set(piece)
     if (same && this.writer.resumed) {
       const have = Bitfield.fromBase64(this.pieces, kept.have)
       for (let i = 0; i < this.pieces; i++) if (have.has(i)) this.mine.set(i)
+      // A tree's files whose pieces all came before the restart are placed now, not only at the end.
+      if (isTreeWriter(this.writer)) await this.writer.restored([...Array(this.pieces).keys()].filter(i => have.has(i)))
       this.opts.log('distribution resumed from journal', { distributionId: this.id, pieces: this.mine.count(), of: this.pieces })
     }
     await this.journalHave()
@@ -447,7 +462,12 @@ export class SwarmSession {
     this.dirty = false
     await this.writer.sync()
     await this.journalHave()
-    this.opts.progress({ distributionId: this.id, destination: this.opts.join.destination as string, bytesDone: this.bytesDone() })
+    this.opts.progress({ distributionId: this.id, destination: this.opts.join.destination as string, bytesDone: this.bytesDone(), ...this.filesDone() })
+  }
+
+  /** A tree's files in place so far, for the coordinator's counts. */
+  private filesDone (): { filesDone?: number } {
+    return this.writer !== undefined && isTreeWriter(this.writer) ? { filesDone: this.writer.filesDone() } : {}
   }
 
   private entry (): SwarmEntry {
@@ -493,7 +513,7 @@ export class SwarmSession {
       await this.opts.journal.putSwarm(this.entry())
       await writer.commit()
       this.opts.log('distribution complete here', { distributionId: this.id, destination, sha256 })
-      this.opts.progress({ distributionId: this.id, destination, bytesDone: this.manifest.size })
+      this.opts.progress({ distributionId: this.id, destination, bytesDone: this.manifest.size, ...this.filesDone() })
       await this.finish({ distributionId: this.id, destination, outcome: 'succeeded', sha256 })
     } catch (err) {
       await this.fail(toStaccatoError(err))
@@ -564,6 +584,7 @@ export class SwarmSession {
   private async release (removePartial: boolean): Promise<void> {
     if (this.writer !== undefined) await this.writer.abort({ keepPartial: !removePartial })
     // No writer: a session restored finished after a restart, whose partial may still be there.
-    else if (removePartial && this.role === 'destination') await discardPartial(this.destinationPlace(), this.id)
+    // A tree's partials are one per file, and none is left once it finished.
+    else if (removePartial && this.role === 'destination' && this.manifest.tree === undefined) await discardPartial(this.destinationPlace(), this.id)
   }
 }

@@ -21,7 +21,7 @@ export interface TreeHolder {
 const ENTRIES_BYTES = 256 * 1024
 
 /** `entries` messages of a tree's listing, selected by the request's globs. */
-export async function * listMessages (opts: TreeHolder, dir: URL, req: Pick<Extract<TreeRequest, { op: 'list' }>, 'include' | 'exclude'>): AsyncGenerator<TreeMessage> {
+export async function * listMessages (opts: Pick<TreeHolder, 'volumes'>, dir: URL, req: Pick<Extract<TreeRequest, { op: 'list' }>, 'include' | 'exclude'>): AsyncGenerator<TreeMessage> {
   if (opts.volumes.walk === undefined) throw new InvalidArgumentError('this agent cannot list directories')
   const keep = treeSelector({ include: req.include, exclude: req.exclude })
   let batch: TreeEntry[] = []

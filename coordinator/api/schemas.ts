@@ -98,6 +98,12 @@ const DestinationStatusSchema = Type.Object({
   bytesDone: Type.Integer(),
   sha256: Type.Optional(Type.String()),
   lastError: Type.Optional(Type.Object({ code: Type.String(), message: Type.String(), retryable: Type.Boolean(), at: Type.String() })),
+  files: Type.Optional(Type.Object({
+    total: Type.Integer({ description: 'the tree\'s files and skipped entries' }),
+    done: Type.Integer({ description: 'verified and renamed into place at this destination' }),
+    skipped: Type.Integer({ description: 'not distributed (a symbolic link, a special file)' }),
+    failed: Type.Integer({ description: 'not placed when this destination failed' })
+  }, { description: 'a tree distribution (a source ending in /): this destination\'s files' })),
   updatedAt: Type.String()
 })
 

@@ -1,5 +1,6 @@
 import { describe, it, expect } from 'vitest'
 import { barLine, describe as describeTransfer } from '../../cli/progress.ts'
+import { rows } from '../../cli/follow.ts'
 
 const MiB = 1024 * 1024
 const id = 'tr_01JDZ3M0000000000000000000'
@@ -24,5 +25,23 @@ describe('the progress bar line', () => {
     expect(barLine(active, 0.375, 120)).toBe(`${id}  [${'='.repeat(10)}>${' '.repeat(15)}]  ${describeTransfer(active)}`)
     expect(barLine(active, 0.375, 80)).toBe(`${id}  active 1.5 GiB 37% 123.0 MiB/s ETA 1h02m`)
     expect(barLine(failed, 0.2, 80)).toMatch(/^tr_\S+ {2}failed 12\.0 MiB 18% source_changed: the source .*…$/)
+  })
+})
+
+describe('the rows of a tree distribution', () => {
+  it('show each destination\'s files beside its bytes', () => {
+    const files = { total: 48, done: 20, skipped: 1, failed: 0 }
+    const t = {
+      id, state: 'active', source: 'agent://s/v/dataset/', destination: 'agent://a/v/copy/', attempt: 1, labels: {}, priority: 0, retries: 3, createdAt: '', updatedAt: '',
+      progress: { bytesDone: MiB, bytesTotal: 4 * MiB, rate: 0, files: { total: 96, done: 20, skipped: 2, failed: 0 } },
+      manifest: { size: 2 * MiB },
+      destinations: [
+        { destination: 'agent://a/v/copy/', agent: 'a', state: 'active', bytesDone: MiB, files },
+        { destination: 'agent://b/v/copy/', agent: 'b', state: 'queued', bytesDone: 0 }
+      ]
+    }
+    const [, a, b] = rows(t)
+    expect(describeTransfer(a)).toContain('files 20 copied, 1 skipped, 0 failed of 48')
+    expect(describeTransfer(b)).not.toContain('files')
   })
 })

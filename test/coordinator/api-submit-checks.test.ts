@@ -119,3 +119,30 @@ describe('REST API: the streams of a submission', () => {
     expect(h.store.size).toBe(0)
   })
 })
+
+describe('REST API: a tree to several destinations (a tree distribution)', () => {
+  let h: Awaited<ReturnType<typeof tempApi>>
+  beforeEach(async () => { h = await tempApi() })
+  afterEach(async () => { await h.cleanup() })
+  const route = { source: 'agent://a/images/dataset/', destinations: ['agent://b/images/copy/', 'agent://c/images/copy/'] }
+
+  it('is accepted as one distribution with each destination, keeping its globs', async () => {
+    const res = await h.inject({ method: 'POST', url: '/v1/transfers', payload: { ...route, exclude: ['*.tmp'] } })
+    expect(res.statusCode, res.body).toBe(201)
+    expect(res.json().destinations.map((d: { destination: string, state: string }) => [d.destination, d.state])).toEqual([['agent://b/images/copy/', 'queued'], ['agent://c/images/copy/', 'queued']])
+    expect(res.json().tree).toEqual({ exclude: ['*.tmp'] })
+  })
+
+  it.each<[string, object, RegExp]>([
+    ['a destination that is not a directory', { destinations: ['agent://b/images/copy/', 'agent://c/images/copy'] }, /^destinations\[1\]: the source is a directory \(it ends with \/\), so each destination must be one too: agent:\/\/c\/images\/copy\/$/],
+    ['a sync level', { sync: 'size' }, /^sync: applies to a tree sent to one destination; a tree sent to several goes through the swarm whole/],
+    ['a mirror', { deleteExtra: true }, /^deleteExtra: applies to a tree sent to one destination/],
+    ['a dry run', { dryRun: true }, /^dryRun: applies to a tree sent to one destination/]
+  ])('refuses %s with 400 invalid_argument', async (_what, extra, message) => {
+    const res = await h.inject({ method: 'POST', url: '/v1/transfers', payload: { ...route, ...extra } })
+    expect(res.statusCode).toBe(400)
+    expect(res.json().code).toBe('invalid_argument')
+    expect(res.json().message).toMatch(message)
+    expect(h.store.size).toBe(0)
+  })
+})

@@ -107,4 +107,40 @@ describe('distribution manager', () => {
     expect(Date.parse(dest?.lastError?.at ?? '')).toBe(clock.now())
     expect(Date.parse(dest?.updatedAt ?? '')).toBe(clock.now())
   })
+  it('a tree: each destination counts its files, the record adds them up, and the files are listed once', async () => {
+    const tree = {
+      files: [
+        { path: 'a/one.bin', size: 6, offset: 0, mode: 0o644, mtime: 1, sha256: SHA },
+        { path: 'two.bin', size: 4, offset: 6, mode: 0o600, mtime: 1, sha256: SHA }
+      ],
+      dirs: [{ path: 'a', mode: 0o755 }],
+      skipped: [{ path: 'link', reason: 'symbolic link (not followed)' }]
+    }
+    agents.answer = async (_agent, method) => method === 'swarmManifest' ? { ...manifest, tree } : { joined: true }
+    const { record } = await store.create({ source: 'agent://a/images/dataset/', destinations: ['agent://b/images/copy/', 'agent://c/images/copy/'], exclude: ['*.tmp'] }, { tenant: 't' })
+    const rec = await store.transition(record.id, 'scheduled', { executor: 'a', attempt: 1 })
+    await manager.start(rec)
+    // The seed is asked for a tree manifest, with the globs.
+    expect(agents.sentTo('a', 'swarmManifest')).toEqual([{ distributionId: rec.id, source: rec.source, pieceSize: 1 << 20, tree: { exclude: ['*.tmp'] } }])
+    const fresh = { total: 3, done: 0, skipped: 1, failed: 0 }
+    expect(store.get(rec.id)?.destinations?.map(d => d.files)).toEqual([fresh, fresh])
+    expect(store.get(rec.id)?.progress.files).toEqual({ total: 6, done: 0, skipped: 2, failed: 0 })
+
+    manager.handlers.swarmProgress({ distributionId: rec.id, destination: 'agent://c/images/copy/', bytesDone: 6, filesDone: 1 }, { agent: 'c' })
+    await until(() => store.get(rec.id)?.destinations?.[1].files?.done === 1, 'c\'s count of files placed')
+    expect(store.get(rec.id)?.progress.files).toEqual({ total: 6, done: 1, skipped: 2, failed: 0 })
+
+    const dest = (agent: string): string => `agent://${agent}/images/copy/`
+    await manager.handlers.swarmReport({ ...report(rec, 'b', 'succeeded'), destination: dest('b') }, { agent: 'b' })
+    expect(store.get(rec.id)?.progress.files).toEqual({ total: 6, done: 3, skipped: 2, failed: 0 })
+    await manager.handlers.swarmReport({ ...report(rec, 'c', 'failed'), destination: dest('c') }, { agent: 'c' })
+    const done = store.get(rec.id) as TransferRecord
+    expect(done.state).toBe('failed')
+    // c placed one file of two before it failed.
+    expect(done.destinations?.map(d => [d.agent, d.files])).toEqual([['b', { total: 3, done: 2, skipped: 1, failed: 0 }], ['c', { total: 3, done: 1, skipped: 1, failed: 1 }]])
+    expect(done.progress.files).toEqual({ total: 6, done: 3, skipped: 2, failed: 1 })
+    // Listed once for the whole distribution: b placed every file, so each is done; the link skipped with its reason.
+    const page = await store.listTreeFiles(rec.id, { limit: 10 })
+    expect(page.items.map(f => [f.path, f.state])).toEqual([['a/one.bin', 'done'], ['link', 'skipped'], ['two.bin', 'done']])
+  })
 })

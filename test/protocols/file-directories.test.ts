@@ -40,6 +40,17 @@ describe('file plug-in: directories and mtimes', () => {
     expect(Math.floor((await stat(join(root, 'f.bin'))).mtimeMs)).toBe(mtime)
   })
 
+  it('a writer at offsets gives the object the mode and mtime it was given, at commit', async () => {
+    const mtime = 1_700_000_000_123
+    const writer = await plugin.openWriterAt!(u('h.bin'), { key: 'k5', size: 3, resume: false, mtime, mode: 0o640 })
+    await writer.writeAt(0, [Buffer.from('abc')])
+    await writer.commit()
+    await writer.abort()
+    const st = await stat(join(root, 'h.bin'))
+    expect(st.mode & 0o7777).toBe(0o640)
+    expect(Math.floor(st.mtimeMs)).toBe(mtime)
+  })
+
   it('without an mtime, commit leaves the file its own', async () => {
     await writeFile(join(root, 'marker'), '')
     const before = (await stat(join(root, 'marker'))).mtimeMs
