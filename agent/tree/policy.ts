@@ -56,3 +56,29 @@ export function extraDecision (keep: (path: string, isDirectory: boolean) => boo
   if (!keep(path, isDirectory)) return isDirectory ? 'skip-below' : 'keep'
   return inSource(path) ? 'keep' : 'extra'
 }
+
+/**
+ * Files up to this size go whole through the small-file path: the holder
+ * reads them with one call (it already read files up to 256 KiB whole while
+ * checking them), the receiver keeps them in memory and writes them in
+ * groups. 256 files of this size in a batch keep at most 64 MiB in memory,
+ * as BATCH_BYTES allows for any batch.
+ */
+export const SMALL_FILE_BYTES = 256 * 1024
+
+/** A file goes the small-file way when it is small and starts at zero (a resumed partial goes through the writer, which reads its prefix back). */
+export function carriedWhole (size: number, offset: number): boolean {
+  return offset === 0 && size <= SMALL_FILE_BYTES
+}
+
+/**
+ * A group of small files is written (and synced once) when it holds this
+ * many files or bytes: large enough that one sync covers many files, small
+ * enough that the next group is received while this one is written.
+ */
+export const GROUP_FILES = 128
+export const GROUP_BYTES = 8 * 1024 * 1024
+
+export function groupFull (files: number, bytes: number): boolean {
+  return files >= GROUP_FILES || bytes >= GROUP_BYTES
+}
