@@ -1,5 +1,4 @@
-import { execFile } from 'node:child_process'
-import { constants, closeSync, fstatSync, fsync, ftruncateSync, fchmodSync, futimesSync, lstatSync, openSync, readSync, realpathSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs'
+import { constants, closeSync, fstatSync, fsync, ftruncateSync, fchmodSync, futimesSync, lstatSync, openSync, readSync, readlinkSync, realpathSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs'
 import type { BigIntStats } from 'node:fs'
 import { basename, dirname, join } from 'node:path'
 import { promisify } from 'node:util'
@@ -7,6 +6,7 @@ import { InvalidArgumentError, IsADirectoryError, NotFoundError, PermissionDenie
 import type { StaccatoError } from '../mesh/index.ts'
 import type { ObjectVersion, StatResult, WholeFile, WholeRead } from './contract.ts'
 import { fsError } from './fs-errors.ts'
+import { syncFileSystems as syncPaths } from './syncfs.ts'
 import { checkFreeSpace, partialName, syncDirectoryPath } from './file-partial.ts'
 import { assertVersion, checkWriteKey } from './util.ts'
 import { isInside, parseFileUrl, resolveIn } from './volumes.ts'
@@ -16,8 +16,9 @@ import type { Volume } from './volumes.ts'
  * Many small files at once, for a tree copy: each a handful of synchronous
  * system calls (a thread-pool round trip costs more than the call itself
  * for a 4 KiB file), in slices so the event loop stays responsive, and one
- * file-system sync for the whole group instead of one fsync per file. The
- * same defences as the file writer and reader (file-partial.ts, file.ts):
+ * file-system sync for the whole group instead of one fsync per file
+ * (about 1 ms each on ext4 here: 1,000 × 4 KiB took 1.07 s with an fsync
+ * each, 0.34 s and one syncfs of 73 ms without). The same defences as the file writer and reader (file-partial.ts, file.ts):
  * O_NOFOLLOW, a regular file with one name, inside the volume by its
  * descriptor, commit by identity; nothing at a target name before its bytes
  * are durable.
@@ -33,22 +34,9 @@ const SLICE = 64
 
 const turn = async (): Promise<void> => { await new Promise(resolve => setImmediate(resolve)) }
 
-const execFileP = promisify(execFile)
-
-/**
- * syncfs(2) on the file system of each path: what `sync -f` (GNU coreutils)
- * does. Node has no syncfs and no package in the tree exposes it; one exec
- * for a group of hundreds of files costs a few ms, where an fsync per file
- * costs about 1 ms each on ext4 (measured: 1,000 × 4 KiB 1.07 s with an
- * fsync each, 0.34 s + 73 ms with one syncfs). Without coreutils (another
- * OS), every descriptor is fsynced instead.
- */
+/** syncfs on each path's file system; where that cannot be done, `otherwise` (an fsync of each file or directory). */
 async function syncFileSystems (paths: string[], otherwise: () => Promise<void>): Promise<void> {
-  try {
-    await execFileP('sync', ['-f', ...paths])
-  } catch {
-    await otherwise()
-  }
+  if (!await syncPaths(paths)) await otherwise()
 }
 
 const fsyncP = promisify(fsync)
@@ -61,51 +49,77 @@ function confine (root: string, real: string, what: string): void {
   if (!isInside(root, real)) throw new PermissionDeniedError(`${what}: resolves outside its volume (a symbolic link leaves it)`)
 }
 
-/** The descriptor's real path, as assertHandleInside checks it; Linux only (/proc), elsewhere the path checks stand alone. */
-function assertFdInside (fd: number, root: string, what: string): void {
-  let real: string
+/** The descriptor's real path (what assertHandleInside checks); undefined without /proc (not Linux), where the path checks stand alone. */
+function fdPath (fd: number): string | undefined {
   try {
-    real = realpathSync.native(`/proc/self/fd/${fd}`)
+    return readlinkSync(`/proc/self/fd/${fd}`)
   } catch {
-    return
+    return undefined
   }
-  confine(root, real, what)
 }
 
+function assertFdInside (fd: number, root: string, what: string): void {
+  const real = fdPath(fd)
+  if (real !== undefined) confine(root, real, what)
+}
+
+/** A system call's error by its errno, with `what` (a volume path) in the message; a named error as it is. */
 function errorOf (err: unknown, what: string): StaccatoError {
-  const e = toStaccatoError(err)
-  return e.code === 'internal' ? fsError(err, what) : e
+  return typeof (err as NodeJS.ErrnoException).syscall === 'string' ? fsError(err, what) : toStaccatoError(err)
 }
 
-/** Real volume roots, once per call. */
-function rootsOf (volumes: readonly Volume[]): (name: string) => string {
+/**
+ * Where a volume path really is, for reads: the parent directory's real path
+ * once per directory (realpath(3) lstats every component: a dozen system
+ * calls a file otherwise), then the name in it. Only a name that is itself a
+ * symbolic link is resolved whole; the caller opens with O_NOFOLLOW and
+ * checks the descriptor, so a directory swapped for a link meanwhile is
+ * still caught.
+ */
+function resolver (volumes: readonly Volume[]): (url: URL) => { root: string, path: string, what: string } {
   const roots = new Map<string, string>()
-  return name => {
-    let root = roots.get(name)
+  const dirs = new Map<string, string>()
+  return url => {
+    const { volume, relPath } = parseFileUrl(url)
+    const what = `${volume}/${relPath}`
+    let root = roots.get(volume)
     if (root === undefined) {
-      const v = volumes.find(v => v.name === name)
-      if (v === undefined) throw new NotFoundError(`no volume '${name}' on this agent`)
+      const v = volumes.find(v => v.name === volume)
+      if (v === undefined) throw new NotFoundError(`no volume '${volume}' on this agent`)
       root = realpathSync.native(v.root)
-      roots.set(name, root)
+      roots.set(volume, root)
     }
-    return root
+    const segments = relPath.split('/').filter(s => s !== '')
+    const dirKey = `${volume}/${segments.slice(0, -1).join('/')}`
+    let dir = dirs.get(dirKey)
+    if (dir === undefined) {
+      dir = realpathSync.native(join(root, ...segments.slice(0, -1)))
+      confine(root, dir, what)
+      dirs.set(dirKey, dir)
+    }
+    return { root, path: segments.length === 0 ? dir : join(dir, segments[segments.length - 1]), what }
   }
+}
+
+/** The name itself a link: followed whole, and confined, as stat() and read() do. */
+function followed (root: string, path: string, what: string): string {
+  const real = realpathSync.native(path)
+  confine(root, real, what)
+  return real
 }
 
 /** The stat of each URL (a file), or its error; as the plug-in's stat(). */
 export async function statFiles (volumes: readonly Volume[], urls: URL[]): Promise<Array<StatResult | StaccatoError>> {
-  const root = rootsOf(volumes)
+  const resolve = resolver(volumes)
   const out: Array<StatResult | StaccatoError> = []
   for (let i = 0; i < urls.length; i++) {
     if (i > 0 && i % SLICE === 0) await turn()
     let what = urls[i].href
     try {
-      const { volume, relPath } = parseFileUrl(urls[i])
-      what = `${volume}/${relPath}`
-      const r = root(volume)
-      const real = realpathSync.native(join(r, ...relPath.split('/').filter(s => s !== '')))
-      confine(r, real, what)
-      const st = statSync(real, { bigint: true })
+      const r = resolve(urls[i])
+      what = r.what
+      let st = lstatSync(r.path, { bigint: true })
+      if (st.isSymbolicLink()) st = statSync(followed(r.root, r.path, what), { bigint: true })
       if (st.isDirectory()) throw new IsADirectoryError(`${what}: is a directory`)
       if (!st.isFile()) throw new InvalidArgumentError(`${what}: not a regular file`)
       out.push(versionOf(st))
@@ -118,7 +132,7 @@ export async function statFiles (volumes: readonly Volume[], urls: URL[]): Promi
 
 /** Each file read whole, checked as read() checks it (inside the volume, regular, the expected version, unchanged while read). */
 export async function readWhole (volumes: readonly Volume[], files: Array<{ url: URL, expect?: ObjectVersion }>): Promise<WholeRead[]> {
-  const root = rootsOf(volumes)
+  const resolve = resolver(volumes)
   const out: WholeRead[] = []
   for (let i = 0; i < files.length; i++) {
     if (i > 0 && i % SLICE === 0) await turn()
@@ -126,13 +140,18 @@ export async function readWhole (volumes: readonly Volume[], files: Array<{ url:
     let what = url.href
     let fd: number | undefined
     try {
-      const { volume, relPath } = parseFileUrl(url)
-      what = `${volume}/${relPath}`
-      const r = root(volume)
-      const real = realpathSync.native(join(r, ...relPath.split('/').filter(s => s !== '')))
-      confine(r, real, what)
-      fd = openSync(real, O_RDONLY | O_NOFOLLOW | O_NONBLOCK)
-      assertFdInside(fd, r, what)
+      const r = resolve(url)
+      what = r.what
+      // O_NONBLOCK: a FIFO swapped in must not hang the open (no effect on regular files).
+      const flags = O_RDONLY | O_NOFOLLOW | O_NONBLOCK
+      try {
+        fd = openSync(r.path, flags)
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ELOOP') throw err
+        fd = openSync(followed(r.root, r.path, what), flags)
+      }
+      const real = fdPath(fd) ?? r.path
+      confine(r.root, real, what)
       const first = fstatSync(fd, { bigint: true })
       if (first.isDirectory()) throw new IsADirectoryError(`${what}: is a directory`)
       if (!first.isFile()) throw new InvalidArgumentError(`${what}: not a regular file`)
@@ -210,8 +229,7 @@ export async function putWhole (volumes: readonly Volume[], files: WholeFile[], 
       const partial = join(dir, partialName(basename(r.target), key))
       let fd: number
       try {
-        // A file written onto a directory would fail only at the rename: refused first.
-        if (lstatSync(r.target, { throwIfNoEntry: false })?.isDirectory() === true) throw new IsADirectoryError(`${r.what}: is a directory`)
+        // A directory at the target name is refused by the rename (EISDIR, is_a_directory): the bytes are in memory, nothing moves for it.
         fd = openSync(partial, O_WRONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK, 0o666)
       } catch (err) {
         out[i] = (err as NodeJS.ErrnoException).code === 'ELOOP'
