@@ -146,22 +146,30 @@ export async function copyTree (deps: TreeCopyDeps, job: Job, source: TreeSource
     const files = batch
     batch = []
     batchBytes = 0
-    // One batch is pulled while the next is listed and compared: at most two batches in memory.
-    await pulling
+    // A batch is received once the one before has all its bytes: that one's last group is then written (and synced)
+    // while this one comes. At most two batches pulled at once, and one receiving (the journal holds one partial file).
+    await receiving
+    await older
+    let received = (): void => {}
+    receiving = new Promise<void>(resolve => { received = resolve })
+    older = pulling
     // Failed files queue rows without sending them: send at every batch's end, so the queue stays bounded.
-    pulling = pull(ctx, files).then(sendRows)
+    pulling = pull(ctx, files, 0, received).then(sendRows)
     pulling.catch(() => {})
   }
   let pulling: Promise<void> | undefined
+  let older: Promise<void> | undefined
+  let receiving: Promise<void> | undefined
 
   // A mirror needs every path the source listed once the copy is done: one string per entry, the price of deleteExtra.
   const listed = new Set<string>()
   try {
     await listAndCopy()
   } finally {
-    // Whatever ended the listing, the batch being pulled finishes (or fails) before the attempt ends.
-    await pulling?.catch(() => {})
+    // Whatever ended the listing, the batches being pulled finish (or fail) before the attempt ends.
+    await Promise.allSettled([older, pulling])
   }
+  await older
   await pulling
   // Only after every file is in place: a failed copy removes nothing.
   if (mirror && result.files.failed === 0) {
@@ -313,7 +321,8 @@ async function sameDigests (ctx: Ctx, entries: TreeEntry[], algorithm: 'sha256' 
 /** Times a file that changed while it was read is asked for again, as it is then, before it is reported `source_changed`. */
 const CHANGED_RETRIES = 3
 
-async function pull (ctx: Ctx, files: Pending[], round = 0): Promise<void> {
+/** `received`: called once every byte of the batch has come (its writes may still be under way), or it failed. */
+async function pull (ctx: Ctx, files: Pending[], round = 0, received?: () => void): Promise<void> {
   const { deps, source, algorithm, entry, result, failFile, progress, signal } = ctx
   const byPath = new Map(files.map((f, i) => [f.entry.path, { f, i }]))
   const putFiles = ctx.dst.plugin.putFiles?.bind(ctx.dst.plugin)
@@ -452,13 +461,15 @@ async function pull (ctx: Ctx, files: Pending[], round = 0): Promise<void> {
         failFile(path, err instanceof SourceChangedError && round > 0 ? new SourceChangedError(`changed while it was read, ${round + 1} times; not copied`) : err)
       }
     }, signal)
+    if (again.length === 0) received?.()
     await writeGroup()
     await writing
     await Promise.all(commits)
     if (commitError !== undefined) throw commitError
     for (const dir of renamedIn) await ctx.dst.plugin.syncDirectory?.(ctx.urlOf(dir), { signal })
-    if (again.length > 0) await pull(ctx, again, round + 1)
+    if (again.length > 0) await pull(ctx, again, round + 1, received)
   } catch (err) {
+    received?.()
     // A group being written finishes (its files are then in place); the one being gathered was never written.
     await writing.catch(() => {})
     await Promise.all(commits)
