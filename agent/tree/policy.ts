@@ -72,11 +72,12 @@ export function carriedWhole (size: number, offset: number): boolean {
 }
 
 /**
- * A group of small files is written (and synced once) when it holds this
- * many files or bytes: large enough that one sync covers many files, small
- * enough that the next group is received while this one is written.
+ * A group of small files is written (and synced twice: its data, then its
+ * renames) when it holds this many files or bytes. A whole batch (TREE_BATCH
+ * files): fewer syncs, each a journal commit; the next batch is received
+ * while this one's group is written, so nothing waits on it.
  */
-export const GROUP_FILES = 128
+export const GROUP_FILES = 256
 export const GROUP_BYTES = 8 * 1024 * 1024
 
 export function groupFull (files: number, bytes: number): boolean {
