@@ -423,6 +423,8 @@ async function pull (ctx: Ctx, files: Pending[], round = 0, received?: () => voi
         if (c.sink === undefined) {
           const e = c.f.entry
           const data = Buffer.concat(c.parts ?? [])
+          // What the writer's commit checks for a file it writes: every byte of the listed size, no more.
+          if (data.byteLength !== e.size) { failFile(path, new InternalError(`${data.byteLength} bytes received, the file is ${e.size}`)); return }
           group.push({ f: c.f, file: { url: ctx.urlOf(path), data, mtime: e.mtime > 0 ? e.mtime : undefined, mode: e.mode } })
           groupBytes += data.byteLength
           if (groupFull(group.length, groupBytes)) await writeGroup()
