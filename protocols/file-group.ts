@@ -78,7 +78,8 @@ function errorOf (err: unknown, what: string): StaccatoError {
  */
 function resolver (volumes: readonly Volume[]): (url: URL) => { root: string, path: string, what: string } {
   const roots = new Map<string, string>()
-  const dirs = new Map<string, string>()
+  /** A directory's real path, or why it has none (missing: every file of a first copy), found once per call. */
+  const dirs = new Map<string, string | { failed: unknown }>()
   return url => {
     const { volume, relPath } = parseFileUrl(url)
     const what = `${volume}/${relPath}`
@@ -93,10 +94,15 @@ function resolver (volumes: readonly Volume[]): (url: URL) => { root: string, pa
     const dirKey = `${volume}/${segments.slice(0, -1).join('/')}`
     let dir = dirs.get(dirKey)
     if (dir === undefined) {
-      dir = realpathSync.native(join(root, ...segments.slice(0, -1)))
-      confine(root, dir, what)
+      try {
+        dir = realpathSync.native(join(root, ...segments.slice(0, -1)))
+      } catch (err) {
+        dir = { failed: err }
+      }
       dirs.set(dirKey, dir)
     }
+    if (typeof dir !== 'string') throw fsError(dir.failed, what)
+    confine(root, dir, what)
     return { root, path: segments.length === 0 ? dir : join(dir, segments[segments.length - 1]), what }
   }
 }
@@ -118,7 +124,9 @@ export async function statFiles (volumes: readonly Volume[], urls: URL[]): Promi
     try {
       const r = resolve(urls[i])
       what = r.what
-      let st = lstatSync(r.path, { bigint: true })
+      // Not there (a first copy): no exception to build and throw per file.
+      let st = lstatSync(r.path, { bigint: true, throwIfNoEntry: false })
+      if (st === undefined) { out.push(new NotFoundError(`${what}: not found`)); continue }
       if (st.isSymbolicLink()) st = statSync(followed(r.root, r.path, what), { bigint: true })
       if (st.isDirectory()) throw new IsADirectoryError(`${what}: is a directory`)
       if (!st.isFile()) throw new InvalidArgumentError(`${what}: not a regular file`)
