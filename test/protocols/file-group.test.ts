@@ -5,6 +5,7 @@ import { join } from 'node:path'
 import { IsADirectoryError, NotFoundError, PermissionDeniedError, SourceChangedError } from '../../mesh/index.ts'
 import { file } from '../../protocols/index.ts'
 import type { ProtocolPlugin, StatResult } from '../../protocols/index.ts'
+import { syncFileSystems } from '../../protocols/syncfs.ts'
 
 /** The file plug-in's calls for many small files at once (a tree's fast path): the rules of stat, read and write, one call for many. */
 describe('file plug-in: statMany, readFiles, putFiles', () => {
@@ -88,5 +89,14 @@ describe('file plug-in: statMany, readFiles, putFiles', () => {
     expect('data' in ra && Buffer.from(ra.data).toString()).toBe('alpha')
     expect('error' in rb && rb.error).toBeInstanceOf(SourceChangedError)
     expect('error' in rc && rc.error).toBeInstanceOf(NotFoundError)
+  })
+
+  it('syncFileSystems answers each path through the one sh: true when synced, false when it could not be (the caller then fsyncs)', async () => {
+    await mkdir(join(root, 'new\nline'))
+    expect(await syncFileSystems([root, join(root, 'new\nline')])).toBe(true)
+    expect(await syncFileSystems([join(root, 'missing')])).toBe(false)
+    // Answers stay in order after a failure.
+    const all = await Promise.all([syncFileSystems([root]), syncFileSystems([join(root, 'missing')]), syncFileSystems([root])])
+    expect(all).toEqual([true, false, true])
   })
 })
