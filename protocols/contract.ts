@@ -9,6 +9,8 @@
  * whose `retryable` flag the executor uses to classify a failure.
  */
 
+import type { StaccatoError } from '../mesh/index.ts'
+
 export interface Capabilities {
   read: boolean
   write: boolean
@@ -169,6 +171,19 @@ export interface TreeEntry {
   reason?: string
 }
 
+/** A small file given whole, for putFiles. */
+export interface WholeFile {
+  url: URL
+  data: Uint8Array
+  /** Set on the file (epoch ms). */
+  mtime?: number
+  /** Permission bits. */
+  mode?: number
+}
+
+/** A small file read whole by readFiles, or why it could not be. */
+export type WholeRead = { data: Uint8Array, version: StatResult, /** Its real path on the host, for a caller that confines it further (a tree). */ real: string } | { error: StaccatoError }
+
 export interface ProtocolPlugin {
   readonly scheme: string
   readonly capabilities: Capabilities
@@ -188,6 +203,17 @@ export interface ProtocolPlugin {
   remove?(url: URL, opts?: OpOptions): Promise<boolean>
   /** Makes the renames done in a directory durable (after commits with `deferDirectorySync`). */
   syncDirectory?(url: URL, opts?: OpOptions): Promise<void>
+  /** The stat of each object, or its error, as stat() gives them; for many small files at once (a tree's quick check). */
+  statMany?(urls: URL[], opts?: OpOptions): Promise<Array<StatResult | StaccatoError>>
+  /** Small files read whole, each checked as read() checks it (with `expect`), for a tree's holder. */
+  readFiles?(files: Array<{ url: URL, expect?: ObjectVersion }>, opts?: OpOptions): Promise<WholeRead[]>
+  /**
+   * A group of small files written whole with write()'s rules (a partial
+   * under `key`, nothing at a target name before its bytes are durable),
+   * made durable together; when it returns, every file without an error in
+   * its slot is at its name, durably. A failed file leaves no partial.
+   */
+  putFiles?(files: WholeFile[], opts: OpOptions & { key: string }): Promise<Array<StaccatoError | undefined>>
   /** Present when capabilities.writeAt is true. */
   openWriterAt?(url: URL, opts: WriteAtOptions): Promise<WriterAt>
   /** Frees resources (sockets, handles) the plug-in holds. */

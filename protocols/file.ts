@@ -3,11 +3,13 @@ import type { BigIntStats } from 'node:fs'
 import { lstat, open, opendir, realpath, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { InvalidArgumentError, IsADirectoryError, SourceChangedError } from '../mesh/index.ts'
-import type { Entry, ObjectVersion, TreeEntry, OpOptions, ProtocolPlugin, ReadOptions, StatResult, WriteAtOptions, WriteOptions, Writer, WriterAt } from './contract.ts'
+import type { StaccatoError } from '../mesh/index.ts'
+import type { Entry, ObjectVersion, TreeEntry, OpOptions, ProtocolPlugin, ReadOptions, StatResult, WholeFile, WholeRead, WriteAtOptions, WriteOptions, Writer, WriterAt } from './contract.ts'
 import { openFileWriter } from './file-writer.ts'
 import { openFileWriterAt } from './file-writer-at.ts'
 import { isPartialName, syncDirectoryPath } from './file-partial.ts'
 import { makeDirectory, removeEntry, walkDirectory } from './file-tree.ts'
+import { putWhole, readWhole, statFiles } from './file-group.ts'
 import { fsError } from './fs-errors.ts'
 import { assertVersion, checkOffset, checkRange, checkWriteKey } from './util.ts'
 import { assertHandleInside, isInside, parseFileUrl, resolveIn } from './volumes.ts'
@@ -145,6 +147,18 @@ export function file (init: FileOptions): ProtocolPlugin {
       opts?.signal?.throwIfAborted()
       const { path, what } = await resolve(url)
       await syncDirectoryPath(path).catch(err => { throw fsError(err, what) })
+    },
+
+    async statMany (urls: URL[]): Promise<Array<StatResult | StaccatoError>> {
+      return await statFiles(volumes, urls)
+    },
+
+    async readFiles (files: Array<{ url: URL, expect?: ObjectVersion }>): Promise<WholeRead[]> {
+      return await readWhole(volumes, files)
+    },
+
+    async putFiles (files: WholeFile[], opts: OpOptions & { key: string }): Promise<Array<StaccatoError | undefined>> {
+      return await putWhole(volumes, files, opts.key, opts.signal)
     },
 
     async remove (url: URL, opts?: OpOptions): Promise<boolean> {

@@ -18,7 +18,7 @@ import { freePort } from '../cli/index.ts'
 import { BenchMesh } from './bench-mesh.ts'
 import type { BenchAgent } from './bench-mesh.ts'
 import { LocalSshd } from './bench-scp.ts'
-import { MiB, mbps, note, peakRssMiB, report, round } from './bench-util.ts'
+import { MiB, cpuSeconds, mbps, note, peakRssMiB, report, round } from './bench-util.ts'
 
 // The cipher bench:transfer gives scp: the fastest of OpenSSH's on x86 with AES-NI.
 const CIPHER = 'aes128-gcm@openssh.com'
@@ -68,11 +68,18 @@ async function checkCopy (what: string, dir: string, want: { files: number, byte
   if (got.files !== want.files || got.bytes !== want.bytes) throw new Error(`${what}: ${got.files} files, ${got.bytes} bytes; expected ${want.files}, ${want.bytes}`)
 }
 
-async function agentTree (mesh: BenchMesh, b: BenchAgent, src: string, dst: string): Promise<{ ms: number, files: { done: number, skipped: number } }> {
+/**
+ * CPU seconds both agents spent on a run, beside its time: on a loaded machine (other processes on its two cores)
+ * the wall time says more about the neighbours than about the agents.
+ */
+async function agentTree (mesh: BenchMesh, b: BenchAgent, src: string, dst: string, a?: BenchAgent): Promise<{ ms: number, cpu: number | null, files: { done: number, skipped: number } }> {
+  const cpu = (): number => a === undefined ? NaN : cpuSeconds(a.pid) + cpuSeconds(b.pid)
+  const cpuBefore = cpu()
   const { id } = await mesh.run(`agent://a/vol/${src}/`, `agent://b/vol/${dst}/`, timeoutMs, { checksumMode: args.checksum })
   const ms = await mesh.executorMs(b.name, id, 'tree copied')
   const t = (await mesh.api('GET', `/v1/transfers/${id}`)).body as { progress: { files: { done: number, skipped: number } } }
-  return { ms, files: t.progress.files }
+  const used = cpu() - cpuBefore
+  return { ms, cpu: Number.isNaN(used) ? null : round(used, 2), files: t.progress.files }
 }
 
 async function main (): Promise<void> {
@@ -88,10 +95,10 @@ async function main (): Promise<void> {
     const small = await census(join(a.volume, 'small'))
     const large = await census(join(a.volume, 'large')).catch(() => ({ files: 0, bytes: 0 }))
 
-    const ours = await agentTree(mesh, b, 'small', 'small')
+    const ours = await agentTree(mesh, b, 'small', 'small', a)
     await checkCopy('agents, small tree', join(b.volume, 'small'), small)
     note(`agents, small: ${round(ours.ms / 1000, 2)} s (${round(files / (ours.ms / 1000), 0)} files/s)`)
-    const noop = await agentTree(mesh, b, 'small', 'small')
+    const noop = await agentTree(mesh, b, 'small', 'small', a)
     if (noop.files.done !== 0) throw new Error(`the no-op run copied ${noop.files.done} files`)
     note(`agents, small, nothing changed: ${round(noop.ms / 1000, 2)} s`)
     let oursLarge: number | null = null
@@ -138,6 +145,8 @@ async function main (): Promise<void> {
       checksumMode: args.checksum,
       smallSeconds: round(ours.ms / 1000, 3),
       smallFilesPerSec: round(files / (ours.ms / 1000), 1),
+      // Both agents' CPU seconds (user + system) over the run, from the submit to the record's end.
+      smallAgentCpuSeconds: ours.cpu,
       scpSmallSeconds: scpSmall === null ? null : round(scpSmall / 1000, 3),
       rsyncSmallSeconds: rsyncSmall === null ? null : round(rsyncSmall / 1000, 3),
       // Speed ratios: above 1, the agents are faster.
@@ -147,6 +156,7 @@ async function main (): Promise<void> {
       rsyncLargeMBps: rsyncLarge === null ? null : round(mbps(large.bytes, rsyncLarge), 1),
       largeOverRsync: ratio(rsyncLarge, oursLarge),
       noopSeconds: round(noop.ms / 1000, 3),
+      noopAgentCpuSeconds: noop.cpu,
       rsyncNoopSeconds: rsyncNoop === null ? null : round(rsyncNoop / 1000, 3),
       // A time ratio: at most 1, the agents' re-sync is no slower than rsync's.
       noopOverRsync: rsyncNoop === null ? null : round(noop.ms / rsyncNoop, 3),
@@ -157,7 +167,7 @@ async function main (): Promise<void> {
     const or = (x: unknown): string => x === null || x === undefined ? '-' : String(x)
     report(args.json, result, [
       `small tree: ${files} × ${fileSize} B in ${dirs} dirs; large tree: ${largeCount} × ${largeSize / MiB} MiB; checksum ${args.checksum}`,
-      `agents, small        ${result.smallSeconds} s   ${result.smallFilesPerSec} files/s   over scp -r ${or(result.smallOverScp)}   over rsync -a ${or(result.smallOverRsync)}`,
+      `agents, small        ${result.smallSeconds} s (agents' CPU ${or(result.smallAgentCpuSeconds)} s)   ${result.smallFilesPerSec} files/s   over scp -r ${or(result.smallOverScp)}   over rsync -a ${or(result.smallOverRsync)}`,
       `scp -r / rsync -a    ${or(result.scpSmallSeconds)} s / ${or(result.rsyncSmallSeconds)} s`,
       `agents, large        ${or(result.largeMBps)} MB/s   rsync -a ${or(result.rsyncLargeMBps)} MB/s   over rsync ${or(result.largeOverRsync)}`,
       `no-op re-sync        ${result.noopSeconds} s   rsync ${or(result.rsyncNoopSeconds)} s   ratio ${or(result.noopOverRsync)} (≤ 1 is no slower)`,

@@ -2,7 +2,7 @@ import {
   ChecksumMismatchError, InternalError, IsADirectoryError, NotFoundError, SourceChangedError, TREE_BATCH, UnsupportedError, toStaccatoError
 } from '../../mesh/index.ts'
 import type { ControlParams, ErrorInfo, Job, MeshNode, StaccatoError, TreeEntry } from '../../mesh/index.ts'
-import type { ObjectVersion, Writer } from '../../protocols/index.ts'
+import type { ObjectVersion, ProtocolPlugin, WholeFile, Writer } from '../../protocols/index.ts'
 import type { Resolved } from '../resolve.ts'
 import type { JournalEntry, TreeFileCheckpoint } from '../journal.ts'
 import { entryForJob } from '../journal.ts'
@@ -14,7 +14,7 @@ import { DurableSink } from '../copy/durable-sink.ts'
 import { throttled } from '../copy/stages.ts'
 import type { FileRun } from './client.ts'
 import type { TreeSource } from './source.ts'
-import { DEFAULT_TREE_SYNC, syncDecision } from './policy.ts'
+import { DEFAULT_TREE_SYNC, carriedWhole, groupFull, syncDecision } from './policy.ts'
 import { deleteExtra } from './mirror.ts'
 
 export interface FileCounts { total: number, done: number, skipped: number, failed: number }
@@ -52,6 +52,9 @@ const COMMITS_IN_FLIGHT = 32
 const BATCH_BYTES = 64 * 1024 * 1024
 
 interface Pending { entry: TreeEntry, offset: number, writer?: Writer, hasher?: Hasher, opening?: Promise<Writer> }
+
+/** A small file received whole, waiting for its group to be written. */
+interface Whole { f: Pending, file: WholeFile }
 
 /** What every step of one tree copy shares. */
 interface Ctx {
@@ -102,9 +105,9 @@ export async function copyTree (deps: TreeCopyDeps, job: Job, source: TreeSource
     deps.progress({ transferId: job.transferId, attempt: job.attempt, bytesDone: result.bytesDone, bytesTotal: result.bytesTotal, files: { ...result.files } })
   }
   let rows: FileRow[] = []
-  const sendRows = async (): Promise<void> => {
-    const all = rows
-    rows = []
+  /** The call under way: one at a time, beside the copy (a round trip per 256 files was most of a no-op re-sync). */
+  let sending: Promise<void> = Promise.resolve()
+  const send = async (all: FileRow[]): Promise<void> => {
     // In calls of at most the method's bound: failures of a batch queue up to a batch of rows at once.
     for (let i = 0; i < all.length; i += ROWS_PER_CALL) {
       const files = all.slice(i, i + ROWS_PER_CALL)
@@ -113,6 +116,15 @@ export async function copyTree (deps: TreeCopyDeps, job: Job, source: TreeSource
         deps.log('could not send a batch of tree files to the coordinator', { transferId: job.transferId, files: files.length, error: String(err) }, 'warn')
       })
     }
+  }
+  const sendRows = async (): Promise<void> => {
+    const all = rows
+    rows = []
+    if (all.length === 0) return
+    const before = sending
+    sending = before.then(async () => { await send(all) })
+    // Waits for the call before this one only: at most two calls' rows in memory, and the copy goes on beside the last.
+    await before
   }
   const row = async (r: FileRow): Promise<void> => {
     rows.push(r)
@@ -134,33 +146,42 @@ export async function copyTree (deps: TreeCopyDeps, job: Job, source: TreeSource
     const files = batch
     batch = []
     batchBytes = 0
-    // One batch is pulled while the next is listed and compared: at most two batches in memory.
-    await pulling
+    // A batch is received once the one before has all its bytes: that one's last group is then written (and synced)
+    // while this one comes. At most two batches pulled at once, and one receiving (the journal holds one partial file).
+    await receiving
+    await older
+    let received = (): void => {}
+    receiving = new Promise<void>(resolve => { received = resolve })
+    older = pulling
     // Failed files queue rows without sending them: send at every batch's end, so the queue stays bounded.
-    pulling = pull(ctx, files).then(sendRows)
+    pulling = pull(ctx, files, 0, received).then(sendRows)
     pulling.catch(() => {})
   }
   let pulling: Promise<void> | undefined
+  let older: Promise<void> | undefined
+  let receiving: Promise<void> | undefined
 
   // A mirror needs every path the source listed once the copy is done: one string per entry, the price of deleteExtra.
   const listed = new Set<string>()
   try {
     await listAndCopy()
   } finally {
-    // Whatever ended the listing, the batch being pulled finishes (or fails) before the attempt ends.
-    await pulling?.catch(() => {})
+    // Whatever ended the listing, the batches being pulled finish (or fail) before the attempt ends.
+    await Promise.allSettled([older, pulling])
   }
+  await older
   await pulling
   // Only after every file is in place: a failed copy removes nothing.
   if (mirror && result.files.failed === 0) {
     result.deleted = await deleteExtra({ plugin, dir: dst.url, urlOf, filter: job.tree ?? {}, inSource: p => listed.has(p), dryRun, row, signal })
   }
   await sendRows()
+  await sending
   progress(true)
   return result
 
   async function listAndCopy (): Promise<void> {
-    for await (const { e, there: stated } of statAhead(source.list(job.tree ?? {}, signal), url => plugin.stat(url, { signal }), urlOf)) {
+    for await (const { e, there: stated } of statAhead(source.list(job.tree ?? {}, signal), plugin, urlOf, signal)) {
       signal.throwIfAborted()
       if (mirror) listed.add(e.path)
       if (e.type === 'directory') {
@@ -227,21 +248,49 @@ export async function copyTree (deps: TreeCopyDeps, job: Job, source: TreeSource
 /** Files whose destination is stat'ed ahead of the one being decided: each stat is a few system calls, which overlap. */
 const STAT_AHEAD = 16
 
+/** Entries of the listing whose destinations are stat'ed in one call, where the plug-in can (statMany). */
+const STAT_BATCH = 256
+
+type Stated = { e: TreeEntry, there?: Promise<ObjectVersion> }
+
 /**
- * The listing, each file with the stat of its destination started early
- * (STAT_AHEAD ahead), in the listing's order. A stat that fails is the
- * caller's to read: its promise is handled here so that it never rejects
- * unobserved.
+ * The listing, each file with the stat of its destination started early, in
+ * the listing's order: a batch at a time where the plug-in stats many at once
+ * (a few µs a file, against a thread-pool round trip each), otherwise
+ * STAT_AHEAD ahead. A stat that fails is the caller's to read: its promise is
+ * handled here so that it never rejects unobserved.
  */
-async function * statAhead (entries: AsyncIterable<TreeEntry>, stat: (url: URL) => Promise<ObjectVersion>, urlOf: (path: string) => URL): AsyncGenerator<{ e: TreeEntry, there?: Promise<ObjectVersion> }> {
-  const queue: Array<{ e: TreeEntry, there?: Promise<ObjectVersion> }> = []
-  for await (const e of entries) {
-    const there = e.type === 'file' ? stat(urlOf(e.path)) : undefined
-    there?.catch(() => {})
-    queue.push({ e, there })
-    if (queue.length > STAT_AHEAD) yield queue.shift() as { e: TreeEntry, there?: Promise<ObjectVersion> }
+async function * statAhead (entries: AsyncIterable<TreeEntry>, plugin: ProtocolPlugin, urlOf: (path: string) => URL, signal: AbortSignal): AsyncGenerator<Stated> {
+  const statMany = plugin.statMany?.bind(plugin)
+  if (statMany === undefined) {
+    const queue: Stated[] = []
+    for await (const e of entries) {
+      const there = e.type === 'file' ? plugin.stat(urlOf(e.path), { signal }) : undefined
+      there?.catch(() => {})
+      queue.push({ e, there })
+      if (queue.length > STAT_AHEAD) yield queue.shift() as Stated
+    }
+    yield * queue
+    return
   }
-  yield * queue
+  let batch: TreeEntry[] = []
+  const stated = async function * (): AsyncGenerator<Stated> {
+    const files = batch.filter(e => e.type === 'file')
+    const found = files.length === 0 ? [] : await statMany(files.map(e => urlOf(e.path)), { signal })
+    const byPath = new Map(files.map((e, i) => [e.path, found[i]]))
+    for (const e of batch) {
+      const r = byPath.get(e.path)
+      const there = r === undefined ? undefined : r instanceof Error ? Promise.reject(r) : Promise.resolve(r)
+      there?.catch(() => {})
+      yield { e, there }
+    }
+    batch = []
+  }
+  for await (const e of entries) {
+    batch.push(e)
+    if (batch.length >= STAT_BATCH) yield * stated()
+  }
+  yield * stated()
 }
 
 /**
@@ -272,16 +321,19 @@ async function sameDigests (ctx: Ctx, entries: TreeEntry[], algorithm: 'sha256' 
 /** Times a file that changed while it was read is asked for again, as it is then, before it is reported `source_changed`. */
 const CHANGED_RETRIES = 3
 
-async function pull (ctx: Ctx, files: Pending[], round = 0): Promise<void> {
+/** `received`: called once every byte of the batch has come (its writes may still be under way), or it failed. */
+async function pull (ctx: Ctx, files: Pending[], round = 0, received?: () => void): Promise<void> {
   const { deps, source, algorithm, entry, result, failFile, progress, signal } = ctx
   const byPath = new Map(files.map((f, i) => [f.entry.path, { f, i }]))
+  const putFiles = ctx.dst.plugin.putFiles?.bind(ctx.dst.plugin)
+  const whole = (f: Pending): boolean => putFiles !== undefined && f.writer === undefined && carriedWhole(f.entry.size, f.offset)
   // A kept partial is read back and hashed before it is trusted; one that does not match starts from zero.
   for (const f of files) if (f.offset > 0) await reopen(ctx, f)
   let opened = 0
   const openAhead = (upTo: number): void => {
     for (; opened < Math.min(upTo, files.length); opened++) {
       const f = files[opened]
-      if (f.writer !== undefined) continue
+      if (f.writer !== undefined || whole(f)) continue
       f.opening = openAt(ctx, f, 0)
       // Awaited when its bytes come, or discarded: never an unhandled rejection meanwhile.
       f.opening.catch(() => {})
@@ -292,7 +344,20 @@ async function pull (ctx: Ctx, files: Pending[], round = 0): Promise<void> {
     await w?.abort({ keepPartial: false }).catch(() => {})
   }
   openAhead(OPEN_AHEAD)
-  let current: { f: Pending, sink: DurableSink, hasher?: Hasher } | undefined
+  let current: { f: Pending, sink?: DurableSink, parts?: Uint8Array[], hasher?: Hasher } | undefined
+  // Small files received whole, written a group at a time: one group written while the next is received.
+  let group: Whole[] = []
+  let groupBytes = 0
+  let writing: Promise<void> = Promise.resolve()
+  const writeGroup = async (): Promise<void> => {
+    const these = group
+    group = []
+    groupBytes = 0
+    await writing
+    if (these.length === 0) return
+    writing = putGroup(ctx, these, putFiles as NonNullable<typeof putFiles>)
+    writing.catch(() => {})
+  }
   const commits = new Set<Promise<void>>()
   let commitError: unknown
   const again: Pending[] = []
@@ -306,8 +371,21 @@ async function pull (ctx: Ctx, files: Pending[], round = 0): Promise<void> {
         const { f } = at
         openAhead(at.i + 1 + OPEN_AHEAD)
         const version = { size: f.entry.size, mtime: f.entry.mtime }
-        f.writer ??= await (f.opening ?? openAt(ctx, f, 0))
         f.hasher ??= algorithm === undefined ? undefined : newHasher(algorithm)
+        if (whole(f)) {
+          // Kept in memory until its digest matched, then written with its group: a file that does not match is never written.
+          const parts: Uint8Array[] = []
+          current = { f, parts, hasher: f.hasher }
+          for await (const chunk of throttled(chunks, deps.download, signal)) {
+            f.hasher?.update(chunk)
+            parts.push(chunk)
+            deps.counters.bytesReceived += chunk.byteLength
+            result.bytesDone += chunk.byteLength
+          }
+          progress()
+          return
+        }
+        f.writer ??= await (f.opening ?? openAt(ctx, f, 0))
         // The sink journals the file's offset into the tree's one entry: one file is part written at a time.
         const journal: Pick<TransferJournal, 'commitOffset'> = {
           commitOffset: async (fileEntry, offset) => {
@@ -338,14 +416,25 @@ async function pull (ctx: Ctx, files: Pending[], round = 0): Promise<void> {
         const theirs = algorithm === undefined ? undefined : digest[algorithm]
         const ours = c.hasher?.digest()
         if (theirs !== undefined && ours !== theirs) {
-          await c.sink.abort(false)
+          await c.sink?.abort(false)
           failFile(path, new ChecksumMismatchError(`received bytes hash to ${algorithm ?? ''} ${ours ?? ''}, the holder's to ${theirs}`))
           return
         }
+        if (c.sink === undefined) {
+          const e = c.f.entry
+          const data = Buffer.concat(c.parts ?? [])
+          // What the writer's commit checks for a file it writes: every byte of the listed size, no more.
+          if (data.byteLength !== e.size) { failFile(path, new InternalError(`${data.byteLength} bytes received, the file is ${e.size}`)); return }
+          group.push({ f: c.f, file: { url: ctx.urlOf(path), data, mtime: e.mtime > 0 ? e.mtime : undefined, mode: e.mode } })
+          groupBytes += data.byteLength
+          if (groupFull(group.length, groupBytes)) await writeGroup()
+          return
+        }
+        const sink = c.sink
         // Committed beside the next files: each commit waits on two fsyncs (the file, then its directory),
         // and the file system's journal takes concurrent ones in one commit of its own.
         while (commits.size >= COMMITS_IN_FLIGHT) await Promise.race(commits)
-        const done = c.sink.commit().then(async () => {
+        const done = sink.commit().then(async () => {
           renamedIn.add(path.includes('/') ? path.slice(0, path.lastIndexOf('/') + 1) : '')
           result.files.done++
           await ctx.row({ path, state: 'done', size: c.f.entry.size })
@@ -374,17 +463,41 @@ async function pull (ctx: Ctx, files: Pending[], round = 0): Promise<void> {
         failFile(path, err instanceof SourceChangedError && round > 0 ? new SourceChangedError(`changed while it was read, ${round + 1} times; not copied`) : err)
       }
     }, signal)
+    if (again.length === 0) received?.()
+    await writeGroup()
+    await writing
     await Promise.all(commits)
     if (commitError !== undefined) throw commitError
     for (const dir of renamedIn) await ctx.dst.plugin.syncDirectory?.(ctx.urlOf(dir), { signal })
-    if (again.length > 0) await pull(ctx, again, round + 1)
+    if (again.length > 0) await pull(ctx, again, round + 1, received)
   } catch (err) {
+    received?.()
+    // A group being written finishes (its files are then in place); the one being gathered was never written.
+    await writing.catch(() => {})
     await Promise.all(commits)
     // The stream broke inside a file: its partial stays for the next attempt, which resumes it from the journaled offset.
-    await current?.sink.abort(toStaccatoError(err).retryable).catch(() => {})
+    await current?.sink?.abort(toStaccatoError(err).retryable).catch(() => {})
     for (const f of files) if (f !== current?.f) await discard(f)
     throw err
   }
+}
+
+/**
+ * Writes a group of small files through the plug-in's putFiles: each at its
+ * name, durably, when it returns (one sync for the group), or failed alone.
+ * Each is then done for the journal's purpose: the next attempt finds it in
+ * place by the sync check, as any committed file.
+ */
+async function putGroup (ctx: Ctx, group: Whole[], putFiles: NonNullable<ProtocolPlugin['putFiles']>): Promise<void> {
+  const errors = await putFiles(group.map(w => w.file), { key: ctx.job.transferId, signal: ctx.signal })
+  for (let i = 0; i < group.length; i++) {
+    const { entry } = group[i].f
+    const err = errors[i]
+    if (err !== undefined) { ctx.failFile(entry.path, err); continue }
+    ctx.result.files.done++
+    await ctx.row({ path: entry.path, state: 'done', size: entry.size })
+  }
+  ctx.progress()
 }
 
 async function openAt (ctx: Ctx, f: Pending, offset: number): Promise<Writer> {

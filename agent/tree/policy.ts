@@ -56,3 +56,30 @@ export function extraDecision (keep: (path: string, isDirectory: boolean) => boo
   if (!keep(path, isDirectory)) return isDirectory ? 'skip-below' : 'keep'
   return inSource(path) ? 'keep' : 'extra'
 }
+
+/**
+ * Files up to this size go whole through the small-file path: the holder
+ * reads them with one call (it already read files up to 256 KiB whole while
+ * checking them), the receiver keeps them in memory and writes them in
+ * groups. 256 files of this size in a batch keep at most 64 MiB in memory,
+ * as BATCH_BYTES allows for any batch.
+ */
+export const SMALL_FILE_BYTES = 256 * 1024
+
+/** A file goes the small-file way when it is small and starts at zero (a resumed partial goes through the writer, which reads its prefix back). */
+export function carriedWhole (size: number, offset: number): boolean {
+  return offset === 0 && size <= SMALL_FILE_BYTES
+}
+
+/**
+ * A group of small files is written (and synced twice: its data, then its
+ * renames) when it holds this many files or bytes. A whole batch (TREE_BATCH
+ * files): fewer syncs, each a journal commit; the next batch is received
+ * while this one's group is written, so nothing waits on it.
+ */
+export const GROUP_FILES = 256
+export const GROUP_BYTES = 8 * 1024 * 1024
+
+export function groupFull (files: number, bytes: number): boolean {
+  return files >= GROUP_FILES || bytes >= GROUP_BYTES
+}

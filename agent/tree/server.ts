@@ -1,5 +1,6 @@
 import type { Connection, Stream } from '@libp2p/interface'
 import type { Socket } from 'node:net'
+import { Uint8ArrayList } from 'uint8arraylist'
 import {
   FrameReader, InvalidArgumentError, PermissionDeniedError, RecordWriter, TREE_PROTOCOL, TreeRequest, WIRE_VERSION,
   decode, encodeFrame, namesDirectory, parseLocation, send, sendFrame, toStaccatoError, verifyTicket
@@ -20,6 +21,9 @@ export interface TreeServerOptions extends TreeHolder {
 }
 
 const HEADER_TIMEOUT_MS = 10_000
+
+/** Bytes of messages gathered before a send: 16 files of 4 KiB; a 1 MiB chunk of a large file goes alone. */
+const COALESCE_BYTES = 64 * 1024
 
 /**
  * The holder's side of /staccato/tree/1: lists a directory tree, and streams
@@ -56,6 +60,15 @@ async function serve (stream: Stream, connection: Connection, opts: TreeServerOp
     await stream.close().catch(() => {})
     return
   }
+  // A small file is three messages (header, bytes, end): sent one by one, each is a muxer frame and an encryption of its
+  // own, which cost more than the file. Gathered up to COALESCE_BYTES, many files go in one.
+  const pending = new Uint8ArrayList()
+  const flush = async (): Promise<void> => {
+    if (pending.byteLength === 0) return
+    const all = pending.subarray()
+    pending.consume(pending.byteLength)
+    await send(stream, all)
+  }
   try {
     const messages = req.op === 'list' ? listMessages(opts, dir, req) : readMessages(opts, dir, req)
     if (req.op === 'read' && req.direct !== undefined && opts.direct !== undefined) {
@@ -68,10 +81,17 @@ async function serve (stream: Stream, connection: Connection, opts: TreeServerOp
       }
     }
     for await (const m of messages) {
-      if (m instanceof Uint8Array) await send(stream, m)
-      else await sendFrame(stream, m)
+      const bytes = m instanceof Uint8Array ? m : encodeFrame(m)
+      if (pending.byteLength + bytes.byteLength < COALESCE_BYTES) {
+        pending.append(bytes)
+        continue
+      }
+      await flush()
+      await send(stream, bytes)
     }
+    await flush()
   } catch (err) {
+    await flush().catch(() => {})
     await sendFrame(stream, { v: WIRE_VERSION, t: 'error', error: toStaccatoError(err).toJSON() }).catch(() => {})
     await stream.close().catch(() => {})
     return

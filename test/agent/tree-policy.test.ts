@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest'
-import { extraDecision, syncDecision, treeSelector } from '../../agent/tree/policy.ts'
+import { GROUP_BYTES, GROUP_FILES, SMALL_FILE_BYTES, carriedWhole, extraDecision, groupFull, syncDecision, treeSelector } from '../../agent/tree/policy.ts'
 
 describe('treeSelector: include and exclude globs', () => {
   it('a pattern without / matches a name at any depth; with / the whole path', () => {
@@ -72,5 +72,22 @@ describe('extraDecision: what a mirror removes from the destination', () => {
     expect(extraDecision(keep, inSource, 'photos/notes.txt', false)).toBe('keep')
     expect(extraDecision(keep, inSource, 'cache', true)).toBe('skip-below')
     expect(extraDecision(keep, inSource, 'deep/cache', true)).toBe('skip-below')
+  })
+})
+
+describe('the small-file path: which files, and when a group is written', () => {
+  it('a file up to SMALL_FILE_BYTES that starts at zero goes whole; a larger or a resumed one through the writer', () => {
+    expect(carriedWhole(0, 0)).toBe(true)
+    expect(carriedWhole(4096, 0)).toBe(true)
+    expect(carriedWhole(SMALL_FILE_BYTES, 0)).toBe(true)
+    expect(carriedWhole(SMALL_FILE_BYTES + 1, 0)).toBe(false)
+    expect(carriedWhole(4096, 1024)).toBe(false)
+  })
+
+  it('a group is written at GROUP_FILES files or GROUP_BYTES bytes, whichever comes first', () => {
+    expect(groupFull(GROUP_FILES - 1, 0)).toBe(false)
+    expect(groupFull(GROUP_FILES, 0)).toBe(true)
+    expect(groupFull(1, GROUP_BYTES - 1)).toBe(false)
+    expect(groupFull(1, GROUP_BYTES)).toBe(true)
   })
 })

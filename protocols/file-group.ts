@@ -1,0 +1,321 @@
+import { constants, closeSync, fstatSync, fsync, ftruncateSync, fchmodSync, futimesSync, lstatSync, openSync, readSync, readlinkSync, realpathSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs'
+import type { BigIntStats } from 'node:fs'
+import { basename, dirname, join } from 'node:path'
+import { promisify } from 'node:util'
+import { InvalidArgumentError, IsADirectoryError, NotFoundError, PermissionDeniedError, SourceChangedError, toStaccatoError } from '../mesh/index.ts'
+import type { StaccatoError } from '../mesh/index.ts'
+import type { ObjectVersion, StatResult, WholeFile, WholeRead } from './contract.ts'
+import { fsError } from './fs-errors.ts'
+import { syncFileSystems as syncPaths } from './syncfs.ts'
+import { checkFreeSpace, partialName, syncDirectoryPath } from './file-partial.ts'
+import { assertVersion, checkWriteKey } from './util.ts'
+import { isInside, parseFileUrl, resolveIn } from './volumes.ts'
+import type { Volume } from './volumes.ts'
+
+/**
+ * Many small files at once, for a tree copy: each a handful of synchronous
+ * system calls (a thread-pool round trip costs more than the call itself
+ * for a 4 KiB file), in slices so the event loop stays responsive, and one
+ * file-system sync for the whole group instead of one fsync per file
+ * (about 1 ms each on ext4 here: 1,000 × 4 KiB took 1.07 s with an fsync
+ * each, 0.34 s and one syncfs of 73 ms without). The same defences as the file writer and reader (file-partial.ts, file.ts):
+ * O_NOFOLLOW, a regular file with one name, inside the volume by its
+ * descriptor, commit by identity; nothing at a target name before its bytes
+ * are durable.
+ */
+
+const { O_WRONLY, O_CREAT, O_RDONLY, O_NOFOLLOW, O_NONBLOCK } = constants
+
+/**
+ * Files handled between two turns of the event loop: about 10 system calls
+ * each at a few µs, so a slice holds the loop a few ms.
+ */
+const SLICE = 64
+
+const turn = async (): Promise<void> => { await new Promise(resolve => setImmediate(resolve)) }
+
+/** syncfs on each path's file system; where that cannot be done, `otherwise` (an fsync of each file or directory). */
+async function syncFileSystems (paths: string[], otherwise: () => Promise<void>): Promise<void> {
+  if (!await syncPaths(paths)) await otherwise()
+}
+
+const fsyncP = promisify(fsync)
+
+function versionOf (st: BigIntStats): ObjectVersion {
+  return { size: Number(st.size), mtime: Number(st.mtimeNs / 1_000_000n), etag: `${st.ino.toString(16)}-${st.size.toString(16)}-${st.mtimeNs.toString(16)}` }
+}
+
+function confine (root: string, real: string, what: string): void {
+  if (!isInside(root, real)) throw new PermissionDeniedError(`${what}: resolves outside its volume (a symbolic link leaves it)`)
+}
+
+/** The descriptor's real path (what assertHandleInside checks); undefined without /proc (not Linux), where the path checks stand alone. */
+function fdPath (fd: number): string | undefined {
+  try {
+    return readlinkSync(`/proc/self/fd/${fd}`)
+  } catch {
+    return undefined
+  }
+}
+
+function assertFdInside (fd: number, root: string, what: string): void {
+  const real = fdPath(fd)
+  if (real !== undefined) confine(root, real, what)
+}
+
+/** A system call's error by its errno, with `what` (a volume path) in the message; a named error as it is. */
+function errorOf (err: unknown, what: string): StaccatoError {
+  return typeof (err as NodeJS.ErrnoException).syscall === 'string' ? fsError(err, what) : toStaccatoError(err)
+}
+
+/**
+ * Where a volume path really is, for reads: the parent directory's real path
+ * once per directory (realpath(3) lstats every component: a dozen system
+ * calls a file otherwise), then the name in it. Only a name that is itself a
+ * symbolic link is resolved whole; the caller opens with O_NOFOLLOW and
+ * checks the descriptor, so a directory swapped for a link meanwhile is
+ * still caught.
+ */
+function resolver (volumes: readonly Volume[]): (url: URL) => { root: string, path: string, what: string } {
+  const roots = new Map<string, string>()
+  /** A directory's real path, or why it has none (missing: every file of a first copy), found once per call. */
+  const dirs = new Map<string, string | { failed: unknown }>()
+  return url => {
+    const { volume, relPath } = parseFileUrl(url)
+    const what = `${volume}/${relPath}`
+    let root = roots.get(volume)
+    if (root === undefined) {
+      const v = volumes.find(v => v.name === volume)
+      if (v === undefined) throw new NotFoundError(`no volume '${volume}' on this agent`)
+      root = realpathSync.native(v.root)
+      roots.set(volume, root)
+    }
+    const segments = relPath.split('/').filter(s => s !== '')
+    const dirKey = `${volume}/${segments.slice(0, -1).join('/')}`
+    let dir = dirs.get(dirKey)
+    if (dir === undefined) {
+      try {
+        dir = realpathSync.native(join(root, ...segments.slice(0, -1)))
+      } catch (err) {
+        dir = { failed: err }
+      }
+      dirs.set(dirKey, dir)
+    }
+    if (typeof dir !== 'string') throw fsError(dir.failed, what)
+    confine(root, dir, what)
+    return { root, path: segments.length === 0 ? dir : join(dir, segments[segments.length - 1]), what }
+  }
+}
+
+/** The name itself a link: followed whole, and confined, as stat() and read() do. */
+function followed (root: string, path: string, what: string): string {
+  const real = realpathSync.native(path)
+  confine(root, real, what)
+  return real
+}
+
+/** The stat of each URL (a file), or its error; as the plug-in's stat(). */
+export async function statFiles (volumes: readonly Volume[], urls: URL[]): Promise<Array<StatResult | StaccatoError>> {
+  const resolve = resolver(volumes)
+  const out: Array<StatResult | StaccatoError> = []
+  for (let i = 0; i < urls.length; i++) {
+    if (i > 0 && i % SLICE === 0) await turn()
+    let what = urls[i].href
+    try {
+      const r = resolve(urls[i])
+      what = r.what
+      // Not there (a first copy): no exception to build and throw per file.
+      let st = lstatSync(r.path, { bigint: true, throwIfNoEntry: false })
+      if (st === undefined) { out.push(new NotFoundError(`${what}: not found`)); continue }
+      if (st.isSymbolicLink()) st = statSync(followed(r.root, r.path, what), { bigint: true })
+      if (st.isDirectory()) throw new IsADirectoryError(`${what}: is a directory`)
+      if (!st.isFile()) throw new InvalidArgumentError(`${what}: not a regular file`)
+      out.push(versionOf(st))
+    } catch (err) {
+      out.push(errorOf(err, what))
+    }
+  }
+  return out
+}
+
+/** Each file read whole, checked as read() checks it (inside the volume, regular, the expected version, unchanged while read). */
+export async function readWhole (volumes: readonly Volume[], files: Array<{ url: URL, expect?: ObjectVersion }>): Promise<WholeRead[]> {
+  const resolve = resolver(volumes)
+  const out: WholeRead[] = []
+  for (let i = 0; i < files.length; i++) {
+    if (i > 0 && i % SLICE === 0) await turn()
+    const { url, expect } = files[i]
+    let what = url.href
+    let fd: number | undefined
+    try {
+      const r = resolve(url)
+      what = r.what
+      // O_NONBLOCK: a FIFO swapped in must not hang the open (no effect on regular files).
+      const flags = O_RDONLY | O_NOFOLLOW | O_NONBLOCK
+      try {
+        fd = openSync(r.path, flags)
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ELOOP') throw err
+        fd = openSync(followed(r.root, r.path, what), flags)
+      }
+      const real = fdPath(fd) ?? r.path
+      confine(r.root, real, what)
+      const first = fstatSync(fd, { bigint: true })
+      if (first.isDirectory()) throw new IsADirectoryError(`${what}: is a directory`)
+      if (!first.isFile()) throw new InvalidArgumentError(`${what}: not a regular file`)
+      const version = versionOf(first)
+      assertVersion(what, expect, version)
+      const data = Buffer.allocUnsafe(version.size)
+      let at = 0
+      while (at < data.length) {
+        const n = readSync(fd, data, at, data.length - at, at)
+        if (n === 0) throw new SourceChangedError(`${what}: shrank while being read`)
+        at += n
+      }
+      // Bytes read across a rewrite could be a splice of two versions: refuse them.
+      assertVersion(`${what} (while being read)`, version, versionOf(fstatSync(fd, { bigint: true })))
+      out.push({ data, version, real })
+    } catch (err) {
+      out.push({ error: errorOf(err, what) })
+    } finally {
+      if (fd !== undefined) closeSync(fd)
+    }
+  }
+  return out
+}
+
+interface Open { i: number, fd: number, dir: string, partial: string, target: string, what: string }
+
+/**
+ * Writes each file whole to its partial, makes the group durable with one
+ * file-system sync, renames each partial onto its target (by identity), and
+ * syncs again so the renames are durable before this returns. A file that
+ * fails leaves no partial and does not stop the others: its error is in its
+ * slot of the result.
+ */
+export async function putWhole (volumes: readonly Volume[], files: WholeFile[], key: string, signal?: AbortSignal): Promise<Array<StaccatoError | undefined>> {
+  checkWriteKey(key)
+  const out: Array<StaccatoError | undefined> = files.map(() => undefined)
+  // Parents resolved (and created) once per directory, as a write resolves them: real, inside the volume.
+  const parents = new Map<string, Promise<{ dir: string, root: string }>>()
+  const resolved: Array<{ target: string, root: string, what: string } | undefined> = []
+  for (let i = 0; i < files.length; i++) {
+    try {
+      const { volume, relPath } = parseFileUrl(files[i].url)
+      const slash = relPath.lastIndexOf('/')
+      const parentKey = `${volume}/${relPath.slice(0, slash + 1)}`
+      let parent = parents.get(parentKey)
+      if (parent === undefined) {
+        parent = resolveIn(volumes, volume, relPath, { forWrite: true }).then(r => ({ dir: dirname(r.path), root: r.root }))
+        parents.set(parentKey, parent)
+      }
+      const { dir, root } = await parent
+      resolved.push({ target: join(dir, basename(relPath)), root, what: `${volume}/${relPath}` })
+    } catch (err) {
+      out[i] = errorOf(err, files[i].url.href)
+      resolved.push(undefined)
+    }
+  }
+  const dirs = new Set<string>()
+  for (const r of resolved) if (r !== undefined) dirs.add(dirname(r.target))
+  const firstDir = dirs.values().next().value
+  if (firstDir !== undefined) await checkFreeSpace(firstDir, files.reduce((n, f) => n + f.data.byteLength, 0), 'a group of files')
+  const open: Open[] = []
+  const fail = (o: Open, err: unknown): void => {
+    out[o.i] = errorOf(err, o.what)
+    // Best effort: the file's own error is what the caller needs; a partial left behind is replaced by the next attempt.
+    try { closeSync(o.fd) } catch { /* already closed */ }
+    try { unlinkSync(o.partial) } catch { /* gone already */ }
+  }
+  try {
+    for (let i = 0; i < files.length; i++) {
+      if (i > 0 && i % SLICE === 0) { await turn(); signal?.throwIfAborted() }
+      const r = resolved[i]
+      if (r === undefined) continue
+      const f = files[i]
+      const dir = dirname(r.target)
+      const partial = join(dir, partialName(basename(r.target), key))
+      let fd: number
+      try {
+        // A directory at the target name is refused by the rename (EISDIR, is_a_directory): the bytes are in memory, nothing moves for it.
+        fd = openSync(partial, O_WRONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK, 0o666)
+      } catch (err) {
+        out[i] = (err as NodeJS.ErrnoException).code === 'ELOOP'
+          ? new PermissionDeniedError(`${r.what}: a symbolic link is planted under its partial file's name (${basename(partial)}); not following it`)
+          : errorOf(err, r.what)
+        continue
+      }
+      try {
+        // What the name held is checked before anything is written through it; a planted name is left as it is.
+        const st = fstatSync(fd)
+        if (!st.isFile()) throw new PermissionDeniedError(`${r.what}: its partial file is not a regular file; not writing through it`)
+        if (st.nlink > 1) throw new PermissionDeniedError(`${r.what}: its partial file has other names (a hard link); not writing through it`)
+        assertFdInside(fd, r.root, r.what)
+      } catch (err) {
+        out[i] = errorOf(err, r.what)
+        closeSync(fd)
+        continue
+      }
+      const o: Open = { i, fd, dir, partial, target: r.target, what: r.what }
+      try {
+        ftruncateSync(fd, 0)
+        let at = 0
+        while (at < f.data.byteLength) at += writeSync(fd, f.data, at, f.data.byteLength - at, at)
+        if (f.mode !== undefined) fchmodSync(fd, f.mode)
+        // Half a millisecond more, as the file writer does: the floor of the nanosecond mtime is then the source's millisecond.
+        if (f.mtime !== undefined) futimesSync(fd, new Date(), (f.mtime + 0.5) / 1000)
+        open.push(o)
+      } catch (err) {
+        fail(o, err)
+      }
+    }
+    if (open.length === 0) return out
+    await syncFileSystems(oneDirPerDevice(dirs), async () => { await Promise.all(open.map(async o => { await fsyncP(o.fd) })) })
+    signal?.throwIfAborted()
+    const dirOk = new Map<string, boolean>()
+    const renamed: Open[] = []
+    for (let k = 0; k < open.length; k++) {
+      if (k > 0 && k % SLICE === 0) await turn()
+      const o = open[k]
+      try {
+        // The parent was real when resolved; if it was swapped since, the rename would land elsewhere.
+        let ok = dirOk.get(o.dir)
+        if (ok === undefined) {
+          ok = (() => { try { return realpathSync.native(o.dir) === o.dir } catch { return false } })()
+          dirOk.set(o.dir, ok)
+        }
+        if (!ok) throw new PermissionDeniedError(`${o.what}: its directory changed while it was written; not committing`)
+        const mine = fstatSync(o.fd, { bigint: true })
+        const named = lstatSync(o.partial, { bigint: true })
+        if (!named.isFile() || named.dev !== mine.dev || named.ino !== mine.ino) throw new PermissionDeniedError(`${o.what}: its partial file was replaced while it was written; not committing`)
+        renameSync(o.partial, o.target)
+        closeSync(o.fd)
+        renamed.push(o)
+      } catch (err) {
+        fail(o, err)
+      }
+    }
+    open.length = 0
+    // The renames are durable before the caller records the files as done.
+    const renamedIn = new Set(renamed.map(o => o.dir))
+    if (renamed.length > 0) await syncFileSystems(oneDirPerDevice(renamedIn), async () => { for (const d of renamedIn) await syncDirectoryPath(d) })
+    return out
+  } finally {
+    // Stopped midway (an abort): what was opened and not renamed goes.
+    for (const o of open) if (out[o.i] === undefined) fail(o, new InvalidArgumentError(`${o.what}: not written (stopped)`))
+  }
+}
+
+/** syncfs works per file system: one directory of each device the group wrote to (a volume may hold mounts). */
+function oneDirPerDevice (dirs: Set<string>): string[] {
+  const byDev = new Map<number, string>()
+  for (const d of dirs) {
+    try {
+      const dev = statSync(d).dev
+      if (!byDev.has(dev)) byDev.set(dev, d)
+    } catch {
+      // A directory gone since its files were renamed into it: nothing of it to sync.
+    }
+  }
+  return [...byDev.values()]
+}

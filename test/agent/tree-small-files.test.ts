@@ -1,0 +1,99 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { randomBytes } from 'node:crypto'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { TREE_BATCH, parseLocation } from '../../mesh/index.ts'
+import type { ControlParams, Job, MeshNode } from '../../mesh/index.ts'
+import { file } from '../../protocols/index.ts'
+import type { ProtocolPlugin } from '../../protocols/index.ts'
+import { newCounters } from '../../agent/counters.ts'
+import { copyTree } from '../../agent/tree/copy-tree.ts'
+import type { TreeCopyDeps } from '../../agent/tree/copy-tree.ts'
+import { localTreeSource } from '../../agent/tree/local.ts'
+import type { TreeSource } from '../../agent/tree/source.ts'
+import { GROUP_FILES, SMALL_FILE_BYTES } from '../../agent/tree/policy.ts'
+import { FakeClock, MemJournal } from './copy/fakes.ts'
+
+const SMALL = 300
+const DAMAGED = 'd1/f0007.bin'
+
+/**
+ * The small-file path of a tree copy, between the real holder code and the
+ * real file plug-in in two temporary volumes; the only thing not real is the
+ * wire, replaced by the holder read in-process (localTreeSource), with one
+ * byte of one file flipped on its way.
+ */
+describe('a tree of small files: written in groups, never a damaged file at its name', () => {
+  let root: string
+  let src: string
+  let dst: string
+  beforeEach(async () => {
+    root = await mkdtemp(join(tmpdir(), 'staccato-tree-small-'))
+    src = join(root, 'src')
+    dst = join(root, 'dst')
+    for (let i = 0; i < SMALL; i++) {
+      await mkdir(join(src, 'tree', `d${i % 3}`), { recursive: true })
+      await writeFile(join(src, 'tree', `d${i % 3}`, `f${String(i).padStart(4, '0')}.bin`), randomBytes(1000 + i))
+    }
+    // One file past the threshold: it goes through the writer, as before.
+    await writeFile(join(src, 'tree', 'big.bin'), randomBytes(SMALL_FILE_BYTES + 1))
+    await mkdir(dst)
+  })
+  afterEach(async () => { await rm(root, { recursive: true, force: true }) })
+
+  it('writes the small files with a few putFiles calls, fails the damaged one alone, and leaves no partial', async () => {
+    const srcVolumes = [{ name: 'vol', root: src, readOnly: false }]
+    const holder = { volumes: file({ volumes: srcVolumes }), volumeList: srcVolumes, counters: newCounters() }
+    const inner = localTreeSource(holder, 'a', 'agent://a/vol/tree/')
+    const source: TreeSource = {
+      list: inner.list,
+      read: async (files, algorithm, handler, signal) => {
+        await inner.read(files, algorithm, {
+          ...handler,
+          file: async (run, chunks) => {
+            await handler.file(run, run.path !== DAMAGED ? chunks : (async function * () {
+              for await (const c of chunks) { const bad = Uint8Array.from(c); bad[0] ^= 1; yield bad }
+            })())
+          }
+        }, signal)
+      }
+    }
+    const calls = { putFiles: 0, files: 0, write: 0 }
+    const plain = file({ volumes: [{ name: 'vol', root: dst, readOnly: false }] })
+    const plugin: ProtocolPlugin = {
+      ...plain,
+      write: async (url, opts) => { calls.write++; return await plain.write(url, opts) },
+      putFiles: async (files, opts) => { calls.putFiles++; calls.files += files.length; return await plain.putFiles!(files, opts) }
+    }
+    const rows: ControlParams<'treeFiles'>['files'] = []
+    const deps: TreeCopyDeps = {
+      node: undefined as unknown as MeshNode,
+      journal: new MemJournal(),
+      counters: newCounters(),
+      clock: new FakeClock(),
+      log: () => {},
+      syncEveryBytes: 1 << 20,
+      syncEveryMs: 1000,
+      progressEveryMs: 1000,
+      progress: () => {},
+      treeFiles: async p => { rows.push(...p.files) }
+    }
+    const job: Job = { transferId: 'tr_small', attempt: 1, source: 'agent://a/vol/tree/', destination: 'agent://b/vol/copy/' }
+    const r = await copyTree(deps, job, source, { plugin, url: new URL('file:///vol/copy/'), location: parseLocation('agent://b/vol/copy/', 'destination') }, new AbortController().signal)
+
+    expect(r.files).toEqual({ total: SMALL + 1, done: SMALL, skipped: 0, failed: 1 })
+    expect(r.firstError?.code).toBe('checksum_mismatch')
+    expect(rows.find(x => x.path === DAMAGED)?.state).toBe('failed')
+    expect(rows.filter(x => x.state === 'done')).toHaveLength(SMALL)
+    // Every small file but the damaged one went through putFiles, in groups; the large one through the writer.
+    expect({ files: calls.files, write: calls.write }).toEqual({ files: SMALL - 1, write: 1 })
+    // A group at GROUP_FILES files and one at the end of each read batch (TREE_BATCH files).
+    expect(calls.putFiles).toBeLessThanOrEqual(Math.ceil((SMALL - 1) / GROUP_FILES) + Math.ceil((SMALL + 1) / TREE_BATCH))
+    expect(calls.putFiles).toBeGreaterThanOrEqual(Math.ceil((SMALL - 1) / GROUP_FILES))
+    const names = (await readdir(join(dst, 'copy'), { recursive: true })).map(String)
+    expect(names).not.toContain(DAMAGED)
+    expect(names.filter(n => n.endsWith('.partial'))).toEqual([])
+    for (const n of names.filter(n => n.endsWith('.bin'))) expect((await readFile(join(dst, 'copy', n))).equals(await readFile(join(src, 'tree', n)))).toBe(true)
+  })
+})

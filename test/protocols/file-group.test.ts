@@ -1,0 +1,102 @@
+import { describe, it, expect, beforeEach, afterEach } from 'vitest'
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { IsADirectoryError, NotFoundError, PermissionDeniedError, SourceChangedError } from '../../mesh/index.ts'
+import { file } from '../../protocols/index.ts'
+import type { ProtocolPlugin, StatResult } from '../../protocols/index.ts'
+import { syncFileSystems } from '../../protocols/syncfs.ts'
+
+/** The file plug-in's calls for many small files at once (a tree's fast path): the rules of stat, read and write, one call for many. */
+describe('file plug-in: statMany, readFiles, putFiles', () => {
+  let root: string
+  let outside: string
+  let plugin: ProtocolPlugin
+  const u = (p: string): URL => new URL(`file:///vol/${p}`)
+  beforeEach(async () => {
+    root = await mkdtemp(join(tmpdir(), 'staccato-file-group-'))
+    outside = await mkdtemp(join(tmpdir(), 'staccato-file-group-out-'))
+    plugin = file({ volumes: [{ name: 'vol', root, readOnly: false }] })
+  })
+  afterEach(async () => {
+    await rm(root, { recursive: true, force: true })
+    await rm(outside, { recursive: true, force: true })
+  })
+
+  it('putFiles writes each file with its mode and mtime, creates the parents, and leaves no partial', async () => {
+    const mtime = 1_700_000_000_123
+    const files = Array.from({ length: 150 }, (_, i) => ({ url: u(`d${i % 3}/f${i}.bin`), data: Buffer.from(`file ${i}`), mtime, mode: 0o640 }))
+    const errors = await plugin.putFiles!(files, { key: 'tr1' })
+    expect(errors.every(e => e === undefined)).toBe(true)
+    for (const [i, f] of files.entries()) {
+      expect(await readFile(join(root, `d${i % 3}`, `f${i}.bin`), 'utf8')).toBe(`file ${i}`)
+      const st = await stat(join(root, `d${i % 3}`, `f${i}.bin`))
+      expect(st.mode & 0o777).toBe(0o640)
+      expect((await plugin.stat(f.url)).mtime).toBe(mtime)
+    }
+    for (const d of ['d0', 'd1', 'd2']) expect((await readdir(join(root, d))).filter(n => n.endsWith('.partial'))).toEqual([])
+  })
+
+  it('putFiles: a file onto a directory, or through a link planted at its partial name, fails alone and the others land', async () => {
+    await mkdir(join(root, 't', 'taken'), { recursive: true })
+    await writeFile(join(outside, 'victim'), 'untouched')
+    await symlink(join(outside, 'victim'), join(root, 't', '.planted.bin.tr2.partial'))
+    const errors = await plugin.putFiles!([
+      { url: u('t/ok1.bin'), data: Buffer.from('one') },
+      { url: u('t/taken'), data: Buffer.from('x') },
+      { url: u('t/planted.bin'), data: Buffer.from('evil') },
+      { url: u('t/ok2.bin'), data: Buffer.from('two') }
+    ], { key: 'tr2' })
+    expect(errors[0]).toBeUndefined()
+    expect(errors[1]).toBeInstanceOf(IsADirectoryError)
+    expect(errors[2]).toBeInstanceOf(PermissionDeniedError)
+    expect(errors[3]).toBeUndefined()
+    expect(await readFile(join(root, 't', 'ok1.bin'), 'utf8')).toBe('one')
+    expect(await readFile(join(root, 't', 'ok2.bin'), 'utf8')).toBe('two')
+    expect(await readFile(join(outside, 'victim'), 'utf8')).toBe('untouched')
+    expect((await readdir(join(root, 't'))).sort()).toEqual(['.planted.bin.tr2.partial', 'ok1.bin', 'ok2.bin', 'taken'])
+  })
+
+  it('putFiles refuses a parent that leaves the volume through a link', async () => {
+    await symlink(outside, join(root, 'escape'))
+    const errors = await plugin.putFiles!([{ url: u('escape/f.bin'), data: Buffer.from('x') }], { key: 'tr3' })
+    expect(errors[0]).toBeInstanceOf(PermissionDeniedError)
+    expect(await readdir(outside)).toEqual([])
+  })
+
+  it('statMany gives what stat gives, or its error, per file', async () => {
+    await mkdir(join(root, 'dir'))
+    await writeFile(join(root, 'a.bin'), 'abc')
+    await writeFile(join(outside, 'secret'), 's')
+    await symlink(join(outside, 'secret'), join(root, 'link'))
+    const [a, missing, dir, link] = await plugin.statMany!([u('a.bin'), u('nope'), u('dir'), u('link')])
+    const one = await plugin.stat(u('a.bin'))
+    expect({ size: (a as StatResult).size, mtime: (a as StatResult).mtime }).toEqual({ size: one.size, mtime: one.mtime })
+    expect(missing).toBeInstanceOf(NotFoundError)
+    expect(dir).toBeInstanceOf(IsADirectoryError)
+    expect(link).toBeInstanceOf(PermissionDeniedError)
+  })
+
+  it('readFiles reads each file whole and refuses one that is not the version expected', async () => {
+    await writeFile(join(root, 'a.bin'), 'alpha')
+    await writeFile(join(root, 'b.bin'), 'beta')
+    const a = await plugin.stat(u('a.bin'))
+    const [ra, rb, rc] = await plugin.readFiles!([
+      { url: u('a.bin'), expect: { size: a.size, mtime: a.mtime } },
+      { url: u('b.bin'), expect: { size: 99, mtime: 1 } },
+      { url: u('c.bin') }
+    ])
+    expect('data' in ra && Buffer.from(ra.data).toString()).toBe('alpha')
+    expect('error' in rb && rb.error).toBeInstanceOf(SourceChangedError)
+    expect('error' in rc && rc.error).toBeInstanceOf(NotFoundError)
+  })
+
+  it('syncFileSystems answers each path through the one sh: true when synced, false when it could not be (the caller then fsyncs)', async () => {
+    await mkdir(join(root, 'new\nline'))
+    expect(await syncFileSystems([root, join(root, 'new\nline')])).toBe(true)
+    expect(await syncFileSystems([join(root, 'missing')])).toBe(false)
+    // Answers stay in order after a failure.
+    const all = await Promise.all([syncFileSystems([root]), syncFileSystems([join(root, 'missing')]), syncFileSystems([root])])
+    expect(all).toEqual([true, false, true])
+  })
+})
