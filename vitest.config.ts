@@ -1,13 +1,23 @@
 import { configDefaults, defineConfig } from 'vitest/config'
 
-// Coordinator replicas on PostgreSQL, killed and restarted: `npm run test:failover` runs these three times in a
-// row (and .ci/run runs that script), so `npm test` leaves them out and stays near ten minutes on two cores.
-const FAILOVER = ['test/e2e/failover.test.ts', 'test/e2e/replicas-pg.test.ts']
+// Two fault-injection suites run apart from `npm test`, which stays near its ten-minute budget on two cores;
+// .ci/run runs both after it. `npm run test:failover` (STACCATO_SUITE=failover): coordinator replicas on
+// PostgreSQL, killed and restarted, three rounds in a row. `npm run test:crash` (STACCATO_SUITE=crash): agents
+// and a coordinator SIGKILLed mid-transfer, mid-tree and mid-distribution, then restarted to resume.
+const SUITES = {
+  failover: ['test/e2e/failover.test.ts', 'test/e2e/replicas-pg.test.ts', 'test/coordinator/leader-pg.test.ts', 'test/coordinator/store-pg-restart.test.ts'],
+  crash: ['test/e2e/*crash*.test.ts', 'test/e2e/swarm-restart.test.ts']
+}
+// leader-pg and store-pg-restart are quick: they stay in `npm test` too.
+const ONLY_IN_SUITES = ['test/e2e/failover.test.ts', 'test/e2e/replicas-pg.test.ts', ...SUITES.crash]
+
+const suite = process.env.STACCATO_SUITE
+if (suite !== undefined && !(suite in SUITES)) throw new Error(`STACCATO_SUITE=${suite}: expected one of ${Object.keys(SUITES).join(', ')}`)
 
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts'],
-    exclude: process.env.STACCATO_TEST_FAILOVER === '1' ? configDefaults.exclude : [...configDefaults.exclude, ...FAILOVER],
+    include: suite === undefined ? ['test/**/*.test.ts'] : SUITES[suite as keyof typeof SUITES],
+    exclude: suite === undefined ? [...configDefaults.exclude, ...ONLY_IN_SUITES] : configDefaults.exclude,
     // Integration and e2e tests start real processes; 2 cores cannot run many at once.
     maxWorkers: 2,
     // A bound against a hung test, not a speed check: every wait inside a test
