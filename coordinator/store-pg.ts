@@ -11,7 +11,7 @@ import { TransferIndex } from './store-index.ts'
 import type { ListPage, ListQuery } from './store-index.ts'
 import { prepareInput } from './store-input.ts'
 import { isAuxKey } from './store-keys.ts'
-import { CHANGES_CHANNEL, EVENTS_CHANNEL, LOCKS, LOCK_CLASS, WATCHED_AUX, migrate } from './store-pg-schema.ts'
+import { CHANGES_CHANNEL, EVENTS_CHANNEL, EVENTS_VISIBLE, LOCKS, LOCK_CLASS, WATCHED_AUX, migrate, reserveSeqsSql, returnSeqsSql } from './store-pg-schema.ts'
 import { WriteOps, flushOps, json } from './store-pg-ops.ts'
 import type { ProgressReport } from './store-progress.ts'
 import { newRecord, progressData, progressed, transitioned, updated } from './store-records.ts'
@@ -25,9 +25,15 @@ import type { TokenRecords } from './token-records.ts'
 const PROGRESS_EVENT_MS = 5000
 // Writes use one connection at a time (below); the rest serve reads (feed, SSE, aux). 10 is pg's default.
 const POOL_SIZE = 10
-/** Writes in one commit at most: bounds how long a group holds the events lock, and what one failed commit loses. */
+/** Writes in one commit at most: bounds how long a group's transaction holds back readers, and what one failed commit loses. */
 const GROUP_MAX = 256
-/** Seqs reserved at once; the unused ones are given back at commit (setval, under the events lock). At most one event per write, so one block usually serves a group. */
+/**
+ * Seqs reserved at once, with the transaction id (reserveSeqsSql); the
+ * unused ones are given back at commit when nobody reserved since. A write
+ * makes at most one event, so one block always serves a group: a group
+ * never reserves twice (a second block would come after other transactions'
+ * blocks, with an older transaction id than theirs).
+ */
 const SEQ_BLOCK = GROUP_MAX
 /** Events read per query when catching up with other processes. */
 const CATCH_UP_BATCH = 1000
@@ -35,6 +41,15 @@ const CATCH_UP_BATCH = 1000
 const LISTEN_RETRY_MS = 1000
 /** Between attempts to reload memory from the database after a lost write (see #recover): as often. */
 const RECOVER_RETRY_MS = 1000
+/**
+ * While committed events wait behind an older transaction still running
+ * (EVENTS_VISIBLE), the announcer reads again after 1, 2, 4 … ms, at most
+ * HORIZON_WAIT_MAX_MS apart: a group's transaction lasts a commit (a few ms)
+ * and a transaction without events sends no notification when it ends.
+ */
+const HORIZON_WAIT_MAX_MS = 50
+/** Reads behind a held-back horizon before a write's caller is answered anyway (~ 60 s at HORIZON_WAIT_MAX_MS): its event is announced once visible. */
+const HORIZON_WAITS = 1200
 
 /** One write of a group: its changes, and how its caller hears the commit. */
 interface GroupWrite {
@@ -54,8 +69,6 @@ interface Group {
   /** The next reserved seq, and the end of the reserved block (exclusive). */
   nextSeq: number
   seqEnd: number
-  /** The first seq reserved (0: none yet). */
-  firstSeq: number
 }
 
 interface Deferred { promise: Promise<void>, resolve: () => void, reject: (err: unknown) => void }
@@ -80,19 +93,30 @@ interface Tx {
  *
  * Writes commit in groups (one transaction, a few multi-row statements:
  * see #write); a state change, its event and the event's webhook outbox rows
- * always commit together. Event seqs come from a sequence, reserved a block
- * at a time inside the transaction after an advisory transaction lock
- * (LOCKS.events) held to the commit, so transactions that write events
- * commit in seq order: a reader that has seen seq n never later finds a new
- * event below n, whichever process wrote it. Seqs may skip numbers (those
- * of a write that failed, or of a process that died holding a block). A transaction holding events runs with synchronous commit; only
- * a group of progress reports without events commits asynchronously, so a crash can
- * never lose an event whose seq a reader has seen.
+ * always commit together.
+ *
+ * Event seqs: a group reserves a block of seqs from a sequence together with
+ * its transaction id, under an advisory lock (LOCKS.events) held for that one
+ * statement (reserveSeqsSql), so a lower seq always belongs to an older
+ * transaction. Groups of several replicas then flush and commit at once,
+ * in any order; a reader (readEvents, and so the feed, SSE and this
+ * announcer) sees an event only once its transaction is older than every
+ * transaction still running (EVENTS_VISIBLE): by then every lower seq has
+ * committed or never will, so a reader that has seen seq n never later
+ * finds a new event below n, whichever process wrote it. (Until 2026-11 the
+ * lock was held to COMMIT: replicas' commits, each with its fsync, ran one
+ * at a time.) Seqs may skip numbers (those of a write that failed, of a
+ * block another group reserved past, or of a process that died holding a
+ * block). A transaction holding events runs with synchronous commit; only a
+ * group of progress reports without events commits asynchronously, so a
+ * crash can never lose an event whose seq a reader has seen.
  *
  * Every commit with events notifies EVENTS_CHANNEL; a store that hears of
  * events it did not write (another process on the same database) reads them,
  * reloads the records they are about and announces them ('event'), so feed
- * and SSE readers are woken by LISTEN/NOTIFY, not by polling.
+ * and SSE readers are woken by LISTEN/NOTIFY, not by polling. Its own events
+ * are announced in the same seq order (#pump), and a write's caller hears
+ * back once its event is announced.
  */
 export class PgTransferStore extends EventEmitter<StoreEvents> implements CoordinatorStore {
   readonly #pool: pg.Pool
@@ -101,7 +125,6 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
   readonly #agents = new Map<string, AgentRecord>()
   readonly #transferIds = createIdGenerator('tr_')
   readonly #eventIds = createIdGenerator('ev_')
-  #seq = 0
   #trimmed = 0
   #writes = new Serial()
   #closed = false
@@ -110,14 +133,17 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
   readonly #progressEventAt = new Map<string, number>()
   /** The highest seq another process has announced and this one has not read yet. */
   #heardSeq = 0
-  /** Every event up to this seq is known here: written by this process, or read by #catchUp. */
+  /** Every event up to this seq has been announced here ('event'), in seq order: the store's seq. */
   #readThrough = 0
-  /** Seqs of this process's events above #readThrough: #catchUp skips them. */
-  readonly #own = new Set<number>()
+  /** This process's committed events above #readThrough, by seq: announced as they are, without reloading. */
+  readonly #own = new Map<number, StoreEvent>()
+  /** Writes' callers waiting for their event to be announced. */
+  readonly #announceWaiters = new Set<{ seq: number, resolve: () => void }>()
+  #pumping = false
+  #pumpAgain = false
   #fencePid: number | undefined
   /** Idempotency keys (`tenant \0 key`) this process wrote: found without a round trip. */
   readonly #keys = new Map<string, string>()
-  #catchingUp = false
   #group: Group | undefined
   /** Writes handed in whose turn has not come: while there are some, the group stays open for them. */
   #waiting = 0
@@ -151,6 +177,8 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
       }
       await store.#load()
       await store.#listen()
+      // Events committed between the load and LISTEN sent their notifications to nobody.
+      await store.#hearLatest()
     } catch (err) {
       // Opening failed: the caller gets that error; a listener that will not end cleanly changes nothing for it.
       await store.#listener?.end().catch(() => {})
@@ -181,10 +209,9 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
     try {
       await this.#load()
       this.#keys.clear()
-      this.#own.clear()
       this.#progressEventAt.clear()
-      this.#heardSeq = 0
       this.#failure = undefined
+      this.#wake()
       clearTimeout(this.#recoverTimer)
       this.#recoverTimer = undefined
     } catch {
@@ -205,6 +232,8 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
 
   /** Reads everything first and changes memory only once all of it is read: a failed load leaves memory as it was. */
   async #load (): Promise<void> {
+    // First: every event up to `visible` was committed before the records below are read, so they include its changes; later events are read and announced (#pump).
+    const seqs = (await this.#pool.query<{ visible: string | null, last: string | null }>(`SELECT (SELECT max(seq) FROM events WHERE ${EVENTS_VISIBLE}) AS visible, (SELECT max(seq) FROM events) AS last`)).rows[0]
     const pieces = new Map<string, string[]>()
     for (const row of (await this.#pool.query<{ id: string, pieces: string[] }>('SELECT id, pieces FROM transfer_pieces')).rows) pieces.set(row.id, row.pieces)
     const records = (await this.#pool.query<{ record: TransferRecord }>('SELECT record FROM transfers')).rows.map(r => withPieces(r.record, pieces.get(r.record.id)))
@@ -218,8 +247,10 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
     this.#agents.clear()
     for (const rec of agents) this.#agents.set(rec.name, rec)
     this.#trimmed = trimmed ?? 0
-    this.#seq = Math.max(last?.seq ?? 0, this.#trimmed)
-    this.#readThrough = this.#seq
+    this.#readThrough = Math.max(Number(seqs.visible ?? 0), this.#trimmed)
+    this.#heardSeq = Number(seqs.last ?? 0)
+    for (const seq of this.#own.keys()) if (seq <= this.#readThrough) this.#own.delete(seq)
+    this.#settleWaiters()
     if (last !== undefined) this.#eventIds.seed(last.id)
   }
 
@@ -259,8 +290,7 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
       this.#listenRetry = undefined
       if (this.#closed) return
       this.#listen().then(async () => {
-        const last = (await this.#pool.query<{ seq: string | null }>('SELECT max(seq) AS seq FROM events')).rows[0]?.seq
-        if (last !== null && last !== undefined) this.#heard(Number(last))
+        await this.#hearLatest()
         this.#changed('a*')
         this.#changed('t*')
       }).catch(() => {
@@ -270,10 +300,15 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
     }, LISTEN_RETRY_MS)
   }
 
+  async #hearLatest (): Promise<void> {
+    const last = (await this.#pool.query<{ seq: string | null }>('SELECT max(seq) AS seq FROM events')).rows[0]?.seq
+    if (last !== null && last !== undefined) this.#heard(Number(last))
+  }
+
   #heard (seq: number): void {
     if (!(seq > this.#readThrough)) return
     this.#heardSeq = Math.max(this.#heardSeq, seq)
-    this.#catchUp()
+    this.#wake()
   }
 
   /** A watched aux record or a token changed somewhere (CHANGES_CHANNEL): its readers reload it. */
@@ -289,6 +324,9 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
     clearTimeout(this.#listenRetry)
     clearTimeout(this.#recoverTimer)
     await this.#writes.idle()
+    // Committed writes whose events wait behind the horizon: their callers are answered; nobody will announce them here.
+    for (const w of this.#announceWaiters) w.resolve()
+    this.#announceWaiters.clear()
     // Only wake-ups travel on the listener: every write is already committed, so a failed end loses nothing.
     await this.#listener?.end().catch(() => {})
     await this.#pool.end()
@@ -299,7 +337,8 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
     return pgTokenRecords(this.#pool, listener => { this.#tokenWatchers.push(listener) })
   }
 
-  get seq (): number { return this.#seq }
+  /** The last event announced here: every event up to it is in the log for every reader (EVENTS_VISIBLE). */
+  get seq (): number { return this.#readThrough }
   get size (): number { return this.#index.size }
   get trimmedThrough (): number { return this.#trimmed }
 
@@ -480,7 +519,7 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
 
   async readEvents (after: number, limit: number): Promise<StoreEvent[]> {
     if (this.#closed) throw closedError()
-    const rows = await this.#read('SELECT event FROM events WHERE seq > $1 ORDER BY seq LIMIT $2', [Math.max(0, after), limit])
+    const rows = await this.#read(`SELECT event FROM events WHERE seq > $1 AND ${EVENTS_VISIBLE} ORDER BY seq LIMIT $2`, [Math.max(0, after), limit])
     return rows.map(r => (r as { event: StoreEvent }).event)
   }
 
@@ -496,7 +535,7 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
       if (this.#failure !== undefined) throw this.#failure
       // A group still open holds seqs above what is committed: trimming through them would hide its events.
       if (this.#group !== undefined) await this.#commitGroup()
-      const through = Math.min(throughSeq, this.#seq)
+      const through = Math.min(throughSeq, this.#readThrough)
       if (through <= this.#trimmed) return this.#trimmed
       const client = await this.#pool.connect().catch(err => { throw unavailable(err) })
       try {
@@ -592,7 +631,8 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
       if (!outcome.ok) throw outcome.error
       await outcome.committed
       for (const emit of outcome.emits) emit()
-      for (const event of outcome.events) this.#emitNow('event', event)
+      const last = outcome.events.at(-1)
+      if (last !== undefined) await this.#announced(last.seq)
       return outcome.value
     })
   }
@@ -600,7 +640,7 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
   async #runInGroup<T> (sync: boolean, fn: (tx: Tx) => Promise<T>): Promise<{ ok: true, value: T, committed: Promise<void>, emits: Array<() => void>, events: StoreEvent[] } | { ok: false, error: unknown }> {
     if (this.#failure !== undefined) await this.#tryRecover()
     if (this.#failure !== undefined) return { ok: false, error: this.#failure }
-    const group = this.#group ??= { client: undefined, writes: [], sync: false, nextSeq: 0, seqEnd: 0, firstSeq: 0 }
+    const group = this.#group ??= { client: undefined, writes: [], sync: false, nextSeq: 0, seqEnd: 0 }
     const ops = new WriteOps()
     const after: Array<() => void> = []
     const emits: Array<() => void> = []
@@ -629,7 +669,6 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
       return { ok: false, error: unavailable(error) }
     }
     for (const apply of after) apply()
-    if (ops.events.length > 0) this.#seq = Math.max(this.#seq, ops.events[ops.events.length - 1].seq)
     group.sync ||= sync || ops.events.length > 0
     const committed = deferred()
     group.writes.push({ ops, touched, keys: [...ops.keys.keys()], committed })
@@ -637,38 +676,29 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
   }
 
   /**
-   * The next event seq. The group's first event opens its transaction, takes
-   * the events lock and reserves a block of seqs: the lock is held to the
-   * commit, so transactions that write events commit in seq order (see the
-   * class comment), and the seqs of one block are all this process's.
+   * The next event seq. The group's first event opens its transaction and
+   * reserves a block of seqs with its transaction id (reserveSeqsSql); the
+   * events lock is held for that statement only, so replicas' groups flush
+   * and commit side by side, and readers keep seqs in order by EVENTS_VISIBLE.
    */
   async #reserveSeq (group: Group): Promise<number> {
     if (group.nextSeq < group.seqEnd) return group.nextSeq++
-    const reserve = `SELECT setval('event_seq', nextval('event_seq') + ${SEQ_BLOCK - 1}) AS last`
+    // Cannot happen (SEQ_BLOCK): a second block would break the order readers rely on.
+    if (group.client !== undefined) throw new StaccatoError('internal', `a group of writes made more than ${SEQ_BLOCK} events`, false)
+    const client = await this.#pool.connect()
     let results: pg.QueryResult[]
-    if (group.client === undefined) {
-      const client = await this.#pool.connect()
-      try {
-        // One round trip: the savepoint lets a refused write be found and left out without giving up the lock (#commitGroup).
-        results = await client.query(`BEGIN; SELECT pg_advisory_xact_lock(${LOCK_CLASS}, ${LOCKS.events}); ${reserve}; SAVEPOINT flush`) as unknown as pg.QueryResult[]
-      } catch (err) {
-        // Nothing of the group was sent yet: this write fails alone, the next one begins again.
-        client.release(true)
-        throw err
-      }
-      group.client = client
-    } else {
-      try {
-        results = [await group.client.query(reserve)]
-      } catch (err) {
-        // The transaction is lost with the writes already in the group.
-        throw this.#fail(err)
-      }
+    try {
+      // One round trip: the savepoint lets a refused write be found and left out (#commitGroup).
+      results = await client.query(`BEGIN; ${reserveSeqsSql(SEQ_BLOCK)}; SAVEPOINT flush`) as unknown as pg.QueryResult[]
+    } catch (err) {
+      // Nothing of the group was sent yet: this write fails alone, the next one begins again. The connection may hold the events lock: it goes.
+      client.release(true)
+      throw err
     }
-    const last = Number((results.find(r => r.command === 'SELECT' && r.fields[0]?.name === 'last') as pg.QueryResult<{ last: string }>).rows[0].last)
+    group.client = client
+    const last = Number((results.find(r => r.command === 'SELECT' && r.fields[1]?.name === 'last') as pg.QueryResult<{ last: string }>).rows[0].last)
     group.seqEnd = last + 1
     group.nextSeq = last - SEQ_BLOCK + 1
-    if (group.firstSeq === 0) group.firstSeq = group.nextSeq
     return group.nextSeq++
   }
 
@@ -712,7 +742,7 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
         client.release()
         const lost = new StaccatoError('unavailable', 'this coordinator lost the leader lease while writing; the write was not made', true)
         for (const w of group.writes) refused.set(w, lost)
-        // Seqs it took are skipped: another process may hold the events lock by now.
+        // Seqs it took are skipped.
       } else {
         await this.#commitTail(client, group, refused)
       }
@@ -739,8 +769,8 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
     const kept = group.writes.filter(w => !refused.has(w))
     const lastSeq = Math.max(0, ...kept.flatMap(w => w.ops.events.map(e => e.seq)))
     const tail: string[] = []
-    // The rest of the block goes back, so that seqs skip numbers only when a write fails or a process dies.
-    if (group.seqEnd > 0) tail.push(`SELECT setval('event_seq', ${group.nextSeq}, false)`)
+    // The rest of the block goes back if nobody reserved since, so that seqs of one writer skip numbers only when a write fails or a process dies.
+    if (group.seqEnd > 0 && group.nextSeq < group.seqEnd) tail.push(returnSeqsSql(group.nextSeq, group.seqEnd - 1))
     if (lastSeq > 0) tail.push(`SELECT pg_notify('${EVENTS_CHANNEL}', '${lastSeq}')`)
     for (const key of watchedKeys(kept)) tail.push(`SELECT pg_notify('${CHANGES_CHANNEL}', '${('a' + key).replaceAll("'", "''")}')`)
     // Only a group without events may commit before its WAL is on disk (see the class comment).
@@ -748,7 +778,7 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
     tail.push('COMMIT')
     await client.query(tail.join('; '))
     client.release()
-    this.#ownCommitted(group, kept)
+    this.#ownCommitted(kept)
   }
 
   /**
@@ -760,19 +790,24 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
     this.#fencePid = pid
   }
 
-  /**
-   * Moves the catch-up cursor past a group's events. Seqs below the group's
-   * block were all given out before it took the events lock: if the cursor
-   * had reached them, nobody else wrote in between and the cursor moves to
-   * the group's end; otherwise #catchUp will read the gap, skipping these.
-   */
-  #ownCommitted (group: Group, kept: GroupWrite[]): void {
-    if (group.firstSeq === 0) return
-    if (group.firstSeq - 1 <= this.#readThrough) {
-      this.#readThrough = Math.max(this.#readThrough, group.nextSeq - 1)
-      return
+  /** A group's events are committed: they are announced in seq order with everyone else's (#pump). */
+  #ownCommitted (kept: GroupWrite[]): void {
+    for (const w of kept) for (const e of w.ops.events) this.#own.set(e.seq, e)
+    this.#wake()
+  }
+
+  /** Resolves once the event with this seq (committed by this process) has been announced. */
+  #announced (seq: number): Promise<void> {
+    if (seq <= this.#readThrough || this.#closed) return Promise.resolve()
+    return new Promise(resolve => { this.#announceWaiters.add({ seq, resolve }) })
+  }
+
+  #settleWaiters (all = false): void {
+    for (const w of this.#announceWaiters) {
+      if (!all && w.seq > this.#readThrough) continue
+      this.#announceWaiters.delete(w)
+      w.resolve()
     }
-    for (const w of kept) for (const e of w.ops.events) this.#own.add(e.seq)
   }
 
   /**
@@ -787,39 +822,78 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
   }
 
   /**
-   * Reads events another process wrote (heard of through NOTIFY) in batches,
-   * reloads the records they are about (one query per kind and batch), and
-   * announces them as local writes are announced: 'created', 'transition',
-   * 'removed', 'progress' or 'agent', then 'event', so that this process's
-   * dispatcher, feed and SSE follow writes made elsewhere. One catch-up at a
-   * time; it runs in the write chain, so it never interleaves with a local
-   * write. Its cursor (#readThrough) is apart from #seq: this process's own
-   * commits may run ahead of events it has not read yet.
+   * Announces events in seq order, this process's and other processes'
+   * alike, as readers may see them (EVENTS_VISIBLE): after a seq has been
+   * announced, no lower one can still commit. Events another process wrote
+   * (heard of through NOTIFY) have their records reloaded (one query per
+   * kind and batch, in the write chain so that it never interleaves with a
+   * local write) and are announced as local writes are: 'created',
+   * 'transition', 'removed', 'progress' or 'agent', then 'event'; this
+   * process's own events were applied at commit and only get 'event'.
+   * One pump at a time; a wake-up during a pass makes another pass.
    */
-  #catchUp (): void {
-    if (this.#catchingUp) return
-    this.#catchingUp = true
-    const announced: Array<() => void> = []
-    this.#writes.run(async () => {
-      this.#catchingUp = false
-      while (this.#heardSeq > this.#readThrough && !this.#closed) {
-        const target = this.#heardSeq
-        const events = await this.readEvents(this.#readThrough, CATCH_UP_BATCH)
-        const foreign = events.filter(e => !this.#own.has(e.seq))
-        const gone = await this.#reloadFor(foreign)
-        for (const e of events) this.#own.delete(e.seq)
-        const last = events.at(-1)?.seq ?? target
-        // Every event up to a heard seq had committed when it was heard: a short read has read them all.
-        this.#readThrough = events.length < CATCH_UP_BATCH ? Math.max(target, last) : last
-        this.#seq = Math.max(this.#seq, this.#readThrough)
-        announced.push(...this.#announcements(foreign, gone))
-        if (events.length < CATCH_UP_BATCH) break
-      }
-    }).catch(() => {
-      // The next notification (or the next local write's catch-up) tries again.
+  #wake (): void {
+    if (this.#closed) return
+    if (this.#pumping) {
+      this.#pumpAgain = true
+      return
+    }
+    this.#pumping = true
+    this.#pumpAgain = false
+    this.#pump().catch(() => {
+      // The next notification or commit tries again; a caller is not kept waiting on a database that fails.
+      this.#settleWaiters(true)
     }).finally(() => {
-      for (const announce of announced) announce()
+      this.#pumping = false
+      if (this.#pumpAgain) this.#wake()
     })
+  }
+
+  /** The highest seq known to be committed and not announced yet. */
+  #target (): number {
+    let target = this.#heardSeq
+    for (const seq of this.#own.keys()) target = Math.max(target, seq)
+    return target
+  }
+
+  async #pump (): Promise<void> {
+    for (let waits = 0; !this.#closed && this.#target() > this.#readThrough;) {
+      this.#pumpAgain = false
+      const events = await this.readEvents(this.#readThrough, CATCH_UP_BATCH)
+      if (events.length === 0) {
+        if (++waits >= HORIZON_WAITS) {
+          this.#settleWaiters(true)
+          return
+        }
+        if (await this.#skipTrimmed()) continue
+        // An older transaction is still running: wait for it, or for the next wake-up.
+        if (!this.#pumpAgain) await new Promise(resolve => setTimeout(resolve, Math.min(2 ** Math.min(waits - 1, 10), HORIZON_WAIT_MAX_MS)))
+        continue
+      }
+      waits = 0
+      const foreign = events.filter(e => !this.#own.has(e.seq))
+      const gone = foreign.length > 0 ? await this.#writes.run(async () => await this.#reloadFor(foreign)) : new Map<string, TransferRecord>()
+      const announced: Array<() => void> = []
+      for (const e of events) {
+        const own = this.#own.get(e.seq)
+        if (own !== undefined) announced.push(() => { this.#emitNow('event', own) })
+        else announced.push(...this.#announcements([e], gone))
+        this.#own.delete(e.seq)
+      }
+      this.#readThrough = Math.max(this.#readThrough, events[events.length - 1].seq)
+      for (const announce of announced) announce()
+      this.#settleWaiters()
+    }
+  }
+
+  /** Retention (on any process) trimmed past the cursor: what is pending there is gone, the cursor moves past it. */
+  async #skipTrimmed (): Promise<boolean> {
+    const trimmed = Number((await this.#pool.query<{ value: number }>('SELECT value FROM store_meta WHERE key = \'trimmed\'')).rows[0]?.value ?? 0)
+    if (trimmed <= this.#readThrough) return false
+    this.#readThrough = trimmed
+    for (const seq of this.#own.keys()) if (seq <= trimmed) this.#own.delete(seq)
+    this.#settleWaiters()
+    return true
   }
 
   /** Reloads the records of these events; returns the transfers found deleted, as memory last had them. */
