@@ -69,6 +69,8 @@ interface Group {
   /** The next reserved seq, and the end of the reserved block (exclusive). */
   nextSeq: number
   seqEnd: number
+  /** The transaction id taken with the block ('' until then). */
+  xid: string
 }
 
 interface Deferred { promise: Promise<void>, resolve: () => void, reject: (err: unknown) => void }
@@ -135,8 +137,10 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
   #heardSeq = 0
   /** Every event up to this seq has been announced here ('event'), in seq order: the store's seq. */
   #readThrough = 0
-  /** This process's committed events above #readThrough, by seq: announced as they are, without reloading. */
+  /** This process's events above #readThrough, by seq, from just before their commit: announced as they are, without reloading. */
   readonly #own = new Map<number, StoreEvent>()
+  /** The highest seq this process has committed. */
+  #ownCommitted = 0
   /** Writes' callers waiting for their event to be announced. */
   readonly #announceWaiters = new Set<{ seq: number, resolve: () => void }>()
   #pumping = false
@@ -306,7 +310,8 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
   }
 
   #heard (seq: number): void {
-    if (!(seq > this.#readThrough)) return
+    // This process's own notification: #ownCommitted says the same.
+    if (!(seq > this.#readThrough) || this.#own.has(seq)) return
     this.#heardSeq = Math.max(this.#heardSeq, seq)
     this.#wake()
   }
@@ -640,7 +645,7 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
   async #runInGroup<T> (sync: boolean, fn: (tx: Tx) => Promise<T>): Promise<{ ok: true, value: T, committed: Promise<void>, emits: Array<() => void>, events: StoreEvent[] } | { ok: false, error: unknown }> {
     if (this.#failure !== undefined) await this.#tryRecover()
     if (this.#failure !== undefined) return { ok: false, error: this.#failure }
-    const group = this.#group ??= { client: undefined, writes: [], sync: false, nextSeq: 0, seqEnd: 0 }
+    const group = this.#group ??= { client: undefined, writes: [], sync: false, nextSeq: 0, seqEnd: 0, xid: '' }
     const ops = new WriteOps()
     const after: Array<() => void> = []
     const emits: Array<() => void> = []
@@ -696,7 +701,9 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
       throw err
     }
     group.client = client
-    const last = Number((results.find(r => r.command === 'SELECT' && r.fields[1]?.name === 'last') as pg.QueryResult<{ last: string }>).rows[0].last)
+    const row = (results.find(r => r.command === 'SELECT' && r.fields[1]?.name === 'last') as pg.QueryResult<{ xid: string, last: string }>).rows[0]
+    const last = Number(row.last)
+    group.xid = row.xid
     group.seqEnd = last + 1
     group.nextSeq = last - SEQ_BLOCK + 1
     return group.nextSeq++
@@ -767,18 +774,53 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
 
   async #commitTail (client: pg.PoolClient, group: Group, refused: Map<GroupWrite, unknown>): Promise<void> {
     const kept = group.writes.filter(w => !refused.has(w))
-    const lastSeq = Math.max(0, ...kept.flatMap(w => w.ops.events.map(e => e.seq)))
+    const events = kept.flatMap(w => w.ops.events)
     const tail: string[] = []
     // The rest of the block goes back if nobody reserved since, so that seqs of one writer skip numbers only when a write fails or a process dies.
     if (group.seqEnd > 0 && group.nextSeq < group.seqEnd) tail.push(returnSeqsSql(group.nextSeq, group.seqEnd - 1))
-    if (lastSeq > 0) tail.push(`SELECT pg_notify('${EVENTS_CHANNEL}', '${lastSeq}')`)
+    if (events.length > 0) tail.push(`SELECT pg_notify('${EVENTS_CHANNEL}', '${events[events.length - 1].seq}')`)
     for (const key of watchedKeys(kept)) tail.push(`SELECT pg_notify('${CHANGES_CHANNEL}', '${('a' + key).replaceAll("'", "''")}')`)
     // Only a group without events may commit before its WAL is on disk (see the class comment).
     if (!group.sync) tail.push('SET LOCAL synchronous_commit = off')
     tail.push('COMMIT')
-    await client.query(tail.join('; '))
+    const first = events[0]?.seq ?? 0
+    const from = this.#readThrough
+    // After the commit, in the same round trip: may this process announce its events at once (#announceOwn)?
+    // Yes if every older transaction has ended and none left an event between what is announced here and this group.
+    if (events.length > 0) tail.push(`SELECT pg_snapshot_xmin(pg_current_snapshot()) > '${group.xid}'::xid8 AND NOT EXISTS (SELECT 1 FROM events WHERE seq > ${from} AND seq < ${first}) AS clear`)
+    // Known as this process's before they commit: a pass of #pump that reads them then does not take them for another's.
+    for (const e of events) this.#own.set(e.seq, e)
+    let results: pg.QueryResult | pg.QueryResult[]
+    try {
+      results = await client.query(tail.join('; ')) as pg.QueryResult | pg.QueryResult[]
+    } catch (err) {
+      for (const e of events) this.#own.delete(e.seq)
+      throw err
+    }
     client.release()
-    this.#ownCommitted(kept)
+    if (events.length === 0) return
+    this.#ownCommitted = Math.max(this.#ownCommitted, events[events.length - 1].seq)
+    const clear = (Array.isArray(results) ? results[results.length - 1] : results).rows[0]?.clear === true
+    // After the writes' callers' own notifications ('created', 'transition' …), which run on promise ticks, as with a local store.
+    if (clear) setImmediate(() => { this.#announceOwn(first, events[events.length - 1].seq) })
+    else this.#wake()
+  }
+
+  /**
+   * Announces a group's events without reading them back: its commit found
+   * no transaction older than it running and no unannounced event below it.
+   * Unless #pump got there first.
+   */
+  #announceOwn (first: number, last: number): void {
+    if (this.#closed || this.#readThrough >= first) return
+    this.#readThrough = last
+    for (let seq = first; seq <= last; seq++) {
+      const event = this.#own.get(seq)
+      if (event === undefined) continue
+      this.#own.delete(seq)
+      this.#emitNow('event', event)
+    }
+    this.#settleWaiters()
   }
 
   /**
@@ -788,12 +830,6 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
    */
   setFence (pid: number | undefined): void {
     this.#fencePid = pid
-  }
-
-  /** A group's events are committed: they are announced in seq order with everyone else's (#pump). */
-  #ownCommitted (kept: GroupWrite[]): void {
-    for (const w of kept) for (const e of w.ops.events) this.#own.set(e.seq, e)
-    this.#wake()
   }
 
   /** Resolves once the event with this seq (committed by this process) has been announced. */
@@ -851,9 +887,7 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
 
   /** The highest seq known to be committed and not announced yet. */
   #target (): number {
-    let target = this.#heardSeq
-    for (const seq of this.#own.keys()) target = Math.max(target, seq)
-    return target
+    return Math.max(this.#heardSeq, this.#ownCommitted)
   }
 
   async #pump (): Promise<void> {
@@ -871,10 +905,12 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
         continue
       }
       waits = 0
-      const foreign = events.filter(e => !this.#own.has(e.seq))
+      // #announceOwn may have announced some meanwhile (here and during the reload below).
+      const foreign = events.filter(e => e.seq > this.#readThrough && !this.#own.has(e.seq))
       const gone = foreign.length > 0 ? await this.#writes.run(async () => await this.#reloadFor(foreign)) : new Map<string, TransferRecord>()
       const announced: Array<() => void> = []
       for (const e of events) {
+        if (e.seq <= this.#readThrough) continue
         const own = this.#own.get(e.seq)
         if (own !== undefined) announced.push(() => { this.#emitNow('event', own) })
         else announced.push(...this.#announcements([e], gone))
