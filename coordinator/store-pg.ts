@@ -11,6 +11,7 @@ import { TransferIndex } from './store-index.ts'
 import type { ListPage, ListQuery } from './store-index.ts'
 import { prepareInput } from './store-input.ts'
 import { isAuxKey } from './store-keys.ts'
+import { EventAnnouncer } from './store-pg-announce.ts'
 import { CHANGES_CHANNEL, EVENTS_CHANNEL, EVENTS_VISIBLE, LOCKS, LOCK_CLASS, WATCHED_AUX, migrate, reserveSeqsSql, returnSeqsSql } from './store-pg-schema.ts'
 import { WriteOps, flushOps, json } from './store-pg-ops.ts'
 import type { ProgressReport } from './store-progress.ts'
@@ -35,22 +36,10 @@ const GROUP_MAX = 256
  * blocks, with an older transaction id than theirs).
  */
 const SEQ_BLOCK = GROUP_MAX
-/** Events read per query when catching up with other processes. */
-const CATCH_UP_BATCH = 1000
 /** Between attempts to reopen the NOTIFY listener once its connection is lost: the leader lease polls as often (leader-pg.ts). */
 const LISTEN_RETRY_MS = 1000
 /** Between attempts to reload memory from the database after a lost write (see #recover): as often. */
 const RECOVER_RETRY_MS = 1000
-/**
- * While committed events wait behind an older transaction still running
- * (EVENTS_VISIBLE), the announcer reads again after 1, 2, 4 … ms, at most
- * HORIZON_WAIT_MAX_MS apart: a group's transaction lasts a commit (a few ms)
- * and a transaction without events sends no notification when it ends.
- */
-const HORIZON_WAIT_MAX_MS = 50
-/** Reads behind a held-back horizon before a write's caller is answered anyway (~ 60 s at HORIZON_WAIT_MAX_MS): its event is announced once visible. */
-const HORIZON_WAITS = 1200
-
 /** One write of a group: its changes, and how its caller hears the commit. */
 interface GroupWrite {
   ops: WriteOps
@@ -117,7 +106,7 @@ interface Tx {
  * events it did not write (another process on the same database) reads them,
  * reloads the records they are about and announces them ('event'), so feed
  * and SSE readers are woken by LISTEN/NOTIFY, not by polling. Its own events
- * are announced in the same seq order (#pump), and a write's caller hears
+ * are announced in the same seq order (EventAnnouncer), and a write's caller hears
  * back once its event is announced.
  */
 export class PgTransferStore extends EventEmitter<StoreEvents> implements CoordinatorStore {
@@ -133,18 +122,8 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
   #fanout: EventFanout | undefined
   readonly #progressEventMs: number
   readonly #progressEventAt = new Map<string, number>()
-  /** The highest seq another process has announced and this one has not read yet. */
-  #heardSeq = 0
-  /** Every event up to this seq has been announced here ('event'), in seq order: the store's seq. */
-  #readThrough = 0
-  /** This process's events above #readThrough, by seq, from just before their commit: announced as they are, without reloading. */
-  readonly #own = new Map<number, StoreEvent>()
-  /** The highest seq this process has committed. */
-  #ownCommitted = 0
-  /** Writes' callers waiting for their event to be announced. */
-  readonly #announceWaiters = new Set<{ seq: number, resolve: () => void }>()
-  #pumping = false
-  #pumpAgain = false
+  /** Announces events in seq order; its cursor is the store's seq. */
+  readonly #announcer: EventAnnouncer
   #fencePid: number | undefined
   /** Idempotency keys (`tenant \0 key`) this process wrote: found without a round trip. */
   readonly #keys = new Map<string, string>()
@@ -163,6 +142,16 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
     this.#url = url
     this.#pool = pool
     this.#progressEventMs = opts.progressEventMs ?? PROGRESS_EVENT_MS
+    this.#announcer = new EventAnnouncer({
+      read: async (after, limit) => await this.readEvents(after, limit),
+      foreign: async events => {
+        // In the write chain: reloading never interleaves with a local write.
+        const gone = await this.#writes.run(async () => await this.#reloadFor(events))
+        return event => this.#announcements([event], gone)
+      },
+      trimmed: async () => Number((await this.#pool.query<{ value: number }>('SELECT value FROM store_meta WHERE key = \'trimmed\'')).rows[0]?.value ?? 0),
+      emit: event => { this.#emitNow('event', event) }
+    })
   }
 
   static async open (url: string, opts: StoreOptions = {}): Promise<PgTransferStore> {
@@ -215,7 +204,7 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
       this.#keys.clear()
       this.#progressEventAt.clear()
       this.#failure = undefined
-      this.#wake()
+      this.#announcer.wake()
       clearTimeout(this.#recoverTimer)
       this.#recoverTimer = undefined
     } catch {
@@ -236,7 +225,7 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
 
   /** Reads everything first and changes memory only once all of it is read: a failed load leaves memory as it was. */
   async #load (): Promise<void> {
-    // First: every event up to `visible` was committed before the records below are read, so they include its changes; later events are read and announced (#pump).
+    // First: every event up to `visible` was committed before the records below are read, so they include its changes; later events are read and announced (EventAnnouncer).
     const seqs = (await this.#pool.query<{ visible: string | null, last: string | null }>(`SELECT (SELECT max(seq) FROM events WHERE ${EVENTS_VISIBLE}) AS visible, (SELECT max(seq) FROM events) AS last`)).rows[0]
     const pieces = new Map<string, string[]>()
     for (const row of (await this.#pool.query<{ id: string, pieces: string[] }>('SELECT id, pieces FROM transfer_pieces')).rows) pieces.set(row.id, row.pieces)
@@ -251,10 +240,7 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
     this.#agents.clear()
     for (const rec of agents) this.#agents.set(rec.name, rec)
     this.#trimmed = trimmed ?? 0
-    this.#readThrough = Math.max(Number(seqs.visible ?? 0), this.#trimmed)
-    this.#heardSeq = Number(seqs.last ?? 0)
-    for (const seq of this.#own.keys()) if (seq <= this.#readThrough) this.#own.delete(seq)
-    this.#settleWaiters()
+    this.#announcer.reset(Math.max(Number(seqs.visible ?? 0), this.#trimmed), Number(seqs.last ?? 0))
     if (last !== undefined) this.#eventIds.seed(last.id)
   }
 
@@ -269,7 +255,7 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
         this.#changed(msg.payload ?? '')
         return
       }
-      this.#heard(Number(msg.payload))
+      this.#announcer.heard(Number(msg.payload))
     })
     try {
       await listener.connect()
@@ -306,14 +292,7 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
 
   async #hearLatest (): Promise<void> {
     const last = (await this.#pool.query<{ seq: string | null }>('SELECT max(seq) AS seq FROM events')).rows[0]?.seq
-    if (last !== null && last !== undefined) this.#heard(Number(last))
-  }
-
-  #heard (seq: number): void {
-    // This process's own notification: #ownCommitted says the same.
-    if (!(seq > this.#readThrough) || this.#own.has(seq)) return
-    this.#heardSeq = Math.max(this.#heardSeq, seq)
-    this.#wake()
+    if (last !== null && last !== undefined) this.#announcer.heard(Number(last))
   }
 
   /** A watched aux record or a token changed somewhere (CHANGES_CHANNEL): its readers reload it. */
@@ -329,9 +308,7 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
     clearTimeout(this.#listenRetry)
     clearTimeout(this.#recoverTimer)
     await this.#writes.idle()
-    // Committed writes whose events wait behind the horizon: their callers are answered; nobody will announce them here.
-    for (const w of this.#announceWaiters) w.resolve()
-    this.#announceWaiters.clear()
+    this.#announcer.close()
     // Only wake-ups travel on the listener: every write is already committed, so a failed end loses nothing.
     await this.#listener?.end().catch(() => {})
     await this.#pool.end()
@@ -343,7 +320,7 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
   }
 
   /** The last event announced here: every event up to it is in the log for every reader (EVENTS_VISIBLE). */
-  get seq (): number { return this.#readThrough }
+  get seq (): number { return this.#announcer.through }
   get size (): number { return this.#index.size }
   get trimmedThrough (): number { return this.#trimmed }
 
@@ -540,7 +517,7 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
       if (this.#failure !== undefined) throw this.#failure
       // A group still open holds seqs above what is committed: trimming through them would hide its events.
       if (this.#group !== undefined) await this.#commitGroup()
-      const through = Math.min(throughSeq, this.#readThrough)
+      const through = Math.min(throughSeq, this.#announcer.through)
       if (through <= this.#trimmed) return this.#trimmed
       const client = await this.#pool.connect().catch(err => { throw unavailable(err) })
       try {
@@ -637,7 +614,7 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
       await outcome.committed
       for (const emit of outcome.emits) emit()
       const last = outcome.events.at(-1)
-      if (last !== undefined) await this.#announced(last.seq)
+      if (last !== undefined) await this.#announcer.announced(last.seq)
       return outcome.value
     })
   }
@@ -784,43 +761,22 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
     if (!group.sync) tail.push('SET LOCAL synchronous_commit = off')
     tail.push('COMMIT')
     const first = events[0]?.seq ?? 0
-    const from = this.#readThrough
-    // After the commit, in the same round trip: may this process announce its events at once (#announceOwn)?
+    const from = this.#announcer.through
+    // After the commit, in the same round trip: may this process announce its events at once (EventAnnouncer.committed)?
     // Yes if every older transaction has ended and none left an event between what is announced here and this group.
     if (events.length > 0) tail.push(`SELECT pg_snapshot_xmin(pg_current_snapshot()) > '${group.xid}'::xid8 AND NOT EXISTS (SELECT 1 FROM events WHERE seq > ${from} AND seq < ${first}) AS clear`)
-    // Known as this process's before they commit: a pass of #pump that reads them then does not take them for another's.
-    for (const e of events) this.#own.set(e.seq, e)
+    // Known as this process's before they commit: a pass that reads them then does not take them for another's.
+    this.#announcer.committing(events)
     let results: pg.QueryResult | pg.QueryResult[]
     try {
       results = await client.query(tail.join('; ')) as pg.QueryResult | pg.QueryResult[]
     } catch (err) {
-      for (const e of events) this.#own.delete(e.seq)
+      this.#announcer.failed(events)
       throw err
     }
     client.release()
     if (events.length === 0) return
-    this.#ownCommitted = Math.max(this.#ownCommitted, events[events.length - 1].seq)
-    const clear = (Array.isArray(results) ? results[results.length - 1] : results).rows[0]?.clear === true
-    // After the writes' callers' own notifications ('created', 'transition' …), which run on promise ticks, as with a local store.
-    if (clear) setImmediate(() => { this.#announceOwn(first, events[events.length - 1].seq) })
-    else this.#wake()
-  }
-
-  /**
-   * Announces a group's events without reading them back: its commit found
-   * no transaction older than it running and no unannounced event below it.
-   * Unless #pump got there first.
-   */
-  #announceOwn (first: number, last: number): void {
-    if (this.#closed || this.#readThrough >= first) return
-    this.#readThrough = last
-    for (let seq = first; seq <= last; seq++) {
-      const event = this.#own.get(seq)
-      if (event === undefined) continue
-      this.#own.delete(seq)
-      this.#emitNow('event', event)
-    }
-    this.#settleWaiters()
+    this.#announcer.committed(events, (Array.isArray(results) ? results[results.length - 1] : results).rows[0]?.clear === true)
   }
 
   /**
@@ -832,20 +788,6 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
     this.#fencePid = pid
   }
 
-  /** Resolves once the event with this seq (committed by this process) has been announced. */
-  #announced (seq: number): Promise<void> {
-    if (seq <= this.#readThrough || this.#closed) return Promise.resolve()
-    return new Promise(resolve => { this.#announceWaiters.add({ seq, resolve }) })
-  }
-
-  #settleWaiters (all = false): void {
-    for (const w of this.#announceWaiters) {
-      if (!all && w.seq > this.#readThrough) continue
-      this.#announceWaiters.delete(w)
-      w.resolve()
-    }
-  }
-
   /**
    * Memory is now ahead of the database (a group's writes are applied before
    * it commits): every later write fails until memory is reloaded from the
@@ -855,81 +797,6 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
     this.#failure ??= new StaccatoError('unavailable', `the PostgreSQL store lost a write (${err instanceof Error ? err.message : String(err)}); it reloads from the database once that answers again`, true, { cause: err })
     this.#scheduleRecovery()
     return this.#failure
-  }
-
-  /**
-   * Announces events in seq order, this process's and other processes'
-   * alike, as readers may see them (EVENTS_VISIBLE): after a seq has been
-   * announced, no lower one can still commit. Events another process wrote
-   * (heard of through NOTIFY) have their records reloaded (one query per
-   * kind and batch, in the write chain so that it never interleaves with a
-   * local write) and are announced as local writes are: 'created',
-   * 'transition', 'removed', 'progress' or 'agent', then 'event'; this
-   * process's own events were applied at commit and only get 'event'.
-   * One pump at a time; a wake-up during a pass makes another pass.
-   */
-  #wake (): void {
-    if (this.#closed) return
-    if (this.#pumping) {
-      this.#pumpAgain = true
-      return
-    }
-    this.#pumping = true
-    this.#pumpAgain = false
-    this.#pump().catch(() => {
-      // The next notification or commit tries again; a caller is not kept waiting on a database that fails.
-      this.#settleWaiters(true)
-    }).finally(() => {
-      this.#pumping = false
-      if (this.#pumpAgain) this.#wake()
-    })
-  }
-
-  /** The highest seq known to be committed and not announced yet. */
-  #target (): number {
-    return Math.max(this.#heardSeq, this.#ownCommitted)
-  }
-
-  async #pump (): Promise<void> {
-    for (let waits = 0; !this.#closed && this.#target() > this.#readThrough;) {
-      this.#pumpAgain = false
-      const events = await this.readEvents(this.#readThrough, CATCH_UP_BATCH)
-      if (events.length === 0) {
-        if (++waits >= HORIZON_WAITS) {
-          this.#settleWaiters(true)
-          return
-        }
-        if (await this.#skipTrimmed()) continue
-        // An older transaction is still running: wait for it, or for the next wake-up.
-        if (!this.#pumpAgain) await new Promise(resolve => setTimeout(resolve, Math.min(2 ** Math.min(waits - 1, 10), HORIZON_WAIT_MAX_MS)))
-        continue
-      }
-      waits = 0
-      // #announceOwn may have announced some meanwhile (here and during the reload below).
-      const foreign = events.filter(e => e.seq > this.#readThrough && !this.#own.has(e.seq))
-      const gone = foreign.length > 0 ? await this.#writes.run(async () => await this.#reloadFor(foreign)) : new Map<string, TransferRecord>()
-      const announced: Array<() => void> = []
-      for (const e of events) {
-        if (e.seq <= this.#readThrough) continue
-        const own = this.#own.get(e.seq)
-        if (own !== undefined) announced.push(() => { this.#emitNow('event', own) })
-        else announced.push(...this.#announcements([e], gone))
-        this.#own.delete(e.seq)
-      }
-      this.#readThrough = Math.max(this.#readThrough, events[events.length - 1].seq)
-      for (const announce of announced) announce()
-      this.#settleWaiters()
-    }
-  }
-
-  /** Retention (on any process) trimmed past the cursor: what is pending there is gone, the cursor moves past it. */
-  async #skipTrimmed (): Promise<boolean> {
-    const trimmed = Number((await this.#pool.query<{ value: number }>('SELECT value FROM store_meta WHERE key = \'trimmed\'')).rows[0]?.value ?? 0)
-    if (trimmed <= this.#readThrough) return false
-    this.#readThrough = trimmed
-    for (const seq of this.#own.keys()) if (seq <= trimmed) this.#own.delete(seq)
-    this.#settleWaiters()
-    return true
   }
 
   /** Reloads the records of these events; returns the transfers found deleted, as memory last had them. */
