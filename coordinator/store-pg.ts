@@ -12,6 +12,8 @@ import type { ListPage, ListQuery } from './store-index.ts'
 import { prepareInput } from './store-input.ts'
 import { isAuxKey } from './store-keys.ts'
 import { EventAnnouncer } from './store-pg-announce.ts'
+import { PgListener } from './store-pg-listener.ts'
+import { CLAIM_OUTBOX_SQL, claimedEntries } from './store-pg-outbox.ts'
 import { CHANGES_CHANNEL, EVENTS_CHANNEL, EVENTS_VISIBLE, LOCKS, LOCK_CLASS, WATCHED_AUX, migrate, reserveSeqsSql, returnSeqsSql } from './store-pg-schema.ts'
 import { WriteOps, flushOps, json } from './store-pg-ops.ts'
 import type { ProgressReport } from './store-progress.ts'
@@ -36,8 +38,6 @@ const GROUP_MAX = 256
  * blocks, with an older transaction id than theirs).
  */
 const SEQ_BLOCK = GROUP_MAX
-/** Between attempts to reopen the NOTIFY listener once its connection is lost: the leader lease polls as often (leader-pg.ts). */
-const LISTEN_RETRY_MS = 1000
 /** Between attempts to reload memory from the database after a lost write (see #recover): as often. */
 const RECOVER_RETRY_MS = 1000
 /** One write of a group: its changes, and how its caller hears the commit. */
@@ -111,7 +111,7 @@ interface Tx {
  */
 export class PgTransferStore extends EventEmitter<StoreEvents> implements CoordinatorStore {
   readonly #pool: pg.Pool
-  #listener: pg.Client | undefined
+  readonly #listener: PgListener
   #index = new TransferIndex()
   readonly #agents = new Map<string, AgentRecord>()
   readonly #transferIds = createIdGenerator('tr_')
@@ -131,15 +131,18 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
   /** Writes handed in whose turn has not come: while there are some, the group stays open for them. */
   #waiting = 0
   #failure: StaccatoError | undefined
-  readonly #url: string
   /** Listeners of the token records (tokenRecords().watch). */
   readonly #tokenWatchers: Array<(key: string) => void> = []
-  #listenRetry: NodeJS.Timeout | undefined
   #recoverTimer: NodeJS.Timeout | undefined
 
   private constructor (url: string, pool: pg.Pool, opts: StoreOptions) {
     super()
-    this.#url = url
+    this.#listener = new PgListener(url, {
+      events: seq => { if (!this.#closed) this.#announcer.heard(seq) },
+      changed: payload => { if (!this.#closed) this.#changed(payload) },
+      // Events committed meanwhile are read from the highest seq in the log.
+      reconnected: async () => { await this.#hearLatest() }
+    })
     this.#pool = pool
     this.#progressEventMs = opts.progressEventMs ?? PROGRESS_EVENT_MS
     this.#announcer = new EventAnnouncer({
@@ -169,12 +172,12 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
         client.release()
       }
       await store.#load()
-      await store.#listen()
+      await store.#listener.start()
       // Events committed between the load and LISTEN sent their notifications to nobody.
       await store.#hearLatest()
     } catch (err) {
       // Opening failed: the caller gets that error; a listener that will not end cleanly changes nothing for it.
-      await store.#listener?.end().catch(() => {})
+      await store.#listener.close()
       await pool.end()
       throw unavailable(err)
     }
@@ -244,52 +247,6 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
     if (last !== undefined) this.#eventIds.seed(last.id)
   }
 
-  async #listen (): Promise<void> {
-    const listener = new pg.Client({ connectionString: this.#url, keepAlive: true })
-    // A lost connection (the server restarted or was killed) is reopened; 'end' follows 'error'.
-    listener.on('error', () => {})
-    listener.on('end', () => { if (this.#listener === listener) this.#relisten() })
-    listener.on('notification', msg => {
-      if (this.#closed) return
-      if (msg.channel === CHANGES_CHANNEL) {
-        this.#changed(msg.payload ?? '')
-        return
-      }
-      this.#announcer.heard(Number(msg.payload))
-    })
-    try {
-      await listener.connect()
-      await listener.query(`LISTEN ${EVENTS_CHANNEL}; LISTEN ${CHANGES_CHANNEL}`)
-    } catch (err) {
-      await listener.end().catch(() => {})
-      throw err
-    }
-    this.#listener = listener
-  }
-
-  /**
-   * The listener's connection is gone: notifications sent meanwhile are
-   * lost. Once it is back, events committed meanwhile are read (from the
-   * highest seq in the log) and every watched record is read again ('*').
-   * Tries every LISTEN_RETRY_MS until the store closes.
-   */
-  #relisten (): void {
-    this.#listener = undefined
-    if (this.#closed || this.#listenRetry !== undefined) return
-    this.#listenRetry = setTimeout(() => {
-      this.#listenRetry = undefined
-      if (this.#closed) return
-      this.#listen().then(async () => {
-        await this.#hearLatest()
-        this.#changed('a*')
-        this.#changed('t*')
-      }).catch(() => {
-        if (this.#listener !== undefined) return
-        this.#relisten()
-      })
-    }, LISTEN_RETRY_MS)
-  }
-
   async #hearLatest (): Promise<void> {
     const last = (await this.#pool.query<{ seq: string | null }>('SELECT max(seq) AS seq FROM events')).rows[0]?.seq
     if (last !== null && last !== undefined) this.#announcer.heard(Number(last))
@@ -305,12 +262,10 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
   async close (): Promise<void> {
     if (this.#closed) return
     this.#closed = true
-    clearTimeout(this.#listenRetry)
     clearTimeout(this.#recoverTimer)
     await this.#writes.idle()
     this.#announcer.close()
-    // Only wake-ups travel on the listener: every write is already committed, so a failed end loses nothing.
-    await this.#listener?.end().catch(() => {})
+    await this.#listener.close()
     await this.#pool.end()
   }
 
@@ -557,23 +512,10 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
     this.#fanout = fanout
   }
 
-  /**
-   * One statement, outside the write chain (it changes no memory): rows
-   * another claimer holds locked are skipped, and a row claimed and committed
-   * since this statement's snapshot is checked again on its new version
-   * (READ COMMITTED re-evaluates a locked row), so no entry goes to two
-   * claimers at once. The entry's own put (a retry) or delete takes its claim
-   * with it.
-   */
+  /** FOR UPDATE SKIP LOCKED: see CLAIM_OUTBOX_SQL. */
   async claimOutbox (q: { owner: string, now: number, until: number, limit: number }): Promise<Array<[string, unknown]>> {
     if (this.#closed) throw closedError()
-    const rows = await this.#read(`UPDATE aux SET value = value || jsonb_build_object('claim', jsonb_build_object('owner', $1::text, 'until', $3::float8))
-      WHERE key IN (
-        SELECT key FROM aux
-        WHERE key > 'o!' AND key < 'o~' AND (value->>'nextAt')::float8 <= $2 AND coalesce((value->'claim'->>'until')::float8, 0) < $2
-        ORDER BY key LIMIT $4 FOR UPDATE SKIP LOCKED)
-      RETURNING key, value`, [q.owner, q.now, q.until, q.limit])
-    return rows.map(row => { const { key, value } = row as { key: string, value: unknown }; return [key, value] as [string, unknown] }).sort((a, b) => a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)
+    return claimedEntries(await this.#read(CLAIM_OUTBOX_SQL, [q.owner, q.now, q.until, q.limit]))
   }
 
   #require (id: string): TransferRecord {
