@@ -9,6 +9,8 @@ const BATCH = 1000
  * transaction without events sends no notification when it ends.
  */
 const WAIT_MAX_MS = 50
+/** Empty reads before the announcer asks whether retention trimmed past it: a commit's wait (1 + 2 + 4 + 8 ms) is over by then. */
+const TRIM_CHECK_AFTER = 4
 /** Reads behind a held-back horizon before writers are answered anyway (~ 60 s at WAIT_MAX_MS): their events are announced once visible. */
 const WAITS = 1200
 
@@ -147,7 +149,8 @@ export class EventAnnouncer {
           this.#settle(true)
           return
         }
-        if (await this.#skipTrimmed()) continue
+        // Trimmed past the cursor: rare (retention keeps far more than a pass is behind), so asked only once a wait has lasted.
+        if (waits > TRIM_CHECK_AFTER && await this.#skipTrimmed()) continue
         // An older transaction is still running: wait for it, or for the next wake-up.
         if (!this.#again) await new Promise(resolve => setTimeout(resolve, Math.min(2 ** Math.min(waits - 1, 10), WAIT_MAX_MS)))
         continue
