@@ -48,8 +48,27 @@ export const MIGRATIONS: ReadonlyArray<{ version: number, name: string, sql: str
     name: 'tree files',
     // One row per file of a tree transfer; "C" collation pages by path in byte order, as LevelDB does.
     sql: 'CREATE TABLE tree_files (id text COLLATE "C" NOT NULL, path text COLLATE "C" NOT NULL, state text NOT NULL, file jsonb NOT NULL, PRIMARY KEY (id, path));'
+  },
+  {
+    version: 4,
+    name: 'event transaction ids',
+    // Readers see an event only once every transaction older than its writer's has ended (EVENTS_VISIBLE).
+    // Rows written before have ended long ago: 0 sorts below every transaction id. The default is set apart so
+    // that adding the column does not rewrite the table.
+    sql: `
+      ALTER TABLE events ADD COLUMN txid xid8 NOT NULL DEFAULT '0';
+      ALTER TABLE events ALTER COLUMN txid SET DEFAULT pg_current_xact_id();
+    `
   }
 ]
+
+/**
+ * The condition under which a reader may see an event (see store-pg.ts,
+ * "Event seqs"): its writer's transaction is older than every transaction
+ * still running, so no transaction that could still commit a lower seq is
+ * left. Evaluated in the reading statement's own snapshot.
+ */
+export const EVENTS_VISIBLE = 'txid < pg_snapshot_xmin(pg_current_snapshot())'
 
 /**
  * Advisory lock keys (two-int form): the class is 'STAC' in ASCII, so that
@@ -57,6 +76,28 @@ export const MIGRATIONS: ReadonlyArray<{ version: number, name: string, sql: str
  */
 export const LOCK_CLASS = 0x53544143
 export const LOCKS = { migrate: 1, events: 2, leader: 3 } as const
+
+/**
+ * Reserves `size` event seqs for the transaction on this connection, with
+ * its transaction id taken in the same step, under the events lock held for
+ * these statements only: reservations are made in transaction id order, so
+ * a transaction with lower seqs always has the lower id (EVENTS_VISIBLE
+ * relies on it). Session-level: an error between lock and unlock leaves the
+ * lock held, so the caller then discards the connection. Returns `last`.
+ */
+export function reserveSeqsSql (size: number): string {
+  return `SELECT pg_advisory_lock(${LOCK_CLASS}, ${LOCKS.events}); SELECT pg_current_xact_id()::text AS xid, setval('event_seq', nextval('event_seq') + ${size - 1}) AS last; SELECT pg_advisory_unlock(${LOCK_CLASS}, ${LOCKS.events})`
+}
+
+/**
+ * Gives back a block's unused seqs (from `next` to `last`) if no transaction
+ * has reserved since, under the same lock as reserveSeqsSql: a later
+ * reservation then starts at `next`, above every seq used by this block,
+ * with a later transaction id. Same rule on errors.
+ */
+export function returnSeqsSql (next: number, last: number): string {
+  return `SELECT pg_advisory_lock(${LOCK_CLASS}, ${LOCKS.events}); SELECT setval('event_seq', ${next}, false) FROM event_seq WHERE last_value = ${last} AND is_called; SELECT pg_advisory_unlock(${LOCK_CLASS}, ${LOCKS.events})`
+}
 
 /** The channel each commit that writes events notifies, with its highest seq as payload. */
 export const EVENTS_CHANNEL = 'staccato_events'

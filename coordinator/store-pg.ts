@@ -11,7 +11,10 @@ import { TransferIndex } from './store-index.ts'
 import type { ListPage, ListQuery } from './store-index.ts'
 import { prepareInput } from './store-input.ts'
 import { isAuxKey } from './store-keys.ts'
-import { CHANGES_CHANNEL, EVENTS_CHANNEL, LOCKS, LOCK_CLASS, WATCHED_AUX, migrate } from './store-pg-schema.ts'
+import { EventAnnouncer } from './store-pg-announce.ts'
+import { PgListener } from './store-pg-listener.ts'
+import { CLAIM_OUTBOX_SQL, claimedEntries } from './store-pg-outbox.ts'
+import { CHANGES_CHANNEL, EVENTS_CHANNEL, EVENTS_VISIBLE, LOCKS, LOCK_CLASS, WATCHED_AUX, migrate, reserveSeqsSql, returnSeqsSql } from './store-pg-schema.ts'
 import { WriteOps, flushOps, json } from './store-pg-ops.ts'
 import type { ProgressReport } from './store-progress.ts'
 import { newRecord, progressData, progressed, transitioned, updated } from './store-records.ts'
@@ -25,17 +28,18 @@ import type { TokenRecords } from './token-records.ts'
 const PROGRESS_EVENT_MS = 5000
 // Writes use one connection at a time (below); the rest serve reads (feed, SSE, aux). 10 is pg's default.
 const POOL_SIZE = 10
-/** Writes in one commit at most: bounds how long a group holds the events lock, and what one failed commit loses. */
+/** Writes in one commit at most: bounds how long a group's transaction holds back readers, and what one failed commit loses. */
 const GROUP_MAX = 256
-/** Seqs reserved at once; the unused ones are given back at commit (setval, under the events lock). At most one event per write, so one block usually serves a group. */
+/**
+ * Seqs reserved at once, with the transaction id (reserveSeqsSql); the
+ * unused ones are given back at commit when nobody reserved since. A write
+ * makes at most one event, so one block always serves a group: a group
+ * never reserves twice (a second block would come after other transactions'
+ * blocks, with an older transaction id than theirs).
+ */
 const SEQ_BLOCK = GROUP_MAX
-/** Events read per query when catching up with other processes. */
-const CATCH_UP_BATCH = 1000
-/** Between attempts to reopen the NOTIFY listener once its connection is lost: the leader lease polls as often (leader-pg.ts). */
-const LISTEN_RETRY_MS = 1000
 /** Between attempts to reload memory from the database after a lost write (see #recover): as often. */
 const RECOVER_RETRY_MS = 1000
-
 /** One write of a group: its changes, and how its caller hears the commit. */
 interface GroupWrite {
   ops: WriteOps
@@ -54,8 +58,8 @@ interface Group {
   /** The next reserved seq, and the end of the reserved block (exclusive). */
   nextSeq: number
   seqEnd: number
-  /** The first seq reserved (0: none yet). */
-  firstSeq: number
+  /** The transaction id taken with the block ('' until then). */
+  xid: string
 }
 
 interface Deferred { promise: Promise<void>, resolve: () => void, reject: (err: unknown) => void }
@@ -80,59 +84,77 @@ interface Tx {
  *
  * Writes commit in groups (one transaction, a few multi-row statements:
  * see #write); a state change, its event and the event's webhook outbox rows
- * always commit together. Event seqs come from a sequence, reserved a block
- * at a time inside the transaction after an advisory transaction lock
- * (LOCKS.events) held to the commit, so transactions that write events
- * commit in seq order: a reader that has seen seq n never later finds a new
- * event below n, whichever process wrote it. Seqs may skip numbers (those
- * of a write that failed, or of a process that died holding a block). A transaction holding events runs with synchronous commit; only
- * a group of progress reports without events commits asynchronously, so a crash can
- * never lose an event whose seq a reader has seen.
+ * always commit together.
+ *
+ * Event seqs: a group reserves a block of seqs from a sequence together with
+ * its transaction id, under an advisory lock (LOCKS.events) held for that one
+ * statement (reserveSeqsSql), so a lower seq always belongs to an older
+ * transaction. Groups of several replicas then flush and commit at once,
+ * in any order; a reader (readEvents, and so the feed, SSE and this
+ * announcer) sees an event only once its transaction is older than every
+ * transaction still running (EVENTS_VISIBLE): by then every lower seq has
+ * committed or never will, so a reader that has seen seq n never later
+ * finds a new event below n, whichever process wrote it. (Until 2026-11 the
+ * lock was held to COMMIT: replicas' commits, each with its fsync, ran one
+ * at a time.) Seqs may skip numbers (those of a write that failed, of a
+ * block another group reserved past, or of a process that died holding a
+ * block). A transaction holding events runs with synchronous commit; only a
+ * group of progress reports without events commits asynchronously, so a
+ * crash can never lose an event whose seq a reader has seen.
  *
  * Every commit with events notifies EVENTS_CHANNEL; a store that hears of
  * events it did not write (another process on the same database) reads them,
  * reloads the records they are about and announces them ('event'), so feed
- * and SSE readers are woken by LISTEN/NOTIFY, not by polling.
+ * and SSE readers are woken by LISTEN/NOTIFY, not by polling. Its own events
+ * are announced in the same seq order (EventAnnouncer), and a write's caller hears
+ * back once its event is announced.
  */
 export class PgTransferStore extends EventEmitter<StoreEvents> implements CoordinatorStore {
   readonly #pool: pg.Pool
-  #listener: pg.Client | undefined
+  readonly #listener: PgListener
   #index = new TransferIndex()
   readonly #agents = new Map<string, AgentRecord>()
   readonly #transferIds = createIdGenerator('tr_')
   readonly #eventIds = createIdGenerator('ev_')
-  #seq = 0
   #trimmed = 0
   #writes = new Serial()
   #closed = false
   #fanout: EventFanout | undefined
   readonly #progressEventMs: number
   readonly #progressEventAt = new Map<string, number>()
-  /** The highest seq another process has announced and this one has not read yet. */
-  #heardSeq = 0
-  /** Every event up to this seq is known here: written by this process, or read by #catchUp. */
-  #readThrough = 0
-  /** Seqs of this process's events above #readThrough: #catchUp skips them. */
-  readonly #own = new Set<number>()
+  /** Announces events in seq order; its cursor is the store's seq. */
+  readonly #announcer: EventAnnouncer
   #fencePid: number | undefined
   /** Idempotency keys (`tenant \0 key`) this process wrote: found without a round trip. */
   readonly #keys = new Map<string, string>()
-  #catchingUp = false
   #group: Group | undefined
   /** Writes handed in whose turn has not come: while there are some, the group stays open for them. */
   #waiting = 0
   #failure: StaccatoError | undefined
-  readonly #url: string
   /** Listeners of the token records (tokenRecords().watch). */
   readonly #tokenWatchers: Array<(key: string) => void> = []
-  #listenRetry: NodeJS.Timeout | undefined
   #recoverTimer: NodeJS.Timeout | undefined
 
   private constructor (url: string, pool: pg.Pool, opts: StoreOptions) {
     super()
-    this.#url = url
+    this.#listener = new PgListener(url, {
+      events: seq => { if (!this.#closed) this.#announcer.heard(seq) },
+      changed: payload => { if (!this.#closed) this.#changed(payload) },
+      // Events committed meanwhile are read from the highest seq in the log.
+      reconnected: async () => { await this.#hearLatest() }
+    })
     this.#pool = pool
     this.#progressEventMs = opts.progressEventMs ?? PROGRESS_EVENT_MS
+    this.#announcer = new EventAnnouncer({
+      read: async (after, limit) => await this.readEvents(after, limit),
+      foreign: async events => {
+        // In the write chain: reloading never interleaves with a local write.
+        const gone = await this.#writes.run(async () => await this.#reloadFor(events))
+        return event => this.#announcements([event], gone)
+      },
+      trimmed: async () => Number((await this.#pool.query<{ value: number }>('SELECT value FROM store_meta WHERE key = \'trimmed\'')).rows[0]?.value ?? 0),
+      emit: event => { this.#emitNow('event', event) }
+    })
   }
 
   static async open (url: string, opts: StoreOptions = {}): Promise<PgTransferStore> {
@@ -150,10 +172,12 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
         client.release()
       }
       await store.#load()
-      await store.#listen()
+      await store.#listener.start()
+      // Events committed between the load and LISTEN sent their notifications to nobody.
+      await store.#hearLatest()
     } catch (err) {
       // Opening failed: the caller gets that error; a listener that will not end cleanly changes nothing for it.
-      await store.#listener?.end().catch(() => {})
+      await store.#listener.close()
       await pool.end()
       throw unavailable(err)
     }
@@ -181,10 +205,9 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
     try {
       await this.#load()
       this.#keys.clear()
-      this.#own.clear()
       this.#progressEventAt.clear()
-      this.#heardSeq = 0
       this.#failure = undefined
+      this.#announcer.wake()
       clearTimeout(this.#recoverTimer)
       this.#recoverTimer = undefined
     } catch {
@@ -205,6 +228,8 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
 
   /** Reads everything first and changes memory only once all of it is read: a failed load leaves memory as it was. */
   async #load (): Promise<void> {
+    // First: every event up to `visible` was committed before the records below are read, so they include its changes; later events are read and announced (EventAnnouncer).
+    const seqs = (await this.#pool.query<{ visible: string | null, last: string | null }>(`SELECT (SELECT max(seq) FROM events WHERE ${EVENTS_VISIBLE}) AS visible, (SELECT max(seq) FROM events) AS last`)).rows[0]
     const pieces = new Map<string, string[]>()
     for (const row of (await this.#pool.query<{ id: string, pieces: string[] }>('SELECT id, pieces FROM transfer_pieces')).rows) pieces.set(row.id, row.pieces)
     const records = (await this.#pool.query<{ record: TransferRecord }>('SELECT record FROM transfers')).rows.map(r => withPieces(r.record, pieces.get(r.record.id)))
@@ -218,62 +243,13 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
     this.#agents.clear()
     for (const rec of agents) this.#agents.set(rec.name, rec)
     this.#trimmed = trimmed ?? 0
-    this.#seq = Math.max(last?.seq ?? 0, this.#trimmed)
-    this.#readThrough = this.#seq
+    this.#announcer.reset(Math.max(Number(seqs.visible ?? 0), this.#trimmed), Number(seqs.last ?? 0))
     if (last !== undefined) this.#eventIds.seed(last.id)
   }
 
-  async #listen (): Promise<void> {
-    const listener = new pg.Client({ connectionString: this.#url, keepAlive: true })
-    // A lost connection (the server restarted or was killed) is reopened; 'end' follows 'error'.
-    listener.on('error', () => {})
-    listener.on('end', () => { if (this.#listener === listener) this.#relisten() })
-    listener.on('notification', msg => {
-      if (this.#closed) return
-      if (msg.channel === CHANGES_CHANNEL) {
-        this.#changed(msg.payload ?? '')
-        return
-      }
-      this.#heard(Number(msg.payload))
-    })
-    try {
-      await listener.connect()
-      await listener.query(`LISTEN ${EVENTS_CHANNEL}; LISTEN ${CHANGES_CHANNEL}`)
-    } catch (err) {
-      await listener.end().catch(() => {})
-      throw err
-    }
-    this.#listener = listener
-  }
-
-  /**
-   * The listener's connection is gone: notifications sent meanwhile are
-   * lost. Once it is back, events committed meanwhile are read (from the
-   * highest seq in the log) and every watched record is read again ('*').
-   * Tries every LISTEN_RETRY_MS until the store closes.
-   */
-  #relisten (): void {
-    this.#listener = undefined
-    if (this.#closed || this.#listenRetry !== undefined) return
-    this.#listenRetry = setTimeout(() => {
-      this.#listenRetry = undefined
-      if (this.#closed) return
-      this.#listen().then(async () => {
-        const last = (await this.#pool.query<{ seq: string | null }>('SELECT max(seq) AS seq FROM events')).rows[0]?.seq
-        if (last !== null && last !== undefined) this.#heard(Number(last))
-        this.#changed('a*')
-        this.#changed('t*')
-      }).catch(() => {
-        if (this.#listener !== undefined) return
-        this.#relisten()
-      })
-    }, LISTEN_RETRY_MS)
-  }
-
-  #heard (seq: number): void {
-    if (!(seq > this.#readThrough)) return
-    this.#heardSeq = Math.max(this.#heardSeq, seq)
-    this.#catchUp()
+  async #hearLatest (): Promise<void> {
+    const last = (await this.#pool.query<{ seq: string | null }>('SELECT max(seq) AS seq FROM events')).rows[0]?.seq
+    if (last !== null && last !== undefined) this.#announcer.heard(Number(last))
   }
 
   /** A watched aux record or a token changed somewhere (CHANGES_CHANNEL): its readers reload it. */
@@ -286,11 +262,10 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
   async close (): Promise<void> {
     if (this.#closed) return
     this.#closed = true
-    clearTimeout(this.#listenRetry)
     clearTimeout(this.#recoverTimer)
     await this.#writes.idle()
-    // Only wake-ups travel on the listener: every write is already committed, so a failed end loses nothing.
-    await this.#listener?.end().catch(() => {})
+    this.#announcer.close()
+    await this.#listener.close()
     await this.#pool.end()
   }
 
@@ -299,7 +274,8 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
     return pgTokenRecords(this.#pool, listener => { this.#tokenWatchers.push(listener) })
   }
 
-  get seq (): number { return this.#seq }
+  /** The last event announced here: every event up to it is in the log for every reader (EVENTS_VISIBLE). */
+  get seq (): number { return this.#announcer.through }
   get size (): number { return this.#index.size }
   get trimmedThrough (): number { return this.#trimmed }
 
@@ -480,7 +456,7 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
 
   async readEvents (after: number, limit: number): Promise<StoreEvent[]> {
     if (this.#closed) throw closedError()
-    const rows = await this.#read('SELECT event FROM events WHERE seq > $1 ORDER BY seq LIMIT $2', [Math.max(0, after), limit])
+    const rows = await this.#read(`SELECT event FROM events WHERE seq > $1 AND ${EVENTS_VISIBLE} ORDER BY seq LIMIT $2`, [Math.max(0, after), limit])
     return rows.map(r => (r as { event: StoreEvent }).event)
   }
 
@@ -496,7 +472,7 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
       if (this.#failure !== undefined) throw this.#failure
       // A group still open holds seqs above what is committed: trimming through them would hide its events.
       if (this.#group !== undefined) await this.#commitGroup()
-      const through = Math.min(throughSeq, this.#seq)
+      const through = Math.min(throughSeq, this.#announcer.through)
       if (through <= this.#trimmed) return this.#trimmed
       const client = await this.#pool.connect().catch(err => { throw unavailable(err) })
       try {
@@ -536,23 +512,10 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
     this.#fanout = fanout
   }
 
-  /**
-   * One statement, outside the write chain (it changes no memory): rows
-   * another claimer holds locked are skipped, and a row claimed and committed
-   * since this statement's snapshot is checked again on its new version
-   * (READ COMMITTED re-evaluates a locked row), so no entry goes to two
-   * claimers at once. The entry's own put (a retry) or delete takes its claim
-   * with it.
-   */
+  /** FOR UPDATE SKIP LOCKED: see CLAIM_OUTBOX_SQL. */
   async claimOutbox (q: { owner: string, now: number, until: number, limit: number }): Promise<Array<[string, unknown]>> {
     if (this.#closed) throw closedError()
-    const rows = await this.#read(`UPDATE aux SET value = value || jsonb_build_object('claim', jsonb_build_object('owner', $1::text, 'until', $3::float8))
-      WHERE key IN (
-        SELECT key FROM aux
-        WHERE key > 'o!' AND key < 'o~' AND (value->>'nextAt')::float8 <= $2 AND coalesce((value->'claim'->>'until')::float8, 0) < $2
-        ORDER BY key LIMIT $4 FOR UPDATE SKIP LOCKED)
-      RETURNING key, value`, [q.owner, q.now, q.until, q.limit])
-    return rows.map(row => { const { key, value } = row as { key: string, value: unknown }; return [key, value] as [string, unknown] }).sort((a, b) => a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)
+    return claimedEntries(await this.#read(CLAIM_OUTBOX_SQL, [q.owner, q.now, q.until, q.limit]))
   }
 
   #require (id: string): TransferRecord {
@@ -592,7 +555,8 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
       if (!outcome.ok) throw outcome.error
       await outcome.committed
       for (const emit of outcome.emits) emit()
-      for (const event of outcome.events) this.#emitNow('event', event)
+      const last = outcome.events.at(-1)
+      if (last !== undefined) await this.#announcer.announced(last.seq)
       return outcome.value
     })
   }
@@ -600,7 +564,7 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
   async #runInGroup<T> (sync: boolean, fn: (tx: Tx) => Promise<T>): Promise<{ ok: true, value: T, committed: Promise<void>, emits: Array<() => void>, events: StoreEvent[] } | { ok: false, error: unknown }> {
     if (this.#failure !== undefined) await this.#tryRecover()
     if (this.#failure !== undefined) return { ok: false, error: this.#failure }
-    const group = this.#group ??= { client: undefined, writes: [], sync: false, nextSeq: 0, seqEnd: 0, firstSeq: 0 }
+    const group = this.#group ??= { client: undefined, writes: [], sync: false, nextSeq: 0, seqEnd: 0, xid: '' }
     const ops = new WriteOps()
     const after: Array<() => void> = []
     const emits: Array<() => void> = []
@@ -629,7 +593,6 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
       return { ok: false, error: unavailable(error) }
     }
     for (const apply of after) apply()
-    if (ops.events.length > 0) this.#seq = Math.max(this.#seq, ops.events[ops.events.length - 1].seq)
     group.sync ||= sync || ops.events.length > 0
     const committed = deferred()
     group.writes.push({ ops, touched, keys: [...ops.keys.keys()], committed })
@@ -637,38 +600,31 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
   }
 
   /**
-   * The next event seq. The group's first event opens its transaction, takes
-   * the events lock and reserves a block of seqs: the lock is held to the
-   * commit, so transactions that write events commit in seq order (see the
-   * class comment), and the seqs of one block are all this process's.
+   * The next event seq. The group's first event opens its transaction and
+   * reserves a block of seqs with its transaction id (reserveSeqsSql); the
+   * events lock is held for that statement only, so replicas' groups flush
+   * and commit side by side, and readers keep seqs in order by EVENTS_VISIBLE.
    */
   async #reserveSeq (group: Group): Promise<number> {
     if (group.nextSeq < group.seqEnd) return group.nextSeq++
-    const reserve = `SELECT setval('event_seq', nextval('event_seq') + ${SEQ_BLOCK - 1}) AS last`
+    // Cannot happen (SEQ_BLOCK): a second block would break the order readers rely on.
+    if (group.client !== undefined) throw new StaccatoError('internal', `a group of writes made more than ${SEQ_BLOCK} events`, false)
+    const client = await this.#pool.connect()
     let results: pg.QueryResult[]
-    if (group.client === undefined) {
-      const client = await this.#pool.connect()
-      try {
-        // One round trip: the savepoint lets a refused write be found and left out without giving up the lock (#commitGroup).
-        results = await client.query(`BEGIN; SELECT pg_advisory_xact_lock(${LOCK_CLASS}, ${LOCKS.events}); ${reserve}; SAVEPOINT flush`) as unknown as pg.QueryResult[]
-      } catch (err) {
-        // Nothing of the group was sent yet: this write fails alone, the next one begins again.
-        client.release(true)
-        throw err
-      }
-      group.client = client
-    } else {
-      try {
-        results = [await group.client.query(reserve)]
-      } catch (err) {
-        // The transaction is lost with the writes already in the group.
-        throw this.#fail(err)
-      }
+    try {
+      // One round trip: the savepoint lets a refused write be found and left out (#commitGroup).
+      results = await client.query(`BEGIN; ${reserveSeqsSql(SEQ_BLOCK)}; SAVEPOINT flush`) as unknown as pg.QueryResult[]
+    } catch (err) {
+      // Nothing of the group was sent yet: this write fails alone, the next one begins again. The connection may hold the events lock: it goes.
+      client.release(true)
+      throw err
     }
-    const last = Number((results.find(r => r.command === 'SELECT' && r.fields[0]?.name === 'last') as pg.QueryResult<{ last: string }>).rows[0].last)
+    group.client = client
+    const row = (results.find(r => r.command === 'SELECT' && r.fields[1]?.name === 'last') as pg.QueryResult<{ xid: string, last: string }>).rows[0]
+    const last = Number(row.last)
+    group.xid = row.xid
     group.seqEnd = last + 1
     group.nextSeq = last - SEQ_BLOCK + 1
-    if (group.firstSeq === 0) group.firstSeq = group.nextSeq
     return group.nextSeq++
   }
 
@@ -712,7 +668,7 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
         client.release()
         const lost = new StaccatoError('unavailable', 'this coordinator lost the leader lease while writing; the write was not made', true)
         for (const w of group.writes) refused.set(w, lost)
-        // Seqs it took are skipped: another process may hold the events lock by now.
+        // Seqs it took are skipped.
       } else {
         await this.#commitTail(client, group, refused)
       }
@@ -737,18 +693,32 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
 
   async #commitTail (client: pg.PoolClient, group: Group, refused: Map<GroupWrite, unknown>): Promise<void> {
     const kept = group.writes.filter(w => !refused.has(w))
-    const lastSeq = Math.max(0, ...kept.flatMap(w => w.ops.events.map(e => e.seq)))
+    const events = kept.flatMap(w => w.ops.events)
     const tail: string[] = []
-    // The rest of the block goes back, so that seqs skip numbers only when a write fails or a process dies.
-    if (group.seqEnd > 0) tail.push(`SELECT setval('event_seq', ${group.nextSeq}, false)`)
-    if (lastSeq > 0) tail.push(`SELECT pg_notify('${EVENTS_CHANNEL}', '${lastSeq}')`)
+    // The rest of the block goes back if nobody reserved since, so that seqs of one writer skip numbers only when a write fails or a process dies.
+    if (group.seqEnd > 0 && group.nextSeq < group.seqEnd) tail.push(returnSeqsSql(group.nextSeq, group.seqEnd - 1))
+    if (events.length > 0) tail.push(`SELECT pg_notify('${EVENTS_CHANNEL}', '${events[events.length - 1].seq}')`)
     for (const key of watchedKeys(kept)) tail.push(`SELECT pg_notify('${CHANGES_CHANNEL}', '${('a' + key).replaceAll("'", "''")}')`)
     // Only a group without events may commit before its WAL is on disk (see the class comment).
     if (!group.sync) tail.push('SET LOCAL synchronous_commit = off')
     tail.push('COMMIT')
-    await client.query(tail.join('; '))
+    const first = events[0]?.seq ?? 0
+    const from = this.#announcer.through
+    // After the commit, in the same round trip: may this process announce its events at once (EventAnnouncer.committed)?
+    // Yes if every older transaction has ended and none left an event between what is announced here and this group.
+    if (events.length > 0) tail.push(`SELECT pg_snapshot_xmin(pg_current_snapshot()) > '${group.xid}'::xid8 AND NOT EXISTS (SELECT 1 FROM events WHERE seq > ${from} AND seq < ${first}) AS clear`)
+    // Known as this process's before they commit: a pass that reads them then does not take them for another's.
+    this.#announcer.committing(events)
+    let results: pg.QueryResult | pg.QueryResult[]
+    try {
+      results = await client.query(tail.join('; ')) as pg.QueryResult | pg.QueryResult[]
+    } catch (err) {
+      this.#announcer.failed(events)
+      throw err
+    }
     client.release()
-    this.#ownCommitted(group, kept)
+    if (events.length === 0) return
+    this.#announcer.committed(events, (Array.isArray(results) ? results[results.length - 1] : results).rows[0]?.clear === true)
   }
 
   /**
@@ -761,21 +731,6 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
   }
 
   /**
-   * Moves the catch-up cursor past a group's events. Seqs below the group's
-   * block were all given out before it took the events lock: if the cursor
-   * had reached them, nobody else wrote in between and the cursor moves to
-   * the group's end; otherwise #catchUp will read the gap, skipping these.
-   */
-  #ownCommitted (group: Group, kept: GroupWrite[]): void {
-    if (group.firstSeq === 0) return
-    if (group.firstSeq - 1 <= this.#readThrough) {
-      this.#readThrough = Math.max(this.#readThrough, group.nextSeq - 1)
-      return
-    }
-    for (const w of kept) for (const e of w.ops.events) this.#own.add(e.seq)
-  }
-
-  /**
    * Memory is now ahead of the database (a group's writes are applied before
    * it commits): every later write fails until memory is reloaded from the
    * database (#tryRecover, once it answers again).
@@ -784,42 +739,6 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
     this.#failure ??= new StaccatoError('unavailable', `the PostgreSQL store lost a write (${err instanceof Error ? err.message : String(err)}); it reloads from the database once that answers again`, true, { cause: err })
     this.#scheduleRecovery()
     return this.#failure
-  }
-
-  /**
-   * Reads events another process wrote (heard of through NOTIFY) in batches,
-   * reloads the records they are about (one query per kind and batch), and
-   * announces them as local writes are announced: 'created', 'transition',
-   * 'removed', 'progress' or 'agent', then 'event', so that this process's
-   * dispatcher, feed and SSE follow writes made elsewhere. One catch-up at a
-   * time; it runs in the write chain, so it never interleaves with a local
-   * write. Its cursor (#readThrough) is apart from #seq: this process's own
-   * commits may run ahead of events it has not read yet.
-   */
-  #catchUp (): void {
-    if (this.#catchingUp) return
-    this.#catchingUp = true
-    const announced: Array<() => void> = []
-    this.#writes.run(async () => {
-      this.#catchingUp = false
-      while (this.#heardSeq > this.#readThrough && !this.#closed) {
-        const target = this.#heardSeq
-        const events = await this.readEvents(this.#readThrough, CATCH_UP_BATCH)
-        const foreign = events.filter(e => !this.#own.has(e.seq))
-        const gone = await this.#reloadFor(foreign)
-        for (const e of events) this.#own.delete(e.seq)
-        const last = events.at(-1)?.seq ?? target
-        // Every event up to a heard seq had committed when it was heard: a short read has read them all.
-        this.#readThrough = events.length < CATCH_UP_BATCH ? Math.max(target, last) : last
-        this.#seq = Math.max(this.#seq, this.#readThrough)
-        announced.push(...this.#announcements(foreign, gone))
-        if (events.length < CATCH_UP_BATCH) break
-      }
-    }).catch(() => {
-      // The next notification (or the next local write's catch-up) tries again.
-    }).finally(() => {
-      for (const announce of announced) announce()
-    })
   }
 
   /** Reloads the records of these events; returns the transfers found deleted, as memory last had them. */

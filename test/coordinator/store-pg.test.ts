@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, it, expect } from 'vitest'
 import pg from 'pg'
 import type { StoreEvent } from '../../coordinator/model.ts'
 import { PgTransferStore } from '../../coordinator/store-pg.ts'
-import { MIGRATIONS } from '../../coordinator/store-pg-schema.ts'
+import { EVENTS_VISIBLE, MIGRATIONS } from '../../coordinator/store-pg-schema.ts'
 import { TokenStore } from '../../coordinator/tokens.ts'
 import { postgresMissing, startPostgres } from '../helpers/postgres.ts'
 import type { Postgres } from '../helpers/postgres.ts'
@@ -164,12 +164,12 @@ describe.skipIf(missing !== undefined)(missing === undefined ? 'PostgreSQL store
     }
   })
 
-  it('keeps seqs strictly increasing in commit order with two writers at once', async () => {
+  it('keeps seqs strictly increasing for readers with two writers at once', async () => {
     const url = await server.freshDatabase()
     const a = await PgTransferStore.open(url)
     const b = await PgTransferStore.open(url)
     try {
-      // A reader that polls while both write must never find a seq below one it has already seen: its cursor would skip it.
+      // A reader that polls while both write (with the readers' condition, EVENTS_VISIBLE) must never find a seq below one it has already seen: its cursor would skip it.
       let writing = true
       let late = 0
       const reader = (async () => {
@@ -179,7 +179,7 @@ describe.skipIf(missing !== undefined)(missing === undefined ? 'PostgreSQL store
         let cursor = 0
         try {
           for (let polls = 0; writing && polls < 100_000; polls++) {
-            const rows = (await client.query<{ seq: string }>('SELECT seq FROM events ORDER BY seq')).rows.map(r => Number(r.seq))
+            const rows = (await client.query<{ seq: string }>(`SELECT seq FROM events WHERE ${EVENTS_VISIBLE} ORDER BY seq`)).rows.map(r => Number(r.seq))
             for (const seq of rows) {
               if (seen.has(seq)) continue
               if (seq <= cursor) late++
@@ -202,6 +202,45 @@ describe.skipIf(missing !== undefined)(missing === undefined ? 'PostgreSQL store
     } finally {
       await a.close()
       await b.close()
+    }
+  })
+
+  it('shows no event while a transaction holding a lower seq is still open, then both in seq order', async () => {
+    const url = await server.freshDatabase()
+    const store = await PgTransferStore.open(url)
+    const first = new pg.Client({ connectionString: url })
+    const second = new pg.Client({ connectionString: url })
+    await first.connect()
+    await second.connect()
+    try {
+      const heard: number[] = []
+      store.on('event', ev => { heard.push(ev.seq) })
+      // Two writers as the store's groups are: each takes its transaction id, then its seq; the first commits last.
+      const reserve = async (client: pg.Client): Promise<number> => {
+        await client.query('BEGIN')
+        await client.query('SELECT pg_current_xact_id()')
+        return Number((await client.query<{ seq: string }>('SELECT nextval(\'event_seq\') AS seq')).rows[0].seq)
+      }
+      const commit = async (client: pg.Client, seq: number): Promise<void> => {
+        const event = { seq, id: `ev_${seq}`, time: new Date().toISOString(), topic: `agent.w${seq}.online`, tenant: '*', data: { online: true } }
+        await client.query('INSERT INTO events (seq, event) VALUES ($1, $2)', [seq, JSON.stringify(event)])
+        await client.query(`SELECT pg_notify('staccato_events', '${seq}'); COMMIT`)
+      }
+      const low = await reserve(first)
+      const high = await reserve(second)
+      expect(high).toBeGreaterThan(low)
+      await commit(second, high)
+      // The higher seq is committed, the lower may still commit: a reader that got the higher would move its cursor past the lower.
+      expect(await store.readEvents(0, 10)).toEqual([])
+      await commit(first, low)
+      expect((await store.readEvents(0, 10)).map(e => e.seq)).toEqual([low, high])
+      await waitUntil(() => heard.length >= 2)
+      expect(heard).toEqual([low, high])
+      expect(store.seq).toBe(high)
+    } finally {
+      await first.end()
+      await second.end()
+      await store.close()
     }
   })
 })

@@ -1,0 +1,197 @@
+import type { StoreEvent } from './model.ts'
+
+/** Events read per query when following the log. */
+const BATCH = 1000
+/**
+ * While committed events wait behind an older transaction still running
+ * (EVENTS_VISIBLE), the announcer reads again after 1, 2, 4 … ms, at most
+ * WAIT_MAX_MS apart: a group's transaction lasts a commit (a few ms) and a
+ * transaction without events sends no notification when it ends.
+ */
+const WAIT_MAX_MS = 50
+/** Empty reads before the announcer asks whether retention trimmed past it: a commit's wait (1 + 2 + 4 + 8 ms) is over by then. */
+const TRIM_CHECK_AFTER = 4
+/** Reads behind a held-back horizon before writers are answered anyway (~ 60 s at WAIT_MAX_MS): their events are announced once visible. */
+const WAITS = 1200
+
+/** What the announcer needs from its store. */
+export interface AnnouncerSource {
+  /** Events after `after` that readers may see (EVENTS_VISIBLE), oldest first. */
+  read: (after: number, limit: number) => Promise<StoreEvent[]>
+  /**
+   * Makes memory follow events another process wrote; returns what to
+   * announce for each of them, 'event' included.
+   */
+  foreign: (events: StoreEvent[]) => Promise<(event: StoreEvent) => Array<() => void>>
+  /** How far retention has trimmed the log (any process). */
+  trimmed: () => Promise<number>
+  /** Announces one of this process's events ('event'). */
+  emit: (event: StoreEvent) => void
+}
+
+/**
+ * Announces a PostgreSQL store's events in seq order, this process's and
+ * other processes' alike, as readers may see them: after a seq has been
+ * announced no lower one can still commit. Its cursor (`through`) is the
+ * store's seq. One pass at a time; a wake-up during a pass makes another.
+ */
+export class EventAnnouncer {
+  /** Every event up to this seq has been announced. */
+  #through = 0
+  /** The highest seq another process has announced (NOTIFY) and this one has not read yet. */
+  #heard = 0
+  /** This process's events above #through, by seq, from just before their commit: announced as they are, without reloading. */
+  readonly #own = new Map<number, StoreEvent>()
+  /** The highest seq this process has committed. */
+  #ownCommitted = 0
+  /** Writers waiting for their event to be announced. */
+  readonly #waiters = new Set<{ seq: number, resolve: () => void }>()
+  #running = false
+  #again = false
+  #closed = false
+  readonly source: AnnouncerSource
+
+  constructor (source: AnnouncerSource) {
+    this.source = source
+  }
+
+  get through (): number { return this.#through }
+
+  /** After (re)loading memory: everything up to `through` is in memory, the log reaches `last`. */
+  reset (through: number, last: number): void {
+    this.#through = through
+    this.#heard = last
+    this.#forgetThrough(through)
+  }
+
+  /** Another process committed events up to `seq` (its NOTIFY). */
+  heard (seq: number): void {
+    // This process's own notification: ownCommitted() said the same.
+    if (!(seq > this.#through) || this.#own.has(seq)) return
+    this.#heard = Math.max(this.#heard, seq)
+    this.wake()
+  }
+
+  /** This process is about to commit these events (in seq order). */
+  committing (events: StoreEvent[]): void {
+    for (const e of events) this.#own.set(e.seq, e)
+  }
+
+  /** Their commit failed (or its outcome is unknown: then they are read as another's would be). */
+  failed (events: StoreEvent[]): void {
+    for (const e of events) this.#own.delete(e.seq)
+  }
+
+  /**
+   * They committed. `clear`: the commit found no older transaction running
+   * and no event between `through` and them, so they are announced without
+   * being read back — on the next turn of the event loop, after their
+   * writers' own notifications ('created', 'transition' …), as with a local
+   * store.
+   */
+  committed (events: StoreEvent[], clear: boolean): void {
+    if (events.length === 0) return
+    const first = events[0].seq
+    const last = events[events.length - 1].seq
+    this.#ownCommitted = Math.max(this.#ownCommitted, last)
+    if (clear) setImmediate(() => { this.#announceOwn(first, last) })
+    else this.wake()
+  }
+
+  /** Resolves once the event with this seq (committed here) has been announced. */
+  announced (seq: number): Promise<void> {
+    if (seq <= this.#through || this.#closed) return Promise.resolve()
+    return new Promise(resolve => { this.#waiters.add({ seq, resolve }) })
+  }
+
+  /** Writers still waiting are answered: nobody will announce their events here. */
+  close (): void {
+    this.#closed = true
+    this.#settle(true)
+  }
+
+  wake (): void {
+    if (this.#closed) return
+    if (this.#running) {
+      this.#again = true
+      return
+    }
+    this.#running = true
+    this.#again = false
+    this.#pass().catch(() => {
+      // The next notification or commit tries again; a writer is not kept waiting on a database that fails.
+      this.#settle(true)
+    }).finally(() => {
+      this.#running = false
+      if (this.#again) this.wake()
+    })
+  }
+
+  #announceOwn (first: number, last: number): void {
+    // A pass got there first.
+    if (this.#closed || this.#through >= first) return
+    this.#through = last
+    for (let seq = first; seq <= last; seq++) {
+      const event = this.#own.get(seq)
+      if (event === undefined) continue
+      this.#own.delete(seq)
+      this.source.emit(event)
+    }
+    this.#settle()
+  }
+
+  async #pass (): Promise<void> {
+    for (let waits = 0; !this.#closed && Math.max(this.#heard, this.#ownCommitted) > this.#through;) {
+      this.#again = false
+      const events = await this.source.read(this.#through, BATCH)
+      if (events.length === 0) {
+        if (++waits >= WAITS) {
+          this.#settle(true)
+          return
+        }
+        // Trimmed past the cursor: rare (retention keeps far more than a pass is behind), so asked only once a wait has lasted.
+        if (waits > TRIM_CHECK_AFTER && await this.#skipTrimmed()) continue
+        // An older transaction is still running: wait for it, or for the next wake-up.
+        if (!this.#again) await new Promise(resolve => setTimeout(resolve, Math.min(2 ** Math.min(waits - 1, 10), WAIT_MAX_MS)))
+        continue
+      }
+      waits = 0
+      // #announceOwn may announce some meanwhile (here and while memory follows the others' below).
+      const foreign = events.filter(e => e.seq > this.#through && !this.#own.has(e.seq))
+      const announcementsOf = foreign.length > 0 ? await this.source.foreign(foreign) : undefined
+      const announced: Array<() => void> = []
+      for (const e of events) {
+        if (e.seq <= this.#through) continue
+        const own = this.#own.get(e.seq)
+        if (own !== undefined) announced.push(() => { this.source.emit(own) })
+        else if (announcementsOf !== undefined) announced.push(...announcementsOf(e))
+        this.#own.delete(e.seq)
+      }
+      this.#through = Math.max(this.#through, events[events.length - 1].seq)
+      for (const announce of announced) announce()
+      this.#settle()
+    }
+  }
+
+  /** Retention trimmed past the cursor: what is pending there is gone, the cursor moves past it. */
+  async #skipTrimmed (): Promise<boolean> {
+    const trimmed = await this.source.trimmed()
+    if (trimmed <= this.#through) return false
+    this.#through = trimmed
+    this.#forgetThrough(trimmed)
+    return true
+  }
+
+  #forgetThrough (seq: number): void {
+    for (const own of this.#own.keys()) if (own <= seq) this.#own.delete(own)
+    this.#settle()
+  }
+
+  #settle (all = false): void {
+    for (const w of this.#waiters) {
+      if (!all && w.seq > this.#through) continue
+      this.#waiters.delete(w)
+      w.resolve()
+    }
+  }
+}

@@ -1,0 +1,108 @@
+import { describe, expect, it } from 'vitest'
+import type { StoreEvent } from '../../coordinator/model.ts'
+import { EventAnnouncer } from '../../coordinator/store-pg-announce.ts'
+
+/**
+ * The announcer's ordering on its own: an in-memory log stands for the
+ * database, `visible` for what EVENTS_VISIBLE lets a reader see (the real
+ * condition is covered by test/coordinator/store-pg.test.ts).
+ */
+function harness () {
+  const log: StoreEvent[] = []
+  let visibleThrough = 0
+  let trimmed = 0
+  const emitted: string[] = []
+  let reads = 0
+  const announcer = new EventAnnouncer({
+    read: async (after, limit) => {
+      reads++
+      return log.filter(e => e.seq > after && e.seq <= visibleThrough).slice(0, limit)
+    },
+    foreign: async () => event => [() => { emitted.push(`foreign ${event.seq}`) }],
+    trimmed: async () => trimmed,
+    emit: event => { emitted.push(`own ${event.seq}`) }
+  })
+  return {
+    announcer,
+    emitted,
+    reads: () => reads,
+    write: (seq: number): StoreEvent => {
+      const e = { seq, id: `ev_${seq}`, time: new Date(0).toISOString(), topic: `agent.a${seq}.online`, tenant: '*', data: {} }
+      log.push(e)
+      log.sort((a, b) => a.seq - b.seq)
+      return e
+    },
+    show: (through: number) => { visibleThrough = through },
+    trim: (through: number) => { trimmed = through; log.splice(0, log.length, ...log.filter(e => e.seq > through)) }
+  }
+}
+
+describe('EventAnnouncer', () => {
+  it('announces its own clear commit without reading it back, after the writers\' own notifications', async () => {
+    const h = harness()
+    const events = [h.write(1), h.write(2)]
+    h.show(2)
+    h.announcer.committing(events)
+    h.announcer.committed(events, true)
+    // Not yet: a writer's 'created' or 'transition' comes first, on a promise tick.
+    expect(h.emitted).toEqual([])
+    await h.announcer.announced(2)
+    expect(h.emitted).toEqual(['own 1', 'own 2'])
+    expect(h.announcer.through).toBe(2)
+    expect(h.reads()).toBe(0)
+  })
+
+  it('holds its own events back while a lower seq of another writer may still commit, then announces both in order', async () => {
+    const h = harness()
+    // Another writer holds seq 1 (not committed); this process commits 2, not clear.
+    const own = h.write(2)
+    h.announcer.committing([own])
+    h.announcer.committed([own], false)
+    let done = false
+    const answered = h.announcer.announced(2).then(() => { done = true })
+    // Nothing is visible while seq 1's transaction runs: the announcer reads again until it is.
+    await waitFor(() => h.reads() >= 3)
+    expect(done).toBe(false)
+    expect(h.emitted).toEqual([])
+    h.write(1)
+    h.show(2)
+    h.announcer.heard(1)
+    await answered
+    expect(h.emitted).toEqual(['foreign 1', 'own 2'])
+    expect(h.announcer.through).toBe(2)
+  })
+
+  it('ignores its own notification and seqs it has announced, and announces another\'s once', async () => {
+    const h = harness()
+    const own = h.write(1)
+    h.show(1)
+    h.announcer.committing([own])
+    h.announcer.heard(1)
+    h.announcer.committed([own], true)
+    await h.announcer.announced(1)
+    h.write(2)
+    h.show(2)
+    h.announcer.heard(2)
+    h.announcer.heard(2)
+    h.announcer.heard(1)
+    await waitFor(() => h.announcer.through === 2)
+    expect(h.emitted).toEqual(['own 1', 'foreign 2'])
+  })
+
+  it('moves past events that retention trimmed before it read them', async () => {
+    const h = harness()
+    h.write(1)
+    h.write(2)
+    h.trim(2)
+    h.show(2)
+    h.announcer.heard(2)
+    await waitFor(() => h.announcer.through === 2)
+    expect(h.emitted).toEqual([])
+  })
+})
+
+/** Bounded: fails the test when the condition never comes. */
+async function waitFor (cond: () => boolean): Promise<void> {
+  for (let i = 0; i < 5000 && !cond(); i++) await new Promise(resolve => setTimeout(resolve, 1))
+  expect(cond()).toBe(true)
+}
