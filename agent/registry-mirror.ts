@@ -180,7 +180,7 @@ export async function startRegistryMirror (o: RegistryMirrorOptions): Promise<Re
     const fetch = o.blobs.put(r.digest, st.size, o.oci.read(from, { offset: 0 }), async chunk => {
       countBytes(o.counters.bytesIn, 'oci', chunk.byteLength)
       await write(res, chunk)
-    })
+    }, { sourceChecksDigest: true })
     fetching.set(r.digest, fetch)
     try {
       await fetch

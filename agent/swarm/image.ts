@@ -111,7 +111,7 @@ export async function imageManifest (o: ImageManifestOptions): Promise<Manifest>
       hasher.update(chunk)
       registryBytes += chunk.byteLength
       o.onFetched(chunk.byteLength)
-    })
+    }, { sourceChecksDigest: true })
   }
   const named = layoutImageOf(image)
   const { pieces, sha256 } = hasher.finish()
