@@ -39,6 +39,28 @@ export function segments (blobs: ImageManifest['blobs'], offset: number, length:
   return out
 }
 
+/**
+ * The bytes `[from, from + length)` of `chunks` laid end to end, as views of
+ * them (a piece is split across blobs without being copied). Pure.
+ */
+export function sliceChunks (chunks: readonly Uint8Array[], from: number, length: number): Uint8Array[] {
+  const out: Uint8Array[] = []
+  let start = 0
+  for (const c of chunks) {
+    if (length <= 0) break
+    const end = start + c.byteLength
+    if (from < end) {
+      const at = from - start
+      const take = Math.min(length, c.byteLength - at)
+      out.push(c.subarray(at, at + take))
+      from += take
+      length -= take
+    }
+    start = end
+  }
+  return out
+}
+
 /** The sha256 of every piece and of the whole, fed the object's bytes in order. */
 class PieceHasher {
   readonly pieces: string[] = []
@@ -305,11 +327,11 @@ class LayoutWriterAt implements ImageWriterAt {
   }
 
   async writeAt (offset: number, chunks: Uint8Array[]): Promise<void> {
-    const bytes = Buffer.concat(chunks)
+    const length = chunks.reduce((n, c) => n + c.byteLength, 0)
     let pos = 0
-    for (const s of segments(this.image.blobs, offset, bytes.length)) {
+    for (const s of segments(this.image.blobs, offset, length)) {
       // A held blob is already whole and verified in the layout.
-      await this.writers.get(s.blob)?.writeAt(s.at, [bytes.subarray(pos, pos + s.length)])
+      await this.writers.get(s.blob)?.writeAt(s.at, sliceChunks(chunks, pos, s.length))
       // The session writes a piece only once it hashed to the manifest's piece hash: these bytes may be served now.
       this.arrivals.get(s.blob)?.written(s.at, s.length)
       pos += s.length
@@ -327,7 +349,8 @@ class LayoutWriterAt implements ImageWriterAt {
       const target = blobUrl(this.o.dst.url, this.image.blobs[s.blob].digest)
       for await (const chunk of this.o.dst.plugin.read(target, { offset: s.at, length: s.length })) parts.push(chunk)
     }
-    return Buffer.concat(parts)
+    // Most ranges lie within one blob: no copy then (the session re-reads the whole image this way at the end).
+    return parts.length === 1 ? parts[0] : Buffer.concat(parts)
   }
 
   async sync (): Promise<void> {
