@@ -163,6 +163,8 @@ try {
     tPreheatManifest: round(tManifest ?? tPreheat, 3),
     tMin: round(tMin, 3),
     preheatOverBound: round(tPreheat / tMin, 3),
+    // The swarm's part alone (from the manifest on), to set beside bench:swarm's T_swarm ÷ T_min for a file of S bytes.
+    preheatSwarmOverBound: round((tPreheat - (tManifest ?? 0)) / tMin, 3),
     registryEgressOverImage: round(preheatEgress / S, 3),
     tDirect: round(tDirect, 3),
     tWarmPull: round(tWarm, 3),
@@ -177,6 +179,7 @@ try {
   report(args.json, result, [
     `an image of ${L} × ${layerSize / MiB} MiB to ${N} hosts, upload cap u = ${u / MiB} MiB/s per agent`,
     `  preheat            ${result.tPreheat} s   / T_min (S/u = ${result.tMin} s) = ${result.preheatOverBound}`,
+    `    of which          ${result.tPreheatManifest} s for the manifest (the seed's registry read); the swarm after it / T_min = ${result.preheatSwarmOverBound}`,
     `  registry egress    ${result.registryEgressOverImage} × S during the preheat`,
     `  warm pull          ${result.tWarmPull} s   / direct ${result.tDirect} s = ${result.warmPullOverDirect}`,
     `  client floor       ${result.tClientFloor} s   (skopeo from nginx serving the layout) / direct = ${result.clientFloorOverDirect}; warm pull / floor = ${result.warmPullOverFloor}`,
