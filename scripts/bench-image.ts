@@ -36,7 +36,7 @@ import { parseSize } from '../protocols/index.ts'
 import { BenchRegistry } from './bench-registry.ts'
 import { BenchMesh } from './bench-mesh.ts'
 import { StaticRegistry } from './bench-static-registry.ts'
-import { MiB, median, note, report, round } from './bench-util.ts'
+import { MiB, cpuSeconds, median, note, report, round } from './bench-util.ts'
 
 const run = promisify(execFile)
 const { values: args } = parseArgs({
@@ -135,8 +135,12 @@ try {
   const host = names[Math.min(1, N - 1)]
   const warms: number[] = []
   // In turn with the direct and floor pulls, so that a busy moment of the machine does not fall on one kind only.
+  const mirrorPid = (mesh.agents.get(host) as { pid: number }).pid
+  let mirrorCpu = 0
   for (let i = 0; i < pulls; i++) {
+    const cpuBefore = cpuSeconds(mirrorPid)
     warms.push(await timedCopy(`docker://${mirrors.get(host) as string}/bench/warm:1`, join(mesh.dir, 'warm-pull')))
+    mirrorCpu += cpuSeconds(mirrorPid) - cpuBefore
     directs.push(await direct())
     floors.push(await floor())
   }
@@ -172,6 +176,8 @@ try {
     tClientFloor: round(tFloor, 3),
     clientFloorOverDirect: round(tFloor / tDirect, 3),
     warmPullOverFloor: round(tWarm / tFloor, 3),
+    // The serving agent's CPU per warm pull: what the mirror itself costs, beside skopeo's own work.
+    warmPullMirrorCpuSeconds: round(mirrorCpu / pulls, 3),
     tColdPull: round(tCold, 3),
     coldPullOverDirect: round(tCold / tDirect, 3),
     coldRegistryEgressOverImage: round(coldEgress / S, 3)
@@ -182,7 +188,7 @@ try {
     `    of which          ${result.tPreheatManifest} s for the manifest (the seed's registry read); the swarm after it / T_min = ${result.preheatSwarmOverBound}`,
     `  registry egress    ${result.registryEgressOverImage} × S during the preheat`,
     `  warm pull          ${result.tWarmPull} s   / direct ${result.tDirect} s = ${result.warmPullOverDirect}`,
-    `  client floor       ${result.tClientFloor} s   (skopeo from nginx serving the layout) / direct = ${result.clientFloorOverDirect}; warm pull / floor = ${result.warmPullOverFloor}`,
+    `  client floor       ${result.tClientFloor} s   (skopeo from nginx serving the layout) / direct = ${result.clientFloorOverDirect}; warm pull / floor = ${result.warmPullOverFloor}; the mirror's agent used ${result.warmPullMirrorCpuSeconds} CPU-s a pull`,
     `  cold pull (all N)  ${result.tColdPull} s   / direct = ${result.coldPullOverDirect}; registry egress ${result.coldRegistryEgressOverImage} × S`
   ])
 } finally {
