@@ -72,7 +72,7 @@ export class BlobIndex {
     const { plugin, url } = resolveLocal(place, this.self, this.plugins, 'blob')
     const found = (await plugin.stat(url)).size
     if (size !== undefined && found !== size) return undefined
-    return { place, size: found, read: (offset, length) => plugin.read(url, { offset, length }) }
+    return { place, size: found, read: (offset, length, opts) => plugin.read(url, { offset, length, reuseBuffers: opts?.reuseBuffers }) }
   }
 
   /** The store's own copy, when it is whole. */
@@ -80,8 +80,12 @@ export class BlobIndex {
     const path = this.storePath(digest)
     const st = await stat(path).catch(() => undefined)
     if (st === undefined || (size !== undefined && st.size !== size)) return undefined
-    // createReadStream's end is inclusive; an empty range reads nothing.
-    return { place: 'store', size: st.size, read: (offset, length) => length === 0 ? emptyChunks() : createReadStream(path, { start: offset, end: offset + length - 1, highWaterMark: 1024 * 1024 }) }
+    return {
+      place: 'store',
+      size: st.size,
+      // createReadStream's end is inclusive; an empty range reads nothing.
+      read: (offset, length, opts) => length === 0 ? emptyChunks() : opts?.reuseBuffers === true ? readReusing(path, offset, length) : createReadStream(path, { start: offset, end: offset + length - 1, highWaterMark: READ_CHUNK })
+    }
   }
 
   async add (digest: string, place: Place): Promise<void> {
@@ -214,7 +218,47 @@ class BatchedWrites {
 export interface BlobReader {
   place: Place
   size: number
-  read(offset: number, length: number): AsyncIterable<Uint8Array>
+  /**
+   * With `reuseBuffers`, the caller is done with each chunk before it asks for
+   * the next (ReadOptions.reuseBuffers): two buffers take turns instead of a
+   * new one per chunk, whose collection was the largest cost of serving a
+   * blob after the copy itself.
+   */
+  read(offset: number, length: number, opts?: { reuseBuffers?: boolean }): AsyncIterable<Uint8Array>
+}
+
+/** The store's reads, as the file plug-in's: 1 MiB, one read ahead. */
+const READ_CHUNK = 1024 * 1024
+
+/** A range of a store file in READ_CHUNK reads into two buffers that take turns, one read ahead. */
+async function * readReusing (path: string, offset: number, length: number): AsyncIterable<Uint8Array> {
+  const fh = await open(path, 'r')
+  try {
+    const pool = [Buffer.allocUnsafe(READ_CHUNK), Buffer.allocUnsafe(READ_CHUNK)]
+    let turn = 0
+    let at = offset
+    const end = offset + length
+    const readAt = (pos: number): Promise<Uint8Array> => {
+      const buffer = pool[turn++ % 2].subarray(0, Math.min(READ_CHUNK, end - pos))
+      const read = fh.read(buffer, 0, buffer.length, pos).then(r => {
+        if (r.bytesRead === 0) throw new NetworkError(`${path}: shrank while being read`)
+        return buffer.subarray(0, r.bytesRead)
+      })
+      // A consumer that stops early never awaits it; close() still waits for it.
+      read.catch(() => {})
+      return read
+    }
+    let next = readAt(at)
+    // Bounded: every round moves `at` on by at least a byte, or throws.
+    while (at < end) {
+      const chunk = await next
+      at += chunk.byteLength
+      if (at < end) next = readAt(at)
+      yield chunk
+    }
+  } finally {
+    await fh.close()
+  }
 }
 
 async function * emptyChunks (): AsyncIterable<Uint8Array> {}

@@ -229,7 +229,8 @@ async function sendBlob (res: ServerResponse, req: IncomingMessage, digest: stri
     'content-length': end - start + 1,
     ...(range !== undefined ? { 'content-range': `bytes ${start}-${end}/${held.size}` } : {})
   })
-  if (req.method === 'GET') await pipeChunks(res, held.read(start, end - start + 1), n => { counters.mirrorBytesServed += n })
+  // Each chunk is handed to the kernel before the next is asked for, so the reader may reuse its buffers.
+  if (req.method === 'GET') await pipeChunks(res, held.read(start, end - start + 1, { reuseBuffers: true }), n => { counters.mirrorBytesServed += n }, true)
   res.end()
 }
 
@@ -256,11 +257,26 @@ async function * readArriving (a: Arrival, blobs: BlobIndex, offset: number, len
   }
 }
 
-async function pipeChunks (res: ServerResponse, chunks: AsyncIterable<Uint8Array>, counted?: (n: number) => void): Promise<void> {
+/** With `flushed`, each chunk has left the process before the next is taken (its buffer may be read into again). */
+async function pipeChunks (res: ServerResponse, chunks: AsyncIterable<Uint8Array>, counted?: (n: number) => void, flushed = false): Promise<void> {
   for await (const chunk of chunks) {
     counted?.(chunk.byteLength)
-    await write(res, chunk)
+    await (flushed ? writeFlushed(res, chunk) : write(res, chunk))
   }
+}
+
+/** Writes and waits until the socket took the bytes (the write's callback), or the client went away. */
+async function writeFlushed (res: ServerResponse, chunk: Uint8Array): Promise<void> {
+  if (res.destroyed) throw new InvalidArgumentError('the client went away')
+  await new Promise<void>((resolve, reject) => {
+    const closed = (): void => { reject(new InvalidArgumentError('the client went away')) }
+    res.once('close', closed)
+    res.write(chunk, err => {
+      res.off('close', closed)
+      if (err !== undefined && err !== null) reject(new InvalidArgumentError('the client went away', { cause: err }))
+      else resolve()
+    })
+  })
 }
 
 /** Writes with back-pressure: a slow client slows the read, rather than the agent buffering the blob. */

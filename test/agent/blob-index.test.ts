@@ -62,6 +62,21 @@ describe('BlobIndex.put', () => {
     expect((await held(digest))?.equals(bytes)).toBe(true)
   })
 
+  it('reads any range of a stored blob, with buffers reused between chunks, byte for byte', async () => {
+    // 3 MiB + 5 bytes: ranges across the 1 MiB reads, and a short last one.
+    const bytes = randomBytes(3 * 1024 * 1024 + 5)
+    const digest = digestOf(bytes)
+    await index.put(digest, bytes.length, chunked(bytes, 1 << 20), () => {})
+    const reader = await index.find(digest, bytes.length)
+    if (reader === undefined) throw new Error('the blob was not found after put')
+    for (const [offset, length] of [[0, bytes.length], [1, 2 * 1024 * 1024], [1024 * 1024 - 3, 7], [bytes.length - 5, 5], [10, 0]]) {
+      const copies: Buffer[] = []
+      // The caller's side of the contract: each chunk copied before the next is asked for.
+      for await (const c of reader.read(offset, length, { reuseBuffers: true })) copies.push(Buffer.from(c))
+      expect(Buffer.concat(copies).equals(bytes.subarray(offset, offset + length))).toBe(true)
+    }
+  })
+
   it('refuses a blob shorter than its size', async () => {
     const bytes = randomBytes(100_000)
     await expect(index.put(digestOf(bytes), bytes.length + 1, chunked(bytes, 4096), () => {})).rejects.toMatchObject({ code: 'network' })
