@@ -168,7 +168,8 @@ export async function imageManifest (o: ImageManifestOptions): Promise<Manifest>
       const held = await o.blobs.find(b.digest, b.size)
       if (held === undefined) throw new InvalidArgumentError(`${b.digest}: the seed no longer holds this blob`)
       const hash = checked ? undefined : createHash('sha256')
-      for await (const chunk of held.read(0, b.size)) { hash?.update(chunk); hasher.update(chunk) }
+      // Hashed at once, before the next chunk is asked for: the reader may reuse its buffers.
+      for await (const chunk of held.read(0, b.size, { reuseBuffers: true })) { hash?.update(chunk); hasher.update(chunk) }
       // A place that no longer holds the blob's bytes: this object cannot be built from it.
       if (hash !== undefined && `sha256:${hash.digest('hex')}` !== b.digest) throw new ChecksumMismatchError(`${b.digest}: the copy at ${held.place} no longer matches its digest`)
     }
