@@ -236,10 +236,10 @@ async function sendBlob (res: ServerResponse, req: IncomingMessage, digest: stri
 
 /** A blob arriving through a distribution: its verified bytes as they land, then (once committed) from where the blob index finds it. */
 function arrivingReader (a: Arrival, blobs: BlobIndex, counters: AgentCounters, signal: AbortSignal): BlobReader {
-  return { place: 'arriving', size: a.size, read: (offset, length) => readArriving(a, blobs, offset, length, counters, signal) }
+  return { place: 'arriving', size: a.size, read: (offset, length, opts) => readArriving(a, blobs, offset, length, counters, signal, opts?.reuseBuffers) }
 }
 
-async function * readArriving (a: Arrival, blobs: BlobIndex, offset: number, length: number, counters: AgentCounters, signal: AbortSignal): AsyncIterable<Uint8Array> {
+async function * readArriving (a: Arrival, blobs: BlobIndex, offset: number, length: number, counters: AgentCounters, signal: AbortSignal, reuseBuffers?: boolean): AsyncIterable<Uint8Array> {
   const end = offset + length
   let at = offset
   // Bounded: every round moves `at` on by at least a byte, or ends (committed, failed, the client gone).
@@ -248,7 +248,7 @@ async function * readArriving (a: Arrival, blobs: BlobIndex, offset: number, len
     if (chunk === undefined) {
       const held = await blobs.find(a.digest, a.size)
       if (held === undefined) throw new NetworkError(`${a.digest}: committed, but no longer where it was written`)
-      yield * held.read(at, end - at)
+      yield * held.read(at, end - at, { reuseBuffers })
       return
     }
     yield chunk
