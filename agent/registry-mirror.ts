@@ -180,7 +180,7 @@ export async function startRegistryMirror (o: RegistryMirrorOptions): Promise<Re
     const fetch = o.blobs.put(r.digest, st.size, o.oci.read(from, { offset: 0 }), async chunk => {
       countBytes(o.counters.bytesIn, 'oci', chunk.byteLength)
       await write(res, chunk)
-    })
+    }, { sourceChecksDigest: true })
     fetching.set(r.digest, fetch)
     try {
       await fetch
@@ -229,16 +229,17 @@ async function sendBlob (res: ServerResponse, req: IncomingMessage, digest: stri
     'content-length': end - start + 1,
     ...(range !== undefined ? { 'content-range': `bytes ${start}-${end}/${held.size}` } : {})
   })
-  if (req.method === 'GET') await pipeChunks(res, held.read(start, end - start + 1), n => { counters.mirrorBytesServed += n })
+  // Each chunk is handed to the kernel before the next is asked for, so the reader may reuse its buffers.
+  if (req.method === 'GET') await pipeChunks(res, held.read(start, end - start + 1, { reuseBuffers: true }), n => { counters.mirrorBytesServed += n }, true)
   res.end()
 }
 
 /** A blob arriving through a distribution: its verified bytes as they land, then (once committed) from where the blob index finds it. */
 function arrivingReader (a: Arrival, blobs: BlobIndex, counters: AgentCounters, signal: AbortSignal): BlobReader {
-  return { place: 'arriving', size: a.size, read: (offset, length) => readArriving(a, blobs, offset, length, counters, signal) }
+  return { place: 'arriving', size: a.size, read: (offset, length, opts) => readArriving(a, blobs, offset, length, counters, signal, opts?.reuseBuffers) }
 }
 
-async function * readArriving (a: Arrival, blobs: BlobIndex, offset: number, length: number, counters: AgentCounters, signal: AbortSignal): AsyncIterable<Uint8Array> {
+async function * readArriving (a: Arrival, blobs: BlobIndex, offset: number, length: number, counters: AgentCounters, signal: AbortSignal, reuseBuffers?: boolean): AsyncIterable<Uint8Array> {
   const end = offset + length
   let at = offset
   // Bounded: every round moves `at` on by at least a byte, or ends (committed, failed, the client gone).
@@ -247,7 +248,7 @@ async function * readArriving (a: Arrival, blobs: BlobIndex, offset: number, len
     if (chunk === undefined) {
       const held = await blobs.find(a.digest, a.size)
       if (held === undefined) throw new NetworkError(`${a.digest}: committed, but no longer where it was written`)
-      yield * held.read(at, end - at)
+      yield * held.read(at, end - at, { reuseBuffers })
       return
     }
     yield chunk
@@ -256,11 +257,26 @@ async function * readArriving (a: Arrival, blobs: BlobIndex, offset: number, len
   }
 }
 
-async function pipeChunks (res: ServerResponse, chunks: AsyncIterable<Uint8Array>, counted?: (n: number) => void): Promise<void> {
+/** With `flushed`, each chunk has left the process before the next is taken (its buffer may be read into again). */
+async function pipeChunks (res: ServerResponse, chunks: AsyncIterable<Uint8Array>, counted?: (n: number) => void, flushed = false): Promise<void> {
   for await (const chunk of chunks) {
     counted?.(chunk.byteLength)
-    await write(res, chunk)
+    await (flushed ? writeFlushed(res, chunk) : write(res, chunk))
   }
+}
+
+/** Writes and waits until the socket took the bytes (the write's callback), or the client went away. */
+async function writeFlushed (res: ServerResponse, chunk: Uint8Array): Promise<void> {
+  if (res.destroyed) throw new InvalidArgumentError('the client went away')
+  await new Promise<void>((resolve, reject) => {
+    const closed = (): void => { reject(new InvalidArgumentError('the client went away')) }
+    res.once('close', closed)
+    res.write(chunk, err => {
+      res.off('close', closed)
+      if (err !== undefined && err !== null) reject(new InvalidArgumentError('the client went away', { cause: err }))
+      else resolve()
+    })
+  })
 }
 
 /** Writes with back-pressure: a slow client slows the read, rather than the agent buffering the blob. */

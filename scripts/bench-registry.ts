@@ -55,9 +55,14 @@ http:
     return `127.0.0.1:${this.port}`
   }
 
+  /** The OCI layout an image was built in before it was pushed (tagged `built`). */
+  layout (name: string): string {
+    return join(this.dir, `layout-${name}`)
+  }
+
   /** Builds an image of these layers (one file each) with umoci and pushes it as repo:tag; answers its blobs' total size. */
   async push (name: string, layers: Uint8Array[], repo: string, tag: string): Promise<number> {
-    const layout = join(this.dir, `layout-${name}`)
+    const layout = this.layout(name)
     await run('/usr/bin/umoci', ['init', '--layout', layout])
     await run('/usr/bin/umoci', ['new', '--image', `${layout}:built`])
     for (const [i, data] of layers.entries()) {

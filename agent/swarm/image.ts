@@ -39,6 +39,28 @@ export function segments (blobs: ImageManifest['blobs'], offset: number, length:
   return out
 }
 
+/**
+ * The bytes `[from, from + length)` of `chunks` laid end to end, as views of
+ * them (a piece is split across blobs without being copied). Pure.
+ */
+export function sliceChunks (chunks: readonly Uint8Array[], from: number, length: number): Uint8Array[] {
+  const out: Uint8Array[] = []
+  let start = 0
+  for (const c of chunks) {
+    if (length <= 0) break
+    const end = start + c.byteLength
+    if (from < end) {
+      const at = from - start
+      const take = Math.min(length, c.byteLength - at)
+      out.push(c.subarray(at, at + take))
+      from += take
+      length -= take
+    }
+    start = end
+  }
+  return out
+}
+
 /** The sha256 of every piece and of the whole, fed the object's bytes in order (an image's blobs, a tree's files). */
 export class PieceHasher {
   readonly pieces: string[] = []
@@ -72,6 +94,34 @@ export class PieceHasher {
   }
 }
 
+/**
+ * Blobs the seed reads from the registry at once. One read at a time left the
+ * seed waiting on its socket about half the time (Node takes a 64 KiB read per
+ * wake-up); 3 is what docker and skopeo pull with.
+ */
+const REGISTRY_READS = 3
+
+/** Runs at most `n` tasks at once, in the order they were given. */
+class Limit {
+  private running = 0
+  private readonly queue: Array<() => void> = []
+  private readonly n: number
+  constructor (n: number) {
+    this.n = n
+  }
+
+  async run<T> (task: () => Promise<T>): Promise<T> {
+    if (this.running >= this.n) await new Promise<void>(resolve => { this.queue.push(resolve) })
+    this.running++
+    try {
+      return await task()
+    } finally {
+      this.running--
+      this.queue.shift()?.()
+    }
+  }
+}
+
 export interface ImageManifestOptions {
   plugin: OciPlugin
   url: URL
@@ -95,23 +145,37 @@ export async function imageManifest (o: ImageManifestOptions): Promise<Manifest>
   const pieceSize = effectivePieceSize(size, o.pieceSize)
   const hasher = new PieceHasher(pieceSize)
   let registryBytes = 0
-  for (const b of blobs) {
+  // Every blob not held yet is read from the registry into the store, a few at once; the pieces are hashed in
+  // order from the store as each lands (the page cache still holds it).
+  const fetch = new Limit(REGISTRY_READS)
+  const fetched = blobs.map(b => fetch.run(async () => {
     // Another distribution (or the mirror) reading this blob from the registry right now: its copy will do.
     await o.blobs.settled(b.digest)
-    const held = await o.blobs.find(b.digest, b.size)
-    if (held !== undefined) {
-      const hash = createHash('sha256')
-      for await (const chunk of held.read(0, b.size)) { hash.update(chunk); hasher.update(chunk) }
-      // A place that no longer holds the blob's bytes: this object cannot be built from it.
-      if (`sha256:${hash.digest('hex')}` !== b.digest) throw new ChecksumMismatchError(`${b.digest}: the copy at ${held.place} no longer matches its digest`)
-      continue
-    }
+    if (await o.blobs.find(b.digest, b.size) !== undefined) return false
     const from = new URL(`oci://${reference.registry}/${reference.repository}@${b.digest}`)
     await o.blobs.put(b.digest, b.size, o.plugin.read(from, { offset: 0, signal: o.signal }), chunk => {
-      hasher.update(chunk)
       registryBytes += chunk.byteLength
       o.onFetched(chunk.byteLength)
-    })
+    }, { sourceChecksDigest: true })
+    return true
+  }))
+  // Each is awaited in turn below; one failing while an earlier one is awaited is not an unhandled rejection.
+  for (const f of fetched) f.catch(() => {})
+  try {
+    for (const [i, b] of blobs.entries()) {
+      // Just read and checked against its digest by the plug-in, or held from before (then checked again here).
+      const checked = await fetched[i]
+      const held = await o.blobs.find(b.digest, b.size)
+      if (held === undefined) throw new InvalidArgumentError(`${b.digest}: the seed no longer holds this blob`)
+      const hash = checked ? undefined : createHash('sha256')
+      // Hashed at once, before the next chunk is asked for: the reader may reuse its buffers.
+      for await (const chunk of held.read(0, b.size, { reuseBuffers: true })) { hash?.update(chunk); hasher.update(chunk) }
+      // A place that no longer holds the blob's bytes: this object cannot be built from it.
+      if (hash !== undefined && `sha256:${hash.digest('hex')}` !== b.digest) throw new ChecksumMismatchError(`${b.digest}: the copy at ${held.place} no longer matches its digest`)
+    }
+  } finally {
+    // A failure above leaves no read of the registry running behind it.
+    await Promise.allSettled(fetched)
   }
   const named = layoutImageOf(image)
   const { pieces, sha256 } = hasher.finish()
@@ -264,11 +328,11 @@ class LayoutWriterAt implements ImageWriterAt {
   }
 
   async writeAt (offset: number, chunks: Uint8Array[]): Promise<void> {
-    const bytes = Buffer.concat(chunks)
+    const length = chunks.reduce((n, c) => n + c.byteLength, 0)
     let pos = 0
-    for (const s of segments(this.image.blobs, offset, bytes.length)) {
+    for (const s of segments(this.image.blobs, offset, length)) {
       // A held blob is already whole and verified in the layout.
-      await this.writers.get(s.blob)?.writeAt(s.at, [bytes.subarray(pos, pos + s.length)])
+      await this.writers.get(s.blob)?.writeAt(s.at, sliceChunks(chunks, pos, s.length))
       // The session writes a piece only once it hashed to the manifest's piece hash: these bytes may be served now.
       this.arrivals.get(s.blob)?.written(s.at, s.length)
       pos += s.length
@@ -286,7 +350,8 @@ class LayoutWriterAt implements ImageWriterAt {
       const target = blobUrl(this.o.dst.url, this.image.blobs[s.blob].digest)
       for await (const chunk of this.o.dst.plugin.read(target, { offset: s.at, length: s.length })) parts.push(chunk)
     }
-    return Buffer.concat(parts)
+    // Most ranges lie within one blob: no copy then (the session re-reads the whole image this way at the end).
+    return parts.length === 1 ? parts[0] : Buffer.concat(parts)
   }
 
   async sync (): Promise<void> {

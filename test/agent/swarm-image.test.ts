@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { segments } from '../../agent/swarm/image.ts'
+import { segments, sliceChunks } from '../../agent/swarm/image.ts'
 
 const blob = (size: number, n: number): { digest: string, size: number } => ({ digest: `sha256:${String(n).repeat(64)}`, size })
 
@@ -17,5 +17,27 @@ describe('an image laid out as one object for the swarm', () => {
     expect(segments(blobs, 0, 40).some(s => s.blob === 1)).toBe(false)
     expect(segments(blobs, 38, 10)).toEqual([{ blob: 3, at: 3, length: 2 }])
     expect(segments(blobs, 40, 10)).toEqual([])
+  })
+})
+
+describe('a piece split across blobs without copying', () => {
+  const chunks = [Buffer.from('abc'), Buffer.from(''), Buffer.from('defgh'), Buffer.from('ij')]
+  const text = (parts: Uint8Array[]): string => Buffer.concat(parts).toString()
+
+  it('gives the bytes of any range of the chunks laid end to end, as views of them', () => {
+    expect(text(sliceChunks(chunks, 0, 10))).toBe('abcdefghij')
+    expect(text(sliceChunks(chunks, 2, 4))).toBe('cdef')
+    expect(text(sliceChunks(chunks, 3, 5))).toBe('defgh')
+    expect(text(sliceChunks(chunks, 7, 3))).toBe('hij')
+    expect(sliceChunks(chunks, 4, 0)).toEqual([])
+    const [view] = sliceChunks(chunks, 4, 2)
+    expect(view.buffer).toBe(chunks[2].buffer)
+  })
+
+  it('cuts every range a piece covers in segments() so that the parts add up to the piece', () => {
+    const blobs = [blob(4, 1), blob(0, 2), blob(6, 3)]
+    let pos = 0
+    const got = segments(blobs, 0, 10).map(s => { const parts = text(sliceChunks(chunks, pos, s.length)); pos += s.length; return parts })
+    expect(got).toEqual(['abcd', 'efghij'])
   })
 })
