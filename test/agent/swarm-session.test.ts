@@ -4,7 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { ControlParams, Manifest } from '../../mesh/index.ts'
-import type { ProtocolPlugin } from '../../protocols/index.ts'
+import type { ProtocolPlugin, WriterAt } from '../../protocols/index.ts'
 import { Journal } from '../../agent/journal.ts'
 import { newCounters } from '../../agent/counters.ts'
 import { Bitfield } from '../../agent/swarm/bitfield.ts'
@@ -292,5 +292,93 @@ describe('SwarmSession (destination), with fake peers and a test-driven clock', 
     }
     expect(seed.soleRequests()).toEqual([away])
     await s.close(true)
+  })
+
+  /** The mem plug-in, its writer's reads counted and its stored bytes passed through `mangle`. */
+  function watched (mangle: (offset: number, chunks: Uint8Array[]) => Uint8Array[] = (_o, c) => c): { reads: number[] } {
+    const base = mem()
+    const reads: number[] = []
+    plugin = {
+      ...base,
+      openWriterAt: async (url, opts) => {
+        const w = await (base.openWriterAt as NonNullable<ProtocolPlugin['openWriterAt']>)(url, opts)
+        const writer: WriterAt = {
+          ...w,
+          resumed: w.resumed,
+          writeAt: async (offset, chunks) => { await w.writeAt(offset, mangle(offset, chunks)) },
+          readAt: async (offset, length) => { reads.push(length); return await w.readAt(offset, length) }
+        }
+        return writer
+      }
+    }
+    return { reads }
+  }
+
+  it('reads each piece back and checks it while the rest arrives: after the last piece only that piece is read', async () => {
+    const { reads } = watched()
+    const s = session()
+    await s.start()
+    const seed = new FakePeer('seed', full())
+    s.attach(seed, hello(s))
+    const delivered: number[] = []
+    for (let round = 0; round < 5 && delivered.length < 4; round++) {
+      for (const p of seed.requested()) if (!delivered.includes(p) && delivered.length < 4) { delivered.push(p); seed.deliver(p) }
+      await until(() => delivered.every(p => s.mine.has(p)))
+    }
+    // The four stored pieces were read back before the last one came.
+    await until(() => reads.reduce((n, r) => n + r, 0) === 4 * PIECE)
+    const last = [0, 1, 2, 3, 4].find(p => !delivered.includes(p)) as number
+    await until(() => seed.requested().includes(last))
+    const before = reads.length
+    seed.deliver(last)
+    await until(() => reports.length === 1)
+    expect(reports[0]).toMatchObject({ outcome: 'succeeded', sha256: MANIFEST.sha256 })
+    // Not the whole file again: the one piece that came last.
+    expect(reads.slice(before)).toEqual([PIECE])
+    await s.close(false)
+  })
+
+  it('fails as soon as a stored piece does not read back intact, without fetching the rest', async () => {
+    // A target that stores something else than it was given (a broken plug-in or volume), for the first piece only.
+    let writes = 0
+    watched((_offset, chunks) => writes++ === 0 ? chunks.map(c => Uint8Array.from(c).fill(0x78)) : chunks)
+    const s = session()
+    await s.start()
+    const seed = new FakePeer('seed', full())
+    s.attach(seed, hello(s))
+    seed.deliver(seed.requested()[0])
+    await until(() => reports.length === 1)
+    expect(reports[0]).toMatchObject({ outcome: 'failed', error: { code: 'checksum_mismatch' } })
+    expect(s.mine.count()).toBe(1)
+    await s.close(true)
+  })
+
+  it('reads back the pieces a resumed partial holds too: one changed while the agent was down fails the check', async () => {
+    const s = session()
+    await s.start()
+    const seed = new FakePeer('seed', full())
+    s.attach(seed, hello(s))
+    const [p0] = seed.requested()
+    seed.deliver(p0)
+    await until(() => s.mine.count() === 1)
+    for (const tick of [...ticks]) tick()
+    await vi.waitFor(async () => { expect(Bitfield.fromBase64(5, (await journal.getSwarm('d1'))?.have ?? '').count()).toBe(1) }, { timeout: 900, interval: 2 })
+    await s.close(false, false)
+    // The partial changes behind the journal's back before the agent comes back.
+    const base = plugin
+    plugin = {
+      ...base,
+      openWriterAt: async (url, opts) => {
+        const w = await (base.openWriterAt as NonNullable<ProtocolPlugin['openWriterAt']>)(url, opts)
+        await w.writeAt(p0 * PIECE, [new Uint8Array(PIECE).fill(0x78)])
+        return w
+      }
+    }
+    const again = session()
+    await again.start()
+    expect(again.mine.has(p0)).toBe(true)
+    await until(() => reports.length === 1)
+    expect(reports[0]).toMatchObject({ outcome: 'failed', error: { code: 'checksum_mismatch' } })
+    await again.close(true)
   })
 })

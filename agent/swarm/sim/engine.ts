@@ -46,8 +46,9 @@ export interface SimConfig {
   maxTimeMs: number
   /**
    * A destination's hashing speed in bytes per second: each piece is hashed
-   * before it is stored (one at a time per host) and the whole file once more
-   * at the end, as SwarmSession does. Infinity (the default) leaves CPU out.
+   * before it is stored and once more when read back from the target (one
+   * hash at a time per host), as SwarmSession does. Infinity (the default)
+   * leaves CPU out.
    */
   verifyBytesPerSec?: number
 }
@@ -262,6 +263,8 @@ export function simulate (cfg: SimConfig): SimOutcome {
       return
     }
     h.mine.set(piece)
+    // Read back from the target and hashed once more (SwarmSession.readBackLoop), on the host's one CPU.
+    if (hashMs(length) > 0) h.cpuFreeAt = Math.max(q.now, h.cpuFreeAt) + hashMs(length)
     h.holderWaits.delete(piece)
     h.dirty = true
     const freed: View[] = [v]
@@ -276,8 +279,8 @@ export function simulate (cfg: SimConfig): SimOutcome {
     }
     announce(h, piece)
     if (h.mine.complete()) {
-      // Done fetching now; done for its user once the whole file is checked.
-      h.done = Math.max(q.now, h.cpuFreeAt) + hashMs(cfg.size)
+      // Done fetching now; done for its user once the pieces still waiting to be read back are checked.
+      h.done = Math.max(q.now, h.cpuFreeAt)
       q.at(h.done, () => { if (!h.spec.corrupt) remaining-- })
       trackerMessages++
     } else if (pieces - h.mine.count() <= ENDGAME_PIECES) {
