@@ -14,6 +14,7 @@ import { pieceCount, pieceRange } from './manifest.ts'
 import type { PeerLink } from './peer-link.ts'
 import { ServeQueue } from './serve-queue.ts'
 import { RequestPacer } from './pace.ts'
+import { UploadTurns } from './serve-order.ts'
 import { askSeedAlone } from './sole.ts'
 import { seedRefusal } from './super-seed.ts'
 import { discardPartial, openPieceWriter, sourceStorage, writerStorage } from './storage.ts'
@@ -99,6 +100,8 @@ export class SwarmSession {
   private readonly serveQueues = new Map<PeerLink, ServeQueue>()
   /** Keyed by the peer object too: a reconnected peer is measured afresh. */
   private readonly pacer = new RequestPacer<PeerLink>()
+  /** Our serve loops (one per peer) take the upload one at a time, rarest piece and emptiest asker first. */
+  private readonly turns = new UploadTurns()
   private readonly now: () => number
   /**
    * Stored pieces not yet read back from the target and checked, in the order
@@ -449,7 +452,15 @@ export class SwarmSession {
       throw err
     }
     const { length } = pieceRange(this.manifest, piece)
-    if (this.opts.upload !== undefined) await this.opts.upload.take(length)
+    await this.turns.turn(() => ({ holders: this.picker.holders(piece), askerPieces: peer.have.count() }))
+    // Gone, or it got the piece elsewhere while it waited (its `have` came): what we would send is thrown away.
+    const moot = this.closed || peer.isClosed || peer.have.has(piece)
+    try {
+      if (!moot && this.opts.upload !== undefined) await this.opts.upload.take(length)
+    } finally {
+      this.turns.done()
+    }
+    if (moot) return
     await peer.send({ t: 'piece', piece, length }, parts)
     // One line each, for bench:swarm --trace: how soon the seed's upload starts, and when every piece has left it once.
     if (fresh && (++this.sentNew === 1 || this.sentNew === this.pieces)) this.opts.log(this.sentNew === 1 ? 'seed sent its first piece' : 'seed sent its last new piece', { distributionId: this.id, to: peer.name })

@@ -7,6 +7,8 @@ import type { ControlParams, Manifest } from '../../mesh/index.ts'
 import type { ProtocolPlugin, WriterAt } from '../../protocols/index.ts'
 import { Journal } from '../../agent/journal.ts'
 import { newCounters } from '../../agent/counters.ts'
+import { TokenBucket } from '../../agent/rate-limit.ts'
+import type { Clock } from '../../agent/copy/clock.ts'
 import { Bitfield } from '../../agent/swarm/bitfield.ts'
 import { PieceCache } from '../../agent/swarm/piece-cache.ts'
 import { MAX_OUTSTANDING, SwarmSession } from '../../agent/swarm/session.ts'
@@ -56,6 +58,8 @@ class FakePeer implements PeerLink {
 
   requested (): number[] { return this.sent.flatMap(m => m.t === 'request' ? [m.piece] : []) }
   deliver (i: number, bytes = piece(i)): void { this.events?.piece(this, i, [bytes]) }
+  ask (i: number): void { this.events?.request(this, i, false) }
+  piecesSent (): number[] { return this.sent.flatMap(m => m.t === 'piece' ? [m.piece] : []) }
   reject (i: number, holders: string[]): void { this.events?.reject(this, i, 'fetch it there', holders) }
   soleRequests (): number[] { return this.sent.flatMap(m => m.t === 'request' && m.sole === true ? [m.piece] : []) }
 }
@@ -79,8 +83,9 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true })
 })
 
-function session (manifest = MANIFEST, now?: () => number): SwarmSession {
+function session (manifest = MANIFEST, now?: () => number, upload?: TokenBucket): SwarmSession {
   return new SwarmSession({
+    upload,
     join: { distributionId: 'd1', role: 'destination', source: 'agent://seed/vol/image', destination: 'mem://dst/image', manifest, peers: [], ticket: 't' },
     now,
     self: 'dst',
@@ -380,5 +385,63 @@ describe('SwarmSession (destination), with fake peers and a test-driven clock', 
     await until(() => reports.length === 1)
     expect(reports[0]).toMatchObject({ outcome: 'failed', error: { code: 'checksum_mismatch' } })
     await again.close(true)
+  })
+
+  it('gives its upload to the rarest piece and the emptiest asker first, and sends nothing to a peer that got the piece meanwhile', async () => {
+    // The upload bucket's clock is the test's: a take waits until the test moves time on.
+    let t = 0
+    const sleepers: Array<{ at: number, go: () => void }> = []
+    const clock: Clock = {
+      now: () => t,
+      every: () => () => {},
+      sleep: async ms => { await new Promise<void>(resolve => { sleepers.push({ at: t + ms, go: resolve }) }) }
+    }
+    const advance = (ms: number): void => {
+      t += ms
+      for (const s of sleepers.splice(0)) if (s.at <= t) s.go(); else sleepers.push(s)
+    }
+    // 8 bytes (a piece) a second, no burst to speak of: each piece waits a second for its tokens.
+    const s = session(MANIFEST, undefined, new TokenBucket(PIECE, 1, clock))
+    await s.start()
+    const seed = new FakePeer('seed', full())
+    s.attach(seed, hello(s))
+    const delivered = new Set<number>()
+    for (let round = 0; round < 5 && delivered.size < 5; round++) {
+      for (const p of seed.requested()) if (!delivered.has(p)) { delivered.add(p); seed.deliver(p) }
+      await until(() => [...delivered].every(p => s.mine.has(p)))
+    }
+    await until(() => reports.length === 1)
+    // Done here, it serves on. Three peers: one whose request holds the upload, then two asking for the same piece.
+    const first = new FakePeer('first', new Bitfield(5))
+    const rich = new FakePeer('rich', Bitfield.fromBase64(5, Buffer.from([0b11000000]).toString('base64')))
+    const empty = new FakePeer('empty', new Bitfield(5))
+    for (const p of [first, rich, empty]) s.attach(p, hello(s))
+    first.ask(0)
+    await until(() => sleepers.length === 1)
+    rich.ask(4)
+    empty.ask(4)
+    advance(1000)
+    await until(() => first.piecesSent().length === 1 && sleepers.length === 1)
+    advance(1000)
+    // The same piece to both: the asker holding nothing goes first, though it asked second.
+    await until(() => empty.piecesSent().length === 1 && sleepers.length === 1)
+    expect(rich.piecesSent()).toEqual([])
+    advance(1000)
+    await until(() => rich.piecesSent().length === 1)
+    // `rich` asks for piece 3 while the upload is busy, and gets it elsewhere meanwhile (its `have` comes):
+    // its turn passes without a send, and its next request is served.
+    first.ask(1)
+    await until(() => sleepers.length === 1)
+    rich.ask(3)
+    rich.ask(2)
+    rich.have.set(3)
+    advance(1000)
+    await until(() => first.piecesSent().length === 2 && sleepers.length === 1)
+    advance(1000)
+    await until(() => rich.piecesSent().length === 2)
+    expect(rich.piecesSent()).toEqual([4, 2])
+    expect(empty.piecesSent()).toEqual([4])
+    expect(first.piecesSent()).toEqual([0, 1])
+    await s.close(false)
   })
 })
