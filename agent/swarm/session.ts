@@ -113,6 +113,8 @@ export class SwarmSession {
   private readBack: Promise<void> = Promise.resolve()
   private readBackCount = 0
   private readBackError?: StaccatoError
+  /** The commit under way: a plug-in's writer may refuse reads while it renames the object into place. */
+  private committing?: Promise<void>
   private outcome?: ControlParams<'swarmReport'>
   private reported = false
   private delivering?: Promise<void>
@@ -498,6 +500,9 @@ export class SwarmSession {
   private async readPiece (piece: number): Promise<Uint8Array[]> {
     const cached = this.opts.cache.get(this.id, piece)
     if (cached !== undefined) return cached
+    // A read during the commit failed, and the serve loop dropped the peer that asked (seen in bench:swarm's tail,
+    // where the commit's fsync of 256 MiB takes a while): wait for it. A failed commit fails the session; the read says how.
+    await this.committing?.catch(() => {})
     const { offset, length } = pieceRange(this.manifest, piece)
     const parts = await (this.storage as PieceStorage).read(offset, length)
     const got = parts.reduce((n, p) => n + p.byteLength, 0)
@@ -570,7 +575,8 @@ export class SwarmSession {
       // Every piece, journaled before the commit: a crash between the commit and journaling the outcome
       // leaves a journal that sends the restarted agent to check the target rather than fetch it again.
       await this.opts.journal.putSwarm(this.entry())
-      await writer.commit()
+      this.committing = writer.commit()
+      await this.committing
       this.opts.log('distribution complete here', { distributionId: this.id, destination, sha256 })
       this.opts.progress({ distributionId: this.id, destination, bytesDone: this.manifest.size })
       await this.finish({ distributionId: this.id, destination, outcome: 'succeeded', sha256 })

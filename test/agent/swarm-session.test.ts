@@ -83,7 +83,7 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true })
 })
 
-function session (manifest = MANIFEST, now?: () => number, upload?: TokenBucket): SwarmSession {
+function session (manifest = MANIFEST, now?: () => number, upload?: TokenBucket, cacheBytes = 1 << 20): SwarmSession {
   return new SwarmSession({
     upload,
     join: { distributionId: 'd1', role: 'destination', source: 'agent://seed/vol/image', destination: 'mem://dst/image', manifest, peers: [], ticket: 't' },
@@ -92,7 +92,7 @@ function session (manifest = MANIFEST, now?: () => number, upload?: TokenBucket)
     plugins: { volumes: plugin, byScheme: new Map([['mem', plugin]]) },
     journal,
     counters: newCounters(),
-    cache: new PieceCache(1 << 20),
+    cache: new PieceCache(cacheBytes),
     // The test is the clock: a tick runs when the test calls it.
     every: (_ms, fn) => { ticks.push(fn); return () => { ticks.splice(ticks.indexOf(fn), 1) } },
     log: () => {},
@@ -442,6 +442,54 @@ describe('SwarmSession (destination), with fake peers and a test-driven clock', 
     expect(rich.piecesSent()).toEqual([4, 2])
     expect(empty.piecesSent()).toEqual([4])
     expect(first.piecesSent()).toEqual([0, 1])
+    await s.close(false)
+  })
+
+  it('serves a piece asked for while the object is being committed once the commit is done, instead of dropping the asker', async () => {
+    // A writer that refuses reads while it commits (as the file plug-in does while it renames), the commit held by the test.
+    const base = mem()
+    let releaseCommit = (): void => {}
+    let committing = false
+    plugin = {
+      ...base,
+      openWriterAt: async (url, opts) => {
+        const w = await (base.openWriterAt as NonNullable<ProtocolPlugin['openWriterAt']>)(url, opts)
+        const writer: WriterAt = {
+          ...w,
+          resumed: w.resumed,
+          readAt: async (offset, length) => {
+            if (committing) throw new Error('writer is already failed')
+            return await w.readAt(offset, length)
+          },
+          commit: async () => {
+            committing = true
+            await new Promise<void>(resolve => { releaseCommit = resolve })
+            await w.commit()
+            committing = false
+          }
+        }
+        return writer
+      }
+    }
+    // No piece cache: every serve reads through the writer.
+    const s = session(MANIFEST, undefined, undefined, 0)
+    await s.start()
+    const seed = new FakePeer('seed', full())
+    s.attach(seed, hello(s))
+    const delivered = new Set<number>()
+    for (let round = 0; round < 5 && delivered.size < 5; round++) {
+      for (const p of seed.requested()) if (!delivered.has(p)) { delivered.add(p); seed.deliver(p) }
+      await until(() => [...delivered].every(p => s.mine.has(p)))
+    }
+    await until(() => committing)
+    const asker = new FakePeer('asker', new Bitfield(5))
+    s.attach(asker, hello(s))
+    asker.ask(2)
+    releaseCommit()
+    await until(() => asker.piecesSent().length === 1)
+    expect(asker.isClosed).toBe(false)
+    await until(() => reports.length === 1)
+    expect(reports[0]).toMatchObject({ outcome: 'succeeded' })
     await s.close(false)
   })
 })
