@@ -29,11 +29,12 @@ export class BenchMesh {
     return mesh
   }
 
-  async startCoordinator (env: NodeJS.ProcessEnv = {}): Promise<void> {
+  /** `logLevel`: 'info' for a bench that reads the coordinator's log (bench:swarm --trace). */
+  async startCoordinator (env: NodeJS.ProcessEnv = {}, logLevel = 'warn'): Promise<void> {
     const readyFile = join(this.dir, 'coordinator-ready.json')
     this.coordinator = spawnStaccato([
       'coordinator', '--data-dir', join(this.dir, 'coordinator'), '--api-port', String(await freePort()),
-      '--listen', `/ip4/127.0.0.1/tcp/${await freePort()}`, '--ready-file', readyFile, '--log-level', 'warn'
+      '--listen', `/ip4/127.0.0.1/tcp/${await freePort()}`, '--ready-file', readyFile, '--log-level', logLevel
     ], join(this.dir, 'logs', 'coordinator.log'), env)
     this.ready = await waitForJson<ReadyInfo>(readyFile, this.coordinator, 30_000, 'coordinator')
   }

@@ -12,7 +12,7 @@
  *     [--size 1GiB] [--piece 4MiB] [--rate 125MB] [--seed 1] [--peers 16] [--seed-fanout 32] [--outstanding 4] [--json]
  *   npm run bench:swarm-sim -- --validate [--n 4] [--size 64MiB] [--rate 16MiB] [--verify-rate 1GB] [--json]
  *     (simulated and measured side by side: runs bench:swarm with the same caps; needs a quiet machine.
- *     --verify-rate models the destinations' sha256 of each piece and of the whole file; 0 leaves CPU out)
+ *     --verify-rate models the destinations' sha256 of each piece, on arrival and read back from the target; 0 leaves CPU out)
  */
 import { parseArgs } from 'node:util'
 import { execFile } from 'node:child_process'

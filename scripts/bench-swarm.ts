@@ -8,7 +8,10 @@
  * T_star of the same N copies as N independent transfers, and T_star/T_swarm;
  * and the bytes the seed uploaded divided by F.
  *
- *   npm run bench:swarm -- [--n 8] [--size 256MiB] [--rate 16MiB] [--piece 4MiB] [--no-star] [--json]
+ *   npm run bench:swarm -- [--n 8] [--size 256MiB] [--rate 16MiB] [--piece 4MiB] [--no-star] [--json] [--trace]
+ *
+ * --trace logs at info level and prints, for the distribution, when each
+ * phase began at each process (from their logs), in seconds after the submit.
  */
 import { parseArgs } from 'node:util'
 import { readFile } from 'node:fs/promises'
@@ -16,6 +19,7 @@ import { join } from 'node:path'
 import { parseSize } from '../protocols/index.ts'
 import { BenchMesh } from './bench-mesh.ts'
 import { MiB, cpuSeconds, note, report, round } from './bench-util.ts'
+import { traceLines } from './bench-swarm-trace.ts'
 
 const { values: args } = parseArgs({
   options: {
@@ -25,7 +29,8 @@ const { values: args } = parseArgs({
     piece: { type: 'string', default: '4MiB' },
     json: { type: 'boolean', default: false },
     // Skips the N independent copies (the slow half of the run) while tuning the swarm.
-    'no-star': { type: 'boolean', default: false }
+    'no-star': { type: 'boolean', default: false },
+    trace: { type: 'boolean', default: false }
   }
 })
 const N = Number(args.n)
@@ -57,8 +62,9 @@ async function submit (mesh: BenchMesh, body: unknown): Promise<string> {
 
 const mesh = await BenchMesh.create()
 try {
-  await mesh.startCoordinator({ STACCATO_PIECE_SIZE: String(parseSize(args.piece)), STACCATO_MAX_PER_AGENT: String(N + 1), STACCATO_MAX_ACTIVE: String(4 * N) })
-  const cap = ['--max-upload-rate', String(u), '--status-port', '0', '--log-level', 'warn']
+  const logLevel = args.trace ? 'info' : 'warn'
+  await mesh.startCoordinator({ STACCATO_PIECE_SIZE: String(parseSize(args.piece)), STACCATO_MAX_PER_AGENT: String(N + 1), STACCATO_MAX_ACTIVE: String(4 * N) }, logLevel)
+  const cap = ['--max-upload-rate', String(u), '--status-port', '0', '--log-level', logLevel]
   await mesh.startAgent('seed', cap)
   for (const name of names) await mesh.startAgent(name, cap)
   note(`seed + ${N} destinations up; F = ${F / MiB} MiB, every upload capped at ${u / MiB} MiB/s`)
@@ -72,9 +78,11 @@ try {
   const agentCpu = (): number => [...mesh.agents.values()].reduce((sum, a) => sum + cpuSeconds(a.pid), 0)
   const cpuBefore = agentCpu()
   let start = performance.now()
+  const submittedAt = Date.now()
   const dist = await submit(mesh, { source: SOURCE, destinations: names.map(n => `agent://${n}/vol/swarm.img`) })
   const swarm = await waitDone(mesh, dist)
   const tSwarm = (performance.now() - start) / 1000
+  if (args.trace) for (const line of await traceLines(join(mesh.dir, 'logs'), dist, submittedAt)) note(line)
   if (swarm.state !== 'succeeded') throw new Error(`distribution ended ${swarm.state}: ${JSON.stringify(swarm.lastError)}`)
   const swarmCpu = agentCpu() - cpuBefore
   const seedUpload = (await statusOf(mesh, 'seed')).counters.bytesServed - seedBefore
@@ -114,5 +122,7 @@ try {
     `  agent CPU          ${result.swarmAgentCpuSeconds} s for the distribution, all agents together`
   ])
 } finally {
-  await mesh.stop()
+  // A traced run keeps its logs for a closer look.
+  await mesh.stop(args.trace)
+  if (args.trace) note(`logs kept in ${join(mesh.dir, 'logs')}`)
 }

@@ -50,6 +50,11 @@ export class PiecePicker {
     return released
   }
 
+  /** How many of our peers hold `piece` (what serving it first is decided by: serve-order.ts). */
+  holders (piece: number): number {
+    return this.availability[piece] ?? 0
+  }
+
   onHave (piece: number): void {
     if (piece < this.availability.length) this.availability[piece]++
   }

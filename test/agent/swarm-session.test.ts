@@ -4,9 +4,11 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { ControlParams, Manifest } from '../../mesh/index.ts'
-import type { ProtocolPlugin } from '../../protocols/index.ts'
+import type { ProtocolPlugin, WriterAt } from '../../protocols/index.ts'
 import { Journal } from '../../agent/journal.ts'
 import { newCounters } from '../../agent/counters.ts'
+import { TokenBucket } from '../../agent/rate-limit.ts'
+import type { Clock } from '../../agent/copy/clock.ts'
 import { Bitfield } from '../../agent/swarm/bitfield.ts'
 import { PieceCache } from '../../agent/swarm/piece-cache.ts'
 import { MAX_OUTSTANDING, SwarmSession } from '../../agent/swarm/session.ts'
@@ -56,6 +58,8 @@ class FakePeer implements PeerLink {
 
   requested (): number[] { return this.sent.flatMap(m => m.t === 'request' ? [m.piece] : []) }
   deliver (i: number, bytes = piece(i)): void { this.events?.piece(this, i, [bytes]) }
+  ask (i: number): void { this.events?.request(this, i, false) }
+  piecesSent (): number[] { return this.sent.flatMap(m => m.t === 'piece' ? [m.piece] : []) }
   reject (i: number, holders: string[]): void { this.events?.reject(this, i, 'fetch it there', holders) }
   soleRequests (): number[] { return this.sent.flatMap(m => m.t === 'request' && m.sole === true ? [m.piece] : []) }
 }
@@ -79,15 +83,16 @@ afterEach(async () => {
   await rm(dir, { recursive: true, force: true })
 })
 
-function session (manifest = MANIFEST, now?: () => number): SwarmSession {
+function session (manifest = MANIFEST, now?: () => number, upload?: TokenBucket, cacheBytes = 1 << 20): SwarmSession {
   return new SwarmSession({
+    upload,
     join: { distributionId: 'd1', role: 'destination', source: 'agent://seed/vol/image', destination: 'mem://dst/image', manifest, peers: [], ticket: 't' },
     now,
     self: 'dst',
     plugins: { volumes: plugin, byScheme: new Map([['mem', plugin]]) },
     journal,
     counters: newCounters(),
-    cache: new PieceCache(1 << 20),
+    cache: new PieceCache(cacheBytes),
     // The test is the clock: a tick runs when the test calls it.
     every: (_ms, fn) => { ticks.push(fn); return () => { ticks.splice(ticks.indexOf(fn), 1) } },
     log: () => {},
@@ -292,5 +297,199 @@ describe('SwarmSession (destination), with fake peers and a test-driven clock', 
     }
     expect(seed.soleRequests()).toEqual([away])
     await s.close(true)
+  })
+
+  /** The mem plug-in, its writer's reads counted and its stored bytes passed through `mangle`. */
+  function watched (mangle: (offset: number, chunks: Uint8Array[]) => Uint8Array[] = (_o, c) => c): { reads: number[] } {
+    const base = mem()
+    const reads: number[] = []
+    plugin = {
+      ...base,
+      openWriterAt: async (url, opts) => {
+        const w = await (base.openWriterAt as NonNullable<ProtocolPlugin['openWriterAt']>)(url, opts)
+        const writer: WriterAt = {
+          ...w,
+          resumed: w.resumed,
+          writeAt: async (offset, chunks) => { await w.writeAt(offset, mangle(offset, chunks)) },
+          readAt: async (offset, length) => { reads.push(length); return await w.readAt(offset, length) }
+        }
+        return writer
+      }
+    }
+    return { reads }
+  }
+
+  it('reads each piece back and checks it while the rest arrives: after the last piece only that piece is read', async () => {
+    const { reads } = watched()
+    const s = session()
+    await s.start()
+    const seed = new FakePeer('seed', full())
+    s.attach(seed, hello(s))
+    const delivered: number[] = []
+    for (let round = 0; round < 5 && delivered.length < 4; round++) {
+      for (const p of seed.requested()) if (!delivered.includes(p) && delivered.length < 4) { delivered.push(p); seed.deliver(p) }
+      await until(() => delivered.every(p => s.mine.has(p)))
+    }
+    // The four stored pieces were read back before the last one came.
+    await until(() => reads.reduce((n, r) => n + r, 0) === 4 * PIECE)
+    const last = [0, 1, 2, 3, 4].find(p => !delivered.includes(p)) as number
+    await until(() => seed.requested().includes(last))
+    const before = reads.length
+    seed.deliver(last)
+    await until(() => reports.length === 1)
+    expect(reports[0]).toMatchObject({ outcome: 'succeeded', sha256: MANIFEST.sha256 })
+    // Not the whole file again: the one piece that came last.
+    expect(reads.slice(before)).toEqual([PIECE])
+    await s.close(false)
+  })
+
+  it('fails as soon as a stored piece does not read back intact, without fetching the rest', async () => {
+    // A target that stores something else than it was given (a broken plug-in or volume), for the first piece only.
+    let writes = 0
+    watched((_offset, chunks) => writes++ === 0 ? chunks.map(c => Uint8Array.from(c).fill(0x78)) : chunks)
+    const s = session()
+    await s.start()
+    const seed = new FakePeer('seed', full())
+    s.attach(seed, hello(s))
+    seed.deliver(seed.requested()[0])
+    await until(() => reports.length === 1)
+    expect(reports[0]).toMatchObject({ outcome: 'failed', error: { code: 'checksum_mismatch' } })
+    expect(s.mine.count()).toBe(1)
+    await s.close(true)
+  })
+
+  it('reads back the pieces a resumed partial holds too: one changed while the agent was down fails the check', async () => {
+    const s = session()
+    await s.start()
+    const seed = new FakePeer('seed', full())
+    s.attach(seed, hello(s))
+    const [p0] = seed.requested()
+    seed.deliver(p0)
+    await until(() => s.mine.count() === 1)
+    for (const tick of [...ticks]) tick()
+    await vi.waitFor(async () => { expect(Bitfield.fromBase64(5, (await journal.getSwarm('d1'))?.have ?? '').count()).toBe(1) }, { timeout: 900, interval: 2 })
+    await s.close(false, false)
+    // The partial changes behind the journal's back before the agent comes back.
+    const base = plugin
+    plugin = {
+      ...base,
+      openWriterAt: async (url, opts) => {
+        const w = await (base.openWriterAt as NonNullable<ProtocolPlugin['openWriterAt']>)(url, opts)
+        await w.writeAt(p0 * PIECE, [new Uint8Array(PIECE).fill(0x78)])
+        return w
+      }
+    }
+    const again = session()
+    await again.start()
+    expect(again.mine.has(p0)).toBe(true)
+    await until(() => reports.length === 1)
+    expect(reports[0]).toMatchObject({ outcome: 'failed', error: { code: 'checksum_mismatch' } })
+    await again.close(true)
+  })
+
+  it('gives its upload to the rarest piece and the emptiest asker first, and sends nothing to a peer that got the piece meanwhile', async () => {
+    // The upload bucket's clock is the test's: a take waits until the test moves time on.
+    let t = 0
+    const sleepers: Array<{ at: number, go: () => void }> = []
+    const clock: Clock = {
+      now: () => t,
+      every: () => () => {},
+      sleep: async ms => { await new Promise<void>(resolve => { sleepers.push({ at: t + ms, go: resolve }) }) }
+    }
+    const advance = (ms: number): void => {
+      t += ms
+      for (const s of sleepers.splice(0)) if (s.at <= t) s.go(); else sleepers.push(s)
+    }
+    // 8 bytes (a piece) a second, no burst to speak of: each piece waits a second for its tokens.
+    const s = session(MANIFEST, undefined, new TokenBucket(PIECE, 1, clock))
+    await s.start()
+    const seed = new FakePeer('seed', full())
+    s.attach(seed, hello(s))
+    const delivered = new Set<number>()
+    for (let round = 0; round < 5 && delivered.size < 5; round++) {
+      for (const p of seed.requested()) if (!delivered.has(p)) { delivered.add(p); seed.deliver(p) }
+      await until(() => [...delivered].every(p => s.mine.has(p)))
+    }
+    await until(() => reports.length === 1)
+    // Done here, it serves on. Three peers: one whose request holds the upload, then two asking for the same piece.
+    const first = new FakePeer('first', new Bitfield(5))
+    const rich = new FakePeer('rich', Bitfield.fromBase64(5, Buffer.from([0b11000000]).toString('base64')))
+    const empty = new FakePeer('empty', new Bitfield(5))
+    for (const p of [first, rich, empty]) s.attach(p, hello(s))
+    first.ask(0)
+    await until(() => sleepers.length === 1)
+    rich.ask(4)
+    empty.ask(4)
+    advance(1000)
+    await until(() => first.piecesSent().length === 1 && sleepers.length === 1)
+    advance(1000)
+    // The same piece to both: the asker holding nothing goes first, though it asked second.
+    await until(() => empty.piecesSent().length === 1 && sleepers.length === 1)
+    expect(rich.piecesSent()).toEqual([])
+    advance(1000)
+    await until(() => rich.piecesSent().length === 1)
+    // `rich` asks for piece 3 while the upload is busy, and gets it elsewhere meanwhile (its `have` comes):
+    // its turn passes without a send, and its next request is served.
+    first.ask(1)
+    await until(() => sleepers.length === 1)
+    rich.ask(3)
+    rich.ask(2)
+    rich.have.set(3)
+    advance(1000)
+    await until(() => first.piecesSent().length === 2 && sleepers.length === 1)
+    advance(1000)
+    await until(() => rich.piecesSent().length === 2)
+    expect(rich.piecesSent()).toEqual([4, 2])
+    expect(empty.piecesSent()).toEqual([4])
+    expect(first.piecesSent()).toEqual([0, 1])
+    await s.close(false)
+  })
+
+  it('serves a piece asked for while the object is being committed once the commit is done, instead of dropping the asker', async () => {
+    // A writer that refuses reads while it commits (as the file plug-in does while it renames), the commit held by the test.
+    const base = mem()
+    let releaseCommit = (): void => {}
+    let committing = false
+    plugin = {
+      ...base,
+      openWriterAt: async (url, opts) => {
+        const w = await (base.openWriterAt as NonNullable<ProtocolPlugin['openWriterAt']>)(url, opts)
+        const writer: WriterAt = {
+          ...w,
+          resumed: w.resumed,
+          readAt: async (offset, length) => {
+            if (committing) throw new Error('writer is already failed')
+            return await w.readAt(offset, length)
+          },
+          commit: async () => {
+            committing = true
+            await new Promise<void>(resolve => { releaseCommit = resolve })
+            await w.commit()
+            committing = false
+          }
+        }
+        return writer
+      }
+    }
+    // No piece cache: every serve reads through the writer.
+    const s = session(MANIFEST, undefined, undefined, 0)
+    await s.start()
+    const seed = new FakePeer('seed', full())
+    s.attach(seed, hello(s))
+    const delivered = new Set<number>()
+    for (let round = 0; round < 5 && delivered.size < 5; round++) {
+      for (const p of seed.requested()) if (!delivered.has(p)) { delivered.add(p); seed.deliver(p) }
+      await until(() => [...delivered].every(p => s.mine.has(p)))
+    }
+    await until(() => committing)
+    const asker = new FakePeer('asker', new Bitfield(5))
+    s.attach(asker, hello(s))
+    asker.ask(2)
+    releaseCommit()
+    await until(() => asker.piecesSent().length === 1)
+    expect(asker.isClosed).toBe(false)
+    await until(() => reports.length === 1)
+    expect(reports[0]).toMatchObject({ outcome: 'succeeded' })
+    await s.close(false)
   })
 })

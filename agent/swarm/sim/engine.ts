@@ -3,6 +3,7 @@ import { ENDGAME_PIECES, PiecePicker } from '../picker.ts'
 import { seedRefusal } from '../super-seed.ts'
 import { askSeedAlone } from '../sole.ts'
 import { RequestPacer } from '../pace.ts'
+import { nextToServe } from '../serve-order.ts'
 import { TokenLedger, defaultBurst } from '../../rate-limit.ts'
 import { EventQueue } from './heap.ts'
 import type { HostSpec } from './scenario.ts'
@@ -46,8 +47,9 @@ export interface SimConfig {
   maxTimeMs: number
   /**
    * A destination's hashing speed in bytes per second: each piece is hashed
-   * before it is stored (one at a time per host) and the whole file once more
-   * at the end, as SwarmSession does. Infinity (the default) leaves CPU out.
+   * before it is stored and once more when read back from the target (one
+   * hash at a time per host), as SwarmSession does. Infinity (the default)
+   * leaves CPU out.
    */
   verifyBytesPerSec?: number
 }
@@ -73,6 +75,8 @@ interface View {
   readonly refused: Set<number>
   readonly soleFor: Set<number>
   readonly queue: Array<{ piece: number, sole: boolean }>
+  /** The request this view's serve loop waits to send, once the host's upload turn comes (UploadTurns). */
+  ready?: { piece: number, length: number }
   serving: boolean
   open: boolean
 }
@@ -89,6 +93,9 @@ interface Host {
   readonly upload: TokenLedger
   readonly download: TokenLedger
   readonly pacer: RequestPacer<number>
+  /** The serve holding the upload's turn, and those waiting for it (SwarmSession's UploadTurns). */
+  turnBusy: boolean
+  readonly turnWaiting: View[]
   /** When this host's CPU is done with the pieces it is hashing (virtual ms). */
   cpuFreeAt: number
   /** Refusals of each missing piece that named holders we are not connected to (the session's holderWaits). */
@@ -110,7 +117,7 @@ export function simulate (cfg: SimConfig): SimOutcome {
     return {
       id, spec, rank: cfg.random(), mine, picker: new PiecePicker(mine, cfg.random), views: new Map(), banned: new Set(), sentTo: new Map(), holderWaits: new Map(),
       upload: new TokenLedger(spec.up, defaultBurst(spec.up), 0), download: new TokenLedger(spec.down, defaultBurst(spec.down), 0), pacer: new RequestPacer(),
-      listed: [], joined: false, cpuFreeAt: 0, online: false, dirty: false
+      listed: [], joined: false, cpuFreeAt: 0, online: false, dirty: false, turnBusy: false, turnWaiting: []
     }
   })
   const served = new Array<number>(hosts.length).fill(0)
@@ -262,6 +269,8 @@ export function simulate (cfg: SimConfig): SimOutcome {
       return
     }
     h.mine.set(piece)
+    // Read back from the target and hashed once more (SwarmSession.readBackLoop), on the host's one CPU.
+    if (hashMs(length) > 0) h.cpuFreeAt = Math.max(q.now, h.cpuFreeAt) + hashMs(length)
     h.holderWaits.delete(piece)
     h.dirty = true
     const freed: View[] = [v]
@@ -276,8 +285,8 @@ export function simulate (cfg: SimConfig): SimOutcome {
     }
     announce(h, piece)
     if (h.mine.complete()) {
-      // Done fetching now; done for its user once the whole file is checked.
-      h.done = Math.max(q.now, h.cpuFreeAt) + hashMs(cfg.size)
+      // Done fetching now; done for its user once the pieces still waiting to be read back are checked.
+      h.done = Math.max(q.now, h.cpuFreeAt)
       q.at(h.done, () => { if (!h.spec.corrupt) remaining-- })
       trackerMessages++
     } else if (pieces - h.mine.count() <= ENDGAME_PIECES) {
@@ -335,15 +344,37 @@ export function simulate (cfg: SimConfig): SimOutcome {
         }
         h.sentTo.set(piece, v.peer.id)
       }
-      const length = lengthOf(piece)
       v.serving = true
-      q.after(h.upload.reserve(length, q.now), () => {
+      v.ready = { piece, length: lengthOf(piece) }
+      h.turnWaiting.push(v)
+      nextTurn(h)
+    }
+  }
+
+  /** The host's upload goes to one waiting serve at a time, in nextToServe's order (SwarmSession.serve). */
+  function nextTurn (h: Host): void {
+    while (!h.turnBusy && h.turnWaiting.length > 0) {
+      const i = nextToServe(h.turnWaiting.map(w => ({ holders: h.picker.holders((w.ready as { piece: number }).piece), askerPieces: w.have.count() }))) as number
+      const [v] = h.turnWaiting.splice(i, 1)
+      const { piece, length } = v.ready as { piece: number, length: number }
+      v.ready = undefined
+      if (!v.open || !h.online || v.have.has(piece)) {
+        // Gone, or it got the piece elsewhere while it waited: nothing is sent.
         v.serving = false
-        if (!v.open) return
-        served[h.id] += length
-        const corrupt = h.spec.corrupt
-        send(v, at => { onPiece(at, piece, corrupt) })
-        serveNext(v)
+        if (v.open) serveNext(v)
+        continue
+      }
+      h.turnBusy = true
+      q.after(h.upload.reserve(length, q.now), () => {
+        h.turnBusy = false
+        v.serving = false
+        if (v.open) {
+          served[h.id] += length
+          const corrupt = h.spec.corrupt
+          send(v, at => { onPiece(at, piece, corrupt) })
+          serveNext(v)
+        }
+        nextTurn(h)
       })
     }
   }
