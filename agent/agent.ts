@@ -93,7 +93,27 @@ export interface Agent {
   stop(): Promise<void>
 }
 
+/** Stops one part that started; run in reverse order of starting when a later part cannot start. */
+type Undo = () => unknown
+
 export async function startAgent (config: AgentConfig, onFatal: (err: Error) => void = () => {}, seams: AgentSeams = {}): Promise<Agent> {
+  const started: Undo[] = []
+  try {
+    return await assemble(config, onFatal, seams, started)
+  } catch (err) {
+    // A half-started agent would keep its ports and its data directory's LevelDB locks: a caller that retries in process finds them taken.
+    for (const undo of started.reverse()) {
+      try {
+        await undo()
+      } catch {
+        // The start's error is the one to report; a part that does not stop cleanly would only hide it.
+      }
+    }
+    throw err
+  }
+}
+
+async function assemble (config: AgentConfig, onFatal: (err: Error) => void, seams: AgentSeams, started: Undo[]): Promise<Agent> {
   const logger: Logger = pino({ name: `agent:${config.name}`, level: config.logLevel, timestamp: stdTimeFunctions.isoTime, redact: { paths: LOG_REDACT, censor: '[redacted]' } })
   const log = (msg: string, fields?: Record<string, unknown>, level: 'info' | 'warn' | 'error' = 'info'): void => logger[level](fields ?? {}, msg)
   // A comma-separated list names coordinator replicas: the agent registers with whichever leads, and takes tickets from any.
@@ -109,6 +129,7 @@ export async function startAgent (config: AgentConfig, onFatal: (err: Error) => 
   const journal = await Journal.open(join(config.dataDir, 'journal'), {
     onCorrupt: (key, error) => log('journal entry does not parse; left out (that transfer or distribution starts from zero)', { key, error: error.message }, 'warn')
   })
+  started.push(async () => { await journal.close() })
   const httpOptions = { allowAddresses: config.allowAddresses ?? [] }
   const extra = await loadPlugins(config.plugins, process.cwd())
   const byScheme = pluginsByScheme([random(), nullSink(), http(httpOptions), https(httpOptions), oci({ ...httpOptions, registries: config.registries })], extra, config.plugins)
@@ -119,7 +140,9 @@ export async function startAgent (config: AgentConfig, onFatal: (err: Error) => 
 
   const created = await createMeshNode({ privateKey, listen: config.listen })
   const node = seams.wrapNode?.(created) ?? created
+  started.push(async () => { await node.stop() })
   const direct = await openDataPort(dataPortAddress(config.dataListen, config.listen), log)
+  started.push(async () => { await direct?.listener.close() })
   await startDataServer({ node, self: config.name, issuer, plugins, counters, upload, log, direct })
   const blobs = await BlobIndex.open(join(config.dataDir, 'blobs'), config.name, plugins)
   await startTreeServer({ node, self: config.name, issuer, volumes: plugins.volumes, volumeList: config.volumes, counters, upload, log, direct })
@@ -140,6 +163,7 @@ export async function startAgent (config: AgentConfig, onFatal: (err: Error) => 
     report: async r => { await control.call('swarmReport', r) }
   })
   await swarm.start()
+  started.push(async () => { await swarm.stop() })
 
   // The executor reports through the control client created just below; its callbacks run only after both exist.
   const executor = new Executor({
@@ -160,6 +184,7 @@ export async function startAgent (config: AgentConfig, onFatal: (err: Error) => 
     blobs,
     volumeList: config.volumes
   })
+  started.push(async () => { await executor.stop() })
   const control = new ControlClient({
     node,
     coordinators: coordinatorAddrs,
@@ -185,8 +210,10 @@ export async function startAgent (config: AgentConfig, onFatal: (err: Error) => 
     })
   })
   control.start()
+  started.push(async () => { await control.stop() })
 
   const metrics = agentMetrics({ name: config.name, counters, active: () => [...executor.active(), ...swarm.active()] })
+  started.push(() => { metrics.stop() })
   const coordinatorPeers = [...new Set(coordinatorIds)].map(id => peerIdFromString(id))
   let registered = false
   void control.registered.then(() => { registered = true })
@@ -207,15 +234,9 @@ export async function startAgent (config: AgentConfig, onFatal: (err: Error) => 
   const servers: Server[] = []
   let statusUrl: string | undefined
   let metricsUrl: string | undefined
-  // A server that cannot start after the rest did: stop what started, in reverse order, then say why.
-  const abandon = async (what: string, err: unknown): Promise<never> => {
-    metrics.stop()
-    for (const s of servers) s.close()
-    await control.stop()
-    await executor.stop()
-    await swarm.stop()
-    await node.stop()
-    await journal.close()
+  started.push(() => { for (const s of servers) s.close() })
+  // A server that cannot start after the rest did: startAgent stops what started, in reverse order; this says why.
+  const abandon = (what: string, err: unknown): never => {
     throw new InvalidArgumentError(`cannot serve ${what}: ${(err as Error).message}`)
   }
   try {
@@ -231,7 +252,7 @@ export async function startAgent (config: AgentConfig, onFatal: (err: Error) => 
       metricsUrl = `http://${host.includes(':') ? `[${host}]` : host}:${s.port}/metrics`
     }
   } catch (err) {
-    await abandon('status or metrics', err)
+    abandon('status or metrics', err)
   }
   let mirror: RegistryMirror | undefined
   const ociPlugin = byScheme.get('oci')
@@ -245,7 +266,7 @@ export async function startAgent (config: AgentConfig, onFatal: (err: Error) => 
       log,
       want: async image => await control.call('imageWant', { image }),
       inDistribution: id => swarm.active().includes(id)
-    }).catch(async err => await abandon('the registry mirror', err))
+    }).catch(err => abandon('the registry mirror', err))
   }
   log('agent started', { peerId: node.peerId.toString(), addrs: node.getMultiaddrs().map(String), dataPort: direct?.listener.port, statusUrl, metricsUrl })
 

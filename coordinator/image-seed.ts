@@ -23,7 +23,7 @@ export function chooseImageSeed (agents: ReadonlyArray<Pick<AgentRecord, 'name' 
   const eligible = agents.filter(a => a.online && a.plugins.includes('oci') && !destinations.includes(a.name))
   if (holder !== undefined && eligible.some(a => a.name === holder)) return holder
   const any = eligible.map(a => a.name).sort()[0]
-  if (any === undefined) throw new InvalidArgumentError('source: no online agent outside the destinations can read the registry; name one with ?via=')
+  if (any === undefined) throw new InvalidArgumentError('source: no online agent you may use, outside the destinations, can read the registry (oci plug-in); name one with ?via=')
   return any
 }
 
@@ -53,7 +53,9 @@ export class ImageHolders {
 /**
  * An image distribution submitted without ?via= gets its seed here, named
  * in the source (so the record says which agent read the registry); any
- * other input is returned as it is.
+ * other input is returned as it is. `agents` are those the requester may
+ * use (its tenant's allow-list): the seed, and the holder reused, are
+ * chosen among them only.
  */
 export function withImageSeed<T extends Pick<TransferInput, 'source' | 'destinations'>> (input: T, agents: ReadonlyArray<Pick<AgentRecord, 'name' | 'online' | 'plugins'>>, holders?: ImageHolders): T {
   const destinations = input.destinations

@@ -112,6 +112,8 @@ export function prepareInput (input: TransferInput): PreparedInput {
   if (input.streams !== undefined) prepared.streams = prepareStreams(input.streams, prepared)
   const tree = prepareTree(input, source, destination, destinations)
   if (tree !== undefined) prepared.tree = tree
+  // The tree executor never reads it: several streams asked for would be accepted and silently not given.
+  if (tree !== undefined && prepared.streams !== undefined && prepared.streams !== 1) throw new InvalidArgumentError('streams: a tree carries its files in batches of its own; streams applies to a single file only')
   if (input.callbackUrl !== undefined) prepared.callbackUrl = prepareCallbackUrl(input.callbackUrl)
   return prepared
 }

@@ -1,7 +1,7 @@
 import { multiaddr } from '@multiformats/multiaddr'
 import type { Stream } from '@libp2p/interface'
 import {
-  DATA_PROTOCOL, DataResponse, DataTrailer, FrameReader, InvalidArgumentError, ProtocolError, SourceChangedError, TYPE_END,
+  CanceledError, DATA_PROTOCOL, DataResponse, DataTrailer, FrameReader, InvalidArgumentError, ProtocolError, SourceChangedError, TYPE_END,
   UnsupportedError, WIRE_VERSION, decode, ephemeral, fromErrorInfo, sendFrame, toStaccatoError
 } from '../mesh/index.ts'
 import type { DataRequest, Ephemeral, MeshNode } from '../mesh/index.ts'
@@ -116,6 +116,7 @@ export function agent (init: AgentPluginOptions): ProtocolPlugin {
         opened = await open(url, req, opts.signal)
       }
       const { stream, reader, header } = opened
+      let ended = false
       try {
         if (opts.expect !== undefined && (header.size !== opts.expect.size || header.mtime !== opts.expect.mtime)) {
           throw new SourceChangedError(`${url.href} changed: size ${opts.expect.size} → ${header.size}, mtime ${opts.expect.mtime} → ${header.mtime}`)
@@ -126,11 +127,18 @@ export function agent (init: AgentPluginOptions): ProtocolPlugin {
         if (!trailer.ok) throw fromErrorInfo(trailer.error)
         const sent = algorithm === 'blake3' ? trailer.blake3 : trailer.sha256
         if (sent !== undefined) opts.onDigest?.(sent)
+        ended = true
         // Every byte and the trailer are in: a close that fails (the peer reset first) changes nothing read.
         await stream.close().catch(() => {})
       } catch (err) {
+        ended = true
         stream.abort(toStaccatoError(err))
         throw toStaccatoError(err)
+      } finally {
+        // A consumer that stops early (a break, an error of its own, a range it has enough of) ends this generator
+        // by return(): no catch runs, and the holder's serve loop would wait on a full window, holding one of its
+        // data streams, for as long as the connection lives.
+        if (!ended) stream.abort(new CanceledError(`${url.href}: the reader stopped before the end`))
       }
     },
 

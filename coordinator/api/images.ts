@@ -5,6 +5,7 @@ import { agentsLabelled, preheatInput } from '../preheat.ts'
 import type { ImageHolders } from '../image-seed.ts'
 import { ownTenant } from './auth.ts'
 import { authorizeSubmission } from './transfers.ts'
+import { mayUseAgent } from './policy.ts'
 import type { TenantPolicy } from './policy.ts'
 import { TransferSchema, errorResponses } from './schemas.ts'
 import type { ApiInstance } from './types.ts'
@@ -30,7 +31,9 @@ export function imageRoutes (app: ApiInstance, opts: { store: TransferStore, ten
   }, async (req, reply) => {
     // Without a via, the agent that seeded this image last reads it again from its store, when it is online.
     const holder = opts.imageHolders?.get(req.body.image)
-    const via = req.body.via ?? (holder !== undefined && store.getAgent(holder)?.online === true ? holder : undefined)
+    // Only a holder the caller could have named itself: another tenant's agent is not lent to it.
+    const usable = holder !== undefined && store.getAgent(holder)?.online === true && mayUseAgent(opts.tenants ?? {}, ownTenant(req.principal), holder)
+    const via = req.body.via ?? (usable ? holder : undefined)
     const { agents, labels, ...rest } = req.body
     if ((agents === undefined) === (labels === undefined)) throw new InvalidArgumentError('give either agents or labels (the agents to preheat)')
     const chosen = agents ?? agentsLabelled(store.listAgents(), labels ?? {})

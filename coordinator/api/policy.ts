@@ -94,12 +94,21 @@ function ruleFor (policy: TenantPolicy, tenant: string): TenantRule | undefined 
   return Object.hasOwn(policy, '*') ? policy['*'] : undefined
 }
 
+/**
+ * Whether the tenant could name this agent in a location itself: what the
+ * coordinator chooses on its behalf (an image distribution's seed) must pass
+ * the same allow-list, or a choice made for one tenant reaches another's agent.
+ */
+export function mayUseAgent (policy: TenantPolicy, tenant: string, agent: string): boolean {
+  return matches(ruleFor(policy, tenant)?.agents, agent)
+}
+
 /** The tenant's allow-list for one location; 403 forbidden names what it may not use. */
 export function checkTenantLocation (policy: TenantPolicy, tenant: string, loc: Location, agents: string[]): void {
   const rule = ruleFor(policy, tenant)
   if (rule === undefined) return
   for (const agent of agents) {
-    if (!matches(rule.agents, agent)) throw new ForbiddenError(`tenant ${tenant} may not use agent ${agent}`)
+    if (!mayUseAgent(policy, tenant, agent)) throw new ForbiddenError(`tenant ${tenant} may not use agent ${agent}`)
   }
   if (loc.kind === 'agent') {
     if (!matches(rule.volumes, loc.volume)) throw new ForbiddenError(`tenant ${tenant} may not use volume ${loc.volume} (on agent ${loc.agent})`)

@@ -11,7 +11,7 @@ import type { ImageHolders } from '../image-seed.ts'
 import { UnknownAgentError } from './errors.ts'
 import { canSee, hasRole, ownTenant, tenantFilter } from './auth.ts'
 import type { Principal } from './auth.ts'
-import { checkLocationText, checkTenantLocation, checkWritable } from './policy.ts'
+import { checkLocationText, checkTenantLocation, checkWritable, mayUseAgent } from './policy.ts'
 import type { TenantPolicy } from './policy.ts'
 import { checkScheme, checkVolume, runningAgent } from './submit-checks.ts'
 import {
@@ -49,8 +49,11 @@ export function transferRoutes (app: ApiInstance, opts: TransferRouteOptions): v
       response: { 200: TransferSchema, 201: TransferSchema, ...errorResponses }
     }
   }, async (req, reply) => {
-    const input = withImageSeed(req.body, store.listAgents(), opts.imageHolders)
-    authorizeSubmission(store, input, req.principal, opts.tenants ?? {})
+    const tenants = opts.tenants ?? {}
+    // The seed is one the caller could have named: another tenant's agent is neither chosen nor named in a refusal.
+    const usable = store.listAgents().filter(a => mayUseAgent(tenants, ownTenant(req.principal), a.name))
+    const input = withImageSeed(req.body, usable, opts.imageHolders)
+    authorizeSubmission(store, input, req.principal, tenants)
     const { record, created } = await store.create(input, { tenant: ownTenant(req.principal), idempotencyKey: req.headers['idempotency-key'] })
     const via = input.destinations !== undefined && input.source.startsWith('oci://') ? new URL(input.source).searchParams.get('via') : null
     if (created && via !== null) opts.imageHolders?.note(input.source, via)

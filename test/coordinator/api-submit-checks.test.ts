@@ -110,7 +110,8 @@ describe('REST API: the streams of a submission', () => {
     ['more than 16 streams', { streams: 17 }, /^body.streams: must be <= 16$/],
     ['a fraction', { streams: 1.5 }, /^body.streams: must be integer$/],
     ['a string', { streams: '4' }, /^body.streams: must be integer$/],
-    ['several streams for a distribution', { streams: 2, destination: undefined, destinations: ['agent://b/images/x.img', 'agent://c/images/x.img'] }, /^streams: a distribution fetches pieces from every peer at once; streams applies to one destination only$/]
+    ['several streams for a distribution', { streams: 2, destination: undefined, destinations: ['agent://b/images/x.img', 'agent://c/images/x.img'] }, /^streams: a distribution fetches pieces from every peer at once; streams applies to one destination only$/],
+    ['several streams for a tree', { streams: 4, source: 'agent://a/images/dir/', destination: 'agent://b/images/dir/' }, /^streams: a tree carries its files in batches of its own; streams applies to a single file only$/]
   ])('refuses %s with 400 invalid_argument', async (_what, extra, message) => {
     const res = await h.inject({ method: 'POST', url: '/v1/transfers', payload: { ...route, ...extra } })
     expect(res.statusCode).toBe(400)
