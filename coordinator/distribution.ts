@@ -9,7 +9,7 @@ import type { AgentControl } from './agent-sessions.ts'
 import type { Clock } from './clock.ts'
 import { storeMissed } from './store-missed.ts'
 import type { PartHandlers } from './registry.ts'
-import { SEED_FANOUT, choosePeers } from './peer-set.ts'
+import { SEED_FANOUT, choosePeers, servingParticipants } from './peer-set.ts'
 
 export interface DistributionOptions {
   store: TransferStore
@@ -139,7 +139,7 @@ export class DistributionManager {
     const self = store.getAgent(agent)
     if (self === undefined || !agents.isOnline(agent) || rec.manifest === undefined) throw new AgentOfflineError(`agent '${agent}' is offline`)
     const role = agent === seed ? 'seed' : 'destination'
-    const others = this.participants(rec).filter(a => a !== agent && agents.isOnline(a))
+    const others = servingParticipants(seed, rec.destinations ?? []).filter(a => a !== agent && agents.isOnline(a))
     const size = this.opts.peersPerParticipant
     const lists = this.named.get(rec.id) ?? new Map<string, string[]>()
     this.named.set(rec.id, lists)

@@ -8,6 +8,19 @@ export const PEERS_PER_PARTICIPANT = 16
 /** Destinations given the seed, by default: about two peer sets' worth (bench:swarm-sim, 32 against 8 and 64). */
 export const SEED_FANOUT = 32
 
+/**
+ * Who may be named as a peer: the seed, the destinations still fetching, and
+ * those that finished, which serve their pieces until the whole distribution
+ * ends; not those that failed or were canceled (sent away). Naming only those
+ * still fetching gave a destination restarted late in a distribution the seed
+ * alone — every other one had finished — so it fetched everything from the
+ * seed (tree-swarm e2e: the seed uploaded 1.7 × the tree).
+ */
+export function servingParticipants (seed: string | undefined, destinations: ReadonlyArray<{ agent: string, state: string }>): string[] {
+  const serving = destinations.filter(d => d.state !== 'failed' && d.state !== 'canceled').map(d => d.agent)
+  return [...new Set([...(seed !== undefined ? [seed] : []), ...serving])]
+}
+
 /** What the tracker knows when it names a participant's peers. */
 export interface PeerSetInput {
   /** The seed's name; ignored unless it is among `others` (the seed asking for its own peers leaves it out). */

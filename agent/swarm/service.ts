@@ -9,6 +9,7 @@ import { resolveLocal } from '../resolve.ts'
 import type { PluginSet } from '../resolve.ts'
 import { Bitfield } from './bitfield.ts'
 import { SwarmPeer } from './peer.ts'
+import { REDIAL_AT_MAX, REDIAL_MS, RedialBackoff } from './redial.ts'
 import { SwarmSession } from './session.ts'
 import { PieceCache } from './piece-cache.ts'
 import type { SessionOptions } from './session.ts'
@@ -32,16 +33,6 @@ export interface SwarmServiceOptions extends Omit<SessionOptions, 'join' | 'sour
 
 // A peer that opens a stream and never says hello must not hold it.
 const HELLO_TIMEOUT_MS = 10_000
-/** How often a destination redials participants it is not connected to (not joined yet, restarted, back). */
-const REDIAL_MS = 500
-/**
- * A peer that keeps refusing (it dropped us) or is down is dialed less and
- * less often, down to this: short enough that a restarted peer is back within
- * seconds, long enough that a peer refusing us costs nothing.
- */
-const REDIAL_MAX_MS = 8_000
-/** The failure at which the back-off reaches REDIAL_MAX_MS (500 ms · 2^4): logged once more. */
-const REDIAL_LOG_AGAIN = 5
 /** Rarest first makes the newest pieces the most asked for: 32 MiB holds the last 8 default (4 MiB) pieces. */
 const PIECE_CACHE_BYTES = 32 * 1024 * 1024
 /** The coordinator brings participants in one by one: a hello may beat our own join by this much. */
@@ -59,7 +50,7 @@ const STATS_EVERY_MS = 1000
 export class SwarmService {
   private readonly opts: SwarmServiceOptions
   private readonly cache = new PieceCache(PIECE_CACHE_BYTES)
-  private readonly sessions = new Map<string, { session: SwarmSession, join: ControlParams<'swarmJoin'>, stop: AbortController }>()
+  private readonly sessions = new Map<string, { session: SwarmSession, join: ControlParams<'swarmJoin'>, stop: AbortController, redial: RedialBackoff }>()
   /** Journaled outcomes being reported with no session (after a restart), by distribution. */
   private readonly reporting = new Map<string, Promise<void>>()
   /**
@@ -135,6 +126,7 @@ export class SwarmService {
     if (existing !== undefined) {
       // Fresh peers and ticket from the coordinator; the session carries on.
       existing.join = join
+      existing.redial.renamed(join.peers.map(p => p.peerId))
       await existing.session.deliverOutcome()
       return
     }
@@ -151,7 +143,7 @@ export class SwarmService {
       throw err
     }
     const stop = new AbortController()
-    this.sessions.set(join.distributionId, { session, join, stop })
+    this.sessions.set(join.distributionId, { session, join, stop, redial: new RedialBackoff() })
     this.opts.log('joined distribution', { distributionId: join.distributionId, role: join.role, peers: join.peers.map(p => p.name) })
     if (join.role === 'destination' && !session.isFinished) void this.dialLoop(join.distributionId, stop.signal)
     // Restored finished: its report goes beside the answer to this join, not before it.
@@ -235,30 +227,28 @@ export class SwarmService {
 
   /** Keeps a destination connected to the peers the coordinator named, until it leaves the distribution. */
   private async dialLoop (id: string, signal: AbortSignal): Promise<void> {
-    const failures = new Map<string, { count: number, retryAt: number }>()
     while (!signal.aborted) {
       const entry = this.sessions.get(id)
       // A finished destination keeps its links too: it serves until the whole distribution ends.
       if (entry === undefined) return
+      const { redial } = entry
       const seed = seedName(entry.join.source)
       for (const info of entry.join.peers) {
         if (entry.session.peers.has(info.peerId) || entry.session.banned.has(info.peerId)) continue
         // Between two destinations only the one with the lower peer id dials, so they never race into two streams.
         if (info.name !== seed && info.peerId < this.opts.node.peerId.toString()) continue
-        const failing = failures.get(info.peerId)
-        if (failing !== undefined && Date.now() < failing.retryAt) continue
+        if (!redial.due(info.peerId, Date.now())) continue
         try {
           await this.dial(entry.session, entry.join, info)
-          failures.delete(info.peerId)
+          redial.succeeded(info.peerId)
           entry.session.setReachable(info.peerId, true)
         } catch (err) {
-          const count = (failing?.count ?? 0) + 1
+          const count = redial.failed(info.peerId, Date.now())
           // Two failures in a row is no passing hiccup: stop waiting for this peer to serve us what the seed says it has.
           if (count >= 2) entry.session.setReachable(info.peerId, false)
-          failures.set(info.peerId, { count, retryAt: Date.now() + Math.min(REDIAL_MS * 2 ** (count - 1), REDIAL_MAX_MS) })
           // The first failure and the one that reaches the longest back-off are worth a line; a peer that dropped us
           // (it caught us sending a bad piece) refuses every dial, and 500 ms of log lines for it helps nobody.
-          if (count === 1 || count === REDIAL_LOG_AGAIN) {
+          if (count === 1 || count === REDIAL_AT_MAX) {
             this.opts.log(count === 1 ? 'could not reach swarm peer; dialing again with back-off' : 'still cannot reach swarm peer; dialing again every 8 s', { distributionId: id, peer: info.name, attempts: count, error: toStaccatoError(err).message })
           }
         }

@@ -76,6 +76,20 @@ describe('distribution manager', () => {
     expect(agents.sentTo('a', 'swarmLeave')).toEqual([{ distributionId: rec.id, removePartial: false }])
   })
 
+  it('names a destination that comes back the destinations that finished (they still serve), and tells them of it', async () => {
+    const rec = await scheduled()
+    await manager.start(rec)
+    await manager.handlers.swarmReport(report(rec, 'b', 'succeeded'), { agent: 'b' })
+    const joinsOfB = agents.sentTo('b', 'swarmJoin').length
+    // c restarts (SIGKILL) after b finished: it rejoins and should fetch from b as well as from the seed.
+    manager.onAgentOnline('c')
+    await until(() => agents.sentTo('b', 'swarmJoin').length > joinsOfB, 'b to be told of c')
+    const joins = agents.sentTo('c', 'swarmJoin') as Array<ControlParams<'swarmJoin'>>
+    expect(joins.at(-1)?.peers.map(p => p.name).sort()).toEqual(['a', 'b'])
+    const toB = agents.sentTo('b', 'swarmJoin').at(-1) as ControlParams<'swarmJoin'>
+    expect(toB.peers.map(p => p.name)).toContain('c')
+  })
+
   it('fails every open destination when the seed can no longer read the source', async () => {
     const rec = await scheduled()
     await manager.start(rec)

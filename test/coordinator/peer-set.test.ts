@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest'
-import { choosePeers, sample } from '../../coordinator/peer-set.ts'
+import { choosePeers, sample, servingParticipants } from '../../coordinator/peer-set.ts'
 
 /** A deterministic generator: the same sequence on every run. */
 function counter (): () => number {
@@ -79,5 +79,23 @@ describe('tracker peer-set selection with the previous list', () => {
   it('in a small swarm still gives the seed to everyone, even if it was offline last time', () => {
     const peers = choosePeers({ seed: 'seed', others: ['seed', ...names(5)], previous: names(5), size: 8, seedFanout: 32, random: counter() })
     expect(peers[0]).toBe('seed')
+  })
+})
+
+describe('who the tracker may name as a peer', () => {
+  it('names destinations that finished (they serve until the distribution ends), not those failed or canceled', () => {
+    const destinations = [
+      { agent: 'd1', state: 'succeeded' },
+      { agent: 'd2', state: 'active' },
+      { agent: 'd3', state: 'failed' },
+      { agent: 'd4', state: 'canceled' },
+      { agent: 'd5', state: 'queued' }
+    ]
+    expect(servingParticipants('seed', destinations)).toEqual(['seed', 'd1', 'd2', 'd5'])
+  })
+
+  it('gives a destination restarted after the others finished those others, not the seed alone', () => {
+    const others = servingParticipants('seed', [{ agent: 'd1', state: 'succeeded' }, { agent: 'd2', state: 'succeeded' }, { agent: 'd3', state: 'active' }]).filter(a => a !== 'd3')
+    expect([...choosePeers({ seed: 'seed', others, size: 16, seedFanout: 32, random: counter() })].sort()).toEqual(['d1', 'd2', 'seed'])
   })
 })

@@ -134,8 +134,11 @@ describe('a tree to many hosts through the swarm (real processes)', () => {
     // The restarted d3 fetched only what its journal and its files in place did not hold.
     const received = (await mesh.status('d3')).counters.bytesReceived
     expect(received).toBeLessThan(treeBytes)
-    // Not asserted: a restarted peer reaches the others after their redial back-off, and meanwhile asks the seed (agent/swarm/sole.ts).
-    console.log(`d3 killed with ${visible.length} of ${fileCount} files in place; it received ${(received / treeBytes).toFixed(2)} × the tree after its restart; the seed uploaded ${(((await mesh.status('store-1')).counters.bytesServed - served) / treeBytes).toFixed(2)} × the tree`)
+    const seedUpload = (await mesh.status('store-1')).counters.bytesServed - served
+    console.log(`d3 killed with ${visible.length} of ${fileCount} files in place; it received ${(received / treeBytes).toFixed(2)} × the tree after its restart; the seed uploaded ${(seedUpload / treeBytes).toFixed(2)} × the tree`)
+    // The restarted d3 is named the destinations that finished meanwhile and they redial it at once: it fetches from
+    // them, not from the seed alone (which then uploaded 1.7–1.9 × the tree).
+    expect(seedUpload / treeBytes).toBeLessThanOrEqual(1.3)
   }, 240_000)
 
   it('sent again to the same destinations, moves no byte: every file is in place already', async () => {
