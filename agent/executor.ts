@@ -59,7 +59,7 @@ export interface ExecutorOptions {
 }
 
 /** What the executor needs of the journal (an in-memory one in unit tests). */
-export type ExecutorJournal = Pick<Journal, 'get' | 'put' | 'commitOffset' | 'remove' | 'all'>
+export type ExecutorJournal = Pick<Journal, 'get' | 'put' | 'commitOffset' | 'remove' | 'all' | 'putTreeFiles' | 'treeFilesDone' | 'hasTreeFiles'>
 
 interface Running { attempt: number, controller: AbortController, done: Promise<void> }
 

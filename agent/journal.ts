@@ -70,6 +70,15 @@ export interface SwarmEntry {
   outcome?: { outcome: 'succeeded' | 'failed', sha256?: string, error?: ErrorInfo }
 }
 
+/** A NUL after the transfer's id: no path holds one, so a transfer's files are one key range. */
+function treeFileKey (transferId: string, path: string): string {
+  return `${transferId}\u0000${path}`
+}
+
+function treeFilesRange (transferId: string): { gte: string, lt: string } {
+  return { gte: `${transferId}\u0000`, lt: `${transferId}\u0001` }
+}
+
 export interface JournalOptions {
   /** Told of each entry left out because its value does not parse. */
   onCorrupt?: (key: string, error: Error) => void
@@ -90,6 +99,8 @@ export class Journal {
   /** Manifests by source version, so a second distribution of an image does not hash it again. */
   readonly manifests
   private readonly swarms
+  /** Files of a tree that are at their names and durable, by transfer and path: what a resumed tree skips. */
+  private readonly treeFiles
   private readonly onCorrupt: (key: string, error: Error) => void
 
   private constructor (root: Level<string, unknown>, opts: JournalOptions) {
@@ -99,6 +110,7 @@ export class Journal {
     this.db = root.sublevel<string, string>('transfers', { valueEncoding: 'utf8' })
     this.manifests = root.sublevel<string, Manifest>('manifests', { valueEncoding: 'json' })
     this.swarms = root.sublevel<string, string>('swarms', { valueEncoding: 'utf8' })
+    this.treeFiles = root.sublevel<string, string>('tree-files', { valueEncoding: 'utf8' })
   }
 
   static async open (dir: string, opts: JournalOptions = {}): Promise<Journal> {
@@ -139,7 +151,30 @@ export class Journal {
   }
 
   async remove (transferId: string): Promise<void> {
+    // The tree's files first: a crash in between leaves the entry, whose next removal clears nothing more.
+    await this.treeFiles.clear(treeFilesRange(transferId))
     await this.root.batch([{ type: 'del', sublevel: this.db, key: transferId }], { sync: true })
+  }
+
+  /** Files of a tree now at their names, durably: journaled in one synced write, with the source version each came from. */
+  async putTreeFiles (transferId: string, files: ReadonlyArray<{ path: string, version: ObjectVersion }>): Promise<void> {
+    if (files.length === 0) return
+    await this.root.batch(files.map(f => ({ type: 'put' as const, sublevel: this.treeFiles, key: treeFileKey(transferId, f.path), value: JSON.stringify([f.version.size, f.version.mtime]) })), { sync: true })
+  }
+
+  /** The source version each path was finished from (undefined: not finished), in the order asked. */
+  async treeFilesDone (transferId: string, paths: readonly string[]): Promise<Array<ObjectVersion | undefined>> {
+    if (paths.length === 0) return []
+    const raw = await this.treeFiles.getMany(paths.map(p => treeFileKey(transferId, p)))
+    return raw.map((r, i) => {
+      const v = this.parse<[number, number]>(treeFileKey(transferId, paths[i]), r)
+      return Array.isArray(v) && typeof v[0] === 'number' && typeof v[1] === 'number' ? { size: v[0], mtime: v[1] } : undefined
+    })
+  }
+
+  /** Whether any file of this tree was journaled finished: a first attempt then costs no lookup per file. */
+  async hasTreeFiles (transferId: string): Promise<boolean> {
+    return (await this.treeFiles.keys({ ...treeFilesRange(transferId), limit: 1 }).all()).length > 0
   }
 
   async all (): Promise<JournalEntry[]> {

@@ -4,7 +4,7 @@ import {
 import type { ControlParams, ErrorInfo, Job, MeshNode, StaccatoError, TreeEntry } from '../../mesh/index.ts'
 import type { ObjectVersion, ProtocolPlugin, WholeFile, Writer } from '../../protocols/index.ts'
 import type { Resolved } from '../resolve.ts'
-import type { JournalEntry, TreeFileCheckpoint } from '../journal.ts'
+import type { Journal, JournalEntry, TreeFileCheckpoint } from '../journal.ts'
 import { entryForJob } from '../journal.ts'
 import type { CopyDeps, TransferJournal } from '../copy/copy.ts'
 import { checksumModeOf } from '../copy/copy.ts'
@@ -14,7 +14,7 @@ import { DurableSink } from '../copy/durable-sink.ts'
 import { throttled } from '../copy/stages.ts'
 import type { FileRun } from './client.ts'
 import type { TreeSource } from './source.ts'
-import { DEFAULT_TREE_SYNC, carriedWhole, groupFull, syncDecision } from './policy.ts'
+import { DEFAULT_TREE_SYNC, carriedWhole, finishedAlready, groupFull, syncDecision } from './policy.ts'
 import { deleteExtra } from './mirror.ts'
 
 export interface FileCounts { total: number, done: number, skipped: number, failed: number }
@@ -29,9 +29,12 @@ export interface TreeResult {
   firstError?: ErrorInfo
 }
 
+/** The transfer's entry, and the tree's finished files beside it. */
+export type TreeJournal = TransferJournal & Pick<Journal, 'putTreeFiles' | 'treeFilesDone' | 'hasTreeFiles'>
+
 export type TreeCopyDeps = Omit<CopyDeps, 'report' | 'progress' | 'journal'> & {
   node: MeshNode
-  journal: TransferJournal
+  journal: TreeJournal
   progress: (p: { transferId: string, attempt: number, bytesDone: number, bytesTotal: number, files: FileCounts }) => void
   /** Sends a batch of files as they ended to the coordinator (for its per-file listing). */
   treeFiles: (p: ControlParams<'treeFiles'>) => Promise<void>
@@ -80,8 +83,10 @@ interface Ctx {
  * its target and is renamed into place once its digest matches the holder's;
  * mode and mtime are kept, so a later run's quick check sees it unchanged.
  * The journal holds the file being written (its durable offset and prefix
- * digest): after a crash the next attempt skips the files already in place
- * (the sync check) and resumes that one from its offset.
+ * digest) and, beside it, every file finished durably (journaled a group at
+ * a time, once its renames are synced): after a crash the next attempt skips
+ * the finished files whatever the sync level, finds others in place by the
+ * sync check, and resumes the partial one from its offset.
  */
 export async function copyTree (deps: TreeCopyDeps, job: Job, source: TreeSource, dst: Resolved, signal: AbortSignal): Promise<TreeResult> {
   const { plugin } = dst
@@ -97,6 +102,10 @@ export async function copyTree (deps: TreeCopyDeps, job: Job, source: TreeSource
   const entry: JournalEntry = await deps.journal.get(job.transferId) ?? entryForJob(job)
   entry.attempt = job.attempt
   const checkpoint = entry.treeFile
+  // Looked up only when an attempt before this one finished files: a first attempt pays nothing per file.
+  const finishedBefore = !dryRun && await deps.journal.hasTreeFiles(job.transferId)
+    ? async (paths: string[]) => await deps.journal.treeFilesDone(job.transferId, paths)
+    : undefined
   const urlOf = (path: string): URL => new URL(dst.url.href + path.split('/').map(encodeURIComponent).join('/'))
   let lastProgress = deps.clock.now()
   const progress = (force = false): void => {
@@ -181,7 +190,7 @@ export async function copyTree (deps: TreeCopyDeps, job: Job, source: TreeSource
   return result
 
   async function listAndCopy (): Promise<void> {
-    for await (const { e, there: stated } of statAhead(source.list(job.tree ?? {}, signal), plugin, urlOf, signal)) {
+    for await (const { e, there: stated, finished } of statAhead(source.list(job.tree ?? {}, signal), plugin, urlOf, finishedBefore, signal)) {
       signal.throwIfAborted()
       if (mirror) listed.add(e.path)
       if (e.type === 'directory') {
@@ -205,6 +214,14 @@ export async function copyTree (deps: TreeCopyDeps, job: Job, source: TreeSource
         const x = toStaccatoError(err)
         if (x instanceof IsADirectoryError) { failFile(e.path, new IsADirectoryError(`a directory is where the file should go`)); continue }
         if (!(x instanceof NotFoundError)) throw x
+      }
+      if (finishedAlready(await finished, source, there)) {
+        // Done by an earlier attempt of this transfer: not sent, hashed or compared again.
+        result.files.done++
+        result.bytesDone += e.size
+        await row({ path: e.path, state: 'done', size: e.size })
+        progress()
+        continue
       }
       const decision = syncDecision(sync, source, there)
       if (decision === 'compare-checksums') {
@@ -251,7 +268,9 @@ const STAT_AHEAD = 16
 /** Entries of the listing whose destinations are stat'ed in one call, where the plug-in can (statMany). */
 const STAT_BATCH = 256
 
-type Stated = { e: TreeEntry, there?: Promise<ObjectVersion> }
+type Stated = { e: TreeEntry, there?: Promise<ObjectVersion>, finished?: Promise<ObjectVersion | undefined> }
+
+type FinishedLookup = (paths: string[]) => Promise<Array<ObjectVersion | undefined>>
 
 /**
  * The listing, each file with the stat of its destination started early, in
@@ -260,14 +279,15 @@ type Stated = { e: TreeEntry, there?: Promise<ObjectVersion> }
  * STAT_AHEAD ahead. A stat that fails is the caller's to read: its promise is
  * handled here so that it never rejects unobserved.
  */
-async function * statAhead (entries: AsyncIterable<TreeEntry>, plugin: ProtocolPlugin, urlOf: (path: string) => URL, signal: AbortSignal): AsyncGenerator<Stated> {
+async function * statAhead (entries: AsyncIterable<TreeEntry>, plugin: ProtocolPlugin, urlOf: (path: string) => URL, finishedBefore: FinishedLookup | undefined, signal: AbortSignal): AsyncGenerator<Stated> {
   const statMany = plugin.statMany?.bind(plugin)
   if (statMany === undefined) {
     const queue: Stated[] = []
     for await (const e of entries) {
       const there = e.type === 'file' ? plugin.stat(urlOf(e.path), { signal }) : undefined
       there?.catch(() => {})
-      queue.push({ e, there })
+      const finished = e.type === 'file' && finishedBefore !== undefined ? finishedBefore([e.path]).then(r => r[0]) : undefined
+      queue.push({ e, there, finished })
       if (queue.length > STAT_AHEAD) yield queue.shift() as Stated
     }
     yield * queue
@@ -276,13 +296,15 @@ async function * statAhead (entries: AsyncIterable<TreeEntry>, plugin: ProtocolP
   let batch: TreeEntry[] = []
   const stated = async function * (): AsyncGenerator<Stated> {
     const files = batch.filter(e => e.type === 'file')
-    const found = files.length === 0 ? [] : await statMany(files.map(e => urlOf(e.path)), { signal })
-    const byPath = new Map(files.map((e, i) => [e.path, found[i]]))
+    const paths = files.map(e => e.path)
+    const [found, done] = files.length === 0 ? [[], []] : await Promise.all([statMany(paths.map(urlOf), { signal }), finishedBefore?.(paths) ?? []])
+    const byPath = new Map(files.map((e, i) => [e.path, i]))
     for (const e of batch) {
-      const r = byPath.get(e.path)
+      const i = byPath.get(e.path)
+      const r = i === undefined ? undefined : found[i]
       const there = r === undefined ? undefined : r instanceof Error ? Promise.reject(r) : Promise.resolve(r)
       there?.catch(() => {})
-      yield { e, there }
+      yield { e, there, finished: i === undefined ? undefined : Promise.resolve(done[i]) }
     }
     batch = []
   }
@@ -363,6 +385,8 @@ async function pull (ctx: Ctx, files: Pending[], round = 0, received?: () => voi
   const again: Pending[] = []
   /** Directories (tree paths ending in '/', '' for the top) where files were renamed into place: each synced once. */
   const renamedIn = new Set<string>()
+  /** Files through the writer, renamed: journaled finished once their directories are synced. */
+  const committed: Array<{ path: string, version: { size: number, mtime: number } }> = []
   try {
     await source.read(files.map(f => ({ path: f.entry.path, offset: f.offset, expect: { size: f.entry.size, mtime: f.entry.mtime } })), algorithm, {
       file: async (run: FileRun, chunks) => {
@@ -436,6 +460,7 @@ async function pull (ctx: Ctx, files: Pending[], round = 0, received?: () => voi
         while (commits.size >= COMMITS_IN_FLIGHT) await Promise.race(commits)
         const done = sink.commit().then(async () => {
           renamedIn.add(path.includes('/') ? path.slice(0, path.lastIndexOf('/') + 1) : '')
+          committed.push({ path, version: { size: c.f.entry.size, mtime: c.f.entry.mtime } })
           result.files.done++
           await ctx.row({ path, state: 'done', size: c.f.entry.size })
           if (entry.treeFile?.path === path) {
@@ -469,6 +494,7 @@ async function pull (ctx: Ctx, files: Pending[], round = 0, received?: () => voi
     await Promise.all(commits)
     if (commitError !== undefined) throw commitError
     for (const dir of renamedIn) await ctx.dst.plugin.syncDirectory?.(ctx.urlOf(dir), { signal })
+    await deps.journal.putTreeFiles(ctx.job.transferId, committed)
     if (again.length > 0) await pull(ctx, again, round + 1, received)
   } catch (err) {
     received?.()
@@ -490,6 +516,8 @@ async function pull (ctx: Ctx, files: Pending[], round = 0, received?: () => voi
  */
 async function putGroup (ctx: Ctx, group: Whole[], putFiles: NonNullable<ProtocolPlugin['putFiles']>): Promise<void> {
   const errors = await putFiles(group.map(w => w.file), { key: ctx.job.transferId, signal: ctx.signal })
+  // Durable at their names now: journaled before they are reported, so a crash after the report never sends them again.
+  await ctx.deps.journal.putTreeFiles(ctx.job.transferId, group.filter((_, i) => errors[i] === undefined).map(({ f: { entry: e } }) => ({ path: e.path, version: { size: e.size, mtime: e.mtime } })))
   for (let i = 0; i < group.length; i++) {
     const { entry } = group[i].f
     const err = errors[i]

@@ -2,6 +2,7 @@ import { minimatch } from 'minimatch'
 import type { SyncMode } from '../../mesh/index.ts'
 import type { ObjectVersion } from '../../protocols/index.ts'
 import { sameSizeAndMtime } from '../copy/destination.ts'
+import { sameVersion } from '../copy/resume.ts'
 
 export interface TreeFilter {
   include?: readonly string[]
@@ -82,4 +83,13 @@ export const GROUP_BYTES = 8 * 1024 * 1024
 
 export function groupFull (files: number, bytes: number): boolean {
   return files >= GROUP_FILES || bytes >= GROUP_BYTES
+}
+
+/**
+ * A file an earlier attempt journaled finished is skipped when the source is
+ * still the version it was copied from and the destination still holds a file
+ * of its size (a file removed or truncated since is copied again).
+ */
+export function finishedAlready (finished: ObjectVersion | undefined, source: ObjectVersion, there: ObjectVersion | undefined): boolean {
+  return finished !== undefined && sameVersion(finished, source) && there !== undefined && there.size === source.size
 }

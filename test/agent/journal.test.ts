@@ -90,6 +90,23 @@ describe('the agent journal (a real LevelDB in a temporary directory)', () => {
     expect(await journal.all()).toEqual([])
   })
 
+  it('keeps a tree\'s finished files by transfer and path, across a restart, until the transfer is removed', async () => {
+    expect(await journal.hasTreeFiles('t1')).toBe(false)
+    await journal.put(transfer('t1'))
+    // A name may hold a newline or unicode; a transfer whose id extends another's is its own.
+    await journal.putTreeFiles('t1', [{ path: 'a/new\nline é', version: { size: 3, mtime: 10 } }, { path: 'b', version: { size: 0, mtime: 11 } }])
+    await journal.putTreeFiles('t10', [{ path: 'b', version: { size: 5, mtime: 12 } }])
+    await reopen()
+    expect(await journal.hasTreeFiles('t1')).toBe(true)
+    expect(await journal.treeFilesDone('t1', ['b', 'missing', 'a/new\nline é'])).toEqual([{ size: 0, mtime: 11 }, undefined, { size: 3, mtime: 10 }])
+    // Not listed with the transfers: the status page and the registration read those.
+    expect((await journal.all()).map(e => e.transferId)).toEqual(['t1'])
+    await journal.remove('t1')
+    expect(await journal.hasTreeFiles('t1')).toBe(false)
+    expect(await journal.treeFilesDone('t1', ['b'])).toEqual([undefined])
+    expect(await journal.treeFilesDone('t10', ['b'])).toEqual([{ size: 5, mtime: 12 }])
+  })
+
   it('keeps swarm entries apart from transfers, with their outcome until removed', async () => {
     await journal.put(transfer('x'))
     await journal.putSwarm(swarm('x'))

@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest'
-import { GROUP_BYTES, GROUP_FILES, SMALL_FILE_BYTES, carriedWhole, extraDecision, groupFull, syncDecision, treeSelector } from '../../agent/tree/policy.ts'
+import { GROUP_BYTES, GROUP_FILES, SMALL_FILE_BYTES, carriedWhole, extraDecision, finishedAlready, groupFull, syncDecision, treeSelector } from '../../agent/tree/policy.ts'
 
 describe('treeSelector: include and exclude globs', () => {
   it('a pattern without / matches a name at any depth; with / the whole path', () => {
@@ -89,5 +89,22 @@ describe('the small-file path: which files, and when a group is written', () => 
     expect(groupFull(GROUP_FILES, 0)).toBe(true)
     expect(groupFull(1, GROUP_BYTES - 1)).toBe(false)
     expect(groupFull(1, GROUP_BYTES)).toBe(true)
+  })
+})
+
+describe('finishedAlready: a file an earlier attempt finished is not copied again', () => {
+  const v = { size: 10, mtime: 1000 }
+  it('skips it while the source is the version it came from and the destination holds its size', () => {
+    expect(finishedAlready(v, v, { size: 10, mtime: 1000 })).toBe(true)
+    // Whatever the mtime there: sync none keeps no mtime promise, and the journal is the proof.
+    expect(finishedAlready(v, v, { size: 10, mtime: 5 })).toBe(true)
+  })
+
+  it('copies it again when it was never finished, the source changed, or the destination lost it', () => {
+    expect(finishedAlready(undefined, v, v)).toBe(false)
+    expect(finishedAlready(v, { size: 10, mtime: 1001 }, v)).toBe(false)
+    expect(finishedAlready(v, { size: 11, mtime: 1000 }, { size: 11, mtime: 1000 })).toBe(false)
+    expect(finishedAlready(v, v, undefined)).toBe(false)
+    expect(finishedAlready(v, v, { size: 9, mtime: 1000 })).toBe(false)
   })
 })

@@ -96,4 +96,35 @@ describe('a tree of small files: written in groups, never a damaged file at its 
     expect(names.filter(n => n.endsWith('.partial'))).toEqual([])
     for (const n of names.filter(n => n.endsWith('.bin'))) expect((await readFile(join(dst, 'copy', n))).equals(await readFile(join(src, 'tree', n)))).toBe(true)
   })
+
+  it('a next attempt with sync none sends none of the files the journal holds as finished, and copies a file changed since', async () => {
+    const srcVolumes = [{ name: 'vol', root: src, readOnly: false }]
+    const holder = { volumes: file({ volumes: srcVolumes }), volumeList: srcVolumes, counters: newCounters() }
+    const source = localTreeSource(holder, 'a', 'agent://a/vol/tree/')
+    const plugin = file({ volumes: [{ name: 'vol', root: dst, readOnly: false }] })
+    const journal = new MemJournal()
+    const counters = newCounters()
+    const rows: ControlParams<'treeFiles'>['files'] = []
+    const deps: TreeCopyDeps = {
+      node: undefined as unknown as MeshNode, journal, counters, clock: new FakeClock(), log: () => {},
+      syncEveryBytes: 1 << 20, syncEveryMs: 1000, progressEveryMs: 1000, progress: () => {}, treeFiles: async p => { rows.push(...p.files) }
+    }
+    const dstRef = { plugin, url: new URL('file:///vol/copy/'), location: parseLocation('agent://b/vol/copy/', 'destination') }
+    const job = (attempt: number): Job => ({ transferId: 'tr_resume', attempt, source: 'agent://a/vol/tree/', destination: 'agent://b/vol/copy/', tree: { sync: 'none' } })
+    const first = await copyTree(deps, job(1), source, dstRef, new AbortController().signal)
+    expect(first.files).toEqual({ total: SMALL + 1, done: SMALL + 1, skipped: 0, failed: 0 })
+    // Every file, small (a group at a time) and large (after its directory's sync), journaled finished.
+    expect(journal.treeFiles.size).toBe(SMALL + 1)
+    const received = counters.bytesReceived
+
+    // As after a crash before the outcome reached the coordinator: the entry and its files are still journaled.
+    const changed = join(src, 'tree', 'd0', 'f0000.bin')
+    await writeFile(changed, randomBytes(50))
+    rows.length = 0
+    const second = await copyTree(deps, job(2), source, dstRef, new AbortController().signal)
+    expect(second.files).toEqual({ total: SMALL + 1, done: SMALL + 1, skipped: 0, failed: 0 })
+    expect(counters.bytesReceived - received).toBe(50)
+    expect(rows.filter(x => x.state === 'done')).toHaveLength(SMALL + 1)
+    expect((await readFile(join(dst, 'copy', 'd0', 'f0000.bin'))).equals(await readFile(changed))).toBe(true)
+  })
 })

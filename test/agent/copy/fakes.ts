@@ -1,7 +1,7 @@
 import type { Clock } from '../../../agent/copy/clock.ts'
 import type { ExecutorJournal } from '../../../agent/executor.ts'
 import type { JournalEntry } from '../../../agent/journal.ts'
-import type { ProtocolPlugin, ReadOptions } from '../../../protocols/index.ts'
+import type { ObjectVersion, ProtocolPlugin, ReadOptions } from '../../../protocols/index.ts'
 import mem from '../../fixtures/plugins/mem.ts'
 
 /** A clock that moves only when the test says so. */
@@ -72,8 +72,24 @@ export class MemJournal implements ExecutorJournal {
     await this.put(entry)
   }
 
+  /** Finished files of trees, by `transferId NUL path`. */
+  readonly treeFiles = new Map<string, ObjectVersion>()
+
   async remove (id: string): Promise<void> {
     this.entries.delete(id)
+    for (const k of this.treeFiles.keys()) if (k.startsWith(`${id}\u0000`)) this.treeFiles.delete(k)
+  }
+
+  async putTreeFiles (id: string, files: ReadonlyArray<{ path: string, version: ObjectVersion }>): Promise<void> {
+    for (const f of files) this.treeFiles.set(`${id}\u0000${f.path}`, { size: f.version.size, mtime: f.version.mtime })
+  }
+
+  async treeFilesDone (id: string, paths: readonly string[]): Promise<Array<ObjectVersion | undefined>> {
+    return paths.map(p => this.treeFiles.get(`${id}\u0000${p}`))
+  }
+
+  async hasTreeFiles (id: string): Promise<boolean> {
+    return [...this.treeFiles.keys()].some(k => k.startsWith(`${id}\u0000`))
   }
 
   async all (): Promise<JournalEntry[]> {
