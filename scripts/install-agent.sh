@@ -31,7 +31,9 @@ usage: install-agent.sh --name NAME --coordinator MULTIADDR [options]
 EOF
 }
 
-die () { echo "install-agent: $*" >&2; exit 2; }
+PROG=install-agent
+# shellcheck source=install-lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/install-lib.sh"
 
 NAME='' COORDINATOR='' JOIN_TOKEN='' LISTEN='/ip4/0.0.0.0/tcp/7702' DATA_DIR='/var/lib/staccato'
 STATUS_PORT=7703 METRICS_PORT=7704 SERVICE_USER='staccato' ROOT='' DRY_RUN=0
@@ -70,11 +72,7 @@ esac
 [[ "$DATA_DIR" == /* ]] || die "--data-dir '$DATA_DIR' must be an absolute path"
 [[ "$STATUS_PORT" =~ ^[0-9]+$ ]] || die "--status-port '$STATUS_PORT' must be a port number"
 [[ "$METRICS_PORT" =~ ^[0-9]+$ ]] || die "--metrics-port '$METRICS_PORT' must be a port number"
-[ -f "$INSTALL_DIR/cli/bin.ts" ] || die "--install-dir '$INSTALL_DIR' does not hold Staccato (no cli/bin.ts)"
-[ -n "$NODE" ] || die 'no node on PATH: install Node.js >= 22.18 or pass --node'
-# Type stripping without a flag, which runs the .ts files directly, arrived in Node 22.18.
-"$NODE" -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 22 || (a === 22 && b >= 18) ? 0 : 1)' \
-  || die "$NODE is Node $("$NODE" --version); Staccato needs >= 22.18"
+check_install "$INSTALL_DIR" "$NODE"
 
 RW_PATHS=("$DATA_DIR") RO_PATHS=() IN_HOME=0
 VOLUME_YAML=''
@@ -88,9 +86,6 @@ for v in "${VOLUMES[@]}"; do
   VOLUME_YAML+="    - { name: '$vname', root: '${vpath//\'/\'\'}', readOnly: $ro }"$'\n'
 done
 
-yaml_quote () { printf "'%s'" "${1//\'/\'\'}"; }
-# systemd splits path lists on spaces; a path with one is quoted.
-unit_paths () { local out='' p; for p in "$@"; do case "$p" in *' '*) out+=" \"$p\"" ;; *) out+=" $p" ;; esac; done; echo "${out# }"; }
 
 CONFIG_FILE=/etc/staccato/agent.yaml
 UNIT_FILE=/etc/systemd/system/staccato-agent.service
@@ -133,65 +128,11 @@ ProtectSystem=strict
 ReadWritePaths=$(unit_paths "${RW_PATHS[@]}")
 $( [ ${#RO_PATHS[@]} -eq 0 ] || echo "ReadOnlyPaths=$(unit_paths "${RO_PATHS[@]}")" )
 ProtectHome=$( [ "$IN_HOME" = 1 ] && echo read-only || echo yes )
-PrivateTmp=yes
-PrivateDevices=yes
-NoNewPrivileges=yes
-CapabilityBoundingSet=
-AmbientCapabilities=
-ProtectKernelTunables=yes
-ProtectKernelModules=yes
-ProtectKernelLogs=yes
-ProtectControlGroups=yes
-ProtectClock=yes
-ProtectHostname=yes
-RestrictSUIDSGID=yes
-RestrictRealtime=yes
-RestrictNamespaces=yes
-LockPersonality=yes
-SystemCallArchitectures=native
-RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX
-
-[Install]
-WantedBy=multi-user.target"
+$UNIT_SANDBOX"
 UNIT="$(printf '%s\n' "$UNIT" | sed '/^$/{N;/^\n$/D}')"
 
-if [ "$DRY_RUN" = 1 ]; then
-  echo "# would write ${ROOT}${CONFIG_FILE} (mode 0640, group $SERVICE_USER):"
-  echo "$CONFIG"
-  echo
-  echo "# would write ${ROOT}${UNIT_FILE}:"
-  echo "$UNIT"
-  echo
-  if [ -z "$ROOT" ]; then
-    echo "# would run: useradd --system $SERVICE_USER (if missing); install -d -o $SERVICE_USER -m 0700 $DATA_DIR"
-    echo "# would run: systemctl daemon-reload && systemctl enable --now staccato-agent"
-  fi
-  exit 0
-fi
-
-if [ -z "$ROOT" ]; then
-  [ "$(id -u)" = 0 ] || die 'run as root (or pass --root DIR to render the files elsewhere)'
-  if ! id "$SERVICE_USER" >/dev/null 2>&1; then
-    useradd --system --home-dir "$DATA_DIR" --no-create-home --shell /usr/sbin/nologin "$SERVICE_USER"
-  fi
-  install -d -o "$SERVICE_USER" -g "$SERVICE_USER" -m 0700 "$DATA_DIR"
-fi
-
-install -d "${ROOT}/etc/staccato" "${ROOT}/etc/systemd/system"
-# The config holds the join token: readable by root and the agent's group only.
-(umask 027 && printf '%s\n' "$CONFIG" > "${ROOT}${CONFIG_FILE}.tmp")
-mv "${ROOT}${CONFIG_FILE}.tmp" "${ROOT}${CONFIG_FILE}"
-printf '%s\n' "$UNIT" > "${ROOT}${UNIT_FILE}"
-chmod 0644 "${ROOT}${UNIT_FILE}"
-
-if [ -n "$ROOT" ]; then
-  echo "wrote ${ROOT}${CONFIG_FILE} and ${ROOT}${UNIT_FILE}"
-  exit 0
-fi
-
-chgrp "$SERVICE_USER" "$CONFIG_FILE"
-systemctl daemon-reload
-systemctl enable --now staccato-agent
+SERVICE=staccato-agent
+write_service
 
 cat <<EOF
 Staccato agent '$NAME' installed and started.

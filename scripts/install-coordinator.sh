@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Staccato coordinator on this host as a systemd service: a
 # system user `staccato`, a config file, and a unit that lets it write only
-# its data directory. The agent's installer (install-agent.sh) is its twin;
+# its data directory. The agent's installer (install-agent.sh) is its twin
+# (what they share is in install-lib.sh);
 # see docs/operators.md.
 #
 #   sudo scripts/install-coordinator.sh --api-host 0.0.0.0
@@ -26,7 +27,9 @@ usage: install-coordinator.sh [options]
 EOF
 }
 
-die () { echo "install-coordinator: $*" >&2; exit 2; }
+PROG=install-coordinator
+# shellcheck source=install-lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/install-lib.sh"
 
 DATA_DIR='/var/lib/staccato-coordinator' API_HOST='0.0.0.0' API_PORT=7700 LISTEN='/ip4/0.0.0.0/tcp/7701'
 SERVICE_USER='staccato' ROOT='' DRY_RUN=0
@@ -51,16 +54,11 @@ done
 
 [[ "$DATA_DIR" == /* ]] || die "--data-dir '$DATA_DIR' must be an absolute path"
 [[ "$API_PORT" =~ ^[0-9]+$ ]] || die "--api-port '$API_PORT' must be a port number"
-[ -f "$INSTALL_DIR/cli/bin.ts" ] || die "--install-dir '$INSTALL_DIR' does not hold Staccato (no cli/bin.ts)"
-[ -n "$NODE" ] || die 'no node on PATH: install Node.js >= 22.18 or pass --node'
-"$NODE" -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 22 || (a === 22 && b >= 18) ? 0 : 1)' \
-  || die "$NODE is Node $("$NODE" --version); Staccato needs >= 22.18"
+check_install "$INSTALL_DIR" "$NODE"
 case "$LISTEN" in
   /ip4/127.*|/ip6/::1/*) echo "install-coordinator: warning: --listen '$LISTEN' is a loopback address: agents on other hosts cannot reach it" >&2 ;;
 esac
 
-yaml_quote () { printf "'%s'" "${1//\'/\'\'}"; }
-unit_path () { case "$1" in *' '*) echo "\"$1\"" ;; *) echo "$1" ;; esac; }
 
 CONFIG_FILE=/etc/staccato/coordinator.yaml
 UNIT_FILE=/etc/systemd/system/staccato-coordinator.service
@@ -93,65 +91,12 @@ LimitNOFILE=65536
 
 # The coordinator may write only its data directory; everything else is read-only or hidden.
 ProtectSystem=strict
-ReadWritePaths=$(unit_path "$DATA_DIR")
+ReadWritePaths=$(unit_paths "$DATA_DIR")
 ProtectHome=yes
-PrivateTmp=yes
-PrivateDevices=yes
-NoNewPrivileges=yes
-CapabilityBoundingSet=
-AmbientCapabilities=
-ProtectKernelTunables=yes
-ProtectKernelModules=yes
-ProtectKernelLogs=yes
-ProtectControlGroups=yes
-ProtectClock=yes
-ProtectHostname=yes
-RestrictSUIDSGID=yes
-RestrictRealtime=yes
-RestrictNamespaces=yes
-LockPersonality=yes
-SystemCallArchitectures=native
-RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX
+$UNIT_SANDBOX"
 
-[Install]
-WantedBy=multi-user.target"
-
-if [ "$DRY_RUN" = 1 ]; then
-  echo "# would write ${ROOT}${CONFIG_FILE} (mode 0640, group $SERVICE_USER):"
-  echo "$CONFIG"
-  echo
-  echo "# would write ${ROOT}${UNIT_FILE}:"
-  echo "$UNIT"
-  echo
-  if [ -z "$ROOT" ]; then
-    echo "# would run: useradd --system $SERVICE_USER (if missing); install -d -o $SERVICE_USER -m 0700 $DATA_DIR"
-    echo "# would run: systemctl daemon-reload && systemctl enable --now staccato-coordinator"
-  fi
-  exit 0
-fi
-
-if [ -z "$ROOT" ]; then
-  [ "$(id -u)" = 0 ] || die 'run as root (or pass --root DIR to render the files elsewhere)'
-  if ! id "$SERVICE_USER" >/dev/null 2>&1; then
-    useradd --system --home-dir "$DATA_DIR" --no-create-home --shell /usr/sbin/nologin "$SERVICE_USER"
-  fi
-  install -d -o "$SERVICE_USER" -g "$SERVICE_USER" -m 0700 "$DATA_DIR"
-fi
-
-install -d "${ROOT}/etc/staccato" "${ROOT}/etc/systemd/system"
-(umask 027 && printf '%s\n' "$CONFIG" > "${ROOT}${CONFIG_FILE}.tmp")
-mv "${ROOT}${CONFIG_FILE}.tmp" "${ROOT}${CONFIG_FILE}"
-printf '%s\n' "$UNIT" > "${ROOT}${UNIT_FILE}"
-chmod 0644 "${ROOT}${UNIT_FILE}"
-
-if [ -n "$ROOT" ]; then
-  echo "wrote ${ROOT}${CONFIG_FILE} and ${ROOT}${UNIT_FILE}"
-  exit 0
-fi
-
-chgrp "$SERVICE_USER" "$CONFIG_FILE"
-systemctl daemon-reload
-systemctl enable --now staccato-coordinator
+SERVICE=staccato-coordinator
+write_service
 
 cat <<EOF
 Staccato coordinator installed and started.

@@ -11,8 +11,8 @@ describe('npm pack', () => {
   it('ships what runs and nothing of the tests or benchmarks, and every shipped import resolves inside the package', async () => {
     const { stdout } = await promisify(execFile)('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: ROOT, timeout: 60_000 })
     const files = new Set((JSON.parse(stdout) as Array<{ files: Array<{ path: string }> }>)[0].files.map(f => f.path))
-    expect([...files].filter(f => f.startsWith('test/') || /^scripts\/(?!install-(agent|coordinator)\.sh$)/.test(f) || /(^|\/)[^/]*\.test\.ts$/.test(f))).toEqual([])
-    for (const needed of ['package.json', 'README.md', 'cli/staccato.mjs', 'cli/bin.ts', 'scripts/install-agent.sh', 'scripts/install-coordinator.sh', 'docs/operators.md', 'agent/index.ts', 'coordinator/index.ts', 'mesh/index.ts', 'protocols/index.ts']) {
+    expect([...files].filter(f => f.startsWith('test/') || /^scripts\/(?!install-(agent|coordinator|lib)\.sh$)/.test(f) || /(^|\/)[^/]*\.test\.ts$/.test(f))).toEqual([])
+    for (const needed of ['package.json', 'README.md', 'cli/staccato.mjs', 'cli/bin.ts', 'scripts/install-agent.sh', 'scripts/install-coordinator.sh', 'scripts/install-lib.sh', 'docs/operators.md', 'agent/index.ts', 'coordinator/index.ts', 'mesh/index.ts', 'protocols/index.ts']) {
       expect(files, needed).toContain(needed)
     }
     const missing: string[] = []
