@@ -2,12 +2,11 @@ import { execFile, spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
 import { accessSync, constants, openSync } from 'node:fs'
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
-import { connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { promisify } from 'node:util'
 import { freePort } from '../cli/index.ts'
+import { startedListening, stopDaemon } from './bench-daemon.ts'
 
 const run = promisify(execFile)
 const TOOLS = ['/usr/bin/docker-registry', '/usr/bin/skopeo', '/usr/bin/umoci']
@@ -43,11 +42,8 @@ http:
 `)
     const fd = openSync(join(reg.dir, 'registry.log'), 'a')
     reg.child = spawn('/usr/bin/docker-registry', ['serve', join(reg.dir, 'config.yml')], { stdio: ['ignore', fd, fd] })
-    for (let i = 0; i < 600; i++) {
-      if (reg.child.exitCode !== null) throw new Error(`docker-registry exited: ${await readFile(join(reg.dir, 'registry.log'), 'utf8')}`)
-      if (await listening(reg.port)) return reg
-      await sleep(50)
-    }
+    if (await startedListening(reg.child, reg.port, 600)) return reg
+    if (reg.child.exitCode !== null) throw new Error(`docker-registry exited: ${await readFile(join(reg.dir, 'registry.log'), 'utf8')}`)
     throw new Error('docker-registry did not start listening')
   }
 
@@ -79,20 +75,6 @@ http:
   }
 
   async stop (): Promise<void> {
-    const child = this.child
-    if (child !== undefined && child.exitCode === null) {
-      const exited = new Promise(resolve => child.once('exit', resolve))
-      child.kill('SIGKILL')
-      await exited
-    }
-    await rm(this.dir, { recursive: true, force: true })
+    await stopDaemon(this.child, this.dir, 'SIGKILL')
   }
-}
-
-async function listening (port: number): Promise<boolean> {
-  return await new Promise(resolve => {
-    const socket = connect(port, '127.0.0.1')
-    socket.once('connect', () => { socket.destroy(); resolve(true) })
-    socket.once('error', () => { resolve(false) })
-  })
 }

@@ -1,12 +1,11 @@
 import { spawn, execFileSync } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
 import { existsSync } from 'node:fs'
-import { mkdir, mkdtemp, rm, writeFile, copyFile, chmod } from 'node:fs/promises'
-import { createConnection } from 'node:net'
+import { mkdir, mkdtemp, writeFile, copyFile, chmod } from 'node:fs/promises'
 import { tmpdir, userInfo } from 'node:os'
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
-import { setTimeout as sleep } from 'node:timers/promises'
+import { startedListening, stopDaemon } from './bench-daemon.ts'
 
 const SSHD = '/usr/sbin/sshd'
 
@@ -54,11 +53,7 @@ export class LocalSshd {
     let stderr = ''
     child.stderr?.on('data', d => { stderr += String(d) })
     const sshd = new LocalSshd(dir, port, child)
-    for (let i = 0; i < 100; i++) {
-      if (child.exitCode !== null) break
-      if (await canConnect(port)) return sshd
-      await sleep(50)
-    }
+    if (await startedListening(child, port, 100)) return sshd
     await sshd.stop()
     return `sshd did not start: ${stderr.trim().split('\n').slice(-2).join(' ')}`
   }
@@ -89,19 +84,7 @@ export class LocalSshd {
   }
 
   async stop (): Promise<void> {
-    if (this.child.exitCode === null) {
-      const exited = new Promise(resolve => this.child.once('exit', resolve))
-      this.child.kill('SIGTERM')
-      await exited
-    }
-    await rm(this.dir, { recursive: true, force: true })
+    await stopDaemon(this.child, this.dir)
   }
 }
 
-async function canConnect (port: number): Promise<boolean> {
-  return await new Promise(resolve => {
-    const socket = createConnection(port, '127.0.0.1')
-    socket.once('connect', () => { socket.destroy(); resolve(true) })
-    socket.once('error', () => resolve(false))
-  })
-}

@@ -2,10 +2,9 @@ import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
 import { accessSync, constants } from 'node:fs'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
-import { connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { setTimeout as sleep } from 'node:timers/promises'
+import { startedListening, stopDaemon } from './bench-daemon.ts'
 import { freePort } from '../cli/index.ts'
 
 const NGINX = '/usr/sbin/nginx'
@@ -69,10 +68,7 @@ http {
 }
 `)
     const child = spawn(NGINX, ['-p', dir, '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'error.log')], { stdio: 'ignore' })
-    for (let i = 0; i < 200 && child.exitCode === null; i++) {
-      if (await listening(port)) return new StaticRegistry(dir, port, child)
-      await sleep(50)
-    }
+    if (await startedListening(child, port, 200)) return new StaticRegistry(dir, port, child)
     child.kill('SIGKILL')
     const log = await readFile(join(dir, 'error.log'), 'utf8').catch(() => '')
     await rm(dir, { recursive: true, force: true })
@@ -84,19 +80,7 @@ http {
   }
 
   async stop (): Promise<void> {
-    if (this.child.exitCode === null) {
-      const exited = new Promise(resolve => this.child.once('exit', resolve))
-      this.child.kill('SIGTERM')
-      await exited
-    }
-    await rm(this.dir, { recursive: true, force: true })
+    await stopDaemon(this.child, this.dir)
   }
 }
 
-async function listening (port: number): Promise<boolean> {
-  return await new Promise(resolve => {
-    const socket = connect(port, '127.0.0.1')
-    socket.once('connect', () => { socket.destroy(); resolve(true) })
-    socket.once('error', () => { resolve(false) })
-  })
-}
