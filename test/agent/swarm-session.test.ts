@@ -106,6 +106,16 @@ const full = (): Bitfield => Bitfield.full(5)
 const hello = (s: SwarmSession): Bitfield => new Bitfield(5, s.mine.bytes)
 const until = async (check: () => boolean): Promise<void> => { await vi.waitFor(() => { if (!check()) throw new Error('not yet') }, { timeout: 900, interval: 2 }) }
 
+/** Hands the session each piece `seed` is asked for, `limit` pieces at most, and waits until each is stored; the pieces in the order handed. */
+async function deliverRequested (s: SwarmSession, seed: FakePeer, limit = 5): Promise<number[]> {
+  const delivered: number[] = []
+  for (let round = 0; round < 5 && delivered.length < limit; round++) {
+    for (const p of seed.requested()) if (!delivered.includes(p) && delivered.length < limit) { delivered.push(p); seed.deliver(p) }
+    await until(() => delivered.every(p => s.mine.has(p)))
+  }
+  return delivered
+}
+
 describe('SwarmSession (destination), with fake peers and a test-driven clock', () => {
   it('tells a newly attached peer of the pieces that landed while our hello was on the wire, and only those', async () => {
     const s = session()
@@ -221,11 +231,7 @@ describe('SwarmSession (destination), with fake peers and a test-driven clock', 
     await s.start()
     const seed = new FakePeer('seed', full())
     s.attach(seed, hello(s))
-    const delivered = new Set<number>()
-    for (let round = 0; round < 5 && delivered.size < 5; round++) {
-      for (const p of seed.requested()) if (!delivered.has(p)) { delivered.add(p); seed.deliver(p) }
-      await until(() => [...delivered].every(p => s.mine.has(p)))
-    }
+    await deliverRequested(s, seed)
     await until(() => reports.length === 1)
     expect(reports[0]).toMatchObject({ distributionId: 'd1', outcome: 'succeeded', sha256: MANIFEST.sha256 })
     expect((await plugin.stat(new URL('mem://dst/image'))).sha256).toBe(MANIFEST.sha256)
@@ -325,11 +331,7 @@ describe('SwarmSession (destination), with fake peers and a test-driven clock', 
     await s.start()
     const seed = new FakePeer('seed', full())
     s.attach(seed, hello(s))
-    const delivered: number[] = []
-    for (let round = 0; round < 5 && delivered.length < 4; round++) {
-      for (const p of seed.requested()) if (!delivered.includes(p) && delivered.length < 4) { delivered.push(p); seed.deliver(p) }
-      await until(() => delivered.every(p => s.mine.has(p)))
-    }
+    const delivered = await deliverRequested(s, seed, 4)
     // The four stored pieces were read back before the last one came.
     await until(() => reads.reduce((n, r) => n + r, 0) === 4 * PIECE)
     const last = [0, 1, 2, 3, 4].find(p => !delivered.includes(p)) as number
@@ -405,11 +407,7 @@ describe('SwarmSession (destination), with fake peers and a test-driven clock', 
     await s.start()
     const seed = new FakePeer('seed', full())
     s.attach(seed, hello(s))
-    const delivered = new Set<number>()
-    for (let round = 0; round < 5 && delivered.size < 5; round++) {
-      for (const p of seed.requested()) if (!delivered.has(p)) { delivered.add(p); seed.deliver(p) }
-      await until(() => [...delivered].every(p => s.mine.has(p)))
-    }
+    await deliverRequested(s, seed)
     await until(() => reports.length === 1)
     // Done here, it serves on. Three peers: one whose request holds the upload, then two asking for the same piece.
     const first = new FakePeer('first', new Bitfield(5))
@@ -476,11 +474,7 @@ describe('SwarmSession (destination), with fake peers and a test-driven clock', 
     await s.start()
     const seed = new FakePeer('seed', full())
     s.attach(seed, hello(s))
-    const delivered = new Set<number>()
-    for (let round = 0; round < 5 && delivered.size < 5; round++) {
-      for (const p of seed.requested()) if (!delivered.has(p)) { delivered.add(p); seed.deliver(p) }
-      await until(() => [...delivered].every(p => s.mine.has(p)))
-    }
+    await deliverRequested(s, seed)
     await until(() => committing)
     const asker = new FakePeer('asker', new Bitfield(5))
     s.attach(asker, hello(s))
