@@ -1,6 +1,6 @@
 import { CHECKSUM_MODES, InvalidArgumentError, MAX_STREAMS, OVERWRITE_MODES, SYNC_MODES, namesDirectory, parseLocation } from '../mesh/index.ts'
 import type { ChecksumMode, Location, Overwrite, TreeOptions } from '../mesh/index.ts'
-import type { TransferInput } from './model.ts'
+import type { TransferInput, TransferRecord } from './model.ts'
 
 /** Limits shared by the store (which enforces them for every caller) and the API schemas (which document them). */
 export const LIMITS = {
@@ -17,21 +17,10 @@ export const LIMITS = {
 const LABEL_KEY = new RegExp(LIMITS.labelKeyPattern)
 const SHA256_HEX = /^[0-9a-f]{64}$/
 
-export interface PreparedInput {
-  source: string
-  destination: string
+/** A request checked and normalized: the fields of the record it becomes, and a distribution's destinations. */
+export type PreparedInput = Pick<TransferRecord, 'source' | 'destination' | 'checksum' | 'checksumMode' | 'overwrite' | 'streams' | 'tree' | 'priority' | 'retries' | 'labels' | 'agents' | 'callbackUrl'> & {
   /** Set for a distribution. */
   destinations?: string[]
-  checksum?: { algorithm: 'sha256', value: string }
-  checksumMode?: ChecksumMode
-  overwrite?: Overwrite
-  streams?: number
-  tree?: TreeOptions
-  priority: number
-  retries: number
-  labels: Record<string, string>
-  agents: string[]
-  callbackUrl?: string
 }
 
 /** The agents a location involves: the agent of an agent:// URL, or the `via` of a plug-in URL. */
