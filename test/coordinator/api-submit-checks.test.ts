@@ -1,6 +1,15 @@
 import { afterEach, beforeEach, describe, it, expect } from 'vitest'
 import { agent, tempApi } from './helpers.ts'
 
+/** The submission is refused with 400 invalid_argument and this message, and nothing is stored. */
+async function expectRefused (h: Awaited<ReturnType<typeof tempApi>>, payload: object, message: RegExp): Promise<void> {
+  const res = await h.inject({ method: 'POST', url: '/v1/transfers', payload })
+  expect(res.statusCode).toBe(400)
+  expect(res.json().code).toBe('invalid_argument')
+  expect(res.json().message).toMatch(message)
+  expect(h.store.size).toBe(0)
+}
+
 describe('REST API: a submission is checked against what the agents registered', () => {
   let h: Awaited<ReturnType<typeof tempApi>>
   beforeEach(async () => {
@@ -76,11 +85,7 @@ describe('REST API: the checksum mode of a submission', () => {
     ['a pinned sha256 with another mode', { checksumMode: 'blake3', checksum: pinned }, /^checksumMode: a pinned checksum is a sha256, so it needs checksumMode sha256, not blake3$/],
     ['a fast mode for a distribution', { checksumMode: 'none', destination: undefined, destinations: ['agent://b/images/x.img', 'agent://c/images/x.img'] }, /^checksumMode: a distribution verifies every piece's sha256; none applies to one destination only$/]
   ])('refuses %s with 400 invalid_argument', async (_what, extra, message) => {
-    const res = await h.inject({ method: 'POST', url: '/v1/transfers', payload: { ...route, ...extra } })
-    expect(res.statusCode).toBe(400)
-    expect(res.json().code).toBe('invalid_argument')
-    expect(res.json().message).toMatch(message)
-    expect(h.store.size).toBe(0)
+    await expectRefused(h, { ...route, ...extra }, message)
   })
 })
 
@@ -113,11 +118,7 @@ describe('REST API: the streams of a submission', () => {
     ['several streams for a distribution', { streams: 2, destination: undefined, destinations: ['agent://b/images/x.img', 'agent://c/images/x.img'] }, /^streams: a distribution fetches pieces from every peer at once; streams applies to one destination only$/],
     ['several streams for a tree', { streams: 4, source: 'agent://a/images/dir/', destination: 'agent://b/images/dir/' }, /^streams: a tree carries its files in batches of its own; streams applies to a single file only$/]
   ])('refuses %s with 400 invalid_argument', async (_what, extra, message) => {
-    const res = await h.inject({ method: 'POST', url: '/v1/transfers', payload: { ...route, ...extra } })
-    expect(res.statusCode).toBe(400)
-    expect(res.json().code).toBe('invalid_argument')
-    expect(res.json().message).toMatch(message)
-    expect(h.store.size).toBe(0)
+    await expectRefused(h, { ...route, ...extra }, message)
   })
 })
 
@@ -140,10 +141,6 @@ describe('REST API: a tree to several destinations (a tree distribution)', () =>
     ['a mirror', { deleteExtra: true }, /^deleteExtra: applies to a tree sent to one destination/],
     ['a dry run', { dryRun: true }, /^dryRun: applies to a tree sent to one destination/]
   ])('refuses %s with 400 invalid_argument', async (_what, extra, message) => {
-    const res = await h.inject({ method: 'POST', url: '/v1/transfers', payload: { ...route, ...extra } })
-    expect(res.statusCode).toBe(400)
-    expect(res.json().code).toBe('invalid_argument')
-    expect(res.json().message).toMatch(message)
-    expect(h.store.size).toBe(0)
+    await expectRefused(h, { ...route, ...extra }, message)
   })
 })
