@@ -14,7 +14,7 @@ import { DurableSink } from '../copy/durable-sink.ts'
 import { throttled } from '../copy/stages.ts'
 import type { FileRun } from './client.ts'
 import type { TreeSource } from './source.ts'
-import { DEFAULT_TREE_SYNC, carriedWhole, finishedAlready, groupFull, syncDecision } from './policy.ts'
+import { DEFAULT_TREE_SYNC, FINISHED_JOURNAL_BYTES, LARGE_BATCH_BYTES, carriedWhole, finishedAlready, groupFull, largeLane, syncDecision } from './policy.ts'
 import { deleteExtra } from './mirror.ts'
 
 export interface FileCounts { total: number, done: number, skipped: number, failed: number }
@@ -149,12 +149,24 @@ export async function copyTree (deps: TreeCopyDeps, job: Job, source: TreeSource
   const ctx: Ctx = { deps, job, source, dst, algorithm, entry, result, urlOf, failFile, progress, row, signal }
   let batch: Pending[] = []
   let batchBytes = 0
+  /** Large files, batched apart from the small ones (largeLane). */
+  let large: Pending[] = []
+  let largeBytes = 0
   let toCompare: TreeEntry[] = []
   const flush = async (): Promise<void> => {
-    if (batch.length === 0) return
     const files = batch
     batch = []
     batchBytes = 0
+    await start(files)
+  }
+  const flushLarge = async (): Promise<void> => {
+    const files = large
+    large = []
+    largeBytes = 0
+    await start(files)
+  }
+  const start = async (files: Pending[]): Promise<void> => {
+    if (files.length === 0) return
     // A batch is received once the one before has all its bytes: that one's last group is then written (and synced)
     // while this one comes. At most two batches pulled at once, and one receiving (the journal holds one partial file).
     await receiving
@@ -234,6 +246,7 @@ export async function copyTree (deps: TreeCopyDeps, job: Job, source: TreeSource
     }
     await compare()
     await flush()
+    await flushLarge()
   }
 
   async function compare (): Promise<void> {
@@ -256,7 +269,14 @@ export async function copyTree (deps: TreeCopyDeps, job: Job, source: TreeSource
       return
     }
     const resume = checkpoint !== undefined && checkpoint.path === e.path && checkpoint.version.size === e.size && checkpoint.version.mtime === e.mtime ? checkpoint : undefined
-    batch.push({ entry: e, offset: resume?.durableOffset ?? 0 })
+    const f = { entry: e, offset: resume?.durableOffset ?? 0 }
+    if (largeLane(e.size)) {
+      large.push(f)
+      largeBytes += e.size - f.offset
+      if (large.length >= TREE_BATCH || largeBytes >= LARGE_BATCH_BYTES) await flushLarge()
+      return
+    }
+    batch.push(f)
     batchBytes += e.size
     if (batch.length >= TREE_BATCH || batchBytes >= BATCH_BYTES) await flush()
   }
@@ -386,7 +406,22 @@ async function pull (ctx: Ctx, files: Pending[], round = 0, received?: () => voi
   /** Directories (tree paths ending in '/', '' for the top) where files were renamed into place: each synced once. */
   const renamedIn = new Set<string>()
   /** Files through the writer, renamed: journaled finished once their directories are synced. */
-  const committed: Array<{ path: string, version: { size: number, mtime: number } }> = []
+  let committed: Array<{ path: string, version: { size: number, mtime: number } }> = []
+  let committedBytes = 0
+  /** The journaling of the files renamed so far: one at a time, in the background of the next files' bytes. */
+  let journaling: Promise<void> = Promise.resolve()
+  const journalCommitted = (): Promise<void> => {
+    const dirs = [...renamedIn]
+    const files = committed
+    renamedIn.clear()
+    committed = []
+    committedBytes = 0
+    journaling = journaling.then(async () => {
+      for (const dir of dirs) await ctx.dst.plugin.syncDirectory?.(ctx.urlOf(dir), { signal })
+      await deps.journal.putTreeFiles(ctx.job.transferId, files)
+    })
+    return journaling
+  }
   try {
     await source.read(files.map(f => ({ path: f.entry.path, offset: f.offset, expect: { size: f.entry.size, mtime: f.entry.mtime } })), algorithm, {
       file: async (run: FileRun, chunks) => {
@@ -461,6 +496,9 @@ async function pull (ctx: Ctx, files: Pending[], round = 0, received?: () => voi
         const done = sink.commit().then(async () => {
           renamedIn.add(path.includes('/') ? path.slice(0, path.lastIndexOf('/') + 1) : '')
           committed.push({ path, version: { size: c.f.entry.size, mtime: c.f.entry.mtime } })
+          committedBytes += c.f.entry.size
+          // Large files journaled finished as they go, not at the end of a batch that may hold a GiB of them.
+          if (committedBytes >= FINISHED_JOURNAL_BYTES) await journalCommitted()
           result.files.done++
           await ctx.row({ path, state: 'done', size: c.f.entry.size })
           if (entry.treeFile?.path === path) {
@@ -493,8 +531,7 @@ async function pull (ctx: Ctx, files: Pending[], round = 0, received?: () => voi
     await writing
     await Promise.all(commits)
     if (commitError !== undefined) throw commitError
-    for (const dir of renamedIn) await ctx.dst.plugin.syncDirectory?.(ctx.urlOf(dir), { signal })
-    await deps.journal.putTreeFiles(ctx.job.transferId, committed)
+    await journalCommitted()
     if (again.length > 0) await pull(ctx, again, round + 1, received)
   } catch (err) {
     received?.()
