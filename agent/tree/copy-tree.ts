@@ -74,6 +74,8 @@ interface Ctx {
   /** A file ended (done, skipped or failed): queued for the coordinator's listing. */
   row: (r: FileRow) => Promise<void>
   signal: AbortSignal
+  /** The file whose bytes went to a writer last: the tree's entry journals one partial file, this one. */
+  latest?: Pending
 }
 
 /**
@@ -448,6 +450,8 @@ async function pull (ctx: Ctx, files: Pending[], round = 0, received?: () => voi
         // The sink journals the file's offset into the tree's one entry: one file is part written at a time.
         const journal: Pick<TransferJournal, 'commitOffset'> = {
           commitOffset: async (fileEntry, offset) => {
+            // A sync that ends once the next file's bytes flow: that file is the partial one now, and this one is being committed.
+            if (ctx.latest !== f) return
             entry.treeFile = { path: f.entry.path, version, durableOffset: offset, prefixDigest: fileEntry.prefixDigest }
             await deps.journal.put(entry)
           }
@@ -459,6 +463,7 @@ async function pull (ctx: Ctx, files: Pending[], round = 0, received?: () => voi
           syncEveryBytes: deps.syncEveryBytes, syncEveryMs: deps.syncEveryMs, onJournaled: () => { deps.counters.journalCommits++ }
         })
         current = { f, sink, hasher }
+        ctx.latest = f
         for await (const chunk of throttled(chunks, deps.download, signal)) {
           hasher?.update(chunk)
           await sink.write(chunk)
@@ -466,7 +471,8 @@ async function pull (ctx: Ctx, files: Pending[], round = 0, received?: () => voi
           result.bytesDone += chunk.byteLength
           progress()
         }
-        await sink.settle()
+        // The sync under way (the file's last bytes, often: a sync starts every syncEveryBytes) is not waited for here
+        // but by the commit, beside the next file's bytes: waiting held every file's end up by a sync of up to 16 MiB.
       },
       end: async (path, digest) => {
         const c = current
@@ -513,7 +519,12 @@ async function pull (ctx: Ctx, files: Pending[], round = 0, received?: () => voi
         const at = byPath.get(path)
         if (at === undefined) throw new InternalError(`the holder reported ${path}, which was not asked for`)
         // In place of its end, after its bytes: the file changed while it was read, and what was written of it goes.
-        if (current?.f === at.f) current = undefined
+        const c = current
+        if (c?.f === at.f) {
+          current = undefined
+          // Its last sync may still run: the sink waits for it before the writer goes.
+          await c.sink?.abort(false)
+        }
         openAhead(at.i + 1 + OPEN_AHEAD)
         await discard(at.f)
         if (err instanceof SourceChangedError && now !== undefined && round < CHANGED_RETRIES) {

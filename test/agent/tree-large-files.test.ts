@@ -6,6 +6,7 @@ import { join } from 'node:path'
 import { NetworkError, parseLocation } from '../../mesh/index.ts'
 import type { Job, MeshNode } from '../../mesh/index.ts'
 import { file } from '../../protocols/index.ts'
+import type { ProtocolPlugin, Writer } from '../../protocols/index.ts'
 import { newCounters } from '../../agent/counters.ts'
 import { copyTree } from '../../agent/tree/copy-tree.ts'
 import type { TreeCopyDeps } from '../../agent/tree/copy-tree.ts'
@@ -43,7 +44,7 @@ describe('a tree of large files: one read batch for many, finished files journal
   })
   afterAll(async () => { await rm(root, { recursive: true, force: true }) })
 
-  function setup (name: string): { inner: TreeSource, deps: TreeCopyDeps, journal: MemJournal, counters: ReturnType<typeof newCounters>, dstRef: Parameters<typeof copyTree>[3] } {
+  function setup (name: string, wrap: (p: ProtocolPlugin) => ProtocolPlugin = p => p, syncEveryBytes = MiB): { inner: TreeSource, deps: TreeCopyDeps, journal: MemJournal, counters: ReturnType<typeof newCounters>, dstRef: Parameters<typeof copyTree>[3] } {
     const srcVolumes = [{ name: 'vol', root: src, readOnly: false }]
     const holder = { volumes: file({ volumes: srcVolumes }), volumeList: srcVolumes, counters: newCounters() }
     const inner = localTreeSource(holder, 'a', 'agent://a/vol/tree/')
@@ -51,9 +52,9 @@ describe('a tree of large files: one read batch for many, finished files journal
     const counters = newCounters()
     const deps: TreeCopyDeps = {
       node: undefined as unknown as MeshNode, journal, counters, clock: new FakeClock(), log: () => {},
-      syncEveryBytes: MiB, syncEveryMs: 1000, progressEveryMs: 1000, progress: () => {}, treeFiles: async () => {}
+      syncEveryBytes, syncEveryMs: 1000, progressEveryMs: 1000, progress: () => {}, treeFiles: async () => {}
     }
-    const plugin = file({ volumes: [{ name: 'vol', root: dst, readOnly: false }] })
+    const plugin = wrap(file({ volumes: [{ name: 'vol', root: dst, readOnly: false }] }))
     const dstRef = { plugin, url: new URL(`file:///vol/${name}/`), location: parseLocation(`agent://b/vol/${name}/`, 'destination') }
     return { inner, deps, journal, counters, dstRef }
   }
@@ -110,5 +111,55 @@ describe('a tree of large files: one read batch for many, finished files journal
     expect(counters.bytesReceived - before).toBe(SIZE - (partial?.durableOffset ?? 0))
     for (const name of LARGE) expect((await readFile(join(dst, 'cut', name))).equals(await readFile(join(src, 'tree', name)))).toBe(true)
     expect((await readdir(join(dst, 'cut'))).filter(n => n.endsWith('.partial'))).toEqual([])
+  })
+
+  it('the next file\'s bytes flow while the sync of the one before runs, and its offsets are journaled, not the file being committed', async () => {
+    // Whether a file's last sync was let go by the next file's bytes, or by the bound that keeps a failing run from hanging.
+    const released: Array<'next file' | 'bound'> = []
+    let started = 0
+    /** The files in the order their bytes came (the listing's, which is the directory's). */
+    const order: string[] = []
+    let wrote: () => void = () => {}
+    const nextWrite = (): Promise<void> => new Promise(resolve => { wrote = resolve })
+    const wrap = (plain: ProtocolPlugin): ProtocolPlugin => ({
+      ...plain,
+      write: async (url, opts) => {
+        const w = await plain.write(url, opts)
+        let first = true
+        const writer: Writer = {
+          write: async chunk => {
+            if (first) { first = false; started++; order.push(url.pathname.split('/').pop() as string); wrote() }
+            await w.write(chunk)
+          },
+          sync: async () => {
+            if (started < LARGE.length) {
+              let bound: NodeJS.Timeout | undefined
+              released.push(await Promise.race([
+                nextWrite().then(() => 'next file' as const),
+                new Promise<'bound'>(resolve => { bound = setTimeout(() => { resolve('bound') }, 3000) })
+              ]))
+              clearTimeout(bound)
+            }
+            return await w.sync()
+          },
+          commit: async () => { await w.commit() },
+          abort: async o => { await w.abort(o) },
+          readPartial: w.readPartial?.bind(w)
+        }
+        return writer
+      }
+    })
+    // One sync a file, started by its last chunk.
+    const { inner, deps, journal, dstRef } = setup('overlap', wrap, SIZE)
+    const offsets: Array<string | undefined> = []
+    const put = journal.put.bind(journal)
+    journal.put = async e => { offsets.push(e.treeFile?.path); await put(e) }
+    const r = await copyTree(deps, job('tr_overlap', 1), { list: inner.list, read: inner.read }, dstRef, new AbortController().signal)
+    expect(r.files.done).toBe(LARGE.length + SMALL.length)
+    expect(released).toEqual(LARGE.slice(1).map(() => 'next file'))
+    // A sync that ended once the next file's bytes flowed journaled nothing: the only partial journaled is the last file.
+    expect([...order].sort()).toEqual(LARGE)
+    expect(offsets.filter(p => p !== undefined)).toEqual([order[order.length - 1]])
+    for (const name of LARGE) expect((await readFile(join(dst, 'overlap', name))).equals(await readFile(join(src, 'tree', name)))).toBe(true)
   })
 })
