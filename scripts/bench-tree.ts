@@ -1,5 +1,6 @@
 /**
- * npm run bench:tree [-- --files 10000 --file-size 4KiB --dirs 100 --large-count 16 --large-size 64MiB --json --no-ssh --checksum sha256]
+ * npm run bench:tree [-- --files 10000 --file-size 4KiB --dirs 100 --large-count 16 --large-size 64MiB --json --no-ssh --checksum sha256
+ *                        --no-small --large-reps 1 --vs-file --profile DIR]
  *
  * Directory trees on loopback, in one run: a tree of many small files and a
  * tree of a few large ones, each copied agent → agent (a tree transfer), and
@@ -7,8 +8,13 @@
  * then the small tree again with nothing changed (the agents' quick check,
  * sync mtime) beside rsync's no-op run. Times are the executing agent's own
  * (its log, from start to the tree's end) and the wall time of scp and rsync.
+ * --no-small measures the large tree alone (with its rsync); --vs-file copies
+ * the large tree's bytes as one file after each of its --large-reps runs
+ * (medians; rsync's large run is repeated as often), which says what a tree
+ * costs over a file; --profile DIR
+ * writes both agents' V8 CPU profiles there (read them with scripts/bench-profile.ts).
  */
-import { mkdir, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises'
+import { mkdir, open, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises'
 import { randomBytes } from 'node:crypto'
 import { loadavg } from 'node:os'
 import { join } from 'node:path'
@@ -18,7 +24,7 @@ import { freePort } from '../cli/index.ts'
 import { BenchMesh } from './bench-mesh.ts'
 import type { BenchAgent } from './bench-mesh.ts'
 import { LocalSshd } from './bench-scp.ts'
-import { MiB, cpuSeconds, mbps, note, peakRssMiB, report, round } from './bench-util.ts'
+import { MiB, cpuSeconds, mbps, median, note, peakRssMiB, report, round } from './bench-util.ts'
 
 // The cipher bench:transfer gives scp: the fastest of OpenSSH's on x86 with AES-NI.
 const CIPHER = 'aes128-gcm@openssh.com'
@@ -33,14 +39,21 @@ const { values: args } = parseArgs({
     checksum: { type: 'string', default: 'sha256' },
     json: { type: 'boolean', default: false },
     'no-ssh': { type: 'boolean', default: false },
-    'keep-logs': { type: 'boolean', default: false }
+    'keep-logs': { type: 'boolean', default: false },
+    'no-small': { type: 'boolean', default: false },
+    'large-reps': { type: 'string', default: '1' },
+    'vs-file': { type: 'boolean', default: false },
+    profile: { type: 'string' }
   }
 })
-const files = Math.max(1, Number(args.files))
+const noSmall = args['no-small']
+const files = noSmall ? 0 : Math.max(1, Number(args.files))
 const fileSize = parseSize(args['file-size'])
-const dirs = Math.max(1, Math.min(files, Number(args.dirs)))
+const dirs = Math.max(1, Math.min(Math.max(1, files), Number(args.dirs)))
 const largeCount = Math.max(0, Number(args['large-count']))
 const largeSize = parseSize(args['large-size'])
+const largeReps = Math.max(1, Number(args['large-reps']))
+const vsFile = args['vs-file']
 // Generous: at worst ~100 small files/s and ~20 MB/s on a loaded machine.
 const timeoutMs = 120_000 + files * 10 + (largeCount * largeSize) / 20_000
 
@@ -48,6 +61,16 @@ async function writeTree (root: string, count: number, size: number, spread: num
   for (let d = 0; d < spread; d++) await mkdir(join(root, `d${String(d).padStart(3, '0')}`), { recursive: true })
   for (let i = 0; i < count; i++) {
     await writeFile(join(root, `d${String(i % spread).padStart(3, '0')}`, `f${String(i).padStart(6, '0')}.bin`), randomBytes(size))
+  }
+}
+
+/** One file of `bytes` random bytes, written a MiB at a time. */
+async function writeOneFile (path: string, bytes: number): Promise<void> {
+  const fh = await open(path, 'w')
+  try {
+    for (let at = 0; at < bytes; at += MiB) await fh.write(randomBytes(Math.min(MiB, bytes - at)))
+  } finally {
+    await fh.close()
   }
 }
 
@@ -88,25 +111,62 @@ async function main (): Promise<void> {
   let sshd: LocalSshd | string = 'skipped (--no-ssh)'
   try {
     await mesh.startCoordinator()
-    const a = await mesh.startAgent('a', ['--log-level', 'info'])
-    const b = await mesh.startAgent('b', ['--log-level', 'info'])
-    await writeTree(join(a.volume, 'small'), files, fileSize, dirs)
+    // --cpu-prof writes each agent's profile when it exits (mesh.stop ends them with SIGTERM).
+    const env: NodeJS.ProcessEnv = args.profile !== undefined ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${args.profile}` } : {}
+    const a = await mesh.startAgent('a', ['--log-level', 'info'], env)
+    const b = await mesh.startAgent('b', ['--log-level', 'info'], env)
+    if (!noSmall) await writeTree(join(a.volume, 'small'), files, fileSize, dirs)
     if (largeCount > 0) await writeTree(join(a.volume, 'large'), largeCount, largeSize, 1)
-    const small = await census(join(a.volume, 'small'))
+    const small = await census(join(a.volume, 'small')).catch(() => ({ files: 0, bytes: 0 }))
     const large = await census(join(a.volume, 'large')).catch(() => ({ files: 0, bytes: 0 }))
 
-    const ours = await agentTree(mesh, b, 'small', 'small', a)
-    await checkCopy('agents, small tree', join(b.volume, 'small'), small)
-    note(`agents, small: ${round(ours.ms / 1000, 2)} s (${round(files / (ours.ms / 1000), 0)} files/s)`)
-    const noop = await agentTree(mesh, b, 'small', 'small', a)
-    if (noop.files.done !== 0) throw new Error(`the no-op run copied ${noop.files.done} files`)
-    note(`agents, small, nothing changed: ${round(noop.ms / 1000, 2)} s`)
+    // Skipped with --no-small: NaN, which the JSON shows as null.
+    const none = { ms: NaN, cpu: null, files: { done: 0, skipped: 0 } }
+    let ours: Awaited<ReturnType<typeof agentTree>> = none
+    let noop: Awaited<ReturnType<typeof agentTree>> = none
+    if (!noSmall) {
+      ours = await agentTree(mesh, b, 'small', 'small', a)
+      await checkCopy('agents, small tree', join(b.volume, 'small'), small)
+      note(`agents, small: ${round(ours.ms / 1000, 2)} s (${round(files / (ours.ms / 1000), 0)} files/s)`)
+      noop = await agentTree(mesh, b, 'small', 'small', a)
+      if (noop.files.done !== 0) throw new Error(`the no-op run copied ${noop.files.done} files`)
+      note(`agents, small, nothing changed: ${round(noop.ms / 1000, 2)} s`)
+    }
     let oursLarge: number | null = null
+    let largeCpu: number | null = null
+    let oneFile: number | null = null
+    let oneFileCpu: number | null = null
     if (largeCount > 0) {
-      oursLarge = (await agentTree(mesh, b, 'large', 'large')).ms
-      await checkCopy('agents, large tree', join(b.volume, 'large'), large)
-      note(`agents, large: ${round(oursLarge / 1000, 2)} s (${round(mbps(large.bytes, oursLarge), 0)} MB/s)`)
-      await rm(join(b.volume, 'large'), { recursive: true })
+      const trees: Array<{ ms: number, cpu: number | null }> = []
+      const ones: number[] = []
+      const oneCpu: number[] = []
+      if (vsFile) await writeOneFile(join(a.volume, 'one.bin'), large.bytes)
+      const treeRun = async (): Promise<void> => {
+        const run = await agentTree(mesh, b, 'large', 'large', a)
+        trees.push(run)
+        await checkCopy('agents, large tree', join(b.volume, 'large'), large)
+        note(`agents, large: ${round(run.ms / 1000, 2)} s (${round(mbps(large.bytes, run.ms), 0)} MB/s; agents' CPU ${run.cpu ?? '-'} s)`)
+        await rm(join(b.volume, 'large'), { recursive: true })
+      }
+      // The same bytes as one file, beside each tree run: the ratio of the two is what the tree's own path costs.
+      const fileRun = async (): Promise<void> => {
+        const cpuBefore = cpuSeconds(a.pid) + cpuSeconds(b.pid)
+        const { id } = await mesh.run('agent://a/vol/one.bin', 'agent://b/vol/one.bin', timeoutMs, { checksumMode: args.checksum })
+        ones.push(await mesh.executorMs(b.name, id))
+        oneCpu.push(cpuSeconds(a.pid) + cpuSeconds(b.pid) - cpuBefore)
+        note(`agents, one file of the same bytes: ${round(mbps(large.bytes, ones[ones.length - 1]), 0)} MB/s; agents' CPU ${round(oneCpu[oneCpu.length - 1], 2)} s`)
+        await rm(join(b.volume, 'one.bin'))
+      }
+      for (let i = 0; i < largeReps; i++) {
+        // Taking turns at going first: the agents' first copy pays their warm-up.
+        if (vsFile && i % 2 === 1) await fileRun()
+        await treeRun()
+        if (vsFile && i % 2 === 0) await fileRun()
+      }
+      oursLarge = median(trees.map(t => t.ms))
+      largeCpu = median(trees.map(t => t.cpu ?? NaN))
+      oneFile = ones.length > 0 ? median(ones) : null
+      oneFileCpu = oneCpu.length > 0 ? median(oneCpu) : null
     }
 
     let scpSmall: number | null = null
@@ -115,7 +175,7 @@ async function main (): Promise<void> {
     let rsyncLarge: number | null = null
     if (args['no-ssh'] !== true) {
       sshd = await LocalSshd.start(await freePort())
-      if (typeof sshd !== 'string') {
+      if (typeof sshd !== 'string' && !noSmall) {
         scpSmall = sshd.scp(join(a.volume, 'small'), join(b.volume, 'scp-small'), CIPHER, true)
         await checkCopy('scp -r, small tree', join(b.volume, 'scp-small'), small)
         await rm(join(b.volume, 'scp-small'), { recursive: true })
@@ -125,11 +185,17 @@ async function main (): Promise<void> {
         rsyncNoop = sshd.rsync(`${join(a.volume, 'small')}/`, `${join(b.volume, 'rsync-small')}/`, CIPHER)
         await rm(join(b.volume, 'rsync-small'), { recursive: true })
         note(`rsync -a, small: ${round(rsyncSmall / 1000, 2)} s; nothing changed: ${round(rsyncNoop / 1000, 2)} s`)
+      }
+      if (typeof sshd !== 'string') {
         if (largeCount > 0) {
-          rsyncLarge = sshd.rsync(`${join(a.volume, 'large')}/`, `${join(b.volume, 'rsync-large')}/`, CIPHER)
-          await checkCopy('rsync -a, large tree', join(b.volume, 'rsync-large'), large)
-          await rm(join(b.volume, 'rsync-large'), { recursive: true })
-          note(`rsync -a, large: ${round(rsyncLarge / 1000, 2)} s`)
+          const times: number[] = []
+          for (let i = 0; i < largeReps; i++) {
+            times.push(sshd.rsync(`${join(a.volume, 'large')}/`, `${join(b.volume, 'rsync-large')}/`, CIPHER))
+            await checkCopy('rsync -a, large tree', join(b.volume, 'rsync-large'), large)
+            await rm(join(b.volume, 'rsync-large'), { recursive: true })
+            note(`rsync -a, large: ${round(times[i] / 1000, 2)} s`)
+          }
+          rsyncLarge = median(times)
         }
       } else {
         note(`scp and rsync: not measured: ${sshd}`)
@@ -155,6 +221,12 @@ async function main (): Promise<void> {
       largeMBps: oursLarge === null ? null : round(mbps(large.bytes, oursLarge), 1),
       rsyncLargeMBps: rsyncLarge === null ? null : round(mbps(large.bytes, rsyncLarge), 1),
       largeOverRsync: ratio(rsyncLarge, oursLarge),
+      // Both agents' CPU seconds over the large tree's run: on a loaded machine a steadier figure than its time.
+      largeAgentCpuSeconds: largeCpu === null || Number.isNaN(largeCpu) ? null : round(largeCpu, 2),
+      // With --vs-file: the same bytes as one file, file → file, and the tree's speed over it (1: a tree costs nothing more).
+      largeFileMBps: oneFile === null ? null : round(mbps(large.bytes, oneFile), 1),
+      largeOverFile: ratio(oneFile, oursLarge),
+      largeFileAgentCpuSeconds: oneFileCpu === null ? null : round(oneFileCpu, 2),
       noopSeconds: round(noop.ms / 1000, 3),
       noopAgentCpuSeconds: noop.cpu,
       rsyncNoopSeconds: rsyncNoop === null ? null : round(rsyncNoop / 1000, 3),
@@ -169,7 +241,8 @@ async function main (): Promise<void> {
       `small tree: ${files} × ${fileSize} B in ${dirs} dirs; large tree: ${largeCount} × ${largeSize / MiB} MiB; checksum ${args.checksum}`,
       `agents, small        ${result.smallSeconds} s (agents' CPU ${or(result.smallAgentCpuSeconds)} s)   ${result.smallFilesPerSec} files/s   over scp -r ${or(result.smallOverScp)}   over rsync -a ${or(result.smallOverRsync)}`,
       `scp -r / rsync -a    ${or(result.scpSmallSeconds)} s / ${or(result.rsyncSmallSeconds)} s`,
-      `agents, large        ${or(result.largeMBps)} MB/s   rsync -a ${or(result.rsyncLargeMBps)} MB/s   over rsync ${or(result.largeOverRsync)}`,
+      `agents, large        ${or(result.largeMBps)} MB/s (agents' CPU ${or(result.largeAgentCpuSeconds)} s)   rsync -a ${or(result.rsyncLargeMBps)} MB/s   over rsync ${or(result.largeOverRsync)}`,
+      ...(oneFile === null ? [] : [`one file, same bytes ${result.largeFileMBps} MB/s (agents' CPU ${or(result.largeFileAgentCpuSeconds)} s)   tree over file ${or(result.largeOverFile)}`]),
       `no-op re-sync        ${result.noopSeconds} s   rsync ${or(result.rsyncNoopSeconds)} s   ratio ${or(result.noopOverRsync)} (≤ 1 is no slower)`,
       ...(result.sshNote !== undefined ? [`scp and rsync: ${result.sshNote}`] : []),
       `agent peak RSS       a ${result.agentPeakRssMiB.a} MiB, b ${result.agentPeakRssMiB.b} MiB`

@@ -4,6 +4,7 @@ import type { Socket } from 'node:net'
 import { FrameReader, InvalidArgumentError, ProtocolError, TREE_PROTOCOL, TYPE_END, TreeMessage, WIRE_VERSION, decode, ephemeral, fromErrorInfo, sendFrame, toStaccatoError } from '../../mesh/index.ts'
 import type { Ephemeral, MeshNode, RecordReader, StaccatoError, TreeEntry, TreeOptions, TreeRequest } from '../../mesh/index.ts'
 import { connectOffered } from '../../protocols/index.ts'
+import { LARGE_FILE_BYTES } from './policy.ts'
 
 export interface TreePeer {
   node: MeshNode
@@ -71,8 +72,7 @@ export async function * listTree (peer: TreePeer, filter: TreeOptions, signal?: 
  * there are: each would cost a few records of its own for little gain.
  */
 export const DIRECT_BATCH_BYTES = 8 * 1024 * 1024
-/** A large file: at least one of the file plug-in's 1 MiB reads. */
-export const LARGE_FILE_BYTES = 1024 * 1024
+export { LARGE_FILE_BYTES }
 
 /** One batch of files over one stream, back to back, each handed to the handler in turn; a large batch on the holder's data port. */
 export async function readFiles (peer: TreePeer, files: Extract<TreeRequest, { op: 'read' }>['files'], algorithm: 'sha256' | 'blake3' | undefined, handler: ReadHandler, signal?: AbortSignal): Promise<void> {

@@ -14,7 +14,7 @@ import { DurableSink } from '../copy/durable-sink.ts'
 import { throttled } from '../copy/stages.ts'
 import type { FileRun } from './client.ts'
 import type { TreeSource } from './source.ts'
-import { DEFAULT_TREE_SYNC, carriedWhole, finishedAlready, groupFull, syncDecision } from './policy.ts'
+import { DEFAULT_TREE_SYNC, FINISHED_JOURNAL_BYTES, LARGE_BATCH_BYTES, carriedWhole, finishedAlready, groupFull, largeLane, syncDecision } from './policy.ts'
 import { deleteExtra } from './mirror.ts'
 
 export interface FileCounts { total: number, done: number, skipped: number, failed: number }
@@ -74,6 +74,8 @@ interface Ctx {
   /** A file ended (done, skipped or failed): queued for the coordinator's listing. */
   row: (r: FileRow) => Promise<void>
   signal: AbortSignal
+  /** The file whose bytes went to a writer last: the tree's entry journals one partial file, this one. */
+  latest?: Pending
 }
 
 /**
@@ -149,12 +151,24 @@ export async function copyTree (deps: TreeCopyDeps, job: Job, source: TreeSource
   const ctx: Ctx = { deps, job, source, dst, algorithm, entry, result, urlOf, failFile, progress, row, signal }
   let batch: Pending[] = []
   let batchBytes = 0
+  /** Large files, batched apart from the small ones (largeLane). */
+  let large: Pending[] = []
+  let largeBytes = 0
   let toCompare: TreeEntry[] = []
   const flush = async (): Promise<void> => {
-    if (batch.length === 0) return
     const files = batch
     batch = []
     batchBytes = 0
+    await start(files)
+  }
+  const flushLarge = async (): Promise<void> => {
+    const files = large
+    large = []
+    largeBytes = 0
+    await start(files)
+  }
+  const start = async (files: Pending[]): Promise<void> => {
+    if (files.length === 0) return
     // A batch is received once the one before has all its bytes: that one's last group is then written (and synced)
     // while this one comes. At most two batches pulled at once, and one receiving (the journal holds one partial file).
     await receiving
@@ -234,6 +248,7 @@ export async function copyTree (deps: TreeCopyDeps, job: Job, source: TreeSource
     }
     await compare()
     await flush()
+    await flushLarge()
   }
 
   async function compare (): Promise<void> {
@@ -256,7 +271,14 @@ export async function copyTree (deps: TreeCopyDeps, job: Job, source: TreeSource
       return
     }
     const resume = checkpoint !== undefined && checkpoint.path === e.path && checkpoint.version.size === e.size && checkpoint.version.mtime === e.mtime ? checkpoint : undefined
-    batch.push({ entry: e, offset: resume?.durableOffset ?? 0 })
+    const f = { entry: e, offset: resume?.durableOffset ?? 0 }
+    if (largeLane(e.size)) {
+      large.push(f)
+      largeBytes += e.size - f.offset
+      if (large.length >= TREE_BATCH || largeBytes >= LARGE_BATCH_BYTES) await flushLarge()
+      return
+    }
+    batch.push(f)
     batchBytes += e.size
     if (batch.length >= TREE_BATCH || batchBytes >= BATCH_BYTES) await flush()
   }
@@ -386,7 +408,22 @@ async function pull (ctx: Ctx, files: Pending[], round = 0, received?: () => voi
   /** Directories (tree paths ending in '/', '' for the top) where files were renamed into place: each synced once. */
   const renamedIn = new Set<string>()
   /** Files through the writer, renamed: journaled finished once their directories are synced. */
-  const committed: Array<{ path: string, version: { size: number, mtime: number } }> = []
+  let committed: Array<{ path: string, version: { size: number, mtime: number } }> = []
+  let committedBytes = 0
+  /** The journaling of the files renamed so far: one at a time, in the background of the next files' bytes. */
+  let journaling: Promise<void> = Promise.resolve()
+  const journalCommitted = (): Promise<void> => {
+    const dirs = [...renamedIn]
+    const files = committed
+    renamedIn.clear()
+    committed = []
+    committedBytes = 0
+    journaling = journaling.then(async () => {
+      for (const dir of dirs) await ctx.dst.plugin.syncDirectory?.(ctx.urlOf(dir), { signal })
+      await deps.journal.putTreeFiles(ctx.job.transferId, files)
+    })
+    return journaling
+  }
   try {
     await source.read(files.map(f => ({ path: f.entry.path, offset: f.offset, expect: { size: f.entry.size, mtime: f.entry.mtime } })), algorithm, {
       file: async (run: FileRun, chunks) => {
@@ -413,6 +450,8 @@ async function pull (ctx: Ctx, files: Pending[], round = 0, received?: () => voi
         // The sink journals the file's offset into the tree's one entry: one file is part written at a time.
         const journal: Pick<TransferJournal, 'commitOffset'> = {
           commitOffset: async (fileEntry, offset) => {
+            // A sync that ends once the next file's bytes flow: that file is the partial one now, and this one is being committed.
+            if (ctx.latest !== f) return
             entry.treeFile = { path: f.entry.path, version, durableOffset: offset, prefixDigest: fileEntry.prefixDigest }
             await deps.journal.put(entry)
           }
@@ -424,6 +463,7 @@ async function pull (ctx: Ctx, files: Pending[], round = 0, received?: () => voi
           syncEveryBytes: deps.syncEveryBytes, syncEveryMs: deps.syncEveryMs, onJournaled: () => { deps.counters.journalCommits++ }
         })
         current = { f, sink, hasher }
+        ctx.latest = f
         for await (const chunk of throttled(chunks, deps.download, signal)) {
           hasher?.update(chunk)
           await sink.write(chunk)
@@ -431,7 +471,8 @@ async function pull (ctx: Ctx, files: Pending[], round = 0, received?: () => voi
           result.bytesDone += chunk.byteLength
           progress()
         }
-        await sink.settle()
+        // The sync under way (the file's last bytes, often: a sync starts every syncEveryBytes) is not waited for here
+        // but by the commit, beside the next file's bytes: waiting held every file's end up by a sync of up to 16 MiB.
       },
       end: async (path, digest) => {
         const c = current
@@ -461,6 +502,9 @@ async function pull (ctx: Ctx, files: Pending[], round = 0, received?: () => voi
         const done = sink.commit().then(async () => {
           renamedIn.add(path.includes('/') ? path.slice(0, path.lastIndexOf('/') + 1) : '')
           committed.push({ path, version: { size: c.f.entry.size, mtime: c.f.entry.mtime } })
+          committedBytes += c.f.entry.size
+          // Large files journaled finished as they go, not at the end of a batch that may hold a GiB of them.
+          if (committedBytes >= FINISHED_JOURNAL_BYTES) await journalCommitted()
           result.files.done++
           await ctx.row({ path, state: 'done', size: c.f.entry.size })
           if (entry.treeFile?.path === path) {
@@ -475,7 +519,12 @@ async function pull (ctx: Ctx, files: Pending[], round = 0, received?: () => voi
         const at = byPath.get(path)
         if (at === undefined) throw new InternalError(`the holder reported ${path}, which was not asked for`)
         // In place of its end, after its bytes: the file changed while it was read, and what was written of it goes.
-        if (current?.f === at.f) current = undefined
+        const c = current
+        if (c?.f === at.f) {
+          current = undefined
+          // Its last sync may still run: the sink waits for it before the writer goes.
+          await c.sink?.abort(false)
+        }
         openAhead(at.i + 1 + OPEN_AHEAD)
         await discard(at.f)
         if (err instanceof SourceChangedError && now !== undefined && round < CHANGED_RETRIES) {
@@ -493,8 +542,7 @@ async function pull (ctx: Ctx, files: Pending[], round = 0, received?: () => voi
     await writing
     await Promise.all(commits)
     if (commitError !== undefined) throw commitError
-    for (const dir of renamedIn) await ctx.dst.plugin.syncDirectory?.(ctx.urlOf(dir), { signal })
-    await deps.journal.putTreeFiles(ctx.job.transferId, committed)
+    await journalCommitted()
     if (again.length > 0) await pull(ctx, again, round + 1, received)
   } catch (err) {
     received?.()

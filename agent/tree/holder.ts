@@ -57,11 +57,21 @@ const WHOLE_SLICE = 64
 type ReadFile = Extract<TreeRequest, { op: 'read' }>['files'][number]
 type Ready = { url: URL, header: StatResult, data?: Uint8Array[] } | { error: unknown, now?: StatResult }
 
+export interface ReadMessagesOptions {
+  /**
+   * A large file's chunks come from two read buffers taking turns, so a chunk
+   * is only valid until the next message is asked for: for a consumer done
+   * with each chunk by then (the direct socket seals it at once), not one
+   * that queues it (a stream's send).
+   */
+  reuseBuffers?: boolean
+}
+
 /**
  * A read batch as it goes on the wire: for each file a `file` header, then
  * exactly `length` bytes of raw chunks, then `file-end`; or `file-error`.
  */
-export async function * readMessages (opts: TreeHolder, dir: URL, req: Pick<Extract<TreeRequest, { op: 'read' }>, 'files' | 'algorithm' | 'source'>): AsyncGenerator<TreeMessage | Uint8Array> {
+export async function * readMessages (opts: TreeHolder, dir: URL, req: Pick<Extract<TreeRequest, { op: 'read' }>, 'files' | 'algorithm' | 'source'>, how: ReadMessagesOptions = {}): AsyncGenerator<TreeMessage | Uint8Array> {
   const { volume, path: dirPath } = volumeAndPath(dir)
   const realDir = await resolveVolumePath(opts.volumeList, volume, dirPath)
   const urlOf = (path: string): URL => new URL(dir.href + path.split('/').map(encodeURIComponent).join('/'))
@@ -123,10 +133,11 @@ export async function * readMessages (opts: TreeHolder, dir: URL, req: Pick<Extr
     let first: IteratorResult<Uint8Array>
     try {
       if (hash !== undefined && f.offset > 0) {
-        for await (const chunk of opts.volumes.read(url, { offset: 0, length: f.offset, expect: version })) hash.update(chunk)
+        for await (const chunk of opts.volumes.read(url, { offset: 0, length: f.offset, expect: version, reuseBuffers: true })) hash.update(chunk)
       }
       // The first chunk before the header: a file changed since it was checked is then reported alone, not by breaking the stream.
-      chunks = (data !== undefined ? each(data) : opts.volumes.read(url, { offset: f.offset, length, expect: version }))[Symbol.asyncIterator]()
+      // Reused buffers: a new 1 MiB buffer per chunk is garbage the GC must collect (the data server reuses them too).
+      chunks = (data !== undefined ? each(data) : opts.volumes.read(url, { offset: f.offset, length, expect: version, reuseBuffers: how.reuseBuffers }))[Symbol.asyncIterator]()
       first = await chunks.next()
     } catch (err) {
       yield fileError(f.path, err, await opts.volumes.stat(url).catch(() => undefined))

@@ -93,3 +93,31 @@ export function groupFull (files: number, bytes: number): boolean {
 export function finishedAlready (finished: ObjectVersion | undefined, source: ObjectVersion, there: ObjectVersion | undefined): boolean {
   return finished !== undefined && sameVersion(finished, source) && there !== undefined && there.size === source.size
 }
+
+/** A large file: at least one of the file plug-in's 1 MiB reads. */
+export const LARGE_FILE_BYTES = 1024 * 1024
+
+/**
+ * Files of at least LARGE_FILE_BYTES go in read batches of their own: one
+ * request for many of them (no round trip and no new connection per file),
+ * on the holder's direct data socket, while small files keep theirs.
+ */
+export function largeLane (size: number): boolean {
+  return size >= LARGE_FILE_BYTES
+}
+
+/**
+ * A batch of large files is sent once it holds this many bytes (or
+ * TREE_BATCH files): a round trip and a data connection per GiB cost well
+ * under 1 % of its time, and what a batch holds is streamed to its files,
+ * never kept in memory.
+ */
+export const LARGE_BATCH_BYTES = 1024 * 1024 * 1024
+
+/**
+ * Files finished (renamed into place) are journaled, after a sync of their
+ * directories, each time they hold this many bytes, and at a batch's end:
+ * a crash then redoes at most this much finished work, as a whole batch of
+ * large files did when a batch held at most 64 MiB.
+ */
+export const FINISHED_JOURNAL_BYTES = 64 * 1024 * 1024

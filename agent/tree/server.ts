@@ -70,16 +70,17 @@ async function serve (stream: Stream, connection: Connection, opts: TreeServerOp
     await send(stream, all)
   }
   try {
-    const messages = req.op === 'list' ? listMessages(opts, dir, req) : readMessages(opts, dir, req)
     if (req.op === 'read' && req.direct !== undefined && opts.direct !== undefined) {
       const offered = await offerDirect(stream, reader, connection, req.direct.pub, opts.node, opts.direct, async direct => { await sendFrame(stream, { v: WIRE_VERSION, t: 'direct', direct }) }, opts.log)
       if (offered !== undefined) {
-        await serveDirect(messages, offered.socket, offered.key)
+        // Each message is sealed before the next is asked for: the holder's read buffers can take turns.
+        await serveDirect(readMessages(opts, dir, req, { reuseBuffers: true }), offered.socket, offered.key)
         // The stream only carried the request: its close tells the reader nothing it needs.
         await stream.close().catch(() => {})
         return
       }
     }
+    const messages = req.op === 'list' ? listMessages(opts, dir, req) : readMessages(opts, dir, req)
     for await (const m of messages) {
       const bytes = m instanceof Uint8Array ? m : encodeFrame(m)
       if (pending.byteLength + bytes.byteLength < COALESCE_BYTES) {
