@@ -5,6 +5,7 @@ import type { ControlParams } from '../../mesh/index.ts'
 import { Dispatcher } from '../../coordinator/dispatch.ts'
 import { DistributionManager } from '../../coordinator/distribution.ts'
 import { createScheduler } from '../../coordinator/scheduler/index.ts'
+import { WAITING_SCAN_MS } from '../../coordinator/waiting.ts'
 import type { TransferStore } from '../../coordinator/store.ts'
 import type { TransferRecord } from '../../coordinator/model.ts'
 import { FakeClock } from './fake-clock.ts'
@@ -82,6 +83,8 @@ describe('dispatcher', () => {
     agents.online.add('a')
     await start()
     const { record } = await store.create(transferInput('a', 'b'), { tenant: 't' })
+    // The queue is looked over at most every WAITING_SCAN_MS: the start-up pass may have looked before the transfer was committed (and so visible).
+    await clock.advance(WAITING_SCAN_MS)
     await until(() => store.get(record.id)?.waiting?.agent === 'b', 'the record to name the agent it waits for')
     expect(state(record.id)).toBe('queued')
     expect(executes()).toEqual([])
