@@ -162,8 +162,8 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
     this.#announcer = new EventAnnouncer({
       read: async (after, limit) => await this.readEvents(after, limit),
       foreign: async events => {
-        // In the write chain: reloading never interleaves with a local write.
-        const gone = await this.#writes.run(async () => await this.#reloadFor(events))
+        // Not in the write chain: this replica's writes never wait on another replica's round trip (see #reloadFor).
+        const gone = await this.#reloadFor(events)
         return event => this.#announcements([event], gone)
       },
       trimmed: async () => Number((await this.#pool.query<{ value: number }>('SELECT value FROM store_meta WHERE key = \'trimmed\'')).rows[0]?.value ?? 0),
@@ -765,7 +765,15 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
     return this.#failure
   }
 
-  /** Reloads the records of these events; returns the transfers found deleted, as memory last had them. */
+  /**
+   * Reloads the records of these events into the committed view (one query
+   * per kind, for the whole batch); returns the transfers found deleted, as
+   * memory last had them. It runs beside the writes, not in their chain: a
+   * record that changed in memory while the query ran (a local commit, or
+   * another reload) is at least as new as what the query read, and is kept.
+   * Writes check their own view first (store-ahead.ts), so a reload never
+   * changes what a write in progress decides on.
+   */
   async #reloadFor (events: StoreEvent[]): Promise<Map<string, TransferRecord>> {
     const ids = new Set<string>()
     const names = new Set<string>()
@@ -775,26 +783,32 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
       else if (kind === 'agent') names.add(name)
     }
     const gone = new Map<string, TransferRecord>()
-    if (ids.size > 0) {
-      const rows = (await this.#pool.query<{ record: TransferRecord, pieces: string[] | null }>('SELECT t.record, p.pieces FROM transfers t LEFT JOIN transfer_pieces p ON p.id = t.id WHERE t.id = ANY($1::text[])', [[...ids]])).rows
-      const found = new Set<string>()
-      for (const row of rows) {
-        found.add(row.record.id)
-        this.#index.put(withPieces(row.record, row.pieces ?? undefined))
-      }
-      for (const id of ids) {
-        const prev = this.#index.get(id)
-        if (found.has(id) || prev === undefined) continue
-        gone.set(id, prev)
-        this.#index.delete(id)
-      }
+    const index = this.#index
+    const before = new Map([...ids].map(id => [id, index.get(id)]))
+    const agentsBefore = new Map([...names].map(name => [name, this.#agents.get(name)]))
+    const [transfers, agents] = await Promise.all([
+      ids.size > 0 ? this.#pool.query<{ record: TransferRecord, pieces: string[] | null }>('SELECT t.record, p.pieces FROM transfers t LEFT JOIN transfer_pieces p ON p.id = t.id WHERE t.id = ANY($1::text[])', [[...ids]]) : undefined,
+      names.size > 0 ? this.#pool.query<{ record: AgentRecord }>('SELECT record FROM agents WHERE name = ANY($1::text[])', [[...names]]) : undefined
+    ])
+    // Memory was reloaded from the database meanwhile (#load): it is newer than these rows.
+    if (this.#index !== index) return gone
+    const found = new Set<string>()
+    for (const row of transfers?.rows ?? []) {
+      found.add(row.record.id)
+      if (index.get(row.record.id) === before.get(row.record.id)) index.put(withPieces(row.record, row.pieces ?? undefined))
     }
-    if (names.size > 0) {
-      const rows = (await this.#pool.query<{ record: AgentRecord }>('SELECT record FROM agents WHERE name = ANY($1::text[])', [[...names]])).rows
-      const found = new Set(rows.map(r => r.record.name))
-      for (const row of rows) this.#agents.set(row.record.name, row.record)
-      for (const name of names) if (!found.has(name)) this.#agents.delete(name)
+    for (const id of ids) {
+      const prev = index.get(id)
+      if (found.has(id) || prev === undefined || prev !== before.get(id)) continue
+      gone.set(id, prev)
+      index.delete(id)
     }
+    const foundAgents = new Set<string>()
+    for (const row of agents?.rows ?? []) {
+      foundAgents.add(row.record.name)
+      if (this.#agents.get(row.record.name) === agentsBefore.get(row.record.name)) this.#agents.set(row.record.name, row.record)
+    }
+    for (const name of names) if (!foundAgents.has(name) && this.#agents.get(name) === agentsBefore.get(name)) this.#agents.delete(name)
     return gone
   }
 
