@@ -163,7 +163,12 @@ export class Dispatcher implements AgentLifecycle {
       for (const d of scheduler.decide(view)) {
         const rec = store.get(d.id)
         if (rec === undefined) continue
-        const scheduled = await store.transition(d.id, 'scheduled', { executor: d.executor, attempt: rec.attempt + 1, notBefore: undefined }, { from: ['queued'] })
+        const scheduled = await store.transition(d.id, 'scheduled', { executor: d.executor, attempt: rec.attempt + 1, notBefore: undefined }, { from: ['queued'] }).catch((err: unknown) => {
+          // The queue read is what has committed: a cancel not yet committed then is refused here, and the pass goes on.
+          if (err instanceof InvalidStateError) return undefined
+          throw err
+        })
+        if (scheduled === undefined) continue
         if (scheduled.destinations !== undefined) void this.startDistribution(scheduled)
         else void this.dispatch(scheduled)
       }

@@ -5,6 +5,13 @@ type Op = { type: 'put', key: string, value: unknown } | { type: 'del', key: str
 interface Batch { gen: number, ops: Op[], sync: boolean }
 interface Waiter { gen: number, resolve: () => void, reject: (err: unknown) => void }
 
+export interface GroupCommitOptions {
+  /** Runs once each batch is on disk, before anyone waiting on it hears back (the store's readers see it from then on). */
+  committed?: (gen: number) => void
+  /** Awaited before each batch goes to LevelDB: tests hold a commit open with it. */
+  beforeWrite?: () => Promise<void>
+}
+
 /**
  * Group commit for the transfer store. The store runs its writes one after
  * another, each seeing the state the previous ones left; here their batches
@@ -29,8 +36,11 @@ export class GroupCommit {
   /** The newest value of each key in a batch not yet on disk, with that batch's gen. */
   readonly #overlay = new Map<string, { op: Op, gen: number }>()
 
-  constructor (db: Level<string, unknown>) {
+  readonly #opts: GroupCommitOptions
+
+  constructor (db: Level<string, unknown>, opts: GroupCommitOptions = {}) {
     this.#db = db
+    this.#opts = opts
   }
 
   /** Queues a batch behind every earlier one; it goes to disk with the next group. */
@@ -125,9 +135,12 @@ export class GroupCommit {
       return
     }
     this.#writing = batch
-    this.#db.batch(batch.ops, { sync: batch.sync }).then(() => {
+    const gate = this.#opts.beforeWrite
+    const written = gate !== undefined ? gate().then(async () => { await this.#db.batch(batch.ops, { sync: batch.sync }) }) : this.#db.batch(batch.ops, { sync: batch.sync })
+    written.then(() => {
       this.#committed = batch.gen
       for (const op of batch.ops) if (this.#overlay.get(op.key)?.gen === batch.gen) this.#overlay.delete(op.key)
+      this.#opts.committed?.(batch.gen)
     }, (err: unknown) => {
       this.#failure = new StaccatoError('unavailable', `the store could not write to disk (${String(err)}); restart the coordinator`, true)
     }).finally(() => {

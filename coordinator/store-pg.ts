@@ -4,6 +4,7 @@ import { InvalidArgumentError, NotFoundError, Serial, StaccatoError, isValidAgen
 import { createIdGenerator } from './ids.ts'
 import { TERMINAL_STATES, canTransition } from './model.ts'
 import type { AgentRecord, StoreEvent, TransferInput, TransferRecord, TransferState } from './model.ts'
+import { WriteAhead } from './store-ahead.ts'
 import type { AuxOp, EventFanout } from './store-aux.ts'
 import type { CoordinatorStore, StoreEvents, StoreOptions } from './store-contract.ts'
 import { InvalidStateError } from './store-errors.ts'
@@ -51,6 +52,8 @@ interface GroupWrite {
 
 /** Writes that commit together: one transaction on one connection, opened at the first event or at commit. */
 interface Group {
+  /** Numbers groups in commit order: the ticket of the memory changes it commits (WriteAhead). */
+  no: number
   client: pg.PoolClient | undefined
   writes: GroupWrite[]
   /** Some write needs a synchronous commit. */
@@ -68,8 +71,13 @@ interface Deferred { promise: Promise<void>, resolve: () => void, reject: (err: 
 interface Tx {
   ops: WriteOps
   event: (topic: string, tenant: string, now: number, data: Record<string, unknown>, record: TransferRecord | undefined) => Promise<StoreEvent>
-  /** Changes memory once the write has run (the next write sees them; see #write). */
-  committed: (fn: () => void) => void
+  /** Runs once the write has run (the next write sees what it changes). */
+  ran: (fn: () => void) => void
+  /** The write changes a transfer or an agent (null: deletes it): the next writes see it at once, readers once it has committed. */
+  put: (record: TransferRecord) => void
+  drop: (id: string) => void
+  putAgent: (record: AgentRecord) => void
+  dropAgent: (name: string) => void
   /** Names a record whose memory this write changes (`transfer.<id>` or `agent.<name>`). */
   touch: (topic: string) => void
   /** Notifications, sent once the write has committed. */
@@ -80,7 +88,8 @@ interface Tx {
  * The store on PostgreSQL (`--store postgres://…`). Like the LevelDB store it
  * keeps every transfer and agent in memory (the scheduler reads the whole
  * queue on every pass) and the database is the source of truth: open()
- * loads memory from it.
+ * loads memory from it. Readers see a change once its group has committed;
+ * the writes after it see it at once (store-ahead.ts).
  *
  * Writes commit in groups (one transaction, a few multi-row statements:
  * see #write); a state change, its event and the event's webhook outbox rows
@@ -112,8 +121,13 @@ interface Tx {
 export class PgTransferStore extends EventEmitter<StoreEvents> implements CoordinatorStore {
   readonly #pool: pg.Pool
   readonly #listener: PgListener
+  /** What has committed: what every reader sees. */
   #index = new TransferIndex()
   readonly #agents = new Map<string, AgentRecord>()
+  /** What writes of the group not yet committed changed: what the next writes see (store-ahead.ts). */
+  readonly #aheadTransfers = new WriteAhead<TransferRecord>()
+  readonly #aheadAgents = new WriteAhead<AgentRecord>()
+  #groups = 0
   readonly #transferIds = createIdGenerator('tr_')
   readonly #eventIds = createIdGenerator('ev_')
   #trimmed = 0
@@ -148,8 +162,8 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
     this.#announcer = new EventAnnouncer({
       read: async (after, limit) => await this.readEvents(after, limit),
       foreign: async events => {
-        // In the write chain: reloading never interleaves with a local write.
-        const gone = await this.#writes.run(async () => await this.#reloadFor(events))
+        // Not in the write chain: this replica's writes never wait on another replica's round trip (see #reloadFor).
+        const gone = await this.#reloadFor(events)
         return event => this.#announcements([event], gone)
       },
       trimmed: async () => Number((await this.#pool.query<{ value: number }>('SELECT value FROM store_meta WHERE key = \'trimmed\'')).rows[0]?.value ?? 0),
@@ -238,6 +252,8 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
     const trimmed = (await this.#pool.query<{ value: number }>('SELECT value FROM store_meta WHERE key = \'trimmed\'')).rows[0]?.value
     this.#index = new TransferIndex()
     this.#index.load(records)
+    this.#aheadTransfers.clear()
+    this.#aheadAgents.clear()
     const lastId = this.#index.lastId()
     if (lastId !== undefined) this.#transferIds.seed(lastId)
     this.#agents.clear()
@@ -295,7 +311,7 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
       if (keyName !== undefined) {
         const firstId = this.#keys.get(keyName) ?? await stored
         // A key whose transfer was deleted since is free again.
-        const first = firstId !== undefined ? this.#index.get(firstId) : undefined
+        const first = firstId !== undefined ? this.#ahead(firstId) : undefined
         if (first !== undefined) return { record: first, created: false }
       }
       const now = opts.now ?? Date.now()
@@ -304,10 +320,8 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
       if (idempotencyKey !== undefined) tx.ops.keys.set(keyName as string, { tenant, key: idempotencyKey, id: record.id })
       await tx.event(`transfer.${record.id}.state`, tenant, now, { from: null, to: 'queued', attempt: 0 }, record)
       tx.touch(`transfer.${record.id}`)
-      tx.committed(() => {
-        this.#index.put(record)
-        if (keyName !== undefined) this.#keys.set(keyName, record.id)
-      })
+      tx.put(record)
+      tx.ran(() => { if (keyName !== undefined) this.#keys.set(keyName, record.id) })
       tx.emit('created', record)
       return { record, created: true }
     })
@@ -339,10 +353,8 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
       tx.ops.updateTransfer(record)
       await tx.event(`transfer.${id}.state`, record.tenant, now, data, record)
       tx.touch(`transfer.${id}`)
-      tx.committed(() => {
-        this.#index.put(record)
-        if (TERMINAL_STATES.has(to)) this.#progressEventAt.delete(id)
-      })
+      tx.put(record)
+      tx.ran(() => { if (TERMINAL_STATES.has(to)) this.#progressEventAt.delete(id) })
       tx.emit('transition', record, prev.state)
       return record
     })
@@ -359,7 +371,7 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
       if (record.manifest !== prev.manifest && record.manifest !== undefined) tx.ops.pieces.set(id, record.manifest.pieces)
       await tx.event(topic, record.tenant, now, data, record)
       tx.touch(`transfer.${id}`)
-      tx.committed(() => this.#index.put(record))
+      tx.put(record)
       tx.emit('progress', record)
       return record
     })
@@ -379,10 +391,10 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
       tx.ops.updateTransfer(record)
       if (withEvent) {
         await tx.event(`transfer.${id}.progress`, record.tenant, now, progressData(record), record)
-        tx.committed(() => this.#progressEventAt.set(id, now))
+        tx.ran(() => this.#progressEventAt.set(id, now))
       }
       tx.touch(`transfer.${id}`)
-      tx.committed(() => this.#index.put(record))
+      tx.put(record)
       tx.emit('progress', record)
     })
   }
@@ -396,10 +408,8 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
       tx.ops.deleteTransfer(id)
       await tx.event(`transfer.${id}.deleted`, prev.tenant, opts.now ?? Date.now(), { state: prev.state }, prev)
       tx.touch(`transfer.${id}`)
-      tx.committed(() => {
-        this.#index.delete(id)
-        this.#progressEventAt.delete(id)
-      })
+      tx.drop(id)
+      tx.ran(() => { this.#progressEventAt.delete(id) })
       tx.emit('removed', prev)
     })
   }
@@ -428,22 +438,22 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
     if (!isValidAgentName(rec.name)) return Promise.reject(new InvalidArgumentError(`agent: '${rec.name}' is not a valid agent name`))
     const record = structuredClone(rec)
     return this.#write(true, async tx => {
-      const wasOnline = this.#agents.get(record.name)?.online ?? false
+      const wasOnline = this.#aheadAgents.read(record.name, this.#agents.get(record.name))?.online ?? false
       tx.ops.agents.set(record.name, record)
       if (wasOnline !== record.online) await tx.event(`agent.${record.name}.online`, '*', opts.now ?? Date.now(), { online: record.online }, undefined)
       tx.touch(`agent.${record.name}`)
-      tx.committed(() => this.#agents.set(record.name, record))
+      tx.putAgent(record)
       tx.emit('agent', record)
     })
   }
 
   removeAgent (name: string, opts: { now?: number } = {}): Promise<boolean> {
     return this.#write(true, async tx => {
-      if (!this.#agents.has(name)) return false
+      if (this.#aheadAgents.read(name, this.#agents.get(name)) === undefined) return false
       tx.ops.agents.set(name, null)
       await tx.event(`agent.${name}.removed`, '*', opts.now ?? Date.now(), { name }, undefined)
       tx.touch(`agent.${name}`)
-      tx.committed(() => this.#agents.delete(name))
+      tx.dropAgent(name)
       return true
     })
   }
@@ -495,7 +505,7 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
     for (const op of ops) requireAux(op.key)
     return this.#write(opts.sync, async tx => {
       for (const op of ops) tx.ops.aux.set(op.key, op.type === 'put' ? { value: op.value } : null)
-      tx.committed(() => opts.onWritten?.())
+      tx.ran(() => opts.onWritten?.())
     })
   }
 
@@ -518,8 +528,13 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
     return claimedEntries(await this.#read(CLAIM_OUTBOX_SQL, [q.owner, q.now, q.until, q.limit]))
   }
 
+  /** A transfer as the writes so far left it, committed or not: what the next write checks. */
+  #ahead (id: string): TransferRecord | undefined {
+    return this.#aheadTransfers.read(id, this.#index.get(id))
+  }
+
   #require (id: string): TransferRecord {
-    const rec = this.#index.get(id)
+    const rec = this.#ahead(id)
     if (rec === undefined) throw new NotFoundError(`no transfer '${id}'`)
     return rec
   }
@@ -534,8 +549,9 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
 
   /**
    * Runs one write after every earlier one. The write itself only checks
-   * memory and records its changes (WriteOps); memory follows each write at
-   * once (the next write checks the state this one left). The group commits
+   * memory and records its changes (WriteOps); the next write sees them at
+   * once (it checks the state this one left), readers once the group has
+   * committed (store-ahead.ts). The group commits
    * when no write is waiting behind it (or it is GROUP_MAX long): one
    * transaction sends every write's changes in a few multi-row statements,
    * so one commit makes many writes durable in a few round trips, as the
@@ -564,7 +580,7 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
   async #runInGroup<T> (sync: boolean, fn: (tx: Tx) => Promise<T>): Promise<{ ok: true, value: T, committed: Promise<void>, emits: Array<() => void>, events: StoreEvent[] } | { ok: false, error: unknown }> {
     if (this.#failure !== undefined) await this.#tryRecover()
     if (this.#failure !== undefined) return { ok: false, error: this.#failure }
-    const group = this.#group ??= { client: undefined, writes: [], sync: false, nextSeq: 0, seqEnd: 0, xid: '' }
+    const group = this.#group ??= { no: ++this.#groups, client: undefined, writes: [], sync: false, nextSeq: 0, seqEnd: 0, xid: '' }
     const ops = new WriteOps()
     const after: Array<() => void> = []
     const emits: Array<() => void> = []
@@ -581,7 +597,11 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
         ops.events.push(event)
         return event
       },
-      committed: fn => { after.push(fn) },
+      ran: fn => { after.push(fn) },
+      put: rec => { after.push(() => { this.#aheadTransfers.stage(rec.id, rec, group.no, () => { this.#index.put(rec) }, ops) }) },
+      drop: id => { after.push(() => { this.#aheadTransfers.stage(id, null, group.no, () => { this.#index.delete(id) }, ops) }) },
+      putAgent: rec => { after.push(() => { this.#aheadAgents.stage(rec.name, rec, group.no, () => { this.#agents.set(rec.name, rec) }, ops) }) },
+      dropAgent: name => { after.push(() => { this.#aheadAgents.stage(name, null, group.no, () => { this.#agents.delete(name) }, ops) }) },
       touch: topic => { touched.push(topic) },
       emit: (name, ...args) => { emits.push(() => { this.#emitNow(name, ...args) }) }
     }
@@ -673,11 +693,15 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
         await this.#commitTail(client, group, refused)
       }
     } catch (err) {
+      // Readers keep what committed before; the writes' changes wait for #load (after recovery) to say whether they committed.
       group.client?.release(true)
       const failure = this.#fail(err)
       for (const w of group.writes) w.committed.reject(failure)
       return
     }
+    const left = new Set([...refused.keys()].map(w => w.ops))
+    this.#aheadTransfers.commit(group.no, left)
+    this.#aheadAgents.commit(group.no, left)
     for (const w of group.writes) {
       const error = refused.get(w)
       if (error === undefined) {
@@ -741,7 +765,15 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
     return this.#failure
   }
 
-  /** Reloads the records of these events; returns the transfers found deleted, as memory last had them. */
+  /**
+   * Reloads the records of these events into the committed view (one query
+   * per kind, for the whole batch); returns the transfers found deleted, as
+   * memory last had them. It runs beside the writes, not in their chain: a
+   * record that changed in memory while the query ran (a local commit, or
+   * another reload) is at least as new as what the query read, and is kept.
+   * Writes check their own view first (store-ahead.ts), so a reload never
+   * changes what a write in progress decides on.
+   */
   async #reloadFor (events: StoreEvent[]): Promise<Map<string, TransferRecord>> {
     const ids = new Set<string>()
     const names = new Set<string>()
@@ -751,26 +783,32 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
       else if (kind === 'agent') names.add(name)
     }
     const gone = new Map<string, TransferRecord>()
-    if (ids.size > 0) {
-      const rows = (await this.#pool.query<{ record: TransferRecord, pieces: string[] | null }>('SELECT t.record, p.pieces FROM transfers t LEFT JOIN transfer_pieces p ON p.id = t.id WHERE t.id = ANY($1::text[])', [[...ids]])).rows
-      const found = new Set<string>()
-      for (const row of rows) {
-        found.add(row.record.id)
-        this.#index.put(withPieces(row.record, row.pieces ?? undefined))
-      }
-      for (const id of ids) {
-        const prev = this.#index.get(id)
-        if (found.has(id) || prev === undefined) continue
-        gone.set(id, prev)
-        this.#index.delete(id)
-      }
+    const index = this.#index
+    const before = new Map([...ids].map(id => [id, index.get(id)]))
+    const agentsBefore = new Map([...names].map(name => [name, this.#agents.get(name)]))
+    const [transfers, agents] = await Promise.all([
+      ids.size > 0 ? this.#pool.query<{ record: TransferRecord, pieces: string[] | null }>('SELECT t.record, p.pieces FROM transfers t LEFT JOIN transfer_pieces p ON p.id = t.id WHERE t.id = ANY($1::text[])', [[...ids]]) : undefined,
+      names.size > 0 ? this.#pool.query<{ record: AgentRecord }>('SELECT record FROM agents WHERE name = ANY($1::text[])', [[...names]]) : undefined
+    ])
+    // Memory was reloaded from the database meanwhile (#load): it is newer than these rows.
+    if (this.#index !== index) return gone
+    const found = new Set<string>()
+    for (const row of transfers?.rows ?? []) {
+      found.add(row.record.id)
+      if (index.get(row.record.id) === before.get(row.record.id)) index.put(withPieces(row.record, row.pieces ?? undefined))
     }
-    if (names.size > 0) {
-      const rows = (await this.#pool.query<{ record: AgentRecord }>('SELECT record FROM agents WHERE name = ANY($1::text[])', [[...names]])).rows
-      const found = new Set(rows.map(r => r.record.name))
-      for (const row of rows) this.#agents.set(row.record.name, row.record)
-      for (const name of names) if (!found.has(name)) this.#agents.delete(name)
+    for (const id of ids) {
+      const prev = index.get(id)
+      if (found.has(id) || prev === undefined || prev !== before.get(id)) continue
+      gone.set(id, prev)
+      index.delete(id)
     }
+    const foundAgents = new Set<string>()
+    for (const row of agents?.rows ?? []) {
+      foundAgents.add(row.record.name)
+      if (this.#agents.get(row.record.name) === agentsBefore.get(row.record.name)) this.#agents.set(row.record.name, row.record)
+    }
+    for (const name of names) if (!foundAgents.has(name) && this.#agents.get(name) === agentsBefore.get(name)) this.#agents.delete(name)
     return gone
   }
 

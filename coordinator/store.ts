@@ -8,6 +8,7 @@ import { InvalidStateError } from './store-errors.ts'
 import { TransferIndex } from './store-index.ts'
 import type { ListPage, ListQuery } from './store-index.ts'
 import { prepareInput } from './store-input.ts'
+import { WriteAhead } from './store-ahead.ts'
 import { GroupCommit } from './store-commit.ts'
 import { isAuxKey, keys, range } from './store-keys.ts'
 import { newRecord, progressData, progressed, transitioned, updated, withoutPieces } from './store-records.ts'
@@ -38,6 +39,11 @@ const PROGRESS_EVENT_MS = 5000
  */
 const SEQ_RESERVE = 10_000
 
+export interface LevelStoreOptions extends StoreOptions {
+  /** Awaited before each group commit goes to LevelDB: tests hold a commit open with it. */
+  beforeCommit?: () => Promise<void>
+}
+
 /**
  * Transfers, agents and the event log, in LevelDB with everything also held
  * in memory. LevelDB is the source of truth: open() rebuilds memory from it.
@@ -47,17 +53,26 @@ const SEQ_RESERVE = 10_000
  * put back a state that a transition just replaced. Their batches go to disk
  * by group commit (store-commit.ts): a write's caller hears back, and its
  * events are emitted, only once its batch and all before it are on disk.
+ * Memory has two views (store-ahead.ts): readers (get, list, the queue,
+ * agents, seq) see a change once its batch is on disk; the writes see the
+ * changes of the writes before them at once.
  */
 export class LevelTransferStore extends EventEmitter<StoreEvents> implements CoordinatorStore {
   readonly #db: Level<string, unknown>
   readonly #commits: GroupCommit
   /** Emits of the write in progress, held until its batch is on disk. */
   #deferred: Array<() => void> | undefined
+  /** What is on disk. */
   readonly #index = new TransferIndex()
   readonly #agents = new Map<string, AgentRecord>()
+  /** What writes changed that is not on disk yet. */
+  readonly #aheadTransfers = new WriteAhead<TransferRecord>()
+  readonly #aheadAgents = new WriteAhead<AgentRecord>()
   readonly #transferIds = createIdGenerator('tr_')
   readonly #eventIds = createIdGenerator('ev_')
   #seq = 0
+  /** The highest seq on disk. */
+  #committedSeq = 0
   /** Seqs up to this one may have been announced; it is on disk (synced) before any of them is. */
   #reserved = 0
   #writes = new Serial()
@@ -71,14 +86,20 @@ export class LevelTransferStore extends EventEmitter<StoreEvents> implements Coo
   /** Events built by the write in progress, announced when it ends. */
   #unannounced: StoreEvent[] = []
 
-  private constructor (db: Level<string, unknown>, opts: StoreOptions) {
+  private constructor (db: Level<string, unknown>, opts: LevelStoreOptions) {
     super()
-    this.#commits = new GroupCommit(db)
+    this.#commits = new GroupCommit(db, {
+      committed: gen => {
+        this.#aheadTransfers.commit(gen)
+        this.#aheadAgents.commit(gen)
+      },
+      beforeWrite: opts.beforeCommit
+    })
     this.#db = this.#commits.view()
     this.#progressEventMs = opts.progressEventMs ?? PROGRESS_EVENT_MS
   }
 
-  static async open (dir: string, opts: StoreOptions = {}): Promise<LevelTransferStore> {
+  static async open (dir: string, opts: LevelStoreOptions = {}): Promise<LevelTransferStore> {
     const db = new Level<string, unknown>(dir, { valueEncoding: 'json' })
     await db.open()
     const store = new LevelTransferStore(db, opts)
@@ -104,6 +125,7 @@ export class LevelTransferStore extends EventEmitter<StoreEvents> implements Coo
     // After a clean close the reservation equals the last seq; after an OS crash it lies past
     // every seq that unsynced (lost) events may have shown to clients, which are never reused.
     this.#seq = Math.max(saved ?? 0, lastEvent?.seq ?? 0, this.#reserved)
+    this.#committedSeq = this.#seq
     if (lastEvent !== undefined) this.#eventIds.seed(lastEvent.id)
     this.#trimmed = await this.#db.get(keys.trimmed) as number | undefined ?? 0
   }
@@ -156,8 +178,8 @@ export class LevelTransferStore extends EventEmitter<StoreEvents> implements Coo
     await this.#db.close()
   }
 
-  /** The highest event sequence number written so far. */
-  get seq (): number { return this.#seq }
+  /** The highest event sequence number on disk. */
+  get seq (): number { return this.#committedSeq }
 
   get size (): number { return this.#index.size }
 
@@ -174,7 +196,7 @@ export class LevelTransferStore extends EventEmitter<StoreEvents> implements Coo
       if (idemKey !== undefined) {
         const firstId = await this.#db.get(idemKey) as string | undefined
         // A key whose transfer was deleted since is free again.
-        const first = firstId !== undefined ? this.#index.get(firstId) : undefined
+        const first = firstId !== undefined ? this.#ahead(firstId) : undefined
         if (first !== undefined) return { record: first, created: false }
       }
       const now = opts.now ?? Date.now()
@@ -187,8 +209,8 @@ export class LevelTransferStore extends EventEmitter<StoreEvents> implements Coo
       ]
       if (idemKey !== undefined) ops.push({ type: 'put', key: idemKey, value: record.id })
       await this.#db.batch(ops, { sync: true })
-      this.#seq = event.seq
-      this.#index.put(record)
+      this.#wroteSeq(event.seq)
+      this.#putTransfer(record)
       this.#emitSafely('created', record)
       return { record, created: true }
     })
@@ -221,8 +243,8 @@ export class LevelTransferStore extends EventEmitter<StoreEvents> implements Coo
         { type: 'put', key: keys.state(to, id), value: '' },
         ...this.#eventOps(event, record)
       ], { sync: true })
-      this.#seq = event.seq
-      this.#index.put(record)
+      this.#wroteSeq(event.seq)
+      this.#putTransfer(record)
       if (TERMINAL_STATES.has(to)) this.#progressEventAt.delete(id)
       this.#emitSafely('transition', record, prev.state)
       return record
@@ -249,8 +271,8 @@ export class LevelTransferStore extends EventEmitter<StoreEvents> implements Coo
       // Written once, with the manifest; every later write of the record leaves it out.
       if (record.manifest !== prev.manifest && record.manifest !== undefined) ops.push({ type: 'put', key: keys.pieces(id), value: record.manifest.pieces })
       await this.#db.batch(ops, { sync: true })
-      this.#seq = event.seq
-      this.#index.put(record)
+      this.#wroteSeq(event.seq)
+      this.#putTransfer(record)
       this.#emitSafely('progress', record)
       return record
     })
@@ -272,14 +294,14 @@ export class LevelTransferStore extends EventEmitter<StoreEvents> implements Coo
         // Unsynced like the progress itself. A later synced batch flushes it too; only an OS crash can lose a trailing one.
         const ops = [{ type: 'put' as const, key: keys.transfer(id), value: withoutPieces(record) }, ...this.#eventOps(event, record)]
         await this.#db.batch(ops, { sync: reserves(ops) })
-        this.#seq = event.seq
+        this.#wroteSeq(event.seq)
         this.#progressEventAt.set(id, now)
-        this.#index.put(record)
+        this.#putTransfer(record)
         this.#emitSafely('progress', record)
         return
       }
       await this.#db.put(keys.transfer(id), withoutPieces(record))
-      this.#index.put(record)
+      this.#putTransfer(record)
       this.#emitSafely('progress', record)
     })
   }
@@ -299,8 +321,8 @@ export class LevelTransferStore extends EventEmitter<StoreEvents> implements Coo
         ...(await this.#db.keys(keys.treeFiles(id)).all()).map(key => ({ type: 'del' as const, key })),
         ...this.#eventOps(event, prev)
       ], { sync: true })
-      this.#seq = event.seq
-      this.#index.delete(id)
+      this.#wroteSeq(event.seq)
+      this.#aheadTransfers.stage(id, null, this.#commits.ticket(), () => { this.#index.delete(id) })
       this.#progressEventAt.delete(id)
       this.#emitSafely('removed', prev)
     })
@@ -345,7 +367,7 @@ export class LevelTransferStore extends EventEmitter<StoreEvents> implements Coo
     if (!isValidAgentName(rec.name)) return Promise.reject(new InvalidArgumentError(`agent: '${rec.name}' is not a valid agent name`))
     const record = structuredClone(rec)
     return this.#exclusive(async () => {
-      const wasOnline = this.#agents.get(record.name)?.online ?? false
+      const wasOnline = this.#aheadAgent(record.name)?.online ?? false
       const ops: BatchOp[] = [{ type: 'put', key: keys.agent(record.name), value: record }]
       let event: StoreEvent | undefined
       if (wasOnline !== record.online) {
@@ -353,8 +375,8 @@ export class LevelTransferStore extends EventEmitter<StoreEvents> implements Coo
         ops.push(...this.#eventOps(event, undefined))
       }
       await this.#db.batch(ops, { sync: true })
-      if (event !== undefined) this.#seq = event.seq
-      this.#agents.set(record.name, record)
+      if (event !== undefined) this.#wroteSeq(event.seq)
+      this.#aheadAgents.stage(record.name, record, this.#commits.ticket(), () => { this.#agents.set(record.name, record) })
       this.#emitSafely('agent', record)
     })
   }
@@ -362,11 +384,11 @@ export class LevelTransferStore extends EventEmitter<StoreEvents> implements Coo
   /** Forgets an agent (decommissioned, or to enroll it again with another key); an `agent.<name>.removed` event says so. */
   removeAgent (name: string, opts: { now?: number } = {}): Promise<boolean> {
     return this.#exclusive(async () => {
-      if (!this.#agents.has(name)) return false
+      if (this.#aheadAgent(name) === undefined) return false
       const event = this.#event(`agent.${name}.removed`, '*', opts.now ?? Date.now(), { name })
       await this.#db.batch([{ type: 'del', key: keys.agent(name) }, ...this.#eventOps(event, undefined)], { sync: true })
-      this.#seq = event.seq
-      this.#agents.delete(name)
+      this.#wroteSeq(event.seq)
+      this.#aheadAgents.stage(name, null, this.#commits.ticket(), () => { this.#agents.delete(name) })
       return true
     })
   }
@@ -399,7 +421,7 @@ export class LevelTransferStore extends EventEmitter<StoreEvents> implements Coo
       const event = this.#event(topic, tenant, opts.now ?? Date.now(), data)
       const ops = this.#eventOps(event, opts.record)
       await this.#db.batch(ops, { sync: opts.sync !== false || reserves(ops) })
-      this.#seq = event.seq
+      this.#wroteSeq(event.seq)
       return event
     })
   }
@@ -445,10 +467,29 @@ export class LevelTransferStore extends EventEmitter<StoreEvents> implements Coo
     return await this.#db.iterator({ gt: r.gt, lt: r.lt, reverse: r.reverse ?? false, limit: r.limit ?? -1 }).all()
   }
 
+  /** A transfer as the writes so far left it (on disk or not): what the next write checks. */
+  #ahead (id: string): TransferRecord | undefined {
+    return this.#aheadTransfers.read(id, this.#index.get(id))
+  }
+
+  #aheadAgent (name: string): AgentRecord | undefined {
+    return this.#aheadAgents.read(name, this.#agents.get(name))
+  }
+
   #require (id: string): TransferRecord {
-    const rec = this.#index.get(id)
+    const rec = this.#ahead(id)
     if (rec === undefined) throw new NotFoundError(`no transfer '${id}'`)
     return rec
+  }
+
+  /** Called right after the batch that holds the change: readers see it once that batch is on disk. */
+  #putTransfer (record: TransferRecord): void {
+    this.#aheadTransfers.stage(record.id, record, this.#commits.ticket(), () => { this.#index.put(record) })
+  }
+
+  #wroteSeq (seq: number): void {
+    this.#seq = seq
+    this.#aheadTransfers.then(this.#commits.ticket(), () => { this.#committedSeq = Math.max(this.#committedSeq, seq) })
   }
 
   /** Builds the next event; its seq becomes current only once the batch holding it is written. */

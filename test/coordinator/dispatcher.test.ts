@@ -1,3 +1,6 @@
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { NetworkError } from '../../mesh/index.ts'
@@ -5,11 +8,12 @@ import type { ControlParams } from '../../mesh/index.ts'
 import { Dispatcher } from '../../coordinator/dispatch.ts'
 import { DistributionManager } from '../../coordinator/distribution.ts'
 import { createScheduler } from '../../coordinator/scheduler/index.ts'
-import type { TransferStore } from '../../coordinator/store.ts'
+import { WAITING_SCAN_MS } from '../../coordinator/waiting.ts'
 import type { TransferRecord } from '../../coordinator/model.ts'
 import { FakeClock } from './fake-clock.ts'
 import { FakeAgents, settle, until } from './fake-agents.ts'
 import { agent, tempStore, transferInput } from './helpers.ts'
+import { TransferStore } from '../../coordinator/store.ts'
 
 /**
  * The dispatcher alone, in the style of Kraken's dispatcher_test.go: a real
@@ -36,9 +40,9 @@ describe('dispatcher', () => {
     await h.cleanup()
   })
 
-  async function start (opts: { graceMs?: number } = {}): Promise<Dispatcher> {
+  async function start (opts: { graceMs?: number, log?: (msg: string) => void } = {}): Promise<Dispatcher> {
     const key = await generateKeyPair('Ed25519')
-    const log = (): void => {}
+    const log = opts.log ?? ((): void => {})
     const distributions = new DistributionManager({ store, agents, clock, key, log, pieceSize: 1 << 20, peersPerParticipant: 8, ticketTtlSeconds: 60 })
     dispatcher = new Dispatcher({
       store, agents, distributions, clock, key, log, scheduler: createScheduler('fifo', {}),
@@ -82,6 +86,8 @@ describe('dispatcher', () => {
     agents.online.add('a')
     await start()
     const { record } = await store.create(transferInput('a', 'b'), { tenant: 't' })
+    // The queue is looked over at most every WAITING_SCAN_MS: the start-up pass may have looked before the transfer was committed (and so visible).
+    await clock.advance(WAITING_SCAN_MS)
     await until(() => store.get(record.id)?.waiting?.agent === 'b', 'the record to name the agent it waits for')
     expect(state(record.id)).toBe('queued')
     expect(executes()).toEqual([])
@@ -114,5 +120,46 @@ describe('dispatcher', () => {
     d.onCancel(canceled)
     // Once or twice: the dispatch may also see the cancel land right after its job did, and send its own.
     expect(agents.sentTo('b', 'cancel')).toContainEqual({ transferId: record.id })
+  })
+
+  it('skips a transfer whose cancel had not committed when the pass read the queue, and schedules the rest in the same pass', async () => {
+    // A store whose next commit the test holds: the pass reads the queue (what has committed) while the cancel is on its way.
+    const dir = await mkdtemp(join(tmpdir(), 'staccato-dispatch-'))
+    let gate: (() => void) | undefined
+    let reached = false
+    let release!: () => void
+    const released = new Promise<void>(resolve => { release = resolve })
+    const held = await TransferStore.open(dir, {
+      beforeCommit: async () => {
+        if (gate === undefined) return
+        gate = undefined
+        reached = true
+        await released
+      }
+    })
+    try {
+      store = held
+      for (const name of ['a', 'b']) await store.putAgent(agent(name))
+      agents.online.add('a').add('b')
+      const first = (await store.create(transferInput('a', 'b', '1.img'), { tenant: 't' })).record
+      const second = (await store.create(transferInput('a', 'b', '2.img'), { tenant: 't' })).record
+      gate = () => {}
+      const canceled = store.transition(first.id, 'canceled')
+      await until(() => reached, 'the cancel to wait on its commit')
+      const logged: string[] = []
+      await start({ log: msg => { logged.push(msg) } })
+      await settle()
+      release()
+      await canceled
+      await until(() => state(second.id) === 'active', 'the second transfer to start')
+      expect(state(first.id)).toBe('canceled')
+      expect(logged).not.toContain('scheduling pass failed')
+    } finally {
+      release()
+      dispatcher?.stop()
+      dispatcher = undefined
+      await held.close()
+      await rm(dir, { recursive: true, force: true })
+    }
   })
 })

@@ -13,6 +13,15 @@ export interface StoreHarness {
   store: CoordinatorStore
   reopen (): Promise<CoordinatorStore>
   cleanup (): Promise<void>
+  /** Holds the store's next commit short of the disk (the database) until released. */
+  hold (): Promise<HeldCommit>
+}
+
+export interface HeldCommit {
+  /** Resolves once a commit is waiting on the hold: the writes in it have run. */
+  reached: Promise<void>
+  /** Lets the commit go on; a second call does nothing. */
+  release (): Promise<void>
 }
 
 /**
@@ -574,6 +583,83 @@ export function describeStoreConformance (name: string, fresh: () => Promise<Sto
         const store = await h.reopen()
         expect(store.get(record.id)?.waiting).toEqual(waiting)
         expect((await store.readEvents(0, 10)).map(e => e.topic)).toEqual([`transfer.${record.id}.state`, `transfer.${record.id}.waiting`])
+      })
+    })
+
+    describe('what readers see while a commit is on its way', () => {
+      /** Runs `fn` with a commit held, and releases it even when `fn` fails (a held store never closes). */
+      async function holding (fn: (held: HeldCommit) => Promise<void>): Promise<void> {
+        const held = await h.hold()
+        try {
+          await fn(held)
+        } finally {
+          await held.release()
+        }
+      }
+
+      it('a transition: the previous state everywhere until it has committed, while the next write builds on it', async () => {
+        const { record } = await h.store.create(transferInput('a', 'b'), { tenant })
+        const seen: string[] = []
+        h.store.on('transition', rec => { seen.push(rec.state) })
+        let scheduled: Promise<TransferRecord> | undefined
+        let active: Promise<TransferRecord> | undefined
+        await holding(async held => {
+          scheduled = h.store.transition(record.id, 'scheduled', { executor: 'b', attempt: 1 }, { from: ['queued'] })
+          await held.reached
+          // A crash now would take the change back: no reader may see it.
+          expect(h.store.get(record.id)?.state).toBe('queued')
+          expect(h.store.inState('scheduled')).toEqual([])
+          expect(h.store.countInState('queued')).toBe(1)
+          expect(h.store.queuedInOrder().map(r => r.id)).toEqual([record.id])
+          expect(h.store.list({ limit: 10 }).items.map(r => r.state)).toEqual(['queued'])
+          expect(h.store.list({ state: 'scheduled', limit: 10 }).items).toEqual([])
+          expect(seen).toEqual([])
+          // A write checks the state the writes before it left, committed or not.
+          active = h.store.transition(record.id, 'active', {}, { from: ['scheduled'] })
+        })
+        await scheduled
+        await active
+        expect(h.store.get(record.id)?.state).toBe('active')
+        expect(h.store.inState('active').map(r => r.id)).toEqual([record.id])
+        expect(seen).toEqual(['scheduled', 'active'])
+      })
+
+      it('a new transfer and a removed one: not listed, and still listed, until committed', async () => {
+        const { record: first } = await h.store.create(transferInput('a', 'b'), { tenant })
+        let second: Promise<{ record: TransferRecord }> | undefined
+        await holding(async held => {
+          second = h.store.create(transferInput('a', 'c'), { tenant })
+          await held.reached
+          expect(h.store.size).toBe(1)
+          expect(h.store.list({ limit: 10 }).items.map(r => r.id)).toEqual([first.id])
+        })
+        const { record } = await (second as Promise<{ record: TransferRecord }>)
+        expect(h.store.get(record.id)?.state).toBe('queued')
+        expect(h.store.size).toBe(2)
+        await h.store.transition(first.id, 'canceled')
+        let removed: Promise<void> | undefined
+        await holding(async held => {
+          removed = h.store.remove(first.id)
+          await held.reached
+          expect(h.store.get(first.id)?.state).toBe('canceled')
+          expect(h.store.inState('canceled').map(r => r.id)).toEqual([first.id])
+        })
+        await removed
+        expect(h.store.get(first.id)).toBeUndefined()
+        expect(h.store.size).toBe(1)
+      })
+
+      it('an agent: as it was until committed', async () => {
+        await h.store.putAgent(agent('a', false))
+        let online: Promise<void> | undefined
+        await holding(async held => {
+          online = h.store.putAgent(agent('a', true))
+          await held.reached
+          expect(h.store.getAgent('a')?.online).toBe(false)
+          expect(h.store.listAgents().map(a => a.online)).toEqual([false])
+        })
+        await online
+        expect(h.store.getAgent('a')?.online).toBe(true)
       })
     })
   })

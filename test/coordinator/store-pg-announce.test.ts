@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest'
+import { describe, expect, it, vi } from 'vitest'
 import type { StoreEvent } from '../../coordinator/model.ts'
 import { EventAnnouncer } from '../../coordinator/store-pg-announce.ts'
 
@@ -38,6 +38,26 @@ function harness () {
 }
 
 describe('EventAnnouncer', () => {
+  it('reads again as soon as another writer\'s notification arrives, not when its wait on the horizon ends', async () => {
+    // Timers stand still: only the notification can end the wait.
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] })
+    try {
+      const h = harness()
+      const own = h.write(2)
+      h.announcer.committing([own])
+      h.announcer.committed([own], false)
+      // Seq 1, another writer's, still running: the pass reads nothing and waits.
+      await ticksUntil(() => h.reads() > 0)
+      h.write(1)
+      h.show(2)
+      h.announcer.heard(1)
+      await ticksUntil(() => h.emitted.length === 2)
+      expect(h.emitted).toEqual(['foreign 1', 'own 2'])
+    } finally {
+      vi.useRealTimers()
+    }
+  })
+
   it('announces its own clear commit without reading it back, after the writers\' own notifications', async () => {
     const h = harness()
     const events = [h.write(1), h.write(2)]
@@ -105,4 +125,9 @@ describe('EventAnnouncer', () => {
 async function waitFor (cond: () => boolean): Promise<void> {
   for (let i = 0; i < 5000 && !cond(); i++) await new Promise(resolve => setTimeout(resolve, 1))
   expect(cond()).toBe(true)
+}
+
+/** Lets promise callbacks and I/O run (setImmediate is not faked), a bounded number of turns. */
+async function ticksUntil (cond: () => boolean): Promise<void> {
+  for (let i = 0; i < 100 && !cond(); i++) await new Promise(resolve => setImmediate(resolve))
 }

@@ -30,7 +30,32 @@ describe.skipIf(missing !== undefined)(missing === undefined ? 'PostgreSQL store
         handle.store = await PgTransferStore.open(url)
         return handle.store
       },
-      async cleanup () { await handle.store.close() }
+      async cleanup () { await handle.store.close() },
+      async hold () {
+        // Another session's lock: the store's group flushes its rows, waits for it, and commits once it is gone.
+        const locker = new pg.Client({ connectionString: url })
+        await locker.connect()
+        await locker.query('BEGIN; LOCK TABLE transfers, agents IN EXCLUSIVE MODE')
+        let released = false
+        const reached = (async () => {
+          // Bounded: a write that never arrives fails the test instead of hanging it.
+          for (let i = 0; i < 2000; i++) {
+            const { rows } = await locker.query<{ n: number }>('SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = \'Lock\'')
+            if (rows[0].n > 0) return
+            await new Promise(resolve => setTimeout(resolve, 5))
+          }
+          throw new Error('no write came to wait on the held commit')
+        })()
+        return {
+          reached,
+          async release () {
+            if (released) return
+            released = true
+            await locker.query('COMMIT')
+            await locker.end()
+          }
+        }
+      }
     }
     return handle
   }

@@ -1,13 +1,49 @@
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { afterEach, beforeEach, describe, it, expect } from 'vitest'
 import { TransferStore } from '../../coordinator/store.ts'
 import type { TransferRecord } from '../../coordinator/model.ts'
 import { rawEntries, tempStore, transferInput } from './helpers.ts'
 import { describeStoreConformance } from './store-conformance.ts'
+import type { StoreHarness } from './store-conformance.ts'
 
 const T0 = Date.parse('2025-06-01T12:00:00.000Z')
 const tenant = 'default'
 
-describeStoreConformance('LevelDB', tempStore)
+describeStoreConformance('LevelDB', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'staccato-store-'))
+  let gate: { reached: () => void, released: Promise<void> } | undefined
+  // Holds the next group commit until released: LevelDB runs in this process, so the hold is a hook, not a lock.
+  const beforeCommit = async (): Promise<void> => {
+    const held = gate
+    gate = undefined
+    if (held === undefined) return
+    // The writes in this group finish running (their memory changes) in microtasks after their batch is queued.
+    setImmediate(held.reached)
+    await held.released
+  }
+  const handle: StoreHarness = {
+    store: await TransferStore.open(dir, { beforeCommit }),
+    async reopen () {
+      await handle.store.close()
+      handle.store = await TransferStore.open(dir, { beforeCommit })
+      return handle.store
+    },
+    async cleanup () {
+      await handle.store.close()
+      await rm(dir, { recursive: true, force: true })
+    },
+    async hold () {
+      let reached!: () => void
+      let release!: () => void
+      const reachedP = new Promise<void>(resolve => { reached = resolve })
+      gate = { reached, released: new Promise<void>(resolve => { release = resolve }) }
+      return { reached: reachedP, release: async () => { release() } }
+    }
+  }
+  return handle
+})
 
 /** How the LevelDB store lays out its keys (store-keys.ts); the behaviour is in the conformance suite. */
 describe('TransferStore on LevelDB', () => {
