@@ -11,8 +11,6 @@ const BATCH = 1000
 const WAIT_MAX_MS = 50
 /** Empty reads before the announcer asks whether retention trimmed past it: a commit's wait (1 + 2 + 4 + 8 ms) is over by then. */
 const TRIM_CHECK_AFTER = 4
-/** Reads behind a held-back horizon before writers are answered anyway (~ 60 s at WAIT_MAX_MS): their events are announced once visible. */
-const WAITS = 1200
 
 /** What the announcer needs from its store. */
 export interface AnnouncerSource {
@@ -46,6 +44,8 @@ export class EventAnnouncer {
   #ownCommitted = 0
   /** Writers waiting for their event to be announced. */
   readonly #waiters = new Set<{ seq: number, resolve: () => void }>()
+  /** Seq ranges of this process's commits that found an older transaction running: their writers are answered without waiting for the announcement. */
+  #heldBack: Array<[number, number]> = []
   #running = false
   #again = false
   /** Ends the pass's wait on the horizon early: a notification says another transaction has ended. */
@@ -97,12 +97,21 @@ export class EventAnnouncer {
     const last = events[events.length - 1].seq
     this.#ownCommitted = Math.max(this.#ownCommitted, last)
     if (clear) setImmediate(() => { this.#announceOwn(first, last) })
-    else this.wake()
+    else {
+      this.#heldBack.push([first, last])
+      this.wake()
+    }
   }
 
-  /** Resolves once the event with this seq (committed here) has been announced. */
+  /**
+   * Resolves once the event with this seq (committed here) has been
+   * announced — at once if its commit found an older transaction running:
+   * that transaction may be another replica's commit or an operator's open
+   * psql session, and it must hold back the feed, not the acknowledgement of
+   * a write that is already durable.
+   */
   announced (seq: number): Promise<void> {
-    if (seq <= this.#through || this.#closed) return Promise.resolve()
+    if (seq <= this.#through || this.#closed || this.#heldBack.some(([first, last]) => first <= seq && seq <= last)) return Promise.resolve()
     return new Promise(resolve => { this.#waiters.add({ seq, resolve }) })
   }
 
@@ -149,10 +158,9 @@ export class EventAnnouncer {
       this.#again = false
       const events = await this.source.read(this.#through, BATCH)
       if (events.length === 0) {
-        if (++waits >= WAITS) {
-          this.#settle(true)
-          return
-        }
+        // No give-up: a transaction left open (an operator's psql session) holds the feed back as long as it
+        // lasts, and ends without a notification when it wrote no event; reading every WAIT_MAX_MS costs little.
+        waits++
         // Trimmed past the cursor: rare (retention keeps far more than a pass is behind), so asked only once a wait has lasted.
         if (waits > TRIM_CHECK_AFTER && await this.#skipTrimmed()) continue
         // An older transaction is still running: wait for it, or for the next wake-up (with 3 replicas
@@ -204,6 +212,7 @@ export class EventAnnouncer {
   }
 
   #settle (all = false): void {
+    if (this.#heldBack.length > 0) this.#heldBack = this.#heldBack.filter(([, last]) => last > this.#through)
     for (const w of this.#waiters) {
       if (!all && w.seq > this.#through) continue
       this.#waiters.delete(w)

@@ -115,8 +115,12 @@ interface Tx {
  * events it did not write (another process on the same database) reads them,
  * reloads the records they are about and announces them ('event'), so feed
  * and SSE readers are woken by LISTEN/NOTIFY, not by polling. Its own events
- * are announced in the same seq order (EventAnnouncer), and a write's caller hears
- * back once its event is announced.
+ * are announced in the same seq order (EventAnnouncer). A write's caller
+ * hears back once its events are announced if its commit found no older
+ * transaction running (the rule with one coordinator: read-your-writes on the
+ * feed), else once committed: an older transaction anywhere on the cluster
+ * (another replica's commit, an operator's open psql session) holds back the
+ * feed, never the acknowledgement of a durable write.
  */
 export class PgTransferStore extends EventEmitter<StoreEvents> implements CoordinatorStore {
   readonly #pool: pg.Pool

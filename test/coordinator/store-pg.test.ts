@@ -268,6 +268,38 @@ describe.skipIf(missing !== undefined)(missing === undefined ? 'PostgreSQL store
       await store.close()
     }
   })
+
+  it('acknowledges a durable write while an older transaction elsewhere is open, and announces its event once that one ends', async () => {
+    const url = await server.freshDatabase()
+    const store = await PgTransferStore.open(url)
+    // An operator's psql session: a transaction with an id, no events, left open.
+    const session = new pg.Client({ connectionString: url })
+    await session.connect()
+    try {
+      const heard: number[] = []
+      store.on('event', ev => { heard.push(ev.seq) })
+      await session.query('BEGIN')
+      await session.query('SELECT pg_current_xact_id()')
+      // Answered once committed (it used to wait for the announcement, i.e. for this session, up to a minute).
+      const { record } = await store.create(transferInput('a', 'b'), { tenant })
+      expect(store.get(record.id)?.state).toBe('queued')
+      const other = await PgTransferStore.open(url)
+      try {
+        expect(other.get(record.id)?.state).toBe('queued')
+      } finally {
+        await other.close()
+      }
+      // The feed is held back: a lower seq could still belong to the open transaction.
+      expect(heard).toEqual([])
+      expect(await store.readEvents(0, 10)).toEqual([])
+      await session.query('COMMIT')
+      await waitUntil(() => heard.length === 1)
+      expect((await store.readEvents(0, 10)).map(e => e.seq)).toEqual(heard)
+    } finally {
+      await session.end()
+      await store.close()
+    }
+  })
 })
 
 /** Waits for a condition that another process's notification makes true; bounded, so a lost notification fails the test. */
