@@ -1,5 +1,5 @@
 /**
- * npm run bench:tree [-- --files 10000 --file-size 4KiB --dirs 100 --large-count 16 --large-size 64MiB --json --no-ssh --checksum sha256]
+ * npm run bench:tree [-- --files 10000 --file-size 4KiB --dirs 100 --large-count 16 --large-size 64MiB --json --no-ssh --checksum sha256 --dir DIR]
  *
  * Directory trees on loopback, in one run: a tree of many small files and a
  * tree of a few large ones, each copied agent → agent (a tree transfer), and
@@ -33,7 +33,9 @@ const { values: args } = parseArgs({
     checksum: { type: 'string', default: 'sha256' },
     json: { type: 'boolean', default: false },
     'no-ssh': { type: 'boolean', default: false },
-    'keep-logs': { type: 'boolean', default: false }
+    'keep-logs': { type: 'boolean', default: false },
+    // Where the agents' volumes (and scp's and rsync's copies) go; the system's temporary directory by default.
+    dir: { type: 'string' }
   }
 })
 const files = Math.max(1, Number(args.files))
@@ -84,7 +86,7 @@ async function agentTree (mesh: BenchMesh, b: BenchAgent, src: string, dst: stri
 
 async function main (): Promise<void> {
   note(`bench:tree: ${files} × ${fileSize} B in ${dirs} directories; ${largeCount} × ${largeSize} B; checksum ${args.checksum}`)
-  const mesh = await BenchMesh.create()
+  const mesh = await BenchMesh.create(args.dir)
   let sshd: LocalSshd | string = 'skipped (--no-ssh)'
   try {
     await mesh.startCoordinator()
