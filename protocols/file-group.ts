@@ -4,7 +4,7 @@ import { basename, dirname, join } from 'node:path'
 import { promisify } from 'node:util'
 import { InvalidArgumentError, IsADirectoryError, NotFoundError, PermissionDeniedError, SourceChangedError, toStaccatoError } from '../mesh/index.ts'
 import type { StaccatoError } from '../mesh/index.ts'
-import type { ObjectVersion, StatResult, WholeFile, WholeRead } from './contract.ts'
+import type { ObjectVersion, PutFilesOptions, StatResult, WholeFile, WholeRead } from './contract.ts'
 import { fsError } from './fs-errors.ts'
 import { syncFileSystems as syncPaths } from './syncfs.ts'
 import { checkFreeSpace, partialName, syncDirectoryPath } from './file-partial.ts'
@@ -189,12 +189,16 @@ interface Open { i: number, fd: number, dir: string, partial: string, target: st
 /**
  * Writes each file whole to its partial, makes the group durable with one
  * file-system sync, renames each partial onto its target (by identity), and
- * syncs again so the renames are durable before this returns. A file that
+ * syncs again so the renames are durable before this returns, unless the
+ * caller defers that sync: then the next call's data sync makes them durable
+ * too (`syncDirectories`), one sync per group instead of two. A file that
  * fails leaves no partial and does not stop the others: its error is in its
  * slot of the result.
  */
-export async function putWhole (volumes: readonly Volume[], files: WholeFile[], key: string, signal?: AbortSignal): Promise<Array<StaccatoError | undefined>> {
+export async function putWhole (volumes: readonly Volume[], files: WholeFile[], opts: PutFilesOptions): Promise<Array<StaccatoError | undefined>> {
+  const { key, signal } = opts
   checkWriteKey(key)
+  const earlier = earlierDirectories(volumes, opts.syncDirectories ?? [])
   const out: Array<StaccatoError | undefined> = files.map(() => undefined)
   // Parents resolved (and created) once per directory, as a write resolves them: real, inside the volume.
   const parents = new Map<string, Promise<{ dir: string, root: string }>>()
@@ -269,8 +273,14 @@ export async function putWhole (volumes: readonly Volume[], files: WholeFile[], 
         fail(o, err)
       }
     }
-    if (open.length === 0) return out
-    await syncFileSystems(oneDirPerDevice(dirs), async () => { await Promise.all(open.map(async o => { await fsyncP(o.fd) })) })
+    if (open.length === 0) {
+      if (earlier.length > 0) await syncFileSystems(oneDirPerDevice(new Set(earlier)), async () => { for (const d of earlier) await syncDirectoryPath(d) })
+      return out
+    }
+    await syncFileSystems(oneDirPerDevice(new Set([...dirs, ...earlier])), async () => {
+      await Promise.all(open.map(async o => { await fsyncP(o.fd) }))
+      for (const d of earlier) await syncDirectoryPath(d)
+    })
     signal?.throwIfAborted()
     const dirOk = new Map<string, boolean>()
     const renamed: Open[] = []
@@ -298,12 +308,26 @@ export async function putWhole (volumes: readonly Volume[], files: WholeFile[], 
     open.length = 0
     // The renames are durable before the caller records the files as done.
     const renamedIn = new Set(renamed.map(o => o.dir))
-    if (renamed.length > 0) await syncFileSystems(oneDirPerDevice(renamedIn), async () => { for (const d of renamedIn) await syncDirectoryPath(d) })
+    if (renamed.length > 0 && opts.deferRenameSync !== true) await syncFileSystems(oneDirPerDevice(renamedIn), async () => { for (const d of renamedIn) await syncDirectoryPath(d) })
     return out
   } finally {
     // Stopped midway (an abort): what was opened and not renamed goes.
     for (const o of open) if (out[o.i] === undefined) fail(o, new InvalidArgumentError(`${o.what}: not written (stopped)`))
   }
+}
+
+/**
+ * Where an earlier call renamed files, on the host. Not resolved through
+ * realpath: nothing is written through these paths, they only name what to
+ * sync; that call confined its files' directories when it wrote them.
+ */
+function earlierDirectories (volumes: readonly Volume[], urls: URL[]): string[] {
+  return urls.map(url => {
+    const { volume, relPath } = parseFileUrl(url)
+    const v = volumes.find(v => v.name === volume)
+    if (v === undefined) throw new NotFoundError(`no volume '${volume}' on this agent`)
+    return join(v.root, relPath)
+  })
 }
 
 /** syncfs works per file system: one directory of each device the group wrote to (a volume may hold mounts). */

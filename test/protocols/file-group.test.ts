@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import { IsADirectoryError, NotFoundError, PermissionDeniedError, SourceChangedError } from '../../mesh/index.ts'
 import { file } from '../../protocols/index.ts'
 import type { ProtocolPlugin, StatResult } from '../../protocols/index.ts'
-import { syncFileSystems } from '../../protocols/syncfs.ts'
+import { syncFileSystems, syncfsCount } from '../../protocols/syncfs.ts'
 
 /** The file plug-in's calls for many small files at once (a tree's fast path): the rules of stat, read and write, one call for many. */
 describe('file plug-in: statMany, readFiles, putFiles', () => {
@@ -35,6 +35,17 @@ describe('file plug-in: statMany, readFiles, putFiles', () => {
       expect((await plugin.stat(f.url)).mtime).toBe(mtime)
     }
     for (const d of ['d0', 'd1', 'd2']) expect((await readdir(join(root, d))).filter(n => n.endsWith('.partial'))).toEqual([])
+  })
+
+  it('putFiles with deferRenameSync syncs once (the data), and a next call with no files syncs the directories it is given', async () => {
+    const before = syncfsCount()
+    const errors = await plugin.putFiles!([{ url: u('g/a.bin'), data: Buffer.from('a') }, { url: u('h/b.bin'), data: Buffer.from('b') }], { key: 'trd', deferRenameSync: true })
+    expect(errors).toEqual([undefined, undefined])
+    // At their names already; one sync for both directories (one file system), none yet for the renames.
+    expect(await readFile(join(root, 'g', 'a.bin'), 'utf8')).toBe('a')
+    expect(syncfsCount() - before).toBe(1)
+    expect(await plugin.putFiles!([], { key: 'trd', syncDirectories: [u('g/'), u('h/')] })).toEqual([])
+    expect(syncfsCount() - before).toBe(2)
   })
 
   it('putFiles: a file onto a directory, or through a link planted at its partial name, fails alone and the others land', async () => {
