@@ -63,7 +63,10 @@ class GroupThread {
       if (this.#waiting.size === 0) w.unref()
       if (waiter === undefined) return
       if ('failed' in m) waiter.reject(new InternalError(`the group thread failed: ${m.failed}`))
-      else waiter.resolve(m.out)
+      else {
+        answered++
+        waiter.resolve(m.out)
+      }
     })
     const gone = (err?: unknown): void => {
       if (this.#worker !== w) return
@@ -88,6 +91,13 @@ class GroupThread {
 }
 
 const thread = new GroupThread()
+
+/** Requests the thread answered (not run inline): what a test checks. */
+let answered = 0
+
+export function threadAnswers (): number {
+  return answered
+}
 
 /** Writes each file to its partial and leaves it open, in the group thread. */
 export async function writeInThread (jobs: PartialJob[], bytes: Uint8Array): Promise<Written[]> {

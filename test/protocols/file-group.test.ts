@@ -6,6 +6,7 @@ import { IsADirectoryError, NotFoundError, PermissionDeniedError, SourceChangedE
 import { file } from '../../protocols/index.ts'
 import type { ProtocolPlugin, StatResult } from '../../protocols/index.ts'
 import { syncFileSystems, syncfsCount } from '../../protocols/syncfs.ts'
+import { threadAnswers } from '../../protocols/group-thread.ts'
 
 /** The file plug-in's calls for many small files at once (a tree's fast path): the rules of stat, read and write, one call for many. */
 describe('file plug-in: statMany, readFiles, putFiles', () => {
@@ -28,6 +29,8 @@ describe('file plug-in: statMany, readFiles, putFiles', () => {
     const files = Array.from({ length: 150 }, (_, i) => ({ url: u(`d${i % 3}/f${i}.bin`), data: Buffer.from(`file ${i}`), mtime, mode: 0o640 }))
     const errors = await plugin.putFiles!(files, { key: 'tr1' })
     expect(errors.every(e => e === undefined)).toBe(true)
+    // Created, written and renamed in the group thread (two requests a call), not inline on the event loop.
+    expect(threadAnswers()).toBeGreaterThanOrEqual(2)
     for (const [i, f] of files.entries()) {
       expect(await readFile(join(root, `d${i % 3}`, `f${i}.bin`), 'utf8')).toBe(`file ${i}`)
       const st = await stat(join(root, `d${i % 3}`, `f${i}.bin`))
