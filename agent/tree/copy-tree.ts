@@ -8,7 +8,7 @@ import type { Journal, JournalEntry, TreeFileCheckpoint } from '../journal.ts'
 import { entryForJob } from '../journal.ts'
 import type { CopyDeps, TransferJournal } from '../copy/copy.ts'
 import { checksumModeOf } from '../copy/copy.ts'
-import { newHasher } from '../copy/checksum.ts'
+import { digestOf, newHasher } from '../copy/checksum.ts'
 import type { Hasher } from '../copy/checksum.ts'
 import { DurableSink } from '../copy/durable-sink.ts'
 import { throttled } from '../copy/stages.ts'
@@ -413,13 +413,11 @@ async function pull (ctx: Ctx, files: Pending[], round = 0, received?: () => voi
         const { f } = at
         openAhead(at.i + 1 + OPEN_AHEAD)
         const version = { size: f.entry.size, mtime: f.entry.mtime }
-        f.hasher ??= algorithm === undefined ? undefined : newHasher(algorithm)
         if (whole(f)) {
-          // Kept in memory until its digest matched, then written with its group: a file that does not match is never written.
+          // Kept in memory until its digest matched (hashed whole at its end), then written with its group: a file that does not match is never written.
           const parts: Uint8Array[] = []
-          current = { f, parts, hasher: f.hasher }
+          current = { f, parts }
           for await (const chunk of throttled(chunks, deps.download, signal)) {
-            f.hasher?.update(chunk)
             parts.push(chunk)
             deps.counters.bytesReceived += chunk.byteLength
             result.bytesDone += chunk.byteLength
@@ -427,6 +425,7 @@ async function pull (ctx: Ctx, files: Pending[], round = 0, received?: () => voi
           progress()
           return
         }
+        f.hasher ??= algorithm === undefined ? undefined : newHasher(algorithm)
         f.writer ??= await (f.opening ?? openAt(ctx, f, 0))
         // The sink journals the file's offset into the tree's one entry: one file is part written at a time.
         const journal: Pick<TransferJournal, 'commitOffset'> = {
@@ -456,15 +455,15 @@ async function pull (ctx: Ctx, files: Pending[], round = 0, received?: () => voi
         current = undefined
         if (c === undefined || c.f.entry.path !== path) throw new InternalError(`the holder ended ${path}, which it had not started`)
         const theirs = algorithm === undefined ? undefined : digest[algorithm]
-        const ours = c.hasher?.digest()
+        const data = c.sink === undefined ? Buffer.concat(c.parts ?? []) : undefined
+        const ours = data === undefined ? c.hasher?.digest() : algorithm === undefined ? undefined : digestOf(algorithm, data)
         if (theirs !== undefined && ours !== theirs) {
           await c.sink?.abort(false)
           failFile(path, new ChecksumMismatchError(`received bytes hash to ${algorithm ?? ''} ${ours ?? ''}, the holder's to ${theirs}`))
           return
         }
-        if (c.sink === undefined) {
+        if (data !== undefined) {
           const e = c.f.entry
-          const data = Buffer.concat(c.parts ?? [])
           // What the writer's commit checks for a file it writes: every byte of the listed size, no more.
           if (data.byteLength !== e.size) { failFile(path, new InternalError(`${data.byteLength} bytes received, the file is ${e.size}`)); return }
           group.push({ entry: e, file: { url: ctx.urlOf(path), data, mtime: e.mtime > 0 ? e.mtime : undefined, mode: e.mode } })
@@ -472,7 +471,8 @@ async function pull (ctx: Ctx, files: Pending[], round = 0, received?: () => voi
           if (groupFull(group.length, groupBytes)) await writeGroup()
           return
         }
-        const sink = c.sink
+        // Not held whole (above): written through a sink.
+        const sink = c.sink as DurableSink
         // Committed beside the next files: each commit waits on two fsyncs (the file, then its directory),
         // and the file system's journal takes concurrent ones in one commit of its own.
         while (commits.size >= COMMITS_IN_FLIGHT) await Promise.race(commits)
