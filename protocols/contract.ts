@@ -181,6 +181,22 @@ export interface WholeFile {
   mode?: number
 }
 
+export interface PutFilesOptions extends OpOptions {
+  key: string
+  /**
+   * The renames are not synced before this returns: each file is at its
+   * name, its bytes durable, its name not yet. The caller makes the names
+   * durable later (`syncDirectories` of a next call, which may have no
+   * files) and records nothing as finished before that.
+   */
+  deferRenameSync?: boolean
+  /**
+   * Directories (file URLs) where an earlier call renamed files: durable
+   * when this call returns, synced with this call's own data (one sync).
+   */
+  syncDirectories?: URL[]
+}
+
 /** A small file read whole by readFiles, or why it could not be. */
 export type WholeRead = { data: Uint8Array, version: StatResult, /** Its real path on the host, for a caller that confines it further (a tree). */ real: string } | { error: StaccatoError }
 
@@ -211,9 +227,10 @@ export interface ProtocolPlugin {
    * A group of small files written whole with write()'s rules (a partial
    * under `key`, nothing at a target name before its bytes are durable),
    * made durable together; when it returns, every file without an error in
-   * its slot is at its name, durably. A failed file leaves no partial.
+   * its slot is at its name, durably (unless `deferRenameSync`). A failed
+   * file leaves no partial.
    */
-  putFiles?(files: WholeFile[], opts: OpOptions & { key: string }): Promise<Array<StaccatoError | undefined>>
+  putFiles?(files: WholeFile[], opts: PutFilesOptions): Promise<Array<StaccatoError | undefined>>
   /** Present when capabilities.writeAt is true. */
   openWriterAt?(url: URL, opts: WriteAtOptions): Promise<WriterAt>
   /** Frees resources (sockets, handles) the plug-in holds. */

@@ -4,7 +4,7 @@ import { lstat, open, opendir, realpath, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { InvalidArgumentError, IsADirectoryError, SourceChangedError } from '../mesh/index.ts'
 import type { StaccatoError } from '../mesh/index.ts'
-import type { Entry, ObjectVersion, TreeEntry, OpOptions, ProtocolPlugin, ReadOptions, StatResult, WholeFile, WholeRead, WriteAtOptions, WriteOptions, Writer, WriterAt } from './contract.ts'
+import type { Entry, ObjectVersion, TreeEntry, OpOptions, ProtocolPlugin, PutFilesOptions, ReadOptions, StatResult, WholeFile, WholeRead, WriteAtOptions, WriteOptions, Writer, WriterAt } from './contract.ts'
 import { openFileWriter } from './file-writer.ts'
 import { openFileWriterAt } from './file-writer-at.ts'
 import { isPartialName, syncDirectoryPath } from './file-partial.ts'
@@ -157,8 +157,8 @@ export function file (init: FileOptions): ProtocolPlugin {
       return await readWhole(volumes, files)
     },
 
-    async putFiles (files: WholeFile[], opts: OpOptions & { key: string }): Promise<Array<StaccatoError | undefined>> {
-      return await putWhole(volumes, files, opts.key, opts.signal)
+    async putFiles (files: WholeFile[], opts: PutFilesOptions): Promise<Array<StaccatoError | undefined>> {
+      return await putWhole(volumes, files, opts)
     },
 
     async remove (url: URL, opts?: OpOptions): Promise<boolean> {

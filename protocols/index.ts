@@ -1,6 +1,6 @@
 /** protocols/: the plug-in contract and the built-in plug-ins. Imports only mesh/. */
 export type {
-  Capabilities, ObjectVersion, StatResult, OpOptions, ReadOptions, WriteOptions, Writer, WriteAtOptions, WriterAt, Entry, TreeEntry, ProtocolPlugin, WholeFile, WholeRead
+  Capabilities, ObjectVersion, StatResult, OpOptions, ReadOptions, WriteOptions, Writer, WriteAtOptions, WriterAt, Entry, TreeEntry, ProtocolPlugin, WholeFile, WholeRead, PutFilesOptions
 } from './contract.ts'
 export { agent } from './agent.ts'
 export { connectOffered } from './agent-direct.ts'
@@ -19,5 +19,6 @@ export { loadPlugins, validatePlugin } from './load.ts'
 export type { PluginSpec } from './load.ts'
 export { canResumeWrites } from './util.ts'
 export { partialName } from './file-partial.ts'
+export { syncfsCount } from './syncfs.ts'
 export { oci, copyImageToLayout, parseReference, parsePlatform, layoutImageOf, writeLayoutIndex, blobUrl, imageBlobs } from './oci/index.ts'
 export type { BlobCheckpoint, OciOptions, OciPlugin, RegistryConfig, Platform, LayoutImage } from './oci/index.ts'

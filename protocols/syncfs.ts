@@ -81,8 +81,17 @@ class Syncer {
 
 const syncer = new Syncer()
 
+/** File systems synced so far by this process (each path of each call): what a test counts. */
+let synced = 0
+
+export function syncfsCount (): number {
+  return synced
+}
+
 /** syncfs on the file system of each path; false when it could not be done here (the caller then fsyncs what it wrote, one by one). */
 export async function syncFileSystems (paths: string[]): Promise<boolean> {
   if (paths.length === 0) return true
-  return await syncer.sync(paths)
+  const ok = await syncer.sync(paths)
+  if (ok) synced += paths.length
+  return ok
 }

@@ -1,6 +1,6 @@
 /**
  * npm run bench:tree [-- --files 10000 --file-size 4KiB --dirs 100 --large-count 16 --large-size 64MiB --json --no-ssh --checksum sha256
- *                        --no-small --large-reps 1 --vs-file --profile DIR]
+ *                        --no-small --large-reps 1 --vs-file --profile DIR --dir DIR]
  *
  * Directory trees on loopback, in one run: a tree of many small files and a
  * tree of a few large ones, each copied agent → agent (a tree transfer), and
@@ -43,7 +43,9 @@ const { values: args } = parseArgs({
     'no-small': { type: 'boolean', default: false },
     'large-reps': { type: 'string', default: '1' },
     'vs-file': { type: 'boolean', default: false },
-    profile: { type: 'string' }
+    profile: { type: 'string' },
+    // Where the agents' volumes (and scp's and rsync's copies) go; the system's temporary directory by default.
+    dir: { type: 'string' }
   }
 })
 const noSmall = args['no-small']
@@ -107,7 +109,7 @@ async function agentTree (mesh: BenchMesh, b: BenchAgent, src: string, dst: stri
 
 async function main (): Promise<void> {
   note(`bench:tree: ${files} × ${fileSize} B in ${dirs} directories; ${largeCount} × ${largeSize} B; checksum ${args.checksum}`)
-  const mesh = await BenchMesh.create()
+  const mesh = await BenchMesh.create(args.dir)
   let sshd: LocalSshd | string = 'skipped (--no-ssh)'
   try {
     await mesh.startCoordinator()

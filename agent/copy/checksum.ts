@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto'
+import { createHash, hash } from 'node:crypto'
 import { Blake3Hasher } from '@napi-rs/blake-hash'
 import type { ChecksumMode } from '../../mesh/index.ts'
 
@@ -26,4 +26,14 @@ export function newHasher (mode: ChecksumMode): Hasher | undefined {
   }
   const h = createHash('sha256')
   return { algorithm: 'sha256', update: chunk => { h.update(chunk) }, digest: () => h.copy().digest('hex') }
+}
+
+/**
+ * The digest of bytes all in memory, in one call: a small file of a tree,
+ * whole. No hash object to build and copy for its digest (two of them a file
+ * through newHasher: ~8 µs against ~5 for 4 KiB here).
+ */
+export function digestOf (algorithm: Exclude<ChecksumMode, 'none'>, data: Uint8Array): string {
+  if (algorithm === 'blake3') return new Blake3Hasher().update(Buffer.from(data.buffer, data.byteOffset, data.byteLength)).digest('hex')
+  return hash('sha256', data, 'hex')
 }

@@ -2,13 +2,13 @@ import {
   ChecksumMismatchError, InternalError, IsADirectoryError, NotFoundError, SourceChangedError, TREE_BATCH, UnsupportedError, toStaccatoError
 } from '../../mesh/index.ts'
 import type { ControlParams, ErrorInfo, Job, MeshNode, StaccatoError, TreeEntry } from '../../mesh/index.ts'
-import type { ObjectVersion, ProtocolPlugin, WholeFile, Writer } from '../../protocols/index.ts'
+import type { ObjectVersion, ProtocolPlugin, Writer } from '../../protocols/index.ts'
 import type { Resolved } from '../resolve.ts'
 import type { Journal, JournalEntry, TreeFileCheckpoint } from '../journal.ts'
 import { entryForJob } from '../journal.ts'
 import type { CopyDeps, TransferJournal } from '../copy/copy.ts'
 import { checksumModeOf } from '../copy/copy.ts'
-import { newHasher } from '../copy/checksum.ts'
+import { digestOf, newHasher } from '../copy/checksum.ts'
 import type { Hasher } from '../copy/checksum.ts'
 import { DurableSink } from '../copy/durable-sink.ts'
 import { throttled } from '../copy/stages.ts'
@@ -16,6 +16,8 @@ import type { FileRun } from './client.ts'
 import type { TreeSource } from './source.ts'
 import { DEFAULT_TREE_SYNC, FINISHED_JOURNAL_BYTES, LARGE_BATCH_BYTES, carriedWhole, finishedAlready, groupFull, largeLane, syncDecision } from './policy.ts'
 import { deleteExtra } from './mirror.ts'
+import { GroupWriter } from './groups.ts'
+import type { GroupFile } from './groups.ts'
 
 export interface FileCounts { total: number, done: number, skipped: number, failed: number }
 
@@ -56,9 +58,6 @@ const BATCH_BYTES = 64 * 1024 * 1024
 
 interface Pending { entry: TreeEntry, offset: number, writer?: Writer, hasher?: Hasher, opening?: Promise<Writer> }
 
-/** A small file received whole, waiting for its group to be written. */
-interface Whole { f: Pending, file: WholeFile }
-
 /** What every step of one tree copy shares. */
 interface Ctx {
   deps: TreeCopyDeps
@@ -73,6 +72,8 @@ interface Ctx {
   progress: (force?: boolean) => void
   /** A file ended (done, skipped or failed): queued for the coordinator's listing. */
   row: (r: FileRow) => Promise<void>
+  /** Small files' groups, where the plug-in writes many at once (putFiles). */
+  groups: GroupWriter | undefined
   signal: AbortSignal
   /** The file whose bytes went to a writer last: the tree's entry journals one partial file, this one. */
   latest?: Pending
@@ -148,7 +149,22 @@ export async function copyTree (deps: TreeCopyDeps, job: Job, source: TreeSource
     result.firstError ??= { code: err.code, message: `${path}: ${err.message}`, retryable: err.retryable }
   }
 
-  const ctx: Ctx = { deps, job, source, dst, algorithm, entry, result, urlOf, failFile, progress, row, signal }
+  const putFiles = plugin.putFiles?.bind(plugin)
+  const groups = putFiles === undefined
+    ? undefined
+    : new GroupWriter({
+      putFiles,
+      key: job.transferId,
+      signal,
+      journal: async files => { await deps.journal.putTreeFiles(job.transferId, files) },
+      failed: failFile,
+      done: async e => {
+        result.files.done++
+        await row({ path: e.path, state: 'done', size: e.size })
+        progress()
+      }
+    })
+  const ctx: Ctx = { deps, job, source, dst, algorithm, entry, result, urlOf, failFile, progress, row, groups, signal }
   let batch: Pending[] = []
   let batchBytes = 0
   /** Large files, batched apart from the small ones (largeLane). */
@@ -194,6 +210,7 @@ export async function copyTree (deps: TreeCopyDeps, job: Job, source: TreeSource
   }
   await older
   await pulling
+  await groups?.finish()
   // Only after every file is in place: a failed copy removes nothing.
   if (mirror && result.files.failed === 0) {
     result.deleted = await deleteExtra({ plugin, dir: dst.url, urlOf, filter: job.tree ?? {}, inSource: p => listed.has(p), dryRun, row, signal })
@@ -369,8 +386,8 @@ const CHANGED_RETRIES = 3
 async function pull (ctx: Ctx, files: Pending[], round = 0, received?: () => void): Promise<void> {
   const { deps, source, algorithm, entry, result, failFile, progress, signal } = ctx
   const byPath = new Map(files.map((f, i) => [f.entry.path, { f, i }]))
-  const putFiles = ctx.dst.plugin.putFiles?.bind(ctx.dst.plugin)
-  const whole = (f: Pending): boolean => putFiles !== undefined && f.writer === undefined && carriedWhole(f.entry.size, f.offset)
+  const groups = ctx.groups
+  const whole = (f: Pending): boolean => groups !== undefined && f.writer === undefined && carriedWhole(f.entry.size, f.offset)
   // A kept partial is read back and hashed before it is trusted; one that does not match starts from zero.
   for (const f of files) if (f.offset > 0) await reopen(ctx, f)
   let opened = 0
@@ -390,7 +407,7 @@ async function pull (ctx: Ctx, files: Pending[], round = 0, received?: () => voi
   openAhead(OPEN_AHEAD)
   let current: { f: Pending, sink?: DurableSink, parts?: Uint8Array[], hasher?: Hasher } | undefined
   // Small files received whole, written a group at a time: one group written while the next is received.
-  let group: Whole[] = []
+  let group: GroupFile[] = []
   let groupBytes = 0
   let writing: Promise<void> = Promise.resolve()
   const writeGroup = async (): Promise<void> => {
@@ -399,7 +416,8 @@ async function pull (ctx: Ctx, files: Pending[], round = 0, received?: () => voi
     groupBytes = 0
     await writing
     if (these.length === 0) return
-    writing = putGroup(ctx, these, putFiles as NonNullable<typeof putFiles>)
+    // Written after the groups before it, this batch's and the last batch's: one at a time, in order.
+    writing = (groups as GroupWriter).write(these)
     writing.catch(() => {})
   }
   const commits = new Set<Promise<void>>()
@@ -432,13 +450,11 @@ async function pull (ctx: Ctx, files: Pending[], round = 0, received?: () => voi
         const { f } = at
         openAhead(at.i + 1 + OPEN_AHEAD)
         const version = { size: f.entry.size, mtime: f.entry.mtime }
-        f.hasher ??= algorithm === undefined ? undefined : newHasher(algorithm)
         if (whole(f)) {
-          // Kept in memory until its digest matched, then written with its group: a file that does not match is never written.
+          // Kept in memory until its digest matched (hashed whole at its end), then written with its group: a file that does not match is never written.
           const parts: Uint8Array[] = []
-          current = { f, parts, hasher: f.hasher }
+          current = { f, parts }
           for await (const chunk of throttled(chunks, deps.download, signal)) {
-            f.hasher?.update(chunk)
             parts.push(chunk)
             deps.counters.bytesReceived += chunk.byteLength
             result.bytesDone += chunk.byteLength
@@ -446,6 +462,7 @@ async function pull (ctx: Ctx, files: Pending[], round = 0, received?: () => voi
           progress()
           return
         }
+        f.hasher ??= algorithm === undefined ? undefined : newHasher(algorithm)
         f.writer ??= await (f.opening ?? openAt(ctx, f, 0))
         // The sink journals the file's offset into the tree's one entry: one file is part written at a time.
         const journal: Pick<TransferJournal, 'commitOffset'> = {
@@ -479,23 +496,24 @@ async function pull (ctx: Ctx, files: Pending[], round = 0, received?: () => voi
         current = undefined
         if (c === undefined || c.f.entry.path !== path) throw new InternalError(`the holder ended ${path}, which it had not started`)
         const theirs = algorithm === undefined ? undefined : digest[algorithm]
-        const ours = c.hasher?.digest()
+        const data = c.sink === undefined ? Buffer.concat(c.parts ?? []) : undefined
+        const ours = data === undefined ? c.hasher?.digest() : algorithm === undefined ? undefined : digestOf(algorithm, data)
         if (theirs !== undefined && ours !== theirs) {
           await c.sink?.abort(false)
           failFile(path, new ChecksumMismatchError(`received bytes hash to ${algorithm ?? ''} ${ours ?? ''}, the holder's to ${theirs}`))
           return
         }
-        if (c.sink === undefined) {
+        if (data !== undefined) {
           const e = c.f.entry
-          const data = Buffer.concat(c.parts ?? [])
           // What the writer's commit checks for a file it writes: every byte of the listed size, no more.
           if (data.byteLength !== e.size) { failFile(path, new InternalError(`${data.byteLength} bytes received, the file is ${e.size}`)); return }
-          group.push({ f: c.f, file: { url: ctx.urlOf(path), data, mtime: e.mtime > 0 ? e.mtime : undefined, mode: e.mode } })
+          group.push({ entry: e, file: { url: ctx.urlOf(path), data, mtime: e.mtime > 0 ? e.mtime : undefined, mode: e.mode } })
           groupBytes += data.byteLength
           if (groupFull(group.length, groupBytes)) await writeGroup()
           return
         }
-        const sink = c.sink
+        // Not held whole (above): written through a sink.
+        const sink = c.sink as DurableSink
         // Committed beside the next files: each commit waits on two fsyncs (the file, then its directory),
         // and the file system's journal takes concurrent ones in one commit of its own.
         while (commits.size >= COMMITS_IN_FLIGHT) await Promise.race(commits)
@@ -554,26 +572,6 @@ async function pull (ctx: Ctx, files: Pending[], round = 0, received?: () => voi
     for (const f of files) if (f !== current?.f) await discard(f)
     throw err
   }
-}
-
-/**
- * Writes a group of small files through the plug-in's putFiles: each at its
- * name, durably, when it returns (one sync for the group), or failed alone.
- * Each is then done for the journal's purpose: the next attempt finds it in
- * place by the sync check, as any committed file.
- */
-async function putGroup (ctx: Ctx, group: Whole[], putFiles: NonNullable<ProtocolPlugin['putFiles']>): Promise<void> {
-  const errors = await putFiles(group.map(w => w.file), { key: ctx.job.transferId, signal: ctx.signal })
-  // Durable at their names now: journaled before they are reported, so a crash after the report never sends them again.
-  await ctx.deps.journal.putTreeFiles(ctx.job.transferId, group.filter((_, i) => errors[i] === undefined).map(({ f: { entry: e } }) => ({ path: e.path, version: { size: e.size, mtime: e.mtime } })))
-  for (let i = 0; i < group.length; i++) {
-    const { entry } = group[i].f
-    const err = errors[i]
-    if (err !== undefined) { ctx.failFile(entry.path, err); continue }
-    ctx.result.files.done++
-    await ctx.row({ path: entry.path, state: 'done', size: entry.size })
-  }
-  ctx.progress()
 }
 
 async function openAt (ctx: Ctx, f: Pending, offset: number): Promise<Writer> {

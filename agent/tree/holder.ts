@@ -6,7 +6,7 @@ import { resolveVolumePath } from '../../protocols/index.ts'
 import type { ProtocolPlugin, StatResult, Volume, WholeRead } from '../../protocols/index.ts'
 import type { AgentCounters } from '../counters.ts'
 import type { TokenBucket } from '../rate-limit.ts'
-import { newHasher } from '../copy/checksum.ts'
+import { digestOf, newHasher } from '../copy/checksum.ts'
 import { treeSelector } from './policy.ts'
 
 /** What holds a tree: the agent's volumes plug-in, and the volumes behind it (to confine each file to its tree). */
@@ -128,7 +128,9 @@ export async function * readMessages (opts: TreeHolder, dir: URL, req: Pick<Extr
     const { url, header, data } = ready
     const version = { size: header.size, mtime: header.mtime, etag: header.etag }
     const length = header.size - f.offset
-    const hash = req.algorithm !== undefined ? newHasher(req.algorithm) : undefined
+    // A small file read whole is hashed in one call; others as their chunks go.
+    const whole = req.algorithm !== undefined && data?.length === 1 && f.offset === 0 ? { [req.algorithm]: digestOf(req.algorithm, data[0]) } : undefined
+    const hash = req.algorithm !== undefined && whole === undefined ? newHasher(req.algorithm) : undefined
     let chunks: AsyncIterator<Uint8Array>
     let first: IteratorResult<Uint8Array>
     try {
@@ -163,7 +165,7 @@ export async function * readMessages (opts: TreeHolder, dir: URL, req: Pick<Extr
     } finally {
       await chunks.return?.()
     }
-    yield { v: WIRE_VERSION, t: 'file-end', path: f.path, ...(hash === undefined ? {} : { [hash.algorithm]: hash.digest() }) }
+    yield { v: WIRE_VERSION, t: 'file-end', path: f.path, ...(whole ?? (hash === undefined ? {} : { [hash.algorithm]: hash.digest() })) }
   }
 }
 

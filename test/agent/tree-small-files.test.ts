@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { TREE_BATCH, parseLocation } from '../../mesh/index.ts'
 import type { ControlParams, Job, MeshNode } from '../../mesh/index.ts'
-import { file } from '../../protocols/index.ts'
+import { file, syncfsCount } from '../../protocols/index.ts'
 import type { ProtocolPlugin } from '../../protocols/index.ts'
 import { newCounters } from '../../agent/counters.ts'
 import { copyTree } from '../../agent/tree/copy-tree.ts'
@@ -95,6 +95,59 @@ describe('a tree of small files: written in groups, never a damaged file at its 
     expect(names).not.toContain(DAMAGED)
     expect(names.filter(n => n.endsWith('.partial'))).toEqual([])
     for (const n of names.filter(n => n.endsWith('.bin'))) expect((await readFile(join(dst, 'copy', n))).equals(await readFile(join(src, 'tree', n)))).toBe(true)
+  })
+
+  it('one file-system sync per group: a group\'s renames are made durable by the next group\'s sync, and only then journaled', async () => {
+    const srcVolumes = [{ name: 'vol', root: src, readOnly: false }]
+    const holder = { volumes: file({ volumes: srcVolumes }), volumeList: srcVolumes, counters: newCounters() }
+    const source = localTreeSource(holder, 'a', 'agent://a/vol/tree/')
+    const plain = file({ volumes: [{ name: 'vol', root: dst, readOnly: false }] })
+    // What happened, in order: each putFiles call (its files, the directories it was asked to make durable) and its return, each journal write.
+    const log: Array<{ t: 'put', call: number, paths: string[], syncs: string[] } | { t: 'returned', call: number } | { t: 'journal', paths: string[] }> = []
+    const rel = (u: URL): string => decodeURIComponent(u.pathname).replace('/vol/copy/', '')
+    let calls = 0
+    const plugin: ProtocolPlugin = {
+      ...plain,
+      putFiles: async (files, opts) => {
+        const call = calls++
+        log.push({ t: 'put', call, paths: files.map(f => rel(f.url)), syncs: (opts.syncDirectories ?? []).map(rel) })
+        const r = await plain.putFiles!(files, opts)
+        log.push({ t: 'returned', call })
+        return r
+      }
+    }
+    const journal = new MemJournal()
+    const putTreeFiles = journal.putTreeFiles.bind(journal)
+    journal.putTreeFiles = async (id, files) => { log.push({ t: 'journal', paths: files.map(f => f.path) }); await putTreeFiles(id, files) }
+    const deps: TreeCopyDeps = {
+      node: undefined as unknown as MeshNode, journal, counters: newCounters(), clock: new FakeClock(), log: () => {},
+      syncEveryBytes: 1 << 20, syncEveryMs: 1000, progressEveryMs: 1000, progress: () => {}, treeFiles: async () => {}
+    }
+    const job: Job = { transferId: 'tr_order', attempt: 1, source: 'agent://a/vol/tree/', destination: 'agent://b/vol/copy/', tree: { sync: 'none' } }
+    const syncsBefore = syncfsCount()
+    const r = await copyTree(deps, job, source, { plugin, url: new URL('file:///vol/copy/'), location: parseLocation('agent://b/vol/copy/', 'destination') }, new AbortController().signal)
+    expect(r.files).toEqual({ total: SMALL + 1, done: SMALL + 1, skipped: 0, failed: 0 })
+    const groups = log.filter(e => e.t === 'put' && e.paths.length > 0).length
+    expect(groups).toBeGreaterThanOrEqual(2)
+    // One sync per group (all three directories are on one file system) and one for the last group's renames: two per group before.
+    expect(syncfsCount() - syncsBefore).toBeLessThanOrEqual(groups + 1)
+
+    // Every small file journaled finished was written by a call that returned, and then a later call made its directory durable before the journal write.
+    const journaled = new Set<string>()
+    for (const [at, e] of log.entries()) {
+      if (e.t !== 'journal') continue
+      for (const path of e.paths) {
+        if (path === 'big.bin') continue
+        journaled.add(path)
+        const dir = path.slice(0, path.lastIndexOf('/') + 1)
+        const written = log.findIndex(x => x.t === 'put' && x.paths.includes(path))
+        const writtenReturned = log.findIndex((x, i) => i > written && x.t === 'returned' && x.call === (log[written] as { call: number }).call)
+        const synced = log.findIndex((x, i) => i > writtenReturned && x.t === 'put' && x.syncs.includes(dir))
+        const syncedReturned = log.findIndex((x, i) => i > synced && x.t === 'returned' && x.call === (log[synced] as { call: number }).call)
+        expect({ path, written: written >= 0, synced: synced > writtenReturned, beforeJournal: syncedReturned >= 0 && syncedReturned < at }).toEqual({ path, written: true, synced: true, beforeJournal: true })
+      }
+    }
+    expect(journaled.size).toBe(SMALL)
   })
 
   it('a next attempt with sync none sends none of the files the journal holds as finished, and copies a file changed since', async () => {

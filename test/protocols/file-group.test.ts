@@ -5,7 +5,8 @@ import { join } from 'node:path'
 import { IsADirectoryError, NotFoundError, PermissionDeniedError, SourceChangedError } from '../../mesh/index.ts'
 import { file } from '../../protocols/index.ts'
 import type { ProtocolPlugin, StatResult } from '../../protocols/index.ts'
-import { syncFileSystems } from '../../protocols/syncfs.ts'
+import { syncFileSystems, syncfsCount } from '../../protocols/syncfs.ts'
+import { threadAnswers } from '../../protocols/group-thread.ts'
 
 /** The file plug-in's calls for many small files at once (a tree's fast path): the rules of stat, read and write, one call for many. */
 describe('file plug-in: statMany, readFiles, putFiles', () => {
@@ -28,6 +29,8 @@ describe('file plug-in: statMany, readFiles, putFiles', () => {
     const files = Array.from({ length: 150 }, (_, i) => ({ url: u(`d${i % 3}/f${i}.bin`), data: Buffer.from(`file ${i}`), mtime, mode: 0o640 }))
     const errors = await plugin.putFiles!(files, { key: 'tr1' })
     expect(errors.every(e => e === undefined)).toBe(true)
+    // Created, written and renamed in the group thread (two requests a call), not inline on the event loop.
+    expect(threadAnswers()).toBeGreaterThanOrEqual(2)
     for (const [i, f] of files.entries()) {
       expect(await readFile(join(root, `d${i % 3}`, `f${i}.bin`), 'utf8')).toBe(`file ${i}`)
       const st = await stat(join(root, `d${i % 3}`, `f${i}.bin`))
@@ -35,6 +38,17 @@ describe('file plug-in: statMany, readFiles, putFiles', () => {
       expect((await plugin.stat(f.url)).mtime).toBe(mtime)
     }
     for (const d of ['d0', 'd1', 'd2']) expect((await readdir(join(root, d))).filter(n => n.endsWith('.partial'))).toEqual([])
+  })
+
+  it('putFiles with deferRenameSync syncs once (the data), and a next call with no files syncs the directories it is given', async () => {
+    const before = syncfsCount()
+    const errors = await plugin.putFiles!([{ url: u('g/a.bin'), data: Buffer.from('a') }, { url: u('h/b.bin'), data: Buffer.from('b') }], { key: 'trd', deferRenameSync: true })
+    expect(errors).toEqual([undefined, undefined])
+    // At their names already; one sync for both directories (one file system), none yet for the renames.
+    expect(await readFile(join(root, 'g', 'a.bin'), 'utf8')).toBe('a')
+    expect(syncfsCount() - before).toBe(1)
+    expect(await plugin.putFiles!([], { key: 'trd', syncDirectories: [u('g/'), u('h/')] })).toEqual([])
+    expect(syncfsCount() - before).toBe(2)
   })
 
   it('putFiles: a file onto a directory, or through a link planted at its partial name, fails alone and the others land', async () => {
