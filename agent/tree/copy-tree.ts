@@ -202,14 +202,19 @@ export async function copyTree (deps: TreeCopyDeps, job: Job, source: TreeSource
 
   // A mirror needs every path the source listed once the copy is done: one string per entry, the price of deleteExtra.
   const listed = new Set<string>()
+  let copied = false
   try {
     await listAndCopy()
+    await older
+    await pulling
+    copied = true
   } finally {
     // Whatever ended the listing, the batches being pulled finish (or fail) before the attempt ends.
     await Promise.allSettled([older, pulling])
+    // A failed attempt still makes the groups already at their names durable and journals them, so the next one
+    // does not send them again (a crash is what may leave them unjournaled); its own error is the one reported.
+    if (!copied) await groups?.finish().catch(() => {})
   }
-  await older
-  await pulling
   await groups?.finish()
   // Only after every file is in place: a failed copy removes nothing.
   if (mirror && result.files.failed === 0) {
