@@ -44,8 +44,6 @@ export class EventAnnouncer {
   #ownCommitted = 0
   /** Writers waiting for their event to be announced. */
   readonly #waiters = new Set<{ seq: number, resolve: () => void }>()
-  /** Seq ranges of this process's commits that found an older transaction running: their writers are answered without waiting for the announcement. */
-  #heldBack: Array<[number, number]> = []
   #running = false
   #again = false
   /** Ends the pass's wait on the horizon early: a notification says another transaction has ended. */
@@ -97,21 +95,12 @@ export class EventAnnouncer {
     const last = events[events.length - 1].seq
     this.#ownCommitted = Math.max(this.#ownCommitted, last)
     if (clear) setImmediate(() => { this.#announceOwn(first, last) })
-    else {
-      this.#heldBack.push([first, last])
-      this.wake()
-    }
+    else this.wake()
   }
 
-  /**
-   * Resolves once the event with this seq (committed here) has been
-   * announced — at once if its commit found an older transaction running:
-   * that transaction may be another replica's commit or an operator's open
-   * psql session, and it must hold back the feed, not the acknowledgement of
-   * a write that is already durable.
-   */
+  /** Resolves once the event with this seq (committed here) has been announced. */
   announced (seq: number): Promise<void> {
-    if (seq <= this.#through || this.#closed || this.#heldBack.some(([first, last]) => first <= seq && seq <= last)) return Promise.resolve()
+    if (seq <= this.#through || this.#closed) return Promise.resolve()
     return new Promise(resolve => { this.#waiters.add({ seq, resolve }) })
   }
 
@@ -212,7 +201,6 @@ export class EventAnnouncer {
   }
 
   #settle (all = false): void {
-    if (this.#heldBack.length > 0) this.#heldBack = this.#heldBack.filter(([, last]) => last > this.#through)
     for (const w of this.#waiters) {
       if (!all && w.seq > this.#through) continue
       this.#waiters.delete(w)

@@ -65,7 +65,8 @@ interface Group {
   xid: string
 }
 
-interface Deferred { promise: Promise<void>, resolve: () => void, reject: (err: unknown) => void }
+/** A write's commit: resolves with whether it was clear (nothing older was running: its events are announced at once). */
+interface Deferred { promise: Promise<boolean>, resolve: (clear: boolean) => void, reject: (err: unknown) => void }
 
 /** One write: what it changes, its events, and what to do once it has committed. */
 interface Tx {
@@ -573,15 +574,17 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
     })
     return ran.then(async outcome => {
       if (!outcome.ok) throw outcome.error
-      await outcome.committed
+      const clear = await outcome.committed
       for (const emit of outcome.emits) emit()
+      // Not clear: an older transaction (another replica's commit, an operator's open psql session) holds back the
+      // feed, never the acknowledgement of a durable write.
       const last = outcome.events.at(-1)
-      if (last !== undefined) await this.#announcer.announced(last.seq)
+      if (clear && last !== undefined) await this.#announcer.announced(last.seq)
       return outcome.value
     })
   }
 
-  async #runInGroup<T> (sync: boolean, fn: (tx: Tx) => Promise<T>): Promise<{ ok: true, value: T, committed: Promise<void>, emits: Array<() => void>, events: StoreEvent[] } | { ok: false, error: unknown }> {
+  async #runInGroup<T> (sync: boolean, fn: (tx: Tx) => Promise<T>): Promise<{ ok: true, value: T, committed: Promise<boolean>, emits: Array<() => void>, events: StoreEvent[] } | { ok: false, error: unknown }> {
     if (this.#failure !== undefined) await this.#tryRecover()
     if (this.#failure !== undefined) return { ok: false, error: this.#failure }
     const group = this.#group ??= { no: ++this.#groups, client: undefined, writes: [], sync: false, nextSeq: 0, seqEnd: 0, xid: '' }
@@ -661,6 +664,8 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
       return
     }
     const refused = new Map<GroupWrite, unknown>()
+    // A fenced-off group commits nothing: every write is refused, none resolves with this.
+    let clear = true
     try {
       const client = group.client ?? await this.#pool.connect()
       if (group.client === undefined) {
@@ -694,7 +699,7 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
         for (const w of group.writes) refused.set(w, lost)
         // Seqs it took are skipped.
       } else {
-        await this.#commitTail(client, group, refused)
+        clear = await this.#commitTail(client, group, refused)
       }
     } catch (err) {
       // Readers keep what committed before; the writes' changes wait for #load (after recovery) to say whether they committed.
@@ -709,7 +714,7 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
     for (const w of group.writes) {
       const error = refused.get(w)
       if (error === undefined) {
-        w.committed.resolve()
+        w.committed.resolve(clear)
         continue
       }
       // Memory took the write at once: it follows the database again.
@@ -719,7 +724,8 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
     }
   }
 
-  async #commitTail (client: pg.PoolClient, group: Group, refused: Map<GroupWrite, unknown>): Promise<void> {
+  /** Commits the group; answers whether it was clear (EventAnnouncer.committed). */
+  async #commitTail (client: pg.PoolClient, group: Group, refused: Map<GroupWrite, unknown>): Promise<boolean> {
     const kept = group.writes.filter(w => !refused.has(w))
     const events = kept.flatMap(w => w.ops.events)
     const tail: string[] = []
@@ -745,8 +751,10 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
       throw err
     }
     client.release()
-    if (events.length === 0) return
-    this.#announcer.committed(events, (Array.isArray(results) ? results[results.length - 1] : results).rows[0]?.clear === true)
+    if (events.length === 0) return true
+    const clear = (Array.isArray(results) ? results[results.length - 1] : results).rows[0]?.clear === true
+    this.#announcer.committed(events, clear)
+    return clear
   }
 
   /**
@@ -876,9 +884,9 @@ async function fenceHeld (client: pg.ClientBase, pid: number): Promise<boolean> 
 }
 
 function deferred (): Deferred {
-  let resolve!: () => void
+  let resolve!: (clear: boolean) => void
   let reject!: (err: unknown) => void
-  const promise = new Promise<void>((res, rej) => { resolve = res; reject = rej })
+  const promise = new Promise<boolean>((res, rej) => { resolve = res; reject = rej })
   // A write whose caller already failed has nobody waiting on it.
   promise.catch(() => {})
   return { promise, resolve, reject }
