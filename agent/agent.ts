@@ -69,6 +69,8 @@ export interface AgentConfig {
   syncEveryMs: number
   /** Data streams a large file is pulled on when its transfer does not say (1 when absent). */
   streams?: number
+  /** Large files of a tree carried at once, each on its own data connection (2 when absent). */
+  treeStreams?: number
   logLevel: string
 }
 
@@ -180,6 +182,7 @@ async function assemble (config: AgentConfig, onFatal: (err: Error) => void, sea
     syncEveryBytes: config.syncEveryBytes,
     syncEveryMs: config.syncEveryMs,
     streams: config.streams,
+    treeStreams: config.treeStreams,
     progressEveryMs: 1000,
     blobs,
     volumeList: config.volumes

@@ -50,6 +50,8 @@ export interface ExecutorOptions {
   progressEveryMs: number
   /** Data streams a large file is pulled on when its job does not say (1 when absent). */
   streams?: number
+  /** Large files of a tree carried at once (agent/tree/policy.ts DEFAULT_TREE_STREAMS when absent). */
+  treeStreams?: number
   /** The progress timer's, the sync interval's and the throttle's time; the system's when absent. */
   clock?: Clock
   /** Where an image transfer records the blobs it wrote (absent in unit tests). */
@@ -175,7 +177,7 @@ export class Executor {
       const { journal, counters, download, log, syncEveryBytes, syncEveryMs, progressEveryMs } = this.opts
       const progress = (p: ControlParams<'progress'>): void => this.opts.progress(p)
       const treeFiles = this.opts.treeFiles ?? (async () => {})
-      const deps = { node: this.opts.node, journal, counters, download, log, syncEveryBytes, syncEveryMs, progressEveryMs, progress, treeFiles, clock: this.opts.clock ?? systemClock }
+      const deps = { node: this.opts.node, journal, counters, download, log, syncEveryBytes, syncEveryMs, progressEveryMs, progress, treeFiles, treeStreams: this.opts.treeStreams, clock: this.opts.clock ?? systemClock }
       const r = await copyTree(deps, job, source, dst, signal)
       log('tree copied', { transferId: job.transferId, ...r.files, bytes: r.bytesDone, deleted: r.deleted })
       const counts = { files: r.files, bytesDone: r.bytesDone, bytesTotal: r.bytesTotal }

@@ -11,3 +11,4 @@ export type { ScenarioName } from './swarm/sim/scenario.ts'
 export { MAX_OUTSTANDING } from './swarm/session.ts'
 // bench:transfer reports how many ranges its multi-stream row was split into.
 export { MIN_MULTI_STREAM_BYTES, planRanges } from './copy/ranges.ts'
+export { DEFAULT_TREE_STREAMS } from './tree/policy.ts'

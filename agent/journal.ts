@@ -25,7 +25,9 @@ export interface JournalEntry {
   checksumMode?: ChecksumMode
   /** Digest of the first durableOffset bytes, to verify the kept prefix before resuming (none in checksum mode none). */
   prefixDigest?: string
-  /** A tree transfer: the file being written, so that the next attempt resumes it from its offset. */
+  /** A tree transfer: the files being written (one per stream of large files), so that the next attempt resumes each from its offset. */
+  treeParts?: TreeFileCheckpoint[]
+  /** What an agent from before several streams of large files journaled: its one file being written (read, never written). */
   treeFile?: TreeFileCheckpoint
   /**
    * A multi-stream copy: its byte ranges, each with its own durable offset.

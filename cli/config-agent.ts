@@ -2,6 +2,7 @@ import { stat } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import { multiaddr } from '@multiformats/multiaddr'
 import type { AgentConfig } from '../agent/index.ts'
+import { DEFAULT_TREE_STREAMS } from '../agent/index.ts'
 import { MAX_STREAMS, isValidAgentName, parseAddressAllow } from '../mesh/index.ts'
 import { ConfigError, SECTIONS, loadConfigFile, resolveOptions } from './config.ts'
 import { loadRegistries } from './registries.ts'
@@ -27,6 +28,7 @@ export const AGENT_OPTIONS: readonly OptionSpec[] = [
   { key: 'maxDownloadRate', flag: '--max-download-rate <bytes/s>', env: 'STACCATO_MAX_DOWNLOAD_RATE', kind: 'rate', default: 0, description: 'cap on bytes received per second; 0 is unlimited' },
   { key: 'syncEvery', flag: '--sync-every <size>', env: 'STACCATO_SYNC_EVERY', kind: 'size', default: '16MiB', description: 'sync the partial file and journal the offset after this many bytes' },
   { key: 'streams', flag: '--streams <n>', env: 'STACCATO_STREAMS', kind: 'int', default: 1, description: `data streams a transfer this agent runs pulls a large file on when the transfer does not say (1-${MAX_STREAMS}; files under 64 MiB use one)` },
+  { key: 'treeStreams', flag: '--tree-streams <n>', env: 'STACCATO_TREE_STREAMS', kind: 'int', default: DEFAULT_TREE_STREAMS, description: `large files (1 MiB or more) of a tree this agent receives carried at once, each on its own data connection (1-${MAX_STREAMS})` },
   { key: 'statusPort', flag: '--status-port <port>', env: 'STACCATO_STATUS_PORT', kind: 'port', description: 'serve JSON status on 127.0.0.1:<port>/status (and /metrics); off when unset, 0 picks a port' },
   { key: 'metricsPort', flag: '--metrics-port <port>', env: 'STACCATO_METRICS_PORT', kind: 'port', description: 'serve Prometheus metrics on <metrics host>:<port>/metrics; off when unset' },
   { key: 'metricsHost', flag: '--metrics-host <host>', env: 'STACCATO_METRICS_HOST', kind: 'string', default: '127.0.0.1', description: 'address of the metrics listener' },
@@ -54,6 +56,8 @@ export async function agentConfig (flags: Record<string, unknown>, env: NodeJS.P
   }
   const streams = v.streams as number
   if (streams < 1 || streams > MAX_STREAMS) throw new ConfigError(`${origin.streams} '${streams}' must be from 1 to ${MAX_STREAMS}`)
+  const treeStreams = v.treeStreams as number
+  if (treeStreams < 1 || treeStreams > MAX_STREAMS) throw new ConfigError(`${origin.treeStreams} '${treeStreams}' must be from 1 to ${MAX_STREAMS}`)
   const labels: Record<string, string> = {}
   for (const text of v.labels as string[]) {
     const m = /^([A-Za-z0-9][A-Za-z0-9._/-]{0,62})=(.{0,256})$/.exec(text)
@@ -85,6 +89,7 @@ export async function agentConfig (flags: Record<string, unknown>, env: NodeJS.P
     syncEveryBytes: v.syncEvery as number,
     syncEveryMs: SYNC_EVERY_MS,
     streams,
+    treeStreams,
     statusPort: v.statusPort as number | undefined,
     metricsPort: v.metricsPort as number | undefined,
     metricsHost: v.metricsHost as string,

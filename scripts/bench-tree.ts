@@ -1,6 +1,6 @@
 /**
  * npm run bench:tree [-- --files 10000 --file-size 4KiB --dirs 100 --large-count 16 --large-size 64MiB --json --no-ssh --checksum sha256
- *                        --no-small --large-reps 1 --vs-file --profile DIR --dir DIR]
+ *                        --no-small --large-reps 1 --vs-file --profile DIR --dir DIR --tree-streams N]
  *
  * Directory trees on loopback, in one run: a tree of many small files and a
  * tree of a few large ones, each copied agent → agent (a tree transfer), and
@@ -12,7 +12,8 @@
  * the large tree's bytes as one file after each of its --large-reps runs
  * (medians; rsync's large run is repeated as often), which says what a tree
  * costs over a file; --profile DIR
- * writes both agents' V8 CPU profiles there (read them with scripts/bench-profile.ts).
+ * writes both agents' V8 CPU profiles there (read them with scripts/bench-profile.ts); --tree-streams N gives
+ * the receiving agent's --tree-streams (large files carried at once; its default when absent).
  */
 import { mkdir, open, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises'
 import { randomBytes } from 'node:crypto'
@@ -45,7 +46,8 @@ const { values: args } = parseArgs({
     'vs-file': { type: 'boolean', default: false },
     profile: { type: 'string' },
     // Where the agents' volumes (and scp's and rsync's copies) go; the system's temporary directory by default.
-    dir: { type: 'string' }
+    dir: { type: 'string' },
+    'tree-streams': { type: 'string' }
   }
 })
 const noSmall = args['no-small']
@@ -116,7 +118,7 @@ async function main (): Promise<void> {
     // --cpu-prof writes each agent's profile when it exits (mesh.stop ends them with SIGTERM).
     const env: NodeJS.ProcessEnv = args.profile !== undefined ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${args.profile}` } : {}
     const a = await mesh.startAgent('a', ['--log-level', 'info'], env)
-    const b = await mesh.startAgent('b', ['--log-level', 'info'], env)
+    const b = await mesh.startAgent('b', ['--log-level', 'info', ...(args['tree-streams'] === undefined ? [] : ['--tree-streams', args['tree-streams']])], env)
     if (!noSmall) await writeTree(join(a.volume, 'small'), files, fileSize, dirs)
     if (largeCount > 0) await writeTree(join(a.volume, 'large'), largeCount, largeSize, 1)
     const small = await census(join(a.volume, 'small')).catch(() => ({ files: 0, bytes: 0 }))
@@ -211,6 +213,7 @@ async function main (): Promise<void> {
       largeCount,
       largeSizeBytes: largeSize,
       checksumMode: args.checksum,
+      treeStreams: args['tree-streams'] === undefined ? 'default' : Number(args['tree-streams']),
       smallSeconds: round(ours.ms / 1000, 3),
       smallFilesPerSec: round(files / (ours.ms / 1000), 1),
       // Both agents' CPU seconds (user + system) over the run, from the submit to the record's end.

@@ -14,7 +14,9 @@ import { DurableSink } from '../copy/durable-sink.ts'
 import { throttled } from '../copy/stages.ts'
 import type { FileRun } from './client.ts'
 import type { TreeSource } from './source.ts'
-import { DEFAULT_TREE_SYNC, FINISHED_JOURNAL_BYTES, LARGE_BATCH_BYTES, carriedWhole, finishedAlready, groupFull, largeLane, syncDecision } from './policy.ts'
+import { DEFAULT_TREE_STREAMS, DEFAULT_TREE_SYNC, FINISHED_JOURNAL_BYTES, LARGE_BATCH_BYTES, carriedWhole, finishedAlready, groupFull, largeLane, splitLanes, syncDecision } from './policy.ts'
+import { PartFiles } from './parts.ts'
+import type { Lane } from './parts.ts'
 import { deleteExtra } from './mirror.ts'
 import { GroupWriter } from './groups.ts'
 import type { GroupFile } from './groups.ts'
@@ -40,6 +42,8 @@ export type TreeCopyDeps = Omit<CopyDeps, 'report' | 'progress' | 'journal'> & {
   progress: (p: { transferId: string, attempt: number, bytesDone: number, bytesTotal: number, files: FileCounts }) => void
   /** Sends a batch of files as they ended to the coordinator (for its per-file listing). */
   treeFiles: (p: ControlParams<'treeFiles'>) => Promise<void>
+  /** Large files carried at once, each on its own read batch (DEFAULT_TREE_STREAMS when absent). */
+  treeStreams?: number
 }
 
 type FileRow = ControlParams<'treeFiles'>['files'][number]
@@ -56,7 +60,7 @@ const COMMITS_IN_FLIGHT = 32
 /** Bytes of one read batch at most, so a batch of large files does not wait for the last of them to be listed. */
 const BATCH_BYTES = 64 * 1024 * 1024
 
-interface Pending { entry: TreeEntry, offset: number, writer?: Writer, hasher?: Hasher, opening?: Promise<Writer> }
+interface Pending { entry: TreeEntry, offset: number, writer?: Writer, hasher?: Hasher, opening?: Promise<Writer>, checkpoint?: TreeFileCheckpoint }
 
 /** What every step of one tree copy shares. */
 interface Ctx {
@@ -75,8 +79,10 @@ interface Ctx {
   /** Small files' groups, where the plug-in writes many at once (putFiles). */
   groups: GroupWriter | undefined
   signal: AbortSignal
-  /** The file whose bytes went to a writer last: the tree's entry journals one partial file, this one. */
-  latest?: Pending
+  /** The files being written, journaled in the tree's entry: one per lane. */
+  parts: PartFiles
+  /** The lanes large files are carried on at once; small files' batches use the first. */
+  lanes: Lane[]
 }
 
 /**
@@ -104,7 +110,8 @@ export async function copyTree (deps: TreeCopyDeps, job: Job, source: TreeSource
   const result: TreeResult = { files: { total: 0, done: 0, skipped: 0, failed: 0 }, bytesTotal: 0, bytesDone: 0 }
   const entry: JournalEntry = await deps.journal.get(job.transferId) ?? entryForJob(job)
   entry.attempt = job.attempt
-  const checkpoint = entry.treeFile
+  const parts = new PartFiles(entry, async e => { await deps.journal.put(e) })
+  const lanes: Lane[] = Array.from({ length: Math.max(1, deps.treeStreams ?? DEFAULT_TREE_STREAMS) }, () => ({}))
   // Looked up only when an attempt before this one finished files: a first attempt pays nothing per file.
   const finishedBefore = !dryRun && await deps.journal.hasTreeFiles(job.transferId)
     ? async (paths: string[]) => await deps.journal.treeFilesDone(job.transferId, paths)
@@ -164,7 +171,7 @@ export async function copyTree (deps: TreeCopyDeps, job: Job, source: TreeSource
         progress()
       }
     })
-  const ctx: Ctx = { deps, job, source, dst, algorithm, entry, result, urlOf, failFile, progress, row, groups, signal }
+  const ctx: Ctx = { deps, job, source, dst, algorithm, entry, result, urlOf, failFile, progress, row, groups, signal, parts, lanes }
   let batch: Pending[] = []
   let batchBytes = 0
   /** Large files, batched apart from the small ones (largeLane). */
@@ -175,25 +182,36 @@ export async function copyTree (deps: TreeCopyDeps, job: Job, source: TreeSource
     const files = batch
     batch = []
     batchBytes = 0
-    await start(files)
+    await start([files])
   }
   const flushLarge = async (): Promise<void> => {
     const files = large
     large = []
     largeBytes = 0
-    await start(files)
+    // Pulled on several lanes at once, each its own read batch and data connection, each journaling its own partial file.
+    await start(splitLanes(files.map(f => f.entry.size - f.offset), lanes.length).map(lane => lane.map(i => files[i])))
   }
-  const start = async (files: Pending[]): Promise<void> => {
-    if (files.length === 0) return
-    // A batch is received once the one before has all its bytes: that one's last group is then written (and synced)
-    // while this one comes. At most two batches pulled at once, and one receiving (the journal holds one partial file).
+  const start = async (split: Pending[][]): Promise<void> => {
+    if (split.every(files => files.length === 0)) return
+    // A batch is received once the one before has all its bytes (on every lane): that one's last group is then written
+    // (and synced) while this one comes. At most two batches pulled at once, and one receiving (a partial file per lane).
     await receiving
     await older
     let received = (): void => {}
     receiving = new Promise<void>(resolve => { received = resolve })
     older = pulling
-    // Failed files queue rows without sending them: send at every batch's end, so the queue stays bounded.
-    pulling = pull(ctx, files, 0, received).then(sendRows)
+    let left = split.length
+    const pulls = split.map(async (files, i) => {
+      let once = false
+      await pull(ctx, files, 0, () => { if (!once && (once = true) && --left === 0) received() }, lanes[i])
+    })
+    // Every lane ends (or fails) before the batch does: a lane that fails leaves the others to finish their files,
+    // which are then journaled finished. Failed files queue rows without sending them: sent at every batch's end.
+    pulling = Promise.allSettled(pulls).then(async settled => {
+      const failed = settled.find(r => r.status === 'rejected')
+      if (failed !== undefined) throw failed.reason
+      await sendRows()
+    })
     pulling.catch(() => {})
   }
   let pulling: Promise<void> | undefined
@@ -253,6 +271,7 @@ export async function copyTree (deps: TreeCopyDeps, job: Job, source: TreeSource
       }
       if (finishedAlready(await finished, source, there)) {
         // Done by an earlier attempt of this transfer: not sent, hashed or compared again.
+        parts.forget(e.path)
         result.files.done++
         result.bytesDone += e.size
         await row({ path: e.path, state: 'done', size: e.size })
@@ -283,6 +302,7 @@ export async function copyTree (deps: TreeCopyDeps, job: Job, source: TreeSource
 
   async function decided (e: TreeEntry, decision: 'copy' | 'skip'): Promise<void> {
     if (decision === 'skip') {
+      parts.forget(e.path)
       result.files.skipped++
       await row({ path: e.path, state: 'skipped', size: e.size, reason: `unchanged (sync ${sync})` })
       progress()
@@ -292,8 +312,8 @@ export async function copyTree (deps: TreeCopyDeps, job: Job, source: TreeSource
       await row({ path: e.path, state: 'would-copy', size: e.size })
       return
     }
-    const resume = checkpoint !== undefined && checkpoint.path === e.path && checkpoint.version.size === e.size && checkpoint.version.mtime === e.mtime ? checkpoint : undefined
-    const f = { entry: e, offset: resume?.durableOffset ?? 0 }
+    const resume = parts.take(e.path, { size: e.size, mtime: e.mtime })
+    const f: Pending = { entry: e, offset: resume?.durableOffset ?? 0, checkpoint: resume }
     if (largeLane(e.size)) {
       large.push(f)
       largeBytes += e.size - f.offset
@@ -388,7 +408,7 @@ async function sameDigests (ctx: Ctx, entries: TreeEntry[], algorithm: 'sha256' 
 const CHANGED_RETRIES = 3
 
 /** `received`: called once every byte of the batch has come (its writes may still be under way), or it failed. */
-async function pull (ctx: Ctx, files: Pending[], round = 0, received?: () => void): Promise<void> {
+async function pull (ctx: Ctx, files: Pending[], round = 0, received?: () => void, lane: Lane = ctx.lanes[0]): Promise<void> {
   const { deps, source, algorithm, entry, result, failFile, progress, signal } = ctx
   const byPath = new Map(files.map((f, i) => [f.entry.path, { f, i }]))
   const groups = ctx.groups
@@ -469,13 +489,12 @@ async function pull (ctx: Ctx, files: Pending[], round = 0, received?: () => voi
         }
         f.hasher ??= algorithm === undefined ? undefined : newHasher(algorithm)
         f.writer ??= await (f.opening ?? openAt(ctx, f, 0))
-        // The sink journals the file's offset into the tree's one entry: one file is part written at a time.
+        // The sink journals the file's offset into the tree's one entry: one file per lane is part written at a time.
         const journal: Pick<TransferJournal, 'commitOffset'> = {
           commitOffset: async (fileEntry, offset) => {
-            // A sync that ends once the next file's bytes flow: that file is the partial one now, and this one is being committed.
-            if (ctx.latest !== f) return
-            entry.treeFile = { path: f.entry.path, version, durableOffset: offset, prefixDigest: fileEntry.prefixDigest }
-            await deps.journal.put(entry)
+            // A sync that ends once the lane's next file's bytes flow: that file is the lane's partial one now, and this one is being committed.
+            if (lane.latest !== f) return
+            await ctx.parts.journal(lane, { path: f.entry.path, version, durableOffset: offset, prefixDigest: fileEntry.prefixDigest })
           }
         }
         const fileEntry: JournalEntry = { ...entry, version, durableOffset: f.offset }
@@ -485,7 +504,7 @@ async function pull (ctx: Ctx, files: Pending[], round = 0, received?: () => voi
           syncEveryBytes: deps.syncEveryBytes, syncEveryMs: deps.syncEveryMs, onJournaled: () => { deps.counters.journalCommits++ }
         })
         current = { f, sink, hasher }
-        ctx.latest = f
+        lane.latest = f
         for await (const chunk of throttled(chunks, deps.download, signal)) {
           hasher?.update(chunk)
           await sink.write(chunk)
@@ -530,10 +549,7 @@ async function pull (ctx: Ctx, files: Pending[], round = 0, received?: () => voi
           if (committedBytes >= FINISHED_JOURNAL_BYTES) await journalCommitted()
           result.files.done++
           await ctx.row({ path, state: 'done', size: c.f.entry.size })
-          if (entry.treeFile?.path === path) {
-            delete entry.treeFile
-            await deps.journal.put(entry)
-          }
+          await ctx.parts.done(lane, path)
           progress()
         }).catch(err => { commitError ??= err }).finally(() => commits.delete(done))
         commits.add(done)
@@ -566,12 +582,14 @@ async function pull (ctx: Ctx, files: Pending[], round = 0, received?: () => voi
     await Promise.all(commits)
     if (commitError !== undefined) throw commitError
     await journalCommitted()
-    if (again.length > 0) await pull(ctx, again, round + 1, received)
+    if (again.length > 0) await pull(ctx, again, round + 1, received, lane)
   } catch (err) {
     received?.()
     // A group being written finishes (its files are then in place); the one being gathered was never written.
     await writing.catch(() => {})
     await Promise.all(commits)
+    // The files already renamed are made durable and journaled, so that the next attempt does not send them again.
+    await journalCommitted().catch(() => {})
     // The stream broke inside a file: its partial stays for the next attempt, which resumes it from the journaled offset.
     await current?.sink?.abort(toStaccatoError(err).retryable).catch(() => {})
     for (const f of files) if (f !== current?.f) await discard(f)
@@ -589,7 +607,7 @@ async function openAt (ctx: Ctx, f: Pending, offset: number): Promise<Writer> {
 /** Resumes a file from the journaled offset when its kept prefix hashes to the journaled digest; otherwise from zero. */
 async function reopen (ctx: Ctx, f: Pending): Promise<void> {
   const { deps, job, signal } = ctx
-  const cp: TreeFileCheckpoint | undefined = ctx.entry.treeFile
+  const cp = f.checkpoint
   const hasher = newHasher(checksumModeOf(job))
   try {
     const writer = await openAt(ctx, f, f.offset)

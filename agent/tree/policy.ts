@@ -121,3 +121,32 @@ export const LARGE_BATCH_BYTES = 1024 * 1024 * 1024
  * large files did when a batch held at most 64 MiB.
  */
 export const FINISHED_JOURNAL_BYTES = 64 * 1024 * 1024
+
+/**
+ * Large files of a tree carried at once, each on its own read batch and data
+ * connection, when the agent's configuration does not say (--tree-streams).
+ * One stream is bound by the receiver's one thread waiting on each chunk in
+ * turn (decrypt, hash, write); two keep it busy while the other waits. The
+ * value is measured with bench:tree on a 2-core host (docs/benchmarks.md #15).
+ */
+export const DEFAULT_TREE_STREAMS = 2
+
+/**
+ * A batch of large files split into at most `lanes` lanes of about equal
+ * bytes, pulled at once: the largest file goes first to the lane holding the
+ * fewest bytes (the longest-processing-time rule), and each lane keeps the
+ * listing's order. Returns the files' indices per lane; no lane is empty.
+ */
+export function splitLanes (bytes: readonly number[], lanes: number): number[][] {
+  const n = Math.max(1, Math.min(Math.floor(lanes), bytes.length))
+  const load = new Array<number>(n).fill(0)
+  const of: number[][] = Array.from({ length: n }, () => [])
+  const bySize = bytes.map((b, i) => i).sort((x, y) => bytes[y] - bytes[x] || x - y)
+  for (const i of bySize) {
+    let least = 0
+    for (let k = 1; k < n; k++) if (load[k] < load[least]) least = k
+    load[least] += bytes[i]
+    of[least].push(i)
+  }
+  return of.filter(l => l.length > 0).map(l => l.sort((x, y) => x - y))
+}

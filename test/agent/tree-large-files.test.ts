@@ -44,7 +44,8 @@ describe('a tree of large files: one read batch for many, finished files journal
   })
   afterAll(async () => { await rm(root, { recursive: true, force: true }) })
 
-  function setup (name: string, wrap: (p: ProtocolPlugin) => ProtocolPlugin = p => p, syncEveryBytes = MiB): { inner: TreeSource, deps: TreeCopyDeps, journal: MemJournal, counters: ReturnType<typeof newCounters>, dstRef: Parameters<typeof copyTree>[3] } {
+  // One stream of large files unless a test says: the tests of one lane's order (the lanes' own tests are below).
+  function setup (name: string, wrap: (p: ProtocolPlugin) => ProtocolPlugin = p => p, syncEveryBytes = MiB, treeStreams = 1): { inner: TreeSource, deps: TreeCopyDeps, journal: MemJournal, counters: ReturnType<typeof newCounters>, dstRef: Parameters<typeof copyTree>[3] } {
     const srcVolumes = [{ name: 'vol', root: src, readOnly: false }]
     const holder = { volumes: file({ volumes: srcVolumes }), volumeList: srcVolumes, counters: newCounters() }
     const inner = localTreeSource(holder, 'a', 'agent://a/vol/tree/')
@@ -52,7 +53,7 @@ describe('a tree of large files: one read batch for many, finished files journal
     const counters = newCounters()
     const deps: TreeCopyDeps = {
       node: undefined as unknown as MeshNode, journal, counters, clock: new FakeClock(), log: () => {},
-      syncEveryBytes, syncEveryMs: 1000, progressEveryMs: 1000, progress: () => {}, treeFiles: async () => {}
+      syncEveryBytes, syncEveryMs: 1000, progressEveryMs: 1000, progress: () => {}, treeFiles: async () => {}, treeStreams
     }
     const plugin = wrap(file({ volumes: [{ name: 'vol', root: dst, readOnly: false }] }))
     const dstRef = { plugin, url: new URL(`file:///vol/${name}/`), location: parseLocation(`agent://b/vol/${name}/`, 'destination') }
@@ -99,7 +100,9 @@ describe('a tree of large files: one read batch for many, finished files journal
     await expect(copyTree(deps, job('tr_cut', 1), cut, dstRef, new AbortController().signal)).rejects.toThrow(/connection reset/)
     const finished = [...journal.treeFiles.keys()].map(k => k.split('\u0000')[1]).filter(p => p.endsWith('.bin'))
     expect(finished).toHaveLength(LARGE.length - 1)
-    const partial = journal.entries.get('tr_cut')?.treeFile
+    const parts = journal.entries.get('tr_cut')?.treeParts ?? []
+    expect(parts).toHaveLength(1)
+    const partial = parts[0]
     expect(partial?.durableOffset).toBeGreaterThan(0)
     // Nothing but the finished files at their names.
     expect((await readdir(join(dst, 'cut'))).filter(n => LARGE.includes(n)).sort()).toEqual(finished.sort())
@@ -153,7 +156,7 @@ describe('a tree of large files: one read batch for many, finished files journal
     const { inner, deps, journal, dstRef } = setup('overlap', wrap, SIZE)
     const offsets: Array<string | undefined> = []
     const put = journal.put.bind(journal)
-    journal.put = async e => { offsets.push(e.treeFile?.path); await put(e) }
+    journal.put = async e => { offsets.push(...(e.treeParts ?? []).map(p => p.path)); await put(e) }
     const r = await copyTree(deps, job('tr_overlap', 1), { list: inner.list, read: inner.read }, dstRef, new AbortController().signal)
     expect(r.files.done).toBe(LARGE.length + SMALL.length)
     expect(released).toEqual(LARGE.slice(1).map(() => 'next file'))
@@ -161,5 +164,77 @@ describe('a tree of large files: one read batch for many, finished files journal
     expect([...order].sort()).toEqual(LARGE)
     expect(offsets.filter(p => p !== undefined)).toEqual([order[order.length - 1]])
     for (const name of LARGE) expect((await readFile(join(dst, 'overlap', name))).equals(await readFile(join(src, 'tree', name)))).toBe(true)
+  })
+  it('two streams: the large files in two read batches of about equal bytes, two files written at once', async () => {
+    const { inner, deps, dstRef } = setup('lanes', p => p, MiB, 2)
+    const batches: ReadList[] = []
+    let writing = 0
+    let most = 0
+    const source: TreeSource = {
+      list: inner.list,
+      read: async (files, algorithm, handler, signal) => {
+        batches.push(files)
+        await inner.read(files, algorithm, {
+          ...handler,
+          file: async (run, chunks) => {
+            writing++
+            most = Math.max(most, writing)
+            try { await handler.file(run, chunks) } finally { writing-- }
+          }
+        }, signal)
+      }
+    }
+    const r = await copyTree(deps, job('tr_lanes', 1), source, dstRef, new AbortController().signal)
+    expect(r.files).toEqual({ total: LARGE.length + SMALL.length, done: LARGE.length + SMALL.length, skipped: 0, failed: 0 })
+    const large = batches.filter(b => b.some(f => f.expect.size >= LARGE_FILE_BYTES))
+    expect(large.map(b => b.length).sort()).toEqual([2, 3])
+    expect(large.flatMap(b => b.map(f => f.path)).sort()).toEqual(LARGE)
+    expect(most).toBe(2)
+    for (const name of [...LARGE, ...SMALL]) expect((await readFile(join(dst, 'lanes', name))).equals(await readFile(join(src, 'tree', name)))).toBe(true)
+    expect((await readdir(join(dst, 'lanes'))).filter(n => n.endsWith('.partial'))).toEqual([])
+  })
+
+  it('two streams, one cut inside a file: the other lane\'s files finish and are journaled, and the next attempt sends only the rest of the cut one', async () => {
+    const { inner, deps, journal, counters, dstRef } = setup('lanecut', p => p, MiB, 2)
+    let cutting = true
+    // The lane whose read batch starts second fails 4 MiB into its second file; the first lane goes on to its end.
+    let reads = 0
+    const cut: TreeSource = {
+      list: inner.list,
+      read: async (files, algorithm, handler, signal) => {
+        const lane = files.some(f => f.expect.size >= LARGE_FILE_BYTES) ? ++reads : 0
+        let started = 0
+        await inner.read(files, algorithm, {
+          ...handler,
+          file: async (run, chunks) => {
+            if (!cutting || lane !== 2 || ++started < 2) { await handler.file(run, chunks); return }
+            await handler.file(run, (async function * () {
+              let n = 0
+              for await (const c of chunks) {
+                if (n++ === 4) throw new NetworkError('connection reset (test)')
+                yield c
+              }
+            })())
+          }
+        }, signal)
+      }
+    }
+    await expect(copyTree(deps, job('tr_lanecut', 1), cut, dstRef, new AbortController().signal)).rejects.toThrow(/connection reset/)
+    cutting = false
+    const finished = [...journal.treeFiles.keys()].map(k => k.split('\u0000')[1]).filter(p => p.endsWith('.bin'))
+    // Three files on the lane that was not cut, the first file of the cut one.
+    expect(finished).toHaveLength(LARGE.length - 1)
+    const parts = journal.entries.get('tr_lanecut')?.treeParts ?? []
+    expect(parts).toHaveLength(1)
+    expect(parts[0].durableOffset).toBeGreaterThan(0)
+    expect(finished).not.toContain(parts[0].path)
+    expect((await readdir(join(dst, 'lanecut'))).filter(n => LARGE.includes(n)).sort()).toEqual(finished.sort())
+
+    const before = counters.bytesReceived
+    const again = await copyTree(deps, job('tr_lanecut', 2), inner, dstRef, new AbortController().signal)
+    expect(again.files.done).toBe(LARGE.length + SMALL.length)
+    expect(counters.bytesReceived - before).toBe(SIZE - parts[0].durableOffset)
+    for (const name of LARGE) expect((await readFile(join(dst, 'lanecut', name))).equals(await readFile(join(src, 'tree', name)))).toBe(true)
+    expect((await readdir(join(dst, 'lanecut'))).filter(n => n.endsWith('.partial'))).toEqual([])
   })
 })

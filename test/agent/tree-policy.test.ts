@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest'
-import { GROUP_BYTES, GROUP_FILES, SMALL_FILE_BYTES, carriedWhole, extraDecision, finishedAlready, groupFull, syncDecision, treeSelector } from '../../agent/tree/policy.ts'
+import { GROUP_BYTES, GROUP_FILES, SMALL_FILE_BYTES, carriedWhole, extraDecision, finishedAlready, groupFull, splitLanes, syncDecision, treeSelector } from '../../agent/tree/policy.ts'
 
 describe('treeSelector: include and exclude globs', () => {
   it('a pattern without / matches a name at any depth; with / the whole path', () => {
@@ -106,5 +106,19 @@ describe('finishedAlready: a file an earlier attempt finished is not copied agai
     expect(finishedAlready(v, { size: 11, mtime: 1000 }, { size: 11, mtime: 1000 })).toBe(false)
     expect(finishedAlready(v, v, undefined)).toBe(false)
     expect(finishedAlready(v, v, { size: 9, mtime: 1000 })).toBe(false)
+  })
+})
+
+describe('splitLanes: a batch of large files on several lanes of about equal bytes', () => {
+  it('gives each lane files in the listing\'s order, the largest first to the lane with the fewest bytes', () => {
+    expect(splitLanes([64, 64, 64, 64, 64], 2)).toEqual([[0, 2, 4], [1, 3]])
+    expect(splitLanes([100, 10, 10, 10, 60], 2)).toEqual([[0], [1, 2, 3, 4]])
+    expect(splitLanes([5, 5, 5], 3)).toEqual([[0], [1], [2]])
+  })
+  it('never more lanes than files, never an empty lane, one lane at least', () => {
+    expect(splitLanes([7], 4)).toEqual([[0]])
+    expect(splitLanes([7, 8], 1)).toEqual([[0, 1]])
+    expect(splitLanes([7, 8], 0)).toEqual([[0, 1]])
+    expect(splitLanes([], 2)).toEqual([])
   })
 })

@@ -8,7 +8,8 @@ const MiB = 1024 * 1024
 const FILE = 6 * MiB
 const NAMES = ['f1.bin', 'f2.bin', 'f3.bin', 'f4.bin']
 
-interface TreeJournal { transferId: string, treeFile?: { path: string, durableOffset: number } }
+/** The files being written: one per stream of large files (two by default, so two of these four at once). */
+interface TreeJournal { transferId: string, treeParts?: Array<{ path: string, durableOffset: number }> }
 
 describe('a tree resumes after either agent is killed (SIGKILL)', () => {
   let mesh: TestMesh | undefined
@@ -34,8 +35,9 @@ describe('a tree resumes after either agent is killed (SIGKILL)', () => {
     await m.until(async () => {
       const j = (await m.status('compute-1')).journal.find(e => e.transferId === t.id) as TreeJournal | undefined
       const placed = (await readdir(dst).catch(() => [])).filter(n => NAMES.includes(n))
-      if (j?.treeFile === undefined || j.treeFile.durableOffset < MiB || placed.length === 0) return false
-      kept = j.treeFile
+      const part = j?.treeParts?.find(p => p.durableOffset >= MiB)
+      if (part === undefined || placed.length === 0) return false
+      kept = part
       return true
     }, 60_000, 'one file in place and another part journaled')
     return { m, dst, digests, id: t.id, kept: async () => kept }
