@@ -193,6 +193,8 @@ export async function copyTree (deps: TreeCopyDeps, job: Job, source: TreeSource
   }
   const start = async (split: Pending[][]): Promise<void> => {
     if (split.every(files => files.length === 0)) return
+    // The directories listed so far exist before any file is written into them.
+    await dirsMade
     // A batch is received once the one before has all its bytes (on every lane): that one's last group is then written
     // (and synced) while this one comes. At most two batches pulled at once, and one receiving (a partial file per lane).
     await receiving
@@ -217,6 +219,18 @@ export async function copyTree (deps: TreeCopyDeps, job: Job, source: TreeSource
   let pulling: Promise<void> | undefined
   let older: Promise<void> | undefined
   let receiving: Promise<void> | undefined
+  /**
+   * Directories are made one after another in the listing's order (a parent before what it holds, each with its own
+   * mode), beside the listing rather than in its way: each is a few thread-pool round trips, most of them waits.
+   */
+  let dirsMade: Promise<void> = Promise.resolve()
+  let dirsPending = 0
+  const makeDir = async (path: string, mode: number): Promise<void> => {
+    dirsPending++
+    dirsMade = dirsMade.then(async () => { await makeDirectory(urlOf(path), { signal, mode }) }).finally(() => { dirsPending-- })
+    dirsMade.catch(() => {})
+    if (dirsPending >= DIRS_AHEAD) await dirsMade
+  }
 
   // A mirror needs every path the source listed once the copy is done: one string per entry, the price of deleteExtra.
   const listed = new Set<string>()
@@ -228,7 +242,7 @@ export async function copyTree (deps: TreeCopyDeps, job: Job, source: TreeSource
     copied = true
   } finally {
     // Whatever ended the listing, the batches being pulled finish (or fail) before the attempt ends.
-    await Promise.allSettled([older, pulling])
+    await Promise.allSettled([older, pulling, dirsMade])
     // A failed attempt still makes the groups already at their names durable and journals them, so the next one
     // does not send them again (a crash is what may leave them unjournaled); its own error is the one reported.
     if (!copied) await groups?.finish().catch(() => {})
@@ -250,7 +264,7 @@ export async function copyTree (deps: TreeCopyDeps, job: Job, source: TreeSource
       if (e.type === 'directory') {
         if (dryRun) continue
         // Owner-writable whatever the source's mode: a read-only directory could not receive its own files.
-        await makeDirectory(urlOf(e.path), { signal, mode: e.mode | 0o700 })
+        await makeDir(e.path, e.mode | 0o700)
         continue
       }
       result.files.total++
@@ -287,6 +301,7 @@ export async function copyTree (deps: TreeCopyDeps, job: Job, source: TreeSource
         await decided(e, decision)
       }
     }
+    await dirsMade
     await compare()
     await flush()
     await flushLarge()
@@ -325,6 +340,9 @@ export async function copyTree (deps: TreeCopyDeps, job: Job, source: TreeSource
     if (batch.length >= TREE_BATCH || batchBytes >= BATCH_BYTES) await flush()
   }
 }
+
+/** Directories being made at most, beside the listing (bounded: a tree may hold 100,000 of them and no file). */
+const DIRS_AHEAD = 256
 
 /** Files whose destination is stat'ed ahead of the one being decided: each stat is a few system calls, which overlap. */
 const STAT_AHEAD = 16
