@@ -145,10 +145,12 @@ export async function copyTree (deps: TreeCopyDeps, job: Job, source: TreeSource
     // Waits for the call before this one only: at most two calls' rows in memory, and the copy goes on beside the last.
     await before
   }
-  const row = async (r: FileRow): Promise<void> => {
+  /** A row queued; the call that sends them when there are enough (awaited by the caller only then: a no-op queues 10,000). */
+  const queueRow = (r: FileRow): Promise<void> | undefined => {
     rows.push(r)
-    if (rows.length >= ROWS_PER_CALL) await sendRows()
+    return rows.length >= ROWS_PER_CALL ? sendRows() : undefined
   }
+  const row = async (r: FileRow): Promise<void> => { await queueRow(r) }
   const failFile = (path: string, err: StaccatoError): void => {
     rows.push({ path, state: 'failed', size: 0, error: err.toJSON() })
     result.files.failed++
@@ -258,53 +260,81 @@ export async function copyTree (deps: TreeCopyDeps, job: Job, source: TreeSource
   return result
 
   async function listAndCopy (): Promise<void> {
-    for await (const { e, there: stated, finished } of statAhead(source.list(job.tree ?? {}, signal), plugin, urlOf, finishedBefore, signal)) {
+    for await (const stats of statAhead(source.list(job.tree ?? {}, signal), plugin, urlOf, finishedBefore, signal)) {
       signal.throwIfAborted()
-      if (mirror) listed.add(e.path)
-      if (e.type === 'directory') {
-        if (dryRun) continue
-        // Owner-writable whatever the source's mode: a read-only directory could not receive its own files.
-        await makeDir(e.path, e.mode | 0o700)
-        continue
-      }
-      result.files.total++
-      if (e.type === 'skipped') {
-        result.files.skipped++
-        await row({ path: e.path, state: 'skipped', size: 0, reason: e.reason })
-        continue
-      }
-      result.bytesTotal += e.size
-      const source: ObjectVersion = { size: e.size, mtime: e.mtime }
-      let there: ObjectVersion | undefined
-      try {
-        there = await stated
-      } catch (err) {
-        const x = toStaccatoError(err)
-        if (x instanceof IsADirectoryError) { failFile(e.path, new IsADirectoryError(`a directory is where the file should go`)); continue }
-        if (!(x instanceof NotFoundError)) throw x
-      }
-      if (finishedAlready(await finished, source, there)) {
-        // Done by an earlier attempt of this transfer: not sent, hashed or compared again.
-        parts.forget(e.path)
-        result.files.done++
-        result.bytesDone += e.size
-        await row({ path: e.path, state: 'done', size: e.size })
-        progress()
-        continue
-      }
-      const decision = syncDecision(sync, source, there)
-      if (decision === 'compare-checksums') {
-        // Compared in batches: one request for the holder's digests of many files, not one round trip each.
-        toCompare.push(e)
-        if (toCompare.length >= TREE_BATCH) await compare()
-      } else {
-        await decided(e, decision)
+      for (const s of stats) {
+        const waiting = decide(s)
+        if (waiting !== undefined) await waiting
       }
     }
     await dirsMade
     await compare()
     await flush()
     await flushLarge()
+  }
+
+  /**
+   * One entry of the listing, with its destination's stat. Synchronous where it can be (an unchanged file of a
+   * no-op: a row queued, nothing awaited); the promise it returns, when it does, is awaited before the next entry.
+   */
+  function decide (s: Stated): Promise<void> | undefined {
+    const { e } = s
+    if (mirror) listed.add(e.path)
+    if (e.type === 'directory') {
+      // Owner-writable whatever the source's mode: a read-only directory could not receive its own files.
+      return dryRun ? undefined : makeDir(e.path, e.mode | 0o700)
+    }
+    result.files.total++
+    if (e.type === 'skipped') {
+      result.files.skipped++
+      return queueRow({ path: e.path, state: 'skipped', size: 0, reason: e.reason })
+    }
+    const { there, finished } = s
+    if (there instanceof Promise || finished instanceof Promise) {
+      return (async () => {
+        const stat = await (there as Promise<ObjectVersion> | undefined)?.catch((err: unknown) => toStaccatoError(err))
+        await decideFile(e, stat, await finished)
+      })()
+    }
+    return decideFile(e, there, finished)
+  }
+
+  function decideFile (e: TreeEntry, stated: ObjectVersion | Error | undefined, finished: ObjectVersion | undefined): Promise<void> | undefined {
+    result.bytesTotal += e.size
+    const source: ObjectVersion = { size: e.size, mtime: e.mtime }
+    let there: ObjectVersion | undefined
+    if (stated instanceof Error) {
+      const x = toStaccatoError(stated)
+      if (x instanceof IsADirectoryError) { failFile(e.path, new IsADirectoryError('a directory is where the file should go')); return }
+      if (!(x instanceof NotFoundError)) throw x
+    } else {
+      there = stated
+    }
+    if (finishedAlready(finished, source, there)) {
+      // Done by an earlier attempt of this transfer: not sent, hashed or compared again.
+      parts.forget(e.path)
+      result.files.done++
+      result.bytesDone += e.size
+      const sent = queueRow({ path: e.path, state: 'done', size: e.size })
+      progress()
+      return sent
+    }
+    const decision = syncDecision(sync, source, there)
+    if (decision === 'compare-checksums') {
+      // Compared in batches: one request for the holder's digests of many files, not one round trip each.
+      toCompare.push(e)
+      return toCompare.length >= TREE_BATCH ? compare() : undefined
+    }
+    return decision === 'skip' ? skip(e) : decided(e, decision)
+  }
+
+  /** Unchanged at the destination: a row, nothing else. */
+  function skip (e: TreeEntry): Promise<void> | undefined {
+    parts.forget(e.path)
+    result.files.skipped++
+    const sent = queueRow({ path: e.path, state: 'skipped', size: e.size, reason: `unchanged (sync ${sync})` })
+    progress()
+    return sent
   }
 
   async function compare (): Promise<void> {
@@ -317,10 +347,7 @@ export async function copyTree (deps: TreeCopyDeps, job: Job, source: TreeSource
 
   async function decided (e: TreeEntry, decision: 'copy' | 'skip'): Promise<void> {
     if (decision === 'skip') {
-      parts.forget(e.path)
-      result.files.skipped++
-      await row({ path: e.path, state: 'skipped', size: e.size, reason: `unchanged (sync ${sync})` })
-      progress()
+      await skip(e)
       return
     }
     if (dryRun) {
@@ -350,7 +377,8 @@ const STAT_AHEAD = 16
 /** Entries of the listing whose destinations are stat'ed in one call, where the plug-in can (statMany). */
 const STAT_BATCH = 256
 
-type Stated = { e: TreeEntry, there?: Promise<ObjectVersion>, finished?: Promise<ObjectVersion | undefined> }
+/** An entry and its destination's stat (or why there is none) and finished version: known already, or on their way. */
+type Stated = { e: TreeEntry, there?: ObjectVersion | Error | Promise<ObjectVersion>, finished?: ObjectVersion | Promise<ObjectVersion | undefined> }
 
 type FinishedLookup = (paths: string[]) => Promise<Array<ObjectVersion | undefined>>
 
@@ -361,7 +389,7 @@ type FinishedLookup = (paths: string[]) => Promise<Array<ObjectVersion | undefin
  * STAT_AHEAD ahead. A stat that fails is the caller's to read: its promise is
  * handled here so that it never rejects unobserved.
  */
-async function * statAhead (entries: AsyncIterable<TreeEntry>, plugin: ProtocolPlugin, urlOf: (path: string) => URL, finishedBefore: FinishedLookup | undefined, signal: AbortSignal): AsyncGenerator<Stated> {
+async function * statAhead (entries: AsyncIterable<TreeEntry>, plugin: ProtocolPlugin, urlOf: (path: string) => URL, finishedBefore: FinishedLookup | undefined, signal: AbortSignal): AsyncGenerator<Stated[]> {
   const statMany = plugin.statMany?.bind(plugin)
   if (statMany === undefined) {
     const queue: Stated[] = []
@@ -370,31 +398,31 @@ async function * statAhead (entries: AsyncIterable<TreeEntry>, plugin: ProtocolP
       there?.catch(() => {})
       const finished = e.type === 'file' && finishedBefore !== undefined ? finishedBefore([e.path]).then(r => r[0]) : undefined
       queue.push({ e, there, finished })
-      if (queue.length > STAT_AHEAD) yield queue.shift() as Stated
+      if (queue.length > STAT_AHEAD) yield [queue.shift() as Stated]
     }
-    yield * queue
+    yield queue
     return
   }
+  // A batch at a time, its stats settled: the caller reads them without a promise (or a generator step) per entry.
   let batch: TreeEntry[] = []
-  const stated = async function * (): AsyncGenerator<Stated> {
-    const files = batch.filter(e => e.type === 'file')
+  const stated = async (): Promise<Stated[]> => {
+    const these = batch
+    batch = []
+    const files = these.filter(e => e.type === 'file')
     const paths = files.map(e => e.path)
     const [found, done] = files.length === 0 ? [[], []] : await Promise.all([statMany(paths.map(urlOf), { signal }), finishedBefore?.(paths) ?? []])
-    const byPath = new Map(files.map((e, i) => [e.path, i]))
-    for (const e of batch) {
-      const i = byPath.get(e.path)
-      const r = i === undefined ? undefined : found[i]
-      const there = r === undefined ? undefined : r instanceof Error ? Promise.reject(r) : Promise.resolve(r)
-      there?.catch(() => {})
-      yield { e, there, finished: i === undefined ? undefined : Promise.resolve(done[i]) }
-    }
-    batch = []
+    let i = 0
+    return these.map(e => {
+      if (e.type !== 'file') return { e }
+      const at = i++
+      return { e, there: found[at], finished: done[at] }
+    })
   }
   for await (const e of entries) {
     batch.push(e)
-    if (batch.length >= STAT_BATCH) yield * stated()
+    if (batch.length >= STAT_BATCH) yield await stated()
   }
-  yield * stated()
+  yield await stated()
 }
 
 /**
