@@ -43,8 +43,8 @@ async function next (reader: FrameReader): Promise<TreeMessage> {
   return m
 }
 
-/** The tree's entries as the holder lists them, selected there by the include and exclude globs. */
-export async function * listTree (peer: TreePeer, filter: TreeOptions, signal?: AbortSignal): AsyncGenerator<TreeEntry> {
+/** The tree's entries as the holder lists them (a message's at a time), selected there by the include and exclude globs. */
+export async function * listTree (peer: TreePeer, filter: TreeOptions, signal?: AbortSignal): AsyncGenerator<TreeEntry[]> {
   const { stream, reader } = await open(peer, { v: WIRE_VERSION, op: 'list', ticket: peer.ticket, source: peer.source, include: filter.include, exclude: filter.exclude }, signal)
   try {
     for (;;) {
@@ -52,7 +52,7 @@ export async function * listTree (peer: TreePeer, filter: TreeOptions, signal?: 
       const m = await next(reader)
       if (m.t === 'end') break
       if (m.t !== 'entries') throw new ProtocolError(`tree listing: a '${m.t}' message where entries were expected`)
-      yield * m.entries
+      yield m.entries
     }
     await stream.close().catch(() => {})
   } catch (err) {

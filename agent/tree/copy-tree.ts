@@ -389,11 +389,11 @@ type FinishedLookup = (paths: string[]) => Promise<Array<ObjectVersion | undefin
  * STAT_AHEAD ahead. A stat that fails is the caller's to read: its promise is
  * handled here so that it never rejects unobserved.
  */
-async function * statAhead (entries: AsyncIterable<TreeEntry>, plugin: ProtocolPlugin, urlOf: (path: string) => URL, finishedBefore: FinishedLookup | undefined, signal: AbortSignal): AsyncGenerator<Stated[]> {
+async function * statAhead (listing: AsyncIterable<TreeEntry[]>, plugin: ProtocolPlugin, urlOf: (path: string) => URL, finishedBefore: FinishedLookup | undefined, signal: AbortSignal): AsyncGenerator<Stated[]> {
   const statMany = plugin.statMany?.bind(plugin)
   if (statMany === undefined) {
     const queue: Stated[] = []
-    for await (const e of entries) {
+    for await (const entries of listing) for (const e of entries) {
       const there = e.type === 'file' ? plugin.stat(urlOf(e.path), { signal }) : undefined
       there?.catch(() => {})
       const finished = e.type === 'file' && finishedBefore !== undefined ? finishedBefore([e.path]).then(r => r[0]) : undefined
@@ -418,9 +418,11 @@ async function * statAhead (entries: AsyncIterable<TreeEntry>, plugin: ProtocolP
       return { e, there: found[at], finished: done[at] }
     })
   }
-  for await (const e of entries) {
-    batch.push(e)
-    if (batch.length >= STAT_BATCH) yield await stated()
+  for await (const entries of listing) {
+    for (const e of entries) {
+      batch.push(e)
+      if (batch.length >= STAT_BATCH) yield await stated()
+    }
   }
   yield await stated()
 }

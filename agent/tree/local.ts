@@ -13,11 +13,11 @@ export function localTreeSource (holder: TreeHolder, self: string, source: strin
   if (loc.kind !== 'agent' || loc.agent !== self || !namesDirectory(loc)) throw new PermissionDeniedError(`${source} is not a directory of agent '${self}'`)
   const dir = new URL(`file://${loc.url.pathname}`)
   return {
-    async * list (filter, signal): AsyncGenerator<TreeEntry> {
+    async * list (filter, signal): AsyncGenerator<TreeEntry[]> {
       for await (const m of listMessages(holder, dir, filter)) {
         signal?.throwIfAborted()
         if (m.t !== 'entries') throw new ProtocolError(`tree listing: a '${m.t}' message where entries were expected`)
-        yield * m.entries
+        yield m.entries
       }
     },
     async read (files, algorithm, handler, signal): Promise<void> {

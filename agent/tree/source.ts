@@ -11,8 +11,8 @@ export type ReadList = Extract<TreeRequest, { op: 'read' }>['files']
  * batches, handled the same way.
  */
 export interface TreeSource {
-  /** The tree's entries, selected by the include and exclude globs. */
-  list: (filter: TreeOptions, signal?: AbortSignal) => AsyncIterable<TreeEntry>
+  /** The tree's entries, selected by the include and exclude globs: a batch at a time (a message's), not an await per entry. */
+  list: (filter: TreeOptions, signal?: AbortSignal) => AsyncIterable<TreeEntry[]>
   /** One batch of files, back to back, each handed to the handler in turn. */
   read: (files: ReadList, algorithm: 'sha256' | 'blake3' | undefined, handler: ReadHandler, signal?: AbortSignal) => Promise<void>
 }
