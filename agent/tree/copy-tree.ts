@@ -292,7 +292,7 @@ export async function copyTree (deps: TreeCopyDeps, job: Job, source: TreeSource
     const { there, finished } = s
     if (there instanceof Promise || finished instanceof Promise) {
       return (async () => {
-        const stat = await (there as Promise<ObjectVersion> | undefined)?.catch((err: unknown) => toStaccatoError(err))
+        const stat = there instanceof Promise ? await there.catch((err: unknown) => toStaccatoError(err)) : there
         await decideFile(e, stat, await finished)
       })()
     }
