@@ -107,6 +107,13 @@ describe('configuration: flags > environment > file > defaults', () => {
     await expect(agentConfig({ name: 'a1', coordinator: COORDINATOR }, { STACCATO_STREAMS: '17' })).rejects.toThrow("STACCATO_STREAMS '17' must be from 1 to 16")
   })
 
+  it('takes the large files a tree carries at once from flag or environment, 2 when unset, and refuses 0 or more than 16', async () => {
+    expect((await agentConfig({ name: 'a1', coordinator: COORDINATOR }, {})).treeStreams).toBe(2)
+    expect((await agentConfig({ name: 'a1', coordinator: COORDINATOR, treeStreams: '3' }, {})).treeStreams).toBe(3)
+    expect((await agentConfig({ name: 'a1', coordinator: COORDINATOR }, { STACCATO_TREE_STREAMS: '1' })).treeStreams).toBe(1)
+    await expect(agentConfig({ name: 'a1', coordinator: COORDINATOR, treeStreams: '17' }, {})).rejects.toThrow("--tree-streams '17' must be from 1 to 16")
+  })
+
   it('refuses to start an agent with a bad config file: one line, exit 2', async () => {
     const config = await file('start.yaml', `agent:\n  name: a1\n  coordinator: ${COORDINATOR}\n  volumes:\n    - { name: v, root: /nope }\n`)
     const r = await runCli(['agent', '--config', config])
