@@ -23,6 +23,21 @@ export interface ReadHandler {
   end: (path: string, digest: { sha256?: string, blake3?: string }) => Promise<void>
   /** `now`: the file's version when it changed since it was listed or while it was read (it may be asked for again). */
   error: (path: string, err: StaccatoError, now?: { size: number, mtime: number }) => Promise<void>
+  /**
+   * Small whole files packed (a `files` message): `bytes` holds their contents
+   * one after the other, each `size` bytes. A handler that has it is sent packs.
+   */
+  files?: (runs: PackedFile[], bytes: Uint8Array) => Promise<void>
+}
+
+export type PackedFile = Extract<TreeMessage, { t: 'files' }>['files'][number]
+
+/** A pack's bytes as one array: as they came when they came in one chunk, else copied once. */
+export async function packBytes (chunks: AsyncIterable<Uint8Array>, length: number): Promise<Uint8Array> {
+  const parts: Uint8Array[] = []
+  for await (const chunk of chunks) parts.push(chunk)
+  if (parts.length === 1) return parts[0]
+  return Buffer.concat(parts, length)
 }
 
 async function open (peer: TreePeer, req: TreeRequest, signal?: AbortSignal): Promise<{ stream: Stream, reader: FrameReader }> {
@@ -78,7 +93,7 @@ export { LARGE_FILE_BYTES }
 export async function readFiles (peer: TreePeer, files: Extract<TreeRequest, { op: 'read' }>['files'], algorithm: 'sha256' | 'blake3' | undefined, handler: ReadHandler, signal?: AbortSignal): Promise<void> {
   const bytes = files.reduce((n, f) => f.expect.size - f.offset >= LARGE_FILE_BYTES ? n + f.expect.size - f.offset : n, 0)
   const own = bytes >= DIRECT_BATCH_BYTES ? ephemeral() : undefined
-  const req = { v: WIRE_VERSION, op: 'read', ticket: peer.ticket, source: peer.source, files, ...(algorithm === undefined ? {} : { algorithm }) } as const
+  const req = { v: WIRE_VERSION, op: 'read', ticket: peer.ticket, source: peer.source, files, ...(algorithm === undefined ? {} : { algorithm }), ...(handler.files === undefined ? {} : { packed: true }) } as const
   let { stream, reader } = await open(peer, own === undefined ? req : { ...req, direct: { pub: own.pub } }, signal)
   let socket: Socket | undefined
   try {
@@ -105,6 +120,7 @@ export async function readFiles (peer: TreePeer, files: Extract<TreeRequest, { o
       if (m.t === 'file') await handler.file({ path: m.path, size: m.size, mtime: m.mtime, length: m.length }, reader.readBytes(m.length))
       else if (m.t === 'file-end') await handler.end(m.path, { sha256: m.sha256, blake3: m.blake3 })
       else if (m.t === 'file-error') await handler.error(m.path, fromErrorInfo(m.error), m.now)
+      else if (m.t === 'files' && handler.files !== undefined) await handler.files(m.files, await packBytes(reader.readBytes(m.length), m.length))
       else throw new ProtocolError(`tree read: an '${m.t}' message where files were expected`)
     }
     await stream.close().catch(() => {})
