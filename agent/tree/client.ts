@@ -87,12 +87,23 @@ export async function * listTree (peer: TreePeer, filter: TreeOptions, signal?: 
  * there are: each would cost a few records of its own for little gain.
  */
 export const DIRECT_BATCH_BYTES = 8 * 1024 * 1024
+
+/**
+ * Packed small files (`files` messages) of a batch that take the direct data
+ * socket: there a pack of 64 costs one or two AES-GCM records, where on the
+ * stream the muxer's frames, window updates and the channel's records cost
+ * the receiver ~90 µs a 4 KiB file (its profile in bench:tree, docs/trees.md).
+ * Under 256 KiB (64 × 4 KiB) the socket's set-up is not worth it.
+ */
+export const DIRECT_PACKED_BYTES = 256 * 1024
 export { LARGE_FILE_BYTES }
 
 /** One batch of files over one stream, back to back, each handed to the handler in turn; a large batch on the holder's data port. */
 export async function readFiles (peer: TreePeer, files: Extract<TreeRequest, { op: 'read' }>['files'], algorithm: 'sha256' | 'blake3' | undefined, handler: ReadHandler, signal?: AbortSignal): Promise<void> {
   const bytes = files.reduce((n, f) => f.expect.size - f.offset >= LARGE_FILE_BYTES ? n + f.expect.size - f.offset : n, 0)
-  const own = bytes >= DIRECT_BATCH_BYTES ? ephemeral() : undefined
+  // Packed small files: a pack is one record or two there, and the libp2p stream's muxer and channel cost more than its files.
+  const packed = handler.files === undefined ? 0 : files.reduce((n, f) => f.offset === 0 && f.expect.size < LARGE_FILE_BYTES ? n + f.expect.size : n, 0)
+  const own = bytes >= DIRECT_BATCH_BYTES || packed >= DIRECT_PACKED_BYTES ? ephemeral() : undefined
   const req = { v: WIRE_VERSION, op: 'read', ticket: peer.ticket, source: peer.source, files, ...(algorithm === undefined ? {} : { algorithm }), ...(handler.files === undefined ? {} : { packed: true }) } as const
   let { stream, reader } = await open(peer, own === undefined ? req : { ...req, direct: { pub: own.pub } }, signal)
   let socket: Socket | undefined

@@ -13,7 +13,7 @@ import type { MeshNode } from '../../mesh/index.ts'
 import { file } from '../../protocols/index.ts'
 import { startTreeServer } from '../../agent/tree/server.ts'
 import type { TreeServerOptions } from '../../agent/tree/server.ts'
-import { DIRECT_BATCH_BYTES, LARGE_FILE_BYTES, readFiles } from '../../agent/tree/client.ts'
+import { DIRECT_BATCH_BYTES, DIRECT_PACKED_BYTES, LARGE_FILE_BYTES, readFiles } from '../../agent/tree/client.ts'
 import type { TreePeer } from '../../agent/tree/client.ts'
 import { newCounters } from '../../agent/counters.ts'
 
@@ -23,6 +23,9 @@ const SIZES: Record<string, number> = { 'big.bin': 6 * MiB + 5, 'sub/more.bin': 
 // Files just under the large-file size: together over DIRECT_BATCH_BYTES, but no large one among them.
 const MANY = Array.from({ length: 12 }, (_, i) => `many/${i}.bin`)
 for (const path of MANY) SIZES[path] = LARGE_FILE_BYTES - 1
+/** Small files a reader takes packed: 80 × 4 KiB, over DIRECT_PACKED_BYTES. */
+const PACKED = Array.from({ length: 80 }, (_, i) => `many/p${i}.bin`)
+for (const path of PACKED) SIZES[path] = 4096
 
 /**
  * A tree's read batch on the holder's direct data socket, in one process on
@@ -158,6 +161,35 @@ describe('tree read batches on the direct data socket', () => {
     expect(error).toBeUndefined()
     for (const path of MANY) expect(got.get(path)?.equals(files.get(path) as Buffer)).toBe(true)
     expect(r.carried()).toBe(0)
+  })
+
+  it('sends packed small files on the data port, to a reader that takes packs', async () => {
+    const packedBytes = PACKED.reduce((n, p) => n + SIZES[p], 0)
+    expect(packedBytes).toBeGreaterThanOrEqual(DIRECT_PACKED_BYTES)
+    const r = await relay()
+    options.direct = { listener, port: r.port }
+    const batch = await Promise.all(PACKED.map(async path => ({ path, offset: 0, expect: await options.volumes.stat(new URL(`file:///vol/tree/${path}`)) })))
+    const got = new Map<string, Buffer>()
+    let packs = 0
+    const alone = async (): Promise<never> => { throw new Error('a small file sent alone') }
+    await readFiles(await peer(), batch, 'sha256', {
+      file: alone,
+      end: alone,
+      error: async (_path, err) => { throw err },
+      files: async (runs, bytes) => {
+        packs++
+        let at = 0
+        for (const run of runs) {
+          const data = Buffer.from(bytes.subarray(at, at + run.size))
+          at += run.size
+          expect(run.sha256).toBe(sha256(data))
+          got.set(run.path, data)
+        }
+      }
+    })
+    for (const path of PACKED) expect(got.get(path)?.equals(files.get(path) as Buffer)).toBe(true)
+    expect(packs).toBeLessThan(PACKED.length / 10)
+    expect(r.carried()).toBeGreaterThan(packedBytes)
   })
 
   it('keeps a batch of small files on the stream', async () => {
