@@ -12,7 +12,7 @@
  * the large tree's bytes as one file after each of its --large-reps runs
  * (medians; rsync's large run is repeated as often), which says what a tree
  * costs over a file; --profile DIR
- * writes both agents' V8 CPU profiles there (read them with scripts/bench-profile.ts).
+ * writes the agents' and the coordinator's V8 CPU profiles there (read them with scripts/bench-profile.ts).
  */
 import { mkdir, open, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises'
 import { randomBytes } from 'node:crypto'
@@ -126,9 +126,9 @@ async function main (): Promise<void> {
   const mesh = await BenchMesh.create(args.dir)
   let sshd: LocalSshd | string = 'skipped (--no-ssh)'
   try {
-    await mesh.startCoordinator()
-    // --cpu-prof writes each agent's profile when it exits (mesh.stop ends them with SIGTERM).
+    // --cpu-prof writes each process's profile when it exits (mesh.stop ends them with SIGTERM): the coordinator's first.
     const env: NodeJS.ProcessEnv = args.profile !== undefined ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${args.profile}` } : {}
+    await mesh.startCoordinator(env)
     const a = await mesh.startAgent('a', ['--log-level', 'info'], env)
     const b = await mesh.startAgent('b', ['--log-level', 'info'], env)
     if (!noSmall) await writeTree(join(a.volume, 'small'), files, fileSize, dirs)
