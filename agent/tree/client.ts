@@ -104,19 +104,22 @@ export async function readFiles (peer: TreePeer, files: Extract<TreeRequest, { o
   // Packed small files: a pack is one record or two there, and the libp2p stream's muxer and channel cost more than its files.
   const packed = handler.files === undefined ? 0 : files.reduce((n, f) => f.offset === 0 && f.expect.size < LARGE_FILE_BYTES ? n + f.expect.size : n, 0)
   const own = bytes >= DIRECT_BATCH_BYTES || packed >= DIRECT_PACKED_BYTES ? ephemeral() : undefined
-  const req = { v: WIRE_VERSION, op: 'read', ticket: peer.ticket, source: peer.source, files, ...(algorithm === undefined ? {} : { algorithm }), ...(handler.files === undefined ? {} : { packed: true }) } as const
-  let { stream, reader } = await open(peer, own === undefined ? req : { ...req, direct: { pub: own.pub } }, signal)
+  const req = { v: WIRE_VERSION, op: 'read', ticket: peer.ticket, source: peer.source, files, ...(algorithm === undefined ? {} : { algorithm }) } as const
+  const asked = { ...req, ...(handler.files === undefined ? {} : { packed: true }), ...(own === undefined ? {} : { direct: { pub: own.pub } }) }
+  let { stream, reader } = await open(peer, asked, signal)
   let socket: Socket | undefined
   try {
     let first: TreeMessage | undefined
-    if (own !== undefined) {
+    if (own !== undefined || asked.packed === true) {
       first = decode(TreeMessage, await reader.readFrame(), 'tree message')
-      if (first.t === 'error' && fromErrorInfo(first.error) instanceof InvalidArgumentError) {
-        // A holder from before the direct socket refuses the offer as an unknown field: ask again without it.
-        stream.abort(new Error('asking again without the direct socket'))
+      const refused = first.t === 'error' ? fromErrorInfo(first.error) : undefined
+      if (refused instanceof InvalidArgumentError || refused instanceof ProtocolError) {
+        // A holder from before the direct socket or the packs refuses them as unknown fields (its schema check: a
+        // protocol error): ask once more without them. A refusal for another reason comes again, and is reported.
+        stream.abort(new Error('asking again without the direct socket and the packs'))
         ;({ stream, reader } = await open(peer, req, signal))
         first = undefined
-      } else if (first.t === 'direct') {
+      } else if (first.t === 'direct' && own !== undefined) {
         const direct = await onDirect(peer, stream, own, first.direct, signal)
         if (direct !== undefined) ({ socket, reader } = direct)
         first = undefined

@@ -8,7 +8,7 @@ import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import type { PrivateKey } from '@libp2p/interface'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { DirectListener, FrameReader, InvalidArgumentError, TREE_PROTOCOL, WIRE_VERSION, createMeshNode, issuerKey, send, sendFrame, signTicket } from '../../mesh/index.ts'
+import { DirectListener, FrameReader, InvalidArgumentError, ProtocolError, TREE_PROTOCOL, WIRE_VERSION, createMeshNode, issuerKey, send, sendFrame, signTicket } from '../../mesh/index.ts'
 import type { MeshNode } from '../../mesh/index.ts'
 import { file } from '../../protocols/index.ts'
 import { startTreeServer } from '../../agent/tree/server.ts'
@@ -248,6 +248,42 @@ describe('tree read batches on the direct data socket', () => {
       })
       expect(Buffer.concat(got).equals(content)).toBe(true)
       expect(requests.map(r => 'direct' in r)).toEqual([true, false])
+    } finally {
+      await old.stop()
+    }
+  })
+
+  it('asks a holder from before the packs again without `packed`, which its schema check refuses', async () => {
+    // The old holder's side: its request schema has no `packed`, so a request with it is malformed there.
+    const old = await createMeshNode({ privateKey: await generateKeyPair('Ed25519'), listen: ['/ip4/127.0.0.1/tcp/0'] })
+    const requests: Array<Record<string, unknown>> = []
+    const content = files.get('small.txt') as Buffer
+    await old.handle(TREE_PROTOCOL, async stream => {
+      const req = await new FrameReader(stream).readFrame() as Record<string, unknown>
+      requests.push(req)
+      if ('packed' in req) {
+        await sendFrame(stream, { v: WIRE_VERSION, t: 'error', error: new ProtocolError('malformed tree request: must NOT have additional properties').toJSON() })
+      } else {
+        await sendFrame(stream, { v: WIRE_VERSION, t: 'file', path: 'small.txt', size: content.byteLength, mtime: 0, length: content.byteLength })
+        await send(stream, content)
+        await sendFrame(stream, { v: WIRE_VERSION, t: 'file-end', path: 'small.txt', sha256: sha256(content) })
+        await sendFrame(stream, { v: WIRE_VERSION, t: 'end' })
+      }
+      await stream.close()
+    })
+    try {
+      const ticket = await signTicket(coordinatorKey, { v: 1, tid: 'tr_tree_old_packs', src: source, off: 0, rdr: reader.peerId.toString(), exp: Math.floor(Date.now() / 1000) + 600 })
+      const got: Buffer[] = []
+      await readFiles({ node: reader, peerId: old.peerId.toString(), addrs: old.getMultiaddrs().map(String), ticket, source }, [
+        { path: 'small.txt', offset: 0, expect: { size: content.byteLength, mtime: 0 } }
+      ], 'sha256', {
+        file: async (_run, chunks) => { for await (const c of chunks) got.push(Buffer.from(c)) },
+        end: async () => {},
+        error: async (_path, err) => { throw err },
+        files: async () => { throw new Error('a pack from a holder that has none') }
+      })
+      expect(Buffer.concat(got).equals(content)).toBe(true)
+      expect(requests.map(r => 'packed' in r)).toEqual([true, false])
     } finally {
       await old.stop()
     }
