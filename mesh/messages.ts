@@ -128,7 +128,8 @@ export type TreeEntry = Static<typeof TreeEntry>
  * `entries` messages, then `end`. `read` streams each asked file in turn
  * (`file` header, `length` raw bytes, `file-end` with the digest of the
  * whole file when asked, or `file-error` for that file alone), then `end`:
- * many files over one stream, one round trip per batch, not per file.
+ * many files over one stream, one round trip per batch, not per file. Asked
+ * `packed`, small whole files come many to a `files` message instead.
  */
 export const TreeRequest = Type.Union([
   Type.Object({ v: Type.Literal(WIRE_VERSION), op: Type.Literal('list'), ticket: Type.String({ maxLength: 16384 }), source: Url, include: Type.Optional(Globs), exclude: Type.Optional(Globs) }, { additionalProperties: false }),
