@@ -102,6 +102,13 @@ export type DataTrailer = Static<typeof DataTrailer>
 /** Entries per `entries` message, and files per `read` request: bounded frames, and bounded memory on both ends. */
 export const TREE_BATCH = 256
 
+/**
+ * Bytes of one `files` message's contents at most: the reader holds a pack
+ * whole until its files are checked and written, so this bounds its memory
+ * (a group of small files is 8 MiB at most, agent/tree/policy.ts).
+ */
+export const TREE_PACK_BYTES = 8 * 1024 * 1024
+
 const TreePath = Type.String({ minLength: 1, maxLength: 4096 })
 export const Globs = Type.Array(Type.String({ minLength: 1, maxLength: 1024 }), { maxItems: 64 })
 
@@ -121,7 +128,8 @@ export type TreeEntry = Static<typeof TreeEntry>
  * `entries` messages, then `end`. `read` streams each asked file in turn
  * (`file` header, `length` raw bytes, `file-end` with the digest of the
  * whole file when asked, or `file-error` for that file alone), then `end`:
- * many files over one stream, one round trip per batch, not per file.
+ * many files over one stream, one round trip per batch, not per file. Asked
+ * `packed`, small whole files come many to a `files` message instead.
  */
 export const TreeRequest = Type.Union([
   Type.Object({ v: Type.Literal(WIRE_VERSION), op: Type.Literal('list'), ticket: Type.String({ maxLength: 16384 }), source: Url, include: Type.Optional(Globs), exclude: Type.Optional(Globs) }, { additionalProperties: false }),
@@ -133,7 +141,9 @@ export const TreeRequest = Type.Union([
     files: Type.Array(Type.Object({ path: TreePath, offset: Offset, expect: ObjectVersion }, { additionalProperties: false }), { minItems: 1, maxItems: TREE_BATCH }),
     algorithm: Type.Optional(Type.Union([Type.Literal('sha256'), Type.Literal('blake3')])),
     /** Offered for a batch of large files: the batch's messages then go on the holder's direct data socket (`direct`, below). */
-    direct: Type.Optional(DirectOffer)
+    direct: Type.Optional(DirectOffer),
+    /** The reader takes `files` messages: small whole files packed many to a message (one header, one run of bytes). */
+    packed: Type.Optional(Type.Boolean())
   }, { additionalProperties: false })
 ])
 export type TreeRequest = Static<typeof TreeRequest>
@@ -142,6 +152,14 @@ export const TreeMessage = Type.Union([
   Type.Object({ v: Type.Literal(WIRE_VERSION), t: Type.Literal('entries'), entries: Type.Array(TreeEntry, { maxItems: TREE_BATCH }) }),
   Type.Object({ v: Type.Literal(WIRE_VERSION), t: Type.Literal('file'), path: TreePath, size: Offset, mtime: Type.Number(), length: Offset }),
   Type.Object({ v: Type.Literal(WIRE_VERSION), t: Type.Literal('file-end'), path: TreePath, sha256: Type.Optional(Sha256), blake3: Type.Optional(Blake3) }),
+  // Asked with `packed`: whole files from offset 0, each with its digest, then `length` raw bytes, their contents one
+  // after the other in this order (each `size` bytes): per-file messages cost more than a small file's bytes.
+  Type.Object({
+    v: Type.Literal(WIRE_VERSION),
+    t: Type.Literal('files'),
+    files: Type.Array(Type.Object({ path: TreePath, size: Offset, mtime: Type.Number(), sha256: Type.Optional(Sha256), blake3: Type.Optional(Blake3) }), { minItems: 1, maxItems: TREE_BATCH }),
+    length: Type.Integer({ minimum: 0, maximum: TREE_PACK_BYTES })
+  }),
   // `now`: the file as it is now, when it changed since it was listed (or while it was read: then in place of `file-end`,
   // its `length` bytes sent), so that the reader can ask for it again.
   Type.Object({ v: Type.Literal(WIRE_VERSION), t: Type.Literal('file-error'), path: TreePath, error: ErrorInfo, now: Type.Optional(ObjectVersion) }),

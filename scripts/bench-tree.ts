@@ -12,8 +12,8 @@
  * the large tree's bytes as one file after each of its --large-reps runs
  * (medians; rsync's large run is repeated as often), which says what a tree
  * costs over a file; --profile DIR
- * writes both agents' V8 CPU profiles there (read them with scripts/bench-profile.ts); --tree-streams N gives
- * the receiving agent's --tree-streams (large files carried at once; its default when absent).
+ * writes the agents' and the coordinator's V8 CPU profiles there (read them with scripts/bench-profile.ts);
+ * --tree-streams N gives the receiving agent's --tree-streams (large files carried at once; its default when absent).
  */
 import { mkdir, open, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises'
 import { randomBytes } from 'node:crypto'
@@ -25,7 +25,7 @@ import { freePort } from '../cli/index.ts'
 import { BenchMesh } from './bench-mesh.ts'
 import type { BenchAgent } from './bench-mesh.ts'
 import { LocalSshd } from './bench-scp.ts'
-import { MiB, cpuSeconds, mbps, median, note, peakRssMiB, report, round } from './bench-util.ts'
+import { MiB, cpuSeconds, cpuSplit, mbps, median, note, peakRssMiB, report, round } from './bench-util.ts'
 
 // The cipher bench:transfer gives scp: the fastest of OpenSSH's on x86 with AES-NI.
 const CIPHER = 'aes128-gcm@openssh.com'
@@ -99,14 +99,28 @@ async function checkCopy (what: string, dir: string, want: { files: number, byte
  * CPU seconds both agents spent on a run, beside its time: on a loaded machine (other processes on its two cores)
  * the wall time says more about the neighbours than about the agents.
  */
-async function agentTree (mesh: BenchMesh, b: BenchAgent, src: string, dst: string, a?: BenchAgent): Promise<{ ms: number, cpu: number | null, files: { done: number, skipped: number } }> {
+type CpuByProcess = Record<'a' | 'b' | 'coordinator', { user: number, system: number }>
+
+async function agentTree (mesh: BenchMesh, b: BenchAgent, src: string, dst: string, a?: BenchAgent): Promise<{ ms: number, cpu: number | null, byProcess?: CpuByProcess, files: { done: number, skipped: number } }> {
   const cpu = (): number => a === undefined ? NaN : cpuSeconds(a.pid) + cpuSeconds(b.pid)
+  const coordinatorPid = mesh.coordinator?.pid
+  // Each process's user and system CPU apart: where a small file's cost is (the coordinator's per-file records too).
+  const split = (): CpuByProcess | undefined => a === undefined || coordinatorPid === undefined
+    ? undefined
+    : { a: cpuSplit(a.pid), b: cpuSplit(b.pid), coordinator: cpuSplit(coordinatorPid) }
+  const splitBefore = split()
   const cpuBefore = cpu()
   const { id } = await mesh.run(`agent://a/vol/${src}/`, `agent://b/vol/${dst}/`, timeoutMs, { checksumMode: args.checksum })
   const ms = await mesh.executorMs(b.name, id, 'tree copied')
   const t = (await mesh.api('GET', `/v1/transfers/${id}`)).body as { progress: { files: { done: number, skipped: number } } }
   const used = cpu() - cpuBefore
-  return { ms, cpu: Number.isNaN(used) ? null : round(used, 2), files: t.progress.files }
+  const splitAfter = split()
+  const byProcess = splitBefore === undefined || splitAfter === undefined
+    ? undefined
+    : Object.fromEntries((['a', 'b', 'coordinator'] as const).map(k => [k, {
+      user: round(splitAfter[k].user - splitBefore[k].user, 2), system: round(splitAfter[k].system - splitBefore[k].system, 2)
+    }])) as CpuByProcess
+  return { ms, cpu: Number.isNaN(used) ? null : round(used, 2), byProcess, files: t.progress.files }
 }
 
 async function main (): Promise<void> {
@@ -114,9 +128,9 @@ async function main (): Promise<void> {
   const mesh = await BenchMesh.create(args.dir)
   let sshd: LocalSshd | string = 'skipped (--no-ssh)'
   try {
-    await mesh.startCoordinator()
-    // --cpu-prof writes each agent's profile when it exits (mesh.stop ends them with SIGTERM).
+    // --cpu-prof writes each process's profile when it exits (mesh.stop ends them with SIGTERM): the coordinator's first.
     const env: NodeJS.ProcessEnv = args.profile !== undefined ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${args.profile}` } : {}
+    await mesh.startCoordinator(env)
     const a = await mesh.startAgent('a', ['--log-level', 'info'], env)
     const b = await mesh.startAgent('b', ['--log-level', 'info', ...(args['tree-streams'] === undefined ? [] : ['--tree-streams', args['tree-streams']])], env)
     if (!noSmall) await writeTree(join(a.volume, 'small'), files, fileSize, dirs)
@@ -218,6 +232,8 @@ async function main (): Promise<void> {
       smallFilesPerSec: round(files / (ours.ms / 1000), 1),
       // Both agents' CPU seconds (user + system) over the run, from the submit to the record's end.
       smallAgentCpuSeconds: ours.cpu,
+      // User and system CPU seconds of each process (the coordinator too) over the small tree's run.
+      smallCpuByProcess: ours.byProcess ?? null,
       scpSmallSeconds: scpSmall === null ? null : round(scpSmall / 1000, 3),
       rsyncSmallSeconds: rsyncSmall === null ? null : round(rsyncSmall / 1000, 3),
       // Speed ratios: above 1, the agents are faster.

@@ -23,6 +23,21 @@ export interface ReadHandler {
   end: (path: string, digest: { sha256?: string, blake3?: string }) => Promise<void>
   /** `now`: the file's version when it changed since it was listed or while it was read (it may be asked for again). */
   error: (path: string, err: StaccatoError, now?: { size: number, mtime: number }) => Promise<void>
+  /**
+   * Small whole files packed (a `files` message): `bytes` holds their contents
+   * one after the other, each `size` bytes. A handler that has it is sent packs.
+   */
+  files?: (runs: PackedFile[], bytes: Uint8Array) => Promise<void>
+}
+
+export type PackedFile = Extract<TreeMessage, { t: 'files' }>['files'][number]
+
+/** A pack's bytes as one array: as they came when they came in one chunk, else copied once. */
+export async function packBytes (chunks: AsyncIterable<Uint8Array>, length: number): Promise<Uint8Array> {
+  const parts: Uint8Array[] = []
+  for await (const chunk of chunks) parts.push(chunk)
+  if (parts.length === 1) return parts[0]
+  return Buffer.concat(parts, length)
 }
 
 async function open (peer: TreePeer, req: TreeRequest, signal?: AbortSignal): Promise<{ stream: Stream, reader: FrameReader }> {
@@ -72,25 +87,39 @@ export async function * listTree (peer: TreePeer, filter: TreeOptions, signal?: 
  * there are: each would cost a few records of its own for little gain.
  */
 export const DIRECT_BATCH_BYTES = 8 * 1024 * 1024
+
+/**
+ * Packed small files (`files` messages) of a batch that take the direct data
+ * socket: there a pack of 64 costs one or two AES-GCM records, where on the
+ * stream the muxer's frames, window updates and the channel's records cost
+ * the receiver ~90 µs a 4 KiB file (its profile in bench:tree, docs/trees.md).
+ * Under 256 KiB (64 × 4 KiB) the socket's set-up is not worth it.
+ */
+export const DIRECT_PACKED_BYTES = 256 * 1024
 export { LARGE_FILE_BYTES }
 
 /** One batch of files over one stream, back to back, each handed to the handler in turn; a large batch on the holder's data port. */
 export async function readFiles (peer: TreePeer, files: Extract<TreeRequest, { op: 'read' }>['files'], algorithm: 'sha256' | 'blake3' | undefined, handler: ReadHandler, signal?: AbortSignal): Promise<void> {
   const bytes = files.reduce((n, f) => f.expect.size - f.offset >= LARGE_FILE_BYTES ? n + f.expect.size - f.offset : n, 0)
-  const own = bytes >= DIRECT_BATCH_BYTES ? ephemeral() : undefined
+  // Packed small files: a pack is one record or two there, and the libp2p stream's muxer and channel cost more than its files.
+  const packed = handler.files === undefined ? 0 : files.reduce((n, f) => f.offset === 0 && f.expect.size < LARGE_FILE_BYTES ? n + f.expect.size : n, 0)
+  const own = bytes >= DIRECT_BATCH_BYTES || packed >= DIRECT_PACKED_BYTES ? ephemeral() : undefined
   const req = { v: WIRE_VERSION, op: 'read', ticket: peer.ticket, source: peer.source, files, ...(algorithm === undefined ? {} : { algorithm }) } as const
-  let { stream, reader } = await open(peer, own === undefined ? req : { ...req, direct: { pub: own.pub } }, signal)
+  const asked = { ...req, ...(handler.files === undefined ? {} : { packed: true }), ...(own === undefined ? {} : { direct: { pub: own.pub } }) }
+  let { stream, reader } = await open(peer, asked, signal)
   let socket: Socket | undefined
   try {
     let first: TreeMessage | undefined
-    if (own !== undefined) {
+    if (own !== undefined || asked.packed === true) {
       first = decode(TreeMessage, await reader.readFrame(), 'tree message')
-      if (first.t === 'error' && fromErrorInfo(first.error) instanceof InvalidArgumentError) {
-        // A holder from before the direct socket refuses the offer as an unknown field: ask again without it.
-        stream.abort(new Error('asking again without the direct socket'))
+      const refused = first.t === 'error' ? fromErrorInfo(first.error) : undefined
+      if (refused instanceof InvalidArgumentError || refused instanceof ProtocolError) {
+        // A holder from before the direct socket or the packs refuses them as unknown fields (its schema check: a
+        // protocol error): ask once more without them. A refusal for another reason comes again, and is reported.
+        stream.abort(new Error('asking again without the direct socket and the packs'))
         ;({ stream, reader } = await open(peer, req, signal))
         first = undefined
-      } else if (first.t === 'direct') {
+      } else if (first.t === 'direct' && own !== undefined) {
         const direct = await onDirect(peer, stream, own, first.direct, signal)
         if (direct !== undefined) ({ socket, reader } = direct)
         first = undefined
@@ -105,6 +134,7 @@ export async function readFiles (peer: TreePeer, files: Extract<TreeRequest, { o
       if (m.t === 'file') await handler.file({ path: m.path, size: m.size, mtime: m.mtime, length: m.length }, reader.readBytes(m.length))
       else if (m.t === 'file-end') await handler.end(m.path, { sha256: m.sha256, blake3: m.blake3 })
       else if (m.t === 'file-error') await handler.error(m.path, fromErrorInfo(m.error), m.now)
+      else if (m.t === 'files' && handler.files !== undefined) await handler.files(m.files, await packBytes(reader.readBytes(m.length), m.length))
       else throw new ProtocolError(`tree read: an '${m.t}' message where files were expected`)
     }
     await stream.close().catch(() => {})

@@ -1,5 +1,5 @@
 import {
-  ChecksumMismatchError, InternalError, IsADirectoryError, NotFoundError, SourceChangedError, TREE_BATCH, UnsupportedError, toStaccatoError
+  ChecksumMismatchError, InternalError, IsADirectoryError, NotFoundError, ProtocolError, SourceChangedError, TREE_BATCH, UnsupportedError, toStaccatoError
 } from '../../mesh/index.ts'
 import type { ControlParams, ErrorInfo, Job, MeshNode, StaccatoError, TreeEntry } from '../../mesh/index.ts'
 import type { ObjectVersion, ProtocolPlugin, Writer } from '../../protocols/index.ts'
@@ -12,7 +12,7 @@ import { digestOf, newHasher } from '../copy/checksum.ts'
 import type { Hasher } from '../copy/checksum.ts'
 import { DurableSink } from '../copy/durable-sink.ts'
 import { throttled } from '../copy/stages.ts'
-import type { FileRun } from './client.ts'
+import type { FileRun, ReadHandler } from './client.ts'
 import type { TreeSource } from './source.ts'
 import { DEFAULT_TREE_STREAMS, DEFAULT_TREE_SYNC, FINISHED_JOURNAL_BYTES, LARGE_BATCH_BYTES, carriedWhole, finishedAlready, groupFull, largeLane, splitLanes, syncDecision } from './policy.ts'
 import { PartFiles } from './parts.ts'
@@ -515,8 +515,21 @@ async function pull (ctx: Ctx, files: Pending[], round = 0, received?: () => voi
     })
     return journaling
   }
-  try {
-    await source.read(files.map(f => ({ path: f.entry.path, offset: f.offset, expect: { size: f.entry.size, mtime: f.entry.mtime } })), algorithm, {
+  /** A small file received whole (alone or in a pack): checked against the holder's digest, then queued for its group. */
+  const wholeFile = async (path: string, f: Pending, data: Uint8Array, theirs: string | undefined): Promise<void> => {
+    const ours = algorithm === undefined || theirs === undefined ? undefined : digestOf(algorithm, data)
+    if (ours !== theirs) {
+      failFile(path, new ChecksumMismatchError(`received bytes hash to ${algorithm ?? ''} ${ours ?? ''}, the holder's to ${theirs ?? ''}`))
+      return
+    }
+    const e = f.entry
+    // What the writer's commit checks for a file it writes: every byte of the listed size, no more.
+    if (data.byteLength !== e.size) { failFile(path, new InternalError(`${data.byteLength} bytes received, the file is ${e.size}`)); return }
+    group.push({ entry: e, file: { url: ctx.urlOf(path), data, mtime: e.mtime > 0 ? e.mtime : undefined, mode: e.mode } })
+    groupBytes += data.byteLength
+    if (groupFull(group.length, groupBytes)) await writeGroup()
+  }
+  const handler: ReadHandler = {
       file: async (run: FileRun, chunks) => {
         const at = byPath.get(run.path)
         if (at === undefined) throw new InternalError(`the holder sent ${run.path}, which was not asked for`)
@@ -568,20 +581,14 @@ async function pull (ctx: Ctx, files: Pending[], round = 0, received?: () => voi
         current = undefined
         if (c === undefined || c.f.entry.path !== path) throw new InternalError(`the holder ended ${path}, which it had not started`)
         const theirs = algorithm === undefined ? undefined : digest[algorithm]
-        const data = c.sink === undefined ? Buffer.concat(c.parts ?? []) : undefined
-        const ours = data === undefined ? c.hasher?.digest() : algorithm === undefined ? undefined : digestOf(algorithm, data)
-        if (theirs !== undefined && ours !== theirs) {
-          await c.sink?.abort(false)
-          failFile(path, new ChecksumMismatchError(`received bytes hash to ${algorithm ?? ''} ${ours ?? ''}, the holder's to ${theirs}`))
+        if (c.sink === undefined) {
+          await wholeFile(path, c.f, Buffer.concat(c.parts ?? []), theirs)
           return
         }
-        if (data !== undefined) {
-          const e = c.f.entry
-          // What the writer's commit checks for a file it writes: every byte of the listed size, no more.
-          if (data.byteLength !== e.size) { failFile(path, new InternalError(`${data.byteLength} bytes received, the file is ${e.size}`)); return }
-          group.push({ entry: e, file: { url: ctx.urlOf(path), data, mtime: e.mtime > 0 ? e.mtime : undefined, mode: e.mode } })
-          groupBytes += data.byteLength
-          if (groupFull(group.length, groupBytes)) await writeGroup()
+        const ours = c.hasher?.digest()
+        if (theirs !== undefined && ours !== theirs) {
+          await c.sink.abort(false)
+          failFile(path, new ChecksumMismatchError(`received bytes hash to ${algorithm ?? ''} ${ours ?? ''}, the holder's to ${theirs}`))
           return
         }
         // Not held whole (above): written through a sink.
@@ -623,7 +630,38 @@ async function pull (ctx: Ctx, files: Pending[], round = 0, received?: () => voi
         }
         failFile(path, err instanceof SourceChangedError && round > 0 ? new SourceChangedError(`changed while it was read, ${round + 1} times; not copied`) : err)
       }
-    }, signal)
+  }
+  if (groups !== undefined) {
+    /** Many small files in one message: per-group work on this thread, not per-file messages, generators and awaits. */
+    handler.files = async (runs, bytes) => {
+      const total = runs.reduce((n, r) => n + r.size, 0)
+      if (total !== bytes.byteLength) throw new ProtocolError(`tree read: a pack of ${bytes.byteLength} bytes for files of ${total}`)
+      if (deps.download !== undefined) await deps.download.take(bytes.byteLength, signal)
+      deps.counters.bytesReceived += bytes.byteLength
+      result.bytesDone += bytes.byteLength
+      let at = 0
+      for (const r of runs) {
+        const data = bytes.subarray(at, at + r.size)
+        at += r.size
+        const p = byPath.get(r.path)
+        if (p === undefined) throw new InternalError(`the holder sent ${r.path}, which was not asked for`)
+        openAhead(p.i + 1 + OPEN_AHEAD)
+        const theirs = algorithm === undefined ? undefined : r[algorithm]
+        if (whole(p.f)) {
+          await wholeFile(r.path, p.f, data, theirs)
+          continue
+        }
+        // Not ours to take whole (a partial kept open for it): through the writer, as if sent alone.
+        result.bytesDone -= r.size
+        deps.counters.bytesReceived -= r.size
+        await handler.file({ path: r.path, size: r.size, mtime: r.mtime, length: r.size }, once(data))
+        await handler.end(r.path, { [algorithm ?? 'sha256']: theirs })
+      }
+      progress()
+    }
+  }
+  try {
+    await source.read(files.map(f => ({ path: f.entry.path, offset: f.offset, expect: { size: f.entry.size, mtime: f.entry.mtime } })), algorithm, handler, signal)
     if (again.length === 0) received?.()
     await writeGroup()
     await writing
@@ -643,6 +681,10 @@ async function pull (ctx: Ctx, files: Pending[], round = 0, received?: () => voi
     for (const f of files) if (f !== current?.f) await discard(f)
     throw err
   }
+}
+
+async function * once (data: Uint8Array): AsyncGenerator<Uint8Array> {
+  yield data
 }
 
 async function openAt (ctx: Ctx, f: Pending, offset: number): Promise<Writer> {

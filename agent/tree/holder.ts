@@ -51,6 +51,15 @@ const LOOKAHEAD = 16
 /** A file up to this size is read whole while it is checked; 16 of them ahead keep at most 4 MiB in memory. */
 const PREFETCH_BYTES = 256 * 1024
 
+/** Files and bytes of one pack (a `files` message) at most: 64 × 4 KiB is 256 KiB, so the reader has the first pack soon. */
+const PACK_FILES = 64
+const PACK_BYTES = 4 * 1024 * 1024
+
+/** A file sent in a pack: read whole from its start (memory: PACK_BYTES, far under the wire's TREE_PACK_BYTES). */
+function packable (f: ReadFile): boolean {
+  return f.offset === 0 && f.expect.size <= PREFETCH_BYTES
+}
+
 /** Small files read with one call (readFiles): one slice read while the one before is sent; at most 2 × 64 × 256 KiB in memory. */
 const WHOLE_SLICE = 64
 
@@ -71,7 +80,7 @@ export interface ReadMessagesOptions {
  * A read batch as it goes on the wire: for each file a `file` header, then
  * exactly `length` bytes of raw chunks, then `file-end`; or `file-error`.
  */
-export async function * readMessages (opts: TreeHolder, dir: URL, req: Pick<Extract<TreeRequest, { op: 'read' }>, 'files' | 'algorithm' | 'source'>, how: ReadMessagesOptions = {}): AsyncGenerator<TreeMessage | Uint8Array> {
+export async function * readMessages (opts: TreeHolder, dir: URL, req: Pick<Extract<TreeRequest, { op: 'read' }>, 'files' | 'algorithm' | 'source' | 'packed'>, how: ReadMessagesOptions = {}): AsyncGenerator<TreeMessage | Uint8Array> {
   const { volume, path: dirPath } = volumeAndPath(dir)
   const realDir = await resolveVolumePath(opts.volumeList, volume, dirPath)
   const urlOf = (path: string): URL => new URL(dir.href + path.split('/').map(encodeURIComponent).join('/'))
@@ -114,13 +123,60 @@ export async function * readMessages (opts: TreeHolder, dir: URL, req: Pick<Extr
     if (!r.real.startsWith(`${realDir}/`)) return { error: new PermissionDeniedError(`${f.path}: leaves the tree ${req.source}`) }
     return { url, header: r.version, data: [r.data] }
   }
+  /**
+   * Files from `from` on (small, whole) as one pack, up to PACK_FILES and
+   * PACK_BYTES: the `files` message and its bytes, after a `file-error` for
+   * each file that could not be read. `next`: the first file not in it.
+   */
+  const packFrom = async (from: number): Promise<{ messages: TreeMessage[], bytes?: Uint8Array, next: number }> => {
+    const messages: TreeMessage[] = []
+    const runs: Extract<TreeMessage, { t: 'files' }>['files'] = []
+    const parts: Uint8Array[] = []
+    let bytes = 0
+    let j = from
+    for (; j < req.files.length && packable(req.files[j]) && runs.length < PACK_FILES && bytes + req.files[j].expect.size <= PACK_BYTES; j++) {
+      const g = req.files[j]
+      const ready = await take(j)
+      if ('error' in ready) { messages.push(fileError(g.path, ready.error, ready.now)); continue }
+      const data = ready.data === undefined || ready.data.length !== 1 ? Buffer.concat(ready.data ?? []) : ready.data[0]
+      // What the reader checks too: the whole file, as listed (readWhole and prepare checked its version).
+      if (data.byteLength !== ready.header.size) { messages.push(fileError(g.path, new SourceChangedError(`${g.path}: ${data.byteLength} bytes read, ${ready.header.size} expected`), undefined)); continue }
+      runs.push({ path: g.path, size: ready.header.size, mtime: ready.header.mtime, ...(req.algorithm === undefined ? {} : { [req.algorithm]: digestOf(req.algorithm, data) }) })
+      parts.push(data)
+      bytes += data.byteLength
+    }
+    if (runs.length === 0) return { messages, next: j }
+    messages.push({ v: WIRE_VERSION, t: 'files', files: runs, length: bytes })
+    return { messages, bytes: Buffer.concat(parts, bytes), next: j }
+  }
   const ahead: Array<Promise<Ready>> = []
-  for (let i = 0; i < req.files.length; i++) {
+  const take = async (i: number): Promise<Ready> => {
     while (ahead.length < Math.min(req.files.length, i + LOOKAHEAD)) ahead.push(...slice(ahead.length))
-    const f = req.files[i]
     const ready = await ahead[i]
     // Sent: the batch's memory goes with it.
     ahead[i] = Promise.resolve({ error: undefined })
+    return ready
+  }
+  for (let i = 0; i < req.files.length; i++) {
+    const f = req.files[i]
+    if (req.packed === true && packable(f)) {
+      // The run of small whole files from here, as packs: one message and one run of bytes for many files.
+      let j = i
+      while (j < req.files.length && packable(req.files[j])) {
+        const pack = await packFrom(j)
+        j = pack.next
+        yield * pack.messages
+        // Empty files have no bytes: nothing follows their message.
+        if (pack.bytes !== undefined && pack.bytes.byteLength > 0) {
+          if (opts.upload !== undefined) await opts.upload.take(pack.bytes.byteLength)
+          yield pack.bytes
+          opts.counters.bytesServed += pack.bytes.byteLength
+        }
+      }
+      i = j - 1
+      continue
+    }
+    const ready = await take(i)
     if ('error' in ready) {
       yield fileError(f.path, ready.error, ready.now)
       continue

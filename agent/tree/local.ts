@@ -3,6 +3,7 @@ import type { TreeEntry, TreeMessage } from '../../mesh/index.ts'
 import { listMessages, readMessages } from './holder.ts'
 import type { TreeHolder } from './holder.ts'
 import type { TreeSource } from './source.ts'
+import { packBytes } from './client.ts'
 
 /**
  * A tree in this agent's own volumes, read through the same holder code the
@@ -21,7 +22,7 @@ export function localTreeSource (holder: TreeHolder, self: string, source: strin
       }
     },
     async read (files, algorithm, handler, signal): Promise<void> {
-      const out = readMessages(holder, dir, { source, files, algorithm })[Symbol.asyncIterator]()
+      const out = readMessages(holder, dir, { source, files, algorithm, packed: handler.files !== undefined })[Symbol.asyncIterator]()
       try {
         for (;;) {
           signal?.throwIfAborted()
@@ -32,6 +33,7 @@ export function localTreeSource (holder: TreeHolder, self: string, source: strin
           if (m.t === 'file') await handler.file({ path: m.path, size: m.size, mtime: m.mtime, length: m.length }, bytes(out, m.length))
           else if (m.t === 'file-end') await handler.end(m.path, { sha256: m.sha256, blake3: m.blake3 })
           else if (m.t === 'file-error') await handler.error(m.path, fromErrorInfo(m.error), m.now)
+          else if (m.t === 'files' && handler.files !== undefined) await handler.files(m.files, await packBytes(bytes(out, m.length), m.length))
           else throw new ProtocolError(`tree read: a '${m.t}' message where files were expected`)
         }
       } finally {

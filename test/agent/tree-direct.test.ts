@@ -8,12 +8,12 @@ import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import type { PrivateKey } from '@libp2p/interface'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { DirectListener, FrameReader, InvalidArgumentError, TREE_PROTOCOL, WIRE_VERSION, createMeshNode, issuerKey, send, sendFrame, signTicket } from '../../mesh/index.ts'
+import { DirectListener, FrameReader, InvalidArgumentError, ProtocolError, TREE_PROTOCOL, WIRE_VERSION, createMeshNode, issuerKey, send, sendFrame, signTicket } from '../../mesh/index.ts'
 import type { MeshNode } from '../../mesh/index.ts'
 import { file } from '../../protocols/index.ts'
 import { startTreeServer } from '../../agent/tree/server.ts'
 import type { TreeServerOptions } from '../../agent/tree/server.ts'
-import { DIRECT_BATCH_BYTES, LARGE_FILE_BYTES, readFiles } from '../../agent/tree/client.ts'
+import { DIRECT_BATCH_BYTES, DIRECT_PACKED_BYTES, LARGE_FILE_BYTES, readFiles } from '../../agent/tree/client.ts'
 import type { TreePeer } from '../../agent/tree/client.ts'
 import { newCounters } from '../../agent/counters.ts'
 
@@ -23,6 +23,9 @@ const SIZES: Record<string, number> = { 'big.bin': 6 * MiB + 5, 'sub/more.bin': 
 // Files just under the large-file size: together over DIRECT_BATCH_BYTES, but no large one among them.
 const MANY = Array.from({ length: 12 }, (_, i) => `many/${i}.bin`)
 for (const path of MANY) SIZES[path] = LARGE_FILE_BYTES - 1
+/** Small files a reader takes packed: 80 × 4 KiB, over DIRECT_PACKED_BYTES. */
+const PACKED = Array.from({ length: 80 }, (_, i) => `many/p${i}.bin`)
+for (const path of PACKED) SIZES[path] = 4096
 
 /**
  * A tree's read batch on the holder's direct data socket, in one process on
@@ -160,6 +163,35 @@ describe('tree read batches on the direct data socket', () => {
     expect(r.carried()).toBe(0)
   })
 
+  it('sends packed small files on the data port, to a reader that takes packs', async () => {
+    const packedBytes = PACKED.reduce((n, p) => n + SIZES[p], 0)
+    expect(packedBytes).toBeGreaterThanOrEqual(DIRECT_PACKED_BYTES)
+    const r = await relay()
+    options.direct = { listener, port: r.port }
+    const batch = await Promise.all(PACKED.map(async path => ({ path, offset: 0, expect: await options.volumes.stat(new URL(`file:///vol/tree/${path}`)) })))
+    const got = new Map<string, Buffer>()
+    let packs = 0
+    const alone = async (): Promise<never> => { throw new Error('a small file sent alone') }
+    await readFiles(await peer(), batch, 'sha256', {
+      file: alone,
+      end: alone,
+      error: async (_path, err) => { throw err },
+      files: async (runs, bytes) => {
+        packs++
+        let at = 0
+        for (const run of runs) {
+          const data = Buffer.from(bytes.subarray(at, at + run.size))
+          at += run.size
+          expect(run.sha256).toBe(sha256(data))
+          got.set(run.path, data)
+        }
+      }
+    })
+    for (const path of PACKED) expect(got.get(path)?.equals(files.get(path) as Buffer)).toBe(true)
+    expect(packs).toBeLessThan(PACKED.length / 10)
+    expect(r.carried()).toBeGreaterThan(packedBytes)
+  })
+
   it('keeps a batch of small files on the stream', async () => {
     const r = await relay()
     options.direct = { listener, port: r.port }
@@ -216,6 +248,42 @@ describe('tree read batches on the direct data socket', () => {
       })
       expect(Buffer.concat(got).equals(content)).toBe(true)
       expect(requests.map(r => 'direct' in r)).toEqual([true, false])
+    } finally {
+      await old.stop()
+    }
+  })
+
+  it('asks a holder from before the packs again without `packed`, which its schema check refuses', async () => {
+    // The old holder's side: its request schema has no `packed`, so a request with it is malformed there.
+    const old = await createMeshNode({ privateKey: await generateKeyPair('Ed25519'), listen: ['/ip4/127.0.0.1/tcp/0'] })
+    const requests: Array<Record<string, unknown>> = []
+    const content = files.get('small.txt') as Buffer
+    await old.handle(TREE_PROTOCOL, async stream => {
+      const req = await new FrameReader(stream).readFrame() as Record<string, unknown>
+      requests.push(req)
+      if ('packed' in req) {
+        await sendFrame(stream, { v: WIRE_VERSION, t: 'error', error: new ProtocolError('malformed tree request: must NOT have additional properties').toJSON() })
+      } else {
+        await sendFrame(stream, { v: WIRE_VERSION, t: 'file', path: 'small.txt', size: content.byteLength, mtime: 0, length: content.byteLength })
+        await send(stream, content)
+        await sendFrame(stream, { v: WIRE_VERSION, t: 'file-end', path: 'small.txt', sha256: sha256(content) })
+        await sendFrame(stream, { v: WIRE_VERSION, t: 'end' })
+      }
+      await stream.close()
+    })
+    try {
+      const ticket = await signTicket(coordinatorKey, { v: 1, tid: 'tr_tree_old_packs', src: source, off: 0, rdr: reader.peerId.toString(), exp: Math.floor(Date.now() / 1000) + 600 })
+      const got: Buffer[] = []
+      await readFiles({ node: reader, peerId: old.peerId.toString(), addrs: old.getMultiaddrs().map(String), ticket, source }, [
+        { path: 'small.txt', offset: 0, expect: { size: content.byteLength, mtime: 0 } }
+      ], 'sha256', {
+        file: async (_run, chunks) => { for await (const c of chunks) got.push(Buffer.from(c)) },
+        end: async () => {},
+        error: async (_path, err) => { throw err },
+        files: async () => { throw new Error('a pack from a holder that has none') }
+      })
+      expect(Buffer.concat(got).equals(content)).toBe(true)
+      expect(requests.map(r => 'packed' in r)).toEqual([true, false])
     } finally {
       await old.stop()
     }

@@ -55,7 +55,19 @@ describe('a tree of small files: written in groups, never a damaged file at its 
             await handler.file(run, run.path !== DAMAGED ? chunks : (async function * () {
               for await (const c of chunks) { const bad = Uint8Array.from(c); bad[0] ^= 1; yield bad }
             })())
-          }
+          },
+          // Small files come packed: the damaged one's first byte flipped inside its pack.
+          files: handler.files === undefined
+            ? undefined
+            : async (runs, bytes) => {
+              const bad = Uint8Array.from(bytes)
+              let at = 0
+              for (const r of runs) {
+                if (r.path === DAMAGED) bad[at] ^= 1
+                at += r.size
+              }
+              await handler.files?.(runs, bad)
+            }
         }, signal)
       }
     }
