@@ -165,7 +165,7 @@ async function main (): Promise<void> {
     // The floor first, with the agents idle: the same file, in this process, to the same disk.
     const floorRuns: Array<Awaited<ReturnType<typeof copyFloor>>> = []
     for (let i = 0; i < reps && parts.has('floor'); i++) floorRuns.push(await copyFloor(sourceFile, join(b.volume, 'floor-copy.bin')))
-    note(`floor (read, sha256 × 2, AES-256-GCM seal + open in 4 MiB records, write): ${floorRuns.map(r => round(r.cpuSeconds / (size / 1e9), 2)).join(', ')} CPU-s per GB`)
+    note(`floor (read, sha256 × 2, AES-256-GCM seal + open in 1 MiB records, write): ${floorRuns.map(r => round(r.cpuSeconds / (size / 1e9), 2)).join(', ')} CPU-s per GB`)
     const floorParts = floorRuns.length === 0 ? null : Object.fromEntries(Object.keys(floorRuns[0].parts).map(k => [k, round(median(floorRuns.map(r => r.parts[k as keyof FloorParts])) / (size / 1e9), 3)]))
     if (floorParts !== null) note(`  floor's parts (CPU-s per GB, medians): ${JSON.stringify(floorParts)}`)
     const fileRuns: Run[] = []
