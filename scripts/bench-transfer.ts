@@ -25,8 +25,9 @@ import { freePort } from '../cli/index.ts'
 import type { BenchAgent } from './bench-mesh.ts'
 import { LocalSshd } from './bench-scp.ts'
 import { copyFloor } from './bench-floor.ts'
+import type { FloorParts } from './bench-floor.ts'
 import { MIN_MULTI_STREAM_BYTES, planRanges } from '../agent/index.ts'
-import { MiB, cpuSplit, mbps, median, note, peakRssMiB, report, round } from './bench-util.ts'
+import { MiB, cpuSplit, mbps, minorFaults, median, note, peakRssMiB, report, round } from './bench-util.ts'
 
 const PEER = fileURLToPath(new URL('./bench-tcp-peer.ts', import.meta.url))
 const SCP_CIPHER = 'aes128-gcm@openssh.com'
@@ -79,15 +80,26 @@ async function rawTcp (): Promise<{ MBps: number, bytesPerCpuSecond: number }> {
   return { MBps: mbps(size, result.ms), bytesPerCpuSecond: size / result.cpuSeconds }
 }
 
-interface Run { MBps: number, cpuA: number, cpuB: number, sysA: number, sysB: number }
+interface Run { MBps: number, cpuA: number, cpuB: number, sysA: number, sysB: number, faultsA: number, faultsB: number }
 
 async function timed (mesh: BenchMesh, a: BenchAgent, b: BenchAgent, source: string, destination: string, extra: Record<string, unknown> = {}): Promise<Run> {
   const before = { a: cpuSplit(a.pid), b: cpuSplit(b.pid) }
+  const faults = { a: minorFaults(a.pid), b: minorFaults(b.pid) }
   const { id } = await mesh.run(source, destination, timeoutMs, extra)
   const ms = await mesh.executorMs(b.name, id)
   const after = { a: cpuSplit(a.pid), b: cpuSplit(b.pid) }
+  const faultsA = minorFaults(a.pid) - faults.a
+  const faultsB = minorFaults(b.pid) - faults.b
   const used = (x: 'a' | 'b'): number => after[x].user + after[x].system - before[x].user - before[x].system
-  return { MBps: mbps(size, ms), cpuA: used('a'), cpuB: used('b'), sysA: after.a.system - before.a.system, sysB: after.b.system - before.b.system }
+  return { MBps: mbps(size, ms), cpuA: used('a'), cpuB: used('b'), sysA: after.a.system - before.a.system, sysB: after.b.system - before.b.system, faultsA, faultsB }
+}
+
+/** One line per run: each agent's CPU (system part) and minor page faults per GiB moved. */
+function detail (label: string, runs: Run[]): void {
+  const GiB = size / (1024 * MiB)
+  for (const r of runs) {
+    note(`  ${label}: ${round(r.MBps, 0)} MB/s; per GiB: a ${round(r.cpuA / GiB)} CPU-s (${round(r.sysA / GiB)} sys) ${Math.round(r.faultsA / GiB)} faults, b ${round(r.cpuB / GiB)} CPU-s (${round(r.sysB / GiB)} sys) ${Math.round(r.faultsB / GiB)} faults`)
+  }
 }
 
 async function writeSourceFile (path: string): Promise<void> {
@@ -146,25 +158,30 @@ async function main (): Promise<void> {
     const meshRuns: Run[] = []
     for (let i = 0; i < reps && parts.has('mesh'); i++) meshRuns.push(await timed(mesh, a, b, `random://?size=${size}&seed=${i}&via=a`, 'null://?via=b'))
     note(`mesh random → null: ${meshRuns.map(r => round(r.MBps, 0)).join(', ')} MB/s`)
+    detail('mesh', meshRuns)
 
     const sourceFile = join(a.volume, 'source.bin')
     if (parts.has('file') || parts.has('fast') || parts.has('streams') || parts.has('floor') || args['no-scp'] !== true) await writeSourceFile(sourceFile)
     // The floor first, with the agents idle: the same file, in this process, to the same disk.
-    const floorRuns = []
+    const floorRuns: Array<Awaited<ReturnType<typeof copyFloor>>> = []
     for (let i = 0; i < reps && parts.has('floor'); i++) floorRuns.push(await copyFloor(sourceFile, join(b.volume, 'floor-copy.bin')))
-    note(`floor (read, sha256 × 2, AES-256-GCM seal + open in 4 MiB records, write): ${floorRuns.map(r => round(r.cpuSeconds / (size / 1e9), 2)).join(', ')} CPU-s per GB`)
+    note(`floor (read, sha256 × 2, AES-256-GCM seal + open in 1 MiB records, write): ${floorRuns.map(r => round(r.cpuSeconds / (size / 1e9), 2)).join(', ')} CPU-s per GB`)
+    const floorParts = floorRuns.length === 0 ? null : Object.fromEntries(Object.keys(floorRuns[0].parts).map(k => [k, round(median(floorRuns.map(r => r.parts[k as keyof FloorParts])) / (size / 1e9), 3)]))
+    if (floorParts !== null) note(`  floor's parts (CPU-s per GB, medians): ${JSON.stringify(floorParts)}`)
     const fileRuns: Run[] = []
     for (let i = 0; i < reps && parts.has('file'); i++) {
       fileRuns.push(await timed(mesh, a, b, 'agent://a/vol/source.bin', `agent://b/vol/copy-${i}.bin`))
       await rm(join(b.volume, `copy-${i}.bin`))
     }
     note(`file → file (sha256): ${fileRuns.map(r => round(r.MBps, 0)).join(', ')} MB/s`)
+    detail('file', fileRuns)
     const fastRuns: Run[] = []
     for (let i = 0; i < reps && parts.has('fast'); i++) {
       fastRuns.push(await timed(mesh, a, b, 'agent://a/vol/source.bin', `agent://b/vol/fast-${i}.bin`, { checksumMode: FAST_MODE }))
       await rm(join(b.volume, `fast-${i}.bin`))
     }
     note(`file → file (${FAST_MODE}): ${fastRuns.map(r => round(r.MBps, 0)).join(', ')} MB/s`)
+    detail(FAST_MODE, fastRuns)
     const streamRuns: Run[] = []
     for (let i = 0; i < reps && parts.has('streams'); i++) {
       streamRuns.push(await timed(mesh, a, b, 'agent://a/vol/source.bin', `agent://b/vol/streams-${i}.bin`, { streams }))
@@ -172,6 +189,7 @@ async function main (): Promise<void> {
     }
     const ranges = planRanges(size, streams).length
     note(`file → file (sha256, ${streams} streams, ${ranges} ranges${size < MIN_MULTI_STREAM_BYTES ? ': under 64 MiB, one stream' : ''}): ${streamRuns.map(r => round(r.MBps, 0)).join(', ')} MB/s`)
+    detail('streams', streamRuns)
 
     const scpRuns: number[] = []
     if (args['no-scp'] !== true) {
@@ -223,6 +241,8 @@ async function main (): Promise<void> {
       fileStreamsCpuSecondsPerGB: orNull(streamsCpu, 3),
       // CPU seconds per GB (1e9 bytes): the floor in this process, both agents together for the copies.
       floorCpuSecondsPerGB: orNull(floorCpu, 3),
+      // What each part of the floor cost (read, sha256 both ends, seal, open, write, sync).
+      floorPartsCpuSecondsPerGB: floorParts,
       fileCpuSecondsPerGB: orNull(fileCpu, 3),
       fileFastCpuSecondsPerGB: orNull(fastCpu, 3),
       fileOverFloor: orNull(fileCpu / floorCpu, 3),

@@ -12,7 +12,7 @@ import type { Hasher } from './checksum.ts'
 import type { Clock } from './clock.ts'
 import { DurableSink } from './durable-sink.ts'
 import { decideResume } from './resume.ts'
-import { Meter, hashed, throttled } from './stages.ts'
+import { Meter, throttled } from './stages.ts'
 
 export type TransferJournal = Pick<Journal, 'get' | 'put' | 'commitOffset'>
 
@@ -68,13 +68,14 @@ export async function copy (deps: CopyDeps, job: Job, src: Resolved, dst: Resolv
     clock: deps.clock,
     syncEveryBytes: deps.syncEveryBytes,
     syncEveryMs: deps.syncEveryMs,
-    onJournaled: () => { counters.journalCommits++ }
+    onJournaled: () => { counters.journalCommits++ },
+    hash: hasher === undefined ? undefined : chunk => { hasher.update(chunk) }
   })
   const progress = (bytesDone: number): void => deps.progress({ transferId: job.transferId, attempt: job.attempt, bytesDone, bytesTotal: st.size })
   const meter = new Meter({ counters, from: src.plugin.scheme, to: dst.plugin.scheme, start: entry.durableOffset, clock: deps.clock, everyMs: deps.progressEveryMs, progress })
   try {
     const read = src.plugin.read(src.url, { offset: entry.durableOffset, expect: version, signal, onDigest: (d: string) => { sourceDigest = d } })
-    for await (const chunk of meter.count(throttled(hashed(read, hasher), deps.download, signal))) await sink.write(chunk)
+    for await (const chunk of meter.count(throttled(read, deps.download, signal))) await sink.write(chunk)
     await sink.settle()
     signal.throwIfAborted()
     const done = sink.offset

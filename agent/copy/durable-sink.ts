@@ -7,7 +7,7 @@ export interface DurableSinkOptions {
   /** Where the durable offset goes; only ever called for bytes the writer reported synced. */
   journal: { commitOffset: (entry: JournalEntry, offset: number) => Promise<void> }
   entry: JournalEntry
-  /** Digest of the bytes written so far (the hash stage runs ahead of the sink by exactly the chunk being written). */
+  /** Digest of the bytes written so far (without `hash`, a hash stage before the sink runs ahead of it by exactly the chunk being written). */
   prefixDigest: () => string | undefined
   clock: Clock
   /** Sync and journal after this many bytes… */
@@ -15,7 +15,20 @@ export interface DurableSinkOptions {
   /** …or after this long, whichever comes first, so a slow link loses little on a crash. */
   syncEveryMs: number
   onJournaled?: () => void
+  /**
+   * The copy's hash: each chunk goes into it beside its own write (this thread
+   * hashes while libuv's writes to the file) and before that write's end can be
+   * journaled, so prefixDigest() covers exactly the bytes written.
+   */
+  hash?: (chunk: Uint8Array) => void
 }
+
+/**
+ * Chunks under this are only copied into the file writer's coalescing buffer
+ * (protocols/file-writer.ts writes 64 KiB or more directly): there is no
+ * write to hash beside, so they are hashed at once.
+ */
+const HASH_BESIDE_BYTES = 64 * 1024
 
 /**
  * The destination end of a copy: writes chunks, and owns when they are synced
@@ -48,7 +61,17 @@ export class DurableSink {
 
   async write (chunk: Uint8Array): Promise<void> {
     this.throwIfFailed()
-    await this.opts.writer.write(chunk)
+    const writing = this.opts.writer.write(chunk)
+    const { hash } = this.opts
+    if (hash !== undefined) {
+      // Awaited below, after the hash; a failure meanwhile is not unhandled.
+      writing.catch(() => {})
+      // The write reaches the thread pool only after a few promise hops: let it start, then hash beside it.
+      // A receiver hashing and writing one after the other was the serial bottleneck of a copy.
+      if (chunk.byteLength >= HASH_BESIDE_BYTES) await new Promise(resolve => setImmediate(resolve))
+      hash(chunk)
+    }
+    await writing
     this.written += chunk.byteLength
     this.sinceSync += chunk.byteLength
     if (this.sinceSync >= this.opts.syncEveryBytes || this.opts.clock.now() - this.lastSync >= this.opts.syncEveryMs) {

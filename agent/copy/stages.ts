@@ -1,17 +1,7 @@
 import { countBytes } from '../counters.ts'
 import type { AgentCounters } from '../counters.ts'
 import type { TokenBucket } from '../rate-limit.ts'
-import type { Hasher } from './checksum.ts'
 import type { Clock } from './clock.ts'
-
-/** Hash stage: every chunk goes into the hasher before it is passed on. */
-export async function * hashed (chunks: AsyncIterable<Uint8Array>, hasher: Hasher | undefined): AsyncGenerator<Uint8Array> {
-  if (hasher === undefined) return yield * chunks
-  for await (const chunk of chunks) {
-    hasher.update(chunk)
-    yield chunk
-  }
-}
 
 /** Throttle stage: a chunk passes once the agent's bucket lets its bytes through. */
 export async function * throttled (chunks: AsyncIterable<Uint8Array>, bucket: TokenBucket | undefined, signal?: AbortSignal): AsyncGenerator<Uint8Array> {

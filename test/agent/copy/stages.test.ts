@@ -72,6 +72,41 @@ describe('DurableSink', () => {
     expect(disk.syncs).toHaveLength(1)
   })
 
+  it('hashes a large chunk while its write is under way, and journals the digest of exactly the bytes synced', async () => {
+    const journal = new MemJournal()
+    const pending: Array<() => void> = []
+    let written = 0
+    const writer: Writer = {
+      // A write that completes only when the test says: the disk is busy with it.
+      write: async chunk => { await new Promise<void>(resolve => pending.push(resolve)); written += chunk.byteLength },
+      sync: async () => written,
+      commit: async () => {},
+      abort: async () => {}
+    }
+    let hashed = 0
+    const hashedWhileWriting: boolean[] = []
+    const sink = new DurableSink({
+      writer,
+      journal,
+      entry: entry(),
+      prefixDigest: () => `digest of ${hashed}`,
+      clock: new FakeClock(),
+      syncEveryBytes: 2 << 20,
+      syncEveryMs: 1000,
+      hash: chunk => { hashedWhileWriting.push(pending.length === 1); hashed += chunk.byteLength }
+    })
+    for (let i = 0; i < 2; i++) {
+      const write = sink.write(new Uint8Array(1 << 20))
+      await until(() => hashed === (i + 1) << 20, `chunk ${i} hashed`)
+      expect(sink.offset).toBe(i << 20)
+      pending.shift()?.()
+      await write
+    }
+    expect(hashedWhileWriting).toEqual([true, true])
+    await sink.settle()
+    expect(journal.entries.get('t')).toMatchObject({ durableOffset: 2 << 20, prefixDigest: `digest of ${2 << 20}` })
+  })
+
   it('fails the next write with the error of a sync that failed', async () => {
     const disk = slowDisk()
     disk.failSync = new Error('EIO')
