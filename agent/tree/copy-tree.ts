@@ -562,12 +562,13 @@ async function pull (ctx: Ctx, files: Pending[], round = 0, received?: () => voi
         const hasher = f.hasher
         const sink = new DurableSink({
           writer: f.writer, journal, entry: fileEntry, prefixDigest: () => hasher?.digest(), clock: deps.clock,
-          syncEveryBytes: deps.syncEveryBytes, syncEveryMs: deps.syncEveryMs, onJournaled: () => { deps.counters.journalCommits++ }
+          syncEveryBytes: deps.syncEveryBytes, syncEveryMs: deps.syncEveryMs, onJournaled: () => { deps.counters.journalCommits++ },
+          // Hashed beside the chunk's write, as a single file's copy does (DurableSink).
+          hash: hasher === undefined ? undefined : chunk => { hasher.update(chunk) }
         })
         current = { f, sink, hasher }
         lane.latest = f
         for await (const chunk of throttled(chunks, deps.download, signal)) {
-          hasher?.update(chunk)
           await sink.write(chunk)
           deps.counters.bytesReceived += chunk.byteLength
           result.bytesDone += chunk.byteLength
