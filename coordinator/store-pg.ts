@@ -55,6 +55,8 @@ interface Group {
   /** Numbers groups in commit order: the ticket of the memory changes it commits (WriteAhead). */
   no: number
   client: pg.PoolClient | undefined
+  /** Its transaction opening and its seqs being reserved (#open), perhaps ahead of its first write. */
+  opening: Promise<void> | undefined
   writes: GroupWrite[]
   /** Some write needs a synchronous commit. */
   sync: boolean
@@ -487,7 +489,7 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
       await this.#tryRecover()
       if (this.#failure !== undefined) throw this.#failure
       // A group still open holds seqs above what is committed: trimming through them would hide its events.
-      if (this.#group !== undefined) await this.#commitGroup()
+      if (this.#group !== undefined) await this.#commitGroup(this.#takeGroup(false))
       const through = Math.min(throughSeq, this.#announcer.through)
       if (through <= this.#trimmed) return this.#trimmed
       const client = await this.#pool.connect().catch(err => { throw unavailable(err) })
@@ -570,7 +572,7 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
     const ran = this.#writes.run(async () => {
       this.#waiting--
       const outcome = await this.#runInGroup(sync, fn)
-      if (this.#group !== undefined && (this.#waiting === 0 || this.#group.writes.length >= GROUP_MAX)) await this.#commitGroup()
+      if (this.#group !== undefined && (this.#waiting === 0 || this.#group.writes.length >= GROUP_MAX)) await this.#commitGroup(this.#takeGroup(true))
       return outcome
     })
     return ran.then(async outcome => {
@@ -588,7 +590,7 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
   async #runInGroup<T> (sync: boolean, fn: (tx: Tx) => Promise<T>): Promise<{ ok: true, value: T, committed: Promise<boolean>, emits: Array<() => void>, events: StoreEvent[] } | { ok: false, error: unknown }> {
     if (this.#failure !== undefined) await this.#tryRecover()
     if (this.#failure !== undefined) return { ok: false, error: this.#failure }
-    const group = this.#group ??= { no: ++this.#groups, client: undefined, writes: [], sync: false, nextSeq: 0, seqEnd: 0, xid: '' }
+    const group = this.#group ??= this.#newGroup()
     const ops = new WriteOps()
     const after: Array<() => void> = []
     const emits: Array<() => void> = []
@@ -637,28 +639,63 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
     if (group.nextSeq < group.seqEnd) return group.nextSeq++
     // Cannot happen (SEQ_BLOCK): a second block would break the order readers rely on.
     if (group.client !== undefined) throw new StaccatoError('internal', `a group of writes made more than ${SEQ_BLOCK} events`, false)
-    const client = await this.#pool.connect()
-    let results: pg.QueryResult[]
-    try {
-      // One round trip: the savepoint lets a refused write be found and left out (#commitGroup).
-      results = await client.query(`BEGIN; ${reserveSeqsSql(SEQ_BLOCK)}; SAVEPOINT flush`) as unknown as pg.QueryResult[]
-    } catch (err) {
-      // Nothing of the group was sent yet: this write fails alone, the next one begins again. The connection may hold the events lock: it goes.
-      client.release(true)
-      throw err
-    }
-    group.client = client
-    const row = (results.find(r => r.command === 'SELECT' && r.fields[1]?.name === 'last') as pg.QueryResult<{ xid: string, last: string }>).rows[0]
-    const last = Number(row.last)
-    group.xid = row.xid
-    group.seqEnd = last + 1
-    group.nextSeq = last - SEQ_BLOCK + 1
+    await this.#open(group)
     return group.nextSeq++
   }
 
-  async #commitGroup (): Promise<void> {
+  #newGroup (): Group {
+    return { no: ++this.#groups, client: undefined, opening: undefined, writes: [], sync: false, nextSeq: 0, seqEnd: 0, xid: '' }
+  }
+
+  /**
+   * The open group, to commit now; the next writes start a new one. If some
+   * are already waiting and this group made events, the next group's
+   * transaction opens and reserves its seqs while this one commits: its first
+   * event then does not wait for that round trip (with several replicas, most
+   * of a group's time was its round trips). Its block and transaction id come
+   * after this group's, as the order readers rely on wants.
+   */
+  #takeGroup (ahead: boolean): Group {
     const group = this.#group as Group
     this.#group = undefined
+    if (ahead && this.#waiting > 0 && group.client !== undefined) this.#open(this.#group = this.#newGroup()).catch(() => {})
+    return group
+  }
+
+  /**
+   * Opens the group's transaction and reserves its block of seqs with its
+   * transaction id (reserveSeqsSql), in one round trip, once. On failure
+   * nothing of the group was sent: the write waiting on it fails alone, and
+   * the next one tries again.
+   */
+  #open (group: Group): Promise<void> {
+    if (group.opening !== undefined) return group.opening
+    const opening = (async () => {
+      const client = await this.#pool.connect()
+      let results: pg.QueryResult[]
+      try {
+        // The savepoint lets a refused write be found and left out (#commitGroup).
+        results = await client.query(`BEGIN; ${reserveSeqsSql(SEQ_BLOCK)}; SAVEPOINT flush`) as unknown as pg.QueryResult[]
+      } catch (err) {
+        // The connection may hold the events lock: it goes.
+        client.release(true)
+        throw err
+      }
+      group.client = client
+      const row = (results.find(r => r.command === 'SELECT' && r.fields[1]?.name === 'last') as pg.QueryResult<{ xid: string, last: string }>).rows[0]
+      const last = Number(row.last)
+      group.xid = row.xid
+      group.seqEnd = last + 1
+      group.nextSeq = last - SEQ_BLOCK + 1
+    })()
+    group.opening = opening
+    opening.catch(() => { if (group.opening === opening) group.opening = undefined })
+    return opening
+  }
+
+  async #commitGroup (group: Group): Promise<void> {
+    // Opened ahead for writes that then made no event (or failed): its transaction serves them all the same, or goes back.
+    await group.opening?.catch(() => {})
     if (group.writes.length === 0) {
       // Every write failed: give the transaction (and its lock) back.
       if (group.client !== undefined) await group.client.query('ROLLBACK').then(() => group.client?.release(), () => group.client?.release(true))
