@@ -150,6 +150,8 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
   /** Idempotency keys (`tenant \0 key`) this process wrote: found without a round trip. */
   readonly #keys = new Map<string, string>()
   #group: Group | undefined
+  /** The group whose commit is on its way. */
+  #committing: Group | undefined
   /** Writes handed in whose turn has not come: while there are some, the group stays open for them. */
   #waiting = 0
   #failure: StaccatoError | undefined
@@ -489,7 +491,9 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
       await this.#tryRecover()
       if (this.#failure !== undefined) throw this.#failure
       // A group still open holds seqs above what is committed: trimming through them would hide its events.
-      if (this.#group !== undefined) await this.#commitGroup(this.#takeGroup(false))
+      const group = this.#group
+      this.#group = undefined
+      if (group !== undefined) await this.#commitGroup(group)
       const through = Math.min(throughSeq, this.#announcer.through)
       if (through <= this.#trimmed) return this.#trimmed
       const client = await this.#pool.connect().catch(err => { throw unavailable(err) })
@@ -569,10 +573,21 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
   #write<T> (sync: boolean, fn: (tx: Tx) => Promise<T>): Promise<T> {
     if (this.#closed) return Promise.reject(closedError())
     this.#waiting++
+    this.#openAhead()
     const ran = this.#writes.run(async () => {
       this.#waiting--
       const outcome = await this.#runInGroup(sync, fn)
-      if (this.#group !== undefined && (this.#waiting === 0 || this.#group.writes.length >= GROUP_MAX)) await this.#commitGroup(this.#takeGroup(true))
+      const group = this.#group
+      if (group !== undefined && (this.#waiting === 0 || group.writes.length >= GROUP_MAX)) {
+        this.#group = undefined
+        this.#committing = group
+        this.#openAhead()
+        try {
+          await this.#commitGroup(group)
+        } finally {
+          this.#committing = undefined
+        }
+      }
       return outcome
     })
     return ran.then(async outcome => {
@@ -648,34 +663,38 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
   }
 
   /**
-   * The open group, to commit now; the next writes start a new one. If some
-   * are already waiting and this group made events, the next group's
-   * transaction opens and reserves its seqs while this one commits: its first
-   * event then does not wait for that round trip (with several replicas, most
-   * of a group's time was its round trips). Its block and transaction id come
-   * after this group's, as the order readers rely on wants.
+   * While a group that made events commits, the writes handed in meanwhile
+   * get the next group's transaction opened and its seqs reserved already:
+   * their first event then does not wait for that round trip (with several
+   * replicas, most of a group's time was its round trips). Its block and
+   * transaction id come after the committing group's, as the order readers
+   * rely on wants.
    */
-  #takeGroup (ahead: boolean): Group {
-    const group = this.#group as Group
-    this.#group = undefined
-    if (ahead && this.#waiting > 0 && group.client !== undefined) this.#open(this.#group = this.#newGroup()).catch(() => {})
-    return group
+  #openAhead (): void {
+    const committing = this.#committing
+    if (this.#waiting === 0 || this.#group !== undefined || committing?.client === undefined) return
+    this.#open(this.#group = this.#newGroup(), committing).catch(() => {})
   }
 
   /**
    * Opens the group's transaction and reserves its block of seqs with its
    * transaction id (reserveSeqsSql), in one round trip, once. On failure
    * nothing of the group was sent: the write waiting on it fails alone, and
-   * the next one tries again.
+   * the next one tries again. Opened ahead (#openAhead), it first gives
+   * back the rest of the committing group's block (that group's writes have
+   * all run), which that group's commit would no longer find its own to give
+   * back once this block is reserved.
    */
-  #open (group: Group): Promise<void> {
+  #open (group: Group, before?: Group): Promise<void> {
     if (group.opening !== undefined) return group.opening
+    const giveBack = before !== undefined && before.nextSeq < before.seqEnd ? `${returnSeqsSql(before.nextSeq, before.seqEnd - 1)}; ` : ''
+    if (before !== undefined) before.seqEnd = before.nextSeq
     const opening = (async () => {
       const client = await this.#pool.connect()
       let results: pg.QueryResult[]
       try {
         // The savepoint lets a refused write be found and left out (#commitGroup).
-        results = await client.query(`BEGIN; ${reserveSeqsSql(SEQ_BLOCK)}; SAVEPOINT flush`) as unknown as pg.QueryResult[]
+        results = await client.query(`BEGIN; ${giveBack}${reserveSeqsSql(SEQ_BLOCK)}; SAVEPOINT flush`) as unknown as pg.QueryResult[]
       } catch (err) {
         // The connection may hold the events lock: it goes.
         client.release(true)

@@ -301,6 +301,37 @@ describe.skipIf(missing !== undefined)(missing === undefined ? 'PostgreSQL store
     }
   })
 
+  it('a group opened ahead while another commits, whose writes make no event, leaves no gap in the seqs', async () => {
+    const url = await server.freshDatabase()
+    const store = await PgTransferStore.open(url, { progressEventMs: 0 })
+    try {
+      const { record: first } = await store.create(transferInput('a', 'b', 'first.img'), { tenant })
+      // Progress reports (no event) handed in turn by turn while the create's group runs and commits: some come during its commit.
+      let done = false
+      const created = store.create(transferInput('a', 'b', 'x.img'), { tenant }).finally(() => { done = true })
+      const reports: Array<Promise<void>> = []
+      for (let i = 0; i < 500 && !done; i++) {
+        reports.push(store.setProgress(first.id, { bytesDone: i + 1 }))
+        await new Promise(resolve => setImmediate(resolve))
+      }
+      await Promise.all([created, ...reports])
+      const { record: last } = await store.create(transferInput('a', 'b', 'y.img'), { tenant })
+      expect(store.get(first.id)?.progress?.bytesDone).toBe(reports.length)
+      const seqs = (await store.readEvents(0, 10)).map(e => e.seq)
+      expect(seqs).toEqual([seqs[0], seqs[0] + 1, seqs[0] + 2])
+      // Nothing left open: another store reads the same.
+      const other = await PgTransferStore.open(url)
+      try {
+        expect(other.get(first.id)?.progress?.bytesDone).toBe(reports.length)
+        expect(other.get(last.id)?.state).toBe('queued')
+      } finally {
+        await other.close()
+      }
+    } finally {
+      await store.close()
+    }
+  })
+
   it('commits a write while another transaction that notified is stuck in its commit (replicas\' commits do not queue behind each other\'s)', async () => {
     // PostgreSQL serializes committing transactions that notify, until each one's commit is done. A synchronous
     // standby that never comes holds such a commit open indefinitely: here another session's, with a notification
