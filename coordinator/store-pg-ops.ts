@@ -65,47 +65,68 @@ export function json (value: unknown): string {
 }
 
 /**
- * Sends the changes, one statement per non-empty kind, in an order that
- * keeps coalesced changes right: deletes before inserts (an idempotency key
- * freed by a delete may name a new transfer in the same group).
+ * A string as an SQL literal, as pg's escapeLiteral makes it (an E'' string
+ * when it holds a backslash), with native replaces: a group's JSON runs to
+ * hundreds of kilobytes and pg's version builds it a character at a time.
  */
-export async function flushOps (client: pg.ClientBase, ops: WriteOps): Promise<void> {
-  const q = async (text: string, value: unknown): Promise<void> => { await client.query(text, [value]) }
+export function literal (s: string): string {
+  const quoted = s.replaceAll("'", "''")
+  return s.includes('\\') ? ` E'${quoted.replaceAll('\\', '\\\\')}'` : `'${quoted}'`
+}
+
+/**
+ * The statements that send the changes, one per non-empty kind, as SQL
+ * text with the values inlined: the group's commit sends them in the same
+ * round trip as its COMMIT (store-pg.ts #commitTail). Their order keeps
+ * coalesced changes right: deletes before inserts (an idempotency key freed
+ * by a delete may name a new transfer in the same group).
+ */
+export function flushSql (ops: WriteOps): string[] {
+  const out: string[] = []
+  const q = (text: string, value: unknown): void => { out.push(text.replace('$1', () => `${literal(json(value))}::jsonb`)) }
+  const ids = 'SELECT jsonb_array_elements_text($1)'
   if (ops.deletes.size > 0) {
-    const ids = [...ops.deletes]
-    await q('DELETE FROM transfers WHERE id = ANY($1::text[])', ids)
-    await q('DELETE FROM transfer_pieces WHERE id = ANY($1::text[])', ids)
-    await q('DELETE FROM idempotency_keys WHERE transfer_id = ANY($1::text[])', ids)
-    await q('DELETE FROM tree_files WHERE id = ANY($1::text[])', ids)
+    const gone = [...ops.deletes]
+    q(`DELETE FROM transfers WHERE id IN (${ids})`, gone)
+    q(`DELETE FROM transfer_pieces WHERE id IN (${ids})`, gone)
+    q(`DELETE FROM idempotency_keys WHERE transfer_id IN (${ids})`, gone)
+    q(`DELETE FROM tree_files WHERE id IN (${ids})`, gone)
   }
   if (ops.inserts.size > 0) {
-    await q('INSERT INTO transfers (id, tenant, state, record) SELECT r->>\'id\', r->>\'tenant\', r->>\'state\', r FROM jsonb_array_elements($1::jsonb) r', json([...ops.inserts.values()].map(withoutPieces)))
+    q('INSERT INTO transfers (id, tenant, state, record) SELECT r->>\'id\', r->>\'tenant\', r->>\'state\', r FROM jsonb_array_elements($1) r', [...ops.inserts.values()].map(withoutPieces))
   }
   if (ops.updates.size > 0) {
-    await q('UPDATE transfers t SET state = r->>\'state\', record = r FROM jsonb_array_elements($1::jsonb) r WHERE t.id = r->>\'id\'', json([...ops.updates.values()].map(withoutPieces)))
+    q('UPDATE transfers t SET state = r->>\'state\', record = r FROM jsonb_array_elements($1) r WHERE t.id = r->>\'id\'', [...ops.updates.values()].map(withoutPieces))
   }
   if (ops.pieces.size > 0) {
-    await q('INSERT INTO transfer_pieces (id, pieces) SELECT p->>0, p->1 FROM jsonb_array_elements($1::jsonb) p ON CONFLICT (id) DO UPDATE SET pieces = EXCLUDED.pieces', json([...ops.pieces]))
+    q('INSERT INTO transfer_pieces (id, pieces) SELECT p->>0, p->1 FROM jsonb_array_elements($1) p ON CONFLICT (id) DO UPDATE SET pieces = EXCLUDED.pieces', [...ops.pieces])
   }
   if (ops.keys.size > 0) {
-    await q('INSERT INTO idempotency_keys (tenant, key, transfer_id) SELECT k->>\'tenant\', k->>\'key\', k->>\'id\' FROM jsonb_array_elements($1::jsonb) k ON CONFLICT (tenant, key) DO UPDATE SET transfer_id = EXCLUDED.transfer_id', json([...ops.keys.values()]))
+    q('INSERT INTO idempotency_keys (tenant, key, transfer_id) SELECT k->>\'tenant\', k->>\'key\', k->>\'id\' FROM jsonb_array_elements($1) k ON CONFLICT (tenant, key) DO UPDATE SET transfer_id = EXCLUDED.transfer_id', [...ops.keys.values()])
   }
   const agentPuts = [...ops.agents.values()].filter(a => a !== null)
   const agentDels = [...ops.agents].filter(([, a]) => a === null).map(([name]) => name)
   if (agentPuts.length > 0) {
-    await q('INSERT INTO agents (name, record) SELECT a->>\'name\', a FROM jsonb_array_elements($1::jsonb) a ON CONFLICT (name) DO UPDATE SET record = EXCLUDED.record', json(agentPuts))
+    q('INSERT INTO agents (name, record) SELECT a->>\'name\', a FROM jsonb_array_elements($1) a ON CONFLICT (name) DO UPDATE SET record = EXCLUDED.record', agentPuts)
   }
-  if (agentDels.length > 0) await q('DELETE FROM agents WHERE name = ANY($1::text[])', agentDels)
+  if (agentDels.length > 0) q(`DELETE FROM agents WHERE name IN (${ids})`, agentDels)
   const auxPuts = [...ops.aux].filter(([, v]) => v !== null).map(([key, v]) => [key, (v as { value: unknown }).value])
   const auxDels = [...ops.aux].filter(([, v]) => v === null).map(([key]) => key)
   if (auxPuts.length > 0) {
-    await q('INSERT INTO aux (key, value) SELECT x->>0, x->1 FROM jsonb_array_elements($1::jsonb) x ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value', json(auxPuts))
+    q('INSERT INTO aux (key, value) SELECT x->>0, x->1 FROM jsonb_array_elements($1) x ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value', auxPuts)
   }
-  if (auxDels.length > 0) await q('DELETE FROM aux WHERE key = ANY($1::text[])', auxDels)
+  if (auxDels.length > 0) q(`DELETE FROM aux WHERE key IN (${ids})`, auxDels)
   if (ops.treeFiles.size > 0) {
-    await q('INSERT INTO tree_files (id, path, state, file) SELECT f->>0, f->>1, f->>2, f->3 FROM jsonb_array_elements($1::jsonb) f ON CONFLICT (id, path) DO UPDATE SET state = EXCLUDED.state, file = EXCLUDED.file', json([...ops.treeFiles.values()]))
+    q('INSERT INTO tree_files (id, path, state, file) SELECT f->>0, f->>1, f->>2, f->3 FROM jsonb_array_elements($1) f ON CONFLICT (id, path) DO UPDATE SET state = EXCLUDED.state, file = EXCLUDED.file', [...ops.treeFiles.values()])
   }
   if (ops.events.length > 0) {
-    await q('INSERT INTO events (seq, event) SELECT (e->>\'seq\')::bigint, e FROM jsonb_array_elements($1::jsonb) e', json(ops.events))
+    q('INSERT INTO events (seq, event) SELECT (e->>\'seq\')::bigint, e FROM jsonb_array_elements($1) e', ops.events)
   }
+  return out
+}
+
+/** Sends the changes in one round trip (flushSql). */
+export async function flushOps (client: pg.ClientBase, ops: WriteOps): Promise<void> {
+  const sql = flushSql(ops)
+  if (sql.length > 0) await client.query(sql.join('; '))
 }

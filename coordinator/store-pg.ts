@@ -16,7 +16,7 @@ import { EventAnnouncer } from './store-pg-announce.ts'
 import { PgListener } from './store-pg-listener.ts'
 import { CLAIM_OUTBOX_SQL, claimedEntries } from './store-pg-outbox.ts'
 import { CHANGES_CHANNEL, EVENTS_CHANNEL, EVENTS_VISIBLE, LOCKS, LOCK_CLASS, WATCHED_AUX, migrate, reserveSeqsSql, returnSeqsSql } from './store-pg-schema.ts'
-import { WriteOps, flushOps, json } from './store-pg-ops.ts'
+import { WriteOps, flushOps, flushSql, json } from './store-pg-ops.ts'
 import type { ProgressReport } from './store-progress.ts'
 import { newRecord, progressData, progressed, transitioned, updated } from './store-records.ts'
 import type { CreateOptions, TransitionOptions } from './store-transfers.ts'
@@ -55,6 +55,8 @@ interface Group {
   /** Numbers groups in commit order: the ticket of the memory changes it commits (WriteAhead). */
   no: number
   client: pg.PoolClient | undefined
+  /** Its transaction opening and its seqs being reserved (#open), perhaps ahead of its first write. */
+  opening: Promise<void> | undefined
   writes: GroupWrite[]
   /** Some write needs a synchronous commit. */
   sync: boolean
@@ -112,7 +114,8 @@ interface Tx {
  * group of progress reports without events commits asynchronously, so a
  * crash can never lose an event whose seq a reader has seen.
  *
- * Every commit with events notifies EVENTS_CHANNEL; a store that hears of
+ * Every commit with events notifies EVENTS_CHANNEL, just after it (see
+ * #notifyAfter for why not in it); a store that hears of
  * events it did not write (another process on the same database) reads them,
  * reloads the records they are about and announces them ('event'), so feed
  * and SSE readers are woken by LISTEN/NOTIFY, not by polling. Its own events
@@ -147,6 +150,8 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
   /** Idempotency keys (`tenant \0 key`) this process wrote: found without a round trip. */
   readonly #keys = new Map<string, string>()
   #group: Group | undefined
+  /** The group whose commit is on its way. */
+  #committing: Group | undefined
   /** Writes handed in whose turn has not come: while there are some, the group stays open for them. */
   #waiting = 0
   #failure: StaccatoError | undefined
@@ -486,7 +491,9 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
       await this.#tryRecover()
       if (this.#failure !== undefined) throw this.#failure
       // A group still open holds seqs above what is committed: trimming through them would hide its events.
-      if (this.#group !== undefined) await this.#commitGroup()
+      const group = this.#group
+      this.#group = undefined
+      if (group !== undefined) await this.#commitGroup(group)
       const through = Math.min(throughSeq, this.#announcer.through)
       if (through <= this.#trimmed) return this.#trimmed
       const client = await this.#pool.connect().catch(err => { throw unavailable(err) })
@@ -566,10 +573,21 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
   #write<T> (sync: boolean, fn: (tx: Tx) => Promise<T>): Promise<T> {
     if (this.#closed) return Promise.reject(closedError())
     this.#waiting++
+    this.#openAhead()
     const ran = this.#writes.run(async () => {
       this.#waiting--
       const outcome = await this.#runInGroup(sync, fn)
-      if (this.#group !== undefined && (this.#waiting === 0 || this.#group.writes.length >= GROUP_MAX)) await this.#commitGroup()
+      const group = this.#group
+      if (group !== undefined && (this.#waiting === 0 || group.writes.length >= GROUP_MAX)) {
+        this.#group = undefined
+        this.#committing = group
+        this.#openAhead()
+        try {
+          await this.#commitGroup(group)
+        } finally {
+          this.#committing = undefined
+        }
+      }
       return outcome
     })
     return ran.then(async outcome => {
@@ -587,7 +605,7 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
   async #runInGroup<T> (sync: boolean, fn: (tx: Tx) => Promise<T>): Promise<{ ok: true, value: T, committed: Promise<boolean>, emits: Array<() => void>, events: StoreEvent[] } | { ok: false, error: unknown }> {
     if (this.#failure !== undefined) await this.#tryRecover()
     if (this.#failure !== undefined) return { ok: false, error: this.#failure }
-    const group = this.#group ??= { no: ++this.#groups, client: undefined, writes: [], sync: false, nextSeq: 0, seqEnd: 0, xid: '' }
+    const group = this.#group ??= this.#newGroup()
     const ops = new WriteOps()
     const after: Array<() => void> = []
     const emits: Array<() => void> = []
@@ -636,28 +654,67 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
     if (group.nextSeq < group.seqEnd) return group.nextSeq++
     // Cannot happen (SEQ_BLOCK): a second block would break the order readers rely on.
     if (group.client !== undefined) throw new StaccatoError('internal', `a group of writes made more than ${SEQ_BLOCK} events`, false)
-    const client = await this.#pool.connect()
-    let results: pg.QueryResult[]
-    try {
-      // One round trip: the savepoint lets a refused write be found and left out (#commitGroup).
-      results = await client.query(`BEGIN; ${reserveSeqsSql(SEQ_BLOCK)}; SAVEPOINT flush`) as unknown as pg.QueryResult[]
-    } catch (err) {
-      // Nothing of the group was sent yet: this write fails alone, the next one begins again. The connection may hold the events lock: it goes.
-      client.release(true)
-      throw err
-    }
-    group.client = client
-    const row = (results.find(r => r.command === 'SELECT' && r.fields[1]?.name === 'last') as pg.QueryResult<{ xid: string, last: string }>).rows[0]
-    const last = Number(row.last)
-    group.xid = row.xid
-    group.seqEnd = last + 1
-    group.nextSeq = last - SEQ_BLOCK + 1
+    await this.#open(group)
     return group.nextSeq++
   }
 
-  async #commitGroup (): Promise<void> {
-    const group = this.#group as Group
-    this.#group = undefined
+  #newGroup (): Group {
+    return { no: ++this.#groups, client: undefined, opening: undefined, writes: [], sync: false, nextSeq: 0, seqEnd: 0, xid: '' }
+  }
+
+  /**
+   * While a group that made events commits, the writes handed in meanwhile
+   * get the next group's transaction opened and its seqs reserved already:
+   * their first event then does not wait for that round trip (with several
+   * replicas, most of a group's time was its round trips). Its block and
+   * transaction id come after the committing group's, as the order readers
+   * rely on wants.
+   */
+  #openAhead (): void {
+    const committing = this.#committing
+    if (this.#waiting === 0 || this.#group !== undefined || committing?.client === undefined) return
+    this.#open(this.#group = this.#newGroup(), committing).catch(() => {})
+  }
+
+  /**
+   * Opens the group's transaction and reserves its block of seqs with its
+   * transaction id (reserveSeqsSql), in one round trip, once. On failure
+   * nothing of the group was sent: the write waiting on it fails alone, and
+   * the next one tries again. Opened ahead (#openAhead), it first gives
+   * back the rest of the committing group's block (that group's writes have
+   * all run), which that group's commit would no longer find its own to give
+   * back once this block is reserved.
+   */
+  #open (group: Group, before?: Group): Promise<void> {
+    if (group.opening !== undefined) return group.opening
+    const giveBack = before !== undefined && before.nextSeq < before.seqEnd ? `${returnSeqsSql(before.nextSeq, before.seqEnd - 1)}; ` : ''
+    if (before !== undefined) before.seqEnd = before.nextSeq
+    const opening = (async () => {
+      const client = await this.#pool.connect()
+      let results: pg.QueryResult[]
+      try {
+        // The savepoint lets a refused write be found and left out (#commitGroup).
+        results = await client.query(`BEGIN; ${giveBack}${reserveSeqsSql(SEQ_BLOCK)}; SAVEPOINT flush`) as unknown as pg.QueryResult[]
+      } catch (err) {
+        // The connection may hold the events lock: it goes.
+        client.release(true)
+        throw err
+      }
+      group.client = client
+      const row = (results.find(r => r.command === 'SELECT' && r.fields[1]?.name === 'last') as pg.QueryResult<{ xid: string, last: string }>).rows[0]
+      const last = Number(row.last)
+      group.xid = row.xid
+      group.seqEnd = last + 1
+      group.nextSeq = last - SEQ_BLOCK + 1
+    })()
+    group.opening = opening
+    opening.catch(() => { if (group.opening === opening) group.opening = undefined })
+    return opening
+  }
+
+  async #commitGroup (group: Group): Promise<void> {
+    // Opened ahead for writes that then made no event (or failed): its transaction serves them all the same, or goes back.
+    await group.opening?.catch(() => {})
     if (group.writes.length === 0) {
       // Every write failed: give the transaction (and its lock) back.
       if (group.client !== undefined) await group.client.query('ROLLBACK').then(() => group.client?.release(), () => group.client?.release(true))
@@ -674,32 +731,35 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
       }
       const all = new WriteOps()
       for (const w of group.writes) all.merge(w.ops)
+      const fence = this.#fencePid !== undefined ? [fenceSql(this.#fencePid)] : []
       try {
-        await flushOps(client, all)
-      } catch (err) {
-        if (!refusal(err)) throw err
-        // Some write's data was refused: send them one by one, each behind a savepoint, and leave out the ones refused.
-        await client.query('ROLLBACK TO SAVEPOINT flush')
-        for (const w of group.writes) {
-          await client.query('SAVEPOINT w')
-          try {
-            await flushOps(client, w.ops)
-            await client.query('RELEASE SAVEPOINT w')
-          } catch (e) {
-            if (!refusal(e)) throw e
-            await client.query('ROLLBACK TO SAVEPOINT w')
-            refused.set(w, e)
+        try {
+          // The changes, the fence and the commit: one round trip.
+          clear = await this.#commitTail(client, group, refused, [...flushSql(all), ...fence])
+        } catch (err) {
+          if (!refusal(err)) throw err
+          // Some write's data was refused: send them one by one, each behind a savepoint, and leave out the ones refused.
+          await client.query('ROLLBACK TO SAVEPOINT flush')
+          for (const w of group.writes) {
+            await client.query('SAVEPOINT w')
+            try {
+              await flushOps(client, w.ops)
+              await client.query('RELEASE SAVEPOINT w')
+            } catch (e) {
+              if (!refusal(e)) throw e
+              await client.query('ROLLBACK TO SAVEPOINT w')
+              refused.set(w, e)
+            }
           }
+          clear = await this.#commitTail(client, group, refused, fence)
         }
-      }
-      if (this.#fencePid !== undefined && !await fenceHeld(client, this.#fencePid)) {
+      } catch (err) {
+        if (!fenceLost(err)) throw err
         await client.query('ROLLBACK')
         client.release()
         const lost = new StaccatoError('unavailable', 'this coordinator lost the leader lease while writing; the write was not made', true)
         for (const w of group.writes) refused.set(w, lost)
         // Seqs it took are skipped.
-      } else {
-        clear = await this.#commitTail(client, group, refused)
       }
     } catch (err) {
       // Readers keep what committed before; the writes' changes wait for #load (after recovery) to say whether they committed.
@@ -724,15 +784,17 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
     }
   }
 
-  /** Commits the group; answers whether it was clear (EventAnnouncer.committed). */
-  async #commitTail (client: pg.PoolClient, group: Group, refused: Map<GroupWrite, unknown>): Promise<boolean> {
+  /**
+   * Commits the group after the statements `head` (the group's changes that
+   * were not sent yet, the fence), in one round trip; answers whether it was
+   * clear (EventAnnouncer.committed).
+   */
+  async #commitTail (client: pg.PoolClient, group: Group, refused: Map<GroupWrite, unknown>, head: string[]): Promise<boolean> {
     const kept = group.writes.filter(w => !refused.has(w))
     const events = kept.flatMap(w => w.ops.events)
-    const tail: string[] = []
+    const tail = [...head]
     // The rest of the block goes back if nobody reserved since, so that seqs of one writer skip numbers only when a write fails or a process dies.
     if (group.seqEnd > 0 && group.nextSeq < group.seqEnd) tail.push(returnSeqsSql(group.nextSeq, group.seqEnd - 1))
-    if (events.length > 0) tail.push(`SELECT pg_notify('${EVENTS_CHANNEL}', '${events[events.length - 1].seq}')`)
-    for (const key of watchedKeys(kept)) tail.push(`SELECT pg_notify('${CHANGES_CHANNEL}', '${('a' + key).replaceAll("'", "''")}')`)
     // Only a group without events may commit before its WAL is on disk (see the class comment).
     if (!group.sync) tail.push('SET LOCAL synchronous_commit = off')
     tail.push('COMMIT')
@@ -750,11 +812,33 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
       this.#announcer.failed(events)
       throw err
     }
-    client.release()
+    this.#notifyAfter(client, notifySql(events, watchedKeys(kept)))
     if (events.length === 0) return true
     const clear = (Array.isArray(results) ? results[results.length - 1] : results).rows[0]?.clear === true
     this.#announcer.committed(events, clear)
     return clear
+  }
+
+  /**
+   * Tells the other replicas (and this one's listener) what the group
+   * committed, in a transaction of its own once the group's has committed,
+   * and releases the connection then; the group's writers do not wait for it.
+   * PostgreSQL serializes every transaction that notifies, from its commit
+   * until its WAL flush is done (a lock on the notification queue, held so
+   * that notifications arrive in commit order): notifying inside the group's
+   * transaction made the replicas' commits, each with its fsync, run one at a
+   * time. This transaction writes nothing but its commit record, so its
+   * commit does not wait for the disk and holds that lock only briefly.
+   * If the connection dies first, the notification is lost: the other
+   * replicas hear of these events with the next one (its payload is a
+   * higher seq, and a reader reads everything up to it), or at reconnection.
+   */
+  #notifyAfter (client: pg.PoolClient, sql: string): void {
+    if (sql === '') {
+      client.release()
+      return
+    }
+    client.query(sql).then(() => { client.release() }, () => { client.release(true) })
   }
 
   /**
@@ -865,6 +949,14 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
   }
 }
 
+/** The notifications of a committed group, as one transaction that does not wait for the disk ('' when there are none). */
+function notifySql (events: StoreEvent[], watched: Set<string>): string {
+  const notes: string[] = []
+  if (events.length > 0) notes.push(`SELECT pg_notify('${EVENTS_CHANNEL}', '${events[events.length - 1].seq}')`)
+  for (const key of watched) notes.push(`SELECT pg_notify('${CHANGES_CHANNEL}', '${('a' + key).replaceAll("'", "''")}')`)
+  return notes.length === 0 ? '' : `BEGIN; SET LOCAL synchronous_commit = off; ${notes.join('; ')}; COMMIT`
+}
+
 /** Keys of watched aux ranges the writes change: each is announced to every replica (CHANGES_CHANNEL). */
 function watchedKeys (writes: GroupWrite[]): Set<string> {
   const out = new Set<string>()
@@ -877,10 +969,22 @@ function withPieces (record: TransferRecord, pieces: string[] | undefined): Tran
   return record
 }
 
-async function fenceHeld (client: pg.ClientBase, pid: number): Promise<boolean> {
+/** The SQLSTATE fenceSql raises (class SC: Staccato's own, apart from PostgreSQL's classes). */
+const FENCE_LOST = 'SC001'
+
+/**
+ * A statement that fails (FENCE_LOST) unless the leader lease's lock is
+ * still granted to session `pid`: sent before COMMIT in the same round trip,
+ * it aborts the transaction, and the statements after it (COMMIT) are not run.
+ */
+function fenceSql (pid: number): string {
   // A two-key advisory lock shows in pg_locks as classid, objid and objsubid 2.
-  const row = (await client.query<{ held: boolean }>('SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = \'advisory\' AND classid = $1::int8::oid AND objid = $2::int8::oid AND objsubid = 2 AND pid = $3 AND granted) AS held', [LOCK_CLASS, LOCKS.leader, pid])).rows[0]
-  return row.held
+  const held = `SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND classid = ${LOCK_CLASS}::int8::oid AND objid = ${LOCKS.leader}::int8::oid AND objsubid = 2 AND pid = ${Math.trunc(pid)} AND granted`
+  return `DO $fence$ BEGIN IF NOT EXISTS (${held}) THEN RAISE EXCEPTION 'the leader lease is lost' USING ERRCODE = '${FENCE_LOST}'; END IF; END $fence$`
+}
+
+function fenceLost (err: unknown): boolean {
+  return err instanceof pg.DatabaseError && err.code === FENCE_LOST
 }
 
 function deferred (): Deferred {

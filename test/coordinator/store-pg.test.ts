@@ -300,6 +300,87 @@ describe.skipIf(missing !== undefined)(missing === undefined ? 'PostgreSQL store
       await store.close()
     }
   })
+
+  it('a group opened ahead while another commits, whose writes make no event, leaves no gap in the seqs', async () => {
+    const url = await server.freshDatabase()
+    const store = await PgTransferStore.open(url, { progressEventMs: 0 })
+    try {
+      const { record: first } = await store.create(transferInput('a', 'b', 'first.img'), { tenant })
+      // Progress reports (no event) handed in turn by turn while the create's group runs and commits: some come during its commit.
+      let done = false
+      const created = store.create(transferInput('a', 'b', 'x.img'), { tenant }).finally(() => { done = true })
+      const reports: Array<Promise<void>> = []
+      for (let i = 0; i < 500 && !done; i++) {
+        reports.push(store.setProgress(first.id, { bytesDone: i + 1 }))
+        await new Promise(resolve => setImmediate(resolve))
+      }
+      await Promise.all([created, ...reports])
+      const { record: last } = await store.create(transferInput('a', 'b', 'y.img'), { tenant })
+      expect(store.get(first.id)?.progress?.bytesDone).toBe(reports.length)
+      const seqs = (await store.readEvents(0, 10)).map(e => e.seq)
+      expect(seqs).toEqual([seqs[0], seqs[0] + 1, seqs[0] + 2])
+      // Nothing left open: another store reads the same.
+      const other = await PgTransferStore.open(url)
+      try {
+        expect(other.get(first.id)?.progress?.bytesDone).toBe(reports.length)
+        expect(other.get(last.id)?.state).toBe('queued')
+      } finally {
+        await other.close()
+      }
+    } finally {
+      await store.close()
+    }
+  })
+
+  it('commits a write while another transaction that notified is stuck in its commit (replicas\' commits do not queue behind each other\'s)', async () => {
+    // PostgreSQL serializes committing transactions that notify, until each one's commit is done. A synchronous
+    // standby that never comes holds such a commit open indefinitely: here another session's, with a notification
+    // of its own; the store's database commits locally, so only that session waits.
+    const url = await server.freshDatabase()
+    const db = new URL(url).pathname.slice(1)
+    const admin = new pg.Client({ connectionString: server.url })
+    await admin.connect()
+    await admin.query(`ALTER DATABASE ${db} SET synchronous_commit = local`)
+    const store = await PgTransferStore.open(url)
+    const session = new pg.Client({ connectionString: url })
+    await session.connect()
+    const stuck = async (): Promise<boolean> => (await admin.query<{ n: number }>('SELECT count(*)::int AS n FROM pg_stat_activity WHERE pid = $1 AND wait_event = \'SyncRep\'', [sessionPid])).rows[0].n === 1
+    await session.query('CREATE TABLE stuck (i int)')
+    const sessionPid = (await session.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0].pid
+    try {
+      await admin.query('ALTER SYSTEM SET synchronous_standby_names = \'staccato_nobody\'')
+      await admin.query('SELECT pg_reload_conf()')
+      let commit: Promise<unknown> | undefined
+      // The setting reaches the commit path once the server has reloaded it: until then a commit does not wait. Bounded.
+      for (let i = 0; i < 200 && commit === undefined; i++) {
+        // A commit waits for a standby only if its transaction wrote something besides its commit record.
+        await session.query('SET synchronous_commit = on; BEGIN; INSERT INTO stuck VALUES (1); SELECT pg_notify(\'staccato_test\', \'x\')')
+        const pending = session.query('COMMIT')
+        for (let j = 0; j < 100 && !await stuck(); j++) await new Promise(resolve => setTimeout(resolve, 10))
+        if (await stuck()) commit = pending
+        else await pending
+      }
+      expect(commit).toBeDefined()
+      const created = store.create(transferInput('a', 'b'), { tenant }).then(r => r.record)
+      // Bounded: on the old code (the group's NOTIFY inside its own transaction) the create waits as long as the session.
+      let record: Awaited<typeof created> | undefined
+      const settled = created.then(r => { record = r }, () => {})
+      for (let i = 0; i < 400 && record === undefined; i++) await Promise.race([settled, new Promise(resolve => setTimeout(resolve, 50))])
+      expect(record?.state).toBe('queued')
+      expect(await stuck()).toBe(true)
+      expect(store.get(record?.id as string)?.state).toBe('queued')
+      await admin.query('ALTER SYSTEM RESET synchronous_standby_names')
+      await admin.query('SELECT pg_reload_conf()')
+      await commit
+    } finally {
+      await admin.query('ALTER SYSTEM RESET synchronous_standby_names')
+      await admin.query('SELECT pg_reload_conf()')
+      await session.end()
+      await store.close()
+      await admin.query(`ALTER DATABASE ${db} RESET synchronous_commit`)
+      await admin.end()
+    }
+  })
 })
 
 /** Waits for a condition that another process's notification makes true; bounded, so a lost notification fails the test. */
