@@ -41,6 +41,21 @@ const GROUP_MAX = 256
 const SEQ_BLOCK = GROUP_MAX
 /** Between attempts to reload memory from the database after a lost write (see #recover): as often. */
 const RECOVER_RETRY_MS = 1000
+/**
+ * How often a replica asks the log's highest seq even though nothing woke it:
+ * a notification goes out just after its commit (#notifyAfter), so a replica
+ * that dies in between leaves events that no notification names. One small
+ * query per replica every few seconds bounds that wait without polling the
+ * feed every few ms; the leader lease's own period is of the same order
+ * (leader-pg.ts).
+ */
+const CATCH_UP_MS = 5000
+
+/** The PostgreSQL store's options beyond the contract's. */
+export interface PgStoreOptions extends StoreOptions {
+  /** CATCH_UP_MS; tests shorten it. */
+  catchUpMs?: number
+}
 /** One write of a group: its changes, and how its caller hears the commit. */
 interface GroupWrite {
   ops: WriteOps
@@ -158,8 +173,9 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
   /** Listeners of the token records (tokenRecords().watch). */
   readonly #tokenWatchers: Array<(key: string) => void> = []
   #recoverTimer: NodeJS.Timeout | undefined
+  #catchUpTimer: NodeJS.Timeout | undefined
 
-  private constructor (url: string, pool: pg.Pool, opts: StoreOptions) {
+  private constructor (url: string, pool: pg.Pool, opts: PgStoreOptions) {
     super()
     this.#listener = new PgListener(url, {
       events: seq => { if (!this.#closed) this.#announcer.heard(seq) },
@@ -181,7 +197,7 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
     })
   }
 
-  static async open (url: string, opts: StoreOptions = {}): Promise<PgTransferStore> {
+  static async open (url: string, opts: PgStoreOptions = {}): Promise<PgTransferStore> {
     const pool = new pg.Pool({ connectionString: url, max: POOL_SIZE })
     // An idle client's error (the server restarted) is reported to the query that next uses the pool; unhandled it would kill the process.
     pool.on('error', () => {})
@@ -199,6 +215,10 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
       await store.#listener.start()
       // Events committed between the load and LISTEN sent their notifications to nobody.
       await store.#hearLatest()
+      store.#catchUpTimer = setInterval(() => {
+        if (!store.#closed) store.#hearLatest().catch(() => {})
+      }, opts.catchUpMs ?? CATCH_UP_MS)
+      store.#catchUpTimer.unref()
     } catch (err) {
       // Opening failed: the caller gets that error; a listener that will not end cleanly changes nothing for it.
       await store.#listener.close()
@@ -289,6 +309,7 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
     if (this.#closed) return
     this.#closed = true
     clearTimeout(this.#recoverTimer)
+    clearInterval(this.#catchUpTimer)
     await this.#writes.idle()
     this.#announcer.close()
     await this.#listener.close()
@@ -831,7 +852,8 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
    * commit does not wait for the disk and holds that lock only briefly.
    * If the connection dies first, the notification is lost: the other
    * replicas hear of these events with the next one (its payload is a
-   * higher seq, and a reader reads everything up to it), or at reconnection.
+   * higher seq, and a reader reads everything up to it), at reconnection, or
+   * at their next catch-up (CATCH_UP_MS) at the latest.
    */
   #notifyAfter (client: pg.PoolClient, sql: string): void {
     if (sql === '') {

@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, it, expect } from 'vitest'
+import { afterAll, beforeAll, describe, it, expect, vi } from 'vitest'
 import pg from 'pg'
 import type { StoreEvent } from '../../coordinator/model.ts'
 import { PgTransferStore } from '../../coordinator/store-pg.ts'
@@ -160,6 +160,34 @@ describe.skipIf(missing !== undefined)(missing === undefined ? 'PostgreSQL store
       expect(reader.get(record.id)).toEqual(writer.get(record.id))
       expect(reader.seq).toBe(writer.seq)
     } finally {
+      await writer.close()
+      await reader.close()
+    }
+  })
+
+  it('hears of events whose notification never came (a replica that died between its commit and its NOTIFY) at its next catch-up', async () => {
+    const url = await server.freshDatabase()
+    const writer = await PgTransferStore.open(url)
+    const reader = await PgTransferStore.open(url, { catchUpMs: 50 })
+    const raw = new pg.Client({ connectionString: url })
+    await raw.connect()
+    try {
+      const heard: StoreEvent[] = []
+      reader.on('event', ev => { heard.push(ev) })
+      const { record } = await writer.create(transferInput('a', 'b'), { tenant })
+      const [created] = await writer.readEvents(0, 1)
+      await vi.waitFor(() => { expect(heard.map(e => e.seq)).toEqual([created.seq]) })
+      // What a replica leaves when it dies just after its commit: an event in the log, and no NOTIFY naming it.
+      await raw.query('BEGIN')
+      const seq = Number((await raw.query<{ seq: string }>('SELECT nextval(\'event_seq\') AS seq')).rows[0].seq)
+      await raw.query('INSERT INTO events (seq, event) VALUES ($1, $2::jsonb)', [seq, JSON.stringify({ ...created, seq, id: 'ev_orphaned' })])
+      await raw.query('COMMIT')
+      await vi.waitFor(() => { expect(heard.map(e => e.seq)).toEqual([created.seq, seq]) }, { timeout: 10_000 })
+      expect(heard[1]).toEqual({ ...created, seq, id: 'ev_orphaned' })
+      expect(reader.get(record.id)).toEqual(writer.get(record.id))
+      expect(reader.seq).toBe(seq)
+    } finally {
+      await raw.end()
       await writer.close()
       await reader.close()
     }
