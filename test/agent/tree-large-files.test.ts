@@ -21,6 +21,15 @@ const LARGE = ['l0.bin', 'l1.bin', 'l2.bin', 'l3.bin', 'l4.bin']
 const SIZE = 16 * MiB
 const SMALL = ['s0.txt', 's1.txt', 's2.txt']
 
+/** A file's chunks as a connection cut after `n` of them delivers them. */
+async function * resetAfter (chunks: AsyncIterable<Uint8Array>, n: number): AsyncGenerator<Uint8Array> {
+  let i = 0
+  for await (const c of chunks) {
+    if (i++ === n) throw new NetworkError('connection reset (test)')
+    yield c
+  }
+}
+
 /**
  * Large files of a tree, between the real holder code and the real file
  * plug-in in two temporary volumes (the wire replaced by the holder read
@@ -86,13 +95,7 @@ describe('a tree of large files: one read batch for many, finished files journal
           ...handler,
           file: async (run, chunks) => {
             if (run.size < LARGE_FILE_BYTES || ++started < LARGE.length) { await handler.file(run, chunks); return }
-            await handler.file(run, (async function * () {
-              let n = 0
-              for await (const c of chunks) {
-                if (n++ === 4) throw new NetworkError('connection reset (test)')
-                yield c
-              }
-            })())
+            await handler.file(run, resetAfter(chunks, 4))
           }
         }, signal)
       }
@@ -208,13 +211,7 @@ describe('a tree of large files: one read batch for many, finished files journal
           ...handler,
           file: async (run, chunks) => {
             if (!cutting || lane !== 2 || ++started < 2) { await handler.file(run, chunks); return }
-            await handler.file(run, (async function * () {
-              let n = 0
-              for await (const c of chunks) {
-                if (n++ === 4) throw new NetworkError('connection reset (test)')
-                yield c
-              }
-            })())
+            await handler.file(run, resetAfter(chunks, 4))
           }
         }, signal)
       }
