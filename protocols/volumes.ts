@@ -1,5 +1,4 @@
-import { realpathSync } from 'node:fs'
-import { mkdir } from 'node:fs/promises'
+import { mkdir, realpath } from 'node:fs/promises'
 import type { FileHandle } from 'node:fs/promises'
 import { join, sep } from 'node:path'
 import { InvalidArgumentError, NotFoundError, PermissionDeniedError } from '../mesh/index.ts'
@@ -81,16 +80,6 @@ export function parseFileUrl (url: URL): { volume: string, relPath: string } {
 
 export function isInside (root: string, real: string): boolean {
   return real === root || real.startsWith(root.endsWith(sep) ? root : root + sep)
-}
-
-/**
- * realpath(3) in place: ~5 µs of CPU a call here, where fs/promises' realpath
- * (a thread-pool round trip and its promise) cost ~65 µs (measured with
- * process.cpuUsage over 2,000 calls), and a tree copy resolves a parent per
- * directory made and per group of small files written. A rejection, as before.
- */
-async function realpath (path: string): Promise<string> {
-  return realpathSync.native(path)
 }
 
 function confine (root: string, real: string, what: string): void {
