@@ -70,7 +70,7 @@ export class Dispatcher implements AgentLifecycle {
   /** A pass was asked for while one ran: it runs again when done, on what changed meanwhile. */
   private again = false
   private soon = false
-  /** The last pass: how long it took and when it ended (performance.now(), ms), for passDelay. */
+  /** The last pass: how long its scheduler's decide() took, and when the pass ended (performance.now(), ms), for passDelay. */
   private lastPassMs = 0
   private lastPassEnd = 0
   private started = false
@@ -168,7 +168,11 @@ export class Dispatcher implements AgentLifecycle {
           return rec.agents.every(a => agents.isOnline(a)) ? defaultExecutor(rec) : undefined
         }
       })
-      for (const d of scheduler.decide(view)) {
+      // Paced by the queue's reading alone (passDelay): the writes a pass awaits below are commits, not loop time.
+      const reading = performance.now()
+      const decisions = scheduler.decide(view)
+      this.lastPassMs = performance.now() - reading
+      for (const d of decisions) {
         const rec = store.get(d.id)
         if (rec === undefined) continue
         const scheduled = await store.transition(d.id, 'scheduled', { executor: d.executor, attempt: rec.attempt + 1, notBefore: undefined }, { from: ['queued'] }).catch((err: unknown) => {
@@ -187,8 +191,7 @@ export class Dispatcher implements AgentLifecycle {
     } finally {
       this.ticking = false
       this.lastPassEnd = performance.now()
-      this.lastPassMs = this.lastPassEnd - started
-      this.opts.onTick?.(this.lastPassMs / 1000)
+      this.opts.onTick?.((this.lastPassEnd - started) / 1000)
     }
     if (this.again) {
       this.again = false
