@@ -11,6 +11,7 @@ import type { AgentControl } from './agent-sessions.ts'
 import type { AgentLifecycle, PartHandlers } from './registry.ts'
 import { seedAgent } from './distribution.ts'
 import { WaitingTracker } from './waiting.ts'
+import { passDelay } from './pass-pacing.ts'
 import { storeMissed } from './store-missed.ts'
 import type { Clock, ClockTimer } from './clock.ts'
 import type { DistributionManager } from './distribution.ts'
@@ -69,6 +70,9 @@ export class Dispatcher implements AgentLifecycle {
   /** A pass was asked for while one ran: it runs again when done, on what changed meanwhile. */
   private again = false
   private soon = false
+  /** The last pass: how long its scheduler's decide() took, and when the pass ended (performance.now(), ms), for passDelay. */
+  private lastPassMs = 0
+  private lastPassEnd = 0
   private started = false
   /** When this process started dispatching: the grace period for agents to come back runs from here (a new leader gives them one too). */
   private startedAt: number
@@ -128,11 +132,15 @@ export class Dispatcher implements AgentLifecycle {
     }
     if (this.soon) return
     this.soon = true
-    // Not a delay (that would be the clock's): only out of the emitting write's call stack, and coalesced.
-    setImmediate(() => {
+    const run = (): void => {
       this.soon = false
-      void this.tick()
-    })
+      if (this.started) void this.tick()
+    }
+    // Out of the emitting write's call stack, and coalesced; after a long pass, paced (pass-pacing.ts). The pause
+    // bounds the CPU passes take, not a decision's time: real time, not the clock's.
+    const delay = passDelay(this.lastPassMs, performance.now() - this.lastPassEnd)
+    if (delay > 0) setTimeout(run, delay)
+    else setImmediate(run)
   }
 
   /** Runs one scheduling pass now (store events and deadlines also run them). */
@@ -160,7 +168,11 @@ export class Dispatcher implements AgentLifecycle {
           return rec.agents.every(a => agents.isOnline(a)) ? defaultExecutor(rec) : undefined
         }
       })
-      for (const d of scheduler.decide(view)) {
+      // Paced by the queue's reading alone (passDelay): the writes a pass awaits below are commits, not loop time.
+      const reading = performance.now()
+      const decisions = scheduler.decide(view)
+      this.lastPassMs = performance.now() - reading
+      for (const d of decisions) {
         const rec = store.get(d.id)
         if (rec === undefined) continue
         const scheduled = await store.transition(d.id, 'scheduled', { executor: d.executor, attempt: rec.attempt + 1, notBefore: undefined }, { from: ['queued'] }).catch((err: unknown) => {
@@ -178,7 +190,8 @@ export class Dispatcher implements AgentLifecycle {
       this.opts.log('scheduling pass failed', { ...errorFields(toStaccatoError(err)) }, 'error')
     } finally {
       this.ticking = false
-      this.opts.onTick?.((performance.now() - started) / 1000)
+      this.lastPassEnd = performance.now()
+      this.opts.onTick?.((this.lastPassEnd - started) / 1000)
     }
     if (this.again) {
       this.again = false
@@ -196,7 +209,8 @@ export class Dispatcher implements AgentLifecycle {
     const now = clock.now()
     let next = waitingDue ?? Infinity
     if (now - this.startedAt < this.opts.graceMs) next = Math.min(next, this.startedAt + this.opts.graceMs)
-    for (const rec of store.inState('queued')) {
+    // The queue's own array (one copy), not inState's walk of the state set: this runs after every pass.
+    for (const rec of store.queuedInOrder()) {
       if (rec.notBefore !== undefined && rec.notBefore > now) next = Math.min(next, rec.notBefore)
     }
     if (next === Infinity) return

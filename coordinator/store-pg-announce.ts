@@ -12,6 +12,12 @@ const WAIT_MAX_MS = 50
 /** Empty reads before the announcer asks whether retention trimmed past it: a commit's wait (1 + 2 + 4 + 8 ms) is over by then. */
 const TRIM_CHECK_AFTER = 4
 
+/** The announcer's pacing. */
+export interface AnnouncerOptions {
+  /** Reads of the log start at least this far apart (ms); 0: as soon as asked (ANNOUNCE_GAP_MS in store-pg.ts). */
+  readGapMs?: number
+}
+
 /** What the announcer needs from its store. */
 export interface AnnouncerSource {
   /** Events after `after` that readers may see (EVENTS_VISIBLE), oldest first. */
@@ -50,9 +56,15 @@ export class EventAnnouncer {
   #interrupt: (() => void) | undefined
   #closed = false
   readonly source: AnnouncerSource
+  readonly #readGapMs: number
+  /** When the last read started (performance.now()). */
+  #lastRead = -Infinity
+  /** Ends a pause between reads early: only close() does. */
+  #endPause: (() => void) | undefined
 
-  constructor (source: AnnouncerSource) {
+  constructor (source: AnnouncerSource, opts: AnnouncerOptions = {}) {
     this.source = source
+    this.#readGapMs = opts.readGapMs ?? 0
   }
 
   get through (): number { return this.#through }
@@ -108,6 +120,7 @@ export class EventAnnouncer {
   close (): void {
     this.#closed = true
     this.#interrupt?.()
+    this.#endPause?.()
     this.#settle(true)
   }
 
@@ -144,7 +157,14 @@ export class EventAnnouncer {
 
   async #pass (): Promise<void> {
     for (let waits = 0; !this.#closed && Math.max(this.#heard, this.#ownCommitted) > this.#through;) {
+      // Paced: what notifications and commits ask for meanwhile is read at once, in one query.
+      const pause = this.#lastRead + this.#readGapMs - performance.now()
+      if (pause > 0) {
+        await this.#pause(pause)
+        if (this.#closed) break
+      }
       this.#again = false
+      this.#lastRead = performance.now()
       const events = await this.source.read(this.#through, BATCH)
       if (events.length === 0) {
         // No give-up: a transaction left open (an operator's psql session) holds the feed back as long as it
@@ -180,6 +200,18 @@ export class EventAnnouncer {
       const timer = setTimeout(() => { this.#interrupt = undefined; resolve() }, ms)
       this.#interrupt = () => {
         this.#interrupt = undefined
+        clearTimeout(timer)
+        resolve()
+      }
+    })
+  }
+
+  /** Waits between reads (readGapMs); a notification does not end it, close() does. */
+  async #pause (ms: number): Promise<void> {
+    await new Promise<void>(resolve => {
+      const timer = setTimeout(() => { this.#endPause = undefined; resolve() }, ms)
+      this.#endPause = () => {
+        this.#endPause = undefined
         clearTimeout(timer)
         resolve()
       }

@@ -12,7 +12,8 @@
  * wait event of each client backend (pg_stat_activity), printed as the mean
  * number of backends in each (state, wait event, statement) per sample.
  * `--pgopts` sets server options first (ALTER SYSTEM), e.g. commit_delay=100;
- * PROF=<dir> makes each coordinator write a CPU profile (.cpuprofile) there.
+ * PROF=<dir> makes each coordinator write a CPU profile (.cpuprofile) there;
+ * PROBE_NODE_OPTIONS adds node options to the coordinators'.
  */
 import { randomBytes } from 'node:crypto'
 import { mkdir, mkdtemp, rm, readFile } from 'node:fs/promises'
@@ -44,10 +45,16 @@ async function seed (url: string): Promise<void> {
   await store.close()
 }
 
+/** PROF=<dir>: a CPU profile per coordinator; PROBE_NODE_OPTIONS: more options (e.g. `--import` of a query counter). */
+function nodeOptions (): Record<string, string> {
+  const o = [process.env.PROF !== undefined ? `--cpu-prof --cpu-prof-dir=${process.env.PROF}` : '', process.env.PROBE_NODE_OPTIONS ?? ''].filter(Boolean).join(' ')
+  return o === '' ? {} : { NODE_OPTIONS: o }
+}
+
 async function start (dir: string, url: string) {
   await mkdir(dir, { recursive: true })
   const readyFile = join(dir, 'ready.json')
-  const child = spawnStaccato(['coordinator', '--data-dir', dir, '--store', url, '--api-port', String(await freePort()), '--listen', `/ip4/127.0.0.1/tcp/${await freePort()}`, '--ready-file', readyFile, '--log-level', 'warn', '--api-token', TOKEN, '--rate-limit', '1000000000', '--max-connections-per-address', '0'], join(dir, 'coordinator.log'), process.env.PROF !== undefined ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${process.env.PROF}` } : {})
+  const child = spawnStaccato(['coordinator', '--data-dir', dir, '--store', url, '--api-port', String(await freePort()), '--listen', `/ip4/127.0.0.1/tcp/${await freePort()}`, '--ready-file', readyFile, '--log-level', 'warn', '--api-token', TOKEN, '--rate-limit', '1000000000', '--max-connections-per-address', '0'], join(dir, 'coordinator.log'), nodeOptions())
   const ready = await waitForJson<ReadyInfo>(readyFile, child, 60_000, 'coordinator')
   return { ready, pid: child.pid as number, child, dir }
 }

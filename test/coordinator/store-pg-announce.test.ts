@@ -1,13 +1,14 @@
 import { describe, expect, it, vi } from 'vitest'
 import type { StoreEvent } from '../../coordinator/model.ts'
 import { EventAnnouncer } from '../../coordinator/store-pg-announce.ts'
+import type { AnnouncerOptions } from '../../coordinator/store-pg-announce.ts'
 
 /**
  * The announcer's ordering on its own: an in-memory log stands for the
  * database, `visible` for what EVENTS_VISIBLE lets a reader see (the real
  * condition is covered by test/coordinator/store-pg.test.ts).
  */
-function harness () {
+function harness (opts: AnnouncerOptions = {}) {
   const log: StoreEvent[] = []
   let visibleThrough = 0
   let trimmed = 0
@@ -21,7 +22,7 @@ function harness () {
     foreign: async () => event => [() => { emitted.push(`foreign ${event.seq}`) }],
     trimmed: async () => trimmed,
     emit: event => { emitted.push(`own ${event.seq}`) }
-  })
+  }, opts)
   return {
     announcer,
     emitted,
@@ -107,6 +108,40 @@ describe('EventAnnouncer', () => {
     h.announcer.heard(1)
     await waitFor(() => h.announcer.through === 2)
     expect(h.emitted).toEqual(['own 1', 'foreign 2'])
+  })
+
+  it('with a read gap, reads once for the notifications that arrive within it, and announces them all in order', async () => {
+    // Timers stand still: the gap ends only when the test moves time on.
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'performance'] })
+    try {
+      const h = harness({ readGapMs: 50 })
+      h.write(1)
+      h.show(1)
+      h.announcer.heard(1)
+      await ticksUntil(() => h.emitted.length === 1)
+      expect(h.reads()).toBe(1)
+      // Three more commits of other writers, each notified, within the gap: no read until it ends.
+      for (const seq of [2, 3, 4]) {
+        h.write(seq)
+        h.show(seq)
+        h.announcer.heard(seq)
+        await ticksUntil(() => false)
+      }
+      expect(h.reads()).toBe(1)
+      vi.advanceTimersByTime(50)
+      await ticksUntil(() => h.emitted.length === 4)
+      expect(h.reads()).toBe(2)
+      expect(h.emitted).toEqual(['foreign 1', 'foreign 2', 'foreign 3', 'foreign 4'])
+      // A writer waiting on the pause is answered when the announcer closes.
+      h.write(5)
+      h.show(5)
+      h.announcer.heard(5)
+      h.announcer.close()
+      await ticksUntil(() => false)
+      expect(h.reads()).toBe(2)
+    } finally {
+      vi.useRealTimers()
+    }
   })
 
   it('moves past events that retention trimmed before it read them', async () => {
