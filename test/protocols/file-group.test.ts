@@ -71,6 +71,16 @@ describe('file plug-in: statMany, readFiles, putFiles', () => {
     expect((await readdir(join(root, 't'))).sort()).toEqual(['.planted.bin.tr2.partial', 'ok1.bin', 'ok2.bin', 'taken'])
   })
 
+  it('putFiles cuts what a partial left by an earlier attempt holds beyond the new bytes (a fresh partial is not truncated)', async () => {
+    await mkdir(join(root, 'r'), { recursive: true })
+    await writeFile(join(root, 'r', '.left.bin.tr4.partial'), 'a longer leftover from an attempt that died')
+    const errors = await plugin.putFiles!([{ url: u('r/left.bin'), data: Buffer.from('short') }, { url: u('r/fresh.bin'), data: Buffer.from('new') }], { key: 'tr4' })
+    expect(errors).toEqual([undefined, undefined])
+    expect(await readFile(join(root, 'r', 'left.bin'), 'utf8')).toBe('short')
+    expect(await readFile(join(root, 'r', 'fresh.bin'), 'utf8')).toBe('new')
+    expect((await readdir(join(root, 'r'))).sort()).toEqual(['fresh.bin', 'left.bin'])
+  })
+
   it('putFiles refuses a parent that leaves the volume through a link', async () => {
     await symlink(outside, join(root, 'escape'))
     const errors = await plugin.putFiles!([{ url: u('escape/f.bin'), data: Buffer.from('x') }], { key: 'tr3' })
