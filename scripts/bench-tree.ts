@@ -26,7 +26,7 @@ import { freePort } from '../cli/index.ts'
 import { BenchMesh } from './bench-mesh.ts'
 import type { BenchAgent } from './bench-mesh.ts'
 import { LocalSshd } from './bench-scp.ts'
-import { MiB, cpuSeconds, cpuSplit, mbps, median, note, peakRssMiB, report, round } from './bench-util.ts'
+import { MiB, cpuSeconds, cpuSplit, mainThreadCpuSplit, mbps, median, note, peakRssMiB, report, round } from './bench-util.ts'
 
 // The cipher bench:transfer gives scp: the fastest of OpenSSH's on x86 with AES-NI.
 const CIPHER = 'aes128-gcm@openssh.com'
@@ -105,14 +105,18 @@ async function checkCopy (what: string, dir: string, want: { files: number, byte
  * the wall time says more about the neighbours than about the agents.
  */
 type CpuByProcess = Record<'a' | 'b' | 'coordinator', { user: number, system: number }>
+/** The agents' main threads alone (their event loops): what a worker thread takes work off. */
+type MainThreadCpu = Record<'a' | 'b', { user: number, system: number }>
 
-async function agentTree (mesh: BenchMesh, b: BenchAgent, src: string, dst: string, a?: BenchAgent): Promise<{ ms: number, cpu: number | null, byProcess?: CpuByProcess, files: { done: number, skipped: number } }> {
+async function agentTree (mesh: BenchMesh, b: BenchAgent, src: string, dst: string, a?: BenchAgent): Promise<{ ms: number, cpu: number | null, byProcess?: CpuByProcess, mainThread?: MainThreadCpu, files: { done: number, skipped: number } }> {
   const cpu = (): number => a === undefined ? NaN : cpuSeconds(a.pid) + cpuSeconds(b.pid)
   const coordinatorPid = mesh.coordinator?.pid
   // Each process's user and system CPU apart: where a small file's cost is (the coordinator's per-file records too).
   const split = (): CpuByProcess | undefined => a === undefined || coordinatorPid === undefined
     ? undefined
     : { a: cpuSplit(a.pid), b: cpuSplit(b.pid), coordinator: cpuSplit(coordinatorPid) }
+  const main = (): MainThreadCpu | undefined => a === undefined ? undefined : { a: mainThreadCpuSplit(a.pid), b: mainThreadCpuSplit(b.pid) }
+  const mainBefore = main()
   const splitBefore = split()
   const cpuBefore = cpu()
   const { id } = await mesh.run(`agent://a/vol/${src}/`, `agent://b/vol/${dst}/`, timeoutMs, { checksumMode: args.checksum })
@@ -120,12 +124,18 @@ async function agentTree (mesh: BenchMesh, b: BenchAgent, src: string, dst: stri
   const t = (await mesh.api('GET', `/v1/transfers/${id}`)).body as { progress: { files: { done: number, skipped: number } } }
   const used = cpu() - cpuBefore
   const splitAfter = split()
+  const mainAfter = main()
+  const mainThread = mainBefore === undefined || mainAfter === undefined
+    ? undefined
+    : Object.fromEntries((['a', 'b'] as const).map(k => [k, {
+      user: round(mainAfter[k].user - mainBefore[k].user, 2), system: round(mainAfter[k].system - mainBefore[k].system, 2)
+    }])) as MainThreadCpu
   const byProcess = splitBefore === undefined || splitAfter === undefined
     ? undefined
     : Object.fromEntries((['a', 'b', 'coordinator'] as const).map(k => [k, {
       user: round(splitAfter[k].user - splitBefore[k].user, 2), system: round(splitAfter[k].system - splitBefore[k].system, 2)
     }])) as CpuByProcess
-  return { ms, cpu: Number.isNaN(used) ? null : round(used, 2), byProcess, files: t.progress.files }
+  return { ms, cpu: Number.isNaN(used) ? null : round(used, 2), byProcess, mainThread, files: t.progress.files }
 }
 
 async function main (): Promise<void> {
@@ -246,6 +256,7 @@ async function main (): Promise<void> {
       smallAgentCpuSeconds: ours.cpu,
       // User and system CPU seconds of each process (the coordinator too) over the small tree's run.
       smallCpuByProcess: ours.byProcess ?? null,
+      smallMainThreadCpu: ours.mainThread ?? null,
       scpSmallSeconds: scpSmall === null ? null : round(scpSmall / 1000, 3),
       rsyncSmallSeconds: rsyncSmall === null ? null : round(rsyncSmall / 1000, 3),
       // Speed ratios: above 1, the agents are faster.
