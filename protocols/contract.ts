@@ -198,7 +198,7 @@ export interface PutFilesOptions extends OpOptions {
 }
 
 /** A small file read whole by readFiles, or why it could not be. */
-export type WholeRead = { data: Uint8Array, version: StatResult, /** Its real path on the host, for a caller that confines it further (a tree). */ real: string } | { error: StaccatoError }
+export type WholeRead = { data: Uint8Array, version: StatResult, /** Its real path on the host, for a caller that confines it further (a tree). */ real: string, /** Its digest, when asked for (`algorithm`). */ digest?: string } | { error: StaccatoError }
 
 export interface ProtocolPlugin {
   readonly scheme: string
@@ -221,8 +221,8 @@ export interface ProtocolPlugin {
   syncDirectory?(url: URL, opts?: OpOptions): Promise<void>
   /** The stat of each object, or its error, as stat() gives them; for many small files at once (a tree's quick check). */
   statMany?(urls: URL[], opts?: OpOptions): Promise<Array<StatResult | StaccatoError>>
-  /** Small files read whole, each checked as read() checks it (with `expect`), for a tree's holder. */
-  readFiles?(files: Array<{ url: URL, expect?: ObjectVersion }>, opts?: OpOptions): Promise<WholeRead[]>
+  /** Small files read whole, each checked as read() checks it (with `expect`), for a tree's holder; each hashed with `algorithm` if given. */
+  readFiles?(files: Array<{ url: URL, expect?: ObjectVersion }>, opts?: OpOptions & { algorithm?: 'sha256' | 'blake3' }): Promise<WholeRead[]>
   /**
    * A group of small files written whole with write()'s rules (a partial
    * under `key`, nothing at a target name before its bytes are durable),

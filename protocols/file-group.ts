@@ -1,4 +1,4 @@
-import { constants, closeSync, fstatSync, fsync, lstatSync, openSync, readSync, readlinkSync, realpathSync, statSync } from 'node:fs'
+import { fsync, lstatSync, realpathSync, statSync } from 'node:fs'
 import type { BigIntStats } from 'node:fs'
 import { basename, dirname, join } from 'node:path'
 import { promisify } from 'node:util'
@@ -9,9 +9,10 @@ import { fsError } from './fs-errors.ts'
 import { syncFileSystems as syncPaths } from './syncfs.ts'
 import { discardPartials } from './group-io.ts'
 import type { IoError, PartialJob } from './group-io.ts'
-import { renameInThread, writeInThread } from './group-thread.ts'
+import { readInThread, renameInThread, writeInThread } from './group-thread.ts'
+import type { Algorithm, ReadError, ReadJob } from './read-io.ts'
 import { checkFreeSpace, partialName, syncDirectoryPath } from './file-partial.ts'
-import { assertVersion, checkWriteKey } from './util.ts'
+import { checkWriteKey } from './util.ts'
 import { isInside, parseFileUrl, resolveIn } from './volumes.ts'
 import type { Volume } from './volumes.ts'
 
@@ -27,8 +28,6 @@ import type { Volume } from './volumes.ts'
  * descriptor, commit by identity; nothing at a target name before its bytes
  * are durable.
  */
-
-const { O_RDONLY, O_NOFOLLOW, O_NONBLOCK } = constants
 
 /**
  * Files handled between two turns of the event loop: about 10 system calls
@@ -51,15 +50,6 @@ function versionOf (st: BigIntStats): ObjectVersion {
 
 function confine (root: string, real: string, what: string): void {
   if (!isInside(root, real)) throw new PermissionDeniedError(`${what}: resolves outside its volume (a symbolic link leaves it)`)
-}
-
-/** The descriptor's real path (what assertHandleInside checks); undefined without /proc (not Linux), where the path checks stand alone. */
-function fdPath (fd: number): string | undefined {
-  try {
-    return readlinkSync(`/proc/self/fd/${fd}`)
-  } catch {
-    return undefined
-  }
 }
 
 /**
@@ -155,47 +145,45 @@ export async function statFiles (volumes: readonly Volume[], urls: URL[]): Promi
   return out
 }
 
-/** Each file read whole, checked as read() checks it (inside the volume, regular, the expected version, unchanged while read). */
-export async function readWhole (volumes: readonly Volume[], files: Array<{ url: URL, expect?: ObjectVersion }>): Promise<WholeRead[]> {
+/** A read thread's answer for one file as the plug-in's errors: what readFiles gives. */
+function readErrorOf (e: ReadError, what: string): StaccatoError {
+  if ('changed' in e) return slotError(() => new SourceChangedError(e.changed))
+  if ('directory' in e) return new IsADirectoryError(e.directory)
+  if ('notFile' in e) return new InvalidArgumentError(e.notFile)
+  if ('denied' in e) return new PermissionDeniedError(e.denied)
+  return fsError(Object.assign(new Error(e.errno.message), e.errno), what)
+}
+
+/**
+ * Each file read whole, checked as read() checks it (inside the volume,
+ * regular, the expected version, unchanged while read), and hashed with
+ * `algorithm`: its directory resolved and confined here, its own system
+ * calls and hash in the read thread (read-io.ts), SLICE files a call. The
+ * files' bytes are views of one buffer per call.
+ */
+export async function readWhole (volumes: readonly Volume[], files: Array<{ url: URL, expect?: ObjectVersion }>, algorithm?: Algorithm): Promise<WholeRead[]> {
   const resolve = resolver(volumes)
   const out: WholeRead[] = []
-  for (let i = 0; i < files.length; i++) {
-    if (i > 0 && i % SLICE === 0) await turn()
-    const { url, expect } = files[i]
-    let what = url.href
-    let fd: number | undefined
-    try {
-      const r = resolve(url)
-      what = r.what
-      // O_NONBLOCK: a FIFO swapped in must not hang the open (no effect on regular files).
-      const flags = O_RDONLY | O_NOFOLLOW | O_NONBLOCK
+  for (let from = 0; from < files.length; from += SLICE) {
+    const these = files.slice(from, from + SLICE)
+    const jobs: ReadJob[] = []
+    const slots: Array<WholeRead | { job: number, what: string }> = these.map(({ url, expect }) => {
       try {
-        fd = openSync(r.path, flags)
+        const r = resolve(url)
+        jobs.push({ path: r.path, root: r.root, what: r.what, ...(expect === undefined ? {} : { expect: { size: expect.size, mtime: expect.mtime, ...(expect.etag == null ? {} : { etag: expect.etag }) } }) })
+        return { job: jobs.length - 1, what: r.what }
       } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ELOOP') throw err
-        fd = openSync(followed(r.root, r.path, what), flags)
+        return { error: errorOf(err, url.href) }
       }
-      const real = fdPath(fd) ?? r.path
-      confine(r.root, real, what)
-      const first = fstatSync(fd, { bigint: true })
-      if (first.isDirectory()) throw new IsADirectoryError(`${what}: is a directory`)
-      if (!first.isFile()) throw new InvalidArgumentError(`${what}: not a regular file`)
-      const version = versionOf(first)
-      assertVersion(what, expect, version)
-      const data = Buffer.allocUnsafe(version.size)
-      let at = 0
-      while (at < data.length) {
-        const n = readSync(fd, data, at, data.length - at, at)
-        if (n === 0) throw new SourceChangedError(`${what}: shrank while being read`)
-        at += n
-      }
-      // Bytes read across a rewrite could be a splice of two versions: refuse them.
-      assertVersion(`${what} (while being read)`, version, versionOf(fstatSync(fd, { bigint: true })))
-      out.push({ data, version, real })
-    } catch (err) {
-      out.push({ error: errorOf(err, what) })
-    } finally {
-      if (fd !== undefined) closeSync(fd)
+    })
+    const read = jobs.length === 0 ? { bytes: new Uint8Array(0), out: [] } : await readInThread(jobs, algorithm)
+    const bytes = Buffer.from(read.bytes.buffer, read.bytes.byteOffset, read.bytes.byteLength)
+    for (const s of slots) {
+      if (!('job' in s)) { out.push(s); continue }
+      const r = read.out[s.job]
+      if ('error' in r) { out.push({ error: readErrorOf(r.error, s.what) }); continue }
+      const { offset, size, mtime, etag, real, digest } = r
+      out.push({ data: bytes.subarray(offset, offset + size), version: { size, mtime, etag }, real, ...(digest === undefined ? {} : { digest }) })
     }
   }
   return out

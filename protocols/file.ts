@@ -153,8 +153,8 @@ export function file (init: FileOptions): ProtocolPlugin {
       return await statFiles(volumes, urls)
     },
 
-    async readFiles (files: Array<{ url: URL, expect?: ObjectVersion }>): Promise<WholeRead[]> {
-      return await readWhole(volumes, files)
+    async readFiles (files: Array<{ url: URL, expect?: ObjectVersion }>, opts?: { algorithm?: 'sha256' | 'blake3' }): Promise<WholeRead[]> {
+      return await readWhole(volumes, files, opts?.algorithm)
     },
 
     async putFiles (files: WholeFile[], opts: PutFilesOptions): Promise<Array<StaccatoError | undefined>> {

@@ -2,8 +2,11 @@ import { Worker } from 'node:worker_threads'
 import { InternalError } from '../mesh/index.ts'
 import { renamePartials, writePartials } from './group-io.ts'
 import type { IoError, PartialJob, RenameJob, Written } from './group-io.ts'
+import { readPack } from './read-io.ts'
+import type { Algorithm, ReadJob, ReadOut } from './read-io.ts'
 
-export type GroupRequest = { id: number, op: 'write', jobs: PartialJob[], bytes: Uint8Array } | { id: number, op: 'rename', jobs: RenameJob[] }
+export type GroupRequest = { id: number, op: 'write', jobs: PartialJob[], bytes: Uint8Array } | { id: number, op: 'rename', jobs: RenameJob[] } |
+{ id: number, op: 'read', jobs: ReadJob[], algorithm?: Algorithm }
 type Answer = { id: number, out: unknown } | { id: number, failed: string }
 
 interface Waiter { resolve: (out: unknown) => void, reject: (err: Error) => void, inline: () => unknown }
@@ -29,6 +32,16 @@ class GroupThread {
 
   async rename (jobs: RenameJob[]): Promise<Array<IoError | undefined>> {
     return await this.#run({ id: 0, op: 'rename', jobs }, () => renamePartials(jobs)) as Array<IoError | undefined>
+  }
+
+  async read (jobs: ReadJob[], algorithm?: Algorithm): Promise<{ bytes: Uint8Array, out: ReadOut[] }> {
+    const inline = (): { bytes: Uint8Array, out: ReadOut[] } => readPack(jobs, algorithm)
+    try {
+      return await this.#run({ id: 0, op: 'read', jobs, algorithm }, inline) as { bytes: Uint8Array, out: ReadOut[] }
+    } catch {
+      // The thread ended with the pack out: a read changes nothing, so it is done again here.
+      return inline()
+    }
   }
 
   async #run (req: GroupRequest, inline: () => unknown): Promise<unknown> {
@@ -91,12 +104,19 @@ class GroupThread {
 }
 
 const thread = new GroupThread()
+/** A tree's holder reads in a thread of its own: an agent that also receives does not queue its packs behind its writes. */
+const reader = new GroupThread()
 
 /** Requests the thread answered (not run inline): what a test checks. */
 let answered = 0
 
 export function threadAnswers (): number {
   return answered
+}
+
+/** Reads each file whole into one buffer (moved here, not copied), checked and hashed, in the read thread. */
+export async function readInThread (jobs: ReadJob[], algorithm?: Algorithm): Promise<{ bytes: Uint8Array, out: ReadOut[] }> {
+  return await reader.read(jobs, algorithm)
 }
 
 /** Writes each file to its partial and leaves it open, in the group thread. */

@@ -1,6 +1,6 @@
 /**
  * npm run bench:tree [-- --files 10000 --file-size 4KiB --dirs 100 --large-count 16 --large-size 64MiB --json --no-ssh --checksum sha256
- *                        --no-small --large-reps 1 --vs-file --profile DIR --dir DIR --tree-streams N]
+ *                        --no-small --large-reps 1 --vs-file --profile DIR --dir DIR --tree-streams N --settle S]
  *
  * Directory trees on loopback, in one run: a tree of many small files and a
  * tree of a few large ones, each copied agent → agent (a tree transfer), and
@@ -20,12 +20,13 @@ import { randomBytes } from 'node:crypto'
 import { loadavg } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { parseSize } from '../protocols/index.ts'
 import { freePort } from '../cli/index.ts'
 import { BenchMesh } from './bench-mesh.ts'
 import type { BenchAgent } from './bench-mesh.ts'
 import { LocalSshd } from './bench-scp.ts'
-import { MiB, cpuSeconds, cpuSplit, mbps, median, note, peakRssMiB, report, round } from './bench-util.ts'
+import { MiB, cpuSeconds, cpuSplit, mainThreadCpuSplit, mbps, median, note, peakRssMiB, report, round } from './bench-util.ts'
 
 // The cipher bench:transfer gives scp: the fastest of OpenSSH's on x86 with AES-NI.
 const CIPHER = 'aes128-gcm@openssh.com'
@@ -47,7 +48,11 @@ const { values: args } = parseArgs({
     profile: { type: 'string' },
     // Where the agents' volumes (and scp's and rsync's copies) go; the system's temporary directory by default.
     dir: { type: 'string' },
-    'tree-streams': { type: 'string' }
+    'tree-streams': { type: 'string' },
+    // Seconds to wait before the first small-tree copy: on ext4 without a journal (this VM's disk) each create skips,
+    // one check each, every inode freed in the last 30-35 s (ialloc.c recently_deleted()), so a copy right after a big
+    // delete (the previous bench's clean-up) pays up to ~300 µs of kernel time a file more than one run later.
+    settle: { type: 'string', default: '0' }
   }
 })
 const noSmall = args['no-small']
@@ -100,14 +105,18 @@ async function checkCopy (what: string, dir: string, want: { files: number, byte
  * the wall time says more about the neighbours than about the agents.
  */
 type CpuByProcess = Record<'a' | 'b' | 'coordinator', { user: number, system: number }>
+/** The agents' main threads alone (their event loops): what a worker thread takes work off. */
+type MainThreadCpu = Record<'a' | 'b', { user: number, system: number }>
 
-async function agentTree (mesh: BenchMesh, b: BenchAgent, src: string, dst: string, a?: BenchAgent): Promise<{ ms: number, cpu: number | null, byProcess?: CpuByProcess, files: { done: number, skipped: number } }> {
+async function agentTree (mesh: BenchMesh, b: BenchAgent, src: string, dst: string, a?: BenchAgent): Promise<{ ms: number, cpu: number | null, byProcess?: CpuByProcess, mainThread?: MainThreadCpu, files: { done: number, skipped: number } }> {
   const cpu = (): number => a === undefined ? NaN : cpuSeconds(a.pid) + cpuSeconds(b.pid)
   const coordinatorPid = mesh.coordinator?.pid
   // Each process's user and system CPU apart: where a small file's cost is (the coordinator's per-file records too).
   const split = (): CpuByProcess | undefined => a === undefined || coordinatorPid === undefined
     ? undefined
     : { a: cpuSplit(a.pid), b: cpuSplit(b.pid), coordinator: cpuSplit(coordinatorPid) }
+  const main = (): MainThreadCpu | undefined => a === undefined ? undefined : { a: mainThreadCpuSplit(a.pid), b: mainThreadCpuSplit(b.pid) }
+  const mainBefore = main()
   const splitBefore = split()
   const cpuBefore = cpu()
   const { id } = await mesh.run(`agent://a/vol/${src}/`, `agent://b/vol/${dst}/`, timeoutMs, { checksumMode: args.checksum })
@@ -115,12 +124,18 @@ async function agentTree (mesh: BenchMesh, b: BenchAgent, src: string, dst: stri
   const t = (await mesh.api('GET', `/v1/transfers/${id}`)).body as { progress: { files: { done: number, skipped: number } } }
   const used = cpu() - cpuBefore
   const splitAfter = split()
+  const mainAfter = main()
+  const mainThread = mainBefore === undefined || mainAfter === undefined
+    ? undefined
+    : Object.fromEntries((['a', 'b'] as const).map(k => [k, {
+      user: round(mainAfter[k].user - mainBefore[k].user, 2), system: round(mainAfter[k].system - mainBefore[k].system, 2)
+    }])) as MainThreadCpu
   const byProcess = splitBefore === undefined || splitAfter === undefined
     ? undefined
     : Object.fromEntries((['a', 'b', 'coordinator'] as const).map(k => [k, {
       user: round(splitAfter[k].user - splitBefore[k].user, 2), system: round(splitAfter[k].system - splitBefore[k].system, 2)
     }])) as CpuByProcess
-  return { ms, cpu: Number.isNaN(used) ? null : round(used, 2), byProcess, files: t.progress.files }
+  return { ms, cpu: Number.isNaN(used) ? null : round(used, 2), byProcess, mainThread, files: t.progress.files }
 }
 
 async function main (): Promise<void> {
@@ -143,6 +158,11 @@ async function main (): Promise<void> {
     let ours: Awaited<ReturnType<typeof agentTree>> = none
     let noop: Awaited<ReturnType<typeof agentTree>> = none
     if (!noSmall) {
+      const settle = Math.max(0, Number(args.settle))
+      if (settle > 0) {
+        note(`waiting ${settle} s for the inodes freed before this run to age (--settle)`)
+        await sleep(settle * 1000)
+      }
       ours = await agentTree(mesh, b, 'small', 'small', a)
       await checkCopy('agents, small tree', join(b.volume, 'small'), small)
       note(`agents, small: ${round(ours.ms / 1000, 2)} s (${round(files / (ours.ms / 1000), 0)} files/s)`)
@@ -196,11 +216,12 @@ async function main (): Promise<void> {
       if (typeof sshd !== 'string' && !noSmall) {
         scpSmall = sshd.scp(join(a.volume, 'small'), join(b.volume, 'scp-small'), CIPHER, true)
         await checkCopy('scp -r, small tree', join(b.volume, 'scp-small'), small)
-        await rm(join(b.volume, 'scp-small'), { recursive: true })
         note(`scp -r, small: ${round(scpSmall / 1000, 2)} s`)
         rsyncSmall = sshd.rsync(`${join(a.volume, 'small')}/`, `${join(b.volume, 'rsync-small')}/`, CIPHER)
         await checkCopy('rsync -a, small tree', join(b.volume, 'rsync-small'), small)
         rsyncNoop = sshd.rsync(`${join(a.volume, 'small')}/`, `${join(b.volume, 'rsync-small')}/`, CIPHER)
+        // Removed only now: 10,000 inodes freed just before rsync's copy would make each of its creates slower (see --settle).
+        await rm(join(b.volume, 'scp-small'), { recursive: true })
         await rm(join(b.volume, 'rsync-small'), { recursive: true })
         note(`rsync -a, small: ${round(rsyncSmall / 1000, 2)} s; nothing changed: ${round(rsyncNoop / 1000, 2)} s`)
       }
@@ -228,12 +249,14 @@ async function main (): Promise<void> {
       largeSizeBytes: largeSize,
       checksumMode: args.checksum,
       treeStreams: args['tree-streams'] === undefined ? 'default' : Number(args['tree-streams']),
+      settleSeconds: Math.max(0, Number(args.settle)),
       smallSeconds: round(ours.ms / 1000, 3),
       smallFilesPerSec: round(files / (ours.ms / 1000), 1),
       // Both agents' CPU seconds (user + system) over the run, from the submit to the record's end.
       smallAgentCpuSeconds: ours.cpu,
       // User and system CPU seconds of each process (the coordinator too) over the small tree's run.
       smallCpuByProcess: ours.byProcess ?? null,
+      smallMainThreadCpu: ours.mainThread ?? null,
       scpSmallSeconds: scpSmall === null ? null : round(scpSmall / 1000, 3),
       rsyncSmallSeconds: rsyncSmall === null ? null : round(rsyncSmall / 1000, 3),
       // Speed ratios: above 1, the agents are faster.

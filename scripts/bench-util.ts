@@ -26,6 +26,13 @@ export function cpuSplit (pid: number): { user: number, system: number } {
   return { user: Number(fields[11]) / CLOCK_TICKS, system: Number(fields[12]) / CLOCK_TICKS }
 }
 
+/** User and system CPU seconds of a process's main thread alone (its event loop; not its worker threads). */
+export function mainThreadCpuSplit (pid: number): { user: number, system: number } {
+  const stat = readFileSync(`/proc/${pid}/task/${pid}/stat`, 'utf8')
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  return { user: Number(fields[11]) / CLOCK_TICKS, system: Number(fields[12]) / CLOCK_TICKS }
+}
+
 /** Minor page faults of a process so far, all its threads (field 10 of /proc/<pid>/stat): fresh memory touched. */
 export function minorFaults (pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')

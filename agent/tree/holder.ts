@@ -64,7 +64,7 @@ function packable (f: ReadFile): boolean {
 const WHOLE_SLICE = 64
 
 type ReadFile = Extract<TreeRequest, { op: 'read' }>['files'][number]
-type Ready = { url: URL, header: StatResult, data?: Uint8Array[] } | { error: unknown, now?: StatResult }
+type Ready = { url: URL, header: StatResult, data?: Uint8Array[], digest?: string } | { error: unknown, now?: StatResult }
 
 export interface ReadMessagesOptions {
   /**
@@ -107,7 +107,8 @@ export async function * readMessages (opts: TreeHolder, dir: URL, req: Pick<Extr
     if (readFiles === undefined) return [prepare(req.files[from])]
     const these = req.files.slice(from, from + WHOLE_SLICE)
     const whole = these.filter(f => f.offset === 0 && f.expect.size <= PREFETCH_BYTES)
-    const read = readFiles(whole.map(f => ({ url: urlOf(f.path), expect: f.expect })))
+    // Read, checked and hashed in the plug-in's read thread: the event loop only frames and sends.
+    const read = readFiles(whole.map(f => ({ url: urlOf(f.path), expect: f.expect })), req.algorithm === undefined ? undefined : { algorithm: req.algorithm })
     read.catch(() => {})
     let k = 0
     return these.map(f => {
@@ -121,7 +122,7 @@ export async function * readMessages (opts: TreeHolder, dir: URL, req: Pick<Extr
     if ('error' in r) return { error: r.error, now: r.error instanceof SourceChangedError ? await opts.volumes.stat(url).catch(() => undefined) : undefined }
     // Inside the tree the ticket names, not only inside the volume: a symbolic link in the tree leads nowhere else.
     if (!r.real.startsWith(`${realDir}/`)) return { error: new PermissionDeniedError(`${f.path}: leaves the tree ${req.source}`) }
-    return { url, header: r.version, data: [r.data] }
+    return { url, header: r.version, data: [r.data], ...(r.digest === undefined ? {} : { digest: r.digest }) }
   }
   /**
    * Files from `from` on (small, whole) as one pack, up to PACK_FILES and
@@ -141,13 +142,13 @@ export async function * readMessages (opts: TreeHolder, dir: URL, req: Pick<Extr
       const data = ready.data === undefined || ready.data.length !== 1 ? Buffer.concat(ready.data ?? []) : ready.data[0]
       // What the reader checks too: the whole file, as listed (readWhole and prepare checked its version).
       if (data.byteLength !== ready.header.size) { messages.push(fileError(g.path, new SourceChangedError(`${g.path}: ${data.byteLength} bytes read, ${ready.header.size} expected`), undefined)); continue }
-      runs.push({ path: g.path, size: ready.header.size, mtime: ready.header.mtime, ...(req.algorithm === undefined ? {} : { [req.algorithm]: digestOf(req.algorithm, data) }) })
+      runs.push({ path: g.path, size: ready.header.size, mtime: ready.header.mtime, ...(req.algorithm === undefined ? {} : { [req.algorithm]: ready.digest ?? digestOf(req.algorithm, data) }) })
       parts.push(data)
       bytes += data.byteLength
     }
     if (runs.length === 0) return { messages, next: j }
     messages.push({ v: WIRE_VERSION, t: 'files', files: runs, length: bytes })
-    return { messages, bytes: Buffer.concat(parts, bytes), next: j }
+    return { messages, bytes: joined(parts, bytes), next: j }
   }
   const ahead: Array<Promise<Ready>> = []
   const take = async (i: number): Promise<Ready> => {
@@ -185,7 +186,7 @@ export async function * readMessages (opts: TreeHolder, dir: URL, req: Pick<Extr
     const version = { size: header.size, mtime: header.mtime, etag: header.etag }
     const length = header.size - f.offset
     // A small file read whole is hashed in one call; others as their chunks go.
-    const whole = req.algorithm !== undefined && data?.length === 1 && f.offset === 0 ? { [req.algorithm]: digestOf(req.algorithm, data[0]) } : undefined
+    const whole = req.algorithm !== undefined && data?.length === 1 && f.offset === 0 ? { [req.algorithm]: ready.digest ?? digestOf(req.algorithm, data[0]) } : undefined
     const hash = req.algorithm !== undefined && whole === undefined ? newHasher(req.algorithm) : undefined
     let chunks: AsyncIterator<Uint8Array>
     let first: IteratorResult<Uint8Array>
@@ -223,6 +224,17 @@ export async function * readMessages (opts: TreeHolder, dir: URL, req: Pick<Extr
     }
     yield { v: WIRE_VERSION, t: 'file-end', path: f.path, ...(whole ?? (hash === undefined ? {} : { [hash.algorithm]: hash.digest() })) }
   }
+}
+
+/** The pack's bytes as one run: files read together lie side by side in one buffer already (readFiles), then no copy is made. */
+function joined (parts: Uint8Array[], bytes: number): Uint8Array {
+  const first = parts[0]
+  let end = first.byteOffset
+  for (const p of parts) {
+    if (p.buffer !== first.buffer || p.byteOffset !== end) return Buffer.concat(parts, bytes)
+    end += p.byteLength
+  }
+  return new Uint8Array(first.buffer, first.byteOffset, bytes)
 }
 
 async function * each (data: Uint8Array[]): AsyncGenerator<Uint8Array> {

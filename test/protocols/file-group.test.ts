@@ -2,6 +2,7 @@ import { describe, it, expect, beforeEach, afterEach } from 'vitest'
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { createHash } from 'node:crypto'
 import { IsADirectoryError, NotFoundError, PermissionDeniedError, SourceChangedError } from '../../mesh/index.ts'
 import { file } from '../../protocols/index.ts'
 import type { ProtocolPlugin, StatResult } from '../../protocols/index.ts'
@@ -71,6 +72,16 @@ describe('file plug-in: statMany, readFiles, putFiles', () => {
     expect((await readdir(join(root, 't'))).sort()).toEqual(['.planted.bin.tr2.partial', 'ok1.bin', 'ok2.bin', 'taken'])
   })
 
+  it('putFiles cuts what a partial left by an earlier attempt holds beyond the new bytes (a fresh partial is not truncated)', async () => {
+    await mkdir(join(root, 'r'), { recursive: true })
+    await writeFile(join(root, 'r', '.left.bin.tr4.partial'), 'a longer leftover from an attempt that died')
+    const errors = await plugin.putFiles!([{ url: u('r/left.bin'), data: Buffer.from('short') }, { url: u('r/fresh.bin'), data: Buffer.from('new') }], { key: 'tr4' })
+    expect(errors).toEqual([undefined, undefined])
+    expect(await readFile(join(root, 'r', 'left.bin'), 'utf8')).toBe('short')
+    expect(await readFile(join(root, 'r', 'fresh.bin'), 'utf8')).toBe('new')
+    expect((await readdir(join(root, 'r'))).sort()).toEqual(['fresh.bin', 'left.bin'])
+  })
+
   it('putFiles refuses a parent that leaves the volume through a link', async () => {
     await symlink(outside, join(root, 'escape'))
     const errors = await plugin.putFiles!([{ url: u('escape/f.bin'), data: Buffer.from('x') }], { key: 'tr3' })
@@ -103,6 +114,20 @@ describe('file plug-in: statMany, readFiles, putFiles', () => {
     expect('data' in ra && Buffer.from(ra.data).toString()).toBe('alpha')
     expect('error' in rb && rb.error).toBeInstanceOf(SourceChangedError)
     expect('error' in rc && rc.error).toBeInstanceOf(NotFoundError)
+  })
+
+  it('readFiles reads in the read thread: the files\' bytes side by side in one buffer, each with its digest', async () => {
+    await writeFile(join(root, 'p1.bin'), 'one')
+    await writeFile(join(root, 'p2.bin'), 'two!')
+    const before = threadAnswers()
+    const [r1, r2] = await plugin.readFiles!([{ url: u('p1.bin') }, { url: u('p2.bin') }], { algorithm: 'sha256' })
+    expect(threadAnswers()).toBeGreaterThan(before)
+    if ('error' in r1 || 'error' in r2) throw new Error('not read')
+    expect(Buffer.from(r1.data).toString() + Buffer.from(r2.data).toString()).toBe('onetwo!')
+    expect(r2.data.buffer).toBe(r1.data.buffer)
+    expect(r2.data.byteOffset).toBe(r1.data.byteOffset + 3)
+    expect(r1.digest).toBe(createHash('sha256').update('one').digest('hex'))
+    expect(r2.digest).toBe(createHash('sha256').update('two!').digest('hex'))
   })
 
   it('syncFileSystems answers each path through the one sh: true when synced, false when it could not be (the caller then fsyncs)', async () => {
