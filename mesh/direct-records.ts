@@ -195,21 +195,28 @@ export class RecordReader {
           if (record.type === TYPE_END && this.failure !== undefined) throw this.failure
           this.queue.shift()
           this.queuedBytes -= record.body.byteLength
+          // The next record is read and opened while the consumer works on this one (hashes it, writes it):
+          // still at most one waits in the queue.
+          if (this.queue.length === 0) this.resumeReads()
           yield record
           if (record.type === TYPE_END) return
           continue
         }
         if (this.failure !== undefined) throw this.failure
-        if (this.stopped && this.socket !== undefined) {
-          // An onread callback's `false` stopped the handle's reads without pausing the stream: read(0) starts them again.
-          this.stopped = false
-          this.socket.read(0)
-        }
+        // Also with the end record waiting: the socket's end, which passes it on, is read only then.
+        this.resumeReads()
         await new Promise<void>(resolve => { this.wake = resolve })
       }
     } finally {
       this.socket?.destroy()
     }
+  }
+
+  private resumeReads (): void {
+    if (!this.stopped || this.socket === undefined) return
+    // An onread callback's `false` stopped the handle's reads without pausing the stream: read(0) starts them again.
+    this.stopped = false
+    this.socket.read(0)
   }
 
   private notify (): void {

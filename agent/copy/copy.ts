@@ -69,7 +69,9 @@ export async function copy (deps: CopyDeps, job: Job, src: Resolved, dst: Resolv
     syncEveryBytes: deps.syncEveryBytes,
     syncEveryMs: deps.syncEveryMs,
     onJournaled: () => { counters.journalCommits++ },
-    hash: hasher === undefined ? undefined : chunk => { hasher.update(chunk) }
+    hash: hasher === undefined ? undefined : chunk => { hasher.update(chunk) },
+    // Every plug-in's read() gives fresh chunks unless asked for reuseBuffers, which this loop never does.
+    writeBehind: true
   })
   const progress = (bytesDone: number): void => deps.progress({ transferId: job.transferId, attempt: job.attempt, bytesDone, bytesTotal: st.size })
   const meter = new Meter({ counters, from: src.plugin.scheme, to: dst.plugin.scheme, start: entry.durableOffset, clock: deps.clock, everyMs: deps.progressEveryMs, progress })

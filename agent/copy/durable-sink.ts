@@ -21,6 +21,13 @@ export interface DurableSinkOptions {
    * journaled, so prefixDigest() covers exactly the bytes written.
    */
   hash?: (chunk: Uint8Array) => void
+  /**
+   * write() returns once the chunk is handed to the writer and hashed, with the
+   * previous chunk's write done: one write stays in flight while the caller
+   * fetches and hashes the next chunk. Only for callers that never reuse a
+   * chunk's memory after handing it over (a reader with reuseBuffers does).
+   */
+  writeBehind?: boolean
 }
 
 /**
@@ -43,6 +50,10 @@ const HASH_BESIDE_BYTES = 64 * 1024
 export class DurableSink {
   private readonly opts: DurableSinkOptions
   private written: number
+  /** Bytes handed to the writer (and hashed): `written` plus the write in flight. */
+  private handed: number
+  /** The write in flight (writeBehind), awaited by the next write and by settle(). */
+  private inFlight: Promise<void> | undefined
   private sinceSync = 0
   private lastSync: number
   private syncing: Promise<void> | undefined
@@ -51,6 +62,7 @@ export class DurableSink {
   constructor (opts: DurableSinkOptions) {
     this.opts = opts
     this.written = opts.entry.durableOffset
+    this.handed = this.written
     this.lastSync = opts.clock.now()
   }
 
@@ -71,17 +83,33 @@ export class DurableSink {
       if (chunk.byteLength >= HASH_BESIDE_BYTES) await new Promise(resolve => setImmediate(resolve))
       hash(chunk)
     }
-    await writing
-    this.written += chunk.byteLength
+    this.handed += chunk.byteLength
+    const length = chunk.byteLength
+    const done = writing.then(() => { this.written += length })
+    if (this.opts.writeBehind === true) {
+      // The previous write: its failure surfaces here, one chunk late.
+      const previous = this.inFlight
+      this.inFlight = done
+      done.catch(() => {})
+      await previous
+    } else {
+      await done
+    }
     this.sinceSync += chunk.byteLength
     if (this.sinceSync >= this.opts.syncEveryBytes || this.opts.clock.now() - this.lastSync >= this.opts.syncEveryMs) {
-      await this.settle()
+      // Only the sync: the write in flight carries on, and this sync covers it.
+      await this.syncing
+      this.syncing = undefined
+      this.throwIfFailed()
       this.startSync()
     }
   }
 
   /** Waits for the sync under way; throws what it failed with. */
   async settle (): Promise<void> {
+    const inFlight = this.inFlight
+    this.inFlight = undefined
+    await inFlight
     await this.syncing
     this.syncing = undefined
     this.throwIfFailed()
@@ -95,6 +123,8 @@ export class DurableSink {
 
   /** Ends the write after a failure: waits for the sync under way (its error is the lesser one) and aborts the writer. */
   async abort (keepPartial: boolean): Promise<void> {
+    await this.inFlight?.catch(() => {})
+    this.inFlight = undefined
     await this.syncing
     this.syncing = undefined
     // The transfer's own error is what gets reported; an abort that fails too leaves at most a partial, which the next attempt resumes or replaces.
@@ -103,7 +133,8 @@ export class DurableSink {
 
   private startSync (): void {
     const { writer, journal, entry } = this.opts
-    const offset = this.written
+    // Everything handed over is hashed and queued in the writer before this sync, which covers it.
+    const offset = this.handed
     const digest = this.opts.prefixDigest()
     this.sinceSync = 0
     this.lastSync = this.opts.clock.now()

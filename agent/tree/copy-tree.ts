@@ -564,7 +564,9 @@ async function pull (ctx: Ctx, files: Pending[], round = 0, received?: () => voi
           writer: f.writer, journal, entry: fileEntry, prefixDigest: () => hasher?.digest(), clock: deps.clock,
           syncEveryBytes: deps.syncEveryBytes, syncEveryMs: deps.syncEveryMs, onJournaled: () => { deps.counters.journalCommits++ },
           // Hashed beside the chunk's write, as a single file's copy does (DurableSink).
-          hash: hasher === undefined ? undefined : chunk => { hasher.update(chunk) }
+          hash: hasher === undefined ? undefined : chunk => { hasher.update(chunk) },
+          // The reader's chunks are fresh (a holder reuses its buffers only on the sending side): one write stays in flight.
+          writeBehind: true
         })
         current = { f, sink, hasher }
         lane.latest = f

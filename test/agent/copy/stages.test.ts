@@ -107,6 +107,57 @@ describe('DurableSink', () => {
     expect(journal.entries.get('t')).toMatchObject({ durableOffset: 2 << 20, prefixDigest: `digest of ${2 << 20}` })
   })
 
+  it('with writeBehind, takes the next chunk while the previous one is being written, and journals exactly the bytes a sync covered', async () => {
+    const journal = new MemJournal()
+    // A disk whose writes complete only when the test says, one after the other as a file writer's do; a sync waits for the writes before it.
+    const pending: Array<(err?: Error) => void> = []
+    let written = 0
+    let chain: Promise<unknown> = Promise.resolve()
+    const serial = <T>(fn: () => Promise<T>): Promise<T> => { const p = chain.then(fn); chain = p.catch(() => {}); return p }
+    const writer: Writer = {
+      write: async chunk => await serial(async () => {
+        await new Promise<void>((resolve, reject) => pending.push(err => { if (err === undefined) resolve(); else reject(err) }))
+        written += chunk.byteLength
+      }),
+      sync: async () => await serial(async () => written),
+      commit: async () => {},
+      abort: async () => {}
+    }
+    let hashed = 0
+    const sink = new DurableSink({
+      writer,
+      journal,
+      entry: entry(),
+      prefixDigest: () => `digest of ${hashed}`,
+      clock: new FakeClock(),
+      syncEveryBytes: 3,
+      syncEveryMs: 1000,
+      hash: chunk => { hashed += chunk.byteLength },
+      writeBehind: true
+    })
+    // The first write is handed over and left in flight.
+    await sink.write(new Uint8Array(1))
+    expect(sink.offset).toBe(0)
+    // The second is handed over and hashed while the first is under way; it returns once the first is done.
+    const second = sink.write(new Uint8Array(2))
+    await until(() => hashed === 3, 'the second chunk hashed before the first write ended')
+    expect(pending).toHaveLength(1)
+    pending.shift()?.()
+    await second
+    expect(sink.offset).toBe(1)
+    // 3 bytes handed over: a sync started, queued behind the second write; it covers all 3 bytes and their digest.
+    await until(() => pending.length === 1, 'the second write reached the disk')
+    pending.shift()?.()
+    await sink.settle()
+    expect(sink.offset).toBe(3)
+    expect(journal.entries.get('t')).toMatchObject({ durableOffset: 3, prefixDigest: 'digest of 3' })
+    // A write that fails: the next call reports it.
+    await sink.write(new Uint8Array(1))
+    await until(() => pending.length === 1, 'the fourth write reached the disk')
+    pending.shift()?.(new Error('EIO'))
+    await expect(sink.write(new Uint8Array(1))).rejects.toThrow('EIO')
+  })
+
   it('fails the next write with the error of a sync that failed', async () => {
     const disk = slowDisk()
     disk.failSync = new Error('EIO')
