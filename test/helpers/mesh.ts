@@ -1,4 +1,4 @@
-import { mkdtemp, mkdir, rm, readFile } from 'node:fs/promises'
+import { mkdtemp, mkdir, rm, readFile, stat } from 'node:fs/promises'
 import { createHash } from 'node:crypto'
 import { createReadStream } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -60,19 +60,34 @@ export class TestMesh {
   }
 
   async startCoordinator (extra: string[] = []): Promise<ReadyInfo> {
-    if (this.meshPort === 0) {
-      this.meshPort = await freePort()
-      this.apiPort = await freePort()
+    // Ports chosen here may be taken by another test's process between freePort's check and the coordinator's bind
+    // (the suite runs files in parallel): then, and only on a first start, it starts again on other ports.
+    const choosing = this.meshPort === 0
+    for (let attempt = 1; ; attempt++) {
+      if (choosing) {
+        this.meshPort = await freePort()
+        this.apiPort = await freePort()
+      }
+      const readyFile = join(this.dir, 'coordinator-ready.json')
+      const logFile = join(this.dir, 'logs', 'coordinator.log')
+      // Appended to across restarts: this start's lines begin here.
+      const from = (await stat(logFile).catch(() => undefined))?.size ?? 0
+      await rm(readyFile, { force: true })
+      this.coordinator = spawnStaccato([
+        'coordinator', '--data-dir', join(this.dir, 'coordinator'), '--api-port', String(this.apiPort),
+        '--listen', `/ip4/127.0.0.1/tcp/${this.meshPort}`, '--ready-file', readyFile,
+        '--heartbeat-timeout', '3000', '--retry-base', '200', ...extra
+      ], logFile)
+      try {
+        this.ready = await waitForJson<ReadyInfo>(readyFile, this.coordinator, 90_000, 'coordinator')
+        return this.ready
+      } catch (err) {
+        // What the coordinator said before it ended: the test's failure names its cause.
+        const said = (await readFile(logFile).catch(() => Buffer.alloc(0))).subarray(from).toString('utf8').slice(-2000)
+        if (choosing && attempt < 3 && said.includes('EADDRINUSE')) continue
+        throw new Error(`${(err as Error).message}; its log ends:\n${said}`, { cause: err })
+      }
     }
-    const readyFile = join(this.dir, 'coordinator-ready.json')
-    await rm(readyFile, { force: true })
-    this.coordinator = spawnStaccato([
-      'coordinator', '--data-dir', join(this.dir, 'coordinator'), '--api-port', String(this.apiPort),
-      '--listen', `/ip4/127.0.0.1/tcp/${this.meshPort}`, '--ready-file', readyFile,
-      '--heartbeat-timeout', '3000', '--retry-base', '200', ...extra
-    ], join(this.dir, 'logs', 'coordinator.log'))
-    this.ready = await waitForJson<ReadyInfo>(readyFile, this.coordinator, 90_000, 'coordinator')
-    return this.ready
   }
 
   /**
