@@ -1,5 +1,4 @@
 import { fsync, lstatSync, realpathSync, statSync } from 'node:fs'
-import type { BigIntStats } from 'node:fs'
 import { basename, dirname, join } from 'node:path'
 import { promisify } from 'node:util'
 import { InvalidArgumentError, IsADirectoryError, NotFoundError, PermissionDeniedError, SourceChangedError, toStaccatoError } from '../mesh/index.ts'
@@ -10,6 +9,7 @@ import { syncFileSystems as syncPaths } from './syncfs.ts'
 import { discardPartials } from './group-io.ts'
 import type { IoError, PartialJob } from './group-io.ts'
 import { readInThread, renameInThread, writeInThread } from './group-thread.ts'
+import { versionOf } from './read-io.ts'
 import type { Algorithm, ReadError, ReadJob } from './read-io.ts'
 import { checkFreeSpace, partialName, syncDirectoryPath } from './file-partial.ts'
 import { checkWriteKey } from './util.ts'
@@ -43,10 +43,6 @@ async function syncFileSystems (paths: string[], otherwise: () => Promise<void>)
 }
 
 const fsyncP = promisify(fsync)
-
-function versionOf (st: BigIntStats): ObjectVersion {
-  return { size: Number(st.size), mtime: Number(st.mtimeNs / 1_000_000n), etag: `${st.ino.toString(16)}-${st.size.toString(16)}-${st.mtimeNs.toString(16)}` }
-}
 
 function confine (root: string, real: string, what: string): void {
   if (!isInside(root, real)) throw new PermissionDeniedError(`${what}: resolves outside its volume (a symbolic link leaves it)`)

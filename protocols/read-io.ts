@@ -40,7 +40,8 @@ class Refused extends Error {
   }
 }
 
-function versionOf (st: BigIntStats): { size: number, mtime: number, etag: string } {
+/** A file's version as every reader of this plug-in states it: file-group.ts's stat and the read thread's checks compare these etags. */
+export function versionOf (st: BigIntStats): { size: number, mtime: number, etag: string } {
   return { size: Number(st.size), mtime: Number(st.mtimeNs / 1_000_000n), etag: `${st.ino.toString(16)}-${st.size.toString(16)}-${st.mtimeNs.toString(16)}` }
 }
 
