@@ -1,5 +1,5 @@
 import { multiaddr } from '@multiformats/multiaddr'
-import { DirectListener, InvalidArgumentError } from '../mesh/index.ts'
+import { DirectListener, InvalidArgumentError, listenError } from '../mesh/index.ts'
 import type { DirectDataOptions } from './direct-offer.ts'
 
 export interface DataPortAddress { host: string, port: number }
@@ -22,7 +22,7 @@ export function dataPortAddress (dataListen: string | undefined, listen: string[
   return { host: m[1] !== '' && m[1] !== undefined ? m[1] : m[2] !== '' && m[2] !== undefined ? m[2] : host, port }
 }
 
-/** The data server's direct port, or undefined (bulk bytes then stay on libp2p streams) when it is off or cannot listen. */
+/** The data server's direct port, or undefined (bulk bytes then stay on libp2p streams) when it is off or a port the system picks cannot listen; a chosen port that cannot listen is an error. */
 export async function openDataPort (address: DataPortAddress | undefined, log: (msg: string, fields?: Record<string, unknown>, level?: 'info' | 'warn' | 'error') => void): Promise<DirectDataOptions | undefined> {
   if (address === undefined) return undefined
   try {
@@ -35,6 +35,8 @@ export async function openDataPort (address: DataPortAddress | undefined, log: (
     const wildcard = address.host === '0.0.0.0' || address.host === '::'
     return { listener, ...(wildcard ? {} : { host: address.host }) }
   } catch (err) {
+    // A port the operator chose is theirs to fix; only a port left to the system may quietly fall back to the streams.
+    if (address.port !== 0) throw listenError(err, { what: 'the data port', option: '--data-listen' }, `${address.host.includes(':') ? `[${address.host}]` : address.host}:${address.port}`)
     log('cannot open the data port; bulk bytes stay on libp2p streams', { ...address, error: (err as Error).message }, 'warn')
     return undefined
   }

@@ -2,7 +2,7 @@ import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { readFile, writeFile } from 'node:fs/promises'
 import { pino, stdTimeFunctions } from 'pino'
-import { createMeshNode, loadOrCreateIdentity } from '../mesh/index.ts'
+import { createMeshNode, listenError, loadOrCreateIdentity } from '../mesh/index.ts'
 import type { MeshNode } from '../mesh/index.ts'
 import type { TransferStore } from './store.ts'
 import { describeStore, openStore } from './store-open.ts'
@@ -95,7 +95,23 @@ async function keptSecret (dataDir: string, name: string, prefix: 'stc_' | 'stj_
   return secret
 }
 
+/** Stops one part that started; run in reverse order of starting when a later part cannot start. */
+type Undo = () => Promise<void> | void
+
 export async function startCoordinator (config: CoordinatorConfig): Promise<Coordinator> {
+  const started: Undo[] = []
+  try {
+    return await assemble(config, started)
+  } catch (err) {
+    // A half-started coordinator would keep its store's locks, its mesh port and its lease: a caller that retries in process finds them taken.
+    for (const undo of started.reverse()) {
+      try { await undo() } catch { /* the first error is the one to report */ }
+    }
+    throw err
+  }
+}
+
+async function assemble (config: CoordinatorConfig, started: Undo[]): Promise<Coordinator> {
   const logger = pino({ name: 'coordinator', level: config.logLevel, timestamp: stdTimeFunctions.isoTime, redact: { paths: LOG_REDACT, censor: '[redacted]' } })
   const log = (msg: string, fields?: Record<string, unknown>, level: 'info' | 'warn' | 'error' = 'info'): void => logger[level](fields ?? {}, msg)
   const key = await loadOrCreateIdentity(config.dataDir)
@@ -105,8 +121,10 @@ export async function startCoordinator (config: CoordinatorConfig): Promise<Coor
   const joinTokens = config.joinTokens.length > 0 ? config.joinTokens : [await keptSecret(config.dataDir, 'join-token', 'stj_')]
   const storeSpec = config.store ?? { kind: 'leveldb', dir: join(config.dataDir, 'store') }
   const store = await openStore(storeSpec, { progressEventMs: config.progressEventMs })
+  started.push(async () => { await store.close() })
   // On PostgreSQL the tokens live in the same database, so that every replica knows them; embedded, in a LevelDB of their own.
   const tokens = await TokenStore.over(store instanceof PgTransferStore ? store.tokenRecords() : await levelTokenRecords(join(config.dataDir, 'tokens')))
+  started.push(async () => { await tokens.close() })
   if (config.apiTokens.length > 0) for (const t of config.apiTokens) tokens.addConfigToken(t)
   else await tokens.ensureBootstrap(apiTokens[0])
   if (config.joinTokens.length > 0) for (const t of config.joinTokens) tokens.addConfigJoinToken(t)
@@ -117,9 +135,12 @@ export async function startCoordinator (config: CoordinatorConfig): Promise<Coor
     : soleLease()
   const events = new EventServices(store, config.events, (level, msg, fields) => logger[level](fields ?? {}, msg), systemClock, () => lease.leader)
   await events.open()
+  started.push(async () => { await events.close() })
   const metrics = new CoordinatorMetrics(store)
+  started.push(() => { metrics.close() })
   const watch = new MeshWatch(store)
   const node = await createMeshNode({ privateKey: key, listen: config.listen })
+  started.push(async () => { await node.stop() })
 
   const clock = systemClock
   // Built in dependency order: the sessions, the parts that talk through them, then the registry that takes their handlers.
@@ -165,6 +186,7 @@ export async function startCoordinator (config: CoordinatorConfig): Promise<Coor
     handlers: watch.observe({ ...dispatcher.handlers, ...distributions.handlers, ...imageWants.handlers }, log)
   })
   await registry.start()
+  started.push(() => { registry.stop() })
   // Replicas on one PostgreSQL: only the lease holder takes agents, schedules and dispatches (leader-pg.ts); alone, this process always does.
   let leading = Promise.resolve()
   lease.on('change', leader => {
@@ -181,11 +203,17 @@ export async function startCoordinator (config: CoordinatorConfig): Promise<Coor
     log(leader ? 'leading: this coordinator takes agents, schedules and dispatches' : 'no longer leading: scheduling stopped here', { leader })
   })
   await lease.start()
+  started.push(async () => { await lease.stop(); dispatcher.stop() })
   await leading
   store.on('transition', (rec, from) => logger.info({ transferId: rec.id, from, to: rec.state, attempt: rec.attempt, error: rec.state === 'failed' || rec.state === 'queued' ? rec.lastError?.code : undefined }, 'transfer state changed'))
 
   const api = buildApi({ store, tokenStore: tokens, audit: log, tenants: config.tenants, rateLimit: config.rateLimit, maxConnectionsPerAddress: config.maxConnectionsPerAddress, metricsToken: config.metricsToken, https, logger: false, onCancel: rec => dispatcher.onCancel(rec), imageHolders, onCancelDestination: async (rec, d) => await distributions.cancelDestination(rec, d), onAgentRemoved: name => registry.forget(name), agentLive: name => registry.live(name), metrics, events, watch })
-  await api.listen({ host: config.apiHost, port: config.apiPort })
+  started.push(async () => { await api.close() })
+  try {
+    await api.listen({ host: config.apiHost, port: config.apiPort })
+  } catch (err) {
+    throw listenError(err, { what: 'the REST API', option: '--api-port (or --api-host)' }, `${config.apiHost.includes(':') ? `[${config.apiHost}]` : config.apiHost}:${config.apiPort}`)
+  }
   const address = api.server.address()
   const port = typeof address === 'object' && address !== null ? address.port : config.apiPort
   const host = config.apiHost.includes(':') ? `[${config.apiHost}]` : config.apiHost

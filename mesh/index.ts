@@ -9,6 +9,8 @@ export {
   CanceledError, UnavailableError, InternalError, toStaccatoError, errorFields, fromErrorInfo
 } from './errors.ts'
 export type { ErrorInfo } from './errors.ts'
+export { AddressInUseError, listenError, meshListenError } from './listen-errors.ts'
+export type { ListenSite } from './listen-errors.ts'
 export { baseName, isValidAgentName, namesDirectory, parseLocation, pluginUrl } from './location.ts'
 export type { Location } from './location.ts'
 export { loadOrCreateIdentity } from './identity.ts'

@@ -9,6 +9,7 @@ import { nodeNoiseCrypto } from './noise-crypto.ts'
 import { HandshakeGate, hostKey } from './handshake-gate.ts'
 import { secureChannel } from './secure-channel.ts'
 import type { SecureChannelInit } from './secure-channel.ts'
+import { meshListenError } from './listen-errors.ts'
 
 export interface MeshNodeOptions {
   privateKey: PrivateKey
@@ -69,30 +70,36 @@ export async function createMeshNode (opts: MeshNodeOptions): Promise<MeshNode> 
     connectionsPerHost: Math.max(MAX_PENDING_INBOUND_PER_HOST, Math.floor(maxConnections / HOST_SHARE_OF_CONNECTIONS)),
     connectionsFrom: host => self.node?.getConnections().filter(c => c.direction === 'inbound' && hostKey(c.remoteAddr) === host).length ?? 0
   })
-  self.node = await createLibp2p({
-    privateKey: opts.privateKey,
-    addresses: { listen: opts.listen },
-    transports: [tcp()],
-    // Our own channel first: between agents and coordinators it is chosen, and
-    // costs a fraction of noise's per byte; stock noise serves any other peer.
-    connectionEncrypters: [secureChannel(opts.secureChannel), noise({ crypto: nodeNoiseCrypto })],
-    streamMuxers: [meshMuxer()],
-    connectionGater: {
-      // Agents and coordinators live on private networks and on loopback in tests.
-      denyDialMultiaddr: () => false,
-      denyInboundConnection: maConn => !handshakes.admit(maConn),
-      denyInboundEncryptedConnection: (peerId, maConn) => {
-        handshakes.release(maConn)
-        return (self.node?.getConnections(peerId).length ?? 0) >= MAX_CONNECTIONS_PER_PEER
+  try {
+    self.node = await createLibp2p({
+      privateKey: opts.privateKey,
+      addresses: { listen: opts.listen },
+      transports: [tcp()],
+      // Our own channel first: between agents and coordinators it is chosen, and
+      // costs a fraction of noise's per byte; stock noise serves any other peer.
+      connectionEncrypters: [secureChannel(opts.secureChannel), noise({ crypto: nodeNoiseCrypto })],
+      streamMuxers: [meshMuxer()],
+      connectionGater: {
+        // Agents and coordinators live on private networks and on loopback in tests.
+        denyDialMultiaddr: () => false,
+        denyInboundConnection: maConn => !handshakes.admit(maConn),
+        denyInboundEncryptedConnection: (peerId, maConn) => {
+          handshakes.release(maConn)
+          return (self.node?.getConnections(peerId).length ?? 0) >= MAX_CONNECTIONS_PER_PEER
+        },
+        ...opts.connectionGater
       },
-      ...opts.connectionGater
-    },
-    connectionManager: {
-      maxConnections,
-      maxIncomingPendingConnections: MAX_PENDING_INBOUND_CONNECTIONS,
-      inboundUpgradeTimeout: INBOUND_UPGRADE_TIMEOUT_MS
-    },
-    services: { identify: identify(), ping: ping() }
-  })
+      connectionManager: {
+        maxConnections,
+        maxIncomingPendingConnections: MAX_PENDING_INBOUND_CONNECTIONS,
+        inboundUpgradeTimeout: INBOUND_UPGRADE_TIMEOUT_MS
+      },
+      services: { identify: identify(), ping: ping() }
+    })
+  } catch (err) {
+    // libp2p stopped what it had started; the operator gets the address and the option, not its stack.
+    throw meshListenError(err, '--listen')
+  }
+
   return self.node
 }

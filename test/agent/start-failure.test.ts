@@ -96,4 +96,35 @@ describe('agent: a start that fails part-way leaves nothing open', () => {
     const agent = await startAgent(cfg)
     await agent.stop()
   })
+
+  it('refuses a data port the operator chose when it is taken, naming --data-listen, and leaves nothing open', async () => {
+    const taken = await listen()
+    try {
+      const cfg = await config('data-taken', { dataListen: `127.0.0.1:${portOf(taken)}` })
+      await expect(startAgent(cfg)).rejects.toMatchObject({
+        code: 'address_in_use',
+        message: `the data port cannot listen on 127.0.0.1:${portOf(taken)}: the address is already in use (another process holds it; choose another with --data-listen)`
+      })
+      // Its mesh node and journal were closed: the same data directory starts once the port is another.
+      const agent = await startAgent({ ...cfg, dataListen: undefined })
+      await agent.stop()
+    } finally {
+      await close(taken)
+    }
+  })
+
+  it('refuses a taken mesh listen address, naming it and --listen', async () => {
+    const taken = await listen()
+    try {
+      const cfg = await config('mesh-taken', { listen: [`/ip4/127.0.0.1/tcp/${portOf(taken)}`] })
+      await expect(startAgent(cfg)).rejects.toMatchObject({
+        code: 'address_in_use',
+        message: `the mesh cannot listen on /ip4/127.0.0.1/tcp/${portOf(taken)}: the address is already in use (another process holds it; choose another with --listen)`
+      })
+      const agent = await startAgent({ ...cfg, listen: ['/ip4/127.0.0.1/tcp/0'] })
+      await agent.stop()
+    } finally {
+      await close(taken)
+    }
+  })
 })
