@@ -84,7 +84,7 @@ export class TestMesh {
       } catch (err) {
         // What the coordinator said before it ended: the test's failure names its cause.
         const said = (await readFile(logFile).catch(() => Buffer.alloc(0))).subarray(from).toString('utf8').slice(-2000)
-        if (choosing && attempt < 3 && said.includes('EADDRINUSE')) continue
+        if (choosing && attempt < 3 && /EADDRINUSE|already in use/.test(said)) continue
         throw new Error(`${(err as Error).message}; its log ends:\n${said}`, { cause: err })
       }
     }
