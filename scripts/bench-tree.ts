@@ -8,6 +8,11 @@
  * then the small tree again with nothing changed (the agents' quick check,
  * sync mtime) beside rsync's no-op run. Times are the executing agent's own
  * (its log, from start to the tree's end) and the wall time of scp and rsync.
+ * The small tree is copied --small-reps times by the agents and by rsync,
+ * taking turns at going first, each to a new directory, and nothing is
+ * deleted until all of them are done: a create's cost on this disk follows
+ * the deletes of the minutes before it (see --settle), and a tool that always
+ * ran first, or always after a clean-up, would meet another disk.
  * --no-small measures the large tree alone (with its rsync); --vs-file copies
  * the large tree's bytes as one file after each of its --large-reps runs
  * (medians; rsync's large run is repeated as often), which says what a tree
@@ -44,6 +49,8 @@ const { values: args } = parseArgs({
     'keep-logs': { type: 'boolean', default: false },
     'no-small': { type: 'boolean', default: false },
     'large-reps': { type: 'string', default: '1' },
+    // Small-tree copies of each (the agents' and rsync's, taking turns at going first); medians are reported.
+    'small-reps': { type: 'string', default: '3' },
     'vs-file': { type: 'boolean', default: false },
     profile: { type: 'string' },
     // Where the agents' volumes (and scp's and rsync's copies) go; the system's temporary directory by default.
@@ -62,6 +69,7 @@ const dirs = Math.max(1, Math.min(Math.max(1, files), Number(args.dirs)))
 const largeCount = Math.max(0, Number(args['large-count']))
 const largeSize = parseSize(args['large-size'])
 const largeReps = Math.max(1, Number(args['large-reps']))
+const smallReps = Math.max(1, Number(args['small-reps']))
 const vsFile = args['vs-file']
 // Generous: at worst ~100 small files/s and ~20 MB/s on a loaded machine.
 const timeoutMs = 120_000 + files * 10 + (largeCount * largeSize) / 20_000
@@ -157,18 +165,60 @@ async function main (): Promise<void> {
     const none = { ms: NaN, cpu: null, files: { done: 0, skipped: 0 } }
     let ours: Awaited<ReturnType<typeof agentTree>> = none
     let noop: Awaited<ReturnType<typeof agentTree>> = none
+    let scpSmall: number | null = null
+    let rsyncSmall: number | null = null
+    let rsyncNoop: number | null = null
+    const smallRuns: Array<{ agentsSeconds: number, rsyncSeconds: number | null }> = []
+    // Started first: rsync's small copies take turns with the agents'.
+    if (args['no-ssh'] !== true) sshd = await LocalSshd.start(await freePort())
+    const ssh = typeof sshd !== 'string' ? sshd : undefined
     if (!noSmall) {
       const settle = Math.max(0, Number(args.settle))
       if (settle > 0) {
         note(`waiting ${settle} s for the inodes freed before this run to age (--settle)`)
         await sleep(settle * 1000)
       }
-      ours = await agentTree(mesh, b, 'small', 'small', a)
-      await checkCopy('agents, small tree', join(b.volume, 'small'), small)
-      note(`agents, small: ${round(ours.ms / 1000, 2)} s (${round(files / (ours.ms / 1000), 0)} files/s)`)
-      noop = await agentTree(mesh, b, 'small', 'small', a)
+      const source = `${join(a.volume, 'small')}/`
+      const runs: Array<Awaited<ReturnType<typeof agentTree>>> = []
+      const rsyncTimes: number[] = []
+      const agentsCopy = async (i: number): Promise<void> => {
+        const run = await agentTree(mesh, b, 'small', `small-${i}`, a)
+        await checkCopy('agents, small tree', join(b.volume, `small-${i}`), small)
+        runs.push(run)
+        note(`agents, small: ${round(run.ms / 1000, 2)} s (${round(files / (run.ms / 1000), 0)} files/s)`)
+      }
+      const rsyncCopy = async (i: number): Promise<void> => {
+        if (ssh === undefined) return
+        rsyncTimes.push(ssh.rsync(source, `${join(b.volume, `rsync-small-${i}`)}/`, CIPHER))
+        await checkCopy('rsync -a, small tree', join(b.volume, `rsync-small-${i}`), small)
+        note(`rsync -a, small: ${round(rsyncTimes[rsyncTimes.length - 1] / 1000, 2)} s`)
+      }
+      for (let i = 0; i < smallReps; i++) {
+        if (i % 2 === 1) await rsyncCopy(i)
+        await agentsCopy(i)
+        if (i % 2 === 0) await rsyncCopy(i)
+        smallRuns.push({ agentsSeconds: round(runs[i].ms / 1000, 3), rsyncSeconds: ssh === undefined ? null : round(rsyncTimes[i] / 1000, 3) })
+      }
+      // The run of median time stands for the agents: its CPU figures are those of that run.
+      ours = [...runs].sort((x, y) => x.ms - y.ms)[Math.floor((runs.length - 1) / 2)]
+      rsyncSmall = rsyncTimes.length > 0 ? median(rsyncTimes) : null
+      const last = smallReps - 1
+      noop = await agentTree(mesh, b, 'small', `small-${last}`, a)
       if (noop.files.done !== 0) throw new Error(`the no-op run copied ${noop.files.done} files`)
       note(`agents, small, nothing changed: ${round(noop.ms / 1000, 2)} s`)
+      if (ssh !== undefined) {
+        rsyncNoop = ssh.rsync(source, `${join(b.volume, `rsync-small-${last}`)}/`, CIPHER)
+        note(`rsync -a, small, nothing changed: ${round(rsyncNoop / 1000, 2)} s`)
+        scpSmall = ssh.scp(join(a.volume, 'small'), join(b.volume, 'scp-small'), CIPHER, true)
+        await checkCopy('scp -r, small tree', join(b.volume, 'scp-small'), small)
+        note(`scp -r, small: ${round(scpSmall / 1000, 2)} s`)
+      }
+      // Only now, with every small copy measured.
+      for (let i = 0; i < smallReps; i++) {
+        await rm(join(b.volume, `small-${i}`), { recursive: true, force: true })
+        await rm(join(b.volume, `rsync-small-${i}`), { recursive: true, force: true })
+      }
+      await rm(join(b.volume, 'scp-small'), { recursive: true, force: true })
     }
     let oursLarge: number | null = null
     let largeCpu: number | null = null
@@ -207,38 +257,20 @@ async function main (): Promise<void> {
       oneFileCpu = oneCpu.length > 0 ? median(oneCpu) : null
     }
 
-    let scpSmall: number | null = null
-    let rsyncSmall: number | null = null
-    let rsyncNoop: number | null = null
     let rsyncLarge: number | null = null
-    if (args['no-ssh'] !== true) {
-      sshd = await LocalSshd.start(await freePort())
-      if (typeof sshd !== 'string' && !noSmall) {
-        scpSmall = sshd.scp(join(a.volume, 'small'), join(b.volume, 'scp-small'), CIPHER, true)
-        await checkCopy('scp -r, small tree', join(b.volume, 'scp-small'), small)
-        note(`scp -r, small: ${round(scpSmall / 1000, 2)} s`)
-        rsyncSmall = sshd.rsync(`${join(a.volume, 'small')}/`, `${join(b.volume, 'rsync-small')}/`, CIPHER)
-        await checkCopy('rsync -a, small tree', join(b.volume, 'rsync-small'), small)
-        rsyncNoop = sshd.rsync(`${join(a.volume, 'small')}/`, `${join(b.volume, 'rsync-small')}/`, CIPHER)
-        // Removed only now: 10,000 inodes freed just before rsync's copy would make each of its creates slower (see --settle).
-        await rm(join(b.volume, 'scp-small'), { recursive: true })
-        await rm(join(b.volume, 'rsync-small'), { recursive: true })
-        note(`rsync -a, small: ${round(rsyncSmall / 1000, 2)} s; nothing changed: ${round(rsyncNoop / 1000, 2)} s`)
-      }
-      if (typeof sshd !== 'string') {
-        if (largeCount > 0) {
-          const times: number[] = []
-          for (let i = 0; i < largeReps; i++) {
-            times.push(sshd.rsync(`${join(a.volume, 'large')}/`, `${join(b.volume, 'rsync-large')}/`, CIPHER))
-            await checkCopy('rsync -a, large tree', join(b.volume, 'rsync-large'), large)
-            await rm(join(b.volume, 'rsync-large'), { recursive: true })
-            note(`rsync -a, large: ${round(times[i] / 1000, 2)} s`)
-          }
-          rsyncLarge = median(times)
+    if (ssh !== undefined) {
+      if (largeCount > 0) {
+        const times: number[] = []
+        for (let i = 0; i < largeReps; i++) {
+          times.push(ssh.rsync(`${join(a.volume, 'large')}/`, `${join(b.volume, 'rsync-large')}/`, CIPHER))
+          await checkCopy('rsync -a, large tree', join(b.volume, 'rsync-large'), large)
+          await rm(join(b.volume, 'rsync-large'), { recursive: true })
+          note(`rsync -a, large: ${round(times[i] / 1000, 2)} s`)
         }
-      } else {
-        note(`scp and rsync: not measured: ${sshd}`)
+        rsyncLarge = median(times)
       }
+    } else {
+      note(`scp and rsync: not measured: ${String(sshd)}`)
     }
     const ratio = (theirs: number | null, mine: number | null): number | null => theirs === null || mine === null ? null : round(theirs / mine, 3)
     const result = {
@@ -257,6 +289,9 @@ async function main (): Promise<void> {
       // User and system CPU seconds of each process (the coordinator too) over the small tree's run.
       smallCpuByProcess: ours.byProcess ?? null,
       smallMainThreadCpu: ours.mainThread ?? null,
+      smallReps,
+      // Each turn's two copies (the agents' first on even turns, rsync's on odd ones): the medians above are of these.
+      smallRuns,
       scpSmallSeconds: scpSmall === null ? null : round(scpSmall / 1000, 3),
       rsyncSmallSeconds: rsyncSmall === null ? null : round(rsyncSmall / 1000, 3),
       // Speed ratios: above 1, the agents are faster.
