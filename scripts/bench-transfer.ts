@@ -11,6 +11,9 @@
  * The row fileStreams is file → file (sha256) again with the transfer's byte
  * ranges on --streams data streams (4 by default); a file under 64 MiB always
  * goes on one stream, which fileStreamsRanges then shows as 1.
+ * The copies of a file (file, fast, streams, scp) take turns: one of each per
+ * repetition, the kind that goes first moving on at each, so that none of
+ * them always meets the page cache another left.
  */
 import { spawn } from 'node:child_process'
 import { open, readFile, rm, stat } from 'node:fs/promises'
@@ -169,43 +172,48 @@ async function main (): Promise<void> {
     const floorParts = floorRuns.length === 0 ? null : Object.fromEntries(Object.keys(floorRuns[0].parts).map(k => [k, round(median(floorRuns.map(r => r.parts[k as keyof FloorParts])) / (size / 1e9), 3)]))
     if (floorParts !== null) note(`  floor's parts (CPU-s per GB, medians): ${JSON.stringify(floorParts)}`)
     const fileRuns: Run[] = []
-    for (let i = 0; i < reps && parts.has('file'); i++) {
-      fileRuns.push(await timed(mesh, a, b, 'agent://a/vol/source.bin', `agent://b/vol/copy-${i}.bin`))
-      await rm(join(b.volume, `copy-${i}.bin`))
-    }
-    note(`file → file (sha256): ${fileRuns.map(r => round(r.MBps, 0)).join(', ')} MB/s`)
-    detail('file', fileRuns)
     const fastRuns: Run[] = []
-    for (let i = 0; i < reps && parts.has('fast'); i++) {
-      fastRuns.push(await timed(mesh, a, b, 'agent://a/vol/source.bin', `agent://b/vol/fast-${i}.bin`, { checksumMode: FAST_MODE }))
-      await rm(join(b.volume, `fast-${i}.bin`))
-    }
-    note(`file → file (${FAST_MODE}): ${fastRuns.map(r => round(r.MBps, 0)).join(', ')} MB/s`)
-    detail(FAST_MODE, fastRuns)
     const streamRuns: Run[] = []
-    for (let i = 0; i < reps && parts.has('streams'); i++) {
-      streamRuns.push(await timed(mesh, a, b, 'agent://a/vol/source.bin', `agent://b/vol/streams-${i}.bin`, { streams }))
-      await rm(join(b.volume, `streams-${i}.bin`))
-    }
-    const ranges = planRanges(size, streams).length
-    note(`file → file (sha256, ${streams} streams, ${ranges} ranges${size < MIN_MULTI_STREAM_BYTES ? ': under 64 MiB, one stream' : ''}): ${streamRuns.map(r => round(r.MBps, 0)).join(', ')} MB/s`)
-    detail('streams', streamRuns)
-
     const scpRuns: number[] = []
     if (args['no-scp'] !== true) {
       sshd = await LocalSshd.start(await freePort())
-      if (typeof sshd !== 'string') {
-        for (let i = 0; i < reps; i++) {
-          const dest = join(b.volume, 'scp-copy.bin')
-          scpRuns.push(mbps(size, sshd.scp(sourceFile, dest, SCP_CIPHER)))
-          if ((await stat(dest)).size !== size) throw new Error('scp copied a different size')
-          await rm(dest)
-        }
-        note(`scp -c ${SCP_CIPHER}: ${scpRuns.map(r => round(r, 0)).join(', ')} MB/s`)
-      } else {
-        note(`scp: not measured: ${sshd}`)
-      }
+      if (typeof sshd === 'string') note(`scp: not measured: ${sshd}`)
     }
+    const ssh = typeof sshd !== 'string' ? sshd : undefined
+    // One copy of each kind per turn, the kind that goes first moving on at each turn: a copy's time follows the page
+    // cache's state (writing 1 GiB cost 0.4 to 2.0 s of system time here, by what the cache held), so scp and the
+    // agents meet the same states, instead of scp's copies all coming last.
+    const kinds: Array<{ name: string, copy: (i: number) => Promise<void> }> = [
+      ...(parts.has('file') ? [{ name: 'file', copy: async (i: number) => { fileRuns.push(await timed(mesh, a, b, 'agent://a/vol/source.bin', `agent://b/vol/copy-${i}.bin`)); await rm(join(b.volume, `copy-${i}.bin`)) } }] : []),
+      ...(parts.has('fast') ? [{ name: FAST_MODE, copy: async (i: number) => { fastRuns.push(await timed(mesh, a, b, 'agent://a/vol/source.bin', `agent://b/vol/fast-${i}.bin`, { checksumMode: FAST_MODE })); await rm(join(b.volume, `fast-${i}.bin`)) } }] : []),
+      ...(parts.has('streams') ? [{ name: 'streams', copy: async (i: number) => { streamRuns.push(await timed(mesh, a, b, 'agent://a/vol/source.bin', `agent://b/vol/streams-${i}.bin`, { streams })); await rm(join(b.volume, `streams-${i}.bin`)) } }] : []),
+      ...(ssh !== undefined
+        ? [{
+            name: 'scp',
+            copy: async () => {
+              const dest = join(b.volume, 'scp-copy.bin')
+              scpRuns.push(mbps(size, ssh.scp(sourceFile, dest, SCP_CIPHER)))
+              if ((await stat(dest)).size !== size) throw new Error('scp copied a different size')
+              await rm(dest)
+            }
+          }]
+        : [])
+    ]
+    const order: string[][] = []
+    for (let i = 0; i < reps; i++) {
+      const turn = [...kinds.slice(i % Math.max(1, kinds.length)), ...kinds.slice(0, i % Math.max(1, kinds.length))]
+      order.push(turn.map(k => k.name))
+      for (const k of turn) await k.copy(i)
+    }
+    note(`order of the copies, turn by turn: ${order.map(t => t.join(' → ')).join('; ')}`)
+    note(`file → file (sha256): ${fileRuns.map(r => round(r.MBps, 0)).join(', ')} MB/s`)
+    detail('file', fileRuns)
+    note(`file → file (${FAST_MODE}): ${fastRuns.map(r => round(r.MBps, 0)).join(', ')} MB/s`)
+    detail(FAST_MODE, fastRuns)
+    const ranges = planRanges(size, streams).length
+    note(`file → file (sha256, ${streams} streams, ${ranges} ranges${size < MIN_MULTI_STREAM_BYTES ? ': under 64 MiB, one stream' : ''}): ${streamRuns.map(r => round(r.MBps, 0)).join(', ')} MB/s`)
+    detail('streams', streamRuns)
+    if (ssh !== undefined) note(`scp -c ${SCP_CIPHER}: ${scpRuns.map(r => round(r, 0)).join(', ')} MB/s`)
 
     const m = summarize(meshRuns)
     const f = summarize(fileRuns)
@@ -258,6 +266,8 @@ async function main (): Promise<void> {
       meshCpuSeconds: { a: round(m.cpuSecondsA), b: round(m.cpuSecondsB), aSystem: round(m.sysSecondsA), bSystem: round(m.sysSecondsB) },
       fileCpuSeconds: { a: round(f.cpuSecondsA), b: round(f.cpuSecondsB), aSystem: round(f.sysSecondsA), bSystem: round(f.sysSecondsB) },
       loadAverage: round(loadavg()[0]),
+      // Which copy went first at each turn (the runs above are in turn order).
+      copyOrder: order,
       runsMBps: { raw: raw.map(r => round(r.MBps, 1)), mesh: meshRuns.map(r => round(r.MBps, 1)), file: fileRuns.map(r => round(r.MBps, 1)), fileFast: fastRuns.map(r => round(r.MBps, 1)), fileStreams: streamRuns.map(r => round(r.MBps, 1)), scp: scpRuns.map(r => round(r, 1)) }
     }
     report(args.json, result, [
