@@ -30,7 +30,7 @@ import { LocalSshd } from './bench-scp.ts'
 import { copyFloor } from './bench-floor.ts'
 import type { FloorParts } from './bench-floor.ts'
 import { MIN_MULTI_STREAM_BYTES, planRanges } from '../agent/index.ts'
-import { MiB, cpuSplit, mbps, minorFaults, median, note, peakRssMiB, report, round } from './bench-util.ts'
+import { MiB, cpuSplit, flushDirtyPages, mbps, minorFaults, median, note, peakRssMiB, report, round } from './bench-util.ts'
 
 const PEER = fileURLToPath(new URL('./bench-tcp-peer.ts', import.meta.url))
 const SCP_CIPHER = 'aes128-gcm@openssh.com'
@@ -203,7 +203,10 @@ async function main (): Promise<void> {
     for (let i = 0; i < reps; i++) {
       const turn = [...kinds.slice(i % Math.max(1, kinds.length)), ...kinds.slice(0, i % Math.max(1, kinds.length))]
       order.push(turn.map(k => k.name))
-      for (const k of turn) await k.copy(i)
+      for (const k of turn) {
+        flushDirtyPages()
+        await k.copy(i)
+      }
     }
     note(`order of the copies, turn by turn: ${order.map(t => t.join(' → ')).join('; ')}`)
     note(`file → file (sha256): ${fileRuns.map(r => round(r.MBps, 0)).join(', ')} MB/s`)

@@ -31,7 +31,7 @@ import { freePort } from '../cli/index.ts'
 import { BenchMesh } from './bench-mesh.ts'
 import type { BenchAgent } from './bench-mesh.ts'
 import { LocalSshd } from './bench-scp.ts'
-import { MiB, cpuSeconds, cpuSplit, mainThreadCpuSplit, mbps, median, note, peakRssMiB, report, round } from './bench-util.ts'
+import { MiB, cpuSeconds, cpuSplit, flushDirtyPages, mainThreadCpuSplit, mbps, median, note, peakRssMiB, report, round } from './bench-util.ts'
 
 // The cipher bench:transfer gives scp: the fastest of OpenSSH's on x86 with AES-NI.
 const CIPHER = 'aes128-gcm@openssh.com'
@@ -182,6 +182,7 @@ async function main (): Promise<void> {
       const runs: Array<Awaited<ReturnType<typeof agentTree>>> = []
       const rsyncTimes: number[] = []
       const agentsCopy = async (i: number): Promise<void> => {
+        flushDirtyPages()
         const run = await agentTree(mesh, b, 'small', `small-${i}`, a)
         await checkCopy('agents, small tree', join(b.volume, `small-${i}`), small)
         runs.push(run)
@@ -189,6 +190,7 @@ async function main (): Promise<void> {
       }
       const rsyncCopy = async (i: number): Promise<void> => {
         if (ssh === undefined) return
+        flushDirtyPages()
         rsyncTimes.push(ssh.rsync(source, `${join(b.volume, `rsync-small-${i}`)}/`, CIPHER))
         await checkCopy('rsync -a, small tree', join(b.volume, `rsync-small-${i}`), small)
         note(`rsync -a, small: ${round(rsyncTimes[rsyncTimes.length - 1] / 1000, 2)} s`)
@@ -203,12 +205,15 @@ async function main (): Promise<void> {
       ours = [...runs].sort((x, y) => x.ms - y.ms)[Math.floor((runs.length - 1) / 2)]
       rsyncSmall = rsyncTimes.length > 0 ? median(rsyncTimes) : null
       const last = smallReps - 1
+      flushDirtyPages()
       noop = await agentTree(mesh, b, 'small', `small-${last}`, a)
       if (noop.files.done !== 0) throw new Error(`the no-op run copied ${noop.files.done} files`)
       note(`agents, small, nothing changed: ${round(noop.ms / 1000, 2)} s`)
       if (ssh !== undefined) {
+        flushDirtyPages()
         rsyncNoop = ssh.rsync(source, `${join(b.volume, `rsync-small-${last}`)}/`, CIPHER)
         note(`rsync -a, small, nothing changed: ${round(rsyncNoop / 1000, 2)} s`)
+        flushDirtyPages()
         scpSmall = ssh.scp(join(a.volume, 'small'), join(b.volume, 'scp-small'), CIPHER, true)
         await checkCopy('scp -r, small tree', join(b.volume, 'scp-small'), small)
         note(`scp -r, small: ${round(scpSmall / 1000, 2)} s`)
@@ -230,6 +235,7 @@ async function main (): Promise<void> {
       const oneCpu: number[] = []
       if (vsFile) await writeOneFile(join(a.volume, 'one.bin'), large.bytes)
       const treeRun = async (): Promise<void> => {
+        flushDirtyPages()
         const run = await agentTree(mesh, b, 'large', 'large', a)
         trees.push(run)
         await checkCopy('agents, large tree', join(b.volume, 'large'), large)
@@ -238,6 +244,7 @@ async function main (): Promise<void> {
       }
       // The same bytes as one file, beside each tree run: the ratio of the two is what the tree's own path costs.
       const fileRun = async (): Promise<void> => {
+        flushDirtyPages()
         const cpuBefore = cpuSeconds(a.pid) + cpuSeconds(b.pid)
         const { id } = await mesh.run('agent://a/vol/one.bin', 'agent://b/vol/one.bin', timeoutMs, { checksumMode: args.checksum })
         ones.push(await mesh.executorMs(b.name, id))
@@ -262,6 +269,7 @@ async function main (): Promise<void> {
       if (largeCount > 0) {
         const times: number[] = []
         for (let i = 0; i < largeReps; i++) {
+          flushDirtyPages()
           times.push(ssh.rsync(`${join(a.volume, 'large')}/`, `${join(b.volume, 'rsync-large')}/`, CIPHER))
           await checkCopy('rsync -a, large tree', join(b.volume, 'rsync-large'), large)
           await rm(join(b.volume, 'rsync-large'), { recursive: true })

@@ -84,3 +84,14 @@ export function report (json: boolean, result: Record<string, unknown>, lines: s
 export function note (text: string): void {
   process.stderr.write(`${text}\n`)
 }
+
+/**
+ * Writes out every dirty page (sync(1)) before a timed copy: a copy that
+ * syncs (ours do, per group with syncfs and per file with fdatasync) would
+ * otherwise wait for the bytes whatever ran before it left unwritten, the
+ * source tree just made or the other tool's copy, and one that does not
+ * (scp, rsync) would not.
+ */
+export function flushDirtyPages (): void {
+  execFileSync('sync')
+}
