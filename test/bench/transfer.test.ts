@@ -27,5 +27,7 @@ describe('bench:transfer (smoke: a few MiB, one repetition)', () => {
     else expect(result.fileStreamsOverScp as number).toBeGreaterThan(0)
     if (result.scpMBps === null) expect(result.fileFastOverScp).toBeNull()
     else expect(result.fileFastOverScp as number).toBeGreaterThan(0)
+    // One turn per repetition, every kind of copy in it (scp where it was measured).
+    expect(result.copyOrder).toEqual([['file', 'blake3', 'streams', ...(result.scpMBps === null ? [] : ['scp'])]])
   }, 180_000)
 })
