@@ -1,5 +1,5 @@
 import {
-  ChecksumMismatchError, InternalError, IsADirectoryError, NotFoundError, ProtocolError, SourceChangedError, TREE_BATCH, UnsupportedError, toStaccatoError
+  ChecksumMismatchError, InternalError, IsADirectoryError, NotFoundError, ProtocolError, SourceChangedError, TREE_BATCH, TREE_READ_FILES, UnsupportedError, toStaccatoError
 } from '../../mesh/index.ts'
 import type { ControlParams, ErrorInfo, Job, MeshNode, StaccatoError, TreeEntry } from '../../mesh/index.ts'
 import type { ObjectVersion, ProtocolPlugin, Writer } from '../../protocols/index.ts'
@@ -14,7 +14,7 @@ import { DurableSink } from '../copy/durable-sink.ts'
 import { throttled } from '../copy/stages.ts'
 import type { FileRun, ReadHandler } from './client.ts'
 import type { TreeSource } from './source.ts'
-import { DEFAULT_TREE_STREAMS, DEFAULT_TREE_SYNC, FINISHED_JOURNAL_BYTES, LARGE_BATCH_BYTES, carriedWhole, finishedAlready, groupFull, largeLane, splitLanes, syncDecision } from './policy.ts'
+import { DEFAULT_TREE_STREAMS, DEFAULT_TREE_SYNC, FINISHED_JOURNAL_BYTES, LARGE_BATCH_BYTES, READ_REQUEST_BYTES, carriedWhole, finishedAlready, groupFull, largeLane, requestBytes, splitLanes, syncDecision } from './policy.ts'
 import { PartFiles } from './parts.ts'
 import type { Lane } from './parts.ts'
 import { deleteExtra } from './mirror.ts'
@@ -176,20 +176,25 @@ export async function copyTree (deps: TreeCopyDeps, job: Job, source: TreeSource
   const ctx: Ctx = { deps, job, source, dst, algorithm, entry, result, urlOf, failFile, progress, row, groups, signal, parts, lanes }
   let batch: Pending[] = []
   let batchBytes = 0
+  /** What the batch's read request holds (requestBytes): under the frame limit whatever its files' names. */
+  let batchRequest = 0
   /** Large files, batched apart from the small ones (largeLane). */
   let large: Pending[] = []
   let largeBytes = 0
+  let largeRequest = 0
   let toCompare: TreeEntry[] = []
   const flush = async (): Promise<void> => {
     const files = batch
     batch = []
     batchBytes = 0
+    batchRequest = 0
     await start([files])
   }
   const flushLarge = async (): Promise<void> => {
     const files = large
     large = []
     largeBytes = 0
+    largeRequest = 0
     // Pulled on several lanes at once, each its own read batch and data connection, each journaling its own partial file.
     await start(splitLanes(files.map(f => f.entry.size - f.offset), lanes.length).map(lane => lane.map(i => files[i])))
   }
@@ -359,12 +364,15 @@ export async function copyTree (deps: TreeCopyDeps, job: Job, source: TreeSource
     if (largeLane(e.size)) {
       large.push(f)
       largeBytes += e.size - f.offset
-      if (large.length >= TREE_BATCH || largeBytes >= LARGE_BATCH_BYTES) await flushLarge()
+      largeRequest += requestBytes(e.path)
+      if (large.length >= TREE_BATCH || largeBytes >= LARGE_BATCH_BYTES || largeRequest >= READ_REQUEST_BYTES) await flushLarge()
       return
     }
     batch.push(f)
     batchBytes += e.size
-    if (batch.length >= TREE_BATCH || batchBytes >= BATCH_BYTES) await flush()
+    batchRequest += requestBytes(e.path)
+    // Many small files a request: each request costs a stream and a data connection, whatever it holds (TREE_READ_FILES).
+    if (batch.length >= TREE_READ_FILES || batchBytes >= BATCH_BYTES || batchRequest >= READ_REQUEST_BYTES) await flush()
   }
 }
 
