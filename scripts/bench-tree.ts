@@ -108,8 +108,8 @@ type CpuByProcess = Record<'a' | 'b' | 'coordinator', { user: number, system: nu
 /** The agents' main threads alone (their event loops): what a worker thread takes work off. */
 type MainThreadCpu = Record<'a' | 'b', { user: number, system: number }>
 
-/** Each process's CPU by thread name (user + system seconds): the part the main thread does not account for. */
-type CpuByThread = Record<'a' | 'b' | 'coordinator', Record<string, number>>
+/** Each process's CPU by thread name (user and system seconds): the part the main thread does not account for. */
+type CpuByThread = Record<'a' | 'b' | 'coordinator', Record<string, { user: number, system: number }>>
 
 async function agentTree (mesh: BenchMesh, b: BenchAgent, src: string, dst: string, a?: BenchAgent): Promise<{ ms: number, cpu: number | null, byProcess?: CpuByProcess, mainThread?: MainThreadCpu, byThread?: CpuByThread, files: { done: number, skipped: number } }> {
   const cpu = (): number => a === undefined ? NaN : cpuSeconds(a.pid) + cpuSeconds(b.pid)
@@ -137,8 +137,8 @@ async function agentTree (mesh: BenchMesh, b: BenchAgent, src: string, dst: stri
     ? undefined
     : Object.fromEntries((['a', 'b', 'coordinator'] as const).map(k => [k, Object.fromEntries(Object.entries(threadsAfter[k]).map(([name, t]) => {
       const was = threadsBefore[k][name] ?? { user: 0, system: 0 }
-      return [name, round(t.user + t.system - was.user - was.system, 2)]
-    }).filter(([, s]) => (s as number) > 0))])) as CpuByThread
+      return [name, { user: round(t.user - was.user, 2), system: round(t.system - was.system, 2) }]
+    }).filter(([, s]) => (s as { user: number, system: number }).user + (s as { user: number, system: number }).system > 0))])) as CpuByThread
   const mainThread = mainBefore === undefined || mainAfter === undefined
     ? undefined
     : Object.fromEntries((['a', 'b'] as const).map(k => [k, {
