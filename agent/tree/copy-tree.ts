@@ -60,7 +60,16 @@ const COMMITS_IN_FLIGHT = 32
 /** Bytes of one read batch at most, so a batch of large files does not wait for the last of them to be listed. */
 const BATCH_BYTES = 64 * 1024 * 1024
 
-interface Pending { entry: TreeEntry, offset: number, writer?: Writer, hasher?: Hasher, opening?: Promise<Writer>, checkpoint?: TreeFileCheckpoint }
+interface Pending {
+  entry: TreeEntry
+  offset: number
+  /** Its destination's URL, built once for its stat and kept for its write (a URL costs µs to build). */
+  url?: URL
+  writer?: Writer
+  hasher?: Hasher
+  opening?: Promise<Writer>
+  checkpoint?: TreeFileCheckpoint
+}
 
 /** What every step of one tree copy shares. */
 interface Ctx {
@@ -298,13 +307,13 @@ export async function copyTree (deps: TreeCopyDeps, job: Job, source: TreeSource
     if (there instanceof Promise || finished instanceof Promise) {
       return (async () => {
         const stat = there instanceof Promise ? await there.catch((err: unknown) => toStaccatoError(err)) : there
-        await decideFile(e, stat, await finished)
+        await decideFile(e, stat, await finished, s.url)
       })()
     }
-    return decideFile(e, there, finished)
+    return decideFile(e, there, finished, s.url)
   }
 
-  function decideFile (e: TreeEntry, stated: ObjectVersion | Error | undefined, finished: ObjectVersion | undefined): Promise<void> | undefined {
+  function decideFile (e: TreeEntry, stated: ObjectVersion | Error | undefined, finished: ObjectVersion | undefined, url: URL | undefined): Promise<void> | undefined {
     result.bytesTotal += e.size
     const source: ObjectVersion = { size: e.size, mtime: e.mtime }
     let there: ObjectVersion | undefined
@@ -330,7 +339,7 @@ export async function copyTree (deps: TreeCopyDeps, job: Job, source: TreeSource
       toCompare.push(e)
       return toCompare.length >= TREE_BATCH ? compare() : undefined
     }
-    return decision === 'skip' ? skip(e) : decided(e, decision)
+    return decision === 'skip' ? skip(e) : decided(e, decision, url)
   }
 
   /** Unchanged at the destination: a row, nothing else. */
@@ -350,7 +359,7 @@ export async function copyTree (deps: TreeCopyDeps, job: Job, source: TreeSource
     for (const e of list) await decided(e, same.has(e.path) ? 'skip' : 'copy')
   }
 
-  async function decided (e: TreeEntry, decision: 'copy' | 'skip'): Promise<void> {
+  async function decided (e: TreeEntry, decision: 'copy' | 'skip', url?: URL): Promise<void> {
     if (decision === 'skip') {
       await skip(e)
       return
@@ -360,7 +369,7 @@ export async function copyTree (deps: TreeCopyDeps, job: Job, source: TreeSource
       return
     }
     const resume = parts.take(e.path, { size: e.size, mtime: e.mtime })
-    const f: Pending = { entry: e, offset: resume?.durableOffset ?? 0, checkpoint: resume }
+    const f: Pending = { entry: e, offset: resume?.durableOffset ?? 0, checkpoint: resume, url }
     if (largeLane(e.size)) {
       large.push(f)
       largeBytes += e.size - f.offset
@@ -386,7 +395,7 @@ const STAT_AHEAD = 16
 const STAT_BATCH = 256
 
 /** An entry and its destination's stat (or why there is none) and finished version: known already, or on their way. */
-type Stated = { e: TreeEntry, there?: ObjectVersion | Error | Promise<ObjectVersion>, finished?: ObjectVersion | Promise<ObjectVersion | undefined> }
+type Stated = { e: TreeEntry, url?: URL, there?: ObjectVersion | Error | Promise<ObjectVersion>, finished?: ObjectVersion | Promise<ObjectVersion | undefined> }
 
 type FinishedLookup = (paths: string[]) => Promise<Array<ObjectVersion | undefined>>
 
@@ -402,10 +411,11 @@ async function * statAhead (listing: AsyncIterable<TreeEntry[]>, plugin: Protoco
   if (statMany === undefined) {
     const queue: Stated[] = []
     for await (const entries of listing) for (const e of entries) {
-      const there = e.type === 'file' ? plugin.stat(urlOf(e.path), { signal }) : undefined
+      const url = e.type === 'file' ? urlOf(e.path) : undefined
+      const there = url !== undefined ? plugin.stat(url, { signal }) : undefined
       there?.catch(() => {})
       const finished = e.type === 'file' && finishedBefore !== undefined ? finishedBefore([e.path]).then(r => r[0]) : undefined
-      queue.push({ e, there, finished })
+      queue.push({ e, url, there, finished })
       if (queue.length > STAT_AHEAD) yield [queue.shift() as Stated]
     }
     yield queue
@@ -418,12 +428,13 @@ async function * statAhead (listing: AsyncIterable<TreeEntry[]>, plugin: Protoco
     batch = []
     const files = these.filter(e => e.type === 'file')
     const paths = files.map(e => e.path)
-    const [found, done] = files.length === 0 ? [[], []] : await Promise.all([statMany(paths.map(urlOf), { signal }), finishedBefore?.(paths) ?? []])
+    const urls = paths.map(urlOf)
+    const [found, done] = files.length === 0 ? [[], []] : await Promise.all([statMany(urls, { signal }), finishedBefore?.(paths) ?? []])
     let i = 0
     return these.map(e => {
       if (e.type !== 'file') return { e }
       const at = i++
-      return { e, there: found[at], finished: done[at] }
+      return { e, url: urls[at], there: found[at], finished: done[at] }
     })
   }
   for await (const entries of listing) {
@@ -533,7 +544,7 @@ async function pull (ctx: Ctx, files: Pending[], round = 0, received?: () => voi
     const e = f.entry
     // What the writer's commit checks for a file it writes: every byte of the listed size, no more.
     if (data.byteLength !== e.size) { failFile(path, new InternalError(`${data.byteLength} bytes received, the file is ${e.size}`)); return }
-    group.push({ entry: e, file: { url: ctx.urlOf(path), data, mtime: e.mtime > 0 ? e.mtime : undefined, mode: e.mode } })
+    group.push({ entry: e, file: { url: f.url ?? ctx.urlOf(path), data, mtime: e.mtime > 0 ? e.mtime : undefined, mode: e.mode } })
     groupBytes += data.byteLength
     if (groupFull(group.length, groupBytes)) await writeGroup()
   }
