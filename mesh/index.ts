@@ -31,7 +31,7 @@ export { MAX_FRAME_BYTES, encodeFrame, send, sendFrame, FrameReader } from './wi
 // Each schema below is also the type of the message it validates.
 export {
   WIRE_VERSION, DataRequest, DataResponse, DataTrailer, DirectFallback, ControlEnvelope, Job, SwarmMessage, Manifest, ImageManifest, TreeManifest, TREE_TABLE_BYTES,
-  ChecksumMode, CHECKSUM_MODES, Overwrite, OVERWRITE_MODES, MAX_STREAMS, SyncMode, SYNC_MODES, TREE_BATCH, TREE_PACK_BYTES, TreeEntry, TreeRequest, TreeMessage, TreeOptions, TreeFileState, TREE_FILE_STATES, decode
+  ChecksumMode, CHECKSUM_MODES, Overwrite, OVERWRITE_MODES, MAX_STREAMS, SyncMode, SYNC_MODES, TREE_BATCH, TREE_READ_FILES, TREE_PACK_BYTES, TreeEntry, TreeRequest, TreeMessage, TreeOptions, TreeFileState, TREE_FILE_STATES, decode
 } from './messages.ts'
 export { MAX_REGISTER_OUTCOMES, AgentToCoordinator, CoordinatorToAgent } from './control-methods.ts'
 export type {

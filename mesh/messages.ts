@@ -99,8 +99,19 @@ export type DataTrailer = Static<typeof DataTrailer>
 
 // ---- /staccato/tree/1 ------------------------------------------------------
 
-/** Entries per `entries` message, and files per `read` request: bounded frames, and bounded memory on both ends. */
+/** Entries per `entries` message, and files per `read` request of a holder before TREE_READ_FILES: bounded frames, and bounded memory on both ends. */
 export const TREE_BATCH = 256
+
+/**
+ * Files per `read` request a holder takes. Each request costs both agents a
+ * stream, a data connection and its keys, whatever it holds: at 256 small
+ * files a request, 10,000 × 4 KiB cost ~0.8 CPU-s more than at 1,024
+ * (bench:tree, docs/benchmarks.md "#15 small files, tenth session"). A
+ * reader keeps the request under the frame limit by its bytes too
+ * (agent/tree/policy.ts `READ_REQUEST_BYTES`), and asks a holder from
+ * before this in requests of TREE_BATCH.
+ */
+export const TREE_READ_FILES = 1024
 
 /**
  * Bytes of one `files` message's contents at most: the reader holds a pack
@@ -138,7 +149,7 @@ export const TreeRequest = Type.Union([
     op: Type.Literal('read'),
     ticket: Type.String({ maxLength: 16384 }),
     source: Url,
-    files: Type.Array(Type.Object({ path: TreePath, offset: Offset, expect: ObjectVersion }, { additionalProperties: false }), { minItems: 1, maxItems: TREE_BATCH }),
+    files: Type.Array(Type.Object({ path: TreePath, offset: Offset, expect: ObjectVersion }, { additionalProperties: false }), { minItems: 1, maxItems: TREE_READ_FILES }),
     algorithm: Type.Optional(Type.Union([Type.Literal('sha256'), Type.Literal('blake3')])),
     /** Offered for a batch of large files: the batch's messages then go on the holder's direct data socket (`direct`, below). */
     direct: Type.Optional(DirectOffer),

@@ -13,7 +13,7 @@ import { versionOf } from './read-io.ts'
 import type { Algorithm, ReadError, ReadJob } from './read-io.ts'
 import { checkFreeSpace, partialName, syncDirectoryPath } from './file-partial.ts'
 import { checkWriteKey } from './util.ts'
-import { isInside, parseFileUrl, resolveIn } from './volumes.ts'
+import { decodeSegment, isInside, parseFileUrl, resolveIn } from './volumes.ts'
 import type { Volume } from './volumes.ts'
 
 /**
@@ -80,9 +80,10 @@ function resolver (volumes: readonly Volume[]): (url: URL) => { root: string, pa
   const roots = new Map<string, string>()
   /** A directory's real path, or why it has none (missing: every file of a first copy), found once per call. */
   const dirs = new Map<string, string | { failed: unknown }>()
+  const parse = fileUrlParser()
   return url => {
-    const { volume, relPath } = parseFileUrl(url)
-    const what = `${volume}/${relPath}`
+    const { volume, relDir, name } = parse(url)
+    const what = relDir === '' ? `${volume}/${name}` : `${volume}/${relDir}/${name}`
     let root = roots.get(volume)
     if (root === undefined) {
       const v = volumes.find(v => v.name === volume)
@@ -90,12 +91,11 @@ function resolver (volumes: readonly Volume[]): (url: URL) => { root: string, pa
       root = realpathSync.native(v.root)
       roots.set(volume, root)
     }
-    const segments = relPath.split('/').filter(s => s !== '')
-    const dirKey = `${volume}/${segments.slice(0, -1).join('/')}`
+    const dirKey = `${volume}/${relDir}`
     let dir = dirs.get(dirKey)
     if (dir === undefined) {
       try {
-        dir = realpathSync.native(join(root, ...segments.slice(0, -1)))
+        dir = realpathSync.native(relDir === '' ? root : join(root, relDir))
       } catch (err) {
         dir = { failed: err }
       }
@@ -106,7 +106,39 @@ function resolver (volumes: readonly Volume[]): (url: URL) => { root: string, pa
       throw slotError(() => fsError(failed, what))
     }
     confine(root, dir, what)
-    return { root, path: segments.length === 0 ? dir : join(dir, segments[segments.length - 1]), what }
+    return { root, path: name === '' ? dir : join(dir, name), what }
+  }
+}
+
+/**
+ * parseFileUrl for many files of a few directories, each directory's part
+ * decoded and checked once (a group's or a stat batch's files share their
+ * directory; a tree copy lists a directory's files one after another): the
+ * volume, the directory inside it ('' at its top) and the name ('' for the
+ * volume itself). A URL it cannot split so goes through parseFileUrl whole,
+ * and a directory part that fails is not kept, so each file gets its own error.
+ */
+function fileUrlParser (): (url: URL) => { volume: string, relDir: string, name: string } {
+  let last: { dirPart: string, volume: string, relDir: string } | undefined
+  const whole = (url: URL): { volume: string, relDir: string, name: string } => {
+    const { volume, relPath } = parseFileUrl(url)
+    const slash = relPath.lastIndexOf('/')
+    return { volume, relDir: slash < 0 ? '' : relPath.slice(0, slash), name: relPath.slice(slash + 1) }
+  }
+  return url => {
+    if (url.protocol !== 'file:' || (url.host !== '' && url.host !== 'localhost')) return whole(url)
+    const pathname = url.pathname
+    const slash = pathname.lastIndexOf('/')
+    const dirPart = pathname.slice(0, slash)
+    const raw = pathname.slice(slash + 1)
+    if (raw === '') return whole(url)
+    if (last?.dirPart !== dirPart) {
+      const segments = dirPart.split('/').filter(s => s !== '')
+      if (segments.length === 0) return whole(url)
+      const decoded = segments.map(r => decodeSegment(r, url.href))
+      last = { dirPart, volume: decoded[0], relDir: decoded.slice(1).join('/') }
+    }
+    return { volume: last.volume, relDir: last.relDir, name: decodeSegment(raw, url.href) }
   }
 }
 
@@ -204,18 +236,19 @@ export async function putWhole (volumes: readonly Volume[], files: WholeFile[], 
   // Parents resolved (and created) once per directory, as a write resolves them: real, inside the volume.
   const parents = new Map<string, Promise<{ dir: string, root: string }>>()
   const resolved: Array<{ target: string, root: string, what: string } | undefined> = []
+  const parse = fileUrlParser()
   for (let i = 0; i < files.length; i++) {
     try {
-      const { volume, relPath } = parseFileUrl(files[i].url)
-      const slash = relPath.lastIndexOf('/')
-      const parentKey = `${volume}/${relPath.slice(0, slash + 1)}`
+      const { volume, relDir, name } = parse(files[i].url)
+      const relPath = relDir === '' ? name : `${relDir}/${name}`
+      const parentKey = `${volume}/${relDir}`
       let parent = parents.get(parentKey)
       if (parent === undefined) {
         parent = resolveIn(volumes, volume, relPath, { forWrite: true }).then(r => ({ dir: dirname(r.path), root: r.root }))
         parents.set(parentKey, parent)
       }
       const { dir, root } = await parent
-      resolved.push({ target: join(dir, basename(relPath)), root, what: `${volume}/${relPath}` })
+      resolved.push({ target: join(dir, name), root, what: `${volume}/${relPath}` })
     } catch (err) {
       out[i] = errorOf(err, files[i].url.href)
       resolved.push(undefined)

@@ -31,7 +31,7 @@ import { freePort } from '../cli/index.ts'
 import { BenchMesh } from './bench-mesh.ts'
 import type { BenchAgent } from './bench-mesh.ts'
 import { LocalSshd } from './bench-scp.ts'
-import { MiB, cpuSeconds, cpuSplit, flushDirtyPages, mainThreadCpuSplit, mbps, median, note, peakRssMiB, report, round } from './bench-util.ts'
+import { MiB, cpuSeconds, cpuSplit, flushDirtyPages, mainThreadCpuSplit, mbps, threadCpuSplit, median, note, peakRssMiB, report, round } from './bench-util.ts'
 
 // The cipher bench:transfer gives scp: the fastest of OpenSSH's on x86 with AES-NI.
 const CIPHER = 'aes128-gcm@openssh.com'
@@ -116,7 +116,10 @@ type CpuByProcess = Record<'a' | 'b' | 'coordinator', { user: number, system: nu
 /** The agents' main threads alone (their event loops): what a worker thread takes work off. */
 type MainThreadCpu = Record<'a' | 'b', { user: number, system: number }>
 
-async function agentTree (mesh: BenchMesh, b: BenchAgent, src: string, dst: string, a?: BenchAgent): Promise<{ ms: number, cpu: number | null, byProcess?: CpuByProcess, mainThread?: MainThreadCpu, files: { done: number, skipped: number } }> {
+/** Each process's CPU by thread name (user and system seconds): the part the main thread does not account for. */
+type CpuByThread = Record<'a' | 'b' | 'coordinator', Record<string, { user: number, system: number }>>
+
+async function agentTree (mesh: BenchMesh, b: BenchAgent, src: string, dst: string, a?: BenchAgent): Promise<{ ms: number, cpu: number | null, byProcess?: CpuByProcess, mainThread?: MainThreadCpu, byThread?: CpuByThread, files: { done: number, skipped: number } }> {
   const cpu = (): number => a === undefined ? NaN : cpuSeconds(a.pid) + cpuSeconds(b.pid)
   const coordinatorPid = mesh.coordinator?.pid
   // Each process's user and system CPU apart: where a small file's cost is (the coordinator's per-file records too).
@@ -124,6 +127,10 @@ async function agentTree (mesh: BenchMesh, b: BenchAgent, src: string, dst: stri
     ? undefined
     : { a: cpuSplit(a.pid), b: cpuSplit(b.pid), coordinator: cpuSplit(coordinatorPid) }
   const main = (): MainThreadCpu | undefined => a === undefined ? undefined : { a: mainThreadCpuSplit(a.pid), b: mainThreadCpuSplit(b.pid) }
+  const threads = (): Record<'a' | 'b' | 'coordinator', ReturnType<typeof threadCpuSplit>> | undefined => a === undefined || coordinatorPid === undefined
+    ? undefined
+    : { a: threadCpuSplit(a.pid), b: threadCpuSplit(b.pid), coordinator: threadCpuSplit(coordinatorPid) }
+  const threadsBefore = threads()
   const mainBefore = main()
   const splitBefore = split()
   const cpuBefore = cpu()
@@ -133,6 +140,13 @@ async function agentTree (mesh: BenchMesh, b: BenchAgent, src: string, dst: stri
   const used = cpu() - cpuBefore
   const splitAfter = split()
   const mainAfter = main()
+  const threadsAfter = threads()
+  const byThread = threadsBefore === undefined || threadsAfter === undefined
+    ? undefined
+    : Object.fromEntries((['a', 'b', 'coordinator'] as const).map(k => [k, Object.fromEntries(Object.entries(threadsAfter[k]).map(([name, t]) => {
+      const was = threadsBefore[k][name] ?? { user: 0, system: 0 }
+      return [name, { user: round(t.user - was.user, 2), system: round(t.system - was.system, 2) }]
+    }).filter(([, s]) => (s as { user: number, system: number }).user + (s as { user: number, system: number }).system > 0))])) as CpuByThread
   const mainThread = mainBefore === undefined || mainAfter === undefined
     ? undefined
     : Object.fromEntries((['a', 'b'] as const).map(k => [k, {
@@ -143,7 +157,7 @@ async function agentTree (mesh: BenchMesh, b: BenchAgent, src: string, dst: stri
     : Object.fromEntries((['a', 'b', 'coordinator'] as const).map(k => [k, {
       user: round(splitAfter[k].user - splitBefore[k].user, 2), system: round(splitAfter[k].system - splitBefore[k].system, 2)
     }])) as CpuByProcess
-  return { ms, cpu: Number.isNaN(used) ? null : round(used, 2), byProcess, mainThread, files: t.progress.files }
+  return { ms, cpu: Number.isNaN(used) ? null : round(used, 2), byProcess, mainThread, byThread, files: t.progress.files }
 }
 
 async function main (): Promise<void> {
@@ -297,6 +311,7 @@ async function main (): Promise<void> {
       // User and system CPU seconds of each process (the coordinator too) over the small tree's run.
       smallCpuByProcess: ours.byProcess ?? null,
       smallMainThreadCpu: ours.mainThread ?? null,
+      smallCpuByThread: ours.byThread ?? null,
       smallReps,
       // Each turn's two copies (the agents' first on even turns, rsync's on odd ones): the medians above are of these.
       smallRuns,

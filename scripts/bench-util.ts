@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs'
+import { readFileSync, readdirSync } from 'node:fs'
 import { execFileSync } from 'node:child_process'
 
 export const MiB = 1024 * 1024
@@ -94,4 +94,33 @@ export function note (text: string): void {
  */
 export function flushDirtyPages (): void {
   execFileSync('sync')
+}
+
+/**
+ * User and system CPU seconds of a process's threads, summed by thread name (comm: the main thread "node",
+ * V8's "V8 DefaultWorke" for GC and compilation, "libuv-worker", worker threads): where the CPU the main
+ * thread does not account for goes. A thread that ended is gone from the list (its CPU stays in cpuSplit's).
+ */
+export function threadCpuSplit (pid: number): Record<string, { user: number, system: number }> {
+  const out: Record<string, { user: number, system: number }> = {}
+  let tasks: string[]
+  try {
+    tasks = readdirSync(`/proc/${pid}/task`)
+  } catch {
+    return out
+  }
+  for (const tid of tasks) {
+    let stat: string
+    try {
+      stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8')
+    } catch {
+      continue
+    }
+    const name = tid === String(pid) ? 'main' : stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'))
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    const t = out[name] ??= { user: 0, system: 0 }
+    t.user += Number(fields[11]) / CLOCK_TICKS
+    t.system += Number(fields[12]) / CLOCK_TICKS
+  }
+  return out
 }

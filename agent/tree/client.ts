@@ -1,7 +1,7 @@
 import { multiaddr } from '@multiformats/multiaddr'
 import type { Stream } from '@libp2p/interface'
 import type { Socket } from 'node:net'
-import { FrameReader, InvalidArgumentError, ProtocolError, TREE_PROTOCOL, TYPE_END, TreeMessage, WIRE_VERSION, decode, ephemeral, fromErrorInfo, sendFrame, toStaccatoError } from '../../mesh/index.ts'
+import { FrameReader, InvalidArgumentError, ProtocolError, TREE_BATCH, TREE_PROTOCOL, TYPE_END, TreeMessage, WIRE_VERSION, decode, ephemeral, fromErrorInfo, sendFrame, toStaccatoError } from '../../mesh/index.ts'
 import type { Ephemeral, MeshNode, RecordReader, StaccatoError, TreeEntry, TreeOptions, TreeRequest } from '../../mesh/index.ts'
 import { connectOffered } from '../../protocols/index.ts'
 import { LARGE_FILE_BYTES } from './policy.ts'
@@ -110,10 +110,17 @@ export async function readFiles (peer: TreePeer, files: Extract<TreeRequest, { o
   let socket: Socket | undefined
   try {
     let first: TreeMessage | undefined
-    if (own !== undefined || asked.packed === true) {
+    if (own !== undefined || asked.packed === true || files.length > TREE_BATCH) {
       first = decode(TreeMessage, await reader.readFrame(), 'tree message')
       const refused = first.t === 'error' ? fromErrorInfo(first.error) : undefined
-      if (refused instanceof InvalidArgumentError || refused instanceof ProtocolError) {
+      if ((refused instanceof InvalidArgumentError || refused instanceof ProtocolError) && files.length > TREE_BATCH) {
+        // A holder from before TREE_READ_FILES refuses more than TREE_BATCH files a request (its schema check): the
+        // batch is asked again in requests of that many, one after another, each as any batch is (offers and packs).
+        stream.abort(new Error('asking again in requests of TREE_BATCH files'))
+        for (let i = 0; i < files.length; i += TREE_BATCH) await readFiles(peer, files.slice(i, i + TREE_BATCH), algorithm, handler, signal)
+        return
+      }
+      if ((refused instanceof InvalidArgumentError || refused instanceof ProtocolError) && (own !== undefined || asked.packed === true)) {
         // A holder from before the direct socket or the packs refuses them as unknown fields (its schema check: a
         // protocol error): ask once more without them. A refusal for another reason comes again, and is reported.
         stream.abort(new Error('asking again without the direct socket and the packs'))

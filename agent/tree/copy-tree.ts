@@ -1,5 +1,5 @@
 import {
-  ChecksumMismatchError, InternalError, IsADirectoryError, NotFoundError, ProtocolError, SourceChangedError, TREE_BATCH, UnsupportedError, toStaccatoError
+  ChecksumMismatchError, InternalError, IsADirectoryError, NotFoundError, ProtocolError, SourceChangedError, TREE_BATCH, TREE_READ_FILES, UnsupportedError, toStaccatoError
 } from '../../mesh/index.ts'
 import type { ControlParams, ErrorInfo, Job, MeshNode, StaccatoError, TreeEntry } from '../../mesh/index.ts'
 import type { ObjectVersion, ProtocolPlugin, Writer } from '../../protocols/index.ts'
@@ -14,7 +14,7 @@ import { DurableSink } from '../copy/durable-sink.ts'
 import { throttled } from '../copy/stages.ts'
 import type { FileRun, ReadHandler } from './client.ts'
 import type { TreeSource } from './source.ts'
-import { DEFAULT_TREE_STREAMS, DEFAULT_TREE_SYNC, FINISHED_JOURNAL_BYTES, LARGE_BATCH_BYTES, carriedWhole, finishedAlready, groupFull, largeLane, splitLanes, syncDecision } from './policy.ts'
+import { DEFAULT_TREE_STREAMS, DEFAULT_TREE_SYNC, FINISHED_JOURNAL_BYTES, LARGE_BATCH_BYTES, READ_REQUEST_BYTES, carriedWhole, finishedAlready, groupFull, largeLane, requestBytes, splitLanes, syncDecision } from './policy.ts'
 import { PartFiles } from './parts.ts'
 import type { Lane } from './parts.ts'
 import { deleteExtra } from './mirror.ts'
@@ -60,7 +60,16 @@ const COMMITS_IN_FLIGHT = 32
 /** Bytes of one read batch at most, so a batch of large files does not wait for the last of them to be listed. */
 const BATCH_BYTES = 64 * 1024 * 1024
 
-interface Pending { entry: TreeEntry, offset: number, writer?: Writer, hasher?: Hasher, opening?: Promise<Writer>, checkpoint?: TreeFileCheckpoint }
+interface Pending {
+  entry: TreeEntry
+  offset: number
+  /** Its destination's URL, built once for its stat and kept for its write (a URL costs µs to build). */
+  url?: URL
+  writer?: Writer
+  hasher?: Hasher
+  opening?: Promise<Writer>
+  checkpoint?: TreeFileCheckpoint
+}
 
 /** What every step of one tree copy shares. */
 interface Ctx {
@@ -176,20 +185,25 @@ export async function copyTree (deps: TreeCopyDeps, job: Job, source: TreeSource
   const ctx: Ctx = { deps, job, source, dst, algorithm, entry, result, urlOf, failFile, progress, row, groups, signal, parts, lanes }
   let batch: Pending[] = []
   let batchBytes = 0
+  /** What the batch's read request holds (requestBytes): under the frame limit whatever its files' names. */
+  let batchRequest = 0
   /** Large files, batched apart from the small ones (largeLane). */
   let large: Pending[] = []
   let largeBytes = 0
+  let largeRequest = 0
   let toCompare: TreeEntry[] = []
   const flush = async (): Promise<void> => {
     const files = batch
     batch = []
     batchBytes = 0
+    batchRequest = 0
     await start([files])
   }
   const flushLarge = async (): Promise<void> => {
     const files = large
     large = []
     largeBytes = 0
+    largeRequest = 0
     // Pulled on several lanes at once, each its own read batch and data connection, each journaling its own partial file.
     await start(splitLanes(files.map(f => f.entry.size - f.offset), lanes.length).map(lane => lane.map(i => files[i])))
   }
@@ -293,13 +307,13 @@ export async function copyTree (deps: TreeCopyDeps, job: Job, source: TreeSource
     if (there instanceof Promise || finished instanceof Promise) {
       return (async () => {
         const stat = there instanceof Promise ? await there.catch((err: unknown) => toStaccatoError(err)) : there
-        await decideFile(e, stat, await finished)
+        await decideFile(e, stat, await finished, s.url)
       })()
     }
-    return decideFile(e, there, finished)
+    return decideFile(e, there, finished, s.url)
   }
 
-  function decideFile (e: TreeEntry, stated: ObjectVersion | Error | undefined, finished: ObjectVersion | undefined): Promise<void> | undefined {
+  function decideFile (e: TreeEntry, stated: ObjectVersion | Error | undefined, finished: ObjectVersion | undefined, url: URL | undefined): Promise<void> | undefined {
     result.bytesTotal += e.size
     const source: ObjectVersion = { size: e.size, mtime: e.mtime }
     let there: ObjectVersion | undefined
@@ -325,7 +339,7 @@ export async function copyTree (deps: TreeCopyDeps, job: Job, source: TreeSource
       toCompare.push(e)
       return toCompare.length >= TREE_BATCH ? compare() : undefined
     }
-    return decision === 'skip' ? skip(e) : decided(e, decision)
+    return decision === 'skip' ? skip(e) : decided(e, decision, url)
   }
 
   /** Unchanged at the destination: a row, nothing else. */
@@ -345,7 +359,7 @@ export async function copyTree (deps: TreeCopyDeps, job: Job, source: TreeSource
     for (const e of list) await decided(e, same.has(e.path) ? 'skip' : 'copy')
   }
 
-  async function decided (e: TreeEntry, decision: 'copy' | 'skip'): Promise<void> {
+  async function decided (e: TreeEntry, decision: 'copy' | 'skip', url?: URL): Promise<void> {
     if (decision === 'skip') {
       await skip(e)
       return
@@ -355,16 +369,19 @@ export async function copyTree (deps: TreeCopyDeps, job: Job, source: TreeSource
       return
     }
     const resume = parts.take(e.path, { size: e.size, mtime: e.mtime })
-    const f: Pending = { entry: e, offset: resume?.durableOffset ?? 0, checkpoint: resume }
+    const f: Pending = { entry: e, offset: resume?.durableOffset ?? 0, checkpoint: resume, url }
     if (largeLane(e.size)) {
       large.push(f)
       largeBytes += e.size - f.offset
-      if (large.length >= TREE_BATCH || largeBytes >= LARGE_BATCH_BYTES) await flushLarge()
+      largeRequest += requestBytes(e.path)
+      if (large.length >= TREE_BATCH || largeBytes >= LARGE_BATCH_BYTES || largeRequest >= READ_REQUEST_BYTES) await flushLarge()
       return
     }
     batch.push(f)
     batchBytes += e.size
-    if (batch.length >= TREE_BATCH || batchBytes >= BATCH_BYTES) await flush()
+    batchRequest += requestBytes(e.path)
+    // Many small files a request: each request costs a stream and a data connection, whatever it holds (TREE_READ_FILES).
+    if (batch.length >= TREE_READ_FILES || batchBytes >= BATCH_BYTES || batchRequest >= READ_REQUEST_BYTES) await flush()
   }
 }
 
@@ -378,7 +395,7 @@ const STAT_AHEAD = 16
 const STAT_BATCH = 256
 
 /** An entry and its destination's stat (or why there is none) and finished version: known already, or on their way. */
-type Stated = { e: TreeEntry, there?: ObjectVersion | Error | Promise<ObjectVersion>, finished?: ObjectVersion | Promise<ObjectVersion | undefined> }
+type Stated = { e: TreeEntry, url?: URL, there?: ObjectVersion | Error | Promise<ObjectVersion>, finished?: ObjectVersion | Promise<ObjectVersion | undefined> }
 
 type FinishedLookup = (paths: string[]) => Promise<Array<ObjectVersion | undefined>>
 
@@ -394,10 +411,11 @@ async function * statAhead (listing: AsyncIterable<TreeEntry[]>, plugin: Protoco
   if (statMany === undefined) {
     const queue: Stated[] = []
     for await (const entries of listing) for (const e of entries) {
-      const there = e.type === 'file' ? plugin.stat(urlOf(e.path), { signal }) : undefined
+      const url = e.type === 'file' ? urlOf(e.path) : undefined
+      const there = url !== undefined ? plugin.stat(url, { signal }) : undefined
       there?.catch(() => {})
       const finished = e.type === 'file' && finishedBefore !== undefined ? finishedBefore([e.path]).then(r => r[0]) : undefined
-      queue.push({ e, there, finished })
+      queue.push({ e, url, there, finished })
       if (queue.length > STAT_AHEAD) yield [queue.shift() as Stated]
     }
     yield queue
@@ -410,12 +428,13 @@ async function * statAhead (listing: AsyncIterable<TreeEntry[]>, plugin: Protoco
     batch = []
     const files = these.filter(e => e.type === 'file')
     const paths = files.map(e => e.path)
-    const [found, done] = files.length === 0 ? [[], []] : await Promise.all([statMany(paths.map(urlOf), { signal }), finishedBefore?.(paths) ?? []])
+    const urls = paths.map(urlOf)
+    const [found, done] = files.length === 0 ? [[], []] : await Promise.all([statMany(urls, { signal }), finishedBefore?.(paths) ?? []])
     let i = 0
     return these.map(e => {
       if (e.type !== 'file') return { e }
       const at = i++
-      return { e, there: found[at], finished: done[at] }
+      return { e, url: urls[at], there: found[at], finished: done[at] }
     })
   }
   for await (const entries of listing) {
@@ -525,7 +544,7 @@ async function pull (ctx: Ctx, files: Pending[], round = 0, received?: () => voi
     const e = f.entry
     // What the writer's commit checks for a file it writes: every byte of the listed size, no more.
     if (data.byteLength !== e.size) { failFile(path, new InternalError(`${data.byteLength} bytes received, the file is ${e.size}`)); return }
-    group.push({ entry: e, file: { url: ctx.urlOf(path), data, mtime: e.mtime > 0 ? e.mtime : undefined, mode: e.mode } })
+    group.push({ entry: e, file: { url: f.url ?? ctx.urlOf(path), data, mtime: e.mtime > 0 ? e.mtime : undefined, mode: e.mode } })
     groupBytes += data.byteLength
     if (groupFull(group.length, groupBytes)) await writeGroup()
   }

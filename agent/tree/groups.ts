@@ -71,8 +71,10 @@ export class GroupWriter {
     const before = this.#renamed
     const dirs = new Map<string, URL>()
     for (const g of before) {
-      const dir = new URL('.', g.file.url)
-      dirs.set(dir.href, dir)
+      // One URL per directory, not per file: keyed by the href up to its name (a URL is costly to build).
+      const href = g.file.url.href
+      const key = href.slice(0, href.lastIndexOf('/') + 1)
+      if (!dirs.has(key)) dirs.set(key, new URL('.', g.file.url))
     }
     const errors = await this.#sink.putFiles(files, { key: this.#sink.key, signal: this.#sink.signal, deferRenameSync: true, syncDirectories: [...dirs.values()] })
     if (before.length > 0) {

@@ -107,18 +107,19 @@ export async function * readMessages (opts: TreeHolder, dir: URL, req: Pick<Extr
     if (readFiles === undefined) return [prepare(req.files[from])]
     const these = req.files.slice(from, from + WHOLE_SLICE)
     const whole = these.filter(f => f.offset === 0 && f.expect.size <= PREFETCH_BYTES)
+    // Each file's URL built once: for the read, and kept for what its answer needs.
+    const urls = whole.map(f => urlOf(f.path))
     // Read, checked and hashed in the plug-in's read thread: the event loop only frames and sends.
-    const read = readFiles(whole.map(f => ({ url: urlOf(f.path), expect: f.expect })), req.algorithm === undefined ? undefined : { algorithm: req.algorithm })
+    const read = readFiles(whole.map((f, k) => ({ url: urls[k], expect: f.expect })), req.algorithm === undefined ? undefined : { algorithm: req.algorithm })
     read.catch(() => {})
     let k = 0
     return these.map(f => {
       if (!(f.offset === 0 && f.expect.size <= PREFETCH_BYTES)) return prepare(f)
       const at = k++
-      return read.then(async rs => await readied(f, rs[at]), async err => await readied(f, { error: toStaccatoError(err) }))
+      return read.then(async rs => await readied(f, rs[at], urls[at]), async err => await readied(f, { error: toStaccatoError(err) }, urls[at]))
     })
   }
-  const readied = async (f: ReadFile, r: WholeRead): Promise<Ready> => {
-    const url = urlOf(f.path)
+  const readied = async (f: ReadFile, r: WholeRead, url: URL): Promise<Ready> => {
     if ('error' in r) return { error: r.error, now: r.error instanceof SourceChangedError ? await opts.volumes.stat(url).catch(() => undefined) : undefined }
     // Inside the tree the ticket names, not only inside the volume: a symbolic link in the tree leads nowhere else.
     if (!r.real.startsWith(`${realDir}/`)) return { error: new PermissionDeniedError(`${f.path}: leaves the tree ${req.source}`) }

@@ -94,6 +94,24 @@ export function finishedAlready (finished: ObjectVersion | undefined, source: Ob
   return finished !== undefined && sameVersion(finished, source) && there !== undefined && there.size === source.size
 }
 
+/**
+ * A read request's files are kept under this many bytes of JSON: half the
+ * wire's 1 MiB frame limit (mesh/wire.ts), the rest left to the ticket (up to
+ * 16 KiB) and the request's other fields. Each file counts as requestBytes():
+ * a bound, not a measure, so that 1,024 files of long or odd names (a path
+ * of 4,096 characters, newlines) still make one frame.
+ */
+export const READ_REQUEST_BYTES = 512 * 1024
+
+/**
+ * A file's bytes in a read request at most: 6 bytes a UTF-16 unit of its
+ * path (JSON's \u escape of a control character is the longest a unit gets;
+ * UTF-8 takes at most 3) and 128 for its field names, offset and version.
+ */
+export function requestBytes (path: string): number {
+  return path.length * 6 + 128
+}
+
 /** A large file: at least one of the file plug-in's 1 MiB reads. */
 export const LARGE_FILE_BYTES = 1024 * 1024
 

@@ -8,7 +8,7 @@ import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import type { PrivateKey } from '@libp2p/interface'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { DirectListener, FrameReader, InvalidArgumentError, ProtocolError, TREE_PROTOCOL, WIRE_VERSION, createMeshNode, issuerKey, send, sendFrame, signTicket } from '../../mesh/index.ts'
+import { DirectListener, FrameReader, InvalidArgumentError, ProtocolError, TREE_BATCH, TREE_PROTOCOL, TREE_READ_FILES, WIRE_VERSION, createMeshNode, issuerKey, send, sendFrame, signTicket } from '../../mesh/index.ts'
 import type { MeshNode } from '../../mesh/index.ts'
 import { file } from '../../protocols/index.ts'
 import { startTreeServer } from '../../agent/tree/server.ts'
@@ -26,6 +26,9 @@ for (const path of MANY) SIZES[path] = LARGE_FILE_BYTES - 1
 /** Small files a reader takes packed: 80 × 4 KiB, over DIRECT_PACKED_BYTES. */
 const PACKED = Array.from({ length: 80 }, (_, i) => `many/p${i}.bin`)
 for (const path of PACKED) SIZES[path] = 4096
+/** More small files than a holder before TREE_READ_FILES took in one request. */
+const WIDE = Array.from({ length: TREE_BATCH + 44 }, (_, i) => `wide/${i}.txt`)
+for (const path of WIDE) SIZES[path] = 64
 
 /**
  * A tree's read batch on the holder's direct data socket, in one process on
@@ -50,6 +53,7 @@ describe('tree read batches on the direct data socket', () => {
     dir = await mkdtemp(join(tmpdir(), 'staccato-tree-direct-'))
     await mkdir(join(dir, 'tree', 'sub'), { recursive: true })
     await mkdir(join(dir, 'tree', 'many'), { recursive: true })
+    await mkdir(join(dir, 'tree', 'wide'), { recursive: true })
     for (const [path, size] of Object.entries(SIZES)) files.set(path, randomBytes(size))
     for (const [path, content] of files) await writeFile(join(dir, 'tree', path), content)
     coordinatorKey = await generateKeyPair('Ed25519')
@@ -190,6 +194,88 @@ describe('tree read batches on the direct data socket', () => {
     for (const path of PACKED) expect(got.get(path)?.equals(files.get(path) as Buffer)).toBe(true)
     expect(packs).toBeLessThan(PACKED.length / 10)
     expect(r.carried()).toBeGreaterThan(packedBytes)
+  })
+
+  /** Packs of small files as a packing reader takes them: each file's bytes, checked against its digest. */
+  const packing = (got: Map<string, Buffer>): Parameters<typeof readFiles>[3] => {
+    const alone = async (): Promise<never> => { throw new Error('a small file sent alone') }
+    return {
+      file: alone,
+      end: alone,
+      error: async (_path, err) => { throw err },
+      files: async (runs, bytes) => {
+        let at = 0
+        for (const run of runs) {
+          const data = Buffer.from(bytes.subarray(at, at + run.size))
+          at += run.size
+          expect(run.sha256).toBe(sha256(data))
+          got.set(run.path, data)
+        }
+      }
+    }
+  }
+
+  it('reads more small files than TREE_BATCH in one request (a stream and a data connection each cost both agents)', async () => {
+    expect(WIDE.length).toBeGreaterThan(TREE_BATCH)
+    expect(WIDE.length).toBeLessThanOrEqual(TREE_READ_FILES)
+    const r = await relay()
+    options.direct = { listener, port: r.port }
+    const batch = await Promise.all(WIDE.map(async path => ({ path, offset: 0, expect: await options.volumes.stat(new URL(`file:///vol/tree/${path}`)) })))
+    const got = new Map<string, Buffer>()
+    const dial = reader.dialProtocol.bind(reader)
+    let dials = 0
+    reader.dialProtocol = (async (...a: Parameters<typeof dial>) => { dials++; return await dial(...a) }) as typeof reader.dialProtocol
+    try {
+      await readFiles(await peer(), batch, 'sha256', packing(got))
+    } finally {
+      reader.dialProtocol = dial
+    }
+    for (const path of WIDE) expect(got.get(path)?.equals(files.get(path) as Buffer)).toBe(true)
+    expect(dials).toBe(1)
+  })
+
+  it('asks a holder from before TREE_READ_FILES again in requests of TREE_BATCH files, which its schema check refuses above that', async () => {
+    // The old holder's side: its schema takes at most TREE_BATCH files a request; below that it sends each file alone.
+    const old = await createMeshNode({ privateKey: await generateKeyPair('Ed25519'), listen: ['/ip4/127.0.0.1/tcp/0'] })
+    const requests: number[] = []
+    await old.handle(TREE_PROTOCOL, async stream => {
+      const req = await new FrameReader(stream).readFrame() as { files: Array<{ path: string }> }
+      requests.push(req.files.length)
+      if (req.files.length > TREE_BATCH) {
+        await sendFrame(stream, { v: WIRE_VERSION, t: 'error', error: new ProtocolError(`malformed tree request: /files must NOT have more than ${TREE_BATCH} items`).toJSON() })
+      } else {
+        for (const { path } of req.files) {
+          const content = files.get(path) as Buffer
+          await sendFrame(stream, { v: WIRE_VERSION, t: 'file', path, size: content.byteLength, mtime: 0, length: content.byteLength })
+          await send(stream, content)
+          await sendFrame(stream, { v: WIRE_VERSION, t: 'file-end', path, sha256: sha256(content) })
+        }
+        await sendFrame(stream, { v: WIRE_VERSION, t: 'end' })
+      }
+      await stream.close()
+    })
+    try {
+      const ticket = await signTicket(coordinatorKey, { v: 1, tid: 'tr_tree_old_batch', src: source, off: 0, rdr: reader.peerId.toString(), exp: Math.floor(Date.now() / 1000) + 600 })
+      const order: string[] = []
+      const got = new Map<string, Buffer>()
+      await readFiles({ node: reader, peerId: old.peerId.toString(), addrs: old.getMultiaddrs().map(String), ticket, source },
+        WIDE.map(path => ({ path, offset: 0, expect: { size: SIZES[path], mtime: 0 } })), 'sha256', {
+          file: async (run, chunks) => {
+            const parts: Buffer[] = []
+            for await (const c of chunks) parts.push(Buffer.from(c))
+            got.set(run.path, Buffer.concat(parts))
+            order.push(run.path)
+          },
+          end: async (path, digest) => { expect(digest.sha256).toBe(sha256(got.get(path) as Buffer)) },
+          error: async (_path, err) => { throw err },
+          files: async () => { throw new Error('a pack from a holder that sends none') }
+        })
+      expect(order).toEqual(WIDE)
+      for (const path of WIDE) expect(got.get(path)?.equals(files.get(path) as Buffer)).toBe(true)
+      expect(requests).toEqual([WIDE.length, TREE_BATCH, WIDE.length - TREE_BATCH])
+    } finally {
+      await old.stop()
+    }
   })
 
   it('keeps a batch of small files on the stream', async () => {

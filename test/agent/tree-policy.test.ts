@@ -1,5 +1,6 @@
 import { describe, it, expect } from 'vitest'
-import { GROUP_BYTES, GROUP_FILES, SMALL_FILE_BYTES, carriedWhole, extraDecision, finishedAlready, groupFull, splitLanes, syncDecision, treeSelector } from '../../agent/tree/policy.ts'
+import { GROUP_BYTES, GROUP_FILES, READ_REQUEST_BYTES, SMALL_FILE_BYTES, carriedWhole, extraDecision, finishedAlready, groupFull, requestBytes, splitLanes, syncDecision, treeSelector } from '../../agent/tree/policy.ts'
+import { MAX_FRAME_BYTES } from '../../mesh/index.ts'
 
 describe('treeSelector: include and exclude globs', () => {
   it('a pattern without / matches a name at any depth; with / the whole path', () => {
@@ -120,5 +121,20 @@ describe('splitLanes: a batch of large files on several lanes of about equal byt
     expect(splitLanes([7, 8], 1)).toEqual([[0, 1]])
     expect(splitLanes([7, 8], 0)).toEqual([[0, 1]])
     expect(splitLanes([], 2)).toEqual([])
+  })
+})
+
+describe('requestBytes: a read request under the frame limit whatever its files are named', () => {
+  it('bounds each file as JSON encodes it in the request, odd names and the largest numbers too', () => {
+    const names = ['a', 'd/f0001.bin', 'with space/ü ñ 日本.txt', 'new\nline', 'ctl\u0001\u001f', 'emoji 😀/😀😀', '"quoted"\\', 'x'.repeat(4096), '\u0007'.repeat(4096)]
+    for (const path of names) {
+      const file = { path, offset: Number.MAX_SAFE_INTEGER, expect: { size: Number.MAX_SAFE_INTEGER, mtime: -Number.MAX_SAFE_INTEGER / 7 } }
+      expect(Buffer.byteLength(`${JSON.stringify(file)},`)).toBeLessThanOrEqual(requestBytes(path))
+    }
+  })
+
+  it('a full request of its bytes, a 16 KiB ticket and the rest fits one frame', () => {
+    // The batch is sent once it reaches READ_REQUEST_BYTES: at most one file (4,096 units of 6 bytes) over it.
+    expect(READ_REQUEST_BYTES + requestBytes('x'.repeat(4096)) + 16384 + 1024).toBeLessThanOrEqual(MAX_FRAME_BYTES)
   })
 })

@@ -41,6 +41,30 @@ describe('file plug-in: statMany, readFiles, putFiles', () => {
     for (const d of ['d0', 'd1', 'd2']) expect((await readdir(join(root, d))).filter(n => n.endsWith('.partial'))).toEqual([])
   })
 
+  it('statMany and putFiles read each URL as stat and write do, whether its directory is shared with the file before it or not', async () => {
+    await mkdir(join(root, 'sp ace', 'ü'), { recursive: true })
+    await writeFile(join(root, 'sp ace', 'ü', 'a b.txt'), 'x')
+    await writeFile(join(root, 'top.txt'), 'y')
+    // Odd names and refused ones, in runs of one directory and alone: each gets the answer stat gives it alone.
+    const hrefs = [
+      'file:///vol/sp%20ace/%C3%BC/a%20b.txt', 'file:///vol/sp%20ace/%C3%BC/missing', 'file:///vol/sp%20ace/%C3%BC/..%2Fx',
+      'file:///vol/sp%20ace/%C3%BC/a%2Fb', 'file:///vol/sp%20ace/%E0%A4/a', 'file:///vol/sp%20ace/%E0%A4/b', 'file:///vol/top.txt',
+      'file:///vol//sp%20ace//%C3%BC//a%20b.txt', 'file:///vol/', 'file:///vol', 'file:///other/x', 'file://host/vol/top.txt', 'file:///vol/sp%20ace/%C3%BC/a%20b.txt?q=1'
+    ]
+    const urls = hrefs.map(h => new URL(h))
+    const alone = await Promise.all(urls.map(async url => await plugin.stat(url).then(st => st.size, (err: { code?: string }) => err.code)))
+    const many = (await plugin.statMany!(urls)).map(r => r instanceof Error ? (r as { code?: string }).code : r.size)
+    expect(many).toEqual(alone)
+    expect(alone[0]).toBe(1)
+    // A write: the same names land where a write puts them, the refused ones fail alone with the write's code.
+    const names = ['file:///vol/w%20d/%C3%BC.bin', 'file:///vol/w%20d/..%2Fout.bin', 'file:///vol/w%20d/n%0Aline.bin', 'file:///vol/w%E0%A4/x.bin', 'file:///vol/w%20d/last.bin']
+    const errors = await plugin.putFiles!(names.map(h => ({ url: new URL(h), data: Buffer.from(h) })), { key: 'trp' })
+    expect(errors.map(e => e?.code)).toEqual([undefined, 'permission_denied', undefined, 'invalid_argument', undefined])
+    expect(await readFile(join(root, 'w d', 'ü.bin'), 'utf8')).toBe(names[0])
+    expect(await readFile(join(root, 'w d', 'n\nline.bin'), 'utf8')).toBe(names[2])
+    expect(await readFile(join(root, 'w d', 'last.bin'), 'utf8')).toBe(names[4])
+  })
+
   it('putFiles with deferRenameSync syncs once (the data), and a next call with no files syncs the directories it is given', async () => {
     const before = syncfsCount()
     const errors = await plugin.putFiles!([{ url: u('g/a.bin'), data: Buffer.from('a') }, { url: u('h/b.bin'), data: Buffer.from('b') }], { key: 'trd', deferRenameSync: true })
