@@ -1,6 +1,5 @@
 import { execFileSync } from 'node:child_process'
-import { constants } from 'node:fs'
-import { mkdtemp, open, readFile, readdir, readlink, rm } from 'node:fs/promises'
+import { mkdtemp, open, readFile, readdir, rm } from 'node:fs/promises'
 import type { FileHandle } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -8,6 +7,7 @@ import { afterAll, describe, expect, it } from 'vitest'
 import { NoSpaceError } from '../../mesh/index.ts'
 import { alignedSetsOut, file } from '../../protocols/index.ts'
 import type { OpenDirect, Writer } from '../../protocols/index.ts'
+import { partialFileFlags, partialOpenDirect, takesDirectIo } from '../helpers/fdinfo.ts'
 import { MiB, collect, sha256 } from './support.ts'
 
 /**
@@ -21,43 +21,15 @@ afterAll(async () => await rm(base, { recursive: true, force: true }))
 const volumes = [{ name: 'vol', root: base, readOnly: false }]
 const u = (name: string): URL => new URL(`file:///vol/${name}`)
 
-/** Whether this directory's file system takes an O_DIRECT write of one aligned block (ext4 and xfs do; some tmpfs, FUSE and NFS do not). */
-async function takesDirect (dir: string): Promise<boolean> {
-  const path = join(dir, '.probe')
-  try {
-    const fh = await open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_DIRECT)
-    try {
-      // A WebAssembly memory starts on a page: the one aligned buffer Node gives.
-      const memory = new (globalThis as unknown as { WebAssembly: { Memory: new (d: { initial: number }) => { buffer: ArrayBuffer } } }).WebAssembly.Memory({ initial: 1 })
-      await fh.write(Buffer.from(memory.buffer, 0, 4096), 0, 4096, 0)
-      return true
-    } finally {
-      await fh.close()
-      await rm(path)
-    }
-  } catch {
-    return false
-  }
-}
-
-const direct = await takesDirect(base)
+const direct = await takesDirectIo(base)
 const why = direct ? '' : ` (SKIPPED: ${base}'s file system refuses O_DIRECT)`
 
-/** The open flags of this process's descriptors on partial files under `dir`, from /proc/self/fdinfo. */
 async function partialFlags (dir = base): Promise<number[]> {
-  const flags: number[] = []
-  for (const fd of await readdir('/proc/self/fd')) {
-    const link = await readlink(`/proc/self/fd/${fd}`).catch(() => '')
-    if (!link.startsWith(dir) || !link.endsWith('.partial')) continue
-    const info = await readFile(`/proc/self/fdinfo/${fd}`, 'utf8').catch(() => '')
-    const m = /^flags:\s+([0-7]+)$/m.exec(info)
-    if (m !== null) flags.push(parseInt(m[1], 8))
-  }
-  return flags
+  return await partialFileFlags(dir, ['self'])
 }
 
 async function directOpen (dir = base): Promise<boolean> {
-  return (await partialFlags(dir)).some(f => (f & constants.O_DIRECT) !== 0)
+  return await partialOpenDirect(dir, ['self'])
 }
 
 function bytesOf (size: number, seed: number): Buffer {
@@ -189,7 +161,7 @@ describe('file plug-in past the page cache on a full disk', async () => {
     execFileSync('umount', [small])
     await rm(small, { recursive: true, force: true })
   })
-  const smallDirect = small !== undefined && await takesDirect(small)
+  const smallDirect = small !== undefined && await takesDirectIo(small)
   const skip = small === undefined ? ' (SKIPPED: mounting a tmpfs needs root and mount permission)' : smallDirect ? '' : ' (SKIPPED: this kernel\'s tmpfs refuses O_DIRECT)'
 
   it.skipIf(!smallDirect)(`reports no_space mid-file and removes the partial${skip}`, async () => {
