@@ -2,7 +2,7 @@ import { constants } from 'node:fs'
 import { open } from 'node:fs/promises'
 import type { FileHandle } from 'node:fs/promises'
 import { NoSpaceError } from '../mesh/index.ts'
-import { DIRECT_ALIGN, STAGE_BYTES, dropAlignedSet, giveBackAlignedSet, takeAlignedSet } from './aligned-buffers.ts'
+import { DIRECT_ALIGN, STAGES_PER_WRITER, STAGE_BYTES, dropAlignedSet, giveBackAlignedSet, takeAlignedSet } from './aligned-buffers.ts'
 
 /**
  * A partial file's bytes written past the page cache (O_DIRECT): the
@@ -50,14 +50,9 @@ export async function openDirect (fh: FileHandle, openWith: OpenDirect = openFil
 }
 
 export interface DirectOutputInit {
-  direct: FileHandle
-  /** The ordinary descriptor of the same file: for what is not whole blocks, and for everything after a refusal. */
-  buffered: FileHandle
+  direct: DirectFile
   /** Where the next byte goes; the file holds exactly the bytes before it. */
   position: number
-  /** Runs one system call and maps its failure (the writer's error handling). */
-  io: <T>(fn: () => Promise<T>) => Promise<T>
-  what: string
 }
 
 /** EINVAL at the first O_DIRECT write: the file system opened it but does not take it. */
@@ -65,13 +60,82 @@ function refusesDirect (err: unknown): boolean {
   return (err as NodeJS.ErrnoException | undefined)?.code === 'EINVAL'
 }
 
-export class DirectOutput {
+/**
+ * A file's O_DIRECT descriptor beside its ordinary one. A refusal at the
+ * first write gives O_DIRECT up for this file (decided once): that write and
+ * every later one go through the ordinary descriptor.
+ */
+export class DirectFile {
   #direct: FileHandle | undefined
   #buffered: FileHandle
-  #io: DirectOutputInit['io']
+  #io: <T>(fn: () => Promise<T>) => Promise<T>
   #what: string
+  /** One O_DIRECT write went through: an EINVAL after that is an error, not a refusal. */
+  #worked = false
+
+  /** `io` runs one system call and maps its failure (the writer's error handling); `buffered` stays the writer's to close. */
+  constructor (direct: FileHandle, buffered: FileHandle, io: <T>(fn: () => Promise<T>) => Promise<T>, what: string) {
+    this.#direct = direct
+    this.#buffered = buffered
+    this.#io = io
+    this.#what = what
+  }
+
+  /** True while writes may go past the page cache. */
+  get on (): boolean {
+    return this.#direct !== undefined
+  }
+
+  /**
+   * Writes all of `data` at `at`. With `direct` (data in page-aligned memory,
+   * `at` a multiple of DIRECT_ALIGN) whole blocks go past the page cache;
+   * anything else through the ordinary descriptor.
+   */
+  async write (data: Uint8Array, at: number, direct: boolean): Promise<void> {
+    let done = 0
+    // Bounded: every round writes at least one byte or throws.
+    while (done < data.length) {
+      const aligned = done % DIRECT_ALIGN === 0 && (data.length - done) % DIRECT_ALIGN === 0
+      const n = await this.#io(async () => {
+        const fh = this.#direct
+        if (direct && aligned && fh !== undefined) {
+          try {
+            const { bytesWritten } = await fh.write(data, done, data.length - done, at + done)
+            this.#worked = true
+            return bytesWritten
+          } catch (err) {
+            // Given up meanwhile by a concurrent write (its descriptor closed under this one): the ordinary descriptor takes it.
+            if (this.#direct === fh && (this.#worked || !refusesDirect(err))) throw err
+            this.#direct = undefined
+            await fh.close().catch(() => {})
+          }
+        }
+        const { bytesWritten } = await this.#buffered.write(data, done, data.length - done, at + done)
+        return bytesWritten
+      })
+      if (n <= 0) throw new NoSpaceError(`${this.#what}: the file system took no bytes`)
+      done += n
+    }
+  }
+
+  /** Gives O_DIRECT up (no aligned memory to be had, say): later writes go through the ordinary descriptor. */
+  async giveUp (): Promise<void> {
+    const fh = this.#direct
+    this.#direct = undefined
+    await fh?.close()
+  }
+}
+
+/**
+ * A sequential writer's way to the file past the page cache: chunks staged
+ * in page-aligned buffers, a full one written while the next fills.
+ */
+export class DirectOutput {
+  #file: DirectFile
   /** Taken at the first byte, so that writers opened ahead hold no memory. */
   #set: Buffer[] | undefined
+  /** The set is page-aligned memory to give back (not ordinary buffers taken when none could be had). */
+  #aligned = false
   #free: Buffer[] = []
   /** The buffer filling, starting at file offset #stageAt (a multiple of DIRECT_ALIGN). */
   #stage: Buffer | undefined
@@ -80,26 +144,16 @@ export class DirectOutput {
   /** Writes of full buffers, oldest first; each runs after the one before it. */
   #inFlight: Array<Promise<void>> = []
   #last: Promise<void> = Promise.resolve()
-  /** One O_DIRECT write went through: an EINVAL after that is an error, not a refusal. */
-  #directWorked = false
   #closed = false
 
   constructor (init: DirectOutputInit) {
-    this.#direct = init.direct
-    this.#buffered = init.buffered
-    this.#io = init.io
-    this.#what = init.what
+    this.#file = init.direct
     this.#stageAt = init.position
   }
 
   /** Bytes handed over: the file's end once flush() is done. */
   get position (): number {
     return this.#stageAt + this.#stageLength
-  }
-
-  /** True while writes go past the page cache (false after a refusal at the first write). */
-  get direct (): boolean {
-    return this.#direct !== undefined
   }
 
   async write (chunk: Uint8Array): Promise<void> {
@@ -109,7 +163,7 @@ export class DirectOutput {
       if (this.#stage === undefined && this.#stageAt % DIRECT_ALIGN !== 0) {
         // A resumed start inside a block: up to its end through the ordinary descriptor.
         const n = Math.min(chunk.length - done, DIRECT_ALIGN - (this.#stageAt % DIRECT_ALIGN))
-        await this.#writeOut(chunk.subarray(done, done + n), this.#stageAt, false)
+        await this.#file.write(chunk.subarray(done, done + n), this.#stageAt, false)
         this.#stageAt += n
         done += n
         continue
@@ -134,9 +188,9 @@ export class DirectOutput {
     const stage = this.#stage
     if (stage === undefined || this.#stageLength === 0) return
     const whole = this.#stageLength - (this.#stageLength % DIRECT_ALIGN)
-    if (whole > 0) await this.#writeOut(stage.subarray(0, whole), this.#stageAt, true)
+    if (whole > 0) await this.#file.write(stage.subarray(0, whole), this.#stageAt, true)
     const rest = this.#stageLength - whole
-    if (rest > 0) await this.#writeOut(stage.subarray(whole, this.#stageLength), this.#stageAt + whole, false)
+    if (rest > 0) await this.#file.write(stage.subarray(whole, this.#stageLength), this.#stageAt + whole, false)
     stage.copyWithin(0, whole, this.#stageLength)
     this.#stageAt += whole
     this.#stageLength = rest
@@ -150,22 +204,27 @@ export class DirectOutput {
   async close (): Promise<void> {
     if (this.#closed) return
     this.#closed = true
-    const settled = this.#inFlight.length === 0
-    if (this.#set !== undefined) {
+    if (this.#set !== undefined && this.#aligned) {
       // A set with a write still running (a close from inside a failed write) is not reused: that write may still read it.
-      if (settled) giveBackAlignedSet(this.#set)
+      if (this.#inFlight.length === 0) giveBackAlignedSet(this.#set)
       else dropAlignedSet()
     }
     this.#set = undefined
     this.#free = []
     this.#stage = undefined
-    await this.#direct?.close()
-    this.#direct = undefined
+    await this.#file.giveUp()
   }
 
   async #takeBuffer (): Promise<Buffer> {
     if (this.#set === undefined) {
-      this.#set = takeAlignedSet()
+      try {
+        this.#set = takeAlignedSet()
+        this.#aligned = true
+      } catch {
+        // No address space for another WebAssembly memory: ordinary buffers, through the page cache.
+        this.#set = Array.from({ length: STAGES_PER_WRITER }, () => Buffer.allocUnsafeSlow(STAGE_BYTES))
+        await this.#file.giveUp()
+      }
       this.#free = [...this.#set]
     }
     // Bounded: each wait ends one write, which frees its buffer (or throws).
@@ -180,7 +239,7 @@ export class DirectOutput {
     this.#stage = undefined
     this.#stageAt += STAGE_BYTES
     this.#stageLength = 0
-    const writing = this.#last.then(async () => { await this.#writeOut(stage, at, true) }).then(() => {
+    const writing = this.#last.then(async () => { await this.#file.write(stage, at, true) }).then(() => {
       this.#inFlight.shift()
       this.#free.push(stage)
     })
@@ -188,33 +247,5 @@ export class DirectOutput {
     writing.catch(() => {})
     this.#inFlight.push(writing)
     this.#last = writing
-  }
-
-  /** Writes `data` at `at`, all of it: direct when asked and possible, through the ordinary descriptor otherwise. */
-  async #writeOut (data: Uint8Array, at: number, direct: boolean): Promise<void> {
-    let done = 0
-    // Bounded: every round writes at least one byte or throws.
-    while (done < data.length) {
-      const aligned = done % DIRECT_ALIGN === 0 && (data.length - done) % DIRECT_ALIGN === 0
-      const n = await this.#io(async () => {
-        const fh = this.#direct
-        if (direct && aligned && fh !== undefined) {
-          try {
-            const { bytesWritten } = await fh.write(data, done, data.length - done, at + done)
-            this.#directWorked = true
-            return bytesWritten
-          } catch (err) {
-            if (this.#directWorked || !refusesDirect(err)) throw err
-            // Decided once per file: every later byte goes through the ordinary descriptor.
-            this.#direct = undefined
-            await fh.close().catch(() => {})
-          }
-        }
-        const { bytesWritten } = await this.#buffered.write(data, done, data.length - done, at + done)
-        return bytesWritten
-      })
-      if (n <= 0) throw new NoSpaceError(`${this.#what}: the file system took no bytes`)
-      done += n
-    }
   }
 }

@@ -5,7 +5,7 @@ import { InvalidArgumentError, Serial, SourceChangedError } from '../mesh/index.
 import type { OpOptions, Writer } from './contract.ts'
 import { fsError, isNoSpace } from './fs-errors.ts'
 import { checkFreeSpace, commitPartial, openPartialFile, partialName, removePartialFile } from './file-partial.ts'
-import { DirectOutput, openDirect } from './file-direct.ts'
+import { DirectFile, DirectOutput, openDirect } from './file-direct.ts'
 import type { OpenDirect } from './file-direct.ts'
 
 export { isPartialName, partialName } from './file-partial.ts'
@@ -103,7 +103,7 @@ class FileWriter implements Writer {
     this.#dir = dir
     this.#partial = partial
     this.#position = init.offset
-    if (direct !== undefined) this.#direct = new DirectOutput({ direct, buffered: fh, position: init.offset, io: async fn => await this.#io(fn), what: init.what })
+    if (direct !== undefined) this.#direct = new DirectOutput({ direct: new DirectFile(direct, fh, async fn => await this.#io(fn), init.what), position: init.offset })
   }
 
   write (chunk: Uint8Array): Promise<void> {
