@@ -40,17 +40,14 @@ const { Memory } = (globalThis as unknown as { WebAssembly: { Memory: new (d: { 
 /** Sets handed out and not yet given back (tests check none leak). */
 let out = 0
 
-function newSet (): Buffer[] {
+/** A writer's staging buffers, each page-aligned and STAGE_BYTES long. */
+export function takeAlignedSet (): Buffer[] {
+  out++
+  const kept = spare.pop()
+  if (kept !== undefined) return kept
   const pages = (STAGE_BYTES * STAGES_PER_WRITER) / WASM_PAGE
   const memory = new Memory({ initial: pages, maximum: pages })
   return Array.from({ length: STAGES_PER_WRITER }, (_, i) => Buffer.from(memory.buffer, i * STAGE_BYTES, STAGE_BYTES))
-}
-
-/** A writer's staging buffers, each page-aligned and STAGE_BYTES long; throws when no memory can be had. */
-export function takeAlignedSet (): Buffer[] {
-  const set = spare.pop() ?? newSet()
-  out++
-  return set
 }
 
 /** Gives a set back once no write uses any of its buffers. */
@@ -66,39 +63,4 @@ export function dropAlignedSet (): void {
 
 export function alignedSetsOut (): number {
   return out
-}
-
-/**
- * Writers at offsets (file-writer-at.ts) hold a buffer only for the one
- * write it carries, and may be many at once (a distribution's files): they
- * share these, at most SHARED_SETS sets for the whole process.
- */
-const SHARED_SETS = 2
-let sharedSets = 0
-const sharedFree: Buffer[] = []
-const sharedWaiting: Array<(buffer: Buffer) => void> = []
-
-/** One page-aligned buffer of STAGE_BYTES, waiting for one when all are in use; undefined when none can be made. */
-export async function takeSharedAligned (): Promise<Buffer | undefined> {
-  const free = sharedFree.pop()
-  if (free !== undefined) return free
-  if (sharedSets < SHARED_SETS) {
-    let set: Buffer[]
-    try {
-      set = newSet()
-    } catch {
-      return undefined
-    }
-    sharedSets++
-    sharedFree.push(...set.slice(1))
-    return set[0]
-  }
-  return await new Promise(resolve => sharedWaiting.push(resolve))
-}
-
-/** Hands a shared buffer to the next writer waiting, or back to the pool; only once its write has ended. */
-export function giveBackSharedAligned (buffer: Buffer): void {
-  const next = sharedWaiting.shift()
-  if (next !== undefined) next(buffer)
-  else sharedFree.push(buffer)
 }

@@ -5,9 +5,6 @@ import { InvalidArgumentError, NoSpaceError, SourceChangedError } from '../mesh/
 import type { WriterAt } from './contract.ts'
 import { fsError, isNoSpace } from './fs-errors.ts'
 import { checkFreeSpace, commitPartial, openPartialFile, partialName, removePartialFile } from './file-partial.ts'
-import { DIRECT_ALIGN, STAGE_BYTES, giveBackSharedAligned, takeSharedAligned } from './aligned-buffers.ts'
-import { DirectFile, openDirect } from './file-direct.ts'
-import type { OpenDirect } from './file-direct.ts'
 
 const { O_RDWR, O_CREAT } = constants
 
@@ -24,9 +21,6 @@ export interface FileWriterAtInit {
   /** Permission bits given to the object at commit. */
   mode?: number
   signal?: AbortSignal
-  /** Whole blocks past the page cache where the file system takes it, as the sequential writer (file-direct.ts). */
-  directIo?: 'auto' | 'off'
-  openDirect?: OpenDirect
 }
 
 /**
@@ -61,8 +55,7 @@ export async function openFileWriterAt (init: FileWriterAtInit): Promise<WriterA
     await fh?.close()
     throw fsError(err, what)
   }
-  const direct = init.directIo === 'off' ? undefined : await openDirect(fh, init.openDirect)
-  return new FileWriterAt(init, fh, dir, partial, resumed, direct)
+  return new FileWriterAt(init, fh, dir, partial, resumed)
 }
 
 class FileWriterAt implements WriterAt {
@@ -72,17 +65,14 @@ class FileWriterAt implements WriterAt {
   #dir: string
   #partial: string
   #state: 'open' | 'committed' | 'aborted' | 'failed' = 'open'
-  /** Present while the file takes O_DIRECT. */
-  #direct: DirectFile | undefined
   #closed = false
 
-  constructor (init: FileWriterAtInit, fh: FileHandle, dir: string, partial: string, resumed: boolean, direct: FileHandle | undefined) {
+  constructor (init: FileWriterAtInit, fh: FileHandle, dir: string, partial: string, resumed: boolean) {
     this.#init = init
     this.#fh = fh
     this.#dir = dir
     this.#partial = partial
     this.resumed = resumed
-    if (direct !== undefined) this.#direct = new DirectFile(direct, fh, async fn => await this.#io(fn), init.what)
   }
 
   async writeAt (offset: number, chunks: Uint8Array[]): Promise<void> {
@@ -90,11 +80,6 @@ class FileWriterAt implements WriterAt {
     this.#init.signal?.throwIfAborted()
     const length = chunks.reduce((n, c) => n + c.byteLength, 0)
     this.#checkRange(offset, length)
-    // Whole blocks at a block's start (a range's 1 MiB records, most pieces) go past the page cache; the rest through it.
-    // Nothing is staged across calls: readAt() and the ordered hash read back exactly what writeAt() was given.
-    if (this.#direct?.on === true && offset % DIRECT_ALIGN === 0 && length % DIRECT_ALIGN === 0 && length > 0) {
-      if (await this.#writeDirect(offset, chunks, length)) return
-    }
     let rest = chunks.filter(c => c.byteLength > 0)
     let at = offset
     // Bounded: every round writes at least one byte or throws.
@@ -104,41 +89,6 @@ class FileWriterAt implements WriterAt {
       at += bytesWritten
       rest = after(rest, bytesWritten)
     }
-  }
-
-  /** False when no aligned buffer could be had: nothing was written, the caller writes through the page cache. */
-  async #writeDirect (offset: number, chunks: Uint8Array[], length: number): Promise<boolean> {
-    const direct = this.#direct as DirectFile
-    let done = 0
-    let i = 0
-    let skip = 0
-    // Bounded: every round copies and writes up to STAGE_BYTES, at least one block.
-    while (done < length) {
-      const buffer = await takeSharedAligned()
-      if (buffer === undefined) {
-        if (done === 0) return false
-        await this.writeAt(offset + done, after(chunks, done))
-        return true
-      }
-      try {
-        const n = Math.min(STAGE_BYTES, length - done)
-        let filled = 0
-        // Bounded: each round copies from one chunk, moving to the next when it is used up.
-        while (filled < n) {
-          const c = chunks[i]
-          const take = Math.min(c.byteLength - skip, n - filled)
-          buffer.set(c.subarray(skip, skip + take), filled)
-          filled += take
-          skip += take
-          if (skip === c.byteLength) { i++; skip = 0 }
-        }
-        await direct.write(buffer.subarray(0, n), offset + done, true)
-        done += n
-      } finally {
-        giveBackSharedAligned(buffer)
-      }
-    }
-    return true
   }
 
   async readAt (offset: number, length: number): Promise<Uint8Array> {
@@ -210,7 +160,6 @@ class FileWriterAt implements WriterAt {
   async #close (): Promise<void> {
     if (this.#closed) return
     this.#closed = true
-    await this.#direct?.giveUp().catch(() => {})
     await this.#fh.close()
   }
 

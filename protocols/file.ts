@@ -19,9 +19,9 @@ import type { Resolved, Volume } from './volumes.ts'
 export interface FileOptions {
   volumes: Volume[]
   /**
-   * 'auto' (the default): a partial file's whole blocks go past the page
-   * cache (O_DIRECT) where its file system takes it, as they always did
-   * where not; 'off': through the page cache. See docs/operators.md.
+   * 'auto' (the default): a file written sequentially goes past the page
+   * cache (O_DIRECT) where its file system takes it, as it always did where
+   * not; 'off': through the page cache. See docs/operators.md.
    */
   directIo?: 'auto' | 'off'
   /** How the O_DIRECT descriptor is opened; tests inject a file system's refusal here. */
@@ -136,7 +136,7 @@ export function file (init: FileOptions): ProtocolPlugin {
       if (!Number.isSafeInteger(opts.size) || opts.size < 0) throw new InvalidArgumentError(`${url.href}: size ${opts.size} is not a non-negative integer`)
       const { path, root, what } = await resolve(url, true)
       await assertNotDirectory(path, what)
-      return await openFileWriterAt({ target: path, root, what, key: opts.key, size: opts.size, resume: opts.resume, mtime: opts.mtime, mode: opts.mode, signal: opts.signal, directIo: init.directIo, openDirect: init.openDirect })
+      return await openFileWriterAt({ target: path, root, what, key: opts.key, size: opts.size, resume: opts.resume, mtime: opts.mtime, mode: opts.mode, signal: opts.signal })
     },
 
     async * walk (url: URL, opts?: OpOptions): AsyncGenerator<TreeEntry> {

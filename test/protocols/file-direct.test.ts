@@ -105,24 +105,6 @@ describe('file plug-in: writes past the page cache (O_DIRECT)', () => {
     expect(alignedSetsOut()).toBe(0)
   })
 
-  it.skipIf(!direct)(`writes whole blocks at offsets past the page cache, concurrently, and reads back what it was given${why}`, async () => {
-    const size = 4 * MiB + 4097
-    const bytes = bytesOf(size, 6)
-    const writer = await file({ volumes }).openWriterAt!(u('at.bin'), { key: 'at', size, resume: false })
-    // Ranges of 1 MiB records in any order, a record split in two parts, and an unaligned tail.
-    const pieces = [[3 * MiB, MiB], [0, MiB], [2 * MiB, MiB], [MiB, MiB], [4 * MiB, 4097]]
-    await Promise.all(pieces.map(async ([at, n]) => {
-      const piece = bytes.subarray(at, at + n)
-      await writer.writeAt(at, [piece.subarray(0, 12_345), piece.subarray(12_345)])
-    }))
-    expect(await directOpen()).toBe(true)
-    expect(sha256(await writer.readAt(MiB - 5, MiB + 10))).toBe(sha256(bytes.subarray(MiB - 5, 2 * MiB + 5)))
-    await writer.sync()
-    await writer.commit()
-    await writer.abort()
-    expect(await committed('at.bin')).toBe(sha256(bytes))
-  })
-
   it('writes as before when the file system refuses O_DIRECT at open (refusal injected through the plug-in\'s openDirect)', async () => {
     const refuse: OpenDirect = async () => { throw Object.assign(new Error('EINVAL: invalid argument, open'), { code: 'EINVAL' }) }
     const bytes = bytesOf(2 * MiB + 4097, 4)
