@@ -71,6 +71,8 @@ export interface AgentConfig {
   streams?: number
   /** Large files of a tree carried at once, each on its own data connection (2 when absent). */
   treeStreams?: number
+  /** Received files written past the page cache where the file system takes it ('auto', the default) or through it. */
+  directIo?: 'auto' | 'off'
   logLevel: string
 }
 
@@ -135,7 +137,7 @@ async function assemble (config: AgentConfig, onFatal: (err: Error) => void, sea
   const httpOptions = { allowAddresses: config.allowAddresses ?? [] }
   const extra = await loadPlugins(config.plugins, process.cwd())
   const byScheme = pluginsByScheme([random(), nullSink(), http(httpOptions), https(httpOptions), oci({ ...httpOptions, registries: config.registries })], extra, config.plugins)
-  const plugins = { volumes: file({ volumes: config.volumes }), byScheme }
+  const plugins = { volumes: file({ volumes: config.volumes, directIo: config.directIo }), byScheme }
   const counters = newCounters()
   const upload = config.maxUploadRate !== undefined ? new TokenBucket(config.maxUploadRate) : undefined
   const download = config.maxDownloadRate !== undefined ? new TokenBucket(config.maxDownloadRate) : undefined

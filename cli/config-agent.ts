@@ -29,6 +29,7 @@ export const AGENT_OPTIONS: readonly OptionSpec[] = [
   { key: 'syncEvery', flag: '--sync-every <size>', env: 'STACCATO_SYNC_EVERY', kind: 'size', default: '16MiB', description: 'sync the partial file and journal the offset after this many bytes' },
   { key: 'streams', flag: '--streams <n>', env: 'STACCATO_STREAMS', kind: 'int', default: 1, description: `data streams a transfer this agent runs pulls a large file on when the transfer does not say (1-${MAX_STREAMS}; files under 64 MiB use one)` },
   { key: 'treeStreams', flag: '--tree-streams <n>', env: 'STACCATO_TREE_STREAMS', kind: 'int', default: DEFAULT_TREE_STREAMS, description: `large files (1 MiB or more) of a tree this agent receives carried at once, each on its own data connection (1-${MAX_STREAMS})` },
+  { key: 'directIo', flag: '--direct-io <auto|off>', env: 'STACCATO_DIRECT_IO', kind: 'string', default: 'auto', description: 'write received files past the page cache (O_DIRECT) where the file system takes it (auto), or through it (off)' },
   { key: 'statusPort', flag: '--status-port <port>', env: 'STACCATO_STATUS_PORT', kind: 'port', description: 'serve JSON status on 127.0.0.1:<port>/status (and /metrics); off when unset, 0 picks a port' },
   { key: 'metricsPort', flag: '--metrics-port <port>', env: 'STACCATO_METRICS_PORT', kind: 'port', description: 'serve Prometheus metrics on <metrics host>:<port>/metrics; off when unset' },
   { key: 'metricsHost', flag: '--metrics-host <host>', env: 'STACCATO_METRICS_HOST', kind: 'string', default: '127.0.0.1', description: 'address of the metrics listener' },
@@ -58,6 +59,8 @@ export async function agentConfig (flags: Record<string, unknown>, env: NodeJS.P
   if (streams < 1 || streams > MAX_STREAMS) throw new ConfigError(`${origin.streams} '${streams}' must be from 1 to ${MAX_STREAMS}`)
   const treeStreams = v.treeStreams as number
   if (treeStreams < 1 || treeStreams > MAX_STREAMS) throw new ConfigError(`${origin.treeStreams} '${treeStreams}' must be from 1 to ${MAX_STREAMS}`)
+  const directIo = v.directIo as string
+  if (directIo !== 'auto' && directIo !== 'off') throw new ConfigError(`${origin.directIo} '${directIo}' must be auto or off`)
   const labels: Record<string, string> = {}
   for (const text of v.labels as string[]) {
     const m = /^([A-Za-z0-9][A-Za-z0-9._/-]{0,62})=(.{0,256})$/.exec(text)
@@ -90,6 +93,7 @@ export async function agentConfig (flags: Record<string, unknown>, env: NodeJS.P
     syncEveryMs: SYNC_EVERY_MS,
     streams,
     treeStreams,
+    directIo,
     statusPort: v.statusPort as number | undefined,
     metricsPort: v.metricsPort as number | undefined,
     metricsHost: v.metricsHost as string,

@@ -5,6 +5,8 @@ import { InvalidArgumentError, Serial, SourceChangedError } from '../mesh/index.
 import type { OpOptions, Writer } from './contract.ts'
 import { fsError, isNoSpace } from './fs-errors.ts'
 import { checkFreeSpace, commitPartial, openPartialFile, partialName, removePartialFile } from './file-partial.ts'
+import { DirectFile, DirectOutput, openDirect } from './file-direct.ts'
+import type { OpenDirect } from './file-direct.ts'
 
 export { isPartialName, partialName } from './file-partial.ts'
 
@@ -16,7 +18,7 @@ const { O_WRONLY, O_CREAT, O_RDONLY } = constants
  * 2 MiB per writer.
  */
 const COALESCE_BUFFER = 1 << 20
-/** Chunks at least this large go to the file directly. */
+/** Without O_DIRECT, chunks at least this large go to the file from the caller's memory, uncopied. */
 const DIRECT_WRITE = 64 << 10
 
 export interface FileWriterInit {
@@ -34,6 +36,10 @@ export interface FileWriterInit {
   /** Leave the directory sync after the rename to the caller. */
   deferDirectorySync?: boolean
   signal?: AbortSignal
+  /** Write past the page cache where the file system takes it (file-direct.ts); 'off' writes through it. */
+  directIo?: 'auto' | 'off'
+  /** Opens the O_DIRECT descriptor (a seam for tests: a refusal injected here). */
+  openDirect?: OpenDirect
 }
 
 async function openPartial (init: FileWriterInit, partial: string): Promise<FileHandle> {
@@ -66,7 +72,8 @@ export async function openFileWriter (init: FileWriterInit): Promise<Writer> {
   const partial = join(dir, partialName(basename(init.target), init.key))
   if (init.size !== undefined) await checkFreeSpace(dir, init.size - init.offset, init.what)
   const fh = await openPartial(init, partial)
-  return new FileWriter(init, fh, dir, partial)
+  const direct = init.directIo === 'off' ? undefined : await openDirect(fh, init.openDirect)
+  return new FileWriter(init, fh, dir, partial, direct)
 }
 
 class FileWriter implements Writer {
@@ -85,21 +92,29 @@ class FileWriter implements Writer {
   #writing: Promise<void> | undefined
   /** Its error, reported by the next call rather than as "writer is already failed". */
   #writeError: unknown
+  /** Present while the file takes O_DIRECT: it then holds every byte's path to the file, and #position is its. */
+  #direct: DirectOutput | undefined
   #tasks = new Serial()
   #closed = false
 
-  constructor (init: FileWriterInit, fh: FileHandle, dir: string, partial: string) {
+  constructor (init: FileWriterInit, fh: FileHandle, dir: string, partial: string, direct: FileHandle | undefined) {
     this.#init = init
     this.#fh = fh
     this.#dir = dir
     this.#partial = partial
     this.#position = init.offset
+    if (direct !== undefined) this.#direct = new DirectOutput({ direct: new DirectFile(direct, fh, async fn => await this.#io(fn), init.what), position: init.offset })
   }
 
   write (chunk: Uint8Array): Promise<void> {
     return this.#serial(async () => {
       this.#ensureOpen()
       this.#init.signal?.throwIfAborted()
+      if (this.#direct !== undefined) {
+        await this.#direct.write(chunk)
+        this.#position = this.#direct.position
+        return
+      }
       if (chunk.length >= DIRECT_WRITE) {
         await this.#flush()
         await this.#writeAll(chunk)
@@ -196,6 +211,10 @@ class FileWriter implements Writer {
 
   /** Hands the pending bytes to the file and waits until they are there. */
   async #flush (): Promise<void> {
+    if (this.#direct !== undefined) {
+      await this.#direct.flush()
+      return
+    }
     await this.#writeBehind()
     await this.#writing
   }
@@ -248,6 +267,7 @@ class FileWriter implements Writer {
   async #close (): Promise<void> {
     if (this.#closed) return
     this.#closed = true
+    await this.#direct?.close().catch(() => {})
     await this.#fh.close()
   }
 

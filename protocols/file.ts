@@ -6,6 +6,7 @@ import { InvalidArgumentError, IsADirectoryError, SourceChangedError } from '../
 import type { StaccatoError } from '../mesh/index.ts'
 import type { Entry, ObjectVersion, TreeEntry, OpOptions, ProtocolPlugin, PutFilesOptions, ReadOptions, StatResult, WholeFile, WholeRead, WriteAtOptions, WriteOptions, Writer, WriterAt } from './contract.ts'
 import { openFileWriter } from './file-writer.ts'
+import type { OpenDirect } from './file-direct.ts'
 import { openFileWriterAt } from './file-writer-at.ts'
 import { isPartialName, syncDirectoryPath } from './file-partial.ts'
 import { makeDirectory, removeEntry, walkDirectory } from './file-tree.ts'
@@ -17,6 +18,14 @@ import type { Resolved, Volume } from './volumes.ts'
 
 export interface FileOptions {
   volumes: Volume[]
+  /**
+   * 'auto' (the default): a file written sequentially goes past the page
+   * cache (O_DIRECT) where its file system takes it, as it always did where
+   * not; 'off': through the page cache. See docs/operators.md.
+   */
+  directIo?: 'auto' | 'off'
+  /** How the O_DIRECT descriptor is opened; tests inject a file system's refusal here. */
+  openDirect?: OpenDirect
 }
 
 /** Reads hand out buffers of this size: few system calls, and the consumer may keep each one. */
@@ -118,7 +127,7 @@ export function file (init: FileOptions): ProtocolPlugin {
       checkWriteKey(opts.key)
       const { path, root, what } = await resolve(url, true)
       await assertNotDirectory(path, what)
-      return await openFileWriter({ target: path, root, what, offset: opts.offset, size: opts.size, key: opts.key, mtime: opts.mtime, mode: opts.mode, deferDirectorySync: opts.deferDirectorySync, signal: opts.signal })
+      return await openFileWriter({ target: path, root, what, offset: opts.offset, size: opts.size, key: opts.key, mtime: opts.mtime, mode: opts.mode, deferDirectorySync: opts.deferDirectorySync, signal: opts.signal, directIo: init.directIo, openDirect: init.openDirect })
     },
 
     /** Writes at any offset (a distribution's pieces), to the same kind of partial file as write(). */

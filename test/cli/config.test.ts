@@ -114,6 +114,15 @@ describe('configuration: flags > environment > file > defaults', () => {
     await expect(agentConfig({ name: 'a1', coordinator: COORDINATOR, treeStreams: '17' }, {})).rejects.toThrow("--tree-streams '17' must be from 1 to 16")
   })
 
+  it('takes direct I/O from flag, environment or file, auto when unset, and refuses anything but auto or off', async () => {
+    expect((await agentConfig({ name: 'a1', coordinator: COORDINATOR }, {})).directIo).toBe('auto')
+    expect((await agentConfig({ name: 'a1', coordinator: COORDINATOR, directIo: 'off' }, {})).directIo).toBe('off')
+    expect((await agentConfig({ name: 'a1', coordinator: COORDINATOR }, { STACCATO_DIRECT_IO: 'off' })).directIo).toBe('off')
+    const config = await file('direct-io.yaml', ['agent:', '  name: a1', `  coordinator: ${COORDINATOR}`, '  directIo: off'].join('\n'))
+    expect((await agentConfig({ config }, {})).directIo).toBe('off')
+    await expect(agentConfig({ name: 'a1', coordinator: COORDINATOR, directIo: 'on' }, {})).rejects.toThrow("--direct-io 'on' must be auto or off")
+  })
+
   it('refuses to start an agent with a bad config file: one line, exit 2', async () => {
     const config = await file('start.yaml', `agent:\n  name: a1\n  coordinator: ${COORDINATOR}\n  volumes:\n    - { name: v, root: /nope }\n`)
     const r = await runCli(['agent', '--config', config])
