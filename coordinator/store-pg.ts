@@ -14,6 +14,8 @@ import { prepareInput } from './store-input.ts'
 import { isAuxKey } from './store-keys.ts'
 import { EventAnnouncer } from './store-pg-announce.ts'
 import { PgListener } from './store-pg-listener.ts'
+import { NotifyPacer } from './store-pg-notify.ts'
+import type { Notice } from './store-pg-notify.ts'
 import { CLAIM_OUTBOX_SQL, claimedEntries } from './store-pg-outbox.ts'
 import { CHANGES_CHANNEL, EVENTS_CHANNEL, EVENTS_VISIBLE, LOCKS, LOCK_CLASS, WATCHED_AUX, migrate, reserveSeqsSql, returnSeqsSql } from './store-pg-schema.ts'
 import { WriteOps, flushOps, flushSql, json } from './store-pg-ops.ts'
@@ -43,7 +45,7 @@ const SEQ_BLOCK = GROUP_MAX
 const RECOVER_RETRY_MS = 1000
 /**
  * How often a replica asks the log's highest seq even though nothing woke it:
- * a notification goes out just after its commit (#notifyAfter), so a replica
+ * a notification goes out just after its commit (notifySql), so a replica
  * that dies in between leaves events that no notification names. One small
  * query per replica every few seconds bounds that wait without polling the
  * feed every few ms; the leader lease's own period is of the same order
@@ -64,10 +66,25 @@ const CATCH_UP_MS = 5000
  */
 const ANNOUNCE_GAP_MS = 50
 
+/**
+ * Rounds of notifications (NotifyPacer) start at least this far apart: a
+ * commit's NOTIFY was a round trip of its own and woke every replica's
+ * listener, while their readers read at most every ANNOUNCE_GAP_MS; under
+ * load a commit's events reach the other replicas up to this much later
+ * (a round after a quiet spell goes at once). Three replicas under a
+ * submit load spent 0.72 / 0.88 against 0.82 / 1.09 coordinator CPU-ms per
+ * submit with 50 ms against none, one coordinator 0.42 / 0.43 against
+ * 0.48 / 0.46 (scripts/bench-api-probe.ts, two pairs of runs in turn, load
+ * 7–10 from other work on the host).
+ */
+const NOTIFY_GAP_MS = 50
+
 /** The PostgreSQL store's options beyond the contract's. */
 export interface PgStoreOptions extends StoreOptions {
   /** ANNOUNCE_GAP_MS. */
   announceGapMs?: number
+  /** NOTIFY_GAP_MS; 0: a round per commit. */
+  notifyGapMs?: number
   /** CATCH_UP_MS; tests shorten it. */
   catchUpMs?: number
 }
@@ -145,7 +162,7 @@ interface Tx {
  * crash can never lose an event whose seq a reader has seen.
  *
  * Every commit with events notifies EVENTS_CHANNEL, just after it (see
- * #notifyAfter for why not in it); a store that hears of
+ * notifySql for why not in it); a store that hears of
  * events it did not write (another process on the same database) reads them,
  * reloads the records they are about and announces them ('event'), so feed
  * and SSE readers are woken by LISTEN/NOTIFY, not by polling. Its own events
@@ -176,6 +193,8 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
   readonly #progressEventAt = new Map<string, number>()
   /** Announces events in seq order; its cursor is the store's seq. */
   readonly #announcer: EventAnnouncer
+  /** Sends the notifications of commits (#commitTail), paced. */
+  readonly #notices: NotifyPacer
   #fencePid: number | undefined
   /** Idempotency keys (`tenant \0 key`) this process wrote: found without a round trip. */
   readonly #keys = new Map<string, string>()
@@ -210,6 +229,12 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
       trimmed: async () => Number((await this.#pool.query<{ value: number }>('SELECT value FROM store_meta WHERE key = \'trimmed\'')).rows[0]?.value ?? 0),
       emit: event => { this.#emitNow('event', event) }
     }, { readGapMs: opts.announceGapMs ?? ANNOUNCE_GAP_MS })
+    this.#notices = new NotifyPacer({
+      send: async notice => {
+        const sql = notifySql(notice)
+        if (sql !== '') await this.#pool.query(sql)
+      }
+    }, opts.notifyGapMs ?? NOTIFY_GAP_MS)
   }
 
   static async open (url: string, opts: PgStoreOptions = {}): Promise<PgTransferStore> {
@@ -327,6 +352,7 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
     clearInterval(this.#catchUpTimer)
     await this.#writes.idle()
     this.#announcer.close()
+    await this.#notices.close()
     await this.#listener.close()
     await this.#pool.end()
   }
@@ -848,35 +874,15 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
       this.#announcer.failed(events)
       throw err
     }
-    this.#notifyAfter(client, notifySql(events, watchedKeys(kept)))
+    client.release()
+    this.#notices.add(events.at(-1)?.seq ?? 0, watchedKeys(kept))
     if (events.length === 0) return true
     const clear = (Array.isArray(results) ? results[results.length - 1] : results).rows[0]?.clear === true
     this.#announcer.committed(events, clear)
     return clear
   }
 
-  /**
-   * Tells the other replicas (and this one's listener) what the group
-   * committed, in a transaction of its own once the group's has committed,
-   * and releases the connection then; the group's writers do not wait for it.
-   * PostgreSQL serializes every transaction that notifies, from its commit
-   * until its WAL flush is done (a lock on the notification queue, held so
-   * that notifications arrive in commit order): notifying inside the group's
-   * transaction made the replicas' commits, each with its fsync, run one at a
-   * time. This transaction writes nothing but its commit record, so its
-   * commit does not wait for the disk and holds that lock only briefly.
-   * If the connection dies first, the notification is lost: the other
-   * replicas hear of these events with the next one (its payload is a
-   * higher seq, and a reader reads everything up to it), at reconnection, or
-   * at their next catch-up (CATCH_UP_MS) at the latest.
-   */
-  #notifyAfter (client: pg.PoolClient, sql: string): void {
-    if (sql === '') {
-      client.release()
-      return
-    }
-    client.query(sql).then(() => { client.release() }, () => { client.release(true) })
-  }
+  // Notifications go out after the commit, in a transaction of their own, and paced (NotifyPacer): see notifySql.
 
   /**
    * Fences this process's writes with the leader lease (leader-pg.ts): while
@@ -986,11 +992,25 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
   }
 }
 
-/** The notifications of a committed group, as one transaction that does not wait for the disk ('' when there are none). */
-function notifySql (events: StoreEvent[], watched: Set<string>): string {
+/**
+ * Tells the other replicas (and this one's listener) what groups committed,
+ * in a transaction of its own once they have committed, on a connection
+ * of the pool; no writer waits for it.
+ * PostgreSQL serializes every transaction that notifies, from its commit
+ * until its WAL flush is done (a lock on the notification queue, held so
+ * that notifications arrive in commit order): notifying inside the group's
+ * transaction made the replicas' commits, each with its fsync, run one at a
+ * time. This transaction writes nothing but its commit record, so its
+ * commit does not wait for the disk and holds that lock only briefly.
+ * If it fails, the notification is lost: the other replicas hear of these
+ * events with the next one (its payload is a higher seq, and a reader reads
+ * everything up to it), at reconnection, or at their next catch-up
+ * (CATCH_UP_MS) at the latest. '' when there is nothing to say.
+ */
+function notifySql (notice: Notice): string {
   const notes: string[] = []
-  if (events.length > 0) notes.push(`SELECT pg_notify('${EVENTS_CHANNEL}', '${events[events.length - 1].seq}')`)
-  for (const key of watched) notes.push(`SELECT pg_notify('${CHANGES_CHANNEL}', '${('a' + key).replaceAll("'", "''")}')`)
+  if (notice.seq > 0) notes.push(`SELECT pg_notify('${EVENTS_CHANNEL}', '${notice.seq}')`)
+  for (const key of notice.keys) notes.push(`SELECT pg_notify('${CHANGES_CHANNEL}', '${('a' + key).replaceAll("'", "''")}')`)
   return notes.length === 0 ? '' : `BEGIN; SET LOCAL synchronous_commit = off; ${notes.join('; ')}; COMMIT`
 }
 

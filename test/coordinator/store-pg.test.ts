@@ -193,6 +193,28 @@ describe.skipIf(missing !== undefined)(missing === undefined ? 'PostgreSQL store
     }
   })
 
+  it('notifies the commits made within the notification gap in one round, naming the highest seq', async () => {
+    const url = await server.freshDatabase()
+    const listener = new pg.Client({ connectionString: url })
+    await listener.connect()
+    const heard: string[] = []
+    listener.on('notification', n => { if (n.channel === 'staccato_events') heard.push(n.payload ?? '') })
+    await listener.query('LISTEN staccato_events')
+    // Longer than the test: only the first round can go out before close(), which sends the rest at once.
+    const store = await PgTransferStore.open(url, { notifyGapMs: 600_000 })
+    try {
+      // One after the other: each its own group and its own commit.
+      for (let i = 0; i < 3; i++) await store.create(transferInput('a', 'b'), { tenant })
+      const seqs = (await store.readEvents(0, 10)).map(e => String(e.seq))
+      await vi.waitFor(() => { expect(heard).toEqual([seqs[0]]) })
+      await store.close()
+      await vi.waitFor(() => { expect(heard).toEqual([seqs[0], seqs[2]]) })
+    } finally {
+      await store.close()
+      await listener.end()
+    }
+  })
+
   it('follows another writer even when its own commits run ahead of what it has read, and announces transitions made elsewhere', async () => {
     const url = await server.freshDatabase()
     const a = await PgTransferStore.open(url)
