@@ -13,6 +13,7 @@ import type { ListPage, ListQuery } from './store-index.ts'
 import { prepareInput } from './store-input.ts'
 import { isAuxKey } from './store-keys.ts'
 import { EventAnnouncer } from './store-pg-announce.ts'
+import type { LogRead } from './store-pg-announce.ts'
 import { PgListener } from './store-pg-listener.ts'
 import { NotifyPacer } from './store-pg-notify.ts'
 import type { Notice } from './store-pg-notify.ts'
@@ -206,6 +207,8 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
   #failure: StaccatoError | undefined
   /** Listeners of the token records (tokenRecords().watch). */
   readonly #tokenWatchers: Array<(key: string) => void> = []
+  /** Transfers whose memory changed since the announcer's read of the log began (#readLog): newer than what it read. */
+  #changedSinceRead: Set<string> | undefined
   #recoverTimer: NodeJS.Timeout | undefined
   #catchUpTimer: NodeJS.Timeout | undefined
 
@@ -220,12 +223,7 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
     this.#pool = pool
     this.#progressEventMs = opts.progressEventMs ?? PROGRESS_EVENT_MS
     this.#announcer = new EventAnnouncer({
-      read: async (after, limit) => await this.readEvents(after, limit),
-      foreign: async events => {
-        // Not in the write chain: this replica's writes never wait on another replica's round trip (see #reloadFor).
-        const gone = await this.#reloadFor(events)
-        return event => this.#announcements([event], gone)
-      },
+      read: async (after, limit) => await this.#readLog(after, limit),
       trimmed: async () => Number((await this.#pool.query<{ value: number }>('SELECT value FROM store_meta WHERE key = \'trimmed\'')).rows[0]?.value ?? 0),
       emit: event => { this.#emitNow('event', event) }
     }, { readGapMs: opts.announceGapMs ?? ANNOUNCE_GAP_MS })
@@ -685,8 +683,8 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
         return event
       },
       ran: fn => { after.push(fn) },
-      put: rec => { after.push(() => { this.#aheadTransfers.stage(rec.id, rec, group.no, () => { this.#index.put(rec) }, ops) }) },
-      drop: id => { after.push(() => { this.#aheadTransfers.stage(id, null, group.no, () => { this.#index.delete(id) }, ops) }) },
+      put: rec => { after.push(() => { this.#aheadTransfers.stage(rec.id, rec, group.no, () => { this.#changedSinceRead?.add(rec.id); this.#index.put(rec) }, ops) }) },
+      drop: id => { after.push(() => { this.#aheadTransfers.stage(id, null, group.no, () => { this.#changedSinceRead?.add(id); this.#index.delete(id) }, ops) }) },
       putAgent: rec => { after.push(() => { this.#aheadAgents.stage(rec.name, rec, group.no, () => { this.#agents.set(rec.name, rec) }, ops) }) },
       dropAgent: name => { after.push(() => { this.#aheadAgents.stage(name, null, group.no, () => { this.#agents.delete(name) }, ops) }) },
       touch: topic => { touched.push(topic) },
@@ -905,6 +903,77 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
   }
 
   /**
+   * The announcer's read of the log: the visible events after `after` and,
+   * in the same query, the records of the transfers they name (a follower's
+   * reload was a second round trip per read). Following the events another
+   * process wrote puts those records in the committed view, except those
+   * whose memory changed after the read began (#changedSinceRead: a local
+   * commit or a reload is at least as new as what the query read); agents,
+   * rarely in the log, are reloaded by a query of their own (#reloadFor).
+   */
+  async #readLog (after: number, limit: number): Promise<LogRead> {
+    if (this.#closed) throw closedError()
+    const index = this.#index
+    const changed = this.#changedSinceRead = new Set()
+    let rows: Array<{ event: StoreEvent | null, record: TransferRecord | null, pieces: string[] | null }>
+    try {
+      // A CTE named twice is computed once: the records are those of the events read, in the same snapshot.
+      rows = await this.#read(`WITH e AS (SELECT seq, event FROM events WHERE seq > $1 AND ${EVENTS_VISIBLE} ORDER BY seq LIMIT $2)
+        SELECT e.seq, e.event, NULL::jsonb AS record, NULL::jsonb AS pieces FROM e
+        UNION ALL
+        SELECT NULL, NULL, t.record, p.pieces FROM transfers t LEFT JOIN transfer_pieces p ON p.id = t.id
+          WHERE t.id IN (SELECT split_part(e.event->>'topic', '.', 2) FROM e WHERE e.event->>'topic' LIKE 'transfer.%')`, [Math.max(0, after), limit]) as typeof rows
+    } catch (err) {
+      if (this.#changedSinceRead === changed) this.#changedSinceRead = undefined
+      throw err
+    }
+    const events: StoreEvent[] = []
+    const records = new Map<string, TransferRecord>()
+    for (const row of rows) {
+      if (row.event !== null) events.push(row.event)
+      else if (row.record !== null) records.set(row.record.id, withPieces(row.record, row.pieces ?? undefined))
+    }
+    // UNION ALL promises no order.
+    events.sort((a, b) => a.seq - b.seq)
+    return {
+      events,
+      follow: async foreign => {
+        try {
+          const gone = this.#follow(foreign, records, index, changed)
+          const agents = foreign.filter(e => e.topic.startsWith('agent.'))
+          if (agents.length > 0) await this.#reloadFor(agents)
+          return event => this.#announcements([event], gone)
+        } finally {
+          if (this.#changedSinceRead === changed) this.#changedSinceRead = undefined
+        }
+      }
+    }
+  }
+
+  /** Puts the records #readLog read for these events in the committed view; returns the transfers found deleted, as memory last had them. */
+  #follow (events: StoreEvent[], records: Map<string, TransferRecord>, index: TransferIndex, changed: Set<string>): Map<string, TransferRecord> {
+    const gone = new Map<string, TransferRecord>()
+    // Memory was reloaded from the database meanwhile (#load): it is newer than these rows.
+    if (this.#index !== index) return gone
+    for (const e of events) {
+      const [kind, id] = e.topic.split('.')
+      if (kind !== 'transfer' || changed.has(id)) continue
+      // Marked: a second event of the batch about it changes nothing more.
+      changed.add(id)
+      const record = records.get(id)
+      if (record !== undefined) {
+        index.put(record)
+        continue
+      }
+      const prev = index.get(id)
+      if (prev === undefined) continue
+      gone.set(id, prev)
+      index.delete(id)
+    }
+    return gone
+  }
+
+  /**
    * Reloads the records of these events into the committed view (one query
    * per kind, for the whole batch); returns the transfers found deleted, as
    * memory last had them. It runs beside the writes, not in their chain: a
@@ -934,12 +1003,15 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
     const found = new Set<string>()
     for (const row of transfers?.rows ?? []) {
       found.add(row.record.id)
-      if (index.get(row.record.id) === before.get(row.record.id)) index.put(withPieces(row.record, row.pieces ?? undefined))
+      if (index.get(row.record.id) !== before.get(row.record.id)) continue
+      this.#changedSinceRead?.add(row.record.id)
+      index.put(withPieces(row.record, row.pieces ?? undefined))
     }
     for (const id of ids) {
       const prev = index.get(id)
       if (found.has(id) || prev === undefined || prev !== before.get(id)) continue
       gone.set(id, prev)
+      this.#changedSinceRead?.add(id)
       index.delete(id)
     }
     const foundAgents = new Set<string>()
