@@ -32,8 +32,12 @@ export interface LogRead {
 
 /** What the announcer needs from its store. */
 export interface AnnouncerSource {
-  /** Reads the log after `after`, at most `limit` events (with what following them needs, in the same query if it can). */
-  read: (after: number, limit: number) => Promise<LogRead>
+  /**
+   * Reads the log after `after`, at most `limit` events, with what following
+   * them needs (in the same query if it can); `own`: seqs of this process's
+   * events, which need nothing of that.
+   */
+  read: (after: number, limit: number, own: number[]) => Promise<LogRead>
   /** How far retention has trimmed the log (any process). */
   trimmed: () => Promise<number>
   /** Announces one of this process's events ('event'). */
@@ -172,7 +176,7 @@ export class EventAnnouncer {
       }
       this.#again = false
       this.#lastRead = performance.now()
-      const read = await this.source.read(this.#through, BATCH)
+      const read = await this.source.read(this.#through, BATCH, [...this.#own.keys()])
       const events = read.events
       if (events.length === 0) {
         // No give-up: a transaction left open (an operator's psql session) holds the feed back as long as it

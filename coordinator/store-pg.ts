@@ -223,7 +223,7 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
     this.#pool = pool
     this.#progressEventMs = opts.progressEventMs ?? PROGRESS_EVENT_MS
     this.#announcer = new EventAnnouncer({
-      read: async (after, limit) => await this.#readLog(after, limit),
+      read: async (after, limit, own) => await this.#readLog(after, limit, own),
       trimmed: async () => Number((await this.#pool.query<{ value: number }>('SELECT value FROM store_meta WHERE key = \'trimmed\'')).rows[0]?.value ?? 0),
       emit: event => { this.#emitNow('event', event) }
     }, { readGapMs: opts.announceGapMs ?? ANNOUNCE_GAP_MS })
@@ -910,8 +910,10 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
    * whose memory changed after the read began (#changedSinceRead: a local
    * commit or a reload is at least as new as what the query read); agents,
    * rarely in the log, are reloaded by a query of their own (#reloadFor).
+   * The records of this process's own events (`own`) are not read: with
+   * replicas, its commits are often read back rather than announced at once.
    */
-  async #readLog (after: number, limit: number): Promise<LogRead> {
+  async #readLog (after: number, limit: number, own: number[]): Promise<LogRead> {
     if (this.#closed) throw closedError()
     const index = this.#index
     const changed = this.#changedSinceRead = new Set()
@@ -922,7 +924,7 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
         SELECT e.seq, e.event, NULL::jsonb AS record, NULL::jsonb AS pieces FROM e
         UNION ALL
         SELECT NULL, NULL, t.record, p.pieces FROM transfers t LEFT JOIN transfer_pieces p ON p.id = t.id
-          WHERE t.id IN (SELECT split_part(e.event->>'topic', '.', 2) FROM e WHERE e.event->>'topic' LIKE 'transfer.%')`, [Math.max(0, after), limit]) as typeof rows
+          WHERE t.id IN (SELECT split_part(e.event->>'topic', '.', 2) FROM e WHERE e.event->>'topic' LIKE 'transfer.%' AND e.seq <> ALL($3::bigint[]))`, [Math.max(0, after), limit, own]) as typeof rows
     } catch (err) {
       if (this.#changedSinceRead === changed) this.#changedSinceRead = undefined
       throw err
@@ -935,13 +937,18 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
     }
     // UNION ALL promises no order.
     events.sort((a, b) => a.seq - b.seq)
+    const ownSeqs = new Set(own)
     return {
       events,
       follow: async foreign => {
         try {
-          const gone = this.#follow(foreign, records, index, changed)
-          const agents = foreign.filter(e => e.topic.startsWith('agent.'))
-          if (agents.length > 0) await this.#reloadFor(agents)
+          // Read with the events: what a transfer's absence then means is that it was deleted.
+          const read = foreign.filter(e => e.topic.startsWith('transfer.') && !ownSeqs.has(e.seq))
+          const gone = this.#follow(read, records, index, changed)
+          // Agents; and an event taken for this process's at the read whose commit then failed, which may have
+          // committed after all (read as another's): their records were not read with them.
+          const rest = foreign.filter(e => !e.topic.startsWith('transfer.') || ownSeqs.has(e.seq))
+          if (rest.length > 0) for (const [id, prev] of await this.#reloadFor(rest)) gone.set(id, prev)
           return event => this.#announcements([event], gone)
         } finally {
           if (this.#changedSinceRead === changed) this.#changedSinceRead = undefined
