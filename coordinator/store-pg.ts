@@ -880,8 +880,6 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
     return clear
   }
 
-  // Notifications go out after the commit, in a transaction of their own, and paced (NotifyPacer): see notifySql.
-
   /**
    * Fences this process's writes with the leader lease (leader-pg.ts): while
    * set, a group commits only if the lease's lock is still granted to that
