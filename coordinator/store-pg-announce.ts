@@ -18,15 +18,26 @@ export interface AnnouncerOptions {
   readGapMs?: number
 }
 
+/** One read of the log, and how memory follows what of it another process wrote. */
+export interface LogRead {
+  /** Events after the cursor that readers may see (EVENTS_VISIBLE), oldest first. */
+  events: StoreEvent[]
+  /**
+   * Makes memory follow those of `events` another process wrote (perhaps
+   * none: called after every read); returns what to announce for each of
+   * them, 'event' included.
+   */
+  follow: (foreign: StoreEvent[]) => Promise<(event: StoreEvent) => Array<() => void>>
+}
+
 /** What the announcer needs from its store. */
 export interface AnnouncerSource {
-  /** Events after `after` that readers may see (EVENTS_VISIBLE), oldest first. */
-  read: (after: number, limit: number) => Promise<StoreEvent[]>
   /**
-   * Makes memory follow events another process wrote; returns what to
-   * announce for each of them, 'event' included.
+   * Reads the log after `after`, at most `limit` events, with what following
+   * them needs (in the same query if it can); `own`: seqs of this process's
+   * events, which need nothing of that.
    */
-  foreign: (events: StoreEvent[]) => Promise<(event: StoreEvent) => Array<() => void>>
+  read: (after: number, limit: number, own: number[]) => Promise<LogRead>
   /** How far retention has trimmed the log (any process). */
   trimmed: () => Promise<number>
   /** Announces one of this process's events ('event'). */
@@ -165,7 +176,8 @@ export class EventAnnouncer {
       }
       this.#again = false
       this.#lastRead = performance.now()
-      const events = await this.source.read(this.#through, BATCH)
+      const read = await this.source.read(this.#through, BATCH, [...this.#own.keys()])
+      const events = read.events
       if (events.length === 0) {
         // No give-up: a transaction left open (an operator's psql session) holds the feed back as long as it
         // lasts, and ends without a notification when it wrote no event; reading every WAIT_MAX_MS costs little.
@@ -180,13 +192,13 @@ export class EventAnnouncer {
       waits = 0
       // #announceOwn may announce some meanwhile (here and while memory follows the others' below).
       const foreign = events.filter(e => e.seq > this.#through && !this.#own.has(e.seq))
-      const announcementsOf = foreign.length > 0 ? await this.source.foreign(foreign) : undefined
+      const announcementsOf = await read.follow(foreign)
       const announced: Array<() => void> = []
       for (const e of events) {
         if (e.seq <= this.#through) continue
         const own = this.#own.get(e.seq)
         if (own !== undefined) announced.push(() => { this.source.emit(own) })
-        else if (announcementsOf !== undefined) announced.push(...announcementsOf(e))
+        else announced.push(...announcementsOf(e))
         this.#own.delete(e.seq)
       }
       this.#through = Math.max(this.#through, events[events.length - 1].seq)

@@ -13,7 +13,10 @@ import type { ListPage, ListQuery } from './store-index.ts'
 import { prepareInput } from './store-input.ts'
 import { isAuxKey } from './store-keys.ts'
 import { EventAnnouncer } from './store-pg-announce.ts'
+import type { LogRead } from './store-pg-announce.ts'
 import { PgListener } from './store-pg-listener.ts'
+import { NotifyPacer } from './store-pg-notify.ts'
+import type { Notice } from './store-pg-notify.ts'
 import { CLAIM_OUTBOX_SQL, claimedEntries } from './store-pg-outbox.ts'
 import { CHANGES_CHANNEL, EVENTS_CHANNEL, EVENTS_VISIBLE, LOCKS, LOCK_CLASS, WATCHED_AUX, migrate, reserveSeqsSql, returnSeqsSql } from './store-pg-schema.ts'
 import { WriteOps, flushOps, flushSql, json } from './store-pg-ops.ts'
@@ -43,7 +46,7 @@ const SEQ_BLOCK = GROUP_MAX
 const RECOVER_RETRY_MS = 1000
 /**
  * How often a replica asks the log's highest seq even though nothing woke it:
- * a notification goes out just after its commit (#notifyAfter), so a replica
+ * a notification goes out just after its commit (notifySql), so a replica
  * that dies in between leaves events that no notification names. One small
  * query per replica every few seconds bounds that wait without polling the
  * feed every few ms; the leader lease's own period is of the same order
@@ -64,10 +67,25 @@ const CATCH_UP_MS = 5000
  */
 const ANNOUNCE_GAP_MS = 50
 
+/**
+ * Rounds of notifications (NotifyPacer) start at least this far apart: a
+ * commit's NOTIFY was a round trip of its own and woke every replica's
+ * listener, while their readers read at most every ANNOUNCE_GAP_MS; under
+ * load a commit's events reach the other replicas up to this much later
+ * (a round after a quiet spell goes at once). Three replicas under a
+ * submit load spent 0.72 / 0.88 against 0.82 / 1.09 coordinator CPU-ms per
+ * submit with 50 ms against none, one coordinator 0.42 / 0.43 against
+ * 0.48 / 0.46 (scripts/bench-api-probe.ts, two pairs of runs in turn, load
+ * 7–10 from other work on the host).
+ */
+const NOTIFY_GAP_MS = 50
+
 /** The PostgreSQL store's options beyond the contract's. */
 export interface PgStoreOptions extends StoreOptions {
   /** ANNOUNCE_GAP_MS. */
   announceGapMs?: number
+  /** NOTIFY_GAP_MS; 0: a round per commit. */
+  notifyGapMs?: number
   /** CATCH_UP_MS; tests shorten it. */
   catchUpMs?: number
 }
@@ -145,7 +163,7 @@ interface Tx {
  * crash can never lose an event whose seq a reader has seen.
  *
  * Every commit with events notifies EVENTS_CHANNEL, just after it (see
- * #notifyAfter for why not in it); a store that hears of
+ * notifySql for why not in it); a store that hears of
  * events it did not write (another process on the same database) reads them,
  * reloads the records they are about and announces them ('event'), so feed
  * and SSE readers are woken by LISTEN/NOTIFY, not by polling. Its own events
@@ -176,6 +194,8 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
   readonly #progressEventAt = new Map<string, number>()
   /** Announces events in seq order; its cursor is the store's seq. */
   readonly #announcer: EventAnnouncer
+  /** Sends the notifications of commits (#commitTail), paced. */
+  readonly #notices: NotifyPacer
   #fencePid: number | undefined
   /** Idempotency keys (`tenant \0 key`) this process wrote: found without a round trip. */
   readonly #keys = new Map<string, string>()
@@ -187,6 +207,8 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
   #failure: StaccatoError | undefined
   /** Listeners of the token records (tokenRecords().watch). */
   readonly #tokenWatchers: Array<(key: string) => void> = []
+  /** Transfers whose memory changed since the announcer's read of the log began (#readLog): newer than what it read. */
+  #changedSinceRead: Set<string> | undefined
   #recoverTimer: NodeJS.Timeout | undefined
   #catchUpTimer: NodeJS.Timeout | undefined
 
@@ -201,15 +223,16 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
     this.#pool = pool
     this.#progressEventMs = opts.progressEventMs ?? PROGRESS_EVENT_MS
     this.#announcer = new EventAnnouncer({
-      read: async (after, limit) => await this.readEvents(after, limit),
-      foreign: async events => {
-        // Not in the write chain: this replica's writes never wait on another replica's round trip (see #reloadFor).
-        const gone = await this.#reloadFor(events)
-        return event => this.#announcements([event], gone)
-      },
+      read: async (after, limit, own) => await this.#readLog(after, limit, own),
       trimmed: async () => Number((await this.#pool.query<{ value: number }>('SELECT value FROM store_meta WHERE key = \'trimmed\'')).rows[0]?.value ?? 0),
       emit: event => { this.#emitNow('event', event) }
     }, { readGapMs: opts.announceGapMs ?? ANNOUNCE_GAP_MS })
+    this.#notices = new NotifyPacer({
+      send: async notice => {
+        const sql = notifySql(notice)
+        if (sql !== '') await this.#pool.query(sql)
+      }
+    }, opts.notifyGapMs ?? NOTIFY_GAP_MS)
   }
 
   static async open (url: string, opts: PgStoreOptions = {}): Promise<PgTransferStore> {
@@ -327,6 +350,7 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
     clearInterval(this.#catchUpTimer)
     await this.#writes.idle()
     this.#announcer.close()
+    await this.#notices.close()
     await this.#listener.close()
     await this.#pool.end()
   }
@@ -659,8 +683,8 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
         return event
       },
       ran: fn => { after.push(fn) },
-      put: rec => { after.push(() => { this.#aheadTransfers.stage(rec.id, rec, group.no, () => { this.#index.put(rec) }, ops) }) },
-      drop: id => { after.push(() => { this.#aheadTransfers.stage(id, null, group.no, () => { this.#index.delete(id) }, ops) }) },
+      put: rec => { after.push(() => { this.#aheadTransfers.stage(rec.id, rec, group.no, () => { this.#changedSinceRead?.add(rec.id); this.#index.put(rec) }, ops) }) },
+      drop: id => { after.push(() => { this.#aheadTransfers.stage(id, null, group.no, () => { this.#changedSinceRead?.add(id); this.#index.delete(id) }, ops) }) },
       putAgent: rec => { after.push(() => { this.#aheadAgents.stage(rec.name, rec, group.no, () => { this.#agents.set(rec.name, rec) }, ops) }) },
       dropAgent: name => { after.push(() => { this.#aheadAgents.stage(name, null, group.no, () => { this.#agents.delete(name) }, ops) }) },
       touch: topic => { touched.push(topic) },
@@ -848,34 +872,12 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
       this.#announcer.failed(events)
       throw err
     }
-    this.#notifyAfter(client, notifySql(events, watchedKeys(kept)))
+    client.release()
+    this.#notices.add(events.at(-1)?.seq ?? 0, watchedKeys(kept))
     if (events.length === 0) return true
     const clear = (Array.isArray(results) ? results[results.length - 1] : results).rows[0]?.clear === true
     this.#announcer.committed(events, clear)
     return clear
-  }
-
-  /**
-   * Tells the other replicas (and this one's listener) what the group
-   * committed, in a transaction of its own once the group's has committed,
-   * and releases the connection then; the group's writers do not wait for it.
-   * PostgreSQL serializes every transaction that notifies, from its commit
-   * until its WAL flush is done (a lock on the notification queue, held so
-   * that notifications arrive in commit order): notifying inside the group's
-   * transaction made the replicas' commits, each with its fsync, run one at a
-   * time. This transaction writes nothing but its commit record, so its
-   * commit does not wait for the disk and holds that lock only briefly.
-   * If the connection dies first, the notification is lost: the other
-   * replicas hear of these events with the next one (its payload is a
-   * higher seq, and a reader reads everything up to it), at reconnection, or
-   * at their next catch-up (CATCH_UP_MS) at the latest.
-   */
-  #notifyAfter (client: pg.PoolClient, sql: string): void {
-    if (sql === '') {
-      client.release()
-      return
-    }
-    client.query(sql).then(() => { client.release() }, () => { client.release(true) })
   }
 
   /**
@@ -896,6 +898,84 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
     this.#failure ??= new StaccatoError('unavailable', `the PostgreSQL store lost a write (${err instanceof Error ? err.message : String(err)}); it reloads from the database once that answers again`, true, { cause: err })
     this.#scheduleRecovery()
     return this.#failure
+  }
+
+  /**
+   * The announcer's read of the log: the visible events after `after` and,
+   * in the same query, the records of the transfers they name (a follower's
+   * reload was a second round trip per read). Following the events another
+   * process wrote puts those records in the committed view, except those
+   * whose memory changed after the read began (#changedSinceRead: a local
+   * commit or a reload is at least as new as what the query read); agents,
+   * rarely in the log, are reloaded by a query of their own (#reloadFor).
+   * The records of this process's own events (`own`) are not read: with
+   * replicas, its commits are often read back rather than announced at once.
+   */
+  async #readLog (after: number, limit: number, own: number[]): Promise<LogRead> {
+    if (this.#closed) throw closedError()
+    const index = this.#index
+    const changed = this.#changedSinceRead = new Set()
+    let rows: Array<{ event: StoreEvent | null, record: TransferRecord | null, pieces: string[] | null }>
+    try {
+      // A CTE named twice is computed once: the records are those of the events read, in the same snapshot.
+      rows = await this.#read(`WITH e AS (SELECT seq, event FROM events WHERE seq > $1 AND ${EVENTS_VISIBLE} ORDER BY seq LIMIT $2)
+        SELECT e.seq, e.event, NULL::jsonb AS record, NULL::jsonb AS pieces FROM e
+        UNION ALL
+        SELECT NULL, NULL, t.record, p.pieces FROM transfers t LEFT JOIN transfer_pieces p ON p.id = t.id
+          WHERE t.id IN (SELECT split_part(e.event->>'topic', '.', 2) FROM e WHERE e.event->>'topic' LIKE 'transfer.%' AND e.seq <> ALL($3::bigint[]))`, [Math.max(0, after), limit, own]) as typeof rows
+    } catch (err) {
+      if (this.#changedSinceRead === changed) this.#changedSinceRead = undefined
+      throw err
+    }
+    const events: StoreEvent[] = []
+    const records = new Map<string, TransferRecord>()
+    for (const row of rows) {
+      if (row.event !== null) events.push(row.event)
+      else if (row.record !== null) records.set(row.record.id, withPieces(row.record, row.pieces ?? undefined))
+    }
+    // UNION ALL promises no order.
+    events.sort((a, b) => a.seq - b.seq)
+    const ownSeqs = new Set(own)
+    return {
+      events,
+      follow: async foreign => {
+        try {
+          // Read with the events: what a transfer's absence then means is that it was deleted.
+          const read = foreign.filter(e => e.topic.startsWith('transfer.') && !ownSeqs.has(e.seq))
+          const gone = this.#follow(read, records, index, changed)
+          // Agents; and an event taken for this process's at the read whose commit then failed, which may have
+          // committed after all (read as another's): their records were not read with them.
+          const rest = foreign.filter(e => !e.topic.startsWith('transfer.') || ownSeqs.has(e.seq))
+          if (rest.length > 0) for (const [id, prev] of await this.#reloadFor(rest)) gone.set(id, prev)
+          return event => this.#announcements([event], gone)
+        } finally {
+          if (this.#changedSinceRead === changed) this.#changedSinceRead = undefined
+        }
+      }
+    }
+  }
+
+  /** Puts the records #readLog read for these events in the committed view; returns the transfers found deleted, as memory last had them. */
+  #follow (events: StoreEvent[], records: Map<string, TransferRecord>, index: TransferIndex, changed: Set<string>): Map<string, TransferRecord> {
+    const gone = new Map<string, TransferRecord>()
+    // Memory was reloaded from the database meanwhile (#load): it is newer than these rows.
+    if (this.#index !== index) return gone
+    for (const e of events) {
+      const [kind, id] = e.topic.split('.')
+      if (kind !== 'transfer' || changed.has(id)) continue
+      // Marked: a second event of the batch about it changes nothing more.
+      changed.add(id)
+      const record = records.get(id)
+      if (record !== undefined) {
+        index.put(record)
+        continue
+      }
+      const prev = index.get(id)
+      if (prev === undefined) continue
+      gone.set(id, prev)
+      index.delete(id)
+    }
+    return gone
   }
 
   /**
@@ -928,12 +1008,15 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
     const found = new Set<string>()
     for (const row of transfers?.rows ?? []) {
       found.add(row.record.id)
-      if (index.get(row.record.id) === before.get(row.record.id)) index.put(withPieces(row.record, row.pieces ?? undefined))
+      if (index.get(row.record.id) !== before.get(row.record.id)) continue
+      this.#changedSinceRead?.add(row.record.id)
+      index.put(withPieces(row.record, row.pieces ?? undefined))
     }
     for (const id of ids) {
       const prev = index.get(id)
       if (found.has(id) || prev === undefined || prev !== before.get(id)) continue
       gone.set(id, prev)
+      this.#changedSinceRead?.add(id)
       index.delete(id)
     }
     const foundAgents = new Set<string>()
@@ -986,11 +1069,25 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
   }
 }
 
-/** The notifications of a committed group, as one transaction that does not wait for the disk ('' when there are none). */
-function notifySql (events: StoreEvent[], watched: Set<string>): string {
+/**
+ * Tells the other replicas (and this one's listener) what groups committed,
+ * in a transaction of its own once they have committed, on a connection
+ * of the pool; no writer waits for it.
+ * PostgreSQL serializes every transaction that notifies, from its commit
+ * until its WAL flush is done (a lock on the notification queue, held so
+ * that notifications arrive in commit order): notifying inside the group's
+ * transaction made the replicas' commits, each with its fsync, run one at a
+ * time. This transaction writes nothing but its commit record, so its
+ * commit does not wait for the disk and holds that lock only briefly.
+ * If it fails, the notification is lost: the other replicas hear of these
+ * events with the next one (its payload is a higher seq, and a reader reads
+ * everything up to it), at reconnection, or at their next catch-up
+ * (CATCH_UP_MS) at the latest. '' when there is nothing to say.
+ */
+function notifySql (notice: Notice): string {
   const notes: string[] = []
-  if (events.length > 0) notes.push(`SELECT pg_notify('${EVENTS_CHANNEL}', '${events[events.length - 1].seq}')`)
-  for (const key of watched) notes.push(`SELECT pg_notify('${CHANGES_CHANNEL}', '${('a' + key).replaceAll("'", "''")}')`)
+  if (notice.seq > 0) notes.push(`SELECT pg_notify('${EVENTS_CHANNEL}', '${notice.seq}')`)
+  for (const key of notice.keys) notes.push(`SELECT pg_notify('${CHANGES_CHANNEL}', '${('a' + key).replaceAll("'", "''")}')`)
   return notes.length === 0 ? '' : `BEGIN; SET LOCAL synchronous_commit = off; ${notes.join('; ')}; COMMIT`
 }
 

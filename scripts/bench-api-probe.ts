@@ -5,7 +5,8 @@
  * Where a durable submit waits with 1 and with N coordinators on one
  * PostgreSQL (issue #17), side by side in one run, each phase on a fresh
  * database of one private cluster (fsync on), 64 connections split evenly:
- * submits/s and the slowest coordinator's p50/p99 (as bench:api); CPU-seconds
+ * submits/s and the slowest coordinator's p50/p99 (as bench:api), each
+ * coordinator's p99 (the leader's marked); CPU-seconds
  * per 1,000 submits of PostgreSQL (every process of its user), of the
  * coordinators and of this client; commits, WAL syncs and bytes
  * (pg_stat_database, pg_stat_wal); and every `--sample` ms the state and
@@ -25,7 +26,7 @@ import autocannon from 'autocannon'
 import pg from 'pg'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
-import { openStore } from '../coordinator/index.ts'
+import { leaseHolderPid, openStore } from '../coordinator/index.ts'
 import { freePort, spawnStaccato, startPostgres, stopProcess, waitForJson } from '../cli/index.ts'
 import type { ReadyInfo } from '../cli/index.ts'
 import { cpuSeconds } from './bench-util.ts'
@@ -87,6 +88,7 @@ async function phase (n: number, server: Awaited<ReturnType<typeof startPostgres
   })()
   const each = Math.round(64 / n)
   const t0 = Date.now()
+  const leader = n > 1 ? await leaseHolderPid(url) : undefined
   const results = await Promise.all(cs.map(async c => await autocannon({ url: `${c.ready.apiUrl}/v1/transfers`, method: 'POST', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' }, body: BODY, connections: each, duration })))
   const wall = (Date.now() - t0) / 1000
   running = false; await sampler
@@ -98,6 +100,8 @@ async function phase (n: number, server: Awaited<ReturnType<typeof startPostgres
   const ok = results.reduce((s, r) => s + r['2xx'], 0)
   const perSec = ok / wall
   console.log(`\n=== ${n} replicas: ${Math.round(perSec)}/s ok=${ok} p50=${Math.max(...results.map(r => r.latency.p50))} p99=${Math.max(...results.map(r => r.latency.p99))} wall=${wall.toFixed(1)}s load=${(await readFile('/proc/loadavg', 'utf8')).trim()}`)
+  // Each coordinator's own tail: the leader also schedules and marks the queue (bench:api prints the slowest).
+  if (n > 1) console.log(`p99 per coordinator: ${cs.map((c, i) => `${results[i].latency.p99} ms${c.pid === leader ? ' (leader)' : ''}`).join(', ')}`)
   const per1k = (x: number) => (x / ok * 1000).toFixed(3)
   console.log(`CPU s/1000 submits: pg ${per1k(pgCpu)}  coordinators ${per1k(coCpu.reduce((s, x) => s + x, 0))} (${coCpu.map(x => x.toFixed(1)).join(' + ')} s)  client ${per1k((me.user + me.system) / 1e6)}; total CPU ${(pgCpu + coCpu.reduce((s, x) => s + x, 0) + (me.user + me.system) / 1e6).toFixed(1)} s over ${wall.toFixed(1)} s`)
   const commits = Number(s1.commits) - Number(s0.commits)

@@ -223,11 +223,12 @@ async function measure (label: string, dataDir: string, spec: StoreSpec, replica
     await Promise.all([c, ...others].map(async r => { await r.stop() }))
     throw err
   }
-  const cpu0 = cpuSeconds(c.pid)
+  // Every coordinator's: with replicas, each also reads and follows the others' writes.
+  const cpu0 = [c, ...others].map(r => cpuSeconds(r.pid))
   const post = replicas === 1
     ? summary(await load({ url: `${c.ready.apiUrl}/v1/transfers`, method: 'POST', headers: headers(c.ready), body: BODY }))
     : await postToAll([c, ...others])
-  const postCpu = cpuSeconds(c.pid) - cpu0
+  const postCpu = [c, ...others].reduce((sum, r, i) => sum + cpuSeconds(r.pid) - cpu0[i], 0)
   note(`POST /v1/transfers${replicas > 1 ? ` to ${replicas} coordinators` : ''}: ${round(post.perSec, 0)}/s, p50 ${post.p50Ms} ms, p99 ${post.p99Ms} ms (${post.failed} failed)`)
   const failoverSeconds = replicas > 1 && spec.kind === 'postgres' ? await failover([c, ...others], spec.url) : undefined
   await Promise.all(others.map(async r => { await r.stop() }))
@@ -239,7 +240,7 @@ async function measure (label: string, dataDir: string, spec: StoreSpec, replica
   }
   if (replicas > 1) {
     await c.stop()
-    return { replicas, ...submits, ...(failoverSeconds !== undefined ? { failoverSeconds: round(failoverSeconds, 2) } : {}) }
+    return { replicas, ...submits, submitCpuSecondsPerThousand: round(postCpu / (post.ok / 1000), 3), ...(failoverSeconds !== undefined ? { failoverSeconds: round(failoverSeconds, 2) } : {}) }
   }
 
   const ids = ((await (await fetch(`${c.ready.apiUrl}/v1/transfers?limit=1000`, { headers: headers(c.ready) })).json()) as { items: Array<{ id: string }> }).items.map(t => t.id)
@@ -283,7 +284,7 @@ async function measure (label: string, dataDir: string, spec: StoreSpec, replica
 function lines (label: string, result: Figures): string[] {
   if (result.replicas !== undefined) {
     return [
-      `${label}: POST /v1/transfers (durable)   ${result.submitPerSec}/s   p50 ${result.submitP50Ms} ms   p99 ${result.submitP99Ms} ms   (${connections} connections over ${result.replicas} coordinators)`,
+      `${label}: POST /v1/transfers (durable)   ${result.submitPerSec}/s   p50 ${result.submitP50Ms} ms   p99 ${result.submitP99Ms} ms   (${connections} connections over ${result.replicas} coordinators, ${result.submitCpuSecondsPerThousand} coordinator CPU-s per 1,000)`,
       ...(result.failoverSeconds !== undefined ? [`${label}: failover (leader SIGKILL -> next transfer scheduled)   ${result.failoverSeconds} s`] : [])
     ]
   }

@@ -17,9 +17,11 @@ function harness (opts: AnnouncerOptions = {}) {
   const announcer = new EventAnnouncer({
     read: async (after, limit) => {
       reads++
-      return log.filter(e => e.seq > after && e.seq <= visibleThrough).slice(0, limit)
+      return {
+        events: log.filter(e => e.seq > after && e.seq <= visibleThrough).slice(0, limit),
+        follow: async () => (event: StoreEvent) => [() => { emitted.push(`foreign ${event.seq}`) }]
+      }
     },
-    foreign: async () => event => [() => { emitted.push(`foreign ${event.seq}`) }],
     trimmed: async () => trimmed,
     emit: event => { emitted.push(`own ${event.seq}`) }
   }, opts)

@@ -165,6 +165,31 @@ describe.skipIf(missing !== undefined)(missing === undefined ? 'PostgreSQL store
     }
   })
 
+  it('a second store follows a removal and a transfer created and moved in one batch: memory as the writer\'s, \'removed\' announced', async () => {
+    const url = await server.freshDatabase()
+    const writer = await PgTransferStore.open(url)
+    // A long read gap: after the first read, the rest arrives in one batch.
+    const reader = await PgTransferStore.open(url, { announceGapMs: 300 })
+    try {
+      const removed: string[] = []
+      reader.on('removed', rec => { removed.push(rec.id) })
+      const { record: gone } = await writer.create(transferInput('a', 'b'), { tenant })
+      await waitUntil(() => reader.get(gone.id) !== undefined)
+      await writer.transition(gone.id, 'canceled')
+      await writer.remove(gone.id)
+      const { record: kept } = await writer.create(transferInput('a', 'c'), { tenant })
+      await writer.transition(kept.id, 'scheduled')
+      await waitUntil(() => reader.seq === writer.seq)
+      expect(reader.get(gone.id)).toBeUndefined()
+      expect(removed).toEqual([gone.id])
+      expect(reader.get(kept.id)).toEqual(writer.get(kept.id))
+      expect(reader.size).toBe(1)
+    } finally {
+      await writer.close()
+      await reader.close()
+    }
+  })
+
   it('hears of events whose notification never came (a replica that died between its commit and its NOTIFY) at its next catch-up', async () => {
     const url = await server.freshDatabase()
     const writer = await PgTransferStore.open(url)
@@ -190,6 +215,28 @@ describe.skipIf(missing !== undefined)(missing === undefined ? 'PostgreSQL store
       await raw.end()
       await writer.close()
       await reader.close()
+    }
+  })
+
+  it('notifies the commits made within the notification gap in one round, naming the highest seq', async () => {
+    const url = await server.freshDatabase()
+    const listener = new pg.Client({ connectionString: url })
+    await listener.connect()
+    const heard: string[] = []
+    listener.on('notification', n => { if (n.channel === 'staccato_events') heard.push(n.payload ?? '') })
+    await listener.query('LISTEN staccato_events')
+    // Longer than the test: only the first round can go out before close(), which sends the rest at once.
+    const store = await PgTransferStore.open(url, { notifyGapMs: 600_000 })
+    try {
+      // One after the other: each its own group and its own commit.
+      for (let i = 0; i < 3; i++) await store.create(transferInput('a', 'b'), { tenant })
+      const seqs = (await store.readEvents(0, 10)).map(e => String(e.seq))
+      await vi.waitFor(() => { expect(heard).toEqual([seqs[0]]) })
+      await store.close()
+      await vi.waitFor(() => { expect(heard).toEqual([seqs[0], seqs[2]]) })
+    } finally {
+      await store.close()
+      await listener.end()
     }
   })
 
