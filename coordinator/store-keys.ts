@@ -11,6 +11,7 @@ import type { TransferState } from './model.ts'
  *   e!<seq, 16 digits>      event
  *   a!<name>                agent record
  *   f!<id>!<path>           one file of a tree transfer ('"' closes an id's range: it follows '!')
+ *   g!<id>!<n, 10 digits>   one report's tree files, in the order reported, until a listing spreads them into f!
  *   m!seq                   highest event sequence number written
  *   m!trimmed               highest event sequence number deleted by retention
  *
@@ -23,6 +24,8 @@ import type { TransferState } from './model.ts'
  */
 
 const SEQ_WIDTH = 16
+/** Reports per transfer: 10 digits hold 10^10, far beyond a tree's files / rows per report. */
+const CHUNK_WIDTH = 10
 
 export const keys = {
   transfer: (id: string) => `t!${id}`,
@@ -36,6 +39,9 @@ export const keys = {
   treeFile: (id: string, path: string) => `f!${id}!${path}`,
   /** The range of one transfer's tree files, after `after` when given. */
   treeFiles: (id: string, after?: string) => ({ gt: `f!${id}!${after ?? ''}`, lt: `f!${id}"` }),
+  /** One report of a tree's files (the n-th of its transfer), kept whole until a listing spreads it into treeFile keys. */
+  treeFileChunk: (id: string, n: number) => `g!${id}!${String(n).padStart(CHUNK_WIDTH, '0')}`,
+  treeFileChunks: (id: string) => ({ gt: `g!${id}!`, lt: `g!${id}"` }),
   seq: 'm!seq',
   seqReserved: 'm!seqReserved',
   trimmed: 'm!trimmed',

@@ -48,3 +48,24 @@ export function treeFileRow (path: string, stored: StoredTreeFile): TreeFileRow 
   else if (extra !== null) row.error = extra
   return row
 }
+
+/** A row inside a stored report (a chunk): [path, state, size, reason or error]. */
+export type ChunkedTreeFile = [string, TreeFileState, number, string | ErrorInfo | null]
+
+export function chunkedTreeFile (row: TreeFileRow): ChunkedTreeFile {
+  return [row.path, row.state, row.size, row.error ?? row.reason ?? null]
+}
+
+/**
+ * The per-path writes that replace stored reports, oldest report first, so a
+ * later report of a path replaces the earlier one as it would have if each
+ * row had been written on arrival.
+ */
+export function spreadChunks (chunks: ReadonlyArray<[string, ChunkedTreeFile[]]>, pathKey: (path: string) => string): Array<{ type: 'put', key: string, value: StoredTreeFile } | { type: 'del', key: string }> {
+  const ops: Array<{ type: 'put', key: string, value: StoredTreeFile } | { type: 'del', key: string }> = []
+  for (const [chunkKey, rows] of chunks) {
+    for (const [path, state, size, extra] of rows) ops.push({ type: 'put', key: pathKey(path), value: [state, size, extra] })
+    ops.push({ type: 'del', key: chunkKey })
+  }
+  return ops
+}

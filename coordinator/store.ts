@@ -17,8 +17,8 @@ import type { ProgressReport } from './store-progress.ts'
 import type { AuxOp, EventFanout } from './store-aux.ts'
 import type { CoordinatorStore, StoreEvents, StoreOptions } from './store-contract.ts'
 import type { CreateOptions, TransitionOptions } from './store-transfers.ts'
-import { storedTreeFile, treeFileRow } from './store-tree-files.ts'
-import type { StoredTreeFile, TreeFilePage, TreeFileQuery, TreeFileRow } from './store-tree-files.ts'
+import { chunkedTreeFile, spreadChunks, treeFileRow } from './store-tree-files.ts'
+import type { ChunkedTreeFile, StoredTreeFile, TreeFilePage, TreeFileQuery, TreeFileRow } from './store-tree-files.ts'
 
 export { InvalidStateError } from './store-errors.ts'
 export type { AuxOp, AuxPut, EventFanout } from './store-aux.ts'
@@ -81,6 +81,8 @@ export class LevelTransferStore extends EventEmitter<StoreEvents> implements Coo
   readonly #progressEventMs: number
   /** When each running transfer last had a progress event. */
   readonly #progressEventAt = new Map<string, number>()
+  /** Each tree transfer's next report number (read from disk at its first report after a start). */
+  readonly #treeChunkNext = new Map<string, number>()
   /** Every event up to this seq has been deleted by retention. */
   #trimmed = 0
   /** Events built by the write in progress, announced when it ends. */
@@ -319,11 +321,13 @@ export class LevelTransferStore extends EventEmitter<StoreEvents> implements Coo
         { type: 'del', key: keys.pieces(id) },
         { type: 'del', key: keys.state(prev.state, id) },
         ...(await this.#db.keys(keys.treeFiles(id)).all()).map(key => ({ type: 'del' as const, key })),
+        ...(await this.#db.keys(keys.treeFileChunks(id)).all()).map(key => ({ type: 'del' as const, key })),
         ...this.#eventOps(event, prev)
       ], { sync: true })
       this.#wroteSeq(event.seq)
       this.#aheadTransfers.stage(id, null, this.#commits.ticket(), () => { this.#index.delete(id) })
       this.#progressEventAt.delete(id)
+      this.#treeChunkNext.delete(id)
       this.#emitSafely('removed', prev)
     })
   }
@@ -335,12 +339,39 @@ export class LevelTransferStore extends EventEmitter<StoreEvents> implements Coo
   putTreeFiles (id: string, rows: readonly TreeFileRow[]): Promise<void> {
     return this.#exclusive(async () => {
       this.#require(id)
+      if (rows.length === 0) return
+      const n = this.#treeChunkNext.get(id) ?? await this.#lastTreeChunk(id) + 1
+      this.#treeChunkNext.set(id, n + 1)
+      // One LevelDB entry per report, not one per file: a per-file entry was a third of the
+      // coordinator's CPU during a tree of small files (docs/benchmarks.md, #15 tenth session).
+      // A listing spreads the reports into per-path rows first (#spreadTreeChunks).
       // Not synced: a row lost to an OS crash is reported again by the next attempt, or missing from a listing only.
-      await this.#db.batch(rows.map(r => ({ type: 'put' as const, key: keys.treeFile(id, r.path), value: storedTreeFile(r) })))
+      await this.#db.put(keys.treeFileChunk(id, n), rows.map(chunkedTreeFile))
     })
   }
 
+  /** The number of the transfer's last stored report (0 if none): after a restart, numbering goes on from there. */
+  async #lastTreeChunk (id: string): Promise<number> {
+    const [last] = await this.#db.keys({ ...keys.treeFileChunks(id), reverse: true, limit: 1 }).all()
+    return last === undefined ? 0 : Number(last.slice(last.lastIndexOf('!') + 1))
+  }
+
+  /** Turns a transfer's stored reports into per-path rows, oldest first, a bounded number of reports at a time. */
+  async #spreadTreeChunks (id: string): Promise<void> {
+    // A report holds at most 256 rows (treeFiles' maxItems in mesh/control-methods.ts, ROWS_PER_PUT): 64 reports make batches of ≤ 16,384 puts.
+    const perBatch = 64
+    let full = true
+    while (full) {
+      full = await this.#exclusive(async () => {
+        const chunks = await this.#db.iterator({ ...keys.treeFileChunks(id), limit: perBatch }).all() as Array<[string, ChunkedTreeFile[]]>
+        if (chunks.length > 0) await this.#db.batch(spreadChunks(chunks, path => keys.treeFile(id, path)))
+        return chunks.length === perBatch
+      })
+    }
+  }
+
   async listTreeFiles (id: string, query: TreeFileQuery): Promise<TreeFilePage> {
+    await this.#spreadTreeChunks(id)
     const prefix = keys.treeFile(id, '').length
     const items: TreeFileRow[] = []
     let last: string | undefined

@@ -415,6 +415,26 @@ export function describeStoreConformance (name: string, fresh: () => Promise<Sto
         expect((await store.listTreeFiles(record.id, { limit: 10, state: 'done' })).items.map(r => r.path)).toEqual(['b/2.txt', 'd'])
       })
 
+      it('keeps the latest report of a path across listings, restarts and many reports', async () => {
+        const { record } = await h.store.create(transferInput('a', 'b'), { tenant })
+        const error = { code: 'not_found', message: 'gone', retryable: false }
+        await h.store.putTreeFiles(record.id, [{ path: 'x', state: 'failed', size: 1, error }, { path: 'y', state: 'done', size: 2 }])
+        let store = await h.reopen()
+        await store.putTreeFiles(record.id, [{ path: 'x', state: 'done', size: 1 }])
+        expect((await store.listTreeFiles(record.id, { limit: 10 })).items).toEqual([{ path: 'x', state: 'done', size: 1 }, { path: 'y', state: 'done', size: 2 }])
+        await store.putTreeFiles(record.id, [{ path: 'y', state: 'failed', size: 2, error }])
+        store = await h.reopen()
+        await store.putTreeFiles(record.id, [{ path: 'z', state: 'skipped', size: 0, reason: 'socket' }])
+        expect((await store.listTreeFiles(record.id, { limit: 10, state: 'failed' })).items).toEqual([{ path: 'y', state: 'failed', size: 2, error }])
+        // More reports than one listing spreads at a time, each path reported again and again: the last report wins.
+        for (let i = 0; i < 150; i++) await store.putTreeFiles(record.id, [{ path: `p${i % 7}`, state: i % 2 === 0 ? 'done' : 'failed', size: i, ...(i % 2 === 0 ? {} : { error }) }])
+        const all = await store.listTreeFiles(record.id, { limit: 20 })
+        expect(all.items.map(r => [r.path, r.state, r.size])).toEqual([
+          ['p0', 'failed', 147], ['p1', 'done', 148], ['p2', 'failed', 149], ['p3', 'failed', 143], ['p4', 'done', 144], ['p5', 'failed', 145], ['p6', 'done', 146],
+          ['x', 'done', 1], ['y', 'failed', 2], ['z', 'skipped', 0]
+        ])
+      })
+
       it('keeps one transfer\'s files apart from another\'s, and removes them with their transfer', async () => {
         const one = (await store().create(transferInput('a', 'b'), { tenant })).record
         const two = (await store().create(transferInput('a', 'b'), { tenant })).record
