@@ -29,7 +29,7 @@ describe.skipIf(missing !== undefined)(missing === undefined ? 'staccato coordin
     if (dir !== undefined) await rm(dir, { recursive: true, force: true })
   })
 
-  it('moves transfers (queued ones too), idempotency keys, events and their seqs, agents, webhooks and tokens; refuses a database that has state', async () => {
+  it('moves transfers (queued ones too), idempotency keys, the files of a tree, events and their seqs, agents, webhooks and tokens; refuses a database that has state', async () => {
     const storeDir = join(dir, 'store')
     const level = await TransferStore.open(storeDir)
     const tokens = await TokenStore.open(join(dir, 'tokens'))
@@ -41,6 +41,14 @@ describe.skipIf(missing !== undefined)(missing === undefined ? 'staccato coordin
     await level.transition(done.id, 'canceled')
     await level.putAgent({ name: 'a', peerId: 'p', addrs: [], volumes: [], plugins: [], version: 't', online: true, enrolledAt: '2026-01-01T00:00:00.000Z', lastSeenAt: '2026-01-01T00:00:00.000Z' })
     await level.writeAux([{ type: 'put', key: 'w!hook_1', value: { url: 'http://127.0.0.1/' } }], { sync: true })
+    // A tree's files: one report spread into rows by a listing, then two more still stored as reports, the last
+    // replacing a row of the first.
+    await level.putTreeFiles(queued.id, [{ path: 'a', state: 'done', size: 1 }, { path: 'b!c', state: 'failed', size: 2, error: { code: 'not_found', message: 'gone', retryable: false } }])
+    await level.listTreeFiles(queued.id, { limit: 10 })
+    await level.putTreeFiles(queued.id, [{ path: 'd', state: 'skipped', size: 3, reason: 'same size and mtime' }])
+    await level.putTreeFiles(queued.id, [{ path: 'b!c', state: 'done', size: 2 }])
+    const files = await level.listTreeFiles(queued.id, { limit: 10 })
+    await level.putTreeFiles(queued.id, [{ path: 'e', state: 'done', size: 4 }])
     await level.trimEvents(1, 10)
     const events = await level.readEvents(0, 100)
     const seq = level.seq
@@ -54,7 +62,7 @@ describe.skipIf(missing !== undefined)(missing === undefined ? 'staccato coordin
       return code
     }
     expect(await run()).toBe(0)
-    expect(JSON.parse((await readFile(log, 'utf8')).trim().split('\n')[0])).toMatchObject({ transfers: 2, agents: 1, idempotencyKeys: 1, tokens: 2 })
+    expect(JSON.parse((await readFile(log, 'utf8')).trim().split('\n')[0])).toMatchObject({ transfers: 2, agents: 1, idempotencyKeys: 1, tokens: 2, treeFiles: 4 })
 
     const pgStore = await PgTransferStore.open(url)
     try {
@@ -64,6 +72,7 @@ describe.skipIf(missing !== undefined)(missing === undefined ? 'staccato coordin
       expect(await pgStore.readEvents(0, 100)).toEqual(events)
       expect(pgStore.trimmedThrough).toBe(1)
       expect(pgStore.getAgent('a')?.online).toBe(true)
+      expect(await pgStore.listTreeFiles(queued.id, { limit: 10 })).toEqual({ items: [...files.items.slice(0, 3), { path: 'e', state: 'done', size: 4 }] })
       expect(await pgStore.readAux({ gt: 'w!', lt: 'w~' })).toEqual([['w!hook_1', { url: 'http://127.0.0.1/' }]])
       // The key still finds its transfer, and new events continue after the old seqs.
       expect(await pgStore.create(transferInput('a', 'b'), { tenant, idempotencyKey: 'once!with!bangs' })).toEqual({ record: queued, created: false })
