@@ -854,7 +854,13 @@ export class PgTransferStore extends EventEmitter<StoreEvents> implements Coordi
     const events = kept.flatMap(w => w.ops.events)
     const tail = [...head]
     // The rest of the block goes back if nobody reserved since, so that seqs of one writer skip numbers only when a write fails or a process dies.
-    if (group.seqEnd > 0 && group.nextSeq < group.seqEnd) tail.push(returnSeqsSql(group.nextSeq, group.seqEnd - 1))
+    if (group.seqEnd > 0 && group.nextSeq < group.seqEnd) {
+      tail.push(returnSeqsSql(group.nextSeq, group.seqEnd - 1))
+      // Given back once: the next group opened ahead meanwhile (#open) must not give it back again. A block none of
+      // whose seqs was used is reserved again whole by the first give-back's next reservation, so a second give-back
+      // arriving after that reservation finds the sequence where it left it and hands those seqs out twice.
+      group.seqEnd = group.nextSeq
+    }
     // Only a group without events may commit before its WAL is on disk (see the class comment).
     if (!group.sync) tail.push('SET LOCAL synchronous_commit = off')
     tail.push('COMMIT')

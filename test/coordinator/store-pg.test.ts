@@ -407,6 +407,65 @@ describe.skipIf(missing !== undefined)(missing === undefined ? 'PostgreSQL store
     }
   })
 
+  it('gives a block of seqs back once: a group opened ahead that made no event, committing while the next opens ahead, leaves no seq to be handed out twice', async () => {
+    const url = await server.freshDatabase()
+    const store = await PgTransferStore.open(url)
+    const other = await PgTransferStore.open(url)
+    // Sessions holding a table: a write's commit stops there, waiting, until released.
+    const hold = async (table: string): Promise<{ release: () => Promise<void> }> => {
+      const locker = new pg.Client({ connectionString: url })
+      await locker.connect()
+      await locker.query(`BEGIN; LOCK TABLE ${table} IN EXCLUSIVE MODE`)
+      return { release: async () => { await locker.query('COMMIT'); await locker.end() } }
+    }
+    /** Sessions of this database: waiting on a lock (a held commit), and open transactions at rest (a lock's holder, a group opened ahead). */
+    const sessions = async (): Promise<{ waiting: number, open: number }> => {
+      const c = new pg.Client({ connectionString: url })
+      await c.connect()
+      try {
+        return (await c.query<{ waiting: number, open: number }>('SELECT count(*) FILTER (WHERE wait_event_type = \'Lock\')::int AS waiting, count(*) FILTER (WHERE state = \'idle in transaction\')::int AS open FROM pg_stat_activity WHERE datname = current_database()')).rows[0]
+      } finally {
+        await c.end()
+      }
+    }
+    const until = async (what: string, ok: (s: { waiting: number, open: number }) => boolean): Promise<void> => {
+      // Bounded: a state that never comes fails the test instead of hanging it.
+      for (let i = 0; i < 2000; i++) {
+        if (ok(await sessions())) return
+        await new Promise(resolve => setTimeout(resolve, 5))
+      }
+      throw new Error(`never reached: ${what}`)
+    }
+    try {
+      const events = await hold('events')
+      const aux = await hold('aux')
+      // A: an event, its commit held on the events table.
+      const a = store.appendEvent('agent.a.note', '*', { n: 'a' })
+      await until('A\'s commit held', s => s.waiting === 1)
+      // B, handed in while A commits: its group is opened ahead (a block of seqs reserved) and B makes no event.
+      const b = store.writeAux([{ type: 'put', key: 'w!b', value: { n: 'b' } }], { sync: true })
+      await until('B\'s group opened ahead', s => s.open === 3)
+      await events.release()
+      await a
+      // B's group commits, held on the aux table, its unused block to give back in its commit.
+      await until('B\'s commit held', s => s.waiting === 1)
+      // C, handed in while B's group commits: the next group opens ahead.
+      const c = store.appendEvent('agent.a.note', '*', { n: 'c' })
+      await until('C\'s group opened ahead', s => s.open === 2)
+      await aux.release()
+      await Promise.all([b, c])
+      // D, another writer: its seqs come after every seq handed out, none again.
+      const d = await other.appendEvent('agent.d.note', '*', { n: 'd' })
+      const seqs = (await other.readEvents(0, 10)).map(e => e.seq)
+      expect(new Set(seqs).size).toBe(seqs.length)
+      expect(seqs).toHaveLength(3)
+      expect(d.seq).toBe(Math.max(...seqs))
+    } finally {
+      await other.close()
+      await store.close()
+    }
+  })
+
   it('commits a write while another transaction that notified is stuck in its commit (replicas\' commits do not queue behind each other\'s)', async () => {
     // PostgreSQL serializes committing transactions that notify, until each one's commit is done. A synchronous
     // standby that never comes holds such a commit open indefinitely: here another session's, with a notification
