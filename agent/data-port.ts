@@ -36,7 +36,7 @@ export async function openDataPort (address: DataPortAddress | undefined, log: (
     return { listener, ...(wildcard ? {} : { host: address.host }) }
   } catch (err) {
     // A port the operator chose is theirs to fix; only a port left to the system may quietly fall back to the streams.
-    if (address.port !== 0) throw listenError(err, { what: 'the data port', option: '--data-listen' }, `${address.host.includes(':') ? `[${address.host}]` : address.host}:${address.port}`)
+    if (address.port !== 0) throw listenError(err, { what: 'the data port', option: '--data-listen' }, address.host, address.port)
     log('cannot open the data port; bulk bytes stay on libp2p streams', { ...address, error: (err as Error).message }, 'warn')
     return undefined
   }

@@ -212,7 +212,7 @@ async function assemble (config: CoordinatorConfig, started: Undo[]): Promise<Co
   try {
     await api.listen({ host: config.apiHost, port: config.apiPort })
   } catch (err) {
-    throw listenError(err, { what: 'the REST API', option: '--api-port (or --api-host)' }, `${config.apiHost.includes(':') ? `[${config.apiHost}]` : config.apiHost}:${config.apiPort}`)
+    throw listenError(err, { what: 'the REST API', option: '--api-port (or --api-host)' }, config.apiHost, config.apiPort)
   }
   const address = api.server.address()
   const port = typeof address === 'object' && address !== null ? address.port : config.apiPort

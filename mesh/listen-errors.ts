@@ -17,10 +17,10 @@ export interface ListenSite {
   option: string
 }
 
-/** A listen failure as one of our errors; any other error is returned as it is. */
-export function listenError (err: unknown, site: ListenSite, address: string): unknown {
+/** A TCP listen failure on host:port as one of our errors; any other error is returned as it is. */
+export function listenError (err: unknown, site: ListenSite, host: string, port: number): unknown {
   const code = (err as NodeJS.ErrnoException | undefined)?.code
-  return byCode(code, site, address, err) ?? err
+  return byCode(code, site, `${host.includes(':') ? `[${host}]` : host}:${port}`, err) ?? err
 }
 
 function byCode (code: string | undefined, site: ListenSite, address: string, cause: unknown): StaccatoError | undefined {
