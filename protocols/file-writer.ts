@@ -6,6 +6,7 @@ import type { OpOptions, Writer } from './contract.ts'
 import { fsError, isNoSpace } from './fs-errors.ts'
 import { checkFreeSpace, commitPartial, openPartialFile, partialName, removePartialFile } from './file-partial.ts'
 import { DirectFile, DirectOutput, openDirect } from './file-direct.ts'
+import { STAGE_BYTES } from './aligned-buffers.ts'
 import type { OpenDirect } from './file-direct.ts'
 
 export { isPartialName, partialName } from './file-partial.ts'
@@ -67,12 +68,21 @@ async function openPartial (init: FileWriterInit, partial: string): Promise<File
   return fh
 }
 
+/**
+ * Below one staging buffer (a network record) O_DIRECT saves no copy worth a
+ * second descriptor, its fstats and a write that waits on the disk: a file
+ * whose size is known to be that small goes through the page cache.
+ */
+function worthDirect (init: FileWriterInit): boolean {
+  return init.size === undefined || init.size - init.offset >= STAGE_BYTES
+}
+
 export async function openFileWriter (init: FileWriterInit): Promise<Writer> {
   const dir = dirname(init.target)
   const partial = join(dir, partialName(basename(init.target), init.key))
   if (init.size !== undefined) await checkFreeSpace(dir, init.size - init.offset, init.what)
   const fh = await openPartial(init, partial)
-  const direct = init.directIo === 'off' ? undefined : await openDirect(fh, init.openDirect)
+  const direct = init.directIo === 'off' || !worthDirect(init) ? undefined : await openDirect(fh, init.openDirect)
   return new FileWriter(init, fh, dir, partial, direct)
 }
 

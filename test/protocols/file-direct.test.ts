@@ -105,6 +105,35 @@ describe('file plug-in: writes past the page cache (O_DIRECT)', () => {
     expect(alignedSetsOut()).toBe(0)
   })
 
+  it('opens no O_DIRECT descriptor for a file smaller than one staging buffer, and for the last bytes of a resumed one', async () => {
+    const opened: string[] = []
+    const counting: OpenDirect = async (path, flags) => { opened.push(path); return await open(path, flags) }
+    const plugin = file({ volumes, openDirect: counting })
+    const small = bytesOf(MiB - 1, 6)
+    const writer = await plugin.write(u('small.bin'), { offset: 0, size: small.length, key: 's' })
+    await writeInChunks(writer, small)
+    expect(opened).toEqual([])
+    expect(await directOpen()).toBe(false)
+    await writer.commit()
+    expect(await committed('small.bin')).toBe(sha256(small))
+    // A large file whose resume leaves less than a buffer to write: the same.
+    const large = bytesOf(3 * MiB, 7)
+    const first = await plugin.write(u('tail.bin'), { offset: 0, size: large.length, key: 't' })
+    await first.write(large.subarray(0, 2 * MiB + 5))
+    expect(await first.sync()).toBe(2 * MiB + 5)
+    await first.abort({ keepPartial: true })
+    expect(opened).toHaveLength(1)
+    const second = await plugin.write(u('tail.bin'), { offset: 2 * MiB + 5, size: large.length, key: 't' })
+    await second.write(large.subarray(2 * MiB + 5))
+    expect(opened).toHaveLength(1)
+    await second.commit()
+    expect(await committed('tail.bin')).toBe(sha256(large))
+    // Size unknown: O_DIRECT is tried, as before.
+    const unknown = await plugin.write(u('unknown.bin'), { offset: 0, key: 'u' })
+    expect(opened).toHaveLength(2)
+    await unknown.abort()
+  })
+
   it('writes as before when the file system refuses O_DIRECT at open (refusal injected through the plug-in\'s openDirect)', async () => {
     const refuse: OpenDirect = async () => { throw Object.assign(new Error('EINVAL: invalid argument, open'), { code: 'EINVAL' }) }
     const bytes = bytesOf(2 * MiB + 4097, 4)
