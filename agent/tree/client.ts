@@ -28,12 +28,6 @@ export interface ReadHandler {
    * one after the other, each `size` bytes. A handler that has it is sent packs.
    */
   files?: (runs: PackedFile[], bytes: Uint8Array) => Promise<void>
-  /**
-   * Awaited once the request is out (and the holder's first answer, its data
-   * socket, taken), before the first file is handled: the holder reads this
-   * batch while the batch before it is still being received.
-   */
-  ready?: Promise<void>
 }
 
 export type PackedFile = Extract<TreeMessage, { t: 'files' }>['files'][number]
@@ -138,7 +132,6 @@ export async function readFiles (peer: TreePeer, files: Extract<TreeRequest, { o
         first = undefined
       }
     }
-    await handler.ready
     for (;;) {
       signal?.throwIfAborted()
       const m = first ?? await next(reader)

@@ -14,7 +14,7 @@ import { DurableSink } from '../copy/durable-sink.ts'
 import { throttled } from '../copy/stages.ts'
 import type { FileRun, ReadHandler } from './client.ts'
 import type { TreeSource } from './source.ts'
-import { DEFAULT_TREE_STREAMS, DEFAULT_TREE_SYNC, FINISHED_JOURNAL_BYTES, LARGE_BATCH_BYTES, READ_REQUEST_BYTES, carriedWhole, readAhead, finishedAlready, groupFull, largeLane, requestBytes, splitLanes, syncDecision } from './policy.ts'
+import { DEFAULT_TREE_STREAMS, DEFAULT_TREE_SYNC, FINISHED_JOURNAL_BYTES, LARGE_BATCH_BYTES, READ_REQUEST_BYTES, carriedWhole, finishedAlready, groupFull, largeLane, requestBytes, splitLanes, syncDecision } from './policy.ts'
 import { PartFiles } from './parts.ts'
 import type { Lane } from './parts.ts'
 import { deleteExtra } from './mirror.ts'
@@ -215,10 +215,7 @@ export async function copyTree (deps: TreeCopyDeps, job: Job, source: TreeSource
     await dirsMade
     // A batch is received once the one before has all its bytes (on every lane): that one's last group is then written
     // (and synced) while this one comes. At most two batches pulled at once, and one receiving (a partial file per lane).
-    // Without a download limit this batch's request goes out before that (readAhead): the holder reads it meanwhile,
-    // and its first bytes wait in the socket, not a round trip and the holder's first reads (~30 ms a batch here).
-    const gate = receiving ?? Promise.resolve()
-    if (!readAhead(deps.download !== undefined)) await gate
+    await receiving
     await older
     let received = (): void => {}
     receiving = new Promise<void>(resolve => { received = resolve })
@@ -226,7 +223,7 @@ export async function copyTree (deps: TreeCopyDeps, job: Job, source: TreeSource
     let left = split.length
     const pulls = split.map(async (files, i) => {
       let once = false
-      await pull(ctx, files, 0, () => { if (!once && (once = true) && --left === 0) received() }, lanes[i], gate)
+      await pull(ctx, files, 0, () => { if (!once && (once = true) && --left === 0) received() }, lanes[i])
     })
     // Every lane ends (or fails) before the batch does: a lane that fails leaves the others to finish their files,
     // which are then journaled finished. Failed files queue rows without sending them: sent at every batch's end.
@@ -480,7 +477,7 @@ async function sameDigests (ctx: Ctx, entries: TreeEntry[], algorithm: 'sha256' 
 const CHANGED_RETRIES = 3
 
 /** `received`: called once every byte of the batch has come (its writes may still be under way), or it failed. */
-async function pull (ctx: Ctx, files: Pending[], round = 0, received?: () => void, lane: Lane = ctx.lanes[0], ready?: Promise<void>): Promise<void> {
+async function pull (ctx: Ctx, files: Pending[], round = 0, received?: () => void, lane: Lane = ctx.lanes[0]): Promise<void> {
   const { deps, source, algorithm, entry, result, failFile, progress, signal } = ctx
   const byPath = new Map(files.map((f, i) => [f.entry.path, { f, i }]))
   const groups = ctx.groups
@@ -557,7 +554,6 @@ async function pull (ctx: Ctx, files: Pending[], round = 0, received?: () => voi
     if (groupFull(group.length, groupBytes)) await writeGroup()
   }
   const handler: ReadHandler = {
-      ready,
       file: async (run: FileRun, chunks) => {
         const at = byPath.get(run.path)
         if (at === undefined) throw new InternalError(`the holder sent ${run.path}, which was not asked for`)

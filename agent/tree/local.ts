@@ -23,7 +23,6 @@ export function localTreeSource (holder: TreeHolder, self: string, source: strin
     },
     async read (files, algorithm, handler, signal): Promise<void> {
       const out = readMessages(holder, dir, { source, files, algorithm, packed: handler.files !== undefined })[Symbol.asyncIterator]()
-      await handler.ready
       try {
         for (;;) {
           signal?.throwIfAborted()

@@ -168,14 +168,3 @@ export function splitLanes (bytes: readonly number[], lanes: number): number[][]
   }
   return of.filter(l => l.length > 0).map(l => l.sort((x, y) => x - y))
 }
-
-/**
- * Whether a read batch's request goes out while the batch before it is
- * still being received (its bytes then wait in the socket until that one
- * is done). Not under a download limit: a batch may then take longer than
- * the data socket's idle timeout (IDLE_TIMEOUT_MS, 60 s) to receive, and the
- * next one's socket, not read meanwhile, would time out.
- */
-export function readAhead (downloadLimited: boolean): boolean {
-  return !downloadLimited
-}
