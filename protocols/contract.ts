@@ -195,6 +195,14 @@ export interface PutFilesOptions extends OpOptions {
    * when this call returns, synced with this call's own data (one sync).
    */
   syncDirectories?: URL[]
+  /**
+   * Called once this call's files are in their partials, before its sync:
+   * it may wait (for an earlier call's renames, so that this sync makes
+   * them durable too) and gives more directories to sync as
+   * `syncDirectories`. The partials of one group are then written while
+   * the group before it is synced and renamed.
+   */
+  beforeSync?: () => Promise<URL[]>
 }
 
 /** A small file read whole by readFiles, or why it could not be. */
@@ -231,6 +239,12 @@ export interface ProtocolPlugin {
    * file leaves no partial.
    */
   putFiles?(files: WholeFile[], opts: PutFilesOptions): Promise<Array<StaccatoError | undefined>>
+  /**
+   * Readies what readFiles ('read') or putFiles ('write') runs on (the file
+   * plug-in's threads), so that the first call does not wait for it: for a
+   * tree's holder as its listing starts, for its receiver as its copy does.
+   */
+  warmUp?(what: 'read' | 'write'): void
   /** Present when capabilities.writeAt is true. */
   openWriterAt?(url: URL, opts: WriteAtOptions): Promise<WriterAt>
   /** Frees resources (sockets, handles) the plug-in holds. */

@@ -231,7 +231,6 @@ interface Open { i: number, fd: number, dir: string, partial: string, target: st
 export async function putWhole (volumes: readonly Volume[], files: WholeFile[], opts: PutFilesOptions): Promise<Array<StaccatoError | undefined>> {
   const { key, signal } = opts
   checkWriteKey(key)
-  const earlier = earlierDirectories(volumes, opts.syncDirectories ?? [])
   const out: Array<StaccatoError | undefined> = files.map(() => undefined)
   // Parents resolved (and created) once per directory, as a write resolves them: real, inside the volume.
   const parents = new Map<string, Promise<{ dir: string, root: string }>>()
@@ -281,6 +280,9 @@ export async function putWhole (volumes: readonly Volume[], files: WholeFile[], 
     else open.push({ i: j.i, fd: w.fd, dir: j.dir, partial: j.partial, target: j.target, what: j.what })
   }
   try {
+    // Only now: the caller's earlier renames may still be under way while this group's partials were written.
+    const later = opts.beforeSync === undefined ? [] : await opts.beforeSync()
+    const earlier = earlierDirectories(volumes, [...(opts.syncDirectories ?? []), ...later])
     signal?.throwIfAborted()
     if (open.length === 0) {
       if (earlier.length > 0) await syncFileSystems(oneDirPerDevice(new Set(earlier)), async () => { for (const d of earlier) await syncDirectoryPath(d) })

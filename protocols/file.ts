@@ -11,6 +11,7 @@ import { openFileWriterAt } from './file-writer-at.ts'
 import { isPartialName, syncDirectoryPath } from './file-partial.ts'
 import { makeDirectory, removeEntry, walkDirectory } from './file-tree.ts'
 import { putWhole, readWhole, statFiles } from './file-group.ts'
+import { warmThread } from './group-thread.ts'
 import { fsError } from './fs-errors.ts'
 import { assertVersion, checkOffset, checkRange, checkWriteKey } from './util.ts'
 import { assertHandleInside, isInside, parseFileUrl, resolveIn } from './volumes.ts'
@@ -168,6 +169,10 @@ export function file (init: FileOptions): ProtocolPlugin {
 
     async putFiles (files: WholeFile[], opts: PutFilesOptions): Promise<Array<StaccatoError | undefined>> {
       return await putWhole(volumes, files, opts)
+    },
+
+    warmUp (what: 'read' | 'write'): void {
+      warmThread(what)
     },
 
     async remove (url: URL, opts?: OpOptions): Promise<boolean> {

@@ -168,6 +168,8 @@ export async function copyTree (deps: TreeCopyDeps, job: Job, source: TreeSource
   }
 
   const putFiles = plugin.putFiles?.bind(plugin)
+  // The write thread starts beside the listing, not in the first group's way; a no-op never uses it, and costs it once.
+  if (putFiles !== undefined && !dryRun) plugin.warmUp?.('write')
   const groups = putFiles === undefined
     ? undefined
     : new GroupWriter({
@@ -502,13 +504,16 @@ async function pull (ctx: Ctx, files: Pending[], round = 0, received?: () => voi
   let group: GroupFile[] = []
   let groupBytes = 0
   let writing: Promise<void> = Promise.resolve()
+  /** The group handed to the writer before `writing`: two are out at once, one written while the other is synced. */
+  let wrote: Promise<void> = Promise.resolve()
   const writeGroup = async (): Promise<void> => {
     const these = group
     group = []
     groupBytes = 0
-    await writing
+    await wrote
     if (these.length === 0) return
-    // Written after the groups before it, this batch's and the last batch's: one at a time, in order.
+    // Written after the groups before it, this batch's and the last batch's, in order (GroupWriter).
+    wrote = writing
     writing = (groups as GroupWriter).write(these)
     writing.catch(() => {})
   }
@@ -686,6 +691,7 @@ async function pull (ctx: Ctx, files: Pending[], round = 0, received?: () => voi
     await source.read(files.map(f => ({ path: f.entry.path, offset: f.offset, expect: { size: f.entry.size, mtime: f.entry.mtime } })), algorithm, handler, signal)
     if (again.length === 0) received?.()
     await writeGroup()
+    await wrote
     await writing
     await Promise.all(commits)
     if (commitError !== undefined) throw commitError
@@ -694,6 +700,7 @@ async function pull (ctx: Ctx, files: Pending[], round = 0, received?: () => voi
   } catch (err) {
     received?.()
     // A group being written finishes (its files are then in place); the one being gathered was never written.
+    await wrote.catch(() => {})
     await writing.catch(() => {})
     await Promise.all(commits)
     // The files already renamed are made durable and journaled, so that the next attempt does not send them again.

@@ -24,6 +24,8 @@ const ENTRIES_BYTES = 256 * 1024
 export async function * listMessages (opts: Pick<TreeHolder, 'volumes'>, dir: URL, req: Pick<Extract<TreeRequest, { op: 'list' }>, 'include' | 'exclude'>): AsyncGenerator<TreeMessage> {
   if (opts.volumes.walk === undefined) throw new InvalidArgumentError('this agent cannot list directories')
   const keep = treeSelector({ include: req.include, exclude: req.exclude })
+  // A listing is followed by reads: the read thread starts beside the walk, not in the first read's way.
+  opts.volumes.warmUp?.('read')
   let batch: TreeEntry[] = []
   let bytes = 0
   // A directory left out is not entered: what is under it is skipped by its prefix.

@@ -115,7 +115,7 @@ describe('a tree of small files: written in groups, never a damaged file at its 
     const source = localTreeSource(holder, 'a', 'agent://a/vol/tree/')
     const plain = file({ volumes: [{ name: 'vol', root: dst, readOnly: false }] })
     // What happened, in order: each putFiles call (its files, the directories it was asked to make durable) and its return, each journal write.
-    const log: Array<{ t: 'put', call: number, paths: string[], syncs: string[] } | { t: 'returned', call: number } | { t: 'journal', paths: string[] }> = []
+    const log: Array<{ t: 'put', call: number, paths: string[], syncs: string[] } | { t: 'sync', call: number, syncs: string[] } | { t: 'returned', call: number } | { t: 'journal', paths: string[] }> = []
     const rel = (u: URL): string => decodeURIComponent(u.pathname).replace('/vol/copy/', '')
     let calls = 0
     const plugin: ProtocolPlugin = {
@@ -123,7 +123,13 @@ describe('a tree of small files: written in groups, never a damaged file at its 
       putFiles: async (files, opts) => {
         const call = calls++
         log.push({ t: 'put', call, paths: files.map(f => rel(f.url)), syncs: (opts.syncDirectories ?? []).map(rel) })
-        const r = await plain.putFiles!(files, opts)
+        // Directories given once the partials are written (the group before may still be renaming): synced by this call too.
+        const beforeSync = opts.beforeSync
+        const r = await plain.putFiles!(files, beforeSync === undefined ? opts : { ...opts, beforeSync: async () => {
+          const dirs = await beforeSync()
+          log.push({ t: 'sync', call, syncs: dirs.map(rel) })
+          return dirs
+        } })
         log.push({ t: 'returned', call })
         return r
       }
@@ -154,7 +160,7 @@ describe('a tree of small files: written in groups, never a damaged file at its 
         const dir = path.slice(0, path.lastIndexOf('/') + 1)
         const written = log.findIndex(x => x.t === 'put' && x.paths.includes(path))
         const writtenReturned = log.findIndex((x, i) => i > written && x.t === 'returned' && x.call === (log[written] as { call: number }).call)
-        const synced = log.findIndex((x, i) => i > writtenReturned && x.t === 'put' && x.syncs.includes(dir))
+        const synced = log.findIndex((x, i) => i > writtenReturned && (x.t === 'put' || x.t === 'sync') && x.syncs.includes(dir))
         const syncedReturned = log.findIndex((x, i) => i > synced && x.t === 'returned' && x.call === (log[synced] as { call: number }).call)
         expect({ path, written: written >= 0, synced: synced > writtenReturned, beforeJournal: syncedReturned >= 0 && syncedReturned < at }).toEqual({ path, written: true, synced: true, beforeJournal: true })
       }
