@@ -1,4 +1,5 @@
-import type { StaccatoError, TreeEntry } from '../../mesh/index.ts'
+import { StaccatoError } from '../../mesh/index.ts'
+import type { TreeEntry } from '../../mesh/index.ts'
 import type { ProtocolPlugin, WholeFile } from '../../protocols/index.ts'
 
 /** A small file received whole and checked, waiting for its group to be written. */
@@ -82,7 +83,9 @@ export class GroupWriter {
     this.#renamesDone = prev.then(async () => { await renamed })
     const reported = this.#reported.then(async () => {
       await put
-      if (before === undefined || before.length === 0) return
+      // A putFiles that never called beforeSync synced none of the earlier renames: reporting them done would be a lie.
+      if (before === undefined) throw new StaccatoError('internal', 'the plug-in\'s putFiles returned without calling beforeSync: the files renamed before it are not known durable', false)
+      if (before.length === 0) return
       await this.#sink.journal(before.map(({ entry: e }) => ({ path: e.path, version: { size: e.size, mtime: e.mtime } })))
       for (const g of before) await this.#sink.done(g.entry)
     })

@@ -85,4 +85,20 @@ describe('GroupWriter: a group written while the one before it is synced', () =>
     expect(synced).toEqual([[], ['/vol/copy/a/']])
     expect(journaled).toEqual(['a/1'])
   })
+
+  it('fails the group, journaling nothing, when the plug-in\'s putFiles returns without calling beforeSync', async () => {
+    const journaled: string[] = []
+    const writer = new GroupWriter({
+      // A putFiles that knows nothing of beforeSync: it syncs only its own files, not the renames before them.
+      putFiles: async files => files.map(() => undefined),
+      key: 'tr_groups',
+      signal: new AbortController().signal,
+      journal: async files => { journaled.push(...files.map(f => f.path)) },
+      failed: () => {},
+      done: async () => {}
+    })
+    await expect(writer.write(group('a', ['1']))).rejects.toMatchObject({ code: 'internal' })
+    await expect(writer.write(group('b', ['2']))).rejects.toMatchObject({ code: 'internal' })
+    expect(journaled).toEqual([])
+  })
 })

@@ -76,6 +76,30 @@ describe('file plug-in: statMany, readFiles, putFiles', () => {
     expect(syncfsCount() - before).toBe(2)
   })
 
+  it('putFiles calls beforeSync once, with the partials written and no file at its name, and syncs the directories it returns in the same sync', async () => {
+    const before = syncfsCount()
+    let calls = 0
+    let release = (_: URL[]): void => {}
+    const gate = new Promise<URL[]>(resolve => { release = resolve })
+    let called = (): void => {}
+    const reached = new Promise<void>(resolve => { called = resolve })
+    const put = plugin.putFiles!([{ url: u('bs/a.bin'), data: Buffer.from('a') }], {
+      key: 'trb',
+      deferRenameSync: true,
+      beforeSync: async () => { calls++; called(); return await gate }
+    })
+    await reached
+    // Its partial is written; its name waits for beforeSync (and the sync after it).
+    expect((await readdir(join(root, 'bs'))).filter(n => n.endsWith('.partial'))).toHaveLength(1)
+    await expect(readFile(join(root, 'bs', 'a.bin'))).rejects.toMatchObject({ code: 'ENOENT' })
+    expect(syncfsCount() - before).toBe(0)
+    release([u('bs/')])
+    expect(await put).toEqual([undefined])
+    expect(calls).toBe(1)
+    expect(await readFile(join(root, 'bs', 'a.bin'), 'utf8')).toBe('a')
+    expect(syncfsCount() - before).toBe(1)
+  })
+
   it('putFiles: a file onto a directory, or through a link planted at its partial name, fails alone and the others land', async () => {
     await mkdir(join(root, 't', 'taken'), { recursive: true })
     await writeFile(join(outside, 'victim'), 'untouched')
