@@ -24,6 +24,8 @@ export interface Postgres {
   kill (): Promise<void>
   /** Starts the server again on the same data directory and port (crash recovery replays the WAL). */
   restart (): Promise<void>
+  /** The postmaster's pid (its backends are its children): for a benchmark's CPU accounting. */
+  serverPid (): Promise<number>
   stop (): Promise<void>
 }
 
@@ -126,8 +128,14 @@ export async function startPostgres (opts: { durable?: boolean } = {}): Promise<
   process.once('exit', stopNow)
   const url = `postgres://staccato@127.0.0.1:${port}/postgres`
   let databases = 0
+  const serverPid = async (): Promise<number> => {
+    const pid = Number((await readFile(join(data, 'postmaster.pid'), 'utf8')).split('\n')[0])
+    if (!Number.isInteger(pid) || pid <= 0) throw new Error('no postmaster pid in postmaster.pid')
+    return pid
+  }
   return {
     url,
+    serverPid,
     async freshDatabase () {
       const name = `t${++databases}`
       const client = new pg.Client({ connectionString: url })
@@ -140,8 +148,7 @@ export async function startPostgres (opts: { durable?: boolean } = {}): Promise<
       return `postgres://staccato@127.0.0.1:${port}/${name}`
     },
     async kill () {
-      const pid = Number((await readFile(join(data, 'postmaster.pid'), 'utf8')).split('\n')[0])
-      if (!Number.isInteger(pid) || pid <= 0) throw new Error('no postmaster pid in postmaster.pid')
+      const pid = await serverPid()
       const children = spawnSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean).map(Number)
       process.kill(pid, 'SIGKILL')
       // Backends leave on their own once they see the postmaster gone; a restart needs them gone (shared memory still attached). Bounded: 60 s.

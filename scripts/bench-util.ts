@@ -26,6 +26,29 @@ export function cpuSplit (pid: number): { user: number, system: number } {
   return { user: Number(fields[11]) / CLOCK_TICKS, system: Number(fields[12]) / CLOCK_TICKS }
 }
 
+/**
+ * CPU seconds (user + system) of a process and of each of its children so
+ * far, by pid (/proc/<pid>/task/<pid>/children): a PostgreSQL server's
+ * postmaster and backends. A process gone meanwhile is left out.
+ */
+export function processTreeCpu (pid: number): Map<number, number> {
+  const out = new Map<number, number>()
+  let children: number[] = []
+  try {
+    children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').split(' ').filter(Boolean).map(Number)
+  } catch {
+    // Gone, or no such file on this kernel: the process itself, if it is still there.
+  }
+  for (const p of [pid, ...children]) {
+    try {
+      out.set(p, cpuSeconds(p))
+    } catch {
+      // It exited between the listing and the read.
+    }
+  }
+  return out
+}
+
 /** User and system CPU seconds of a process's main thread alone (its event loop; not its worker threads). */
 export function mainThreadCpuSplit (pid: number): { user: number, system: number } {
   const stat = readFileSync(`/proc/${pid}/task/${pid}/stat`, 'utf8')
