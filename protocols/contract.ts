@@ -217,8 +217,12 @@ export interface ProtocolPlugin {
   list?(url: URL, opts?: OpOptions): AsyncIterable<Entry>
   /** Every entry under a directory, depth first, with bounded memory (plug-ins with directories). */
   walk?(url: URL, opts?: OpOptions): AsyncIterable<TreeEntry>
-  /** Creates a directory and its parents; one that exists is fine. */
-  makeDirectory?(url: URL, opts?: OpOptions & { mode?: number }): Promise<void>
+  /**
+   * Creates a directory and its parents; one that exists is fine. True when
+   * this call created the directory itself (it was empty then): a tree copy
+   * into it has no destination to compare.
+   */
+  makeDirectory?(url: URL, opts?: OpOptions & { mode?: number }): Promise<boolean>
   /**
    * Removes one entry: a file, a symbolic link (the link, never what it
    * points to) or an empty directory; false when a directory is not empty.

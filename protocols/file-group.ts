@@ -217,7 +217,7 @@ export async function readWhole (volumes: readonly Volume[], files: Array<{ url:
   return out
 }
 
-interface Open { i: number, fd: number, dir: string, partial: string, target: string, what: string }
+interface Open { i: number, fd: number, dev: bigint, ino: bigint, dir: string, partial: string, target: string, what: string }
 
 /**
  * Writes each file whole to its partial, makes the group durable with one
@@ -277,7 +277,7 @@ export async function putWhole (volumes: readonly Volume[], files: WholeFile[], 
     const w = written[k]
     const j = jobs[k]
     if ('error' in w) out[j.i] = fromIo(w.error, j.what)
-    else open.push({ i: j.i, fd: w.fd, dir: j.dir, partial: j.partial, target: j.target, what: j.what })
+    else open.push({ i: j.i, fd: w.fd, dev: w.dev, ino: w.ino, dir: j.dir, partial: j.partial, target: j.target, what: j.what })
   }
   try {
     // Only now: the caller's earlier renames may still be under way while this group's partials were written.
@@ -293,7 +293,7 @@ export async function putWhole (volumes: readonly Volume[], files: WholeFile[], 
       for (const d of earlier) await syncDirectoryPath(d)
     })
     signal?.throwIfAborted()
-    const renames = await renameInThread(open.map(({ fd, dir, partial, target, what }) => ({ fd, dir, partial, target, what })))
+    const renames = await renameInThread(open.map(({ fd, dev, ino, dir, partial, target, what }) => ({ fd, dev, ino, dir, partial, target, what })))
     const renamedIn = new Set<string>()
     for (let k = 0; k < open.length; k++) {
       const err = renames[k]

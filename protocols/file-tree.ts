@@ -55,11 +55,13 @@ async function * walk (dir: string, prefix: string, signal?: AbortSignal): Async
   }
 }
 
-/** Creates a directory (and its parents) inside a volume; one that exists already is fine. */
-export async function makeDirectory (path: string, what: string, mode?: number): Promise<void> {
-  await mkdir(path, { recursive: true, mode }).catch(err => { throw fsError(err, what) })
+/** Creates a directory (and its parents) inside a volume; one that exists already is fine. True when this call created it. */
+export async function makeDirectory (path: string, what: string, mode?: number): Promise<boolean> {
+  // The first directory it created, if any: the last one it creates is `path` itself.
+  const first = await mkdir(path, { recursive: true, mode }).catch(err => { throw fsError(err, what) })
   const st = await lstat(path).catch(err => { throw fsError(err, what) })
   if (!st.isDirectory()) throw new InvalidArgumentError(`${what}: exists and is not a directory`)
+  return first !== undefined
 }
 
 /** Removes a file, a link (not its target) or an empty directory; false for a directory that is not empty. */

@@ -145,12 +145,12 @@ export function file (init: FileOptions): ProtocolPlugin {
       yield * walkDirectory(path, what, opts?.signal)
     },
 
-    async makeDirectory (url: URL, opts?: OpOptions & { mode?: number }): Promise<void> {
+    async makeDirectory (url: URL, opts?: OpOptions & { mode?: number }): Promise<boolean> {
       const { volume, relPath } = parseFileUrl(url)
       // The parents are created and checked one by one inside the volume; the last segment here.
       const { path, what } = await resolveIn(volumes, volume, relPath === '' ? '' : relPath, { forWrite: relPath !== '' })
-      if (relPath === '') return
-      await makeDirectory(path, what, opts?.mode)
+      if (relPath === '') return false
+      return await makeDirectory(path, what, opts?.mode)
     },
 
     async syncDirectory (url: URL, opts?: OpOptions): Promise<void> {

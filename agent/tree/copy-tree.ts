@@ -112,7 +112,9 @@ export async function copyTree (deps: TreeCopyDeps, job: Job, source: TreeSource
   const makeDirectory = plugin.makeDirectory.bind(plugin)
   const dryRun = job.tree?.dryRun === true
   const mirror = job.tree?.deleteExtra === true
-  if (!dryRun) await makeDirectory(dst.url, { signal })
+  // Made by this attempt: empty then, so no destination file is stat'ed (a first copy's ~10,000 lstats of missing files).
+  // A file another writer puts in it meanwhile is replaced, as it would be had it appeared just after its stat.
+  const fresh = !dryRun && await makeDirectory(dst.url, { signal })
   const sync = job.tree?.sync ?? DEFAULT_TREE_SYNC
   const mode = checksumModeOf(job)
   const algorithm = mode === 'none' ? undefined : mode
@@ -122,7 +124,7 @@ export async function copyTree (deps: TreeCopyDeps, job: Job, source: TreeSource
   const parts = new PartFiles(entry, async e => { await deps.journal.put(e) })
   const lanes: Lane[] = Array.from({ length: Math.max(1, deps.treeStreams ?? DEFAULT_TREE_STREAMS) }, () => ({}))
   // Looked up only when an attempt before this one finished files: a first attempt pays nothing per file.
-  const finishedBefore = !dryRun && await deps.journal.hasTreeFiles(job.transferId)
+  const finishedBefore = !dryRun && !fresh && await deps.journal.hasTreeFiles(job.transferId)
     ? async (paths: string[]) => await deps.journal.treeFilesDone(job.transferId, paths)
     : undefined
   const urlOf = (path: string): URL => new URL(dst.url.href + path.split('/').map(encodeURIComponent).join('/'))
@@ -276,7 +278,7 @@ export async function copyTree (deps: TreeCopyDeps, job: Job, source: TreeSource
   return result
 
   async function listAndCopy (): Promise<void> {
-    for await (const stats of statAhead(source.list(job.tree ?? {}, signal), plugin, urlOf, finishedBefore, signal)) {
+    for await (const stats of statAhead(source.list(job.tree ?? {}, signal), fresh ? undefined : plugin, urlOf, finishedBefore, signal)) {
       signal.throwIfAborted()
       for (const s of stats) {
         const waiting = decide(s)
@@ -402,13 +404,19 @@ type Stated = { e: TreeEntry, url?: URL, there?: ObjectVersion | Error | Promise
 type FinishedLookup = (paths: string[]) => Promise<Array<ObjectVersion | undefined>>
 
 /**
- * The listing, each file with the stat of its destination started early, in
+ * The listing, each file with the stat of its destination started early (no
+ * plug-in: a destination known empty, nothing stat'ed), in
  * the listing's order: a batch at a time where the plug-in stats many at once
  * (a few µs a file, against a thread-pool round trip each), otherwise
  * STAT_AHEAD ahead. A stat that fails is the caller's to read: its promise is
  * handled here so that it never rejects unobserved.
  */
-async function * statAhead (listing: AsyncIterable<TreeEntry[]>, plugin: ProtocolPlugin, urlOf: (path: string) => URL, finishedBefore: FinishedLookup | undefined, signal: AbortSignal): AsyncGenerator<Stated[]> {
+async function * statAhead (listing: AsyncIterable<TreeEntry[]>, plugin: ProtocolPlugin | undefined, urlOf: (path: string) => URL, finishedBefore: FinishedLookup | undefined, signal: AbortSignal): AsyncGenerator<Stated[]> {
+  if (plugin === undefined) {
+    // Nothing at the destination to stat (a directory this attempt made): each file as not there.
+    for await (const entries of listing) yield entries.map(e => e.type === 'file' ? { e, url: urlOf(e.path) } : { e })
+    return
+  }
   const statMany = plugin.statMany?.bind(plugin)
   if (statMany === undefined) {
     const queue: Stated[] = []

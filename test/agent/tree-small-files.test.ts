@@ -168,6 +168,32 @@ describe('a tree of small files: written in groups, never a damaged file at its 
     expect(journaled.size).toBe(SMALL)
   })
 
+  it('stats no destination file in a directory the attempt created, and every one in a directory that was there', async () => {
+    const srcVolumes = [{ name: 'vol', root: src, readOnly: false }]
+    const holder = { volumes: file({ volumes: srcVolumes }), volumeList: srcVolumes, counters: newCounters() }
+    const source = localTreeSource(holder, 'a', 'agent://a/vol/tree/')
+    const plain = file({ volumes: [{ name: 'vol', root: dst, readOnly: false }] })
+    let stated = 0
+    const plugin: ProtocolPlugin = {
+      ...plain,
+      stat: async (url, opts) => { stated++; return await plain.stat(url, opts) },
+      statMany: async (urls, opts) => { stated += urls.length; return await plain.statMany!(urls, opts) }
+    }
+    const deps: TreeCopyDeps = {
+      node: undefined as unknown as MeshNode, journal: new MemJournal(), counters: newCounters(), clock: new FakeClock(), log: () => {},
+      syncEveryBytes: 1 << 20, syncEveryMs: 1000, progressEveryMs: 1000, progress: () => {}, treeFiles: async () => {}
+    }
+    const dstRef = { plugin, url: new URL('file:///vol/copy/'), location: parseLocation('agent://b/vol/copy/', 'destination') }
+    const job = (id: string): Job => ({ transferId: id, attempt: 1, source: 'agent://a/vol/tree/', destination: 'agent://b/vol/copy/' })
+    const first = await copyTree(deps, job('tr_fresh'), source, dstRef, new AbortController().signal)
+    expect(first.files).toEqual({ total: SMALL + 1, done: SMALL + 1, skipped: 0, failed: 0 })
+    expect(stated).toBe(0)
+    // The same tree again into the directory now there: each file compared (sync mtime, the default) and skipped.
+    const second = await copyTree(deps, job('tr_again'), source, dstRef, new AbortController().signal)
+    expect(second.files).toEqual({ total: SMALL + 1, done: 0, skipped: SMALL + 1, failed: 0 })
+    expect(stated).toBe(SMALL + 1)
+  })
+
   it('a next attempt with sync none sends none of the files the journal holds as finished, and copies a file changed since', async () => {
     const srcVolumes = [{ name: 'vol', root: src, readOnly: false }]
     const holder = { volumes: file({ volumes: srcVolumes }), volumeList: srcVolumes, counters: newCounters() }

@@ -1,5 +1,6 @@
 import { describe, it, expect, beforeEach, afterEach } from 'vitest'
-import { mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises'
+import { realpathSync } from 'node:fs'
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, unlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createHash } from 'node:crypto'
@@ -8,6 +9,7 @@ import { file } from '../../protocols/index.ts'
 import type { ProtocolPlugin, StatResult } from '../../protocols/index.ts'
 import { syncFileSystems, syncfsCount } from '../../protocols/syncfs.ts'
 import { threadAnswers } from '../../protocols/group-thread.ts'
+import { renamePartials, writePartials } from '../../protocols/group-io.ts'
 
 /** The file plug-in's calls for many small files at once (a tree's fast path): the rules of stat, read and write, one call for many. */
 describe('file plug-in: statMany, readFiles, putFiles', () => {
@@ -123,10 +125,15 @@ describe('file plug-in: statMany, readFiles, putFiles', () => {
   it('putFiles cuts what a partial left by an earlier attempt holds beyond the new bytes (a fresh partial is not truncated)', async () => {
     await mkdir(join(root, 'r'), { recursive: true })
     await writeFile(join(root, 'r', '.left.bin.tr4.partial'), 'a longer leftover from an attempt that died')
-    const errors = await plugin.putFiles!([{ url: u('r/left.bin'), data: Buffer.from('short') }, { url: u('r/fresh.bin'), data: Buffer.from('new') }], { key: 'tr4' })
+    await chmod(join(root, 'r', '.left.bin.tr4.partial'), 0o600)
+    const mode = 0o666 & ~process.umask()
+    const errors = await plugin.putFiles!([{ url: u('r/left.bin'), data: Buffer.from('short'), mode }, { url: u('r/fresh.bin'), data: Buffer.from('new'), mode }], { key: 'tr4' })
     expect(errors).toEqual([undefined, undefined])
     expect(await readFile(join(root, 'r', 'left.bin'), 'utf8')).toBe('short')
     expect(await readFile(join(root, 'r', 'fresh.bin'), 'utf8')).toBe('new')
+    // The mode a fresh partial is created with is not set again; the leftover's own mode is.
+    expect((await stat(join(root, 'r', 'left.bin'))).mode & 0o7777).toBe(mode)
+    expect((await stat(join(root, 'r', 'fresh.bin'))).mode & 0o7777).toBe(mode)
     expect((await readdir(join(root, 'r'))).sort()).toEqual(['fresh.bin', 'left.bin'])
   })
 
@@ -135,6 +142,40 @@ describe('file plug-in: statMany, readFiles, putFiles', () => {
     const errors = await plugin.putFiles!([{ url: u('escape/f.bin'), data: Buffer.from('x') }], { key: 'tr3' })
     expect(errors[0]).toBeInstanceOf(PermissionDeniedError)
     expect(await readdir(outside)).toEqual([])
+  })
+
+  it('the group\'s writes create nothing outside the volume when a directory became a link after it was resolved', async () => {
+    // The paths putFiles resolved, handed to the writes after a link was swapped in: above the directory, and for the directory itself.
+    const real = realpathSync(root)
+    await mkdir(join(outside, 'sub'))
+    await symlink(outside, join(root, 'above'))
+    await symlink(join(outside, 'sub'), join(root, 'itself'))
+    await mkdir(join(root, 'fine'))
+    const written = writePartials([
+      { partial: join(real, 'above', 'sub', '.a.bin.k.partial'), root: real, what: 'vol/above/sub/a.bin', offset: 0, length: 4 },
+      { partial: join(real, 'itself', '.b.bin.k.partial'), root: real, what: 'vol/itself/b.bin', offset: 0, length: 4 },
+      { partial: join(real, 'fine', '.c.bin.k.partial'), root: real, what: 'vol/fine/c.bin', offset: 0, length: 4 }
+    ], Buffer.from('evil'))
+    expect(written.map(w => 'error' in w ? ('denied' in w.error ? 'denied' : 'errno') : 'written')).toEqual(['denied', 'denied', 'written'])
+    // Not even an empty file: the directory is checked before the creates, not each file after its own.
+    expect(await readdir(join(outside, 'sub'))).toEqual([])
+    const fine = written[2]
+    if ('error' in fine) throw new Error('not written')
+    expect(renamePartials([{ ...fine, dir: join(real, 'fine'), partial: join(real, 'fine', '.c.bin.k.partial'), target: join(real, 'fine', 'c.bin'), what: 'vol/fine/c.bin' }])).toEqual([undefined])
+    expect(await readFile(join(root, 'fine', 'c.bin'), 'utf8')).toBe('evil')
+  })
+
+  it('the group\'s renames commit by identity: a partial replaced after its write is not renamed', async () => {
+    const real = realpathSync(root)
+    await mkdir(join(root, 'id'))
+    const partial = join(real, 'id', '.x.bin.k.partial')
+    const [w] = writePartials([{ partial, root: real, what: 'vol/id/x.bin', offset: 0, length: 3 }], Buffer.from('one'))
+    if ('error' in w) throw new Error('not written')
+    await unlink(partial)
+    await writeFile(partial, 'planted')
+    const [err] = renamePartials([{ ...w, dir: join(real, 'id'), partial, target: join(real, 'id', 'x.bin'), what: 'vol/id/x.bin' }])
+    expect(err).toEqual({ denied: 'vol/id/x.bin: its partial file was replaced while it was written; not committing' })
+    await expect(readFile(join(root, 'id', 'x.bin'))).rejects.toMatchObject({ code: 'ENOENT' })
   })
 
   it('statMany gives what stat gives, or its error, per file', async () => {
