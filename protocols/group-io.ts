@@ -14,6 +14,12 @@ import { basename, dirname, sep } from 'node:path'
  */
 
 const { O_RDONLY, O_DIRECTORY, O_WRONLY, O_CREAT, O_NOFOLLOW, O_NONBLOCK } = constants
+/**
+ * Linux's O_PATH (010000000 in <asm-generic/fcntl.h>; node:fs does not export it): a directory opened only to name
+ * it needs no read permission, so a write-only directory (mode 0300) takes files as it did before they were created
+ * through its descriptor. Elsewhere a read-only open (there is no /proc to create through there anyway).
+ */
+const O_PATH_OR_RDONLY = process.platform === 'linux' ? 0o10000000 : O_RDONLY
 
 /** Why a file failed: a system call's error (its errno code), or a refusal (permission_denied). */
 export type IoError = { errno: { code?: string, syscall?: string, message: string } } | { denied: string }
@@ -48,7 +54,7 @@ function openDir (dir: string): GroupDir {
   let fd: number
   try {
     // O_NOFOLLOW: the directory was resolved to its real path; a link at that name now was swapped in.
-    fd = openSync(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
+    fd = openSync(dir, O_PATH_OR_RDONLY | O_DIRECTORY | O_NOFOLLOW)
   } catch (err) {
     // A link opened with O_DIRECTORY | O_NOFOLLOW fails ENOTDIR (Linux), as a file there would.
     const code = (err as NodeJS.ErrnoException).code
