@@ -30,29 +30,44 @@ export function spawnStaccato (args: string[], logFile: string, env: NodeJS.Proc
   const entry = opts.entry ?? BIN
   try {
     if (opts.stopWithParent !== true) {
-      return spawn(process.execPath, [entry, ...args], { stdio: ['ignore', fd, fd], env: { ...process.env, ...env } })
+      const child = spawn(process.execPath, [entry, ...args], { stdio: ['ignore', fd, fd], env: { ...process.env, ...env } })
+      logFiles.set(child, logFile)
+      return child
     }
     const child = spawn(process.execPath, [entry, ...args], { stdio: ['pipe', fd, fd], env: { ...process.env, ...env, [STOP_WITH_PARENT]: '1' }, detached: true })
     // Never written to: only its closing matters. Errors (EPIPE once the child is gone) are expected.
     child.stdin?.on('error', () => {})
+    logFiles.set(child, logFile)
     return child
   } finally {
     closeSync(fd)
   }
 }
 
+/** Each spawned child's log, so that a child that dies before it is ready is reported with its last words. */
+const logFiles = new WeakMap<ChildProcess, string>()
+
+/** The last lines of a spawned child's log ('' when it has none), to put in an error about it. */
+export async function logTail (child: ChildProcess, lines = 20): Promise<string> {
+  const file = logFiles.get(child)
+  if (file === undefined) return ''
+  const text = await readFile(file, 'utf8').catch(() => '')
+  const tail = text.trimEnd().split('\n').slice(-lines).join('\n')
+  return tail === '' ? '' : `; its log (${file}) ends:\n${tail}`
+}
+
 /** Waits for a JSON file a child writes when it is ready, failing early if the child exits. */
 export async function waitForJson<T> (file: string, child: ChildProcess, timeoutMs: number, what: string): Promise<T> {
   const deadline = Date.now() + timeoutMs
   while (Date.now() < deadline) {
-    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`${what} exited (${child.exitCode ?? child.signalCode}) before it was ready`)
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`${what} exited (${child.exitCode ?? child.signalCode}) before it was ready${await logTail(child)}`)
     try {
       return JSON.parse(await readFile(file, 'utf8')) as T
     } catch {
       await sleep(50)
     }
   }
-  throw new Error(`${what} was not ready within ${timeoutMs} ms`)
+  throw new Error(`${what} was not ready within ${timeoutMs} ms${await logTail(child)}`)
 }
 
 /** Sends a signal and waits for the process to exit. */

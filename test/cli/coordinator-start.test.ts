@@ -112,4 +112,13 @@ describe('staccato coordinator at start-up', () => {
       }
     })
   })
+
+  it('a child that exits before it is ready is reported with the last lines of its log', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'staccato-coord-'))
+    dirs.push(dir)
+    const readyFile = join(dir, 'ready.json')
+    const child = spawnStaccato(['coordinator', '--data-dir', dir, '--api-port', 'seventy', '--ready-file', readyFile], join(dir, 'out.log'))
+    const err = await waitForJson(readyFile, child, 30_000, 'the coordinator').then(() => undefined, (e: unknown) => e as Error)
+    expect(err?.message).toMatch(/^the coordinator exited \(2\) before it was ready; its log \(.*out\.log\) ends:\nstaccato: .*--api-port/)
+  })
 })

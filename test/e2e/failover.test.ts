@@ -6,8 +6,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { sha256File } from '../helpers/mesh.ts'
-import { freePort, spawnStaccato, stopProcess, waitForJson } from '../../cli/index.ts'
-import type { ReadyInfo } from '../../cli/index.ts'
+import { spawnStaccato, stopProcess, waitForJson } from '../../cli/index.ts'
+import { startReplica as startReplicaIn, until } from './replicas.ts'
+import type { Change, Replica } from './replicas.ts'
 import { PgTransferStore } from '../../coordinator/store-pg.ts'
 import { leaseHolderPid as leaderPid } from '../../coordinator/index.ts'
 import { postgresMissing, startPostgres } from '../helpers/postgres.ts'
@@ -18,24 +19,12 @@ const missing = postgresMissing()
 // CI installs postgresql (.ci/run): there a missing server is a failure, not a skip.
 if (missing !== undefined && process.env.CI === 'true') throw new Error(missing)
 
-interface Change { seq: number, id: string, topic: string, data: Record<string, unknown> }
-interface Replica { child: ChildProcess, ready: ReadyInfo, dir: string }
 
 const TOKEN = `stc_${randomBytes(24).toString('base64url')}`
 const JOIN = `stj_${randomBytes(24).toString('base64url')}`
 // Enrolled, never connected: submits naming them are accepted and stay queued, and the leader's dispatcher marks them waiting.
 const AGENTS = ['src-1', 'dst-1']
 const BODY = JSON.stringify({ source: 'agent://src-1/vol/in.bin', destination: 'agent://dst-1/vol/out.bin' })
-
-/** Bounded polling of a condition that other processes make true. */
-async function until<T> (what: string, get: () => Promise<T | undefined>, tries = 1200): Promise<T> {
-  for (let i = 0; i < tries; i++) {
-    const value = await get().catch(() => undefined)
-    if (value !== undefined) return value
-    await new Promise(resolve => setTimeout(resolve, 100))
-  }
-  throw new Error(`gave up waiting: ${what}`)
-}
 
 describe.skipIf(missing !== undefined)(missing === undefined ? 'coordinator replicas on one PostgreSQL' : `coordinator replicas on one PostgreSQL (skipped: ${missing})`, () => {
   let server: Postgres
@@ -53,16 +42,12 @@ describe.skipIf(missing !== undefined)(missing === undefined ? 'coordinator repl
   })
 
   async function startReplica (url: string, n: number): Promise<Replica> {
-    const dir = join(base, `coordinator-${n}`)
-    await mkdir(dir, { recursive: true })
-    const readyFile = join(dir, 'ready.json')
-    const child = spawnStaccato([
-      'coordinator', '--data-dir', dir, '--store', url, '--api-token', TOKEN, '--join-token', JOIN,
-      '--api-port', String(await freePort()), '--listen', `/ip4/127.0.0.1/tcp/${await freePort()}`, '--ready-file', readyFile,
+    const replica = await startReplicaIn(base, url, n, {
+      token: TOKEN,
+      join: JOIN,
       // A short claim: the dead leader's webhook deliveries are taken over within seconds (the attempt timeout stays below it).
-      '--webhook-allow', 'loopback', '--webhook-timeout', '1000', '--webhook-claim', '3000', '--webhook-interval', '100'
-    ], join(dir, 'coordinator.log'))
-    const replica = { child, ready: await waitForJson<ReadyInfo>(readyFile, child, 120_000, `coordinator ${n}`), dir }
+      extra: ['--webhook-allow', 'loopback', '--webhook-timeout', '1000', '--webhook-claim', '3000', '--webhook-interval', '100']
+    })
     replicas.push(replica)
     return replica
   }

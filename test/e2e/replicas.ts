@@ -1,7 +1,7 @@
 import type { ChildProcess } from 'node:child_process'
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
-import { freePort, spawnStaccato, waitForJson } from '../../cli/index.ts'
+import { spawnStaccato, waitForJson } from '../../cli/index.ts'
 import type { ReadyInfo } from '../../cli/index.ts'
 
 /** Coordinator replicas and agents as processes on one PostgreSQL, for the e2e tests. */
@@ -25,7 +25,9 @@ export async function startReplica (base: string, url: string, n: number, opts: 
   const readyFile = join(dir, 'ready.json')
   const child = spawnStaccato([
     'coordinator', '--data-dir', dir, '--store', url, '--api-token', opts.token, '--join-token', opts.join,
-    '--api-port', String(await freePort()), '--listen', `/ip4/127.0.0.1/tcp/${await freePort()}`, '--ready-file', readyFile, ...opts.extra ?? []
+    // Port 0: the kernel picks both ports at bind, so no other process can take them first (the ready file says which).
+    // A replica here is never restarted on its old ports; a freePort() chosen one can be taken before the child binds it.
+    '--api-port', '0', '--listen', '/ip4/127.0.0.1/tcp/0', '--ready-file', readyFile, ...opts.extra ?? []
   ], join(dir, 'coordinator.log'))
   return { child, ready: await waitForJson<ReadyInfo>(readyFile, child, 120_000, `coordinator ${n}`), dir }
 }
