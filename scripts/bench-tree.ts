@@ -31,7 +31,7 @@ import { freePort } from '../cli/index.ts'
 import { BenchMesh } from './bench-mesh.ts'
 import type { BenchAgent } from './bench-mesh.ts'
 import { LocalSshd } from './bench-scp.ts'
-import { MiB, cpuSeconds, cpuSplit, flushDirtyPages, mainThreadCpuSplit, mbps, threadCpuSplit, median, note, peakRssMiB, report, round } from './bench-util.ts'
+import { MiB, cpuSeconds, cpuSplit, flushDirtyPages, machineCpuSeconds, mainThreadCpuSplit, mbps, threadCpuSplit, median, note, peakRssMiB, report, round } from './bench-util.ts'
 
 // The cipher bench:transfer gives scp: the fastest of OpenSSH's on x86 with AES-NI.
 const CIPHER = 'aes128-gcm@openssh.com'
@@ -182,7 +182,8 @@ async function main (): Promise<void> {
     let scpSmall: number | null = null
     let rsyncSmall: number | null = null
     let rsyncNoop: number | null = null
-    const smallRuns: Array<{ agentsSeconds: number, rsyncSeconds: number | null }> = []
+    const smallRuns: Array<{ agentsSeconds: number, rsyncSeconds: number | null, agentsMachineCpuSeconds: number, rsyncMachineCpuSeconds: number | null }> = []
+    let machineCpuMedians: { agents: number, rsync: number | null } | null = null
     // Started first: rsync's small copies take turns with the agents'.
     if (args['no-ssh'] !== true) sshd = await LocalSshd.start(await freePort())
     const ssh = typeof sshd !== 'string' ? sshd : undefined
@@ -195,9 +196,13 @@ async function main (): Promise<void> {
       const source = `${join(a.volume, 'small')}/`
       const runs: Array<Awaited<ReturnType<typeof agentTree>>> = []
       const rsyncTimes: number[] = []
+      // The machine's busy CPU seconds over each copy, the same measure for both (rsync's is three processes and sshd).
+      const machineCpu: { agents: number[], rsync: number[] } = { agents: [], rsync: [] }
       const agentsCopy = async (i: number): Promise<void> => {
         flushDirtyPages()
+        const before = machineCpuSeconds()
         const run = await agentTree(mesh, b, 'small', `small-${i}`, a)
+        machineCpu.agents.push(round(machineCpuSeconds() - before, 2))
         await checkCopy('agents, small tree', join(b.volume, `small-${i}`), small)
         runs.push(run)
         note(`agents, small: ${round(run.ms / 1000, 2)} s (${round(files / (run.ms / 1000), 0)} files/s)`)
@@ -205,7 +210,9 @@ async function main (): Promise<void> {
       const rsyncCopy = async (i: number): Promise<void> => {
         if (ssh === undefined) return
         flushDirtyPages()
+        const before = machineCpuSeconds()
         rsyncTimes.push(ssh.rsync(source, `${join(b.volume, `rsync-small-${i}`)}/`, CIPHER))
+        machineCpu.rsync.push(round(machineCpuSeconds() - before, 2))
         await checkCopy('rsync -a, small tree', join(b.volume, `rsync-small-${i}`), small)
         note(`rsync -a, small: ${round(rsyncTimes[rsyncTimes.length - 1] / 1000, 2)} s`)
       }
@@ -213,11 +220,17 @@ async function main (): Promise<void> {
         if (i % 2 === 1) await rsyncCopy(i)
         await agentsCopy(i)
         if (i % 2 === 0) await rsyncCopy(i)
-        smallRuns.push({ agentsSeconds: round(runs[i].ms / 1000, 3), rsyncSeconds: ssh === undefined ? null : round(rsyncTimes[i] / 1000, 3) })
+        smallRuns.push({
+          agentsSeconds: round(runs[i].ms / 1000, 3),
+          rsyncSeconds: ssh === undefined ? null : round(rsyncTimes[i] / 1000, 3),
+          agentsMachineCpuSeconds: machineCpu.agents[i],
+          rsyncMachineCpuSeconds: ssh === undefined ? null : machineCpu.rsync[i]
+        })
       }
       // The run of median time stands for the agents: its CPU figures are those of that run.
       ours = [...runs].sort((x, y) => x.ms - y.ms)[Math.floor((runs.length - 1) / 2)]
       rsyncSmall = rsyncTimes.length > 0 ? median(rsyncTimes) : null
+      machineCpuMedians = { agents: median(machineCpu.agents), rsync: machineCpu.rsync.length > 0 ? median(machineCpu.rsync) : null }
       const last = smallReps - 1
       flushDirtyPages()
       noop = await agentTree(mesh, b, 'small', `small-${last}`, a)
@@ -315,6 +328,9 @@ async function main (): Promise<void> {
       smallReps,
       // Each turn's two copies (the agents' first on even turns, rsync's on odd ones): the medians above are of these.
       smallRuns,
+      // Medians of the machine's busy CPU seconds over each small copy: what each way costs the 2 cores, side by side.
+      smallMachineCpuSeconds: machineCpuMedians?.agents ?? null,
+      rsyncSmallMachineCpuSeconds: machineCpuMedians?.rsync ?? null,
       scpSmallSeconds: scpSmall === null ? null : round(scpSmall / 1000, 3),
       rsyncSmallSeconds: rsyncSmall === null ? null : round(rsyncSmall / 1000, 3),
       // Speed ratios: above 1, the agents are faster.

@@ -27,6 +27,18 @@ export function cpuSplit (pid: number): { user: number, system: number } {
 }
 
 /**
+ * CPU seconds the whole machine has spent busy so far (user, nice, system,
+ * irq, softirq from /proc/stat's first line; idle and iowait left out): what
+ * a run costs when it is several processes we do not start (rsync, ssh,
+ * sshd), read before and after it on an otherwise quiet machine.
+ */
+export function machineCpuSeconds (): number {
+  const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number)
+  const [user, nice, system, , , irq, softirq] = fields
+  return (user + nice + system + irq + softirq) / CLOCK_TICKS
+}
+
+/**
  * CPU seconds (user + system) of a process and of each of its children so
  * far, by pid (/proc/<pid>/task/<pid>/children): a PostgreSQL server's
  * postmaster and backends. A process gone meanwhile is left out.
