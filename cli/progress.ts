@@ -1,11 +1,14 @@
 import cliProgress from 'cli-progress'
 import type { SingleBar } from 'cli-progress'
 
+/** A tree's file counts as the API gives them (coordinator/model.ts FileCounts). */
+export interface FileCountsLike { total: number, done: number, skipped: number, failed: number, deleted?: number, wouldCopy?: number, wouldDelete?: number }
+
 /** The part of a transfer record a progress line shows. */
 export interface TransferLike {
   id: string
   state: string
-  progress: { bytesDone: number, bytesTotal?: number, rate: number, eta?: number, files?: { total: number, done: number, skipped: number, failed: number } }
+  progress: { bytesDone: number, bytesTotal?: number, rate: number, eta?: number, files?: FileCountsLike }
   lastError?: { code: string, message: string }
 }
 
@@ -33,6 +36,16 @@ export function formatDuration (seconds: number): string {
   return `${Math.floor(s / 3600)}h${String(Math.floor(s / 60) % 60).padStart(2, '0')}m`
 }
 
+/** `files 3 copied, 1 skipped, 0 failed of 4`, with a mirror's removals and a dry run's plan when there are. */
+function describeFiles (f: FileCountsLike): string {
+  let text = `files ${f.done} copied, ${f.skipped} skipped, ${f.failed} failed of ${f.total}`
+  if (f.deleted !== undefined) text += `, ${f.deleted} deleted`
+  if (f.wouldCopy !== undefined) {
+    text += ` (dry run: ${f.wouldCopy} would be copied${f.wouldDelete !== undefined ? `, ${f.wouldDelete} would be deleted` : ''}; nothing changed)`
+  }
+  return text
+}
+
 /** `active 12.0 MiB / 64.0 MiB (18%) 5.2 MiB/s ETA 10s`: the text after the id (and the bar, on a terminal). */
 export function describe (t: TransferLike): string {
   const p = t.progress
@@ -43,7 +56,7 @@ export function describe (t: TransferLike): string {
     parts.push(formatBytes(p.bytesDone))
   }
   // A tree: its files beside its bytes, on the same one line.
-  if (p.files !== undefined) parts.push(`files ${p.files.done} copied, ${p.files.skipped} skipped, ${p.files.failed} failed of ${p.files.total}`)
+  if (p.files !== undefined) parts.push(describeFiles(p.files))
   if (t.state === 'active' && p.rate > 0) parts.push(`${formatBytes(p.rate)}/s`)
   if (t.state === 'active' && p.eta !== undefined) parts.push(`ETA ${formatDuration(p.eta)}`)
   if (t.state === 'failed' && t.lastError !== undefined) parts.push(`${t.lastError.code}: ${t.lastError.message}`)

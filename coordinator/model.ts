@@ -1,4 +1,4 @@
-import type { ChecksumMode, ErrorInfo, ImageManifest, Overwrite, TreeManifest, TreeOptions } from '../mesh/index.ts'
+import type { ChecksumMode, ErrorInfo, FileCounts, ImageManifest, Overwrite, TreeManifest, TreeOptions } from '../mesh/index.ts'
 
 export type TransferState = 'queued' | 'scheduled' | 'active' | 'verifying' | 'succeeded' | 'failed' | 'canceled'
 
@@ -35,7 +35,7 @@ export interface Progress {
   updatedAt: string
 }
 
-export interface FileCounts { total: number, done: number, skipped: number, failed: number }
+export type { FileCounts }
 
 export interface TransferError extends ErrorInfo {
   at: string

@@ -93,8 +93,8 @@ export function progressed (prev: TransferRecord, report: ProgressReport, now: n
 
 /** The data of a `transfer.<id>.progress` event. */
 export function progressData (record: TransferRecord): Record<string, unknown> {
-  const { bytesDone, bytesTotal, rate } = record.progress
-  return withoutUndefined({ bytesDone, bytesTotal, rate })
+  const { bytesDone, bytesTotal, rate, files } = record.progress
+  return withoutUndefined({ bytesDone, bytesTotal, rate, files })
 }
 
 /**

@@ -29,8 +29,20 @@ const TransferId = Type.String({ maxLength: 64 })
 const Ack = Type.Object({})
 
 /** How an attempt of a transfer went (verifying: the bytes are in, the digests are being compared). */
-/** A tree transfer's files: listed (selected), copied, skipped (unchanged, a link, a special file), failed. */
-const FileCounts = Type.Object({ total: Offset, done: Offset, skipped: Offset, failed: Offset })
+/**
+ * A tree transfer's files: listed (selected), copied, skipped (unchanged, a link, a special file), failed; a mirror's
+ * removed extras (`deleted`); a dry run's plan (`wouldCopy`, `wouldDelete`). Optional: agents before them leave them out.
+ */
+const FileCounts = Type.Object({
+  total: Offset,
+  done: Offset,
+  skipped: Offset,
+  failed: Offset,
+  deleted: Type.Optional(Offset),
+  wouldCopy: Type.Optional(Offset),
+  wouldDelete: Type.Optional(Offset)
+})
+export type FileCounts = Static<typeof FileCounts>
 
 const Report = Type.Object({
   transferId: TransferId,

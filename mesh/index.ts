@@ -35,7 +35,7 @@ export {
 } from './messages.ts'
 export { MAX_REGISTER_OUTCOMES, AgentToCoordinator, CoordinatorToAgent } from './control-methods.ts'
 export type {
-  SwarmPeerInfo, ControlMethod, ControlParams, ControlHandlers, Direction, Params, Result, CallMethod, CastMethod
+  SwarmPeerInfo, ControlMethod, ControlParams, ControlHandlers, Direction, Params, Result, CallMethod, CastMethod, FileCounts
 } from './control-methods.ts'
 export { TicketClaims, signTicket, issuerKey, anyIssuer, verifyTicket } from './ticket.ts'
 export type { TicketIssuer } from './ticket.ts'

@@ -23,5 +23,5 @@ export function rateAndEta (t) {
 
 /** Applies a transfer.<id>.progress event to a record, as the API would show it next. */
 export function withProgress (t, data) {
-  return { ...t, progress: { ...t.progress, bytesDone: data.bytesDone, bytesTotal: data.bytesTotal ?? t.progress.bytesTotal, rate: data.rate } }
+  return { ...t, progress: { ...t.progress, bytesDone: data.bytesDone, bytesTotal: data.bytesTotal ?? t.progress.bytesTotal, rate: data.rate, files: data.files ?? t.progress.files } }
 }

@@ -6,6 +6,7 @@ import { bytes } from './format.js'
 import { Progress, StateBadge, rateAndEta, withProgress } from './rows.js'
 import { Actions } from './actions.js'
 import { Swarm } from './swarm.js'
+import { TreeFiles, fileCounts } from './tree-files.js'
 
 // The history shows changes of state; progress events are many and add nothing a bar does not show.
 const historyTopics = id => `transfer.${id}.state,transfer.${id}.destination,transfer.${id}.manifest,transfer.${id}.deleted`
@@ -78,6 +79,7 @@ export function TransferPage ({ id }) {
       <dt>Source</dt><dd><code>${t.source}</code></dd>
       ${t.destinations === undefined && html`<dt>Destination</dt><dd><code>${t.destination}</code></dd>`}
       <dt>Progress</dt><dd><${Progress} transfer=${t} /> ${bytes(t.progress.bytesDone)} of ${bytes(t.progress.bytesTotal)}</dd>
+      ${t.progress.files !== undefined && html`<dt>Files</dt><dd data-files>${fileCounts(t.progress.files)}</dd>`}
       <dt>Rate</dt><dd>${live.rate}</dd>
       <dt>ETA</dt><dd>${live.eta}</dd>
       <dt>Attempt</dt><dd>${t.attempt} of ${t.retries + 1}</dd>
@@ -106,6 +108,7 @@ export function TransferPage ({ id }) {
         </table>
       </div>`}
     ${t.destinations !== undefined && html`<${Swarm} id=${t.id} running=${t.state === 'active' || t.state === 'scheduled'} />`}
+    ${t.destinations === undefined && t.source.endsWith('/') && html`<${TreeFiles} id=${t.id} version=${`${t.state}/${t.attempt}`} />`}
     <h2>History</h2>
     <ol class="history">
       ${events.map(ev => html`<li key=${ev.seq}><time datetime=${ev.time}>${new Date(ev.time).toLocaleTimeString()}</time> ${describe(ev)}</li>`)}

@@ -1,7 +1,7 @@
 import {
   ChecksumMismatchError, InternalError, IsADirectoryError, NotFoundError, ProtocolError, SourceChangedError, TREE_BATCH, TREE_READ_FILES, UnsupportedError, toStaccatoError
 } from '../../mesh/index.ts'
-import type { ControlParams, ErrorInfo, Job, MeshNode, StaccatoError, TreeEntry } from '../../mesh/index.ts'
+import type { ControlParams, ErrorInfo, FileCounts, Job, MeshNode, StaccatoError, TreeEntry } from '../../mesh/index.ts'
 import type { ObjectVersion, ProtocolPlugin, Writer } from '../../protocols/index.ts'
 import type { Resolved } from '../resolve.ts'
 import type { Journal, JournalEntry, TreeFileCheckpoint } from '../journal.ts'
@@ -21,7 +21,7 @@ import { deleteExtra } from './mirror.ts'
 import { GroupWriter } from './groups.ts'
 import type { GroupFile } from './groups.ts'
 
-export interface FileCounts { total: number, done: number, skipped: number, failed: number }
+export type { FileCounts }
 
 export interface TreeResult {
   files: FileCounts
@@ -71,6 +71,19 @@ interface Pending {
   checkpoint?: TreeFileCheckpoint
 }
 
+/** The counts a dry run or a mirror adds to a tree's, at zero: present in its reports even when nothing is to be done. */
+function planCounts (dryRun: boolean, mirror: boolean): Partial<FileCounts> {
+  if (dryRun) return mirror ? { wouldCopy: 0, wouldDelete: 0 } : { wouldCopy: 0 }
+  return mirror ? { deleted: 0 } : {}
+}
+
+/** Counts a row of a dry run's plan or of a mirror's removals (copied, skipped and failed are counted where they happen). */
+function countPlanned (files: FileCounts, state: FileRow['state']): void {
+  if (state === 'would-copy') files.wouldCopy = (files.wouldCopy ?? 0) + 1
+  else if (state === 'would-delete') files.wouldDelete = (files.wouldDelete ?? 0) + 1
+  else if (state === 'deleted') files.deleted = (files.deleted ?? 0) + 1
+}
+
 /** What every step of one tree copy shares. */
 interface Ctx {
   deps: TreeCopyDeps
@@ -118,7 +131,7 @@ export async function copyTree (deps: TreeCopyDeps, job: Job, source: TreeSource
   const sync = job.tree?.sync ?? DEFAULT_TREE_SYNC
   const mode = checksumModeOf(job)
   const algorithm = mode === 'none' ? undefined : mode
-  const result: TreeResult = { files: { total: 0, done: 0, skipped: 0, failed: 0 }, bytesTotal: 0, bytesDone: 0 }
+  const result: TreeResult = { files: { total: 0, done: 0, skipped: 0, failed: 0, ...planCounts(dryRun, mirror) }, bytesTotal: 0, bytesDone: 0 }
   const entry: JournalEntry = await deps.journal.get(job.transferId) ?? entryForJob(job)
   entry.attempt = job.attempt
   const parts = new PartFiles(entry, async e => { await deps.journal.put(e) })
@@ -161,7 +174,10 @@ export async function copyTree (deps: TreeCopyDeps, job: Job, source: TreeSource
     rows.push(r)
     return rows.length >= ROWS_PER_CALL ? sendRows() : undefined
   }
-  const row = async (r: FileRow): Promise<void> => { await queueRow(r) }
+  const row = async (r: FileRow): Promise<void> => {
+    countPlanned(result.files, r.state)
+    await queueRow(r)
+  }
   const failFile = (path: string, err: StaccatoError): void => {
     rows.push({ path, state: 'failed', size: 0, error: err.toJSON() })
     result.files.failed++

@@ -78,7 +78,10 @@ const Progress = Type.Object({
     total: Type.Integer({ description: 'files listed (selected by include and exclude)' }),
     done: Type.Integer({ description: 'copied and verified' }),
     skipped: Type.Integer({ description: 'unchanged by the sync level, or not copied (a symbolic link, a special file)' }),
-    failed: Type.Integer()
+    failed: Type.Integer(),
+    deleted: Type.Optional(Type.Integer({ description: 'a mirror (deleteExtra): destination entries the source does not have, removed' })),
+    wouldCopy: Type.Optional(Type.Integer({ description: 'a dry run: files that would be copied' })),
+    wouldDelete: Type.Optional(Type.Integer({ description: 'a dry run of a mirror: destination entries that would be removed' }))
   }, { description: 'a tree transfer\'s files' })),
   updatedAt: Type.String()
 })

@@ -77,6 +77,8 @@ describe('staccato transfer / agents against a real mesh', () => {
     const args = ['transfer', 'submit', 'agent://store-1/vol/mirrored/', 'agent://compute-1/vol/mirrored/', '--delete-extra', '--wait']
     const dry = await runCli([...args, '--dry-run'], env)
     expect(dry.code).toBe(0)
+    // The summary says what the dry run found, not only what it did (nothing).
+    expect(dry.stdout).toMatch(/succeeded .*files 0 copied, 0 skipped, 0 failed of 1 \(dry run: 1 would be copied, 1 would be deleted; nothing changed\)/)
     expect((await readdir(dst)).sort()).toEqual(['stale.txt'])
     const dryId = /^submitted (tr_\S+)$/m.exec(dry.stdout)?.[1] ?? ''
     const listed = await runCli(['transfer', 'files', dryId], env)
@@ -86,6 +88,7 @@ describe('staccato transfer / agents against a real mesh', () => {
     ])
     const real = await runCli(args, env)
     expect(real.code).toBe(0)
+    expect(real.stdout).toMatch(/succeeded .*files 1 copied, 0 skipped, 0 failed of 1, 1 deleted/)
     expect((await readdir(dst)).sort()).toEqual(['kept.txt'])
     const id = /^submitted (tr_\S+)$/m.exec(real.stdout)?.[1] ?? ''
     const deleted = await runCli(['transfer', 'files', id, '--state', 'deleted'], env)

@@ -61,6 +61,9 @@ describe('a tree mirrored with deleteExtra, and its dry run (real processes)', (
     const done = await run('agent://compute-1/vol/mirror/', { exclude: ['*.tmp'], deleteExtra: true, dryRun: true })
     expect(done.state).toBe('succeeded')
     expect(done.progress.bytesDone).toBe(0)
+    // The plan in the record's counts too, not only in the file rows.
+    expect(done.progress.files).toMatchObject({ done: 0, wouldCopy: 2, wouldDelete: EXTRAS.length })
+    expect(done.progress.files).not.toHaveProperty('deleted')
     expect(await entries(dst)).toEqual(before)
     expect(await readFile(join(dst, 'a.txt'), 'utf8')).toBe('old')
     const rows = await files(done.id)
@@ -88,6 +91,8 @@ describe('a tree mirrored with deleteExtra, and its dry run (real processes)', (
     const rows = await files(done.id)
     expect(rows.filter(r => r.state === 'deleted').map(r => r.path)).toEqual(EXTRAS)
     expect(rows.filter(r => r.state === 'done').map(r => r.path)).toEqual(['a.txt', 'sub/b.txt'])
+    expect(done.progress.files).toMatchObject({ done: 2, deleted: EXTRAS.length })
+    expect(done.progress.files).not.toHaveProperty('wouldCopy')
   })
 
   it('an extra directory holding excluded entries is kept; nothing is removed when a file failed', async () => {

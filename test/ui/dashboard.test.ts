@@ -1,5 +1,5 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
-import { mkdir, writeFile } from 'node:fs/promises'
+import { mkdir, symlink, writeFile } from 'node:fs/promises'
 import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
 import { chromium } from 'playwright-core'
@@ -183,6 +183,36 @@ describe.skipIf(!browserAvailable())('the dashboard in a browser', () => {
     await page.fill('form.filters input[name=q]', '')
     await page.press('form.filters input[name=q]', 'Enter')
     await mesh.until(async () => (await page.locator('tbody tr').count()) > 1, WAIT, 'every transfer listed again')
+  })
+
+  it('shows a tree\'s files: its counts, a dry run\'s plan, and each file with its state and why, filtered by state', async () => {
+    const src = join(mesh.volume('store-1'), 'tree')
+    const dst = join(mesh.volume('fast-1'), 'tree')
+    await mkdir(join(src, 'sub'), { recursive: true })
+    await mkdir(dst, { recursive: true })
+    await writeFile(join(src, 'a.txt'), 'a')
+    await writeFile(join(src, 'sub', 'b.txt'), 'bb')
+    await symlink('a.txt', join(src, 'link'))
+    await writeFile(join(dst, 'stale.txt'), 'stale')
+    const tree = { source: 'agent://store-1/vol/tree/', destination: 'agent://fast-1/vol/tree/', deleteExtra: true }
+    const dry = ((await mesh.api('POST', '/v1/transfers', { ...tree, dryRun: true })).body as { id: string }).id
+    await page.goto(`${mesh.ready.apiUrl}/ui#/transfers/${dry}`)
+    await facts().filter({ hasText: 'succeeded' }).waitFor({ timeout: WAIT })
+    await page.locator('[data-files]', { hasText: '0 copied, 1 skipped, 0 failed of 3 (dry run: 2 would be copied, 1 would be deleted)' }).waitFor({ timeout: WAIT })
+    const states = async (): Promise<string[][]> => await page.locator('table.files tbody tr').evaluateAll(rows => rows.map(r => [r.getAttribute('data-file') ?? '', r.querySelector('[data-file-state]')?.textContent ?? '']))
+    await mesh.until(async () => (await states()).length === 4, WAIT, 'the four rows of the dry run')
+    expect(await states()).toEqual([['a.txt', 'would-copy'], ['link', 'skipped'], ['stale.txt', 'would-delete'], ['sub/b.txt', 'would-copy']])
+    expect(await page.locator('table.files tr[data-file="link"] td').last().textContent()).toContain('symbolic link')
+    await page.selectOption('#file-state', 'would-delete')
+    await mesh.until(async () => JSON.stringify(await states()) === JSON.stringify([['stale.txt', 'would-delete']]), WAIT, 'only the file that would be deleted')
+    await shot('tree-dry-run')
+
+    const real = ((await mesh.api('POST', '/v1/transfers', tree)).body as { id: string }).id
+    await page.goto(`${mesh.ready.apiUrl}/ui#/transfers/${real}`)
+    await facts().filter({ hasText: 'succeeded' }).waitFor({ timeout: WAIT })
+    await page.locator('[data-files]', { hasText: '2 copied, 1 skipped, 0 failed of 3, 1 deleted' }).waitFor({ timeout: WAIT })
+    await mesh.until(async () => (await states()).length === 4, WAIT, 'the four rows of the copy')
+    expect(await states()).toEqual([['a.txt', 'done'], ['link', 'skipped'], ['stale.txt', 'deleted'], ['sub/b.txt', 'done']])
   })
 
   it('shows a distribution\'s piece map while it runs, then every piece everywhere and who served whom', async () => {
