@@ -140,6 +140,8 @@ export interface TransferInput {
   deleteExtra?: boolean
   /** A tree: list what would change, change nothing. */
   dryRun?: boolean
+  /** A tree: `copy` makes symbolic links whose target stays inside the tree links at the destination; `skip` (the default) lists every link as skipped. */
+  links?: string
   priority?: number
   retries?: number
   labels?: Record<string, string>

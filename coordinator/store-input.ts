@@ -146,6 +146,8 @@ function prepareTreeDistribution (input: TransferInput, source: Location, destin
   destinations.forEach((d, i) => {
     if (!namesDirectory(d)) throw new InvalidArgumentError(`destinations[${i}]: the source is a directory (it ends with /), so each destination must be one too: ${input.destinations?.[i] ?? ''}/`)
   })
+  if (input.links === 'copy') throw new InvalidArgumentError('links: copy applies to a tree sent to one destination; a tree sent to several goes through the swarm, which skips symbolic links')
+  if (input.links !== undefined && input.links !== 'skip') throw new InvalidArgumentError('links: must be skip or copy')
   for (const field of ['sync', 'deleteExtra', 'dryRun'] as const) {
     if (input[field] !== undefined) throw new InvalidArgumentError(`${field}: applies to a tree sent to one destination; a tree sent to several goes through the swarm whole (files already in place with the same size, mtime and sha256 are not fetched again)`)
   }
@@ -172,7 +174,7 @@ function globsOf (input: TransferInput, tree: TreeOptions): TreeOptions {
 function prepareTree (input: TransferInput, source: Location, destination: Location, destinations?: Location[]): TreeOptions | undefined {
   const isTree = namesDirectory(source)
   if (!isTree) {
-    for (const field of ['sync', 'include', 'exclude', 'deleteExtra', 'dryRun'] as const) {
+    for (const field of ['sync', 'include', 'exclude', 'deleteExtra', 'dryRun', 'links'] as const) {
       if (input[field] !== undefined) throw new InvalidArgumentError(`${field}: applies to a tree; name the source directory with a trailing / (${input.source}/)`)
     }
     return undefined
@@ -193,6 +195,10 @@ function prepareTree (input: TransferInput, source: Location, destination: Locat
     tree.sync = known
   }
   globsOf(input, tree)
+  if (input.links !== undefined) {
+    if (input.links !== 'skip' && input.links !== 'copy') throw new InvalidArgumentError('links: must be skip (list every symbolic link as skipped; the default) or copy (make the links whose target stays inside the tree)')
+    if (input.links === 'copy') tree.links = 'copy'
+  }
   for (const field of ['deleteExtra', 'dryRun'] as const) {
     const flag = input[field]
     if (flag === undefined) continue

@@ -125,11 +125,14 @@ export const Globs = Type.Array(Type.String({ minLength: 1, maxLength: 1024 }), 
 
 export const TreeEntry = Type.Object({
   path: TreePath,
-  type: Type.Union([Type.Literal('file'), Type.Literal('directory'), Type.Literal('skipped')]),
+  /** `link`: a symbolic link to copy as a link (asked with `links: 'copy'`, its target inside the tree). */
+  type: Type.Union([Type.Literal('file'), Type.Literal('directory'), Type.Literal('skipped'), Type.Literal('link')]),
   size: Offset,
   mtime: Type.Number(),
   mode: Type.Integer({ minimum: 0, maximum: 0o7777 }),
-  reason: Type.Optional(Type.String({ maxLength: 256 }))
+  reason: Type.Optional(Type.String({ maxLength: 256 })),
+  /** A link's target, as readlink gives it (PATH_MAX). */
+  target: Type.Optional(Type.String({ minLength: 1, maxLength: 4096 }))
 }, { additionalProperties: false })
 export type TreeEntry = Static<typeof TreeEntry>
 
@@ -143,7 +146,16 @@ export type TreeEntry = Static<typeof TreeEntry>
  * `packed`, small whole files come many to a `files` message instead.
  */
 export const TreeRequest = Type.Union([
-  Type.Object({ v: Type.Literal(WIRE_VERSION), op: Type.Literal('list'), ticket: Type.String({ maxLength: 16384 }), source: Url, include: Type.Optional(Globs), exclude: Type.Optional(Globs) }, { additionalProperties: false }),
+  Type.Object({
+    v: Type.Literal(WIRE_VERSION),
+    op: Type.Literal('list'),
+    ticket: Type.String({ maxLength: 16384 }),
+    source: Url,
+    include: Type.Optional(Globs),
+    exclude: Type.Optional(Globs),
+    /** Symbolic links whose target stays inside the tree listed as `link` entries (a holder from before refuses the field). */
+    links: Type.Optional(Type.Literal('copy'))
+  }, { additionalProperties: false }),
   Type.Object({
     v: Type.Literal(WIRE_VERSION),
     op: Type.Literal('read'),
@@ -190,7 +202,9 @@ export const TreeOptions = Type.Object({
   /** A mirror: once every file is in place, what the destination holds and the source does not is removed (selected paths only). */
   deleteExtra: Type.Optional(Type.Boolean()),
   /** List what would be copied (and deleted), change nothing. */
-  dryRun: Type.Optional(Type.Boolean())
+  dryRun: Type.Optional(Type.Boolean()),
+  /** Symbolic links whose target stays inside the tree are copied as links (otherwise every link is skipped). */
+  links: Type.Optional(Type.Literal('copy'))
 }, { additionalProperties: false })
 export type TreeOptions = Static<typeof TreeOptions>
 

@@ -169,6 +169,8 @@ export interface TreeEntry {
   mode: number
   /** Why a skipped entry is not copied (a symbolic link, a special file). */
   reason?: string
+  /** A symbolic link's target (readlink), for a tree that copies links; the walk itself lists every link as skipped. */
+  target?: string
 }
 
 /** A small file given whole, for putFiles. */
@@ -229,6 +231,14 @@ export interface ProtocolPlugin {
    * For a mirror's extra entries (plug-ins with directories).
    */
   remove?(url: URL, opts?: OpOptions): Promise<boolean>
+  /**
+   * Makes `url` a symbolic link to `target` (a tree copied with `links:
+   * 'copy'`), replacing a file or link there atomically and durably; false
+   * when the same link is there already. With `dryRun`, changes nothing and
+   * answers whether it would make it. The target is written as given: the
+   * caller has checked that it stays inside the tree.
+   */
+  makeLink?(url: URL, target: string, opts?: OpOptions & { dryRun?: boolean }): Promise<boolean>
   /** Makes the renames done in a directory durable (after commits with `deferDirectorySync`). */
   syncDirectory?(url: URL, opts?: OpOptions): Promise<void>
   /** The stat of each object, or its error, as stat() gives them; for many small files at once (a tree's quick check). */

@@ -1,10 +1,11 @@
-import { lstatSync } from 'node:fs'
+import { lstatSync, readlinkSync } from 'node:fs'
 import type { BigIntStats } from 'node:fs'
-import { lstat, mkdir, opendir, rmdir, unlink } from 'node:fs/promises'
-import { join } from 'node:path'
-import { InvalidArgumentError } from '../mesh/index.ts'
+import { randomBytes } from 'node:crypto'
+import { lstat, mkdir, opendir, readlink, rename, rmdir, symlink, unlink } from 'node:fs/promises'
+import { basename, dirname, join } from 'node:path'
+import { InvalidArgumentError, IsADirectoryError } from '../mesh/index.ts'
 import type { TreeEntry } from './contract.ts'
-import { isPartialName } from './file-partial.ts'
+import { isPartialName, partialName, syncDirectoryPath } from './file-partial.ts'
 import { fsError } from './fs-errors.ts'
 
 /** readdir hands out this many entries at a time: a directory of 100,000 entries never sits in memory whole. */
@@ -48,11 +49,51 @@ async function * walk (dir: string, prefix: string, signal?: AbortSignal): Async
       yield * walk(full, path, signal)
     } else if (st.isFile()) {
       yield { path, type: 'file', size: Number(st.size), mtime, mode }
+    } else if (st.isSymbolicLink()) {
+      // Its target rides along (a tree that copies links decides by it); never followed here.
+      const target = linkTarget(full)
+      yield { path, type: 'skipped', size: 0, mtime, mode, reason: 'symbolic link (not followed)', ...(target !== undefined ? { target } : {}) }
     } else {
-      const reason = st.isSymbolicLink() ? 'symbolic link (not followed)' : 'special file (socket, FIFO or device)'
-      yield { path, type: 'skipped', size: 0, mtime, mode, reason }
+      yield { path, type: 'skipped', size: 0, mtime, mode, reason: 'special file (socket, FIFO or device)' }
     }
   }
+}
+
+/** A link's target, or undefined when it is gone or unreadable since its lstat (it is then skipped as a link). */
+function linkTarget (path: string): string | undefined {
+  try {
+    return readlinkSync(path)
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * Makes `path` a symbolic link to `target`, or leaves it when it is one
+ * already: false then (or, in a dry run, whether it would make it). A new
+ * link is made under a temporary name beside it and renamed over the old
+ * entry, so the name never shows nothing or half of something; the directory
+ * is synced before it returns, so a link reported made survives a crash. A
+ * directory in its place is not replaced.
+ */
+export async function placeLink (path: string, target: string, what: string, dryRun = false): Promise<boolean> {
+  const there = await lstat(path).catch(err => {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    throw fsError(err, what)
+  })
+  if (there?.isDirectory() === true) throw new IsADirectoryError(`${what}: a directory is where the link should go`)
+  if (there?.isSymbolicLink() === true && await readlink(path).catch(() => undefined) === target) return false
+  if (dryRun) return true
+  const temp = join(dirname(path), partialName(basename(path), `link-${randomBytes(6).toString('hex')}`))
+  try {
+    await symlink(target, temp)
+    await rename(temp, path)
+  } catch (err) {
+    await unlink(temp).catch(() => {})
+    throw fsError(err, what)
+  }
+  await syncDirectoryPath(dirname(path)).catch(err => { throw fsError(err, what) })
+  return true
 }
 
 /** Creates a directory (and its parents) inside a volume; one that exists already is fine. True when this call created it. */

@@ -9,7 +9,7 @@ import { openFileWriter } from './file-writer.ts'
 import type { OpenDirect } from './file-direct.ts'
 import { openFileWriterAt } from './file-writer-at.ts'
 import { isPartialName, syncDirectoryPath } from './file-partial.ts'
-import { makeDirectory, removeEntry, walkDirectory } from './file-tree.ts'
+import { makeDirectory, placeLink, removeEntry, walkDirectory } from './file-tree.ts'
 import { putWhole, readWhole, statFiles } from './file-group.ts'
 import { warmThread } from './group-thread.ts'
 import { fsError } from './fs-errors.ts'
@@ -173,6 +173,15 @@ export function file (init: FileOptions): ProtocolPlugin {
 
     warmUp (what: 'read' | 'write'): void {
       warmThread(what)
+    },
+
+    async makeLink (url: URL, target: string, opts?: OpOptions & { dryRun?: boolean }): Promise<boolean> {
+      opts?.signal?.throwIfAborted()
+      // Resolved for a write: the parents are real and inside the volume, the last segment is not followed.
+      // A dry run creates no parent: a missing one is not_found, and the link would be made.
+      const { volume, relPath } = parseFileUrl(url)
+      const { path, what } = await resolveIn(volumes, volume, relPath, { forWrite: true, createParents: opts?.dryRun !== true })
+      return await placeLink(path, target, what, opts?.dryRun === true)
     },
 
     async remove (url: URL, opts?: OpOptions): Promise<boolean> {

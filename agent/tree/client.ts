@@ -60,7 +60,7 @@ async function next (reader: FrameReader): Promise<TreeMessage> {
 
 /** The tree's entries as the holder lists them (a message's at a time), selected there by the include and exclude globs. */
 export async function * listTree (peer: TreePeer, filter: TreeOptions, signal?: AbortSignal): AsyncGenerator<TreeEntry[]> {
-  const { stream, reader } = await open(peer, { v: WIRE_VERSION, op: 'list', ticket: peer.ticket, source: peer.source, include: filter.include, exclude: filter.exclude }, signal)
+  const { stream, reader } = await open(peer, { v: WIRE_VERSION, op: 'list', ticket: peer.ticket, source: peer.source, include: filter.include, exclude: filter.exclude, ...(filter.links === 'copy' ? { links: 'copy' as const } : {}) }, signal)
   try {
     for (;;) {
       signal?.throwIfAborted()

@@ -7,7 +7,7 @@ import type { ProtocolPlugin, StatResult, Volume, WholeRead } from '../../protoc
 import type { AgentCounters } from '../counters.ts'
 import type { TokenBucket } from '../rate-limit.ts'
 import { digestOf, newHasher } from '../copy/checksum.ts'
-import { treeSelector } from './policy.ts'
+import { linkDecision, treeSelector } from './policy.ts'
 
 /** What holds a tree: the agent's volumes plug-in, and the volumes behind it (to confine each file to its tree). */
 export interface TreeHolder {
@@ -21,7 +21,7 @@ export interface TreeHolder {
 const ENTRIES_BYTES = 256 * 1024
 
 /** `entries` messages of a tree's listing, selected by the request's globs. */
-export async function * listMessages (opts: Pick<TreeHolder, 'volumes'>, dir: URL, req: Pick<Extract<TreeRequest, { op: 'list' }>, 'include' | 'exclude'>): AsyncGenerator<TreeMessage> {
+export async function * listMessages (opts: Pick<TreeHolder, 'volumes'>, dir: URL, req: Pick<Extract<TreeRequest, { op: 'list' }>, 'include' | 'exclude' | 'links'>): AsyncGenerator<TreeMessage> {
   if (opts.volumes.walk === undefined) throw new InvalidArgumentError('this agent cannot list directories')
   const keep = treeSelector({ include: req.include, exclude: req.exclude })
   // A listing is followed by reads: the read thread starts beside the walk, not in the first read's way.
@@ -30,9 +30,10 @@ export async function * listMessages (opts: Pick<TreeHolder, 'volumes'>, dir: UR
   let bytes = 0
   // A directory left out is not entered: what is under it is skipped by its prefix.
   let excluded: string | undefined
-  for await (const e of opts.volumes.walk(dir)) {
-    if (excluded !== undefined && e.path.startsWith(excluded)) continue
+  for await (const walked of opts.volumes.walk(dir)) {
+    if (excluded !== undefined && walked.path.startsWith(excluded)) continue
     excluded = undefined
+    const e = listed(walked, req.links === 'copy')
     if (e.type !== 'skipped' && !keep(e.path, e.type === 'directory')) {
       if (e.type === 'directory') excluded = `${e.path}/`
       continue
@@ -46,6 +47,19 @@ export async function * listMessages (opts: Pick<TreeHolder, 'volumes'>, dir: UR
     }
   }
   if (batch.length > 0) yield { v: WIRE_VERSION, t: 'entries', entries: batch }
+}
+
+/**
+ * An entry as the listing gives it: a symbolic link (an entry with a target)
+ * becomes a `link` to copy when links are copied and its target stays inside
+ * the tree, and is skipped otherwise, with the reason.
+ */
+function listed (e: TreeEntry, copyLinks: boolean): TreeEntry {
+  if (e.target === undefined) return e
+  const { target, ...rest } = e
+  if (!copyLinks) return rest
+  const d = linkDecision(e.path, target)
+  return d.copy ? { path: e.path, type: 'link', size: 0, mtime: e.mtime, mode: e.mode, target } : { ...rest, reason: d.reason }
 }
 
 /** Files of a read batch checked (and, if small, read) ahead of the one being sent: each costs a few system calls, which overlap. */

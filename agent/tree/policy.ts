@@ -31,6 +31,27 @@ export function treeSelector (filter: TreeFilter): (path: string, isDirectory: b
 export const DEFAULT_TREE_SYNC: SyncMode = 'mtime'
 
 /**
+ * Whether a symbolic link at `path` (inside the tree, /-separated) pointing
+ * to `target` is copied as a link (`links: 'copy'`): only when its target is
+ * relative and, resolved from the link's directory by names alone, stays
+ * inside the tree — as rsync's --safe-links. An absolute target names the
+ * source host's own paths, which mean something else or nothing at the
+ * destination; one that climbs out of the tree would point out of the
+ * destination's tree too. Lexical on purpose: nothing on either host is
+ * followed to decide it.
+ */
+export function linkDecision (path: string, target: string): { copy: true } | { copy: false, reason: string } {
+  if (target.startsWith('/')) return { copy: false, reason: 'symbolic link to an absolute path (not copied: it would name the destination host\'s own files)' }
+  const at = path.split('/').slice(0, -1)
+  for (const name of target.split('/')) {
+    if (name === '' || name === '.') continue
+    if (name !== '..') at.push(name)
+    else if (at.pop() === undefined) return { copy: false, reason: 'symbolic link out of the tree (not copied)' }
+  }
+  return { copy: true }
+}
+
+/**
  * Whether one file of a tree is copied, by Globus's sync levels: `none`
  * copies all, `exists` skips what is there, `size` what has the same size,
  * `mtime` the same size and mtime; `checksum` skips only once the sha256 of

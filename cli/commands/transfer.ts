@@ -36,8 +36,9 @@ export function transferCommand (program: Command): void {
     .option('--exclude <glob>', 'a tree: leave out files and directories matching this glob (repeatable)', (v: string, prev: string[] = []) => [...prev, v])
     .option('--delete-extra', 'a tree: a mirror; remove what DST holds and SRC does not, once every file is in place')
     .option('--dry-run', 'a tree: list what would be copied and deleted (staccato transfer files ID), change nothing')
+    .option('--links <mode>', 'a tree: symbolic links are never followed; skip (the default) lists them as skipped, copy makes those whose target stays inside the tree')
     .option('--idempotency-key <key>', 'a retried submission with the same key returns the first transfer'))
-    .action(async (src: string, dsts: string[], o: Flags & { wait?: boolean, priority?: string, retries?: string, label?: string[], checksum?: string, overwrite?: string, streams?: string, sync?: string, include?: string[], exclude?: string[], deleteExtra?: boolean, dryRun?: boolean, idempotencyKey?: string }) => {
+    .action(async (src: string, dsts: string[], o: Flags & { wait?: boolean, priority?: string, retries?: string, label?: string[], checksum?: string, overwrite?: string, streams?: string, sync?: string, include?: string[], exclude?: string[], deleteExtra?: boolean, dryRun?: boolean, links?: string, idempotencyKey?: string }) => {
       const body: Record<string, unknown> = { source: src }
       if (dsts.length === 1) body.destination = dsts[0]
       else body.destinations = dsts
@@ -62,6 +63,10 @@ export function transferCommand (program: Command): void {
       if (o.exclude !== undefined) body.exclude = o.exclude
       if (o.deleteExtra === true) body.deleteExtra = true
       if (o.dryRun === true) body.dryRun = true
+      if (o.links !== undefined) {
+        if (o.links !== 'skip' && o.links !== 'copy') throw usageError('--links must be skip or copy')
+        body.links = o.links
+      }
       const client = await connect(o)
       const created = await client.request<Transfer>('POST', '/v1/transfers', {
         body,
@@ -232,12 +237,13 @@ function details (t: Transfer): string {
 }
 
 /** `mtime, include *.jpg, exclude *.tmp`: a tree's sync level and globs. */
-function treeText (tree: { sync?: string, include?: string[], exclude?: string[], deleteExtra?: boolean, dryRun?: boolean }): string {
+function treeText (tree: { sync?: string, include?: string[], exclude?: string[], deleteExtra?: boolean, dryRun?: boolean, links?: string }): string {
   const parts = [tree.sync ?? 'mtime']
   if (tree.include !== undefined) parts.push(`include ${tree.include.join(' ')}`)
   if (tree.exclude !== undefined) parts.push(`exclude ${tree.exclude.join(' ')}`)
   if (tree.deleteExtra === true) parts.push('delete extra')
   if (tree.dryRun === true) parts.push('dry run')
+  if (tree.links === 'copy') parts.push('links copied')
   return parts.join(', ')
 }
 

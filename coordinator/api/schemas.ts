@@ -59,6 +59,7 @@ export const TransferInputSchema = Type.Object({
   exclude: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 1024 }), { maxItems: 64, description: 'a tree: leave out files and directories matching one of these globs' })),
   deleteExtra: Type.Optional(Type.Boolean({ description: 'a tree: a mirror; once every file is in place, remove what the destination directory holds and the source does not (excluded paths are left alone; symbolic links are removed, never followed)' })),
   dryRun: Type.Optional(Type.Boolean({ description: 'a tree: list what would be copied (would-copy) and deleted (would-delete) in its files, and change nothing' })),
+  links: Type.Optional(Type.Union([Type.Literal('skip'), Type.Literal('copy')], { description: 'a tree: symbolic links are never followed; skip (the default) lists each as skipped, copy makes a link at the destination when its target is relative and stays inside the tree (others are skipped with the reason)' })),
   priority: Type.Optional(Type.Integer({ minimum: LIMITS.priority.min, maximum: LIMITS.priority.max, description: 'higher runs first; default 0' })),
   retries: Type.Optional(Type.Integer({ minimum: LIMITS.retries.min, maximum: LIMITS.retries.max, description: `default ${LIMITS.retries.default}` })),
   labels: Type.Optional(Labels),
@@ -141,8 +142,9 @@ export const TransferSchema = Type.Object({
     include: Type.Optional(Type.Array(Type.String())),
     exclude: Type.Optional(Type.Array(Type.String())),
     deleteExtra: Type.Optional(Type.Boolean()),
-    dryRun: Type.Optional(Type.Boolean())
-  }, { description: 'a tree transfer\'s sync level and globs (mtime when absent), mirror and dry run' })),
+    dryRun: Type.Optional(Type.Boolean()),
+    links: Type.Optional(Type.String())
+  }, { description: 'a tree transfer\'s sync level and globs (mtime when absent), mirror, dry run and links' })),
   priority: Type.Integer(),
   retries: Type.Integer(),
   labels: Type.Record(Type.String(), Type.String()),

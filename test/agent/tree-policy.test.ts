@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest'
-import { GROUP_BYTES, GROUP_FILES, READ_REQUEST_BYTES, SMALL_FILE_BYTES, carriedWhole, extraDecision, finishedAlready, groupFull, requestBytes, splitLanes, syncDecision, treeSelector } from '../../agent/tree/policy.ts'
+import { GROUP_BYTES, GROUP_FILES, READ_REQUEST_BYTES, SMALL_FILE_BYTES, carriedWhole, extraDecision, finishedAlready, groupFull, linkDecision, requestBytes, splitLanes, syncDecision, treeSelector } from '../../agent/tree/policy.ts'
 import { MAX_FRAME_BYTES } from '../../mesh/index.ts'
 
 describe('treeSelector: include and exclude globs', () => {
@@ -136,5 +136,26 @@ describe('requestBytes: a read request under the frame limit whatever its files 
   it('a full request of its bytes, a 16 KiB ticket and the rest fits one frame', () => {
     // The batch is sent once it reaches READ_REQUEST_BYTES: at most one file (4,096 units of 6 bytes) over it.
     expect(READ_REQUEST_BYTES + requestBytes('x'.repeat(4096)) + 16384 + 1024).toBeLessThanOrEqual(MAX_FRAME_BYTES)
+  })
+})
+
+describe('linkDecision: which symbolic links links: copy makes (as rsync --safe-links)', () => {
+  it('copies a relative link whose target, resolved by names from its directory, stays inside the tree', () => {
+    expect(linkDecision('link', 'top.bin')).toEqual({ copy: true })
+    expect(linkDecision('a/b/link', '../../top.bin')).toEqual({ copy: true })
+    expect(linkDecision('a/link', './b/../b/two.bin')).toEqual({ copy: true })
+    // The tree's own directory, and a target that does not exist (a dangling link is still a link).
+    expect(linkDecision('a/link', '..')).toEqual({ copy: true })
+    expect(linkDecision('a/link', 'missing/file')).toEqual({ copy: true })
+  })
+
+  it('skips, with the reason, a link that climbs out of the tree, even on the way back in', () => {
+    expect(linkDecision('link', '..')).toMatchObject({ copy: false, reason: expect.stringContaining('out of the tree') })
+    expect(linkDecision('a/link', '../../x')).toMatchObject({ copy: false, reason: expect.stringContaining('out of the tree') })
+    expect(linkDecision('link', '../dataset/top.bin')).toMatchObject({ copy: false, reason: expect.stringContaining('out of the tree') })
+  })
+
+  it('skips an absolute link: it names the source host\'s paths', () => {
+    expect(linkDecision('a/link', '/etc/passwd')).toMatchObject({ copy: false, reason: expect.stringContaining('absolute') })
   })
 })

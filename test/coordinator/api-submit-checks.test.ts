@@ -37,7 +37,11 @@ describe('REST API: a submission is checked against what the agents registered',
     ['an unknown volume of a tree destination', { source: 'agent://a/images/dataset/', destination: 'agent://d/scratch/copy/', deleteExtra: true },
       "destination: agent 'd' has no volume 'scratch' (it has: images, archive (read-only))"],
     ['a mirror of a single file', { source: 'agent://a/images/x.img', destination: 'agent://d/images/x.img', deleteExtra: true },
-      'deleteExtra: applies to a tree; name the source directory with a trailing / (agent://a/images/x.img/)']
+      'deleteExtra: applies to a tree; name the source directory with a trailing / (agent://a/images/x.img/)'],
+    ['links of a single file', { source: 'agent://a/images/x.img', destination: 'agent://d/images/x.img', links: 'copy' },
+      'links: applies to a tree; name the source directory with a trailing / (agent://a/images/x.img/)'],
+    ['an unknown links mode of a tree', { source: 'agent://a/images/dataset/', destination: 'agent://d/images/copy/', links: 'follow' },
+      'body.links: must be one of skip, copy']
   ]
   for (const [what, payload, message] of refused) {
     it(`refuses ${what} with 400 naming the agent, the side and what exists`, async () => {
@@ -139,7 +143,8 @@ describe('REST API: a tree to several destinations (a tree distribution)', () =>
     ['a destination that is not a directory', { destinations: ['agent://b/images/copy/', 'agent://c/images/copy'] }, /^destinations\[1\]: the source is a directory \(it ends with \/\), so each destination must be one too: agent:\/\/c\/images\/copy\/$/],
     ['a sync level', { sync: 'size' }, /^sync: applies to a tree sent to one destination; a tree sent to several goes through the swarm whole/],
     ['a mirror', { deleteExtra: true }, /^deleteExtra: applies to a tree sent to one destination/],
-    ['a dry run', { dryRun: true }, /^dryRun: applies to a tree sent to one destination/]
+    ['a dry run', { dryRun: true }, /^dryRun: applies to a tree sent to one destination/],
+    ['links copied', { links: 'copy' }, /^links: copy applies to a tree sent to one destination; a tree sent to several goes through the swarm, which skips symbolic links$/]
   ])('refuses %s with 400 invalid_argument', async (_what, extra, message) => {
     await expectRefused(h, { ...route, ...extra }, message)
   })

@@ -1,5 +1,5 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
-import { chmod, mkdir, readdir, readFile, stat, symlink, utimes, writeFile } from 'node:fs/promises'
+import { chmod, lstat, mkdir, readdir, readFile, readlink, stat, symlink, unlink, utimes, writeFile } from 'node:fs/promises'
 import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
 import { execFileSync } from 'node:child_process'
@@ -127,6 +127,62 @@ describe('directory trees, agent to agent (real processes)', () => {
     const done = await run('agent://compute-1/vol/only-bin/', { include: ['*.bin'] })
     expect(done.state).toBe('succeeded')
     expect(Object.keys(await contents(join(dst, 'only-bin'))).sort()).toEqual(['a/b/two.bin', 'top.bin', 'zero.bin', 'ünïcödé-ファイル.bin'].sort())
+  })
+
+  it('links: copy makes the links whose target stays inside the tree, skips the others with the reason, and finds them in place next time', async () => {
+    const links = join(mesh.volume('store-1'), 'links')
+    await mkdir(join(links, 'sub'), { recursive: true })
+    await writeFile(join(links, 'data.txt'), 'data')
+    await symlink('data.txt', join(links, 'inside'))
+    await symlink('../data.txt', join(links, 'sub', 'up-inside'))
+    await symlink('gone.txt', join(links, 'dangling'))
+    await symlink('../dataset/top.bin', join(links, 'outside'))
+    await symlink('/etc/passwd', join(links, 'absolute'))
+    const copy = async (extra: Record<string, unknown>): Promise<TreeTransfer> => {
+      const t = await mesh.submit('agent://store-1/vol/links/', 'agent://compute-1/vol/links/', { links: 'copy', ...extra })
+      return await mesh.waitForState(t.id, ['succeeded', 'failed']) as unknown as TreeTransfer
+    }
+    const rows = async (id: string): Promise<Array<{ path: string, state: string, reason?: string }>> =>
+      ((await mesh.api('GET', `/v1/transfers/${id}/files`)).body as { items: Array<{ path: string, state: string, reason?: string }> }).items
+
+    const dry = await copy({ dryRun: true })
+    expect(dry.state).toBe('succeeded')
+    expect((await rows(dry.id)).filter(r => r.state === 'would-copy').map(r => r.path)).toEqual(['dangling', 'data.txt', 'inside', 'sub/up-inside'])
+    await expect(readdir(join(dst, 'links'))).rejects.toThrow()
+
+    const done = await copy({})
+    expect(done.state).toBe('succeeded')
+    expect(done.progress.files).toEqual({ total: 6, done: 4, skipped: 2, failed: 0 })
+    const out = join(dst, 'links')
+    expect(await readlink(join(out, 'inside'))).toBe('data.txt')
+    expect(await readlink(join(out, 'sub', 'up-inside'))).toBe('../data.txt')
+    expect(await readlink(join(out, 'dangling'))).toBe('gone.txt')
+    expect(await readFile(join(out, 'sub', 'up-inside'), 'utf8')).toBe('data')
+    const skipped = (await rows(done.id)).filter(r => r.state === 'skipped')
+    expect(skipped.map(r => [r.path, r.reason])).toEqual([
+      ['absolute', expect.stringContaining('absolute path')],
+      ['outside', expect.stringContaining('out of the tree')]
+    ])
+    await expect(lstat(join(out, 'outside'))).rejects.toThrow()
+    await expect(lstat(join(out, 'absolute'))).rejects.toThrow()
+
+    // Changed at the source: replaced (a file in its place too); the same link: skipped.
+    await unlink(join(links, 'inside'))
+    await symlink('sub', join(links, 'inside'))
+    await writeFile(join(out, 'dangling.tmp'), 'x')
+    await unlink(join(out, 'dangling'))
+    await writeFile(join(out, 'dangling'), 'a file where the link was')
+    const again = await copy({})
+    expect(again.state).toBe('succeeded')
+    expect(again.progress.files).toEqual({ total: 6, done: 2, skipped: 4, failed: 0 })
+    expect(await readlink(join(out, 'inside'))).toBe('sub')
+    expect(await readlink(join(out, 'dangling'))).toBe('gone.txt')
+    expect((await rows(again.id)).find(r => r.path === 'sub/up-inside')).toMatchObject({ state: 'skipped', reason: 'unchanged (the same link)' })
+    expect((await readdir(out, { recursive: true })).filter(n => n.endsWith('.partial'))).toEqual([])
+
+    // Without links: copy, every link is skipped as before (the refusals at submit: api-submit-checks.test.ts).
+    const skipAll = await mesh.submit('agent://store-1/vol/links/', 'agent://compute-1/vol/links-skipped/')
+    expect((await mesh.waitForState(skipAll.id, ['succeeded', 'failed']) as unknown as TreeTransfer).progress.files).toEqual({ total: 6, done: 1, skipped: 5, failed: 0 })
   })
 
   it('is refused at submit when the destination is not a directory, or tree options come with a file', async () => {
