@@ -194,6 +194,11 @@ function prepareTree (input: TransferInput, source: Location, destination: Locat
     if (known === undefined) throw new InvalidArgumentError(`sync: must be one of ${SYNC_MODES.join(', ')}`)
     tree.sync = known
   }
+  if (input.overwrite === 'never') {
+    // A tree's sync level decides which files are replaced; never replacing any is sync exists (rsync's --ignore-existing).
+    if (tree.sync !== undefined && tree.sync !== 'exists') throw new InvalidArgumentError(`overwrite: never keeps every file already at the destination, so sync ${tree.sync} could replace none; leave sync out (or give sync: exists)`)
+    tree.sync = 'exists'
+  }
   globsOf(input, tree)
   if (input.links !== undefined) {
     if (input.links !== 'skip' && input.links !== 'copy') throw new InvalidArgumentError('links: must be skip (list every symbolic link as skipped; the default) or copy (make the links whose target stays inside the tree)')

@@ -129,6 +129,8 @@ export async function copyTree (deps: TreeCopyDeps, job: Job, source: TreeSource
   // A file another writer puts in it meanwhile is replaced, as it would be had it appeared just after its stat.
   const fresh = !dryRun && await makeDirectory(dst.url, { signal })
   const sync = job.tree?.sync ?? DEFAULT_TREE_SYNC
+  // overwrite never is sync exists (the coordinator set it): a file kept because it is there, changed or not.
+  const keepReason = job.overwrite === 'never' ? 'exists at the destination (overwrite never)' : `unchanged (sync ${sync})`
   const mode = checksumModeOf(job)
   const algorithm = mode === 'none' ? undefined : mode
   const result: TreeResult = { files: { total: 0, done: 0, skipped: 0, failed: 0, ...planCounts(dryRun, mirror) }, bytesTotal: 0, bytesDone: 0 }
@@ -404,7 +406,7 @@ export async function copyTree (deps: TreeCopyDeps, job: Job, source: TreeSource
   function skip (e: TreeEntry): Promise<void> | undefined {
     parts.forget(e.path)
     result.files.skipped++
-    const sent = queueRow({ path: e.path, state: 'skipped', size: e.size, reason: `unchanged (sync ${sync})` })
+    const sent = queueRow({ path: e.path, state: 'skipped', size: e.size, reason: keepReason })
     progress()
     return sent
   }

@@ -40,6 +40,8 @@ describe('REST API: a submission is checked against what the agents registered',
       'deleteExtra: applies to a tree; name the source directory with a trailing / (agent://a/images/x.img/)'],
     ['links of a single file', { source: 'agent://a/images/x.img', destination: 'agent://d/images/x.img', links: 'copy' },
       'links: applies to a tree; name the source directory with a trailing / (agent://a/images/x.img/)'],
+    ['overwrite never with a sync level that replaces files', { source: 'agent://a/images/dataset/', destination: 'agent://d/images/copy/', overwrite: 'never', sync: 'checksum' },
+      'overwrite: never keeps every file already at the destination, so sync checksum could replace none; leave sync out (or give sync: exists)'],
     ['an unknown links mode of a tree', { source: 'agent://a/images/dataset/', destination: 'agent://d/images/copy/', links: 'follow' },
       'body.links: must be one of skip, copy']
   ]

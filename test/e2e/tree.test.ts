@@ -1,5 +1,5 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest'
-import { chmod, lstat, mkdir, readdir, readFile, readlink, stat, symlink, unlink, utimes, writeFile } from 'node:fs/promises'
+import { chmod, lstat, mkdir, readdir, readFile, readlink, rm, stat, symlink, unlink, utimes, writeFile } from 'node:fs/promises'
 import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
 import { execFileSync } from 'node:child_process'
@@ -121,6 +121,21 @@ describe('directory trees, agent to agent (real processes)', () => {
     expect(paths).toHaveLength(9)
     expect(paths).toEqual([...paths].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b))))
     expect(paths).toContain('new\nline.txt')
+  })
+
+  it('overwrite never keeps every file already at the destination, changed or not, and copies the missing ones', async () => {
+    const first = await run('agent://compute-1/vol/kept/', { exclude: ['*.tmp'] })
+    expect(first.state).toBe('succeeded')
+    const kept = join(dst, 'kept')
+    await writeFile(join(kept, 'a', 'one.txt'), 'changed at the destination, and longer')
+    await rm(join(kept, 'top.bin'))
+    const again = await run('agent://compute-1/vol/kept/', { exclude: ['*.tmp'], overwrite: 'never' })
+    expect(again.state).toBe('succeeded')
+    expect(await readFile(join(kept, 'a', 'one.txt'), 'utf8')).toBe('changed at the destination, and longer')
+    expect(await sha256File(join(kept, 'top.bin'))).toBe(await sha256File(join(src, 'top.bin')))
+    expect(again.progress.files).toEqual({ total: 9, done: 1, skipped: 8, failed: 0 })
+    const rows = ((await mesh.api('GET', `/v1/transfers/${again.id}/files?state=skipped`)).body as { items: Array<{ path: string, reason?: string }> }).items
+    expect(rows.find(r => r.path === 'a/one.txt')?.reason).toBe('exists at the destination (overwrite never)')
   })
 
   it('include selects files by glob, in every directory', async () => {
