@@ -6,10 +6,12 @@ const READ_BACK_BYTES = 4 * 1024 * 1024
 
 /**
  * The whole object's digest when its ranges arrive out of order: the hash
- * follows the written prefix (the bytes from 0 up to the first gap) and reads
- * them back from the partial, where they were just written and still sit in
- * the page cache. It hashes exactly the bytes that will be renamed into
- * place, in order, so the digest means what a single stream's does.
+ * follows the written prefix (the bytes from 0 up to the first gap). A
+ * chunk handed to the writer exactly at the front is hashed as it goes by
+ * (offer), as the single-stream copy hashes beside its write; the rest is
+ * read back from the partial once it is in the file. It hashes exactly the
+ * bytes that will be renamed into place, in order, so the digest means what
+ * a single stream's does.
  */
 export class OrderedHash {
   private readonly hasher: Hasher
@@ -24,9 +26,23 @@ export class OrderedHash {
     this.readAt = readAt
   }
 
-  /** The written prefix now reaches `end`: hash up to it in the background. */
+  /**
+   * A chunk about to be written at `offset`: hashed now if it is the next
+   * byte of the prefix and no read-back is under way (else it is read back
+   * later, once in the file). Synchronous, so the caller may reuse the chunk
+   * once its write is done.
+   */
+  offer (offset: number, chunk: Uint8Array): void {
+    if (this.pumping !== undefined || this.error !== undefined || offset !== this.front) return
+    this.hasher.update(chunk)
+    this.front += chunk.byteLength
+  }
+
+  /** The prefix in the file now reaches `end`: hash up to it in the background. */
   advance (end: number): void {
     if (end > this.target) this.target = end
+    // No pump for nothing: while one is set, offer() hashes nothing (the front would move under its read).
+    if (this.front >= this.target) return
     this.pumping ??= this.pump().catch(err => { this.error ??= err }).finally(() => { this.pumping = undefined })
   }
 
