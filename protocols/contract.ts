@@ -144,6 +144,14 @@ export interface WriterAt {
   /** Reads back `length` bytes from `offset`; also after commit(), until abort() releases the object. */
   readAt(offset: number, length: number): Promise<Uint8Array>
   /**
+   * Reads back between 1 and `length` bytes from `offset` for a caller that
+   * reads the object once in order (a multi-stream copy's ordered hash):
+   * the bytes may sit in memory the writer reuses, and stay valid only until
+   * the second call after this one (one read may run ahead while the caller
+   * uses the bytes of the one before). Absent: readAt.
+   */
+  readBack?(offset: number, length: number): Promise<Uint8Array>
+  /**
    * A sequential way into one range from `offset`, for a caller that writes
    * it in order (a stream of a multi-stream copy): the plug-in may stage its
    * bytes (to write them past the page cache) until flush(). Absent: writeAt.

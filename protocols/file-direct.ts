@@ -34,10 +34,10 @@ const openFile: OpenDirect = async (path, flags) => await open(path, flags)
  * (EINVAL: some tmpfs, FUSE and NFS set-ups) or there is no /proc: the
  * writer then writes as it always did.
  */
-export async function openDirect (fh: FileHandle, openWith: OpenDirect = openFile): Promise<FileHandle | undefined> {
+export async function openDirect (fh: FileHandle, openWith: OpenDirect = openFile, access: number = O_WRONLY): Promise<FileHandle | undefined> {
   let direct: FileHandle
   try {
-    direct = await openWith(`/proc/self/fd/${fh.fd}`, O_WRONLY | O_DIRECT)
+    direct = await openWith(`/proc/self/fd/${fh.fd}`, access | O_DIRECT)
   } catch {
     return undefined
   }

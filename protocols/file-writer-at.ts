@@ -5,6 +5,7 @@ import { InvalidArgumentError, NoSpaceError, SourceChangedError } from '../mesh/
 import type { RangeOutput, WriterAt } from './contract.ts'
 import type { OpenDirect } from './file-direct.ts'
 import { openRangeOutput } from './file-range-output.ts'
+import { ReadBack } from './file-read-back.ts'
 import { fsError, isNoSpace } from './fs-errors.ts'
 import { checkFreeSpace, commitPartial, openPartialFile, partialName, removePartialFile } from './file-partial.ts'
 
@@ -75,6 +76,7 @@ class FileWriterAt implements WriterAt {
   #closed = false
   /** Ranges opened and not yet closed: closed with the handle, giving their staging memory back. */
   #ranges = new Set<RangeOutput>()
+  #readBack: ReadBack
 
   constructor (init: FileWriterAtInit, fh: FileHandle, dir: string, partial: string, resumed: boolean) {
     this.#init = init
@@ -82,6 +84,7 @@ class FileWriterAt implements WriterAt {
     this.#dir = dir
     this.#partial = partial
     this.resumed = resumed
+    this.#readBack = new ReadBack(fh, async (offset, length) => await this.readAt(offset, length), init.directIo, init.openDirect)
   }
 
   async writeAt (offset: number, chunks: Uint8Array[]): Promise<void> {
@@ -126,6 +129,12 @@ class FileWriterAt implements WriterAt {
     }
     ranges.add(range)
     return range
+  }
+
+  async readBack (offset: number, length: number): Promise<Uint8Array> {
+    this.#ensure('open')
+    this.#checkRange(offset, length)
+    return await this.#readBack.read(offset, length).catch(err => { throw fsError(err, this.#init.what) })
   }
 
   async readAt (offset: number, length: number): Promise<Uint8Array> {
@@ -198,6 +207,7 @@ class FileWriterAt implements WriterAt {
     if (this.#closed) return
     this.#closed = true
     await Promise.all([...this.#ranges].map(async r => await r.close().catch(() => {})))
+    await this.#readBack.close().catch(() => {})
     await this.#fh.close()
   }
 

@@ -48,7 +48,8 @@ async function copyRanges (deps: CopyDeps, job: Job, src: Resolved, dst: Resolve
   await journal.put(entry)
   log(writer.resumed ? 'resuming on several streams' : 'copying on several streams', { transferId: job.transferId, ranges: ranges.length, kept: durableBytes(ranges) })
   const hasher = newHasher(mode)
-  const ordered = hasher === undefined ? undefined : new OrderedHash(hasher, async (offset, length) => await writer.readAt(offset, length))
+  const readBack = writer.readBack === undefined ? undefined : writer.readBack.bind(writer)
+  const ordered = hasher === undefined ? undefined : new OrderedHash(hasher, readBack ?? (async (offset, length) => await writer.readAt(offset, length)), readBack !== undefined)
   const sink: RangeSink = new RangeSink({ writer, journal, entry, ranges, clock: deps.clock, syncEveryBytes: deps.syncEveryBytes, syncEveryMs: deps.syncEveryMs, onJournaled: () => { counters.journalCommits++ }, onInFile: () => ordered?.advance(contiguousEnd(ranges, sink.inFile)) })
   const progress = (bytesDone: number): void => deps.progress({ transferId: job.transferId, attempt: job.attempt, bytesDone, bytesTotal: version.size })
   // One meter for all the streams: progress is the sum of the ranges.

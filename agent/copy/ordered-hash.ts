@@ -1,7 +1,11 @@
-import { noteGarbage } from '../../mesh/index.ts'
+import { SourceChangedError, noteGarbage } from '../../mesh/index.ts'
 import type { Hasher } from './checksum.ts'
 
-/** Bytes read back per call: large reads keep the per-call cost small beside the hash's. */
+/**
+ * Bytes asked for per read back: large reads keep the per-call cost small
+ * beside the hash's (a reader past the page cache returns at most its
+ * buffer, 1 MiB).
+ */
 const READ_BACK_BYTES = 4 * 1024 * 1024
 
 /**
@@ -16,14 +20,17 @@ const READ_BACK_BYTES = 4 * 1024 * 1024
 export class OrderedHash {
   private readonly hasher: Hasher
   private readonly readAt: (offset: number, length: number) => Promise<Uint8Array>
+  /** readAt's bytes are in memory it reuses (not garbage for the GC). */
+  private readonly reused: boolean
   private front = 0
   private target = 0
   private pumping: Promise<void> | undefined
   private error: unknown
 
-  constructor (hasher: Hasher, readAt: (offset: number, length: number) => Promise<Uint8Array>) {
+  constructor (hasher: Hasher, readAt: (offset: number, length: number) => Promise<Uint8Array>, reused = false) {
     this.hasher = hasher
     this.readAt = readAt
+    this.reused = reused
   }
 
   /**
@@ -59,13 +66,21 @@ export class OrderedHash {
   }
 
   private async pump (): Promise<void> {
+    // One read runs ahead while the bytes before it are hashed (readAt's bytes stay valid that long: WriterAt.readBack).
+    let at = this.front
+    const readNext = (): Promise<Uint8Array> | undefined => at < this.target ? this.readAt(at, Math.min(READ_BACK_BYTES, this.target - at)) : undefined
+    let next = readNext()
     // Bounded: every round moves the front forward by at least one byte, up to the target.
-    while (this.front < this.target) {
-      const bytes = await this.readAt(this.front, Math.min(READ_BACK_BYTES, this.target - this.front))
+    while (next !== undefined) {
+      const bytes = await next
+      if (bytes.byteLength === 0) throw new SourceChangedError('the partial file returned no bytes where its ranges were written')
+      at += bytes.byteLength
+      next = readNext()
+      // Its failure is thrown by the await above in the next round; until then it must not go unhandled.
+      next?.catch(() => {})
       this.hasher.update(bytes)
       this.front += bytes.byteLength
-      // A fresh buffer per read, dropped here.
-      noteGarbage(bytes.byteLength)
+      if (!this.reused) noteGarbage(bytes.byteLength)
     }
   }
 }
