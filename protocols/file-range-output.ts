@@ -31,7 +31,8 @@ export interface RangeOutputInit {
 export async function openRangeOutput (init: RangeOutputInit): Promise<RangeOutput> {
   const direct = init.directIo === 'off' ? undefined : await openDirect(init.fh, init.openDirect)
   if (direct === undefined) return unstaged(init.offset, init.writeAt)
-  const out = new DirectOutput({ direct: new DirectFile(direct, init.fh, init.io, init.what), position: init.offset })
+  // Two buffers per range, not three: several ranges already keep the disk busy, and a third would be one more MiB of RSS per range.
+  const out = new DirectOutput({ direct: new DirectFile(direct, init.fh, init.io, init.what), position: init.offset, stages: 2 })
   // A sync's flush comes from another stream than the range's writes: DirectOutput takes one call at a time.
   const serial = new Serial()
   return {
