@@ -38,7 +38,9 @@ export async function openRangeOutput (init: RangeOutputInit): Promise<RangeOutp
   return {
     write: async chunk => { await serial.run(async () => { await out.write(chunk) }) },
     flush: async () => { await serial.run(async () => { await out.flush() }) },
-    close: async () => { await serial.run(async () => { await out.close() }) }
+    // Not queued: the writer closes its ranges from inside a write that failed (a full disk), which the queue would wait for.
+    // DirectOutput closes beside a running write as the sequential writer's does (its set then goes to the GC).
+    close: async () => { await out.close() }
   }
 }
 

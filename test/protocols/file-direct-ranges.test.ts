@@ -1,9 +1,11 @@
+import { execFileSync } from 'node:child_process'
 import { constants } from 'node:fs'
-import { mkdtemp, open, readFile, rm } from 'node:fs/promises'
+import { mkdtemp, open, readFile, readdir, rm, writeFile } from 'node:fs/promises'
 import type { FileHandle } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
+import { NoSpaceError } from '../../mesh/index.ts'
 import { alignedSetsOut, file } from '../../protocols/index.ts'
 import type { OpenDirect, WriterAt } from '../../protocols/index.ts'
 import { partialOpenDirect, takesDirectIo } from '../helpers/fdinfo.ts'
@@ -179,6 +181,48 @@ describe('file plug-in: ranges written past the page cache (O_DIRECT)', () => {
     await writer.commit()
     await writer.abort()
     expect(sha256(await readFile(join(base, 'refused-io.bin')))).toBe(sha256(bytes))
+    expect(alignedSetsOut()).toBe(0)
+  })
+})
+
+/** A real full file system: a 4 MiB tmpfs (it takes O_DIRECT on this kernel). Needs root and permission to mount. */
+async function mountSmallTmpfs (): Promise<string | undefined> {
+  const dir = await mkdtemp(join(tmpdir(), 'staccato-ranges-tmpfs-'))
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', dir], { stdio: 'ignore' })
+    return dir
+  } catch {
+    await rm(dir, { recursive: true, force: true })
+    return undefined
+  }
+}
+
+describe('ranges past the page cache on a disk that fills', async () => {
+  const small = await mountSmallTmpfs()
+  afterAll(async () => {
+    if (small === undefined) return
+    execFileSync('umount', [small])
+    await rm(small, { recursive: true, force: true })
+  })
+  const smallDirect = small !== undefined && await takesDirectIo(small)
+  const skip = small === undefined ? ' (SKIPPED: mounting a tmpfs needs root and mount permission)' : smallDirect ? '' : ' (SKIPPED: this kernel\'s tmpfs refuses O_DIRECT)'
+
+  it.skipIf(!smallDirect)(`reports no_space from a range's write and removes the partial, without hanging on its own ranges${skip}`, async () => {
+    const plugin = file({ volumes: [{ name: 'small', root: small!, readOnly: false }] })
+    const size = 3 * MiB
+    const writer = await plugin.openWriterAt!(new URL('file:///small/big.bin'), { key: 'k', size, resume: false })
+    // Another writer takes the space the free-space check saw.
+    await writeFile(join(small!, 'filler'), Buffer.alloc(3 * MiB))
+    const outs = await Promise.all([0, MiB + MiB / 2].map(async at => await writer.openRange!(at)))
+    const err = await (async () => {
+      const chunk = Buffer.alloc(MiB / 4, 1)
+      for (let i = 0; i < 6; i++) await Promise.all(outs.map(async o => { await o.write(chunk) }))
+      await Promise.all(outs.map(async o => { await o.flush() }))
+      await writer.sync()
+    })().catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(NoSpaceError)
+    await writer.abort()
+    expect(await readdir(small!)).toEqual(['filler'])
     expect(alignedSetsOut()).toBe(0)
   })
 })
