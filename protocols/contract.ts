@@ -143,12 +143,36 @@ export interface WriterAt {
   writeAt(offset: number, chunks: Uint8Array[]): Promise<void>
   /** Reads back `length` bytes from `offset`; also after commit(), until abort() releases the object. */
   readAt(offset: number, length: number): Promise<Uint8Array>
-  /** Makes everything written so far durable. */
+  /**
+   * Reads back between 1 and `length` bytes from `offset` for a caller that
+   * reads the object once in order (a multi-stream copy's ordered hash):
+   * the bytes may sit in memory the writer reuses, and stay valid only until
+   * the second call after this one (one read may run ahead while the caller
+   * uses the bytes of the one before). Absent: readAt.
+   */
+  readBack?(offset: number, length: number): Promise<Uint8Array>
+  /**
+   * A sequential way into one range from `offset`, for a caller that writes
+   * it in order (a stream of a multi-stream copy): the plug-in may stage its
+   * bytes (to write them past the page cache) until flush(). Absent: writeAt.
+   */
+  openRange?(offset: number): Promise<RangeOutput>
+  /** Makes everything written so far durable (not bytes still staged in a RangeOutput: flush it first). */
   sync(): Promise<void>
   /** Makes the object durable and atomically visible at the target: the object written, whatever its partial's name holds now. */
   commit(): Promise<void>
   /** Releases the writer; removes the partial object unless told to keep it (after commit it only releases). */
   abort(opts?: { keepPartial?: boolean }): Promise<void>
+}
+
+/** One range of a WriterAt, written in order from its start. */
+export interface RangeOutput {
+  /** Hands over the next bytes: they may stay staged until flush(); the chunk may be reused once this resolves. */
+  write(chunk: Uint8Array): Promise<void>
+  /** Puts every byte handed over into the object (readable by readAt; durable only after WriterAt.sync()). */
+  flush(): Promise<void>
+  /** Releases the staging memory; bytes not flushed are dropped. */
+  close(): Promise<void>
 }
 
 export interface Entry {

@@ -34,10 +34,10 @@ const openFile: OpenDirect = async (path, flags) => await open(path, flags)
  * (EINVAL: some tmpfs, FUSE and NFS set-ups) or there is no /proc: the
  * writer then writes as it always did.
  */
-export async function openDirect (fh: FileHandle, openWith: OpenDirect = openFile): Promise<FileHandle | undefined> {
+export async function openDirect (fh: FileHandle, openWith: OpenDirect = openFile, access: number = O_WRONLY): Promise<FileHandle | undefined> {
   let direct: FileHandle
   try {
-    direct = await openWith(`/proc/self/fd/${fh.fd}`, O_WRONLY | O_DIRECT)
+    direct = await openWith(`/proc/self/fd/${fh.fd}`, access | O_DIRECT)
   } catch {
     return undefined
   }
@@ -53,6 +53,8 @@ export interface DirectOutputInit {
   direct: DirectFile
   /** Where the next byte goes; the file holds exactly the bytes before it. */
   position: number
+  /** Staging buffers used of the set (at most STAGES_PER_WRITER): the others' pages are never touched. */
+  stages?: number
 }
 
 /** EINVAL at the first O_DIRECT write: the file system opened it but does not take it. */
@@ -145,10 +147,12 @@ export class DirectOutput {
   #inFlight: Array<Promise<void>> = []
   #last: Promise<void> = Promise.resolve()
   #closed = false
+  #stages: number
 
   constructor (init: DirectOutputInit) {
     this.#file = init.direct
     this.#stageAt = init.position
+    this.#stages = Math.min(STAGES_PER_WRITER, Math.max(2, init.stages ?? STAGES_PER_WRITER))
   }
 
   /** Bytes handed over: the file's end once flush() is done. */
@@ -222,10 +226,10 @@ export class DirectOutput {
         this.#aligned = true
       } catch {
         // No address space for another WebAssembly memory: ordinary buffers, through the page cache.
-        this.#set = Array.from({ length: STAGES_PER_WRITER }, () => Buffer.allocUnsafeSlow(STAGE_BYTES))
+        this.#set = Array.from({ length: this.#stages }, () => Buffer.allocUnsafeSlow(STAGE_BYTES))
         await this.#file.giveUp()
       }
-      this.#free = [...this.#set]
+      this.#free = this.#set.slice(0, this.#stages)
     }
     // Bounded: each wait ends one write, which frees its buffer (or throws).
     while (this.#free.length === 0) await this.#inFlight[0]

@@ -2,7 +2,10 @@ import { constants } from 'node:fs'
 import type { FileHandle } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
 import { InvalidArgumentError, NoSpaceError, SourceChangedError } from '../mesh/index.ts'
-import type { WriterAt } from './contract.ts'
+import type { RangeOutput, WriterAt } from './contract.ts'
+import type { OpenDirect } from './file-direct.ts'
+import { openRangeOutput } from './file-range-output.ts'
+import { ReadBack } from './file-read-back.ts'
 import { fsError, isNoSpace } from './fs-errors.ts'
 import { checkFreeSpace, commitPartial, openPartialFile, partialName, removePartialFile } from './file-partial.ts'
 
@@ -21,13 +24,18 @@ export interface FileWriterAtInit {
   /** Permission bits given to the object at commit. */
   mode?: number
   signal?: AbortSignal
+  /** Ranges opened with openRange() go past the page cache where the file system takes it ('auto'), or through it ('off'). */
+  directIo?: 'auto' | 'off'
+  /** Opens a range's O_DIRECT descriptor (a seam for tests: a refusal injected here). */
+  openDirect?: OpenDirect
 }
 
 /**
  * The file plug-in's WriterAt: the same partial file, defences and commit as
  * its sequential writer (file-partial.ts), written with positional I/O so that
  * pieces land in any order. The partial is sized up front and stays sparse
- * until written.
+ * until written. A range written in order (openRange) is staged and goes
+ * past the page cache where the file system takes it (file-range-output.ts).
  */
 export async function openFileWriterAt (init: FileWriterAtInit): Promise<WriterAt> {
   const { root, what, size } = init
@@ -66,6 +74,9 @@ class FileWriterAt implements WriterAt {
   #partial: string
   #state: 'open' | 'committed' | 'aborted' | 'failed' = 'open'
   #closed = false
+  /** Ranges opened and not yet closed: closed with the handle, giving their staging memory back. */
+  #ranges = new Set<RangeOutput>()
+  #readBack: ReadBack
 
   constructor (init: FileWriterAtInit, fh: FileHandle, dir: string, partial: string, resumed: boolean) {
     this.#init = init
@@ -73,6 +84,7 @@ class FileWriterAt implements WriterAt {
     this.#dir = dir
     this.#partial = partial
     this.resumed = resumed
+    this.#readBack = new ReadBack(fh, async (offset, length) => await this.readAt(offset, length), init.directIo, init.openDirect)
   }
 
   async writeAt (offset: number, chunks: Uint8Array[]): Promise<void> {
@@ -89,6 +101,40 @@ class FileWriterAt implements WriterAt {
       at += bytesWritten
       rest = after(rest, bytesWritten)
     }
+  }
+
+  async openRange (offset: number): Promise<RangeOutput> {
+    this.#ensure('open')
+    this.#checkRange(offset, 0)
+    const out = await openRangeOutput({ fh: this.#fh, offset, what: this.#init.what, io: async fn => await this.#io(fn), writeAt: async (at, chunks) => { await this.writeAt(at, chunks) }, directIo: this.#init.directIo, openDirect: this.#init.openDirect })
+    const ranges = this.#ranges
+    let at = offset
+    const range: RangeOutput = {
+      write: async chunk => {
+        this.#ensure('open')
+        this.#init.signal?.throwIfAborted()
+        // Checked before staging: a staged byte past the size would only fail at a later flush.
+        this.#checkRange(at, chunk.byteLength)
+        at += chunk.byteLength
+        await out.write(chunk)
+      },
+      flush: async () => {
+        this.#ensure('open')
+        await out.flush()
+      },
+      close: async () => {
+        ranges.delete(range)
+        await out.close()
+      }
+    }
+    ranges.add(range)
+    return range
+  }
+
+  async readBack (offset: number, length: number): Promise<Uint8Array> {
+    this.#ensure('open')
+    this.#checkRange(offset, length)
+    return await this.#readBack.read(offset, length).catch(err => { throw fsError(err, this.#init.what) })
   }
 
   async readAt (offset: number, length: number): Promise<Uint8Array> {
@@ -160,6 +206,8 @@ class FileWriterAt implements WriterAt {
   async #close (): Promise<void> {
     if (this.#closed) return
     this.#closed = true
+    await Promise.all([...this.#ranges].map(async r => await r.close().catch(() => {})))
+    await this.#readBack.close().catch(() => {})
     await this.#fh.close()
   }
 

@@ -137,7 +137,7 @@ export function file (init: FileOptions): ProtocolPlugin {
       if (!Number.isSafeInteger(opts.size) || opts.size < 0) throw new InvalidArgumentError(`${url.href}: size ${opts.size} is not a non-negative integer`)
       const { path, root, what } = await resolve(url, true)
       await assertNotDirectory(path, what)
-      return await openFileWriterAt({ target: path, root, what, key: opts.key, size: opts.size, resume: opts.resume, mtime: opts.mtime, mode: opts.mode, signal: opts.signal })
+      return await openFileWriterAt({ target: path, root, what, key: opts.key, size: opts.size, resume: opts.resume, mtime: opts.mtime, mode: opts.mode, signal: opts.signal, directIo: init.directIo, openDirect: init.openDirect })
     },
 
     async * walk (url: URL, opts?: OpOptions): AsyncGenerator<TreeEntry> {

@@ -1,6 +1,6 @@
 /** protocols/: the plug-in contract and the built-in plug-ins. Imports only mesh/. */
 export type {
-  Capabilities, ObjectVersion, StatResult, OpOptions, ReadOptions, WriteOptions, Writer, WriteAtOptions, WriterAt, Entry, TreeEntry, ProtocolPlugin, WholeFile, WholeRead, PutFilesOptions
+  Capabilities, ObjectVersion, StatResult, OpOptions, ReadOptions, WriteOptions, Writer, WriteAtOptions, WriterAt, RangeOutput, Entry, TreeEntry, ProtocolPlugin, WholeFile, WholeRead, PutFilesOptions
 } from './contract.ts'
 export { agent } from './agent.ts'
 export { connectOffered } from './agent-direct.ts'

@@ -47,9 +47,10 @@ async function copyRanges (deps: CopyDeps, job: Job, src: Resolved, dst: Resolve
   const entry = entryForJob(job, { version, checksumMode: mode, durableOffset: contiguousEnd(ranges, ranges.map(r => r.done)), ranges: ranges.map(r => ({ ...r })) })
   await journal.put(entry)
   log(writer.resumed ? 'resuming on several streams' : 'copying on several streams', { transferId: job.transferId, ranges: ranges.length, kept: durableBytes(ranges) })
-  const sink = new RangeSink({ writer, journal, entry, ranges, clock: deps.clock, syncEveryBytes: deps.syncEveryBytes, syncEveryMs: deps.syncEveryMs, onJournaled: () => { counters.journalCommits++ } })
   const hasher = newHasher(mode)
-  const ordered = hasher === undefined ? undefined : new OrderedHash(hasher, async (offset, length) => await writer.readAt(offset, length))
+  const readBack = writer.readBack === undefined ? undefined : writer.readBack.bind(writer)
+  const ordered = hasher === undefined ? undefined : new OrderedHash(hasher, readBack ?? (async (offset, length) => await writer.readAt(offset, length)), readBack !== undefined)
+  const sink: RangeSink = new RangeSink({ writer, journal, entry, ranges, clock: deps.clock, syncEveryBytes: deps.syncEveryBytes, syncEveryMs: deps.syncEveryMs, onJournaled: () => { counters.journalCommits++ }, onInFile: () => ordered?.advance(contiguousEnd(ranges, sink.inFile)) })
   const progress = (bytesDone: number): void => deps.progress({ transferId: job.transferId, attempt: job.attempt, bytesDone, bytesTotal: version.size })
   // One meter for all the streams: progress is the sum of the ranges.
   const meter = new Meter({ counters, from: src.plugin.scheme, to: dst.plugin.scheme, start: durableBytes(ranges), clock: deps.clock, everyMs: deps.progressEveryMs, progress })
@@ -67,8 +68,9 @@ async function copyRanges (deps: CopyDeps, job: Job, src: Resolved, dst: Resolve
     for await (const chunk of meter.count(throttled(read, deps.download, streams.signal))) {
       // A read does not watch the signal between chunks: stop here once another stream failed.
       streams.signal.throwIfAborted()
+      ordered?.offer(r.start + sink.written[i], chunk)
       await sink.write(i, chunk)
-      ordered?.advance(contiguousEnd(ranges, sink.written))
+      ordered?.advance(contiguousEnd(ranges, sink.inFile))
     }
     if (sink.written[i] !== r.end - r.start) throw new NetworkError(`range ${r.start}..${r.end} ended after ${sink.written[i]} of ${r.end - r.start} bytes`)
   }
@@ -86,10 +88,11 @@ async function copyRanges (deps: CopyDeps, job: Job, src: Resolved, dst: Resolve
     })
   }
   try {
+    await sink.open()
     await Promise.all([...ranges.keys()].map(async i => await failFast(pull(i))).concat(hasher === undefined ? [] : [failFast(askDigest())]))
     // The others then fail with the abort: the first failure is the cause.
     if (first !== undefined) throw first.error
-    await sink.settle()
+    await sink.finish()
     signal.throwIfAborted()
     meter.stop()
     progress(version.size)
@@ -105,6 +108,7 @@ async function copyRanges (deps: CopyDeps, job: Job, src: Resolved, dst: Resolve
     const e = toStaccatoError(signal.aborted ? signal.reason : err)
     const keepPartial = e.retryable && !(e instanceof SourceChangedError)
     await sink.settle().catch(() => {})
+    await sink.close().catch(() => {})
     // The transfer's own error is what gets reported; an abort that fails too leaves at most a partial, which the next attempt resumes or replaces.
     await writer.abort({ keepPartial }).catch(() => {})
     if (!keepPartial) {
