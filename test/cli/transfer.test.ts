@@ -58,6 +58,14 @@ describe('staccato transfer / agents against a real mesh', () => {
     expect(again.stdout).toMatch(/succeeded .*files 0 copied, 2 skipped, 0 failed of 2/)
     const bad = await runCli(['transfer', 'submit', 'agent://store-1/vol/tree/', 'agent://compute-1/vol/x/', '--sync', 'sometimes'], env)
     expect(bad.code).toBe(2)
+    const badLinks = await runCli(['transfer', 'submit', 'agent://store-1/vol/tree/', 'agent://compute-1/vol/x/', '--links', 'follow'], env)
+    expect(badLinks.code).toBe(2)
+    expect(badLinks.stderr).toBe('staccato: --links must be skip or copy\n')
+    // --links copy reaches the record and shows in `transfer show`.
+    const linked = await runCli(['transfer', 'submit', 'agent://store-1/vol/tree/', 'agent://compute-1/vol/tree-links/', '--links', 'copy', '--wait'], env)
+    expect(linked.code).toBe(0)
+    const linkedId = /^submitted (tr_\S+)$/m.exec(linked.stdout)?.[1] ?? ''
+    expect((await runCli(['transfer', 'show', linkedId], env)).stdout).toMatch(/^sync: +mtime, links copied$/m)
     const id = /^submitted (tr_\S+)$/m.exec(again.stdout)?.[1] ?? ''
     const files = await runCli(['transfer', 'files', id, '--state', 'skipped'], env)
     expect(files.code).toBe(0)
