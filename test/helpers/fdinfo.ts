@@ -1,5 +1,7 @@
+import { execFileSync } from 'node:child_process'
 import { constants } from 'node:fs'
-import { open, readFile, readdir, readlink, rm } from 'node:fs/promises'
+import { mkdtemp, open, readFile, readdir, readlink, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
 /**
@@ -43,5 +45,36 @@ export async function takesDirectIo (dir: string): Promise<boolean> {
     }
   } catch {
     return false
+  }
+}
+
+/** A real small file system that fills: a tmpfs of `mib` MiB, and whether it takes O_DIRECT there. */
+export interface SmallTmpfs {
+  /** Undefined when it could not be mounted (mounting needs root and permission to mount). */
+  dir: string | undefined
+  /** Mounted and takes O_DIRECT (this kernel's tmpfs does). */
+  direct: boolean
+  /** Appended to a skipped test's name: why it did not run. */
+  skip: string
+  unmount: () => Promise<void>
+}
+
+export async function smallTmpfs (mib: number): Promise<SmallTmpfs> {
+  const dir = await mkdtemp(join(tmpdir(), 'staccato-small-tmpfs-'))
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${mib}m`, 'tmpfs', dir], { stdio: 'ignore' })
+  } catch {
+    await rm(dir, { recursive: true, force: true })
+    return { dir: undefined, direct: false, skip: ' (SKIPPED: mounting a tmpfs needs root and mount permission)', unmount: async () => {} }
+  }
+  const direct = await takesDirectIo(dir)
+  return {
+    dir,
+    direct,
+    skip: direct ? '' : ' (SKIPPED: this kernel\'s tmpfs refuses O_DIRECT)',
+    unmount: async () => {
+      execFileSync('umount', [dir])
+      await rm(dir, { recursive: true, force: true })
+    }
   }
 }

@@ -1,4 +1,3 @@
-import { execFileSync } from 'node:child_process'
 import { constants } from 'node:fs'
 import { mkdtemp, open, readFile, readdir, rm, writeFile } from 'node:fs/promises'
 import type { FileHandle } from 'node:fs/promises'
@@ -8,7 +7,7 @@ import { afterAll, describe, expect, it } from 'vitest'
 import { NoSpaceError } from '../../mesh/index.ts'
 import { alignedSetsOut, file } from '../../protocols/index.ts'
 import type { OpenDirect, WriterAt } from '../../protocols/index.ts'
-import { partialOpenDirect, takesDirectIo } from '../helpers/fdinfo.ts'
+import { partialOpenDirect, smallTmpfs, takesDirectIo } from '../helpers/fdinfo.ts'
 import { MiB, sha256 } from './support.ts'
 
 /**
@@ -185,27 +184,13 @@ describe('file plug-in: ranges written past the page cache (O_DIRECT)', () => {
   })
 })
 
-/** A real full file system: a 4 MiB tmpfs (it takes O_DIRECT on this kernel). Needs root and permission to mount. */
-async function mountSmallTmpfs (): Promise<string | undefined> {
-  const dir = await mkdtemp(join(tmpdir(), 'staccato-ranges-tmpfs-'))
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', dir], { stdio: 'ignore' })
-    return dir
-  } catch {
-    await rm(dir, { recursive: true, force: true })
-    return undefined
-  }
-}
-
 describe('ranges past the page cache on a disk that fills', async () => {
-  const small = await mountSmallTmpfs()
-  afterAll(async () => {
-    if (small === undefined) return
-    execFileSync('umount', [small])
-    await rm(small, { recursive: true, force: true })
-  })
-  const smallDirect = small !== undefined && await takesDirectIo(small)
-  const skip = small === undefined ? ' (SKIPPED: mounting a tmpfs needs root and mount permission)' : smallDirect ? '' : ' (SKIPPED: this kernel\'s tmpfs refuses O_DIRECT)'
+  // A real full file system, 4 MiB (it takes O_DIRECT on this kernel).
+  const tmpfs = await smallTmpfs(4)
+  afterAll(tmpfs.unmount)
+  const small = tmpfs.dir
+  const smallDirect = tmpfs.direct
+  const skip = tmpfs.skip
 
   it.skipIf(!smallDirect)(`reports no_space from a range's write and removes the partial, without hanging on its own ranges${skip}`, async () => {
     const plugin = file({ volumes: [{ name: 'small', root: small!, readOnly: false }] })

@@ -1,4 +1,3 @@
-import { execFileSync } from 'node:child_process'
 import { mkdtemp, open, readFile, readdir, rm } from 'node:fs/promises'
 import type { FileHandle } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -7,7 +6,7 @@ import { afterAll, describe, expect, it } from 'vitest'
 import { NoSpaceError } from '../../mesh/index.ts'
 import { alignedSetsOut, file } from '../../protocols/index.ts'
 import type { OpenDirect, Writer } from '../../protocols/index.ts'
-import { partialFileFlags, partialOpenDirect, takesDirectIo } from '../helpers/fdinfo.ts'
+import { partialFileFlags, partialOpenDirect, smallTmpfs, takesDirectIo } from '../helpers/fdinfo.ts'
 import { MiB, collect, sha256 } from './support.ts'
 
 /**
@@ -171,27 +170,13 @@ describe('file plug-in: writes past the page cache (O_DIRECT)', () => {
   })
 })
 
-/** A real full file system: a 2 MiB tmpfs (it takes O_DIRECT on this kernel). Needs root and permission to mount. */
-async function mountSmallTmpfs (): Promise<string | undefined> {
-  const dir = await mkdtemp(join(tmpdir(), 'staccato-direct-tmpfs-'))
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', dir], { stdio: 'ignore' })
-    return dir
-  } catch {
-    await rm(dir, { recursive: true, force: true })
-    return undefined
-  }
-}
-
 describe('file plug-in past the page cache on a full disk', async () => {
-  const small = await mountSmallTmpfs()
-  afterAll(async () => {
-    if (small === undefined) return
-    execFileSync('umount', [small])
-    await rm(small, { recursive: true, force: true })
-  })
-  const smallDirect = small !== undefined && await takesDirectIo(small)
-  const skip = small === undefined ? ' (SKIPPED: mounting a tmpfs needs root and mount permission)' : smallDirect ? '' : ' (SKIPPED: this kernel\'s tmpfs refuses O_DIRECT)'
+  // A real full file system, 2 MiB (it takes O_DIRECT on this kernel).
+  const tmpfs = await smallTmpfs(2)
+  afterAll(tmpfs.unmount)
+  const small = tmpfs.dir
+  const smallDirect = tmpfs.direct
+  const skip = tmpfs.skip
 
   it.skipIf(!smallDirect)(`reports no_space mid-file and removes the partial${skip}`, async () => {
     const full = file({ volumes: [{ name: 'small', root: small!, readOnly: false }] })
