@@ -14,7 +14,7 @@ import { DurableSink } from '../copy/durable-sink.ts'
 import { throttled } from '../copy/stages.ts'
 import type { FileRun, ReadHandler } from './client.ts'
 import type { TreeSource } from './source.ts'
-import { DEFAULT_TREE_STREAMS, DEFAULT_TREE_SYNC, FINISHED_JOURNAL_BYTES, LARGE_BATCH_BYTES, READ_REQUEST_BYTES, carriedWhole, finishedAlready, groupFull, largeLane, requestBytes, splitLanes, syncDecision } from './policy.ts'
+import { DEFAULT_TREE_STREAMS, DEFAULT_TREE_SYNC, FINISHED_JOURNAL_BYTES, LARGE_BATCH_BYTES, READ_REQUEST_BYTES, carriedWhole, finishedAlready, groupFull, largeLane, linkDecision, requestBytes, splitLanes, syncDecision } from './policy.ts'
 import { PartFiles } from './parts.ts'
 import type { Lane } from './parts.ts'
 import { deleteExtra } from './mirror.ts'
@@ -375,6 +375,11 @@ export async function copyTree (deps: TreeCopyDeps, job: Job, source: TreeSource
     const makeLink = plugin.makeLink?.bind(plugin)
     if (makeLink === undefined || e.target === undefined) {
       failFile(e.path, new UnsupportedError(`the ${plugin.scheme} plug-in cannot make symbolic links`))
+      return
+    }
+    // Checked again here: the holder is a peer, and a link it sends out of the tree would point out of this one.
+    if (!linkDecision(e.path, e.target).copy || job.tree?.links !== 'copy') {
+      failFile(e.path, new ProtocolError(`the holder sent a link this tree does not copy (to ${JSON.stringify(e.target)})`))
       return
     }
     await dirsMade
