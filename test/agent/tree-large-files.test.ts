@@ -4,16 +4,17 @@ import { randomBytes } from 'node:crypto'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { NetworkError, parseLocation } from '../../mesh/index.ts'
-import type { Job, MeshNode } from '../../mesh/index.ts'
+import type { Job } from '../../mesh/index.ts'
 import { file } from '../../protocols/index.ts'
 import type { ProtocolPlugin, Writer } from '../../protocols/index.ts'
 import { newCounters } from '../../agent/counters.ts'
 import { copyTree } from '../../agent/tree/copy-tree.ts'
+import { treeCopyDeps } from './tree-fakes.ts'
 import type { TreeCopyDeps } from '../../agent/tree/copy-tree.ts'
 import { localTreeSource } from '../../agent/tree/local.ts'
 import type { ReadList, TreeSource } from '../../agent/tree/source.ts'
 import { FINISHED_JOURNAL_BYTES, LARGE_FILE_BYTES } from '../../agent/tree/policy.ts'
-import { FakeClock, MemJournal } from './copy/fakes.ts'
+import { MemJournal } from './copy/fakes.ts'
 
 const MiB = 1024 * 1024
 // Five files of 16 MiB: together past the 64 MiB a read batch held before large files had batches of their own.
@@ -60,10 +61,7 @@ describe('a tree of large files: one read batch for many, finished files journal
     const inner = localTreeSource(holder, 'a', 'agent://a/vol/tree/')
     const journal = new MemJournal()
     const counters = newCounters()
-    const deps: TreeCopyDeps = {
-      node: undefined as unknown as MeshNode, journal, counters, clock: new FakeClock(), log: () => {},
-      syncEveryBytes, syncEveryMs: 1000, progressEveryMs: 1000, progress: () => {}, treeFiles: async () => {}, treeStreams
-    }
+    const deps = treeCopyDeps({ journal, counters, syncEveryBytes, treeStreams })
     const plugin = wrap(file({ volumes: [{ name: 'vol', root: dst, readOnly: false }] }))
     const dstRef = { plugin, url: new URL(`file:///vol/${name}/`), location: parseLocation(`agent://b/vol/${name}/`, 'destination') }
     return { inner, deps, journal, counters, dstRef }

@@ -3,13 +3,11 @@ import { lstat, mkdir, mkdtemp, readlink, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseLocation } from '../../mesh/index.ts'
-import type { ControlParams, Job, MeshNode, TreeEntry } from '../../mesh/index.ts'
+import type { ControlParams, Job, TreeEntry } from '../../mesh/index.ts'
 import { file } from '../../protocols/index.ts'
-import { newCounters } from '../../agent/counters.ts'
 import { copyTree } from '../../agent/tree/copy-tree.ts'
-import type { TreeCopyDeps } from '../../agent/tree/copy-tree.ts'
+import { treeCopyDeps } from './tree-fakes.ts'
 import type { TreeSource } from '../../agent/tree/source.ts'
-import { FakeClock, MemJournal } from './copy/fakes.ts'
 
 /**
  * The receiving end of links: copy with a holder that lies. A holder is a
@@ -31,18 +29,7 @@ describe('a tree\'s links at the receiver, from a holder that may lie', () => {
       read: async () => { throw new Error('no file is read: the tree holds only links') }
     }
     const rows: ControlParams<'treeFiles'>['files'] = []
-    const deps: TreeCopyDeps = {
-      node: undefined as unknown as MeshNode,
-      journal: new MemJournal(),
-      counters: newCounters(),
-      clock: new FakeClock(),
-      log: () => {},
-      syncEveryBytes: 1 << 20,
-      syncEveryMs: 1000,
-      progressEveryMs: 1000,
-      progress: () => {},
-      treeFiles: async p => { rows.push(...p.files) }
-    }
+    const deps = treeCopyDeps({ treeFiles: async p => { rows.push(...p.files) } })
     const job: Job = { transferId: 'tr_links', attempt: 1, source: 'agent://a/vol/tree/', destination: 'agent://b/vol/copy/', tree: links === undefined ? {} : { links } }
     const plugin = file({ volumes: [{ name: 'vol', root: join(root, 'dst'), readOnly: false }] })
     const r = await copyTree(deps, job, source, { plugin, url: new URL('file:///vol/copy/'), location: parseLocation('agent://b/vol/copy/', 'destination') }, new AbortController().signal)

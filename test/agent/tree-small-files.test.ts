@@ -4,16 +4,16 @@ import { randomBytes } from 'node:crypto'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { TREE_BATCH, parseLocation } from '../../mesh/index.ts'
-import type { ControlParams, Job, MeshNode } from '../../mesh/index.ts'
+import type { ControlParams, Job } from '../../mesh/index.ts'
 import { file, syncfsCount } from '../../protocols/index.ts'
 import type { ProtocolPlugin } from '../../protocols/index.ts'
 import { newCounters } from '../../agent/counters.ts'
 import { copyTree } from '../../agent/tree/copy-tree.ts'
-import type { TreeCopyDeps } from '../../agent/tree/copy-tree.ts'
+import { treeCopyDeps } from './tree-fakes.ts'
 import { localTreeSource } from '../../agent/tree/local.ts'
 import type { TreeSource } from '../../agent/tree/source.ts'
 import { GROUP_FILES, SMALL_FILE_BYTES } from '../../agent/tree/policy.ts'
-import { FakeClock, MemJournal } from './copy/fakes.ts'
+import { MemJournal } from './copy/fakes.ts'
 
 const SMALL = 300
 const DAMAGED = 'd1/f0007.bin'
@@ -79,18 +79,7 @@ describe('a tree of small files: written in groups, never a damaged file at its 
       putFiles: async (files, opts) => { calls.putFiles++; calls.files += files.length; return await plain.putFiles!(files, opts) }
     }
     const rows: ControlParams<'treeFiles'>['files'] = []
-    const deps: TreeCopyDeps = {
-      node: undefined as unknown as MeshNode,
-      journal: new MemJournal(),
-      counters: newCounters(),
-      clock: new FakeClock(),
-      log: () => {},
-      syncEveryBytes: 1 << 20,
-      syncEveryMs: 1000,
-      progressEveryMs: 1000,
-      progress: () => {},
-      treeFiles: async p => { rows.push(...p.files) }
-    }
+    const deps = treeCopyDeps({ treeFiles: async p => { rows.push(...p.files) } })
     const job: Job = { transferId: 'tr_small', attempt: 1, source: 'agent://a/vol/tree/', destination: 'agent://b/vol/copy/' }
     const r = await copyTree(deps, job, source, { plugin, url: new URL('file:///vol/copy/'), location: parseLocation('agent://b/vol/copy/', 'destination') }, new AbortController().signal)
 
@@ -137,10 +126,7 @@ describe('a tree of small files: written in groups, never a damaged file at its 
     const journal = new MemJournal()
     const putTreeFiles = journal.putTreeFiles.bind(journal)
     journal.putTreeFiles = async (id, files) => { log.push({ t: 'journal', paths: files.map(f => f.path) }); await putTreeFiles(id, files) }
-    const deps: TreeCopyDeps = {
-      node: undefined as unknown as MeshNode, journal, counters: newCounters(), clock: new FakeClock(), log: () => {},
-      syncEveryBytes: 1 << 20, syncEveryMs: 1000, progressEveryMs: 1000, progress: () => {}, treeFiles: async () => {}
-    }
+    const deps = treeCopyDeps({ journal })
     const job: Job = { transferId: 'tr_order', attempt: 1, source: 'agent://a/vol/tree/', destination: 'agent://b/vol/copy/', tree: { sync: 'none' } }
     const syncsBefore = syncfsCount()
     const r = await copyTree(deps, job, source, { plugin, url: new URL('file:///vol/copy/'), location: parseLocation('agent://b/vol/copy/', 'destination') }, new AbortController().signal)
@@ -179,10 +165,7 @@ describe('a tree of small files: written in groups, never a damaged file at its 
       stat: async (url, opts) => { stated++; return await plain.stat(url, opts) },
       statMany: async (urls, opts) => { stated += urls.length; return await plain.statMany!(urls, opts) }
     }
-    const deps: TreeCopyDeps = {
-      node: undefined as unknown as MeshNode, journal: new MemJournal(), counters: newCounters(), clock: new FakeClock(), log: () => {},
-      syncEveryBytes: 1 << 20, syncEveryMs: 1000, progressEveryMs: 1000, progress: () => {}, treeFiles: async () => {}
-    }
+    const deps = treeCopyDeps()
     const dstRef = { plugin, url: new URL('file:///vol/copy/'), location: parseLocation('agent://b/vol/copy/', 'destination') }
     const job = (id: string): Job => ({ transferId: id, attempt: 1, source: 'agent://a/vol/tree/', destination: 'agent://b/vol/copy/' })
     const first = await copyTree(deps, job('tr_fresh'), source, dstRef, new AbortController().signal)
@@ -202,10 +185,7 @@ describe('a tree of small files: written in groups, never a damaged file at its 
     const journal = new MemJournal()
     const counters = newCounters()
     const rows: ControlParams<'treeFiles'>['files'] = []
-    const deps: TreeCopyDeps = {
-      node: undefined as unknown as MeshNode, journal, counters, clock: new FakeClock(), log: () => {},
-      syncEveryBytes: 1 << 20, syncEveryMs: 1000, progressEveryMs: 1000, progress: () => {}, treeFiles: async p => { rows.push(...p.files) }
-    }
+    const deps = treeCopyDeps({ journal, counters, treeFiles: async p => { rows.push(...p.files) } })
     const dstRef = { plugin, url: new URL('file:///vol/copy/'), location: parseLocation('agent://b/vol/copy/', 'destination') }
     const job = (attempt: number): Job => ({ transferId: 'tr_resume', attempt, source: 'agent://a/vol/tree/', destination: 'agent://b/vol/copy/', tree: { sync: 'none' } })
     const first = await copyTree(deps, job(1), source, dstRef, new AbortController().signal)
