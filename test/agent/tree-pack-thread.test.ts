@@ -93,10 +93,14 @@ describe('a holder\'s packs, read in the read thread', () => {
     // A shell appending to the file as fast as it can, beside the reads; killed at the end.
     const appender = spawn('sh', ['-c', `while :; do printf x >> '${growing}'; done`], { stdio: 'ignore' })
     try {
+      // Attempts before the shell runs could see no change (CI under load: the shell started after 200 of them had).
+      // Bounded: the condition, not a time, ends the wait.
+      for (let i = 0; i < 6000 && (await stat(growing)).size <= 1; i++) await new Promise(resolve => setTimeout(resolve, 10))
+      expect((await stat(growing)).size).toBeGreaterThan(1)
       // The growing file first, then 63 others: their opens lie between its first look and its read.
       const others = [...contents.keys()].filter(p => p.startsWith('d/f')).slice(0, 63).map(p => ({ url: new URL(`file:///vol/tree/${p}`) }))
       let changed = 0
-      for (let attempt = 0; attempt < 200 && changed === 0; attempt++) {
+      for (let attempt = 0; attempt < 2000 && changed === 0; attempt++) {
         const [r] = await plugin.readFiles!([{ url: new URL('file:///vol/growing.txt') }, ...others])
         if ('error' in r) {
           expect(r.error).toBeInstanceOf(SourceChangedError)
