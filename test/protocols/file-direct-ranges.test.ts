@@ -189,10 +189,8 @@ describe('ranges past the page cache on a disk that fills', async () => {
   const tmpfs = await smallTmpfs(4)
   afterAll(tmpfs.unmount)
   const small = tmpfs.dir
-  const smallDirect = tmpfs.direct
-  const skip = tmpfs.skip
 
-  it.skipIf(!smallDirect)(`reports no_space from a range's write and removes the partial, without hanging on its own ranges${skip}`, async () => {
+  it.skipIf(!tmpfs.direct)(`reports no_space from a range's write and removes the partial, without hanging on its own ranges${tmpfs.skip}`, async () => {
     const plugin = file({ volumes: [{ name: 'small', root: small!, readOnly: false }] })
     const size = 3 * MiB
     const writer = await plugin.openWriterAt!(new URL('file:///small/big.bin'), { key: 'k', size, resume: false })

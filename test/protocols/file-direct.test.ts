@@ -175,10 +175,8 @@ describe('file plug-in past the page cache on a full disk', async () => {
   const tmpfs = await smallTmpfs(2)
   afterAll(tmpfs.unmount)
   const small = tmpfs.dir
-  const smallDirect = tmpfs.direct
-  const skip = tmpfs.skip
 
-  it.skipIf(!smallDirect)(`reports no_space mid-file and removes the partial${skip}`, async () => {
+  it.skipIf(!tmpfs.direct)(`reports no_space mid-file and removes the partial${tmpfs.skip}`, async () => {
     const full = file({ volumes: [{ name: 'small', root: small!, readOnly: false }] })
     const writer = await full.write(new URL('file:///small/big.bin'), { offset: 0, key: 'k' })
     const chunk = Buffer.alloc(MiB + 1, 1)
